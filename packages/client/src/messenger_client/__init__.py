@@ -1,0 +1,1 @@
+"""messenger client."""

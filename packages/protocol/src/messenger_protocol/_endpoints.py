@@ -1,0 +1,238 @@
+"""The one table of endpoints. The server routes from it; the client calls from it.
+
+Each :class:`Endpoint` names its method, path template, the types of its body,
+query string and response, and whether it needs a bearer token. ``body`` says how
+the request body travels: ``json`` (a typed model), ``raw`` (file bytes, streamed),
+or ``none``. ``stream`` marks responses that are not a JSON model (the SSE event
+stream, file downloads).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+from . import _models as m
+from ._errors import ApiError, ErrorCode
+from ._limits import LOGIN_PATTERN
+
+API = "/api/v1"
+
+PATH_PARAM_TYPES: dict[str, type] = {
+    "chat_id": int,
+    "message_id": int,
+    "scheduled_id": int,
+    "complaint_id": int,
+    "login": str,
+    "file_id": str,
+    "key": str,
+}
+"""Type of every path parameter, by name."""
+
+_PARAM = re.compile(r"\{([a-z_]+)\}")
+_LOGIN = re.compile(LOGIN_PATTERN)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One operation of the API."""
+
+    name: str
+    method: Literal["GET", "POST", "DELETE"]
+    path: str
+    response: type | None
+    request: type | None = None
+    query: type | None = None
+    auth: bool = True
+    body: Literal["json", "raw", "none"] = "none"
+    stream: bool = False
+    summary: str = ""
+    tag: str = ""
+    params: tuple[str, ...] = field(init=False)
+    pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        params = tuple(_PARAM.findall(self.path))
+        for p in params:
+            if p not in PATH_PARAM_TYPES:
+                raise ValueError(f"{self.name}: unknown path parameter {p!r}")
+        regex = "^" + _PARAM.sub(lambda mt: f"(?P<{mt.group(1)}>[^/]+)", self.path) + "$"
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "pattern", re.compile(regex))
+        if self.request is not None and self.body != "json":
+            raise ValueError(f"{self.name}: a request type needs body='json'")
+
+    def url(self, **params: object) -> str:
+        """The path of this endpoint with ``params`` filled in (percent-encoded)."""
+        missing = set(self.params) - params.keys()
+        if missing:
+            raise TypeError(f"{self.name}: missing path parameters {sorted(missing)}")
+        return _PARAM.sub(lambda mt: quote(str(params[mt.group(1)]), safe=""), self.path)
+
+
+def _e(*args: Any, **kwargs: Any) -> Endpoint:
+    return Endpoint(*args, **kwargs)
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    # service
+    _e("health", "GET", "/healthz", m.Health, auth=False, summary="Liveness", tag="service"),
+    _e("openapi", "GET", f"{API}/openapi.json", None, auth=False, stream=True,
+       summary="This API as an OpenAPI 3.1 document", tag="service"),
+    # accounts
+    _e("register", "POST", f"{API}/auth/register", m.Session, m.Credentials, auth=False,
+       body="json", summary="Create an account and log in (/auth)", tag="accounts"),
+    _e("login", "POST", f"{API}/auth/login", m.Session, m.Credentials, auth=False, body="json",
+       summary="Log in (/login)", tag="accounts"),
+    _e("logout", "POST", f"{API}/auth/logout", m.Ok, summary="End this session", tag="accounts"),
+    _e("logout_all", "POST", f"{API}/auth/logout_all", m.Ok,
+       summary="End every session of this user", tag="accounts"),
+    _e("status", "GET", f"{API}/status", m.Status, summary="Connections, counts, chats, logins",
+       tag="accounts"),
+    _e("users", "GET", f"{API}/users", m.UserList, summary="All users with presence",
+       tag="accounts"),
+    _e("user", "GET", f"{API}/users/{{login}}", m.User, summary="One user with presence",
+       tag="accounts"),
+    _e("contacts", "GET", f"{API}/contacts", m.ContactList, summary="Contact list",
+       tag="contacts"),
+    _e("add_contact", "POST", f"{API}/contacts", m.Contact, m.AddContact, body="json",
+       summary="Add a contact", tag="contacts"),
+    _e("del_contact", "DELETE", f"{API}/contacts/{{login}}", m.Ok, summary="Remove a contact",
+       tag="contacts"),
+    # chats and messages
+    _e("chats", "GET", f"{API}/chats", m.ChatList, summary="Chats of this user with unread counts",
+       tag="chats"),
+    _e("chat", "GET", f"{API}/chats/{{chat_id}}", m.Chat, summary="One chat", tag="chats"),
+    _e("open_direct", "POST", f"{API}/direct", m.Chat, m.OpenDirect, body="json",
+       summary="Find or create the private conversation with a user", tag="chats"),
+    _e("create_chat", "POST", f"{API}/chats", m.Chat, m.CreateChat, body="json",
+       summary="Create a private group chat (/create)", tag="chats"),
+    _e("history", "GET", f"{API}/chats/{{chat_id}}/messages", m.MessagePage, query=m.HistoryQuery,
+       summary="A page of history, oldest first", tag="messages"),
+    _e("send", "POST", f"{API}/chats/{{chat_id}}/messages", m.Message, m.SendMessage, body="json",
+       summary="Post a message; committed before the answer; idempotent by client_id",
+       tag="messages"),
+    _e("message", "GET", f"{API}/messages/{{message_id}}", m.Message, summary="One message",
+       tag="messages"),
+    _e("mark_read", "POST", f"{API}/chats/{{chat_id}}/read", m.Chat, m.MarkRead, body="json",
+       summary="Mark a chat read up to a message", tag="messages"),
+    _e("unread", "GET", f"{API}/unread", m.Unread, summary="Unread messages per chat (/unread)",
+       tag="messages"),
+    _e("comment", "POST", f"{API}/messages/{{message_id}}/comments", m.Message, m.SendMessage,
+       body="json", summary="Comment on a message (/comment)", tag="threads"),
+    _e("thread", "GET", f"{API}/messages/{{message_id}}/thread", m.Thread,
+       summary="A message and its comments (/thread)", tag="threads"),
+    _e("mark_thread_read", "POST", f"{API}/messages/{{message_id}}/thread/read", m.Ok, m.MarkRead,
+       body="json", summary="Mark a thread read", tag="threads"),
+    # group chats
+    _e("members", "GET", f"{API}/chats/{{chat_id}}/members", m.Members, summary="Members of a chat",
+       tag="groups"),
+    _e("invite", "POST", f"{API}/chats/{{chat_id}}/members", m.Members, m.InviteUser, body="json",
+       summary="Owner adds a user (/invite)", tag="groups"),
+    _e("remove_member", "DELETE", f"{API}/chats/{{chat_id}}/members/{{login}}", m.Ok,
+       summary="Owner removes a member, or a member leaves", tag="groups"),
+    _e("create_link", "POST", f"{API}/chats/{{chat_id}}/links", m.InviteLink, m.CreateLink,
+       body="json", summary="Owner creates an invite key (/link)", tag="groups"),
+    _e("revoke_link", "DELETE", f"{API}/chats/{{chat_id}}/links/{{key}}", m.Ok,
+       summary="Owner revokes an invite key", tag="groups"),
+    _e("join", "POST", f"{API}/chats/join", m.JoinResult, m.JoinChat, body="json",
+       summary="Ask to join a chat, with or without a key (/join)", tag="groups"),
+    _e("join_requests", "GET", f"{API}/chats/{{chat_id}}/requests", m.JoinRequestList,
+       summary="Pending join requests (owner)", tag="groups"),
+    _e("approve", "POST", f"{API}/chats/{{chat_id}}/requests/{{login}}/approve", m.Members,
+       summary="Owner approves a join request (/approve)", tag="groups"),
+    _e("reject", "POST", f"{API}/chats/{{chat_id}}/requests/{{login}}/reject", m.Ok,
+       summary="Owner rejects a join request (/reject)", tag="groups"),
+    # files
+    _e("upload", "POST", f"{API}/files", m.Attachment, query=m.UploadQuery, body="raw",
+       summary="Upload a file as the raw body; attach its id to a message", tag="files"),
+    _e("download", "GET", f"{API}/files/{{file_id}}", None, stream=True,
+       summary="Download a file (Range supported)", tag="files"),
+    _e("chat_files", "GET", f"{API}/chats/{{chat_id}}/files", m.FileList,
+       summary="Files posted in a chat", tag="files"),
+    # time
+    _e("schedule", "POST", f"{API}/scheduled", m.ScheduledMessage, m.ScheduleMessage, body="json",
+       summary="Schedule a message (/schedule)", tag="scheduled"),
+    _e("scheduled", "GET", f"{API}/scheduled", m.ScheduledList,
+       summary="This user's scheduled messages (/scheduled)", tag="scheduled"),
+    _e("cancel_scheduled", "DELETE", f"{API}/scheduled/{{scheduled_id}}", m.ScheduledMessage,
+       summary="Cancel a pending scheduled message (/cancel)", tag="scheduled"),
+    # moderation
+    _e("complain", "POST", f"{API}/complaints", m.ComplaintResult, m.FileComplaint, body="json",
+       summary="Complain about a user (/complain)", tag="moderation"),
+    _e("admin_users", "GET", f"{API}/admin/users", m.AdminUserList, summary="All users (admin)",
+       tag="admin"),
+    _e("admin_complaints", "GET", f"{API}/admin/complaints", m.ComplaintList,
+       summary="Complaint queue (admin)", tag="admin"),
+    _e("admin_dismiss", "POST", f"{API}/admin/complaints/{{complaint_id}}/dismiss", m.Complaint,
+       summary="Dismiss a complaint (admin)", tag="admin"),
+    _e("admin_ban", "POST", f"{API}/admin/bans", m.User, m.BanUser, body="json",
+       summary="Ban a user (admin)", tag="admin"),
+    _e("admin_unban", "DELETE", f"{API}/admin/bans/{{login}}", m.User,
+       summary="Lift a ban (admin)", tag="admin"),
+    _e("admin_stats", "GET", f"{API}/admin/stats", m.ServerStats, summary="Server stats (admin)",
+       tag="admin"),
+    _e("admin_settings", "GET", f"{API}/admin/settings", m.Settings,
+       summary="Effective settings (admin)", tag="admin"),
+    # events
+    _e("events", "GET", f"{API}/events", None, query=m.EventsQuery, stream=True,
+       summary="Server-Sent Events; resume with Last-Event-ID", tag="events"),
+)  # fmt: skip
+
+BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}
+
+
+class Router:
+    """Finds the endpoint of a request line; sans-I/O, built once from the table."""
+
+    def __init__(self, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
+        self._static: dict[str, dict[str, Endpoint]] = {}
+        self._dynamic: list[Endpoint] = []
+        for ep in endpoints:
+            if ep.params:
+                self._dynamic.append(ep)
+            else:
+                self._static.setdefault(ep.path, {})[ep.method] = ep
+
+    def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, Any]]:
+        """The endpoint and typed path parameters, or ``not_found``/``method_not_allowed``."""
+        by_method = self._static.get(path)
+        if by_method is not None:
+            ep = by_method.get(method) or (by_method.get("GET") if method == "HEAD" else None)
+            if ep is None:
+                raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+            return ep, {}
+        allowed = False
+        for ep in self._dynamic:
+            found = ep.pattern.match(path)
+            if found is None:
+                continue
+            if ep.method != method and not (method == "HEAD" and ep.method == "GET"):
+                allowed = True
+                continue
+            return ep, _convert_params(found.groupdict())
+        if allowed:
+            raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+        raise ApiError(ErrorCode.NOT_FOUND, f"no such endpoint: {path}")
+
+
+def _convert_params(raw: dict[str, str]) -> dict[str, Any]:
+    from urllib.parse import unquote
+
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        text = unquote(value)
+        kind = PATH_PARAM_TYPES[name]
+        if kind is int:
+            if not text.isascii() or not text.isdigit() or len(text) > 18:
+                raise ApiError(ErrorCode.INVALID, f"{name} must be a positive integer")
+            out[name] = int(text)
+        else:
+            if name == "login" and not _LOGIN.match(text):
+                raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {text[:40]!r}")
+            if len(text) > 256:
+                raise ApiError(ErrorCode.INVALID, f"{name} is too long")
+            out[name] = text
+    return out

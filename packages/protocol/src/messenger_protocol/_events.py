@@ -1,0 +1,164 @@
+"""Live events, as they travel in the Server-Sent Events stream.
+
+Each event is one SSE frame::
+
+    id: 1234
+    event: message
+    data: {"type":"message","message":{...}}
+
+``id`` is a sequence number that only grows for a given user; a client that
+reconnects with ``Last-Event-ID: 1234`` receives exactly the events after it.
+Ephemeral events (presence, heartbeats) carry no ``id`` and are not replayed.
+When a client is further behind than the server keeps, it gets a ``reset``
+event and must refetch its state.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ._models import Chat, JoinRequest, Message, ScheduledMessage
+
+
+class BaseEvent(msgspec.Struct, frozen=True, tag_field="type"):
+    """Base of events; ``type`` is the tag."""
+
+
+class MessageCreated(BaseEvent, frozen=True, tag="message"):
+    """A new message (or comment, when ``message.thread_root`` is set)."""
+
+    message: Message
+
+
+class MessageUpdated(BaseEvent, frozen=True, tag="message_updated"):
+    """A message changed (e.g. its comment count)."""
+
+    message: Message
+
+
+class MessageDeleted(BaseEvent, frozen=True, tag="message_deleted"):
+    """A message disappeared: remove it from view and from caches."""
+
+    chat_id: int
+    message_id: int
+
+
+class ChatUpdated(BaseEvent, frozen=True, tag="chat"):
+    """The user joined a chat, or a chat they are in changed."""
+
+    chat: Chat
+
+
+class ChatLeft(BaseEvent, frozen=True, tag="chat_left"):
+    """The user left or was removed from a chat."""
+
+    chat_id: int
+    reason: str = ""
+
+
+class ReadMarker(BaseEvent, frozen=True, tag="read"):
+    """The user read a chat up to a message (on any of their clients)."""
+
+    chat_id: int
+    up_to: int
+    thread_root: int | None = None
+
+
+class JoinRequested(BaseEvent, frozen=True, tag="join_request"):
+    """Someone asks to join a chat the user owns."""
+
+    request: JoinRequest
+
+
+class JoinDecided(BaseEvent, frozen=True, tag="join_decision"):
+    """The owner approved or rejected the user's join request."""
+
+    chat_id: int
+    chat_name: str
+    approved: bool
+
+
+class ThreadActivity(BaseEvent, frozen=True, tag="thread"):
+    """A comment in a thread the user started or took part in."""
+
+    chat_id: int
+    root_id: int
+    comment: Message
+
+
+class Presence(BaseEvent, frozen=True, tag="presence"):
+    """A user came online or went offline (ephemeral)."""
+
+    login: str
+    online: bool
+    last_seen: float | None = None
+
+
+class Banned(BaseEvent, frozen=True, tag="banned"):
+    """The user (or, for admins, someone) was banned or unbanned."""
+
+    login: str
+    until: float | None
+    reason: str = ""
+
+
+class ScheduledUpdated(BaseEvent, frozen=True, tag="scheduled"):
+    """A scheduled message changed state (sent, failed, cancelled)."""
+
+    scheduled: ScheduledMessage
+
+
+class SessionEnded(BaseEvent, frozen=True, tag="session_ended"):
+    """This session was logged out (from another client)."""
+
+    session_id: str
+
+
+class Reset(BaseEvent, frozen=True, tag="reset"):
+    """The client is too far behind: drop cached state and refetch it."""
+
+    reason: str
+    last_event_id: int
+
+
+Event = (
+    MessageCreated
+    | MessageUpdated
+    | MessageDeleted
+    | ChatUpdated
+    | ChatLeft
+    | ReadMarker
+    | JoinRequested
+    | JoinDecided
+    | ThreadActivity
+    | Presence
+    | Banned
+    | ScheduledUpdated
+    | SessionEnded
+    | Reset
+)
+"""Every event a stream may carry."""
+
+EVENT_TYPES: tuple[type[BaseEvent], ...] = (
+    MessageCreated,
+    MessageUpdated,
+    MessageDeleted,
+    ChatUpdated,
+    ChatLeft,
+    ReadMarker,
+    JoinRequested,
+    JoinDecided,
+    ThreadActivity,
+    Presence,
+    Banned,
+    ScheduledUpdated,
+    SessionEnded,
+    Reset,
+)
+
+
+def event_name(event: BaseEvent) -> str:
+    """The SSE ``event:`` name of an event (its tag)."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag

@@ -1,0 +1,90 @@
+"""Limits and defaults that the server and every client agree on (SPEC §5).
+
+Each value here is the default; the server can be configured to other values
+(flags, ``MESSENGER_*`` env vars, TOML), and reports the effective ones to admins.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_HOST: Final = "127.0.0.1"
+"""Address the server binds to by default."""
+DEFAULT_PORT: Final = 8000
+"""TCP port the server binds to by default."""
+
+HISTORY_ON_CONNECT: Final = 20
+"""Messages of the general chat a client gets right after it connects."""
+HISTORY_PAGE_MAX: Final = 200
+"""Largest page of history one request may ask for."""
+
+MESSAGE_TTL_SECONDS: Final = 3600
+"""A delivered message disappears this long after delivery (0 = keep forever)."""
+MESSAGE_MAX_AGE_SECONDS: Final = 30 * 24 * 3600
+"""A message nobody fetched is deleted after this long anyway (disappearing mode only)."""
+
+RATE_LIMIT_MESSAGES: Final = 20
+"""Messages a user may post to the general chat per window."""
+RATE_LIMIT_WINDOW_SECONDS: Final = 3600
+"""Length of the fixed rate-limit window."""
+
+COMPLAINTS_TO_BAN: Final = 3
+"""Distinct users whose complaints ban the target."""
+BAN_SECONDS: Final = 4 * 3600
+"""How long an automatic ban lasts."""
+
+MAX_FILE_BYTES: Final = 5 * 1024 * 1024
+"""Largest file upload: 5,242,880 bytes."""
+MAX_FILE_NAME: Final = 255
+"""Longest display name of an uploaded file (characters, after sanitising)."""
+USER_QUOTA_BYTES: Final = 100 * 1024 * 1024
+"""Total bytes of files one user may have stored."""
+
+MAX_MESSAGE_TEXT: Final = 4000
+"""Longest message text, in characters."""
+MAX_ATTACHMENTS: Final = 10
+"""Most files one message may carry."""
+MAX_REQUEST_HEAD: Final = 16 * 1024
+"""Largest request line + headers, in bytes."""
+MAX_JSON_BODY: Final = 64 * 1024
+"""Largest JSON request body, in bytes."""
+IDLE_UNAUTHENTICATED_SECONDS: Final = 10.0
+"""An unauthenticated connection that sends nothing for this long is closed."""
+KEEPALIVE_IDLE_SECONDS: Final = 120.0
+"""An authenticated keep-alive connection idle for this long is closed."""
+SSE_HEARTBEAT_SECONDS: Final = 15.0
+"""Interval of comment heartbeats on an idle event stream."""
+
+LOGIN_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}$"
+"""Allowed logins: 1-32 characters, letters, digits, ``_ . -``, not starting with ``.``/``-``."""
+MAX_LOGIN: Final = 32
+"""Longest login."""
+MIN_PASSWORD: Final = 6
+"""Shortest password."""
+MAX_PASSWORD: Final = 256
+"""Longest password."""
+CHAT_NAME_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}$"
+"""Group chat names: the same alphabet as logins, 1-32 characters."""
+MAX_REASON: Final = 500
+"""Longest complaint reason."""
+MAX_DEVICE: Final = 64
+"""Longest device label a client may give at login."""
+CLIENT_ID_MAX: Final = 64
+"""Longest client-supplied idempotency id of a send."""
+
+SCHEDULE_MAX_AHEAD_SECONDS: Final = 365 * 24 * 3600
+"""How far in the future a message may be scheduled."""
+SCHEDULED_MAX_PENDING: Final = 100
+"""Most pending scheduled messages per user."""
+
+LOGIN_FAILURES_MAX: Final = 5
+"""Failed logins to one account per window before further attempts are throttled."""
+LOGIN_FAILURES_WINDOW_SECONDS: Final = 300
+"""Window of the login-failure throttle."""
+MAX_CONNECTIONS_PER_IP: Final = 256
+"""Simultaneous TCP connections one IP address may hold."""
+
+EVENT_QUEUE_MAX_BYTES: Final = 1024 * 1024
+"""Bytes of undelivered events a stream may buffer before it is cut (it resumes by id)."""
+EVENT_RETENTION: Final = 100_000
+"""Events the server keeps for resume; a client further behind gets a ``reset`` event."""

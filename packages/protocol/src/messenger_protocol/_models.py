@@ -1,0 +1,466 @@
+"""Typed bodies of every request and response.
+
+Request bodies forbid unknown fields, so a typo fails loudly; response bodies and
+entities accept new fields, so old clients keep working as the server grows. New
+fields always get defaults. Times are Unix seconds (UTC floats).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from . import _limits as L
+
+Login = Annotated[str, Meta(pattern=L.LOGIN_PATTERN, max_length=L.MAX_LOGIN)]
+Password = Annotated[str, Meta(min_length=L.MIN_PASSWORD, max_length=L.MAX_PASSWORD)]
+ChatName = Annotated[str, Meta(pattern=L.CHAT_NAME_PATTERN, max_length=32)]
+Text = Annotated[str, Meta(min_length=1, max_length=L.MAX_MESSAGE_TEXT)]
+ClientId = Annotated[str, Meta(min_length=1, max_length=L.CLIENT_ID_MAX)]
+Reason = Annotated[str, Meta(max_length=L.MAX_REASON)]
+Device = Annotated[str, Meta(max_length=L.MAX_DEVICE)]
+PageLimit = Annotated[int, Meta(ge=1, le=L.HISTORY_PAGE_MAX)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[int, Meta(ge=1)]
+
+ChatKind = Literal["general", "direct", "group"]
+ScheduledState = Literal["pending", "sent", "failed", "cancelled"]
+ComplaintState = Literal["open", "dismissed", "actioned"]
+JoinState = Literal["joined", "requested", "asked_owner", "already_member"]
+
+GENERAL_CHAT_ID = 1
+"""The general chat every user belongs to."""
+
+
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of request bodies and query strings: unknown fields are an error."""
+
+
+class Model(msgspec.Struct, frozen=True, omit_defaults=False):
+    """Base of responses and entities: unknown fields are ignored by readers."""
+
+
+# --- entities -------------------------------------------------------------
+
+
+class User(Model, frozen=True):
+    """A user as others see them."""
+
+    login: str
+    online: bool = False
+    last_seen: float | None = None
+    is_admin: bool = False
+    banned_until: float | None = None
+
+
+class Attachment(Model, frozen=True):
+    """A file attached to a message."""
+
+    id: str
+    name: str
+    size: int
+    mime: str
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+
+
+class Message(Model, frozen=True):
+    """A message in a chat, or a comment under a root message (``thread_root``)."""
+
+    id: int
+    chat_id: int
+    author: str
+    text: str
+    created_at: float
+    client_id: str | None = None
+    thread_root: int | None = None
+    comment_count: int = 0
+    last_comment_at: float | None = None
+    attachments: list[Attachment] = []
+    scheduled_id: int | None = None
+
+
+class Chat(Model, frozen=True):
+    """A chat as one user sees it (``unread`` and ``name`` are per user)."""
+
+    id: int
+    kind: ChatKind
+    name: str
+    """``general``, ``@peer`` for a private conversation, or the group's name."""
+    owner: str | None = None
+    peer: str | None = None
+    members: int = 0
+    unread: int = 0
+    last_read: int = 0
+    last_message_at: float | None = None
+
+
+class InviteLink(Model, frozen=True):
+    """An invite key of a group chat; joining with it files a request."""
+
+    key: str
+    chat_id: int
+    chat_name: str
+    link: str
+    created_at: float
+    expires_at: float | None = None
+    max_uses: int | None = None
+    uses: int = 0
+
+
+class JoinRequest(Model, frozen=True):
+    """A user asking to join a group chat."""
+
+    chat_id: int
+    chat_name: str
+    login: str
+    created_at: float
+    with_key: bool = False
+
+
+class Connection(Model, frozen=True):
+    """One live session of a user."""
+
+    session_id: str
+    address: str
+    device: str
+    connected_at: float
+    streaming: bool = False
+    current: bool = False
+
+
+class LoginRecord(Model, frozen=True):
+    """One login attempt."""
+
+    at: float
+    address: str
+    device: str = ""
+    success: bool = True
+
+
+class OwnedChat(Model, frozen=True):
+    """A group chat the user owns, with its active invite keys."""
+
+    chat: Chat
+    links: list[InviteLink] = []
+    pending_requests: list[JoinRequest] = []
+
+
+class Contact(Model, frozen=True):
+    """A login in the user's contact list."""
+
+    login: str
+    online: bool = False
+    last_seen: float | None = None
+    added_at: float = 0.0
+
+
+class ScheduledMessage(Model, frozen=True):
+    """A message waiting to go out at ``send_at``."""
+
+    id: int
+    chat_id: int
+    text: str
+    send_at: float
+    created_at: float
+    state: ScheduledState = "pending"
+    failure: str | None = None
+    message_id: int | None = None
+
+
+class Complaint(Model, frozen=True):
+    """A complaint of one user about another."""
+
+    id: int
+    author: str
+    target: str
+    reason: str
+    created_at: float
+    message_id: int | None = None
+    state: ComplaintState = "open"
+
+
+class AdminUser(Model, frozen=True):
+    """A user as an admin sees them."""
+
+    login: str
+    online: bool
+    created_at: float
+    last_login_at: float | None = None
+    last_login_address: str | None = None
+    messages: int = 0
+    complaints: int = 0
+    banned_until: float | None = None
+    is_admin: bool = False
+
+
+class ServerStats(Model, frozen=True):
+    """Live numbers of a running server."""
+
+    uptime: float
+    connections: int
+    streams: int
+    users: int
+    users_online: int
+    messages: int
+    messages_per_second: float
+    storage_bytes: int
+    files_bytes: int
+
+
+# --- requests -------------------------------------------------------------
+
+
+class Credentials(Request, frozen=True):
+    """Login and password, for registering and for logging in."""
+
+    login: Login
+    password: Password
+    device: Device = ""
+
+
+class SendMessage(Request, frozen=True):
+    """A message to post. ``client_id`` makes a retried send idempotent."""
+
+    text: Annotated[str, Meta(max_length=L.MAX_MESSAGE_TEXT)]
+    client_id: ClientId | None = None
+    attachments: Annotated[list[str], Meta(max_length=L.MAX_ATTACHMENTS)] = []
+
+
+class OpenDirect(Request, frozen=True):
+    """Open (find or create) the private conversation with a user."""
+
+    login: Login
+
+
+class CreateChat(Request, frozen=True):
+    """Create a private group chat; the creator owns it."""
+
+    name: ChatName
+
+
+class InviteUser(Request, frozen=True):
+    """The owner adds a user to a group chat."""
+
+    login: Login
+
+
+class CreateLink(Request, frozen=True):
+    """The owner creates an invite key."""
+
+    expires_in: Seconds | None = None
+    max_uses: PositiveInt | None = None
+
+
+class JoinChat(Request, frozen=True):
+    """Ask to join a group chat, with an invite key or without one."""
+
+    name: ChatName
+    key: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class MarkRead(Request, frozen=True):
+    """Everything up to and including message ``up_to`` has been read."""
+
+    up_to: Annotated[int, Meta(ge=0)]
+
+
+class AddContact(Request, frozen=True):
+    """Add a login to the contact list."""
+
+    login: Login
+
+
+class ScheduleMessage(Request, frozen=True):
+    """Send ``text`` to chat ``chat_id`` at ``send_at`` (Unix seconds)."""
+
+    chat_id: PositiveInt
+    text: Text
+    send_at: float
+
+
+class FileComplaint(Request, frozen=True):
+    """Complain about a user, optionally pointing at a message."""
+
+    login: Login
+    reason: Reason = ""
+    message_id: PositiveInt | None = None
+
+
+class BanUser(Request, frozen=True):
+    """An admin bans a user for ``seconds``."""
+
+    login: Login
+    seconds: Seconds
+    reason: Reason = ""
+
+
+# --- query strings --------------------------------------------------------
+
+
+class HistoryQuery(Request, frozen=True):
+    """Paging of history: messages older than ``before`` (newest first)."""
+
+    before: PositiveInt | None = None
+    after: Annotated[int, Meta(ge=0)] | None = None
+    limit: PageLimit = L.HISTORY_ON_CONNECT
+
+
+class UploadQuery(Request, frozen=True):
+    """Display name of an uploaded file (the type is sniffed, never taken from it)."""
+
+    name: Annotated[str, Meta(max_length=1024)] = ""
+
+
+class EventsQuery(Request, frozen=True):
+    """Where an event stream resumes (``Last-Event-ID`` wins when both are given)."""
+
+    last_event_id: Annotated[int, Meta(ge=0)] | None = None
+
+
+# --- responses ------------------------------------------------------------
+
+
+class Ok(Model, frozen=True):
+    """A request that has nothing else to say succeeded."""
+
+    ok: bool = True
+
+
+class Session(Model, frozen=True):
+    """A logged-in session; send ``token`` as ``Authorization: Bearer``."""
+
+    token: str
+    session_id: str
+    user: User
+    last_event_id: int = 0
+    """Id of the newest event at login: a stream that starts here misses nothing."""
+
+
+class MessagePage(Model, frozen=True):
+    """A page of history, oldest first."""
+
+    messages: list[Message]
+    has_more: bool
+
+
+class Thread(Model, frozen=True):
+    """A root message and its comments, oldest first."""
+
+    root: Message
+    comments: list[Message]
+    unread: int = 0
+
+
+class ChatList(Model, frozen=True):
+    """The chats a user belongs to."""
+
+    chats: list[Chat]
+
+
+class UserList(Model, frozen=True):
+    """All users with their presence."""
+
+    users: list[User]
+
+
+class ContactList(Model, frozen=True):
+    """A user's contacts."""
+
+    contacts: list[Contact]
+
+
+class Members(Model, frozen=True):
+    """Members of a chat."""
+
+    chat_id: int
+    members: list[User]
+
+
+class UnreadChat(Model, frozen=True):
+    """Unread messages of one chat."""
+
+    chat: Chat
+    count: int
+    messages: list[Message]
+
+
+class Unread(Model, frozen=True):
+    """Everything unread, per chat."""
+
+    chats: list[UnreadChat]
+    total: int
+
+
+class Status(Model, frozen=True):
+    """What ``/status`` shows (SPEC F7)."""
+
+    user: User
+    connections: list[Connection]
+    private_sent: int
+    private_received: int
+    owned_chats: list[OwnedChat]
+    member_chats: list[Chat]
+    logins: list[LoginRecord]
+    banned_until: float | None = None
+
+
+class JoinResult(Model, frozen=True):
+    """Outcome of a join: joined at once, a request filed, or the owner asked."""
+
+    state: JoinState
+    chat: Chat | None = None
+
+
+class JoinRequestList(Model, frozen=True):
+    """Pending join requests of a chat."""
+
+    requests: list[JoinRequest]
+
+
+class FileList(Model, frozen=True):
+    """Files posted in a chat, newest first."""
+
+    files: list[Attachment]
+
+
+class ScheduledList(Model, frozen=True):
+    """A user's scheduled messages."""
+
+    scheduled: list[ScheduledMessage]
+
+
+class ComplaintResult(Model, frozen=True):
+    """Outcome of a complaint: how many distinct users complained, and any ban."""
+
+    complaint: Complaint
+    distinct_complaints: int
+    banned_until: float | None = None
+
+
+class ComplaintList(Model, frozen=True):
+    """The complaint queue."""
+
+    complaints: list[Complaint]
+
+
+class AdminUserList(Model, frozen=True):
+    """All users as an admin sees them."""
+
+    users: list[AdminUser]
+
+
+class Settings(Model, frozen=True):
+    """Effective server settings (read-only)."""
+
+    values: dict[str, str | int | float | bool | None]
+
+
+class Health(Model, frozen=True):
+    """Liveness."""
+
+    status: str = "ok"
+    version: str = ""

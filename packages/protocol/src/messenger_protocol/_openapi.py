@@ -1,0 +1,108 @@
+"""The OpenAPI 3.1 document, generated from the endpoint table and the models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._endpoints import ENDPOINTS, PATH_PARAM_TYPES, Endpoint
+from ._errors import STATUS_OF, ErrorBody
+from ._events import Event
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(kind: type) -> dict[str, str]:
+    return {"$ref": _REF.format(name=kind.__name__)}
+
+
+def _query_parameters(kind: type, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = schemas.get(kind.__name__, {})
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": ep.name, "summary": ep.summary, "tags": [ep.tag]}
+    params: list[dict[str, Any]] = [
+        {
+            "name": p,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer" if PATH_PARAM_TYPES[p] is int else "string"},
+        }
+        for p in ep.params
+    ]
+    if ep.query is not None:
+        params += _query_parameters(ep.query, schemas)
+    if ep.name == "events":
+        params.append(
+            {"name": "Last-Event-ID", "in": "header", "required": False,
+             "schema": {"type": "string"}}
+        )  # fmt: skip
+    if params:
+        op["parameters"] = params
+    if ep.request is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(ep.request)}},
+        }
+    elif ep.body == "raw":
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                "format": "binary"}}},
+        }  # fmt: skip
+    if ep.response is not None:
+        ok: dict[str, Any] = {
+            "description": "OK",
+            "content": {"application/json": {"schema": _ref(ep.response)}},
+        }
+    elif ep.name == "events":
+        ok = {
+            "description": "An endless text/event-stream; each data line is an Event",
+            "content": {"text/event-stream": {"schema": _ref_name("Event")}},
+        }
+    else:
+        ok = {"description": "The bytes", "content": {"*/*": {}}}
+    error = {"description": "Error", "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+    op["responses"] = {"200": ok, "4XX": error, "5XX": error}
+    if ep.auth:
+        op["security"] = [{"bearer": []}]
+    return op
+
+
+def _ref_name(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
+    """The whole API as an OpenAPI 3.1 document (a JSON-ready dict)."""
+    kinds: list[Any] = [ErrorBody]
+    for ep in ENDPOINTS:
+        kinds += [k for k in (ep.request, ep.response, ep.query) if k is not None]
+    kinds.append(Event)
+    unique = list(dict.fromkeys(kinds))
+    refs, schemas = msgspec.json.schema_components(unique, ref_template=_REF)
+    schemas["Event"] = refs[unique.index(Event)]
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in ENDPOINTS:
+        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "messenger",
+            "version": version,
+            "description": "Self-hosted team messenger. Errors: "
+            + ", ".join(f"{c.value} ({s})" for c, s in STATUS_OF.items()),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
