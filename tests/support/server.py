@@ -1,0 +1,111 @@
+"""Start the real ``messenger-server`` as a process on a free port for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """One real server process with its own data dir; restartable on the same port."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        clock_file: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.clock_file = clock_file
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-stderr.log"
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def set_time(self, now: float) -> None:
+        """Move the server's clock (needs ``clock_file``)."""
+        assert self.clock_file is not None, "start the server with a clock_file"
+        tmp = self.clock_file.with_suffix(".tmp")
+        tmp.write_text(repr(now))
+        tmp.replace(self.clock_file)
+
+    def start(self) -> None:
+        """Start the process and wait until /healthz answers."""
+        env = {**os.environ, **self.env}
+        if self.clock_file is not None:
+            env["MESSENGER_TEST_CLOCK_FILE"] = str(self.clock_file)
+        cmd = [
+            sys.executable, "-m", "messenger_server",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--data-dir", str(self.data_dir), *self.args,
+        ]  # fmt: skip
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server did not start in {START_TIMEOUT} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or say goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        """Stop cleanly and start again on the same port and data dir."""
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        """What the server wrote to stderr so far."""
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except FileNotFoundError:
+            return ""
