@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmarks: a server process, raw HTTP, result files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.server import ServerProcess, free_port
+
+__all__ = ["ServerProcess", "compare", "free_port", "http_request", "percentile", "save"]
+
+
+async def http_request(
+    host: str, port: int, method: str, path: str, body: bytes = b"", token: str = ""
+) -> tuple[int, bytes]:
+    """One request on a fresh connection; returns (status, body)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    data = await reader.read()
+    writer.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), rest
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of values, 0 when empty."""
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, int(q) - 1))]
+
+
+def save(path: Path, results: dict[str, Any]) -> None:
+    """Write results as JSON."""
+    path.write_text(json.dumps(results, indent=2, sort_keys=True))
+
+
+def compare(results: dict[str, Any], baseline_path: Path) -> None:
+    """Print each number next to the baseline's and their ratio."""
+    base = json.loads(baseline_path.read_text())
+    for key, value in sorted(results.items()):
+        if isinstance(value, int | float) and isinstance(base.get(key), int | float) and base[key]:
+            print(f"  {key:32} {value:14.3f}  baseline {base[key]:14.3f}  x{value / base[key]:.2f}")

@@ -1,0 +1,251 @@
+"""Fan-out benchmark: N live event streams, S senders, deliveries/s and latency.
+
+    uv run python bench/fanout.py --streams 100 1000 --messages 2000 --senders 4
+    uv run python bench/fanout.py --save bench/results/fanout.local.json
+    uv run python bench/fanout.py --baseline bench/results/fanout.local.json
+
+The server runs as its own process; this script is the load generator, written on raw
+asyncio protocols (a high-level HTTP client would be the bottleneck). Each message
+carries its send time (CLOCK_MONOTONIC, shared by processes on one machine), so a
+sample of receivers measures send -> receive latency. If ``redis-server`` is on PATH,
+the same generator also runs against Redis pub/sub as the reference (SPEC §7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from _common import ServerProcess, compare, free_port, http_request, percentile, save
+
+STAMP = re.compile(rb"t=(\d+)")
+
+
+class Receiver(asyncio.Protocol):
+    """Counts SSE frames; optionally records latency from the stamps inside them."""
+
+    def __init__(self, request: bytes, sample: bool, latencies: list[float]) -> None:
+        self.request = request
+        self.sample = sample
+        self.latencies = latencies
+        self.frames = 0
+        self.ready = asyncio.get_running_loop().create_future()
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.ready.done() and b"\r\n\r\n" in data:
+            self.ready.set_result(None)
+        chunk = self.tail + data
+        self.frames += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+        self.tail = chunk[-8:]
+        if self.sample:
+            now = time.monotonic_ns()
+            for stamp in STAMP.findall(data):
+                self.latencies.append((now - int(stamp)) / 1e6)
+
+
+async def register(host: str, port: int, login: str) -> str:
+    body = json.dumps({"login": login, "password": "benchmark"}).encode()
+    status, data = await http_request(host, port, "POST", "/api/v1/auth/register", body)
+    if status != 200:
+        raise RuntimeError(f"register {login}: {status} {data[:200]!r}")
+    token: str = json.loads(data)["token"]
+    return token
+
+
+async def sender(host: str, port: int, token: str, count: int, path: str) -> None:
+    """Sends `count` messages back to back on one keep-alive connection."""
+    reader, writer = await asyncio.open_connection(host, port)
+    for i in range(count):
+        text = f"bench t={time.monotonic_ns()} " + "x" * 100
+        body = json.dumps({"text": text}).encode()
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"send {i}: {head[:100]!r}")
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        await reader.readexactly(length)
+    writer.close()
+
+
+async def run_messenger(streams: int, messages: int, senders: int, users: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = ServerProcess(
+            Path(tmp) / "data",
+            args=["--rate-limit-messages", "1000000000", "--log-level", "WARNING",
+                  "--max-connections-per-ip", str(streams + senders + 100)],
+        )  # fmt: skip
+        srv.start()
+        try:
+            return await _drive(srv, streams, messages, senders, users)
+        finally:
+            srv.stop()
+
+
+async def _drive(
+    srv: ServerProcess, streams: int, messages: int, senders: int, users: int
+) -> dict[str, Any]:
+    host, port = "127.0.0.1", srv.port
+    loop = asyncio.get_running_loop()
+    tokens = [await register(host, port, f"recv{i}") for i in range(users)]
+    send_tokens = [await register(host, port, f"send{i}") for i in range(senders)]
+    latencies: list[float] = []
+    receivers: list[Receiver] = []
+    for i in range(streams):
+        req = (
+            f"GET /api/v1/events HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer "
+            f"{tokens[i % users]}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+        rec = Receiver(req, sample=i % max(1, streams // 20) == 0, latencies=latencies)
+        await loop.create_connection(lambda rec=rec: rec, host, port)  # type: ignore[misc]
+        receivers.append(rec)
+    await asyncio.gather(*(r.ready for r in receivers))
+    await asyncio.sleep(0.5)  # let presence events settle before counting
+    for r in receivers:
+        r.frames = 0
+    latencies.clear()
+    proc = psutil.Process(srv.proc.pid)  # type: ignore[union-attr]
+    cpu0 = proc.cpu_times()
+    expected = streams * messages
+    t0 = time.perf_counter()
+    per_sender = messages // senders
+    await asyncio.gather(
+        *(sender(host, port, t, per_sender, "/api/v1/chats/1/messages") for t in send_tokens)
+    )
+    sent_time = time.perf_counter() - t0
+    deadline = time.monotonic() + 60
+    while sum(r.frames for r in receivers) < per_sender * senders * streams:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    cpu1 = proc.cpu_times()
+    delivered = sum(r.frames for r in receivers)
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {
+        "streams": streams,
+        "messages": per_sender * senders,
+        "expected_deliveries": per_sender * senders * streams if expected else 0,
+        "delivered": delivered,
+        "sends_per_s": per_sender * senders / sent_time,
+        "deliveries_per_s": delivered / elapsed,
+        "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p99_ms": percentile(latencies, 99),
+        "server_rss_mb": proc.memory_info().rss / 2**20,
+    }
+
+
+async def run_redis(streams: int, messages: int, senders: int) -> dict[str, Any] | None:
+    """The same shape of load against redis-server pub/sub, as the reference."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
+        [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--maxclients", "20000"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        latencies: list[float] = []
+        receivers: list[Receiver] = []
+        sub = b"*2\r\n$9\r\nSUBSCRIBE\r\n$7\r\ngeneral\r\n"
+        for i in range(streams):
+            rec = Receiver(sub, sample=i % max(1, streams // 20) == 0, latencies=latencies)
+            rec.ready = loop.create_future()
+            await loop.create_connection(lambda rec=rec: rec, "127.0.0.1", port)  # type: ignore[misc]
+            receivers.append(rec)
+        await asyncio.sleep(0.5)
+        ps = psutil.Process(proc.pid)
+        cpu0 = ps.cpu_times()
+        per_sender = messages // senders
+
+        async def publish(count: int) -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(count):
+                text = f"id: t={time.monotonic_ns()} " + "x" * 100
+                payload = text.encode()
+                writer.write(
+                    b"*3\r\n$7\r\nPUBLISH\r\n$7\r\ngeneral\r\n$%d\r\n%s\r\n"
+                    % (len(payload), payload)
+                )
+                await reader.readline()
+            writer.close()
+
+        for r in receivers:
+            r.frames = 0
+        t0 = time.perf_counter()
+        await asyncio.gather(*(publish(per_sender) for _ in range(senders)))
+        deadline = time.monotonic() + 60
+        while sum(r.frames for r in receivers) < per_sender * senders * streams:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - t0
+        cpu1 = ps.cpu_times()
+        delivered = sum(r.frames for r in receivers)
+        cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        return {
+            "deliveries_per_s": delivered / elapsed,
+            "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
+            "latency_p50_ms": percentile(latencies, 50),
+            "latency_p99_ms": percentile(latencies, 99),
+        }
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--users", type=int, default=10, help="distinct receiving users")
+    parser.add_argument("--save", type=Path)
+    parser.add_argument("--baseline", type=Path)
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    for n in args.streams:
+        res = asyncio.run(run_messenger(n, args.messages, args.senders, min(args.users, n)))
+        print(f"messenger, {n} streams:")
+        for key, value in res.items():
+            print(
+                f"  {key:28} {value:12.2f}" if isinstance(value, float) else f"  {key:28} {value}"
+            )
+        ref = asyncio.run(run_redis(n, args.messages, args.senders))
+        if ref is not None:
+            print(f"redis pub/sub, {n} streams:")
+            for key, value in ref.items():
+                ratio = res[key] / value if value else 0.0
+                print(f"  {key:28} {value:12.2f}   messenger/redis x{ratio:.2f}")
+        for key, value in res.items():
+            results[f"{n}.{key}"] = value
+    if args.save:
+        save(args.save, results)
+    if args.baseline:
+        print("against baseline:")
+        compare(results, args.baseline)
+
+
+if __name__ == "__main__":
+    main()
