@@ -1,0 +1,128 @@
+"""Raw-wire helpers for end-to-end tests: JSON calls with httpx and an SSE reader on sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from messenger_protocol import Event, SseEvent, SseParser, decode_event
+
+
+async def call(
+    base: str,
+    method: str,
+    path: str,
+    token: str | None = None,
+    json: Any = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One JSON request; returns the raw response (status is not checked)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        return await client.request(method, path, json=json, headers=headers, **kwargs)
+
+
+async def register(base: str, login: str, password: str = "password1") -> dict[str, Any]:
+    """Register ``login`` and return the session body."""
+    resp = await call(
+        base, "POST", "/api/v1/auth/register", json={"login": login, "password": password}
+    )
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def send(base: str, token: str, text: str, chat_id: int = 1, **extra: Any) -> httpx.Response:
+    """Post ``text`` to a chat."""
+    return await call(
+        base, "POST", f"/api/v1/chats/{chat_id}/messages", token, {"text": text, **extra}
+    )
+
+
+async def raw_exchange(base: str, data: bytes, timeout: float = 5.0) -> bytes:
+    """Write raw bytes on a new connection and read until the server closes it (or timeout)."""
+    parts = urlsplit(base)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        chunks = []
+        try:
+            async with asyncio.timeout(timeout):
+                while chunk := await reader.read(65536):
+                    chunks.append(chunk)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
+    finally:
+        writer.close()
+
+
+class SseReader:
+    """An event stream on a raw socket: ``await reader.next()`` gives the next event."""
+
+    def __init__(self, base: str, token: str, last_event_id: int | None = None) -> None:
+        self.base = base
+        self.token = token
+        self.last_event_id = last_event_id
+        self.parser = SseParser()
+        self.pending: list[SseEvent] = []
+        self.status = 0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> SseReader:
+        parts = urlsplit(self.base)
+        self._reader, self._writer = await asyncio.open_connection(parts.hostname, parts.port)
+        resume = (
+            f"Last-Event-ID: {self.last_event_id}\r\n" if self.last_event_id is not None else ""
+        )
+        self._writer.write(
+            f"GET /api/v1/events HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {self.token}\r\n"
+            f"Accept: text/event-stream\r\n{resume}\r\n".encode()
+        )
+        head = await asyncio.wait_for(self._reader.readuntil(b"\r\n\r\n"), 10)
+        self.status = int(head.split(b" ", 2)[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Drop the connection."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    async def next_raw(self, timeout: float = 5.0) -> SseEvent:
+        """The next SSE event (presence included)."""
+        assert self._reader is not None
+        async with asyncio.timeout(timeout):
+            while not self.pending:
+                chunk = await self._reader.read(65536)
+                if not chunk:
+                    raise ConnectionError("event stream closed")
+                self.pending += self.parser.feed(chunk)
+        return self.pending.pop(0)
+
+    async def next(
+        self, timeout: float = 5.0, *, skip: tuple[str, ...] = ("presence",)
+    ) -> tuple[int | None, Event]:
+        """The next event with its id, skipping ephemeral kinds in ``skip``."""
+        while True:
+            raw = await self.next_raw(timeout)
+            if raw.event in skip:
+                continue
+            return (int(raw.id) if raw.id is not None else None), decode_event(raw.data)
+
+    async def drain(self, quiet: float = 0.3) -> list[tuple[int | None, Event]]:
+        """Every event that arrives until the stream is quiet for ``quiet`` seconds."""
+        events: list[tuple[int | None, Event]] = []
+        while True:
+            try:
+                events.append(await self.next(quiet))
+            except TimeoutError:
+                return events
