@@ -1,0 +1,35 @@
+"""HTTP/1.1 transport over asyncio streams (h11 parses); knows nothing of the API.
+
+The application is one :data:`Handler`: a :class:`Request` in, a
+:class:`Response` or :class:`StreamResponse` out. An
+:class:`~messenger_protocol.ApiError` raised by the handler becomes a typed JSON
+error; anything else becomes ``500 internal`` and is logged.
+"""
+
+from ._messages import (
+    Body,
+    Handler,
+    Headers,
+    Request,
+    Response,
+    ResponseStream,
+    StreamResponse,
+)
+from ._server import HttpLimits, HttpServer
+from ._wire import BadRequest, RequestHead, ServerParser, Signal
+
+__all__ = [
+    "BadRequest",
+    "Body",
+    "Handler",
+    "Headers",
+    "HttpLimits",
+    "HttpServer",
+    "Request",
+    "RequestHead",
+    "Response",
+    "ResponseStream",
+    "ServerParser",
+    "Signal",
+    "StreamResponse",
+]

@@ -1,0 +1,502 @@
+"""HTTP/1.1 server on asyncio streams: one coroutine per connection, h11 for the bytes.
+
+Each connection runs one loop: read a head (under the idle timeout), call the
+handler, write the answer, make sure the request body is consumed, repeat while
+keep-alive allows. Streams (Server-Sent Events) keep the connection: their
+producer runs as a task while the connection coroutine watches for the peer
+leaving. One ``try/finally`` closes every connection, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from messenger_protocol import ApiError, ErrorCode, ProtocolViolation, limits
+
+from ._messages import Body, Handler, Headers, Request, Response, ResponseStream, StreamResponse
+from ._wire import (
+    BadRequest,
+    RequestHead,
+    ServerParser,
+    Signal,
+    error_body,
+    error_headers,
+    http_date,
+    raw_response,
+)
+
+__all__ = ["HttpLimits", "HttpServer"]
+
+log = logging.getLogger(__name__)
+
+_SERVER = b"messenger"
+_WRITE_HIGH_WATER = 256 * 1024
+_MAX_QUERY_FIELDS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Transport limits; defaults from :mod:`messenger_protocol.limits`."""
+
+    max_request_head: int = limits.MAX_REQUEST_HEAD
+    """Largest request line + headers (431 beyond)."""
+    idle_unauthenticated: float = limits.IDLE_UNAUTHENTICATED_SECONDS
+    """A connection that never authenticated is closed after this long without a request."""
+    keepalive_idle: float = limits.KEEPALIVE_IDLE_SECONDS
+    """An authenticated keep-alive connection is closed after this long without a request."""
+    max_connections_per_ip: int = limits.MAX_CONNECTIONS_PER_IP
+    """Simultaneous connections from one address (429 and close beyond)."""
+    body_read_timeout: float = 30.0
+    """Longest wait for the next piece of a request body."""
+    write_timeout: float = 30.0
+    """Longest wait for the peer to take our bytes when the buffer is full."""
+    drain_max: int = 256 * 1024
+    """Unread request body up to this size is read and discarded to keep the connection
+    (a refused JSON body just over its limit costs no reconnect)."""
+    linger_seconds: float = 2.0
+    """After refusing a body, keep reading (and discarding) it this long so the peer sees
+    our answer instead of a reset."""
+    read_size: int = 64 * 1024
+    """Bytes asked of the socket per read."""
+
+
+class _State:
+    IDLE = 0
+    BUSY = 1
+    STREAMING = 2
+
+
+class HttpServer:
+    """Serves ``handler`` over HTTP/1.1 (keep-alive, pipelining, chunked bodies, streams)."""
+
+    def __init__(self, handler: Handler, limits: HttpLimits | None = None) -> None:
+        self.handler = handler
+        self.limits = limits or HttpLimits()
+        self._server: asyncio.Server | None = None
+        self._conns: set[_Connection] = set()
+        self._per_ip: dict[str, int] = {}
+        self._closing = False
+        self._port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind and start accepting connections."""
+        self._server = await asyncio.start_server(
+            self._accept, host, port, limit=self.limits.read_size, backlog=2048
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after binding port 0)."""
+        return self._port
+
+    @property
+    def connections(self) -> int:
+        """Live connections."""
+        return len(self._conns)
+
+    def live(self) -> Iterator[str]:
+        """``ip:port`` of every live connection."""
+        return (conn.peer for conn in list(self._conns))
+
+    async def close(self, grace: float) -> None:
+        """Stop accepting, let running requests finish for up to ``grace`` s, then drop all."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns):
+            conn.shutdown()
+        tasks = [conn.task for conn in self._conns if conn.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_addr = writer.get_extra_info("peername")
+        ip, port = (str(peer_addr[0]), peer_addr[1]) if peer_addr else ("?", 0)
+        peer = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        count = self._per_ip.get(ip, 0)
+        if count >= self.limits.max_connections_per_ip or self._closing:
+            await self._refuse(writer, ip)
+            return
+        self._per_ip[ip] = count + 1
+        conn = _Connection(self, reader, writer, peer)
+        self._conns.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self._conns.discard(conn)
+            left = self._per_ip[ip] - 1
+            if left:
+                self._per_ip[ip] = left
+            else:
+                del self._per_ip[ip]
+
+    async def _refuse(self, writer: asyncio.StreamWriter, ip: str) -> None:
+        if self._closing:
+            exc = ApiError(ErrorCode.UNAVAILABLE, "server is shutting down")
+        else:
+            log.warning("refusing connection from %s: %d already open", ip, self._per_ip.get(ip, 0))
+            exc = ApiError(ErrorCode.RATE_LIMITED, "too many connections from your address")
+        try:
+            writer.write(raw_response(exc.status, error_headers(exc), error_body(exc)))
+        finally:
+            await _close_writer(writer)
+
+
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close gracefully if the peer lets us within a second, else abort."""
+    try:
+        writer.close()
+        async with asyncio.timeout(1.0):
+            await writer.wait_closed()
+    except (Exception, asyncio.CancelledError):
+        pass
+    finally:
+        writer.transport.abort()
+
+
+class _Connection:
+    """One client connection and its request loop."""
+
+    __slots__ = (
+        "_body_broken",
+        "_body_done",
+        "_parser",
+        "_reader",
+        "_server",
+        "_writer",
+        "authenticated",
+        "peer",
+        "state",
+        "stream_task",
+        "task",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        server: HttpServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> None:
+        self._server = server
+        self._reader = reader
+        self._writer = writer
+        self.transport = writer.transport
+        self.peer = peer
+        self._parser = ServerParser(server.limits.max_request_head)
+        self.authenticated = False
+        self.state = _State.IDLE
+        self.task = asyncio.current_task()
+        self.stream_task: asyncio.Task[None] | None = None
+        self._body_done = True
+        self._body_broken = False
+
+    def shutdown(self) -> None:
+        """Server closing: idle connections go now, event streams end, busy ones finish."""
+        if self.state == _State.IDLE and self.task is not None:
+            self.task.cancel()
+        elif self.state == _State.STREAMING and self.stream_task is not None:
+            self.stream_task.cancel()
+
+    def _authenticated(self) -> None:
+        self.authenticated = True
+
+    async def run(self) -> None:
+        """Serve requests until the peer leaves, a timeout hits or keep-alive ends."""
+        try:
+            while not self._server._closing:
+                self.state = _State.IDLE
+                try:
+                    head = await self._read_head()
+                except BadRequest as exc:
+                    self._write_error_and_close(exc)
+                    return
+                except TimeoutError:
+                    log.debug("%s idle, closing", self.peer)
+                    return
+                if head is None:
+                    return
+                self.state = _State.BUSY
+                if not await self._exchange(head):
+                    return
+                self._parser.start_next_cycle()
+        except (ConnectionError, BadRequest, TimeoutError) as exc:
+            log.debug("%s dropped: %r", self.peer, exc)
+        except asyncio.CancelledError:
+            if not self._server._closing:
+                raise
+        except Exception:
+            log.exception("connection %s failed", self.peer)
+        finally:
+            await _close_writer(self._writer)
+
+    async def _receive(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            data = await self._reader.read(self._server.limits.read_size)
+        self._parser.receive_data(data)
+
+    async def _read_head(self) -> RequestHead | None:
+        limits = self._server.limits
+        idle = limits.keepalive_idle if self.authenticated else limits.idle_unauthenticated
+        # the whole head must arrive within the idle time: a slow sender gains nothing
+        async with asyncio.timeout(idle):
+            while True:
+                event = self._parser.next_event()
+                if type(event) is RequestHead:
+                    return event
+                if event is Signal.NEED_DATA:
+                    data = await self._reader.read(limits.read_size)
+                    self._parser.receive_data(data)
+                elif event is Signal.CLOSED:
+                    return None
+                else:  # pragma: no cover - h11 gives nothing else between requests
+                    raise BadRequest(f"unexpected {event!r} before a request")
+
+    async def next_body_chunk(self) -> bytes | None:
+        """The next piece of the request body, or None at its end (used by :class:`Body`)."""
+        if self._body_done:
+            return None
+        parser = self._parser
+        if parser.they_are_waiting_for_100_continue:
+            self.transport.write(parser.continue_100())
+        while True:
+            event = parser.next_event()
+            if type(event) is bytes:
+                if event:
+                    return event
+            elif event is Signal.NEED_DATA:
+                try:
+                    await self._receive(self._server.limits.body_read_timeout)
+                except TimeoutError:
+                    self._body_broken = True
+                    raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly") from None
+            elif event is Signal.END_OF_BODY:
+                self._body_done = True
+                return None
+            else:
+                raise BadRequest("request body ended early")
+
+    def _request(self, head: RequestHead) -> Request:
+        try:
+            target = head.target.decode("ascii")
+        except UnicodeDecodeError:
+            raise ApiError(ErrorCode.INVALID, "request target must be ASCII") from None
+        path, sep, query_string = target.partition("?")
+        query: dict[str, str] = {}
+        if sep and query_string:
+            try:
+                query = dict(
+                    parse_qsl(
+                        query_string,
+                        keep_blank_values=True,
+                        errors="strict",
+                        max_num_fields=_MAX_QUERY_FIELDS,
+                    )
+                )
+            except ValueError as exc:  # UnicodeDecodeError included
+                raise ApiError(ErrorCode.INVALID, f"malformed query string: {exc}") from None
+        return Request(
+            method=head.method,
+            path=path,
+            query=query,
+            headers=Headers(head.headers),
+            peer=self.peer,
+            body=Body(self, head.content_length),
+            on_authenticated=self._authenticated,
+        )
+
+    async def _exchange(self, head: RequestHead) -> bool:
+        """Answer one request; True if the connection may serve another."""
+        self._body_done = False
+        result: Response | StreamResponse
+        request: Request | None = None
+        try:
+            request = self._request(head)
+            result = await self._server.handler(request)
+        except ApiError as exc:
+            if isinstance(exc, ProtocolViolation):
+                self._write_error_and_close(exc)
+                return False
+            result = _error_response(exc)
+        except Exception:
+            log.exception("%s %s failed", head.method, head.target[:200].decode("latin-1"))
+            result = _error_response(ApiError(ErrorCode.INTERNAL, "internal server error"))
+        head_only = head.method == "HEAD"
+        close = self._must_close_after(head, request.body if request is not None else None)
+        if type(result) is Response:
+            self._send_response(result, head_only, close)
+        else:
+            assert isinstance(result, StreamResponse)
+            if result.content_length is None:
+                await self._stream_until_closed(result, head_only)
+                return False
+            if not await self._stream_with_length(result, head_only, close):
+                return False
+        if self.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            await self._drain()
+        if close:
+            await self._linger()
+            return False
+        if not self._body_done and not await self._discard_body():
+            await self._linger()
+            return False
+        return self._parser.keep_alive and not self._server._closing
+
+    def _must_close_after(self, head: RequestHead, body: Body | None) -> bool:
+        if self._server._closing:
+            return True
+        if self._body_done:
+            return False
+        if self._body_broken:
+            return True
+        if head.expect_continue and self._parser.they_are_waiting_for_100_continue:
+            # we answered without asking for the body: the client may never send it
+            return True
+        if head.content_length is not None:
+            # whatever was not read yet is still on its way
+            received = body.received if body is not None else 0
+            return head.content_length - received > self._server.limits.drain_max
+        return False
+
+    def _headers(
+        self, status_headers: list[tuple[str, str]], content_type: str, close: bool
+    ) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"date", http_date()),
+            (b"server", _SERVER),
+        ]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in status_headers]
+        if close:
+            headers.append((b"connection", b"close"))
+        return headers
+
+    def _send_response(self, response: Response, head_only: bool, close: bool) -> None:
+        headers = self._headers(response.headers, response.content_type, close)
+        headers.append((b"content-length", b"%d" % len(response.body)))
+        parser = self._parser
+        data = parser.response(response.status, headers)
+        if head_only or not response.body:
+            self.transport.write(data + parser.end())
+        else:
+            self.transport.writelines([data, parser.body(response.body), parser.end()])
+
+    async def _stream_with_length(
+        self, result: StreamResponse, head_only: bool, close: bool
+    ) -> bool:
+        assert result.content_length is not None
+        headers = self._headers(result.headers, result.content_type, close)
+        headers.append((b"content-length", b"%d" % result.content_length))
+        parser = self._parser
+        self.transport.write(parser.response(result.status, headers))
+        if not head_only:
+            stream = ResponseStream(self.transport, self.peer, self._drain, parser.body)
+            try:
+                await result.producer(stream)
+            finally:
+                stream.mark_closed()
+        try:
+            self.transport.write(parser.end())
+        except Exception:
+            log.warning("%s: stream producer wrote less than its Content-Length", self.peer)
+            return False
+        return True
+
+    async def _stream_until_closed(self, result: StreamResponse, head_only: bool) -> None:
+        headers = [
+            (b"content-type", result.content_type.encode("latin-1")),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers),
+        ]
+        self.transport.write(raw_response(result.status, headers, None))
+        if head_only:
+            return
+        stream = ResponseStream(self.transport, self.peer, self._drain)
+        task = asyncio.get_running_loop().create_task(self._produce(result, stream))
+        self.stream_task = task
+        self.state = _State.STREAMING
+        # the body ends with the connection: when the producer is done, close (after flushing)
+        task.add_done_callback(lambda _: self.transport.close())
+        try:
+            # Watch for the peer going away. No timeout: an event stream is idle by design,
+            # the producer's heartbeats find dead peers. Junk sent to a stream is dropped.
+            received = 0
+            while received <= self._server.limits.drain_max:
+                data = await self._reader.read(self._server.limits.read_size)
+                if not data:
+                    break
+                received += len(data)
+        finally:
+            stream.mark_closed()
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _produce(self, result: StreamResponse, stream: ResponseStream) -> None:
+        try:
+            await result.producer(stream)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("event stream producer for %s failed", self.peer)
+
+    async def _drain(self) -> None:
+        if self.transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        try:
+            async with asyncio.timeout(self._server.limits.write_timeout):
+                await self._writer.drain()
+        except TimeoutError:
+            self.transport.abort()
+            raise ConnectionResetError("peer stopped reading") from None
+
+    async def _discard_body(self) -> bool:
+        """Read and drop what is left of the request body, within ``drain_max`` bytes."""
+        budget = self._server.limits.drain_max
+        try:
+            while (chunk := await self.next_body_chunk()) is not None:
+                budget -= len(chunk)
+                if budget < 0:
+                    return False
+        except (ApiError, TimeoutError):
+            return False
+        return True
+
+    async def _linger(self) -> None:
+        """Half-close and swallow what the peer still sends, so it reads our answer, not RST."""
+        if self._body_done or self.transport.is_closing():
+            return
+        try:
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            async with asyncio.timeout(self._server.limits.linger_seconds):
+                while await self._reader.read(self._server.limits.read_size):
+                    pass
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+
+    def _write_error_and_close(self, exc: ApiError) -> None:
+        if self._parser.response_started or self.transport.is_closing():
+            return
+        log.info("%s: %s", self.peer, exc.message)
+        self.transport.write(raw_response(exc.status, error_headers(exc), error_body(exc)))
+
+
+def _error_response(exc: ApiError) -> Response:
+    extra = [(k.decode(), v.decode()) for k, v in error_headers(exc) if k != b"content-type"]
+    return Response(status=exc.status, body=error_body(exc), headers=extra)
