@@ -1,0 +1,260 @@
+"""The local cache (SPEC F20): chats, contacts, users and message history in SQLite.
+
+One database file per account and server, in the user's data dir (platformdirs), so
+the app shows history at once on start, before the network answers, and offline.
+It also keeps the outbox: sends that have not been acknowledged yet, so a message
+typed while offline is retried with the same ``client_id`` after a restart too.
+
+The cache is a mirror, never the truth: whatever the server says replaces it.
+Calls are synchronous and short (indexed reads of one page, small writes); WAL mode
+keeps writes from blocking reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import platformdirs
+
+from messenger_protocol import Chat, Contact, Message, User
+
+__all__ = ["Cache", "PendingSend", "default_cache_dir"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chats (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS users (login TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (login TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    chat_id INTEGER NOT NULL,
+    thread_root INTEGER,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (chat_id, thread_root, id);
+CREATE TABLE IF NOT EXISTS outbox (
+    client_id TEXT PRIMARY KEY,
+    chat_id INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    thread_root INTEGER,
+    created_at REAL NOT NULL
+);
+"""
+
+_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder(Message)
+_chat_decoder = msgspec.msgpack.Decoder(Chat)
+_user_decoder = msgspec.msgpack.Decoder(User)
+_contact_decoder = msgspec.msgpack.Decoder(Contact)
+
+
+@dataclass(frozen=True)
+class PendingSend:
+    """A message typed by the user that the server has not acknowledged yet."""
+
+    client_id: str
+    chat_id: int
+    text: str
+    created_at: float
+    thread_root: int | None = None
+
+
+def default_cache_dir() -> Path:
+    """Where caches live by default: ``<user data dir>/messenger/cache``."""
+    return Path(platformdirs.user_data_dir("messenger", appauthor=False)) / "cache"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "default"
+
+
+class Cache:
+    """The local cache of one account on one server."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        version = self._meta("schema_version")
+        if version is None:
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) != SCHEMA_VERSION:
+            # A mirror: when its shape changes, start over rather than migrate.
+            log.info("cache %s has schema %s, rebuilding", self.path, version)
+            self.clear()
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    @classmethod
+    def for_account(cls, server: str, login: str, root: Path | None = None) -> Cache:
+        """Open (or create) the cache of ``login`` on ``server`` (a base URL)."""
+        server_part = _slug(re.sub(r"^[a-z]+://", "", server))
+        return cls((root or default_cache_dir()) / server_part / f"{_slug(login)}.sqlite3")
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def clear(self) -> None:
+        """Forget everything except the outbox (the server asked for a reset)."""
+        with self._db:
+            for table in ("chats", "users", "contacts", "messages"):
+                self._db.execute(f"DELETE FROM {table}")
+            self._db.execute("DELETE FROM meta WHERE key = 'last_event_id'")
+
+    # --- meta -----------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def last_event_id(self) -> int | None:
+        """Id of the last event applied to this cache, to resume the stream from."""
+        value = self._meta("last_event_id")
+        return None if value is None else int(value)
+
+    @last_event_id.setter
+    def last_event_id(self, value: int | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = 'last_event_id'")
+        else:
+            self._set_meta("last_event_id", str(value))
+
+    # --- chats, users, contacts ---------------------------------------------------
+
+    def chats(self) -> list[Chat]:
+        """Cached chats, in id order."""
+        rows = self._db.execute("SELECT body FROM chats ORDER BY id").fetchall()
+        return [_chat_decoder.decode(row[0]) for row in rows]
+
+    def replace_chats(self, chats: Iterable[Chat]) -> None:
+        """Replace the chat list with what the server says."""
+        with self._db:
+            self._db.execute("DELETE FROM chats")
+            self._db.executemany(
+                "INSERT INTO chats (id, body) VALUES (?, ?)",
+                [(c.id, _encoder.encode(c)) for c in chats],
+            )
+
+    def save_chat(self, chat: Chat) -> None:
+        """Insert or update one chat."""
+        body = _encoder.encode(chat)
+        self._db.execute("INSERT OR REPLACE INTO chats (id, body) VALUES (?, ?)", (chat.id, body))
+
+    def remove_chat(self, chat_id: int) -> None:
+        """Forget a chat the user left, with its messages."""
+        with self._db:
+            self._db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+            self._db.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+
+    def users(self) -> list[User]:
+        """Cached users, by login."""
+        rows = self._db.execute("SELECT body FROM users ORDER BY login").fetchall()
+        return [_user_decoder.decode(row[0]) for row in rows]
+
+    def replace_users(self, users: Iterable[User]) -> None:
+        """Replace the user list with what the server says."""
+        with self._db:
+            self._db.execute("DELETE FROM users")
+            self._db.executemany(
+                "INSERT INTO users (login, body) VALUES (?, ?)",
+                [(u.login, _encoder.encode(u)) for u in users],
+            )
+
+    def contacts(self) -> list[Contact]:
+        """Cached contacts, by login."""
+        rows = self._db.execute("SELECT body FROM contacts ORDER BY login").fetchall()
+        return [_contact_decoder.decode(row[0]) for row in rows]
+
+    def replace_contacts(self, contacts: Iterable[Contact]) -> None:
+        """Replace the contact list with what the server says."""
+        with self._db:
+            self._db.execute("DELETE FROM contacts")
+            self._db.executemany(
+                "INSERT INTO contacts (login, body) VALUES (?, ?)",
+                [(c.login, _encoder.encode(c)) for c in contacts],
+            )
+
+    # --- messages -------------------------------------------------------------
+
+    def save_messages(self, messages: Iterable[Message]) -> None:
+        """Insert or update messages (by id)."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO messages (id, chat_id, thread_root, body)"
+                " VALUES (?, ?, ?, ?)",
+                [(m.id, m.chat_id, m.thread_root, _encoder.encode(m)) for m in messages],
+            )
+
+    def delete_message(self, message_id: int) -> None:
+        """Forget a message that disappeared."""
+        self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def messages(self, chat_id: int, before: int | None = None, limit: int = 200) -> list[Message]:
+        """Up to ``limit`` messages of a chat older than ``before``, oldest first."""
+        if before is None:
+            rows = self._db.execute(
+                "SELECT body FROM messages WHERE chat_id = ? AND thread_root IS NULL"
+                " ORDER BY id DESC LIMIT ?",
+                (chat_id, limit),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT body FROM messages WHERE chat_id = ? AND thread_root IS NULL AND id < ?"
+                " ORDER BY id DESC LIMIT ?",
+                (chat_id, before, limit),
+            ).fetchall()
+        return [_message_decoder.decode(row[0]) for row in reversed(rows)]
+
+    def comments(self, root_id: int) -> list[Message]:
+        """Cached comments under a message, oldest first."""
+        rows = self._db.execute(
+            "SELECT body FROM messages WHERE thread_root = ? ORDER BY id", (root_id,)
+        ).fetchall()
+        return [_message_decoder.decode(row[0]) for row in rows]
+
+    def message_count(self, chat_id: int) -> int:
+        """How many messages of a chat are cached."""
+        row = self._db.execute(
+            "SELECT count(*) FROM messages WHERE chat_id = ? AND thread_root IS NULL", (chat_id,)
+        ).fetchone()
+        return int(row[0])
+
+    # --- outbox ---------------------------------------------------------------
+
+    def add_pending(self, p: PendingSend) -> None:
+        """Keep a send until the server acknowledges it."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO outbox (client_id, chat_id, text, thread_root, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (p.client_id, p.chat_id, p.text, p.thread_root, p.created_at),
+        )
+
+    def pending(self) -> list[PendingSend]:
+        """Unacknowledged sends, oldest first."""
+        rows = self._db.execute(
+            "SELECT client_id, chat_id, text, created_at, thread_root FROM outbox"
+            " ORDER BY created_at"
+        ).fetchall()
+        return [PendingSend(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def remove_pending(self, client_id: str) -> None:
+        """The server acknowledged (or finally refused) a send."""
+        self._db.execute("DELETE FROM outbox WHERE client_id = ?", (client_id,))

@@ -1,0 +1,482 @@
+"""The history of one chat as the message view shows it, and how it is laid out in lines.
+
+No Textual here: :class:`Timeline` is the ordered, de-duplicated list of messages of a
+chat (plus the sends still pending), and :class:`Layout` turns it into rows of terminal
+lines at a given width -- day separators, a header when the author changes, the text
+wrapped with Markdown-ish styling -- keeping only line *counts* for every message and
+rendering the few that are on screen. Appending or prepending a page costs the new
+messages, not the whole history, so a chat with 100,000 messages stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from itertools import accumulate
+from typing import Literal, Protocol
+
+from rich._wrap import divide_line  # what Text.wrap uses; lets plain text skip Text
+from rich.cells import cell_len
+from rich.console import Console
+from rich.style import Style
+from rich.text import Text
+
+from messenger_protocol import Message
+
+__all__ = [
+    "GROUP_GAP_SECONDS",
+    "Layout",
+    "SendState",
+    "Timeline",
+    "TimelineObserver",
+    "format_size",
+    "render_markdown",
+]
+
+GROUP_GAP_SECONDS = 300
+"""Messages of one author closer than this share a header."""
+BODY_INDENT = 2
+"""Columns the text of a message is indented under its header."""
+
+SendState = Literal["sent", "pending", "failed"]
+
+_AUTHOR_COLORS = (
+    "#e5c07b",
+    "#61afef",
+    "#c678dd",
+    "#98c379",
+    "#e06c75",
+    "#56b6c2",
+    "#d19a66",
+    "#7aa2f7",
+)
+_INLINE = re.compile(
+    r"(?P<code>`[^`\n]+`)"
+    r"|(?P<bold>\*\*[^*\n]+\*\*)"
+    r"|(?P<italic>(?<![\w*])\*[^*\s](?:[^*\n]*[^*\s])?\*(?![\w*]))"
+    r"|(?P<strike>~~[^~\n]+~~)"
+    r"|(?P<link>https?://[^\s<>]*[^\s<>.,;:!?'\")\]])"
+    r"|(?P<mention>(?<![\w@])@[A-Za-z0-9_][A-Za-z0-9_.\-]*[A-Za-z0-9_])"
+)
+_MARKUP_CHARS = frozenset("*`~@:")
+"""Characters that may start markup (``:`` for links); text without them is plain."""
+_CODE = Style(color="#e6e6e6", bgcolor="#3a3a3a")
+_BOLD = Style(bold=True)
+_ITALIC = Style(italic=True)
+_STRIKE = Style(strike=True)
+_MENTION = Style(color="#e5c07b", bold=True)
+_MENTION_ME = Style(color="#1e1e1e", bgcolor="#e5c07b", bold=True)
+_DIM = Style(dim=True)
+_PENDING = Style(dim=True, italic=True)
+_FAILED = Style(color="#e06c75")
+_CARD = Style(color="#56b6c2")
+
+
+def author_style(login: str) -> Style:
+    """A stable color per author, so a conversation is easy to follow."""
+    return Style(color=_AUTHOR_COLORS[sum(login.encode()) % len(_AUTHOR_COLORS)], bold=True)
+
+
+def format_size(size: int) -> str:
+    """Human size of a file: ``512 B``, ``4.2 KiB``, ``5.0 MiB``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024 or unit == "MiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def render_markdown(text: str, me: str = "") -> Text:
+    """A message's text with inline Markdown: ``**bold**``, ``*italic*``, `` `code` ``,
+    ``~~strike~~``, links (clickable where the terminal allows) and ``@mentions``;
+    lines between ``` fences are shown as code."""
+    out = Text(overflow="fold")
+    in_fence = False
+    for index, line in enumerate(text.split("\n")):
+        if index:
+            out.append("\n")
+        if line.strip().startswith("```"):
+            in_fence = not in_fence
+            out.append(line, _DIM)
+            continue
+        if in_fence:
+            out.append(line, _CODE)
+            continue
+        pos = 0
+        for found in _INLINE.finditer(line):
+            out.append(line[pos : found.start()])
+            pos = found.end()
+            token = found.group()
+            kind = found.lastgroup
+            if kind == "code":
+                out.append(token[1:-1], _CODE)
+            elif kind == "bold":
+                out.append(token[2:-2], _BOLD)
+            elif kind == "italic":
+                out.append(token[1:-1], _ITALIC)
+            elif kind == "strike":
+                out.append(token[2:-2], _STRIKE)
+            elif kind == "link":
+                out.append(token, Style(underline=True, color="#61afef", link=token))
+            else:
+                out.append(token, _MENTION_ME if me and token[1:] == me else _MENTION)
+        out.append(line[pos:])
+    return out
+
+
+class TimelineObserver(Protocol):
+    """Told about every change of a timeline (the layout of the view showing it)."""
+
+    def inserted(self, index: int, count: int) -> None:
+        """``count`` items were inserted at ``index``."""
+
+    def changed(self, index: int) -> None:
+        """The item at ``index`` changed in place."""
+
+    def removed(self, index: int) -> None:
+        """The item at ``index`` was removed."""
+
+
+@dataclass(eq=False)
+class Timeline:
+    """The messages of one chat, oldest first, without duplicates, plus pending sends.
+
+    ``messages`` are confirmed by the server and ordered by id; ``pending`` are sends
+    the server has not acknowledged yet (``id`` 0, matched later by ``client_id``).
+    Every change is reported to ``observer`` so a layout can follow incrementally.
+    """
+
+    chat_id: int
+    messages: list[Message] = field(default_factory=list)
+    pending: list[Message] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
+    has_more: bool = True
+    """Older history may exist on the server (or in the cache)."""
+    observer: TimelineObserver | None = None
+    _ids: set[int] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        self.messages.sort(key=_by_id)
+        self._ids = {m.id for m in self.messages}
+
+    def __len__(self) -> int:
+        return len(self.messages) + len(self.pending)
+
+    def __getitem__(self, index: int) -> Message:
+        confirmed = len(self.messages)
+        return self.messages[index] if index < confirmed else self.pending[index - confirmed]
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._ids
+
+    @property
+    def oldest_id(self) -> int | None:
+        """Id of the oldest loaded message (to page further back from)."""
+        return self.messages[0].id if self.messages else None
+
+    @property
+    def newest_id(self) -> int | None:
+        """Id of the newest confirmed message."""
+        return self.messages[-1].id if self.messages else None
+
+    def state(self, message: Message) -> SendState:
+        """Whether a message is confirmed, pending or failed (and being retried)."""
+        if message.id:
+            return "sent"
+        return "failed" if message.client_id in self.failed else "pending"
+
+    def index_of(self, message_id: int) -> int | None:
+        """Position of a confirmed message, or None."""
+        if message_id not in self._ids:
+            return None
+        return bisect_left(self.messages, message_id, key=_by_id)
+
+    def add(self, message: Message) -> bool:
+        """Add a message from the server; False if it was there already (dedupe by id).
+
+        A pending send with the same ``client_id`` is replaced by it.
+        """
+        if message.client_id:
+            self._drop_pending(message.client_id)
+        if message.id in self._ids:
+            self.update(message)
+            return False
+        self._ids.add(message.id)
+        if not self.messages or message.id > self.messages[-1].id:
+            index = len(self.messages)
+            self.messages.append(message)
+        else:
+            index = bisect_left(self.messages, message.id, key=_by_id)
+            self.messages.insert(index, message)
+        self._notify_inserted(index, 1)
+        return True
+
+    def update(self, message: Message) -> bool:
+        """Replace a known message (e.g. its comment count changed)."""
+        index = self.index_of(message.id)
+        if index is None:
+            return False
+        self.messages[index] = message
+        if self.observer is not None:
+            self.observer.changed(index)
+        return True
+
+    def add_older(self, messages: list[Message], has_more: bool) -> int:
+        """Add a page of older history; returns how many were new."""
+        self.has_more = has_more
+        fresh = sorted((m for m in messages if m.id not in self._ids), key=_by_id)
+        if not fresh:
+            return 0
+        if self.messages and fresh[-1].id > self.messages[0].id:
+            # Not purely older (a gap was filled): insert one by one.
+            for message in fresh:
+                self.add(message)
+            return len(fresh)
+        self._ids.update(m.id for m in fresh)
+        self.messages[:0] = fresh
+        self._notify_inserted(0, len(fresh))
+        return len(fresh)
+
+    def remove(self, message_id: int) -> bool:
+        """Drop a message that disappeared."""
+        index = self.index_of(message_id)
+        if index is None:
+            return False
+        del self.messages[index]
+        self._ids.discard(message_id)
+        if self.observer is not None:
+            self.observer.removed(index)
+        return True
+
+    def add_pending(self, message: Message) -> None:
+        """Show a send the server has not acknowledged yet."""
+        assert message.client_id
+        self._drop_pending(message.client_id)
+        self.pending.append(message)
+        self._notify_inserted(len(self) - 1, 1)
+
+    def set_failed(self, client_id: str, failed: bool) -> None:
+        """Mark a pending send as failed (it stays, and is retried) or pending again."""
+        if failed:
+            self.failed.add(client_id)
+        else:
+            self.failed.discard(client_id)
+        for i, pending in enumerate(self.pending):
+            if pending.client_id == client_id and self.observer is not None:
+                self.observer.changed(len(self.messages) + i)
+
+    def _drop_pending(self, client_id: str) -> None:
+        for i, pending in enumerate(self.pending):
+            if pending.client_id == client_id:
+                del self.pending[i]
+                self.failed.discard(client_id)
+                if self.observer is not None:
+                    self.observer.removed(len(self.messages) + i)
+                return
+
+    def _notify_inserted(self, index: int, count: int) -> None:
+        if self.observer is not None:
+            self.observer.inserted(index, count)
+
+
+def _by_id(message: Message) -> int:
+    return message.id
+
+
+class Layout:
+    """A :class:`Timeline` laid out in lines at one width.
+
+    Keeps the line count of every message and their prefix sums (``offsets``), so
+    finding the message at a line is a bisect and the total height is known without
+    rendering. It observes its timeline and re-measures only what a change touches
+    (a message's header depends on the one before it, so its successor too).
+    """
+
+    def __init__(
+        self, timeline: Timeline, width: int, me: str = "", tz: tzinfo | None = None
+    ) -> None:
+        self.timeline = timeline
+        self.width = max(width, BODY_INDENT + 8)
+        self.me = me
+        self.tz = tz
+        self._console = Console(width=self.width, color_system="truecolor")
+        now = time.time()
+        local = datetime.fromtimestamp(now, tz) if tz else datetime.fromtimestamp(now).astimezone()
+        offset = local.utcoffset() or timedelta(0)
+        # One offset for the whole history keeps day keys cheap; DST shifts are an hour.
+        self._offset = offset.total_seconds()
+        self.heights: list[int] = []
+        self.offsets: list[int] = [0]
+        self.generation = 0
+        """Grows on every change; part of the key of cached rendered lines."""
+        self.relayout()
+        timeline.observer = self
+
+    def detach(self) -> None:
+        """Stop following the timeline (another layout takes over)."""
+        if self.timeline.observer is self:
+            self.timeline.observer = None
+
+    @property
+    def total(self) -> int:
+        """Height of the whole timeline in lines."""
+        return self.offsets[-1]
+
+    def relayout(self) -> None:
+        """Measure every message again."""
+        self.heights = [self._height(i) for i in range(len(self.timeline))]
+        self.offsets = list(accumulate(self.heights, initial=0))
+        self.generation += 1
+
+    # --- TimelineObserver -------------------------------------------------------
+
+    def inserted(self, index: int, count: int) -> None:
+        """Measure the new items and the one after them."""
+        self.heights[index:index] = [0] * count
+        self._remeasure(index, index + count + 1)
+
+    def changed(self, index: int) -> None:
+        """Measure the item and the one after it."""
+        self._remeasure(index, index + 2)
+
+    def removed(self, index: int) -> None:
+        """Forget the item, measure the one that took its place."""
+        del self.heights[index]
+        self._remeasure(index, index + 1)
+
+    def _remeasure(self, start: int, stop: int) -> None:
+        stop = min(stop, len(self.heights))
+        for i in range(start, stop):
+            self.heights[i] = self._height(i)
+        if start == len(self.offsets) - 1 and stop == len(self.heights):
+            # Appended at the end: extend the prefix sums instead of rebuilding them.
+            total = self.offsets[-1]
+            for i in range(start, stop):
+                total += self.heights[i]
+                self.offsets.append(total)
+        else:
+            sums = accumulate(self.heights[start:], initial=self.offsets[start])
+            next(sums)
+            del self.offsets[start + 1 :]
+            self.offsets.extend(sums)
+        self.generation += 1
+
+    # --- lookups ------------------------------------------------------------------
+
+    def index_at(self, y: int) -> int | None:
+        """Index of the message that line ``y`` belongs to."""
+        if y < 0 or y >= self.total:
+            return None
+        return bisect_right(self.offsets, y) - 1
+
+    def line_of(self, index: int) -> int:
+        """First line of message ``index``."""
+        return self.offsets[index]
+
+    # --- measuring and rendering ---------------------------------------------------
+
+    def _day(self, ts: float) -> int:
+        return int((ts + self._offset) // 86400)
+
+    def _starts(self, index: int) -> tuple[bool, bool]:
+        """(new day, new group) for message ``index``."""
+        message = self.timeline[index]
+        if index == 0:
+            return True, True
+        previous = self.timeline[index - 1]
+        new_day = self._day(message.created_at) != self._day(previous.created_at)
+        new_group = (
+            new_day
+            or message.author != previous.author
+            or message.created_at - previous.created_at > GROUP_GAP_SECONDS
+        )
+        return new_day, new_group
+
+    def _height(self, index: int) -> int:
+        message = self.timeline[index]
+        new_day, new_group = self._starts(index)
+        height = 0
+        if new_day:
+            height += 1
+        if new_group:
+            height += 1 if new_day or index == 0 else 2  # a blank line between groups
+        text = message.text
+        body_width = self.width - BODY_INDENT
+        suffix = self._suffix_length(message)
+        if "\n" not in text and text.isascii():
+            if len(text) + suffix <= body_width:
+                # The common case: one short line. Markup only ever removes characters.
+                height += 1
+            elif _MARKUP_CHARS.isdisjoint(text):
+                # Plain text renders as itself: wrap the string, skip building a Text.
+                plain = text + _SUFFIX[self.timeline.state(message)] if suffix else text
+                height += len(divide_line(plain, body_width, fold=True)) + 1
+            else:
+                height += len(self._body(message).wrap(self._console, body_width))
+        else:
+            height += len(self._body(message).wrap(self._console, body_width))
+        return height + len(message.attachments) + (1 if message.comment_count else 0)
+
+    def _suffix_length(self, message: Message) -> int:
+        state = self.timeline.state(message)
+        return 0 if state == "sent" else len(_SUFFIX[state])
+
+    def _body(self, message: Message) -> Text:
+        body = render_markdown(message.text, self.me) if message.text else Text("")
+        state = self.timeline.state(message)
+        if state != "sent":
+            body.stylize(_PENDING)
+            body.append(_SUFFIX[state], _FAILED if state == "failed" else _DIM)
+        return body
+
+    def lines(self, index: int) -> list[Text]:
+        """The rendered lines of message ``index`` (exactly ``heights[index]`` of them)."""
+        message = self.timeline[index]
+        new_day, new_group = self._starts(index)
+        out: list[Text] = []
+        if new_day:
+            out.append(self._day_separator(message.created_at))
+        if new_group:
+            if not new_day and index:
+                out.append(Text(""))
+            header = Text(message.author, author_style(message.author))
+            header.append("  ")
+            header.append(self._clock(message.created_at), _DIM)
+            out.append(header)
+        body_width = self.width - BODY_INDENT
+        indent = " " * BODY_INDENT
+        for line in self._body(message).wrap(self._console, body_width):
+            out.append(Text(indent) + line)
+        for attachment in message.attachments:
+            card = Text(indent)
+            card.append(f"▤ {attachment.name}", _CARD)
+            card.append(f"  {format_size(attachment.size)} · {attachment.mime}", _DIM)
+            card.truncate(self.width, overflow="ellipsis")
+            out.append(card)
+        if message.comment_count:
+            noun = "comment" if message.comment_count == 1 else "comments"
+            out.append(Text(f"{indent}↳ {message.comment_count} {noun}", _CARD))
+        return out
+
+    def _clock(self, ts: float) -> str:
+        moment = datetime.fromtimestamp(ts, self.tz) if self.tz else datetime.fromtimestamp(ts)
+        return moment.strftime("%H:%M")
+
+    def _day_separator(self, ts: float) -> Text:
+        moment = datetime.fromtimestamp(ts, self.tz) if self.tz else datetime.fromtimestamp(ts)
+        label = f" {moment.strftime('%A, %d %B %Y')} "
+        side = max(self.width - cell_len(label), 2)
+        left = side // 2
+        return Text("─" * left + label + "─" * (side - left), _DIM)
+
+
+_SUFFIX: dict[str, str] = {"pending": "  ⋯ sending", "failed": "  ⚠ not sent, retrying"}
+
+
+def utc() -> tzinfo:
+    """The UTC timezone (for deterministic tests and snapshots)."""
+    return UTC

@@ -1,0 +1,59 @@
+"""The local cache keeps history, chats, contacts and the outbox across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from messenger_client.cache import Cache, PendingSend
+from messenger_protocol import Chat, Contact, Message, User
+
+
+def msg(mid: int, chat_id: int = 1, root: int | None = None) -> Message:
+    return Message(
+        id=mid, chat_id=chat_id, author="a", text=f"m{mid}", created_at=float(mid), thread_root=root
+    )
+
+
+def test_history_pages_come_back_oldest_first_after_reopening(tmp_path: Path) -> None:
+    cache = Cache.for_account("http://127.0.0.1:8000", "alice", root=tmp_path)
+    cache.save_messages([msg(i) for i in range(1, 501)] + [msg(1000, chat_id=2), msg(1001, root=5)])
+    cache.last_event_id = 42
+    cache.close()
+    cache = Cache.for_account("http://127.0.0.1:8000", "alice", root=tmp_path)
+    assert [m.id for m in cache.messages(1, limit=3)] == [498, 499, 500]
+    assert [m.id for m in cache.messages(1, before=3, limit=10)] == [1, 2]
+    assert cache.message_count(1) == 500
+    assert [m.id for m in cache.comments(5)] == [1001]
+    assert cache.last_event_id == 42
+    cache.delete_message(500)
+    assert cache.messages(1, limit=1)[0].id == 499
+
+
+def test_accounts_do_not_share_a_cache(tmp_path: Path) -> None:
+    alice = Cache.for_account("http://h:1", "alice", root=tmp_path)
+    bob = Cache.for_account("http://h:1", "bob", root=tmp_path)
+    alice.save_messages([msg(1)])
+    assert bob.messages(1) == []
+
+
+def test_chats_users_contacts_and_outbox(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c.sqlite3")
+    cache.replace_chats(
+        [
+            Chat(id=1, kind="general", name="general"),
+            Chat(id=2, kind="direct", name="@bob", peer="bob"),
+        ]
+    )
+    cache.save_chat(Chat(id=2, kind="direct", name="@bob", peer="bob", unread=3))
+    assert [c.unread for c in cache.chats()] == [0, 3]
+    cache.replace_users([User("bob", online=True)])
+    cache.replace_contacts([Contact("bob")])
+    assert cache.users()[0].online and cache.contacts()[0].login == "bob"
+    cache.add_pending(PendingSend("c1", 1, "hello", 1.0))
+    cache.add_pending(PendingSend("c2", 2, "later", 2.0))
+    cache.remove_pending("c1")
+    assert [p.client_id for p in cache.pending()] == ["c2"]
+    cache.remove_chat(2)
+    cache.clear()
+    assert cache.chats() == [] and cache.last_event_id is None
+    assert [p.client_id for p in cache.pending()] == ["c2"]

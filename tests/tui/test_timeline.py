@@ -1,0 +1,127 @@
+"""The timeline of a chat: dedupe, ordering, pending sends, and a layout that stays exact."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from messenger_client.tui.timeline import Layout, Timeline, render_markdown, utc
+from messenger_protocol import Attachment, Message
+
+T0 = 1_700_000_000.0
+
+
+def msg(mid: int, text: str = "hello", author: str = "alice", at: float | None = None) -> Message:
+    return Message(
+        id=mid, chat_id=1, author=author, text=text, created_at=T0 + mid * 60 if at is None else at
+    )
+
+
+def assert_exact(layout: Layout) -> None:
+    """Every message renders to exactly as many lines as the layout counted."""
+    assert len(layout.heights) == len(layout.timeline)
+    for i in range(len(layout.timeline)):
+        assert len(layout.lines(i)) == layout.heights[i], (i, layout.timeline[i])
+    assert layout.offsets[-1] == sum(layout.heights)
+    fresh = Layout(Timeline(1, list(layout.timeline.messages)), layout.width, tz=utc())
+    fresh.timeline.pending = list(layout.timeline.pending)
+    fresh.timeline.failed = set(layout.timeline.failed)
+    fresh.relayout()
+    assert fresh.heights == layout.heights
+
+
+def test_messages_are_deduplicated_by_id_and_kept_in_order() -> None:
+    timeline = Timeline(1)
+    assert timeline.add(msg(2))
+    assert timeline.add(msg(5))
+    assert timeline.add(msg(3))
+    assert not timeline.add(msg(3))
+    assert [m.id for m in timeline.messages] == [2, 3, 5]
+    assert timeline.add_older([msg(1), msg(2)], has_more=False) == 1
+    assert [m.id for m in timeline.messages] == [1, 2, 3, 5]
+    assert not timeline.has_more
+
+
+def test_a_pending_send_is_replaced_by_the_confirmed_message() -> None:
+    timeline = Timeline(1, [msg(1)])
+    layout = Layout(timeline, 60, tz=utc())
+    timeline.add_pending(
+        Message(id=0, chat_id=1, author="alice", text="hi", created_at=T0, client_id="c1")
+    )
+    assert timeline.state(timeline[1]) == "pending"
+    assert "sending" in layout.lines(1)[-1].plain
+    timeline.set_failed("c1", True)
+    assert "not sent" in layout.lines(1)[-1].plain
+    confirmed = Message(id=7, chat_id=1, author="alice", text="hi", created_at=T0, client_id="c1")
+    assert timeline.add(confirmed)
+    assert len(timeline) == 2
+    assert timeline.state(timeline[1]) == "sent"
+    assert_exact(layout)
+
+
+def test_layout_groups_by_author_and_separates_days() -> None:
+    timeline = Timeline(
+        1,
+        [
+            msg(1, author="alice"),
+            msg(2, author="alice"),
+            msg(3, author="bob"),
+            msg(4, author="bob", at=T0 + 3 * 86400),
+        ],
+    )
+    layout = Layout(timeline, 60, tz=utc())
+    plain = [line.plain for i in range(len(timeline)) for line in layout.lines(i)]
+    assert plain[0].startswith("─") and "November 2023" in plain[0]
+    assert plain[1].startswith("alice")
+    assert plain[2:4] == ["  hello", "  hello"]
+    assert plain[4] == ""
+    assert plain[5].startswith("bob")
+    assert "November 2023" in plain[7] and plain[8].startswith("bob")
+
+
+def test_markdown_styles_bold_code_links_and_mentions() -> None:
+    text = render_markdown("a **b** `c` https://x.org/p, @me and @you", me="me")
+    assert text.plain == "a b c https://x.org/p, @me and @you"
+    styles = {text.plain[s.start : s.end]: s.style for s in text.spans}
+    assert styles["b"].bold  # type: ignore[union-attr]
+    assert styles["https://x.org/p"].link == "https://x.org/p"  # type: ignore[union-attr]
+    assert styles["@me"] != styles["@you"]
+
+
+def test_incremental_layout_matches_a_fresh_one() -> None:
+    timeline = Timeline(
+        1, [msg(i, "word " * (i % 9) * 5, author="ab"[i % 2]) for i in range(50, 60)]
+    )
+    layout = Layout(timeline, 40, tz=utc())
+    timeline.add_older([msg(i, author="ab"[i % 3 == 0]) for i in range(30, 50)], has_more=True)
+    timeline.add(msg(70, "x\ny\nz"))
+    timeline.add(msg(65, "**long** " * 20))
+    timeline.remove(55)
+    timeline.update(
+        Message(
+            id=56,
+            chat_id=1,
+            author="b",
+            text="t",
+            created_at=T0,
+            comment_count=2,
+            attachments=[Attachment("f", "a.png", 10, "image/png", "0")],
+        )
+    )
+    assert_exact(layout)
+    assert layout.index_at(0) == 0
+    assert layout.index_at(layout.total - 1) == len(timeline) - 1
+    assert layout.index_at(layout.total) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab *`~@:/\nxé漢", max_size=120), min_size=1, max_size=12),
+    width=st.integers(min_value=5, max_value=70),
+)
+def test_heights_are_exact_for_any_text(texts: list[str], width: int) -> None:
+    timeline = Timeline(1)
+    layout = Layout(timeline, width, tz=utc())
+    for i, text in enumerate(texts, start=1):
+        timeline.add(msg(i, text, author="ab"[i % 2]))
+    assert_exact(layout)
