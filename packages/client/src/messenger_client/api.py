@@ -1,0 +1,726 @@
+"""The async client library: every endpoint of the protocol's table as a method.
+
+All calls go through :meth:`Client.call`, which takes the method, path and types
+from ``messenger_protocol.BY_NAME`` -- nothing about the wire is written here twice.
+Errors the server sends come back as :class:`~messenger_protocol.ApiError` with the
+server's code; a server that cannot be reached raises :class:`ServerUnavailable`.
+
+    async with Client("http://127.0.0.1:8000") as client:
+        await client.login("alice", "secret1")
+        msg = await client.send(GENERAL_CHAT_ID, "hello")
+        async for item in client.events(client.session.last_event_id):
+            ...
+
+File transfers run on their own HTTP connection pool, so a 5 MiB upload never makes
+a chat message wait behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import aiofiles
+import aiofiles.os
+import httpx
+import msgspec
+
+from messenger_protocol import (
+    BY_NAME,
+    STATUS_OF,
+    AddContact,
+    AdminUserList,
+    ApiError,
+    Attachment,
+    BanUser,
+    Chat,
+    ChatList,
+    Complaint,
+    ComplaintList,
+    ComplaintResult,
+    Contact,
+    ContactList,
+    CreateChat,
+    CreateLink,
+    Credentials,
+    Endpoint,
+    ErrorCode,
+    FileComplaint,
+    FileList,
+    Health,
+    HistoryQuery,
+    InviteLink,
+    InviteUser,
+    JoinChat,
+    JoinRequestList,
+    JoinResult,
+    MarkRead,
+    Members,
+    Message,
+    MessagePage,
+    Ok,
+    OpenDirect,
+    ScheduledList,
+    ScheduledMessage,
+    ScheduleMessage,
+    SendMessage,
+    ServerStats,
+    Session,
+    Settings,
+    Status,
+    Thread,
+    Unread,
+    UploadQuery,
+    User,
+    UserList,
+    decode,
+    decode_error,
+    encode,
+    limits,
+)
+
+if TYPE_CHECKING:
+    from .events import EventStream
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "Client",
+    "Progress",
+    "ServerUnavailable",
+    "new_client_id",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVER = f"http://{limits.DEFAULT_HOST}:{limits.DEFAULT_PORT}"
+"""Where the client connects unless told otherwise."""
+
+CHUNK_SIZE = 64 * 1024
+"""Bytes read from disk (upload) or written to disk (download) at a time."""
+
+Progress = Callable[[int, int | None], None]
+"""Transfer progress callback: ``(bytes_done, bytes_total or None)``."""
+
+_CODE_OF_STATUS: dict[int, ErrorCode] = {}
+for _code, _status in STATUS_OF.items():
+    _CODE_OF_STATUS.setdefault(_status, _code)
+for _status in (501, 502, 503, 504):
+    _CODE_OF_STATUS[_status] = ErrorCode.UNAVAILABLE
+
+
+class ServerUnavailable(ConnectionError):
+    """The server could not be reached, or the connection broke before an answer.
+
+    ``client_id`` is set when a :meth:`Client.send` or :meth:`Client.comment` failed
+    this way: calling it again with the same ``client_id`` is safe (idempotent).
+    """
+
+    def __init__(self, message: str, *, client_id: str | None = None) -> None:
+        super().__init__(message)
+        self.client_id = client_id
+
+
+def new_client_id() -> str:
+    """A fresh idempotency id for a send (a UI keeps it to retry the same message)."""
+    return uuid.uuid4().hex
+
+
+def error_from_response(status: int, content: bytes) -> ApiError:
+    """The :class:`ApiError` of an error answer (typed body, or guessed from the status)."""
+    error = decode_error(content) if content else None
+    if error is not None:
+        return error
+    code = _CODE_OF_STATUS.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID)
+    text = content[:200].decode(errors="replace").strip() or "no details"
+    return ApiError(code, f"HTTP {status}: {text}")
+
+
+def _query_params(query: msgspec.Struct | None) -> dict[str, str] | None:
+    if query is None:
+        return None
+    raw = msgspec.to_builtins(query)
+    return {k: str(v) for k, v in raw.items() if v is not None}
+
+
+_FILENAME_STAR = re.compile(r"filename\*\s*=\s*(?:UTF-8|utf-8)''([^;]+)")
+_FILENAME = re.compile(r'filename\s*=\s*"?([^";]+)"?')
+
+
+def _filename_from(disposition: str | None) -> str | None:
+    if not disposition:
+        return None
+    found = _FILENAME_STAR.search(disposition)
+    name = unquote(found.group(1)) if found else None
+    if name is None:
+        plain = _FILENAME.search(disposition)
+        name = plain.group(1) if plain else None
+    if not name:
+        return None
+    # Never let a server-chosen name climb out of the target directory.
+    name = os.path.basename(name.replace("\\", "/")).strip()
+    return name if name not in ("", ".", "..") else None
+
+
+class Client:
+    """An async client of one messenger server, for one user at a time.
+
+    ``token`` resumes an existing session; :meth:`login`/:meth:`register` set it.
+    ``device`` labels this client in the user's ``/status``.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_SERVER,
+        token: str | None = None,
+        *,
+        device: str = "",
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.device = device
+        self.session: Session | None = None
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._http = self._new_http()
+        self._files: httpx.AsyncClient | None = None
+
+    def _new_http(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=self._timeout,
+            headers={"User-Agent": "messenger-client/0.1"},
+            **kwargs,
+        )
+
+    @property
+    def login_name(self) -> str | None:
+        """Login of the logged-in user, or None."""
+        return self.session.user.login if self.session is not None else None
+
+    # --- plumbing -----------------------------------------------------------
+
+    def _headers(self, endpoint: Endpoint, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        if endpoint.auth:
+            if self.token is None:
+                raise ApiError(ErrorCode.UNAUTHORIZED, "not logged in")
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    async def call(
+        self,
+        name: str,
+        body: msgspec.Struct | None = None,
+        query: msgspec.Struct | None = None,
+        **params: object,
+    ) -> Any:
+        """Call endpoint ``name`` of the protocol table and return its decoded response.
+
+        Raises :class:`ApiError` for an error answer and :class:`ServerUnavailable`
+        when the server cannot be reached.
+        """
+        endpoint = BY_NAME[name]
+        headers = self._headers(endpoint)
+        content: bytes | None = None
+        if body is not None:
+            content = encode(body)
+            headers["Content-Type"] = "application/json"
+        try:
+            response = await self._http.request(
+                endpoint.method,
+                endpoint.url(**params),
+                content=content,
+                params=_query_params(query),
+                headers=headers,
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"server {self.base_url} unavailable: {exc!r}") from exc
+        if response.status_code >= 300:
+            raise error_from_response(response.status_code, response.content)
+        if endpoint.response is None:
+            return msgspec.json.decode(response.content) if response.content else None
+        return decode(endpoint.response, response.content)
+
+    async def close(self) -> None:
+        """Close every connection of this client."""
+        await self._http.aclose()
+        if self._files is not None:
+            await self._files.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _files_http(self) -> httpx.AsyncClient:
+        if self._files is None:
+            self._files = self._new_http(
+                timeout=httpx.Timeout(self._timeout.read or 30.0, connect=10.0)
+            )
+        return self._files
+
+    # --- service ------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """Liveness of the server."""
+        result: Health = await self.call("health")
+        return result
+
+    async def openapi(self) -> dict[str, Any]:
+        """The server's OpenAPI 3.1 document."""
+        result: dict[str, Any] = await self.call("openapi")
+        return result
+
+    # --- accounts -----------------------------------------------------------
+
+    def _start_session(self, session: Session) -> Session:
+        self.session = session
+        self.token = session.token
+        return session
+
+    async def register(self, login: str, password: str) -> Session:
+        """Create an account and log in to it (``/auth``)."""
+        creds = Credentials(login=login, password=password, device=self.device)
+        return self._start_session(await self.call("register", creds))
+
+    async def login(self, login: str, password: str) -> Session:
+        """Log in to an existing account (``/login``)."""
+        creds = Credentials(login=login, password=password, device=self.device)
+        return self._start_session(await self.call("login", creds))
+
+    async def logout(self) -> Ok:
+        """End this session; the client forgets its token."""
+        result: Ok = await self.call("logout")
+        self.token, self.session = None, None
+        return result
+
+    async def logout_all(self) -> Ok:
+        """End every session of this user, this one included."""
+        result: Ok = await self.call("logout_all")
+        self.token, self.session = None, None
+        return result
+
+    async def status(self) -> Status:
+        """Connections, private-message counts, chats and login history (``/status``)."""
+        result: Status = await self.call("status")
+        return result
+
+    async def users(self) -> UserList:
+        """All users with presence (``/users``)."""
+        result: UserList = await self.call("users")
+        return result
+
+    async def user(self, login: str) -> User:
+        """One user with presence."""
+        result: User = await self.call("user", login=login)
+        return result
+
+    # --- contacts -----------------------------------------------------------
+
+    async def contacts(self) -> ContactList:
+        """The contact list (``/contacts``)."""
+        result: ContactList = await self.call("contacts")
+        return result
+
+    async def add_contact(self, login: str) -> Contact:
+        """Add a contact (``/add_contact``)."""
+        result: Contact = await self.call("add_contact", AddContact(login=login))
+        return result
+
+    async def del_contact(self, login: str) -> Ok:
+        """Remove a contact (``/del_contact``)."""
+        result: Ok = await self.call("del_contact", login=login)
+        return result
+
+    # --- chats and messages -------------------------------------------------
+
+    async def chats(self) -> ChatList:
+        """Chats of this user with unread counts."""
+        result: ChatList = await self.call("chats")
+        return result
+
+    async def chat(self, chat_id: int) -> Chat:
+        """One chat."""
+        result: Chat = await self.call("chat", chat_id=chat_id)
+        return result
+
+    async def open_direct(self, login: str) -> Chat:
+        """Find or create the private conversation with ``login``."""
+        result: Chat = await self.call("open_direct", OpenDirect(login=login))
+        return result
+
+    async def create_chat(self, name: str) -> Chat:
+        """Create a private group chat owned by this user (``/create``)."""
+        result: Chat = await self.call("create_chat", CreateChat(name=name))
+        return result
+
+    async def history(
+        self,
+        chat_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = limits.HISTORY_ON_CONNECT,
+    ) -> MessagePage:
+        """A page of a chat's history, oldest first: the newest ``limit`` messages
+        older than ``before`` (or newer than ``after``)."""
+        query = HistoryQuery(before=before, after=after, limit=limit)
+        result: MessagePage = await self.call("history", query=query, chat_id=chat_id)
+        return result
+
+    async def _post_text(
+        self,
+        name: str,
+        text: str,
+        client_id: str | None,
+        attachments: Sequence[str],
+        retries: int,
+        **params: object,
+    ) -> Message:
+        client_id = client_id or new_client_id()
+        body = SendMessage(text=text, client_id=client_id, attachments=list(attachments))
+        attempt = 0
+        while True:
+            try:
+                result: Message = await self.call(name, body, None, **params)
+                return result
+            except ServerUnavailable as exc:
+                # Same client_id: the server stores the message at most once.
+                if attempt >= retries:
+                    raise ServerUnavailable(str(exc), client_id=client_id) from exc
+                attempt += 1
+                log.info(
+                    "%s failed (%s); retry %d with client_id %s", name, exc, attempt, client_id
+                )
+
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        client_id: str | None = None,
+        attachments: Sequence[str] = (),
+        retries: int = 0,
+    ) -> Message:
+        """Post a message; it is committed when this returns.
+
+        ``client_id`` (a fresh one by default) makes the send idempotent: after a
+        :class:`ServerUnavailable` (which carries the id) call again with the same id.
+        ``retries`` does that here, immediately, that many times.
+        """
+        return await self._post_text("send", text, client_id, attachments, retries, chat_id=chat_id)
+
+    async def message(self, message_id: int) -> Message:
+        """One message."""
+        result: Message = await self.call("message", message_id=message_id)
+        return result
+
+    async def mark_read(self, chat_id: int, up_to: int) -> Chat:
+        """Mark a chat read up to and including message ``up_to``."""
+        result: Chat = await self.call("mark_read", MarkRead(up_to=up_to), chat_id=chat_id)
+        return result
+
+    async def unread(self) -> Unread:
+        """Everything unread, per chat (``/unread``)."""
+        result: Unread = await self.call("unread")
+        return result
+
+    # --- threads ------------------------------------------------------------
+
+    async def comment(
+        self,
+        message_id: int,
+        text: str,
+        *,
+        client_id: str | None = None,
+        attachments: Sequence[str] = (),
+        retries: int = 0,
+    ) -> Message:
+        """Comment on a message (``/comment``); idempotent by ``client_id`` like :meth:`send`."""
+        return await self._post_text(
+            "comment", text, client_id, attachments, retries, message_id=message_id
+        )
+
+    async def thread(self, message_id: int) -> Thread:
+        """A message and its comments (``/thread``)."""
+        result: Thread = await self.call("thread", message_id=message_id)
+        return result
+
+    async def mark_thread_read(self, message_id: int, up_to: int) -> Ok:
+        """Mark the thread under ``message_id`` read up to comment ``up_to``."""
+        result: Ok = await self.call(
+            "mark_thread_read", MarkRead(up_to=up_to), message_id=message_id
+        )
+        return result
+
+    # --- group chats --------------------------------------------------------
+
+    async def members(self, chat_id: int) -> Members:
+        """Members of a chat."""
+        result: Members = await self.call("members", chat_id=chat_id)
+        return result
+
+    async def invite(self, chat_id: int, login: str) -> Members:
+        """The owner adds ``login`` to a group chat (``/invite``)."""
+        result: Members = await self.call("invite", InviteUser(login=login), chat_id=chat_id)
+        return result
+
+    async def remove_member(self, chat_id: int, login: str) -> Ok:
+        """The owner removes a member, or a member leaves."""
+        result: Ok = await self.call("remove_member", chat_id=chat_id, login=login)
+        return result
+
+    async def create_link(
+        self, chat_id: int, *, expires_in: int | None = None, max_uses: int | None = None
+    ) -> InviteLink:
+        """The owner creates an invite key (``/link``)."""
+        body = CreateLink(expires_in=expires_in, max_uses=max_uses)
+        result: InviteLink = await self.call("create_link", body, chat_id=chat_id)
+        return result
+
+    async def revoke_link(self, chat_id: int, key: str) -> Ok:
+        """The owner revokes an invite key."""
+        result: Ok = await self.call("revoke_link", chat_id=chat_id, key=key)
+        return result
+
+    async def join(self, name: str, key: str | None = None) -> JoinResult:
+        """Ask to join group chat ``name``, with an invite key or without (``/join``)."""
+        result: JoinResult = await self.call("join", JoinChat(name=name, key=key))
+        return result
+
+    async def join_requests(self, chat_id: int) -> JoinRequestList:
+        """Pending join requests of a chat (owner)."""
+        result: JoinRequestList = await self.call("join_requests", chat_id=chat_id)
+        return result
+
+    async def approve(self, chat_id: int, login: str) -> Members:
+        """The owner approves ``login``'s join request (``/approve``)."""
+        result: Members = await self.call("approve", chat_id=chat_id, login=login)
+        return result
+
+    async def reject(self, chat_id: int, login: str) -> Ok:
+        """The owner rejects ``login``'s join request (``/reject``)."""
+        result: Ok = await self.call("reject", chat_id=chat_id, login=login)
+        return result
+
+    # --- files --------------------------------------------------------------
+
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        progress: Progress | None = None,
+    ) -> Attachment:
+        """Upload a file, streamed from disk in chunks; attach the returned id to a message.
+
+        Runs on its own connection. ``progress(sent, total)`` is called per chunk.
+        """
+        endpoint = BY_NAME["upload"]
+        file_path = Path(path)
+        total = (await aiofiles.os.stat(file_path)).st_size
+        headers = self._headers(
+            endpoint,
+            {"Content-Type": "application/octet-stream", "Content-Length": str(total)},
+        )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            sent = 0
+            if progress is not None:
+                progress(0, total)
+            async with aiofiles.open(file_path, "rb") as f:
+                while chunk := await f.read(CHUNK_SIZE):
+                    sent += len(chunk)
+                    yield chunk
+                    if progress is not None:
+                        progress(sent, total)
+
+        query = UploadQuery(name=name if name is not None else file_path.name)
+        try:
+            response = await self._files_http().request(
+                endpoint.method,
+                endpoint.url(),
+                content=chunks(),
+                params=_query_params(query),
+                headers=headers,
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"upload to {self.base_url} failed: {exc!r}") from exc
+        if response.status_code >= 300:
+            raise error_from_response(response.status_code, response.content)
+        assert endpoint.response is not None
+        result: Attachment = decode(endpoint.response, response.content)
+        return result
+
+    async def download(
+        self,
+        file_id: str,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+        resume: bool = True,
+    ) -> Path:
+        """Download a file to ``dest`` (a file path, or a directory to put it in).
+
+        Streams to ``<dest>.part`` and renames it when complete; with ``resume`` a
+        ``.part`` left by a broken download continues with a Range request.
+        Returns the final path.
+        """
+        endpoint = BY_NAME["download"]
+        target = Path(dest)
+        url = endpoint.url(file_id=file_id)
+        http = self._files_http()
+        into_dir = await aiofiles.os.path.isdir(target)
+        # The name is only known from the answer when dest is a directory, so resume
+        # of a directory download keys its partial file by the file id.
+        part_name = f".{file_id}.part" if into_dir else target.name + ".part"
+        part = (target if into_dir else target.parent) / part_name
+        offset = 0
+        if resume and await aiofiles.os.path.exists(part):
+            offset = (await aiofiles.os.stat(part)).st_size
+        headers = self._headers(endpoint)
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            async with http.stream("GET", url, headers=headers) as response:
+                if response.status_code == 416 and offset:
+                    # The .part is as long as the file (or longer): start over.
+                    await response.aread()
+                    await aiofiles.os.remove(part)
+                    return await self.download(file_id, dest, progress=progress, resume=False)
+                if response.status_code >= 300:
+                    raise error_from_response(response.status_code, await response.aread())
+                if response.status_code != 206:
+                    offset = 0
+                length = response.headers.get("Content-Length")
+                total = offset + int(length) if length and length.isdigit() else None
+                if into_dir:
+                    name = _filename_from(response.headers.get("Content-Disposition")) or file_id
+                    target = target / name
+                done = offset
+                if progress is not None:
+                    progress(done, total)
+                async with aiofiles.open(part, "ab" if offset else "wb") as f:
+                    async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                        await f.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"download from {self.base_url} failed: {exc!r}") from exc
+        await aiofiles.os.replace(part, target)
+        return target
+
+    async def chat_files(self, chat_id: int) -> FileList:
+        """Files posted in a chat, newest first (``/files``)."""
+        result: FileList = await self.call("chat_files", chat_id=chat_id)
+        return result
+
+    # --- scheduled ----------------------------------------------------------
+
+    async def schedule(self, chat_id: int, text: str, send_at: float) -> ScheduledMessage:
+        """Send ``text`` to a chat at Unix time ``send_at`` (``/schedule``)."""
+        body = ScheduleMessage(chat_id=chat_id, text=text, send_at=send_at)
+        result: ScheduledMessage = await self.call("schedule", body)
+        return result
+
+    async def scheduled(self) -> ScheduledList:
+        """This user's scheduled messages (``/scheduled``)."""
+        result: ScheduledList = await self.call("scheduled")
+        return result
+
+    async def cancel_scheduled(self, scheduled_id: int) -> ScheduledMessage:
+        """Cancel a scheduled message that has not gone out yet (``/cancel``)."""
+        result: ScheduledMessage = await self.call("cancel_scheduled", scheduled_id=scheduled_id)
+        return result
+
+    # --- moderation ---------------------------------------------------------
+
+    async def complain(
+        self, login: str, reason: str = "", message_id: int | None = None
+    ) -> ComplaintResult:
+        """Complain about a user (``/complain``)."""
+        body = FileComplaint(login=login, reason=reason, message_id=message_id)
+        result: ComplaintResult = await self.call("complain", body)
+        return result
+
+    async def admin_users(self) -> AdminUserList:
+        """All users as an admin sees them."""
+        result: AdminUserList = await self.call("admin_users")
+        return result
+
+    async def admin_complaints(self) -> ComplaintList:
+        """The complaint queue (admin)."""
+        result: ComplaintList = await self.call("admin_complaints")
+        return result
+
+    async def admin_dismiss(self, complaint_id: int) -> Complaint:
+        """Dismiss a complaint (admin)."""
+        result: Complaint = await self.call("admin_dismiss", complaint_id=complaint_id)
+        return result
+
+    async def admin_ban(self, login: str, seconds: int, reason: str = "") -> User:
+        """Ban a user for ``seconds`` (admin)."""
+        body = BanUser(login=login, seconds=seconds, reason=reason)
+        result: User = await self.call("admin_ban", body)
+        return result
+
+    async def admin_unban(self, login: str) -> User:
+        """Lift a ban (admin)."""
+        result: User = await self.call("admin_unban", login=login)
+        return result
+
+    async def admin_stats(self) -> ServerStats:
+        """Live server numbers (admin)."""
+        result: ServerStats = await self.call("admin_stats")
+        return result
+
+    async def admin_settings(self) -> Settings:
+        """Effective server settings (admin)."""
+        result: Settings = await self.call("admin_settings")
+        return result
+
+    # --- events -------------------------------------------------------------
+
+    def events(
+        self,
+        last_event_id: int | None = None,
+        *,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 10.0,
+    ) -> EventStream:
+        """The live event stream, resuming after ``last_event_id``; reconnects by itself.
+
+        See :class:`~messenger_client.events.EventStream`.
+        """
+        from .events import EventStream  # events builds on this module
+
+        return EventStream(self, last_event_id, backoff_base=backoff_base, backoff_cap=backoff_cap)
+
+    def _stream_request(
+        self, last_event_id: int | None, read_timeout: float
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        endpoint = BY_NAME["events"]
+        headers = self._headers(endpoint, {"Accept": "text/event-stream"})
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        return self._http.stream(
+            endpoint.method,
+            endpoint.url(),
+            headers=headers,
+            timeout=httpx.Timeout(10.0, read=read_timeout),
+        )
