@@ -1,0 +1,295 @@
+"""Server settings: defaults < TOML file < ``MESSENGER_*`` env vars < command-line flags.
+
+Every field of :class:`Settings` can be given in all four places under the same
+name (``--max-file-bytes``, ``MESSENGER_MAX_FILE_BYTES``, ``max_file_bytes = ...``).
+Each bad value is refused with one line naming the setting, what it must be and
+what it got: ``port must be an integer 1-65535, got '70000'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from messenger_protocol import limits
+
+__all__ = ["ENV_PREFIX", "ConfigError", "Settings", "describe", "load_settings"]
+
+ENV_PREFIX = "MESSENGER_"
+"""Env vars ``MESSENGER_<FIELD>`` set a field; ``MESSENGER_CONFIG`` names the TOML file."""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message is one line meant for the person who wrote it."""
+
+
+Parser = Callable[[str, object], Any]
+
+
+def _bad(name: str, what: str, raw: object) -> ConfigError:
+    return ConfigError(f"{name} must be {what}, got {str(raw)!r}")
+
+
+def _int(low: int, high: int | None = None) -> Parser:
+    what = f"an integer {low}-{high}" if high is not None else f"an integer >= {low}"
+
+    def parse(name: str, raw: object) -> int:
+        if isinstance(raw, bool):
+            raise _bad(name, what, raw)
+        if isinstance(raw, int):
+            value = raw
+        elif isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
+            value = int(raw.strip())
+        else:
+            raise _bad(name, what, raw)
+        if value < low or (high is not None and value > high):
+            raise _bad(name, what, raw)
+        return value
+
+    parse.__doc__ = what
+    return parse
+
+
+def _float(low: float, *, exclusive: bool = True) -> Parser:
+    what = f"a number > {low:g}" if exclusive else f"a number >= {low:g}"
+
+    def parse(name: str, raw: object) -> float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise _bad(name, what, raw)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise _bad(name, what, raw) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _bad(name, what, raw)
+        if value < low or (exclusive and value == low):
+            raise _bad(name, what, raw)
+        return value
+
+    parse.__doc__ = what
+    return parse
+
+
+def _text(*, empty: bool = True) -> Parser:
+    what = "a string" if empty else "a non-empty string"
+
+    def parse(name: str, raw: object) -> str:
+        if not isinstance(raw, str) or (not empty and not raw.strip()):
+            raise _bad(name, what, raw)
+        return raw.strip()
+
+    parse.__doc__ = what
+    return parse
+
+
+def _path(name: str, raw: object) -> Path:
+    if not isinstance(raw, str | Path) or not str(raw).strip():
+        raise _bad(name, "a directory path", raw)
+    return Path(str(raw).strip()).expanduser()
+
+
+_path.__doc__ = "a directory path"
+
+
+def _choice(options: tuple[str, ...]) -> Parser:
+    what = "one of " + ", ".join(options)
+
+    def parse(name: str, raw: object) -> str:
+        if not isinstance(raw, str) or raw.strip().upper() not in options:
+            raise _bad(name, what, raw)
+        return raw.strip().upper()
+
+    parse.__doc__ = what
+    return parse
+
+
+def _list(name: str, raw: object) -> tuple[str, ...]:
+    """Comma-separated in flags and env vars, a list of strings in TOML."""
+    if isinstance(raw, str):
+        items = raw.split(",")
+    elif isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+        items = list(raw)
+    else:
+        raise _bad(name, "a comma-separated list", raw)
+    return tuple(item.strip() for item in items if item.strip())
+
+
+_list.__doc__ = "a comma-separated list"
+
+
+def _setting(default: Any, parse: Parser, help: str) -> Any:
+    return field(default=default, metadata={"parse": parse, "help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Effective server settings (SPEC §5 defaults from :mod:`messenger_protocol.limits`)."""
+
+    host: str = _setting(limits.DEFAULT_HOST, _text(empty=False), "address to bind")
+    port: int = _setting(limits.DEFAULT_PORT, _int(1, 65535), "TCP port to bind")
+    data_dir: Path = _setting(Path("messenger-data"), _path, "database, files, logs")  # noqa: RUF009
+    log_level: str = _setting("INFO", _choice(LOG_LEVELS), "least severe level logged")
+    history_on_connect: int = _setting(
+        limits.HISTORY_ON_CONNECT, _int(0), "general-chat messages sent on connect"
+    )
+    message_ttl: int = _setting(
+        limits.MESSAGE_TTL_SECONDS, _int(0), "seconds a delivered message lives (0 = keep)"
+    )
+    message_max_age: int = _setting(
+        limits.MESSAGE_MAX_AGE_SECONDS, _int(1), "seconds an undelivered message is kept"
+    )
+    rate_limit_messages: int = _setting(
+        limits.RATE_LIMIT_MESSAGES, _int(1), "general-chat messages per user per window"
+    )
+    rate_limit_window: int = _setting(
+        limits.RATE_LIMIT_WINDOW_SECONDS, _int(1), "rate-limit window in seconds"
+    )
+    complaints_to_ban: int = _setting(
+        limits.COMPLAINTS_TO_BAN, _int(1), "complaints from distinct users that ban"
+    )
+    ban_seconds: int = _setting(limits.BAN_SECONDS, _int(1), "length of an automatic ban")
+    max_file_bytes: int = _setting(limits.MAX_FILE_BYTES, _int(1), "largest file upload")
+    user_quota_bytes: int = _setting(
+        limits.USER_QUOTA_BYTES, _int(0), "file bytes one user may store"
+    )
+    allowed_mime: tuple[str, ...] = _setting((), _list, "allowed upload MIME types (empty = all)")
+    max_message_text: int = _setting(
+        limits.MAX_MESSAGE_TEXT, _int(1), "longest message text in characters"
+    )
+    max_request_head: int = _setting(
+        limits.MAX_REQUEST_HEAD, _int(1024, 1024 * 1024), "largest request line + headers"
+    )
+    max_json_body: int = _setting(limits.MAX_JSON_BODY, _int(1024), "largest JSON body")
+    idle_unauthenticated: float = _setting(
+        limits.IDLE_UNAUTHENTICATED_SECONDS, _float(0), "seconds before an idle anonymous "
+        "connection is closed"
+    )  # fmt: skip
+    keepalive_idle: float = _setting(
+        limits.KEEPALIVE_IDLE_SECONDS, _float(0), "seconds before an idle keep-alive closes"
+    )
+    admins: tuple[str, ...] = _setting((), _list, "logins that are admins")
+    schedule_max_ahead: int = _setting(
+        limits.SCHEDULE_MAX_AHEAD_SECONDS, _int(1), "how far ahead a message may be scheduled"
+    )
+    scheduled_max_pending: int = _setting(
+        limits.SCHEDULED_MAX_PENDING, _int(0), "pending scheduled messages per user"
+    )
+    login_failures_max: int = _setting(
+        limits.LOGIN_FAILURES_MAX, _int(1), "failed logins per window before throttling"
+    )
+    login_failures_window: int = _setting(
+        limits.LOGIN_FAILURES_WINDOW_SECONDS, _int(1), "login-failure window in seconds"
+    )
+    max_connections_per_ip: int = _setting(
+        limits.MAX_CONNECTIONS_PER_IP, _int(1), "simultaneous connections per address"
+    )
+    event_queue_max_bytes: int = _setting(
+        limits.EVENT_QUEUE_MAX_BYTES, _int(1024), "unsent event bytes before a stream is cut"
+    )
+    event_retention: int = _setting(
+        limits.EVENT_RETENTION, _int(1), "events kept for resuming streams"
+    )
+    public_url: str = _setting("", _text(), "URL clients use (empty = http://host:port)")
+    sqlite_synchronous: str = _setting(
+        "NORMAL", _choice(SQLITE_SYNCHRONOUS), "SQLite synchronous mode"
+    )
+
+    @property
+    def base_url(self) -> str:
+        """``public_url``, or ``http://host:port`` when it is not set."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def as_public_dict(self) -> dict[str, str | int | float | bool | None]:
+        """Every setting as a plain value, for the admin "effective settings" view."""
+        out: dict[str, str | int | float | bool | None] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (values already typed)."""
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def describe() -> list[tuple[str, str, str, object]]:
+    """``(name, what it must be, help, default)`` of every setting, for ``--help``."""
+    return [
+        (f.name, f.metadata["parse"].__doc__ or "", f.metadata["help"], f.default)
+        for f in fields(Settings)
+    ]
+
+
+def _parse(name: str, raw: object) -> Any:
+    parse: Parser = _FIELDS[name].metadata["parse"]
+    return parse(name, raw)
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r} in config file {str(path)!r}")
+        values[name] = value
+    return values
+
+
+def load_settings(
+    argv_values: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | str | None = None,
+) -> Settings:
+    """Build the settings: flags > ``MESSENGER_*`` env > TOML (``config_file`` or
+    ``MESSENGER_CONFIG``) > defaults. Raises :class:`ConfigError` on the first bad value.
+
+    ``argv_values`` maps field names to raw values; None values are ignored (not given).
+    """
+    environ = environ or {}
+    if config_file is None:
+        config_file = environ.get(ENV_PREFIX + "CONFIG") or None
+    layers: list[dict[str, object]] = []
+    if config_file is not None:
+        layers.append(_read_toml(Path(config_file)))
+    layers.append(
+        {
+            name: environ[ENV_PREFIX + name.upper()]
+            for name in _FIELDS
+            if ENV_PREFIX + name.upper() in environ
+        }
+    )
+    given = {k: v for k, v in (argv_values or {}).items() if v is not None}
+    for name in given:
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+    layers.append(given)
+    merged: dict[str, object] = {}
+    for layer in layers:
+        merged.update(layer)
+    return Settings(**{name: _parse(name, raw) for name, raw in merged.items()})

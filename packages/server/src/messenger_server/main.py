@@ -1,0 +1,114 @@
+"""The serve loop: build the app, listen, run until SIGINT/SIGTERM, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from .clock import Clock, SystemClock
+from .config import Settings
+from .http import HttpLimits, HttpServer, Request, Response, StreamResponse
+from .hub import Hub, LocalHub
+
+__all__ = ["SHUTDOWN_GRACE", "AppLike", "http_limits", "run", "serve"]
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 5.0
+"""Seconds running requests get to finish on shutdown."""
+
+
+class AppLike(Protocol):
+    """What the serve loop needs of ``messenger_server.app.App``."""
+
+    http_server: HttpServer | None
+
+    async def handle(self, request: Request) -> Response | StreamResponse: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+AppFactory = Callable[[Settings, Clock, Hub], AppLike]
+
+
+def _default_app(settings: Settings, clock: Clock, hub: Hub) -> AppLike:
+    # looked up at run time: the transport layer does not import the services at load
+    app_class = importlib.import_module("messenger_server.app").App
+    app: AppLike = app_class(settings, clock, hub)
+    return app
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    """Transport limits from the settings."""
+    return HttpLimits(
+        max_request_head=settings.max_request_head,
+        idle_unauthenticated=settings.idle_unauthenticated,
+        keepalive_idle=settings.keepalive_idle,
+        max_connections_per_ip=settings.max_connections_per_ip,
+    )
+
+
+async def serve(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    app_factory: AppFactory | None = None,
+    stop: asyncio.Event | None = None,
+    started: Callable[[HttpServer], Awaitable[None] | None] | None = None,
+) -> None:
+    """Run the server until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    clock = clock or SystemClock()
+    stop = stop or asyncio.Event()
+    hub = LocalHub(settings.event_queue_max_bytes)
+    app = (app_factory or _default_app)(settings, clock, hub)
+    server = HttpServer(app.handle, http_limits(settings))
+    app.http_server = server
+    await app.start()
+    try:
+        await server.start(settings.host, settings.port)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        log.info("listening on http://%s:%d", host, server.port)
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # not available off the main thread or on Windows: then only `stop` ends us
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, _on_signal, sig, stop)
+                handled.append(sig)
+        try:
+            if started is not None:
+                result = started(server)
+                if result is not None:
+                    await result
+            await stop.wait()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            log.info("shutting down")
+            await server.close(SHUTDOWN_GRACE)
+    finally:
+        await app.close()
+        log.info("stopped")
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("received %s", sig.name)
+    stop.set()
+
+
+def run(settings: Settings, clock: Clock | None = None) -> None:
+    """Run :func:`serve` on uvloop when it is installed, else the default loop."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        log.debug("uvloop not installed; using the default event loop")
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(settings, clock))

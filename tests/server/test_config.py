@@ -1,0 +1,102 @@
+"""Settings: defaults, precedence flags > env > TOML > defaults, one clear line per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from messenger_protocol import limits
+from messenger_server.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_come_from_the_protocol_limits() -> None:
+    settings = load_settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.data_dir == Path("messenger-data")
+    assert settings.max_file_bytes == limits.MAX_FILE_BYTES == 5_242_880
+    assert settings.rate_limit_messages == 20 and settings.rate_limit_window == 3600
+    assert settings.idle_unauthenticated == 10.0
+    assert settings.base_url == "http://127.0.0.1:8000"
+
+
+def test_precedence_flags_over_env_over_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "server.toml"
+    toml.write_text('port = 7001\nban-seconds = 60\nadmins = ["root", "ops"]\nhost = "0.0.0.0"\n')
+    env = {"MESSENGER_PORT": "7002", "MESSENGER_BAN_SECONDS": "90"}
+    settings = load_settings({"port": "7003"}, env, toml)
+    assert settings.port == 7003  # flag
+    assert settings.ban_seconds == 90  # env over TOML
+    assert settings.admins == ("root", "ops")  # TOML over default
+    assert settings.host == "0.0.0.0"
+    assert load_settings({}, env, toml).port == 7002
+    assert load_settings({}, {}, toml).port == 7001
+
+
+def test_config_file_from_env(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("message_ttl = 0\n")
+    assert load_settings({}, {"MESSENGER_CONFIG": str(toml)}).message_ttl == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("port", "70000", "port must be an integer 1-65535, got '70000'"),
+        ("port", "abc", "port must be an integer 1-65535, got 'abc'"),
+        ("port", "0", "port must be an integer 1-65535, got '0'"),
+        ("max_file_bytes", "-1", "max_file_bytes must be an integer >= 1, got '-1'"),
+        ("idle_unauthenticated", "soon", "idle_unauthenticated must be a number > 0"),
+        ("idle_unauthenticated", "nan", "idle_unauthenticated must be a number > 0"),
+        ("log_level", "loud", "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("sqlite_synchronous", "OFF", "sqlite_synchronous must be one of NORMAL, FULL"),
+    ],
+)
+def test_bad_values_refused_with_one_clear_line(name: str, raw: str, message: str) -> None:
+    for flags, env in (({name: raw}, {}), ({}, {f"MESSENGER_{name.upper()}": raw})):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(flags, env)
+        assert str(caught.value).startswith(message)
+        assert "\n" not in str(caught.value)
+
+
+def test_toml_types_checked(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("port = true\n")
+    with pytest.raises(ConfigError, match="port must be an integer 1-65535, got 'True'"):
+        load_settings({}, {}, toml)
+
+
+def test_unknown_toml_key_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("port = 8001\nmax_fiel_bytes = 10\n")
+    with pytest.raises(ConfigError, match="unknown setting 'max_fiel_bytes'"):
+        load_settings({}, {}, toml)
+
+
+def test_broken_or_missing_toml_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("port = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, {}, broken)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({}, {}, tmp_path / "nope.toml")
+
+
+def test_values_are_normalised() -> None:
+    settings = load_settings(
+        {"log_level": "debug", "allowed_mime": "image/png, text/plain,", "keepalive_idle": "1.5"}
+    )
+    assert settings.log_level == "DEBUG"
+    assert settings.allowed_mime == ("image/png", "text/plain")
+    assert settings.keepalive_idle == 1.5
+
+
+def test_public_dict_holds_plain_values() -> None:
+    settings = load_settings({"admins": "a,b", "public_url": "https://chat.example/"})
+    public = settings.as_public_dict()
+    assert public["admins"] == "a,b"
+    assert public["data_dir"] == "messenger-data"
+    assert public["port"] == 8000
+    assert set(public) == {name for name in Settings.__dataclass_fields__}
+    assert settings.base_url == "https://chat.example"
