@@ -208,6 +208,10 @@ class ResponseStream:
         """Drop the connection now, unsent bytes included (a consumer that fell behind)."""
         self._transport.abort()
 
+    def close(self) -> None:
+        """End the stream after the queued bytes are sent (e.g. on logout)."""
+        self._transport.close()
+
     def is_closing(self) -> bool:
         """The connection is closed or closing; writes are dropped."""
         return self._closed or self._transport.is_closing()

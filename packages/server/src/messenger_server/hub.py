@@ -1,0 +1,255 @@
+"""The event hub: fans pre-encoded SSE frames out to live event streams.
+
+A frame is encoded once by the app and the same bytes go to every recipient.
+:meth:`LocalHub.publish` writes nothing itself: it appends the frame to each
+recipient's pending list and schedules one flush per event-loop turn, which
+hands each connection all its frames in a single ``writelines`` (write
+coalescing, SPEC §7). A stream whose unsent bytes pass the limit is cut; the
+client reconnects with ``Last-Event-ID`` and catches up from the event log.
+
+:class:`Hub` is the interface, so a Redis/NATS-backed hub can serve several nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from messenger_protocol import limits
+
+__all__ = ["Hub", "HubStream", "LocalHub", "Subscription", "frame_id"]
+
+log = logging.getLogger(__name__)
+
+
+class HubStream(Protocol):
+    """What the hub needs of a stream (:class:`messenger_server.http.ResponseStream` fits)."""
+
+    peer: str
+
+    def writelines(self, chunks: Iterable[bytes]) -> None: ...
+    def buffer_size(self) -> int: ...
+    def abort(self) -> None: ...
+    def is_closing(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Subscription:
+    """One event stream attached to the hub."""
+
+    __slots__ = ("_held", "_held_bytes", "_hub", "_pending", "attached", "session_id", "stream",
+                 "user_id")  # fmt: skip
+
+    def __init__(self, hub: LocalHub, user_id: int, session_id: str, stream: HubStream) -> None:
+        self._hub = hub
+        self.user_id = user_id
+        self.session_id = session_id
+        self.stream = stream
+        self._pending: list[bytes] = []
+        self._held: list[bytes] | None = None
+        self._held_bytes = 0
+        self.attached = True
+
+    def hold(self) -> None:
+        """Buffer live frames instead of writing them (while the app replays the backlog)."""
+        if self._held is None:
+            self._held = []
+            self._held_bytes = 0
+
+    def release(self, after_seq: int) -> None:
+        """Queue the held frames newer than ``after_seq`` (and those without an id); go live."""
+        held, self._held = self._held, None
+        if not held or not self.attached:
+            return
+        for frame in held:
+            seq = frame_id(frame)
+            if seq is None or seq > after_seq:
+                self._hub._queue(self, frame)
+        if self._hub._overflowed:
+            self._hub._cut_overflowed()
+
+    def detach(self) -> None:
+        """Stop receiving frames (idempotent)."""
+        if self.attached:
+            self.attached = False
+            self._hub._remove(self)
+
+    def __repr__(self) -> str:
+        return f"<Subscription user={self.user_id} session={self.session_id[:8]}>"
+
+
+class Hub(Protocol):
+    """Delivers frames to the event streams of users."""
+
+    on_first_attach: Callable[[int], None] | None
+    """Called with a user id when the user's first stream attaches (presence: online)."""
+    on_last_detach: Callable[[int], None] | None
+    """Called with a user id when the user's last stream goes (presence: offline)."""
+
+    def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
+        """Register a live stream of ``user_id``."""
+        ...
+
+    def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
+        """Send ``frame`` to every stream of ``user_ids`` (None: every attached stream)."""
+        ...
+
+    def close_sessions(self, session_ids: Iterable[str]) -> None:
+        """End the streams of these sessions after what is queued for them (logout)."""
+        ...
+
+    def online_user_ids(self) -> set[int]:
+        """Users with at least one attached stream."""
+        ...
+
+    def stream_count(self) -> int:
+        """Attached streams."""
+        ...
+
+
+def frame_id(frame: bytes) -> int | None:
+    """The SSE id of a frame made by ``messenger_protocol.sse_frame``, None if it has none."""
+    if not frame.startswith(b"id: "):
+        return None
+    end = frame.find(b"\n", 4)
+    try:
+        return int(frame[4:end])
+    except ValueError:
+        return None
+
+
+class LocalHub:
+    """The in-process hub: one coalesced write per stream per event-loop turn."""
+
+    def __init__(self, max_queue_bytes: int = limits.EVENT_QUEUE_MAX_BYTES) -> None:
+        self.max_queue_bytes = max_queue_bytes
+        self.on_first_attach: Callable[[int], None] | None = None
+        self.on_last_detach: Callable[[int], None] | None = None
+        self._by_user: dict[int, list[Subscription]] = {}
+        self._all: dict[Subscription, None] = {}  # insertion-ordered set
+        self._dirty: list[Subscription] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._overflowed: list[Subscription] = []
+        self.frames_published = 0
+        self.deliveries = 0
+        self.cut_streams = 0
+
+    def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
+        """Register a live stream of ``user_id``; the first one calls ``on_first_attach``."""
+        sub = Subscription(self, user_id, session_id, stream)
+        self._all[sub] = None
+        subs = self._by_user.get(user_id)
+        if subs is None:
+            self._by_user[user_id] = [sub]
+            self._call(self.on_first_attach, user_id)
+        else:
+            subs.append(sub)
+        return sub
+
+    def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
+        """Queue ``frame`` for the streams of ``user_ids`` (None: all); flushed this turn."""
+        self.frames_published += 1
+        queue = self._queue
+        if user_ids is None:
+            for sub in self._all:
+                queue(sub, frame)
+        else:
+            by_user = self._by_user
+            for user_id in user_ids:
+                subs = by_user.get(user_id)
+                if subs is not None:
+                    for sub in subs:
+                        queue(sub, frame)
+        if self._overflowed:
+            self._cut_overflowed()
+
+    def _cut_overflowed(self) -> None:
+        overflowed, self._overflowed = self._overflowed, []
+        for sub in overflowed:
+            if sub.attached:
+                self._cut(sub, "fell behind while catching up")
+
+    def _queue(self, sub: Subscription, frame: bytes) -> None:
+        held = sub._held
+        if held is not None:
+            held.append(frame)
+            sub._held_bytes += len(frame)
+            if sub._held_bytes > self.max_queue_bytes:
+                # cut after the publish loop: it may be iterating the set we would change
+                sub._held = None
+                self._overflowed.append(sub)
+            return
+        pending = sub._pending
+        if not pending:
+            self._dirty.append(sub)
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        pending.append(frame)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, []
+        limit = self.max_queue_bytes
+        delivered = 0
+        for sub in dirty:
+            frames, sub._pending = sub._pending, []
+            if not sub.attached:
+                continue
+            stream = sub.stream
+            if stream.is_closing():
+                continue
+            stream.writelines(frames)
+            delivered += len(frames)
+            if stream.buffer_size() > limit:
+                self._cut(sub, "is not reading its events")
+        self.deliveries += delivered
+
+    def _cut(self, sub: Subscription, why: str) -> None:
+        log.info("cutting event stream of user %d at %s: %s", sub.user_id, sub.stream.peer, why)
+        self.cut_streams += 1
+        sub.stream.abort()
+        sub.detach()
+
+    def close_sessions(self, session_ids: Iterable[str]) -> None:
+        """Flush what is queued for these sessions' streams, then close them."""
+        wanted = set(session_ids)
+        for sub in [s for s in self._all if s.session_id in wanted]:
+            frames, sub._pending = sub._pending, []
+            if frames and not sub.stream.is_closing():
+                sub.stream.writelines(frames)
+            sub.detach()
+            sub.stream.close()
+
+    def online_user_ids(self) -> set[int]:
+        """Users with at least one attached stream."""
+        return set(self._by_user)
+
+    def stream_count(self) -> int:
+        """Attached streams."""
+        return len(self._all)
+
+    def _remove(self, sub: Subscription) -> None:
+        self._all.pop(sub, None)
+        sub._pending = []
+        sub._held = None
+        subs = self._by_user.get(sub.user_id)
+        if subs is None:
+            return
+        try:
+            subs.remove(sub)
+        except ValueError:
+            return
+        if not subs:
+            del self._by_user[sub.user_id]
+            self._call(self.on_last_detach, sub.user_id)
+
+    @staticmethod
+    def _call(hook: Callable[[int], None] | None, user_id: int) -> None:
+        if hook is None:
+            return
+        try:
+            hook(user_id)
+        except Exception:
+            log.exception("presence hook failed for user %d", user_id)

@@ -1,0 +1,214 @@
+"""LocalHub: one coalesced write per stream per loop turn, slow consumers cut, no gap/dup."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from messenger_protocol import sse_frame
+from messenger_server.http import (
+    HttpLimits,
+    HttpServer,
+    Request,
+    ResponseStream,
+    StreamResponse,
+)
+from messenger_server.hub import LocalHub, frame_id
+
+
+class FakeStream:
+    """Records every writelines call; its buffer size is whatever the test says."""
+
+    def __init__(self, peer: str = "127.0.0.1:1") -> None:
+        self.peer = peer
+        self.calls: list[list[bytes]] = []
+        self.buffered = 0
+        self.aborted = False
+        self.closed = False
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        self.calls.append(list(chunks))
+
+    def buffer_size(self) -> int:
+        return self.buffered
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted or self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def frames(self) -> list[bytes]:
+        return [frame for call in self.calls for frame in call]
+
+
+def frame(seq: int | None, text: str = "x") -> bytes:
+    return sse_frame(b'{"t":"%s"}' % text.encode(), "message_created", seq)
+
+
+async def next_turn() -> None:
+    """Let the hub's flush (scheduled with call_soon) run."""
+    await asyncio.sleep(0)
+
+
+async def test_fan_out_is_one_write_per_stream_per_turn() -> None:
+    hub = LocalHub()
+    streams = [FakeStream() for _ in range(1000)]
+    for i, stream in enumerate(streams):
+        hub.attach(i, f"s{i}", stream)
+    sent = [frame(seq) for seq in range(1, 11)]
+    for f in sent:
+        hub.publish(f, None)
+    assert all(not s.calls for s in streams)  # nothing written inside publish
+    await next_turn()
+    for stream in streams:
+        assert stream.calls == [sent]  # one call, all ten frames, in order
+    hub.publish(frame(11), None)
+    await next_turn()
+    assert all(len(s.calls) == 2 for s in streams)
+    assert hub.deliveries == 11_000
+
+
+async def test_publish_reaches_only_the_named_users_on_all_their_devices() -> None:
+    hub = LocalHub()
+    phone, laptop, other = FakeStream(), FakeStream(), FakeStream()
+    hub.attach(1, "phone", phone)
+    hub.attach(1, "laptop", laptop)
+    hub.attach(2, "other", other)
+    hub.publish(frame(1), [1, 99])
+    await next_turn()
+    assert phone.frames == laptop.frames == [frame(1)]
+    assert other.frames == []
+    assert hub.online_user_ids() == {1, 2} and hub.stream_count() == 3
+
+
+async def test_slow_consumer_is_cut_and_others_go_on() -> None:
+    hub = LocalHub(max_queue_bytes=1000)
+    offline: list[int] = []
+    hub.on_last_detach = offline.append
+    slow, fast = FakeStream(), FakeStream()
+    hub.attach(1, "slow", slow)
+    hub.attach(2, "fast", fast)
+    slow.buffered = 1001  # the kernel and transport hold this much unsent for it
+    hub.publish(frame(1), None)
+    await next_turn()
+    assert slow.aborted and not fast.aborted
+    assert offline == [1] and hub.stream_count() == 1
+    hub.publish(frame(2), None)
+    await next_turn()
+    assert slow.frames == [frame(1)]
+    assert fast.frames == [frame(1), frame(2)]
+
+
+async def test_hold_and_release_no_gap_no_duplicate() -> None:
+    hub = LocalHub()
+    stream = FakeStream()
+    sub = hub.attach(1, "s", stream)
+    sub.hold()
+    presence = sse_frame(b'{"online":true}', "presence")
+    # live events arrive while the app replays the log: 5 and 6 are in the replay too
+    for f in (frame(5), presence, frame(6), frame(7)):
+        hub.publish(f, [1])
+    await next_turn()
+    assert stream.calls == []  # held
+    replay = [frame(4), frame(5), frame(6)]
+    stream.writelines(replay)  # what the app writes straight to the stream
+    sub.release(after_seq=6)
+    hub.publish(frame(8), [1])
+    await next_turn()
+    ids = [frame_id(f) for f in stream.frames]
+    assert ids == [4, 5, 6, None, 7, 8]
+
+
+async def test_held_stream_that_falls_too_far_behind_is_cut() -> None:
+    hub = LocalHub(max_queue_bytes=200)
+    stream, other = FakeStream(), FakeStream()
+    hub.attach(1, "s", stream).hold()
+    hub.attach(2, "o", other)
+    for seq in range(1, 10):
+        hub.publish(frame(seq), None)
+    await next_turn()
+    assert stream.aborted and hub.stream_count() == 1
+    assert len(other.frames) == 9
+
+
+async def test_presence_hooks_fire_on_first_and_last_stream() -> None:
+    hub = LocalHub()
+    log: list[tuple[str, int]] = []
+    hub.on_first_attach = lambda uid: log.append(("online", uid))
+    hub.on_last_detach = lambda uid: log.append(("offline", uid))
+    a = hub.attach(7, "a", FakeStream())
+    b = hub.attach(7, "b", FakeStream())
+    a.detach()
+    a.detach()  # idempotent
+    b.detach()
+    assert log == [("online", 7), ("offline", 7)]
+    assert hub.online_user_ids() == set()
+
+
+async def test_close_sessions_flushes_then_closes() -> None:
+    hub = LocalHub()
+    gone, stays = FakeStream(), FakeStream()
+    hub.attach(1, "logout", gone)
+    hub.attach(1, "other", stays)
+    hub.publish(frame(1, "session_ended"), [1])
+    hub.close_sessions(["logout"])
+    await next_turn()
+    assert gone.frames == [frame(1, "session_ended")] and gone.closed
+    assert stays.frames == [frame(1, "session_ended")] and not stays.closed
+    assert hub.stream_count() == 1
+
+
+def test_frame_id() -> None:
+    assert frame_id(frame(123)) == 123
+    assert frame_id(frame(None)) is None
+    assert frame_id(b"id: nope\n") is None
+
+
+async def test_hub_over_real_event_streams() -> None:
+    hub = LocalHub()
+    attached = asyncio.Semaphore(0)
+    gone = asyncio.Event()
+    hub.on_last_detach = lambda user_id: gone.set()
+
+    async def events(request: Request) -> StreamResponse:
+        user_id = int(request.query["user"])
+
+        async def produce(stream: ResponseStream) -> None:
+            sub = hub.attach(user_id, request.peer, stream)
+            attached.release()
+            try:
+                await stream.wait_closed()
+            finally:
+                sub.detach()
+
+        return StreamResponse(produce, content_type="text/event-stream")
+
+    server = HttpServer(events, HttpLimits())
+    await server.start("127.0.0.1", 0)
+    try:
+        readers = []
+        for user in (1, 2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /events?user=%d HTTP/1.1\r\nHost: t\r\n\r\n" % user)
+            await reader.readuntil(b"\r\n\r\n")
+            readers.append((reader, writer))
+        async with asyncio.timeout(5):  # the producers attach after the head is sent
+            await attached.acquire()
+            await attached.acquire()
+        hub.publish(frame(1), None)
+        hub.publish(frame(2), [2])
+        async with asyncio.timeout(5):
+            assert await readers[0][0].readexactly(len(frame(1))) == frame(1)
+            both = frame(1) + frame(2)
+            assert await readers[1][0].readexactly(len(both)) == both
+        readers[0][1].close()
+        async with asyncio.timeout(5):
+            await gone.wait()
+        assert hub.online_user_ids() == {2}
+    finally:
+        await server.close(1.0)
