@@ -114,9 +114,9 @@ def test_incremental_layout_matches_a_fresh_one() -> None:
     assert layout.index_at(layout.total) is None
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
-    texts=st.lists(st.text(alphabet="ab *`~@:/\nxé漢", max_size=120), min_size=1, max_size=12),
+    texts=st.lists(st.text(alphabet="ab *`~@:/\n\txé漢_h", max_size=120), min_size=1, max_size=12),
     width=st.integers(min_value=5, max_value=70),
 )
 def test_heights_are_exact_for_any_text(texts: list[str], width: int) -> None:

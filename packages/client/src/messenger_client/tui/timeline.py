@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import accumulate
@@ -41,6 +42,9 @@ GROUP_GAP_SECONDS = 300
 BODY_INDENT = 2
 """Columns the text of a message is indented under its header."""
 
+TAB = "    "
+"""What a tab in a message shows as (fixed, so measuring needs no column tracking)."""
+
 SendState = Literal["sent", "pending", "failed"]
 
 _AUTHOR_COLORS = (
@@ -61,8 +65,6 @@ _INLINE = re.compile(
     r"|(?P<link>https?://[^\s<>]*[^\s<>.,;:!?'\")\]])"
     r"|(?P<mention>(?<![\w@])@[A-Za-z0-9_][A-Za-z0-9_.\-]*[A-Za-z0-9_])"
 )
-_MARKUP_CHARS = frozenset("*`~@:")
-"""Characters that may start markup (``:`` for links); text without them is plain."""
 _CODE = Style(color="#e6e6e6", bgcolor="#3a3a3a")
 _BOLD = Style(bold=True)
 _ITALIC = Style(italic=True)
@@ -73,6 +75,17 @@ _DIM = Style(dim=True)
 _PENDING = Style(dim=True, italic=True)
 _FAILED = Style(color="#e06c75")
 _CARD = Style(color="#56b6c2")
+
+
+def _strip_markers(found: re.Match[str]) -> str:
+    """The text a markup token shows (what :func:`render_markdown` keeps of it)."""
+    token = found.group()
+    kind = found.lastgroup
+    if kind in ("bold", "strike"):
+        return token[2:-2]
+    if kind in ("code", "italic"):
+        return token[1:-1]
+    return token
 
 
 def author_style(login: str) -> Style:
@@ -96,7 +109,7 @@ def render_markdown(text: str, me: str = "") -> Text:
     lines between ``` fences are shown as code."""
     out = Text(overflow="fold")
     in_fence = False
-    for index, line in enumerate(text.split("\n")):
+    for index, line in enumerate(text.replace("\t", TAB).split("\n")):
         if index:
             out.append("\n")
         if line.strip().startswith("```"):
@@ -311,8 +324,8 @@ class Layout:
         self._offset = offset.total_seconds()
         self.heights: list[int] = []
         self.offsets: list[int] = [0]
-        self.generation = 0
-        """Grows on every change; part of the key of cached rendered lines."""
+        self.listener: Callable[[int], None] | None = None
+        """Called with the first changed index after every change (the view re-scrolls)."""
         self.relayout()
         timeline.observer = self
 
@@ -330,7 +343,6 @@ class Layout:
         """Measure every message again."""
         self.heights = [self._height(i) for i in range(len(self.timeline))]
         self.offsets = list(accumulate(self.heights, initial=0))
-        self.generation += 1
 
     # --- TimelineObserver -------------------------------------------------------
 
@@ -363,7 +375,8 @@ class Layout:
             next(sums)
             del self.offsets[start + 1 :]
             self.offsets.extend(sums)
-        self.generation += 1
+        if self.listener is not None:
+            self.listener(start)
 
     # --- lookups ------------------------------------------------------------------
 
@@ -404,26 +417,20 @@ class Layout:
             height += 1
         if new_group:
             height += 1 if new_day or index == 0 else 2  # a blank line between groups
-        text = message.text
+        text = message.text.replace("\t", TAB)
         body_width = self.width - BODY_INDENT
-        suffix = self._suffix_length(message)
-        if "\n" not in text and text.isascii():
-            if len(text) + suffix <= body_width:
-                # The common case: one short line. Markup only ever removes characters.
-                height += 1
-            elif _MARKUP_CHARS.isdisjoint(text):
-                # Plain text renders as itself: wrap the string, skip building a Text.
-                plain = text + _SUFFIX[self.timeline.state(message)] if suffix else text
-                height += len(divide_line(plain, body_width, fold=True)) + 1
-            else:
-                height += len(self._body(message).wrap(self._console, body_width))
-        else:
+        suffix = _SUFFIX.get(self.timeline.state(message), "")
+        if "\n" not in text and text.isascii() and len(text) + len(suffix) <= body_width:
+            # The common case: one short line. Markup only ever removes characters.
+            height += 1
+        elif "```" in text:
             height += len(self._body(message).wrap(self._console, body_width))
+        else:
+            # Wrap the plain string as Text.wrap would, without building styled Text.
+            plain = _INLINE.sub(_strip_markers, text) + suffix
+            for line in plain.split("\n"):
+                height += len(divide_line(line, body_width, fold=True)) + 1
         return height + len(message.attachments) + (1 if message.comment_count else 0)
-
-    def _suffix_length(self, message: Message) -> int:
-        state = self.timeline.state(message)
-        return 0 if state == "sent" else len(_SUFFIX[state])
 
     def _body(self, message: Message) -> Text:
         body = render_markdown(message.text, self.me) if message.text else Text("")

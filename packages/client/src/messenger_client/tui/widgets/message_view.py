@@ -1,0 +1,400 @@
+"""The message view: a virtualised, Line-API view of one chat's timeline.
+
+Like toolong's log view: a ``ScrollView`` whose ``virtual_size`` is the height of the
+whole timeline (known from the :class:`~messenger_client.tui.timeline.Layout` without
+rendering), ``render_line`` renders only what is on screen, and rendered strips sit in
+an LRU cache. The view stays pinned to the bottom while the user is there; scrolled up,
+it counts new messages instead (the "N new messages" badge). Near the top it asks for
+older history (:class:`MessageView.OlderWanted`), and keeps the viewport still when the
+page arrives.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message as TextualMessage
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from messenger_protocol import Message
+
+from ..timeline import Layout, Timeline
+
+__all__ = ["MessageView"]
+
+OLDER_MARGIN_PAGES = 2
+"""Ask for older history when the top is closer than this many pages."""
+
+_StripKey = tuple[object, ...]
+
+
+class MessageView(ScrollView, can_focus=True):
+    """The messages of the open chat; click or j/k to select, Enter to open a thread."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"message-view--selected"}
+
+    DEFAULT_CSS = """
+    MessageView {
+        overflow-x: hidden;
+        overflow-y: scroll;
+        scrollbar-size-vertical: 1;
+    }
+    MessageView > .message-view--selected {
+        background: $boost;
+    }
+    MessageView:focus > .message-view--selected {
+        background: $accent 25%;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "select_previous", "Prev message", show=False, id="messages.previous"),
+        Binding("down,j", "select_next", "Next message", show=False, id="messages.next"),
+        Binding("home,g", "top", "Oldest", show=False, id="messages.top"),
+        Binding("end,G", "bottom", "Newest", show=False, id="messages.bottom"),
+        Binding("pageup", "page_up", "Page up", show=False, id="messages.page_up"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="messages.page_down"),
+        Binding("enter", "activate", "Thread", id="messages.open",
+                tooltip="Open the thread (comments) of the selected message"),
+        Binding("escape", "deselect", "Back", show=False, id="messages.deselect"),
+    ]  # fmt: skip
+
+    unseen: reactive[int] = reactive(0)
+    """Messages that arrived below the viewport while scrolled up."""
+
+    class OlderWanted(TextualMessage):
+        """The user scrolled near the top: load history older than ``before``."""
+
+        def __init__(self, view: MessageView, chat_id: int, before: int | None) -> None:
+            super().__init__()
+            self.view = view
+            self.chat_id = chat_id
+            self.before = before
+
+    class Selected(TextualMessage):
+        """A message was selected (click, j/k)."""
+
+        def __init__(self, message: Message) -> None:
+            super().__init__()
+            self.message = message
+
+    class Activated(TextualMessage):
+        """A message was opened (Enter, double click): show its thread."""
+
+        def __init__(self, message: Message) -> None:
+            super().__init__()
+            self.message = message
+
+    class UnseenChanged(TextualMessage):
+        """The count of new messages below the viewport changed."""
+
+        def __init__(self, count: int) -> None:
+            super().__init__()
+            self.count = count
+
+    def __init__(
+        self,
+        me: str = "",
+        tz: tzinfo | None = None,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.me = me
+        self.tz = tz
+        self.timeline: Timeline | None = None
+        self.layout_: Layout | None = None
+        self.selected: object | None = None
+        """Key (id, or client id of a pending send) of the selected message."""
+        self._pinned = True
+        self._older_requested = False
+        self._total = 0
+        self._strips: LRUCache[_StripKey, list[Strip]] = LRUCache(1024)
+        self._positions: dict[int, tuple[bool, int, int | None]] = {}
+
+    # --- showing a timeline -------------------------------------------------------
+
+    def show(self, timeline: Timeline) -> None:
+        """Show another chat; its scroll position is remembered per chat."""
+        if self.timeline is timeline:
+            return
+        self._remember_position()
+        if self.layout_ is not None:
+            self.layout_.detach()
+        self.timeline = timeline
+        self.layout_ = None
+        self.selected = None
+        self.unseen = 0
+        self._older_requested = False
+        self._strips.clear()
+        pinned, _line, anchor = self._positions.get(timeline.chat_id, (True, 0, None))
+        self._pinned = pinned
+        self._build_layout()
+        if not pinned and anchor is not None and self.layout_ is not None:
+            index = timeline.index_of(anchor)
+            if index is not None:
+                self.scroll_to(y=self.layout_.line_of(index), animate=False, force=True)
+        self.refresh()
+        self._maybe_want_older()
+
+    def _remember_position(self) -> None:
+        if self.timeline is None or self.layout_ is None:
+            return
+        index = self.layout_.index_at(round(self.scroll_y))
+        anchor = self.timeline[index].id if index is not None else None
+        self._positions[self.timeline.chat_id] = (self._pinned, round(self.scroll_y), anchor)
+
+    def _content_width(self) -> int:
+        return self.scrollable_content_region.width
+
+    def _build_layout(self) -> None:
+        width = self._content_width()
+        if self.timeline is None or width <= 0:
+            return
+        self.layout_ = Layout(self.timeline, width, me=self.me, tz=self.tz)
+        self.layout_.listener = self._timeline_changed
+        self._total = self.layout_.total
+        self.virtual_size = Size(width, self._total)
+        if self._pinned:
+            self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Lay out again at the new width, keeping the top message in place."""
+        width = self._content_width()
+        if self.timeline is None or width <= 0:
+            return
+        if self.layout_ is not None and self.layout_.width == width:
+            return
+        anchor: int | None = None
+        if self.layout_ is not None and not self._pinned:
+            anchor = self.layout_.index_at(round(self.scroll_y))
+            self.layout_.detach()
+        self._strips.clear()
+        self._build_layout()
+        if anchor is not None and self.layout_ is not None:
+            self.scroll_to(y=self.layout_.line_of(anchor), animate=False, force=True)
+
+    # --- following changes ----------------------------------------------------------
+
+    def _timeline_changed(self, index: int) -> None:
+        layout = self.layout_
+        if layout is None:
+            return
+        old_total, self._total = self._total, layout.total
+        delta = self._total - old_total
+        appended = index >= len(layout.heights) - 1 and delta >= 0
+        self.virtual_size = Size(layout.width, self._total)
+        if self._pinned:
+            self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+        elif layout.line_of(min(index, len(layout.heights))) <= self.scroll_y and delta:
+            # Something above the viewport grew (older history): keep the view still.
+            self.scroll_to(y=self.scroll_y + delta, animate=False, force=True)
+            self._older_requested = False
+        elif appended and delta > 0:
+            self.unseen += 1
+        if index == 0:
+            self._older_requested = False
+        self.refresh()
+
+    def older_loaded(self) -> None:
+        """A page of older history arrived (or none is left); ask again when needed."""
+        self._older_requested = False
+        self._maybe_want_older()
+
+    def _maybe_want_older(self) -> None:
+        timeline = self.timeline
+        if timeline is None or not timeline.has_more or self._older_requested:
+            return
+        if self.scroll_y <= self.size.height * OLDER_MARGIN_PAGES:
+            self._older_requested = True
+            self.post_message(self.OlderWanted(self, timeline.chat_id, timeline.oldest_id))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Track whether the view is pinned to the bottom; load older near the top."""
+        super().watch_scroll_y(old_value, new_value)
+        self._pinned = round(new_value) >= self.max_scroll_y
+        if self._pinned:
+            self.unseen = 0
+        self._maybe_want_older()
+
+    def watch_unseen(self, count: int) -> None:
+        """Tell the chat pane, which shows the badge."""
+        self.post_message(self.UnseenChanged(count))
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the view follows new messages."""
+        return self._pinned
+
+    # --- rendering ------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        """One screen line: a line of the message it falls in, from the strip cache."""
+        layout = self.layout_
+        width = self.size.width
+        base = self.rich_style
+        line = round(self.scroll_y) + y
+        if layout is None:
+            return Strip.blank(width, base)
+        index = layout.index_at(line)
+        if index is None:
+            return Strip.blank(width, base)
+        strips = self._message_strips(index, layout, base)
+        return strips[line - layout.line_of(index)]
+
+    def _message_strips(self, index: int, layout: Layout, base: Style) -> list[Strip]:
+        timeline = layout.timeline
+        message = timeline[index]
+        previous = timeline[index - 1] if index else None
+        key = message.id or message.client_id
+        selected = key == self.selected
+        cache_key: _StripKey = (
+            key,
+            message.text,
+            message.comment_count,
+            len(message.attachments),
+            timeline.state(message),
+            (previous.id or previous.client_id, previous.author) if previous else None,
+            layout.width,
+            selected,
+            base,
+            self.has_focus,
+        )
+        strips = self._strips.get(cache_key)
+        if strips is not None:
+            return strips
+        style = base
+        if selected:
+            style = base + self.get_component_rich_style("message-view--selected", partial=True)
+        console = self.app.console
+        strips = []
+        for text in layout.lines(index):
+            segments = list(text.render(console))
+            strip = Strip(segments, text.cell_len).crop_extend(0, layout.width, None)
+            strips.append(strip.apply_style(style))
+        if not strips:  # pragma: no cover - every message has at least its body line
+            strips = [Strip([Segment(" " * layout.width, style)], layout.width)]
+        self._strips[cache_key] = strips
+        return strips
+
+    def on_focus(self) -> None:
+        """Selection colors depend on focus."""
+        self.refresh()
+
+    def on_blur(self) -> None:
+        """Selection colors depend on focus."""
+        self.refresh()
+
+    # --- selection and keys ---------------------------------------------------------
+
+    def _selected_index(self) -> int | None:
+        timeline = self.timeline
+        if timeline is None or self.selected is None:
+            return None
+        if isinstance(self.selected, int):
+            return timeline.index_of(self.selected)
+        for i, pending in enumerate(timeline.pending):
+            if pending.client_id == self.selected:
+                return len(timeline.messages) + i
+        return None
+
+    def select_index(self, index: int) -> None:
+        """Select message ``index`` and scroll it into view."""
+        timeline, layout = self.timeline, self.layout_
+        if timeline is None or layout is None or not len(timeline):
+            return
+        index = max(0, min(index, len(timeline) - 1))
+        message = timeline[index]
+        self.selected = message.id or message.client_id
+        top = layout.line_of(index)
+        bottom = top + layout.heights[index]
+        if top < self.scroll_y:
+            self.scroll_to(y=top, animate=False, force=True)
+        elif bottom > self.scroll_y + self.size.height:
+            self.scroll_to(y=bottom - self.size.height, animate=False, force=True)
+        self.refresh()
+        self.post_message(self.Selected(message))
+
+    def _visible_index(self, bottom: bool) -> int | None:
+        layout = self.layout_
+        if layout is None or not layout.total:
+            return None
+        y = round(self.scroll_y) + (self.size.height - 1 if bottom else 0)
+        index = layout.index_at(min(y, layout.total - 1))
+        return index
+
+    def action_select_previous(self) -> None:
+        """Select the message above (k)."""
+        current = self._selected_index()
+        if current is None:
+            current = self._visible_index(bottom=True)
+            if current is not None:
+                self.select_index(current)
+            return
+        self.select_index(current - 1)
+
+    def action_select_next(self) -> None:
+        """Select the message below (j)."""
+        current = self._selected_index()
+        if current is None:
+            current = self._visible_index(bottom=False)
+            if current is not None:
+                self.select_index(current)
+            return
+        self.select_index(current + 1)
+
+    def action_top(self) -> None:
+        """Jump to the oldest loaded message (g); older ones load on the way."""
+        self.select_index(0)
+        self.scroll_to(y=0, animate=False, force=True)
+
+    def action_bottom(self) -> None:
+        """Jump to the newest message (G) and follow new ones again."""
+        if self.timeline is not None and len(self.timeline):
+            self.select_index(len(self.timeline) - 1)
+        self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+
+    def action_page_up(self) -> None:
+        """Scroll a page up."""
+        self.scroll_to(y=self.scroll_y - max(self.size.height - 1, 1), animate=False, force=True)
+
+    def action_page_down(self) -> None:
+        """Scroll a page down."""
+        self.scroll_to(y=self.scroll_y + max(self.size.height - 1, 1), animate=False, force=True)
+
+    def action_activate(self) -> None:
+        """Open the selected message's thread."""
+        index = self._selected_index()
+        if index is not None and self.timeline is not None:
+            self.post_message(self.Activated(self.timeline[index]))
+
+    def action_deselect(self) -> None:
+        """Clear the selection; Esc again goes back to the composer."""
+        if self.selected is None:
+            self.screen.focus_next()
+            return
+        self.selected = None
+        self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        """Click selects a message; double click opens its thread."""
+        offset = event.get_content_offset(self)
+        if offset is None or self.layout_ is None or self.timeline is None:
+            return
+        index = self.layout_.index_at(round(self.scroll_y) + offset.y)
+        if index is None:
+            return
+        self.select_index(index)
+        if event.chain >= 2:
+            self.post_message(self.Activated(self.timeline[index]))
