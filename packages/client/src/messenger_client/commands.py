@@ -1,0 +1,905 @@
+"""The slash commands of SPEC §4, shared by the plain console client and the TUI.
+
+Three parts, each usable alone:
+
+* :data:`COMMANDS` -- the table: name, arguments, usage line, one-line help.
+* :func:`parse` -- one input line to a :class:`ParsedCommand` or a :class:`UsageError`
+  (text without a leading ``/`` is a send to the current chat; ``//x`` sends ``/x``).
+* :class:`CommandRunner` -- performs a parsed command with the client library and
+  returns typed :data:`Output` items (:class:`MessageOut`, :class:`InfoOut`,
+  :class:`ErrorOut`, :class:`TableOut`, ...) that each UI renders its own way. It never
+  raises for a server error: every failure becomes an :class:`ErrorOut`.
+
+:func:`complete` offers tab completions of commands, logins and chat names.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import aiofiles.os
+import msgspec
+import platformdirs
+
+from messenger_protocol import (
+    GENERAL_CHAT_ID,
+    ApiError,
+    Banned,
+    Chat,
+    ChatLeft,
+    ChatUpdated,
+    ErrorCode,
+    Event,
+    JoinDecided,
+    JoinRequested,
+    Message,
+    MessageCreated,
+    Presence,
+    Reset,
+    ScheduledUpdated,
+    Session,
+    SessionEnded,
+    Status,
+    limits,
+)
+
+from .api import Client, ServerUnavailable
+
+__all__ = [
+    "COMMANDS",
+    "ArgSpec",
+    "CommandRunner",
+    "CommandSpec",
+    "ErrorOut",
+    "ExitOut",
+    "InfoOut",
+    "LogoutOut",
+    "MessageOut",
+    "Output",
+    "ParsedCommand",
+    "SessionOut",
+    "StatusOut",
+    "TableOut",
+    "UsageError",
+    "complete",
+    "parse",
+    "parse_invite",
+    "parse_when",
+]
+
+log = logging.getLogger(__name__)
+
+# --- the table --------------------------------------------------------------
+
+ArgKind = Literal["login", "chat", "target", "text", "int", "word", "when", "path", "command"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArgSpec:
+    """One argument of a command. A ``text`` argument takes the rest of the line."""
+
+    name: str
+    kind: ArgKind
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One slash command: its arguments, usage line and one-line help."""
+
+    name: str
+    args: tuple[ArgSpec, ...]
+    usage: str
+    help: str
+    needs_login: bool = True
+
+
+def _cmd(name: str, usage_args: str, help: str, *args: ArgSpec, login: bool = True) -> CommandSpec:
+    usage = f"/{name} {usage_args}".rstrip()
+    return CommandSpec(name, args, usage, help, login)
+
+
+def _a(name: str, kind: ArgKind, optional: bool = False) -> ArgSpec:
+    return ArgSpec(name, kind, optional)
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    c.name: c
+    for c in (
+        _cmd("auth", "<login> <password>", "register a new account and log in",
+             _a("login", "login"), _a("password", "word"), login=False),
+        _cmd("login", "<login> <password>", "log in", _a("login", "login"),
+             _a("password", "word"), login=False),
+        _cmd("exit", "", "disconnect and quit", login=False),
+        _cmd("logout", "", "end this session on the server"),
+        _cmd("send", "<text>", "post to the general chat", _a("text", "text")),
+        _cmd("private", "<login> <text>", "private message to a user", _a("login", "login"),
+             _a("text", "text")),
+        _cmd("unread", "", "everything unread, per chat"),
+        _cmd("status", "", "your connections, counts, chats and login history"),
+        _cmd("history", "[chat|@login] [n]", "the last n messages of a chat",
+             _a("target", "target", True), _a("n", "int", True)),
+        _cmd("users", "", "everyone, with presence"),
+        _cmd("create", "<chat>", "create a private group chat", _a("chat", "chat")),
+        _cmd("send_chat", "<chat> <text>", "post to a group chat", _a("chat", "chat"),
+             _a("text", "text")),
+        _cmd("invite", "<login> <chat>", "(owner) add a user to a group chat",
+             _a("login", "login"), _a("chat", "chat")),
+        _cmd("link", "<chat>", "(owner) create an invite link", _a("chat", "chat")),
+        _cmd("join", "<chat> [key]", "join a group chat (with an invite key or link)",
+             _a("chat", "word"), _a("key", "word", True)),
+        _cmd("approve", "<chat> <login>", "(owner) approve a join request", _a("chat", "chat"),
+             _a("login", "login")),
+        _cmd("reject", "<chat> <login>", "(owner) reject a join request", _a("chat", "chat"),
+             _a("login", "login")),
+        _cmd("comment", "<message-id> <text>", "comment on a message",
+             _a("message_id", "int"), _a("text", "text")),
+        _cmd("thread", "<message-id>", "show a message and its comments",
+             _a("message_id", "int")),
+        _cmd("schedule", "<when> <target> <text>",
+             "send later; when: ISO 8601 local time, HH:MM or +10m/+2h/+1d/+30s",
+             _a("when", "when"), _a("target", "target"), _a("text", "text")),
+        _cmd("scheduled", "", "your scheduled messages"),
+        _cmd("cancel", "<scheduled-id>", "cancel a scheduled message",
+             _a("scheduled_id", "int")),
+        _cmd("complain", "<login> [reason]", "complain about a user", _a("login", "login"),
+             _a("reason", "text", True)),
+        _cmd("file", "<path> [target]", "send a file (up to 5 MiB)", _a("path", "path"),
+             _a("target", "target", True)),
+        _cmd("download", "<file-id> [path]", "download an attachment", _a("file_id", "word"),
+             _a("path", "path", True)),
+        _cmd("files", "[target]", "files posted in a chat", _a("target", "target", True)),
+        _cmd("contacts", "", "your contact list"),
+        _cmd("add_contact", "<login>", "add a contact", _a("login", "login")),
+        _cmd("del_contact", "<login>", "remove a contact", _a("login", "login")),
+        _cmd("help", "[command]", "list the commands, or explain one",
+             _a("command", "command", True), login=False),
+    )
+}  # fmt: skip
+"""Every slash command, by name (without the slash)."""
+
+
+# --- parsing ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCommand:
+    """A command with its arguments converted (``int`` and ``when`` args are numbers).
+
+    Optional arguments that were left out are None. ``when`` is Unix time.
+    """
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    line: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageError:
+    """A line that is not a valid command; ``str()`` is the one-line message to show."""
+
+    message: str
+    usage: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.message}; usage: {self.usage}" if self.usage else self.message
+
+
+_LOGIN = re.compile(limits.LOGIN_PATTERN)
+_CHAT = re.compile(limits.CHAT_NAME_PATTERN)
+_RELATIVE = re.compile(r"^\+(?:\d+[smhdw])+$")
+_RELATIVE_PART = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+def parse_when(text: str, now: float | None = None) -> float:
+    """Unix time of ``text``: ``+10m``/``+2h``/``+1d``/``+30s`` (combinable, ``+1h30m``),
+    ``HH:MM`` (next such local time) or ISO 8601 (local time unless it has an offset).
+
+    Raises ValueError for anything else or a time that has passed.
+    """
+    now = time.time() if now is None else now
+    text = text.strip()
+    if _RELATIVE.match(text):
+        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _RELATIVE_PART.findall(text))
+        if seconds <= 0:
+            raise ValueError("the delay must be more than zero")
+        return now + seconds
+    clock = _CLOCK.match(text)
+    if clock:
+        hour, minute, second = int(clock[1]), int(clock[2]), int(clock[3] or 0)
+        if hour > 23 or minute > 59 or second > 59:
+            raise ValueError(f"not a time of day: {text}")
+        today = datetime.fromtimestamp(now).replace(
+            hour=hour, minute=minute, second=second, microsecond=0
+        )
+        at = today if today.timestamp() > now else today + timedelta(days=1)
+        return at.timestamp()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use +10m, HH:MM or 2025-01-31T18:00)") from None
+    # A naive datetime is local time; timestamp() reads it that way.
+    stamp = moment.timestamp()
+    if stamp <= now:
+        raise ValueError(f"{text} has already passed")
+    return stamp
+
+
+def parse_invite(text: str) -> tuple[str, str | None]:
+    """Chat name and key of an invite link (or of a plain chat name: no key).
+
+    Accepts ``…?name=<chat>&key=<key>`` query strings and paths ending in
+    ``<chat>/<key>`` (``/join/<chat>/<key>``), whatever the scheme and host.
+    """
+    if "/" not in text and "?" not in text and "#" not in text:
+        return text, None
+    parts = urlsplit(text)
+    query = parse_qs(parts.query or parts.fragment)
+    names = query.get("name") or query.get("chat") or []
+    keys = query.get("key") or []
+    name: str | None = names[0] if names else None
+    key: str | None = keys[0] if keys else None
+    segments = [s for s in parts.path.split("/") if s]
+    if parts.netloc and not parts.scheme.startswith("http"):
+        # messenger://join/<chat>/<key>: the "host" is the first path segment.
+        segments.insert(0, parts.netloc)
+    if "join" in segments:
+        segments = segments[segments.index("join") + 1 :]
+    if name is None and segments:
+        name = segments[0]
+    if key is None and len(segments) >= 2:
+        key = segments[1]
+    if not name:
+        raise ValueError(f"not an invite link: {text!r}")
+    return name, key
+
+
+def _take(rest: str, quoted: bool) -> tuple[str, str]:
+    """The next word of ``rest`` (a quoted one when allowed) and what follows it."""
+    rest = rest.lstrip()
+    if quoted and rest[:1] in ("'", '"'):
+        end = rest.find(rest[0], 1)
+        if end > 0:
+            return rest[1:end], rest[end + 1 :]
+    word, _, after = rest.partition(" ")
+    return word, after
+
+
+def _convert(arg: ArgSpec, raw: str) -> Any:
+    """The value of one argument; ValueError with a short reason when it is wrong."""
+    match arg.kind:
+        case "login":
+            login = raw.removeprefix("@")
+            if not _LOGIN.match(login):
+                raise ValueError(f"not a valid login: {raw!r}")
+            return login
+        case "chat":
+            if not _CHAT.match(raw):
+                raise ValueError(f"not a valid chat name: {raw!r}")
+            return raw
+        case "target":
+            valid = _LOGIN.match(raw[1:]) if raw.startswith("@") else _CHAT.match(raw)
+            if not valid:
+                raise ValueError(f"not a chat or @login: {raw!r}")
+            return raw
+        case "int":
+            digits = raw.removeprefix("#")
+            if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+                raise ValueError(f"not a number: {raw!r}")
+            return int(digits)
+        case "when":
+            return parse_when(raw)
+        case "command":
+            return raw.removeprefix("/")
+        case _:
+            return raw
+
+
+def parse(line: str) -> ParsedCommand | UsageError:
+    """Parse one input line. Text without a leading ``/`` is a send to the current chat."""
+    text = line.strip()
+    if not text:
+        return UsageError("empty line; /help lists the commands")
+    if not text.startswith("/") or text.startswith("//"):
+        body = text[1:] if text.startswith("//") else text
+        return ParsedCommand("say", {"text": body}, line)
+    head, _, rest = text[1:].partition(" ")
+    name = head.lower()
+    spec = COMMANDS.get(name)
+    if spec is None:
+        return UsageError(f"unknown command /{head}; /help lists the commands")
+    values: dict[str, Any] = {}
+    args = spec.args
+    for index, arg in enumerate(args):
+        if arg.kind == "text":
+            value = rest.strip()
+            if not value:
+                if not arg.optional:
+                    return UsageError(f"missing {arg.name}", spec.usage)
+                values[arg.name] = None
+            else:
+                values[arg.name] = value
+            rest = ""
+            continue
+        word, after = _take(rest, quoted=arg.kind == "path")
+        if not word:
+            if not arg.optional:
+                return UsageError(f"missing {arg.name}", spec.usage)
+            values[arg.name] = None
+            continue
+        following = args[index + 1] if index + 1 < len(args) else None
+        if (
+            arg.optional
+            and following is not None
+            and following.kind == "int"
+            and word.isdigit()
+            and not after.strip()
+        ):
+            # "/history 50": a lone number is the count, not a chat called "50".
+            values[arg.name] = None
+            continue
+        try:
+            values[arg.name] = _convert(arg, word)
+        except ValueError as exc:
+            return UsageError(str(exc), spec.usage)
+        rest = after
+    if rest.strip():
+        return UsageError(f"too many arguments: {rest.strip()!r}", spec.usage)
+    if name == "join":
+        try:
+            chat, key = parse_invite(values["chat"])
+        except ValueError as exc:
+            return UsageError(str(exc), spec.usage)
+        if not _CHAT.match(chat):
+            return UsageError(f"not a valid chat name: {chat!r}", spec.usage)
+        values["chat"], values["key"] = chat, values["key"] or key
+    return ParsedCommand(name, values, line)
+
+
+# --- completion -------------------------------------------------------------
+
+
+def complete(prefix: str, logins: Iterable[str], chats: Iterable[str]) -> list[str]:
+    """Completions of the input ``prefix``: whole lines, sorted, that start with it.
+
+    Completes the command name after ``/``, then each argument by its kind (logins,
+    group chat names, targets: ``general``, chats and ``@login``); inside free text
+    an ``@`` word completes to a login.
+    """
+    logins = sorted(set(logins))
+    chats = sorted(set(chats))
+    if prefix.startswith("/") and " " not in prefix:
+        word = prefix[1:].lower()
+        return [
+            f"/{name} " if spec.args else f"/{name}"
+            for name, spec in sorted(COMMANDS.items())
+            if name.startswith(word)
+        ]
+    start = prefix.rfind(" ") + 1
+    word = prefix[start:]
+    kind: ArgKind = "text"
+    if prefix.startswith("/"):
+        head, _, rest = prefix[1:].partition(" ")
+        spec = COMMANDS.get(head.lower())
+        if spec is None:
+            return []
+        position = len(rest[: len(rest) - len(word)].split())
+        if position < len(spec.args):
+            kind = spec.args[position].kind
+        elif spec.args and spec.args[-1].kind == "text":
+            kind = "text"
+        else:
+            return []
+    candidates: list[str]
+    match kind:
+        case "login":
+            candidates = logins
+        case "chat":
+            candidates = [c for c in chats if c != "general" and not c.startswith("@")]
+        case "target":
+            candidates = [
+                "general",
+                *(c for c in chats if c != "general"),
+                *(f"@{u}" for u in logins),
+            ]
+        case "command":
+            candidates = sorted(COMMANDS)
+        case "text":
+            candidates = [f"@{u}" for u in logins] if word.startswith("@") else []
+        case _:
+            candidates = []
+    seen: set[str] = set()
+    out: list[str] = []
+    for c in candidates:
+        if c.startswith(word) and c != word and c not in seen:
+            seen.add(c)
+            out.append(prefix[:start] + c)
+    return sorted(out)
+
+
+# --- outputs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOut:
+    """A message (or comment) to show; ``chat`` is its chat's display name."""
+
+    message: Message
+    chat: str
+    live: bool = False
+    """True when it arrived as a live event, False when it answers a command."""
+
+
+@dataclass(frozen=True, slots=True)
+class InfoOut:
+    """One line of information."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorOut:
+    """A failed command. ``code`` is the server's error code, ``usage`` for a bad line,
+    ``offline`` when the server cannot be reached."""
+
+    code: str
+    text: str
+    retry_after: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableOut:
+    """Rows of a listing; ``data`` is the typed model it was made from (for JSON)."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    data: msgspec.Struct | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusOut:
+    """The answer of ``/status``."""
+
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOut:
+    """A session started (``/auth``, ``/login``): the UI starts its event stream."""
+
+    session: Session
+    registered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutOut:
+    """The session ended (``/logout``, or ended from another client)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExitOut:
+    """The user asked to quit (``/exit``)."""
+
+
+Output = MessageOut | InfoOut | ErrorOut | TableOut | StatusOut | SessionOut | LogoutOut | ExitOut
+"""Everything a command or an event can produce."""
+
+ProgressHook = Callable[[str, int, int | None], None]
+"""Transfer progress: ``(file name, bytes done, bytes total or None)``."""
+
+
+def _clock(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # unreachable
+
+
+def _local_path(text: str) -> Path:
+    # expanduser only reads the environment; it never touches the disk.
+    return Path(text).expanduser()
+
+
+def error_out(exc: ApiError | ServerUnavailable) -> ErrorOut:
+    """The output of a failed call."""
+    if isinstance(exc, ServerUnavailable):
+        return ErrorOut("offline", f"server unavailable: {exc}")
+    text = exc.message
+    if exc.code == ErrorCode.UNAVAILABLE:
+        text = f"not available yet ({exc.message})"
+    return ErrorOut(exc.code.value, text, retry_after=exc.retry_after, until=exc.until)
+
+
+# --- the runner -------------------------------------------------------------
+
+
+class CommandRunner:
+    """Performs parsed commands with a :class:`Client`; keeps the chat-name cache.
+
+    ``current_chat_id`` is where plain text goes (the TUI sets it when the user
+    switches chats). ``downloads`` is where ``/download`` saves by default.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        downloads: Path | None = None,
+        progress: ProgressHook | None = None,
+    ) -> None:
+        self.client = client
+        self.current_chat_id = GENERAL_CHAT_ID
+        self.downloads = downloads or Path(platformdirs.user_downloads_dir())
+        self.progress = progress
+        self._chats: dict[int, Chat] = {}
+        self._by_name: dict[str, int] = {}
+
+    # --- chat names ---------------------------------------------------------
+
+    def remember(self, chat: Chat) -> None:
+        """Put a chat in the name cache."""
+        old = self._chats.get(chat.id)
+        if old is not None and self._by_name.get(old.name) == chat.id:
+            del self._by_name[old.name]
+        self._chats[chat.id] = chat
+        self._by_name[chat.name] = chat.id
+
+    def forget(self, chat_id: int) -> None:
+        """Drop a chat from the name cache."""
+        chat = self._chats.pop(chat_id, None)
+        if chat is not None and self._by_name.get(chat.name) == chat_id:
+            del self._by_name[chat.name]
+
+    @property
+    def chat_names(self) -> list[str]:
+        """Names of the known chats (for completion)."""
+        return sorted(self._by_name)
+
+    async def refresh_chats(self) -> list[Chat]:
+        """Reload the chat list into the cache."""
+        chats = (await self.client.chats()).chats
+        self._chats.clear()
+        self._by_name.clear()
+        for chat in chats:
+            self.remember(chat)
+        return chats
+
+    async def resolve(self, target: str | None) -> Chat:
+        """The chat of a target: ``general``, a group name or ``@login`` (None: current)."""
+        if target is None:
+            chat_id = self.current_chat_id
+            chat = self._chats.get(chat_id)
+            if chat is None:
+                chat = await self.client.chat(chat_id)
+                self.remember(chat)
+            return chat
+        chat_id_or_none = self._by_name.get(target)
+        if chat_id_or_none is None:
+            if target.startswith("@"):
+                chat = await self.client.open_direct(target[1:])
+                self.remember(chat)
+                # The server may name it differently; the target also finds it.
+                self._by_name[target] = chat.id
+                return chat
+            await self.refresh_chats()
+            chat_id_or_none = self._by_name.get(target)
+            if chat_id_or_none is None:
+                raise ApiError(ErrorCode.NOT_FOUND, f"you are not in a chat named {target!r}")
+        return self._chats[chat_id_or_none]
+
+    async def chat_name(self, chat_id: int) -> str:
+        """Display name of a chat (fetched once if unknown)."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            try:
+                chat = await self.client.chat(chat_id)
+            except (ApiError, ServerUnavailable):
+                return f"chat{chat_id}"
+            self.remember(chat)
+        return chat.name
+
+    async def _messages(self, messages: Sequence[Message], live: bool = False) -> list[Output]:
+        return [MessageOut(m, await self.chat_name(m.chat_id), live) for m in messages]
+
+    # --- running ------------------------------------------------------------
+
+    async def run_line(self, line: str) -> list[Output]:
+        """Parse and run one input line."""
+        parsed = parse(line)
+        if isinstance(parsed, UsageError):
+            return [ErrorOut("usage", str(parsed))]
+        return await self.run(parsed)
+
+    async def run(self, parsed: ParsedCommand) -> list[Output]:
+        """Perform a command; failures come back as :class:`ErrorOut`, never raised."""
+        handler = getattr(self, f"_do_{parsed.name}", None)
+        if handler is None:
+            return [ErrorOut("usage", f"unknown command /{parsed.name}")]
+        try:
+            result: list[Output] = await handler(**parsed.args)
+        except (ApiError, ServerUnavailable) as exc:
+            out = error_out(exc)
+            if out.code == ErrorCode.UNAUTHORIZED and self.client.token is None:
+                out = ErrorOut(out.code, f"{out.text} (use /login or /auth)")
+            return [out]
+        except OSError as exc:  # local files of /file and /download
+            return [ErrorOut("local", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))]
+        return result
+
+    async def catch_up(self, n: int = limits.HISTORY_ON_CONNECT) -> list[Output]:
+        """The last ``n`` messages of the general chat, as shown right after login."""
+        await self.refresh_chats()
+        page = await self.client.history(GENERAL_CHAT_ID, limit=n)
+        return await self._messages(page.messages)
+
+    async def event_outputs(self, event: Event) -> list[Output]:
+        """What a live event shows as (nothing for bookkeeping events)."""
+        match event:
+            case MessageCreated(message=m):
+                return await self._messages([m], live=True)
+            case ChatUpdated(chat=chat):
+                known = chat.id in self._chats
+                self.remember(chat)
+                return [] if known else [InfoOut(f"you are now in {chat.name}")]
+            case ChatLeft(chat_id=chat_id, reason=reason):
+                name = await self.chat_name(chat_id)
+                self.forget(chat_id)
+                return [InfoOut(f"you left {name}" + (f" ({reason})" if reason else ""))]
+            case JoinRequested(request=r):
+                how = "with an invite key" if r.with_key else "without a key"
+                return [
+                    InfoOut(
+                        f"{r.login} asks to join {r.chat_name} ({how}): "
+                        f"/approve {r.chat_name} {r.login} or /reject {r.chat_name} {r.login}"
+                    )
+                ]
+            case JoinDecided(chat_name=name, approved=approved):
+                return [
+                    InfoOut(
+                        f"your request to join {name} was {'approved' if approved else 'rejected'}"
+                    )
+                ]
+            case Banned(login=login, until=until, reason=reason):
+                who = "you are" if login == self.client.login_name else f"{login} is"
+                if until is None:
+                    return [InfoOut(f"{who} no longer banned")]
+                why = f" ({reason})" if reason else ""
+                return [InfoOut(f"{who} banned from sending until {_clock(until)}{why}")]
+            case ScheduledUpdated(scheduled=s):
+                what = {"sent": "was sent", "failed": "failed", "cancelled": "was cancelled"}
+                detail = f": {s.failure}" if s.failure else ""
+                return [InfoOut(f"scheduled #{s.id} {what.get(s.state, s.state)}{detail}")]
+            case SessionEnded():
+                return [LogoutOut("this session was ended from another client")]
+            case Presence(login=login, online=online):
+                return [InfoOut(f"{login} is {'online' if online else 'offline'}")]
+            case Reset(reason=reason):
+                await self.refresh_chats()
+                return [InfoOut(f"resynchronised with the server ({reason})")]
+            case _:
+                return []
+
+    # --- commands -----------------------------------------------------------
+
+    async def _do_auth(self, login: str, password: str) -> list[Output]:
+        session = await self.client.register(login, password)
+        await self.refresh_chats()
+        return [SessionOut(session, registered=True)]
+
+    async def _do_login(self, login: str, password: str) -> list[Output]:
+        session = await self.client.login(login, password)
+        await self.refresh_chats()
+        return [SessionOut(session)]
+
+    async def _do_exit(self) -> list[Output]:
+        return [ExitOut()]
+
+    async def _do_logout(self) -> list[Output]:
+        await self.client.logout()
+        self._chats.clear()
+        self._by_name.clear()
+        return [LogoutOut("logged out")]
+
+    async def _post(self, chat: Chat, text: str) -> list[Output]:
+        message = await self.client.send(chat.id, text, retries=1)
+        return [MessageOut(message, chat.name)]
+
+    async def _do_say(self, text: str) -> list[Output]:
+        return await self._post(await self.resolve(None), text)
+
+    async def _do_send(self, text: str) -> list[Output]:
+        return await self._post(await self.resolve("general"), text)
+
+    async def _do_private(self, login: str, text: str) -> list[Output]:
+        return await self._post(await self.resolve(f"@{login}"), text)
+
+    async def _do_send_chat(self, chat: str, text: str) -> list[Output]:
+        return await self._post(await self.resolve(chat), text)
+
+    async def _do_unread(self) -> list[Output]:
+        unread = await self.client.unread()
+        out: list[Output] = [InfoOut(f"{unread.total} unread")]
+        for entry in unread.chats:
+            self.remember(entry.chat)
+            out.append(InfoOut(f"{entry.chat.name}: {entry.count} unread"))
+            out.extend(await self._messages(entry.messages))
+        return out
+
+    async def _do_status(self) -> list[Output]:
+        return [StatusOut(await self.client.status())]
+
+    async def _do_history(self, target: str | None, n: int | None) -> list[Output]:
+        chat = await self.resolve(target)
+        wanted = max(1, n or limits.HISTORY_ON_CONNECT)
+        messages: list[Message] = []
+        before: int | None = None
+        while len(messages) < wanted:
+            limit = min(limits.HISTORY_PAGE_MAX, wanted - len(messages))
+            page = await self.client.history(chat.id, before=before, limit=limit)
+            messages[:0] = page.messages
+            if not page.has_more or not page.messages:
+                break
+            before = page.messages[0].id
+        if not messages:
+            return [InfoOut(f"no messages in {chat.name}")]
+        return [MessageOut(m, chat.name) for m in messages]
+
+    async def _do_users(self) -> list[Output]:
+        users = await self.client.users()
+        rows = tuple(
+            (
+                u.login,
+                "online" if u.online else f"last seen {_clock(u.last_seen)}",
+                "admin" if u.is_admin else "",
+                f"banned until {_clock(u.banned_until)}" if u.banned_until else "",
+            )
+            for u in users.users
+        )
+        return [TableOut("users", ("login", "presence", "role", "ban"), rows, users)]
+
+    async def _do_create(self, chat: str) -> list[Output]:
+        created = await self.client.create_chat(chat)
+        self.remember(created)
+        return [InfoOut(f"created {created.name}; /invite <login> {created.name} or /link")]
+
+    async def _do_invite(self, login: str, chat: str) -> list[Output]:
+        target = await self.resolve(chat)
+        await self.client.invite(target.id, login)
+        return [InfoOut(f"{login} is now in {target.name}")]
+
+    async def _do_link(self, chat: str) -> list[Output]:
+        target = await self.resolve(chat)
+        link = await self.client.create_link(target.id)
+        return [InfoOut(f"invite link for {target.name}: {link.link} (key {link.key})")]
+
+    async def _do_join(self, chat: str, key: str | None) -> list[Output]:
+        result = await self.client.join(chat, key)
+        if result.chat is not None:
+            self.remember(result.chat)
+        text = {
+            "joined": f"joined {chat}",
+            "requested": f"join request sent; the owner of {chat} decides",
+            "asked_owner": f"asked the owner of {chat} for an invite",
+            "already_member": f"you are already in {chat}",
+        }[result.state]
+        return [InfoOut(text)]
+
+    async def _do_approve(self, chat: str, login: str) -> list[Output]:
+        target = await self.resolve(chat)
+        await self.client.approve(target.id, login)
+        return [InfoOut(f"approved: {login} is now in {target.name}")]
+
+    async def _do_reject(self, chat: str, login: str) -> list[Output]:
+        target = await self.resolve(chat)
+        await self.client.reject(target.id, login)
+        return [InfoOut(f"rejected {login}'s request to join {target.name}")]
+
+    async def _do_comment(self, message_id: int, text: str) -> list[Output]:
+        comment = await self.client.comment(message_id, text, retries=1)
+        return await self._messages([comment])
+
+    async def _do_thread(self, message_id: int) -> list[Output]:
+        thread = await self.client.thread(message_id)
+        out = await self._messages([thread.root, *thread.comments])
+        if not thread.comments:
+            out.append(InfoOut(f"no comments under #{message_id} yet"))
+        return out
+
+    async def _do_schedule(self, when: float, target: str, text: str) -> list[Output]:
+        chat = await self.resolve(target)
+        item = await self.client.schedule(chat.id, text, when)
+        return [InfoOut(f"scheduled #{item.id} to {chat.name} at {_clock(item.send_at)}")]
+
+    async def _do_scheduled(self) -> list[Output]:
+        items = await self.client.scheduled()
+        rows = [
+            (f"#{s.id}", _clock(s.send_at), await self.chat_name(s.chat_id), s.state, s.text)
+            for s in items.scheduled
+        ]
+        return [TableOut("scheduled", ("id", "at", "chat", "state", "text"), tuple(rows), items)]
+
+    async def _do_cancel(self, scheduled_id: int) -> list[Output]:
+        item = await self.client.cancel_scheduled(scheduled_id)
+        return [InfoOut(f"scheduled #{item.id} {item.state}")]
+
+    async def _do_complain(self, login: str, reason: str | None) -> list[Output]:
+        result = await self.client.complain(login, reason or "")
+        text = f"complaint about {login} filed ({result.distinct_complaints} users complained)"
+        if result.banned_until is not None:
+            text += f"; {login} is banned until {_clock(result.banned_until)}"
+        return [InfoOut(text)]
+
+    def _progress_of(self, name: str) -> Callable[[int, int | None], None] | None:
+        hook = self.progress
+        if hook is None:
+            return None
+        return lambda done, total: hook(name, done, total)
+
+    async def _do_file(self, path: str, target: str | None) -> list[Output]:
+        chat = await self.resolve(target)
+        file_path = _local_path(path)
+        attachment = await self.client.upload(file_path, progress=self._progress_of(file_path.name))
+        message = await self.client.send(chat.id, "", attachments=[attachment.id], retries=1)
+        return [MessageOut(message, chat.name)]
+
+    async def _do_download(self, file_id: str, path: str | None) -> list[Output]:
+        dest = _local_path(path) if path else self.downloads
+        if dest == self.downloads:
+            await aiofiles.os.makedirs(dest, exist_ok=True)
+        saved = await self.client.download(file_id, dest, progress=self._progress_of(file_id))
+        return [InfoOut(f"saved {file_id} to {saved}")]
+
+    async def _do_files(self, target: str | None) -> list[Output]:
+        chat = await self.resolve(target)
+        files = await self.client.chat_files(chat.id)
+        rows = tuple((f.id, f.name, _size(f.size), f.mime) for f in files.files)
+        return [TableOut(f"files in {chat.name}", ("id", "name", "size", "type"), rows, files)]
+
+    async def _do_contacts(self) -> list[Output]:
+        contacts = await self.client.contacts()
+        rows = tuple(
+            (c.login, "online" if c.online else f"last seen {_clock(c.last_seen)}")
+            for c in contacts.contacts
+        )
+        return [TableOut("contacts", ("login", "presence"), rows, contacts)]
+
+    async def _do_add_contact(self, login: str) -> list[Output]:
+        contact = await self.client.add_contact(login)
+        return [InfoOut(f"{contact.login} added to your contacts")]
+
+    async def _do_del_contact(self, login: str) -> list[Output]:
+        await self.client.del_contact(login)
+        return [InfoOut(f"{login} removed from your contacts")]
+
+    async def _do_help(self, command: str | None) -> list[Output]:
+        if command is not None:
+            spec = COMMANDS.get(command.lower())
+            if spec is None:
+                return [ErrorOut("usage", f"unknown command /{command}")]
+            return [InfoOut(f"{spec.usage} -- {spec.help}")]
+        lines: list[Output] = [
+            InfoOut(f"{spec.usage} -- {spec.help}") for spec in COMMANDS.values()
+        ]
+        lines.append(InfoOut("text without a leading / goes to the current chat"))
+        return lines
