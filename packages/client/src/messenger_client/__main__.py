@@ -1,0 +1,5 @@
+"""``python -m messenger_client``: the same as ``messenger-client``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,382 @@
+"""The plain console client: slash commands in, one line per answer and per event out.
+
+Reads stdin line by line without blocking the event loop (a reader thread feeds an
+asyncio queue, so pipes, files and terminals all work), runs each line through the
+shared :class:`~messenger_client.commands.CommandRunner`, and prints live events as
+they arrive, between answers. ``--json`` prints every output as one JSON object.
+
+After a login it prints the last messages of the general chat and streams events
+from the session's ``last_event_id``; messages it printed are marked read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any, TextIO
+
+import msgspec
+
+from messenger_protocol import ApiError, Message, Session, Status
+
+from .api import Client
+from .commands import (
+    CommandRunner,
+    ErrorOut,
+    ExitOut,
+    InfoOut,
+    LogoutOut,
+    MessageOut,
+    Output,
+    SessionOut,
+    StatusOut,
+    TableOut,
+    error_out,
+)
+from .config import ClientConfig
+from .events import ConnectionState
+
+__all__ = ["format_json", "format_lines", "run_plain"]
+
+log = logging.getLogger(__name__)
+
+_PRINTED_MEMORY = 4096
+"""Message ids remembered to print each message once (answer and live event)."""
+
+
+# --- formatting ---------------------------------------------------------------
+
+
+def _when(stamp: float, now: float | None = None) -> str:
+    moment = datetime.fromtimestamp(stamp)
+    today = datetime.fromtimestamp(now).date() if now is not None else datetime.now().date()
+    return moment.strftime("%H:%M") if moment.date() == today else moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def message_line(message: Message, chat: str, now: float | None = None) -> str:
+    """``[#42 general 12:03] alice: hello`` (a comment adds ``↳#<root>``)."""
+    root = f" ↳#{message.thread_root}" if message.thread_root is not None else ""
+    head = f"[#{message.id} {chat} {_when(message.created_at, now)}{root}] {message.author}:"
+    parts = [message.text.replace("\n", "\n    ")] if message.text else []
+    parts += [f"[file {a.id}: {a.name}, {_size(a.size)}, {a.mime}]" for a in message.attachments]
+    if message.comment_count:
+        parts.append(f"({message.comment_count} comments)")
+    return " ".join([head, *parts])
+
+
+def _error_line(out: ErrorOut) -> str:
+    line = f"error {out.code}: {out.text}"
+    if out.retry_after is not None:
+        line += f" (retry in {round(out.retry_after)} s)"
+    if out.until is not None:
+        line += f" (until {_when(out.until)})"
+    return line
+
+
+def _table_lines(out: TableOut) -> list[str]:
+    if not out.rows:
+        return [f"{out.title}: none"]
+    widths = [max(len(row[i]) for row in out.rows) for i in range(len(out.columns))]
+    lines = [f"{out.title}: {len(out.rows)}"]
+    for row in out.rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return lines
+
+
+def _status_lines(status: Status) -> list[str]:
+    lines = [f"status of {status.user.login}" + (" (admin)" if status.user.is_admin else "")]
+    if status.banned_until is not None:
+        lines.append(f"  banned from sending until {_when(status.banned_until)}")
+    lines.append(f"  connections: {len(status.connections)}")
+    for c in status.connections:
+        mark = " (this one)" if c.current else ""
+        device = f" {c.device}" if c.device else ""
+        lines.append(f"    {c.address}{device} since {_when(c.connected_at)}{mark}")
+    lines.append(
+        f"  private messages: {status.private_sent} sent, {status.private_received} received"
+    )
+    for owned in status.owned_chats:
+        keys = ", ".join(link.link or link.key for link in owned.links) or "no invite links"
+        pending = ", ".join(r.login for r in owned.pending_requests)
+        lines.append(
+            f"  owns {owned.chat.name} ({owned.chat.members} members; {keys})"
+            + (f"; asking to join: {pending}" if pending else "")
+        )
+    names = ", ".join(c.name for c in status.member_chats) or "none"
+    lines.append(f"  member of: {names}")
+    for record in status.logins[-10:]:
+        ok = "" if record.success else " FAILED"
+        lines.append(f"  login {_when(record.at)} from {record.address}{ok}")
+    return lines
+
+
+def _session_text(session: Session, registered: bool) -> str:
+    verb = "registered and logged in" if registered else "logged in"
+    return f"* {verb} as {session.user.login}"
+
+
+def format_lines(out: Output | ConnectionState) -> list[str]:
+    """The text lines of an output (what plain mode prints)."""
+    match out:
+        case MessageOut(message=message, chat=chat):
+            return [message_line(message, chat)]
+        case InfoOut(text=text):
+            return [f"* {text}"]
+        case ErrorOut():
+            return [_error_line(out)]
+        case TableOut():
+            return _table_lines(out)
+        case StatusOut(status=status):
+            return _status_lines(status)
+        case SessionOut(session=session, registered=registered):
+            return [_session_text(session, registered)]
+        case LogoutOut(reason=reason):
+            return [f"* {reason or 'logged out'}"]
+        case ExitOut():
+            return ["* bye"]
+        case ConnectionState(state="offline", error=error):
+            return [f"* connection lost: {error}"]
+        case ConnectionState(state="reconnecting", in_seconds=delay, attempt=attempt):
+            return [f"* reconnecting in {delay:.1f} s (attempt {attempt})"]
+        case ConnectionState(state="connected"):
+            return ["* connected"]
+        case _:
+            return []
+
+
+def _json_obj(out: Output | ConnectionState) -> dict[str, Any] | None:
+    match out:
+        case MessageOut(message=message, chat=chat, live=live):
+            data: dict[str, Any] = msgspec.to_builtins(message)
+            return {"kind": "message", **data, "chat": chat, "live": live}
+        case InfoOut(text=text):
+            return {"kind": "info", "text": text}
+        case ErrorOut(code=code, text=text, retry_after=retry_after, until=until):
+            return {
+                "kind": "error",
+                "code": code,
+                "message": text,
+                "retry_after": retry_after,
+                "until": until,
+            }
+        case TableOut(title=title, columns=columns, rows=rows, data=model):
+            return {
+                "kind": "table",
+                "title": title,
+                "columns": list(columns),
+                "rows": [list(r) for r in rows],
+                "data": msgspec.to_builtins(model) if model is not None else None,
+            }
+        case StatusOut(status=status):
+            return {"kind": "status", "status": msgspec.to_builtins(status)}
+        case SessionOut(session=session, registered=registered):
+            return {
+                "kind": "session",
+                "login": session.user.login,
+                "registered": registered,
+                "last_event_id": session.last_event_id,
+            }
+        case LogoutOut(reason=reason):
+            return {"kind": "logout", "reason": reason}
+        case ExitOut():
+            return {"kind": "exit"}
+        case ConnectionState(state=state, in_seconds=delay, attempt=attempt, error=error):
+            return {
+                "kind": "connection",
+                "state": state,
+                "in_seconds": delay,
+                "attempt": attempt,
+                "error": error,
+            }
+        case _:
+            return None
+
+
+def format_json(out: Output | ConnectionState) -> str | None:
+    """One JSON line of an output (what ``--json`` prints), with a ``kind`` field."""
+    obj = _json_obj(out)
+    return None if obj is None else json.dumps(obj, ensure_ascii=False)
+
+
+# --- the console ----------------------------------------------------------------
+
+
+class _StdinLines:
+    """Lines of a text stream delivered to the event loop by a daemon thread.
+
+    A thread works for every kind of stdin (terminal, pipe, regular file) and, as a
+    daemon, never keeps the process alive after ``/exit``.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            try:
+                for line in stream:
+                    loop.call_soon_threadsafe(self._queue.put_nowait, line)
+            except (OSError, ValueError) as exc:
+                log.warning("stdin failed: %s", exc)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                    loop.call_soon_threadsafe(self._queue.put_nowait, None)
+
+        threading.Thread(target=pump, name="stdin", daemon=True).start()
+
+    async def next(self) -> str | None:
+        """The next line, or None at end of input."""
+        return await self._queue.get()
+
+
+class PlainConsole:
+    """One plain-mode session: commands from stdin, outputs and events to stdout."""
+
+    def __init__(self, config: ClientConfig, out: TextIO) -> None:
+        self.config = config
+        self.out = out
+        self.client = Client(config.server, device=config.device or "plain console")
+        self.runner = CommandRunner(self.client, downloads=config.dirs.downloads)
+        self._printed: OrderedDict[int, None] = OrderedDict()
+        self._events: asyncio.Task[None] | None = None
+        self._read_upto: dict[int, int] = {}
+        self._read_task: asyncio.Task[None] | None = None
+        self._was_offline = False
+
+    # --- printing ---------------------------------------------------------------
+
+    def emit(self, out: Output | ConnectionState) -> None:
+        """Print one output (as text lines or one JSON line)."""
+        if isinstance(out, MessageOut):
+            if out.message.id in self._printed:
+                return  # already shown: as the answer to /send, or as its live event
+            self._printed[out.message.id] = None
+            if len(self._printed) > _PRINTED_MEMORY:
+                self._printed.popitem(last=False)
+            self._note_read(out.message)
+        if self.config.json:
+            line = format_json(out)
+            lines = [line] if line is not None else []
+        else:
+            lines = format_lines(out)
+        for line in lines:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    # --- read markers -----------------------------------------------------------
+
+    def _note_read(self, message: Message) -> None:
+        if message.thread_root is not None:
+            return
+        if message.id > self._read_upto.get(message.chat_id, 0):
+            self._read_upto[message.chat_id] = message.id
+            if self._read_task is None or self._read_task.done():
+                self._read_task = asyncio.create_task(self._flush_reads())
+
+    async def _flush_reads(self) -> None:
+        # One request per chat however many messages were printed in this loop turn.
+        await asyncio.sleep(0)
+        marks, self._read_upto = self._read_upto, {}
+        for chat_id, up_to in marks.items():
+            try:
+                await self.client.mark_read(chat_id, up_to)
+            except (ApiError, ConnectionError) as exc:
+                log.info("could not mark chat %d read: %s", chat_id, exc)
+
+    # --- events -----------------------------------------------------------------
+
+    async def _stream(self, last_event_id: int) -> None:
+        stream = self.client.events(last_event_id)
+        try:
+            async for item in stream:
+                if isinstance(item, ConnectionState):
+                    self._connection(item)
+                    continue
+                for out in await self.runner.event_outputs(item):
+                    self.emit(out)
+                    if isinstance(out, LogoutOut):
+                        return
+        except ApiError as exc:
+            self.emit(error_out(exc))
+        finally:
+            await stream.aclose()
+
+    def _connection(self, state: ConnectionState) -> None:
+        if state.state == "offline":
+            self._was_offline = True
+            self.emit(state)
+        elif state.state == "reconnecting":
+            self.emit(state)
+        elif state.state == "connected" and self._was_offline:
+            self._was_offline = False
+            self.emit(state)
+
+    async def _stop_events(self) -> None:
+        if self._events is not None:
+            self._events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events
+            self._events = None
+
+    async def _start_session(self, session: Session) -> None:
+        await self._stop_events()
+        for out in await self.runner.catch_up(self.config.history):
+            self.emit(out)
+        self._events = asyncio.create_task(self._stream(session.last_event_id))
+
+    # --- commands ---------------------------------------------------------------
+
+    async def handle(self, line: str) -> bool:
+        """Run one line; False when the console should stop."""
+        if not line.strip():
+            return True
+        for out in await self.runner.run_line(line):
+            self.emit(out)
+            if isinstance(out, SessionOut):
+                try:
+                    await self._start_session(out.session)
+                except (ApiError, ConnectionError) as exc:
+                    self.emit(ErrorOut("offline", f"could not load history: {exc}"))
+            elif isinstance(out, LogoutOut):
+                await self._stop_events()
+            elif isinstance(out, ExitOut):
+                return False
+        return True
+
+    async def run(self, lines: _StdinLines) -> int:
+        """Read and run commands until ``/exit`` or end of input."""
+        try:
+            if self.config.login and self.config.password:
+                await self.handle(f"/login {self.config.login} {self.config.password}")
+            while (line := await lines.next()) is not None:
+                if not await self.handle(line.rstrip("\r\n")):
+                    break
+            if self._read_task is not None:
+                await self._read_task
+        finally:
+            await self._stop_events()
+            await self.client.close()
+        return 0
+
+
+async def run_plain(
+    config: ClientConfig, stdin: TextIO | None = None, out: TextIO | None = None
+) -> int:
+    """Run the plain console client; returns the process exit code."""
+    console = PlainConsole(config, out or sys.stdout)
+    return await console.run(_StdinLines(stdin or sys.stdin))
