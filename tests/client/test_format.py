@@ -1,0 +1,142 @@
+"""How plain mode prints outputs: text lines and --json objects."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+from messenger_client.commands import (
+    ErrorOut,
+    ExitOut,
+    InfoOut,
+    MessageOut,
+    SessionOut,
+    StatusOut,
+    TableOut,
+)
+from messenger_client.events import ConnectionState
+from messenger_client.plain import format_json, format_lines, message_line
+from messenger_protocol import (
+    Attachment,
+    Chat,
+    Connection,
+    LoginRecord,
+    Message,
+    OwnedChat,
+    Session,
+    Status,
+    User,
+    UserList,
+)
+
+TODAY_1203 = datetime.now().replace(hour=12, minute=3, second=0, microsecond=0).timestamp()
+
+
+def msg(**kw: object) -> Message:
+    fields: dict[str, object] = {
+        "id": 42,
+        "chat_id": 1,
+        "author": "alice",
+        "text": "hello",
+        "created_at": TODAY_1203,
+    }
+    fields.update(kw)
+    return Message(**fields)  # type: ignore[arg-type]
+
+
+def test_message_line_shows_id_chat_time_author_text() -> None:
+    assert format_lines(MessageOut(msg(), "general")) == ["[#42 general 12:03] alice: hello"]
+
+
+def test_comment_line_shows_its_root() -> None:
+    comment = msg(id=57, author="bob", text="+1", thread_root=42)
+    assert message_line(comment, "general") == "[#57 general 12:03 ↳#42] bob: +1"
+
+
+def test_old_messages_show_the_date() -> None:
+    old = msg(created_at=datetime(2020, 5, 17, 9, 30).timestamp())
+    assert message_line(old, "@bob") == "[#42 @bob 2020-05-17 09:30] alice: hello"
+
+
+def test_attachments_and_comment_counts() -> None:
+    file = Attachment(id="f1", name="a.png", size=2048, mime="image/png", sha256="0" * 64)
+    line = message_line(msg(text="", attachments=[file], comment_count=2), "team")
+    assert line == "[#42 team 12:03] alice: [file f1: a.png, 2.0 KiB, image/png] (2 comments)"
+
+
+def test_error_line_has_the_code_and_when_to_retry() -> None:
+    out = ErrorOut("rate_limited", "20 messages per hour", retry_after=123.4)
+    assert format_lines(out) == ["error rate_limited: 20 messages per hour (retry in 123 s)"]
+    banned = format_lines(ErrorOut("banned", "banned", until=time.time() + 60))[0]
+    assert banned.startswith("error banned: banned (until ")
+
+
+def test_info_table_and_connection_lines() -> None:
+    assert format_lines(InfoOut("joined team")) == ["* joined team"]
+    table = TableOut("users", ("login", "presence"), (("alice", "online"), ("bo", "offline")))
+    assert format_lines(table) == ["users: 2", "  alice  online", "  bo     offline"]
+    assert format_lines(TableOut("contacts", ("login",), ())) == ["contacts: none"]
+    state = ConnectionState("reconnecting", in_seconds=1.25, attempt=2)
+    assert format_lines(state) == ["* reconnecting in 1.2 s (attempt 2)"]
+
+
+def test_status_lines() -> None:
+    now = time.time()
+    team = Chat(id=5, kind="group", name="team", owner="alice", members=3)
+    status = Status(
+        user=User(login="alice"),
+        connections=[Connection("s1", "127.0.0.1:5000", "plain", now, current=True)],
+        private_sent=4,
+        private_received=2,
+        owned_chats=[OwnedChat(chat=team)],
+        member_chats=[Chat(id=1, kind="general", name="general"), team],
+        logins=[LoginRecord(at=now, address="127.0.0.1")],
+    )
+    lines = format_lines(StatusOut(status))
+    assert lines[0] == "status of alice"
+    text = "\n".join(lines)
+    assert "127.0.0.1:5000 plain" in text and "(this one)" in text
+    assert "private messages: 4 sent, 2 received" in text
+    assert "owns team (3 members; no invite links)" in text
+    assert "member of: general, team" in text
+
+
+def test_json_message_object() -> None:
+    line = format_json(MessageOut(msg(), "general", live=True))
+    assert line is not None and "\n" not in line
+    obj = json.loads(line)
+    assert obj["kind"] == "message"
+    assert obj["id"] == 42 and obj["text"] == "hello"
+    assert obj["chat_id"] == 1 and obj["chat"] == "general"
+    assert obj["author"] == "alice" and obj["created_at"] == TODAY_1203
+    assert obj["live"] is True
+
+
+def test_json_other_kinds() -> None:
+    def obj(out: object) -> dict[str, object]:
+        line = format_json(out)  # type: ignore[arg-type]
+        assert line is not None
+        parsed: dict[str, object] = json.loads(line)
+        return parsed
+
+    error = obj(ErrorOut("rate_limited", "slow down", retry_after=5.0))
+    assert error == {
+        "kind": "error",
+        "code": "rate_limited",
+        "message": "slow down",
+        "retry_after": 5.0,
+        "until": None,
+    }
+    assert obj(InfoOut("hi")) == {"kind": "info", "text": "hi"}
+    users = UserList(users=[User(login="bob", online=True)])
+    table = obj(TableOut("users", ("login",), (("bob",),), users))
+    assert table["kind"] == "table" and table["rows"] == [["bob"]]
+    assert table["data"] == {"users": [{"login": "bob", "online": True, "last_seen": None,
+                                        "is_admin": False, "banned_until": None}]}  # fmt: skip
+    session = Session(token="secret", session_id="s", user=User(login="bob"), last_event_id=9)
+    as_json = obj(SessionOut(session, registered=True))
+    assert as_json == {"kind": "session", "login": "bob", "registered": True, "last_event_id": 9}
+    assert "secret" not in json.dumps(as_json)  # the token is never printed
+    assert obj(ExitOut()) == {"kind": "exit"}
+    assert obj(ConnectionState("offline", attempt=1, error="x"))["state"] == "offline"
