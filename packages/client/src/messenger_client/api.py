@@ -192,12 +192,11 @@ class Client:
         self._http = self._new_http()
         self._files: httpx.AsyncClient | None = None
 
-    def _new_http(self, **kwargs: Any) -> httpx.AsyncClient:
+    def _new_http(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=self._timeout,
+            timeout=timeout or self._timeout,
             headers={"User-Agent": "messenger-client/0.1"},
-            **kwargs,
         )
 
     @property
