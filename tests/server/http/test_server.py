@@ -379,3 +379,31 @@ async def test_graceful_close_ends_event_streams(serve: Serve, connect: Connect)
     async with asyncio.timeout(3):
         await server.close(grace=10.0)
     assert await client.closed_by_server()
+
+
+async def test_stream_producer_cancelled_when_peer_leaves(serve: Serve, connect: Connect) -> None:
+    cancelled = asyncio.Event()
+
+    async def heartbeats(request: Request) -> StreamResponse:
+        async def produce(stream: ResponseStream) -> None:
+            try:
+                while True:  # a heartbeat loop that never looks at wait_closed()
+                    stream.write(b": ping\n\n")
+                    await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        return StreamResponse(produce, content_type="text/event-stream")
+
+    server = await serve(heartbeats)
+    client = await connect(server)
+    await client.send(get("/events"))
+    await client.response(head_only=True)
+    assert await client.reader.readexactly(8) == b": ping\n\n"
+    await client.close()
+    async with asyncio.timeout(5):
+        await cancelled.wait()
+    other = await connect(server)  # and the server goes on
+    await other.send(get("/events"))
+    assert (await other.response(head_only=True)).status == 200

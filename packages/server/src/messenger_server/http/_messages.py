@@ -220,9 +220,11 @@ class ResponseStream:
         """Return when the peer goes away or the connection is closed."""
         if self._closed:
             return
-        if self._waiter is None:
+        if self._waiter is None or self._waiter.cancelled():
+            # no shield (it costs two callbacks and a future per idle stream): a cancelled
+            # waiter is simply replaced on the next call
             self._waiter = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._waiter)
+        await self._waiter
 
     def mark_closed(self) -> None:
         """Called by the server when the connection ends."""

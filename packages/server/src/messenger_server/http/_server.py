@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from messenger_protocol import ApiError, ErrorCode, ProtocolViolation, limits
@@ -63,6 +64,10 @@ class HttpLimits:
     our answer instead of a reset."""
     read_size: int = 64 * 1024
     """Bytes asked of the socket per read."""
+
+
+_SPENT_PARSER = ServerParser()
+"""Stands in for the parser of a connection that became a stream (never used again)."""
 
 
 class _State:
@@ -123,26 +128,29 @@ class HttpServer:
                 async with asyncio.timeout(1.0):
                     await self._server.wait_closed()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        # a plain function returning the coroutine start_server runs as the connection's
+        # task: one frame less per connection than an ``async def`` that awaits it
         peer_addr = writer.get_extra_info("peername")
         ip, port = (str(peer_addr[0]), peer_addr[1]) if peer_addr else ("?", 0)
         peer = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         count = self._per_ip.get(ip, 0)
         if count >= self.limits.max_connections_per_ip or self._closing:
-            await self._refuse(writer, ip)
-            return
+            return self._refuse(writer, ip)
         self._per_ip[ip] = count + 1
-        conn = _Connection(self, reader, writer, peer)
+        conn = _Connection(self, reader, writer, peer, ip)
         self._conns.add(conn)
-        try:
-            await conn.run()
-        finally:
-            self._conns.discard(conn)
-            left = self._per_ip[ip] - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                del self._per_ip[ip]
+        return conn.run()
+
+    def _forget(self, conn: _Connection) -> None:
+        self._conns.discard(conn)
+        left = self._per_ip[conn.ip] - 1
+        if left:
+            self._per_ip[conn.ip] = left
+        else:
+            del self._per_ip[conn.ip]
 
     async def _refuse(self, writer: asyncio.StreamWriter, ip: str) -> None:
         if self._closing:
@@ -179,9 +187,10 @@ class _Connection:
         "_server",
         "_writer",
         "authenticated",
+        "ip",
         "peer",
         "state",
-        "stream_task",
+        "stream_protocol",
         "task",
         "transport",
     )
@@ -192,32 +201,34 @@ class _Connection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         peer: str,
+        ip: str,
     ) -> None:
         self._server = server
         self._reader = reader
         self._writer = writer
-        self.transport = writer.transport
+        # start_server always hands us a full (read/write) transport
+        self.transport = cast(asyncio.Transport, writer.transport)
         self.peer = peer
+        self.ip = ip
         self._parser = ServerParser(server.limits.max_request_head)
         self.authenticated = False
         self.state = _State.IDLE
-        self.task = asyncio.current_task()
-        self.stream_task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[Any] | None = None  # set when run() starts
+        self.stream_protocol: _StreamProtocol | None = None
         self._body_done = True
         self._body_broken = False
 
     def shutdown(self) -> None:
         """Server closing: idle connections go now, event streams end, busy ones finish."""
-        if self.state == _State.IDLE and self.task is not None:
+        if self.state != _State.BUSY and self.task is not None:
             self.task.cancel()
-        elif self.state == _State.STREAMING and self.stream_task is not None:
-            self.stream_task.cancel()
 
     def _authenticated(self) -> None:
         self.authenticated = True
 
     async def run(self) -> None:
         """Serve requests until the peer leaves, a timeout hits or keep-alive ends."""
+        self.task = asyncio.current_task()
         try:
             while not self._server._closing:
                 self.state = _State.IDLE
@@ -238,12 +249,31 @@ class _Connection:
         except (ConnectionError, BadRequest, TimeoutError) as exc:
             log.debug("%s dropped: %r", self.peer, exc)
         except asyncio.CancelledError:
-            if not self._server._closing:
-                raise
+            # server shutdown or loop teardown: nobody awaits this task, and on 3.11 a
+            # cancelled connection task trips StreamReaderProtocol's done-callback
+            pass
         except Exception:
             log.exception("connection %s failed", self.peer)
         finally:
+            try:
+                await self._close()
+            finally:
+                self._server._forget(self)
+
+    async def _close(self) -> None:
+        """Close gracefully if the peer lets us within a second, else abort."""
+        protocol = self.stream_protocol
+        if protocol is None:
             await _close_writer(self._writer)
+            return
+        try:
+            self.transport.close()
+            async with asyncio.timeout(1.0):
+                await protocol.wait_lost()
+        except (Exception, asyncio.CancelledError):
+            pass
+        finally:
+            self.transport.abort()
 
     async def _receive(self, timeout: float) -> None:
         async with asyncio.timeout(timeout):
@@ -425,35 +455,43 @@ class _Connection:
         self.transport.write(raw_response(result.status, headers, None))
         if head_only:
             return
-        stream = ResponseStream(self.transport, self.peer, self._drain)
-        task = asyncio.get_running_loop().create_task(self._produce(result, stream))
-        self.stream_task = task
+        # The body ends with the connection, so the HTTP reader is done with it. A small
+        # protocol takes the transport over: it notices the peer leaving without a
+        # reader task per stream (10,000 idle streams must stay cheap) and does flow control.
+        task = asyncio.current_task()
+        assert task is not None
+        protocol = _StreamProtocol(self.transport, task, self._server.limits.drain_max)
+        stream = ResponseStream(self.transport, self.peer, self._drain_stream)
+        protocol.stream = stream
+        self.stream_protocol = protocol
+        self._parser = _SPENT_PARSER  # h11 state is ~1 KB an idle stream does not need
+        self.transport.set_protocol(protocol)
+        if not self.transport.is_reading():
+            self.transport.resume_reading()
         self.state = _State.STREAMING
-        # the body ends with the connection: when the producer is done, close (after flushing)
-        task.add_done_callback(lambda _: self.transport.close())
-        try:
-            # Watch for the peer going away. No timeout: an event stream is idle by design,
-            # the producer's heartbeats find dead peers. Junk sent to a stream is dropped.
-            received = 0
-            while received <= self._server.limits.drain_max:
-                data = await self._reader.read(self._server.limits.read_size)
-                if not data:
-                    break
-                received += len(data)
-        finally:
-            stream.mark_closed()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _produce(self, result: StreamResponse, stream: ResponseStream) -> None:
         try:
             await result.producer(stream)
-        except (ConnectionError, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            if not protocol.peer_gone:
+                raise
+            task.uncancel()  # our own cancellation: the peer left, finish normally
+        except ConnectionError:
             pass
         except Exception:
             log.exception("event stream producer for %s failed", self.peer)
+        finally:
+            protocol.producer_done()
+            stream.mark_closed()
+
+    async def _drain_stream(self) -> None:
+        protocol = self.stream_protocol
+        assert protocol is not None
+        try:
+            async with asyncio.timeout(self._server.limits.write_timeout):
+                await protocol.drain()
+        except TimeoutError:
+            self.transport.abort()
+            raise ConnectionResetError("peer stopped reading") from None
 
     async def _drain(self) -> None:
         if self.transport.is_closing():
@@ -500,3 +538,88 @@ class _Connection:
 def _error_response(exc: ApiError) -> Response:
     extra = [(k.decode(), v.decode()) for k, v in error_headers(exc) if k != b"content-type"]
     return Response(status=exc.status, body=error_body(exc), headers=extra)
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """Owns the transport of a close-delimited stream once its head is sent.
+
+    Bytes the peer sends are dropped (up to a budget, then the connection is cut);
+    EOF or a lost connection marks the stream closed and cancels its producer.
+    """
+
+    __slots__ = ("_budget", "_drain_waiter", "_is_lost", "_lost", "_paused", "_task",
+                 "_transport", "peer_gone", "stream")  # fmt: skip
+
+    def __init__(self, transport: asyncio.Transport, task: asyncio.Task[Any], budget: int) -> None:
+        self._transport = transport
+        self._task: asyncio.Task[Any] | None = task
+        self._budget = budget
+        self._paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] | None = None
+        self._is_lost = False
+        self.peer_gone = False
+        self.stream: ResponseStream | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self._budget -= len(data)
+        if self._budget < 0:
+            self._transport.abort()
+
+    def eof_received(self) -> bool:
+        self._gone()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._is_lost = True
+        self._paused = False
+        self._wake(exc or ConnectionResetError("connection lost"))
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        self._gone()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake(None)
+
+    def _wake(self, exc: Exception | None) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    def _gone(self) -> None:
+        if self.peer_gone:
+            return
+        self.peer_gone = True
+        if self.stream is not None:
+            self.stream.mark_closed()
+        if self._task is not None:
+            self._task.cancel()
+
+    def producer_done(self) -> None:
+        """The producer returned: the peer leaving no longer cancels anything."""
+        self._task = None
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is above its high-water mark."""
+        if self._is_lost:
+            raise ConnectionResetError("connection lost")
+        if not self._paused:
+            return
+        if self._drain_waiter is None:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+        await self._drain_waiter
+
+    async def wait_lost(self) -> None:
+        """Return once the connection is gone."""
+        if self._is_lost:
+            return
+        if self._lost is None:
+            self._lost = asyncio.get_running_loop().create_future()
+        await self._lost
