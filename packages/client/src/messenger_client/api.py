@@ -240,7 +240,7 @@ class Client:
                 params=_query_params(query),
                 headers=headers,
             )
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise ServerUnavailable(f"server {self.base_url} unavailable: {exc!r}") from exc
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.content)
@@ -557,7 +557,7 @@ class Client:
                 params=_query_params(query),
                 headers=headers,
             )
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise ServerUnavailable(f"upload to {self.base_url} failed: {exc!r}") from exc
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.content)
@@ -619,7 +619,7 @@ class Client:
                         done += len(chunk)
                         if progress is not None:
                             progress(done, total)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise ServerUnavailable(f"download from {self.base_url} failed: {exc!r}") from exc
         await aiofiles.os.replace(part, target)
         return target

@@ -596,6 +596,11 @@ class CommandRunner:
             return chat
         chat_id_or_none = self._by_name.get(target)
         if chat_id_or_none is None:
+            if target == "general":
+                chat = await self.client.chat(GENERAL_CHAT_ID)
+                self.remember(chat)
+                self._by_name[target] = chat.id
+                return chat
             if target.startswith("@"):
                 chat = await self.client.open_direct(target[1:])
                 self.remember(chat)

@@ -152,7 +152,7 @@ class EventStream:
                                 event = self._accept(sse)
                                 if event is not None:
                                     yield event
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 error = f"connection lost: {exc!r}"
             except ProtocolViolation as exc:
                 error = f"broken event stream: {exc}"

@@ -345,7 +345,13 @@ class PlainConsole:
         """Run one line; False when the console should stop."""
         if not line.strip():
             return True
-        for out in await self.runner.run_line(line):
+        try:
+            outputs = await self.runner.run_line(line)
+        except Exception as exc:
+            # A bug must cost one line of output, not the session.
+            log.exception("command %r failed", line.split(" ", 1)[0])
+            outputs = [ErrorOut("internal", f"client error: {exc!r}")]
+        for out in outputs:
             self.emit(out)
             if isinstance(out, SessionOut):
                 try:
