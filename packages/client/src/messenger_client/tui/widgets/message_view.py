@@ -232,6 +232,12 @@ class MessageView(ScrollView, can_focus=True):
         """Tell the chat pane, which shows the badge."""
         self.post_message(self.UnseenChanged(count))
 
+    def follow(self) -> None:
+        """Go to the bottom and stay there (the user just sent something)."""
+        self._pinned = True
+        self.unseen = 0
+        self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+
     @property
     def pinned(self) -> bool:
         """Whether the view follows new messages."""

@@ -1,0 +1,803 @@
+"""The Textual app: ``run(config)`` opens it; :class:`MessengerApp` owns the session.
+
+The app owns everything long-lived -- the client, the local cache, the store, the
+live event worker and the outbox worker -- because workers die with the DOM node
+that started them, and screens come and go. Screens show state and post what the
+user does; network calls run in workers and their failures become notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
+from textual.worker import Worker, WorkerState
+
+from messenger_protocol import (
+    GENERAL_CHAT_ID,
+    ApiError,
+    Chat,
+    ErrorCode,
+    Event,
+    Message,
+    SessionEnded,
+)
+
+from .. import commands as slash
+from ..api import Client, ServerUnavailable, new_client_id
+from ..cache import Cache, PendingSend
+from ..config import ClientConfig
+from ..events import ConnectionState, EventStream
+from ..logs import setup_logging
+from .commands import ChatsProvider, MessengerCommands
+from .messages import LoginRequested, OpenChat, OpenDirect
+from .screens.login import LoginScreen
+from .screens.main import MainScreen
+from .screens.output import OutputScreen
+from .screens.status import StatusScreen
+from .store import PAGE_SIZE, Change, ChatStore
+from .widgets.chat_list import ChatList
+from .widgets.composer import Composer
+from .widgets.message_view import MessageView
+from .widgets.users_panel import UsersPanel
+
+__all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
+
+log = logging.getLogger(__name__)
+
+LATEST_PAGE = 50
+"""Messages fetched from the server when a chat is opened (older ones load on scroll)."""
+RETRY_MAX_SECONDS = 5.0
+"""Longest wait between retries of a failed send."""
+
+
+@dataclass
+class TuiOptions:
+    """Settings of the app beyond the client config (from ``keymap.toml``, or tests)."""
+
+    keymap: dict[str, str] = field(default_factory=dict)
+    """Binding id -> keys, e.g. ``{"chats.next": "ctrl+n"}``."""
+    bell: bool = True
+    """Ring the terminal bell for private messages and mentions."""
+    toasts: bool = True
+    """Show a toast for private messages and mentions in chats not in view."""
+    tz: tzinfo | None = None
+    """Time zone of shown times (None: local)."""
+    cache_dir: Path | None = None
+    """Where caches live (None: the client data dir)."""
+
+
+def load_options(path: Path) -> TuiOptions:
+    """Read ``keymap.toml``: ``[keys]`` binding id = keys, ``[notifications]`` bell/toasts.
+
+    A missing or broken file gives the defaults (and a line in the log).
+    """
+    options = TuiOptions()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return options
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return options
+    keys = data.get("keys", {})
+    if isinstance(keys, dict):
+        options.keymap = {str(k): str(v) for k, v in keys.items() if isinstance(v, str)}
+    notes = data.get("notifications", {})
+    if isinstance(notes, dict):
+        options.bell = bool(notes.get("bell", options.bell))
+        options.toasts = bool(notes.get("toasts", options.toasts))
+    return options
+
+
+def describe_error(exc: BaseException, server: str = "") -> str:
+    """One human line for a failed call."""
+    if isinstance(exc, ServerUnavailable):
+        return f"Cannot reach the server {server}".rstrip() + " -- is it running?"
+    if isinstance(exc, ApiError):
+        match exc.code:
+            case ErrorCode.UNAUTHORIZED:
+                return "Wrong login or password"
+            case ErrorCode.CONFLICT:
+                return f"That login is taken: {exc.message}"
+            case ErrorCode.RATE_LIMITED if exc.retry_after:
+                return f"{exc.message} (try again in {exc.retry_after:.0f} s)"
+            case _:
+                return exc.message
+    return str(exc) or type(exc).__name__
+
+
+class MessengerApp(App[None]):
+    """The messenger terminal app."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "messenger"
+    COMMANDS = App.COMMANDS | {MessengerCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True,
+                tooltip="Quit (the session stays logged in)"),
+    ]  # fmt: skip
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        options: TuiOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.config = config or ClientConfig()
+        self.options = options or TuiOptions()
+        self.clock = clock
+        self.server = self.config.server.rstrip("/")
+        self.client: Client | None = None
+        self.runner: slash.CommandRunner | None = None
+        self.store: ChatStore | None = None
+        self.main: MainScreen | None = None
+        self.stream: EventStream | None = None
+        self.connection = ConnectionState("connecting")
+        self._outbox: asyncio.Queue[PendingSend] = asyncio.Queue()
+        self._online = asyncio.Event()
+        self._marked: dict[int, int] = {}
+
+    # --- start and session ------------------------------------------------------
+
+    def on_mount(self) -> None:
+        """Apply the keymap, then resume a saved session or ask to log in."""
+        if self.options.keymap:
+            self.set_keymap(self.options.keymap)
+        saved = self.config.tokens.load(self.server)
+        if self.config.login and self.config.password:
+            self.push_screen(LoginScreen(self.server, self.config.login))
+            self._log_in(self.server, self.config.login, self.config.password, False, False)
+        elif saved is not None and saved[0]:
+            login, token = saved
+            self._start_session(Client(self.server, token, device=self._device()), login)
+        else:
+            self.push_screen(LoginScreen(self.server, self.config.login or ""))
+
+    def _device(self) -> str:
+        return self.config.device or "messenger TUI"
+
+    @on(LoginRequested)
+    def _login_requested(self, event: LoginRequested) -> None:
+        self._log_in(event.server, event.login, event.password, event.register, event.remember)
+
+    @work(exclusive=True, group="login")
+    async def _log_in(
+        self, server: str, login: str, password: str, register: bool, remember: bool
+    ) -> None:
+        client = Client(server, device=self._device())
+        try:
+            if register:
+                session = await client.register(login, password)
+            else:
+                session = await client.login(login, password)
+        except (ApiError, ServerUnavailable) as exc:
+            await client.close()
+            text = describe_error(exc, server)
+            if isinstance(exc, ApiError) and exc.code == ErrorCode.UNAUTHORIZED and register:
+                text = exc.message
+            if isinstance(self.screen, LoginScreen):
+                self.screen.show_error(text)
+            else:
+                self.notify(text, severity="error")
+            return
+        self.server = server
+        if remember:
+            self.config.tokens.save(server, session.user.login, session.token)
+        else:
+            self.config.tokens.forget(server)
+        self._start_session(client, session.user.login, session.last_event_id)
+
+    def _start_session(self, client: Client, login: str, last_event_id: int | None = None) -> None:
+        """Show the main screen from the cache at once, then go live."""
+        self.client = client
+        self.runner = slash.CommandRunner(client, downloads=self.config.dirs.downloads)
+        cache_root = self.options.cache_dir or self.config.dirs.data / "cache"
+        try:
+            cache: Cache | None = Cache.for_account(self.server, login, root=cache_root)
+        except Exception:  # a broken cache must never keep the user out
+            log.exception("cache unavailable; running without it")
+            cache = None
+        self.store = ChatStore(me=login, cache=cache, focused=self._reading)
+        self.store.load_cached()
+        self.main = MainScreen(login, self._complete, tz=self.options.tz)
+        self._online.clear()
+        if isinstance(self.screen, LoginScreen):
+            self.switch_screen(self.main)
+        else:
+            self.push_screen(self.main)
+        self.call_after_refresh(self._session_ready, cache, last_event_id)
+
+    def _session_ready(self, cache: Cache | None, last_event_id: int | None) -> None:
+        main, store = self.main, self.store
+        assert main is not None and store is not None
+        main.bar.user = store.me
+        main.bar.server = self.server.split("://", 1)[-1]
+        self._refresh_chat_list()
+        self._refresh_people()
+        self.open_chat(GENERAL_CHAT_ID)
+        resume = cache.last_event_id if cache is not None else None
+        self._run_events(resume if resume is not None else last_event_id)
+        for pending in store.outbox():
+            self._outbox.put_nowait(pending)
+        self._run_outbox()
+
+    # --- the live connection (the App's worker, not a screen's) -------------------
+
+    @work(exclusive=True, group="events")
+    async def _run_events(self, last_event_id: int | None) -> None:
+        client, store = self.client, self.store
+        assert client is not None and store is not None
+        self.stream = stream = client.events(last_event_id)
+        try:
+            async for item in stream:
+                if isinstance(item, ConnectionState):
+                    self._connection_changed(item)
+                    continue
+                self._apply(item)
+                if store.cache is not None and stream.last_event_id is not None:
+                    store.cache.last_event_id = stream.last_event_id
+        except ApiError as exc:
+            log.info("event stream ended: %s", exc)
+            if exc.code == ErrorCode.UNAUTHORIZED:
+                self._session_over("Your session has ended; please log in again")
+            else:
+                self.notify(describe_error(exc), severity="error")
+        finally:
+            await stream.aclose()
+
+    def _connection_changed(self, state: ConnectionState) -> None:
+        self.connection = state
+        if self.main is not None:
+            self.main.bar.state = state
+        if state.state == "connected":
+            self._online.set()
+            self._refresh_all()
+        elif state.state in ("offline", "reconnecting"):
+            self._online.clear()
+
+    def _apply(self, event: Event) -> None:
+        store, main = self.store, self.main
+        assert store is not None and main is not None
+        if isinstance(event, SessionEnded):
+            session = self.client.session if self.client is not None else None
+            if session is not None and event.session_id != session.session_id:
+                return
+            self._session_over("This session was ended from another client")
+            return
+        change = store.apply(event)
+        self._show_change(change)
+
+    def _show_change(self, change: Change) -> None:
+        store, main = self.store, self.main
+        assert store is not None and main is not None
+        if change.reset:
+            self._refresh_all()
+            if main.current_chat is not None:
+                self.open_chat(main.current_chat)
+        if change.chats:
+            self._refresh_chat_list()
+        if change.users:
+            self._refresh_people()
+        if change.notice:
+            self.notify(change.notice)
+        if change.timeline is not None and change.timeline == main.current_chat:
+            self._maybe_mark_read()
+        message = change.new_message
+        if message is not None:
+            self._notify_message(message)
+
+    def _notify_message(self, message: Message) -> None:
+        """A toast (and the bell) for a private message or a mention not in view."""
+        store, main = self.store, self.main
+        assert store is not None and main is not None
+        chat = store.chats.get(message.chat_id)
+        mentioned = f"@{store.me}" in message.text
+        direct = chat is not None and chat.kind == "direct"
+        if not (direct or mentioned) or self._reading(message.chat_id):
+            return
+        if self.options.toasts:
+            where = "private" if direct or chat is None else chat.name
+            text = message.text if len(message.text) <= 120 else message.text[:119] + "…"
+            self.notify(text or "(attachment)", title=f"{message.author} · {where}", timeout=6)
+        if self.options.bell:
+            self.bell()
+
+    def _reading(self, chat_id: int) -> bool:
+        """Whether the user is looking at the bottom of this chat right now."""
+        main = self.main
+        if main is None or main.current_chat != chat_id or not self.app_focus:
+            return False
+        return self.screen is main and main.view.pinned
+
+    def _session_over(self, reason: str) -> None:
+        self.config.tokens.forget(self.server)
+        self.workers.cancel_group(self, "events")
+        self.workers.cancel_group(self, "outbox")
+        login = self.store.me if self.store is not None else ""
+        self.client, self.store, self.main = None, None, None
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(LoginScreen(self.server, login, error=reason))
+
+    # --- refreshing state ------------------------------------------------------------
+
+    @work(exclusive=True, group="refresh")
+    async def _refresh_all(self) -> None:
+        """After (re)connecting: chats, people and the open chat from the server."""
+        client, store, main = self.client, self.store, self.main
+        if client is None or store is None or main is None:
+            return
+        try:
+            chats = await client.chats()
+            store.set_chats(chats.chats)
+            self._refresh_chat_list()
+            if main.current_chat is not None and main.current_chat not in store.chats:
+                self.open_chat(GENERAL_CHAT_ID)
+            elif main.current_chat is not None:
+                await self._load_latest_now(main.current_chat)
+            users = await client.users()
+            store.set_users(users.users)
+            contacts = await client.contacts()
+            store.set_contacts(contacts.contacts)
+            self._refresh_people()
+        except ServerUnavailable as exc:
+            log.info("refresh failed: %s", exc)
+
+    def _refresh_chat_list(self) -> None:
+        store, main = self.store, self.main
+        if store is None or main is None or not main.is_mounted:
+            return
+        chat_list = main.query_one(ChatList)
+        chat_list.update_chats(store.sorted_chats(), store.users, main.current_chat)
+        if self.runner is not None:
+            for chat in store.chats.values():
+                self.runner.remember(chat)
+
+    def _refresh_people(self) -> None:
+        store, main = self.store, self.main
+        if store is None or main is None or not main.is_mounted:
+            return
+        main.query_one(UsersPanel).update_users(store.users, store.contacts)
+        main.query_one(ChatList).update_chats(store.sorted_chats(), store.users, main.current_chat)
+
+    # --- chats ------------------------------------------------------------------------
+
+    def open_chat(self, chat_id: int) -> None:
+        """Show a chat from what is known at once, then bring it up to date."""
+        store, main = self.store, self.main
+        if store is None or main is None:
+            return
+        chat = store.chats.get(chat_id)
+        if chat is None:
+            return
+        main.show_chat(chat, store.timeline(chat_id))
+        if self.runner is not None:
+            self.runner.current_chat_id = chat_id
+        store.mark_read_locally(chat_id) if main.view.pinned else None
+        self._refresh_chat_list()
+        self._load_latest(chat_id)
+
+    @work(exclusive=True, group="latest")
+    async def _load_latest(self, chat_id: int) -> None:
+        await self._load_latest_now(chat_id)
+
+    async def _load_latest_now(self, chat_id: int) -> None:
+        client, store, main = self.client, self.store, self.main
+        if client is None or store is None or main is None:
+            return
+        try:
+            page = await client.history(chat_id, limit=LATEST_PAGE)
+        except ServerUnavailable:
+            return
+        except ApiError as exc:
+            self.notify(describe_error(exc), severity="error")
+            return
+        timeline = store.merge_latest(chat_id, page)
+        if main.current_chat == chat_id:
+            main.view.show(timeline)
+            self._maybe_mark_read()
+
+    @on(ChatList.ChatChosen)
+    def _chat_chosen(self, event: ChatList.ChatChosen) -> None:
+        self.open_chat(event.chat_id)
+        if self.main is not None:
+            self.main.query_one(Composer).focus()
+
+    @on(OpenChat)
+    def _open_chat_message(self, event: OpenChat) -> None:
+        self.open_chat(event.chat_id)
+
+    @on(MessageView.OlderWanted)
+    def _older_wanted(self, event: MessageView.OlderWanted) -> None:
+        self._load_older(event.chat_id, event.before)
+
+    @work(group="older")
+    async def _load_older(self, chat_id: int, before: int | None) -> None:
+        client, store, main = self.client, self.store, self.main
+        if client is None or store is None or main is None:
+            return
+        timeline = store.timeline(chat_id)
+        cached = store.older_from_cache(chat_id)
+        try:
+            if before is None or self.connection.state != "connected":
+                raise ServerUnavailable("offline: reading the cache")
+            page = await client.history(chat_id, before=before, limit=PAGE_SIZE)
+            store.add_older(chat_id, page.messages, page.has_more)
+        except ServerUnavailable:
+            # Offline (or nothing loaded yet): the cache is all there is.
+            store.add_older(chat_id, cached, has_more=len(cached) == PAGE_SIZE)
+        except ApiError as exc:
+            timeline.has_more = False
+            log.info("older history of %d: %s", chat_id, exc)
+        if main.current_chat == chat_id:
+            main.view.older_loaded()
+
+    @on(MessageView.UnseenChanged)
+    def _unseen_changed(self, event: MessageView.UnseenChanged) -> None:
+        if event.count == 0:
+            self._maybe_mark_read()
+
+    def _maybe_mark_read(self) -> None:
+        store, main = self.store, self.main
+        if store is None or main is None or main.current_chat is None:
+            return
+        chat_id = main.current_chat
+        if not self._reading(chat_id):
+            return
+        store.mark_read_locally(chat_id)
+        self._refresh_chat_list()
+        newest = store.timeline(chat_id).newest_id
+        if newest is not None and newest > self._marked.get(chat_id, 0):
+            self._marked[chat_id] = newest
+            self._mark_read(chat_id, newest)
+
+    @work(group="read")
+    async def _mark_read(self, chat_id: int, up_to: int) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            await client.mark_read(chat_id, up_to)
+        except (ServerUnavailable, ApiError) as exc:
+            self._marked.pop(chat_id, None)
+            log.info("mark read failed: %s", exc)
+
+    def on_app_focus(self) -> None:
+        """Coming back to the terminal counts as reading the open chat."""
+        self._maybe_mark_read()
+
+    # --- chat navigation (keys and palette) ----------------------------------------------
+
+    def _chat_order(self) -> list[int]:
+        return [c.id for c in self.store.sorted_chats()] if self.store is not None else []
+
+    def _step_chat(self, step: int) -> None:
+        order = self._chat_order()
+        main = self.main
+        if not order or main is None:
+            return
+        index = order.index(main.current_chat) if main.current_chat in order else 0
+        self.open_chat(order[(index + step) % len(order)])
+
+    def action_next_chat(self) -> None:
+        """Open the next chat in the list (Alt+Down)."""
+        self._step_chat(1)
+
+    def action_previous_chat(self) -> None:
+        """Open the previous chat in the list (Alt+Up)."""
+        self._step_chat(-1)
+
+    def action_next_active(self) -> None:
+        """Open the next chat with unread messages (Alt+A)."""
+        store, main = self.store, self.main
+        if store is None or main is None:
+            return
+        order = self._chat_order()
+        start = order.index(main.current_chat) if main.current_chat in order else -1
+        for offset in range(1, len(order) + 1):
+            chat_id = order[(start + offset) % len(order)]
+            if store.chats[chat_id].unread and chat_id != main.current_chat:
+                self.open_chat(chat_id)
+                return
+        self.notify("No unread messages", timeout=2)
+
+    def action_switch_chat(self) -> None:
+        """The chat switcher (Ctrl+K): chats and people by name."""
+        palette = CommandPalette(providers=[ChatsProvider], placeholder="Go to chat or person…")
+        self.push_screen(palette)
+
+    @on(OpenDirect)
+    def _open_direct_message(self, event: OpenDirect) -> None:
+        self.open_direct(event.login)
+
+    @on(UsersPanel.UserChosen)
+    def _user_chosen(self, event: UsersPanel.UserChosen) -> None:
+        self.open_direct(event.login)
+
+    def open_direct(self, login: str) -> None:
+        """Open the private conversation with ``login`` (created on first use)."""
+        store = self.store
+        if store is None:
+            return
+        chat = store.direct_chat(login)
+        if chat is not None:
+            self.open_chat(chat.id)
+            if self.main is not None:
+                self.main.query_one(Composer).focus()
+            return
+        self._open_direct(login)
+
+    @work(group="direct")
+    async def _open_direct(self, login: str) -> None:
+        client, store = self.client, self.store
+        if client is None or store is None:
+            return
+        try:
+            chat = await client.open_direct(login)
+        except (ApiError, ServerUnavailable) as exc:
+            self.notify(describe_error(exc, self.server), severity="error")
+            return
+        store.upsert_chat(chat)
+        self._refresh_chat_list()
+        self.open_chat(chat.id)
+        if self.main is not None:
+            self.main.query_one(Composer).focus()
+
+    @on(UsersPanel.ContactAction)
+    def _contact_action(self, event: UsersPanel.ContactAction) -> None:
+        self._change_contact(event.login, event.add)
+
+    @work(group="contacts")
+    async def _change_contact(self, login: str, add: bool) -> None:
+        client, store = self.client, self.store
+        if client is None or store is None:
+            return
+        try:
+            if add:
+                await client.add_contact(login)
+            else:
+                await client.del_contact(login)
+            store.set_contacts((await client.contacts()).contacts)
+        except (ApiError, ServerUnavailable) as exc:
+            self.notify(describe_error(exc, self.server), severity="error")
+            return
+        self._refresh_people()
+        self.notify(f"{login} {'added to' if add else 'removed from'} your contacts", timeout=3)
+
+    # --- status ----------------------------------------------------------------------------
+
+    def action_status(self) -> None:
+        """Show the status screen (F2, /status)."""
+        if isinstance(self.screen, StatusScreen):
+            screen = self.screen
+        else:
+            screen = StatusScreen(tz=self.options.tz)
+            self.push_screen(screen)
+        self._load_status(screen)
+
+    @work(exclusive=True, group="status")
+    async def _load_status(self, screen: StatusScreen) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            status = await client.status()
+        except (ApiError, ServerUnavailable) as exc:
+            screen.show_error(describe_error(exc, self.server))
+            return
+        screen.show_status(status)
+
+    # --- sending and slash commands ------------------------------------------------------
+
+    @on(Composer.Submitted)
+    def _submitted(self, event: Composer.Submitted) -> None:
+        main = self.main
+        if main is None or main.current_chat is None:
+            return
+        parsed = slash.parse(event.text)
+        if isinstance(parsed, slash.UsageError):
+            self.notify(str(parsed), severity="warning")
+            return
+        self.run_command(parsed, main.current_chat)
+
+    def run_command(self, parsed: slash.ParsedCommand, chat_id: int) -> None:
+        """Do what a composer line asks; sends go through the outbox."""
+        store = self.store
+        if store is None:
+            return
+        args = parsed.args
+        match parsed.name:
+            case "say":
+                self.send_text(chat_id, args["text"])
+            case "send":
+                self.send_text(GENERAL_CHAT_ID, args["text"])
+            case "private":
+                chat = store.direct_chat(args["login"])
+                if chat is not None:
+                    self.send_text(chat.id, args["text"])
+                else:
+                    self._run_slash(parsed)
+            case "send_chat":
+                named = [c for c in store.chats.values() if c.name == args["chat"]]
+                if named:
+                    self.send_text(named[0].id, args["text"])
+                else:
+                    self._run_slash(parsed)
+            case "status":
+                self.action_status()
+            case "users" | "contacts":
+                if self.main is not None:
+                    self.main.action_toggle_users()
+            case "exit":
+                self.exit()
+            case "logout":
+                self._logout()
+            case "auth" | "login":
+                self.notify("You are logged in; /logout first", severity="warning")
+            case _:
+                self._run_slash(parsed)
+
+    def send_text(self, chat_id: int, text: str) -> None:
+        """Show the message as pending at once and queue it; it is retried until sent."""
+        store, main = self.store, self.main
+        if store is None or main is None:
+            return
+        pending = PendingSend(new_client_id(), chat_id, text, self.clock())
+        store.add_pending(pending)
+        if main.current_chat == chat_id:
+            main.view.follow()
+        self._outbox.put_nowait(pending)
+
+    @work(exclusive=True, group="outbox")
+    async def _run_outbox(self) -> None:
+        """Send queued messages in order; a send that fails offline waits and retries."""
+        while True:
+            pending = await self._outbox.get()
+            await self._deliver(pending)
+
+    async def _deliver(self, pending: PendingSend) -> None:
+        delay = 0.5
+        while True:
+            client, store = self.client, self.store
+            if client is None or store is None:
+                return
+            try:
+                if pending.thread_root is not None:
+                    message = await client.comment(
+                        pending.thread_root, pending.text, client_id=pending.client_id
+                    )
+                else:
+                    message = await client.send(
+                        pending.chat_id, pending.text, client_id=pending.client_id
+                    )
+            except ServerUnavailable:
+                store.send_failed(pending, retrying=True)
+                # Wake up when the stream is back, or after a growing pause.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._online.wait(), timeout=delay)
+                if self._online.is_set():
+                    delay = 0.5
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                store.retrying(pending)
+                continue
+            except ApiError as exc:
+                store.send_failed(pending, retrying=False)
+                self.notify(f"Not sent: {describe_error(exc)}", severity="error")
+                self._give_back(pending.text)
+                return
+            store.sent(pending, message)
+            self._maybe_mark_read()
+            return
+
+    def _give_back(self, text: str) -> None:
+        """Put refused text back in an empty composer so it is not lost."""
+        if self.main is None:
+            return
+        composer = self.main.query_one(Composer)
+        if not composer.text:
+            composer.load_text(text)
+
+    @work(group="slash")
+    async def _run_slash(self, parsed: slash.ParsedCommand) -> None:
+        runner, store = self.runner, self.store
+        if runner is None or store is None:
+            return
+        outputs = await runner.run(parsed)
+        self._show_outputs(outputs, parsed.line)
+
+    def _show_outputs(self, outputs: Iterable[slash.Output], title: str) -> None:
+        store = self.store
+        shown: list[slash.Output] = []
+        for out in outputs:
+            match out:
+                case slash.InfoOut(text=text) if len(text) < 200:
+                    self.notify(text, timeout=5)
+                case slash.ErrorOut():
+                    self.notify(out.text, severity="error")
+                case slash.StatusOut(status=status):
+                    screen = StatusScreen(status, tz=self.options.tz)
+                    self.push_screen(screen)
+                case slash.MessageOut(message=message, live=False) if store is not None:
+                    store._save([message]) if message.thread_root is not None else None
+                    shown.append(out)
+                case slash.ExitOut():
+                    self.exit()
+                case slash.LogoutOut(reason=reason):
+                    self._session_over(reason or "Logged out")
+                case _:
+                    shown.append(out)
+        if shown:
+            self.push_screen(OutputScreen(title, shown, tz=self.options.tz))
+
+    @work(group="logout")
+    async def _logout(self) -> None:
+        client = self.client
+        if client is not None:
+            try:
+                await client.logout()
+            except (ApiError, ServerUnavailable) as exc:
+                log.info("logout: %s", exc)
+        self._session_over("Logged out")
+
+    def _complete(self, before: str) -> list[str]:
+        """Tab completion of commands, logins and chat names."""
+        store = self.store
+        if store is None:
+            return []
+        chats = [c.name for c in store.chats.values()]
+        return slash.complete(before, store.logins(), chats)
+
+    # --- threads ---------------------------------------------------------------------------
+
+    @on(MessageView.Activated)
+    def _activated(self, event: MessageView.Activated) -> None:
+        message = event.message
+        if not message.id:
+            return
+        line = f"/thread {message.id}"
+        self._run_slash(slash.ParsedCommand("thread", {"message_id": message.id}, line))
+
+    # --- workers -------------------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place for workers that died of an unexpected error."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            log.error("worker %s failed", event.worker.name, exc_info=error)
+            self.notify(f"{event.worker.name}: {describe_error(error)}", severity="error")
+
+    async def on_unmount(self) -> None:
+        """Close the connection and the cache."""
+        if self.client is not None:
+            await self.client.close()
+        if self.store is not None and self.store.cache is not None:
+            self.store.cache.close()
+
+    def chats(self) -> list[Chat]:
+        """Chats in list order (for the palette)."""
+        return self.store.sorted_chats() if self.store is not None else []
+
+
+def run(config: ClientConfig) -> int:
+    """Run the app until the user quits; logs go to the client's log file."""
+    setup_logging(config.log_path, config.log_level)
+    options = load_options(config.keymap_path)
+    MessengerApp(config, options).run()
+    return 0

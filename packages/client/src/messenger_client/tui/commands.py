@@ -1,0 +1,125 @@
+"""Command palette providers: every action of the app, and a chat/person switcher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from .. import commands as slash
+from .messages import OpenChat, OpenDirect
+
+if TYPE_CHECKING:
+    from .app import MessengerApp
+
+__all__ = ["ChatsProvider", "MessengerCommands"]
+
+Action = tuple[str, str, Callable[[], object]]
+
+
+def _app(provider: Provider) -> MessengerApp | None:
+    from .app import MessengerApp
+
+    app = provider.app
+    return app if isinstance(app, MessengerApp) else None
+
+
+def _chat_actions(app: MessengerApp) -> list[Action]:
+    actions: list[Action] = []
+    for chat in app.chats():
+        label = f"@{chat.peer}" if chat.kind == "direct" and chat.peer else chat.name
+        unread = f" ({chat.unread} unread)" if chat.unread else ""
+        actions.append(
+            (
+                f"Go to {label}",
+                f"Open the chat{unread}",
+                partial(app.post_message, OpenChat(chat.id)),
+            )
+        )
+    store = app.store
+    if store is not None:
+        for login in store.logins():
+            if login != store.me and store.direct_chat(login) is None:
+                actions.append(
+                    (
+                        f"Message @{login}",
+                        "Start a private conversation",
+                        partial(app.post_message, OpenDirect(login)),
+                    )
+                )
+    return actions
+
+
+def _app_actions(app: MessengerApp) -> list[Action]:
+    def prefill(text: str) -> Callable[[], object]:
+        def fill() -> None:
+            from .widgets.composer import Composer
+
+            if app.main is not None:
+                composer = app.main.query_one(Composer)
+                composer.load_text(text)
+                composer.move_cursor(composer.document.end)
+                composer.focus()
+
+        return fill
+
+    actions: list[Action] = [
+        ("Status", "Connections, counts, chats, login history (F2)", app.action_status),
+        ("Next chat", "Open the chat below in the list (Alt+Down)", app.action_next_chat),
+        ("Previous chat", "Open the chat above in the list (Alt+Up)", app.action_previous_chat),
+        ("Next chat with activity", "Jump to unread messages (Alt+A)", app.action_next_active),
+        ("Switch chat", "Find a chat or a person (Ctrl+K)", app.action_switch_chat),
+        ("Toggle people", "Who is online; contacts; private chats (Ctrl+U)",
+         lambda: app.main.action_toggle_users() if app.main else None),
+        ("Log out", "End this session and forget the saved token",
+         lambda: app.run_command(slash.ParsedCommand("logout"), 0)),
+        ("Quit", "Leave the app (the session stays saved) (Ctrl+Q)", app.exit),
+    ]  # fmt: skip
+    for spec in slash.COMMANDS.values():
+        if spec.name in ("auth", "login"):
+            continue
+        text = f"/{spec.name} " if spec.args else f"/{spec.name}"
+        actions.append((spec.usage, spec.help.capitalize(), prefill(text)))
+    return actions
+
+
+class _ActionsProvider(Provider):
+    def actions(self, app: MessengerApp) -> list[Action]:
+        raise NotImplementedError
+
+    async def discover(self) -> Hits:
+        """Everything, before the user types."""
+        app = _app(self)
+        if app is None:
+            return
+        for title, help_text, callback in self.actions(app):
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        """Fuzzy matches of the query."""
+        app = _app(self)
+        if app is None:
+            return
+        matcher = self.matcher(query)
+        for title, help_text, callback in self.actions(app):
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class ChatsProvider(_ActionsProvider):
+    """Chats and people (the Ctrl+K switcher)."""
+
+    def actions(self, app: MessengerApp) -> list[Action]:
+        """Open a chat, or message a person."""
+        return _chat_actions(app)
+
+
+class MessengerCommands(_ActionsProvider):
+    """Every action of the app, every slash command, and the chats."""
+
+    def actions(self, app: MessengerApp) -> list[Action]:
+        """App actions, slash commands (they prefill the composer), chats."""
+        return [*_app_actions(app), *_chat_actions(app)]

@@ -1,0 +1,163 @@
+"""The main screen: chat list, message view with its composer, people panel."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Static
+
+from messenger_protocol import Chat
+
+from ..timeline import Timeline
+from ..widgets.chat_list import ChatList
+from ..widgets.composer import Completer, Composer
+from ..widgets.header import ConnectionBar
+from ..widgets.message_view import MessageView
+from ..widgets.users_panel import UsersPanel
+
+__all__ = ["MainScreen"]
+
+
+def _goto(n: int) -> Binding:
+    return Binding(f"alt+{n}", f"goto_chat({n})", f"Chat {n}", show=False, id=f"chats.goto_{n}")
+
+
+class MainScreen(Screen[None]):
+    """Where the user spends their time. The app feeds it; it posts what the user does."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("alt+up", "app.previous_chat", "Prev chat", id="chats.previous",
+                tooltip="Open the chat above in the list"),
+        Binding("alt+down", "app.next_chat", "Next chat", id="chats.next",
+                tooltip="Open the chat below in the list"),
+        Binding("alt+a", "app.next_active", "Next active", id="chats.next_active",
+                tooltip="Jump to the next chat with unread messages"),
+        Binding("ctrl+k", "app.switch_chat", "Switch", id="chats.switcher",
+                tooltip="Find a chat or a person by name"),
+        Binding("ctrl+u", "toggle_users", "People", id="users.toggle",
+                tooltip="Show who is online; open a private chat"),
+        Binding("f2", "app.status", "Status", id="app.status",
+                tooltip="Connections, counts, chats and login history"),
+        Binding("ctrl+t", "open_thread", "Thread", id="messages.thread",
+                tooltip="Open the comments of the selected message"),
+        Binding("pageup", "scroll_messages(-1)", "Page up", show=False,
+                id="messages.scroll_up", priority=True),
+        Binding("pagedown", "scroll_messages(1)", "Page down", show=False,
+                id="messages.scroll_down", priority=True),
+        Binding("escape", "back", "Back", show=False, id="app.back"),
+        *(_goto(n) for n in range(1, 10)),
+    ]  # fmt: skip
+
+    def __init__(self, me: str, completer: Completer, tz: tzinfo | None = None) -> None:
+        super().__init__()
+        self.me = me
+        self._completer = completer
+        self._tz = tz
+        self.current_chat: int | None = None
+
+    def compose(self) -> ComposeResult:
+        """Layout: bar, three columns, footer."""
+        yield ConnectionBar(id="connection")
+        with Horizontal(id="body"):
+            with Vertical(id="sidebar"):
+                yield Label("Chats", classes="pane-title")
+                yield ChatList(id="chats")
+            with Vertical(id="chat"):
+                yield Static("", id="chat-title", classes="pane-title")
+                yield MessageView(me=self.me, tz=self._tz, id="messages")
+                yield Static("", id="unseen")
+                yield Composer(self._completer, id="composer")
+            with Vertical(id="people"):
+                yield Label("People", classes="pane-title")
+                yield UsersPanel(self.me, id="users")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start in the composer, with the people panel hidden."""
+        self.query_one("#people").display = False
+        self.query_one("#unseen").display = False
+        self.query_one(Composer).focus()
+
+    # --- fed by the app -----------------------------------------------------------
+
+    @property
+    def view(self) -> MessageView:
+        """The message view."""
+        return self.query_one("#messages", MessageView)
+
+    @property
+    def bar(self) -> ConnectionBar:
+        """The connection bar."""
+        return self.query_one(ConnectionBar)
+
+    def show_chat(self, chat: Chat, timeline: Timeline) -> None:
+        """Show a chat's timeline and title."""
+        self.current_chat = chat.id
+        self.query_one("#chat-title", Static).update(self._title(chat))
+        self.view.show(timeline)
+
+    def _title(self, chat: Chat) -> str:
+        if chat.kind == "direct":
+            return f"@{chat.peer or chat.name.lstrip('@')}  · private"
+        if chat.kind == "general":
+            return "# general  · everyone"
+        return f"≡ {chat.name}  · {chat.members} members"
+
+    def update_title(self, chat: Chat) -> None:
+        """The open chat changed (members, name)."""
+        if chat.id == self.current_chat:
+            self.query_one("#chat-title", Static).update(self._title(chat))
+
+    @on(MessageView.UnseenChanged)
+    def _unseen(self, event: MessageView.UnseenChanged) -> None:
+        badge = self.query_one("#unseen", Static)
+        badge.display = event.count > 0
+        noun = "message" if event.count == 1 else "messages"
+        badge.update(f"↓ {event.count} new {noun}  (End or click to jump)")
+
+    def on_click(self, event: object) -> None:
+        """A click on the "N new messages" badge jumps to the bottom."""
+        widget = getattr(event, "widget", None)
+        if widget is not None and widget.id == "unseen":
+            self.view.action_bottom()
+
+    # --- actions ----------------------------------------------------------------------
+
+    def action_goto_chat(self, n: int) -> None:
+        """Open the n-th chat of the list (Alt+1..9)."""
+        chats = self.query_one(ChatList)
+        if 0 < n <= len(chats.chat_ids):
+            self.post_message(ChatList.ChatChosen(chats.chat_ids[n - 1]))
+
+    def action_toggle_users(self) -> None:
+        """Show or hide the people panel."""
+        people = self.query_one("#people")
+        people.display = not people.display
+        if people.display:
+            self.query_one(UsersPanel).focus()
+        else:
+            self.query_one(Composer).focus()
+
+    def action_scroll_messages(self, direction: int) -> None:
+        """Page the message view from anywhere (the composer keeps focus)."""
+        if direction < 0:
+            self.view.action_page_up()
+        else:
+            self.view.action_page_down()
+
+    def action_open_thread(self) -> None:
+        """Open the selected message's thread."""
+        self.view.action_activate()
+
+    def action_back(self) -> None:
+        """Esc: close the people panel, or go back to the composer."""
+        people = self.query_one("#people")
+        if people.display and people.has_focus_within:
+            people.display = False
+        self.query_one(Composer).focus()

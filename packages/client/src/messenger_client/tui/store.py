@@ -1,0 +1,354 @@
+"""What the app knows about the account: chats, their timelines, users, contacts.
+
+No Textual here. The store is fed by API answers and live events, mirrors what it
+learns into the local cache, and answers "what changed" so the app knows what to
+redraw and whom to notify. Messages are de-duplicated by id (a reconnect replays
+events, a page of history overlaps what the stream delivered), so nothing shows twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from messenger_protocol import (
+    GENERAL_CHAT_ID,
+    Banned,
+    Chat,
+    ChatLeft,
+    ChatUpdated,
+    Contact,
+    Event,
+    Message,
+    MessageCreated,
+    MessageDeleted,
+    MessagePage,
+    MessageUpdated,
+    Presence,
+    ReadMarker,
+    Reset,
+    ThreadActivity,
+    User,
+)
+
+from ..cache import Cache, PendingSend
+from .timeline import Timeline
+
+__all__ = ["PAGE_SIZE", "Change", "ChatStore"]
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+"""Messages per page of history (from the cache or the server)."""
+
+
+@dataclass
+class Change:
+    """What one event changed, for the UI to redraw and notify."""
+
+    chats: bool = False
+    """The chat list (names, unread counts, membership) changed."""
+    users: bool = False
+    """Presence or the user list changed."""
+    timeline: int | None = None
+    """Id of the chat whose timeline changed."""
+    new_message: Message | None = None
+    """A message from someone else arrived (for notifications)."""
+    thread_root: int | None = None
+    """A thread got a new comment (for an open thread panel)."""
+    comment: Message | None = None
+    reset: bool = False
+    """The server asked for a full refetch."""
+    notice: str = ""
+    """A line to show the user (ban, removed from a chat)."""
+
+
+@dataclass
+class ChatStore:
+    """The account's state as the UI shows it; see the module docstring."""
+
+    me: str
+    cache: Cache | None = None
+    chats: dict[int, Chat] = field(default_factory=dict)
+    timelines: dict[int, Timeline] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    focused: Callable[[int], bool] = lambda chat_id: False
+    """Whether the user is looking at the bottom of a chat (its messages count as read)."""
+
+    # --- loading ------------------------------------------------------------
+
+    def load_cached(self) -> None:
+        """Fill the store from the local cache (instant, works offline)."""
+        if self.cache is None:
+            return
+        self.chats = {c.id: c for c in self.cache.chats()}
+        self.users = {u.login: u for u in self.cache.users()}
+        self.contacts = {c.login: c for c in self.cache.contacts()}
+        if GENERAL_CHAT_ID not in self.chats:
+            self.chats[GENERAL_CHAT_ID] = Chat(id=GENERAL_CHAT_ID, kind="general", name="general")
+
+    def timeline(self, chat_id: int) -> Timeline:
+        """The timeline of a chat, starting with its cached newest page and pending sends."""
+        timeline = self.timelines.get(chat_id)
+        if timeline is None:
+            cached = self.cache.messages(chat_id, limit=PAGE_SIZE) if self.cache else []
+            timeline = Timeline(chat_id, cached)
+            if self.cache is not None:
+                for pending in self.cache.pending():
+                    if pending.chat_id == chat_id and pending.thread_root is None:
+                        timeline.add_pending(pending_message(pending, self.me))
+            self.timelines[chat_id] = timeline
+        return timeline
+
+    def older_from_cache(self, chat_id: int) -> list[Message]:
+        """A page of cached history older than what the timeline holds."""
+        timeline = self.timeline(chat_id)
+        if self.cache is None:
+            return []
+        return self.cache.messages(chat_id, before=timeline.oldest_id, limit=PAGE_SIZE)
+
+    def set_chats(self, chats: Iterable[Chat]) -> None:
+        """The server's chat list replaces ours."""
+        fresh = list(chats)
+        self.chats = {c.id: c for c in fresh}
+        for chat_id in list(self.timelines):
+            if chat_id not in self.chats:
+                del self.timelines[chat_id]
+        if self.cache is not None:
+            self.cache.replace_chats(fresh)
+
+    def set_users(self, users: Iterable[User]) -> None:
+        """The server's user list replaces ours."""
+        fresh = list(users)
+        self.users = {u.login: u for u in fresh}
+        if self.cache is not None:
+            self.cache.replace_users(fresh)
+
+    def set_contacts(self, contacts: Iterable[Contact]) -> None:
+        """The server's contact list replaces ours."""
+        fresh = list(contacts)
+        self.contacts = {c.login: c for c in fresh}
+        if self.cache is not None:
+            self.cache.replace_contacts(fresh)
+
+    def upsert_chat(self, chat: Chat) -> None:
+        """Add or update one chat."""
+        self.chats[chat.id] = chat
+        if self.cache is not None:
+            self.cache.save_chat(chat)
+
+    def merge_latest(self, chat_id: int, page: MessagePage) -> Timeline:
+        """Merge the newest page of a chat from the server into its timeline.
+
+        If the page does not reach back to what the timeline holds (the cache is
+        older than the page), the timeline restarts from the page so no gap shows;
+        older messages then load page by page again. Returns the (maybe new) timeline.
+        """
+        timeline = self.timeline(chat_id)
+        self._save(page.messages)
+        messages = page.messages
+        newest = timeline.newest_id
+        gap = bool(messages and newest is not None and page.has_more and messages[0].id > newest)
+        if gap:
+            fresh = Timeline(chat_id, list(messages), has_more=True)
+            fresh.pending = timeline.pending
+            fresh.failed = timeline.failed
+            self.timelines[chat_id] = fresh
+            return fresh
+        for message in messages:
+            timeline.add(message)
+        if not page.has_more and not messages:
+            timeline.has_more = False
+        return timeline
+
+    def add_older(self, chat_id: int, messages: list[Message], has_more: bool) -> int:
+        """Add a page of older history (from the server or the cache)."""
+        self._save(messages)
+        return self.timeline(chat_id).add_older(messages, has_more)
+
+    def _save(self, messages: list[Message]) -> None:
+        if self.cache is not None and messages:
+            self.cache.save_messages(messages)
+
+    # --- sending --------------------------------------------------------------
+
+    def add_pending(self, pending: PendingSend) -> Message:
+        """Show and keep a send until the server acknowledges it."""
+        if self.cache is not None:
+            self.cache.add_pending(pending)
+        message = pending_message(pending, self.me)
+        if pending.thread_root is None:
+            self.timeline(pending.chat_id).add_pending(message)
+        return message
+
+    def sent(self, pending: PendingSend, message: Message) -> None:
+        """The server acknowledged a send."""
+        if self.cache is not None:
+            self.cache.remove_pending(pending.client_id)
+        if message.thread_root is None:
+            self._add_message(message)
+        elif self.cache is not None:
+            self.cache.save_messages([message])
+
+    def send_failed(self, pending: PendingSend, retrying: bool) -> None:
+        """A send failed: kept and marked (``retrying``) or dropped for good."""
+        timeline = self.timelines.get(pending.chat_id)
+        if retrying:
+            if timeline is not None:
+                timeline.set_failed(pending.client_id, True)
+            return
+        if self.cache is not None:
+            self.cache.remove_pending(pending.client_id)
+        if timeline is not None:
+            timeline._drop_pending(pending.client_id)
+
+    def retrying(self, pending: PendingSend) -> None:
+        """A failed send is being tried again."""
+        timeline = self.timelines.get(pending.chat_id)
+        if timeline is not None:
+            timeline.set_failed(pending.client_id, False)
+
+    def outbox(self) -> list[PendingSend]:
+        """Sends not acknowledged yet (also from an earlier run)."""
+        return self.cache.pending() if self.cache is not None else []
+
+    # --- events -----------------------------------------------------------------
+
+    def _add_message(self, message: Message) -> bool:
+        self._save([message])
+        timeline = self.timelines.get(message.chat_id)
+        if timeline is None:
+            return True
+        return timeline.add(message)
+
+    def mark_read_locally(self, chat_id: int) -> None:
+        """The user saw the bottom of a chat: its badge clears at once."""
+        chat = self.chats.get(chat_id)
+        if chat is not None and chat.unread:
+            self.upsert_chat(msgspec.structs.replace(chat, unread=0))
+
+    def apply(self, event: Event) -> Change:
+        """Apply one live event; returns what changed."""
+        change = Change()
+        match event:
+            case MessageCreated(message=message) if message.thread_root is not None:
+                self._save([message])
+                change.thread_root, change.comment = message.thread_root, message
+            case MessageCreated(message=message):
+                fresh = self._add_message(message)
+                change.timeline = message.chat_id
+                chat = self.chats.get(message.chat_id)
+                if chat is not None:
+                    unread = chat.unread
+                    if fresh and message.author != self.me and not self.focused(chat.id):
+                        unread += 1
+                    self.upsert_chat(
+                        msgspec.structs.replace(
+                            chat, unread=unread, last_message_at=message.created_at
+                        )
+                    )
+                    change.chats = True
+                if fresh and message.author != self.me:
+                    change.new_message = message
+            case MessageUpdated(message=message):
+                self._save([message])
+                timeline = self.timelines.get(message.chat_id)
+                if timeline is not None:
+                    timeline.update(message)
+                    change.timeline = message.chat_id
+            case MessageDeleted(chat_id=chat_id, message_id=message_id):
+                if self.cache is not None:
+                    self.cache.delete_message(message_id)
+                timeline = self.timelines.get(chat_id)
+                if timeline is not None and timeline.remove(message_id):
+                    change.timeline = chat_id
+            case ChatUpdated(chat=chat):
+                self.upsert_chat(chat)
+                change.chats = True
+            case ChatLeft(chat_id=chat_id, reason=reason):
+                chat = self.chats.pop(chat_id, None)
+                self.timelines.pop(chat_id, None)
+                if self.cache is not None:
+                    self.cache.remove_chat(chat_id)
+                change.chats = True
+                if chat is not None:
+                    change.notice = f"You left {chat.name}" + (f": {reason}" if reason else "")
+            case ReadMarker(chat_id=chat_id, up_to=up_to, thread_root=None):
+                chat = self.chats.get(chat_id)
+                if chat is not None:
+                    timeline = self.timelines.get(chat_id)
+                    unread = 0
+                    if timeline is not None:
+                        unread = sum(
+                            1 for m in timeline.messages if m.id > up_to and m.author != self.me
+                        )
+                    self.upsert_chat(
+                        msgspec.structs.replace(
+                            chat, unread=min(unread, chat.unread), last_read=up_to
+                        )
+                    )
+                    change.chats = True
+            case ThreadActivity(root_id=root_id, comment=comment):
+                self._save([comment])
+                change.thread_root, change.comment = root_id, comment
+            case Presence(login=login, online=online, last_seen=last_seen):
+                user = self.users.get(login) or User(login=login)
+                self.users[login] = msgspec.structs.replace(
+                    user, online=online, last_seen=last_seen or user.last_seen
+                )
+                contact = self.contacts.get(login)
+                if contact is not None:
+                    self.contacts[login] = msgspec.structs.replace(
+                        contact, online=online, last_seen=last_seen or contact.last_seen
+                    )
+                change.users = True
+            case Banned(login=login, until=until, reason=reason):
+                banned = self.users.get(login)
+                if banned is not None:
+                    self.users[login] = msgspec.structs.replace(banned, banned_until=until)
+                change.users = True
+                if login == self.me:
+                    change.notice = (
+                        "You can send again" if until is None else "You are banned from sending"
+                    ) + (f": {reason}" if reason else "")
+            case Reset():
+                if self.cache is not None:
+                    self.cache.clear()
+                self.timelines.clear()
+                change.reset = True
+            case _:
+                pass
+        return change
+
+    def direct_chat(self, login: str) -> Chat | None:
+        """The private conversation with ``login``, if there is one."""
+        for chat in self.chats.values():
+            if chat.kind == "direct" and chat.peer == login:
+                return chat
+        return None
+
+    def sorted_chats(self) -> list[Chat]:
+        """Chats in list order: general first, then groups and directs by name."""
+        order = {"general": 0, "group": 1, "direct": 2}
+        return sorted(self.chats.values(), key=lambda c: (order.get(c.kind, 3), c.name.lower()))
+
+    def logins(self) -> list[str]:
+        """Every known login (for completion)."""
+        return sorted(set(self.users) | set(self.contacts))
+
+
+def pending_message(pending: PendingSend, me: str) -> Message:
+    """How a pending send shows in a timeline (id 0 until the server gives one)."""
+    return Message(
+        id=0,
+        chat_id=pending.chat_id,
+        author=me,
+        text=pending.text,
+        created_at=pending.created_at,
+        client_id=pending.client_id,
+        thread_root=pending.thread_root,
+    )

@@ -1,0 +1,95 @@
+"""The chat list: general, group chats and private conversations, with unread badges
+and presence dots. Click or Enter opens a chat; j/k/g/G move like in iamb or elia."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message as TextualMessage
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from messenger_protocol import Chat, User
+
+__all__ = ["ChatList", "chat_label"]
+
+_ONLINE = Style(color="#98c379")
+_OFFLINE = Style(color="#5c6370")
+_BADGE = Style(color="#1e1e1e", bgcolor="#e5c07b", bold=True)
+_QUIET = Style(dim=True)
+
+
+def chat_label(chat: Chat, users: dict[str, User], number: int | None = None) -> Table:
+    """One row of the list: number key, kind or presence dot, name, unread badge."""
+    left = Text(no_wrap=True, overflow="ellipsis")
+    if number is not None and number <= 9:
+        left.append(f"{number} ", _QUIET)
+    else:
+        left.append("  ")
+    if chat.kind == "direct":
+        peer = users.get(chat.peer or "")
+        online = peer is not None and peer.online
+        left.append("● " if online else "○ ", _ONLINE if online else _OFFLINE)
+        left.append(chat.peer or chat.name.lstrip("@"))
+    elif chat.kind == "general":
+        left.append("# ", _QUIET)
+        left.append(chat.name)
+    else:
+        left.append("≡ ", _QUIET)
+        left.append(chat.name)
+    if chat.unread:
+        left.stylize("bold")
+    count = str(chat.unread) if chat.unread < 1000 else "999+"
+    badge = Text(f" {count} ", _BADGE) if chat.unread else Text("")
+    grid = Table.grid(expand=True, padding=0)
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_row(left, badge)
+    return grid
+
+
+class ChatList(OptionList):
+    """The chats of the user; posts :class:`ChatList.ChatChosen`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False, id="chats.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="chats.up"),
+        Binding("g", "first", "First", show=False, id="chats.first"),
+        Binding("G", "last", "Last", show=False, id="chats.last"),
+    ]
+
+    class ChatChosen(TextualMessage):
+        """The user picked a chat (click, Enter)."""
+
+        def __init__(self, chat_id: int) -> None:
+            super().__init__()
+            self.chat_id = chat_id
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.chat_ids: list[int] = []
+        self.current: int | None = None
+
+    def update_chats(self, chats: list[Chat], users: dict[str, User], current: int | None) -> None:
+        """Redraw the list (order, names, badges, dots), keeping the highlight."""
+        self.current = current
+        ids = [c.id for c in chats]
+        options = [Option(chat_label(c, users, i), id=str(c.id)) for i, c in enumerate(chats, 1)]
+        if ids == self.chat_ids:
+            for index, option in enumerate(options):
+                self.replace_option_prompt_at_index(index, option.prompt)
+        else:
+            self.chat_ids = ids
+            self.set_options(options)
+        if current in ids:
+            self.highlighted = ids.index(current)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Open the chosen chat."""
+        event.stop()
+        if event.option.id is not None:
+            self.post_message(self.ChatChosen(int(event.option.id)))

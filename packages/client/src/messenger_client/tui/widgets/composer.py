@@ -1,0 +1,168 @@
+"""The composer: a multi-line input where Enter sends and Shift+Enter/Ctrl+J breaks a line.
+
+Tab completes slash commands and logins (again to cycle through the matches), Up on the
+first line and Down on the last walk through what was sent before, as in a shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.message import Message as TextualMessage
+from textual.widgets import TextArea
+
+__all__ = ["Completer", "Composer"]
+
+Completer = Callable[[str], list[str]]
+"""Given the text before the cursor, the completed texts to replace it with."""
+
+HISTORY_MAX = 200
+"""Entries kept in the input history."""
+
+
+class Composer(TextArea):
+    """Where messages and slash commands are typed."""
+
+    DEFAULT_CSS = """
+    Composer {
+        height: auto;
+        min-height: 3;
+        max-height: 10;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+j,shift+enter", "newline", "New line", show=False, id="composer.newline",
+                tooltip="Break the line without sending"),
+    ]  # fmt: skip
+
+    class Submitted(TextualMessage):
+        """The user pressed Enter: send ``text``."""
+
+        def __init__(self, composer: Composer, text: str) -> None:
+            super().__init__()
+            self.composer = composer
+            self.text = text
+
+    def __init__(
+        self,
+        completer: Completer | None = None,
+        *,
+        placeholder: str = "Message  (Enter sends, Ctrl+J new line, / for commands)",
+        id: str | None = None,
+    ) -> None:
+        super().__init__(
+            id=id,
+            placeholder=placeholder,
+            soft_wrap=True,
+            tab_behavior="focus",
+            show_line_numbers=False,
+            highlight_cursor_line=False,
+            compact=True,
+        )
+        self.completer = completer
+        self.sent_history: list[str] = []
+        self._history_index: int | None = None
+        self._draft = ""
+        self._completions: list[str] = []
+        self._completion_index = -1
+
+    # --- keys -----------------------------------------------------------------
+
+    async def _on_key(self, event: events.Key) -> None:
+        key = event.key
+        if key != "tab":
+            self._completions = []
+        if key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.submit()
+            return
+        if key == "tab" and self._complete():
+            event.stop()
+            event.prevent_default()
+            return
+        row = self.cursor_location[0]
+        if (key == "up" and row == 0 and self._recall(-1)) or (
+            key == "down" and row == self.document.line_count - 1 and self._recall(+1)
+        ):
+            event.stop()
+            event.prevent_default()
+            return
+        await super()._on_key(event)
+
+    def action_newline(self) -> None:
+        """Insert a line break."""
+        self.insert("\n")
+
+    def submit(self) -> None:
+        """Post the text (if any) and clear the input."""
+        text = self.text.strip("\n")
+        if not text.strip():
+            return
+        if not self.sent_history or self.sent_history[-1] != text:
+            self.sent_history.append(text)
+            del self.sent_history[:-HISTORY_MAX]
+        self._history_index = None
+        self.clear()
+        self.post_message(self.Submitted(self, text))
+
+    # --- history --------------------------------------------------------------
+
+    def _recall(self, step: int) -> bool:
+        if not self.sent_history:
+            return False
+        if self._history_index is None:
+            if step > 0:
+                return False
+            self._draft = self.text
+            index = len(self.sent_history) - 1
+        else:
+            index = self._history_index + step
+        if index >= len(self.sent_history):
+            self._history_index = None
+            self._set_text(self._draft)
+            return True
+        if index < 0:
+            return True
+        self._history_index = index
+        self._set_text(self.sent_history[index])
+        return True
+
+    def _set_text(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+
+    # --- completion -----------------------------------------------------------
+
+    def _complete(self) -> bool:
+        """Complete (or cycle) the text before the cursor; False if nothing to do."""
+        if self.completer is None:
+            return False
+        row, column = self.cursor_location
+        if not self._completions:
+            before = self.get_text_range((0, 0), (row, column))
+            if not before or (before[-1].isspace() and not before.startswith("/")):
+                return False
+            candidates = self.completer(before)
+            if not candidates:
+                # Typing is going on: Tab should not jump away from the text.
+                return bool(before.strip())
+            self._completions = candidates
+            self._completion_index = -1
+            if len(candidates) > 1:
+                words = [c.rstrip().rsplit(" ", 1)[-1] for c in candidates]
+                self.app.notify(
+                    "  ".join(words[:12]) + (" …" if len(words) > 12 else ""),
+                    title="Completions",
+                    timeout=3,
+                )
+        self._completion_index = (self._completion_index + 1) % len(self._completions)
+        choice = self._completions[self._completion_index]
+        if len(self._completions) == 1 and not choice.endswith(" "):
+            choice += " "
+        self.replace(choice, (0, 0), (row, column))
+        return True
