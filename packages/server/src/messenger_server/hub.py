@@ -151,17 +151,23 @@ class LocalHub:
     def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
         """Queue ``frame`` for the streams of ``user_ids`` (None: all); flushed this turn."""
         self.frames_published += 1
-        queue = self._queue
         if user_ids is None:
-            for sub in self._all:
-                queue(sub, frame)
+            targets: Iterable[Subscription] = self._all
         else:
             by_user = self._by_user
-            for user_id in user_ids:
-                subs = by_user.get(user_id)
-                if subs is not None:
-                    for sub in subs:
-                        queue(sub, frame)
+            targets = [sub for uid in set(user_ids) if uid in by_user for sub in by_user[uid]]
+        # the per-recipient step, inlined: it runs once per delivery (SPEC §7 fan-out)
+        dirty = self._dirty
+        for sub in targets:
+            if sub._held is not None:
+                self._hold(sub, frame)
+                continue
+            pending = sub._pending
+            if not pending:
+                dirty.append(sub)
+            pending.append(frame)
+        if self._flush_handle is None and dirty:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         if self._overflowed:
             self._cut_overflowed()
 
@@ -172,14 +178,8 @@ class LocalHub:
                 self._cut(sub, "fell behind while catching up")
 
     def _queue(self, sub: Subscription, frame: bytes) -> None:
-        held = sub._held
-        if held is not None:
-            held.append(frame)
-            sub._held_bytes += len(frame)
-            if sub._held_bytes > self.max_queue_bytes:
-                # cut after the publish loop: it may be iterating the set we would change
-                sub._held = None
-                self._overflowed.append(sub)
+        if sub._held is not None:
+            self._hold(sub, frame)
             return
         pending = sub._pending
         if not pending:
@@ -187,6 +187,16 @@ class LocalHub:
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         pending.append(frame)
+
+    def _hold(self, sub: Subscription, frame: bytes) -> None:
+        held = sub._held
+        assert held is not None
+        held.append(frame)
+        sub._held_bytes += len(frame)
+        if sub._held_bytes > self.max_queue_bytes:
+            # cut after the publish loop: it may be iterating the set we would change
+            sub._held = None
+            self._overflowed.append(sub)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -198,9 +208,7 @@ class LocalHub:
             if not sub.attached:
                 continue
             stream = sub.stream
-            if stream.is_closing():
-                continue
-            stream.writelines(frames)
+            stream.writelines(frames)  # a closing stream drops them
             delivered += len(frames)
             if stream.buffer_size() > limit:
                 self._cut(sub, "is not reading its events")
