@@ -407,3 +407,30 @@ async def test_stream_producer_cancelled_when_peer_leaves(serve: Serve, connect:
     other = await connect(server)  # and the server goes on
     await other.send(get("/events"))
     assert (await other.response(head_only=True)).status == 200
+
+
+async def test_expect_continue_refused_without_reading_the_body(
+    serve: Serve, connect: Connect
+) -> None:
+    server = await serve(echo)
+    client = await connect(server)
+    too_big = limits.MAX_JSON_BODY + 1
+    await client.send(
+        b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+        % too_big
+    )
+    answer = await client.response()  # straight to the final answer: no 100 Continue
+    assert (answer.status, error_code(answer.body)) == (413, "too_large")
+    assert await client.closed_by_server()
+
+
+async def test_no_content_response(serve: Serve, connect: Connect) -> None:
+    async def nothing(request: Request) -> Response:
+        return Response(status=204, body=b"ignored")
+
+    server = await serve(nothing)
+    client = await connect(server)
+    await client.send(get("/a") + get("/b"))
+    for _ in range(2):
+        answer = await client.response(head_only=True)
+        assert answer.status == 204 and "content-length" not in answer.headers

@@ -121,6 +121,11 @@ def _serve(settings: Settings) -> int:
         run(settings, clock_from_env())
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        if exc.name != "messenger_server.app":
+            raise
+        sys.stderr.write(f"{PROG}: error: the server application is missing ({exc})\n")
+        return 1
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", settings.host, settings.port, exc)
         sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: ")

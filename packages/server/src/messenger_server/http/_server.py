@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 _SERVER = b"messenger"
 _WRITE_HIGH_WATER = 256 * 1024
 _MAX_QUERY_FIELDS = 64
+_BODILESS = frozenset({204, 304})
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,10 +419,12 @@ class _Connection:
 
     def _send_response(self, response: Response, head_only: bool, close: bool) -> None:
         headers = self._headers(response.headers, response.content_type, close)
-        headers.append((b"content-length", b"%d" % len(response.body)))
+        bodiless = response.status in _BODILESS
+        if not bodiless:
+            headers.append((b"content-length", b"%d" % len(response.body)))
         parser = self._parser
         data = parser.response(response.status, headers)
-        if head_only or not response.body:
+        if head_only or bodiless or not response.body:
             self.transport.write(data + parser.end())
         else:
             self.transport.writelines([data, parser.body(response.body), parser.end()])
