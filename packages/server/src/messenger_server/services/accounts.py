@@ -1,0 +1,263 @@
+"""Accounts: register, log in and out, tokens, users with presence, ``/status``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from messenger_protocol import (
+    ApiError,
+    Credentials,
+    ErrorCode,
+    Presence,
+    Session,
+    SessionEnded,
+    User,
+    UserList,
+)
+
+from ..clock import Clock
+from ..storage import Store, Tx, UserRecord
+from .actor import Actor
+from .events import EventService
+
+__all__ = ["AccountService", "LoginCheck", "token_hash"]
+
+log = logging.getLogger(__name__)
+
+_BAD_LOGIN = "wrong login or password"
+
+LoginCheck = Callable[[str, str], Awaitable[None]]
+"""``(login, address)``; raises an ApiError to refuse a login attempt before it is checked."""
+
+
+def token_hash(token: str) -> bytes:
+    """What the store keeps of a bearer token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+class AccountService:
+    """Users, sessions and presence."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        clock: Clock,
+        *,
+        admins: tuple[str, ...] = (),
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.clock = clock
+        self.admins = {a.lower() for a in admins}
+        self.hasher = hasher or PasswordHasher()
+        self._dummy_hash: str | None = None
+        self._actors: dict[bytes, Actor] = {}
+        self._addresses: dict[str, str] = {}
+        self.login_of: dict[int, str] = {}
+        """Logins of users seen since start (presence hooks are synchronous)."""
+        self.last_seen: dict[int, float] = {}
+        """Last activity per user id, newer than the stored value."""
+        self.login_checks: list[LoginCheck] = []
+        """Run before a password is checked (e.g. a failed-login throttle)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        events.hub.on_first_attach = self._came_online
+        events.hub.on_last_detach = self._went_offline
+
+    # --- register / login / logout -----------------------------------------
+
+    async def register(self, creds: Credentials, address: str) -> Session:
+        """Create an account and log it in at once; ``conflict`` if the login is taken."""
+        if await self.store.read(lambda tx: tx.user_by_login(creds.login)) is not None:
+            raise ApiError(ErrorCode.CONFLICT, f"login {creds.login!r} is taken")
+        password_hash = await asyncio.to_thread(self.hasher.hash, creds.password)
+        now = self.clock.now()
+        is_admin = creds.login.lower() in self.admins
+
+        def unit(tx: Tx) -> Session:
+            user_id = tx.insert_user(creds.login, password_hash, now, is_admin)
+            if user_id is None:
+                raise ApiError(ErrorCode.CONFLICT, f"login {creds.login!r} is taken")
+            tx.insert_login(user_id, now, address, creds.device, True)
+            return self._new_session(tx, user_id, creds.login, is_admin, creds.device, address)
+
+        session = await self.store.write(unit)
+        log.info("registered %s from %s", creds.login, address)
+        return session
+
+    async def login(self, creds: Credentials, address: str) -> Session:
+        """Log in; ``unauthorized`` with one message whether the login or the password is wrong."""
+        for check in self.login_checks:
+            await check(creds.login, address)
+        user = await self.store.read(lambda tx: tx.user_by_login(creds.login))
+        ok = await asyncio.to_thread(self._verify, user, creds.password)
+        now = self.clock.now()
+        if user is None:
+            raise ApiError(ErrorCode.UNAUTHORIZED, _BAD_LOGIN)
+        found = user
+
+        def unit(tx: Tx) -> Session | None:
+            tx.insert_login(found.id, now, address, creds.device, ok)
+            if not ok:
+                return None
+            is_admin = found.is_admin or found.login.lower() in self.admins
+            return self._new_session(tx, found.id, found.login, is_admin, creds.device, address)
+
+        session = await self.store.write(unit)
+        if session is None:
+            log.info("failed login of %s from %s", creds.login, address)
+            raise ApiError(ErrorCode.UNAUTHORIZED, _BAD_LOGIN)
+        return session
+
+    def _verify(self, user: UserRecord | None, password: str) -> bool:
+        if user is None:
+            # spend the same time as for a real account: no probing logins by timing
+            if self._dummy_hash is None:
+                self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+            with contextlib.suppress(VerificationError, InvalidHashError):
+                self.hasher.verify(self._dummy_hash, password)
+            return False
+        try:
+            return self.hasher.verify(user.password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def _new_session(
+        self, tx: Tx, user_id: int, login: str, is_admin: bool, device: str, address: str
+    ) -> Session:
+        token = secrets.token_urlsafe(32)
+        session_id = secrets.token_hex(12)
+        tx.insert_session(session_id, token_hash(token), user_id, device, self.clock.now(), address)
+        user = tx.user_by_id(user_id)
+        assert user is not None
+        self.login_of[user_id] = login
+        return Session(
+            token=token,
+            session_id=session_id,
+            user=self._user(user, is_admin),
+            last_event_id=self.events.published_seq,
+        )
+
+    async def logout(self, actor: Actor) -> None:
+        """End this session (its event streams close)."""
+        await self._end(actor, [actor.session_id])
+
+    async def logout_all(self, actor: Actor) -> None:
+        """End every session of this user."""
+        await self._end(actor, None)
+
+    async def _end(self, actor: Actor, session_ids: list[str] | None) -> None:
+        now = self.clock.now()
+        ended = await self.store.write(lambda tx: tx.end_sessions(actor.user_id, session_ids, now))
+        self._actors = {k: a for k, a in self._actors.items() if a.session_id not in ended}
+        for session_id in ended:
+            self._addresses.pop(session_id, None)
+            self.events.ephemeral(SessionEnded(session_id=session_id), [actor.user_id])
+        self.events.hub.close_sessions(ended)
+        log.info("%s logged out %d session(s)", actor.login, len(ended))
+
+    # --- tokens -------------------------------------------------------------
+
+    async def authenticate(self, token: str, address: str) -> Actor:
+        """The actor behind a bearer token; ``unauthorized`` if it is not a live session."""
+        key = token_hash(token)
+        actor = self._actors.get(key)
+        if actor is None:
+            record = await self.store.read(lambda tx: tx.session_by_token(key))
+            if record is None:
+                raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or expired token")
+            actor = Actor(
+                user_id=record.user_id,
+                login=record.login,
+                session_id=record.id,
+                is_admin=record.is_admin or record.login.lower() in self.admins,
+            )
+            self._actors[key] = actor
+            self.login_of[actor.user_id] = actor.login
+            self._addresses.setdefault(record.id, record.last_address)
+        now = self.clock.now()
+        self.last_seen[actor.user_id] = now
+        if self._addresses.get(actor.session_id) != address:
+            # one write per new connection, not per request
+            self._addresses[actor.session_id] = address
+            session_id = actor.session_id
+            await self.store.write(lambda tx: tx.touch_session(session_id, address, now))
+        return dataclasses.replace(actor, address=address)
+
+    def session_address(self, session_id: str) -> str | None:
+        """The address of a session's latest request, if known in memory."""
+        return self._addresses.get(session_id)
+
+    # --- users and presence -------------------------------------------------
+
+    def _user(self, record: UserRecord, is_admin: bool | None = None) -> User:
+        online = record.id in self.events.hub.online_user_ids()
+        return User(
+            login=record.login,
+            online=online,
+            last_seen=self.last_seen.get(record.id, record.last_seen),
+            is_admin=record.is_admin if is_admin is None else is_admin,
+        )
+
+    def user_view(self, record: UserRecord) -> User:
+        """The public view of a user with their presence."""
+        return self._user(record, record.is_admin or record.login.lower() in self.admins)
+
+    async def users(self) -> UserList:
+        """All users with presence, by login."""
+        records = await self.store.read(lambda tx: tx.users())
+        return UserList(users=[self.user_view(r) for r in records])
+
+    async def user(self, login: str) -> User:
+        """One user with presence; ``not_found`` if there is none."""
+        record = await self.store.read(lambda tx: tx.user_by_login(login))
+        if record is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {login}")
+        return self.user_view(record)
+
+    def _came_online(self, user_id: int) -> None:
+        login = self.login_of.get(user_id)
+        if login is None:
+            return
+        self.last_seen[user_id] = self.clock.now()
+        self.events.ephemeral(Presence(login=login, online=True), None)
+
+    def _went_offline(self, user_id: int) -> None:
+        login = self.login_of.get(user_id)
+        if login is None:
+            return
+        now = self.clock.now()
+        self.last_seen[user_id] = now
+        self.events.ephemeral(Presence(login=login, online=False, last_seen=now), None)
+        task = asyncio.get_running_loop().create_task(self._save_last_seen(user_id, now))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _save_last_seen(self, user_id: int, at: float) -> None:
+        try:
+            await self.store.write(lambda tx: tx.set_last_seen(user_id, at))
+        except Exception:
+            log.exception("could not save last_seen of user %d", user_id)
+
+    async def close(self) -> None:
+        """Persist presence times kept in memory."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        seen = dict(self.last_seen)
+
+        def unit(tx: Tx) -> None:
+            for user_id, at in seen.items():
+                tx.set_last_seen(user_id, at)
+
+        if seen:
+            await self.store.write(unit)

@@ -1,0 +1,47 @@
+"""Who is acting, and the access rules every chat operation shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from messenger_protocol import ApiError, ErrorCode
+
+from ..storage import ChatRecord, Tx
+
+__all__ = ["Actor", "forbidden", "require_member", "require_owner"]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The authenticated user behind a request."""
+
+    user_id: int
+    login: str
+    session_id: str
+    is_admin: bool = False
+    address: str = ""
+
+
+def forbidden(message: str = "you are not a member of this chat") -> ApiError:
+    """The one answer for a chat that does not exist or that the user may not see."""
+    return ApiError(ErrorCode.FORBIDDEN, message)
+
+
+def require_member(tx: Tx, chat_id: int, user_id: int) -> tuple[ChatRecord, int]:
+    """The chat and the user's read cursor; ``forbidden`` if either is missing.
+
+    A chat that does not exist is refused the same way, so ids cannot be probed.
+    """
+    last_read = tx.last_read(chat_id, user_id)
+    chat = tx.chat(chat_id) if last_read is not None else None
+    if chat is None or last_read is None:
+        raise forbidden()
+    return chat, last_read
+
+
+def require_owner(tx: Tx, chat_id: int, user_id: int) -> ChatRecord:
+    """The group chat this user owns; ``forbidden`` otherwise."""
+    chat, _ = require_member(tx, chat_id, user_id)
+    if chat.kind != "group" or chat.owner_id != user_id:
+        raise forbidden("only the owner of this chat may do that")
+    return chat

@@ -1,0 +1,269 @@
+"""Messages and comments: one path to post them, history, read state, unread, threads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from messenger_protocol import (
+    GENERAL_CHAT_ID,
+    ApiError,
+    Attachment,
+    Chat,
+    ErrorCode,
+    HistoryQuery,
+    MarkRead,
+    Message,
+    MessageCreated,
+    MessagePage,
+    MessageUpdated,
+    ReadMarker,
+    SendMessage,
+    Thread,
+    ThreadActivity,
+    Unread,
+    UnreadChat,
+)
+
+from ..clock import Clock
+from ..storage import ChatRecord, Store, Tx
+from .actor import Actor, forbidden, require_member
+from .events import EventService
+
+__all__ = [
+    "UNREAD_MESSAGES_MAX",
+    "AttachFiles",
+    "Draft",
+    "LoadAttachments",
+    "MessageService",
+    "SendCheck",
+]
+
+log = logging.getLogger(__name__)
+
+UNREAD_MESSAGES_MAX = 100
+"""Most unread messages ``/unread`` returns per chat (the count is always exact)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message about to be posted, as the send checks see it."""
+
+    actor: Actor
+    chat: ChatRecord
+    body: SendMessage
+    thread_root: int | None = None
+    scheduled_id: int | None = None
+
+
+SendCheck = Callable[[Draft], Awaitable[None]]
+"""Runs before a message is stored; raises an ApiError (banned, rate_limited, ...) to refuse."""
+
+AttachFiles = Callable[[Tx, Draft, Message], list[Attachment]]
+"""Links the files named by the draft to the stored message, inside its transaction."""
+
+LoadAttachments = Callable[[Tx, list[int]], dict[int, list[Attachment]]]
+"""The attachments of messages by id (messages without any may be left out)."""
+
+
+class MessageService:
+    """Posting, reading and read state of messages and comments."""
+
+    def __init__(self, store: Store, events: EventService, clock: Clock, *, max_text: int) -> None:
+        self.store = store
+        self.events = events
+        self.clock = clock
+        self.max_text = max_text
+        self.send_checks: list[SendCheck] = []
+        """Checks every post goes through, in order (moderation, rate limits, ...)."""
+        self.attach_files: AttachFiles | None = None
+        """Set by the file service; without it a message with attachments is refused."""
+        self.load_attachments: LoadAttachments | None = None
+        """Set by the file service to show attachments on messages."""
+
+    # --- posting ---------------------------------------------------------------
+
+    async def post(
+        self,
+        actor: Actor,
+        chat_id: int,
+        body: SendMessage,
+        *,
+        thread_root: int | None = None,
+        scheduled_id: int | None = None,
+    ) -> Message:
+        """Store a message (or a comment under ``thread_root``) and announce it.
+
+        Committed before it returns. A repeated ``client_id`` of the same author
+        returns the message stored the first time and announces nothing.
+        """
+        if len(body.text) > self.max_text:
+            raise ApiError(
+                ErrorCode.INVALID,
+                f"text is longer than {self.max_text} characters",
+                limit=self.max_text,
+            )
+        if not body.text.strip() and not body.attachments:
+            raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
+        if body.attachments and self.attach_files is None:
+            raise ApiError(ErrorCode.UNAVAILABLE, "attachments are not available yet")
+        client_id = body.client_id
+        if client_id is not None:
+            earlier = await self.store.read(
+                lambda tx: tx.message_by_client_id(actor.user_id, client_id)
+            )
+            if earlier is not None:
+                return await self.store.read(lambda tx: self._decorate(tx, [earlier])[0])
+        chat = await self.store.read(lambda tx: require_member(tx, chat_id, actor.user_id)[0])
+        draft = Draft(actor, chat, body, thread_root, scheduled_id)
+        for check in self.send_checks:
+            await check(draft)
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> Message:
+            require_member(tx, chat_id, actor.user_id)  # may have changed while checking
+            if client_id is not None:
+                again = tx.message_by_client_id(actor.user_id, client_id)
+                if again is not None:
+                    return self._decorate(tx, [again])[0]
+            message = tx.insert_message(
+                chat_id, actor.user_id, body.text, now, client_id, thread_root, scheduled_id
+            )
+            if body.attachments:
+                assert self.attach_files is not None
+                files = self.attach_files(tx, draft, message)
+                message = msgspec.structs.replace(message, attachments=files)
+            self.events.emit(tx, MessageCreated(message=message), chat_id=chat_id)
+            if thread_root is not None:
+                self._comment_posted(tx, actor, message, thread_root, now)
+            return message
+
+        return await self.store.write(unit)
+
+    def _comment_posted(
+        self, tx: Tx, actor: Actor, comment: Message, root_id: int, now: float
+    ) -> None:
+        root = tx.count_comment(root_id, now)
+        self.events.emit(
+            tx, MessageUpdated(message=self._decorate(tx, [root])[0]), chat_id=root.chat_id
+        )
+        members = set(tx.member_ids(root.chat_id))
+        for user_id in sorted(tx.thread_participants(root_id) - {actor.user_id}):
+            if user_id in members:
+                activity = ThreadActivity(chat_id=root.chat_id, root_id=root_id, comment=comment)
+                self.events.emit(tx, activity, user_id=user_id)
+
+    async def comment(self, actor: Actor, message_id: int, body: SendMessage) -> Message:
+        """Comment on a message; a comment on a comment joins its root's thread (flat)."""
+        root = await self.store.read(lambda tx: self._root(tx, message_id, actor.user_id))
+        return await self.post(actor, root.chat_id, body, thread_root=root.id)
+
+    def _root(self, tx: Tx, message_id: int, user_id: int) -> Message:
+        """The thread root of a message the user may see (``forbidden`` otherwise)."""
+        message = tx.message(message_id)
+        if message is None:
+            raise forbidden("no such message, or not in a chat of yours")
+        if message.thread_root is not None:
+            message = tx.message(message.thread_root)
+            assert message is not None
+        require_member(tx, message.chat_id, user_id)
+        return message
+
+    # --- reading ---------------------------------------------------------------
+
+    def _decorate(self, tx: Tx, messages: list[Message]) -> list[Message]:
+        """Messages with their attachments."""
+        if self.load_attachments is None or not messages:
+            return messages
+        found = self.load_attachments(tx, [m.id for m in messages])
+        if not found:
+            return messages
+        return [
+            msgspec.structs.replace(m, attachments=found[m.id]) if m.id in found else m
+            for m in messages
+        ]
+
+    async def history(self, actor: Actor, chat_id: int, query: HistoryQuery) -> MessagePage:
+        """A page of a chat's messages (comments are in threads), oldest first."""
+
+        def unit(tx: Tx) -> MessagePage:
+            require_member(tx, chat_id, actor.user_id)
+            messages, more = tx.history(chat_id, query.before, query.after, query.limit)
+            return MessagePage(messages=self._decorate(tx, messages), has_more=more)
+
+        return await self.store.read(unit)
+
+    async def message(self, actor: Actor, message_id: int) -> Message:
+        """One message or comment of a chat the user belongs to."""
+
+        def unit(tx: Tx) -> Message:
+            message = tx.message(message_id)
+            if message is None:
+                raise forbidden("no such message, or not in a chat of yours")
+            require_member(tx, message.chat_id, actor.user_id)
+            return self._decorate(tx, [message])[0]
+
+        return await self.store.read(unit)
+
+    async def mark_read(self, actor: Actor, chat_id: int, body: MarkRead) -> Chat:
+        """Move the user's read cursor of a chat; all their clients are told."""
+
+        def unit(tx: Tx) -> Chat:
+            chat, _ = require_member(tx, chat_id, actor.user_id)
+            up_to = tx.set_last_read(chat_id, actor.user_id, min(body.up_to, chat.last_message_id))
+            self.events.emit(tx, ReadMarker(chat_id=chat_id, up_to=up_to), user_id=actor.user_id)
+            return tx.chat_view(chat, actor.user_id)
+
+        return await self.store.write(unit)
+
+    async def unread(self, actor: Actor) -> Unread:
+        """Per chat: how many messages of others are unread, and the oldest of them."""
+
+        def unit(tx: Tx) -> Unread:
+            chats: list[UnreadChat] = []
+            for chat_id in tx.chat_ids_of(actor.user_id):
+                chat = tx.chat(chat_id)
+                assert chat is not None
+                view = tx.chat_view(chat, actor.user_id)
+                if view.unread == 0:
+                    continue
+                messages = tx.unread_messages(
+                    chat_id, actor.user_id, view.last_read, UNREAD_MESSAGES_MAX
+                )
+                chats.append(
+                    UnreadChat(chat=view, count=view.unread, messages=self._decorate(tx, messages))
+                )
+            chats.sort(key=lambda c: (c.chat.id != GENERAL_CHAT_ID, c.chat.id))
+            return Unread(chats=chats, total=sum(c.count for c in chats))
+
+        return await self.store.read(unit)
+
+    # --- threads -----------------------------------------------------------------
+
+    async def thread(self, actor: Actor, message_id: int) -> Thread:
+        """A root message and all its comments, with the user's unread count."""
+
+        def unit(tx: Tx) -> Thread:
+            root = self._root(tx, message_id, actor.user_id)
+            last_read = tx.thread_last_read(actor.user_id, root.id)
+            return Thread(
+                root=self._decorate(tx, [root])[0],
+                comments=self._decorate(tx, tx.comments(root.id)),
+                unread=tx.thread_unread(root.id, actor.user_id, last_read),
+            )
+
+        return await self.store.read(unit)
+
+    async def mark_thread_read(self, actor: Actor, message_id: int, body: MarkRead) -> None:
+        """Move the user's read cursor of a thread; all their clients are told."""
+
+        def unit(tx: Tx) -> None:
+            root = self._root(tx, message_id, actor.user_id)
+            up_to = tx.set_thread_read(actor.user_id, root.id, body.up_to)
+            marker = ReadMarker(chat_id=root.chat_id, up_to=up_to, thread_root=root.id)
+            self.events.emit(tx, marker, user_id=actor.user_id)
+
+        await self.store.write(unit)

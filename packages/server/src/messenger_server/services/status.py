@@ -1,0 +1,97 @@
+"""``/status`` (SPEC F7): connections, private-message counts, chats, login history."""
+
+from __future__ import annotations
+
+from messenger_protocol import Chat, Connection, OwnedChat, Status
+
+from ..clock import Clock
+from ..storage import SessionRecord, Store, Tx
+from .accounts import AccountService
+from .actor import Actor
+from .chats import ChatService
+from .events import EventService, StreamInfo
+
+__all__ = ["LOGIN_HISTORY", "StatusService"]
+
+LOGIN_HISTORY = 20
+"""Login attempts ``/status`` shows, newest first."""
+
+
+class StatusService:
+    """Builds what ``/status`` shows."""
+
+    def __init__(
+        self,
+        store: Store,
+        accounts: AccountService,
+        chats: ChatService,
+        events: EventService,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.chats = chats
+        self.events = events
+        self.clock = clock
+
+    def _connections(
+        self, actor: Actor, sessions: list[SessionRecord], streams: list[StreamInfo]
+    ) -> list[Connection]:
+        """Sessions with a live event stream, and the one making this request."""
+        out: list[Connection] = []
+        for session in sessions:
+            current = session.id == actor.session_id
+            live = [s for s in streams if s.session_id == session.id]
+            if current:
+                out.append(
+                    Connection(
+                        session_id=session.id,
+                        address=actor.address,
+                        device=session.device,
+                        connected_at=session.created_at,
+                        streaming=False,
+                        current=True,
+                    )
+                )
+            out.extend(
+                Connection(
+                    session_id=session.id,
+                    address=s.peer,
+                    device=session.device,
+                    connected_at=s.connected_at,
+                    streaming=True,
+                    current=current,
+                )
+                for s in live
+            )
+        return out
+
+    async def status(self, actor: Actor) -> Status:
+        """The acting user's status."""
+        now = self.clock.now()
+        streams = list(self.events.streams.get(actor.user_id, []))
+
+        def unit(tx: Tx) -> Status:
+            user = tx.user_by_id(actor.user_id)
+            assert user is not None
+            sent, received = tx.private_counts(actor.user_id)
+            owned: list[OwnedChat] = []
+            member: list[Chat] = []
+            for chat_id in tx.chat_ids_of(actor.user_id):
+                chat = tx.chat(chat_id)
+                assert chat is not None
+                view = tx.chat_view(chat, actor.user_id)
+                member.append(view)
+                if chat.kind == "group" and chat.owner_id == actor.user_id:
+                    owned.append(self.chats.owned_chat(tx, view, now))
+            return Status(
+                user=self.accounts.user_view(user),
+                connections=self._connections(actor, tx.live_sessions(actor.user_id), streams),
+                private_sent=sent,
+                private_received=received,
+                owned_chats=owned,
+                member_chats=member,
+                logins=tx.recent_logins(actor.user_id, LOGIN_HISTORY),
+            )
+
+        return await self.store.read(unit)

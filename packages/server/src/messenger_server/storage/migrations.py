@@ -1,0 +1,136 @@
+"""The schema, as an ordered list of migrations.
+
+``PRAGMA user_version`` holds how many of :data:`MIGRATIONS` a database has run.
+Each migration runs in its own transaction together with the version bump, so a
+crash never leaves half a migration behind. To change the schema, append a new
+script; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+_INITIAL = """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    login TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    last_seen REAL
+);
+
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    token_sha256 BLOB NOT NULL UNIQUE,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    device TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    last_address TEXT NOT NULL DEFAULT '',
+    last_used_at REAL,
+    ended_at REAL
+);
+CREATE INDEX sessions_user ON sessions(user_id) WHERE ended_at IS NULL;
+
+CREATE TABLE logins (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    at REAL NOT NULL,
+    address TEXT NOT NULL,
+    device TEXT NOT NULL DEFAULT '',
+    success INTEGER NOT NULL
+);
+CREATE INDEX logins_user ON logins(user_id, id);
+
+CREATE TABLE chats (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('general', 'direct', 'group')),
+    name TEXT NOT NULL COLLATE NOCASE,
+    owner_id INTEGER REFERENCES users(id),
+    direct_key TEXT UNIQUE,
+    created_at REAL NOT NULL,
+    last_message_id INTEGER NOT NULL DEFAULT 0,
+    last_message_at REAL
+);
+CREATE UNIQUE INDEX chats_group_name ON chats(name) WHERE kind = 'group';
+INSERT INTO chats (id, kind, name, created_at) VALUES (1, 'general', 'general', 0);
+
+CREATE TABLE members (
+    chat_id INTEGER NOT NULL REFERENCES chats(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    joined_at REAL NOT NULL,
+    last_read INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (chat_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_user ON members(user_id, chat_id);
+
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id INTEGER NOT NULL REFERENCES chats(id),
+    author_id INTEGER NOT NULL REFERENCES users(id),
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    client_id TEXT,
+    thread_root INTEGER REFERENCES messages(id),
+    comment_count INTEGER NOT NULL DEFAULT 0,
+    last_comment_at REAL,
+    scheduled_id INTEGER
+);
+CREATE UNIQUE INDEX messages_client_id ON messages(author_id, client_id)
+    WHERE client_id IS NOT NULL;
+-- history pages and unread counts: roots of one chat by id
+CREATE INDEX messages_chat ON messages(chat_id, id) WHERE thread_root IS NULL;
+CREATE INDEX messages_thread ON messages(thread_root, id) WHERE thread_root IS NOT NULL;
+CREATE INDEX messages_author ON messages(author_id, chat_id);
+
+CREATE TABLE thread_reads (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    root_id INTEGER NOT NULL,
+    last_read INTEGER NOT NULL,
+    PRIMARY KEY (user_id, root_id)
+) WITHOUT ROWID;
+
+CREATE TABLE contacts (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    contact_id INTEGER NOT NULL REFERENCES users(id),
+    added_at REAL NOT NULL,
+    PRIMARY KEY (user_id, contact_id)
+) WITHOUT ROWID;
+
+CREATE TABLE invite_links (
+    key TEXT PRIMARY KEY,
+    chat_id INTEGER NOT NULL REFERENCES chats(id),
+    created_by INTEGER NOT NULL REFERENCES users(id),
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    max_uses INTEGER,
+    uses INTEGER NOT NULL DEFAULT 0,
+    revoked_at REAL
+);
+CREATE INDEX invite_links_chat ON invite_links(chat_id);
+
+CREATE TABLE join_requests (
+    chat_id INTEGER NOT NULL REFERENCES chats(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    created_at REAL NOT NULL,
+    with_key INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (chat_id, user_id)
+) WITHOUT ROWID;
+
+-- the event log: every durable event with its audience (one chat or one user)
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id INTEGER,
+    user_id INTEGER,
+    name TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX events_chat ON events(chat_id, seq) WHERE chat_id IS NOT NULL;
+CREATE INDEX events_user ON events(user_id, seq) WHERE user_id IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [
+    _INITIAL,
+]
+"""Schema scripts in order; migration ``n`` brings ``user_version`` from ``n`` to ``n + 1``."""

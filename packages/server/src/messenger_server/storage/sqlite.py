@@ -1,0 +1,747 @@
+"""The embedded store: one SQLite database in WAL mode, used from the event-loop thread.
+
+Statements are short and indexed (microseconds), so they run inline. Writes are
+grouped: each unit of work runs inside its own SAVEPOINT of a transaction that is
+committed once per event-loop turn (group commit), and every writer waits for that
+COMMIT before it returns, so nothing is acknowledged before it is durable. A unit
+that raises rolls back only its own savepoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from messenger_protocol import Chat, LoginRecord, Message, User
+
+from .migrations import MIGRATIONS
+from .records import ChatRecord, EventRecord, LinkRecord, SessionRecord, UserRecord
+
+__all__ = ["DB_FILE", "SqliteStore", "SqliteTx"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DB_FILE = "messenger.db"
+"""Name of the database file inside the data dir."""
+
+_MESSAGE_COLUMNS = (
+    "m.id, m.chat_id, u.login, m.text, m.created_at, m.client_id, m.thread_root, "
+    "m.comment_count, m.last_comment_at, m.scheduled_id"
+)
+_MESSAGE_FROM = "messages m JOIN users u ON u.id = m.author_id"
+_USER_COLUMNS = "id, login, password_hash, created_at, is_admin, last_seen"
+_CHAT_COLUMNS = (
+    "c.id, c.kind, c.name, c.owner_id, o.login, c.created_at, c.last_message_id, c.last_message_at"
+)
+_CHAT_FROM = "chats c LEFT JOIN users o ON o.id = c.owner_id"
+_LINK_COLUMNS = "key, chat_id, created_at, expires_at, max_uses, uses, revoked_at"
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        id=row[0],
+        chat_id=row[1],
+        author=row[2],
+        text=row[3],
+        created_at=row[4],
+        client_id=row[5],
+        thread_root=row[6],
+        comment_count=row[7],
+        last_comment_at=row[8],
+        scheduled_id=row[9],
+    )
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+
+
+def _chat(row: Any) -> ChatRecord:
+    return ChatRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+
+
+def _link(row: Any) -> LinkRecord:
+    return LinkRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+class SqliteTx:
+    """The queries of the store, run on one connection (inside a unit of work)."""
+
+    def __init__(self, conn: sqlite3.Connection, after_commit: list[Callable[[], None]]) -> None:
+        self.conn = conn
+        """The raw connection, for queries of tables added by later migrations."""
+        self._after_commit = after_commit
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this unit's changes are committed (in commit order)."""
+        self._after_commit.append(callback)
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        return self.conn.execute(sql, tuple(args)).fetchone()
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        return self.conn.execute(sql, tuple(args)).fetchall()
+
+    def _scalar(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        row = self.conn.execute(sql, tuple(args)).fetchone()
+        return None if row is None else row[0]
+
+    # --- users ------------------------------------------------------------
+
+    def insert_user(self, login: str, password_hash: str, now: float, is_admin: bool) -> int | None:
+        """Create a user, a member of the general chat; None if the login is taken."""
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO users (login, password_hash, created_at, is_admin)"
+                " VALUES (?, ?, ?, ?)",
+                (login, password_hash, now, int(is_admin)),
+            )
+        except sqlite3.IntegrityError:
+            return None
+        user_id = cur.lastrowid
+        assert user_id is not None
+        # a newcomer starts with the general chat read up to now
+        last = self._scalar("SELECT last_message_id FROM chats WHERE id = 1") or 0
+        self.add_member(1, user_id, now, last)
+        return user_id
+
+    def user_by_login(self, login: str) -> UserRecord | None:
+        """The user with this login (case-insensitive)."""
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE login = ?", (login,))
+        return None if row is None else _user(row)
+
+    def user_by_id(self, user_id: int) -> UserRecord | None:
+        """The user with this id."""
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        return None if row is None else _user(row)
+
+    def users(self) -> list[UserRecord]:
+        """Every user, by login."""
+        return [_user(r) for r in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY login")]
+
+    def set_admin(self, user_id: int, is_admin: bool) -> None:
+        """Grant or take away admin rights."""
+        self.conn.execute("UPDATE users SET is_admin = ? WHERE id = ?", (int(is_admin), user_id))
+
+    def set_last_seen(self, user_id: int, at: float) -> None:
+        """Remember when the user was last seen."""
+        self.conn.execute("UPDATE users SET last_seen = ? WHERE id = ?", (at, user_id))
+
+    # --- sessions and logins ------------------------------------------------
+
+    def insert_session(
+        self, session_id: str, token_sha256: bytes, user_id: int, device: str, now: float,
+        address: str,
+    ) -> None:  # fmt: skip
+        """Store a new session (only the token's hash)."""
+        self.conn.execute(
+            "INSERT INTO sessions (id, token_sha256, user_id, device, created_at, last_address,"
+            " last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (session_id, token_sha256, user_id, device, now, address, now),
+        )
+
+    def session_by_token(self, token_sha256: bytes) -> SessionRecord | None:
+        """The live session with this token hash."""
+        row = self._one(
+            "SELECT s.id, s.user_id, u.login, u.is_admin, s.device, s.created_at, s.last_address,"
+            " s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.token_sha256 = ? AND s.ended_at IS NULL",
+            (token_sha256,),
+        )
+        if row is None:
+            return None
+        return SessionRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7])
+
+    def live_sessions(self, user_id: int) -> list[SessionRecord]:
+        """The sessions of a user that have not ended, oldest first."""
+        rows = self._all(
+            "SELECT s.id, s.user_id, u.login, u.is_admin, s.device, s.created_at, s.last_address,"
+            " s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.user_id = ? AND s.ended_at IS NULL ORDER BY s.created_at",
+            (user_id,),
+        )
+        return [SessionRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def touch_session(self, session_id: str, address: str, now: float) -> None:
+        """Record the address and time of a session's latest request."""
+        self.conn.execute(
+            "UPDATE sessions SET last_address = ?, last_used_at = ? WHERE id = ?",
+            (address, now, session_id),
+        )
+
+    def end_sessions(self, user_id: int, session_ids: list[str] | None, now: float) -> list[str]:
+        """End some (or, with None, all) live sessions of a user; the ids that ended."""
+        live = [s.id for s in self.live_sessions(user_id)]
+        ending = live if session_ids is None else [s for s in live if s in session_ids]
+        self.conn.executemany(
+            "UPDATE sessions SET ended_at = ? WHERE id = ?", [(now, s) for s in ending]
+        )
+        return ending
+
+    def insert_login(
+        self, user_id: int, now: float, address: str, device: str, success: bool
+    ) -> None:
+        """Append to a user's login history."""
+        self.conn.execute(
+            "INSERT INTO logins (user_id, at, address, device, success) VALUES (?, ?, ?, ?, ?)",
+            (user_id, now, address, device, int(success)),
+        )
+
+    def recent_logins(self, user_id: int, limit: int) -> list[LoginRecord]:
+        """The newest login attempts of a user, newest first."""
+        rows = self._all(
+            "SELECT at, address, device, success FROM logins WHERE user_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [LoginRecord(at=r[0], address=r[1], device=r[2], success=bool(r[3])) for r in rows]
+
+    # --- chats and members --------------------------------------------------
+
+    def chat(self, chat_id: int) -> ChatRecord | None:
+        """The chat with this id."""
+        row = self._one(f"SELECT {_CHAT_COLUMNS} FROM {_CHAT_FROM} WHERE c.id = ?", (chat_id,))
+        return None if row is None else _chat(row)
+
+    def group_by_name(self, name: str) -> ChatRecord | None:
+        """The group chat with this name (case-insensitive)."""
+        row = self._one(
+            f"SELECT {_CHAT_COLUMNS} FROM {_CHAT_FROM} WHERE c.kind = 'group' AND c.name = ?",
+            (name,),
+        )
+        return None if row is None else _chat(row)
+
+    def direct_chat(self, direct_key: str) -> ChatRecord | None:
+        """The private conversation with this key."""
+        row = self._one(
+            f"SELECT {_CHAT_COLUMNS} FROM {_CHAT_FROM} WHERE c.direct_key = ?", (direct_key,)
+        )
+        return None if row is None else _chat(row)
+
+    def insert_chat(
+        self, kind: str, name: str, owner_id: int | None, direct_key: str | None, now: float
+    ) -> int | None:
+        """Create a chat; None if the name (group) or key (direct) is taken."""
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO chats (kind, name, owner_id, direct_key, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (kind, name, owner_id, direct_key, now),
+            )
+        except sqlite3.IntegrityError:
+            return None
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def add_member(self, chat_id: int, user_id: int, now: float, last_read: int = 0) -> bool:
+        """Add a member; False if they already were one."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO members (chat_id, user_id, joined_at, last_read)"
+            " VALUES (?, ?, ?, ?)",
+            (chat_id, user_id, now, last_read),
+        )
+        return cur.rowcount > 0
+
+    def remove_member(self, chat_id: int, user_id: int) -> bool:
+        """Remove a member; False if they were not one."""
+        cur = self.conn.execute(
+            "DELETE FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)
+        )
+        return cur.rowcount > 0
+
+    def last_read(self, chat_id: int, user_id: int) -> int | None:
+        """The member's read cursor; None if they are not a member."""
+        value: int | None = self._scalar(
+            "SELECT last_read FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)
+        )
+        return value
+
+    def set_last_read(self, chat_id: int, user_id: int, up_to: int) -> int:
+        """Move the read cursor forward (never back); the cursor after the move."""
+        self.conn.execute(
+            "UPDATE members SET last_read = max(last_read, ?) WHERE chat_id = ? AND user_id = ?",
+            (up_to, chat_id, user_id),
+        )
+        return self.last_read(chat_id, user_id) or 0
+
+    def member_ids(self, chat_id: int) -> list[int]:
+        """Ids of the members of a chat."""
+        return [
+            r[0] for r in self._all("SELECT user_id FROM members WHERE chat_id = ?", (chat_id,))
+        ]
+
+    def members(self, chat_id: int) -> list[UserRecord]:
+        """The members of a chat, by login."""
+        rows = self._all(
+            f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))}"
+            " FROM members m JOIN users u ON u.id = m.user_id WHERE m.chat_id = ? ORDER BY u.login",
+            (chat_id,),
+        )
+        return [_user(r) for r in rows]
+
+    def member_count(self, chat_id: int) -> int:
+        """How many members a chat has."""
+        count: int = self._scalar("SELECT count(*) FROM members WHERE chat_id = ?", (chat_id,))
+        return count
+
+    def chat_ids_of(self, user_id: int) -> list[int]:
+        """The chats a user belongs to."""
+        rows = self._all(
+            "SELECT chat_id FROM members WHERE user_id = ? ORDER BY chat_id", (user_id,)
+        )
+        return [r[0] for r in rows]
+
+    def chat_view(self, chat: ChatRecord, user_id: int) -> Chat:
+        """A chat as one member sees it: their name for it, unread count and read cursor."""
+        last_read = self.last_read(chat.id, user_id) or 0
+        name, peer = chat.name, None
+        if chat.kind == "direct":
+            peer = self._scalar(
+                "SELECT u.login FROM members m JOIN users u ON u.id = m.user_id"
+                " WHERE m.chat_id = ? ORDER BY m.user_id = ? LIMIT 1",
+                (chat.id, user_id),
+            )
+            name = f"@{peer}"
+        return Chat(
+            id=chat.id,
+            kind=chat.kind,
+            name=name,
+            owner=chat.owner_login,
+            peer=peer,
+            members=self.member_count(chat.id),
+            unread=self.unread_count(chat.id, user_id, last_read),
+            last_read=last_read,
+            last_message_at=chat.last_message_at,
+        )
+
+    def touch_chat(self, chat_id: int, message_id: int, now: float) -> None:
+        """Record a chat's newest message."""
+        self.conn.execute(
+            "UPDATE chats SET last_message_id = ?, last_message_at = ? WHERE id = ?",
+            (message_id, now, chat_id),
+        )
+
+    # --- messages -----------------------------------------------------------
+
+    def insert_message(
+        self, chat_id: int, author_id: int, text: str, now: float, client_id: str | None,
+        thread_root: int | None, scheduled_id: int | None,
+    ) -> Message:  # fmt: skip
+        """Store a message (a root, or a comment under ``thread_root``) and return it."""
+        cur = self.conn.execute(
+            "INSERT INTO messages (chat_id, author_id, text, created_at, client_id, thread_root,"
+            " scheduled_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chat_id, author_id, text, now, client_id, thread_root, scheduled_id),
+        )
+        assert cur.lastrowid is not None
+        if thread_root is None:
+            self.touch_chat(chat_id, cur.lastrowid, now)
+        message = self.message(cur.lastrowid)
+        assert message is not None
+        return message
+
+    def message(self, message_id: int) -> Message | None:
+        """One message or comment."""
+        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGE_FROM} WHERE m.id = ?",
+                        (message_id,))  # fmt: skip
+        return None if row is None else _message(row)
+
+    def message_author_id(self, message_id: int) -> int | None:
+        """Id of a message's author."""
+        value: int | None = self._scalar(
+            "SELECT author_id FROM messages WHERE id = ?", (message_id,)
+        )
+        return value
+
+    def message_by_client_id(self, author_id: int, client_id: str) -> Message | None:
+        """The message an author already sent with this idempotency id."""
+        row = self._one(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGE_FROM}"
+            " WHERE m.author_id = ? AND m.client_id = ?",
+            (author_id, client_id),
+        )
+        return None if row is None else _message(row)
+
+    def history(
+        self, chat_id: int, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """A page of root messages, oldest first, and whether there are more beyond it.
+
+        ``after`` pages forward (``has_more``: newer ones exist); otherwise the page
+        ends before ``before`` (or at the newest) and ``has_more`` means older ones exist.
+        """
+        base = f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGE_FROM} WHERE m.chat_id = ?" \
+               " AND m.thread_root IS NULL"  # fmt: skip
+        if after is not None:
+            rows = self._all(f"{base} AND m.id > ? ORDER BY m.id LIMIT ?",
+                             (chat_id, after, limit + 1))  # fmt: skip
+            return [_message(r) for r in rows[:limit]], len(rows) > limit
+        if before is not None:
+            rows = self._all(f"{base} AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+                             (chat_id, before, limit + 1))  # fmt: skip
+        else:
+            rows = self._all(f"{base} ORDER BY m.id DESC LIMIT ?", (chat_id, limit + 1))
+        page = [_message(r) for r in rows[:limit]]
+        page.reverse()
+        return page, len(rows) > limit
+
+    def unread_count(self, chat_id: int, user_id: int, after: int) -> int:
+        """Root messages of others in a chat newer than ``after``."""
+        count: int = self._scalar(
+            "SELECT count(*) FROM messages WHERE chat_id = ? AND thread_root IS NULL"
+            " AND id > ? AND author_id != ?",
+            (chat_id, after, user_id),
+        )
+        return count
+
+    def unread_messages(self, chat_id: int, user_id: int, after: int, limit: int) -> list[Message]:
+        """The oldest ``limit`` root messages of others newer than ``after``, oldest first."""
+        rows = self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGE_FROM} WHERE m.chat_id = ?"
+            " AND m.thread_root IS NULL AND m.id > ? AND m.author_id != ? ORDER BY m.id LIMIT ?",
+            (chat_id, after, user_id, limit),
+        )
+        return [_message(r) for r in rows]
+
+    def comments(self, root_id: int) -> list[Message]:
+        """The comments under a root message, oldest first."""
+        rows = self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {_MESSAGE_FROM} WHERE m.thread_root = ? ORDER BY m.id",
+            (root_id,),
+        )
+        return [_message(r) for r in rows]
+
+    def count_comment(self, root_id: int, now: float) -> Message:
+        """Add one to a root's comment count; the updated root."""
+        self.conn.execute(
+            "UPDATE messages SET comment_count = comment_count + 1, last_comment_at = ?"
+            " WHERE id = ?",
+            (now, root_id),
+        )
+        root = self.message(root_id)
+        assert root is not None
+        return root
+
+    def thread_participants(self, root_id: int) -> set[int]:
+        """The root's author and everyone who commented under it."""
+        rows = self._all(
+            "SELECT author_id FROM messages WHERE id = ?"
+            " UNION SELECT author_id FROM messages WHERE thread_root = ?",
+            (root_id, root_id),
+        )
+        return {r[0] for r in rows}
+
+    def thread_last_read(self, user_id: int, root_id: int) -> int:
+        """The user's read cursor in a thread (0 if never read)."""
+        value: int | None = self._scalar(
+            "SELECT last_read FROM thread_reads WHERE user_id = ? AND root_id = ?",
+            (user_id, root_id),
+        )
+        return value or 0
+
+    def set_thread_read(self, user_id: int, root_id: int, up_to: int) -> int:
+        """Move the thread read cursor forward; the cursor after the move."""
+        self.conn.execute(
+            "INSERT INTO thread_reads (user_id, root_id, last_read) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id, root_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",  # noqa: E501
+            (user_id, root_id, up_to),
+        )
+        return self.thread_last_read(user_id, root_id)
+
+    def thread_unread(self, root_id: int, user_id: int, after: int) -> int:
+        """Comments of others under a root newer than ``after``."""
+        count: int = self._scalar(
+            "SELECT count(*) FROM messages WHERE thread_root = ? AND id > ? AND author_id != ?",
+            (root_id, after, user_id),
+        )
+        return count
+
+    def private_counts(self, user_id: int) -> tuple[int, int]:
+        """Messages the user sent to and received in private conversations."""
+        row = self._one(
+            "SELECT coalesce(sum(m.author_id = ?), 0), coalesce(sum(m.author_id != ?), 0)"
+            " FROM members mb JOIN chats c ON c.id = mb.chat_id AND c.kind = 'direct'"
+            " JOIN messages m ON m.chat_id = c.id WHERE mb.user_id = ?",
+            (user_id, user_id, user_id),
+        )
+        return int(row[0]), int(row[1])
+
+    # --- contacts -----------------------------------------------------------
+
+    def contacts(self, user_id: int) -> list[tuple[UserRecord, float]]:
+        """A user's contacts with when they were added, by login."""
+        cols = ", ".join("u." + c for c in _USER_COLUMNS.split(", "))
+        rows = self._all(
+            f"SELECT {cols}, c.added_at FROM contacts c JOIN users u ON u.id = c.contact_id"
+            " WHERE c.user_id = ? ORDER BY u.login",
+            (user_id,),
+        )
+        return [(_user(r), r[6]) for r in rows]
+
+    def add_contact(self, user_id: int, contact_id: int, now: float) -> float:
+        """Add a contact (no-op if present); when it was added."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO contacts (user_id, contact_id, added_at) VALUES (?, ?, ?)",
+            (user_id, contact_id, now),
+        )
+        added: float = self._scalar(
+            "SELECT added_at FROM contacts WHERE user_id = ? AND contact_id = ?",
+            (user_id, contact_id),
+        )
+        return added
+
+    def remove_contact(self, user_id: int, contact_id: int) -> bool:
+        """Remove a contact; False if it was not one."""
+        cur = self.conn.execute(
+            "DELETE FROM contacts WHERE user_id = ? AND contact_id = ?", (user_id, contact_id)
+        )
+        return cur.rowcount > 0
+
+    # --- invite links and join requests ----------------------------------------
+
+    def insert_link(
+        self, key: str, chat_id: int, created_by: int, now: float, expires_at: float | None,
+        max_uses: int | None,
+    ) -> LinkRecord:  # fmt: skip
+        """Store a new invite key."""
+        self.conn.execute(
+            "INSERT INTO invite_links (key, chat_id, created_by, created_at, expires_at, max_uses)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (key, chat_id, created_by, now, expires_at, max_uses),
+        )
+        link = self.link(key)
+        assert link is not None
+        return link
+
+    def link(self, key: str) -> LinkRecord | None:
+        """The invite key, revoked or not."""
+        row = self._one(f"SELECT {_LINK_COLUMNS} FROM invite_links WHERE key = ?", (key,))
+        return None if row is None else _link(row)
+
+    def links(self, chat_id: int) -> list[LinkRecord]:
+        """Every invite key of a chat, oldest first."""
+        rows = self._all(
+            f"SELECT {_LINK_COLUMNS} FROM invite_links WHERE chat_id = ? ORDER BY created_at",
+            (chat_id,),
+        )
+        return [_link(r) for r in rows]
+
+    def use_link(self, key: str) -> None:
+        """Count one use of an invite key."""
+        self.conn.execute("UPDATE invite_links SET uses = uses + 1 WHERE key = ?", (key,))
+
+    def revoke_link(self, key: str, now: float) -> None:
+        """Revoke an invite key."""
+        self.conn.execute(
+            "UPDATE invite_links SET revoked_at = ? WHERE key = ? AND revoked_at IS NULL",
+            (now, key),
+        )
+
+    def upsert_join_request(self, chat_id: int, user_id: int, now: float, with_key: bool) -> None:
+        """File (or refresh) a join request; a keyed request stays keyed."""
+        self.conn.execute(
+            "INSERT INTO join_requests (chat_id, user_id, created_at, with_key) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (chat_id, user_id) DO UPDATE SET created_at = excluded.created_at,"
+            " with_key = max(with_key, excluded.with_key)",
+            (chat_id, user_id, now, int(with_key)),
+        )
+
+    def join_request(self, chat_id: int, user_id: int) -> tuple[float, bool] | None:
+        """``(created_at, with_key)`` of a pending request."""
+        row = self._one(
+            "SELECT created_at, with_key FROM join_requests WHERE chat_id = ? AND user_id = ?",
+            (chat_id, user_id),
+        )
+        return None if row is None else (row[0], bool(row[1]))
+
+    def join_requests(self, chat_id: int) -> list[tuple[str, float, bool]]:
+        """``(login, created_at, with_key)`` of a chat's pending requests, oldest first."""
+        rows = self._all(
+            "SELECT u.login, r.created_at, r.with_key FROM join_requests r"
+            " JOIN users u ON u.id = r.user_id WHERE r.chat_id = ? ORDER BY r.created_at",
+            (chat_id,),
+        )
+        return [(r[0], r[1], bool(r[2])) for r in rows]
+
+    def delete_join_request(self, chat_id: int, user_id: int) -> bool:
+        """Drop a pending request; False if there was none."""
+        cur = self.conn.execute(
+            "DELETE FROM join_requests WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)
+        )
+        return cur.rowcount > 0
+
+    # --- the event log ------------------------------------------------------
+
+    def insert_event(
+        self, name: str, payload: bytes, chat_id: int | None, user_id: int | None, now: float
+    ) -> int:
+        """Append an event for a chat's members or one user; its sequence number."""
+        cur = self.conn.execute(
+            "INSERT INTO events (chat_id, user_id, name, payload, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (chat_id, user_id, name, payload, now),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def events_after(self, user_id: int, after: int, upto: int, limit: int) -> list[EventRecord]:
+        """Events in ``(after, upto]`` for the user or a chat they belong to, oldest first."""
+        rows = self._all(
+            "SELECT seq, name, payload FROM events WHERE seq > ? AND seq <= ? AND"
+            " (user_id = ? OR chat_id IN (SELECT chat_id FROM members WHERE user_id = ?))"
+            " ORDER BY seq LIMIT ?",
+            (after, upto, user_id, user_id, limit),
+        )
+        return [EventRecord(r[0], r[1], r[2]) for r in rows]
+
+    def event_bounds(self) -> tuple[int, int]:
+        """``(oldest kept seq, newest seq ever)``; the oldest is newest + 1 when none are kept."""
+        newest = self._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'") or 0
+        oldest = self._scalar("SELECT min(seq) FROM events")
+        return (newest + 1 if oldest is None else oldest), newest
+
+    def prune_events(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` events; how many went."""
+        _, newest = self.event_bounds()
+        cur = self.conn.execute("DELETE FROM events WHERE seq <= ?", (newest - keep,))
+        return cur.rowcount
+
+    # --- stats ----------------------------------------------------------------
+
+    def message_count(self) -> int:
+        """Messages and comments stored."""
+        count: int = self._scalar("SELECT count(*) FROM messages")
+        return count
+
+    def user_public(self, record: UserRecord, online: bool) -> User:
+        """The public view of a user."""
+        return User(
+            login=record.login, online=online, last_seen=record.last_seen, is_admin=record.is_admin
+        )
+
+
+class SqliteStore:
+    """:class:`~messenger_server.storage.Store` on one SQLite file (``<data_dir>/messenger.db``)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._tx: SqliteTx | None = None
+        self._after_commit: list[Callable[[], None]] = []
+        self._commit: asyncio.Future[None] | None = None
+        self._commit_handle: asyncio.Handle | None = None
+
+    @classmethod
+    def in_dir(cls, data_dir: Path, *, synchronous: str = "NORMAL") -> SqliteStore:
+        """The store of a data dir."""
+        return cls(data_dir / DB_FILE, synchronous=synchronous)
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database and run pending migrations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        self._conn = conn
+        self._tx = SqliteTx(conn, self._after_commit)
+        self._migrate(conn)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this server "
+                f"({len(MIGRATIONS)}); upgrade the server"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            log.info("migrating database schema %d -> %d", number, number + 1)
+            # executescript commits first; BEGIN..COMMIT makes each migration atomic
+            conn.executescript(
+                f"BEGIN;\n{MIGRATIONS[number]}\nPRAGMA user_version = {number + 1};\nCOMMIT;"
+            )
+
+    @property
+    def tx(self) -> SqliteTx:
+        """The query object (only valid while open)."""
+        if self._tx is None:
+            raise RuntimeError("store is not open")
+        return self._tx
+
+    async def read(self, unit: Callable[[SqliteTx], T]) -> T:
+        """Run a read-only unit of work."""
+        return unit(self.tx)
+
+    async def write(self, unit: Callable[[SqliteTx], T]) -> T:
+        """Run a unit of work atomically; return once it is committed to disk."""
+        tx = self.tx
+        conn = tx.conn
+        if not conn.in_transaction:
+            conn.execute("BEGIN")
+        mark = len(self._after_commit)
+        conn.execute("SAVEPOINT unit")
+        try:
+            result = unit(tx)
+        except BaseException:
+            conn.execute("ROLLBACK TO unit")
+            conn.execute("RELEASE unit")
+            del self._after_commit[mark:]
+            raise
+        conn.execute("RELEASE unit")
+        if self._commit is None:
+            loop = asyncio.get_running_loop()
+            self._commit = loop.create_future()
+            self._commit_handle = loop.call_soon(self._flush)
+        # the commit happens whether or not this waiter is still interested
+        await asyncio.shield(self._commit)
+        return result
+
+    async def sync(self) -> None:
+        """Wait until every write so far is committed."""
+        if self._commit is not None:
+            await asyncio.shield(self._commit)
+
+    def _flush(self) -> None:
+        waiter, self._commit = self._commit, None
+        self._commit_handle = None
+        callbacks = self._after_commit[:]
+        self._after_commit.clear()
+        conn = self.tx.conn
+        try:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except Exception as exc:
+            log.exception("commit failed; rolling back the group")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()  # retrieved here: the writers re-raise it
+            return
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def close(self) -> None:
+        """Commit what is pending and close the database."""
+        if self._conn is None:
+            return
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._flush()
+        self._conn.close()
+        self._conn = None
+        self._tx = None
