@@ -20,7 +20,9 @@ async def call(
     **kwargs: Any,
 ) -> httpx.Response:
     """One JSON request; returns the raw response (status is not checked)."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = dict(kwargs.pop("headers", {}))
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
         return await client.request(method, path, json=json, headers=headers, **kwargs)
 
