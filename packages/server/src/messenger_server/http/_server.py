@@ -474,6 +474,8 @@ class _Connection:
         self.state = _State.STREAMING
         try:
             await result.producer(stream)
+            if protocol.peer_gone and task.cancelling():
+                task.uncancel()  # the producer swallowed our cancellation: clear it
         except asyncio.CancelledError:
             if not protocol.peer_gone:
                 raise
