@@ -1,0 +1,99 @@
+"""The SQLite store: migrations, durability of units, group commit, history index."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from messenger_server.storage import DB_FILE, MIGRATIONS, SqliteStore, SqliteTx
+
+
+async def open_store(tmp_path: Path) -> SqliteStore:
+    store = SqliteStore.in_dir(tmp_path)
+    await store.open()
+    return store
+
+
+async def test_fresh_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    conn = store.tx.conn
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    general = store.tx.chat(1)
+    assert general is not None and general.kind == "general"
+    await store.close()
+    # reopening runs nothing again
+    store = await open_store(tmp_path)
+    assert store.tx.conn.execute("SELECT count(*) FROM chats").fetchone()[0] == 1
+    await store.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        await open_store(tmp_path)
+
+
+async def test_failed_unit_rolls_back_only_itself(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+
+    def good(tx: SqliteTx) -> int | None:
+        return tx.insert_user("alice", "h", 1.0, False)
+
+    def bad(tx: SqliteTx) -> None:
+        tx.insert_user("bob", "h", 1.0, False)
+        raise ValueError("changed my mind")
+
+    results = await asyncio.gather(store.write(good), store.write(bad), return_exceptions=True)
+    assert isinstance(results[0], int) and isinstance(results[1], ValueError)
+    await store.close()
+    store = await open_store(tmp_path)
+    assert [u.login for u in store.tx.users()] == ["alice"]
+    await store.close()
+
+
+async def test_writes_of_one_turn_share_one_commit_and_are_durable_on_return(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path)
+    statements: list[str] = []
+    store.tx.conn.set_trace_callback(statements.append)
+
+    user_id = await store.write(lambda tx: tx.insert_user("alice", "h", 1.0, False))
+    assert user_id is not None
+    statements.clear()
+
+    def post(tx: SqliteTx, text: str) -> None:
+        assert user_id is not None
+        tx.insert_message(1, user_id, text, 2.0, None, None, None)
+
+    await asyncio.gather(*(store.write(partial(post, text=f"m{i}")) for i in range(50)))
+    assert statements.count("COMMIT") == 1
+    # another connection sees every acknowledged write
+    with sqlite3.connect(tmp_path / DB_FILE) as other:
+        assert other.execute("SELECT count(*) FROM messages").fetchone()[0] == 50
+    await store.close()
+
+
+async def test_history_and_unread_use_the_chat_index(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    conn = store.tx.conn
+    plans = [
+        "SELECT id FROM messages WHERE chat_id = 1 AND thread_root IS NULL ORDER BY id DESC"
+        " LIMIT 51",
+        "SELECT id FROM messages WHERE chat_id = 1 AND thread_root IS NULL AND id < 500"
+        " ORDER BY id DESC LIMIT 51",
+        "SELECT count(*) FROM messages WHERE chat_id = 1 AND thread_root IS NULL AND id > 5"
+        " AND author_id != 2",
+    ]
+    for sql in plans:
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "messages_chat" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    await store.close()
