@@ -130,7 +130,79 @@ CREATE INDEX events_chat ON events(chat_id, seq) WHERE chat_id IS NOT NULL;
 CREATE INDEX events_user ON events(user_id, seq) WHERE user_id IS NOT NULL;
 """
 
+# moderation and time (issue 6): complaints, bans, audit, rate-limit counters,
+# scheduled messages, per-recipient deliveries of disappearing messages
+_MODERATION_AND_TIME = """
+CREATE TABLE complaints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    author_id INTEGER NOT NULL REFERENCES users(id),
+    target_id INTEGER NOT NULL REFERENCES users(id),
+    reason TEXT NOT NULL DEFAULT '',
+    message_id INTEGER,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'dismissed', 'actioned')),
+    counted INTEGER NOT NULL DEFAULT 1,
+    decided_by TEXT,
+    decided_at REAL
+);
+CREATE INDEX complaints_target ON complaints(target_id, counted);
+CREATE INDEX complaints_open ON complaints(state, id);
+
+CREATE TABLE bans (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    created_at REAL NOT NULL,
+    until REAL NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    banned_by TEXT,
+    lifted_at REAL,
+    lifted_by TEXT
+);
+CREATE INDEX bans_user ON bans(user_id, until);
+
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE rate_counts (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id),
+    window_start REAL NOT NULL,
+    count INTEGER NOT NULL
+);
+
+CREATE TABLE scheduled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    chat_id INTEGER NOT NULL REFERENCES chats(id),
+    text TEXT NOT NULL,
+    send_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'sent', 'failed', 'cancelled')),
+    failure TEXT,
+    message_id INTEGER
+);
+CREATE INDEX scheduled_due ON scheduled(send_at) WHERE state = 'pending';
+CREATE INDEX scheduled_user ON scheduled(user_id, id);
+
+CREATE TABLE deliveries (
+    message_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    delivered_at REAL NOT NULL,
+    expired INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (message_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_due ON deliveries(delivered_at) WHERE expired = 0;
+CREATE INDEX deliveries_user ON deliveries(user_id, message_id);
+"""
+
 MIGRATIONS: list[str] = [
     _INITIAL,
+    _MODERATION_AND_TIME,
 ]
 """Schema scripts in order; migration ``n`` brings ``user_version`` from ``n`` to ``n + 1``."""
