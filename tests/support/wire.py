@@ -121,10 +121,10 @@ class SseReader:
             return (int(raw.id) if raw.id is not None else None), decode_event(raw.data)
 
     async def drain(self, quiet: float = 0.3) -> list[tuple[int | None, Event]]:
-        """Every event that arrives until the stream is quiet for ``quiet`` seconds."""
+        """Every event that arrives until the stream is quiet for ``quiet`` s (or closed)."""
         events: list[tuple[int | None, Event]] = []
         while True:
             try:
                 events.append(await self.next(quiet))
-            except TimeoutError:
+            except (TimeoutError, ConnectionError):
                 return events

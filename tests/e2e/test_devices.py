@@ -1,0 +1,70 @@
+"""One user on several clients at once (F14)."""
+
+from __future__ import annotations
+
+from messenger_protocol import MessageCreated, ReadMarker, SessionEnded
+from tests.support.server import ServerProcess
+from tests.support.wire import SseReader, call, register, send
+
+
+async def _login(base: str, login: str) -> str:
+    resp = await call(
+        base, "POST", "/api/v1/auth/login", json={"login": login, "password": "password1"}
+    )
+    token: str = resp.json()["token"]
+    return token
+
+
+async def test_two_clients_stay_in_sync_and_third_user_is_unaffected(server: ServerProcess) -> None:
+    alice = (await register(server.url, "alice"))["token"]
+    alice_laptop = await _login(server.url, "alice")
+    bob = (await register(server.url, "bob"))["token"]
+    carol = (await register(server.url, "carol"))["token"]
+    dm = (await call(server.url, "POST", "/api/v1/direct", bob, {"login": "alice"})).json()["id"]
+    async with (
+        SseReader(server.url, alice) as phone,
+        SseReader(server.url, alice_laptop) as laptop,
+        SseReader(server.url, carol) as other,
+    ):
+        mine = (await send(server.url, alice, "from my phone")).json()
+        incoming = (await send(server.url, bob, "private to alice", chat_id=dm)).json()
+        for device in (phone, laptop):
+            texts = [
+                e.message.text for _, e in await device.drain() if isinstance(e, MessageCreated)
+            ]
+            assert texts == ["from my phone", "private to alice"]
+        await call(
+            server.url, "POST", f"/api/v1/chats/{dm}/read", alice_laptop, {"up_to": incoming["id"]}
+        )
+        markers = [e for _, e in await phone.drain() if isinstance(e, ReadMarker)]
+        assert [(m.chat_id, m.up_to) for m in markers] == [(dm, incoming["id"])]
+        carol_events = [e for _, e in await other.drain()]
+    assert all(not isinstance(e, ReadMarker) for e in carol_events)
+    assert [e.message.id for e in carol_events if isinstance(e, MessageCreated)] == [mine["id"]]
+    chats = (await call(server.url, "GET", "/api/v1/chats", alice)).json()["chats"]
+    assert next(c for c in chats if c["id"] == dm)["unread"] == 0
+
+
+async def test_status_lists_every_connection(server: ServerProcess) -> None:
+    alice = (await register(server.url, "alice"))["token"]
+    laptop = await _login(server.url, "alice")
+    async with SseReader(server.url, alice), SseReader(server.url, laptop):
+        status = (await call(server.url, "GET", "/api/v1/status", alice)).json()
+    assert len({c["session_id"] for c in status["connections"]}) == 2
+
+
+async def test_logout_ends_one_session_and_logout_all_ends_every(server: ServerProcess) -> None:
+    alice = (await register(server.url, "alice"))["token"]
+    laptop = await _login(server.url, "alice")
+    tablet = await _login(server.url, "alice")
+    async with SseReader(server.url, laptop) as laptop_events:
+        assert (await call(server.url, "POST", "/api/v1/auth/logout", alice)).status_code == 200
+        assert (await call(server.url, "GET", "/api/v1/status", alice)).status_code == 401
+        assert (await call(server.url, "GET", "/api/v1/status", laptop)).status_code == 200
+        assert (
+            await call(server.url, "POST", "/api/v1/auth/logout_all", tablet)
+        ).status_code == 200
+        events = await laptop_events.drain()
+    assert any(isinstance(e, SessionEnded) for _, e in events)
+    for token in (laptop, tablet):
+        assert (await call(server.url, "GET", "/api/v1/status", token)).status_code == 401
