@@ -434,3 +434,24 @@ async def test_no_content_response(serve: Serve, connect: Connect) -> None:
     for _ in range(2):
         answer = await client.response(head_only=True)
         assert answer.status == 204 and "content-length" not in answer.headers
+
+
+async def test_large_body_streams_in_pieces_and_connection_goes_on(
+    serve: Serve, connect: Connect
+) -> None:
+    pieces: list[int] = []
+
+    async def upload(request: Request) -> Response:
+        total = 0
+        async for chunk in request.body.chunks(10 * 1024 * 1024):
+            pieces.append(len(chunk))
+            total += len(chunk)
+        return Response(body=b'{"total": %d}' % total)
+
+    server = await serve(upload)
+    client = await connect(server)
+    size = 3 * 1024 * 1024 + 7
+    await client.send(post("/up", b"u" * size) + get("/after"))
+    assert json.loads((await client.response()).body) == {"total": size}
+    assert len(pieces) > 1 and max(pieces) <= 64 * 1024  # streamed, never held whole
+    assert json.loads((await client.response()).body) == {"total": 0}

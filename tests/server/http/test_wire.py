@@ -121,3 +121,39 @@ def test_fuzz_near_valid_requests(
             drive(chunks)
         except BadRequest as exc:
             assert exc.status in (400, 431)
+
+
+def test_take_body_keeps_pipelined_bytes_for_the_next_request() -> None:
+    wire = (
+        b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    head_end = wire.index(b"\r\n\r\n") + 4
+    for split in range(head_end, len(wire) + 1):
+        parser = ServerParser()
+        parser.receive_data(wire[:split])  # what the first read brought
+        head = parser.next_event()
+        assert isinstance(head, RequestHead) and head.content_length == 5
+        lead = parser.take_body()
+        socket_rest = wire[split:]  # still in the socket: the body's tail comes from here
+        tail = socket_rest[: 5 - len(lead)]
+        assert lead + tail == b"hello", split
+        parser.response(200, [(b"content-length", b"0")])
+        parser.end()
+        assert parser.keep_alive
+        parser.start_next_cycle()
+        parser.receive_data(socket_rest[len(tail) :])
+        following = parser.next_event()
+        assert isinstance(following, RequestHead) and following.target == b"/next", split
+
+
+def test_take_body_honours_connection_close() -> None:
+    parser = ServerParser()
+    parser.receive_data(
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+    )
+    assert isinstance(parser.next_event(), RequestHead)
+    assert parser.take_body() == b"hi"
+    parser.response(200, [(b"content-length", b"0")])
+    parser.end()
+    assert not parser.keep_alive

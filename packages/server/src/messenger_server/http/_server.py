@@ -183,6 +183,8 @@ class _Connection:
     __slots__ = (
         "_body_broken",
         "_body_done",
+        "_body_lead",
+        "_body_remaining",
         "_parser",
         "_reader",
         "_server",
@@ -218,6 +220,9 @@ class _Connection:
         self.stream_protocol: _StreamProtocol | None = None
         self._body_done = True
         self._body_broken = False
+        # a Content-Length body is read straight from the socket (see ServerParser.take_body)
+        self._body_lead = b""
+        self._body_remaining: int | None = None
 
     def shutdown(self) -> None:
         """Server closing: idle connections go now, event streams end, busy ones finish."""
@@ -305,6 +310,9 @@ class _Connection:
         parser = self._parser
         if parser.they_are_waiting_for_100_continue:
             self.transport.write(parser.continue_100())
+        remaining = self._body_remaining
+        if remaining is not None:
+            return await self._next_direct_chunk(remaining)
         while True:
             event = parser.next_event()
             if type(event) is bytes:
@@ -321,6 +329,28 @@ class _Connection:
                 return None
             else:
                 raise BadRequest("request body ended early")
+
+    async def _next_direct_chunk(self, remaining: int) -> bytes | None:
+        lead = self._body_lead
+        if lead:
+            self._body_lead = b""
+            self._body_remaining = remaining - len(lead)
+            return lead
+        if remaining <= 0:
+            self._body_done = True
+            return None
+        try:
+            async with asyncio.timeout(self._server.limits.body_read_timeout):
+                # never more than the body: what follows belongs to the next request
+                data = await self._reader.read(min(remaining, self._server.limits.read_size))
+        except TimeoutError:
+            self._body_broken = True
+            raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly") from None
+        if not data:
+            self._body_broken = True
+            raise BadRequest("request body ended early")
+        self._body_remaining = remaining - len(data)
+        return data
 
     def _request(self, head: RequestHead) -> Request:
         try:
@@ -354,6 +384,10 @@ class _Connection:
     async def _exchange(self, head: RequestHead) -> bool:
         """Answer one request; True if the connection may serve another."""
         self._body_done = False
+        self._body_remaining = None
+        if head.content_length:
+            self._body_lead = self._parser.take_body()
+            self._body_remaining = head.content_length
         result: Response | StreamResponse
         request: Request | None = None
         try:
