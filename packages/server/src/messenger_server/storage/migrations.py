@@ -201,8 +201,37 @@ CREATE INDEX deliveries_due ON deliveries(delivered_at) WHERE expired = 0;
 CREATE INDEX deliveries_user ON deliveries(user_id, message_id);
 """
 
+_FILES = """
+-- uploads: one row per upload; the bytes live once per sha256 in files/ab/cd/<sha256>
+CREATE TABLE files (
+    id TEXT PRIMARY KEY,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    name TEXT NOT NULL,
+    width INTEGER,
+    height INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE INDEX files_owner ON files(owner_id, sha256);
+CREATE INDEX files_sha256 ON files(sha256);
+
+-- which message carries which upload (no foreign key to messages: retention deletes them)
+CREATE TABLE message_files (
+    message_id INTEGER NOT NULL,
+    file_id TEXT NOT NULL REFERENCES files(id),
+    position INTEGER NOT NULL,
+    chat_id INTEGER NOT NULL,
+    PRIMARY KEY (message_id, file_id)
+) WITHOUT ROWID;
+CREATE INDEX message_files_file ON message_files(file_id);
+CREATE INDEX message_files_chat ON message_files(chat_id, message_id);
+"""
+
 MIGRATIONS: list[str] = [
     _INITIAL,
     _MODERATION_AND_TIME,
+    _FILES,
 ]
 """Schema scripts in order; migration ``n`` brings ``user_version`` from ``n`` to ``n + 1``."""
