@@ -1,0 +1,130 @@
+"""History benchmark: the last 50 messages of a chat among 1,000,000 stored (SPEC §7: <= 5 ms).
+
+    uv run python bench/history.py [--messages 1000000] [--save FILE] [--baseline FILE]
+
+Creates a data dir with a real server, fills the general chat with N messages straight
+into SQLite (fast), then measures the storage query in-process and the whole request
+(`GET /api/v1/chats/1/messages?limit=50`, newest page and a page deep in the past) over a
+keep-alive connection to the restarted server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import ServerProcess, compare, http_request, percentile, save
+
+from messenger_server.storage import SqliteStore
+
+
+def fill(db: Path, count: int, author_id: int) -> None:
+    """Insert `count` 150-byte messages into the general chat."""
+    conn = sqlite3.connect(db)
+    text = "x" * 150
+    now = time.time() - count
+    batch = 50_000
+    for start in range(0, count, batch):
+        rows = [(1, author_id, text, now + i) for i in range(start, min(count, start + batch))]
+        conn.executemany(
+            "INSERT INTO messages (chat_id, author_id, text, created_at) VALUES (?, ?, ?, ?)", rows
+        )
+        conn.commit()
+    conn.execute("UPDATE chats SET last_message_id = (SELECT max(id) FROM messages) WHERE id = 1")
+    conn.commit()
+    conn.close()
+
+
+async def store_query(data_dir: Path, count: int, repeats: int) -> dict[str, float]:
+    store = SqliteStore.in_dir(data_dir)
+    await store.open()
+    newest: list[float] = []
+    deep: list[float] = []
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            await store.read(lambda tx: tx.history(1, None, None, 50))
+            newest.append((time.perf_counter() - t0) * 1000)
+            before = random.randint(100, count)
+            t0 = time.perf_counter()
+            await store.read(lambda tx, b=before: tx.history(1, b, None, 50))  # type: ignore[misc]
+            deep.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await store.close()
+    return {
+        "store_newest_p50_ms": percentile(newest, 50),
+        "store_newest_p99_ms": percentile(newest, 99),
+        "store_deep_p50_ms": percentile(deep, 50),
+        "store_deep_p99_ms": percentile(deep, 99),
+    }
+
+
+async def http_query(srv: ServerProcess, token: str, count: int, repeats: int) -> dict[str, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    times: list[float] = []
+    for i in range(repeats):
+        before = "" if i % 2 == 0 else f"&before={random.randint(100, count)}"
+        writer.write(
+            f"GET /api/v1/chats/1/messages?limit=50{before} HTTP/1.1\r\nHost: b\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        t0 = time.perf_counter()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+        times.append((time.perf_counter() - t0) * 1000)
+        assert len(json.loads(body)["messages"]) == 50
+    writer.close()
+    return {"http_p50_ms": percentile(times, 50), "http_p99_ms": percentile(times, 99)}
+
+
+async def run(count: int, repeats: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        srv = ServerProcess(data, args=["--log-level", "WARNING"])
+        srv.start()
+        body = json.dumps({"login": "reader", "password": "benchmark"}).encode()
+        status, raw = await http_request(
+            "127.0.0.1", srv.port, "POST", "/api/v1/auth/register", body
+        )
+        assert status == 200, raw
+        token = json.loads(raw)["token"]
+        srv.stop()
+        t0 = time.perf_counter()
+        fill(data / "messenger.db", count, author_id=1)
+        fill_s = time.perf_counter() - t0
+        results: dict[str, Any] = {"messages": count, "fill_s": fill_s}
+        results |= await store_query(data, count, repeats)
+        srv.start()
+        try:
+            results |= await http_query(srv, token, count, repeats)
+        finally:
+            srv.stop()
+        return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--save", type=Path)
+    parser.add_argument("--baseline", type=Path)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.messages, args.repeats))
+    for key, value in results.items():
+        print(f"  {key:24} {value:10.3f}" if isinstance(value, float) else f"  {key:24} {value}")
+    if args.save:
+        save(args.save, results)
+    if args.baseline:
+        compare(results, args.baseline)
+
+
+if __name__ == "__main__":
+    main()
