@@ -45,6 +45,7 @@ from .services import (
     EventService,
     MessageService,
     StatusService,
+    require_member,
 )
 from .storage import SqliteStore, Store
 
@@ -192,6 +193,10 @@ class App:
         return await self.accounts.authenticate(token, request.peer)
 
     async def _unavailable(self, call: Call) -> object:
+        chat_id = call.params.get("chat_id")
+        if chat_id is not None and call.actor_or_none is not None:
+            user_id = call.actor.user_id  # outsiders learn nothing, not even "not yet"
+            await self.store.read(lambda tx: require_member(tx, chat_id, user_id))
         raise ApiError(ErrorCode.UNAVAILABLE, f"{call.endpoint.name}: not available yet")
 
     def _own_handlers(self) -> dict[str, EndpointHandler]:

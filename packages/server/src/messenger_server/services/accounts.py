@@ -71,6 +71,7 @@ class AccountService:
         self.login_checks: list[LoginCheck] = []
         """Run before a password is checked (e.g. a failed-login throttle)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         events.hub.on_first_attach = self._came_online
         events.hub.on_last_detach = self._went_offline
 
@@ -239,6 +240,8 @@ class AccountService:
         now = self.clock.now()
         self.last_seen[user_id] = now
         self.events.ephemeral(Presence(login=login, online=False, last_seen=now), None)
+        if self._closing:
+            return  # close() saves every last_seen kept in memory
         task = asyncio.get_running_loop().create_task(self._save_last_seen(user_id, now))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -251,6 +254,7 @@ class AccountService:
 
     async def close(self) -> None:
         """Persist presence times kept in memory."""
+        self._closing = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         seen = dict(self.last_seen)
