@@ -190,14 +190,27 @@ CREATE TABLE scheduled (
 CREATE INDEX scheduled_due ON scheduled(send_at) WHERE state = 'pending';
 CREATE INDEX scheduled_user ON scheduled(user_id, id);
 
+-- disappearing messages: every message until it is deleted, and the recipients
+-- who were offline when it was posted (delivered_at NULL until they fetch it)
+CREATE TABLE expiring (
+    message_id INTEGER PRIMARY KEY,
+    chat_id INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    partial INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX expiring_due ON expiring(expires_at) WHERE partial = 0;
+CREATE INDEX expiring_age ON expiring(created_at);
+
 CREATE TABLE deliveries (
     message_id INTEGER NOT NULL,
     user_id INTEGER NOT NULL,
-    delivered_at REAL NOT NULL,
+    delivered_at REAL,
     expired INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (message_id, user_id)
 ) WITHOUT ROWID;
-CREATE INDEX deliveries_due ON deliveries(delivered_at) WHERE expired = 0;
+CREATE INDEX deliveries_due ON deliveries(delivered_at)
+    WHERE expired = 0 AND delivered_at IS NOT NULL;
 CREATE INDEX deliveries_user ON deliveries(user_id, message_id);
 """
 
