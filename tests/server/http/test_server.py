@@ -195,6 +195,8 @@ async def test_garbage_gets_typed_400_and_close(serve: Serve, connect: Connect) 
         b"GET / HTTP/1.1\r\n\r\n",  # no Host
         b"GET nope HTTP/1.1\r\nHost: t\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
     ):
         client = await connect(server)
         await client.send(garbage)

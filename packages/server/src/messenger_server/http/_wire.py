@@ -154,14 +154,20 @@ class ServerParser:
             raise BadRequest("malformed method") from None
         headers = list(event.headers)
         content_length: int | None = 0
+        chunked = False
         expect_continue = False
         for name, value in headers:
             if name == b"content-length":
                 content_length = int(value)  # h11 has validated it
             elif name == b"transfer-encoding":
-                content_length = None
+                chunked = True
             elif name == b"expect":
                 expect_continue = value.lower() == b"100-continue"
+        if chunked:
+            if content_length:
+                # two framings: the classic request-smuggling shape (RFC 9112 §6.1)
+                raise BadRequest("both Content-Length and Transfer-Encoding given")
+            content_length = None
         self._body_length = content_length
         return RequestHead(
             method=method.upper(),
