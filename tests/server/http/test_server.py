@@ -457,3 +457,15 @@ async def test_large_body_streams_in_pieces_and_connection_goes_on(
     assert json.loads((await client.response()).body) == {"total": size}
     assert len(pieces) > 1 and max(pieces) <= 64 * 1024  # streamed, never held whole
     assert json.loads((await client.response()).body) == {"total": 0}
+
+
+async def test_header_injection_from_the_app_becomes_500(serve: Serve, connect: Connect) -> None:
+    async def bad_header(request: Request) -> Response:
+        return Response(headers=[("Content-Disposition", 'attachment; filename="a\r\nX-Evil: 1"')])
+
+    server = await serve(bad_header)
+    client = await connect(server)
+    await client.send(get("/file"))
+    answer = await client.response()
+    assert (answer.status, error_code(answer.body)) == (500, "internal")
+    assert "x-evil" not in answer.headers

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from messenger_protocol import (
     ENDPOINTS,
     ApiError,
@@ -293,7 +295,12 @@ class App:
         return await self.chats.create(call.actor, call.body)
 
     async def _history(self, call: Call) -> object:
-        return await self.messages.history(call.actor, call.params["chat_id"], call.query)
+        query = call.query
+        if "limit" not in call.request.query:
+            # without a limit: the configured history-on-connect page (SPEC F2)
+            limit = min(self.settings.history_on_connect, limits.HISTORY_PAGE_MAX)
+            query = msgspec.structs.replace(query, limit=limit)
+        return await self.messages.history(call.actor, call.params["chat_id"], query)
 
     async def _send(self, call: Call) -> object:
         return await self.messages.post(call.actor, call.params["chat_id"], call.body)

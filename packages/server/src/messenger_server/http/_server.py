@@ -404,7 +404,16 @@ class _Connection:
         head_only = head.method == "HEAD"
         close = self._must_close_after(head, request.body if request is not None else None)
         if type(result) is Response:
-            self._send_response(result, head_only, close)
+            try:
+                self._send_response(result, head_only, close)
+            except (ValueError, UnicodeEncodeError):
+                log.exception("%s %s: unsendable response", head.method, request and request.path)
+                # nothing was written: the head failed to build
+                internal = ApiError(ErrorCode.INTERNAL, "internal server error")
+                self.transport.write(
+                    raw_response(500, error_headers(internal), error_body(internal))
+                )
+                return False
         else:
             assert isinstance(result, StreamResponse)
             if result.content_length is None:

@@ -205,10 +205,17 @@ class ServerParser:
         return self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
     def response(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """Bytes of a response head (``headers`` must carry the framing)."""
-        return self._send(
-            h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-        )
+        """Bytes of a response head (``headers`` must carry the framing).
+
+        Raises ValueError for a response HTTP cannot carry (bad header name or value).
+        """
+        try:
+            event = h11.Response(
+                status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+            )
+        except h11.LocalProtocolError as exc:  # h11 validates names and values here
+            raise ValueError(f"invalid response: {exc}") from None
+        return self._send(event)
 
     def body(self, data: bytes) -> bytes:
         """Bytes of a piece of response body (checked against Content-Length)."""
@@ -219,7 +226,10 @@ class ServerParser:
         return self._send(h11.EndOfMessage())
 
     def _send(self, event: h11.Event) -> bytes:
-        data = self._h11.send(event)
+        try:
+            data = self._h11.send(event)
+        except h11.LocalProtocolError as exc:  # e.g. a CR/LF in a header value
+            raise ValueError(f"invalid response: {exc}") from None
         assert data is not None  # only ConnectionClosed gives None
         return data
 
