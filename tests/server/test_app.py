@@ -246,3 +246,22 @@ async def test_bad_last_event_id_is_invalid(app: App) -> None:
             request("GET", "/api/v1/events", token=token, headers={"Last-Event-ID": "x1"})
         )
     assert err.value.code is ErrorCode.INVALID
+
+
+async def test_history_without_limit_is_the_configured_page(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path, ManualClock(), history_on_connect=3)
+    await app.start()
+    try:
+        token = await register(app, "alice")
+        for i in range(5):
+            await json_of(
+                app, request("POST", "/api/v1/chats/1/messages", {"text": f"m{i}"}, token=token)
+            )
+        page = await json_of(app, request("GET", "/api/v1/chats/1/messages", token=token))
+        assert [m["text"] for m in page["messages"]] == ["m2", "m3", "m4"]
+        page = await json_of(
+            app, request("GET", "/api/v1/chats/1/messages", token=token, query={"limit": "4"})
+        )
+        assert len(page["messages"]) == 4
+    finally:
+        await app.close()
