@@ -526,7 +526,7 @@ def error_out(exc: ApiError | ServerUnavailable) -> ErrorOut:
     if isinstance(exc, ServerUnavailable):
         return ErrorOut("offline", f"server unavailable: {exc}")
     text = exc.message
-    if exc.code == ErrorCode.UNAVAILABLE:
+    if exc.code == ErrorCode.UNAVAILABLE and "not available" not in exc.message:
         text = f"not available yet ({exc.message})"
     return ErrorOut(exc.code.value, text, retry_after=exc.retry_after, until=exc.until)
 
