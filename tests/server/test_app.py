@@ -92,9 +92,14 @@ def test_every_endpoint_has_a_handler(tmp_path: Path) -> None:
 
 async def test_not_yet_available_endpoints_say_so(app: App) -> None:
     token = await register(app, "alice")
+    app.register("scheduled", app._unavailable)  # as before its service lands
     with pytest.raises(ApiError) as err:
         await app.handle(request("GET", "/api/v1/scheduled", token=token))
     assert err.value.code is ErrorCode.UNAVAILABLE
+    app.register("chat_files", app._unavailable)
+    with pytest.raises(ApiError) as err:  # an outsider learns nothing, not even "not yet"
+        await app.handle(request("GET", "/api/v1/chats/42/files", token=token))
+    assert err.value.code is ErrorCode.FORBIDDEN
 
 
 async def test_auth_is_required_and_checked(app: App) -> None:

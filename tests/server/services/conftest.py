@@ -24,18 +24,25 @@ class ManualClock:
 
     def __init__(self, now: float = 1_700_000_000.0) -> None:
         self.value = now
+        self._moved: asyncio.Event | None = None
 
     def now(self) -> float:
         """The current test time."""
         return self.value
 
     async def sleep_until(self, when: float) -> None:
-        """Move time forward to ``when``."""
-        self.value = max(self.value, when)
+        """Wait until the test moves time to ``when``."""
+        while self.value < when:
+            if self._moved is None:
+                self._moved = asyncio.Event()
+            await self._moved.wait()
 
     def advance(self, seconds: float) -> None:
-        """Move time forward."""
+        """Move time forward (waking sleepers that are due)."""
         self.value += seconds
+        moved, self._moved = self._moved, None
+        if moved is not None:
+            moved.set()
 
 
 class Sink:
@@ -109,8 +116,9 @@ class Harness:
 
 
 def make_app(data_dir: Path, clock: ManualClock, **settings: object) -> tuple[App, LocalHub]:
-    """An app on ``data_dir`` with cheap password hashing."""
+    """An app on ``data_dir`` with cheap password hashing and no general-chat rate limit."""
     hub = LocalHub()
+    settings.setdefault("rate_limit_messages", 1_000_000)
     app = App(Settings(data_dir=data_dir, **settings), clock, hub)  # type: ignore[arg-type]
     app.accounts.hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     return app, hub

@@ -97,3 +97,17 @@ async def test_history_and_unread_use_the_chat_index(tmp_path: Path) -> None:
         assert "messages_chat" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
     await store.close()
+
+
+async def test_checkpoint_moves_the_wal_into_the_database(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    await store.write(lambda tx: tx.insert_user("alice", "h", 1.0, False))
+    wal = tmp_path / (DB_FILE + "-wal")
+    assert wal.stat().st_size > 0
+    await store.checkpoint()
+    # a reader that ignores the WAL (immutable) sees the user: it is in the main file
+    uri = f"file:{tmp_path / DB_FILE}?immutable=1"
+    with sqlite3.connect(uri, uri=True) as reader:
+        assert reader.execute("SELECT login FROM users").fetchall() == [("alice",)]
+    await store.close()
+    assert not wal.exists() or wal.stat().st_size == 0

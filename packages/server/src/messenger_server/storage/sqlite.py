@@ -10,6 +10,7 @@ that raises rolls back only its own savepoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -29,6 +30,9 @@ T = TypeVar("T")
 
 DB_FILE = "messenger.db"
 """Name of the database file inside the data dir."""
+
+CHECKPOINT_INTERVAL = 1.0
+"""Seconds between WAL checkpoints, run on a worker thread so commits never pay for them."""
 
 _MESSAGE_COLUMNS = (
     "m.id, m.chat_id, u.login, m.text, m.created_at, m.client_id, m.thread_root, "
@@ -637,6 +641,9 @@ class SqliteStore:
         self._after_commit: list[Callable[[], None]] = []
         self._commit: asyncio.Future[None] | None = None
         self._commit_handle: asyncio.Handle | None = None
+        self._commits = 0
+        self._checkpointed_at = 0
+        self._checkpointer: asyncio.Task[None] | None = None
 
     @classmethod
     def in_dir(cls, data_dir: Path, *, synchronous: str = "NORMAL") -> SqliteStore:
@@ -651,9 +658,13 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
+        # checkpoints move to a worker thread (checkpoint()); a commit on the event
+        # loop would otherwise now and then copy and fsync the whole WAL
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._conn = conn
         self._tx = SqliteTx(conn, self._after_commit)
         self._migrate(conn)
+        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -727,6 +738,7 @@ class SqliteStore:
                 waiter.set_exception(exc)
                 waiter.exception()  # retrieved here: the writers re-raise it
             return
+        self._commits += 1
         for callback in callbacks:
             try:
                 callback()
@@ -735,13 +747,44 @@ class SqliteStore:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database file on a worker thread (readers and writers go on)."""
+        commits = self._commits
+        if commits == self._checkpointed_at:
+            return
+        await asyncio.to_thread(self._checkpoint_now)
+        self._checkpointed_at = commits
+
+    def _checkpoint_now(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            try:
+                await self.checkpoint()
+            except sqlite3.Error:
+                log.exception("WAL checkpoint failed")
+
     async def close(self) -> None:
-        """Commit what is pending and close the database."""
+        """Commit what is pending, checkpoint, and close the database."""
         if self._conn is None:
             return
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if self._commit_handle is not None:
             self._commit_handle.cancel()
             self._flush()
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
         self._conn = None
         self._tx = None
