@@ -306,3 +306,38 @@ async def test_plain_json_lines(plain: StartPlain) -> None:
     assert {"id", "chat_id", "created_at"} <= message.keys()
     error = next(o for o in objects if o["kind"] == "error")
     assert error["code"] == "not_found"
+
+
+async def test_plain_thread_and_history_repeat_what_was_shown(plain: StartPlain) -> None:
+    proc = await plain()
+    proc.send(f"/auth alice {PASSWORD}")
+    proc.send("root message")
+    line = await proc.expect("alice: root message")
+    root_id = line.split()[0].removeprefix("[#")
+    proc.send(f"/comment {root_id} a comment")
+    await proc.expect(f"↳#{root_id}] alice: a comment")
+    proc.send(f"/thread {root_id}")
+    await proc.expect("alice: root message (1 comments)")
+    await proc.expect("alice: a comment")
+    proc.send("/history")
+    await proc.expect("alice: root message")
+    assert await proc.finish() == 0
+
+
+async def test_plain_marks_what_it_printed_as_read(
+    plain: StartPlain, clients: Callable[[], Client]
+) -> None:
+    alice = clients()
+    await alice.register("alice", PASSWORD)
+    bob = clients()
+    await bob.register("bob", PASSWORD)
+    await alice.send(GENERAL_CHAT_ID, "in general")
+    direct = await alice.open_direct("bob")
+    await alice.send(direct.id, "just for bob")
+    proc = await plain("--login", "bob", "--password", PASSWORD)
+    proc.send("/unread")
+    await proc.expect("alice: just for bob")  # general was printed at login: not unread
+    proc.send("/unread")
+    await proc.expect("* 0 unread")
+    assert await proc.finish() == 0
+    assert not any("general: " in line for line in proc.lines)

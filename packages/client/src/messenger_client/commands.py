@@ -55,6 +55,7 @@ from .api import Client, ServerUnavailable
 
 __all__ = [
     "COMMANDS",
+    "POSTING_COMMANDS",
     "ArgSpec",
     "CommandRunner",
     "CommandSpec",
@@ -165,6 +166,10 @@ COMMANDS: dict[str, CommandSpec] = {
     )
 }  # fmt: skip
 """Every slash command, by name (without the slash)."""
+
+
+POSTING_COMMANDS = frozenset({"say", "send", "private", "send_chat", "comment", "file"})
+"""Commands whose answer is a new message that also arrives as a live event."""
 
 
 # --- parsing ----------------------------------------------------------------
@@ -554,6 +559,7 @@ class CommandRunner:
         self.progress = progress
         self._chats: dict[int, Chat] = {}
         self._by_name: dict[str, int] = {}
+        self._logging_out = False
 
     # --- chat names ---------------------------------------------------------
 
@@ -695,9 +701,14 @@ class CommandRunner:
                 what = {"sent": "was sent", "failed": "failed", "cancelled": "was cancelled"}
                 detail = f": {s.failure}" if s.failure else ""
                 return [InfoOut(f"scheduled #{s.id} {what.get(s.state, s.state)}{detail}")]
-            case SessionEnded():
+            case SessionEnded(session_id=session_id):
+                session = self.client.session
+                if self._logging_out or session is None or session.session_id != session_id:
+                    return []  # our own /logout, or another session of ours
                 return [LogoutOut("this session was ended from another client")]
             case Presence(login=login, online=online):
+                if login == self.client.login_name:
+                    return []
                 return [InfoOut(f"{login} is {'online' if online else 'offline'}")]
             case Reset(reason=reason):
                 await self.refresh_chats()
@@ -721,7 +732,11 @@ class CommandRunner:
         return [ExitOut()]
 
     async def _do_logout(self) -> list[Output]:
-        await self.client.logout()
+        self._logging_out = True
+        try:
+            await self.client.logout()
+        finally:
+            self._logging_out = False
         self._chats.clear()
         self._by_name.clear()
         return [LogoutOut("logged out")]

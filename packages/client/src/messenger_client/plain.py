@@ -27,6 +27,7 @@ from messenger_protocol import ApiError, Message, Session, Status
 
 from .api import Client
 from .commands import (
+    POSTING_COMMANDS,
     CommandRunner,
     ErrorOut,
     ExitOut,
@@ -34,10 +35,13 @@ from .commands import (
     LogoutOut,
     MessageOut,
     Output,
+    ParsedCommand,
     SessionOut,
     StatusOut,
     TableOut,
+    UsageError,
     error_out,
+    parse,
 )
 from .config import ClientConfig
 from .events import ConnectionState
@@ -260,12 +264,18 @@ class PlainConsole:
 
     # --- printing ---------------------------------------------------------------
 
-    def emit(self, out: Output | ConnectionState) -> None:
-        """Print one output (as text lines or one JSON line)."""
+    def emit(self, out: Output | ConnectionState, *, once: bool = False) -> None:
+        """Print one output (as text lines or one JSON line).
+
+        A live message, or the answer of a send (``once``), is printed only if that
+        message was not printed already: a send shows up both as the answer and as
+        its live event, in either order. History and threads always print.
+        """
         if isinstance(out, MessageOut):
-            if out.message.id in self._printed:
-                return  # already shown: as the answer to /send, or as its live event
+            if (out.live or once) and out.message.id in self._printed:
+                return
             self._printed[out.message.id] = None
+            self._printed.move_to_end(out.message.id)
             if len(self._printed) > _PRINTED_MEMORY:
                 self._printed.popitem(last=False)
             self._note_read(out.message)
@@ -291,12 +301,17 @@ class PlainConsole:
     async def _flush_reads(self) -> None:
         # One request per chat however many messages were printed in this loop turn.
         await asyncio.sleep(0)
-        marks, self._read_upto = self._read_upto, {}
-        for chat_id, up_to in marks.items():
-            try:
-                await self.client.mark_read(chat_id, up_to)
-            except (ApiError, ConnectionError) as exc:
-                log.info("could not mark chat %d read: %s", chat_id, exc)
+        while self._read_upto:
+            marks, self._read_upto = self._read_upto, {}
+            for chat_id, up_to in marks.items():
+                try:
+                    await self.client.mark_read(chat_id, up_to)
+                except (ApiError, ConnectionError) as exc:
+                    log.info("could not mark chat %d read: %s", chat_id, exc)
+
+    async def _reads_done(self) -> None:
+        if self._read_task is not None:
+            await self._read_task
 
     # --- events -----------------------------------------------------------------
 
@@ -345,14 +360,21 @@ class PlainConsole:
         """Run one line; False when the console should stop."""
         if not line.strip():
             return True
+        # What was printed is read before the next command asks (e.g. /unread).
+        await self._reads_done()
+        parsed = parse(line)
+        once = isinstance(parsed, ParsedCommand) and parsed.name in POSTING_COMMANDS
         try:
-            outputs = await self.runner.run_line(line)
+            if isinstance(parsed, UsageError):
+                outputs: list[Output] = [ErrorOut("usage", str(parsed))]
+            else:
+                outputs = await self.runner.run(parsed)
         except Exception as exc:
             # A bug must cost one line of output, not the session.
             log.exception("command %r failed", line.split(" ", 1)[0])
             outputs = [ErrorOut("internal", f"client error: {exc!r}")]
         for out in outputs:
-            self.emit(out)
+            self.emit(out, once=once)
             if isinstance(out, SessionOut):
                 try:
                     await self._start_session(out.session)
@@ -372,8 +394,7 @@ class PlainConsole:
             while (line := await lines.next()) is not None:
                 if not await self.handle(line.rstrip("\r\n")):
                     break
-            if self._read_task is not None:
-                await self._read_task
+            await self._reads_done()
         finally:
             await self._stop_events()
             await self.client.close()
