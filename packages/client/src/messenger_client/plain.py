@@ -322,7 +322,13 @@ class PlainConsole:
                 if isinstance(item, ConnectionState):
                     self._connection(item)
                     continue
-                for out in await self.runner.event_outputs(item):
+                try:
+                    outputs = await self.runner.event_outputs(item)
+                except Exception:
+                    # One event we cannot show must not end the live stream.
+                    log.exception("could not show event %r", item)
+                    continue
+                for out in outputs:
                     self.emit(out)
                     if isinstance(out, LogoutOut):
                         return
