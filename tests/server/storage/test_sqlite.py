@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from messenger_server.storage import DB_FILE, MIGRATIONS, SqliteStore, SqliteTx
+from messenger_server.storage.sqlite import UNREAD_COUNT_MAX
 
 
 async def open_store(tmp_path: Path) -> SqliteStore:
@@ -89,8 +90,8 @@ async def test_history_and_unread_use_the_chat_index(tmp_path: Path) -> None:
         " LIMIT 51",
         "SELECT id FROM messages WHERE chat_id = 1 AND thread_root IS NULL AND id < 500"
         " ORDER BY id DESC LIMIT 51",
-        "SELECT count(*) FROM messages WHERE chat_id = 1 AND thread_root IS NULL AND id > 5"
-        " AND author_id != 2",
+        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE chat_id = 1 AND thread_root IS NULL"
+        " AND id > 5 AND author_id != 2 LIMIT 10000)",
     ]
     for sql in plans:
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
@@ -111,3 +112,24 @@ async def test_checkpoint_moves_the_wal_into_the_database(tmp_path: Path) -> Non
         assert reader.execute("SELECT login FROM users").fetchall() == [("alice",)]
     await store.close()
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+async def test_unread_count_stops_at_its_cap(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+
+    def fill(tx: SqliteTx, count: int) -> int:
+        author = tx.insert_user("alice", "h", 1.0, False)
+        assert author is not None
+        for _ in range(count):
+            tx.insert_message(1, author, "x", 2.0, None, None, None)
+        return author
+
+    await store.write(partial(fill, count=UNREAD_COUNT_MAX - 1))
+    assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX - 1
+    author = store.tx.user_by_login("alice")
+    assert author is not None
+    await store.write(lambda tx: tx.insert_message(1, author.id, "y", 3.0, None, None, None))
+    assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX
+    await store.write(lambda tx: tx.insert_message(1, author.id, "z", 3.0, None, None, None))
+    assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX
+    await store.close()

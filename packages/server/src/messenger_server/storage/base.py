@@ -181,7 +181,7 @@ class Tx(Protocol):
         ...
 
     def unread_count(self, chat_id: int, user_id: int, after: int) -> int:
-        """Root messages of others in a chat newer than ``after``."""
+        """Root messages of others in a chat newer than ``after`` (at most ``UNREAD_COUNT_MAX``)."""
         ...
 
     def unread_messages(self, chat_id: int, user_id: int, after: int, limit: int) -> list[Message]:

@@ -22,7 +22,7 @@ from messenger_protocol import Chat, LoginRecord, Message, User
 from .migrations import MIGRATIONS
 from .records import ChatRecord, EventRecord, LinkRecord, SessionRecord, UserRecord
 
-__all__ = ["DB_FILE", "SqliteStore", "SqliteTx"]
+__all__ = ["DB_FILE", "UNREAD_COUNT_MAX", "SqliteStore", "SqliteTx"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ T = TypeVar("T")
 
 DB_FILE = "messenger.db"
 """Name of the database file inside the data dir."""
+
+UNREAD_COUNT_MAX = 10_000
+"""Unread counts stop here ("10000+"): counting a million unread rows would stall the loop."""
 
 CHECKPOINT_INTERVAL = 1.0
 """Seconds between WAL checkpoints, run on a worker thread so commits never pay for them."""
@@ -396,11 +399,11 @@ class SqliteTx:
         return page, len(rows) > limit
 
     def unread_count(self, chat_id: int, user_id: int, after: int) -> int:
-        """Root messages of others in a chat newer than ``after``."""
+        """Root messages of others in a chat newer than ``after`` (at most ``UNREAD_COUNT_MAX``)."""
         count: int = self._scalar(
-            "SELECT count(*) FROM messages WHERE chat_id = ? AND thread_root IS NULL"
-            " AND id > ? AND author_id != ?",
-            (chat_id, after, user_id),
+            "SELECT count(*) FROM (SELECT 1 FROM messages WHERE chat_id = ?"
+            " AND thread_root IS NULL AND id > ? AND author_id != ? LIMIT ?)",
+            (chat_id, after, user_id, UNREAD_COUNT_MAX),
         )
         return count
 
