@@ -83,6 +83,10 @@ async def test_thread_read_state(harness: Harness) -> None:
     markers = [e for _, e in phone.take() if isinstance(e, ReadMarker)]
     assert [(e.thread_root, e.up_to) for e in markers] == [(root.id, comments[1].id)]
     assert (await m.thread(alice, root.id)).unread == 1  # bob's comment
+    # marking "everything, forever" stops at the newest comment
+    await m.mark_thread_read(bob, root.id, MarkRead(up_to=10**12))
+    await m.comment(alice, root.id, SendMessage(text="later"))
+    assert (await m.thread(bob, root.id)).unread == 1
 
 
 async def test_comments_obey_the_roots_chat(harness: Harness) -> None:

@@ -262,7 +262,10 @@ class MessageService:
 
         def unit(tx: Tx) -> None:
             root = self._root(tx, message_id, actor.user_id)
-            up_to = tx.set_thread_read(actor.user_id, root.id, body.up_to)
+            comments = tx.comments(root.id)
+            newest = comments[-1].id if comments else root.id
+            # never past the newest comment: later ones must still count as unread
+            up_to = tx.set_thread_read(actor.user_id, root.id, min(body.up_to, newest))
             marker = ReadMarker(chat_id=root.chat_id, up_to=up_to, thread_root=root.id)
             self.events.emit(tx, marker, user_id=actor.user_id)
 
