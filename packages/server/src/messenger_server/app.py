@@ -49,20 +49,17 @@ from .services import (
     StatusService,
     require_member,
 )
+from .services.admin import AdminService
+from .services.moderation import ModerationService
+from .services.retention import RetentionService
+from .services.scheduler import SchedulerService
 from .storage import SqliteStore, Store
 
 __all__ = ["NOT_YET", "App", "Call", "EndpointHandler", "address_ip"]
 
 log = logging.getLogger(__name__)
 
-NOT_YET = frozenset(
-    {
-        "upload", "download", "chat_files",
-        "schedule", "scheduled", "cancel_scheduled",
-        "complain", "admin_users", "admin_complaints", "admin_dismiss", "admin_ban",
-        "admin_unban", "admin_stats", "admin_settings",
-    }
-)  # fmt: skip
+NOT_YET = frozenset({"upload", "download", "chat_files"})
 """Endpoints whose services land later; until then they answer ``unavailable``."""
 
 _STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
@@ -123,6 +120,17 @@ class App:
         )
         self.contacts = ContactService(self.store, self.accounts, clock)
         self.status = StatusService(self.store, self.accounts, self.chats, self.events, clock)
+        self.moderation = ModerationService(self.store, self.events, self.accounts, clock, settings)
+        self.scheduler = SchedulerService(
+            self.store, self.events, self.messages, self.moderation, clock, settings
+        )
+        self.retention = RetentionService(self.store, self.events, self.messages, clock, settings)
+        self.admin = AdminService(
+            self.store, self.events, self.accounts, self.moderation, clock, settings,
+            connections=self._connection_count, started_at=lambda: self.started_at,
+        )  # fmt: skip
+        self.messages.send_checks.append(self.moderation.check_send)
+        self.moderation.install()
         self.router = Router(ENDPOINTS)
         self._openapi = encode(openapi_document())
         self.started_at = clock.now()
@@ -130,6 +138,8 @@ class App:
             ep.name: self._unavailable for ep in ENDPOINTS if ep.name in NOT_YET
         }
         self.handlers.update(self._own_handlers())
+        self.handlers.update(self._moderation_handlers())
+        self.retention.wrap(self.handlers)
         self.on_close: list[Callable[[], Awaitable[None]]] = []
         """Run at :meth:`close` before the store closes (later services stop here)."""
 
@@ -144,6 +154,12 @@ class App:
         await self.store.open()
         await self.events.start()
         self.started_at = self.clock.now()
+        self.scheduler.posted = self.retention.posted
+        await self.scheduler.start()
+        await self.retention.start()
+        self.on_close.append(self.moderation.close)
+        self.on_close.append(self.retention.close)
+        self.on_close.append(self.scheduler.close)
         log.info("store open at %s", self.settings.data_dir)
 
     async def close(self) -> None:
@@ -355,6 +371,59 @@ class App:
     async def _reject(self, call: Call) -> object:
         await self.chats.reject(call.actor, call.params["chat_id"], call.params["login"])
         return Ok()
+
+    # --- moderation and time ------------------------------------------------------
+
+    def _connection_count(self) -> int:
+        return 0 if self.http_server is None else self.http_server.connections
+
+    def _moderation_handlers(self) -> dict[str, EndpointHandler]:
+        return {
+            "schedule": self._schedule,
+            "scheduled": self._scheduled,
+            "cancel_scheduled": self._cancel_scheduled,
+            "complain": self._complain,
+            "admin_users": self._admin_users,
+            "admin_complaints": self._admin_complaints,
+            "admin_dismiss": self._admin_dismiss,
+            "admin_ban": self._admin_ban,
+            "admin_unban": self._admin_unban,
+            "admin_stats": self._admin_stats,
+            "admin_settings": self._admin_settings,
+        }
+
+    async def _schedule(self, call: Call) -> object:
+        return await self.scheduler.schedule(call.actor, call.body)
+
+    async def _scheduled(self, call: Call) -> object:
+        return await self.scheduler.scheduled(call.actor)
+
+    async def _cancel_scheduled(self, call: Call) -> object:
+        return await self.scheduler.cancel(call.actor, call.params["scheduled_id"])
+
+    async def _complain(self, call: Call) -> object:
+        return await self.moderation.complain(call.actor, call.body)
+
+    async def _admin_users(self, call: Call) -> object:
+        return await self.admin.users(call.actor)
+
+    async def _admin_complaints(self, call: Call) -> object:
+        return await self.admin.complaints(call.actor)
+
+    async def _admin_dismiss(self, call: Call) -> object:
+        return await self.admin.dismiss(call.actor, call.params["complaint_id"])
+
+    async def _admin_ban(self, call: Call) -> object:
+        return await self.admin.ban(call.actor, call.body)
+
+    async def _admin_unban(self, call: Call) -> object:
+        return await self.admin.unban(call.actor, call.params["login"])
+
+    async def _admin_stats(self, call: Call) -> object:
+        return await self.admin.stats(call.actor)
+
+    async def _admin_settings(self, call: Call) -> object:
+        return await self.admin.effective_settings(call.actor)
 
     # --- the event stream ---------------------------------------------------------
 

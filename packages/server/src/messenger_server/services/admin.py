@@ -1,0 +1,197 @@
+"""Admin tools (F21): users as admins see them, the complaint queue, bans, live stats,
+the effective settings. Every method needs an admin actor (``forbidden`` otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from messenger_protocol import (
+    AdminUser,
+    AdminUserList,
+    ApiError,
+    BanUser,
+    Complaint,
+    ComplaintList,
+    ErrorCode,
+    ServerStats,
+    Settings,
+    User,
+)
+
+from ..clock import Clock
+from ..config import Settings as ServerSettings
+from ..storage import Store, Tx
+from .accounts import AccountService
+from .actor import Actor
+from .events import EventService
+from .moderation import ModerationService, sql
+
+__all__ = ["RATE_SAMPLE_SECONDS", "AdminService", "admin_users", "dir_bytes"]
+
+log = logging.getLogger(__name__)
+
+RATE_SAMPLE_SECONDS = 60.0
+"""``messages_per_second`` is the average over this many seconds."""
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of all files under ``path`` (0 if it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue  # removed while we walked
+    return total
+
+
+def admin_users(
+    conn: sqlite3.Connection, now: float, online: set[int], admins: set[str]
+) -> list[AdminUser]:
+    """Every user with last login, message and complaint counts and any running ban."""
+    rows = conn.execute(
+        "SELECT u.id, u.login, u.created_at, u.is_admin,"
+        " (SELECT l.at FROM logins l WHERE l.user_id = u.id AND l.success = 1"
+        "  ORDER BY l.id DESC LIMIT 1),"
+        " (SELECT l.address FROM logins l WHERE l.user_id = u.id AND l.success = 1"
+        "  ORDER BY l.id DESC LIMIT 1),"
+        " (SELECT count(*) FROM messages m WHERE m.author_id = u.id),"
+        " (SELECT count(DISTINCT c.author_id) FROM complaints c"
+        "  WHERE c.target_id = u.id AND c.counted = 1),"
+        " (SELECT max(b.until) FROM bans b WHERE b.user_id = u.id AND b.lifted_at IS NULL"
+        "  AND b.until > ?)"
+        " FROM users u ORDER BY u.login",
+        (now,),
+    ).fetchall()
+    return [
+        AdminUser(
+            login=r[1],
+            online=r[0] in online,
+            created_at=r[2],
+            last_login_at=r[4],
+            last_login_address=r[5],
+            messages=r[6],
+            complaints=r[7],
+            banned_until=r[8],
+            is_admin=bool(r[3]) or r[1].lower() in admins,
+        )
+        for r in rows
+    ]
+
+
+class AdminService:
+    """What the admin screen and the admin endpoints show and do."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        accounts: AccountService,
+        moderation: ModerationService,
+        clock: Clock,
+        settings: ServerSettings,
+        *,
+        connections: Callable[[], int] = lambda: 0,
+        started_at: Callable[[], float] | None = None,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.accounts = accounts
+        self.moderation = moderation
+        self.clock = clock
+        self.settings = settings
+        self.connections = connections
+        """Live TCP connections of the transport (set by the app)."""
+        self.started_at = started_at or clock.now
+
+    async def require_admin(self, actor: Actor) -> None:
+        """``forbidden`` unless the actor is an admin (also when made one by the CLI)."""
+        if actor.is_admin:
+            return
+        record = await self.store.read(lambda tx: tx.user_by_id(actor.user_id))
+        if record is None or not record.is_admin:
+            raise ApiError(ErrorCode.FORBIDDEN, "only admins may do that")
+
+    async def users(self, actor: Actor) -> AdminUserList:
+        """All users as an admin sees them."""
+        await self.require_admin(actor)
+        now = self.clock.now()
+        online = self.events.hub.online_user_ids()
+        admins = {a.lower() for a in self.settings.admins}
+        users = await self.store.read(lambda tx: admin_users(sql(tx), now, online, admins))
+        return AdminUserList(users=users)
+
+    async def complaints(self, actor: Actor) -> ComplaintList:
+        """The open complaints, oldest first."""
+        await self.require_admin(actor)
+        return await self.moderation.complaints()
+
+    async def dismiss(self, actor: Actor, complaint_id: int) -> Complaint:
+        """Dismiss a complaint."""
+        await self.require_admin(actor)
+        return await self.moderation.dismiss(actor.login, complaint_id)
+
+    async def ban(self, actor: Actor, body: BanUser) -> User:
+        """Ban a user for a chosen time."""
+        await self.require_admin(actor)
+        until = await self.moderation.ban(actor.login, body.login, body.seconds, body.reason)
+        user = await self.accounts.user(body.login)
+        return User(
+            login=user.login,
+            online=user.online,
+            last_seen=user.last_seen,
+            is_admin=user.is_admin,
+            banned_until=until,
+        )
+
+    async def unban(self, actor: Actor, login: str) -> User:
+        """Lift a user's ban."""
+        await self.require_admin(actor)
+        await self.moderation.unban(actor.login, login)
+        return await self.accounts.user(login)
+
+    async def stats(self, actor: Actor) -> ServerStats:
+        """Live numbers of this server."""
+        await self.require_admin(actor)
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> tuple[int, int, int]:
+            conn = sql(tx)
+            users: int = conn.execute("SELECT count(*) FROM users").fetchone()[0]
+            # the newest rows only: ids grow with time, so this stays an index walk
+            recent: int = conn.execute(
+                "SELECT count(*) FROM (SELECT created_at FROM messages ORDER BY id DESC"
+                " LIMIT 100000) WHERE created_at > ?",
+                (now - RATE_SAMPLE_SECONDS,),
+            ).fetchone()[0]
+            return users, tx.message_count(), recent
+
+        users, messages, recent = await self.store.read(unit)
+        data_dir = self.settings.data_dir
+        storage = sum(
+            p.stat().st_size for p in data_dir.glob("messenger.db*") if p.is_file()
+        )  # the database, its WAL and shared-memory files
+        total = dir_bytes(data_dir)
+        logs = dir_bytes(data_dir / "logs")
+        return ServerStats(
+            uptime=max(0.0, now - self.started_at()),
+            connections=self.connections(),
+            streams=self.events.hub.stream_count(),
+            users=users,
+            users_online=len(self.events.hub.online_user_ids()),
+            messages=messages,
+            messages_per_second=recent / RATE_SAMPLE_SECONDS,
+            storage_bytes=storage,
+            files_bytes=max(0, total - storage - logs),
+        )
+
+    async def effective_settings(self, actor: Actor) -> Settings:
+        """The settings this server runs with (read-only)."""
+        await self.require_admin(actor)
+        return Settings(values=self.settings.as_public_dict())

@@ -1,0 +1,429 @@
+"""Moderation: complaints and bans (F12), the general-chat rate limit (F9), and the
+failed-login throttle.
+
+Rules (docs/moderation.md has the whole story):
+
+* A complaint about yourself is refused; a repeat from the same user is stored but
+  does not count again. When ``complaints_to_ban`` distinct users have complained
+  (counted since the target's last ban), the target is banned for ``ban_seconds``
+  and the count starts again.
+* A banned user cannot post (messages, comments, files, scheduled sends) until the
+  ban ends by itself; reading is unaffected. Bans live in the database and are
+  checked there on every send, so a ban written by ``messenger-server ban`` while
+  the server runs is honoured at once.
+* The general chat takes ``rate_limit_messages`` messages per user per fixed window
+  of ``rate_limit_window`` seconds aligned to the epoch (``floor(now / window)``).
+  An idempotent retry never reaches the check (the stored message is returned).
+* A login is throttled after ``login_failures_max`` failures within
+  ``login_failures_window`` seconds since the last success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+from dataclasses import dataclass
+
+from messenger_protocol import (
+    GENERAL_CHAT_ID,
+    ApiError,
+    Banned,
+    Complaint,
+    ComplaintList,
+    ComplaintResult,
+    ErrorCode,
+    FileComplaint,
+)
+
+from ..clock import Clock
+from ..config import Settings
+from ..storage import Store, Tx
+from .accounts import AccountService
+from .actor import Actor
+from .events import EventService
+from .messages import Draft
+
+__all__ = [
+    "ModerationService",
+    "RateWindow",
+    "active_ban",
+    "add_audit",
+    "ban_user",
+    "lift_bans",
+    "sql",
+]
+
+log = logging.getLogger(__name__)
+
+_COMPLAINT_COLUMNS = (
+    "c.id, a.login, t.login, c.reason, c.created_at, c.message_id, c.state"
+    " FROM complaints c JOIN users a ON a.id = c.author_id JOIN users t ON t.id = c.target_id"
+)
+
+
+def sql(tx: Tx) -> sqlite3.Connection:
+    """The SQLite connection behind a unit of work (the moderation tables are SQL-only)."""
+    conn = getattr(tx, "conn", None)
+    if not isinstance(conn, sqlite3.Connection):
+        raise RuntimeError("moderation and time need the SQLite store")
+    return conn
+
+
+def _complaint(row: tuple[object, ...]) -> Complaint:
+    return Complaint(
+        id=int(row[0]),  # type: ignore[call-overload]
+        author=str(row[1]),
+        target=str(row[2]),
+        reason=str(row[3]),
+        created_at=float(row[4]),  # type: ignore[arg-type]
+        message_id=None if row[5] is None else int(row[5]),  # type: ignore[call-overload]
+        state=str(row[6]),  # type: ignore[arg-type]
+    )
+
+
+# --- queries shared with the admin CLI (plain connections, no event loop) -----
+
+
+def add_audit(
+    conn: sqlite3.Connection, now: float, actor: str, action: str, target: str, detail: str = ""
+) -> None:
+    """Append one line to the audit log (who did what to whom, when, why)."""
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+        (now, actor, action, target, detail),
+    )
+
+
+def active_ban(conn: sqlite3.Connection, user_id: int, now: float) -> tuple[float, str] | None:
+    """``(until, reason)`` of the longest ban of a user still running at ``now``."""
+    row = conn.execute(
+        "SELECT until, reason FROM bans WHERE user_id = ? AND lifted_at IS NULL AND until > ?"
+        " ORDER BY until DESC LIMIT 1",
+        (user_id, now),
+    ).fetchone()
+    return None if row is None else (float(row[0]), str(row[1]))
+
+
+def ban_user(
+    conn: sqlite3.Connection, user_id: int, login: str, now: float, seconds: float,
+    reason: str, by: str,
+) -> float:  # fmt: skip
+    """Ban a user from sending for ``seconds``; open complaints about them are actioned.
+
+    The complaint count starts again. Returns when the ban ends.
+    """
+    until = now + seconds
+    conn.execute(
+        "INSERT INTO bans (user_id, created_at, until, reason, banned_by) VALUES (?, ?, ?, ?, ?)",
+        (user_id, now, until, reason, by),
+    )
+    conn.execute(
+        "UPDATE complaints SET counted = 0,"
+        " state = CASE WHEN state = 'open' THEN 'actioned' ELSE state END,"
+        " decided_by = coalesce(decided_by, ?), decided_at = coalesce(decided_at, ?)"
+        " WHERE target_id = ? AND (counted = 1 OR state = 'open')",
+        (by, now, user_id),
+    )
+    add_audit(conn, now, by, "ban", login, f"{seconds:g} s until {until:.0f}: {reason}")
+    return until
+
+
+def lift_bans(conn: sqlite3.Connection, user_id: int, login: str, now: float, by: str) -> int:
+    """End every running ban of a user now; how many there were."""
+    cur = conn.execute(
+        "UPDATE bans SET lifted_at = ?, lifted_by = ?"
+        " WHERE user_id = ? AND lifted_at IS NULL AND until > ?",
+        (now, by, user_id, now),
+    )
+    if cur.rowcount:
+        add_audit(conn, now, by, "unban", login)
+    return cur.rowcount
+
+
+@dataclass(slots=True)
+class RateWindow:
+    """Messages a user posted to the general chat in the window starting at ``start``."""
+
+    start: float
+    count: int
+
+
+class ModerationService:
+    """Complaints, bans, the general-chat rate limit and the login throttle."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        accounts: AccountService,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.accounts = accounts
+        self.clock = clock
+        self.settings = settings
+        self._windows: dict[int, RateWindow] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def install(self) -> None:
+        """Hook the send check and the login throttle into the other services."""
+        self.accounts.login_checks.append(self.check_login)
+
+    # --- sending --------------------------------------------------------------
+
+    async def check_send(self, draft: Draft) -> None:
+        """Refuse a post by a banned user, or over the general-chat rate limit."""
+        await self.require_not_banned(draft.actor.user_id)
+        if draft.chat.id == GENERAL_CHAT_ID:
+            await self._count_general(draft.actor.user_id)
+
+    async def require_not_banned(self, user_id: int) -> None:
+        """``banned`` (with ``until``) while the user has a running ban."""
+        now = self.clock.now()
+        ban = await self.store.read(lambda tx: active_ban(sql(tx), user_id, now))
+        if ban is not None:
+            until, reason = ban
+            why = f" ({reason})" if reason else ""
+            raise ApiError(
+                ErrorCode.BANNED, f"you are banned from sending until {until:.0f}{why}", until=until
+            )
+
+    async def banned_until(self, user_id: int) -> float | None:
+        """When the user's running ban ends, or None."""
+        now = self.clock.now()
+        ban = await self.store.read(lambda tx: active_ban(sql(tx), user_id, now))
+        return None if ban is None else ban[0]
+
+    async def _count_general(self, user_id: int) -> None:
+        now = self.clock.now()
+        size = self.settings.rate_limit_window
+        start = math.floor(now / size) * size
+        window = self._windows.get(user_id)
+        if window is None:
+            row = await self.store.read(
+                lambda tx: (
+                    sql(tx)
+                    .execute(
+                        "SELECT window_start, count FROM rate_counts WHERE user_id = ?", (user_id,)
+                    )
+                    .fetchone()
+                )
+            )
+            window = self._windows.get(user_id)  # another send may have loaded it meanwhile
+            if window is None:
+                window = RateWindow(float(row[0]), int(row[1])) if row else RateWindow(start, 0)
+                self._windows[user_id] = window
+        if window.start != start:
+            window.start, window.count = start, 0
+        if window.count >= self.settings.rate_limit_messages:
+            retry_after = float(math.ceil(start + size - now))
+            raise ApiError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {self.settings.rate_limit_messages} messages per {size} s in the"
+                f" general chat; try again in {retry_after:.0f} s",
+                retry_after=retry_after,
+                limit=self.settings.rate_limit_messages,
+            )
+        # counted in memory right away so concurrent sends cannot slip past the limit;
+        # the row follows in the same group commit as the message (restarts keep it)
+        window.count += 1
+        saved = (user_id, window.start, window.count)
+        task = asyncio.get_running_loop().create_task(self._save_window(*saved))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _save_window(self, user_id: int, start: float, count: int) -> None:
+        def unit(tx: Tx) -> None:
+            sql(tx).execute(
+                "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET window_start = excluded.window_start,"
+                " count = excluded.count",
+                (user_id, start, count),
+            )
+
+        try:
+            await self.store.write(unit)
+        except Exception:
+            log.exception("could not save the rate-limit counter of user %d", user_id)
+
+    async def close(self) -> None:
+        """Wait for counters still being saved."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- complaints -------------------------------------------------------------
+
+    async def complain(self, actor: Actor, body: FileComplaint) -> ComplaintResult:
+        """File a complaint; at the threshold of distinct users the target is banned."""
+        now = self.clock.now()
+        threshold = self.settings.complaints_to_ban
+        ban_seconds = self.settings.ban_seconds
+
+        def unit(tx: Tx) -> ComplaintResult:
+            conn = sql(tx)
+            target = tx.user_by_login(body.login)
+            if target is None:
+                raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {body.login}")
+            if target.id == actor.user_id:
+                raise ApiError(ErrorCode.INVALID, "you cannot complain about yourself")
+            if body.message_id is not None:
+                self._check_message(tx, body.message_id, target.id, actor.user_id)
+            repeat = conn.execute(
+                "SELECT 1 FROM complaints WHERE author_id = ? AND target_id = ? AND counted = 1",
+                (actor.user_id, target.id),
+            ).fetchone()
+            cur = conn.execute(
+                "INSERT INTO complaints (author_id, target_id, reason, message_id, created_at,"
+                " counted) VALUES (?, ?, ?, ?, ?, ?)",
+                (actor.user_id, target.id, body.reason, body.message_id, now, int(repeat is None)),
+            )
+            complaint_id = cur.lastrowid
+            add_audit(conn, now, actor.login, "complain", target.login, body.reason)
+            distinct: int = conn.execute(
+                "SELECT count(DISTINCT author_id) FROM complaints"
+                " WHERE target_id = ? AND counted = 1",
+                (target.id,),
+            ).fetchone()[0]
+            banned_until: float | None = None
+            if distinct >= threshold:
+                reason = f"{distinct} users complained"
+                banned_until = ban_user(
+                    conn, target.id, target.login, now, ban_seconds, reason, "auto"
+                )
+                self._announce_ban(tx, target.id, target.login, banned_until, reason)
+                log.info("%s banned until %.0f: %s", target.login, banned_until, reason)
+            row = conn.execute(
+                f"SELECT {_COMPLAINT_COLUMNS} WHERE c.id = ?", (complaint_id,)
+            ).fetchone()
+            return ComplaintResult(
+                complaint=_complaint(row), distinct_complaints=distinct, banned_until=banned_until
+            )
+
+        return await self.store.write(unit)
+
+    @staticmethod
+    def _check_message(tx: Tx, message_id: int, target_id: int, user_id: int) -> None:
+        message = tx.message(message_id)
+        visible = message is not None and tx.last_read(message.chat_id, user_id) is not None
+        if not visible:
+            raise ApiError(ErrorCode.INVALID, "no such message, or not in a chat of yours")
+        if tx.message_author_id(message_id) != target_id:
+            raise ApiError(ErrorCode.INVALID, "that message is not by this user")
+
+    def _announce_ban(
+        self, tx: Tx, user_id: int, login: str, until: float | None, reason: str
+    ) -> None:
+        """Tell the user and every admin (a logged event: offline clients learn it too)."""
+        event = Banned(login=login, until=until, reason=reason)
+        for uid in sorted({user_id, *self.admin_ids(tx)}):
+            self.events.emit(tx, event, user_id=uid)
+
+    def admin_ids(self, tx: Tx) -> list[int]:
+        """Ids of admins: flagged in the database or named in the settings."""
+        names = {a.lower() for a in self.settings.admins}
+        return [u.id for u in tx.users() if u.is_admin or u.login.lower() in names]
+
+    async def complaints(self) -> ComplaintList:
+        """The open complaints, oldest first."""
+
+        def unit(tx: Tx) -> ComplaintList:
+            rows = (
+                sql(tx)
+                .execute(f"SELECT {_COMPLAINT_COLUMNS} WHERE c.state = 'open' ORDER BY c.id")
+                .fetchall()
+            )
+            return ComplaintList(complaints=[_complaint(r) for r in rows])
+
+        return await self.store.read(unit)
+
+    async def dismiss(self, by: str, complaint_id: int) -> Complaint:
+        """Dismiss an open complaint: it no longer counts towards a ban."""
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> Complaint:
+            conn = sql(tx)
+            row = conn.execute(
+                f"SELECT {_COMPLAINT_COLUMNS} WHERE c.id = ?", (complaint_id,)
+            ).fetchone()
+            if row is None:
+                raise ApiError(ErrorCode.NOT_FOUND, f"no complaint #{complaint_id}")
+            if row[6] != "open":
+                raise ApiError(ErrorCode.CONFLICT, f"complaint #{complaint_id} is {row[6]}")
+            conn.execute(
+                "UPDATE complaints SET state = 'dismissed', counted = 0, decided_by = ?,"
+                " decided_at = ? WHERE id = ?",
+                (by, now, complaint_id),
+            )
+            add_audit(conn, now, by, "dismiss", str(row[2]), f"complaint #{complaint_id}")
+            return _complaint((*row[:6], "dismissed"))
+
+        return await self.store.write(unit)
+
+    async def ban(self, by: str, login: str, seconds: int, reason: str) -> float:
+        """An admin bans ``login`` for ``seconds``; when the ban ends."""
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> float:
+            target = tx.user_by_login(login)
+            if target is None:
+                raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {login}")
+            why = reason or f"banned by {by}"
+            until = ban_user(sql(tx), target.id, target.login, now, seconds, why, by)
+            self._announce_ban(tx, target.id, target.login, until, why)
+            return until
+
+        until = await self.store.write(unit)
+        log.info("%s banned %s for %d s", by, login, seconds)
+        return until
+
+    async def unban(self, by: str, login: str) -> None:
+        """An admin lifts every running ban of ``login``."""
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> None:
+            target = tx.user_by_login(login)
+            if target is None:
+                raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {login}")
+            if lift_bans(sql(tx), target.id, target.login, now, by):
+                self._announce_ban(tx, target.id, target.login, None, f"unbanned by {by}")
+
+        await self.store.write(unit)
+
+    # --- login throttle ---------------------------------------------------------
+
+    async def check_login(self, login: str, address: str) -> None:
+        """Refuse a login attempt while the account has too many recent failures."""
+        now = self.clock.now()
+        window = self.settings.login_failures_window
+
+        def unit(tx: Tx) -> list[float]:
+            user = tx.user_by_login(login)
+            if user is None:
+                return []
+            rows = (
+                sql(tx)
+                .execute(
+                    "SELECT at FROM logins WHERE user_id = ? AND success = 0 AND at > ? AND id >"
+                    " (SELECT coalesce(max(id), 0) FROM logins WHERE user_id = ? AND success = 1)"
+                    " ORDER BY id",
+                    (user.id, now - window, user.id),
+                )
+                .fetchall()
+            )
+            return [float(r[0]) for r in rows]
+
+        failures = await self.store.read(unit)
+        limit = self.settings.login_failures_max
+        if len(failures) >= limit:
+            # the attempt that lets the oldest counted failure leave the window
+            retry_after = float(math.ceil(failures[-limit] + window - now))
+            log.warning("login of %s from %s throttled", login, address)
+            raise ApiError(
+                ErrorCode.RATE_LIMITED,
+                f"too many failed logins; try again in {retry_after:.0f} s",
+                retry_after=max(retry_after, 1.0),
+            )

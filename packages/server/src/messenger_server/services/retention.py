@@ -1,0 +1,424 @@
+"""Disappearing messages (F8): a message disappears for each recipient ``message_ttl``
+seconds after it was delivered to that recipient, and is deleted from the server once
+it has disappeared for everyone (or ``message_max_age`` after it was posted).
+
+Bookkeeping, cheap in the common case where everybody is online:
+
+* ``expiring`` has one row per message: when it was posted and ``created_at + ttl``.
+* ``deliveries`` has a row only for a recipient who was *offline* when it was posted
+  (``delivered_at`` NULL), until they fetch it (history, unread, thread, or an event
+  stream that resumes with ``Last-Event-ID``); then ``delivered_at`` is that moment.
+* Anyone without a row (the author, everyone online at the time) got it when it was
+  posted.
+
+A loop tells each recipient (:class:`MessageDeleted`, to that user only) when the
+message has expired for them, and deletes the message (with its comments; the file
+service collects their attachments) once no recipient still has it; the whole chat is
+then told once more. Reads filter out messages that expired for the reader.
+``message_ttl = 0`` turns all of this off. docs/moderation.md has the exact rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from messenger_protocol import (
+    Message,
+    MessageDeleted,
+    MessagePage,
+    Thread,
+    Unread,
+    UnreadChat,
+)
+
+from ..clock import Clock
+from ..config import Settings
+from ..storage import Store, Tx
+from .actor import forbidden
+from .events import EventService
+from .messages import MessageService
+from .moderation import sql
+from .scheduler import wait_until
+
+if TYPE_CHECKING:
+    from ..app import Call, EndpointHandler
+
+__all__ = ["BATCH", "RetentionService"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+"""Rows handled per pass of each kind (the loop goes again at once when it hit this)."""
+
+
+def _in(ids: Iterable[int]) -> tuple[str, tuple[int, ...]]:
+    values = tuple(ids)
+    return ",".join("?" * len(values)), values
+
+
+class RetentionService:
+    """Delivery bookkeeping, per-recipient expiry and deletion of disappearing messages."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        messages: MessageService,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.messages = messages
+        self.clock = clock
+        self.ttl = settings.message_ttl
+        self.max_age = settings.message_max_age
+        self.deleted_hooks: list[Callable[[list[int]], Awaitable[None]]] = []
+        """Called with the ids of deleted messages (e.g. to collect their files)."""
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Messages disappear (``message_ttl > 0``)."""
+        return self.ttl > 0
+
+    async def start(self) -> None:
+        """Start the expiry loop (only when messages disappear)."""
+        if self.enabled:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="retention")
+
+    async def close(self) -> None:
+        """Stop the loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # --- delivery bookkeeping ----------------------------------------------------
+
+    async def posted(self, message: Message) -> None:
+        """A message was stored and pushed to online streams: note who did not get it."""
+        if not self.enabled:
+            return
+        online = self.events.hub.online_user_ids()
+
+        def unit(tx: Tx) -> None:
+            conn = sql(tx)
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO expiring (message_id, chat_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (message.id, message.chat_id, message.created_at, message.created_at + self.ttl),
+            )
+            if not cur.rowcount:
+                return  # a retried send: recorded the first time
+            author = tx.message_author_id(message.id)
+            waiting = [u for u in tx.member_ids(message.chat_id) if u not in online and u != author]
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (message_id, user_id) VALUES (?, ?)",
+                [(message.id, u) for u in waiting],
+            )
+
+        await self.store.write(unit)
+        self._wake.set()
+
+    def _split(
+        self, conn: sqlite3.Connection, user_id: int, messages: list[Message], now: float
+    ) -> tuple[list[Message], list[int]]:
+        """The messages still alive for the user, and the ids delivered to them just now."""
+        if not messages:
+            return [], []
+        marks, ids = _in(m.id for m in messages)
+        rows = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(
+                "SELECT message_id, delivered_at, expired FROM deliveries"
+                f" WHERE user_id = ? AND message_id IN ({marks})",
+                (user_id, *ids),
+            )
+        }
+        alive: list[Message] = []
+        fresh: list[int] = []
+        for m in messages:
+            row = rows.get(m.id)
+            if row is None:
+                ok = m.created_at + self.ttl > now
+            elif row[1]:
+                ok = False
+            elif row[0] is None:
+                ok = True
+                fresh.append(m.id)
+            else:
+                ok = row[0] + self.ttl > now
+            if ok:
+                alive.append(m)
+        return alive, fresh
+
+    async def visible(self, user_id: int, messages: list[Message]) -> list[Message]:
+        """The messages the user may still see; those they had not got yet count as delivered."""
+        if not self.enabled or not messages:
+            return messages
+        now = self.clock.now()
+        alive, fresh = await self.store.read(
+            lambda tx: self._split(sql(tx), user_id, messages, now)
+        )
+        if fresh:
+            await self._delivered(user_id, fresh, now)
+        return alive
+
+    async def _delivered(self, user_id: int, message_ids: list[int] | None, now: float) -> None:
+        def unit(tx: Tx) -> None:
+            conn = sql(tx)
+            if message_ids is None:
+                conn.execute(
+                    "UPDATE deliveries SET delivered_at = ? WHERE user_id = ?"
+                    " AND delivered_at IS NULL",
+                    (now, user_id),
+                )
+                return
+            marks, ids = _in(message_ids)
+            conn.execute(
+                "UPDATE deliveries SET delivered_at = ? WHERE user_id = ?"
+                f" AND delivered_at IS NULL AND message_id IN ({marks})",
+                (now, user_id, *ids),
+            )
+
+        await self.store.write(unit)
+        self._wake.set()
+
+    # --- reads go through here ----------------------------------------------------
+
+    def wrap(self, handlers: dict[str, EndpointHandler]) -> None:
+        """Filter what the read endpoints return and record deliveries (no-op with ttl 0)."""
+        if not self.enabled:
+            return
+        for name, make in (
+            ("send", self._wrap_post),
+            ("comment", self._wrap_post),
+            ("history", self._wrap_history),
+            ("unread", self._wrap_unread),
+            ("thread", self._wrap_thread),
+            ("message", self._wrap_message),
+            ("events", self._wrap_events),
+        ):
+            if name in handlers:
+                handlers[name] = make(handlers[name])
+
+    def _wrap_post(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            result = await inner(call)
+            if isinstance(result, Message):
+                await self.posted(result)
+            return result
+
+        return handler
+
+    def _wrap_history(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            page = await inner(call)
+            if isinstance(page, MessagePage):
+                alive = await self.visible(call.actor.user_id, page.messages)
+                if len(alive) != len(page.messages):
+                    page = MessagePage(messages=alive, has_more=page.has_more)
+            return page
+
+        return handler
+
+    def _wrap_unread(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            unread = await inner(call)
+            if not isinstance(unread, Unread):
+                return unread
+            chats: list[UnreadChat] = []
+            for item in unread.chats:
+                alive = await self.visible(call.actor.user_id, item.messages)
+                gone = len(item.messages) - len(alive)
+                if gone and not alive and item.count <= len(item.messages):
+                    continue
+                count = max(0, item.count - gone)
+                chat = msgspec.structs.replace(item.chat, unread=count)
+                chats.append(UnreadChat(chat=chat, count=count, messages=alive))
+            return Unread(chats=chats, total=sum(c.count for c in chats))
+
+        return handler
+
+    def _wrap_thread(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            thread = await inner(call)
+            if not isinstance(thread, Thread):
+                return thread
+            user_id = call.actor.user_id
+            if not await self.visible(user_id, [thread.root]):
+                raise forbidden("no such message, or not in a chat of yours")
+            comments = await self.visible(user_id, thread.comments)
+            return msgspec.structs.replace(thread, comments=comments)
+
+        return handler
+
+    def _wrap_message(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            message = await inner(call)
+            if isinstance(message, Message) and not await self.visible(
+                call.actor.user_id, [message]
+            ):
+                raise forbidden("no such message, or not in a chat of yours")
+            return message
+
+        return handler
+
+    def _wrap_events(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            result = await inner(call)
+            resumes = call.request.headers.get("last-event-id") or (
+                call.query is not None and getattr(call.query, "last_event_id", None) is not None
+            )
+            if resumes:
+                # the replay carries every message this client missed
+                await self._delivered(call.actor.user_id, None, self.clock.now())
+            return result
+
+        return handler
+
+    # --- the loop -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                busy = await self.expire()
+                when = None if busy else await self._next_due()
+            except Exception:
+                log.exception("retention pass failed; retrying shortly")
+                busy, when = False, None
+            if busy:
+                await asyncio.sleep(0)
+                continue
+            await wait_until(self.clock, when, self._wake)
+
+    async def _next_due(self) -> float | None:
+        ttl, max_age = self.ttl, self.max_age
+
+        def unit(tx: Tx) -> float | None:
+            conn = sql(tx)
+            candidates = [
+                conn.execute("SELECT min(expires_at) FROM expiring WHERE partial = 0").fetchone()[
+                    0
+                ],
+                conn.execute(
+                    "SELECT min(delivered_at) + ? FROM deliveries"
+                    " WHERE expired = 0 AND delivered_at IS NOT NULL",
+                    (ttl,),
+                ).fetchone()[0],
+                conn.execute("SELECT min(created_at) + ? FROM expiring", (max_age,)).fetchone()[0],
+            ]
+            found = [float(c) for c in candidates if c is not None]
+            return min(found) if found else None
+
+        return await self.store.read(unit)
+
+    async def expire(self) -> bool:
+        """One pass at the current time; True if there may be more to do right away."""
+        if not self.enabled:
+            return False
+        now = self.clock.now()
+        deleted, busy = await self.store.write(lambda tx: self._expire(tx, now))
+        if deleted:
+            log.info("deleted %d expired message(s)", len(deleted))
+            for hook in self.deleted_hooks:
+                try:
+                    await hook(deleted)
+                except Exception:
+                    log.exception("deleted-message hook failed")
+        return busy
+
+    def _expire(self, tx: Tx, now: float) -> tuple[list[int], bool]:
+        conn = sql(tx)
+        deleted: list[int] = []
+        busy = False
+        # 1. nobody came back for it in time
+        old = conn.execute(
+            "SELECT message_id, chat_id FROM expiring WHERE created_at <= ? LIMIT ?",
+            (now - self.max_age, BATCH),
+        ).fetchall()
+        busy |= len(old) == BATCH
+        for message_id, chat_id in old:
+            deleted += self._delete(tx, chat_id, message_id)
+        # 2. recipients whose own copy expired
+        due = conn.execute(
+            "SELECT d.message_id, d.user_id, e.chat_id FROM deliveries d"
+            " JOIN expiring e ON e.message_id = d.message_id"
+            " WHERE d.expired = 0 AND d.delivered_at IS NOT NULL AND d.delivered_at <= ? LIMIT ?",
+            (now - self.ttl, BATCH),
+        ).fetchall()
+        busy |= len(due) == BATCH
+        touched: dict[int, int] = {}
+        for message_id, user_id, chat_id in due:
+            conn.execute(
+                "UPDATE deliveries SET expired = 1 WHERE message_id = ? AND user_id = ?",
+                (message_id, user_id),
+            )
+            gone = MessageDeleted(chat_id=chat_id, message_id=message_id)
+            self.events.emit(tx, gone, user_id=user_id)
+            touched[message_id] = chat_id
+        # 3. the copies delivered when it was posted
+        base = conn.execute(
+            "SELECT message_id, chat_id FROM expiring WHERE partial = 0 AND expires_at <= ?"
+            " LIMIT ?",
+            (now, BATCH),
+        ).fetchall()
+        busy |= len(base) == BATCH
+        for message_id, chat_id in base:
+            waiting = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT user_id FROM deliveries WHERE message_id = ?", (message_id,)
+                )
+            }
+            if not waiting:
+                deleted += self._delete(tx, chat_id, message_id)
+                continue
+            gone = MessageDeleted(chat_id=chat_id, message_id=message_id)
+            told = [u for u in tx.member_ids(chat_id) if u not in waiting]
+            for user_id in told:
+                self.events.emit(tx, gone, user_id=user_id)
+            conn.executemany(
+                "INSERT OR IGNORE INTO deliveries (message_id, user_id, delivered_at, expired)"
+                " VALUES (?, ?, NULL, 1)",
+                [(message_id, u) for u in told],
+            )
+            conn.execute("UPDATE expiring SET partial = 1 WHERE message_id = ?", (message_id,))
+            touched[message_id] = chat_id
+        # 4. gone for everyone: delete it
+        for message_id, chat_id in touched.items():
+            row = conn.execute(
+                "SELECT e.partial, (SELECT count(*) FROM deliveries d"
+                " WHERE d.message_id = e.message_id AND d.expired = 0)"
+                " FROM expiring e WHERE e.message_id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is not None and row[0] and row[1] == 0:
+                deleted += self._delete(tx, chat_id, message_id)
+        return deleted, busy
+
+    def _delete(self, tx: Tx, chat_id: int, message_id: int) -> list[int]:
+        """Delete a message with its comments; the chat's members are told."""
+        conn = sql(tx)
+        ids = [message_id] + [
+            r[0]
+            for r in conn.execute("SELECT id FROM messages WHERE thread_root = ?", (message_id,))
+        ]
+        marks, values = _in(ids)
+        conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", values)
+        conn.execute(f"DELETE FROM deliveries WHERE message_id IN ({marks})", values)
+        conn.execute(f"DELETE FROM expiring WHERE message_id IN ({marks})", values)
+        for mid in ids:
+            self.events.emit(tx, MessageDeleted(chat_id=chat_id, message_id=mid), chat_id=chat_id)
+        return ids

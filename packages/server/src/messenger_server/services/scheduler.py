@@ -1,0 +1,293 @@
+"""Scheduled messages (F11): pending -> sent | failed | cancelled.
+
+A scheduled message is a row; a loop posts the due ones through
+:meth:`MessageService.post` (so bans, membership and rate limits apply at send
+time) with the idempotency id ``scheduled:<id>``: if the server dies between the
+post and the state change, the next start finds the row still pending, posts
+again and gets the message stored the first time. Due rows go out right after a
+start, and the author's clients get :class:`ScheduledUpdated` on every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from messenger_protocol import (
+    ApiError,
+    ErrorCode,
+    Message,
+    ScheduledList,
+    ScheduledMessage,
+    ScheduledUpdated,
+    ScheduleMessage,
+    SendMessage,
+)
+
+from ..clock import Clock
+from ..config import Settings
+from ..storage import Store, Tx
+from .actor import Actor, require_member
+from .events import EventService
+from .messages import MessageService
+from .moderation import ModerationService, sql
+
+__all__ = ["PAST_SLACK", "POLL_SECONDS", "SchedulerService", "wait_until"]
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+"""The loops look at the clock (and at rows added by others) at least this often."""
+MIN_SLEEP = 0.01
+"""Shortest pause between two passes (a row that keeps failing cannot spin the loop)."""
+PAST_SLACK = 60.0
+"""A ``send_at`` this far in the past is still accepted (sent at once): clock skew."""
+FINISHED_SHOWN = 50
+"""Sent, failed and cancelled messages listed after the pending ones."""
+_COLUMNS = "id, chat_id, text, send_at, created_at, state, failure, message_id"
+
+
+def _item(row: Any) -> ScheduledMessage:
+    return ScheduledMessage(
+        id=row[0],
+        chat_id=row[1],
+        text=row[2],
+        send_at=row[3],
+        created_at=row[4],
+        state=row[5],
+        failure=row[6],
+        message_id=row[7],
+    )
+
+
+async def wait_until(clock: Clock, when: float | None, wake: asyncio.Event) -> None:
+    """Return once ``clock`` may have reached ``when``, or as soon as ``wake`` is set.
+
+    Test clocks move without notice, so this never sleeps longer than
+    :data:`POLL_SECONDS` of real time: the caller looks at the clock again.
+    """
+    delay = POLL_SECONDS if when is None else when - clock.now()
+    delay = min(max(delay, MIN_SLEEP), POLL_SECONDS)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await wake.wait()
+
+
+class SchedulerService:
+    """Stores scheduled messages and posts them when they are due."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        messages: MessageService,
+        moderation: ModerationService,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.messages = messages
+        self.moderation = moderation
+        self.clock = clock
+        self.settings = settings
+        self.posted: Callable[[Message], Awaitable[None]] | None = None
+        """Told of every message the scheduler posted (disappearing-message bookkeeping)."""
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[int] = set()
+
+    async def start(self) -> None:
+        """Start the loop; messages that fell due while the server was down go out now."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="scheduler")
+
+    async def close(self) -> None:
+        """Stop the loop (a post in progress is cancelled; it is retried at the next start)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # --- the API ------------------------------------------------------------
+
+    async def schedule(self, actor: Actor, body: ScheduleMessage) -> ScheduledMessage:
+        """Store a message to be posted to ``body.chat_id`` at ``body.send_at``."""
+        now = self.clock.now()
+        if body.send_at < now - PAST_SLACK:
+            raise ApiError(ErrorCode.INVALID, "send_at is in the past")
+        ahead = self.settings.schedule_max_ahead
+        if body.send_at > now + ahead:
+            raise ApiError(
+                ErrorCode.INVALID,
+                f"a message can be scheduled at most {ahead} s ahead",
+                limit=ahead,
+            )
+        await self.moderation.require_not_banned(actor.user_id)
+        limit = self.settings.scheduled_max_pending
+
+        def unit(tx: Tx) -> ScheduledMessage:
+            require_member(tx, body.chat_id, actor.user_id)
+            conn = sql(tx)
+            pending: int = conn.execute(
+                "SELECT count(*) FROM scheduled WHERE user_id = ? AND state = 'pending'",
+                (actor.user_id,),
+            ).fetchone()[0]
+            if pending >= limit:
+                raise ApiError(
+                    ErrorCode.QUOTA_EXCEEDED,
+                    f"at most {limit} scheduled messages may be pending",
+                    limit=limit,
+                )
+            cur = conn.execute(
+                "INSERT INTO scheduled (user_id, chat_id, text, send_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (actor.user_id, body.chat_id, body.text, body.send_at, now),
+            )
+            item = self._load(tx, int(cur.lastrowid or 0))
+            self.events.emit(tx, ScheduledUpdated(scheduled=item), user_id=actor.user_id)
+            return item
+
+        item = await self.store.write(unit)
+        self._wake.set()
+        return item
+
+    async def scheduled(self, actor: Actor) -> ScheduledList:
+        """The user's pending messages (soonest first), then the latest finished ones."""
+
+        def unit(tx: Tx) -> ScheduledList:
+            conn = sql(tx)
+            pending = conn.execute(
+                f"SELECT {_COLUMNS} FROM scheduled WHERE user_id = ? AND state = 'pending'"
+                " ORDER BY send_at, id",
+                (actor.user_id,),
+            ).fetchall()
+            done = conn.execute(
+                f"SELECT {_COLUMNS} FROM scheduled WHERE user_id = ? AND state != 'pending'"
+                " ORDER BY id DESC LIMIT ?",
+                (actor.user_id, FINISHED_SHOWN),
+            ).fetchall()
+            return ScheduledList(scheduled=[_item(r) for r in [*pending, *reversed(done)]])
+
+        return await self.store.read(unit)
+
+    async def cancel(self, actor: Actor, scheduled_id: int) -> ScheduledMessage:
+        """Cancel a pending message; ``conflict`` if it was already sent, failed or cancelled."""
+        if scheduled_id in self._sending:
+            raise ApiError(ErrorCode.CONFLICT, f"scheduled #{scheduled_id} is being sent")
+
+        def unit(tx: Tx) -> ScheduledMessage:
+            conn = sql(tx)
+            row = conn.execute(
+                "SELECT state FROM scheduled WHERE id = ? AND user_id = ?",
+                (scheduled_id, actor.user_id),
+            ).fetchone()
+            if row is None:
+                raise ApiError(
+                    ErrorCode.NOT_FOUND, f"you have no scheduled message #{scheduled_id}"
+                )
+            if row[0] != "pending":
+                raise ApiError(
+                    ErrorCode.CONFLICT, f"scheduled #{scheduled_id} was already {row[0]}"
+                )
+            conn.execute("UPDATE scheduled SET state = 'cancelled' WHERE id = ?", (scheduled_id,))
+            item = self._load(tx, scheduled_id)
+            self.events.emit(tx, ScheduledUpdated(scheduled=item), user_id=actor.user_id)
+            return item
+
+        return await self.store.write(unit)
+
+    @staticmethod
+    def _load(tx: Tx, scheduled_id: int) -> ScheduledMessage:
+        row = (
+            sql(tx)
+            .execute(f"SELECT {_COLUMNS} FROM scheduled WHERE id = ?", (scheduled_id,))
+            .fetchone()
+        )
+        return _item(row)
+
+    # --- the loop -----------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.send_due()
+                when = await self._next_due()
+            except Exception:
+                log.exception("scheduler pass failed; retrying shortly")
+                when = None
+            await wait_until(self.clock, when, self._wake)
+
+    async def _next_due(self) -> float | None:
+        def unit(tx: Tx) -> float | None:
+            row = (
+                sql(tx)
+                .execute("SELECT min(send_at) FROM scheduled WHERE state = 'pending'")
+                .fetchone()
+            )
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self.store.read(unit)
+
+    async def send_due(self) -> int:
+        """Post every pending message whose time has come; how many were handled."""
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> list[Any]:
+            return (
+                sql(tx)
+                .execute(
+                    "SELECT s.id, s.user_id, u.login, s.chat_id, s.text FROM scheduled s"
+                    " JOIN users u ON u.id = s.user_id"
+                    " WHERE s.state = 'pending' AND s.send_at <= ? ORDER BY s.send_at, s.id",
+                    (now,),
+                )
+                .fetchall()
+            )
+
+        due = await self.store.read(unit)
+        for scheduled_id, user_id, login, chat_id, text in due:
+            await self._send(scheduled_id, user_id, login, chat_id, text)
+        return len(due)
+
+    async def _send(
+        self, scheduled_id: int, user_id: int, login: str, chat_id: int, text: str
+    ) -> None:
+        self._sending.add(scheduled_id)
+        try:
+            actor = Actor(user_id=user_id, login=login, session_id="scheduler")
+            body = SendMessage(text=text, client_id=f"scheduled:{scheduled_id}")
+            message: Message | None = None
+            failure: str | None = None
+            try:
+                message = await self.messages.post(actor, chat_id, body, scheduled_id=scheduled_id)
+            except ApiError as exc:
+                failure = exc.message
+            state = "sent" if message is not None else "failed"
+            message_id = None if message is None else message.id
+
+            def unit(tx: Tx) -> None:
+                sql(tx).execute(
+                    "UPDATE scheduled SET state = ?, failure = ?, message_id = ?"
+                    " WHERE id = ? AND state = 'pending'",
+                    (state, failure, message_id, scheduled_id),
+                )
+                item = self._load(tx, scheduled_id)
+                self.events.emit(tx, ScheduledUpdated(scheduled=item), user_id=user_id)
+
+            await self.store.write(unit)
+        finally:
+            self._sending.discard(scheduled_id)
+        if message is not None and self.posted is not None:
+            await self.posted(message)
+        log.info(
+            "scheduled #%d of %s %s%s",
+            scheduled_id,
+            login,
+            state,
+            f": {failure}" if failure else "",
+        )
