@@ -212,3 +212,27 @@ async def test_hub_over_real_event_streams() -> None:
         assert hub.online_user_ids() == {2}
     finally:
         await server.close(1.0)
+
+
+async def test_one_heartbeat_timer_reaches_every_stream() -> None:
+    hub = LocalHub()
+    streams = [FakeStream() for _ in range(3)]
+    for i, stream in enumerate(streams):
+        hub.attach(i, f"s{i}", stream)
+    held = FakeStream()
+    hub.attach(9, "held", held).hold()  # catching up: the heartbeat waits with the rest
+    beat = asyncio.Event()
+    hub.start_heartbeats(0.01, b": hb\n\n")
+    original = hub._flush
+
+    def flush_and_signal() -> None:
+        original()
+        beat.set()
+
+    hub._flush = flush_and_signal  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await beat.wait()
+    hub.stop_heartbeats()
+    assert all(stream.frames[:1] == [b": hb\n\n"] for stream in streams)
+    assert held.frames == []
+    assert hub.frames_published == 0  # heartbeats are not events

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from messenger_protocol import limits
+from messenger_protocol import limits, sse_comment
 
 __all__ = ["Hub", "HubStream", "LocalHub", "Subscription", "frame_id"]
 
@@ -132,6 +132,7 @@ class LocalHub:
         self._dirty: list[Subscription] = []
         self._flush_handle: asyncio.Handle | None = None
         self._overflowed: list[Subscription] = []
+        self._heartbeat: asyncio.TimerHandle | None = None
         self.frames_published = 0
         self.deliveries = 0
         self.cut_streams = 0
@@ -148,6 +149,29 @@ class LocalHub:
             subs.append(sub)
         return sub
 
+    def start_heartbeats(self, interval: float, frame: bytes = sse_comment()) -> None:
+        """Write ``frame`` to every attached stream every ``interval`` seconds.
+
+        One timer for all streams, instead of one per stream: keeps idle streams cheap
+        and lets dead peers show up (a write to them fails).
+        """
+        self.stop_heartbeats()
+        loop = asyncio.get_running_loop()
+        self._heartbeat = loop.call_later(interval, self._beat, interval, frame)
+
+    def stop_heartbeats(self) -> None:
+        """Stop :meth:`start_heartbeats`."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+
+    def _beat(self, interval: float, frame: bytes) -> None:
+        self._heartbeat = asyncio.get_running_loop().call_later(
+            interval, self._beat, interval, frame
+        )
+        if self._all:
+            self._fan_out(frame, self._all)
+
     def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
         """Queue ``frame`` for the streams of ``user_ids`` (None: all); flushed this turn."""
         self.frames_published += 1
@@ -156,6 +180,9 @@ class LocalHub:
         else:
             by_user = self._by_user
             targets = [sub for uid in set(user_ids) if uid in by_user for sub in by_user[uid]]
+        self._fan_out(frame, targets)
+
+    def _fan_out(self, frame: bytes, targets: Iterable[Subscription]) -> None:
         # the per-recipient step, inlined: it runs once per delivery (SPEC §7 fan-out)
         dirty = self._dirty
         for sub in targets:

@@ -10,6 +10,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from messenger_protocol import limits
+
 from .clock import Clock, SystemClock
 from .config import Settings
 from .http import HttpLimits, HttpServer, Request, Response, StreamResponse
@@ -71,6 +73,7 @@ async def serve(
     await app.start()
     try:
         await server.start(settings.host, settings.port)
+        hub.start_heartbeats(limits.SSE_HEARTBEAT_SECONDS)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         log.info("listening on http://%s:%d", host, server.port)
         loop = asyncio.get_running_loop()
@@ -90,6 +93,7 @@ async def serve(
             for sig in handled:
                 loop.remove_signal_handler(sig)
             log.info("shutting down")
+            hub.stop_heartbeats()
             await server.close(SHUTDOWN_GRACE)
     finally:
         await app.close()

@@ -417,6 +417,8 @@ class _Connection:
         else:
             assert isinstance(result, StreamResponse)
             if result.content_length is None:
+                # an event stream may live for hours: keep nothing of its request alive
+                del request, head
                 await self._stream_until_closed(result, head_only)
                 return False
             if not await self._stream_with_length(result, head_only, close):
@@ -494,11 +496,8 @@ class _Connection:
         return True
 
     async def _stream_until_closed(self, result: StreamResponse, head_only: bool) -> None:
-        headers = [
-            (b"content-type", result.content_type.encode("latin-1")),
-            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers),
-        ]
-        self.transport.write(raw_response(result.status, headers, None))
+        # built in a helper: locals of this frame live as long as the stream does
+        self.transport.write(_stream_head(result))
         if head_only:
             return
         # The body ends with the connection, so the HTTP reader is done with it. A small
@@ -581,6 +580,14 @@ class _Connection:
             return
         log.info("%s: %s", self.peer, exc.message)
         self.transport.write(raw_response(exc.status, error_headers(exc), error_body(exc)))
+
+
+def _stream_head(result: StreamResponse) -> bytes:
+    headers = [
+        (b"content-type", result.content_type.encode("latin-1")),
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in result.headers),
+    ]
+    return raw_response(result.status, headers, None)
 
 
 def _error_response(exc: ApiError) -> Response:
