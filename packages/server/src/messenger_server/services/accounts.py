@@ -195,10 +195,6 @@ class AccountService:
             await self.store.write(lambda tx: tx.touch_session(session_id, address, now))
         return dataclasses.replace(actor, address=address)
 
-    def session_address(self, session_id: str) -> str | None:
-        """The address of a session's latest request, if known in memory."""
-        return self._addresses.get(session_id)
-
     # --- users and presence -------------------------------------------------
 
     def _user(self, record: UserRecord, is_admin: bool | None = None) -> User:

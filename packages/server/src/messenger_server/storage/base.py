@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from messenger_protocol import Chat, LoginRecord, Message, User
+from messenger_protocol import Chat, LoginRecord, Message
 
 from .records import ChatRecord, EventRecord, LinkRecord, SessionRecord, UserRecord
 
@@ -292,10 +292,6 @@ class Tx(Protocol):
 
     def message_count(self) -> int:
         """Messages and comments stored."""
-        ...
-
-    def user_public(self, record: UserRecord, online: bool) -> User:
-        """The public view of a user."""
         ...
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from messenger_protocol import Chat, LoginRecord, Message, User
+from messenger_protocol import Chat, LoginRecord, Message
 
 from .migrations import MIGRATIONS
 from .records import ChatRecord, EventRecord, LinkRecord, SessionRecord, UserRecord
@@ -625,12 +625,6 @@ class SqliteTx:
         """Messages and comments stored."""
         count: int = self._scalar("SELECT count(*) FROM messages")
         return count
-
-    def user_public(self, record: UserRecord, online: bool) -> User:
-        """The public view of a user."""
-        return User(
-            login=record.login, online=online, last_seen=record.last_seen, is_admin=record.is_admin
-        )
 
 
 class SqliteStore:
