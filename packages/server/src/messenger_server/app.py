@@ -10,7 +10,6 @@ answer ``unavailable``; a later service plugs in with :meth:`App.register`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from messenger_protocol import (
     encode,
     limits,
     openapi_document,
-    sse_comment,
 )
 from messenger_protocol import __version__ as protocol_version
 
@@ -450,12 +448,8 @@ class App:
                             await stream.drain()
 
                     sub.release(await self.events.catch_up(actor.user_id, after, send))
-                while not stream.is_closing():
-                    try:
-                        async with asyncio.timeout(limits.SSE_HEARTBEAT_SECONDS):
-                            await stream.wait_closed()
-                    except TimeoutError:
-                        stream.write(sse_comment())
+                # heartbeats come from the hub's one shared timer (started by serve)
+                await stream.wait_closed()
             finally:
                 self.events.detach(sub)
 

@@ -1,0 +1,116 @@
+"""Disappearing messages (F8) against the real server, its clock moved by the test:
+each recipient keeps a message for an hour after it reached them."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from messenger_protocol import MessageCreated, MessageDeleted
+from tests.support.server import ServerProcess
+from tests.support.wire import SseReader, call, register, send
+
+T0 = 1_700_000_000.0
+TTL = 3600
+
+
+def _clocked(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, *args: str
+) -> ServerProcess:
+    clock = tmp_path / "clock"
+    clock.write_text(repr(T0))
+    return server_factory(clock_file=clock, args=list(args))
+
+
+async def _ids(srv: ServerProcess, token: str, chat_id: int = 1) -> list[int]:
+    page = await call(srv.url, "GET", f"/api/v1/chats/{chat_id}/messages", token)
+    assert page.status_code == 200, page.text
+    return [m["id"] for m in page.json()["messages"]]
+
+
+async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_hour_later(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = _clocked(server_factory, tmp_path)
+    alice = (await register(srv.url, "alice"))["token"]
+    bob = (await register(srv.url, "bob"))["token"]  # never connected a stream: offline
+    async with SseReader(srv.url, alice) as alice_events:
+        message = (await send(srv.url, alice, "self-destructs")).json()
+        _, created = await alice_events.next()
+        assert isinstance(created, MessageCreated)
+        srv.set_time(T0 + TTL - 1)
+        assert await _ids(srv, alice) == [message["id"]]
+        srv.set_time(T0 + TTL)
+        _, gone = await alice_events.next()
+        assert gone == MessageDeleted(chat_id=1, message_id=message["id"])
+        assert await _ids(srv, alice) == []
+    # bob was away: after two hours it is still there for him
+    srv.set_time(T0 + 2 * TTL)
+    assert await _ids(srv, bob) == [message["id"]]
+    async with SseReader(srv.url, bob) as bob_events:
+        srv.set_time(T0 + 3 * TTL - 1)
+        assert await _ids(srv, bob) == [message["id"]]
+        srv.set_time(T0 + 3 * TTL)
+        _, gone = await bob_events.next()
+        assert gone == MessageDeleted(chat_id=1, message_id=message["id"])
+    assert await _ids(srv, bob) == []
+    # gone from the server for everyone
+    lookup = await call(srv.url, "GET", f"/api/v1/messages/{message['id']}", alice)
+    assert lookup.status_code in (403, 404)
+
+
+async def test_unfetched_message_is_deleted_at_the_maximum_age(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = _clocked(server_factory, tmp_path, "--message-max-age", str(5 * TTL))
+    alice = (await register(srv.url, "alice"))["token"]
+    await register(srv.url, "bob")  # never comes back
+    message = (await send(srv.url, alice, "nobody reads this")).json()
+    async with SseReader(srv.url, alice) as events:
+        srv.set_time(T0 + 5 * TTL)
+        ids = set()
+        while message["id"] not in ids:
+            _, event = await events.next()
+            assert isinstance(event, MessageDeleted)
+            ids.add(event.message_id)
+    assert _count(srv) == 0  # gone from the database, not only from view
+
+
+def _count(srv: ServerProcess) -> int:
+    conn = sqlite3.connect(srv.data_dir / "messenger.db")
+    try:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_ttl_zero_keeps_messages(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = _clocked(server_factory, tmp_path, "--message-ttl", "0")
+    alice = (await register(srv.url, "alice"))["token"]
+    message = (await send(srv.url, alice, "forever")).json()
+    srv.set_time(T0 + 1000 * TTL)
+    assert await _ids(srv, alice) == [message["id"]]
+
+
+async def test_reconnecting_client_gets_it_by_replay_and_keeps_it_an_hour(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = _clocked(server_factory, tmp_path)
+    alice = (await register(srv.url, "alice"))["token"]
+    bob = await register(srv.url, "bob")
+    message = (await send(srv.url, alice, "while bob was away")).json()
+    srv.set_time(T0 + 2 * TTL)
+    async with SseReader(srv.url, bob["token"], last_event_id=bob["last_event_id"]) as events:
+        _, created = await events.next()
+        assert isinstance(created, MessageCreated) and created.message.id == message["id"]
+        srv.set_time(T0 + 3 * TTL - 1)
+        assert await _ids(srv, bob["token"]) == [message["id"]]
+        srv.set_time(T0 + 3 * TTL)
+        while True:
+            _, event = await events.next()
+            if isinstance(event, MessageDeleted):
+                break
+        assert event.message_id == message["id"]
