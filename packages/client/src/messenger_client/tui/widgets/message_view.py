@@ -122,6 +122,7 @@ class MessageView(ScrollView, can_focus=True):
         self._total = 0
         self._strips: LRUCache[_StripKey, list[Strip]] = LRUCache(1024)
         self._positions: dict[int, tuple[bool, int, int | None]] = {}
+        self._style_cache: tuple[Style, Style] | None = None
 
     # --- showing a timeline -------------------------------------------------------
 
@@ -249,7 +250,7 @@ class MessageView(ScrollView, can_focus=True):
         """One screen line: a line of the message it falls in, from the strip cache."""
         layout = self.layout_
         width = self.size.width
-        base = self.rich_style
+        base = self._base_style()
         line = round(self.scroll_y) + y
         if layout is None:
             return Strip.blank(width, base)
@@ -258,6 +259,21 @@ class MessageView(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         strips = self._message_strips(index, layout, base)
         return strips[line - layout.line_of(index)]
+
+    def _base_style(self) -> Style:
+        # rich_style walks every ancestor's styles; once per style change is enough.
+        if self._style_cache is None:
+            self._style_cache = (
+                self.rich_style,
+                self.get_component_rich_style("message-view--selected", partial=True),
+            )
+        return self._style_cache[0]
+
+    def notify_style_update(self) -> None:
+        """Styles (focus, theme) changed: forget the cached ones and rendered strips."""
+        super().notify_style_update()
+        self._style_cache = None
+        self._strips.clear()
 
     def _message_strips(self, index: int, layout: Layout, base: Style) -> list[Strip]:
         timeline = layout.timeline
@@ -282,7 +298,9 @@ class MessageView(ScrollView, can_focus=True):
             return strips
         style = base
         if selected:
-            style = base + self.get_component_rich_style("message-view--selected", partial=True)
+            self._base_style()
+            assert self._style_cache is not None
+            style = base + self._style_cache[1]
         console = self.app.console
         strips = []
         for text in layout.lines(index):
