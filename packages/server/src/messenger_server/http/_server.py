@@ -139,7 +139,7 @@ class HttpServer:
         peer = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         count = self._per_ip.get(ip, 0)
         if count >= self.limits.max_connections_per_ip or self._closing:
-            return self._refuse(writer, ip)
+            return self._refuse(reader, writer, ip)
         self._per_ip[ip] = count + 1
         conn = _Connection(self, reader, writer, peer, ip)
         self._conns.add(conn)
@@ -153,7 +153,9 @@ class HttpServer:
         else:
             del self._per_ip[conn.ip]
 
-    async def _refuse(self, writer: asyncio.StreamWriter, ip: str) -> None:
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
+    ) -> None:
         if self._closing:
             exc = ApiError(ErrorCode.UNAVAILABLE, "server is shutting down")
         else:
@@ -161,6 +163,16 @@ class HttpServer:
             exc = ApiError(ErrorCode.RATE_LIMITED, "too many connections from your address")
         try:
             writer.write(raw_response(exc.status, error_headers(exc), error_body(exc)))
+            # Closing with the client's request unread would send a reset that can
+            # overtake our answer: half-close, then swallow a little of what it sends.
+            if writer.can_write_eof():
+                writer.write_eof()
+            budget = self.limits.drain_max
+            async with asyncio.timeout(min(1.0, self.limits.linger_seconds)):
+                while budget > 0 and (data := await reader.read(self.limits.read_size)):
+                    budget -= len(data)
+        except (TimeoutError, ConnectionError, OSError):
+            pass
         finally:
             await _close_writer(writer)
 
@@ -242,6 +254,7 @@ class _Connection:
                     head = await self._read_head()
                 except BadRequest as exc:
                     self._write_error_and_close(exc)
+                    await self._linger(force=True)
                     return
                 except TimeoutError:
                     log.debug("%s idle, closing", self.peer)
@@ -396,6 +409,7 @@ class _Connection:
         except ApiError as exc:
             if isinstance(exc, ProtocolViolation):
                 self._write_error_and_close(exc)
+                await self._linger(force=True)
                 return False
             result = _error_response(exc)
         except Exception:
@@ -562,9 +576,12 @@ class _Connection:
             return False
         return True
 
-    async def _linger(self) -> None:
-        """Half-close and swallow what the peer still sends, so it reads our answer, not RST."""
-        if self._body_done or self.transport.is_closing():
+    async def _linger(self, *, force: bool = False) -> None:
+        """Half-close and swallow what the peer still sends, so it reads our answer, not RST.
+
+        Without ``force`` only when part of the request body is still unread.
+        """
+        if (self._body_done and not force) or self.transport.is_closing():
             return
         try:
             if self.transport.can_write_eof():
