@@ -28,10 +28,12 @@ from textual.worker import Worker, WorkerState
 from messenger_protocol import (
     GENERAL_CHAT_ID,
     ApiError,
+    Banned,
     Chat,
     ErrorCode,
     Event,
     Message,
+    ScheduledUpdated,
     SessionEnded,
 )
 
@@ -43,6 +45,7 @@ from ..events import ConnectionState, EventStream
 from ..logs import setup_logging
 from .commands import ChatsProvider, MessengerCommands
 from .messages import LoginRequested, OpenChat, OpenDirect
+from .screens.admin import AdminScreen
 from .screens.login import LoginScreen
 from .screens.main import MainScreen
 from .screens.output import OutputScreen
@@ -51,6 +54,7 @@ from .store import PAGE_SIZE, Change, ChatStore
 from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
 from .widgets.message_view import MessageView
+from .widgets.moderation import ModerationBar, ScheduledScreen
 from .widgets.users_panel import UsersPanel
 
 __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
@@ -130,6 +134,8 @@ class MessengerApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True,
                 tooltip="Quit (the session stays logged in)"),
+        Binding("f3", "admin", "Admin", id="app.admin",
+                tooltip="Users, complaint queue, server stats and settings (admins)"),
     ]  # fmt: skip
 
     def __init__(
@@ -283,6 +289,7 @@ class MessengerApp(App[None]):
             return
         change = store.apply(event)
         self._show_change(change)
+        self._moderation_event(event)
 
     def _show_change(self, change: Change) -> None:
         store, main = self.store, self.main
@@ -364,8 +371,9 @@ class MessengerApp(App[None]):
         store, main = self.store, self.main
         if store is None or main is None or not main.is_mounted:
             return
-        chat_list = main.query_one(ChatList)
-        chat_list.update_chats(store.sorted_chats(), store.users, main.current_chat)
+        # query, not query_one: during shutdown the screen may already be empty.
+        for chat_list in main.query(ChatList):
+            chat_list.update_chats(store.sorted_chats(), store.users, main.current_chat)
         if self.runner is not None:
             for chat in store.chats.values():
                 self.runner.remember(chat)
@@ -374,8 +382,10 @@ class MessengerApp(App[None]):
         store, main = self.store, self.main
         if store is None or main is None or not main.is_mounted:
             return
-        main.query_one(UsersPanel).update_users(store.users, store.contacts)
-        main.query_one(ChatList).update_chats(store.sorted_chats(), store.users, main.current_chat)
+        for panel in main.query(UsersPanel):
+            panel.update_users(store.users, store.contacts)
+        for chat_list in main.query(ChatList):
+            chat_list.update_chats(store.sorted_chats(), store.users, main.current_chat)
 
     # --- chats ------------------------------------------------------------------------
 
@@ -418,7 +428,7 @@ class MessengerApp(App[None]):
     def _chat_chosen(self, event: ChatList.ChatChosen) -> None:
         self.open_chat(event.chat_id)
         if self.main is not None:
-            self.main.query_one(Composer).focus()
+            self.main.composer.focus()
 
     @on(OpenChat)
     def _open_chat_message(self, event: OpenChat) -> None:
@@ -540,7 +550,7 @@ class MessengerApp(App[None]):
         if chat is not None:
             self.open_chat(chat.id)
             if self.main is not None:
-                self.main.query_one(Composer).focus()
+                self.main.composer.focus()
             return
         self._open_direct(login)
 
@@ -558,7 +568,7 @@ class MessengerApp(App[None]):
         self._refresh_chat_list()
         self.open_chat(chat.id)
         if self.main is not None:
-            self.main.query_one(Composer).focus()
+            self.main.composer.focus()
 
     @on(UsersPanel.ContactAction)
     def _contact_action(self, event: UsersPanel.ContactAction) -> None:
@@ -580,6 +590,42 @@ class MessengerApp(App[None]):
             return
         self._refresh_people()
         self.notify(f"{login} {'added to' if add else 'removed from'} your contacts", timeout=3)
+
+    # --- moderation and time (banner, rate-limit wait, scheduled, admin) -------------------
+
+    def _moderation_event(self, event: Event) -> None:
+        main, me = self.main, self.store.me if self.store is not None else None
+        if isinstance(event, Banned) and main is not None and event.login == me:
+            main.query_one(ModerationBar).banned(event.until, event.reason)
+        elif isinstance(event, ScheduledUpdated) and isinstance(self.screen, ScheduledScreen):
+            self.run_worker(self.screen.scheduled_changed(event.scheduled), group="scheduled")
+
+    def _moderation_refusal(self, exc: ApiError) -> None:
+        if self.main is None:
+            return
+        bar = self.main.query_one(ModerationBar)
+        if exc.code == ErrorCode.BANNED and exc.until is not None:
+            bar.banned(exc.until)
+        elif exc.code == ErrorCode.RATE_LIMITED and exc.retry_after:
+            bar.rate_limited(exc.retry_after)
+
+    def _is_admin(self) -> bool:
+        session = self.client.session if self.client is not None else None
+        return session is not None and session.user.is_admin
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The admin screen exists only for admins."""
+        if action == "admin":
+            return self._is_admin()
+        return True
+
+    def action_admin(self) -> None:
+        """Show the admin screen (F3; admins only)."""
+        if self.client is None or not self._is_admin():
+            self.notify("Only admins have an admin screen", severity="warning")
+            return
+        if not isinstance(self.screen, AdminScreen):
+            self.push_screen(AdminScreen(self.client, tz=self.options.tz))
 
     # --- status ----------------------------------------------------------------------------
 
@@ -642,6 +688,9 @@ class MessengerApp(App[None]):
                     self._run_slash(parsed)
             case "status":
                 self.action_status()
+            case "scheduled" if self.client is not None:
+                names = {c.id: c.name for c in store.chats.values()}
+                self.push_screen(ScheduledScreen(self.client, chat_names=names, tz=self.options.tz))
             case "users" | "contacts":
                 if self.main is not None:
                     self.main.action_toggle_users()
@@ -700,6 +749,7 @@ class MessengerApp(App[None]):
             except ApiError as exc:
                 store.send_failed(pending, retrying=False)
                 self.notify(f"Not sent: {describe_error(exc)}", severity="error")
+                self._moderation_refusal(exc)
                 self._give_back(pending.text)
                 return
             store.sent(pending, message)
@@ -710,7 +760,7 @@ class MessengerApp(App[None]):
         """Put refused text back in an empty composer so it is not lost."""
         if self.main is None:
             return
-        composer = self.main.query_one(Composer)
+        composer = self.main.composer
         if not composer.text:
             composer.load_text(text)
 
@@ -781,6 +831,8 @@ class MessengerApp(App[None]):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             log.error("worker %s failed", event.worker.name, exc_info=error)
+            if self._closing:
+                return  # torn down mid-call while quitting: nobody to tell
             self.notify(f"{event.worker.name}: {describe_error(error)}", severity="error")
 
     async def on_unmount(self) -> None:

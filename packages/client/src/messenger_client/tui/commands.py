@@ -55,10 +55,9 @@ def _chat_actions(app: MessengerApp) -> list[Action]:
 def _app_actions(app: MessengerApp) -> list[Action]:
     def prefill(text: str) -> Callable[[], object]:
         def fill() -> None:
-            from .widgets.composer import Composer
 
             if app.main is not None:
-                composer = app.main.query_one(Composer)
+                composer = app.main.composer
                 composer.load_text(text)
                 composer.move_cursor(composer.document.end)
                 composer.focus()

@@ -19,6 +19,7 @@ from ..widgets.chat_list import ChatList
 from ..widgets.composer import Completer, Composer
 from ..widgets.header import ConnectionBar
 from ..widgets.message_view import MessageView
+from ..widgets.moderation import ModerationBar
 from ..widgets.users_panel import UsersPanel
 
 __all__ = ["MainScreen"]
@@ -60,46 +61,45 @@ class MainScreen(Screen[None]):
         self._completer = completer
         self._tz = tz
         self.current_chat: int | None = None
+        # Kept as attributes: the app's workers may still call in while the screen
+        # is being torn down, when queries would find nothing.
+        self.bar = ConnectionBar(id="connection")
+        self.chat_list = ChatList(id="chats")
+        self.chat_title = Static("", id="chat-title", classes="pane-title")
+        self.view = MessageView(me=me, tz=tz, id="messages")
+        self.unseen_badge = Static("", id="unseen")
+        self.composer = Composer(completer, id="composer")
+        self.users_panel = UsersPanel(me, id="users")
+        self.people = Vertical(Label("People", classes="pane-title"), self.users_panel, id="people")
 
     def compose(self) -> ComposeResult:
         """Layout: bar, three columns, footer."""
-        yield ConnectionBar(id="connection")
+        yield self.bar
         with Horizontal(id="body"):
             with Vertical(id="sidebar"):
                 yield Label("Chats", classes="pane-title")
-                yield ChatList(id="chats")
+                yield self.chat_list
             with Vertical(id="chat"):
-                yield Static("", id="chat-title", classes="pane-title")
-                yield MessageView(me=self.me, tz=self._tz, id="messages")
-                yield Static("", id="unseen")
-                yield Composer(self._completer, id="composer")
-            with Vertical(id="people"):
-                yield Label("People", classes="pane-title")
-                yield UsersPanel(self.me, id="users")
+                yield self.chat_title
+                yield self.view
+                yield self.unseen_badge
+                yield ModerationBar(id="moderation")
+                yield self.composer
+            yield self.people
         yield Footer()
 
     def on_mount(self) -> None:
         """Start in the composer, with the people panel hidden."""
-        self.query_one("#people").display = False
-        self.query_one("#unseen").display = False
-        self.query_one(Composer).focus()
+        self.people.display = False
+        self.unseen_badge.display = False
+        self.composer.focus()
 
     # --- fed by the app -----------------------------------------------------------
-
-    @property
-    def view(self) -> MessageView:
-        """The message view."""
-        return self.query_one("#messages", MessageView)
-
-    @property
-    def bar(self) -> ConnectionBar:
-        """The connection bar."""
-        return self.query_one(ConnectionBar)
 
     def show_chat(self, chat: Chat, timeline: Timeline) -> None:
         """Show a chat's timeline and title."""
         self.current_chat = chat.id
-        self.query_one("#chat-title", Static).update(self._title(chat))
+        self.chat_title.update(self._title(chat))
         self.view.show(timeline)
 
     def _title(self, chat: Chat) -> str:
@@ -112,11 +112,11 @@ class MainScreen(Screen[None]):
     def update_title(self, chat: Chat) -> None:
         """The open chat changed (members, name)."""
         if chat.id == self.current_chat:
-            self.query_one("#chat-title", Static).update(self._title(chat))
+            self.chat_title.update(self._title(chat))
 
     @on(MessageView.UnseenChanged)
     def _unseen(self, event: MessageView.UnseenChanged) -> None:
-        badge = self.query_one("#unseen", Static)
+        badge = self.unseen_badge
         badge.display = event.count > 0
         noun = "message" if event.count == 1 else "messages"
         badge.update(f"↓ {event.count} new {noun}  (End or click to jump)")
@@ -131,18 +131,18 @@ class MainScreen(Screen[None]):
 
     def action_goto_chat(self, n: int) -> None:
         """Open the n-th chat of the list (Alt+1..9)."""
-        chats = self.query_one(ChatList)
+        chats = self.chat_list
         if 0 < n <= len(chats.chat_ids):
             self.post_message(ChatList.ChatChosen(chats.chat_ids[n - 1]))
 
     def action_toggle_users(self) -> None:
         """Show or hide the people panel."""
-        people = self.query_one("#people")
+        people = self.people
         people.display = not people.display
         if people.display:
-            self.query_one(UsersPanel).focus()
+            self.users_panel.focus()
         else:
-            self.query_one(Composer).focus()
+            self.composer.focus()
 
     def action_scroll_messages(self, direction: int) -> None:
         """Page the message view from anywhere (the composer keeps focus)."""
@@ -157,7 +157,7 @@ class MainScreen(Screen[None]):
 
     def action_back(self) -> None:
         """Esc: close the people panel, or go back to the composer."""
-        people = self.query_one("#people")
+        people = self.people
         if people.display and people.has_focus_within:
             people.display = False
-        self.query_one(Composer).focus()
+        self.composer.focus()

@@ -251,7 +251,7 @@ class MessageView(ScrollView, can_focus=True):
         layout = self.layout_
         width = self.size.width
         base = self._base_style()
-        line = round(self.scroll_y) + y
+        line = self._line_at(y)
         if layout is None:
             return Strip.blank(width, base)
         index = layout.index_at(line)
@@ -259,6 +259,13 @@ class MessageView(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         strips = self._message_strips(index, layout, base)
         return strips[line - layout.line_of(index)]
+
+    def _line_at(self, y: int) -> int:
+        """Timeline line at screen row ``y``; a short chat sits at the bottom, near the
+        composer, as in every chat app."""
+        layout = self.layout_
+        gap = self.size.height - layout.total if layout is not None else 0
+        return round(self.scroll_y) + y - max(gap, 0)
 
     def _base_style(self) -> Style:
         # rich_style walks every ancestor's styles; once per style change is enough.
@@ -416,7 +423,7 @@ class MessageView(ScrollView, can_focus=True):
         offset = event.get_content_offset(self)
         if offset is None or self.layout_ is None or self.timeline is None:
             return
-        index = self.layout_.index_at(round(self.scroll_y) + offset.y)
+        index = self.layout_.index_at(self._line_at(offset.y))
         if index is None:
             return
         self.select_index(index)

@@ -1,0 +1,284 @@
+"""The admin screen (F21), only for admins: users, the complaint queue with actions,
+live server stats and the effective settings."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, tzinfo
+from typing import ClassVar, Protocol
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Static, TabbedContent, TabPane
+
+from messenger_protocol import (
+    AdminUserList,
+    ApiError,
+    Complaint,
+    ComplaintList,
+    ServerStats,
+    Settings,
+    User,
+    limits,
+)
+
+from ...api import ServerUnavailable
+
+__all__ = ["STATS_EVERY", "AdminApi", "AdminScreen", "format_bytes"]
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY = 2.0
+"""Seconds between two refreshes of the live stats."""
+
+
+class AdminApi(Protocol):
+    """What the screen needs of :class:`messenger_client.api.Client`."""
+
+    async def admin_users(self) -> AdminUserList: ...
+    async def admin_complaints(self) -> ComplaintList: ...
+    async def admin_dismiss(self, complaint_id: int) -> Complaint: ...
+    async def admin_ban(self, login: str, seconds: int, reason: str = "") -> User: ...
+    async def admin_unban(self, login: str) -> User: ...
+    async def admin_stats(self) -> ServerStats: ...
+    async def admin_settings(self) -> Settings: ...
+
+
+def format_bytes(n: int) -> str:
+    """``1.5 MiB`` style."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
+
+
+class AdminScreen(Screen[None]):
+    """Users, complaints, stats, settings; actions go straight to the server."""
+
+    DEFAULT_CSS = """
+    AdminScreen DataTable { height: 1fr; }
+    AdminScreen .admin-actions { height: 3; }
+    AdminScreen .admin-actions Button { margin: 0 1 0 0; }
+    AdminScreen #stats-body { padding: 1 2; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="admin.close", tooltip="Back to the chats"),
+        Binding("r", "reload", "Reload", id="admin.reload", tooltip="Load everything again"),
+    ]
+
+    def __init__(
+        self,
+        api: AdminApi,
+        *,
+        tz: tzinfo | None = None,
+        ban_seconds: int = limits.BAN_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.api = api
+        self.tz = tz
+        self.ban_seconds = ban_seconds
+        self.complaints: list[Complaint] = []
+        self.user_logins: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        """Four tabs."""
+        with TabbedContent(id="admin-tabs"):
+            with TabPane("Users", id="tab-users"), Vertical():
+                yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
+                with Horizontal(classes="admin-actions"):
+                    yield Button("Ban", id="user-ban", variant="error")
+                    yield Button("Unban", id="user-unban")
+            with TabPane("Complaints", id="tab-complaints"), Vertical():
+                yield DataTable(id="complaints-table", cursor_type="row", zebra_stripes=True)
+                with Horizontal(classes="admin-actions"):
+                    yield Button("Dismiss", id="complaint-dismiss")
+                    yield Button("Ban target", id="complaint-ban", variant="error")
+                    yield Button("Unban target", id="complaint-unban")
+            with TabPane("Stats", id="tab-stats"):
+                yield Static("Loading…", id="stats-body")
+            with TabPane("Settings", id="tab-settings"):
+                yield DataTable(id="settings-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Columns, first load, and the live stats timer."""
+        users = self.query_one("#users-table", DataTable)
+        users.add_columns(
+            "login", "online", "last login", "address", "messages", "complaints", "banned until",
+            "role",
+        )  # fmt: skip
+        complaints = self.query_one("#complaints-table", DataTable)
+        complaints.add_columns("#", "when", "from", "about", "message", "reason")
+        self.query_one("#settings-table", DataTable).add_columns("setting", "value")
+        self.action_reload()
+        self.set_interval(STATS_EVERY, self._load_stats)
+
+    def _when(self, ts: float | None) -> str:
+        if ts is None:
+            return "-"
+        moment = datetime.fromtimestamp(ts, self.tz) if self.tz else datetime.fromtimestamp(ts)
+        return moment.strftime("%Y-%m-%d %H:%M")
+
+    # --- loading ----------------------------------------------------------------
+
+    def action_reload(self) -> None:
+        """Load every tab."""
+        self._load_all()
+
+    def action_close(self) -> None:
+        """Back to where we came from."""
+        self.dismiss(None)
+
+    def _failed(self, exc: Exception) -> None:
+        text = exc.message if isinstance(exc, ApiError) else "Cannot reach the server"
+        self.notify(text, severity="error")
+
+    @work(exclusive=True, group="admin-load")
+    async def _load_all(self) -> None:
+        try:
+            users = await self.api.admin_users()
+            complaints = await self.api.admin_complaints()
+            settings = await self.api.admin_settings()
+            stats = await self.api.admin_stats()
+        except (ApiError, ServerUnavailable) as exc:
+            self._failed(exc)
+            return
+        self.show_users(users)
+        self.show_complaints(complaints)
+        self.show_settings(settings)
+        self.show_stats(stats)
+
+    @work(exclusive=True, group="admin-stats")
+    async def _load_stats(self) -> None:
+        try:
+            stats = await self.api.admin_stats()
+        except (ApiError, ServerUnavailable) as exc:
+            log.info("admin stats: %s", exc)
+            return
+        self.show_stats(stats)
+
+    def show_users(self, users: AdminUserList) -> None:
+        """Fill the users table."""
+        table = self.query_one("#users-table", DataTable)
+        table.clear()
+        self.user_logins = []
+        for u in users.users:
+            table.add_row(
+                u.login,
+                "online" if u.online else "",
+                self._when(u.last_login_at),
+                u.last_login_address or "-",
+                str(u.messages),
+                str(u.complaints or ""),
+                self._when(u.banned_until) if u.banned_until else "",
+                "admin" if u.is_admin else "",
+                key=u.login,
+            )
+            self.user_logins.append(u.login)
+
+    def show_complaints(self, complaints: ComplaintList) -> None:
+        """Fill the complaint queue."""
+        table = self.query_one("#complaints-table", DataTable)
+        table.clear()
+        self.complaints = list(complaints.complaints)
+        for c in self.complaints:
+            table.add_row(
+                str(c.id),
+                self._when(c.created_at),
+                c.author,
+                c.target,
+                "-" if c.message_id is None else str(c.message_id),
+                c.reason or "-",
+                key=str(c.id),
+            )
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("tab-complaints").label = f"Complaints ({len(self.complaints)})"
+
+    def show_stats(self, stats: ServerStats) -> None:
+        """Show the live numbers."""
+        body = (
+            f"uptime          {_duration(stats.uptime)}\n"
+            f"connections     {stats.connections}  (event streams {stats.streams})\n"
+            f"users           {stats.users}  (online {stats.users_online})\n"
+            f"messages        {stats.messages}  ({stats.messages_per_second:.2f}/s)\n"
+            f"database        {format_bytes(stats.storage_bytes)}\n"
+            f"files           {format_bytes(stats.files_bytes)}"
+        )
+        self.query_one("#stats-body", Static).update(body)
+
+    def show_settings(self, settings: Settings) -> None:
+        """Fill the read-only settings table."""
+        table = self.query_one("#settings-table", DataTable)
+        table.clear()
+        for name, value in sorted(settings.values.items()):
+            table.add_row(name, "" if value is None else str(value))
+
+    # --- actions ------------------------------------------------------------------
+
+    def _selected_complaint(self) -> Complaint | None:
+        table = self.query_one("#complaints-table", DataTable)
+        if not self.complaints or table.cursor_row < 0:
+            return None
+        return self.complaints[min(table.cursor_row, len(self.complaints) - 1)]
+
+    def _selected_login(self) -> str | None:
+        table = self.query_one("#users-table", DataTable)
+        if not self.user_logins or table.cursor_row < 0:
+            return None
+        return self.user_logins[min(table.cursor_row, len(self.user_logins) - 1)]
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        match event.button.id:
+            case "complaint-dismiss":
+                if (c := self._selected_complaint()) is not None:
+                    self._act("dismiss", str(c.id))
+            case "complaint-ban":
+                if (c := self._selected_complaint()) is not None:
+                    self._act("ban", c.target)
+            case "complaint-unban":
+                if (c := self._selected_complaint()) is not None:
+                    self._act("unban", c.target)
+            case "user-ban":
+                if (login := self._selected_login()) is not None:
+                    self._act("ban", login)
+            case "user-unban":
+                if (login := self._selected_login()) is not None:
+                    self._act("unban", login)
+            case _:
+                pass
+
+    @work(group="admin-act")
+    async def _act(self, action: str, what: str) -> None:
+        try:
+            match action:
+                case "dismiss":
+                    await self.api.admin_dismiss(int(what))
+                    self.notify(f"Complaint #{what} dismissed")
+                case "ban":
+                    user = await self.api.admin_ban(what, self.ban_seconds, "banned by an admin")
+                    self.notify(f"{what} banned until {self._when(user.banned_until)}")
+                case _:
+                    await self.api.admin_unban(what)
+                    self.notify(f"{what} unbanned")
+        except (ApiError, ServerUnavailable) as exc:
+            self._failed(exc)
+            return
+        self._load_all()

@@ -1,0 +1,206 @@
+"""Pilot tests of the admin screen, the scheduled-messages panel (against the real
+server) and the banned / rate-limit banners (with a clock the test moves)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Static, TabbedContent
+
+from messenger_client.api import Client
+from messenger_client.tui.screens.admin import AdminScreen, format_bytes
+from messenger_client.tui.widgets.moderation import (
+    Countdown,
+    ModerationBar,
+    ScheduledScreen,
+    fade_level,
+    format_left,
+)
+from messenger_protocol import ApiError, ErrorCode
+from tests.support.server import ServerProcess
+
+WAIT = 15.0
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], object], what: str) -> None:
+    """Let the app run until ``condition()`` holds (a bound, not a sleep)."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+class Host(App[None]):
+    """Shows one screen."""
+
+    def __init__(self, screen: Screen[None]) -> None:
+        super().__init__()
+        self.first = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.first)
+
+
+async def _clients(url: str, *names: str) -> list[Client]:
+    clients = []
+    for name in names:
+        client = Client(url)
+        await client.register(name, "password1")
+        clients.append(client)
+    return clients
+
+
+async def test_admin_screen_lists_users_and_acts_on_complaints(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory(args=["--admins", "root"])
+    root, target, a, b = await _clients(srv.url, "root", "target", "a", "b")
+    try:
+        await a.complain("target", "spam")
+        await b.complain("target", "rude")
+        await target.send(1, "hello from target")
+        screen = AdminScreen(root)
+        app = Host(screen)
+        async with app.run_test(size=(140, 40)) as pilot:
+            users = screen.query_one("#users-table", DataTable)
+            await until(pilot, lambda: users.row_count == 4, "the users table")
+            row = users.get_row("target")
+            assert row[0] == "target" and row[4] == "1" and row[5] == "2"
+            assert users.get_row("root")[7] == "admin"
+            tabs = screen.query_one(TabbedContent)
+            assert str(tabs.get_tab("tab-complaints").label) == "Complaints (2)"
+            stats = screen.query_one("#stats-body", Static)
+            await until(pilot, lambda: "users           4" in str(stats.render()), "stats")
+            # dismiss the first complaint by mouse
+            tabs.active = "tab-complaints"
+            await pilot.pause()
+            await pilot.click("#complaint-dismiss")
+            complaints = screen.query_one("#complaints-table", DataTable)
+            await until(pilot, lambda: complaints.row_count == 1, "the dismissal")
+            queue = await root.admin_complaints()
+            assert [c.author for c in queue.complaints] == ["b"]
+            # ban the target of the remaining one
+            await pilot.click("#complaint-ban")
+            await until(pilot, lambda: complaints.row_count == 0, "the ban")
+            try:
+                await target.send(1, "muted")
+                raise AssertionError("the ban did not reach the server")
+            except ApiError as exc:
+                assert exc.code is ErrorCode.BANNED
+            await until(pilot, lambda: users.get_row("target")[6] != "", "the ban column")
+            # unban from the users tab
+            tabs.active = "tab-users"
+            await pilot.pause()
+            users.move_cursor(row=users.get_row_index("target"))
+            screen.query_one("#user-unban", Button).press()
+            await until(pilot, lambda: users.get_row("target")[6] == "", "the unban")
+            await target.send(1, "free")
+            settings = screen.query_one("#settings-table", DataTable)
+            assert settings.get_row_at(0)[0] == "admins"
+    finally:
+        for client in (root, target, a, b):
+            await client.close()
+
+
+async def test_admin_screen_refuses_non_admins(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    srv = server_factory()
+    (alice,) = await _clients(srv.url, "alice")
+    try:
+        screen = AdminScreen(alice)
+        app = Host(screen)
+        async with app.run_test() as pilot:
+            await until(pilot, lambda: bool(app._notifications), "the refusal")
+            assert "admins" in next(iter(app._notifications)).message
+            assert screen.query_one("#users-table", DataTable).row_count == 0
+    finally:
+        await alice.close()
+
+
+async def test_scheduled_panel_cancels_with_a_button(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = server_factory()
+    (alice,) = await _clients(srv.url, "alice")
+    try:
+        later = time.time() + 3600
+        first = await alice.schedule(1, "first", later)
+        await alice.schedule(1, "second", later + 60)
+        screen = ScheduledScreen(alice, chat_names={1: "general"})
+        app = Host(screen)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(
+                pilot, lambda: len(screen.query(f"#cancel-{first.id}")) == 1, "the cancel button"
+            )
+            await pilot.click(f"#cancel-{first.id}")
+            await until(
+                pilot, lambda: len(screen.query(f"#cancel-{first.id}")) == 0, "the cancellation"
+            )
+            states = {s.text: s.state for s in (await alice.scheduled()).scheduled}
+            assert states == {"first": "cancelled", "second": "pending"}
+    finally:
+        await alice.close()
+
+
+class BarHost(App[None]):
+    """A moderation bar on a clock the test moves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1_700_000_000.0
+
+    def compose(self) -> ComposeResult:
+        yield ModerationBar(clock=lambda: self.now, id="bar")
+
+
+async def test_banned_banner_counts_down_and_goes_away() -> None:
+    app = BarHost()
+    async with app.run_test() as pilot:
+        bar = app.query_one(ModerationBar)
+        banner = bar.query_one("#banned", Countdown)
+        assert not banner.display
+        bar.banned(app.now + 4 * 3600, "3 users complained")
+        await pilot.pause()
+        assert banner.display
+        assert str(banner.render()) == ("Banned from sending (3 users complained) -- 4:00:00 left")
+        app.now += 3600 + 61
+        banner.tick()
+        assert str(banner.render()).endswith("2:58:59 left")
+        app.now += 3 * 3600
+        banner.tick()
+        await pilot.pause()
+        assert not banner.display
+        # an unban hides it at once
+        bar.banned(app.now + 60)
+        assert banner.display
+        bar.banned(None)
+        assert not banner.display
+
+
+async def test_rate_limit_wait_shows_until_the_window_ends() -> None:
+    app = BarHost()
+    async with app.run_test() as pilot:
+        bar = app.query_one(ModerationBar)
+        wait = bar.query_one("#rate-wait", Countdown)
+        bar.rate_limited(125)
+        await pilot.pause()
+        assert str(wait.render()).endswith("2:05 left") and wait.display
+        app.now += 125
+        wait.tick()
+        assert not wait.display
+
+
+def test_formatting_helpers() -> None:
+    assert format_left(3661) == "1:01:01" and format_left(59.2) == "1:00"
+    assert format_bytes(512) == "512 B" and format_bytes(3 * 1024 * 1024) == "3.0 MiB"
+    assert fade_level(None, 0) == 0.0
+    assert fade_level(1000, 0) == 0.0
+    assert fade_level(1000, 850) == 0.5
+    assert fade_level(1000, 1000) == 1.0
