@@ -1,0 +1,43 @@
+"""Fixtures of the TUI tests: an app wired to a temp client home, and waiting helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from messenger_client.config import ClientConfig, Dirs
+from messenger_client.tui.app import MessengerApp, TuiOptions
+from messenger_client.tui.timeline import utc
+
+WAIT = 15.0
+"""Longest wait for something the app should do (a generous bound, not a sleep)."""
+
+
+def client_config(root: Path, server: str) -> ClientConfig:
+    """A client config whose files all live under ``root``."""
+    dirs = Dirs(root / "data", root / "state", root / "config", root / "downloads")
+    return ClientConfig(server=server, dirs=dirs)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., MessengerApp]:
+    """``make_app(server_url, name="alice")``: an app with its own client home."""
+
+    def make(server: str, name: str = "alice", **options: object) -> MessengerApp:
+        config = client_config(tmp_path / f"client-{name}", server)
+        return MessengerApp(config, TuiOptions(tz=utc(), bell=False, **options))  # type: ignore[arg-type]
+
+    return make
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], object], what: str = "") -> None:
+    """Let the app run until ``condition()`` holds; fail after :data:`WAIT` seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.02)
