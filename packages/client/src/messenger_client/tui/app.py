@@ -54,7 +54,7 @@ from .store import PAGE_SIZE, Change, ChatStore
 from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
 from .widgets.message_view import MessageView
-from .widgets.moderation import ModerationBar, ScheduledScreen
+from .widgets.moderation import ScheduledScreen
 from .widgets.users_panel import UsersPanel
 
 __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
@@ -596,14 +596,14 @@ class MessengerApp(App[None]):
     def _moderation_event(self, event: Event) -> None:
         main, me = self.main, self.store.me if self.store is not None else None
         if isinstance(event, Banned) and main is not None and event.login == me:
-            main.query_one(ModerationBar).banned(event.until, event.reason)
+            main.moderation.banned(event.until, event.reason)
         elif isinstance(event, ScheduledUpdated) and isinstance(self.screen, ScheduledScreen):
             self.run_worker(self.screen.scheduled_changed(event.scheduled), group="scheduled")
 
     def _moderation_refusal(self, exc: ApiError) -> None:
         if self.main is None:
             return
-        bar = self.main.query_one(ModerationBar)
+        bar = self.main.moderation
         if exc.code == ErrorCode.BANNED and exc.until is not None:
             bar.banned(exc.until)
         elif exc.code == ErrorCode.RATE_LIMITED and exc.retry_after:

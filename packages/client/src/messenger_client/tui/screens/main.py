@@ -68,6 +68,7 @@ class MainScreen(Screen[None]):
         self.chat_title = Static("", id="chat-title", classes="pane-title")
         self.view = MessageView(me=me, tz=tz, id="messages")
         self.unseen_badge = Static("", id="unseen")
+        self.moderation = ModerationBar(id="moderation")
         self.composer = Composer(completer, id="composer")
         self.users_panel = UsersPanel(me, id="users")
         self.people = Vertical(Label("People", classes="pane-title"), self.users_panel, id="people")
@@ -83,7 +84,7 @@ class MainScreen(Screen[None]):
                 yield self.chat_title
                 yield self.view
                 yield self.unseen_badge
-                yield ModerationBar(id="moderation")
+                yield self.moderation
                 yield self.composer
             yield self.people
         yield Footer()
