@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import accumulate
@@ -182,6 +182,10 @@ class Timeline:
     def __getitem__(self, index: int) -> Message:
         confirmed = len(self.messages)
         return self.messages[index] if index < confirmed else self.pending[index - confirmed]
+
+    def __iter__(self) -> Iterator[Message]:
+        yield from self.messages
+        yield from self.pending
 
     def __contains__(self, message_id: object) -> bool:
         return message_id in self._ids

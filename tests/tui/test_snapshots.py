@@ -1,0 +1,125 @@
+"""Snapshots of the login, main and status screens with fixed data, clock and size.
+
+Update after an intended change: ``uv run pytest tests/tui/test_snapshots.py --snapshot-update``
+and look at the SVGs in ``tests/tui/__snapshots__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
+
+from messenger_client.cache import Cache
+from messenger_client.events import ConnectionState
+from messenger_client.tui.app import MessengerApp, TuiOptions
+from messenger_client.tui.screens.login import LoginScreen
+from messenger_client.tui.screens.status import StatusScreen
+from messenger_client.tui.timeline import utc
+from messenger_protocol import (
+    Chat,
+    Connection,
+    LoginRecord,
+    Message,
+    OwnedChat,
+    Status,
+    User,
+)
+from tests.tui.conftest import client_config, until
+
+SERVER = "http://127.0.0.1:9"  # nothing listens: the app stays offline, deterministic
+T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+SIZE = (110, 30)
+
+SnapCompare = Callable[..., bool]
+
+
+def offline_app(root: Path, with_cache: bool) -> MessengerApp:
+    """An app whose state comes from a prepared cache (and a saved token) only."""
+    config = client_config(root, SERVER)
+    if with_cache:
+        config.tokens.save(SERVER, "alice", "token")
+        cache = Cache.for_account(SERVER, "alice", root=config.dirs.data / "cache")
+        cache.replace_chats([
+            Chat(id=1, kind="general", name="general"),
+            Chat(id=2, kind="group", name="team", owner="alice", members=3, unread=4),
+            Chat(id=3, kind="direct", name="@bob", peer="bob", unread=1),
+            Chat(id=4, kind="direct", name="@carol", peer="carol"),
+        ])  # fmt: skip
+        cache.replace_users([User("bob", online=True), User("carol", last_seen=T0 - 7200)])
+        texts = [
+            ("bob", "morning! the **build** is green again"),
+            ("bob", "see https://example.org/ci/42 for the run"),
+            ("alice", "nice -- was it the `flaky_test` again?"),
+            ("carol", "yes, @alice: I pinned the seed"),
+            ("carol", "a longer message that wraps over more than one line, to show how the "
+                      "text keeps its indent under the author and the time of the group"),
+            ("alice", "thanks both"),
+        ]  # fmt: skip
+        cache.save_messages(
+            Message(id=i, chat_id=1, author=a, text=t, created_at=T0 + 3600 * 9 + i * 60)
+            for i, (a, t) in enumerate(texts, start=1)
+        )
+        cache.close()
+    return MessengerApp(config, TuiOptions(tz=utc(), bell=False), clock=lambda: T0)
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Stop the network workers and cursor blink, so the frame is the same every run."""
+    app = pilot.app
+    assert isinstance(app, MessengerApp)
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, LoginScreen) or (app.main and app.main.view.layout_),
+        "the first screen",
+    )
+    for group in ("events", "refresh", "latest", "outbox", "older"):
+        app.workers.cancel_group(app, group)
+    for widget in app.screen.query("Input, TextArea"):
+        if isinstance(widget, Input | TextArea):
+            widget.cursor_blink = False
+    if app.main is not None:
+        app.main.bar.state = ConnectionState("offline")
+    await pilot.pause()
+
+
+def test_login_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    app = offline_app(tmp_path, with_cache=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_main_screen_with_a_few_chats(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    app = offline_app(tmp_path, with_cache=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_status_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    status = Status(
+        user=User("alice", online=True),
+        connections=[
+            Connection("s1", "127.0.0.1:50412", "messenger TUI", T0, streaming=True, current=True),
+            Connection("s2", "10.0.0.7:41022", "phone", T0 - 86400, streaming=True),
+        ],
+        private_sent=12,
+        private_received=9,
+        owned_chats=[OwnedChat(Chat(id=2, kind="group", name="team", owner="alice", members=3))],
+        member_chats=[
+            Chat(id=1, kind="general", name="general"),
+            Chat(id=2, kind="group", name="team", owner="alice", members=3, unread=4),
+        ],
+        logins=[
+            LoginRecord(T0 - 86400, "10.0.0.7", "phone"),
+            LoginRecord(T0 - 600, "127.0.0.1", "messenger TUI", success=False),
+            LoginRecord(T0, "127.0.0.1", "messenger TUI"),
+        ],
+    )
+
+    async def show_status(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.app.push_screen(StatusScreen(status, tz=utc()))
+        await pilot.pause()
+
+    app = offline_app(tmp_path, with_cache=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=show_status)
