@@ -42,6 +42,7 @@ from messenger_protocol import (
     JoinRequested,
     Message,
     MessageCreated,
+    MessageDeleted,
     Presence,
     Reset,
     ScheduledUpdated,
@@ -697,8 +698,16 @@ class CommandRunner:
                     return [InfoOut(f"{who} no longer banned")]
                 why = f" ({reason})" if reason else ""
                 return [InfoOut(f"{who} banned from sending until {_clock(until)}{why}")]
+            case MessageDeleted(chat_id=chat_id, message_id=message_id):
+                name = await self.chat_name(chat_id)
+                return [InfoOut(f"message #{message_id} in {name} disappeared")]
             case ScheduledUpdated(scheduled=s):
-                what = {"sent": "was sent", "failed": "failed", "cancelled": "was cancelled"}
+                what = {
+                    "pending": "is scheduled",
+                    "sent": f"was sent as message #{s.message_id}",
+                    "failed": "failed",
+                    "cancelled": "was cancelled",
+                }
                 detail = f": {s.failure}" if s.failure else ""
                 return [InfoOut(f"scheduled #{s.id} {what.get(s.state, s.state)}{detail}")]
             case SessionEnded(session_id=session_id):
