@@ -62,8 +62,13 @@ async def test_third_distinct_complaint_bans_for_four_hours_also_across_restart(
         "message": refused.json()["error"]["message"],
         "until": T0 + BAN,
     }
-    # reading still works
+    # reading still works, and the ban shows in /status and in the user list
     assert (await call(srv.url, "GET", "/api/v1/chats/1/messages", target)).status_code == 200
+    status = (await call(srv.url, "GET", "/api/v1/status", target)).json()
+    assert status["banned_until"] == T0 + BAN and status["user"]["banned_until"] == T0 + BAN
+    users = (await call(srv.url, "GET", "/api/v1/users", a)).json()["users"]
+    assert {u["login"]: u["banned_until"] for u in users}["target"] == T0 + BAN
+    assert {u["login"]: u["banned_until"] for u in users}["a"] is None
     srv.restart()
     srv.set_time(T0 + BAN - 1)
     assert (await send(srv.url, target, "still banned")).status_code == 403

@@ -138,6 +138,7 @@ class App:
         self.handlers.update(self._own_handlers())
         self.handlers.update(self._moderation_handlers())
         self.retention.wrap(self.handlers)
+        self.moderation.wrap(self.handlers)
         self.on_close: list[Callable[[], Awaitable[None]]] = []
         """Run at :meth:`close` before the store closes (later services stop here)."""
 

@@ -25,6 +25,9 @@ import logging
 import math
 import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from messenger_protocol import (
     GENERAL_CHAT_ID,
@@ -35,6 +38,9 @@ from messenger_protocol import (
     ComplaintResult,
     ErrorCode,
     FileComplaint,
+    Status,
+    User,
+    UserList,
 )
 
 from ..clock import Clock
@@ -44,6 +50,9 @@ from .accounts import AccountService
 from .actor import Actor
 from .events import EventService
 from .messages import Draft
+
+if TYPE_CHECKING:
+    from ..app import Call, EndpointHandler
 
 __all__ = [
     "ModerationService",
@@ -142,6 +151,10 @@ def lift_bans(conn: sqlite3.Connection, user_id: int, login: str, now: float, by
     return cur.rowcount
 
 
+def _banned(user: User, bans: dict[str, float]) -> User:
+    return msgspec.structs.replace(user, banned_until=bans.get(user.login.lower()))
+
+
 @dataclass(slots=True)
 class RateWindow:
     """Messages a user posted to the general chat in the window starting at ``start``."""
@@ -172,6 +185,44 @@ class ModerationService:
     def install(self) -> None:
         """Hook the send check and the login throttle into the other services."""
         self.accounts.login_checks.append(self.check_login)
+
+    def wrap(self, handlers: dict[str, EndpointHandler]) -> None:
+        """Show running bans in ``/status`` and the user views (``banned_until``)."""
+        for name in ("status", "users", "user"):
+            if name in handlers:
+                handlers[name] = self._with_bans(handlers[name])
+
+    def _with_bans(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            result = await inner(call)
+            if not isinstance(result, Status | UserList | User):
+                return result
+            bans = await self.running_bans()
+            if not bans:
+                return result
+            if isinstance(result, Status):
+                until = bans.get(result.user.login.lower())
+                user = msgspec.structs.replace(result.user, banned_until=until)
+                return msgspec.structs.replace(result, user=user, banned_until=until)
+            if isinstance(result, UserList):
+                return UserList(users=[_banned(u, bans) for u in result.users])
+            return _banned(result, bans)
+
+        return handler
+
+    async def running_bans(self) -> dict[str, float]:
+        """``until`` of every running ban, by lower-case login."""
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> dict[str, float]:
+            rows = sql(tx).execute(
+                "SELECT lower(u.login), max(b.until) FROM bans b JOIN users u ON u.id = b.user_id"
+                " WHERE b.lifted_at IS NULL AND b.until > ? GROUP BY b.user_id",
+                (now,),
+            )
+            return {str(r[0]): float(r[1]) for r in rows}
+
+        return await self.store.read(unit)
 
     # --- sending --------------------------------------------------------------
 
