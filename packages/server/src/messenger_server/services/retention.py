@@ -84,6 +84,7 @@ class RetentionService:
         """Called with the ids of deleted messages (e.g. to collect their files)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -96,7 +97,9 @@ class RetentionService:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="retention")
 
     async def close(self) -> None:
-        """Stop the loop."""
+        """Finish the bookkeeping of recent posts and stop the loop."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -216,10 +219,19 @@ class RetentionService:
         async def handler(call: Call) -> object:
             result = await inner(call)
             if isinstance(result, Message):
-                await self.posted(result)
+                # bookkeeping joins a later group commit: the sender does not wait for it
+                task = asyncio.get_running_loop().create_task(self._note_posted(result))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return result
 
         return handler
+
+    async def _note_posted(self, message: Message) -> None:
+        try:
+            await self.posted(message)
+        except Exception:
+            log.exception("could not note the recipients of message %d", message.id)
 
     def _wrap_history(self, inner: EndpointHandler) -> EndpointHandler:
         async def handler(call: Call) -> object:
