@@ -81,6 +81,8 @@ class Message(Model, frozen=True):
     last_comment_at: float | None = None
     attachments: list[Attachment] = []
     scheduled_id: int | None = None
+    expires_at: float | None = None
+    """When it disappears for the user who fetched it (None: never, or not said)."""
 
 
 class Chat(Model, frozen=True):
@@ -338,6 +340,8 @@ class Session(Model, frozen=True):
     user: User
     last_event_id: int = 0
     """Id of the newest event at login: a stream that starts here misses nothing."""
+    message_ttl: int = 0
+    """Seconds a message lives after it reached this user (0: messages do not disappear)."""
 
 
 class MessagePage(Model, frozen=True):
