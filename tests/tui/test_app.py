@@ -209,3 +209,34 @@ async def test_status_screen_and_cached_history_after_restart_of_the_app(
         await until(pilot, lambda: again.main is not None and again.main.view.layout_)
         assert "remember me" in screen_text(again)
         assert again.connection.state != "connected"
+
+
+async def test_thread_panel_opens_on_a_message_and_comments_both_ways(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            root = await bob.send(GENERAL_CHAT_ID, "what do you think?")
+            await until(pilot, lambda: "what do you think?" in shown_texts(app, 1))
+            main = app.main
+            assert main is not None and app.store is not None
+            # Tab into the messages, k selects the newest, Enter opens its thread.
+            main.view.focus()
+            await pilot.press("k", "enter")
+            await until(pilot, lambda: main.thread_root is not None, "the thread panel")
+            assert main.thread_root is not None and main.thread_root.id == root.id
+            await pilot.press(*"looks good", "enter")
+            thread = app.store.threads[root.id]
+            await until(pilot, lambda: not thread.pending and len(thread) == 2, "comment sent")
+            answer = await bob.thread(root.id)
+            assert [c.text for c in answer.comments] == ["looks good"]
+            await bob.comment(root.id, "thanks!")
+            await until(pilot, lambda: [m.text for m in thread][-1] == "thanks!", "bob's comment")
+            await until(pilot, lambda: "2 comments" in screen_text(app), "count in the panel")
+            await pilot.press("escape")
+            assert main.thread_root is None and main.composer.has_focus
+    finally:
+        await bob.close()

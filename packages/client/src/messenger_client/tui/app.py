@@ -309,6 +309,20 @@ class MessengerApp(App[None]):
         message = change.new_message
         if message is not None:
             self._notify_message(message)
+        root = main.thread_root
+        if root is not None:
+            thread = store.threads.get(root.id)
+            if thread is not None and len(thread) and thread[0].id == root.id:
+                main.update_thread_title(thread[0])
+        comment = change.new_comment
+        if comment is not None and (root is None or comment.thread_root != root.id):
+            self._notify_comment(comment)
+
+    def _notify_comment(self, comment: Message) -> None:
+        """A toast for a comment in a thread the user takes part in, when not open."""
+        if self.options.toasts:
+            text = comment.text if len(comment.text) <= 120 else comment.text[:119] + "…"
+            self.notify(text, title=f"{comment.author} commented", timeout=6)
 
     def _notify_message(self, message: Message) -> None:
         """A toast (and the bell) for a private message or a mention not in view."""
@@ -661,6 +675,10 @@ class MessengerApp(App[None]):
         if isinstance(parsed, slash.UsageError):
             self.notify(str(parsed), severity="warning")
             return
+        root = main.thread_root
+        if event.composer is main.thread_composer and root is not None and parsed.name == "say":
+            self.send_comment(root, parsed.args["text"])
+            return
         self.run_command(parsed, main.current_chat)
 
     def run_command(self, parsed: slash.ParsedCommand, chat_id: int) -> None:
@@ -688,6 +706,8 @@ class MessengerApp(App[None]):
                     self._run_slash(parsed)
             case "status":
                 self.action_status()
+            case "thread":
+                self._open_thread_by_id(args["message_id"])
             case "scheduled" if self.client is not None:
                 names = {c.id: c.name for c in store.chats.values()}
                 self.push_screen(ScheduledScreen(self.client, chat_names=names, tz=self.options.tz))
@@ -712,6 +732,16 @@ class MessengerApp(App[None]):
         store.add_pending(pending)
         if main.current_chat == chat_id:
             main.view.follow()
+        self._outbox.put_nowait(pending)
+
+    def send_comment(self, root: Message, text: str) -> None:
+        """Comment under ``root``: pending in the thread panel at once, then retried."""
+        store, main = self.store, self.main
+        if store is None or main is None:
+            return
+        pending = PendingSend(new_client_id(), root.chat_id, text, self.clock(), root.id)
+        store.add_pending(pending)
+        main.thread_view.follow()
         self._outbox.put_nowait(pending)
 
     @work(exclusive=True, group="outbox")
@@ -819,10 +849,51 @@ class MessengerApp(App[None]):
     @on(MessageView.Activated)
     def _activated(self, event: MessageView.Activated) -> None:
         message = event.message
-        if not message.id:
+        if not message.id or (self.main is not None and event.view is self.main.thread_view):
             return
-        line = f"/thread {message.id}"
-        self._run_slash(slash.ParsedCommand("thread", {"message_id": message.id}, line))
+        self.open_thread(message)
+
+    def open_thread(self, root: Message) -> None:
+        """Open the thread panel: cached comments at once, then the server's."""
+        store, main = self.store, self.main
+        if store is None or main is None:
+            return
+        main.show_thread(root, store.thread(root))
+        self._load_thread(root.id)
+
+    @work(exclusive=True, group="thread")
+    async def _load_thread(self, root_id: int) -> None:
+        client, store, main = self.client, self.store, self.main
+        if client is None or store is None or main is None:
+            return
+        try:
+            thread = await client.thread(root_id)
+        except ServerUnavailable:
+            return
+        except ApiError as exc:
+            self.notify(describe_error(exc), severity="error")
+            return
+        timeline = store.merge_thread(thread.root, thread.comments)
+        if main.thread_root is not None and main.thread_root.id == root_id:
+            main.show_thread(thread.root, timeline)
+            newest = timeline.newest_id
+            if newest is not None and thread.unread:
+                with contextlib.suppress(ApiError, ServerUnavailable):
+                    await client.mark_thread_read(root_id, newest)
+
+    @work(exclusive=True, group="thread")
+    async def _open_thread_by_id(self, message_id: int) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            root = await client.message(message_id)
+        except (ApiError, ServerUnavailable) as exc:
+            self.notify(describe_error(exc, self.server), severity="error")
+            return
+        if root.thread_root is not None:
+            root = await client.message(root.thread_root)
+        self.open_thread(root)
 
     # --- workers -------------------------------------------------------------------------
 

@@ -60,6 +60,8 @@ class Change:
     thread_root: int | None = None
     """A thread got a new comment (for an open thread panel)."""
     comment: Message | None = None
+    new_comment: Message | None = None
+    """Someone commented in a thread the user takes part in (for notifications)."""
     reset: bool = False
     """The server asked for a full refetch."""
     notice: str = ""
@@ -76,6 +78,8 @@ class ChatStore:
     timelines: dict[int, Timeline] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     contacts: dict[str, Contact] = field(default_factory=dict)
+    threads: dict[int, Timeline] = field(default_factory=dict)
+    """Open or recently opened threads: root id -> root and comments."""
     focused: Callable[[int], bool] = lambda chat_id: False
     """Whether the user is looking at the bottom of a chat (its messages count as read)."""
 
@@ -181,9 +185,15 @@ class ChatStore:
         if self.cache is not None:
             self.cache.add_pending(pending)
         message = pending_message(pending, self.me)
-        if pending.thread_root is None:
-            self.timeline(pending.chat_id).add_pending(message)
+        timeline = self._timeline_of(pending)
+        if timeline is not None:
+            timeline.add_pending(message)
         return message
+
+    def _timeline_of(self, pending: PendingSend) -> Timeline | None:
+        if pending.thread_root is None:
+            return self.timeline(pending.chat_id)
+        return self.threads.get(pending.thread_root)
 
     def sent(self, pending: PendingSend, message: Message) -> None:
         """The server acknowledged a send."""
@@ -191,12 +201,12 @@ class ChatStore:
             self.cache.remove_pending(pending.client_id)
         if message.thread_root is None:
             self._add_message(message)
-        elif self.cache is not None:
-            self.cache.save_messages([message])
+        else:
+            self._add_comment(message)
 
     def send_failed(self, pending: PendingSend, retrying: bool) -> None:
         """A send failed: kept and marked (``retrying``) or dropped for good."""
-        timeline = self.timelines.get(pending.chat_id)
+        timeline = self._timeline_of(pending)
         if retrying:
             if timeline is not None:
                 timeline.set_failed(pending.client_id, True)
@@ -208,7 +218,7 @@ class ChatStore:
 
     def retrying(self, pending: PendingSend) -> None:
         """A failed send is being tried again."""
-        timeline = self.timelines.get(pending.chat_id)
+        timeline = self._timeline_of(pending)
         if timeline is not None:
             timeline.set_failed(pending.client_id, False)
 
@@ -225,6 +235,34 @@ class ChatStore:
             return True
         return timeline.add(message)
 
+    def _add_comment(self, comment: Message) -> bool:
+        self._save([comment])
+        thread = self.threads.get(comment.thread_root or 0)
+        return thread.add(comment) if thread is not None else True
+
+    def thread(self, root: Message) -> Timeline:
+        """The timeline of a thread: the root message and its cached comments."""
+        thread = self.threads.get(root.id)
+        if thread is None:
+            comments = self.cache.comments(root.id) if self.cache is not None else []
+            # A negative "chat id" keeps a thread's scroll memory apart from chats'.
+            thread = Timeline(-root.id, [root, *comments], has_more=False)
+            if self.cache is not None:
+                for pending in self.cache.pending():
+                    if pending.thread_root == root.id:
+                        thread.add_pending(pending_message(pending, self.me))
+            self.threads[root.id] = thread
+        return thread
+
+    def merge_thread(self, root: Message, comments: list[Message]) -> Timeline:
+        """The server's view of a thread joins what is shown (de-duplicated by id)."""
+        thread = self.thread(root)
+        self._save([root, *comments])
+        thread.add(root)
+        for comment in comments:
+            thread.add(comment)
+        return thread
+
     def mark_read_locally(self, chat_id: int) -> None:
         """The user saw the bottom of a chat: its badge clears at once."""
         chat = self.chats.get(chat_id)
@@ -236,7 +274,7 @@ class ChatStore:
         change = Change()
         match event:
             case MessageCreated(message=message) if message.thread_root is not None:
-                self._save([message])
+                self._add_comment(message)
                 change.thread_root, change.comment = message.thread_root, message
             case MessageCreated(message=message):
                 fresh = self._add_message(message)
@@ -256,6 +294,9 @@ class ChatStore:
                     change.new_message = message
             case MessageUpdated(message=message):
                 self._save([message])
+                thread = self.threads.get(message.id)
+                if thread is not None:
+                    thread.update(message)
                 timeline = self.timelines.get(message.chat_id)
                 if timeline is not None:
                     timeline.update(message)
@@ -293,8 +334,10 @@ class ChatStore:
                     )
                     change.chats = True
             case ThreadActivity(root_id=root_id, comment=comment):
-                self._save([comment])
+                fresh = self._add_comment(comment)
                 change.thread_root, change.comment = root_id, comment
+                if fresh and comment.author != self.me:
+                    change.new_comment = comment
             case Presence(login=login, online=online, last_seen=last_seen):
                 user = self.users.get(login) or User(login=login)
                 self.users[login] = msgspec.structs.replace(

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from messenger_protocol import Chat
+from messenger_protocol import Chat, Message
 
 from ..timeline import Timeline
 from ..widgets.chat_list import ChatList
@@ -72,6 +72,15 @@ class MainScreen(Screen[None]):
         self.composer = Composer(completer, id="composer")
         self.users_panel = UsersPanel(me, id="users")
         self.people = Vertical(Label("People", classes="pane-title"), self.users_panel, id="people")
+        self.thread_root: Message | None = None
+        self.thread_title = Static("", id="thread-title", classes="pane-title")
+        self.thread_view = MessageView(me=me, tz=tz, id="thread-messages")
+        self.thread_composer = Composer(
+            completer, id="thread-composer", placeholder="Comment  (Enter sends, Esc closes)"
+        )
+        self.thread_panel = Vertical(
+            self.thread_title, self.thread_view, self.thread_composer, id="thread"
+        )
 
     def compose(self) -> ComposeResult:
         """Layout: bar, three columns, footer."""
@@ -87,11 +96,13 @@ class MainScreen(Screen[None]):
                 yield self.moderation
                 yield self.composer
             yield self.people
+            yield self.thread_panel
         yield Footer()
 
     def on_mount(self) -> None:
         """Start in the composer, with the people panel hidden."""
         self.people.display = False
+        self.thread_panel.display = False
         self.unseen_badge.display = False
         self.composer.focus()
 
@@ -115,8 +126,32 @@ class MainScreen(Screen[None]):
         if chat.id == self.current_chat:
             self.chat_title.update(self._title(chat))
 
+    def show_thread(self, root: Message, timeline: Timeline) -> None:
+        """Open the thread panel on a message and its comments."""
+        self.thread_root = root
+        self.thread_panel.display = True
+        self.update_thread_title(root)
+        self.thread_view.show(timeline)
+        self.thread_composer.focus()
+
+    def update_thread_title(self, root: Message) -> None:
+        """The root's comment count changed."""
+        if self.thread_root is None or root.id != self.thread_root.id:
+            return
+        self.thread_root = root
+        noun = "comment" if root.comment_count == 1 else "comments"
+        self.thread_title.update(f"Thread · {root.author} · {root.comment_count} {noun}  (Esc)")
+
+    def close_thread(self) -> None:
+        """Hide the thread panel."""
+        self.thread_root = None
+        self.thread_panel.display = False
+        self.composer.focus()
+
     @on(MessageView.UnseenChanged)
     def _unseen(self, event: MessageView.UnseenChanged) -> None:
+        if event.view is not self.view:
+            return
         badge = self.unseen_badge
         badge.display = event.count > 0
         noun = "message" if event.count == 1 else "messages"
@@ -161,4 +196,6 @@ class MainScreen(Screen[None]):
         people = self.people
         if people.display and people.has_focus_within:
             people.display = False
+        elif self.thread_panel.display and self.thread_panel.has_focus_within:
+            self.close_thread()
         self.composer.focus()

@@ -90,15 +90,17 @@ class MessageView(ScrollView, can_focus=True):
     class Activated(TextualMessage):
         """A message was opened (Enter, double click): show its thread."""
 
-        def __init__(self, message: Message) -> None:
+        def __init__(self, view: MessageView, message: Message) -> None:
             super().__init__()
+            self.view = view
             self.message = message
 
     class UnseenChanged(TextualMessage):
         """The count of new messages below the viewport changed."""
 
-        def __init__(self, count: int) -> None:
+        def __init__(self, view: MessageView, count: int) -> None:
             super().__init__()
+            self.view = view
             self.count = count
 
     def __init__(
@@ -231,7 +233,7 @@ class MessageView(ScrollView, can_focus=True):
 
     def watch_unseen(self, count: int) -> None:
         """Tell the chat pane, which shows the badge."""
-        self.post_message(self.UnseenChanged(count))
+        self.post_message(self.UnseenChanged(self, count))
 
     def follow(self) -> None:
         """Go to the bottom and stay there (the user just sent something)."""
@@ -408,7 +410,7 @@ class MessageView(ScrollView, can_focus=True):
         """Open the selected message's thread."""
         index = self._selected_index()
         if index is not None and self.timeline is not None:
-            self.post_message(self.Activated(self.timeline[index]))
+            self.post_message(self.Activated(self, self.timeline[index]))
 
     def action_deselect(self) -> None:
         """Clear the selection; Esc again goes back to the composer."""
@@ -428,4 +430,4 @@ class MessageView(ScrollView, can_focus=True):
             return
         self.select_index(index)
         if event.chain >= 2:
-            self.post_message(self.Activated(self.timeline[index]))
+            self.post_message(self.Activated(self, self.timeline[index]))
