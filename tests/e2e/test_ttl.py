@@ -33,7 +33,9 @@ async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_h
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     srv = _clocked(server_factory, tmp_path)
-    alice = (await register(srv.url, "alice"))["token"]
+    alice_session = await register(srv.url, "alice")
+    assert alice_session["message_ttl"] == TTL  # clients can fade what is about to go
+    alice = alice_session["token"]
     bob = (await register(srv.url, "bob"))["token"]  # never connected a stream: offline
     async with SseReader(srv.url, alice) as alice_events:
         message = (await send(srv.url, alice, "self-destructs")).json()
@@ -47,7 +49,10 @@ async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_h
         assert await _ids(srv, alice) == []
     # bob was away: after two hours it is still there for him
     srv.set_time(T0 + 2 * TTL)
-    assert await _ids(srv, bob) == [message["id"]]
+    page = await call(srv.url, "GET", "/api/v1/chats/1/messages", bob)
+    [fetched] = page.json()["messages"]
+    assert fetched["id"] == message["id"]
+    assert fetched["expires_at"] == T0 + 3 * TTL  # an hour from now, when bob got it
     async with SseReader(srv.url, bob) as bob_events:
         srv.set_time(T0 + 3 * TTL - 1)
         assert await _ids(srv, bob) == [message["id"]]

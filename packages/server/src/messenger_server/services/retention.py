@@ -33,6 +33,7 @@ from messenger_protocol import (
     Message,
     MessageDeleted,
     MessagePage,
+    Session,
     Thread,
     Unread,
     UnreadChat,
@@ -153,20 +154,21 @@ class RetentionService:
         for m in messages:
             row = rows.get(m.id)
             if row is None:
-                ok = m.created_at + self.ttl > now
+                expires = m.created_at + self.ttl
             elif row[1]:
-                ok = False
+                continue
             elif row[0] is None:
-                ok = True
+                expires = now + self.ttl
                 fresh.append(m.id)
             else:
-                ok = row[0] + self.ttl > now
-            if ok:
-                alive.append(m)
+                expires = row[0] + self.ttl
+            if expires > now:
+                alive.append(msgspec.structs.replace(m, expires_at=expires))
         return alive, fresh
 
     async def visible(self, user_id: int, messages: list[Message]) -> list[Message]:
-        """The messages the user may still see; those they had not got yet count as delivered."""
+        """The messages the user may still see, with when they disappear for them; those
+        they had not got yet count as delivered now."""
         if not self.enabled or not messages:
             return messages
         now = self.clock.now()
@@ -211,9 +213,20 @@ class RetentionService:
             ("thread", self._wrap_thread),
             ("message", self._wrap_message),
             ("events", self._wrap_events),
+            ("login", self._wrap_session),
+            ("register", self._wrap_session),
         ):
             if name in handlers:
                 handlers[name] = make(handlers[name])
+
+    def _wrap_session(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            session = await inner(call)
+            if isinstance(session, Session):
+                return msgspec.structs.replace(session, message_ttl=self.ttl)
+            return session
+
+        return handler
 
     def _wrap_post(self, inner: EndpointHandler) -> EndpointHandler:
         async def handler(call: Call) -> object:
@@ -238,8 +251,7 @@ class RetentionService:
             page = await inner(call)
             if isinstance(page, MessagePage):
                 alive = await self.visible(call.actor.user_id, page.messages)
-                if len(alive) != len(page.messages):
-                    page = MessagePage(messages=alive, has_more=page.has_more)
+                page = MessagePage(messages=alive, has_more=page.has_more)
             return page
 
         return handler
@@ -268,21 +280,23 @@ class RetentionService:
             if not isinstance(thread, Thread):
                 return thread
             user_id = call.actor.user_id
-            if not await self.visible(user_id, [thread.root]):
+            root = await self.visible(user_id, [thread.root])
+            if not root:
                 raise forbidden("no such message, or not in a chat of yours")
             comments = await self.visible(user_id, thread.comments)
-            return msgspec.structs.replace(thread, comments=comments)
+            return msgspec.structs.replace(thread, root=root[0], comments=comments)
 
         return handler
 
     def _wrap_message(self, inner: EndpointHandler) -> EndpointHandler:
         async def handler(call: Call) -> object:
             message = await inner(call)
-            if isinstance(message, Message) and not await self.visible(
-                call.actor.user_id, [message]
-            ):
+            if not isinstance(message, Message):
+                return message
+            alive = await self.visible(call.actor.user_id, [message])
+            if not alive:
                 raise forbidden("no such message, or not in a chat of yours")
-            return message
+            return alive[0]
 
         return handler
 
