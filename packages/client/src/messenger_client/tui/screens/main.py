@@ -26,26 +26,30 @@ __all__ = ["MainScreen"]
 
 
 def _goto(n: int) -> Binding:
-    return Binding(f"alt+{n}", f"goto_chat({n})", f"Chat {n}", show=False, id=f"chats.goto_{n}")
+    return Binding(
+        f"alt+{n}", f"goto_chat({n})", f"Chat {n}", show=False, id=f"chats.goto_{n}", priority=True
+    )
 
 
 class MainScreen(Screen[None]):
     """Where the user spends their time. The app feeds it; it posts what the user does."""
 
+    # Priority: these must work while the composer (a TextArea, which has its own
+    # Ctrl+K/Ctrl+U editing keys) has focus, which is most of the time.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("alt+up", "app.previous_chat", "Prev chat", id="chats.previous",
+        Binding("alt+up", "app.previous_chat", "Prev chat", id="chats.previous", priority=True,
                 tooltip="Open the chat above in the list"),
-        Binding("alt+down", "app.next_chat", "Next chat", id="chats.next",
+        Binding("alt+down", "app.next_chat", "Next chat", id="chats.next", priority=True,
                 tooltip="Open the chat below in the list"),
-        Binding("alt+a", "app.next_active", "Next active", id="chats.next_active",
+        Binding("alt+a", "app.next_active", "Next active", id="chats.next_active", priority=True,
                 tooltip="Jump to the next chat with unread messages"),
-        Binding("ctrl+k", "app.switch_chat", "Switch", id="chats.switcher",
+        Binding("ctrl+k", "app.switch_chat", "Switch", id="chats.switcher", priority=True,
                 tooltip="Find a chat or a person by name"),
-        Binding("ctrl+u", "toggle_users", "People", id="users.toggle",
+        Binding("ctrl+u", "toggle_users", "People", id="users.toggle", priority=True,
                 tooltip="Show who is online; open a private chat"),
-        Binding("f2", "app.status", "Status", id="app.status",
+        Binding("f2", "app.status", "Status", id="app.status", priority=True,
                 tooltip="Connections, counts, chats and login history"),
-        Binding("ctrl+t", "open_thread", "Thread", id="messages.thread",
+        Binding("ctrl+t", "open_thread", "Thread", id="messages.thread", priority=True,
                 tooltip="Open the comments of the selected message"),
         Binding("pageup", "scroll_messages(-1)", "Page up", show=False,
                 id="messages.scroll_up", priority=True),

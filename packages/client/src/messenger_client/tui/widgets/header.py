@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.text import Text
@@ -54,7 +55,7 @@ class ConnectionBar(Widget):
             return "● connected"
         if state.state == "reconnecting":
             left = max(0.0, self._retry_at - time.monotonic())
-            return f"◌ reconnecting in {left:.0f}s"
+            return f"◌ reconnecting in {math.ceil(left)}s"
         if state.state == "offline":
             return "○ offline"
         return "◌ connecting…"

@@ -1,5 +1,5 @@
 """The people panel: everyone on the server, online first, contacts marked; Enter or a
-click opens a private conversation, ``a``/``d`` add or remove a contact."""
+click opens a private conversation, ``+``/``-`` add or remove a contact."""
 
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ class UsersPanel(OptionList):
         Binding("k", "cursor_up", "Up", show=False, id="users.up"),
         Binding("g", "first", "First", show=False, id="users.first"),
         Binding("G", "last", "Last", show=False, id="users.last"),
-        Binding("a", "add_contact", "Add contact", id="users.add_contact",
+        Binding("plus", "add_contact", "Add contact", id="users.add_contact",
                 tooltip="Add the highlighted user to your contacts"),
-        Binding("d,delete", "remove_contact", "Remove contact", id="users.remove_contact",
+        Binding("minus,delete", "remove_contact", "Remove contact", id="users.remove_contact",
                 tooltip="Remove the highlighted user from your contacts"),
     ]  # fmt: skip
 
@@ -84,6 +84,9 @@ class UsersPanel(OptionList):
         self.set_options([Option(self._row(u, u.login in contacts), id=u.login) for u in people])
         if highlighted in self.logins:
             self.highlighted = self.logins.index(highlighted)
+        elif self.logins:
+            # Enter must do something from the start: open a chat with the first person.
+            self.highlighted = 0
 
     def _row(self, user: User, contact: bool) -> Table:
         left = Text(no_wrap=True, overflow="ellipsis")
