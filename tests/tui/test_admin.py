@@ -14,6 +14,8 @@ from textual.widgets import Button, DataTable, Static, TabbedContent
 
 from messenger_client.api import Client
 from messenger_client.tui.screens.admin import AdminScreen, format_bytes
+from messenger_client.tui.timeline import Timeline, utc
+from messenger_client.tui.widgets.message_view import MessageView
 from messenger_client.tui.widgets.moderation import (
     Countdown,
     ModerationBar,
@@ -21,7 +23,7 @@ from messenger_client.tui.widgets.moderation import (
     fade_level,
     format_left,
 )
-from messenger_protocol import ApiError, ErrorCode
+from messenger_protocol import ApiError, ErrorCode, Message
 from tests.support.server import ServerProcess
 
 WAIT = 15.0
@@ -204,3 +206,40 @@ def test_formatting_helpers() -> None:
     assert fade_level(1000, 0) == 0.0
     assert fade_level(1000, 850) == 0.5
     assert fade_level(1000, 1000) == 1.0
+
+
+class ViewHost(App[None]):
+    """A message view alone."""
+
+    def compose(self) -> ComposeResult:
+        yield MessageView(me="bob", tz=utc(), id="messages")
+
+
+async def test_messages_about_to_disappear_fade() -> None:
+    now = time.time()
+    lasting = Message(id=1, chat_id=1, author="alice", text="lasting", created_at=now)
+    going = Message(id=2, chat_id=1, author="carol", text="going", created_at=now)
+    app = ViewHost()
+    async with app.run_test(size=(60, 12)) as pilot:
+        view = app.query_one(MessageView)
+        view.disappears_at = lambda m: now + (30 if m.id == 2 else 3600)
+        view.show(Timeline(1, [lasting, going]))
+        await pilot.pause()
+
+        def dim_rows() -> dict[str, bool]:
+            rows: dict[str, bool] = {}
+            for y in range(view.size.height):
+                strip = view.render_line(y)
+                text = strip.text
+                for word in ("lasting", "going"):
+                    if word in text:
+                        rows[word] = all(
+                            s.style is not None and s.style.dim for s in strip if s.text.strip()
+                        )
+            return rows
+
+        assert dim_rows() == {"lasting": False, "going": True}
+        view.disappears_at = None  # messages that do not disappear never fade
+        view.refresh()
+        await pilot.pause()
+        assert dim_rows() == {"lasting": False, "going": False}

@@ -223,6 +223,7 @@ class MessengerApp(App[None]):
         self.store = ChatStore(me=login, cache=cache, focused=self._reading)
         self.store.load_cached()
         self.main = MainScreen(login, self._complete, tz=self.options.tz)
+        self.main.view.disappears_at = self._disappears_at
         self._online.clear()
         if isinstance(self.screen, LoginScreen):
             self.switch_screen(self.main)
@@ -622,6 +623,15 @@ class MessengerApp(App[None]):
             bar.banned(exc.until)
         elif exc.code == ErrorCode.RATE_LIMITED and exc.retry_after:
             bar.rate_limited(exc.retry_after)
+
+    def _disappears_at(self, message: Message) -> float | None:
+        """When a message disappears for us: as the server said, or an hour (ttl) after
+        it arrived live (a live message reaches us when it is posted)."""
+        if message.expires_at is not None:
+            return message.expires_at
+        session = self.client.session if self.client is not None else None
+        ttl = session.message_ttl if session is not None else 0
+        return message.created_at + ttl if ttl else None
 
     def _is_admin(self) -> bool:
         session = self.client.session if self.client is not None else None

@@ -11,6 +11,8 @@ page arrives.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import tzinfo
 from typing import ClassVar
 
@@ -28,6 +30,7 @@ from textual.strip import Strip
 from messenger_protocol import Message
 
 from ..timeline import Layout, Timeline
+from .moderation import fade_level
 
 __all__ = ["MessageView"]
 
@@ -35,6 +38,8 @@ OLDER_MARGIN_PAGES = 2
 """Ask for older history when the top is closer than this many pages."""
 
 _StripKey = tuple[object, ...]
+FADE_REFRESH_SECONDS = 10.0
+"""How often messages about to disappear are redrawn (they fade in steps)."""
 
 
 class MessageView(ScrollView, can_focus=True):
@@ -125,6 +130,8 @@ class MessageView(ScrollView, can_focus=True):
         self._strips: LRUCache[_StripKey, list[Strip]] = LRUCache(1024)
         self._positions: dict[int, tuple[bool, int, int | None]] = {}
         self._style_cache: tuple[Style, Style] | None = None
+        self.disappears_at: Callable[[Message], float | None] | None = None
+        """When a message disappears for this user (set by the app); it fades before."""
 
     # --- showing a timeline -------------------------------------------------------
 
@@ -284,6 +291,19 @@ class MessageView(ScrollView, can_focus=True):
         self._style_cache = None
         self._strips.clear()
 
+    def on_mount(self) -> None:
+        """Messages about to disappear fade as time passes."""
+        self.set_interval(FADE_REFRESH_SECONDS, self._refade)
+
+    def _refade(self) -> None:
+        if self.disappears_at is not None:
+            self.refresh()
+
+    def _fade(self, message: Message) -> float:
+        if self.disappears_at is None or not message.id:
+            return 0.0
+        return round(fade_level(self.disappears_at(message), time.time()), 1)
+
     def _message_strips(self, index: int, layout: Layout, base: Style) -> list[Strip]:
         timeline = layout.timeline
         message = timeline[index]
@@ -301,6 +321,7 @@ class MessageView(ScrollView, can_focus=True):
             selected,
             base,
             self.has_focus,
+            fade := self._fade(message),
         )
         strips = self._strips.get(cache_key)
         if strips is not None:
@@ -310,6 +331,8 @@ class MessageView(ScrollView, can_focus=True):
             self._base_style()
             assert self._style_cache is not None
             style = base + self._style_cache[1]
+        if fade:
+            style = style + Style(dim=True)
         console = self.app.console
         strips = []
         for text in layout.lines(index):
