@@ -100,7 +100,7 @@ class Composer(TextArea):
 
     def submit(self) -> None:
         """Post the text (if any) and clear the input."""
-        text = self.text.strip("\n")
+        text = self.text.strip("\n").rstrip()
         if not text.strip():
             return
         if not self.sent_history or self.sent_history[-1] != text:

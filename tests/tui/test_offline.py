@@ -1,0 +1,141 @@
+"""The app without a server: cache-first start, keys, completion, history, the new-messages
+badge, key remapping. Deterministic: nothing listens on the server port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from messenger_client.cache import Cache
+from messenger_client.tui.app import MessengerApp, TuiOptions, load_options
+from messenger_client.tui.timeline import utc
+from messenger_protocol import Chat, Message, MessageCreated, User
+from tests.tui.conftest import client_config, until
+
+SERVER = "http://127.0.0.1:9"
+T0 = 1_767_225_600.0
+SIZE = (100, 30)
+
+
+def offline_app(root: Path, messages: int = 5, **options: object) -> MessengerApp:
+    """An app logged in (saved token) with a cache of a few chats and ``messages`` in general."""
+    config = client_config(root, SERVER)
+    config.tokens.save(SERVER, "alice", "token")
+    cache = Cache.for_account(SERVER, "alice", root=config.dirs.data / "cache")
+    cache.replace_chats([
+        Chat(id=1, kind="general", name="general"),
+        Chat(id=2, kind="group", name="team", unread=2),
+        Chat(id=3, kind="direct", name="@bob", peer="bob"),
+    ])  # fmt: skip
+    cache.replace_users([User("bob", online=True), User("bella"), User("carol")])
+    cache.save_messages(
+        Message(id=i, chat_id=1, author="bob", text=f"line {i}", created_at=T0 + i)
+        for i in range(1, messages + 1)
+    )
+    cache.close()
+    return MessengerApp(config, TuiOptions(tz=utc(), bell=False, **options))  # type: ignore[arg-type]
+
+
+def live(app: MessengerApp, message: Message) -> None:
+    """Feed a live event to the app, as the stream would."""
+    app._apply(MessageCreated(message))
+
+
+async def test_keys_switch_chats_and_j_k_move_in_the_list(tmp_path: Path) -> None:
+    app = offline_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main and app.main.view.layout_)
+        main = app.main
+        assert main is not None and main.current_chat == 1
+        await pilot.press("alt+down")
+        assert main.current_chat == 2
+        await pilot.press("alt+3")
+        assert main.current_chat == 3
+        await pilot.press("alt+up", "alt+up")
+        assert main.current_chat == 1
+        main.chat_list.focus()
+        await pilot.press("G", "enter")
+        assert main.current_chat == 3
+        main.chat_list.focus()
+        await pilot.press("g", "j", "enter")
+        assert main.current_chat == 2
+        assert main.composer.has_focus
+
+
+async def test_remapped_key_from_the_keymap_file(tmp_path: Path) -> None:
+    path = tmp_path / "keymap.toml"
+    path.write_text('[keys]\n"chats.next" = "ctrl+n"\n[notifications]\nbell = false\n')
+    options = load_options(path)
+    assert options.keymap == {"chats.next": "ctrl+n"} and not options.bell
+    app = offline_app(tmp_path, keymap=options.keymap)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main and app.main.view.layout_)
+        assert app.main is not None
+        await pilot.press("ctrl+n")
+        assert app.main.current_chat == 2
+        await pilot.press("alt+down")  # the old key no longer does it
+        assert app.main.current_chat == 2
+
+
+async def test_tab_completes_commands_and_logins_and_up_recalls_history(tmp_path: Path) -> None:
+    app = offline_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main and app.main.view.layout_)
+        assert app.main is not None
+        composer = app.main.composer
+        await pilot.press(*"/priv", "tab")
+        assert composer.text == "/private "
+        await pilot.press(*"ca", "tab")
+        assert composer.text == "/private carol "
+        composer.clear()
+        await pilot.press(*"hi @be", "tab")
+        assert composer.text == "hi @bella "
+        await pilot.press("enter")
+        await pilot.press(*"second", "enter")
+        assert composer.text == ""
+        await pilot.press("up")
+        assert composer.text == "second"
+        await pilot.press("up")
+        assert composer.text == "hi @bella"
+        await pilot.press("down", "down")
+        assert composer.text == ""
+
+
+async def test_new_messages_badge_while_scrolled_up_and_pinned_otherwise(tmp_path: Path) -> None:
+    app = offline_app(tmp_path, messages=300)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main and app.main.view.layout_)
+        main = app.main
+        assert main is not None
+        view = main.view
+        assert view.pinned
+        live(app, Message(id=1000, chat_id=1, author="bob", text="while pinned", created_at=T0))
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y and not main.unseen_badge.display
+        await pilot.press("pageup", "pageup")
+        assert not view.pinned
+        for n in range(3):
+            live(app, Message(id=1001 + n, chat_id=1, author="bob", text="new", created_at=T0))
+        await until(pilot, lambda: main.unseen_badge.display, "the badge")
+        assert "3 new messages" in str(main.unseen_badge.render())
+        await pilot.click("#unseen")
+        await until(pilot, lambda: view.pinned and not main.unseen_badge.display)
+
+
+async def test_click_selects_a_message_and_scrolling_up_loads_older_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    app = offline_app(tmp_path, messages=1000)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main and app.main.view.layout_)
+        main, store = app.main, app.store
+        assert main is not None and store is not None
+        timeline = store.timeline(1)
+        assert len(timeline) == 200  # one page from the cache, not all 1000
+        await pilot.click("#messages", offset=(5, main.view.size.height - 1))
+        assert main.view.selected == 1000
+        main.view.focus()
+        await pilot.press("g")  # to the top: older pages load on the way
+        await until(pilot, lambda: len(timeline) >= 400, "an older page")
+        await pilot.press("g")
+        await until(pilot, lambda: len(timeline) >= 600, "another page")
+        assert [m.id for m in timeline] == list(range(1000 - len(timeline) + 1, 1001))
