@@ -10,10 +10,12 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Static, TabbedContent
+from textual.widgets import Button, DataTable, Input, Static, TabbedContent
 
 from messenger_client.api import Client
+from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.admin import AdminScreen, format_bytes
+from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.timeline import Timeline, utc
 from messenger_client.tui.widgets.message_view import MessageView
 from messenger_client.tui.widgets.moderation import (
@@ -243,3 +245,76 @@ async def test_messages_about_to_disappear_fade() -> None:
         view.refresh()
         await pilot.pause()
         assert dim_rows() == {"lasting": False, "going": False}
+
+
+# --- the whole app against the real server ------------------------------------------------
+
+
+async def _register_in_app(pilot: Pilot[None], app: MessengerApp, login: str) -> None:
+    await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+    app.screen.query_one("#login", Input).value = login
+    app.screen.query_one("#password", Input).value = "secret12"
+    await pilot.click("#do-register")
+    await until(pilot, lambda: app.connection.state == "connected", "connected")
+
+
+async def test_app_shows_the_ban_with_a_countdown_and_lifts_it(
+    server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
+) -> None:
+    srv = server_factory(args=["--admins", "root"])
+    app = make_app(srv.url, "target")
+    root, a, b, c = await _clients(srv.url, "root", "a", "b", "c")
+    try:
+        async with app.run_test(size=(110, 32)) as pilot:
+            await _register_in_app(pilot, app, "target")
+            assert app.main is not None
+            banner = app.main.moderation.query_one("#banned", Countdown)
+            assert not banner.display
+            for client in (a, b, c):
+                await client.complain("target", "spam")
+            await until(pilot, lambda: banner.display, "the banned banner")
+            text = str(banner.render())
+            prefix = "Banned from sending (3 users complained) -- "
+            assert text.startswith(prefix) and text.endswith(" left")
+            assert text.removeprefix(prefix).startswith(("4:00:00", "3:59:"))
+            await root.admin_unban("target")
+            await until(pilot, lambda: not banner.display, "the banner to go")
+    finally:
+        for client in (root, a, b, c):
+            await client.close()
+
+
+async def test_app_shows_the_rate_limit_wait(
+    server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
+) -> None:
+    srv = server_factory(args=["--rate-limit-messages", "1"])
+    app = make_app(srv.url, "alice")
+    async with app.run_test(size=(110, 32)) as pilot:
+        await _register_in_app(pilot, app, "alice")
+        assert app.main is not None
+        wait = app.main.moderation.query_one("#rate-wait", Countdown)
+        await pilot.press(*"one", "enter")
+        await until(pilot, lambda: app.store and app.store.timeline(1).newest_id, "sent")
+        await pilot.press(*"two", "enter")
+        await until(pilot, lambda: wait.display, "the rate-limit wait")
+        assert "Rate limit reached: you can send again -- " in str(wait.render())
+
+
+async def _press_f3(app: MessengerApp, login: str) -> Screen[object]:
+    async with app.run_test(size=(110, 32)) as pilot:
+        await _register_in_app(pilot, app, login)
+        await pilot.press("f3")
+        await pilot.pause()
+        if isinstance(app.screen, AdminScreen):
+            users = app.screen.query_one("#users-table", DataTable)
+            await until(pilot, lambda: users.row_count >= 1, "the users")
+        return app.screen
+
+
+async def test_f3_opens_the_admin_screen_only_for_admins(
+    server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
+) -> None:
+    srv = server_factory(args=["--admins", "root"])
+    assert isinstance(await _press_f3(make_app(srv.url, "root"), "root"), AdminScreen)
+    alice_app = make_app(srv.url, "alice")
+    assert await _press_f3(alice_app, "alice") is alice_app.main
