@@ -132,7 +132,6 @@ class RetentionService:
             )
 
         await self.store.write(unit)
-        self._wake.set()
 
     def _split(
         self, conn: sqlite3.Connection, user_id: int, messages: list[Message], now: float
@@ -197,7 +196,6 @@ class RetentionService:
             )
 
         await self.store.write(unit)
-        self._wake.set()
 
     # --- reads go through here ----------------------------------------------------
 
@@ -316,17 +314,17 @@ class RetentionService:
     # --- the loop -------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # new rows fall due a whole ttl later: polling the clock is enough, no wake-ups
         while True:
-            self._wake.clear()
             try:
-                busy = await self.expire()
-                when = None if busy else await self._next_due()
+                when = await self._next_due()
+                if when is not None and when <= self.clock.now():
+                    if await self.expire():
+                        continue  # a full batch: there is more right away
+                    when = await self._next_due()
             except Exception:
                 log.exception("retention pass failed; retrying shortly")
-                busy, when = False, None
-            if busy:
-                await asyncio.sleep(0)
-                continue
+                when = None
             await wait_until(self.clock, when, self._wake)
 
     async def _next_due(self) -> float | None:
