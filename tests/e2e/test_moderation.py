@@ -204,6 +204,12 @@ async def test_admin_cli_against_a_running_server(
     assert values["users"] == "2" and values["messages"] == "2"
     assert _cli(srv, "admin", "add", "bob").returncode == 0
     assert (await call(srv.url, "GET", "/api/v1/admin/stats", bob["token"])).status_code == 200
+    audit = _cli(srv, "audit").stdout.splitlines()
+    assert [line.split()[2:4] for line in audit[1:]] == [
+        ["cli", "ban"],
+        ["cli", "unban"],
+        ["cli", "admin"],
+    ]
     missing = _cli(srv, "ban", "nobody")
     assert missing.returncode == 1 and "no such user" in missing.stderr
 

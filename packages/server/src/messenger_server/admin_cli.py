@@ -1,4 +1,4 @@
-"""``messenger-server admin|users|ban|unban|stats``: administer the data of a server.
+"""``messenger-server admin|users|ban|unban|stats|audit``: administer the data of a server.
 
 These work on the SQLite database directly (WAL mode lets them run next to a live
 server). The running server reads bans from the database on every send, so a ban
@@ -136,6 +136,14 @@ def _dispatch(conn: sqlite3.Connection, settings: Settings, args: argparse.Names
         return 0
     if command == "stats":
         _stats(conn, settings, now)
+        return 0
+    if command == "audit":
+        entries = conn.execute(
+            "SELECT at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?",
+            (max(1, args.limit),),
+        ).fetchall()
+        lines = [(_when(e[0]), e[1], e[2], e[3], e[4]) for e in reversed(entries)]
+        _table(("when", "who", "action", "whom", "why"), lines)
         return 0
     raise CliError(f"unknown command {command!r}")
 

@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     unban = sub.add_parser("unban", parents=[common], help="lift LOGIN's ban")
     unban.add_argument("login")
     sub.add_parser("stats", parents=[common], help="server statistics")
+    audit = sub.add_parser("audit", parents=[common], help="moderation audit log, newest last")
+    audit.add_argument("--limit", type=int, default=50, help="lines shown (default: 50)")
     return parser
 
 
