@@ -139,3 +139,13 @@ async def test_click_selects_a_message_and_scrolling_up_loads_older_from_the_cac
         await pilot.press("g")
         await until(pilot, lambda: len(timeline) >= 600, "another page")
         assert [m.id for m in timeline] == list(range(1000 - len(timeline) + 1, 1001))
+
+
+async def test_alt_digits_as_most_terminals_send_them_switch_chats(tmp_path: Path) -> None:
+    # ESC 2 reaches Textual as "™" (the macOS Option+2 character): it must switch, not type.
+    app = offline_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main and app.main.view.layout_)
+        assert app.main is not None
+        await pilot.press("trade_mark_sign")
+        assert app.main.current_chat == 2 and app.main.composer.text == ""

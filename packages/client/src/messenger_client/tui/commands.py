@@ -70,7 +70,7 @@ def _app_actions(app: MessengerApp) -> list[Action]:
         ("Previous chat", "Open the chat above in the list (Alt+Up)", app.action_previous_chat),
         ("Next chat with activity", "Jump to unread messages (Alt+A)", app.action_next_active),
         ("Switch chat", "Find a chat or a person (Ctrl+K)", app.action_switch_chat),
-        ("Toggle people", "Who is online; contacts; private chats (Ctrl+U)",
+        ("Toggle people", "Who is online; contacts; private chats (Ctrl+O)",
          lambda: app.main.action_toggle_users() if app.main else None),
         ("Log out", "End this session and forget the saved token",
          lambda: app.run_command(slash.ParsedCommand("logout"), 0)),

@@ -25,17 +25,27 @@ from ..widgets.users_panel import UsersPanel
 __all__ = ["MainScreen"]
 
 
+# Many terminals send Alt+digit as ESC + digit, which Textual reads as the character
+# macOS types for Option+digit (see textual._ansi_sequences); accept those too.
+# Remap ``chats.goto_N`` in keymap.toml if you type these characters in messages.
+_ALT_DIGIT_ALIASES = (
+    "inverted_exclamation_mark", "trade_mark_sign", "pound_sign", "cent_sign", "infinity",
+    "section_sign", "pilcrow_sign", "bullet", "ª",
+)  # fmt: skip
+
+
 def _goto(n: int) -> Binding:
     return Binding(
-        f"alt+{n}", f"goto_chat({n})", f"Chat {n}", show=False, id=f"chats.goto_{n}", priority=True
-    )
+        f"alt+{n},{_ALT_DIGIT_ALIASES[n - 1]}", f"goto_chat({n})", f"Chat {n}", show=False,
+        id=f"chats.goto_{n}", priority=True,
+    )  # fmt: skip
 
 
 class MainScreen(Screen[None]):
     """Where the user spends their time. The app feeds it; it posts what the user does."""
 
     # Priority: these must work while the composer (a TextArea, which has its own
-    # Ctrl+K/Ctrl+U editing keys) has focus, which is most of the time.
+    # Ctrl+K editing key) has focus, which is most of the time.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("alt+up", "app.previous_chat", "Prev chat", id="chats.previous", priority=True,
                 tooltip="Open the chat above in the list"),
@@ -45,7 +55,7 @@ class MainScreen(Screen[None]):
                 tooltip="Jump to the next chat with unread messages"),
         Binding("ctrl+k", "app.switch_chat", "Switch", id="chats.switcher", priority=True,
                 tooltip="Find a chat or a person by name"),
-        Binding("ctrl+u", "toggle_users", "People", id="users.toggle", priority=True,
+        Binding("ctrl+o", "toggle_users", "People", id="users.toggle", priority=True,
                 tooltip="Show who is online; open a private chat"),
         Binding("f2", "app.status", "Status", id="app.status", priority=True,
                 tooltip="Connections, counts, chats and login history"),
@@ -74,6 +84,7 @@ class MainScreen(Screen[None]):
         self.unseen_badge = Static("", id="unseen")
         self.moderation = ModerationBar(id="moderation")
         self.composer = Composer(completer, id="composer")
+        self.composer.reserved_keys = set(_ALT_DIGIT_ALIASES)
         self.users_panel = UsersPanel(me, id="users")
         self.people = Vertical(Label("People", classes="pane-title"), self.users_panel, id="people")
         self.thread_root: Message | None = None

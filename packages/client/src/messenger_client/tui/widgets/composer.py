@@ -64,6 +64,8 @@ class Composer(TextArea):
             compact=True,
         )
         self.completer = completer
+        self.reserved_keys: set[str] = set()
+        """Keys left to the screen's bindings although they would type a character."""
         self.sent_history: list[str] = []
         self._history_index: int | None = None
         self._draft = ""
@@ -71,6 +73,12 @@ class Composer(TextArea):
         self._completion_index = -1
 
     # --- keys -----------------------------------------------------------------
+
+    def check_consume_key(self, key: str, character: str | None = None) -> bool:
+        """Type every printable key except the reserved ones (chat switching)."""
+        if key in self.reserved_keys:
+            return False
+        return super().check_consume_key(key, character)
 
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
