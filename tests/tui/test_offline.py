@@ -149,3 +149,28 @@ async def test_alt_digits_as_most_terminals_send_them_switch_chats(tmp_path: Pat
         assert app.main is not None
         await pilot.press("trade_mark_sign")
         assert app.main.current_chat == 2 and app.main.composer.text == ""
+
+
+async def test_a_toast_for_private_messages_and_mentions_only_when_not_in_view(
+    tmp_path: Path,
+) -> None:
+    app = offline_app(tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: app.main and app.main.view.layout_)
+        assert app.main is not None and app.store is not None
+
+        def toasts() -> list[str]:
+            return [f"{n.title}: {n.message}" for n in app._notifications]
+
+        live(app, Message(id=50, chat_id=1, author="bob", text="plain chatter", created_at=T0))
+        live(app, Message(id=51, chat_id=1, author="bob", text="hey @alice", created_at=T0))
+        live(app, Message(id=52, chat_id=3, author="bob", text="psst", created_at=T0))
+        live(app, Message(id=53, chat_id=2, author="bob", text="team news", created_at=T0))
+        await pilot.pause()
+        # General is in view: no toast for the mention there; the DM gets one.
+        assert toasts() == ["bob · private: psst"]
+        assert app.store.chats[3].unread == 1 and app.store.chats[2].unread == 3
+        await pilot.press("alt+2")
+        live(app, Message(id=54, chat_id=1, author="bob", text="@alice look", created_at=T0))
+        await pilot.pause()
+        assert toasts()[-1] == "bob · general: @alice look"
