@@ -53,9 +53,11 @@ async def test_keys_switch_chats_and_j_k_move_in_the_list(tmp_path: Path) -> Non
         await pilot.press("alt+up", "alt+up")
         assert main.current_chat == 1
         main.chat_list.focus()
+        await pilot.pause()
         await pilot.press("G", "enter")
         assert main.current_chat == 3
         main.chat_list.focus()
+        await pilot.pause()
         await pilot.press("g", "j", "enter")
         assert main.current_chat == 2
         assert main.composer.has_focus

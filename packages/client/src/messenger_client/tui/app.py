@@ -19,6 +19,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import ClassVar
 
+import msgspec
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -35,6 +36,7 @@ from messenger_protocol import (
     Message,
     ScheduledUpdated,
     SessionEnded,
+    User,
 )
 
 from .. import commands as slash
@@ -278,6 +280,8 @@ class MessengerApp(App[None]):
             self._refresh_all()
         elif state.state in ("offline", "reconnecting"):
             self._online.clear()
+        if state.state in ("connected", "offline"):
+            self._refresh_people()
 
     def _apply(self, event: Event) -> None:
         store, main = self.store, self.main
@@ -388,7 +392,7 @@ class MessengerApp(App[None]):
             return
         # query, not query_one: during shutdown the screen may already be empty.
         for chat_list in main.query(ChatList):
-            chat_list.update_chats(store.sorted_chats(), store.users, main.current_chat)
+            chat_list.update_chats(store.sorted_chats(), self._presence(), main.current_chat)
         if self.runner is not None:
             for chat in store.chats.values():
                 self.runner.remember(chat)
@@ -398,9 +402,18 @@ class MessengerApp(App[None]):
         if store is None or main is None or not main.is_mounted:
             return
         for panel in main.query(UsersPanel):
-            panel.update_users(store.users, store.contacts)
+            panel.update_users(self._presence(), store.contacts)
         for chat_list in main.query(ChatList):
-            chat_list.update_chats(store.sorted_chats(), store.users, main.current_chat)
+            chat_list.update_chats(store.sorted_chats(), self._presence(), main.current_chat)
+
+    def _presence(self) -> dict[str, User]:
+        """Users as shown: while disconnected nobody is known to be online."""
+        store = self.store
+        if store is None:
+            return {}
+        if self.connection.state == "connected":
+            return store.users
+        return {login: msgspec.structs.replace(u, online=False) for login, u in store.users.items()}
 
     # --- chats ------------------------------------------------------------------------
 

@@ -75,7 +75,14 @@ class ChatList(OptionList):
         self.current: int | None = None
 
     def update_chats(self, chats: list[Chat], users: dict[str, User], current: int | None) -> None:
-        """Redraw the list (order, names, badges, dots), keeping the highlight."""
+        """Redraw the list (order, names, badges, dots), keeping the highlight.
+
+        The highlight follows the open chat when that changes; otherwise it stays
+        where the user moved it (a redraw must not yank the cursor away).
+        """
+        moved = current != self.current
+        option = self.highlighted_option
+        highlighted = int(option.id) if option is not None and option.id else None
         self.current = current
         ids = [c.id for c in chats]
         options = [Option(chat_label(c, users, i), id=str(c.id)) for i, c in enumerate(chats, 1)]
@@ -85,8 +92,9 @@ class ChatList(OptionList):
         else:
             self.chat_ids = ids
             self.set_options(options)
-        if current in ids:
-            self.highlighted = ids.index(current)
+        target = current if moved or highlighted not in ids else highlighted
+        if target in ids:
+            self.highlighted = ids.index(target)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         """Open the chosen chat."""
