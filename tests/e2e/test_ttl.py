@@ -80,12 +80,20 @@ async def test_unfetched_message_is_deleted_at_the_maximum_age(
             assert isinstance(event, MessageDeleted)
             ids.add(event.message_id)
     assert _count(srv) == 0  # gone from the database, not only from view
+    assert (
+        _count(
+            srv,
+            "SELECT count(*) FROM events WHERE CAST(payload AS TEXT) LIKE ?",
+            "%nobody reads this%",
+        )
+        == 0
+    )  # nor from the event log
 
 
-def _count(srv: ServerProcess) -> int:
+def _count(srv: ServerProcess, query: str = "SELECT count(*) FROM messages", *args: str) -> int:
     conn = sqlite3.connect(srv.data_dir / "messenger.db")
     try:
-        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+        return int(conn.execute(query, args).fetchone()[0])
     finally:
         conn.close()
 

@@ -64,6 +64,24 @@ def _in(ids: Iterable[int]) -> tuple[str, tuple[int, ...]]:
     return ",".join("?" * len(values)), values
 
 
+EVENT_SEARCH = 200
+"""Logged events of a chat searched (newest first) for the one that announced a message."""
+
+
+def _event_seq(conn: sqlite3.Connection, message: Message, upto: int) -> int | None:
+    """Sequence number of the logged ``message`` event of ``message``, if still recent."""
+    prefix = b'{"type":"message","message":{"id":%d,' % message.id
+    rows = conn.execute(
+        "SELECT seq, payload FROM events WHERE chat_id = ? AND seq <= ? AND name = 'message'"
+        " ORDER BY seq DESC LIMIT ?",
+        (message.chat_id, upto, EVENT_SEARCH),
+    )
+    for seq, payload in rows:
+        if bytes(payload).startswith(prefix):
+            return int(seq)
+    return None
+
+
 class RetentionService:
     """Delivery bookkeeping, per-recipient expiry and deletion of disappearing messages."""
 
@@ -115,12 +133,20 @@ class RetentionService:
             return
         online = self.events.hub.online_user_ids()
 
+        published = self.events.published_seq
+
         def unit(tx: Tx) -> None:
             conn = sql(tx)
             cur = conn.execute(
-                "INSERT OR IGNORE INTO expiring (message_id, chat_id, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?)",
-                (message.id, message.chat_id, message.created_at, message.created_at + self.ttl),
+                "INSERT OR IGNORE INTO expiring (message_id, chat_id, created_at, expires_at,"
+                " event_seq) VALUES (?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    message.chat_id,
+                    message.created_at,
+                    message.created_at + self.ttl,
+                    _event_seq(conn, message, published),
+                ),
             )
             if not cur.rowcount:
                 return  # a retried send: recorded the first time
@@ -440,6 +466,12 @@ class RetentionService:
             for r in conn.execute("SELECT id FROM messages WHERE thread_root = ?", (message_id,))
         ]
         marks, values = _in(ids)
+        # the logged "message" events carry the text: they go too (resume sees the deletion)
+        conn.execute(
+            "DELETE FROM events WHERE seq IN (SELECT event_seq FROM expiring"
+            f" WHERE message_id IN ({marks}) AND event_seq IS NOT NULL)",
+            values,
+        )
         conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", values)
         conn.execute(f"DELETE FROM deliveries WHERE message_id IN ({marks})", values)
         conn.execute(f"DELETE FROM expiring WHERE message_id IN ({marks})", values)

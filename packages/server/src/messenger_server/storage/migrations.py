@@ -242,9 +242,15 @@ CREATE INDEX message_files_file ON message_files(file_id);
 CREATE INDEX message_files_chat ON message_files(chat_id, message_id);
 """
 
+# disappearing messages take their logged "message" event with them
+_EXPIRING_EVENT = """
+ALTER TABLE expiring ADD COLUMN event_seq INTEGER;
+"""
+
 MIGRATIONS: list[str] = [
     _INITIAL,
     _MODERATION_AND_TIME,
     _FILES,
+    _EXPIRING_EVENT,
 ]
 """Schema scripts in order; migration ``n`` brings ``user_version`` from ``n`` to ``n + 1``."""
