@@ -240,3 +240,34 @@ async def test_thread_panel_opens_on_a_message_and_comments_both_ways(
             assert main.thread_root is None and main.composer.has_focus
     finally:
         await bob.close()
+
+
+async def test_people_panel_adds_and_removes_a_contact_and_opens_a_private_chat(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    bob = await other_user(server, "bob")
+    app = make_app(server.url)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            store, main = app.store, app.main
+            assert store is not None and main is not None
+            await until(pilot, lambda: "bob" in store.users, "the user list")
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: main.users_panel.has_focus and main.users_panel.logins)
+            assert main.users_panel.logins == ["bob"]
+            await pilot.press("plus")
+            await until(pilot, lambda: "bob" in store.contacts, "contact added")
+            assert [c.login for c in (await bob.contacts()).contacts] == []  # alice's, not bob's
+            await pilot.press("minus")
+            await until(pilot, lambda: "bob" not in store.contacts, "contact removed")
+            await pilot.press("enter")
+            await until(pilot, lambda: store.direct_chat("bob") is not None, "the private chat")
+            chat = store.direct_chat("bob")
+            assert chat is not None and main.current_chat == chat.id
+            await pilot.press(*"hi bob", "enter")
+            await until(pilot, lambda: store.timeline(chat.id).newest_id, "sent")
+            page = await bob.history(chat.id)
+            assert [m.text for m in page.messages] == ["hi bob"]
+    finally:
+        await bob.close()
