@@ -89,6 +89,9 @@ async def test_tab_completes_commands_and_logins_and_up_recalls_history(tmp_path
         await pilot.press(*"ca", "tab")
         assert composer.text == "/private carol "
         composer.clear()
+        await pilot.press(*"one", "ctrl+j", *"two")
+        assert composer.text == "one\ntwo"
+        composer.clear()
         await pilot.press(*"hi @be", "tab")
         assert composer.text == "hi @bella "
         await pilot.press("enter")

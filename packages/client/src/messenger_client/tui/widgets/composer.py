@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from textual import events
-from textual.binding import Binding, BindingType
 from textual.message import Message as TextualMessage
 from textual.widgets import TextArea
 
@@ -34,10 +33,9 @@ class Composer(TextArea):
     }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+j,shift+enter", "newline", "New line", show=False, id="composer.newline",
-                tooltip="Break the line without sending"),
-    ]  # fmt: skip
+    NEWLINE_KEYS: ClassVar[frozenset[str]] = frozenset({"ctrl+j", "shift+enter"})
+    """Keys that break the line. Handled with the typing itself, not as a binding, so a
+    fast typist's next characters land after the break, not before it."""
 
     class Submitted(TextualMessage):
         """The user pressed Enter: send ``text``."""
@@ -88,6 +86,11 @@ class Composer(TextArea):
             event.stop()
             event.prevent_default()
             self.submit()
+            return
+        if key in self.NEWLINE_KEYS:
+            event.stop()
+            event.prevent_default()
+            self.action_newline()
             return
         if key == "tab" and self._complete():
             event.stop()
