@@ -49,7 +49,7 @@ class Composer(TextArea):
         self,
         completer: Completer | None = None,
         *,
-        placeholder: str = "Message  (Enter sends, Ctrl+J new line, / for commands)",
+        placeholder: str = "Message  (Enter sends, Ctrl+J new line, / commands)",
         id: str | None = None,
     ) -> None:
         super().__init__(
