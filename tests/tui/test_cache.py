@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from messenger_client.cache import Cache, PendingSend
-from messenger_protocol import Chat, Contact, Message, User
+from messenger_client.tui.store import ChatStore
+from messenger_protocol import Chat, Contact, Message, MessageCreated, User
 
 
 def msg(mid: int, chat_id: int = 1, root: int | None = None) -> Message:
@@ -57,3 +58,14 @@ def test_chats_users_contacts_and_outbox(tmp_path: Path) -> None:
     cache.clear()
     assert cache.chats() == [] and cache.last_event_id is None
     assert [p.client_id for p in cache.pending()] == ["c2"]
+
+
+def test_a_replayed_message_is_not_counted_twice(tmp_path: Path) -> None:
+    store = ChatStore(me="alice", cache=Cache(tmp_path / "c.sqlite3"))
+    store.set_chats([Chat(id=1, kind="general", name="general"),
+                     Chat(id=2, kind="direct", name="@bob", peer="bob")])  # fmt: skip
+    event = MessageCreated(Message(id=7, chat_id=2, author="bob", text="hi", created_at=1.0))
+    assert store.apply(event).new_message is not None
+    assert store.apply(event).new_message is None  # the same event again, after a reconnect
+    assert store.chats[2].unread == 1
+    assert store.cache is not None and store.cache.has_message(7)

@@ -203,6 +203,11 @@ class Cache:
                 [(m.id, m.chat_id, m.thread_root, _encoder.encode(m)) for m in messages],
             )
 
+    def has_message(self, message_id: int) -> bool:
+        """Whether a message is cached (a replayed event for it is not news)."""
+        row = self._db.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return row is not None
+
     def delete_message(self, message_id: int) -> None:
         """Forget a message that disappeared."""
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))

@@ -229,10 +229,13 @@ class ChatStore:
     # --- events -----------------------------------------------------------------
 
     def _add_message(self, message: Message) -> bool:
-        self._save([message])
+        """Keep a message; False if it was known already (a replayed event)."""
         timeline = self.timelines.get(message.chat_id)
         if timeline is None:
-            return True
+            known = self.cache is not None and self.cache.has_message(message.id)
+            self._save([message])
+            return not known
+        self._save([message])
         return timeline.add(message)
 
     def _add_comment(self, comment: Message) -> bool:
