@@ -268,7 +268,7 @@ async def test_app_shows_the_ban_with_a_countdown_and_lifts_it(
         async with app.run_test(size=(110, 32)) as pilot:
             await _register_in_app(pilot, app, "target")
             assert app.main is not None
-            banner = app.main.moderation.query_one("#banned", Countdown)
+            banner = app.main.moderation.banned_banner
             assert not banner.display
             for client in (a, b, c):
                 await client.complain("target", "spam")
@@ -292,7 +292,7 @@ async def test_app_shows_the_rate_limit_wait(
     async with app.run_test(size=(110, 32)) as pilot:
         await _register_in_app(pilot, app, "alice")
         assert app.main is not None
-        wait = app.main.moderation.query_one("#rate-wait", Countdown)
+        wait = app.main.moderation.rate_wait
         await pilot.press(*"one", "enter")
         await until(pilot, lambda: app.store and app.store.timeline(1).newest_id, "sent")
         await pilot.press(*"two", "enter")
@@ -318,3 +318,26 @@ async def test_f3_opens_the_admin_screen_only_for_admins(
     assert isinstance(await _press_f3(make_app(srv.url, "root"), "root"), AdminScreen)
     alice_app = make_app(srv.url, "alice")
     assert await _press_f3(alice_app, "alice") is alice_app.main
+
+
+async def test_app_shows_a_ban_that_started_while_away(
+    server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
+) -> None:
+    srv = server_factory(args=["--admins", "root"])
+    root, target = await _clients(srv.url, "root", "target")
+    try:
+        await root.admin_ban("target", 600, "cool down")
+        app = make_app(srv.url, "target")
+        async with app.run_test(size=(110, 32)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+            app.screen.query_one("#login", Input).value = "target"
+            app.screen.query_one("#password", Input).value = "password1"
+            await pilot.click("#do-login")
+            await until(pilot, lambda: app.main is not None, "the main screen")
+            assert app.main is not None
+            banner = app.main.moderation.banned_banner
+            await until(pilot, lambda: banner.display, "the banned banner")
+            assert str(banner.render()).startswith("Banned from sending -- ")
+    finally:
+        for client in (root, target):
+            await client.close()

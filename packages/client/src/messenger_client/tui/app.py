@@ -278,6 +278,7 @@ class MessengerApp(App[None]):
         if state.state == "connected":
             self._online.set()
             self._refresh_all()
+            self._check_ban()
         elif state.state in ("offline", "reconnecting"):
             self._online.clear()
         if state.state in ("connected", "offline"):
@@ -350,7 +351,9 @@ class MessengerApp(App[None]):
         main = self.main
         if main is None or main.current_chat != chat_id or not self.app_focus:
             return False
-        return self.screen is main and main.view.pinned
+        stack = self._screen_stacks.get(self._current_mode) or []
+        # the stack is empty while the app shuts down, and late view messages still come
+        return bool(stack) and stack[-1] is main and main.view.pinned
 
     def _session_over(self, reason: str) -> None:
         self.config.tokens.forget(self.server)
@@ -627,6 +630,19 @@ class MessengerApp(App[None]):
             main.moderation.banned(event.until, event.reason)
         elif isinstance(event, ScheduledUpdated) and isinstance(self.screen, ScheduledScreen):
             self.run_worker(self.screen.scheduled_changed(event.scheduled), group="scheduled")
+
+    @work(exclusive=True, group="ban")
+    async def _check_ban(self) -> None:
+        """A ban that started while we were away shows at once, not at the first send."""
+        client, store, main = self.client, self.store, self.main
+        if client is None or store is None or main is None:
+            return
+        try:
+            user = await client.user(store.me)
+        except (ApiError, ServerUnavailable) as exc:
+            log.info("ban check: %s", exc)
+            return
+        main.moderation.banned(user.banned_until)
 
     def _moderation_refusal(self, exc: ApiError) -> None:
         if self.main is None:

@@ -70,11 +70,12 @@ class Countdown(Static):
         self.clock = clock
         self.until: float | None = None
         self.reason = ""
+        self.display = False
 
     def on_mount(self) -> None:
-        """Tick once a second; hidden until started."""
-        self.display = False
+        """Tick once a second (hidden until started)."""
         self.set_interval(1.0, self.tick)
+        self.tick()
 
     def start(self, until: float | None, reason: str = "") -> None:
         """Count down to ``until`` (None hides the banner)."""
@@ -111,19 +112,24 @@ class ModerationBar(Vertical):
     def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
+        # attributes, not queries: the app may call in before this is mounted
+        self.banned_banner = Countdown("Banned from sending", clock=clock, id="banned")
+        self.rate_wait = Countdown(
+            "Rate limit reached: you can send again", clock=clock, id="rate-wait"
+        )
 
     def compose(self) -> ComposeResult:
         """Two banners, both hidden at first."""
-        yield Countdown("Banned from sending", clock=self.clock, id="banned")
-        yield Countdown("Rate limit reached: you can send again", clock=self.clock, id="rate-wait")
+        yield self.banned_banner
+        yield self.rate_wait
 
     def banned(self, until: float | None, reason: str = "") -> None:
         """Show (or, with None, hide) the banned banner."""
-        self.query_one("#banned", Countdown).start(until, reason)
+        self.banned_banner.start(until, reason)
 
     def rate_limited(self, retry_after: float) -> None:
         """Show how long until the general chat takes messages again."""
-        self.query_one("#rate-wait", Countdown).start(self.clock() + retry_after)
+        self.rate_wait.start(self.clock() + retry_after)
 
 
 def _when(ts: float, tz: tzinfo | None) -> str:
