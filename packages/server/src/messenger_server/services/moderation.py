@@ -25,6 +25,7 @@ import logging
 import math
 import sqlite3
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -151,6 +152,15 @@ def lift_bans(conn: sqlite3.Connection, user_id: int, login: str, now: float, by
     return cur.rowcount
 
 
+def _save_counts(tx: Tx, *, rows: list[tuple[int, float, int]]) -> None:
+    sql(tx).executemany(
+        "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET window_start = excluded.window_start,"
+        " count = excluded.count",
+        rows,
+    )
+
+
 def _banned(user: User, bans: dict[str, float]) -> User:
     return msgspec.structs.replace(user, banned_until=bans.get(user.login.lower()))
 
@@ -180,6 +190,8 @@ class ModerationService:
         self.clock = clock
         self.settings = settings
         self._windows: dict[int, RateWindow] = {}
+        self._dirty: set[int] = set()
+        self._saving = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def install(self) -> None:
@@ -280,26 +292,25 @@ class ModerationService:
                 limit=self.settings.rate_limit_messages,
             )
         # counted in memory right away so concurrent sends cannot slip past the limit;
-        # the row follows in the same group commit as the message (restarts keep it)
+        # the rows follow, one write for all the sends of a loop turn (restarts keep them)
         window.count += 1
-        saved = (user_id, window.start, window.count)
-        task = asyncio.get_running_loop().create_task(self._save_window(*saved))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._dirty.add(user_id)
+        if not self._saving:
+            self._saving = True
+            task = asyncio.get_running_loop().create_task(self._save_windows())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _save_window(self, user_id: int, start: float, count: int) -> None:
-        def unit(tx: Tx) -> None:
-            sql(tx).execute(
-                "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, ?)"
-                " ON CONFLICT (user_id) DO UPDATE SET window_start = excluded.window_start,"
-                " count = excluded.count",
-                (user_id, start, count),
-            )
-
+    async def _save_windows(self) -> None:
         try:
-            await self.store.write(unit)
+            while self._dirty:
+                dirty = [(u, self._windows[u].start, self._windows[u].count) for u in self._dirty]
+                self._dirty.clear()
+                await self.store.write(partial(_save_counts, rows=dirty))
         except Exception:
-            log.exception("could not save the rate-limit counter of user %d", user_id)
+            log.exception("could not save rate-limit counters")
+        finally:
+            self._saving = False  # no await since the last look at _dirty
 
     async def close(self) -> None:
         """Wait for counters still being saved."""

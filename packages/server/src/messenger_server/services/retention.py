@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from messenger_protocol import (
+    GENERAL_CHAT_ID,
     Message,
     MessageDeleted,
     MessagePage,
@@ -150,6 +151,10 @@ class RetentionService:
             )
             if not cur.rowcount:
                 return  # a retried send: recorded the first time
+            if message.chat_id == GENERAL_CHAT_ID and tx.member_count(GENERAL_CHAT_ID) <= len(
+                online
+            ):
+                return  # everybody is online (a busy general chat): nobody to wait for
             author = tx.message_author_id(message.id)
             waiting = [u for u in tx.member_ids(message.chat_id) if u not in online and u != author]
             conn.executemany(
