@@ -105,6 +105,8 @@ class RetentionService:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._posted: list[Message] = []
+        self._noting = False
 
     @property
     def enabled(self) -> bool:
@@ -130,39 +132,42 @@ class RetentionService:
 
     async def posted(self, message: Message) -> None:
         """A message was stored and pushed to online streams: note who did not get it."""
-        if not self.enabled:
-            return
-        online = self.events.hub.online_user_ids()
+        if self.enabled:
+            await self._record([message])
 
+    async def _record(self, messages: list[Message]) -> None:
+        online = self.events.hub.online_user_ids()
         published = self.events.published_seq
 
         def unit(tx: Tx) -> None:
-            conn = sql(tx)
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO expiring (message_id, chat_id, created_at, expires_at,"
-                " event_seq) VALUES (?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    message.chat_id,
-                    message.created_at,
-                    message.created_at + self.ttl,
-                    _event_seq(conn, message, published),
-                ),
-            )
-            if not cur.rowcount:
-                return  # a retried send: recorded the first time
-            if message.chat_id == GENERAL_CHAT_ID and tx.member_count(GENERAL_CHAT_ID) <= len(
-                online
-            ):
-                return  # everybody is online (a busy general chat): nobody to wait for
-            author = tx.message_author_id(message.id)
-            waiting = [u for u in tx.member_ids(message.chat_id) if u not in online and u != author]
-            conn.executemany(
-                "INSERT OR IGNORE INTO deliveries (message_id, user_id) VALUES (?, ?)",
-                [(message.id, u) for u in waiting],
-            )
+            for message in messages:
+                self._note(tx, message, online, published)
 
         await self.store.write(unit)
+
+    def _note(self, tx: Tx, message: Message, online: set[int], published: int) -> None:
+        conn = sql(tx)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO expiring (message_id, chat_id, created_at, expires_at,"
+            " event_seq) VALUES (?, ?, ?, ?, ?)",
+            (
+                message.id,
+                message.chat_id,
+                message.created_at,
+                message.created_at + self.ttl,
+                _event_seq(conn, message, published),
+            ),
+        )
+        if not cur.rowcount:
+            return  # a retried send: recorded the first time
+        if message.chat_id == GENERAL_CHAT_ID and tx.member_count(GENERAL_CHAT_ID) <= len(online):
+            return  # everybody is online (a busy general chat): nobody to wait for
+        author = tx.message_author_id(message.id)
+        waiting = [u for u in tx.member_ids(message.chat_id) if u not in online and u != author]
+        conn.executemany(
+            "INSERT OR IGNORE INTO deliveries (message_id, user_id) VALUES (?, ?)",
+            [(message.id, u) for u in waiting],
+        )
 
     def _split(
         self, conn: sqlite3.Connection, user_id: int, messages: list[Message], now: float
@@ -261,19 +266,27 @@ class RetentionService:
         async def handler(call: Call) -> object:
             result = await inner(call)
             if isinstance(result, Message):
-                # bookkeeping joins a later group commit: the sender does not wait for it
-                task = asyncio.get_running_loop().create_task(self._note_posted(result))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                # noted in one later write for all the sends of a loop turn: the sender
+                # does not wait for it
+                self._posted.append(result)
+                if not self._noting:
+                    self._noting = True
+                    task = asyncio.get_running_loop().create_task(self._note_posted())
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
             return result
 
         return handler
 
-    async def _note_posted(self, message: Message) -> None:
+    async def _note_posted(self) -> None:
         try:
-            await self.posted(message)
+            while self._posted:
+                batch, self._posted = self._posted, []
+                await self._record(batch)
         except Exception:
-            log.exception("could not note the recipients of message %d", message.id)
+            log.exception("could not note the recipients of new messages")
+        finally:
+            self._noting = False  # no await since the last look at _posted
 
     def _wrap_history(self, inner: EndpointHandler) -> EndpointHandler:
         async def handler(call: Call) -> object:
