@@ -35,6 +35,7 @@ from messenger_protocol import __version__ as protocol_version
 
 from .clock import Clock
 from .config import Settings
+from .file_routes import file_handlers
 from .http import HttpServer, Request, Response, ResponseStream, StreamResponse
 from .hub import Hub
 from .services import (
@@ -48,6 +49,7 @@ from .services import (
     require_member,
 )
 from .services.admin import AdminService
+from .services.files import FileService
 from .services.moderation import ModerationService
 from .services.retention import RetentionService
 from .services.scheduler import SchedulerService
@@ -57,7 +59,7 @@ __all__ = ["NOT_YET", "App", "Call", "EndpointHandler", "address_ip"]
 
 log = logging.getLogger(__name__)
 
-NOT_YET = frozenset({"upload", "download", "chat_files"})
+NOT_YET: frozenset[str] = frozenset()
 """Endpoints whose services land later; until then they answer ``unavailable``."""
 
 _STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
@@ -118,6 +120,11 @@ class App:
         )
         self.contacts = ContactService(self.store, self.accounts, clock)
         self.status = StatusService(self.store, self.accounts, self.chats, self.events, clock)
+        self.files = FileService(
+            self.store, self.messages, clock, settings.data_dir / "files",
+            max_bytes=settings.max_file_bytes, user_quota=settings.user_quota_bytes,
+            allowed_mime=settings.allowed_mime,
+        )  # fmt: skip
         self.moderation = ModerationService(self.store, self.events, self.accounts, clock, settings)
         self.scheduler = SchedulerService(
             self.store, self.events, self.messages, self.moderation, clock, settings
@@ -136,6 +143,7 @@ class App:
             ep.name: self._unavailable for ep in ENDPOINTS if ep.name in NOT_YET
         }
         self.handlers.update(self._own_handlers())
+        self.handlers.update(file_handlers(self.files, settings.max_file_bytes))
         self.handlers.update(self._moderation_handlers())
         self.retention.wrap(self.handlers)
         self.moderation.wrap(self.handlers)
@@ -153,6 +161,8 @@ class App:
         await self.store.open()
         await self.events.start()
         self.started_at = self.clock.now()
+        await self.files.start()
+        self.on_close.append(self.files.close)
         self.scheduler.posted = self.retention.posted
         await self.scheduler.start()
         await self.retention.start()

@@ -1,0 +1,468 @@
+"""Files: streamed uploads to content-addressed storage, attachments, access, collection.
+
+An upload streams to ``<data_dir>/files/tmp`` with aiofiles while its sha256 is
+computed, so memory stays flat whatever the size; a body over the limit is cut
+and its temp file removed. The bytes then move to ``files/ab/cd/<sha256>``
+(identical bytes are stored once) and a row records the upload: its own id, the
+uploader, a sanitised display name and the MIME type sniffed from the content.
+A file is readable by the members of any chat with a message that carries it.
+Uploads never attached, and files whose messages are all gone, are collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import secrets
+import struct
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+import puremagic
+
+from messenger_protocol import ApiError, Attachment, ErrorCode, FileList, Message, limits
+
+from ..clock import Clock
+from ..storage import Store, Tx
+from ..storage.files import FileRecord, file_queries
+from .actor import Actor, require_member
+from .messages import Draft, MessageService
+
+__all__ = [
+    "COLLECT_INTERVAL_SECONDS",
+    "UNATTACHED_GRACE_SECONDS",
+    "FileService",
+    "StoredFile",
+    "image_size",
+    "safe_name",
+    "sniff_mime",
+]
+
+log = logging.getLogger(__name__)
+
+UNATTACHED_GRACE_SECONDS = 24 * 3600
+"""An upload no message carries is collected after this long (scheduled sends use it later)."""
+COLLECT_INTERVAL_SECONDS = 600.0
+"""How often unreferenced files are collected."""
+WRITE_BATCH = 256 * 1024
+"""Bytes gathered before one write to the temp file (one thread hop per batch, not per chunk)."""
+SNIFF_BYTES = 64 * 1024
+"""Leading bytes kept to sniff the type and read image dimensions."""
+CHAT_FILES_MAX = 200
+"""Most files ``chat_files`` lists."""
+
+_FILE_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file a user may read: its metadata and where the bytes are."""
+
+    attachment: Attachment
+    path: Path
+
+
+# --- content inspection -----------------------------------------------------------
+
+
+def safe_name(name: str, max_length: int = limits.MAX_FILE_NAME) -> str:
+    """A display name with no path, control characters or leading dots, length-capped.
+
+    ``../../etc/passwd`` becomes ``passwd``; an empty result becomes ``file``.
+    """
+    name = unicodedata.normalize("NFC", name).replace("\\", "/")
+    name = name.rsplit("/", 1)[-1]
+    name = "".join(
+        "_" if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") else ch for ch in name
+    )
+    name = _UNSAFE.sub("_", name).strip().lstrip(".").strip()
+    if len(name) > max_length:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 16:
+            name = stem[: max_length - len(ext) - 1].rstrip() + "." + ext
+        else:
+            name = name[:max_length].rstrip()
+    return name or "file"
+
+
+_OWN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x7fELF", "application/x-executable"),
+    (b"MZ", "application/vnd.microsoft.portable-executable"),
+    (b"\xcf\xfa\xed\xfe", "application/x-mach-binary"),
+    (b"\xfe\xed\xfa\xcf", "application/x-mach-binary"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"#!", "text/x-script"),
+)
+"""Signatures puremagic names poorly or ambiguously (a bare zip looks like every office type)."""
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head:
+        return False
+    sample = head[:SNIFF_BYTES]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the end of the sample is still text
+        if exc.start < len(sample) - 3:
+            return False
+        text = sample[: exc.start].decode("utf-8")
+    return not any(ch < " " and ch not in "\t\n\r\f" for ch in text)
+
+
+def sniff_mime(head: bytes) -> str:
+    """The MIME type of content from its leading bytes (never from a name)."""
+    for magic, mime in _OWN_SIGNATURES:
+        if head.startswith(magic):
+            if mime == "application/zip":
+                break  # let puremagic tell a .docx from a zip if it is sure
+            return mime
+    try:
+        found = puremagic.magic_string(head)
+    except (puremagic.PureError, ValueError):
+        found = []
+    named = [m for m in found if m.mime_type]
+    if named:
+        best = max(m.confidence for m in named)
+        top = {m.mime_type for m in named if m.confidence == best}
+        if len(top) == 1:
+            return str(top.pop())
+        if head.startswith(b"PK\x03\x04"):
+            return "application/zip"
+        return str(named[0].mime_type)
+    if head.startswith(b"PK\x03\x04"):
+        return "application/zip"
+    if _looks_like_text(head):
+        return "text/plain"
+    return "application/octet-stream"
+
+
+def image_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height of a PNG, GIF, JPEG, BMP or WebP from its leading bytes."""
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", head[16:24])
+            return w, h
+        if head[:6] in (b"GIF87a", b"GIF89a"):
+            w, h = struct.unpack("<HH", head[6:10])
+            return w, h
+        if head.startswith(b"BM") and len(head) >= 26:
+            w, h = struct.unpack("<ii", head[18:26])
+            return abs(w), abs(h)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return _webp_size(head)
+        if head.startswith(b"\xff\xd8"):
+            return _jpeg_size(head)
+    except struct.error:
+        return None
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    kind = head[12:16]
+    if kind == b"VP8X":
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return w, h
+    if kind == b"VP8 ":
+        w, h = struct.unpack("<HH", head[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if kind == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 9 < len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            return w, h
+        pos += 2 + length
+    return None
+
+
+def _mime_allowed(mime: str, allowed: tuple[str, ...]) -> bool:
+    if not allowed:
+        return True
+    major = mime.split("/", 1)[0]
+    return any(a == mime or a in (f"{major}/*", "*/*", "*") for a in allowed)
+
+
+def _mb(size: int) -> str:
+    """Sizes as people read them: 5,242,880 bytes is "5 MB", 6,400,000 is "6.1 MB"."""
+    mib = size / (1024 * 1024)
+    return f"{mib:.0f} MB" if mib == int(mib) or mib >= 100 else f"{mib:.1f} MB"
+
+
+# --- the service --------------------------------------------------------------------
+
+
+class FileService:
+    """Uploads, attachments, downloads and collection of files under ``<data_dir>/files``."""
+
+    def __init__(
+        self,
+        store: Store,
+        messages: MessageService,
+        clock: Clock,
+        root: Path,
+        *,
+        max_bytes: int = limits.MAX_FILE_BYTES,
+        user_quota: int = limits.USER_QUOTA_BYTES,
+        allowed_mime: tuple[str, ...] = (),
+        unattached_grace: float = UNATTACHED_GRACE_SECONDS,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.root = root
+        self.tmp = root / "tmp"
+        self.max_bytes = max_bytes
+        self.user_quota = user_quota
+        """Bytes one user may store; 0 means no quota."""
+        self.allowed_mime = allowed_mime
+        self.unattached_grace = unattached_grace
+        self._blobs = asyncio.Lock()
+        """Held while bytes move into storage and while collection removes them."""
+        self._collector: asyncio.Task[None] | None = None
+        messages.attach_files = self.attach
+        messages.load_attachments = self.load
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self, *, collect_every: float | None = COLLECT_INTERVAL_SECONDS) -> None:
+        """Create the directories, drop temp files a crash left, start periodic collection."""
+        await aiofiles.os.makedirs(self.tmp, exist_ok=True)
+        for entry in await aiofiles.os.scandir(self.tmp):
+            with contextlib.suppress(OSError):
+                await aiofiles.os.remove(entry.path)
+        if collect_every is not None:
+            self._collector = asyncio.create_task(self._collect_forever(collect_every))
+
+    async def close(self) -> None:
+        """Stop periodic collection."""
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
+            self._collector = None
+
+    async def _collect_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.collect()
+            except Exception:
+                log.exception("file collection failed")
+
+    def blob_path(self, sha256: str) -> Path:
+        """Where the bytes with this sha256 are stored."""
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    # --- upload ---------------------------------------------------------------------
+
+    async def upload(
+        self, actor: Actor, name: str, body: AsyncIterator[bytes], length: int | None
+    ) -> Attachment:
+        """Store one upload streamed from ``body`` (``length`` = its Content-Length, if any).
+
+        ``too_large`` when over the size limit (before reading, when the length says
+        so), ``quota_exceeded`` over the user's quota, ``unsupported_type`` when the
+        sniffed type is not allowed. Nothing is kept when it fails.
+        """
+        if length is not None and length > self.max_bytes:
+            raise self._too_large(length)
+        if length is not None and self.user_quota:
+            used = await self.store.read(lambda tx: file_queries(tx).used_bytes(actor.user_id))
+            self._check_quota(used, length)
+        await aiofiles.os.makedirs(self.tmp, exist_ok=True)
+        tmp = self.tmp / f"{secrets.token_hex(12)}.part"
+        digest = hashlib.sha256()
+        head = bytearray()
+        size = 0
+        try:
+            async with aiofiles.open(tmp, "wb") as out:
+                batch = bytearray()
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise self._too_large(None)
+                    digest.update(chunk)
+                    if len(head) < SNIFF_BYTES:
+                        head += chunk[: SNIFF_BYTES - len(head)]
+                    batch += chunk
+                    if len(batch) >= WRITE_BATCH:
+                        await out.write(bytes(batch))
+                        batch.clear()
+                if batch:
+                    await out.write(bytes(batch))
+            if length is not None and size != length:
+                raise ApiError(ErrorCode.INVALID, "the body is shorter than its Content-Length")
+            sha256 = digest.hexdigest()
+            mime = sniff_mime(bytes(head))
+            if not _mime_allowed(mime, self.allowed_mime):
+                raise ApiError(
+                    ErrorCode.UNSUPPORTED_TYPE, f"files of type {mime} are not accepted here"
+                )
+            dims = image_size(bytes(head)) if mime.startswith("image/") else None
+            record = FileRecord(
+                id=secrets.token_urlsafe(16),
+                owner_id=actor.user_id,
+                sha256=sha256,
+                size=size,
+                mime=mime,
+                name=safe_name(name),
+                width=dims[0] if dims else None,
+                height=dims[1] if dims else None,
+                created_at=self.clock.now(),
+            )
+            async with self._blobs:
+                await self._store_blob(tmp, sha256)
+
+                def unit(tx: Tx) -> None:
+                    queries = file_queries(tx)
+                    if self.user_quota and not queries.owns_sha256(actor.user_id, sha256):
+                        self._check_quota(queries.used_bytes(actor.user_id), size)
+                    queries.insert_file(record)
+
+                try:
+                    await self.store.write(unit)
+                except ApiError:
+                    await self._drop_blob_if_unused(sha256)
+                    raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await aiofiles.os.remove(tmp)
+        log.info("%s uploaded %s (%d bytes, %s)", actor.login, record.id, size, mime)
+        return record.attachment()
+
+    async def _store_blob(self, tmp: Path, sha256: str) -> None:
+        target = self.blob_path(sha256)
+        if await aiofiles.os.path.exists(target):
+            return  # the same bytes are stored already: keep one copy
+        await aiofiles.os.makedirs(target.parent, exist_ok=True)
+        await aiofiles.os.replace(tmp, target)
+
+    async def _in_use(self, sha256: str) -> bool:
+        return await self.store.read(lambda tx: file_queries(tx).sha256_in_use(sha256))
+
+    async def _drop_blob_if_unused(self, sha256: str) -> None:
+        if not await self._in_use(sha256):
+            with contextlib.suppress(FileNotFoundError):
+                await aiofiles.os.remove(self.blob_path(sha256))
+
+    def _too_large(self, size: int | None) -> ApiError:
+        """``size`` is None when a chunked body was cut at the limit."""
+        said = f"file is {_mb(size)}" if size is not None else f"file is over {_mb(self.max_bytes)}"
+        return ApiError(
+            ErrorCode.TOO_LARGE, f"{said}, the limit is {_mb(self.max_bytes)}", limit=self.max_bytes
+        )
+
+    def _check_quota(self, used: int, adding: int) -> None:
+        if self.user_quota and used + adding > self.user_quota:
+            raise ApiError(
+                ErrorCode.QUOTA_EXCEEDED,
+                f"your files would take {_mb(used + adding)}, the quota is {_mb(self.user_quota)}",
+                limit=self.user_quota,
+            )
+
+    # --- attachments --------------------------------------------------------------
+
+    def attach(self, tx: Tx, draft: Draft, message: Message) -> list[Attachment]:
+        """Link the draft's uploads to the stored message (they must be the sender's)."""
+        ids = draft.body.attachments
+        if len(set(ids)) != len(ids):
+            raise ApiError(ErrorCode.INVALID, "the same file is attached twice")
+        queries = file_queries(tx)
+        found: list[Attachment] = []
+        for file_id in ids:
+            record = queries.file(file_id)
+            if record is None or record.owner_id != draft.actor.user_id:
+                raise ApiError(ErrorCode.FORBIDDEN, f"{file_id!r} is not a file you uploaded")
+            found.append(record.attachment())
+        queries.link(message.id, message.chat_id, list(ids))
+        return found
+
+    def load(self, tx: Tx, message_ids: list[int]) -> dict[int, list[Attachment]]:
+        """The attachments of messages."""
+        return file_queries(tx).attachments(message_ids)
+
+    # --- reading --------------------------------------------------------------------
+
+    async def open(self, actor: Actor, file_id: str) -> StoredFile:
+        """A file the user may read: one carried by a message of a chat they are in.
+
+        The uploader may always read their own upload. An unknown id and a
+        forbidden one get the same ``forbidden`` answer, so ids cannot be probed.
+        """
+        refused = ApiError(ErrorCode.FORBIDDEN, "no such file, or not in a chat of yours")
+        if not _FILE_ID.match(file_id):
+            raise refused
+
+        def unit(tx: Tx) -> FileRecord:
+            queries = file_queries(tx)
+            record = queries.file(file_id)
+            if record is None:
+                raise refused
+            if record.owner_id != actor.user_id and not queries.readable(file_id, actor.user_id):
+                raise refused
+            return record
+
+        record = await self.store.read(unit)
+        return StoredFile(record.attachment(), self.blob_path(record.sha256))
+
+    async def chat_files(self, actor: Actor, chat_id: int) -> FileList:
+        """Files posted in a chat the user is in, newest first."""
+
+        def unit(tx: Tx) -> FileList:
+            require_member(tx, chat_id, actor.user_id)
+            return FileList(files=file_queries(tx).chat_files(chat_id, CHAT_FILES_MAX))
+
+        return await self.store.read(unit)
+
+    # --- collection -------------------------------------------------------------------
+
+    async def collect(self) -> int:
+        """Delete uploads nothing refers to (and their bytes); how many blobs went."""
+        before = self.clock.now() - self.unattached_grace
+        async with self._blobs:
+            gone = await self.store.write(lambda tx: file_queries(tx).collect(before))
+            removed = 0
+            for sha256 in gone:
+                if await self._in_use(sha256):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    await aiofiles.os.remove(self.blob_path(sha256))
+                    removed += 1
+                    self._prune_dirs(self.blob_path(sha256).parent)
+        if gone:
+            log.info("collected %d uploads, %d stored files", len(gone), removed)
+        return removed
+
+    def _prune_dirs(self, directory: Path) -> None:
+        for d in (directory, directory.parent):
+            try:
+                os.rmdir(d)  # only succeeds when empty
+            except OSError:
+                return
