@@ -98,6 +98,8 @@ async def test_admin_screen_lists_users_and_acts_on_complaints(
             except ApiError as exc:
                 assert exc.code is ErrorCode.BANNED
             await until(pilot, lambda: users.get_row("target")[6] != "", "the ban column")
+            bans = {u.login: u.banned_until for u in (await root.admin_users()).users}
+            assert abs((bans["target"] or 0) - time.time() - 4 * 3600) < 60
             # unban from the users tab
             tabs.active = "tab-users"
             await pilot.pause()
@@ -105,6 +107,12 @@ async def test_admin_screen_lists_users_and_acts_on_complaints(
             screen.query_one("#user-unban", Button).press()
             await until(pilot, lambda: users.get_row("target")[6] == "", "the unban")
             await target.send(1, "free")
+            # a chosen ban length
+            screen.query_one("#ban-hours", Input).value = "0.5"
+            screen.query_one("#user-ban", Button).press()
+            await until(pilot, lambda: users.get_row("target")[6] != "", "the half-hour ban")
+            later = {u.login: u.banned_until for u in (await root.admin_users()).users}
+            assert abs((later["target"] or 0) - time.time() - 1800) < 60
             settings = screen.query_one("#settings-table", DataTable)
             assert settings.get_row_at(0)[0] == "admins"
     finally:

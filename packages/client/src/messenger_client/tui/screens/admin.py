@@ -12,7 +12,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
 from messenger_protocol import (
     AdminUserList,
@@ -75,6 +84,8 @@ class AdminScreen(Screen[None]):
     AdminScreen .admin-actions { height: 3; }
     AdminScreen .admin-actions Button { margin: 0 1 0 0; }
     AdminScreen #stats-body { padding: 1 2; }
+    AdminScreen #ban-length { height: 1; padding: 0 1; }
+    AdminScreen #ban-hours { width: 12; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -97,7 +108,10 @@ class AdminScreen(Screen[None]):
         self.user_logins: list[str] = []
 
     def compose(self) -> ComposeResult:
-        """Four tabs."""
+        """The ban length, then four tabs."""
+        with Horizontal(id="ban-length"):
+            yield Label("Ban length (hours): ")
+            yield Input(f"{self.ban_seconds / 3600:g}", id="ban-hours", type="number", compact=True)
         with TabbedContent(id="admin-tabs"):
             with TabPane("Users", id="tab-users"), Vertical():
                 yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
@@ -176,6 +190,7 @@ class AdminScreen(Screen[None]):
     def show_users(self, users: AdminUserList) -> None:
         """Fill the users table."""
         table = self.query_one("#users-table", DataTable)
+        selected = self._selected_login()
         table.clear()
         self.user_logins = []
         for u in users.users:
@@ -191,6 +206,8 @@ class AdminScreen(Screen[None]):
                 key=u.login,
             )
             self.user_logins.append(u.login)
+        if selected in self.user_logins:  # a reload keeps the cursor on the same user
+            table.move_cursor(row=self.user_logins.index(selected))
 
     def show_complaints(self, complaints: ComplaintList) -> None:
         """Fill the complaint queue."""
@@ -230,6 +247,15 @@ class AdminScreen(Screen[None]):
             table.add_row(name, "" if value is None else str(value))
 
     # --- actions ------------------------------------------------------------------
+
+    def chosen_ban_seconds(self) -> int | None:
+        """The ban length typed above the tabs, in whole seconds (None if it is not valid)."""
+        try:
+            hours = float(self.query_one("#ban-hours", Input).value)
+        except ValueError:
+            return None
+        seconds = round(hours * 3600)
+        return seconds if 0 < seconds <= 10 * 365 * 86400 else None
 
     def _selected_complaint(self) -> Complaint | None:
         table = self.query_one("#complaints-table", DataTable)
@@ -273,7 +299,11 @@ class AdminScreen(Screen[None]):
                     await self.api.admin_dismiss(int(what))
                     self.notify(f"Complaint #{what} dismissed")
                 case "ban":
-                    user = await self.api.admin_ban(what, self.ban_seconds, "banned by an admin")
+                    seconds = self.chosen_ban_seconds()
+                    if seconds is None:
+                        self.notify("The ban length must be a number of hours", severity="error")
+                        return
+                    user = await self.api.admin_ban(what, seconds, "banned by an admin")
                     self.notify(f"{what} banned until {self._when(user.banned_until)}")
                 case _:
                     await self.api.admin_unban(what)
