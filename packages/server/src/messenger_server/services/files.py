@@ -301,22 +301,28 @@ class FileService:
         digest = hashlib.sha256()
         head = bytearray()
         size = 0
+        loop = asyncio.get_running_loop()
         try:
             async with aiofiles.open(tmp, "wb") as out:
+
+                async def flush(batch: bytearray) -> None:
+                    # hashing releases the GIL: it runs beside the write, off the event loop
+                    hashed = loop.run_in_executor(None, digest.update, batch)
+                    await asyncio.gather(out.write(batch), hashed)
+
                 batch = bytearray()
                 async for chunk in body:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise self._too_large(None)
-                    digest.update(chunk)
                     if len(head) < SNIFF_BYTES:
                         head += chunk[: SNIFF_BYTES - len(head)]
                     batch += chunk
                     if len(batch) >= WRITE_BATCH:
-                        await out.write(bytes(batch))
-                        batch.clear()
+                        await flush(batch)
+                        batch = bytearray()
                 if batch:
-                    await out.write(bytes(batch))
+                    await flush(batch)
             if length is not None and size != length:
                 raise ApiError(ErrorCode.INVALID, "the body is shorter than its Content-Length")
             sha256 = digest.hexdigest()

@@ -1,0 +1,207 @@
+"""Upload benchmark: 5 MiB files, several at once over loopback, against a raw socket copy.
+
+    uv run python bench/upload.py                  # 8 uploads at once, 5 rounds
+    uv run python bench/upload.py --parallel 8 --rounds 10 --save bench/results/upload.json
+
+The server runs as its own process; the generator writes raw HTTP on asyncio streams.
+The reference, in the same run, is the least a server could do with the same bytes:
+a bare asyncio process that reads each connection and writes it to a file with
+aiofiles in the same chunk size (no HTTP, no hashing, no database). Both are timed
+end to end (first byte sent -> answer read). While the uploads run, a prober sends
+``GET /healthz`` every 5 ms on a kept-alive connection: its latency bounds the
+server's event-loop lag from above. Server RSS growth is sampled with psutil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+from _common import ServerProcess, free_port, http_request, percentile, save
+
+SIZE = 5 * 1024 * 1024
+PIECE = 256 * 1024
+
+_REFERENCE = textwrap.dedent(
+    """
+    import asyncio, os, sys, aiofiles
+    out_dir = sys.argv[2]
+    count = 0
+    async def handle(reader, writer):
+        global count
+        count += 1
+        size = int((await reader.readline()).strip())
+        path = os.path.join(out_dir, f"f{count}")
+        async with aiofiles.open(path, "wb") as f:
+            left = size
+            batch = bytearray()
+            while left:
+                chunk = await reader.read(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                batch += chunk
+                if len(batch) >= 262144:
+                    await f.write(bytes(batch)); batch.clear()
+            if batch:
+                await f.write(bytes(batch))
+        os.remove(path)
+        writer.write(b"ok\\n")
+        await writer.drain()
+        writer.close()
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+    asyncio.run(main())
+    """
+)
+
+
+async def http_upload(port: int, token: str, data: bytes) -> float:
+    """One upload on its own connection; seconds from first byte to the answer."""
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /api/v1/files?name=bench.bin HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}"
+        f"\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+    )
+    view = memoryview(data)
+    for pos in range(0, len(data), PIECE):
+        writer.write(view[pos : pos + PIECE])
+        await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    answer = head + await reader.readexactly(length)
+    elapsed = time.perf_counter() - start  # the answer is in: the file is stored
+    writer.close()
+    if not answer.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(answer[:300].decode(errors="replace"))
+    return elapsed
+
+
+async def raw_upload(port: int, data: bytes) -> float:
+    """The same bytes to the bare socket -> file copier."""
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"{len(data)}\n".encode())
+    view = memoryview(data)
+    for pos in range(0, len(data), PIECE):
+        writer.write(view[pos : pos + PIECE])
+        await writer.drain()
+    await reader.readline()
+    writer.close()
+    return time.perf_counter() - start
+
+
+async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
+    """``GET /healthz`` every 5 ms on one keep-alive connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n"
+    while not stop.is_set():
+        start = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        await reader.readexactly(length)
+        latencies.append((time.perf_counter() - start) * 1000)
+        await asyncio.sleep(0.005)
+    writer.close()
+
+
+async def rounds(run_one: object, parallel: int, count: int, files: list[bytes]) -> float:
+    """MB/s over ``count`` rounds of ``parallel`` simultaneous uploads."""
+    assert callable(run_one)
+    total = 0.0
+    for r in range(count):
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(run_one(files[(r * parallel + i) % len(files)]) for i in range(parallel))
+        )
+        total += time.perf_counter() - start
+    return parallel * count * SIZE / total / 1e6
+
+
+async def main(args: argparse.Namespace) -> dict[str, float]:
+    # distinct bytes per upload, so dedup never shortcuts the server's work
+    files = [os.urandom(SIZE) for _ in range(args.parallel * 2)]
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = ServerProcess(
+            Path(tmp) / "data",
+            args=["--user-quota-bytes", "0", "--log-level", "WARNING"],
+        )
+        srv.start()
+        ref_port = free_port()
+        ref_dir = Path(tmp) / "ref"
+        ref_dir.mkdir()
+        ref = subprocess.Popen(  # noqa: ASYNC220 (started once, before anything is timed)
+            [sys.executable, "-c", _REFERENCE, str(ref_port), str(ref_dir)],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert ref.stdout is not None
+            ref.stdout.readline()
+            _, body = await http_request(
+                "127.0.0.1", srv.port, "POST", "/api/v1/auth/register",
+                json.dumps({"login": "bench", "password": "benchmark"}).encode(),
+            )  # fmt: skip
+            token = json.loads(body)["token"]
+            assert srv.proc is not None
+            server_proc = psutil.Process(srv.proc.pid)
+            await http_upload(srv.port, token, files[0][:65536])  # warm up
+            rss_before = server_proc.memory_info().rss
+            rss_peak = rss_before
+            stop = asyncio.Event()
+            lags: list[float] = []
+
+            async def sample_rss() -> None:
+                nonlocal rss_peak
+                while not stop.is_set():
+                    rss_peak = max(rss_peak, server_proc.memory_info().rss)
+                    await asyncio.sleep(0.01)
+
+            raw = await rounds(lambda d: raw_upload(ref_port, d), args.parallel, args.rounds, files)
+            watchers = [asyncio.create_task(probe(srv.port, stop, lags)),
+                        asyncio.create_task(sample_rss())]  # fmt: skip
+            ours = await rounds(
+                lambda d: http_upload(srv.port, token, d), args.parallel, args.rounds, files
+            )
+            stop.set()
+            await asyncio.gather(*watchers)
+        finally:
+            ref.kill()
+            ref.wait()
+            srv.kill()
+    return {
+        "upload_mb_s": ours,
+        "raw_copy_mb_s": raw,
+        "ratio": ours / raw,
+        "healthz_p99_ms": percentile(lags, 99),
+        "healthz_max_ms": max(lags, default=0.0),
+        "rss_growth_mib": (rss_peak - rss_before) / 2**20,
+        "rss_growth_per_upload_mib": (rss_peak - rss_before) / 2**20 / args.parallel,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--save", type=Path)
+    results = asyncio.run(main(parser.parse_args()))
+    for key, value in results.items():
+        print(f"  {key:28} {value:10.3f}")
+    print(f"upload / raw socket copy: {results['ratio']:.2f} (target >= 0.8)")
+    ns = parser.parse_args()
+    if ns.save:
+        save(ns.save, results)
