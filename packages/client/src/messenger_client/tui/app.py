@@ -48,6 +48,8 @@ from ..logs import setup_logging
 from .commands import ChatsProvider, MessengerCommands
 from .messages import LoginRequested, OpenChat, OpenDirect
 from .screens.admin import AdminScreen
+from .screens.groups import connected as groups_connected
+from .screens.groups import group_event
 from .screens.login import LoginScreen
 from .screens.main import MainScreen
 from .screens.output import OutputScreen
@@ -278,6 +280,7 @@ class MessengerApp(App[None]):
         if state.state == "connected":
             self._online.set()
             self._refresh_all()
+            groups_connected(self)
             self._check_ban()
         elif state.state in ("offline", "reconnecting"):
             self._online.clear()
@@ -296,6 +299,7 @@ class MessengerApp(App[None]):
         change = store.apply(event)
         self._show_change(change)
         self._moderation_event(event)
+        group_event(self, event)
 
     def _show_change(self, change: Change) -> None:
         store, main = self.store, self.main

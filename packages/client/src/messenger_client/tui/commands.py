@@ -121,4 +121,6 @@ class MessengerCommands(_ActionsProvider):
 
     def actions(self, app: MessengerApp) -> list[Action]:
         """App actions, slash commands (they prefill the composer), chats."""
-        return [*_app_actions(app), *_chat_actions(app)]
+        from .screens.groups import group_actions
+
+        return [*_app_actions(app), *group_actions(app), *_chat_actions(app)]

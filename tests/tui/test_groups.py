@@ -1,0 +1,161 @@
+"""Pilot tests of the group-chat dialogs and the join-request bar, against the real server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from messenger_client.commands import parse_invite
+from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.screens.groups import (
+    JoinRequestBar,
+    JoinRequestsScreen,
+    JoinScreen,
+    LinksScreen,
+    MembersScreen,
+    NewChatScreen,
+    show_invite,
+    show_links,
+    show_members,
+    show_requests,
+)
+from tests.support.server import ServerProcess
+from tests.tui.conftest import until
+from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text
+
+
+def notes(app: MessengerApp) -> str:
+    """Every toast the app shows, as one text."""
+    return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
+
+
+def chat_named(app: MessengerApp, name: str) -> int | None:
+    """Id of the chat called ``name`` in the app's chat list, if it is there."""
+    assert app.store is not None
+    return next((c.id for c in app.store.chats.values() if c.name == name), None)
+
+
+async def create_with_palette(pilot: Pilot[None], app: MessengerApp, name: str) -> int:
+    """Ctrl+P, "New chat", type the name, click Create; returns the new chat's id."""
+    await pilot.press("ctrl+p")
+    await pilot.press(*"New chat")
+    await until(pilot, lambda: "Create a private group chat" in screen_text(app), "the entry")
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, NewChatScreen), "the dialog")
+    await pilot.press(*name)
+    await pilot.click("#create")
+    await until(pilot, lambda: chat_named(app, name) is not None, "the new chat")
+    chat_id = chat_named(app, name)
+    assert chat_id is not None
+    await until(pilot, lambda: app.main is not None and app.main.current_chat == chat_id)
+    return chat_id
+
+
+async def test_owner_approves_a_link_join_request_with_one_click(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "alice")
+            chat_id = await create_with_palette(pilot, app, "team")
+            assert app.screen is app.main and "≡ team" in screen_text(app)
+
+            show_links(app)
+            await until(pilot, lambda: isinstance(app.screen, LinksScreen), "the links dialog")
+            links = app.screen
+            assert isinstance(links, LinksScreen)
+            await until(pilot, lambda: "No active links" in screen_text(app), "empty list")
+            await pilot.click("#new-link")
+            await until(pilot, lambda: bool(links.links), "a new link")
+            link = links.links[0].link
+            await until(pilot, lambda: "Revoke" in screen_text(app), "the link row")
+            await pilot.press("escape")
+
+            name, key = parse_invite(link)
+            assert (await bob.join(name, key)).state == "requested"
+            bar = app.main.query_one(JoinRequestBar) if app.main else None
+            await until(pilot, lambda: "bob asks to join team" in screen_text(app), "the bar")
+            assert "Join request" in notes(app)
+            await pilot.click("#join-approve")
+            await until(pilot, lambda: "bob is now in team" in notes(app), "approved")
+            assert bar is not None and not bar.display
+            members = await bob.members(chat_id)
+            assert sorted(u.login for u in members.members) == ["alice", "bob"]
+            await bob.send(chat_id, "thanks for letting me in")
+            await until(
+                pilot,
+                lambda: "thanks for letting me in" in screen_text(app),
+                "bob's message in the group",
+            )
+    finally:
+        await bob.close()
+
+
+async def test_join_by_pasted_link_is_told_when_approved_then_leaves(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    alice = await other_user(server, "alice")
+    app = make_app(server.url, name="bob")
+    try:
+        chat = await alice.create_chat("ops")
+        link = await alice.create_link(chat.id)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "bob")
+            app.push_screen(JoinScreen(app.client))  # type: ignore[arg-type]
+            await until(pilot, lambda: app.screen.query("#join-what"), "the join dialog")
+            app.screen.query_one("#join-what", Input).value = link.link
+            await pilot.click("#join")
+            await until(pilot, lambda: "Asked to join ops" in screen_text(app), "requested")
+            await pilot.press("escape")
+
+            await alice.approve(chat.id, "bob")
+            await until(pilot, lambda: "You are in ops now" in notes(app), "the decision")
+            await until(pilot, lambda: chat_named(app, "ops") is not None, "ops in the list")
+            app.open_chat(chat.id)
+            show_members(app)
+            await until(pilot, lambda: isinstance(app.screen, MembersScreen), "members")
+            await until(pilot, lambda: "bob (you)" in screen_text(app), "the member list")
+            assert "alice (owner)" in screen_text(app)
+            await pilot.click("#leave")
+            await until(pilot, lambda: chat_named(app, "ops") is None, "ops gone")
+            members = await alice.members(chat.id)
+            assert [u.login for u in members.members] == ["alice"]
+    finally:
+        await alice.close()
+
+
+async def test_owner_invites_with_completion_and_rejects_from_the_request_list(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    carol = await other_user(server, "carol")
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "alice")
+            chat_id = await create_with_palette(pilot, app, "crew")
+            await until(pilot, lambda: app.store is not None and "bob" in app.store.logins())
+
+            show_invite(app)
+            await until(pilot, lambda: app.screen.query("#invite-login"), "the invite dialog")
+            await pilot.press("b", "right", "enter")  # "b" completes to "bob"
+            await until(pilot, lambda: "bob is in crew" in screen_text(app), "invited")
+            assert "crew" in [c.name for c in (await bob.chats()).chats]
+            await pilot.press("escape")
+
+            link = await app.client.create_link(chat_id)  # type: ignore[union-attr]
+            await carol.join("crew", link.key)
+            await until(pilot, lambda: "carol asks to join crew" in screen_text(app), "bar")
+            show_requests(app)
+            await until(pilot, lambda: isinstance(app.screen, JoinRequestsScreen), "list")
+            await until(pilot, lambda: "carol → crew" in screen_text(app), "carol's request")
+            await pilot.click("#reject-0")
+            await until(pilot, lambda: "No one is waiting" in screen_text(app), "decided")
+            assert "crew" not in [c.name for c in (await carol.chats()).chats]
+    finally:
+        await bob.close()
+        await carol.close()
