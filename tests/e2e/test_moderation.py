@@ -191,8 +191,12 @@ async def test_admin_cli_against_a_running_server(
     lines = listed.stdout.splitlines()
     assert lines[0].split()[:2] == ["login", "role"]
     assert [line.split()[0] for line in lines[1:]] == ["alice", "bob"]
-    banned = _cli(srv, "ban", "alice", "--seconds", "600")
-    assert banned.returncode == 0 and "alice banned" in banned.stdout
+    async with SseReader(srv.url, alice) as alice_events:
+        banned = _cli(srv, "ban", "alice", "--seconds", "600")
+        assert banned.returncode == 0 and "alice banned" in banned.stdout
+        # the running server notices and tells her (it polls the audit log)
+        _, told = await alice_events.next(timeout=10)
+        assert told == Banned(login="alice", until=T0 + 600, reason="banned from the command line")
     # the running server honours a ban it did not make itself
     refused = await send(srv.url, alice, "muted")
     assert refused.status_code == 403 and refused.json()["error"]["until"] == T0 + 600

@@ -164,6 +164,7 @@ class App:
         await self.files.start()
         self.on_close.append(self.files.close)
         self.scheduler.posted = self.retention.posted
+        await self.moderation.start()
         await self.scheduler.start()
         await self.retention.start()
         self.on_close.append(self.moderation.close)

@@ -21,6 +21,7 @@ Rules (docs/moderation.md has the whole story):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sqlite3
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from ..app import Call, EndpointHandler
 
 __all__ = [
+    "CLI_POLL_SECONDS",
     "ModerationService",
     "RateWindow",
     "active_ban",
@@ -66,6 +68,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+CLI_POLL_SECONDS = 1.0
+"""How often the server looks for bans the admin CLI wrote (to tell the users)."""
 
 _COMPLAINT_COLUMNS = (
     "c.id, a.login, t.login, c.reason, c.created_at, c.message_id, c.state"
@@ -192,6 +197,8 @@ class ModerationService:
         self._windows: dict[int, RateWindow] = {}
         self._dirty: set[int] = set()
         self._saving = False
+        self._audit_seen = 0
+        self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def install(self) -> None:
@@ -312,8 +319,59 @@ class ModerationService:
         finally:
             self._saving = False  # no await since the last look at _dirty
 
+    async def start(self) -> None:
+        """Watch the audit log for bans made by the admin CLI (another process)."""
+        self._audit_seen = await self.store.read(
+            lambda tx: int(sql(tx).execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+        )
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_cli(), name="bans")
+
+    async def _watch_cli(self) -> None:
+        while True:
+            # another process writes the database: there is nothing to await but time
+            await asyncio.sleep(CLI_POLL_SECONDS)
+            try:
+                await self.announce_cli_bans()
+            except Exception:
+                log.exception("could not read the audit log")
+
+    async def announce_cli_bans(self) -> int:
+        """Tell users and admins of bans and unbans the CLI made since the last look."""
+        now = self.clock.now()
+        after = self._audit_seen
+        newest = await self.store.read(
+            lambda tx: int(sql(tx).execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+        )
+        if newest <= after:
+            return 0  # the usual case: no write
+
+        def unit(tx: Tx) -> int:
+            conn = sql(tx)
+            rows = conn.execute(
+                "SELECT target FROM audit WHERE id > ? AND actor = 'cli'"
+                " AND action IN ('ban', 'unban') ORDER BY id",
+                (after,),
+            ).fetchall()
+            for (login,) in rows:
+                target = tx.user_by_login(login)
+                if target is None:
+                    continue
+                ban = active_ban(conn, target.id, now)
+                until, reason = ban if ban is not None else (None, "unbanned")
+                self._announce_ban(tx, target.id, target.login, until, reason)
+            newest: int = conn.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
+            return newest
+
+        self._audit_seen = await self.store.write(unit)
+        return self._audit_seen - after
+
     async def close(self) -> None:
-        """Wait for counters still being saved."""
+        """Stop watching the CLI; wait for counters still being saved."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
