@@ -55,6 +55,7 @@ from .screens.main import MainScreen
 from .screens.output import OutputScreen
 from .screens.status import StatusScreen
 from .store import PAGE_SIZE, Change, ChatStore
+from .widgets.attachments import AttachmentClicked, attach_to_chat, show_attachments
 from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
 from .widgets.message_view import MessageView
@@ -886,6 +887,26 @@ class MessengerApp(App[None]):
             return []
         chats = [c.name for c in store.chats.values()]
         return slash.complete(before, store.logins(), chats)
+
+    # --- files -----------------------------------------------------------------------------
+
+    def action_attach(self) -> None:
+        """Pick a file, upload it with progress and post it to the open chat (Ctrl+U)."""
+        attach_to_chat(self, self.main.current_chat if self.main is not None else None)
+
+    def action_files(self) -> None:
+        """Download, open or preview the attachments of the selected message (Ctrl+F)."""
+        main = self.main
+        if main is None:
+            return
+        view = main.thread_view if main.thread_view.has_focus else main.view
+        message = view.selected_message()
+        if message is not None:
+            show_attachments(self, message)
+
+    @on(AttachmentClicked)
+    def _attachment_clicked(self, event: AttachmentClicked) -> None:
+        show_attachments(self, event.message)
 
     # --- threads ---------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from textual.strip import Strip
 from messenger_protocol import Message
 
 from ..timeline import Layout, Timeline
+from .attachments import AttachmentClicked, attachment_at
 from .moderation import fade_level
 
 __all__ = ["MessageView"]
@@ -429,6 +430,13 @@ class MessageView(ScrollView, can_focus=True):
         """Scroll a page down."""
         self.scroll_to(y=self.scroll_y + max(self.size.height - 1, 1), animate=False, force=True)
 
+    def selected_message(self) -> Message | None:
+        """The selected message, if any."""
+        index = self._selected_index()
+        if index is None or self.timeline is None:
+            return None
+        return self.timeline[index]
+
     def action_activate(self) -> None:
         """Open the selected message's thread."""
         index = self._selected_index()
@@ -448,9 +456,14 @@ class MessageView(ScrollView, can_focus=True):
         offset = event.get_content_offset(self)
         if offset is None or self.layout_ is None or self.timeline is None:
             return
-        index = self.layout_.index_at(self._line_at(offset.y))
+        line = self._line_at(offset.y)
+        index = self.layout_.index_at(line)
         if index is None:
             return
         self.select_index(index)
+        card = attachment_at(self.layout_, self.timeline, index, line)
+        if card is not None:
+            self.post_message(AttachmentClicked(self.timeline[index], card))
+            return
         if event.chain >= 2:
             self.post_message(self.Activated(self, self.timeline[index]))

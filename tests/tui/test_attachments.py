@@ -1,0 +1,141 @@
+"""Attachments in the Textual app: attach through the picker, see the card, download it."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.widgets import DirectoryTree, Input, Label
+
+from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.widgets.attachments import (
+    AttachmentCard,
+    AttachmentsScreen,
+    AttachScreen,
+    human_size,
+    icon_for,
+    png_pixels,
+    refusal_for_size,
+    render_half_blocks,
+)
+from tests.support.server import ServerProcess
+from tests.tui.conftest import until
+from tests.tui.test_app import SIZE, register_in_app, screen_text
+
+
+def make_png(width: int, height: int) -> bytes:
+    """A real RGB PNG: red on top, blue below (Sub and Up filters mixed)."""
+    rows = b""
+    for y in range(height):
+        colour = b"\xff\x00\x00" if y < height // 2 else b"\x00\x00\xff"
+        if y % 2:
+            rows += b"\x00" + colour * width  # filter None
+        else:  # filter Sub: each pixel as the difference from its left neighbour
+            rows += b"\x01" + colour + b"\x00\x00\x00" * (width - 1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_png_decoding_and_half_blocks() -> None:
+    decoded = png_pixels(make_png(4, 4))
+    assert decoded is not None
+    width, height, rows = decoded
+    assert (width, height) == (4, 4)
+    assert rows[0] == [(255, 0, 0)] * 4 and rows[3] == [(0, 0, 255)] * 4
+    picture = render_half_blocks(rows, width, height, cells=4)
+    assert picture.plain == "▀▀▀▀\n▀▀▀▀"
+    assert png_pixels(b"not a png") is None
+
+
+def test_sizes_icons_and_refusals() -> None:
+    assert refusal_for_size(6_400_000) == "file is 6.1 MB, the limit is 5 MB"
+    assert refusal_for_size(5 * 1024 * 1024) is None
+    assert human_size(512) == "512 B"
+    assert icon_for("image/png") != icon_for("application/pdf") != icon_for("text/plain")
+
+
+async def test_attach_through_the_picker_see_the_card_and_download_it(
+    server: ServerProcess,
+    make_app: Callable[..., MessengerApp],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pick = tmp_path / "pick"
+    pick.mkdir()
+    picture = make_png(8, 8)
+    (pick / "photo.png").write_bytes(picture)
+    too_big = pick / "huge.bin"
+    with too_big.open("wb") as f:
+        f.truncate(6_400_000)
+    monkeypatch.chdir(pick)
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        await pilot.press("ctrl+u")
+        await until(pilot, lambda: isinstance(app.screen, AttachScreen), "the picker")
+        picker = app.screen
+        assert isinstance(picker, AttachScreen)
+        tree = picker.query_one(DirectoryTree)
+
+        def node_named(name: str) -> object:
+            return next((n for n in tree.root.children if str(n.label) == name), None)
+
+        await until(pilot, lambda: node_named("photo.png") is not None, "the file in the tree")
+        # a file over the limit is refused with the reason, before any upload
+        picker.query_one("#attach-path", Input).value = str(too_big)
+        picker.query_one("#attach-path", Input).focus()
+        await pilot.press("enter")
+        status = picker.query_one("#attach-status", Label)
+        await until(pilot, lambda: "the limit is 5 MB" in str(status.render()), "the refusal")
+        assert "file is 6.1 MB, the limit is 5 MB" in str(status.render())
+        tree.focus()
+        node = node_named("photo.png")
+        tree.move_cursor(node)  # type: ignore[arg-type]
+        await pilot.press("enter")
+        assert app.store is not None
+        store = app.store
+
+        def posted() -> bool:
+            return any(m.attachments for m in store.timeline(1).messages)
+
+        await until(pilot, posted, "the message with the file")
+        await until(pilot, lambda: app.screen is app.main, "back on the main screen")
+        message = next(m for m in store.timeline(1).messages if m.attachments)
+        attachment = message.attachments[0]
+        assert (attachment.name, attachment.mime, attachment.size) == (
+            "photo.png", "image/png", len(picture),
+        )  # fmt: skip
+        await until(pilot, lambda: "photo.png" in screen_text(app), "the card")
+        assert "image/png" in screen_text(app)
+        assert app.main is not None
+        view = app.main.view
+        assert view.timeline is not None
+        index = view.timeline.index_of(message.id)
+        assert index is not None
+        view.select_index(index)
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, AttachmentsScreen), "the files panel")
+        panel = app.screen
+        assert isinstance(panel, AttachmentsScreen)
+        card = panel.query_one(AttachmentCard)
+        assert "photo.png" in str(card.render()) and "8x8" in str(card.render())
+        card.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: panel.saved is not None, "the download")
+        assert panel.saved is not None
+        assert panel.saved == app.config.dirs.downloads / "photo.png"
+        assert panel.saved.read_bytes() == picture
+        await until(pilot, lambda: "▀" in str(panel.preview.render()), "the image preview")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "panel closed")
