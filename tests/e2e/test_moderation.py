@@ -208,11 +208,14 @@ async def test_admin_cli_against_a_running_server(
     assert values["users"] == "2" and values["messages"] == "2"
     assert _cli(srv, "admin", "add", "bob").returncode == 0
     assert (await call(srv.url, "GET", "/api/v1/admin/stats", bob["token"])).status_code == 200
+    assert _cli(srv, "admin", "remove", "bob").returncode == 0  # counts at once too
+    assert (await call(srv.url, "GET", "/api/v1/admin/stats", bob["token"])).status_code == 403
     audit = _cli(srv, "audit").stdout.splitlines()
-    assert [line.split()[2:4] for line in audit[1:]] == [
-        ["cli", "ban"],
-        ["cli", "unban"],
-        ["cli", "admin"],
+    assert [line.split()[2:5] for line in audit[1:]] == [
+        ["cli", "ban", "alice"],
+        ["cli", "unban", "alice"],
+        ["cli", "admin", "add"],
+        ["cli", "admin", "remove"],
     ]
     missing = _cli(srv, "ban", "nobody")
     assert missing.returncode == 1 and "no such user" in missing.stderr
