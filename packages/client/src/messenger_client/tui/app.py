@@ -60,6 +60,7 @@ from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
 from .widgets.message_view import MessageView
 from .widgets.moderation import ScheduledScreen
+from .widgets.thread_panel import thread_event
 from .widgets.users_panel import UsersPanel
 
 __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
@@ -301,6 +302,7 @@ class MessengerApp(App[None]):
         self._show_change(change)
         self._moderation_event(event)
         group_event(self, event)
+        thread_event(self, event)
 
     def _show_change(self, change: Change) -> None:
         store, main = self.store, self.main

@@ -1,0 +1,96 @@
+"""Pilot tests of the thread panel (comments), against the real server process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from messenger_client.tui.app import MessengerApp
+from messenger_protocol import GENERAL_CHAT_ID
+from tests.support.server import ServerProcess
+from tests.tui.conftest import until
+from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text, shown_texts
+
+
+def notes(app: MessengerApp) -> str:
+    """Every toast the app shows, as one text."""
+    return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
+
+
+def row_of(app: MessengerApp, text: str) -> tuple[int, int]:
+    """Screen (x, y) of the first place ``text`` shows."""
+    for y, strip in enumerate(app.screen._compositor.render_strips()):
+        x = strip.text.find(text)
+        if x >= 0:
+            return x, y
+    raise AssertionError(f"{text!r} is not on the screen")
+
+
+async def test_thread_opens_by_double_click_and_by_key_and_stays_read_live(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "alice")
+            root = await bob.send(GENERAL_CHAT_ID, "lunch at noon?")
+            await bob.send(GENERAL_CHAT_ID, "or later")
+            await until(pilot, lambda: "or later" in shown_texts(app, GENERAL_CHAT_ID))
+            main = app.main
+            assert main is not None and app.client is not None and app.store is not None
+            await until(pilot, lambda: "lunch at noon?" in screen_text(app), "on screen")
+
+            # A double click on the message opens its thread, with the composer ready.
+            await pilot.click(offset=row_of(app, "lunch at noon?"), times=2)
+            await until(pilot, lambda: main.thread_root is not None, "the thread panel")
+            assert main.thread_root is not None and main.thread_root.id == root.id
+            assert main.thread_composer.has_focus
+            await pilot.press(*"yes, noon", "enter")
+            await until(pilot, lambda: "↳ 1 comment" in screen_text(app), "count in the chat")
+
+            # A comment from bob while the panel shows: seen live, and read on the server.
+            await bob.comment(root.id, "great, see you")
+            thread = app.store.threads[root.id]
+            await until(pilot, lambda: "great, see you" in [m.text for m in thread], "live")
+            await until(pilot, lambda: "great, see you" in screen_text(app), "in the panel")
+            assert "commented" not in notes(app)  # no toast for the thread in view
+
+            async def unread() -> int:
+                return (await app.client.thread(root.id)).unread  # type: ignore[union-attr]
+
+            for _ in range(100):
+                if await unread() == 0:
+                    break
+                await pilot.pause(0.05)
+            assert await unread() == 0
+
+            # Esc closes; Ctrl+T on a selected message opens it again.
+            await pilot.press("escape")
+            assert main.thread_root is None and not main.thread_panel.display
+            main.view.focus()
+            await pilot.press("k", "k")
+            await pilot.press("ctrl+t")
+            await until(pilot, lambda: main.thread_root is not None, "reopened by key")
+            assert main.thread_root is not None and main.thread_root.id == root.id
+            await until(pilot, lambda: "2 comments" in screen_text(app), "title count")
+    finally:
+        await bob.close()
+
+
+async def test_comment_in_a_thread_not_open_is_a_toast_and_a_live_count(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "alice")
+            assert app.client is not None
+            root = await app.client.send(GENERAL_CHAT_ID, "who reviews my patch?")
+            await until(pilot, lambda: "who reviews my patch?" in screen_text(app), "root")
+            await bob.comment(root.id, "I will")
+            await until(pilot, lambda: "bob commented: I will" in notes(app), "the toast")
+            await until(pilot, lambda: "↳ 1 comment" in screen_text(app), "the count")
+            assert (await app.client.thread(root.id)).unread == 1
+    finally:
+        await bob.close()
