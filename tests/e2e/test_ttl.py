@@ -29,6 +29,14 @@ async def _ids(srv: ServerProcess, token: str, chat_id: int = 1) -> list[int]:
     return [m["id"] for m in page.json()["messages"]]
 
 
+async def _unread(srv: ServerProcess, token: str, chat_id: int = 1) -> int:
+    chats = (await call(srv.url, "GET", "/api/v1/chats", token)).json()["chats"]
+    unread: int = {c["id"]: c["unread"] for c in chats}[chat_id]
+    one = (await call(srv.url, "GET", f"/api/v1/chats/{chat_id}", token)).json()
+    assert one["unread"] == unread
+    return unread
+
+
 async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_hour_later(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
@@ -37,16 +45,23 @@ async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_h
     assert alice_session["message_ttl"] == TTL  # clients can fade what is about to go
     alice = alice_session["token"]
     bob = (await register(srv.url, "bob"))["token"]  # never connected a stream: offline
-    async with SseReader(srv.url, alice) as alice_events:
+    carol = (await register(srv.url, "carol"))["token"]  # online, but never reads it
+    async with SseReader(srv.url, alice) as alice_events, SseReader(srv.url, carol) as carol_events:
         message = (await send(srv.url, alice, "self-destructs")).json()
         _, created = await alice_events.next()
         assert isinstance(created, MessageCreated)
+        await carol_events.next()
         srv.set_time(T0 + TTL - 1)
         assert await _ids(srv, alice) == [message["id"]]
+        assert await _unread(srv, carol) == 1
         srv.set_time(T0 + TTL)
         _, gone = await alice_events.next()
         assert gone == MessageDeleted(chat_id=1, message_id=message["id"])
         assert await _ids(srv, alice) == []
+        _, gone = await carol_events.next()
+        assert gone == MessageDeleted(chat_id=1, message_id=message["id"])
+        assert await _unread(srv, carol) == 0  # what disappeared is not unread any more
+        assert await _unread(srv, bob) == 1  # bob still has it coming
     # bob was away: after two hours it is still there for him
     srv.set_time(T0 + 2 * TTL)
     page = await call(srv.url, "GET", "/api/v1/chats/1/messages", bob)

@@ -31,6 +31,8 @@ import msgspec
 
 from messenger_protocol import (
     GENERAL_CHAT_ID,
+    Chat,
+    ChatList,
     Message,
     MessageDeleted,
     MessagePage,
@@ -246,6 +248,8 @@ class RetentionService:
             ("unread", self._wrap_unread),
             ("thread", self._wrap_thread),
             ("message", self._wrap_message),
+            ("chats", self._wrap_chats),
+            ("chat", self._wrap_chats),
             ("events", self._wrap_events),
             ("login", self._wrap_session),
             ("register", self._wrap_session),
@@ -287,6 +291,44 @@ class RetentionService:
             log.exception("could not note the recipients of new messages")
         finally:
             self._noting = False  # no await since the last look at _posted
+
+    def _wrap_chats(self, inner: EndpointHandler) -> EndpointHandler:
+        async def handler(call: Call) -> object:
+            result = await inner(call)
+            user_id = call.actor.user_id
+            if isinstance(result, ChatList):
+                return ChatList(chats=[await self._unread_alive(user_id, c) for c in result.chats])
+            if isinstance(result, Chat):
+                return await self._unread_alive(user_id, result)
+            return result
+
+        return handler
+
+    async def _unread_alive(self, user_id: int, chat: Chat) -> Chat:
+        """The chat with its unread count less the messages that disappeared for the user."""
+        if not chat.unread:
+            return chat
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> int:
+            gone: int = (
+                sql(tx)
+                .execute(
+                    "SELECT count(*) FROM messages m LEFT JOIN deliveries d"
+                    " ON d.message_id = m.id AND d.user_id = ?"
+                    " WHERE m.chat_id = ? AND m.thread_root IS NULL AND m.id > ?"
+                    " AND m.author_id != ? AND ((d.message_id IS NULL AND m.created_at <= ?)"
+                    " OR d.expired = 1 OR d.delivered_at <= ?)",
+                    (user_id, chat.id, chat.last_read, user_id, now - self.ttl, now - self.ttl),
+                )
+                .fetchone()[0]
+            )
+            return gone
+
+        gone = await self.store.read(unit)
+        if not gone:
+            return chat
+        return msgspec.structs.replace(chat, unread=max(0, chat.unread - gone))
 
     def _wrap_history(self, inner: EndpointHandler) -> EndpointHandler:
         async def handler(call: Call) -> object:
