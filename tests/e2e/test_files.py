@@ -185,7 +185,8 @@ async def test_plain_client_file_then_download(server: ServerProcess, tmp_path: 
     script = f"/auth alice password1\n/file {source}\n/files\n"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "messenger_client", "--plain", "--server", server.url,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(script.encode())
@@ -205,4 +206,8 @@ async def test_plain_client_file_then_download(server: ServerProcess, tmp_path: 
         rest = (await proc.stdout.read()).decode()
         assert await proc.wait() == 0
     assert f"saved {file_id} to {target}" in rest
+    assert proc.stderr is not None
+    progress = (await proc.stderr.read()).decode()
+    assert "report.pdf: 100% (0.3 MB)" in progress  # the upload's progress line
+    assert f"{file_id}: 100%" in progress  # and the download's
     assert target.read_bytes() == source.read_bytes()

@@ -45,6 +45,7 @@ from .commands import (
 )
 from .config import ClientConfig
 from .events import ConnectionState
+from .transfer_progress import progress_line
 
 __all__ = ["format_json", "format_lines", "run_plain"]
 
@@ -255,7 +256,9 @@ class PlainConsole:
         self.config = config
         self.out = out
         self.client = Client(config.server, device=config.device or "plain console")
-        self.runner = CommandRunner(self.client, downloads=config.dirs.downloads)
+        self.runner = CommandRunner(
+            self.client, downloads=config.dirs.downloads, progress=progress_line(sys.stderr)
+        )
         self._printed: OrderedDict[int, None] = OrderedDict()
         self._events: asyncio.Task[None] | None = None
         self._read_upto: dict[int, int] = {}
