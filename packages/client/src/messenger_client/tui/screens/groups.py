@@ -2,7 +2,7 @@
 
 Each dialog is a small modal that calls the client library in a worker and says what
 happened in its own error line or a toast. :class:`JoinRequestBar` sits above the
-composer of an owner with pending join requests: one click on Approve lets someone in.
+messages of an owner with pending join requests: one click on Approve lets someone in.
 The app calls :func:`group_event` for every live event and :func:`connected` when
 the stream is (re)connected; :func:`group_actions` feeds the command palette.
 """
@@ -63,7 +63,7 @@ GroupDialog {
     background: $background 60%;
 }
 GroupDialog > #group-box {
-    width: 72;
+    width: 90;
     max-width: 95%;
     height: auto;
     max-height: 85%;
@@ -532,6 +532,9 @@ class JoinRequestsScreen(GroupDialog):
                     classes="group-row",
                 )
             )
+        if found:
+            # Enter approves the first request; Tab moves on to Reject and the next.
+            self.query_one("#approve-0", Button).focus()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -574,7 +577,7 @@ async def decide(app: MessengerApp, request: JoinRequest, approve: bool) -> bool
 
 
 class JoinRequestBar(Horizontal):
-    """Above the composer while someone waits to join a chat the user owns."""
+    """Above the messages while someone waits to join a chat the user owns."""
 
     DEFAULT_CSS = """
     JoinRequestBar {
@@ -634,13 +637,14 @@ class JoinRequestBar(Horizontal):
     def _redraw(self) -> None:
         self.display = bool(self.requests)
         request = self.current
-        if request is None or not self.is_mounted:
-            return
+        labels = self.query("#join-request-text")
+        if request is None or not labels:
+            return  # not composed yet: on_mount draws it
         more = len(self.requests) - 1
         text = f"⚑ {request.login} asks to join {request.chat_name}"
         if more:
             text += f"  (+{more} more)"
-        self.query_one("#join-request-text", Label).update(text)
+        labels.first(Label).update(text)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -664,14 +668,14 @@ def _find_bar(app: MessengerApp) -> JoinRequestBar | None:
 
 
 def _bar_of(app: MessengerApp) -> JoinRequestBar:
-    """The bar on the main screen, mounted above the composer on first use."""
+    """The bar on the main screen, mounted above the messages on first use."""
     bar = _find_bar(app)
     if bar is not None:
         return bar
     main = app.main
     assert main is not None and isinstance(main.composer.parent, Widget)
     bar = JoinRequestBar()
-    main.composer.parent.mount(bar, before=main.composer)
+    main.composer.parent.mount(bar, before=main.view)
     return bar
 
 
@@ -705,7 +709,7 @@ def group_event(app: MessengerApp, event: Event) -> None:
             how = "with an invite link" if request.with_key else "without a link"
             app.notify(
                 f"{request.login} asks to join {request.chat_name} ({how}). "
-                "Approve above the composer.",
+                "Approve it above the messages.",
                 title="Join request",
                 timeout=8,
             )
