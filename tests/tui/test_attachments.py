@@ -18,9 +18,11 @@ from messenger_client.tui.widgets.attachments import (
     human_size,
     icon_for,
     png_pixels,
+    preview_of,
     refusal_for_size,
     render_half_blocks,
 )
+from messenger_client.tui.widgets.message_view import MessageView
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
 from tests.tui.test_app import SIZE, register_in_app, screen_text
@@ -56,6 +58,15 @@ def test_png_decoding_and_half_blocks() -> None:
     picture = render_half_blocks(rows, width, height, cells=4)
     assert picture.plain == "▀▀▀▀\n▀▀▀▀"
     assert png_pixels(b"not a png") is None
+
+
+def test_text_preview_shows_the_first_lines(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("".join(f"line {n}\n" for n in range(100)))
+    shown = preview_of(notes, "text/plain")
+    assert shown is not None
+    assert shown.plain.splitlines() == [f"line {n}" for n in range(12)]
+    assert preview_of(notes, "application/octet-stream") is None
 
 
 def test_sizes_icons_and_refusals() -> None:
@@ -123,6 +134,19 @@ async def test_attach_through_the_picker_see_the_card_and_download_it(
         assert view.timeline is not None
         index = view.timeline.index_of(message.id)
         assert index is not None
+        # a click on the card line opens the files panel (a short chat sits at the bottom)
+        layout = view.layout_
+        assert layout is not None
+        last = layout.line_of(index + 1) if index + 1 < len(view.timeline) else layout.total
+        gap = max(view.size.height - layout.total, 0)
+        row = last - 1 - round(view.scroll_y) + gap
+        region = view.content_region
+        y = row + region.y - view.region.y
+        await pilot.click(MessageView, offset=(region.x - view.region.x + 12, y))
+        await until(pilot, lambda: isinstance(app.screen, AttachmentsScreen), "panel by click")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "panel closed by Esc")
+        # and so does Ctrl+F on the selected message
         view.select_index(index)
         await pilot.press("ctrl+f")
         await until(pilot, lambda: isinstance(app.screen, AttachmentsScreen), "the files panel")
