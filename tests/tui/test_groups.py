@@ -21,6 +21,7 @@ from messenger_client.tui.screens.groups import (
     show_members,
     show_requests,
 )
+from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
 from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text
@@ -122,6 +123,7 @@ async def test_join_by_pasted_link_is_told_when_approved_then_leaves(
             assert "alice (owner)" in screen_text(app)
             await pilot.click("#leave")
             await until(pilot, lambda: chat_named(app, "ops") is None, "ops gone")
+            await until(pilot, lambda: app.main.current_chat == GENERAL_CHAT_ID, "back home")  # type: ignore[union-attr]
             members = await alice.members(chat.id)
             assert [u.login for u in members.members] == ["alice"]
     finally:

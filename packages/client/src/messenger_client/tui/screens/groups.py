@@ -23,8 +23,10 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from messenger_protocol import (
+    GENERAL_CHAT_ID,
     ApiError,
     Chat,
+    ChatLeft,
     ChatUpdated,
     Event,
     InviteLink,
@@ -720,6 +722,13 @@ def group_event(app: MessengerApp, event: Event) -> None:
                 app.notify(f"The owner of {name} said no", title="Join request", severity="warning")
         case ChatUpdated(chat=chat) if chat.kind == "group":
             app.main.update_title(chat)
+        case ChatLeft(chat_id=chat_id):
+            # Out of a chat (left, removed): do not keep showing what we can no longer read.
+            main = app.main
+            if main.thread_root is not None and main.thread_root.chat_id == chat_id:
+                main.close_thread()
+            if main.current_chat == chat_id:
+                app.open_chat(GENERAL_CHAT_ID)
         case _:
             pass
 
