@@ -163,3 +163,33 @@ async def test_attach_through_the_picker_see_the_card_and_download_it(
         await until(pilot, lambda: "▀" in str(panel.preview.render()), "the image preview")
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.main, "panel closed")
+
+
+async def test_file_command_uploads_with_the_picker_and_explains_refusals(
+    server: ServerProcess, make_app: Callable[..., MessengerApp], tmp_path: Path
+) -> None:
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as f:
+        f.truncate(6_400_000)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember the milk\n")
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        await pilot.press(*f"/file {huge}", "enter")
+        await until(pilot, lambda: isinstance(app.screen, AttachScreen), "the picker")
+        status = app.screen.query_one("#attach-status", Label)
+        await until(pilot, lambda: "file is 6.1 MB" in str(status.render()), "the refusal")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "back")
+        await pilot.press(*f"/file {notes}", "enter")
+        assert app.store is not None
+        store = app.store
+        await until(
+            pilot,
+            lambda: any(
+                a.name == "notes.txt" for m in store.timeline(1).messages for a in m.attachments
+            ),
+            "the posted file",
+        )
+        assert app.screen is app.main

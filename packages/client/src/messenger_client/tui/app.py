@@ -750,6 +750,9 @@ class MessengerApp(App[None]):
                     self.send_text(named[0].id, args["text"])
                 else:
                     self._run_slash(parsed)
+            case "file" if args.get("target") is None:
+                # the picker shows the upload's progress and any refusal
+                attach_to_chat(self, chat_id, path=Path(args["path"]).expanduser())
             case "status":
                 self.action_status()
             case "thread":

@@ -411,8 +411,17 @@ class AttachScreen(ModalScreen[Attachment | None]):
         Binding("escape", "cancel", "Cancel", id="attach.cancel"),
     ]
 
-    def __init__(self, client: Client, start: Path, max_bytes: int = limits.MAX_FILE_BYTES) -> None:
+    def __init__(
+        self,
+        client: Client,
+        start: Path,
+        max_bytes: int = limits.MAX_FILE_BYTES,
+        *,
+        initial: Path | None = None,
+    ) -> None:
         super().__init__()
+        self.initial = initial
+        """A path given up front (``/file <path>``): uploaded as soon as the screen opens."""
         self.client = client
         self.start = start
         self.max_bytes = max_bytes
@@ -437,6 +446,9 @@ class AttachScreen(ModalScreen[Attachment | None]):
         """Start in the tree."""
         self.progress.display = False
         self.picker.focus()
+        if self.initial is not None:
+            self.path_input.value = str(self.initial)
+            self.upload(self.initial)
 
     @on(DirectoryTree.FileSelected)
     def _picked(self, event: DirectoryTree.FileSelected) -> None:
@@ -522,8 +534,10 @@ def show_attachments(app: object, message: Message) -> None:
     push(AttachmentsScreen(client, message, downloads))
 
 
-def attach_to_chat(app: object, chat_id: int | None, start: Path | None = None) -> None:
-    """Pick a file, upload it with progress and post it to ``chat_id``."""
+def attach_to_chat(
+    app: object, chat_id: int | None, start: Path | None = None, path: Path | None = None
+) -> None:
+    """Pick a file (or take ``path``), upload it with progress and post it to ``chat_id``."""
     parts = _app_parts(app)
     if parts is None or chat_id is None:
         return
@@ -540,4 +554,4 @@ def attach_to_chat(app: object, chat_id: int | None, start: Path | None = None) 
             getattr(app, "notify")(f"Not sent: {reason}", severity="error")  # noqa: B009
 
     push = getattr(app, "push_screen")  # noqa: B009
-    push(AttachScreen(client, origin), post)
+    push(AttachScreen(client, origin, initial=path), post)
