@@ -92,5 +92,11 @@ async def test_comment_in_a_thread_not_open_is_a_toast_and_a_live_count(
             await until(pilot, lambda: "bob commented: I will" in notes(app), "the toast")
             await until(pilot, lambda: "↳ 1 comment" in screen_text(app), "the count")
             assert (await app.client.thread(root.id)).unread == 1
+            # Ctrl+T from the composer, nothing selected: the newest message's thread.
+            assert app.main is not None and app.main.composer.has_focus
+            await pilot.press("ctrl+t")
+            await until(pilot, lambda: app.main.thread_root is not None, "the thread")  # type: ignore[union-attr]
+            assert app.main.thread_root is not None and app.main.thread_root.id == root.id
+            await until(pilot, lambda: "I will" in screen_text(app), "bob's comment in the panel")
     finally:
         await bob.close()

@@ -207,7 +207,9 @@ class MainScreen(Screen[None]):
             self.view.action_page_down()
 
     def action_open_thread(self) -> None:
-        """Open the selected message's thread."""
+        """Open the selected message's thread (the newest message's if none is selected)."""
+        if self.view.selected is None:
+            self.view.action_bottom()
         self.view.action_activate()
 
     def action_back(self) -> None:
