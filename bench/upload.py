@@ -105,19 +105,34 @@ async def raw_upload(port: int, data: bytes) -> float:
     return time.perf_counter() - start
 
 
-async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
-    """``GET /healthz`` every 5 ms on one keep-alive connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n"
-    while not stop.is_set():
-        start = time.perf_counter()
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-        await reader.readexactly(length)
-        latencies.append((time.perf_counter() - start) * 1000)
-        await asyncio.sleep(0.005)
-    writer.close()
+_PROBE = textwrap.dedent(
+    """
+    import asyncio, json, sys, threading, time
+    async def main(port):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        def wait_eof():
+            sys.stdin.read()
+            loop.call_soon_threadsafe(stop.set)
+        threading.Thread(target=wait_eof, daemon=True).start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"GET /healthz HTTP/1.1\\r\\nHost: b\\r\\n\\r\\n"
+        out = []
+        print("ready", flush=True)
+        while not stop.is_set():
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\\r\\n\\r\\n")
+            length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\\r\\n", 1)[0])
+            await reader.readexactly(length)
+            out.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(0.005)
+        print(json.dumps(out), flush=True)
+    asyncio.run(main(int(sys.argv[1])))
+    """
+)
+"""``GET /healthz`` every 5 ms on one keep-alive connection, from its own process (the
+generator's own loop is busy, so probing from it would measure the generator too)."""
 
 
 async def rounds(run_one: object, parallel: int, count: int, files: list[bytes]) -> float:
@@ -163,7 +178,6 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             rss_before = server_proc.memory_info().rss
             rss_peak = rss_before
             stop = asyncio.Event()
-            lags: list[float] = []
 
             async def sample_rss() -> None:
                 nonlocal rss_peak
@@ -184,11 +198,19 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
                 raw_runs.append(await rounds(raw_one, args.parallel, args.rounds, files))
             ours, raw = sum(ours_runs) / 2, sum(raw_runs) / 2
             # then lag and memory, measured in a pass of their own (the probes cost CPU)
-            watchers = [asyncio.create_task(probe(srv.port, stop, lags)),
-                        asyncio.create_task(sample_rss())]  # fmt: skip
+            prober = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _PROBE, str(srv.port),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert prober.stdin is not None and prober.stdout is not None
+            await prober.stdout.readline()
+            watchers = [asyncio.create_task(sample_rss())]
             await rounds(ours_one, args.parallel, args.rounds, files)
             stop.set()
             await asyncio.gather(*watchers)
+            prober.stdin.close()
+            lags = json.loads(await prober.stdout.readline())
+            await prober.wait()
         finally:
             ref.kill()
             ref.wait()
