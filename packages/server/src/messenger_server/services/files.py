@@ -203,6 +203,11 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _hash_all(digest: hashlib._Hash, parts: list[bytes]) -> None:
+    for part in parts:
+        digest.update(part)
+
+
 def _mime_allowed(mime: str, allowed: tuple[str, ...]) -> bool:
     if not allowed:
         return True
@@ -305,22 +310,25 @@ class FileService:
         try:
             async with aiofiles.open(tmp, "wb") as out:
 
-                async def flush(batch: bytearray) -> None:
-                    # hashing releases the GIL: it runs beside the write, off the event loop
-                    hashed = loop.run_in_executor(None, digest.update, batch)
-                    await asyncio.gather(out.write(batch), hashed)
+                async def flush(parts: list[bytes]) -> None:
+                    # the chunks are written and hashed as they came, without joining them on
+                    # the event loop; hashing releases the GIL and runs beside the write
+                    hashed = loop.run_in_executor(None, _hash_all, digest, parts)
+                    await asyncio.gather(out.writelines(parts), hashed)
 
-                batch = bytearray()
+                batch: list[bytes] = []
+                batched = 0
                 async for chunk in body:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise self._too_large(None)
                     if len(head) < SNIFF_BYTES:
                         head += chunk[: SNIFF_BYTES - len(head)]
-                    batch += chunk
-                    if len(batch) >= WRITE_BATCH:
+                    batch.append(chunk)
+                    batched += len(chunk)
+                    if batched >= WRITE_BATCH:
                         await flush(batch)
-                        batch = bytearray()
+                        batch, batched = [], 0
                 if batch:
                     await flush(batch)
             if length is not None and size != length:
