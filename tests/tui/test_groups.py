@@ -161,3 +161,20 @@ async def test_owner_invites_with_completion_and_rejects_from_the_request_list(
     finally:
         await bob.close()
         await carol.close()
+
+
+async def test_an_invited_user_is_told_and_finds_the_chat_in_the_list(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    alice = await other_user(server, "alice")
+    app = make_app(server.url, name="bob")
+    try:
+        chat = await alice.create_chat("design")
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "bob")
+            await alice.invite(chat.id, "bob")
+            await until(pilot, lambda: "You are in design now (owner alice)" in notes(app), "told")
+            await until(pilot, lambda: "≡ design" in screen_text(app), "in the chat list")
+            assert notes(app).count("You are in design") == 1
+    finally:
+        await alice.close()

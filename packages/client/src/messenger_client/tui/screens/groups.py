@@ -10,6 +10,7 @@ the stream is (re)connected; :func:`group_actions` feeds the command palette.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -693,12 +694,20 @@ def _add_chat(app: MessengerApp, chat: Chat, *, open_it: bool) -> None:
     if store is None:
         return
     store.upsert_chat(chat)
+    _known(app).add(chat.id)
     app._refresh_chat_list()
     if open_it:
         app.open_chat(chat.id)
 
 
 # --- hooks the app calls ---------------------------------------------------------------
+
+_seen_chats: weakref.WeakKeyDictionary[MessengerApp, set[int]] = weakref.WeakKeyDictionary()
+"""Per app: chats the user is known to be in (so joining one is announced once)."""
+
+
+def _known(app: MessengerApp) -> set[int]:
+    return _seen_chats.setdefault(app, set())
 
 
 def group_event(app: MessengerApp, event: Event) -> None:
@@ -715,13 +724,19 @@ def group_event(app: MessengerApp, event: Event) -> None:
                 title="Join request",
                 timeout=8,
             )
-        case JoinDecided(chat_name=name, approved=approved):
-            if approved:
-                app.notify(f"You are in {name} now", title="Join request approved", timeout=6)
-            else:
+        case JoinDecided(chat_id=chat_id, chat_name=name, approved=approved):
+            if not approved:
                 app.notify(f"The owner of {name} said no", title="Join request", severity="warning")
+            elif chat_id not in _known(app):
+                _known(app).add(chat_id)
+                app.notify(f"You are in {name} now", title="Join request approved", timeout=6)
         case ChatUpdated(chat=chat) if chat.kind == "group":
             app.main.update_title(chat)
+            me = app.store.me if app.store is not None else ""
+            if chat.id not in _known(app) and chat.owner != me:
+                # Invited (or approved, when this comes before the decision): say so once.
+                app.notify(f"You are in {chat.name} now (owner {chat.owner})", timeout=6)
+            _known(app).add(chat.id)
         case ChatLeft(chat_id=chat_id):
             # Out of a chat (left, removed): do not keep showing what we can no longer read.
             main = app.main
@@ -737,6 +752,7 @@ def connected(app: MessengerApp) -> None:
     """The stream is (back) online: load the pending join requests of owned chats."""
     if app.main is None or app.client is None or app.store is None:
         return
+    _known(app).update(app.store.chats)
     app.run_worker(_load_requests(app), group="join-requests", exclusive=True)
 
 
