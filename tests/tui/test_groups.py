@@ -18,7 +18,6 @@ from messenger_client.tui.screens.groups import (
     NewChatScreen,
     show_invite,
     show_links,
-    show_members,
     show_requests,
 )
 from messenger_protocol import GENERAL_CHAT_ID
@@ -117,7 +116,8 @@ async def test_join_by_pasted_link_is_told_when_approved_then_leaves(
             await until(pilot, lambda: "You are in ops now" in notes(app), "the decision")
             await until(pilot, lambda: chat_named(app, "ops") is not None, "ops in the list")
             app.open_chat(chat.id)
-            show_members(app)
+            await until(pilot, lambda: "≡ ops" in screen_text(app), "ops open")
+            await pilot.click("#chat-title")  # the title of a chat shows its members
             await until(pilot, lambda: isinstance(app.screen, MembersScreen), "members")
             await until(pilot, lambda: "bob (you)" in screen_text(app), "the member list")
             assert "alice (owner)" in screen_text(app)

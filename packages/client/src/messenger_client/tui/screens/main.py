@@ -177,10 +177,15 @@ class MainScreen(Screen[None]):
         badge.update(f"↓ {event.count} new {noun}  (End or click to jump)")
 
     def on_click(self, event: object) -> None:
-        """A click on the "N new messages" badge jumps to the bottom."""
+        """A click on the "N new messages" badge jumps to the bottom; on the chat's
+        title, it shows the members."""
         widget = getattr(event, "widget", None)
         if widget is not None and widget.id == "unseen":
             self.view.action_bottom()
+        elif widget is not None and widget.id == "chat-title":
+            from .groups import show_members
+
+            show_members(self.app)  # type: ignore[arg-type]
 
     # --- actions ----------------------------------------------------------------------
 
