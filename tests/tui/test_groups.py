@@ -83,6 +83,7 @@ async def test_owner_approves_a_link_join_request_with_one_click(
             await pilot.click("#join-approve")
             await until(pilot, lambda: "bob is now in team" in notes(app), "approved")
             assert bar is not None and not bar.display
+            assert app.main is not None and app.main.composer.has_focus
             members = await bob.members(chat_id)
             assert sorted(u.login for u in members.members) == ["alice", "bob"]
             await bob.send(chat_id, "thanks for letting me in")

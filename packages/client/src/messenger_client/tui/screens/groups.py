@@ -638,6 +638,10 @@ class JoinRequestBar(Horizontal):
         return self.requests[-1] if self.requests else None
 
     def _redraw(self) -> None:
+        if not self.requests and self.has_focus_within:
+            main = _messenger(self).main
+            if main is not None:
+                main.composer.focus()  # the buttons go away: back to typing
         self.display = bool(self.requests)
         request = self.current
         labels = self.query("#join-request-text")
