@@ -267,7 +267,7 @@ class JoinScreen(GroupDialog):
 
 
 class InviteScreen(GroupDialog):
-    """The owner adds a user to a group chat (Tab or → completes logins)."""
+    """The owner adds a user to a group chat; → accepts the suggested login."""
 
     def __init__(self, client: Client, chat: Chat, logins: list[str]) -> None:
         super().__init__(client)
@@ -278,7 +278,7 @@ class InviteScreen(GroupDialog):
     def body(self) -> ComposeResult:
         """Login field with completion."""
         yield Input(
-            placeholder="login",
+            placeholder="login  (→ takes the suggestion)",
             id="invite-login",
             suggester=SuggestFromList(self.logins, case_sensitive=False),
         )
