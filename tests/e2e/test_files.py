@@ -6,7 +6,7 @@ import asyncio
 import os
 import struct
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,6 +39,15 @@ async def chunked(data: bytes, piece: int = 64 * 1024) -> AsyncIterator[bytes]:
     """A body without Content-Length (httpx sends it chunked)."""
     for start in range(0, len(data), piece):
         yield data[start : start + piece]
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Poll the server's disk until ``condition()`` holds (it has no event to wait for)."""
+    for _ in range(int(TIMEOUT / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stored_files(server: ServerProcess) -> list[Path]:
@@ -211,3 +220,23 @@ async def test_plain_client_file_then_download(server: ServerProcess, tmp_path: 
     assert "report.pdf: 100% (0.3 MB)" in progress  # the upload's progress line
     assert f"{file_id}: 100%" in progress  # and the download's
     assert target.read_bytes() == source.read_bytes()
+
+
+async def test_an_upload_cut_off_midway_leaves_nothing(server: ServerProcess) -> None:
+    token = (await register(server.url, "alice"))["token"]
+    parts = urlsplit(server.url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        (
+            f"POST /api/v1/files?name=cut HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {LIMIT}\r\n\r\n"
+        ).encode()
+        + os.urandom(1024 * 1024)
+    )
+    await writer.drain()
+    tmp = server.data_dir / "files" / "tmp"
+    await eventually(lambda: any(tmp.iterdir()), "the temp file being written")
+    writer.transport.abort()  # the client goes away mid-body
+    await eventually(lambda: not stored_files(server), "the temp file removed")
+    ok = await upload(server.url, token, b"still fine")
+    assert ok.status_code == 200
