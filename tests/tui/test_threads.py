@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.widgets.thread_panel import unread_threads
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
@@ -77,7 +78,7 @@ async def test_thread_opens_by_double_click_and_by_key_and_stays_read_live(
         await bob.close()
 
 
-async def test_comment_in_a_thread_not_open_is_a_toast_and_a_live_count(
+async def test_comment_in_a_thread_not_open_is_a_toast_a_count_and_a_palette_entry(
     server: ServerProcess, make_app: Callable[..., MessengerApp]
 ) -> None:
     app = make_app(server.url)
@@ -92,11 +93,31 @@ async def test_comment_in_a_thread_not_open_is_a_toast_and_a_live_count(
             await until(pilot, lambda: "bob commented: I will" in notes(app), "the toast")
             await until(pilot, lambda: "↳ 1 comment" in screen_text(app), "the count")
             assert (await app.client.thread(root.id)).unread == 1
-            # Ctrl+T from the composer, nothing selected: the newest message's thread.
-            assert app.main is not None and app.main.composer.has_focus
-            await pilot.press("ctrl+t")
-            await until(pilot, lambda: app.main.thread_root is not None, "the thread")  # type: ignore[union-attr]
-            assert app.main.thread_root is not None and app.main.thread_root.id == root.id
+            # The palette knows which threads have news, and opens the newest.
+            assert unread_threads(app).keys() == {root.id}
+            await pilot.press("ctrl+p")
+            await pilot.press(*"Threads with new")
+            await until(pilot, lambda: "1 new in 1 thread" in screen_text(app), "the entry")
+            await pilot.press("enter")
+            main = app.main
+            assert main is not None
+            await until(pilot, lambda: main.thread_root is not None, "the thread")
+            assert main.thread_root is not None and main.thread_root.id == root.id
             await until(pilot, lambda: "I will" in screen_text(app), "bob's comment in the panel")
+            await until(pilot, lambda: not unread_threads(app), "nothing new any more")
+            for _ in range(100):
+                if (await app.client.thread(root.id)).unread == 0:
+                    break
+                await pilot.pause(0.05)
+            assert (await app.client.thread(root.id)).unread == 0
+
+            # Ctrl+T from the composer, nothing selected: the newest message's thread.
+            await pilot.press("escape")
+            assert main.thread_root is None and main.composer.has_focus
+            await bob.send(GENERAL_CHAT_ID, "new topic")
+            await until(pilot, lambda: "new topic" in screen_text(app), "the new message")
+            await pilot.press("ctrl+t")
+            await until(pilot, lambda: main.thread_root is not None, "the newest thread")
+            assert main.thread_root is not None and main.thread_root.text == "new topic"
     finally:
         await bob.close()

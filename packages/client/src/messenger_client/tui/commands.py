@@ -122,5 +122,7 @@ class MessengerCommands(_ActionsProvider):
     def actions(self, app: MessengerApp) -> list[Action]:
         """App actions, slash commands (they prefill the composer), chats."""
         from .screens.groups import group_actions
+        from .widgets.thread_panel import thread_actions
 
-        return [*_app_actions(app), *group_actions(app), *_chat_actions(app)]
+        actions = [*_app_actions(app), *group_actions(app), *thread_actions(app)]
+        return [*actions, *_chat_actions(app)]
