@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.widgets.thread_panel import unread_threads
 from messenger_protocol import GENERAL_CHAT_ID
@@ -121,3 +122,23 @@ async def test_comment_in_a_thread_not_open_is_a_toast_a_count_and_a_palette_ent
             assert main.thread_root is not None and main.thread_root.text == "new topic"
     finally:
         await bob.close()
+
+
+async def test_a_thread_read_on_another_client_is_no_longer_new_here(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    phone = Client(server.url)
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "alice")
+            await phone.login("alice", "secret12")
+            root = await phone.send(GENERAL_CHAT_ID, "release today?")
+            comment = await bob.comment(root.id, "after lunch")
+            await until(pilot, lambda: root.id in unread_threads(app), "new in the thread")
+            await phone.mark_thread_read(root.id, comment.id)
+            await until(pilot, lambda: not unread_threads(app), "read on the phone")
+    finally:
+        await bob.close()
+        await phone.close()
