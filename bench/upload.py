@@ -34,7 +34,7 @@ PIECE = 256 * 1024
 
 _REFERENCE = textwrap.dedent(
     """
-    import asyncio, os, sys, aiofiles
+    import asyncio, contextlib, os, sys, aiofiles
     out_dir = sys.argv[2]
     count = 0
     async def handle(reader, writer):
@@ -55,7 +55,8 @@ _REFERENCE = textwrap.dedent(
                     await f.write(bytes(batch)); batch.clear()
             if batch:
                 await f.write(bytes(batch))
-        os.remove(path)
+        with contextlib.suppress(OSError):
+            os.remove(path)
         writer.write(b"ok\\n")
         await writer.drain()
         writer.close()
@@ -192,11 +193,23 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             def raw_one(d: bytes) -> Awaitable[float]:
                 return raw_upload(ref_port, d)
 
+            ref_proc = psutil.Process(ref.pid)
+
+            def cpu(proc: psutil.Process) -> float:
+                times = proc.cpu_times()  # threads included (writes and hashing run there)
+                return float(times.user + times.system)
+
             ours_runs, raw_runs = [], []
+            ours_cpu = raw_cpu = 0.0
             for _ in range(2):
+                before = cpu(server_proc)
                 ours_runs.append(await rounds(ours_one, args.parallel, args.rounds, files))
+                ours_cpu += cpu(server_proc) - before
+                before = cpu(ref_proc)
                 raw_runs.append(await rounds(raw_one, args.parallel, args.rounds, files))
+                raw_cpu += cpu(ref_proc) - before
             ours, raw = sum(ours_runs) / 2, sum(raw_runs) / 2
+            gib = 2 * args.parallel * args.rounds * SIZE / 2**30
             # then lag and memory, measured in a pass of their own (the probes cost CPU)
             prober = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _PROBE, str(srv.port),
@@ -223,6 +236,8 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         "healthz_max_ms": max(lags, default=0.0),
         "rss_growth_mib": (rss_peak - rss_before) / 2**20,
         "rss_growth_per_upload_mib": (rss_peak - rss_before) / 2**20 / args.parallel,
+        "server_cpu_s_per_gib": ours_cpu / gib,
+        "raw_copy_cpu_s_per_gib": raw_cpu / gib,
     }
 
 
