@@ -142,3 +142,29 @@ async def test_a_thread_read_on_another_client_is_no_longer_new_here(
     finally:
         await bob.close()
         await phone.close()
+
+
+async def test_opening_a_thread_with_news_from_another_chat_switches_to_that_chat(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "alice")
+            assert app.client is not None and app.main is not None
+            crew = await app.client.create_chat("crew")
+            await app.client.invite(crew.id, "bob")
+            root = await app.client.send(crew.id, "retro notes")
+            await bob.comment(root.id, "added mine")
+            await until(pilot, lambda: root.id in unread_threads(app), "news in the thread")
+            assert app.main.current_chat == GENERAL_CHAT_ID
+            await pilot.press("ctrl+p", *"Threads with new")
+            await until(pilot, lambda: "1 new in 1 thread" in screen_text(app), "the entry")
+            await pilot.press("enter")
+            main = app.main
+            await until(pilot, lambda: main.thread_root is not None, "the thread")
+            assert main.current_chat == crew.id and "≡ crew" in screen_text(app)
+            await until(pilot, lambda: "added mine" in screen_text(app), "the comment")
+    finally:
+        await bob.close()

@@ -97,7 +97,9 @@ def open_newest_unread(app: MessengerApp) -> None:
         app.notify("No threads with new comments", timeout=3)
         return
     root_id = max(unread, key=lambda r: unread[r][-1].id)
-    chat_id = app.main.current_chat or unread[root_id][-1].chat_id
+    chat_id = unread[root_id][-1].chat_id
+    if app.main.current_chat != chat_id:
+        app.open_chat(chat_id)  # the thread beside the chat it belongs to
     line = f"/thread {root_id}"
     app.run_command(slash.ParsedCommand("thread", {"message_id": root_id}, line), chat_id)
 
