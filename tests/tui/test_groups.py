@@ -177,5 +177,9 @@ async def test_an_invited_user_is_told_and_finds_the_chat_in_the_list(
             await until(pilot, lambda: "You are in design now (owner alice)" in notes(app), "told")
             await until(pilot, lambda: "≡ design" in screen_text(app), "in the chat list")
             assert notes(app).count("You are in design") == 1
+            await alice.remove_member(chat.id, "bob")
+            await until(pilot, lambda: "≡ design" not in screen_text(app), "removed")
+            await alice.invite(chat.id, "bob")
+            await until(pilot, lambda: notes(app).count("You are in design") == 2, "told again")
     finally:
         await alice.close()

@@ -34,6 +34,7 @@ from messenger_protocol import (
     JoinDecided,
     JoinRequest,
     JoinRequested,
+    Reset,
     User,
 )
 
@@ -743,11 +744,14 @@ def group_event(app: MessengerApp, event: Event) -> None:
             _known(app).add(chat.id)
         case ChatLeft(chat_id=chat_id):
             # Out of a chat (left, removed): do not keep showing what we can no longer read.
+            _known(app).discard(chat_id)
             main = app.main
             if main.thread_root is not None and main.thread_root.chat_id == chat_id:
                 main.close_thread()
             if main.current_chat == chat_id:
                 app.open_chat(GENERAL_CHAT_ID)
+        case Reset():
+            connected(app)  # state refetched from scratch: the pending requests too
         case _:
             pass
 
