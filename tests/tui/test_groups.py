@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -20,7 +21,7 @@ from messenger_client.tui.screens.groups import (
     show_links,
     show_requests,
 )
-from messenger_protocol import GENERAL_CHAT_ID
+from messenger_protocol import GENERAL_CHAT_ID, ApiError
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
 from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text
@@ -183,3 +184,29 @@ async def test_an_invited_user_is_told_and_finds_the_chat_in_the_list(
             await until(pilot, lambda: notes(app).count("You are in design") == 2, "told again")
     finally:
         await alice.close()
+
+
+async def test_a_revoked_link_no_longer_lets_anyone_ask_to_join(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await register_in_app(pilot, app, "alice")
+            await create_with_palette(pilot, app, "vault")
+            show_links(app)
+            await until(pilot, lambda: "No active links" in screen_text(app), "the dialog")
+            links = app.screen
+            assert isinstance(links, LinksScreen)
+            app.screen.query_one("#max-uses", Input).value = "5"
+            await pilot.click("#new-link")
+            await until(pilot, lambda: "0/5 uses" in screen_text(app), "the limited link")
+            key = links.links[0].key
+            await pilot.click("#revoke-0")
+            await until(pilot, lambda: "Link revoked" in screen_text(app), "revoked")
+            assert "No active links" in screen_text(app)
+            with pytest.raises(ApiError):
+                await bob.join("vault", key)
+    finally:
+        await bob.close()
