@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -363,7 +364,7 @@ class LinksScreen(GroupDialog):
             if link.max_uses is not None:
                 limits.append(f"{link.uses}/{link.max_uses} uses")
             if link.expires_at is not None:
-                limits.append("expires")
+                limits.append(f"until {datetime.fromtimestamp(link.expires_at):%Y-%m-%d %H:%M}")
             extra = f"  ({', '.join(limits)})" if limits else ""
             await rows.mount(
                 Horizontal(
