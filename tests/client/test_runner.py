@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,19 +24,6 @@ from messenger_protocol import ApiError, ErrorCode
 from tests.support.server import ServerProcess
 
 PASSWORD = "password1"
-
-
-def _server_app_importable() -> bool:
-    try:
-        importlib.import_module("messenger_server.app")
-    except ImportError:
-        return False
-    return True
-
-
-needs_server = pytest.mark.skipif(
-    not _server_app_importable(), reason="the server app has not landed yet"
-)
 
 
 # --- without a server ------------------------------------------------------------
@@ -87,9 +73,6 @@ async def runners(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Runner
 async def one(runner: CommandRunner, line: str) -> Output:
     outputs = await runner.run_line(line)
     assert len(outputs) == 1, outputs
-    if isinstance(outputs[0], ErrorOut) and outputs[0].code == "unavailable":
-        # The server answers 503 for features still being written; the test runs once they land.
-        pytest.skip(f"{line.split()[0]} is not available on this server yet")
     assert not isinstance(outputs[0], ErrorOut), outputs[0]
     return outputs[0]
 
@@ -98,7 +81,6 @@ def texts(outputs: list[Output]) -> list[str]:
     return [o.message.text for o in outputs if isinstance(o, MessageOut)]
 
 
-@needs_server
 async def test_messages_history_threads_and_unread(runners: Runners) -> None:
     alice, bob = await runners("alice"), await runners("bob")
     sent = await one(alice, "/send hello all")
@@ -120,7 +102,6 @@ async def test_messages_history_threads_and_unread(runners: Runners) -> None:
     assert "psst" in texts(unread)
 
 
-@needs_server
 async def test_group_chats_invites_links_and_requests(runners: Runners) -> None:
     alice, bob, carol = await runners("alice"), await runners("bob"), await runners("carol")
     assert "created team" in (await one(alice, "/create team")).text  # type: ignore[union-attr]
@@ -140,7 +121,6 @@ async def test_group_chats_invites_links_and_requests(runners: Runners) -> None:
     assert isinstance(error, ErrorOut) and error.code in ("forbidden", "not_found")
 
 
-@needs_server
 async def test_scheduled_messages(runners: Runners) -> None:
     alice = await runners("alice")
     scheduled = await one(alice, "/schedule +1h general later")
@@ -153,7 +133,6 @@ async def test_scheduled_messages(runners: Runners) -> None:
     assert isinstance(cancelled, InfoOut) and "cancelled" in cancelled.text
 
 
-@needs_server
 async def test_users_contacts_status_complaints(runners: Runners) -> None:
     alice, _bob = await runners("alice"), await runners("bob")
     users = await one(alice, "/users")
@@ -167,14 +146,12 @@ async def test_users_contacts_status_complaints(runners: Runners) -> None:
     assert isinstance(status, StatusOut) and status.status.user.login == "alice"
 
 
-@needs_server
 async def test_complaints(runners: Runners) -> None:
     alice, _bob = await runners("alice"), await runners("bob")
     complaint = await one(alice, "/complain bob rude")
     assert isinstance(complaint, InfoOut) and "complaint about bob" in complaint.text
 
 
-@needs_server
 async def test_files(runners: Runners, tmp_path: Path) -> None:
     alice, bob = await runners("alice"), await runners("bob")
     data = os.urandom(10_000)
@@ -191,7 +168,6 @@ async def test_files(runners: Runners, tmp_path: Path) -> None:
     assert isinstance(missing, ErrorOut) and missing.code == "local"
 
 
-@needs_server
 async def test_errors_come_back_as_outputs(runners: Runners) -> None:
     alice = await runners("alice")
     [error] = await alice.run_line("/send_chat nosuchchat hi")

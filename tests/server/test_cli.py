@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import signal
@@ -57,15 +56,6 @@ def test_unknown_flag_is_one_line(tmp_path: Path) -> None:
     done = run_cli("--no-such-flag", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("messenger_server.admin_cli") is not None,
-    reason="admin commands exist",
-)
-def test_admin_commands_not_available_yet(tmp_path: Path) -> None:
-    done = run_cli("admin", "add", "bob", cwd=tmp_path)
-    assert done.returncode == 2 and "not available yet" in done.stderr
 
 
 def test_help_lists_every_setting() -> None:
