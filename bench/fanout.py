@@ -57,6 +57,33 @@ class Receiver(asyncio.Protocol):
                 self.latencies.append((now - int(stamp)) / 1e6)
 
 
+async def collect(
+    receivers: list[Receiver],
+    expected: int,
+    proc: psutil.Process,
+    cpu0: Any,
+    t0: float,
+    latencies: list[float],
+) -> dict[str, float]:
+    """Wait (up to 60 s) for `expected` frames, then the numbers both targets report."""
+    deadline = time.monotonic() + 60
+    while sum(r.frames for r in receivers) < expected:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    cpu1 = proc.cpu_times()
+    delivered = sum(r.frames for r in receivers)
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {
+        "delivered": delivered,
+        "deliveries_per_s": delivered / elapsed,
+        "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p99_ms": percentile(latencies, 99),
+    }
+
+
 async def register(host: str, port: int, login: str) -> str:
     body = json.dumps({"login": login, "password": "benchmark"}).encode()
     status, data = await http_request(host, port, "POST", "/api/v1/auth/register", body)
@@ -123,32 +150,19 @@ async def _drive(
     latencies.clear()
     proc = psutil.Process(srv.proc.pid)  # type: ignore[union-attr]
     cpu0 = proc.cpu_times()
-    expected = streams * messages
     t0 = time.perf_counter()
     per_sender = messages // senders
     await asyncio.gather(
         *(sender(host, port, t, per_sender, "/api/v1/chats/1/messages") for t in send_tokens)
     )
     sent_time = time.perf_counter() - t0
-    deadline = time.monotonic() + 60
-    while sum(r.frames for r in receivers) < per_sender * senders * streams:
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - t0
-    cpu1 = proc.cpu_times()
-    delivered = sum(r.frames for r in receivers)
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    measured = await collect(receivers, per_sender * senders * streams, proc, cpu0, t0, latencies)
     return {
         "streams": streams,
         "messages": per_sender * senders,
-        "expected_deliveries": per_sender * senders * streams if expected else 0,
-        "delivered": delivered,
+        "expected_deliveries": per_sender * senders * streams,
         "sends_per_s": per_sender * senders / sent_time,
-        "deliveries_per_s": delivered / elapsed,
-        "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p99_ms": percentile(latencies, 99),
+        **measured,
         "server_rss_mb": proc.memory_info().rss / 2**20,
     }
 
@@ -195,21 +209,9 @@ async def run_redis(streams: int, messages: int, senders: int) -> dict[str, Any]
             r.frames = 0
         t0 = time.perf_counter()
         await asyncio.gather(*(publish(per_sender) for _ in range(senders)))
-        deadline = time.monotonic() + 60
-        while sum(r.frames for r in receivers) < per_sender * senders * streams:
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.01)
-        elapsed = time.perf_counter() - t0
-        cpu1 = ps.cpu_times()
-        delivered = sum(r.frames for r in receivers)
-        cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        return {
-            "deliveries_per_s": delivered / elapsed,
-            "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
-            "latency_p50_ms": percentile(latencies, 50),
-            "latency_p99_ms": percentile(latencies, 99),
-        }
+        measured = await collect(receivers, per_sender * senders * streams, ps, cpu0, t0, latencies)
+        del measured["delivered"]
+        return measured
     finally:
         proc.terminate()
         proc.wait()
