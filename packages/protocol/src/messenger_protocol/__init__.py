@@ -1,4 +1,5 @@
-"""messenger wire contract: typed models, the endpoint table, error codes, limits.
+"""messenger wire contract: typed models, the endpoint table, error codes, limits,
+and the one way sizes, durations and times are shown to people.
 
 No I/O lives here: the server and the client bring their own sockets.
 """
@@ -27,6 +28,7 @@ from ._events import (
     ThreadActivity,
     event_name,
 )
+from ._format import TimeForm, format_duration, format_size, format_time
 from ._models import (
     GENERAL_CHAT_ID,
     AddContact,
@@ -163,6 +165,7 @@ __all__ = [
     "Status",
     "Thread",
     "ThreadActivity",
+    "TimeForm",
     "Unread",
     "UnreadChat",
     "UploadQuery",
@@ -175,6 +178,9 @@ __all__ = [
     "encode",
     "encode_event",
     "event_name",
+    "format_duration",
+    "format_size",
+    "format_time",
     "limits",
     "openapi_document",
     "sse_comment",

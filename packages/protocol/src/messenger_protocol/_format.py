@@ -1,0 +1,107 @@
+"""The product's one way to show sizes, durations and moments to people.
+
+Pure functions, no I/O. The TUI, the plain client and the server's human messages
+(``banned until …``, ``try again in …``, ``the limit is …``) all use these, so the same
+5 MiB file reads "5.0 MiB" everywhere and a ban end is never a raw Unix time.
+
+* :func:`format_size` — binary units with one decimal: ``512 B``, ``4.2 KiB``, ``5.0 MiB``.
+* :func:`format_duration` — at most two units, rounded up to whole seconds:
+  ``40 s``, ``4 min 5 s``, ``2 h 5 min``, ``3 d 4 h``.
+* :func:`format_time` — a moment in local (or a given) time: ``2026-12-02 14:05``; with
+  ``now`` the date is left out on the same day (``14:05``), and ``relative=True`` adds
+  ``(in 4 h 3 min)`` / ``(5 min ago)``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, tzinfo
+from typing import Literal
+
+__all__ = ["TimeForm", "format_duration", "format_size", "format_time"]
+
+_SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+TimeForm = Literal["auto", "datetime", "clock", "day"]
+"""How :func:`format_time` shows a moment: ``auto`` (date only when not today),
+``datetime`` (always ``YYYY-MM-DD HH:MM``), ``clock`` (``HH:MM``), ``day``
+(``Tuesday, 01 December 2026``)."""
+
+
+def format_size(size: int) -> str:
+    """A byte count in binary units: ``0 B``, ``512 B``, ``1.0 KiB``, ``5.0 MiB``, ``1.5 GiB``.
+
+    Bytes are whole; every larger unit has one decimal, so a limit and a file of the
+    same size always read the same.
+    """
+    if size < 1024:
+        return f"{max(size, 0)} B"
+    value = size / 1024
+    for unit in _SIZE_UNITS:
+        # Round first: 1023.96 KiB would print as "1024.0 KiB" otherwise.
+        if round(value, 1) < 1024 or unit == _SIZE_UNITS[-1]:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_DURATION_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def format_duration(seconds: float) -> str:
+    """A length of time people read at a glance: ``40 s``, ``4 min 5 s``, ``2 h``, ``3 d 4 h``.
+
+    Rounded up to whole seconds (a "try again in" never says too little), at most two
+    units, never negative (``0 s``).
+    """
+    left = max(0, math.ceil(seconds - 1e-9)) if math.isfinite(seconds) else 0
+    parts: list[str] = []
+    for unit, size in _DURATION_UNITS:
+        count, left = divmod(left, size)
+        if count or parts:
+            parts.append(f"{count} {unit}")
+        if len(parts) == 2:
+            break
+    parts = [p for p in parts if not p.startswith("0 ")]
+    return " ".join(parts) if parts else "0 s"
+
+
+def format_time(
+    ts: float,
+    *,
+    now: float | None = None,
+    tz: tzinfo | None = None,
+    relative: bool = False,
+    form: TimeForm = "auto",
+) -> str:
+    """The moment ``ts`` (Unix seconds) as people read it, in ``tz`` (default: local time).
+
+    ``form="auto"`` gives ``YYYY-MM-DD HH:MM``, or just ``HH:MM`` when ``now`` is given
+    and falls on the same day. ``relative=True`` (needs ``now``) appends how far away it
+    is: ``14:05 (in 3 h 56 min)``, ``2026-11-30 09:12 (1 d 4 h ago)``. A UTC ``tz`` is
+    named (``14:05 UTC``) so a server's message is not taken for local time.
+    """
+    moment = _moment(ts, tz)
+    if form == "clock":
+        text = f"{moment:%H:%M}"
+    elif form == "day":
+        text = f"{moment:%A, %d %B %Y}"
+    elif form == "auto" and now is not None and _moment(now, tz).date() == moment.date():
+        text = f"{moment:%H:%M}"
+    else:
+        text = f"{moment:%Y-%m-%d %H:%M}"
+    if tz is not None and moment.tzname() == "UTC" and form != "day":
+        text += " UTC"
+    if relative and now is not None:
+        delta = ts - now
+        if abs(delta) < 1:
+            text += " (now)"
+        elif delta > 0:
+            text += f" (in {format_duration(delta)})"
+        else:
+            text += f" ({format_duration(-delta)} ago)"
+    return text
+
+
+def _moment(ts: float, tz: tzinfo | None) -> datetime:
+    return datetime.fromtimestamp(ts, tz) if tz is not None else datetime.fromtimestamp(ts)
