@@ -17,6 +17,8 @@ HISTORY_ON_CONNECT: Final = 20
 """Messages of the general chat a client gets right after it connects."""
 HISTORY_PAGE_MAX: Final = 200
 """Largest page of history one request may ask for."""
+UNREAD_PAGE_MAX: Final = 100
+"""Most unread messages of one chat one ``/unread`` request returns (the count is exact)."""
 
 MESSAGE_TTL_SECONDS: Final = 3600
 """A delivered message disappears this long after delivery (0 = keep forever)."""

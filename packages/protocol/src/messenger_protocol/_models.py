@@ -311,6 +311,19 @@ class HistoryQuery(Request, frozen=True):
     limit: PageLimit = L.HISTORY_ON_CONNECT
 
 
+class UnreadQuery(Request, frozen=True):
+    """Paging of ``/unread``: every chat's first page, or the page of one chat after a cursor.
+
+    Without ``chat_id`` the answer has every chat with unread messages, each with its
+    oldest ``limit`` unread messages. With ``chat_id`` (and ``after``, the id of the last
+    message already fetched) only that chat, with the next ``limit`` unread messages.
+    """
+
+    chat_id: PositiveInt | None = None
+    after: Annotated[int, Meta(ge=0)] | None = None
+    limit: Annotated[int, Meta(ge=1, le=L.UNREAD_PAGE_MAX)] = L.UNREAD_PAGE_MAX
+
+
 class UploadQuery(Request, frozen=True):
     """Display name of an uploaded file (the type is sniffed, never taken from it)."""
 
@@ -342,6 +355,8 @@ class Session(Model, frozen=True):
     """Id of the newest event at login: a stream that starts here misses nothing."""
     message_ttl: int = 0
     """Seconds a message lives after it reached this user (0: messages do not disappear)."""
+    history_on_connect: int = L.HISTORY_ON_CONNECT
+    """Messages of the general chat a client shows right after it connects (server setting)."""
 
 
 class MessagePage(Model, frozen=True):
@@ -385,11 +400,16 @@ class Members(Model, frozen=True):
 
 
 class UnreadChat(Model, frozen=True):
-    """Unread messages of one chat."""
+    """Unread messages of one chat: the exact ``count``, and a page of them, oldest first.
+
+    ``has_more``: more unread messages follow the last one here; ask for them with
+    ``GET /unread?chat_id=<id>&after=<id of the last message>``.
+    """
 
     chat: Chat
     count: int
     messages: list[Message]
+    has_more: bool = False
 
 
 class Unread(Model, frozen=True):

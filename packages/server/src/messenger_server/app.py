@@ -111,7 +111,10 @@ class App:
             settings.data_dir, synchronous=settings.sqlite_synchronous
         )
         self.events = EventService(self.store, hub, clock, settings.event_retention)
-        self.accounts = AccountService(self.store, self.events, clock, admins=settings.admins)
+        self.accounts = AccountService(
+            self.store, self.events, clock, admins=settings.admins,
+            history_on_connect=settings.history_on_connect,
+        )  # fmt: skip
         self.chats = ChatService(
             self.store, self.events, self.accounts, clock, base_url=settings.base_url
         )
@@ -338,7 +341,7 @@ class App:
         return await self.messages.mark_read(call.actor, call.params["chat_id"], call.body)
 
     async def _unread(self, call: Call) -> object:
-        return await self.messages.unread(call.actor)
+        return await self.messages.unread(call.actor, call.query)
 
     async def _comment(self, call: Call) -> object:
         return await self.messages.comment(call.actor, call.params["message_id"], call.body)

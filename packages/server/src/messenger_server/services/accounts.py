@@ -22,6 +22,7 @@ from messenger_protocol import (
     SessionEnded,
     User,
     UserList,
+    limits,
 )
 
 from ..clock import Clock
@@ -55,8 +56,11 @@ class AccountService:
         *,
         admins: tuple[str, ...] = (),
         hasher: PasswordHasher | None = None,
+        history_on_connect: int = limits.HISTORY_ON_CONNECT,
     ) -> None:
         self.store = store
+        self.history_on_connect = history_on_connect
+        """General-chat messages a client shows after it connects (told in every Session)."""
         self.events = events
         self.clock = clock
         self.admins = {a.lower() for a in admins}
@@ -147,6 +151,7 @@ class AccountService:
             session_id=session_id,
             user=self._user(user, is_admin),
             last_event_id=self.events.published_seq,
+            history_on_connect=self.history_on_connect,
         )
 
     async def logout(self, actor: Actor) -> None:

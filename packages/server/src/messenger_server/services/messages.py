@@ -26,6 +26,8 @@ from messenger_protocol import (
     ThreadActivity,
     Unread,
     UnreadChat,
+    UnreadQuery,
+    limits,
 )
 
 from ..clock import Clock
@@ -34,7 +36,6 @@ from .actor import Actor, forbidden, require_member
 from .events import EventService
 
 __all__ = [
-    "UNREAD_MESSAGES_MAX",
     "AttachFiles",
     "Draft",
     "LoadAttachments",
@@ -43,10 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-UNREAD_MESSAGES_MAX = 100
-"""Most unread messages ``/unread`` returns per chat (the count is always exact)."""
-
 
 @dataclass(frozen=True, slots=True)
 class Draft:
@@ -219,23 +216,42 @@ class MessageService:
 
         return await self.store.write(unit)
 
-    async def unread(self, actor: Actor) -> Unread:
-        """Per chat: how many messages of others are unread, and the oldest of them."""
+    async def unread(self, actor: Actor, query: UnreadQuery | None = None) -> Unread:
+        """Per chat: how many messages of others are unread, and a page of them, oldest first.
+
+        Without ``query.chat_id``: every chat with unread messages and its first page.
+        With it: that chat alone, the page after ``query.after`` (a message id). Reading
+        here never moves the read cursor; only ``mark_read`` does.
+        """
+        query = query or UnreadQuery()
+        limit = min(query.limit, limits.UNREAD_PAGE_MAX)
+
+        def one(tx: Tx, chat: ChatRecord) -> UnreadChat | None:
+            view = tx.chat_view(chat, actor.user_id)
+            if view.unread == 0:
+                return None
+            after = max(view.last_read, query.after or 0)
+            page = tx.unread_messages(chat.id, actor.user_id, after, limit + 1)
+            return UnreadChat(
+                chat=view,
+                count=view.unread,
+                messages=self._decorate(tx, page[:limit]),
+                has_more=len(page) > limit,
+            )
 
         def unit(tx: Tx) -> Unread:
-            chats: list[UnreadChat] = []
-            for chat_id in tx.chat_ids_of(actor.user_id):
-                chat = tx.chat(chat_id)
-                assert chat is not None
-                view = tx.chat_view(chat, actor.user_id)
-                if view.unread == 0:
-                    continue
-                messages = tx.unread_messages(
-                    chat_id, actor.user_id, view.last_read, UNREAD_MESSAGES_MAX
-                )
-                chats.append(
-                    UnreadChat(chat=view, count=view.unread, messages=self._decorate(tx, messages))
-                )
+            if query.chat_id is not None:
+                chat, _ = require_member(tx, query.chat_id, actor.user_id)
+                found = one(tx, chat)
+                chats = [found] if found is not None else []
+            else:
+                chats = []
+                for chat_id in tx.chat_ids_of(actor.user_id):
+                    record = tx.chat(chat_id)
+                    assert record is not None
+                    found = one(tx, record)
+                    if found is not None:
+                        chats.append(found)
             chats.sort(key=lambda c: (c.chat.id != GENERAL_CHAT_ID, c.chat.id))
             return Unread(chats=chats, total=sum(c.count for c in chats))
 
