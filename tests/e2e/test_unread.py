@@ -49,9 +49,7 @@ async def test_messages_sent_while_away_stay_unread_after_history_and_page_out(
     assert [m["id"] for m in general["messages"]] == sent[:10] and general["has_more"] is True
     got = [m["id"] for m in general["messages"]]
     while general["has_more"]:
-        page = await call(
-            base, "GET", f"/api/v1/unread?chat_id=1&after={got[-1]}&limit=10", token
-        )
+        page = await call(base, "GET", f"/api/v1/unread?chat_id=1&after={got[-1]}&limit=10", token)
         assert page.status_code == 200, page.text
         general = page.json()["chats"][0]
         assert general["count"] == 25  # the count stays exact on every page

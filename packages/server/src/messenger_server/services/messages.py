@@ -45,6 +45,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class Draft:
     """A message about to be posted, as the send checks see it."""

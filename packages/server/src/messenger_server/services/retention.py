@@ -353,9 +353,7 @@ class RetentionService:
                     continue
                 count = max(0, item.count - gone)
                 chat = msgspec.structs.replace(item.chat, unread=count)
-                chats.append(
-                    msgspec.structs.replace(item, chat=chat, count=count, messages=alive)
-                )
+                chats.append(msgspec.structs.replace(item, chat=chat, count=count, messages=alive))
             return Unread(chats=chats, total=sum(c.count for c in chats))
 
         return handler
