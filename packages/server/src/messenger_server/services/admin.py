@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,12 +25,13 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..config import Settings as ServerSettings
 from ..storage import Store, Tx
+from ..storage.admin import AdminUserRecord, admin_queries
 from .accounts import AccountService
 from .actor import Actor
 from .events import EventService
-from .moderation import ModerationService, sql
+from .moderation import ModerationService
 
-__all__ = ["RATE_SAMPLE_SECONDS", "AdminService", "admin_users", "dir_bytes"]
+__all__ = ["RATE_SAMPLE_SECONDS", "AdminService", "admin_view", "dir_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -51,37 +51,23 @@ def dir_bytes(path: Path) -> int:
     return total
 
 
-def admin_users(
-    conn: sqlite3.Connection, now: float, online: set[int], admins: set[str]
+def admin_view(
+    records: list[AdminUserRecord], online: set[int], admins: set[str]
 ) -> list[AdminUser]:
-    """Every user with last login, message and complaint counts and any running ban."""
-    rows = conn.execute(
-        "SELECT u.id, u.login, u.created_at, u.is_admin,"
-        " (SELECT l.at FROM logins l WHERE l.user_id = u.id AND l.success = 1"
-        "  ORDER BY l.id DESC LIMIT 1),"
-        " (SELECT l.address FROM logins l WHERE l.user_id = u.id AND l.success = 1"
-        "  ORDER BY l.id DESC LIMIT 1),"
-        " (SELECT count(*) FROM messages m WHERE m.author_id = u.id),"
-        " (SELECT count(DISTINCT c.author_id) FROM complaints c"
-        "  WHERE c.target_id = u.id AND c.counted = 1),"
-        " (SELECT max(b.until) FROM bans b WHERE b.user_id = u.id AND b.lifted_at IS NULL"
-        "  AND b.until > ?)"
-        " FROM users u ORDER BY u.login",
-        (now,),
-    ).fetchall()
+    """Users as an admin sees them; ``admins`` are the lower-case logins the settings name."""
     return [
         AdminUser(
-            login=r[1],
-            online=r[0] in online,
-            created_at=r[2],
-            last_login_at=r[4],
-            last_login_address=r[5],
-            messages=r[6],
-            complaints=r[7],
-            banned_until=r[8],
-            is_admin=bool(r[3]) or r[1].lower() in admins,
+            login=r.login,
+            online=r.id in online,
+            created_at=r.created_at,
+            last_login_at=r.last_login_at,
+            last_login_address=r.last_login_address,
+            messages=r.messages,
+            complaints=r.complaints,
+            banned_until=r.banned_until,
+            is_admin=r.is_admin or r.login.lower() in admins,
         )
-        for r in rows
+        for r in records
     ]
 
 
@@ -125,8 +111,8 @@ class AdminService:
         now = self.clock.now()
         online = self.events.hub.online_user_ids()
         admins = {a.lower() for a in self.settings.admins}
-        users = await self.store.read(lambda tx: admin_users(sql(tx), now, online, admins))
-        return AdminUserList(users=users)
+        records = await self.store.read(lambda tx: admin_queries(tx).admin_users(now))
+        return AdminUserList(users=admin_view(records, online, admins))
 
     async def complaints(self, actor: Actor) -> ComplaintList:
         """The open complaints, oldest first."""
@@ -163,15 +149,9 @@ class AdminService:
         now = self.clock.now()
 
         def unit(tx: Tx) -> tuple[int, int, int]:
-            conn = sql(tx)
-            users: int = conn.execute("SELECT count(*) FROM users").fetchone()[0]
-            # the newest rows only: ids grow with time, so this stays an index walk
-            recent: int = conn.execute(
-                "SELECT count(*) FROM (SELECT created_at FROM messages ORDER BY id DESC"
-                " LIMIT 100000) WHERE created_at > ?",
-                (now - RATE_SAMPLE_SECONDS,),
-            ).fetchone()[0]
-            return users, tx.message_count(), recent
+            queries = admin_queries(tx)
+            recent = queries.messages_since(now - RATE_SAMPLE_SECONDS)
+            return queries.user_count(), tx.message_count(), recent
 
         users, messages, recent = await self.store.read(unit)
         data_dir = self.settings.data_dir

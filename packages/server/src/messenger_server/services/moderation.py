@@ -48,6 +48,7 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..config import Settings
 from ..storage import Store, Tx
+from ..storage.moderation import moderation_queries
 from .accounts import AccountService
 from .actor import Actor
 from .events import EventService
@@ -60,10 +61,6 @@ __all__ = [
     "CLI_POLL_SECONDS",
     "ModerationService",
     "RateWindow",
-    "active_ban",
-    "add_audit",
-    "ban_user",
-    "lift_bans",
     "sql",
 ]
 
@@ -71,11 +68,6 @@ log = logging.getLogger(__name__)
 
 CLI_POLL_SECONDS = 1.0
 """How often the server looks for bans the admin CLI wrote (to tell the users)."""
-
-_COMPLAINT_COLUMNS = (
-    "c.id, a.login, t.login, c.reason, c.created_at, c.message_id, c.state"
-    " FROM complaints c JOIN users a ON a.id = c.author_id JOIN users t ON t.id = c.target_id"
-)
 
 
 def sql(tx: Tx) -> sqlite3.Connection:
@@ -86,84 +78,8 @@ def sql(tx: Tx) -> sqlite3.Connection:
     return conn
 
 
-def _complaint(row: tuple[object, ...]) -> Complaint:
-    return Complaint(
-        id=int(row[0]),  # type: ignore[call-overload]
-        author=str(row[1]),
-        target=str(row[2]),
-        reason=str(row[3]),
-        created_at=float(row[4]),  # type: ignore[arg-type]
-        message_id=None if row[5] is None else int(row[5]),  # type: ignore[call-overload]
-        state=str(row[6]),  # type: ignore[arg-type]
-    )
-
-
-# --- queries shared with the admin CLI (plain connections, no event loop) -----
-
-
-def add_audit(
-    conn: sqlite3.Connection, now: float, actor: str, action: str, target: str, detail: str = ""
-) -> None:
-    """Append one line to the audit log (who did what to whom, when, why)."""
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-        (now, actor, action, target, detail),
-    )
-
-
-def active_ban(conn: sqlite3.Connection, user_id: int, now: float) -> tuple[float, str] | None:
-    """``(until, reason)`` of the longest ban of a user still running at ``now``."""
-    row = conn.execute(
-        "SELECT until, reason FROM bans WHERE user_id = ? AND lifted_at IS NULL AND until > ?"
-        " ORDER BY until DESC LIMIT 1",
-        (user_id, now),
-    ).fetchone()
-    return None if row is None else (float(row[0]), str(row[1]))
-
-
-def ban_user(
-    conn: sqlite3.Connection, user_id: int, login: str, now: float, seconds: float,
-    reason: str, by: str,
-) -> float:  # fmt: skip
-    """Ban a user from sending for ``seconds``; open complaints about them are actioned.
-
-    The complaint count starts again. Returns when the ban ends.
-    """
-    until = now + seconds
-    conn.execute(
-        "INSERT INTO bans (user_id, created_at, until, reason, banned_by) VALUES (?, ?, ?, ?, ?)",
-        (user_id, now, until, reason, by),
-    )
-    conn.execute(
-        "UPDATE complaints SET counted = 0,"
-        " state = CASE WHEN state = 'open' THEN 'actioned' ELSE state END,"
-        " decided_by = coalesce(decided_by, ?), decided_at = coalesce(decided_at, ?)"
-        " WHERE target_id = ? AND (counted = 1 OR state = 'open')",
-        (by, now, user_id),
-    )
-    add_audit(conn, now, by, "ban", login, f"{seconds:g} s until {until:.0f}: {reason}")
-    return until
-
-
-def lift_bans(conn: sqlite3.Connection, user_id: int, login: str, now: float, by: str) -> int:
-    """End every running ban of a user now; how many there were."""
-    cur = conn.execute(
-        "UPDATE bans SET lifted_at = ?, lifted_by = ?"
-        " WHERE user_id = ? AND lifted_at IS NULL AND until > ?",
-        (now, by, user_id, now),
-    )
-    if cur.rowcount:
-        add_audit(conn, now, by, "unban", login)
-    return cur.rowcount
-
-
-def _save_counts(tx: Tx, *, rows: list[tuple[int, float, int]]) -> None:
-    sql(tx).executemany(
-        "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, ?)"
-        " ON CONFLICT (user_id) DO UPDATE SET window_start = excluded.window_start,"
-        " count = excluded.count",
-        rows,
-    )
+def _save_windows(tx: Tx, *, rows: list[tuple[int, float, int]]) -> None:
+    moderation_queries(tx).save_rate_windows(rows)
 
 
 def _banned(user: User, bans: dict[str, float]) -> User:
@@ -233,15 +149,7 @@ class ModerationService:
         """``until`` of every running ban, by lower-case login."""
         now = self.clock.now()
 
-        def unit(tx: Tx) -> dict[str, float]:
-            rows = sql(tx).execute(
-                "SELECT lower(u.login), max(b.until) FROM bans b JOIN users u ON u.id = b.user_id"
-                " WHERE b.lifted_at IS NULL AND b.until > ? GROUP BY b.user_id",
-                (now,),
-            )
-            return {str(r[0]): float(r[1]) for r in rows}
-
-        return await self.store.read(unit)
+        return await self.store.read(lambda tx: moderation_queries(tx).running_bans(now))
 
     # --- sending --------------------------------------------------------------
 
@@ -254,7 +162,7 @@ class ModerationService:
     async def require_not_banned(self, user_id: int) -> None:
         """``banned`` (with ``until``) while the user has a running ban."""
         now = self.clock.now()
-        ban = await self.store.read(lambda tx: active_ban(sql(tx), user_id, now))
+        ban = await self.store.read(lambda tx: moderation_queries(tx).active_ban(user_id, now))
         if ban is not None:
             until, reason = ban
             why = f" ({reason})" if reason else ""
@@ -265,7 +173,7 @@ class ModerationService:
     async def banned_until(self, user_id: int) -> float | None:
         """When the user's running ban ends, or None."""
         now = self.clock.now()
-        ban = await self.store.read(lambda tx: active_ban(sql(tx), user_id, now))
+        ban = await self.store.read(lambda tx: moderation_queries(tx).active_ban(user_id, now))
         return None if ban is None else ban[0]
 
     async def _count_general(self, user_id: int) -> None:
@@ -274,18 +182,10 @@ class ModerationService:
         start = math.floor(now / size) * size
         window = self._windows.get(user_id)
         if window is None:
-            row = await self.store.read(
-                lambda tx: (
-                    sql(tx)
-                    .execute(
-                        "SELECT window_start, count FROM rate_counts WHERE user_id = ?", (user_id,)
-                    )
-                    .fetchone()
-                )
-            )
+            row = await self.store.read(lambda tx: moderation_queries(tx).rate_window(user_id))
             window = self._windows.get(user_id)  # another send may have loaded it meanwhile
             if window is None:
-                window = RateWindow(float(row[0]), int(row[1])) if row else RateWindow(start, 0)
+                window = RateWindow(*row) if row else RateWindow(start, 0)
                 self._windows[user_id] = window
         if window.start != start:
             window.start, window.count = start, 0
@@ -313,7 +213,7 @@ class ModerationService:
             while self._dirty:
                 dirty = [(u, self._windows[u].start, self._windows[u].count) for u in self._dirty]
                 self._dirty.clear()
-                await self.store.write(partial(_save_counts, rows=dirty))
+                await self.store.write(partial(_save_windows, rows=dirty))
         except Exception:
             log.exception("could not save rate-limit counters")
         finally:
@@ -322,7 +222,7 @@ class ModerationService:
     async def start(self) -> None:
         """Watch the audit log for bans made by the admin CLI (another process)."""
         self._audit_seen = await self.store.read(
-            lambda tx: int(sql(tx).execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+            lambda tx: moderation_queries(tx).newest_audit_id()
         )
         self._watcher = asyncio.get_running_loop().create_task(self._watch_cli(), name="bans")
 
@@ -339,28 +239,20 @@ class ModerationService:
         """Tell users and admins of bans and unbans the CLI made since the last look."""
         now = self.clock.now()
         after = self._audit_seen
-        newest = await self.store.read(
-            lambda tx: int(sql(tx).execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
-        )
+        newest = await self.store.read(lambda tx: moderation_queries(tx).newest_audit_id())
         if newest <= after:
             return 0  # the usual case: no write
 
         def unit(tx: Tx) -> int:
-            conn = sql(tx)
-            rows = conn.execute(
-                "SELECT target FROM audit WHERE id > ? AND actor = 'cli'"
-                " AND action IN ('ban', 'unban') ORDER BY id",
-                (after,),
-            ).fetchall()
-            for (login,) in rows:
+            queries = moderation_queries(tx)
+            for login in queries.cli_ban_targets(after):
                 target = tx.user_by_login(login)
                 if target is None:
                     continue
-                ban = active_ban(conn, target.id, now)
+                ban = queries.active_ban(target.id, now)
                 until, reason = ban if ban is not None else (None, "unbanned")
                 self._announce_ban(tx, target.id, target.login, until, reason)
-            newest: int = conn.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0]
-            return newest
+            return queries.newest_audit_id()
 
         self._audit_seen = await self.store.write(unit)
         return self._audit_seen - after
@@ -384,7 +276,7 @@ class ModerationService:
         ban_seconds = self.settings.ban_seconds
 
         def unit(tx: Tx) -> ComplaintResult:
-            conn = sql(tx)
+            queries = moderation_queries(tx)
             target = tx.user_by_login(body.login)
             if target is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {body.login}")
@@ -392,35 +284,24 @@ class ModerationService:
                 raise ApiError(ErrorCode.INVALID, "you cannot complain about yourself")
             if body.message_id is not None:
                 self._check_message(tx, body.message_id, target.id, actor.user_id)
-            repeat = conn.execute(
-                "SELECT 1 FROM complaints WHERE author_id = ? AND target_id = ? AND counted = 1",
-                (actor.user_id, target.id),
-            ).fetchone()
-            cur = conn.execute(
-                "INSERT INTO complaints (author_id, target_id, reason, message_id, created_at,"
-                " counted) VALUES (?, ?, ?, ?, ?, ?)",
-                (actor.user_id, target.id, body.reason, body.message_id, now, int(repeat is None)),
+            repeat = queries.has_counted_complaint(actor.user_id, target.id)
+            complaint_id = queries.insert_complaint(
+                actor.user_id, target.id, body.reason, body.message_id, now, counted=not repeat
             )
-            complaint_id = cur.lastrowid
-            add_audit(conn, now, actor.login, "complain", target.login, body.reason)
-            distinct: int = conn.execute(
-                "SELECT count(DISTINCT author_id) FROM complaints"
-                " WHERE target_id = ? AND counted = 1",
-                (target.id,),
-            ).fetchone()[0]
+            queries.add_audit(now, actor.login, "complain", target.login, body.reason)
+            distinct = queries.distinct_complainers(target.id)
             banned_until: float | None = None
             if distinct >= threshold:
                 reason = f"{distinct} users complained"
-                banned_until = ban_user(
-                    conn, target.id, target.login, now, ban_seconds, reason, "auto"
+                banned_until = queries.ban(
+                    target.id, target.login, now, ban_seconds, reason, "auto"
                 )
                 self._announce_ban(tx, target.id, target.login, banned_until, reason)
                 log.info("%s banned until %.0f: %s", target.login, banned_until, reason)
-            row = conn.execute(
-                f"SELECT {_COMPLAINT_COLUMNS} WHERE c.id = ?", (complaint_id,)
-            ).fetchone()
+            complaint = queries.complaint(complaint_id)
+            assert complaint is not None
             return ComplaintResult(
-                complaint=_complaint(row), distinct_complaints=distinct, banned_until=banned_until
+                complaint=complaint, distinct_complaints=distinct, banned_until=banned_until
             )
 
         return await self.store.write(unit)
@@ -451,12 +332,7 @@ class ModerationService:
         """The open complaints, oldest first."""
 
         def unit(tx: Tx) -> ComplaintList:
-            rows = (
-                sql(tx)
-                .execute(f"SELECT {_COMPLAINT_COLUMNS} WHERE c.state = 'open' ORDER BY c.id")
-                .fetchall()
-            )
-            return ComplaintList(complaints=[_complaint(r) for r in rows])
+            return ComplaintList(complaints=moderation_queries(tx).open_complaints())
 
         return await self.store.read(unit)
 
@@ -465,21 +341,16 @@ class ModerationService:
         now = self.clock.now()
 
         def unit(tx: Tx) -> Complaint:
-            conn = sql(tx)
-            row = conn.execute(
-                f"SELECT {_COMPLAINT_COLUMNS} WHERE c.id = ?", (complaint_id,)
-            ).fetchone()
-            if row is None:
+            queries = moderation_queries(tx)
+            complaint = queries.complaint(complaint_id)
+            if complaint is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no complaint #{complaint_id}")
-            if row[6] != "open":
-                raise ApiError(ErrorCode.CONFLICT, f"complaint #{complaint_id} is {row[6]}")
-            conn.execute(
-                "UPDATE complaints SET state = 'dismissed', counted = 0, decided_by = ?,"
-                " decided_at = ? WHERE id = ?",
-                (by, now, complaint_id),
-            )
-            add_audit(conn, now, by, "dismiss", str(row[2]), f"complaint #{complaint_id}")
-            return _complaint((*row[:6], "dismissed"))
+            if not queries.dismiss_complaint(complaint_id, by, now):
+                raise ApiError(
+                    ErrorCode.CONFLICT, f"complaint #{complaint_id} is {complaint.state}"
+                )
+            queries.add_audit(now, by, "dismiss", complaint.target, f"complaint #{complaint_id}")
+            return msgspec.structs.replace(complaint, state="dismissed")
 
         return await self.store.write(unit)
 
@@ -492,7 +363,7 @@ class ModerationService:
             if target is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {login}")
             why = reason or f"banned by {by}"
-            until = ban_user(sql(tx), target.id, target.login, now, seconds, why, by)
+            until = moderation_queries(tx).ban(target.id, target.login, now, seconds, why, by)
             self._announce_ban(tx, target.id, target.login, until, why)
             return until
 
@@ -508,7 +379,7 @@ class ModerationService:
             target = tx.user_by_login(login)
             if target is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {login}")
-            if lift_bans(sql(tx), target.id, target.login, now, by):
+            if moderation_queries(tx).lift_bans(target.id, target.login, now, by):
                 self._announce_ban(tx, target.id, target.login, None, f"unbanned by {by}")
 
         await self.store.write(unit)
@@ -524,17 +395,7 @@ class ModerationService:
             user = tx.user_by_login(login)
             if user is None:
                 return []
-            rows = (
-                sql(tx)
-                .execute(
-                    "SELECT at FROM logins WHERE user_id = ? AND success = 0 AND at > ? AND id >"
-                    " (SELECT coalesce(max(id), 0) FROM logins WHERE user_id = ? AND success = 1)"
-                    " ORDER BY id",
-                    (user.id, now - window, user.id),
-                )
-                .fetchall()
-            )
-            return [float(r[0]) for r in rows]
+            return moderation_queries(tx).login_failures(user.id, now - window)
 
         failures = await self.store.read(unit)
         limit = self.settings.login_failures_max

@@ -694,7 +694,9 @@ class SqliteStore:
         tx = self.tx
         conn = tx.conn
         if not conn.in_transaction:
-            conn.execute("BEGIN")
+            # IMMEDIATE: take the write lock now (waiting out the admin CLI), so a unit
+            # that reads first cannot fail on a snapshot another process made stale
+            conn.execute("BEGIN IMMEDIATE")
         mark = len(self._after_commit)
         conn.execute("SAVEPOINT unit")
         try:

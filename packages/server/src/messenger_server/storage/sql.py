@@ -1,0 +1,57 @@
+"""The connection the SQL query modules run on (SQLite today, PostgreSQL through an adapter).
+
+Every query under :mod:`messenger_server.storage` is written once in portable SQL
+(``?`` placeholders, ``ON CONFLICT``, ``RETURNING``) against this small interface,
+which :class:`sqlite3.Connection` already provides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from .base import Tx
+
+__all__ = ["Connection", "Cursor", "connection", "marks"]
+
+
+class Cursor(Protocol):
+    """The result of one statement."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed by an INSERT, UPDATE or DELETE."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+        ...
+
+
+class Connection(Protocol):
+    """Runs statements with positional ``?`` parameters."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        """Run one statement."""
+        ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        """Run one statement for each parameter row."""
+        ...
+
+
+def connection(tx: Tx) -> Connection:
+    """The SQL connection behind a unit of work."""
+    conn: Connection | None = getattr(tx, "conn", None)
+    if conn is None:
+        raise TypeError(f"{type(tx).__name__} has no SQL connection")
+    return conn
+
+
+def marks(count: int) -> str:
+    """``?, ?, ...`` for an ``IN (...)`` list of ``count`` values."""
+    return ",".join("?" * count)
