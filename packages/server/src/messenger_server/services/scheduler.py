@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from messenger_protocol import (
     ApiError,
@@ -29,11 +28,13 @@ from messenger_protocol import (
 
 from ..clock import Clock
 from ..config import Settings
+from ..states import SCHEDULED, allowed
 from ..storage import Store, Tx
+from ..storage.scheduler import scheduled_queries
 from .actor import Actor, require_member
 from .events import EventService
 from .messages import MessageService
-from .moderation import ModerationService, sql
+from .moderation import ModerationService
 
 __all__ = ["PAST_SLACK", "POLL_SECONDS", "SchedulerService", "wait_until"]
 
@@ -47,20 +48,6 @@ PAST_SLACK = 60.0
 """A ``send_at`` this far in the past is still accepted (sent at once): clock skew."""
 FINISHED_SHOWN = 50
 """Sent, failed and cancelled messages listed after the pending ones."""
-_COLUMNS = "id, chat_id, text, send_at, created_at, state, failure, message_id"
-
-
-def _item(row: Any) -> ScheduledMessage:
-    return ScheduledMessage(
-        id=row[0],
-        chat_id=row[1],
-        text=row[2],
-        send_at=row[3],
-        created_at=row[4],
-        state=row[5],
-        failure=row[6],
-        message_id=row[7],
-    )
 
 
 async def wait_until(clock: Clock, when: float | None, wake: asyncio.Event) -> None:
@@ -131,23 +118,15 @@ class SchedulerService:
 
         def unit(tx: Tx) -> ScheduledMessage:
             require_member(tx, body.chat_id, actor.user_id)
-            conn = sql(tx)
-            pending: int = conn.execute(
-                "SELECT count(*) FROM scheduled WHERE user_id = ? AND state = 'pending'",
-                (actor.user_id,),
-            ).fetchone()[0]
-            if pending >= limit:
+            queries = scheduled_queries(tx)
+            if queries.pending_count(actor.user_id) >= limit:
                 raise ApiError(
                     ErrorCode.QUOTA_EXCEEDED,
                     f"at most {limit} scheduled messages may be pending",
                     limit=limit,
                 )
-            cur = conn.execute(
-                "INSERT INTO scheduled (user_id, chat_id, text, send_at, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (actor.user_id, body.chat_id, body.text, body.send_at, now),
-            )
-            item = self._load(tx, int(cur.lastrowid or 0))
+            scheduled_id = queries.insert(actor.user_id, body.chat_id, body.text, body.send_at, now)
+            item = self._load(tx, scheduled_id)
             self.events.emit(tx, ScheduledUpdated(scheduled=item), user_id=actor.user_id)
             return item
 
@@ -159,18 +138,10 @@ class SchedulerService:
         """The user's pending messages (soonest first), then the latest finished ones."""
 
         def unit(tx: Tx) -> ScheduledList:
-            conn = sql(tx)
-            pending = conn.execute(
-                f"SELECT {_COLUMNS} FROM scheduled WHERE user_id = ? AND state = 'pending'"
-                " ORDER BY send_at, id",
-                (actor.user_id,),
-            ).fetchall()
-            done = conn.execute(
-                f"SELECT {_COLUMNS} FROM scheduled WHERE user_id = ? AND state != 'pending'"
-                " ORDER BY id DESC LIMIT ?",
-                (actor.user_id, FINISHED_SHOWN),
-            ).fetchall()
-            return ScheduledList(scheduled=[_item(r) for r in [*pending, *reversed(done)]])
+            queries = scheduled_queries(tx)
+            pending = queries.pending(actor.user_id)
+            done = queries.finished(actor.user_id, FINISHED_SHOWN)
+            return ScheduledList(scheduled=[*pending, *done])
 
         return await self.store.read(unit)
 
@@ -180,20 +151,18 @@ class SchedulerService:
             raise ApiError(ErrorCode.CONFLICT, f"scheduled #{scheduled_id} is being sent")
 
         def unit(tx: Tx) -> ScheduledMessage:
-            conn = sql(tx)
-            row = conn.execute(
-                "SELECT state FROM scheduled WHERE id = ? AND user_id = ?",
-                (scheduled_id, actor.user_id),
-            ).fetchone()
-            if row is None:
+            queries = scheduled_queries(tx)
+            found = queries.owned(scheduled_id, actor.user_id)
+            if found is None:
                 raise ApiError(
                     ErrorCode.NOT_FOUND, f"you have no scheduled message #{scheduled_id}"
                 )
-            if row[0] != "pending":
+            if not allowed(SCHEDULED, found.state, "cancelled") or not queries.move(
+                scheduled_id, "cancelled"
+            ):
                 raise ApiError(
-                    ErrorCode.CONFLICT, f"scheduled #{scheduled_id} was already {row[0]}"
+                    ErrorCode.CONFLICT, f"scheduled #{scheduled_id} was already {found.state}"
                 )
-            conn.execute("UPDATE scheduled SET state = 'cancelled' WHERE id = ?", (scheduled_id,))
             item = self._load(tx, scheduled_id)
             self.events.emit(tx, ScheduledUpdated(scheduled=item), user_id=actor.user_id)
             return item
@@ -202,12 +171,9 @@ class SchedulerService:
 
     @staticmethod
     def _load(tx: Tx, scheduled_id: int) -> ScheduledMessage:
-        row = (
-            sql(tx)
-            .execute(f"SELECT {_COLUMNS} FROM scheduled WHERE id = ?", (scheduled_id,))
-            .fetchone()
-        )
-        return _item(row)
+        item = scheduled_queries(tx).get(scheduled_id)
+        assert item is not None
+        return item
 
     # --- the loop -----------------------------------------------------------
 
@@ -223,35 +189,15 @@ class SchedulerService:
             await wait_until(self.clock, when, self._wake)
 
     async def _next_due(self) -> float | None:
-        def unit(tx: Tx) -> float | None:
-            row = (
-                sql(tx)
-                .execute("SELECT min(send_at) FROM scheduled WHERE state = 'pending'")
-                .fetchone()
-            )
-            return None if row is None or row[0] is None else float(row[0])
-
-        return await self.store.read(unit)
+        return await self.store.read(lambda tx: scheduled_queries(tx).next_due())
 
     async def send_due(self) -> int:
         """Post every pending message whose time has come; how many were handled."""
         now = self.clock.now()
 
-        def unit(tx: Tx) -> list[Any]:
-            return (
-                sql(tx)
-                .execute(
-                    "SELECT s.id, s.user_id, u.login, s.chat_id, s.text FROM scheduled s"
-                    " JOIN users u ON u.id = s.user_id"
-                    " WHERE s.state = 'pending' AND s.send_at <= ? ORDER BY s.send_at, s.id",
-                    (now,),
-                )
-                .fetchall()
-            )
-
-        due = await self.store.read(unit)
-        for scheduled_id, user_id, login, chat_id, text in due:
-            await self._send(scheduled_id, user_id, login, chat_id, text)
+        due = await self.store.read(lambda tx: scheduled_queries(tx).due(now))
+        for item in due:
+            await self._send(item.id, item.user_id, item.login, item.chat_id, item.text)
         return len(due)
 
     async def _send(
@@ -271,10 +217,8 @@ class SchedulerService:
             message_id = None if message is None else message.id
 
             def unit(tx: Tx) -> None:
-                sql(tx).execute(
-                    "UPDATE scheduled SET state = ?, failure = ?, message_id = ?"
-                    " WHERE id = ? AND state = 'pending'",
-                    (state, failure, message_id, scheduled_id),
+                scheduled_queries(tx).move(
+                    scheduled_id, state, failure=failure, message_id=message_id
                 )
                 item = self._load(tx, scheduled_id)
                 self.events.emit(tx, ScheduledUpdated(scheduled=item), user_id=user_id)
