@@ -1,0 +1,430 @@
+"""Per-request benchmark: server CPU-µs per request, beside a bare asyncio HTTP server.
+
+    uv run python bench/requests.py                      # ~20 s, one run of each workload
+    uv run python bench/requests.py --runs 3             # median and spread of 3 runs
+    uv run python bench/requests.py --save bench/results/requests.local.json
+    uv run python bench/requests.py --baseline bench/results/requests.local.json
+    uv run python bench/requests.py --profile prof/      # then py-spy under each workload
+
+Workloads (issue 11's per-request table), each on 8 keep-alive connections, closed loop:
+
+- ``healthz``: ``GET /healthz``;
+- ``chats``: authenticated ``GET /api/v1/chats`` (8 users, one per connection);
+- ``send``: a general-chat ``POST /api/v1/chats/1/messages`` with no event stream open,
+  default durability and ``message_ttl`` (the rate limit is lifted).
+
+The figure is the server's own CPU time (user + system of its process, all threads, from
+the OS) divided by the requests answered in the window, so it does not depend on how fast
+the load generator is. The load generator is this process (raw asyncio protocols, no HTTP
+client library); the server and the reference each run as their own process. The
+reference is a bare asyncio server with the C parser httptools that answers every request
+with the bytes the messenger server answered it with, so each figure is also a ratio.
+
+``--profile DIR`` runs each messenger workload again under ``py-spy record --native
+--format raw`` (the sampling costs the server CPU, so those runs are not measured) and
+prints the top frames by own and by total samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import psutil
+from _common import ServerProcess, compare, free_port, http_request, save
+
+CONNECTIONS = 8
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+WORKLOADS = ("healthz", "chats", "send")
+SEND_BODY = json.dumps({"text": "bench message " + "x" * 86}).encode()
+
+
+@dataclass
+class Counter:
+    """Responses seen by all connections of one workload; errors stop the run."""
+
+    done: int = 0
+    errors: list[bytes] = field(default_factory=list)
+    running: bool = True
+
+
+class Conn(asyncio.Protocol):
+    """One keep-alive connection: a request, wait for its whole response, the next one."""
+
+    def __init__(self, request: bytes, counter: Counter) -> None:
+        self.request = request
+        self.counter = counter
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer + data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            match = CONTENT_LENGTH.search(buf, 0, end + 2)
+            length = int(match.group(1)) if match else 0
+            if len(buf) < end + 4 + length:
+                break
+            if not buf.startswith(b"HTTP/1.1 200"):
+                self.counter.errors.append(buf[: end + 4 + length][:300])
+                self.counter.running = False
+            buf = buf[end + 4 + length :]
+            self.counter.done += 1
+            if self.counter.running and self.transport is not None:
+                self.transport.write(self.request)
+        self.buffer = buf
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+def request_bytes(workload: str, token: str) -> bytes:
+    """The request one connection of ``workload`` repeats."""
+    auth = f"Authorization: Bearer {token}\r\n"
+    if workload == "healthz":
+        return b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
+    if workload == "chats":
+        return f"GET /api/v1/chats HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode()
+    return (
+        f"POST /api/v1/chats/1/messages HTTP/1.1\r\nHost: bench\r\n{auth}"
+        f"Content-Type: application/json\r\nContent-Length: {len(SEND_BODY)}\r\n\r\n"
+    ).encode() + SEND_BODY
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+async def drive(
+    port: int, requests: list[bytes], pid: int, warmup: float, seconds: float
+) -> dict[str, float]:
+    """Run the closed loop, measure ``seconds`` after ``warmup``: CPU-µs/request, requests/s."""
+    loop = asyncio.get_running_loop()
+    counter = Counter()
+    conns: list[Conn] = []
+    for request in requests:
+        conn = Conn(request, counter)
+        await loop.create_connection(lambda conn=conn: conn, "127.0.0.1", port)  # type: ignore[misc]
+        conns.append(conn)
+    proc = psutil.Process(pid)
+    me = psutil.Process()
+    await asyncio.sleep(warmup)
+    done0, cpu0, own0, t0 = counter.done, cpu_seconds(proc), cpu_seconds(me), time.perf_counter()
+    await asyncio.sleep(seconds)
+    done1, cpu1, own1, t1 = counter.done, cpu_seconds(proc), cpu_seconds(me), time.perf_counter()
+    counter.running = False
+    for conn in conns:
+        assert conn.transport is not None
+        conn.transport.close()
+    await asyncio.gather(*(c.closed for c in conns))
+    if counter.errors:
+        raise RuntimeError(f"{len(counter.errors)} failed requests, first: {counter.errors[0]!r}")
+    answered = max(1, done1 - done0)
+    return {
+        "cpu_us": (cpu1 - cpu0) / answered * 1e6,
+        "per_s": answered / (t1 - t0),
+        "generator_cpu_us": (own1 - own0) / answered * 1e6,
+    }
+
+
+async def register(port: int, login: str) -> str:
+    body = json.dumps({"login": login, "password": "benchmark"}).encode()
+    status, data = await http_request("127.0.0.1", port, "POST", "/api/v1/auth/register", body)
+    if status != 200:
+        raise RuntimeError(f"register {login}: {status} {data[:200]!r}")
+    token: str = json.loads(data)["token"]
+    return token
+
+
+async def answer_of(port: int, request: bytes) -> bytes:
+    """The whole response (head and body) the server gives to one request."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    match = CONTENT_LENGTH.search(head)
+    if not head.startswith(b"HTTP/1.1 200") or match is None:
+        raise RuntimeError(f"unexpected answer: {head[:300]!r}")
+    body = await reader.readexactly(int(match.group(1)))
+    writer.close()
+    return head + body
+
+
+def start_reference(
+    answers: dict[str, bytes], directory: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare server as its own process, answering each path with the recorded bytes."""
+    spec = directory / "reference.json"
+    spec.write_text(json.dumps({path: a.decode("latin-1") for path, a in answers.items()}))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-reference", str(port), str(spec)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("reference server did not start")
+
+
+def serve_reference(port: int, spec: Path) -> None:
+    """A bare HTTP/1.1 server: httptools parses, pre-built bytes answer (uvloop if present)."""
+    import httptools
+
+    answers = {p.encode(): a.encode("latin-1") for p, a in json.loads(spec.read_text()).items()}
+
+    class Reference(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpRequestParser(self)
+            self.url = b""
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                assert self.transport is not None
+                self.transport.close()
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+
+        def on_message_complete(self) -> None:
+            assert self.transport is not None
+            self.transport.write(answers.get(self.url, answers[b"/healthz"]))
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Reference, "127.0.0.1", port)
+        await server.serve_forever()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server (native frames too) into a collapsed-stack file."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cmd = [exe, "record", "--native", "-d", str(int(seconds)), "-p", str(pid),
+           "-o", str(out), "--format", "raw"]  # fmt: skip
+    with out.with_suffix(".log").open("wb") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=log)
+
+
+PY_FRAME = re.compile(r"^(.*) \((?:.*/)?([^/]+\.py):\d+\)$")
+
+
+@dataclass
+class Profile:
+    """Shares of samples (0-1) from one py-spy raw file, busiest first."""
+
+    samples: int
+    own: list[tuple[str, float]]
+    python: list[tuple[str, float]]
+    files: list[tuple[str, float]]
+
+
+def read_profile(raw: Path, n: int = 12) -> Profile:
+    """Own frames; Python functions inclusive (the loop's own frames left out); own samples
+    by the innermost Python file (so C time in sqlite3 or writev counts for its caller)."""
+    own: collections.Counter[str] = collections.Counter()
+    python: collections.Counter[str] = collections.Counter()
+    files: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, text = line.rpartition(" ")
+        if not stack or not text.isdigit():
+            continue
+        count = int(text)
+        frames = [re.sub(r" \((?:[^()]*/)?([^/()]+)\)$", r" (\1)", f) for f in stack.split(";")]
+        samples += count
+        own[frames[-1]] += count
+        seen: set[str] = set()
+        innermost = "(native only)"
+        for frame in frames:
+            match = PY_FRAME.match(frame)
+            if match is None:
+                continue
+            innermost = match.group(2)
+            name = f"{match.group(1)} ({match.group(2)})"
+            if name not in seen:
+                seen.add(name)
+                python[name] += count
+        files[innermost] += count
+
+    def share(counts: collections.Counter[str], skip_above: float = 1.0) -> list[tuple[str, float]]:
+        parts = [(frame, k / max(1, samples)) for frame, k in counts.most_common()]
+        return [(f, p) for f, p in parts if p <= skip_above][:n]
+
+    return Profile(samples, share(own), share(python, 0.8), share(files))
+
+
+async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, float]:
+    srv = ServerProcess(
+        tmp / f"data{run}",
+        args=["--rate-limit-messages", "1000000000", "--log-level", args.log_level,
+              "--max-connections-per-ip", "1000"],
+    )  # fmt: skip
+    srv.start()
+    ref: subprocess.Popen[bytes] | None = None
+    try:
+        assert srv.proc is not None
+        tokens = [await register(srv.port, f"bench{i}") for i in range(CONNECTIONS)]
+        per_workload = {w: [request_bytes(w, t) for t in tokens] for w in WORKLOADS}
+        paths = {
+            "healthz": "/healthz",
+            "chats": "/api/v1/chats",
+            "send": "/api/v1/chats/1/messages",
+        }
+        answers = {paths[w]: await answer_of(srv.port, per_workload[w][0]) for w in WORKLOADS}
+        ref, ref_port = start_reference(answers, tmp)
+        results: dict[str, float] = {}
+        for workload in args.workloads:
+            requests = per_workload[workload]
+            ours = await drive(srv.port, requests, srv.proc.pid, args.warmup, args.seconds)
+            bare = await drive(ref_port, requests, ref.pid, args.warmup, args.seconds)
+            results[f"{workload}.cpu_us"] = ours["cpu_us"]
+            results[f"{workload}.per_s"] = ours["per_s"]
+            results[f"{workload}.generator_cpu_us"] = ours["generator_cpu_us"]
+            results[f"{workload}.reference_cpu_us"] = bare["cpu_us"]
+            results[f"{workload}.reference_per_s"] = bare["per_s"]
+            results[f"{workload}.ratio"] = ours["cpu_us"] / max(1e-9, bare["cpu_us"])
+        if args.profile is not None and run == 0:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for workload in args.workloads:
+                out = args.profile / f"{workload}.txt"
+                spy = profile(srv.proc.pid, out, args.profile_seconds)
+                await drive(
+                    srv.port, per_workload[workload], srv.proc.pid, 0.0, args.profile_seconds + 1
+                )
+                await asyncio.to_thread(spy.wait)
+                print_profile(workload, out)
+        return results
+    finally:
+        if ref is not None:
+            ref.terminate()
+            ref.wait()
+        srv.stop()
+
+
+def print_profile(workload: str, out: Path) -> None:
+    if not out.exists():
+        print(f"profile {workload}: py-spy wrote nothing: {out.with_suffix('.log')}")
+        return
+    prof = read_profile(out)
+    print(f"profile {workload} ({out}, {prof.samples} samples)")
+    for title, rows in (
+        ("own samples by frame", prof.own),
+        (
+            "Python functions, inclusive (frames in > 80% of samples left out: the loop)",
+            prof.python,
+        ),
+        ("own samples by innermost Python file", prof.files),
+    ):
+        print(f"  {title}:")
+        for frame, part in rows:
+            print(f"    {part * 100:5.1f}%  {frame}")
+
+
+def report(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Median of each figure over the runs; prints the table with spread."""
+    results: dict[str, Any] = {}
+    keys = runs[0].keys()
+    for key in keys:
+        values = [r[key] for r in runs]
+        results[key] = statistics.median(values)
+        if len(runs) > 1:
+            results[f"{key}.min"], results[f"{key}.max"] = min(values), max(values)
+    workloads = sorted({k.split(".")[0] for k in keys}, key=WORKLOADS.index)
+    header = f"{'workload':10} {'CPU-µs/req':>11} {'req/s':>8} {'bare µs':>8} {'bare req/s':>10}"
+    header += f" {'ratio':>6} {'gen µs':>7}"
+    print(header + ("   spread (CPU-µs min-max)" if len(runs) > 1 else ""))
+    for w in workloads:
+        spread = ""
+        if len(runs) > 1:
+            spread = f"   {results[f'{w}.cpu_us.min']:.0f}-{results[f'{w}.cpu_us.max']:.0f}"
+        print(
+            f"{w:10} {results[f'{w}.cpu_us']:11.1f} {results[f'{w}.per_s']:8.0f} "
+            f"{results[f'{w}.reference_cpu_us']:8.1f} {results[f'{w}.reference_per_s']:10.0f} "
+            f"{results[f'{w}.ratio']:6.1f} {results[f'{w}.generator_cpu_us']:7.1f}{spread}"
+        )
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-reference":
+        serve_reference(int(sys.argv[2]), Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument("--seconds", type=float, default=2.5, help="measured window per target")
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--runs", type=int, default=1, help="fresh server each run; medians")
+    parser.add_argument("--log-level", default="INFO", help="the server's (default: its default)")
+    parser.add_argument("--profile", type=Path, help="directory for py-spy raw profiles")
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--save", type=Path)
+    parser.add_argument("--baseline", type=Path)
+    args = parser.parse_args()
+    load0 = os.getloadavg()
+    runs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(args.runs):
+            runs.append(run_with_loop(run_once(args, Path(tmp), run)))
+    load1 = os.getloadavg()
+    print(
+        f"load average (1 min) {load0[0]:.2f} before, {load1[0]:.2f} after; {os.cpu_count()}"
+        " CPUs; CPU-µs = the server process's user+system time per request answered"
+    )
+    results = report(runs)
+    results["load_avg_1m"] = max(load0[0], load1[0])
+    if args.save:
+        save(args.save, results)
+    if args.baseline:
+        print("against baseline:")
+        compare(results, args.baseline)
+
+
+def run_with_loop(coro: Any) -> dict[str, float]:
+    """The generator on uvloop when installed (as the server): it must keep up."""
+    try:
+        import uvloop
+    except ImportError:
+        result: dict[str, float] = asyncio.run(coro)
+        return result
+    result = uvloop.run(coro)
+    return result
+
+
+if __name__ == "__main__":
+    main()
