@@ -14,6 +14,7 @@ from functools import partial
 from messenger_protocol import (
     GENERAL_CHAT_ID,
     BaseEvent,
+    MessageCreated,
     Reset,
     encode_event,
     event_name,
@@ -71,7 +72,8 @@ class EventService:
             raise ValueError("an event goes to exactly one chat or one user")
         payload = encode_event(event)
         name = event_name(event)
-        seq = tx.insert_event(name, payload, chat_id, user_id, self.clock.now())
+        carried = event.message.id if isinstance(event, MessageCreated) else None
+        seq = tx.insert_event(name, payload, chat_id, user_id, self.clock.now(), carried)
         recipients: list[int] | None
         if user_id is not None:
             recipients = [user_id]

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -45,10 +44,10 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..config import Settings
 from ..storage import Store, Tx
+from ..storage.retention import RetentionQueries, retention_queries
 from .actor import forbidden
 from .events import EventService
 from .messages import MessageService
-from .moderation import sql
 from .scheduler import wait_until
 
 if TYPE_CHECKING:
@@ -60,29 +59,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 """Rows handled per pass of each kind (the loop goes again at once when it hit this)."""
-
-
-def _in(ids: Iterable[int]) -> tuple[str, tuple[int, ...]]:
-    values = tuple(ids)
-    return ",".join("?" * len(values)), values
-
-
-EVENT_SEARCH = 200
-"""Logged events of a chat searched (newest first) for the one that announced a message."""
-
-
-def _event_seq(conn: sqlite3.Connection, message: Message, upto: int) -> int | None:
-    """Sequence number of the logged ``message`` event of ``message``, if still recent."""
-    prefix = b'{"type":"message","message":{"id":%d,' % message.id
-    rows = conn.execute(
-        "SELECT seq, payload FROM events WHERE chat_id = ? AND seq <= ? AND name = 'message'"
-        " ORDER BY seq DESC LIMIT ?",
-        (message.chat_id, upto, EVENT_SEARCH),
-    )
-    for seq, payload in rows:
-        if bytes(payload).startswith(prefix):
-            return int(seq)
-    return None
 
 
 class RetentionService:
@@ -139,53 +115,31 @@ class RetentionService:
 
     async def _record(self, messages: list[Message]) -> None:
         online = self.events.hub.online_user_ids()
-        published = self.events.published_seq
 
         def unit(tx: Tx) -> None:
             for message in messages:
-                self._note(tx, message, online, published)
+                self._note(tx, message, online)
 
         await self.store.write(unit)
 
-    def _note(self, tx: Tx, message: Message, online: set[int], published: int) -> None:
-        conn = sql(tx)
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO expiring (message_id, chat_id, created_at, expires_at,"
-            " event_seq) VALUES (?, ?, ?, ?, ?)",
-            (
-                message.id,
-                message.chat_id,
-                message.created_at,
-                message.created_at + self.ttl,
-                _event_seq(conn, message, published),
-            ),
-        )
-        if not cur.rowcount:
+    def _note(self, tx: Tx, message: Message, online: set[int]) -> None:
+        queries = retention_queries(tx)
+        expires_at = message.created_at + self.ttl
+        if not queries.add_expiring(message.id, message.chat_id, message.created_at, expires_at):
             return  # a retried send: recorded the first time
         if message.chat_id == GENERAL_CHAT_ID and tx.member_count(GENERAL_CHAT_ID) <= len(online):
             return  # everybody is online (a busy general chat): nobody to wait for
         author = tx.message_author_id(message.id)
         waiting = [u for u in tx.member_ids(message.chat_id) if u not in online and u != author]
-        conn.executemany(
-            "INSERT OR IGNORE INTO deliveries (message_id, user_id) VALUES (?, ?)",
-            [(message.id, u) for u in waiting],
-        )
+        queries.add_waiting(message.id, waiting)
 
     def _split(
-        self, conn: sqlite3.Connection, user_id: int, messages: list[Message], now: float
+        self, queries: RetentionQueries, user_id: int, messages: list[Message], now: float
     ) -> tuple[list[Message], list[int]]:
         """The messages still alive for the user, and the ids delivered to them just now."""
         if not messages:
             return [], []
-        marks, ids = _in(m.id for m in messages)
-        rows = {
-            r[0]: (r[1], r[2])
-            for r in conn.execute(
-                "SELECT message_id, delivered_at, expired FROM deliveries"
-                f" WHERE user_id = ? AND message_id IN ({marks})",
-                (user_id, *ids),
-            )
-        }
+        rows = queries.deliveries(user_id, [m.id for m in messages])
         alive: list[Message] = []
         fresh: list[int] = []
         for m in messages:
@@ -210,30 +164,16 @@ class RetentionService:
             return messages
         now = self.clock.now()
         alive, fresh = await self.store.read(
-            lambda tx: self._split(sql(tx), user_id, messages, now)
+            lambda tx: self._split(retention_queries(tx), user_id, messages, now)
         )
         if fresh:
             await self._delivered(user_id, fresh, now)
         return alive
 
     async def _delivered(self, user_id: int, message_ids: list[int] | None, now: float) -> None:
-        def unit(tx: Tx) -> None:
-            conn = sql(tx)
-            if message_ids is None:
-                conn.execute(
-                    "UPDATE deliveries SET delivered_at = ? WHERE user_id = ?"
-                    " AND delivered_at IS NULL",
-                    (now, user_id),
-                )
-                return
-            marks, ids = _in(message_ids)
-            conn.execute(
-                "UPDATE deliveries SET delivered_at = ? WHERE user_id = ?"
-                f" AND delivered_at IS NULL AND message_id IN ({marks})",
-                (now, user_id, *ids),
-            )
-
-        await self.store.write(unit)
+        await self.store.write(
+            lambda tx: retention_queries(tx).mark_delivered(user_id, message_ids, now)
+        )
 
     # --- reads go through here ----------------------------------------------------
 
@@ -310,22 +250,11 @@ class RetentionService:
             return chat
         now = self.clock.now()
 
-        def unit(tx: Tx) -> int:
-            gone: int = (
-                sql(tx)
-                .execute(
-                    "SELECT count(*) FROM messages m LEFT JOIN deliveries d"
-                    " ON d.message_id = m.id AND d.user_id = ?"
-                    " WHERE m.chat_id = ? AND m.thread_root IS NULL AND m.id > ?"
-                    " AND m.author_id != ? AND ((d.message_id IS NULL AND m.created_at <= ?)"
-                    " OR d.expired = 1 OR d.delivered_at <= ?)",
-                    (user_id, chat.id, chat.last_read, user_id, now - self.ttl, now - self.ttl),
-                )
-                .fetchone()[0]
+        gone = await self.store.read(
+            lambda tx: retention_queries(tx).gone_unread(
+                user_id, chat.id, chat.last_read, now - self.ttl
             )
-            return gone
-
-        gone = await self.store.read(unit)
+        )
         if not gone:
             return chat
         return msgspec.structs.replace(chat, unread=max(0, chat.unread - gone))
@@ -416,23 +345,7 @@ class RetentionService:
     async def _next_due(self) -> float | None:
         ttl, max_age = self.ttl, self.max_age
 
-        def unit(tx: Tx) -> float | None:
-            conn = sql(tx)
-            candidates = [
-                conn.execute("SELECT min(expires_at) FROM expiring WHERE partial = 0").fetchone()[
-                    0
-                ],
-                conn.execute(
-                    "SELECT min(delivered_at) + ? FROM deliveries"
-                    " WHERE expired = 0 AND delivered_at IS NOT NULL",
-                    (ttl,),
-                ).fetchone()[0],
-                conn.execute("SELECT min(created_at) + ? FROM expiring", (max_age,)).fetchone()[0],
-            ]
-            found = [float(c) for c in candidates if c is not None]
-            return min(found) if found else None
-
-        return await self.store.read(unit)
+        return await self.store.read(lambda tx: retention_queries(tx).next_due(ttl, max_age))
 
     async def expire(self) -> bool:
         """One pass at the current time; True if there may be more to do right away."""
@@ -450,48 +363,28 @@ class RetentionService:
         return busy
 
     def _expire(self, tx: Tx, now: float) -> tuple[list[int], bool]:
-        conn = sql(tx)
+        queries = retention_queries(tx)
         deleted: list[int] = []
         busy = False
         # 1. nobody came back for it in time
-        old = conn.execute(
-            "SELECT message_id, chat_id FROM expiring WHERE created_at <= ? LIMIT ?",
-            (now - self.max_age, BATCH),
-        ).fetchall()
+        old = queries.too_old(now - self.max_age, BATCH)
         busy |= len(old) == BATCH
         for message_id, chat_id in old:
             deleted += self._delete(tx, chat_id, message_id)
         # 2. recipients whose own copy expired
-        due = conn.execute(
-            "SELECT d.message_id, d.user_id, e.chat_id FROM deliveries d"
-            " JOIN expiring e ON e.message_id = d.message_id"
-            " WHERE d.expired = 0 AND d.delivered_at IS NOT NULL AND d.delivered_at <= ? LIMIT ?",
-            (now - self.ttl, BATCH),
-        ).fetchall()
+        due = queries.due_deliveries(now - self.ttl, BATCH)
         busy |= len(due) == BATCH
         touched: dict[int, int] = {}
         for message_id, user_id, chat_id in due:
-            conn.execute(
-                "UPDATE deliveries SET expired = 1 WHERE message_id = ? AND user_id = ?",
-                (message_id, user_id),
-            )
+            queries.expire_delivery(message_id, user_id)
             gone = MessageDeleted(chat_id=chat_id, message_id=message_id)
             self.events.emit(tx, gone, user_id=user_id)
             touched[message_id] = chat_id
         # 3. the copies delivered when it was posted
-        base = conn.execute(
-            "SELECT message_id, chat_id FROM expiring WHERE partial = 0 AND expires_at <= ?"
-            " LIMIT ?",
-            (now, BATCH),
-        ).fetchall()
+        base = queries.base_due(now, BATCH)
         busy |= len(base) == BATCH
         for message_id, chat_id in base:
-            waiting = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT user_id FROM deliveries WHERE message_id = ?", (message_id,)
-                )
-            }
+            waiting = queries.waiting_users(message_id)
             if not waiting:
                 deleted += self._delete(tx, chat_id, message_id)
                 continue
@@ -499,42 +392,17 @@ class RetentionService:
             told = [u for u in tx.member_ids(chat_id) if u not in waiting]
             for user_id in told:
                 self.events.emit(tx, gone, user_id=user_id)
-            conn.executemany(
-                "INSERT OR IGNORE INTO deliveries (message_id, user_id, delivered_at, expired)"
-                " VALUES (?, ?, NULL, 1)",
-                [(message_id, u) for u in told],
-            )
-            conn.execute("UPDATE expiring SET partial = 1 WHERE message_id = ?", (message_id,))
+            queries.expire_base(message_id, told)
             touched[message_id] = chat_id
         # 4. gone for everyone: delete it
         for message_id, chat_id in touched.items():
-            row = conn.execute(
-                "SELECT e.partial, (SELECT count(*) FROM deliveries d"
-                " WHERE d.message_id = e.message_id AND d.expired = 0)"
-                " FROM expiring e WHERE e.message_id = ?",
-                (message_id,),
-            ).fetchone()
-            if row is not None and row[0] and row[1] == 0:
+            if queries.gone_for_everyone(message_id):
                 deleted += self._delete(tx, chat_id, message_id)
         return deleted, busy
 
     def _delete(self, tx: Tx, chat_id: int, message_id: int) -> list[int]:
         """Delete a message with its comments; the chat's members are told."""
-        conn = sql(tx)
-        ids = [message_id] + [
-            r[0]
-            for r in conn.execute("SELECT id FROM messages WHERE thread_root = ?", (message_id,))
-        ]
-        marks, values = _in(ids)
-        # the logged "message" events carry the text: they go too (resume sees the deletion)
-        conn.execute(
-            "DELETE FROM events WHERE seq IN (SELECT event_seq FROM expiring"
-            f" WHERE message_id IN ({marks}) AND event_seq IS NOT NULL)",
-            values,
-        )
-        conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", values)
-        conn.execute(f"DELETE FROM deliveries WHERE message_id IN ({marks})", values)
-        conn.execute(f"DELETE FROM expiring WHERE message_id IN ({marks})", values)
+        ids = retention_queries(tx).delete_message(message_id)
         for mid in ids:
             self.events.emit(tx, MessageDeleted(chat_id=chat_id, message_id=mid), chat_id=chat_id)
         return ids

@@ -273,9 +273,19 @@ class Tx(Protocol):
         ...
 
     def insert_event(
-        self, name: str, payload: bytes, chat_id: int | None, user_id: int | None, now: float
+        self,
+        name: str,
+        payload: bytes,
+        chat_id: int | None,
+        user_id: int | None,
+        now: float,
+        message_id: int | None = None,
     ) -> int:
-        """Append an event for a chat's members or one user; its sequence number."""
+        """Append an event for a chat's members or one user; its sequence number.
+
+        ``message_id`` names the message whose text the event carries (it is deleted
+        with the message).
+        """
         ...
 
     def events_after(self, user_id: int, after: int, upto: int, limit: int) -> list[EventRecord]:

@@ -247,10 +247,17 @@ _EXPIRING_EVENT = """
 ALTER TABLE expiring ADD COLUMN event_seq INTEGER;
 """
 
+# the message a logged event carries, so retention deletes the event with the message
+_EVENT_MESSAGE = """
+ALTER TABLE events ADD COLUMN message_id INTEGER;
+CREATE INDEX events_message ON events(message_id) WHERE message_id IS NOT NULL;
+"""
+
 MIGRATIONS: list[str] = [
     _INITIAL,
     _MODERATION_AND_TIME,
     _FILES,
     _EXPIRING_EVENT,
+    _EVENT_MESSAGE,
 ]
 """Schema scripts in order; migration ``n`` brings ``user_version`` from ``n`` to ``n + 1``."""

@@ -586,13 +586,23 @@ class SqliteTx:
     # --- the event log ------------------------------------------------------
 
     def insert_event(
-        self, name: str, payload: bytes, chat_id: int | None, user_id: int | None, now: float
+        self,
+        name: str,
+        payload: bytes,
+        chat_id: int | None,
+        user_id: int | None,
+        now: float,
+        message_id: int | None = None,
     ) -> int:
-        """Append an event for a chat's members or one user; its sequence number."""
+        """Append an event for a chat's members or one user; its sequence number.
+
+        ``message_id`` names the message whose text the event carries (it is deleted
+        with the message).
+        """
         cur = self.conn.execute(
-            "INSERT INTO events (chat_id, user_id, name, payload, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (chat_id, user_id, name, payload, now),
+            "INSERT INTO events (chat_id, user_id, name, payload, created_at, message_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (chat_id, user_id, name, payload, now, message_id),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
