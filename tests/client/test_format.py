@@ -65,11 +65,15 @@ def test_attachments_and_comment_counts() -> None:
     assert line == "[#42 team 12:03] alice: [file f1: a.png, 2.0 KiB, image/png] (2 comments)"
 
 
-def test_error_line_has_the_code_and_when_to_retry() -> None:
-    out = ErrorOut("rate_limited", "20 messages per hour", retry_after=123.4)
-    assert format_lines(out) == ["error rate_limited: 20 messages per hour (retry in 123 s)"]
-    banned = format_lines(ErrorOut("banned", "banned", until=time.time() + 60))[0]
-    assert banned.startswith("error banned: banned (until ")
+def test_error_line_has_the_code_and_says_when_to_retry_once() -> None:
+    """Issue 9 item 12: "try again in 40 s" was printed twice (server text + client suffix)."""
+    text = "at most 20 messages per 1 h in the general chat; try again in 2 min 4 s"
+    out = ErrorOut("rate_limited", text, retry_after=124.0)
+    assert format_lines(out) == [f"error rate_limited: {text}"]
+    banned = ErrorOut("banned", "you are banned from sending until 14:05 UTC (in 1 min)", until=1.0)
+    assert format_lines(banned) == [
+        "error banned: you are banned from sending until 14:05 UTC (in 1 min)"
+    ]
 
 
 def test_info_table_and_connection_lines() -> None:
@@ -78,7 +82,7 @@ def test_info_table_and_connection_lines() -> None:
     assert format_lines(table) == ["users: 2", "  alice  online", "  bo     offline"]
     assert format_lines(TableOut("contacts", ("login",), ())) == ["contacts: none"]
     state = ConnectionState("reconnecting", in_seconds=1.25, attempt=2)
-    assert format_lines(state) == ["* reconnecting in 1.2 s (attempt 2)"]
+    assert format_lines(state) == ["* reconnecting in 2 s (attempt 2)"]
 
 
 def test_status_lines() -> None:

@@ -313,7 +313,7 @@ async def test_plain_thread_and_history_repeat_what_was_shown(plain: StartPlain)
     proc.send(f"/comment {root_id} a comment")
     await proc.expect(f"↳#{root_id}] alice: a comment")
     proc.send(f"/thread {root_id}")
-    await proc.expect("alice: root message (1 comments)")
+    await proc.expect("alice: root message (1 comment)")  # issue 9 item 12: not "1 comments"
     await proc.expect("alice: a comment")
     proc.send("/history")
     await proc.expect("alice: root message")

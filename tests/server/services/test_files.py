@@ -70,10 +70,11 @@ async def test_exact_limit_is_accepted_and_one_more_byte_is_refused(harness: Har
     with pytest.raises(ApiError) as refused:
         await files.upload(alice, "bigger.bin", body(b"b" * (LIMIT + 1)), None)
     assert refused.value.code is ErrorCode.TOO_LARGE
-    assert "the limit is 5 MB" in refused.value.message
+    assert refused.value.message == "file is over the limit of 5.0 MiB"
     with pytest.raises(ApiError) as declared:
         await files.upload(alice, "bigger.bin", never_read(), LIMIT + 1)
     assert declared.value.code is ErrorCode.TOO_LARGE
+    assert declared.value.message == "file is 1 byte over the limit of 5.0 MiB"
     assert stored(files.root) == before  # nothing left: no temp file, no blob
 
 

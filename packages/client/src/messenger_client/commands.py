@@ -49,6 +49,8 @@ from messenger_protocol import (
     Session,
     SessionEnded,
     Status,
+    format_size,
+    format_time,
     limits,
 )
 
@@ -508,18 +510,15 @@ ProgressHook = Callable[[str, int, int | None], None]
 """Transfer progress: ``(file name, bytes done, bytes total or None)``."""
 
 
-def _clock(stamp: float | None) -> str:
-    if stamp is None:
-        return "-"
-    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+def _soon(stamp: float) -> str:
+    """A coming moment with how far off it is: ``14:05 (in 4 h)``."""
+    return format_time(stamp, now=time.time(), relative=True)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)  # unreachable
+def _presence(online: bool, last_seen: float | None) -> str:
+    if online:
+        return "online"
+    return f"last seen {format_time(last_seen)}" if last_seen is not None else "offline"
 
 
 def _local_path(text: str) -> Path:
@@ -697,7 +696,7 @@ class CommandRunner:
                 if until is None:
                     return [InfoOut(f"{who} no longer banned")]
                 why = f" ({reason})" if reason else ""
-                return [InfoOut(f"{who} banned from sending until {_clock(until)}{why}")]
+                return [InfoOut(f"{who} banned from sending until {_soon(until)}{why}")]
             case MessageDeleted(chat_id=chat_id, message_id=message_id):
                 name = await self.chat_name(chat_id)
                 return [InfoOut(f"message #{message_id} in {name} disappeared")]
@@ -799,9 +798,9 @@ class CommandRunner:
         rows = tuple(
             (
                 u.login,
-                "online" if u.online else f"last seen {_clock(u.last_seen)}",
+                _presence(u.online, u.last_seen),
                 "admin" if u.is_admin else "",
-                f"banned until {_clock(u.banned_until)}" if u.banned_until else "",
+                f"banned until {_soon(u.banned_until)}" if u.banned_until else "",
             )
             for u in users.users
         )
@@ -858,12 +857,12 @@ class CommandRunner:
     async def _do_schedule(self, when: float, target: str, text: str) -> list[Output]:
         chat = await self.resolve(target)
         item = await self.client.schedule(chat.id, text, when)
-        return [InfoOut(f"scheduled #{item.id} to {chat.name} at {_clock(item.send_at)}")]
+        return [InfoOut(f"scheduled #{item.id} to {chat.name} at {_soon(item.send_at)}")]
 
     async def _do_scheduled(self) -> list[Output]:
         items = await self.client.scheduled()
         rows = [
-            (f"#{s.id}", _clock(s.send_at), await self.chat_name(s.chat_id), s.state, s.text)
+            (f"#{s.id}", format_time(s.send_at), await self.chat_name(s.chat_id), s.state, s.text)
             for s in items.scheduled
         ]
         return [TableOut("scheduled", ("id", "at", "chat", "state", "text"), tuple(rows), items)]
@@ -876,7 +875,7 @@ class CommandRunner:
         result = await self.client.complain(login, reason or "")
         text = f"complaint about {login} filed ({result.distinct_complaints} users complained)"
         if result.banned_until is not None:
-            text += f"; {login} is banned until {_clock(result.banned_until)}"
+            text += f"; {login} is banned until {_soon(result.banned_until)}"
         return [InfoOut(text)]
 
     def _progress_of(self, name: str) -> Callable[[int, int | None], None] | None:
@@ -902,15 +901,12 @@ class CommandRunner:
     async def _do_files(self, target: str | None) -> list[Output]:
         chat = await self.resolve(target)
         files = await self.client.chat_files(chat.id)
-        rows = tuple((f.id, f.name, _size(f.size), f.mime) for f in files.files)
+        rows = tuple((f.id, f.name, format_size(f.size), f.mime) for f in files.files)
         return [TableOut(f"files in {chat.name}", ("id", "name", "size", "type"), rows, files)]
 
     async def _do_contacts(self) -> list[Output]:
         contacts = await self.client.contacts()
-        rows = tuple(
-            (c.login, "online" if c.online else f"last seen {_clock(c.last_seen)}")
-            for c in contacts.contacts
-        )
+        rows = tuple((c.login, _presence(c.online, c.last_seen)) for c in contacts.contacts)
         return [TableOut("contacts", ("login", "presence"), rows, contacts)]
 
     async def _do_add_contact(self, login: str) -> list[Output]:

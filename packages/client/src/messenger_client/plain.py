@@ -17,13 +17,21 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections import OrderedDict
-from datetime import datetime
 from typing import Any, TextIO
 
 import msgspec
 
-from messenger_protocol import ApiError, Message, Session, Status
+from messenger_protocol import (
+    ApiError,
+    Message,
+    Session,
+    Status,
+    format_duration,
+    format_size,
+    format_time,
+)
 
 from .api import Client
 from .commands import (
@@ -58,38 +66,24 @@ _PRINTED_MEMORY = 4096
 # --- formatting ---------------------------------------------------------------
 
 
-def _when(stamp: float, now: float | None = None) -> str:
-    moment = datetime.fromtimestamp(stamp)
-    today = datetime.fromtimestamp(now).date() if now is not None else datetime.now().date()
-    return moment.strftime("%H:%M") if moment.date() == today else moment.strftime("%Y-%m-%d %H:%M")
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / (1024 * 1024):.1f} MiB"
-
-
 def message_line(message: Message, chat: str, now: float | None = None) -> str:
     """``[#42 general 12:03] alice: hello`` (a comment adds ``↳#<root>``)."""
     root = f" ↳#{message.thread_root}" if message.thread_root is not None else ""
-    head = f"[#{message.id} {chat} {_when(message.created_at, now)}{root}] {message.author}:"
+    when = format_time(message.created_at, now=time.time() if now is None else now)
+    head = f"[#{message.id} {chat} {when}{root}] {message.author}:"
     parts = [message.text.replace("\n", "\n    ")] if message.text else []
-    parts += [f"[file {a.id}: {a.name}, {_size(a.size)}, {a.mime}]" for a in message.attachments]
+    parts += [
+        f"[file {a.id}: {a.name}, {format_size(a.size)}, {a.mime}]" for a in message.attachments
+    ]
     if message.comment_count:
-        parts.append(f"({message.comment_count} comments)")
+        noun = "comment" if message.comment_count == 1 else "comments"
+        parts.append(f"({message.comment_count} {noun})")
     return " ".join([head, *parts])
 
 
 def _error_line(out: ErrorOut) -> str:
-    line = f"error {out.code}: {out.text}"
-    if out.retry_after is not None:
-        line += f" (retry in {round(out.retry_after)} s)"
-    if out.until is not None:
-        line += f" (until {_when(out.until)})"
-    return line
+    # The server's text already says when (retry_after and until are there for --json).
+    return f"error {out.code}: {out.text}"
 
 
 def _table_lines(out: TableOut) -> list[str]:
@@ -104,14 +98,16 @@ def _table_lines(out: TableOut) -> list[str]:
 
 
 def _status_lines(status: Status) -> list[str]:
+    now = time.time()
     lines = [f"status of {status.user.login}" + (" (admin)" if status.user.is_admin else "")]
     if status.banned_until is not None:
-        lines.append(f"  banned from sending until {_when(status.banned_until)}")
+        until = format_time(status.banned_until, now=now, relative=True)
+        lines.append(f"  banned from sending until {until}")
     lines.append(f"  connections: {len(status.connections)}")
     for c in status.connections:
         mark = " (this one)" if c.current else ""
         device = f" {c.device}" if c.device else ""
-        lines.append(f"    {c.address}{device} since {_when(c.connected_at)}{mark}")
+        lines.append(f"    {c.address}{device} since {format_time(c.connected_at, now=now)}{mark}")
     lines.append(
         f"  private messages: {status.private_sent} sent, {status.private_received} received"
     )
@@ -119,15 +115,19 @@ def _status_lines(status: Status) -> list[str]:
         keys = ", ".join(link.link or link.key for link in owned.links) or "no invite links"
         pending = ", ".join(r.login for r in owned.pending_requests)
         lines.append(
-            f"  owns {owned.chat.name} ({owned.chat.members} members; {keys})"
+            f"  owns {owned.chat.name} ({_members(owned.chat.members)}; {keys})"
             + (f"; asking to join: {pending}" if pending else "")
         )
     names = ", ".join(c.name for c in status.member_chats) or "none"
     lines.append(f"  member of: {names}")
     for record in status.logins[-10:]:
         ok = "" if record.success else " FAILED"
-        lines.append(f"  login {_when(record.at)} from {record.address}{ok}")
+        lines.append(f"  login {format_time(record.at, now=now)} from {record.address}{ok}")
     return lines
+
+
+def _members(count: int) -> str:
+    return f"{count} member" if count == 1 else f"{count} members"
 
 
 def _session_text(session: Session, registered: bool) -> str:
@@ -157,7 +157,7 @@ def format_lines(out: Output | ConnectionState) -> list[str]:
         case ConnectionState(state="offline", error=error):
             return [f"* connection lost: {error}"]
         case ConnectionState(state="reconnecting", in_seconds=delay, attempt=attempt):
-            return [f"* reconnecting in {delay:.1f} s (attempt {attempt})"]
+            return [f"* reconnecting in {format_duration(delay)} (attempt {attempt})"]
         case ConnectionState(state="connected"):
             return ["* connected"]
         case _:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from messenger_protocol import format_size
+
 from .commands import ProgressHook
 
 __all__ = ["progress_line"]
 
 
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
-
-
 def progress_line(stream: TextIO) -> ProgressHook:
-    """A hook that redraws ``name: 42% (2.1/5.0 MB)`` in place on a terminal.
+    """A hook that redraws ``name: 42% (2.1 MiB/5.0 MiB)`` in place on a terminal.
 
     Not on a terminal it writes one line when a transfer completes, so logs and
     pipes get no carriage-return noise.
@@ -32,13 +30,13 @@ def progress_line(stream: TextIO) -> ProgressHook:
             if shown.get(name) == percent and not finished:
                 return
             shown[name] = percent
-            size = f"{_mb(done)}/{_mb(total)}" if total else _mb(done)
+            size = f"{format_size(done)}/{format_size(total)}" if total else format_size(done)
             stream.write(f"\r{name}: {percent:3d}% ({size})")
             if finished:
                 stream.write("\n")
                 shown.pop(name, None)
         elif finished:
-            stream.write(f"{name}: 100% ({_mb(done)})\n")
+            stream.write(f"{name}: 100% ({format_size(done)})\n")
         stream.flush()
 
     return hook

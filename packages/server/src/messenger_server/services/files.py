@@ -28,7 +28,15 @@ import aiofiles
 import aiofiles.os
 import puremagic
 
-from messenger_protocol import ApiError, Attachment, ErrorCode, FileList, Message, limits
+from messenger_protocol import (
+    ApiError,
+    Attachment,
+    ErrorCode,
+    FileList,
+    Message,
+    format_size,
+    limits,
+)
 
 from ..clock import Clock
 from ..storage import Store, Tx
@@ -215,12 +223,6 @@ def _mime_allowed(mime: str, allowed: tuple[str, ...]) -> bool:
     return any(a == mime or a in (f"{major}/*", "*/*", "*") for a in allowed)
 
 
-def _mb(size: int) -> str:
-    """Sizes as people read them: 5,242,880 bytes is "5 MB", 6,400,000 is "6.1 MB"."""
-    mib = size / (1024 * 1024)
-    return f"{mib:.0f} MB" if mib == int(mib) or mib >= 100 else f"{mib:.1f} MB"
-
-
 # --- the service --------------------------------------------------------------------
 
 
@@ -388,16 +390,22 @@ class FileService:
 
     def _too_large(self, size: int | None) -> ApiError:
         """``size`` is None when a chunked body was cut at the limit."""
-        said = f"file is {_mb(size)}" if size is not None else f"file is over {_mb(self.max_bytes)}"
-        return ApiError(
-            ErrorCode.TOO_LARGE, f"{said}, the limit is {_mb(self.max_bytes)}", limit=self.max_bytes
-        )
+        limit = format_size(self.max_bytes)
+        if size is None:
+            said = f"file is over the limit of {limit}"
+        elif format_size(size) == limit:  # not "5.0 MiB, the limit is 5.0 MiB"
+            over = size - self.max_bytes
+            said = f"file is {over:,} byte{'' if over == 1 else 's'} over the limit of {limit}"
+        else:
+            said = f"file is {format_size(size)}, the limit is {limit}"
+        return ApiError(ErrorCode.TOO_LARGE, said, limit=self.max_bytes)
 
     def _check_quota(self, used: int, adding: int) -> None:
         if self.user_quota and used + adding > self.user_quota:
             raise ApiError(
                 ErrorCode.QUOTA_EXCEEDED,
-                f"your files would take {_mb(used + adding)}, the quota is {_mb(self.user_quota)}",
+                f"your files would take {format_size(used + adding)},"
+                f" the quota is {format_size(self.user_quota)}",
                 limit=self.user_quota,
             )
 

@@ -26,6 +26,7 @@ import logging
 import math
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,8 @@ from messenger_protocol import (
     Status,
     User,
     UserList,
+    format_duration,
+    format_time,
 )
 
 from ..clock import Clock
@@ -166,8 +169,9 @@ class ModerationService:
         if ban is not None:
             until, reason = ban
             why = f" ({reason})" if reason else ""
+            when = format_time(until, now=now, tz=UTC, relative=True)
             raise ApiError(
-                ErrorCode.BANNED, f"you are banned from sending until {until:.0f}{why}", until=until
+                ErrorCode.BANNED, f"you are banned from sending until {when}{why}", until=until
             )
 
     async def banned_until(self, user_id: int) -> float | None:
@@ -193,8 +197,8 @@ class ModerationService:
             retry_after = float(math.ceil(start + size - now))
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
-                f"at most {self.settings.rate_limit_messages} messages per {size} s in the"
-                f" general chat; try again in {retry_after:.0f} s",
+                f"at most {self.settings.rate_limit_messages} messages per {format_duration(size)}"
+                f" in the general chat; try again in {format_duration(retry_after)}",
                 retry_after=retry_after,
                 limit=self.settings.rate_limit_messages,
             )
@@ -405,6 +409,6 @@ class ModerationService:
             log.warning("login of %s from %s throttled", login, address)
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
-                f"too many failed logins; try again in {retry_after:.0f} s",
+                f"too many failed logins; try again in {format_duration(retry_after)}",
                 retry_after=max(retry_after, 1.0),
             )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widget import Widget
+
+from messenger_protocol import format_duration
 
 from ...events import ConnectionState
 
@@ -55,7 +56,7 @@ class ConnectionBar(Widget):
             return "● connected"
         if state.state == "reconnecting":
             left = max(0.0, self._retry_at - time.monotonic())
-            return f"◌ reconnecting in {math.ceil(left)}s"
+            return f"◌ reconnecting in {format_duration(left)}"
         if state.state == "offline":
             return "○ offline"
         return "◌ connecting…"
