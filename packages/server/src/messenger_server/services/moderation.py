@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
@@ -64,21 +63,12 @@ __all__ = [
     "CLI_POLL_SECONDS",
     "ModerationService",
     "RateWindow",
-    "sql",
 ]
 
 log = logging.getLogger(__name__)
 
 CLI_POLL_SECONDS = 1.0
 """How often the server looks for bans the admin CLI wrote (to tell the users)."""
-
-
-def sql(tx: Tx) -> sqlite3.Connection:
-    """The SQLite connection behind a unit of work (the moderation tables are SQL-only)."""
-    conn = getattr(tx, "conn", None)
-    if not isinstance(conn, sqlite3.Connection):
-        raise RuntimeError("moderation and time need the SQLite store")
-    return conn
 
 
 def _save_windows(tx: Tx, *, rows: list[tuple[int, float, int]]) -> None:
