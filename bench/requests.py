@@ -5,6 +5,7 @@
     uv run python bench/requests.py --save bench/results/requests.local.json
     uv run python bench/requests.py --baseline bench/results/requests.local.json
     uv run python bench/requests.py --profile prof/      # then py-spy under each workload
+    uv run python bench/requests.py --show-profile prof/ # print those profiles again
 
 Workloads (issue 11's per-request table), each on 8 keep-alive connections, closed loop:
 
@@ -241,6 +242,10 @@ def profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, stdout=log, stderr=log)
 
 
+WAITING = re.compile(
+    r"^(PyThread_acquire_lock_timed|pthread_cond_(timed)?wait|epoll_p?wait|sem_(timed)?wait) "
+)
+"""Frames near the leaf of a thread that waits (py-spy --native counts them as samples)."""
 PY_FRAME = re.compile(r"^(.*) \((?:.*/)?([^/]+\.py):\d+\)$")
 
 
@@ -249,25 +254,43 @@ class Profile:
     """Shares of samples (0-1) from one py-spy raw file, busiest first."""
 
     samples: int
+    idle: int
     own: list[tuple[str, float]]
     python: list[tuple[str, float]]
     files: list[tuple[str, float]]
 
 
 def read_profile(raw: Path, n: int = 12) -> Profile:
-    """Own frames; Python functions inclusive (the loop's own frames left out); own samples
-    by the innermost Python file (so C time in sqlite3 or writev counts for its caller)."""
+    """Own frames; Python functions inclusive, without each thread's skeleton (the frames
+    in 95% of the samples of stacks with the same root: the loop, the thread's bootstrap);
+    own samples by innermost Python file (so C time in sqlite3 or writev counts for the
+    Python code that called it)."""
+    stacks: list[tuple[list[str], int]] = []
+    idle = 0
+    for line in raw.read_text().splitlines():
+        stack, _, text = line.rpartition(" ")
+        if stack and text.isdigit():
+            if any(WAITING.match(f) for f in stack.split(";")[-3:]):
+                idle += int(text)
+                continue
+            frames = [re.sub(r" \((?:[^()]*/)?([^/()]+)\)$", r" (\1)", f) for f in stack.split(";")]
+            stacks.append((frames, int(text)))
+    samples = sum(count for _, count in stacks)
+    per_root: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    root_samples: collections.Counter[str] = collections.Counter()
+    for frames, count in stacks:
+        root_samples[frames[0]] += count
+        per_root[frames[0]].update(dict.fromkeys(set(frames), count))
+    skeleton = {
+        (root, frame)
+        for root, counts in per_root.items()
+        for frame, k in counts.items()
+        if k >= 0.95 * root_samples[root]
+    }
     own: collections.Counter[str] = collections.Counter()
     python: collections.Counter[str] = collections.Counter()
     files: collections.Counter[str] = collections.Counter()
-    samples = 0
-    for line in raw.read_text().splitlines():
-        stack, _, text = line.rpartition(" ")
-        if not stack or not text.isdigit():
-            continue
-        count = int(text)
-        frames = [re.sub(r" \((?:[^()]*/)?([^/()]+)\)$", r" (\1)", f) for f in stack.split(";")]
-        samples += count
+    for frames, count in stacks:
         own[frames[-1]] += count
         seen: set[str] = set()
         innermost = "(native only)"
@@ -277,16 +300,15 @@ def read_profile(raw: Path, n: int = 12) -> Profile:
                 continue
             innermost = match.group(2)
             name = f"{match.group(1)} ({match.group(2)})"
-            if name not in seen:
+            if name not in seen and (frames[0], frame) not in skeleton:
                 seen.add(name)
                 python[name] += count
         files[innermost] += count
 
-    def share(counts: collections.Counter[str], skip_above: float = 1.0) -> list[tuple[str, float]]:
-        parts = [(frame, k / max(1, samples)) for frame, k in counts.most_common()]
-        return [(f, p) for f, p in parts if p <= skip_above][:n]
+    def share(counts: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(frame, k / max(1, samples)) for frame, k in counts.most_common(n)]
 
-    return Profile(samples, share(own), share(python, 0.8), share(files))
+    return Profile(samples, idle, share(own), share(python), share(files))
 
 
 async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, float]:
@@ -342,11 +364,11 @@ def print_profile(workload: str, out: Path) -> None:
         print(f"profile {workload}: py-spy wrote nothing: {out.with_suffix('.log')}")
         return
     prof = read_profile(out)
-    print(f"profile {workload} ({out}, {prof.samples} samples)")
+    print(f"profile {workload} ({out}): {prof.samples} samples, {prof.idle} waiting left out")
     for title, rows in (
         ("own samples by frame", prof.own),
         (
-            "Python functions, inclusive (frames in > 80% of samples left out: the loop)",
+            "Python functions, inclusive (without the loop and thread skeletons)",
             prof.python,
         ),
         ("own samples by innermost Python file", prof.files),
@@ -395,7 +417,12 @@ def main() -> None:
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--save", type=Path)
     parser.add_argument("--baseline", type=Path)
+    parser.add_argument("--show-profile", type=Path, help="print the profiles in DIR, run nothing")
     args = parser.parse_args()
+    if args.show_profile is not None:
+        for workload in args.workloads:
+            print_profile(workload, args.show_profile / f"{workload}.txt")
+        return
     load0 = os.getloadavg()
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
