@@ -39,6 +39,8 @@ def decode(kind: type[T], data: bytes) -> T:
         raise ApiError(ErrorCode.INVALID, f"invalid body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(ErrorCode.INVALID, f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only inside strings, by raising this
+        raise ApiError(ErrorCode.INVALID, f"body is not valid UTF-8 (byte {exc.start})") from None
     return result
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from . import _models as m
 from ._errors import ApiError, ErrorCode
-from ._limits import LOGIN_PATTERN
+from ._limits import ID_PATTERN, LOGIN_PATTERN, MAX_INT
 
 API = "/api/v1"
 
@@ -33,6 +33,15 @@ PATH_PARAM_TYPES: dict[str, type] = {
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 _LOGIN = re.compile(LOGIN_PATTERN)
+_ID = re.compile(ID_PATTERN)
+
+
+def parse_id(text: str) -> int | None:
+    """An id written as decimal digits, 1 to :data:`~messenger_protocol.limits.MAX_INT`."""
+    if not _ID.fullmatch(text):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_INT else None
 
 
 @dataclass(frozen=True)
@@ -184,6 +193,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}
 
 
+KNOWN_METHODS: frozenset[str] = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+"""Methods of RFC 9110 and PATCH: on a known path one we do not serve there is 405 with
+``Allow``. Methods are case-sensitive (RFC 9110 §9.1): ``get`` is an unknown method, 501."""
+
+
 class Router:
     """Finds the endpoint of a request line; sans-I/O, built once from the table."""
 
@@ -197,25 +213,39 @@ class Router:
                 self._static.setdefault(ep.path, {})[ep.method] = ep
 
     def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, Any]]:
-        """The endpoint and typed path parameters, or ``not_found``/``method_not_allowed``."""
+        """The endpoint and typed path parameters, or ``not_found``/``method_not_allowed``
+        (with the allowed methods) or ``not_implemented`` for a method nobody knows."""
+        if method not in KNOWN_METHODS:
+            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "unknown method (methods are case-sensitive)")
         by_method = self._static.get(path)
         if by_method is not None:
             ep = by_method.get(method) or (by_method.get("GET") if method == "HEAD" else None)
             if ep is None:
-                raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+                raise _not_allowed(method, path, by_method)
             return ep, {}
-        allowed = False
+        allowed: dict[str, Endpoint] = {}
         for ep in self._dynamic:
             found = ep.pattern.match(path)
             if found is None:
                 continue
             if ep.method != method and not (method == "HEAD" and ep.method == "GET"):
-                allowed = True
+                allowed[ep.method] = ep
                 continue
             return ep, _convert_params(found.groupdict())
         if allowed:
-            raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
-        raise ApiError(ErrorCode.NOT_FOUND, f"no such endpoint: {path}")
+            raise _not_allowed(method, path, allowed)
+        raise ApiError(ErrorCode.NOT_FOUND, f"no such endpoint: {path[:200]}")
+
+
+def _not_allowed(method: str, path: str, by_method: dict[str, Endpoint]) -> ApiError:
+    methods = set(by_method)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ApiError(
+        ErrorCode.METHOD_NOT_ALLOWED,
+        f"{method} is not allowed on {path[:200]}",
+        allow=tuple(sorted(methods)),
+    )
 
 
 def _convert_params(raw: dict[str, str]) -> dict[str, Any]:
@@ -226,9 +256,10 @@ def _convert_params(raw: dict[str, str]) -> dict[str, Any]:
         text = unquote(value)
         kind = PATH_PARAM_TYPES[name]
         if kind is int:
-            if not text.isascii() or not text.isdigit() or len(text) > 18:
-                raise ApiError(ErrorCode.INVALID, f"{name} must be a positive integer")
-            out[name] = int(text)
+            number = parse_id(text)
+            if number is None:
+                raise ApiError(ErrorCode.INVALID, f"{name} must be an integer from 1 to {MAX_INT}")
+            out[name] = number
         else:
             if name == "login" and not _LOGIN.match(text):
                 raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {text[:40]!r}")

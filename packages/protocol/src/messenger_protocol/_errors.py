@@ -40,6 +40,7 @@ class ErrorCode(enum.StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     TIMEOUT = "timeout"
     INTERNAL = "internal"
+    NOT_IMPLEMENTED = "not_implemented"
     UNAVAILABLE = "unavailable"
 
 
@@ -59,6 +60,7 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.QUOTA_EXCEEDED: 413,
     ErrorCode.TIMEOUT: 408,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.NOT_IMPLEMENTED: 501,
     ErrorCode.UNAVAILABLE: 503,
 }
 """HTTP status sent with each code."""
@@ -94,6 +96,7 @@ class ApiError(Exception):
         retry_after: float | None = None,
         until: float | None = None,
         limit: int | None = None,
+        allow: tuple[str, ...] = (),
     ) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
@@ -101,6 +104,8 @@ class ApiError(Exception):
         self.retry_after = retry_after
         self.until = until
         self.limit = limit
+        self.allow = allow
+        """Methods the resource does allow (``method_not_allowed``: the ``Allow`` header)."""
 
     @property
     def status(self) -> int:

@@ -57,6 +57,11 @@ KEEPALIVE_IDLE_SECONDS: Final = 120.0
 SSE_HEARTBEAT_SECONDS: Final = 15.0
 """Interval of comment heartbeats on an idle event stream."""
 
+MAX_INT: Final = 2**63 - 1
+"""Largest integer any request may carry (ids, counts, seconds): SQLite's INTEGER range."""
+ID_PATTERN: Final = r"^[0-9]{1,19}$"
+"""Text form of an id in a path or the ``Last-Event-ID`` header (value at most :data:`MAX_INT`)."""
+
 LOGIN_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}$"
 """Allowed logins: 1-32 characters, letters, digits, ``_ . -``, not starting with ``.``/``-``."""
 MAX_LOGIN: Final = 32

@@ -22,8 +22,11 @@ ClientId = Annotated[str, Meta(min_length=1, max_length=L.CLIENT_ID_MAX)]
 Reason = Annotated[str, Meta(max_length=L.MAX_REASON)]
 Device = Annotated[str, Meta(max_length=L.MAX_DEVICE)]
 PageLimit = Annotated[int, Meta(ge=1, le=L.HISTORY_PAGE_MAX)]
-PositiveInt = Annotated[int, Meta(ge=1)]
-Seconds = Annotated[int, Meta(ge=1)]
+PositiveInt = Annotated[int, Meta(ge=1, le=L.MAX_INT)]
+"""An id or count: 1 to 2**63-1, so it fits SQLite's INTEGER before it reaches storage."""
+NonNegativeInt = Annotated[int, Meta(ge=0, le=L.MAX_INT)]
+"""A cursor that may be 0 (nothing yet): 0 to 2**63-1."""
+Seconds = Annotated[int, Meta(ge=1, le=L.MAX_INT)]
 
 ChatKind = Literal["general", "direct", "group"]
 ScheduledState = Literal["pending", "sent", "failed", "cancelled"]
@@ -267,7 +270,7 @@ class JoinChat(Request, frozen=True):
 class MarkRead(Request, frozen=True):
     """Everything up to and including message ``up_to`` has been read."""
 
-    up_to: Annotated[int, Meta(ge=0)]
+    up_to: NonNegativeInt
 
 
 class AddContact(Request, frozen=True):
@@ -307,7 +310,7 @@ class HistoryQuery(Request, frozen=True):
     """Paging of history: messages older than ``before`` (newest first)."""
 
     before: PositiveInt | None = None
-    after: Annotated[int, Meta(ge=0)] | None = None
+    after: NonNegativeInt | None = None
     limit: PageLimit = L.HISTORY_ON_CONNECT
 
 
@@ -333,7 +336,7 @@ class UploadQuery(Request, frozen=True):
 class EventsQuery(Request, frozen=True):
     """Where an event stream resumes (``Last-Event-ID`` wins when both are given)."""
 
-    last_event_id: Annotated[int, Meta(ge=0)] | None = None
+    last_event_id: NonNegativeInt | None = None
 
 
 # --- responses ------------------------------------------------------------

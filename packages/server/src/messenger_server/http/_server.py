@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -29,11 +30,51 @@ from ._wire import (
     error_headers,
     http_date,
     raw_response,
+    redacted_target,
 )
 
-__all__ = ["HttpLimits", "HttpServer"]
+__all__ = ["HttpLimits", "HttpServer", "LogLimiter", "PeerGone"]
 
 log = logging.getLogger(__name__)
+
+
+class PeerGone(ConnectionResetError):
+    """The client went away in the middle of a request: not an error, nothing to answer."""
+
+
+class LogLimiter:
+    """Lets at most ``burst`` lines of one kind through per ``window`` seconds.
+
+    What it holds back is counted and reported in one line when the next window opens,
+    so a storm of bad or vanishing clients costs a few log lines, not megabytes.
+    """
+
+    __slots__ = ("_burst", "_kinds", "_window")
+
+    def __init__(self, burst: int = 10, window: float = 10.0) -> None:
+        self._burst = burst
+        self._window = window
+        self._kinds: dict[str, list[float]] = {}  # kind -> [window start, lines, suppressed]
+
+    def allow(self, kind: str) -> bool:
+        """True if a line of ``kind`` may be logged now."""
+        now = time.monotonic()
+        state = self._kinds.get(kind)
+        if state is None or now - state[0] >= self._window:
+            if state is not None and state[2]:
+                log.warning(
+                    "%d more %s lines suppressed in the last %.0f s",
+                    state[2], kind, now - state[0],
+                )  # fmt: skip
+            state = self._kinds[kind] = [now, 0, 0]
+        if state[1] < self._burst:
+            state[1] += 1
+            return True
+        state[2] += 1
+        return False
+
+
+_log_limit = LogLimiter()
 
 _SERVER = b"messenger"
 _WRITE_HIGH_WATER = 256 * 1024
@@ -159,7 +200,10 @@ class HttpServer:
         if self._closing:
             exc = ApiError(ErrorCode.UNAVAILABLE, "server is shutting down")
         else:
-            log.warning("refusing connection from %s: %d already open", ip, self._per_ip.get(ip, 0))
+            if _log_limit.allow("refused connection"):
+                log.warning(
+                    "refusing connection from %s: %d already open", ip, self._per_ip.get(ip, 0)
+                )
             exc = ApiError(ErrorCode.RATE_LIMITED, "too many connections from your address")
         try:
             writer.write(raw_response(exc.status, error_headers(exc), error_body(exc)))
@@ -257,7 +301,13 @@ class _Connection:
                     await self._linger(force=True)
                     return
                 except TimeoutError:
-                    log.debug("%s idle, closing", self.peer)
+                    if self._parser.head_started:
+                        # part of a head came, too slowly: say so (408), then close
+                        self._write_error_and_close(
+                            ApiError(ErrorCode.TIMEOUT, "request head arrived too slowly")
+                        )
+                    else:
+                        log.debug("%s idle, closing", self.peer)
                     return
                 if head is None:
                     return
@@ -272,7 +322,8 @@ class _Connection:
             # cancelled connection task trips StreamReaderProtocol's done-callback
             pass
         except Exception:
-            log.exception("connection %s failed", self.peer)
+            if _log_limit.allow("connection failure"):
+                log.exception("connection %s failed", self.peer)
         finally:
             try:
                 await self._close()
@@ -295,8 +346,12 @@ class _Connection:
             self.transport.abort()
 
     async def _receive(self, timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            data = await self._reader.read(self._server.limits.read_size)
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self._reader.read(self._server.limits.read_size)
+        except ConnectionError:
+            self._body_broken = True
+            raise PeerGone("the client went away during the request body") from None
         self._parser.receive_data(data)
 
     async def _read_head(self) -> RequestHead | None:
@@ -359,6 +414,9 @@ class _Connection:
         except TimeoutError:
             self._body_broken = True
             raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly") from None
+        except ConnectionError:
+            self._body_broken = True
+            raise PeerGone("the client went away during the request body") from None
         if not data:
             self._body_broken = True
             raise BadRequest("request body ended early")
@@ -382,8 +440,12 @@ class _Connection:
                         max_num_fields=_MAX_QUERY_FIELDS,
                     )
                 )
-            except ValueError as exc:  # UnicodeDecodeError included
-                raise ApiError(ErrorCode.INVALID, f"malformed query string: {exc}") from None
+            except UnicodeDecodeError as exc:
+                raise ApiError(
+                    ErrorCode.INVALID, f"query string is not UTF-8 (at byte {exc.start})"
+                ) from None
+            except ValueError:  # the query is never echoed: it may hold a token
+                raise ApiError(ErrorCode.INVALID, "malformed query string") from None
         return Request(
             method=head.method,
             path=path,
@@ -412,9 +474,20 @@ class _Connection:
                 await self._linger(force=True)
                 return False
             result = _error_response(exc)
+        except PeerGone:
+            self._peer_left(head)
+            return False
         except Exception:
-            log.exception("%s %s failed", head.method, head.target[:200].decode("latin-1"))
+            if self.transport.is_closing():
+                self._peer_left(head)  # whatever broke, nobody is left to answer
+                return False
+            if _log_limit.allow("request failure"):
+                log.exception("%s %s failed", head.method, redacted_target(head.target))
             result = _error_response(ApiError(ErrorCode.INTERNAL, "internal server error"))
+        if self.transport.is_closing():
+            # the client left while we worked: nobody reads an answer now
+            self._peer_left(head)
+            return False
         head_only = head.method == "HEAD"
         close = self._must_close_after(head, request.body if request is not None else None)
         if type(result) is Response:
@@ -446,6 +519,12 @@ class _Connection:
             await self._linger()
             return False
         return self._parser.keep_alive and not self._server._closing
+
+    def _peer_left(self, head: RequestHead) -> None:
+        if _log_limit.allow("client gone"):
+            log.info(
+                "%s went away during %s %s", self.peer, head.method, redacted_target(head.target)
+            )
 
     def _must_close_after(self, head: RequestHead, body: Body | None) -> bool:
         if self._server._closing:
@@ -595,7 +674,8 @@ class _Connection:
     def _write_error_and_close(self, exc: ApiError) -> None:
         if self._parser.response_started or self.transport.is_closing():
             return
-        log.info("%s: %s", self.peer, exc.message)
+        if _log_limit.allow("bad request"):
+            log.info("%s: %s", self.peer, exc.message)
         self.transport.write(raw_response(exc.status, error_headers(exc), error_body(exc)))
 
 

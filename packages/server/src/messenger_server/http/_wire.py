@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import http
 import math
+import re
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -29,6 +30,7 @@ __all__ = [
     "error_headers",
     "http_date",
     "raw_response",
+    "redacted_target",
 ]
 
 
@@ -76,6 +78,26 @@ class RequestHead:
 
 
 _ACCEPTED_VERSIONS = frozenset({b"1.0", b"1.1"})
+_ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
+_QUOTED = re.compile(r"""[:\s]*(?:b?['"]|bytearray\(|\{).*""", re.DOTALL)
+_SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])[^=&;]*(?:token|password|secret)[^=&;]*=)[^&;#]*")
+
+
+def _reason(exc: h11.ProtocolError) -> str:
+    """h11's complaint without the bytes it quotes (a header line may hold a bearer token)."""
+    text = _QUOTED.sub("", str(exc)).strip(" :")
+    return text or "malformed request"
+
+
+def redacted_target(target: bytes | str, limit: int = 200) -> str:
+    """A request target fit for a log line: ``access_token`` and other secrets blanked."""
+    text = target.decode("latin-1") if isinstance(target, bytes) else target
+    if "?" in text:
+        path, _, query = text.partition("?")
+        text = path + "?" + _SECRET_PARAM.sub(r"\1REDACTED", query)
+    return text[:limit]
+
+
 _REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 
 
@@ -105,7 +127,7 @@ class ServerParser:
         try:
             self._h11.receive_data(data)
         except h11.RemoteProtocolError as exc:  # data after EOF
-            raise BadRequest(str(exc)) from None
+            raise BadRequest(_reason(exc)) from None
 
     def next_event(self) -> RequestHead | bytes | Signal:
         """The next thing the peer sent: a head, body bytes or a :class:`Signal`."""
@@ -118,7 +140,7 @@ class ServerParser:
                     status=431,
                     code=ErrorCode.TOO_LARGE,
                 ) from None
-            raise BadRequest(f"malformed request: {exc}") from None
+            raise BadRequest(f"malformed request: {_reason(exc)}") from None
         kind = type(event)
         if kind is h11.Data:
             return bytes(event.data)  # type: ignore[union-attr]
@@ -146,8 +168,15 @@ class ServerParser:
             )
         if event.http_version not in _ACCEPTED_VERSIONS:
             raise BadRequest(f"unsupported HTTP version {event.http_version.decode()!r}")
-        if not event.target.startswith(b"/"):
-            raise BadRequest("request target must be an absolute path")
+        target = bytes(event.target)
+        if not target.startswith(b"/"):
+            # absolute-form (RFC 9112 §3.2.2: a server MUST accept it): keep path and query
+            scheme_host = _ABSOLUTE_FORM.match(target)
+            if scheme_host is None:
+                raise BadRequest("request target must be a path or an absolute URL")
+            target = target[scheme_host.end() :]
+            if not target.startswith(b"/"):
+                target = b"/" + target
         try:
             method = event.method.decode("ascii")
         except UnicodeDecodeError:  # pragma: no cover - h11 only accepts token chars
@@ -170,8 +199,8 @@ class ServerParser:
             content_length = None
         self._body_length = content_length
         return RequestHead(
-            method=method.upper(),
-            target=bytes(event.target),
+            method=method,  # case-sensitive (RFC 9110 §9.1): the router refuses "get"
+            target=target,
             headers=headers,
             http_version=bytes(event.http_version),
             content_length=content_length,
@@ -194,6 +223,11 @@ class ServerParser:
         self._bypassed = True
         self._carry = data[length:]
         return data[:length]
+
+    @property
+    def head_started(self) -> bool:
+        """Some bytes of the next request head have arrived (it is not complete yet)."""
+        return self._fed > 0
 
     @property
     def they_are_waiting_for_100_continue(self) -> bool:
@@ -309,6 +343,8 @@ def error_body(exc: ApiError) -> bytes:
 def error_headers(exc: ApiError) -> list[tuple[bytes, bytes]]:
     """Headers that go with an error: the JSON type and ``Retry-After`` when known."""
     headers = [(b"content-type", b"application/json")]
+    if exc.allow:
+        headers.append((b"allow", ", ".join(exc.allow).encode("ascii")))
     if exc.retry_after is not None:
         headers.append((b"retry-after", b"%d" % max(0, math.ceil(exc.retry_after))))
     return headers
