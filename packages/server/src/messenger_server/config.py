@@ -136,6 +136,9 @@ class Settings:
     port: int = _setting(limits.DEFAULT_PORT, _int(1, 65535), "TCP port to bind")
     data_dir: Path = _setting(Path("messenger-data"), _path, "database, files, logs")  # noqa: RUF009
     log_level: str = _setting("INFO", _choice(LOG_LEVELS), "least severe level logged")
+    log_max_bytes: int = _setting(
+        10 * 1024 * 1024, _int(4096), "log file size that starts a new file (14 are kept)"
+    )
     history_on_connect: int = _setting(
         limits.HISTORY_ON_CONNECT, _int(0), "general-chat messages sent on connect"
     )
