@@ -18,7 +18,8 @@ def test_defaults_point_at_the_local_server(monkeypatch: pytest.MonkeyPatch) -> 
     config = config_from_args([])
     assert config.server == "http://127.0.0.1:8000"
     assert not config.plain and not config.json
-    assert config.history == 20
+    assert config.history is None  # the server says how many (issue 9 item 4)
+    assert config_from_args(["--history", "5"]).history == 5
 
 
 def test_server_host_and_port_flags() -> None:

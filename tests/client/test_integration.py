@@ -228,21 +228,23 @@ async def test_plain_register_send_and_receive_live(plain: StartPlain) -> None:
 async def test_plain_shows_history_on_login(
     plain: StartPlain, clients: Callable[[], Client]
 ) -> None:
+    """Issue 9 item 1: the history on connect shows the newest 20 and marks nothing read."""
     alice, dave = clients(), clients()
     await alice.register("alice", PASSWORD)
     await dave.register("dave", PASSWORD)
-    # Two authors: one user may post only 20 an hour to the general chat.
-    sent = [await (alice if i < 13 else dave).send(GENERAL_CHAT_ID, f"old {i}") for i in range(25)]
     carol = clients()
     await carol.register("carol", PASSWORD)
+    # Two authors: one user may post only 20 an hour to the general chat.
+    sent = [await (alice if i < 13 else dave).send(GENERAL_CHAT_ID, f"old {i}") for i in range(25)]
     proc = await plain("--login", "carol", "--password", PASSWORD)
     await proc.expect("dave: old 24")
+    await proc.expect("* 25 unread: general 25 (/unread shows them)")
     assert await proc.finish() == 0
     shown = [line for line in proc.lines if ": old " in line]
     assert len(shown) == 20  # the last N of the general chat
     assert shown[0].startswith(f"[#{sent[5].id} general ")
     unread = await carol.unread()
-    assert all(entry.chat.id != GENERAL_CHAT_ID for entry in unread.chats)  # marked read
+    assert unread.total == 25 and unread.chats[0].chat.id == GENERAL_CHAT_ID  # still unread
 
 
 async def test_plain_private_message(plain: StartPlain) -> None:
@@ -323,6 +325,7 @@ async def test_plain_thread_and_history_repeat_what_was_shown(plain: StartPlain)
 async def test_plain_marks_what_it_printed_as_read(
     plain: StartPlain, clients: Callable[[], Client]
 ) -> None:
+    """Issue 9 item 1: /unread prints every unread message per chat and marks them read."""
     alice = clients()
     await alice.register("alice", PASSWORD)
     bob = clients()
@@ -331,9 +334,12 @@ async def test_plain_marks_what_it_printed_as_read(
     direct = await alice.open_direct("bob")
     await alice.send(direct.id, "just for bob")
     proc = await plain("--login", "bob", "--password", PASSWORD)
+    await proc.expect("* 2 unread: general 1, @alice 1 (/unread shows them)")
     proc.send("/unread")
-    await proc.expect("alice: just for bob")  # general was printed at login: not unread
+    await proc.expect("* 2 unread: general 1, @alice 1")
+    await proc.expect("alice: in general")
+    await proc.expect("alice: just for bob")
     proc.send("/unread")
     await proc.expect("* 0 unread")
     assert await proc.finish() == 0
-    assert not any("general: " in line for line in proc.lines)
+    assert (await bob.unread()).total == 0

@@ -19,6 +19,7 @@ from messenger_client.commands import (
     SessionOut,
     StatusOut,
     TableOut,
+    UnreadOut,
 )
 from messenger_protocol import ApiError, ErrorCode
 from tests.support.server import ServerProcess
@@ -98,7 +99,8 @@ async def test_messages_history_threads_and_unread(runners: Runners) -> None:
     assert texts(history) == ["hello all", "plain text goes to general"]
     assert texts(await bob.run_line("/history @alice")) == ["psst"]
     unread = await bob.run_line("/unread")
-    assert isinstance(unread[0], InfoOut) and "unread" in unread[0].text
+    assert isinstance(unread[0], UnreadOut) and unread[0].total == 3
+    assert [(c.chat, c.count) for c in unread[0].chats] == [("general", 2), ("@alice", 1)]
     assert "psst" in texts(unread)
 
 

@@ -78,6 +78,8 @@ from messenger_protocol import (
     Status,
     Thread,
     Unread,
+    UnreadChat,
+    UnreadQuery,
     UploadQuery,
     User,
     UserList,
@@ -433,10 +435,34 @@ class Client:
         result: Chat = await self.call("mark_read", MarkRead(up_to=up_to), chat_id=chat_id)
         return result
 
-    async def unread(self) -> Unread:
-        """Everything unread, per chat (``/unread``)."""
-        result: Unread = await self.call("unread")
+    async def unread(
+        self,
+        *,
+        chat_id: int | None = None,
+        after: int | None = None,
+        limit: int = limits.UNREAD_PAGE_MAX,
+    ) -> Unread:
+        """A page of what is unread: every chat with its oldest unread messages, or (with
+        ``chat_id``) one chat's unread messages after message ``after``. Never marks read."""
+        query = UnreadQuery(chat_id=chat_id, after=after, limit=limit)
+        result: Unread = await self.call("unread", query=query)
         return result
+
+    async def all_unread(self) -> Unread:
+        """Everything unread, per chat, every page fetched (``/unread``). Never marks read."""
+        first = await self.unread()
+        chats: list[UnreadChat] = []
+        for entry in first.chats:
+            messages = list(entry.messages)
+            more = entry.has_more
+            while more and messages:
+                page = await self.unread(chat_id=entry.chat.id, after=messages[-1].id)
+                if not page.chats:
+                    break
+                messages += page.chats[0].messages
+                more = page.chats[0].has_more
+            chats.append(msgspec.structs.replace(entry, messages=messages, has_more=False))
+        return Unread(chats=chats, total=first.total)
 
     # --- threads ------------------------------------------------------------
 

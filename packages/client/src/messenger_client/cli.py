@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, help=f"server port (default {limits.DEFAULT_PORT})")
     p.add_argument("--login", help="log in as this user at start")
     p.add_argument("--password", help="password for --login")
-    p.add_argument("--history", type=int, default=20, help="messages shown after login")
+    p.add_argument(
+        "--history", type=int, help="messages shown after login (default: what the server says)"
+    )
     p.add_argument("--log-level", default="INFO", help="level of the log file (DEBUG, INFO, ...)")
     return p
 
@@ -76,7 +78,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> ClientConfig:
     config.login, config.password = args.login, args.password
     config.json = args.json
     config.plain = args.plain or args.json
-    config.history = max(1, min(args.history, limits.HISTORY_PAGE_MAX))
+    if args.history is not None:
+        config.history = max(0, min(args.history, limits.HISTORY_PAGE_MAX))
     config.log_level = args.log_level.upper()
     return config
 

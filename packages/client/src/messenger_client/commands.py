@@ -72,6 +72,8 @@ __all__ = [
     "SessionOut",
     "StatusOut",
     "TableOut",
+    "UnreadCount",
+    "UnreadOut",
     "UsageError",
     "complete",
     "parse",
@@ -456,6 +458,27 @@ class InfoOut:
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadCount:
+    """Unread messages of one chat."""
+
+    chat_id: int
+    chat: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadOut:
+    """How many messages are unread, per chat (``/unread``, and right after a login).
+
+    ``after_login``: shown after the history on connect, which does not mark anything read.
+    """
+
+    total: int
+    chats: tuple[UnreadCount, ...] = ()
+    after_login: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorOut:
     """A failed command. ``code`` is the server's error code, ``usage`` for a bad line,
     ``offline`` when the server cannot be reached."""
@@ -503,7 +526,17 @@ class ExitOut:
     """The user asked to quit (``/exit``)."""
 
 
-Output = MessageOut | InfoOut | ErrorOut | TableOut | StatusOut | SessionOut | LogoutOut | ExitOut
+Output = (
+    MessageOut
+    | InfoOut
+    | UnreadOut
+    | ErrorOut
+    | TableOut
+    | StatusOut
+    | SessionOut
+    | LogoutOut
+    | ExitOut
+)
 """Everything a command or an event can produce."""
 
 ProgressHook = Callable[[str, int, int | None], None]
@@ -658,11 +691,24 @@ class CommandRunner:
             return [ErrorOut("local", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))]
         return result
 
-    async def catch_up(self, n: int = limits.HISTORY_ON_CONNECT) -> list[Output]:
-        """The last ``n`` messages of the general chat, as shown right after login."""
+    async def catch_up(self, n: int) -> list[Output]:
+        """What a login shows: the last ``n`` messages of the general chat, then how many
+        messages are unread per chat. Showing them marks nothing read: whatever arrived
+        while the user was away stays unread until ``/unread`` (or a UI) shows it."""
         await self.refresh_chats()
-        page = await self.client.history(GENERAL_CHAT_ID, limit=n)
-        return await self._messages(page.messages)
+        out: list[Output] = []
+        if n > 0:
+            page = await self.client.history(GENERAL_CHAT_ID, limit=min(n, limits.HISTORY_PAGE_MAX))
+            out += await self._messages(page.messages)
+        unread = self.unread_counts()
+        return [*out, unread] if unread.total else out
+
+    def unread_counts(self) -> UnreadOut:
+        """Unread counts per chat as the last chat list said (after :meth:`refresh_chats`)."""
+        counts = tuple(
+            UnreadCount(c.id, c.name, c.unread) for c in self._chats.values() if c.unread
+        )
+        return UnreadOut(sum(c.count for c in counts), counts, after_login=True)
 
     async def event_outputs(self, event: Event) -> list[Output]:
         """What a live event shows as (nothing for bookkeeping events)."""
@@ -766,13 +812,14 @@ class CommandRunner:
         return await self._post(await self.resolve(chat), text)
 
     async def _do_unread(self) -> list[Output]:
-        unread = await self.client.unread()
-        out: list[Output] = [InfoOut(f"{unread.total} unread")]
+        unread = await self.client.all_unread()
+        counts: list[UnreadCount] = []
+        messages: list[Output] = []
         for entry in unread.chats:
             self.remember(entry.chat)
-            out.append(InfoOut(f"{entry.chat.name}: {entry.count} unread"))
-            out.extend(await self._messages(entry.messages))
-        return out
+            counts.append(UnreadCount(entry.chat.id, entry.chat.name, entry.count))
+            messages += [MessageOut(m, entry.chat.name) for m in entry.messages]
+        return [UnreadOut(unread.total, tuple(counts)), *messages]
 
     async def _do_status(self) -> list[Output]:
         return [StatusOut(await self.client.status())]

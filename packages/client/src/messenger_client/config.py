@@ -62,7 +62,8 @@ class ClientConfig:
     password: str | None = None
     json: bool = False
     plain: bool = False
-    history: int = 20
+    history: int | None = None
+    """Messages shown after login; None: the server's history_on_connect."""
     log_level: str = "INFO"
     device: str = ""
     dirs: Dirs = field(default_factory=default_dirs)

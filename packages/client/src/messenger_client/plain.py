@@ -26,6 +26,8 @@ import msgspec
 from messenger_protocol import (
     ApiError,
     Message,
+    ReadMarker,
+    Reset,
     Session,
     Status,
     format_duration,
@@ -47,6 +49,7 @@ from .commands import (
     SessionOut,
     StatusOut,
     TableOut,
+    UnreadOut,
     UsageError,
     error_out,
     parse,
@@ -130,6 +133,14 @@ def _members(count: int) -> str:
     return f"{count} member" if count == 1 else f"{count} members"
 
 
+def _unread_line(out: UnreadOut) -> str:
+    if not out.chats:
+        return f"* {out.total} unread"
+    per_chat = ", ".join(f"{c.chat} {c.count}" for c in out.chats)
+    hint = " (/unread shows them)" if out.after_login else ""
+    return f"* {out.total} unread: {per_chat}{hint}"
+
+
 def _session_text(session: Session, registered: bool) -> str:
     verb = "registered and logged in" if registered else "logged in"
     return f"* {verb} as {session.user.login}"
@@ -142,6 +153,8 @@ def format_lines(out: Output | ConnectionState) -> list[str]:
             return [message_line(message, chat)]
         case InfoOut(text=text):
             return [f"* {text}"]
+        case UnreadOut():
+            return [_unread_line(out)]
         case ErrorOut():
             return [_error_line(out)]
         case TableOut():
@@ -171,6 +184,14 @@ def _json_obj(out: Output | ConnectionState) -> dict[str, Any] | None:
             return {"kind": "message", **data, "chat": chat, "live": live}
         case InfoOut(text=text):
             return {"kind": "info", "text": text}
+        case UnreadOut(total=total, chats=chats, after_login=after_login):
+            return {
+                "kind": "unread",
+                "total": total,
+                "chats": [{"chat_id": c.chat_id, "chat": c.chat, "count": c.count} for c in chats],
+                "after_login": after_login,
+                "text": _unread_line(out).removeprefix("* "),
+            }
         case ErrorOut(code=code, text=text, retry_after=retry_after, until=until):
             return {
                 "kind": "error",
@@ -262,17 +283,24 @@ class PlainConsole:
         self._printed: OrderedDict[int, None] = OrderedDict()
         self._events: asyncio.Task[None] | None = None
         self._read_upto: dict[int, int] = {}
+        self._behind: set[int] = set()
+        """Chats with unread messages this console has not printed: printing newer ones
+        there must not move the read cursor past them (``/unread`` prints them all)."""
         self._read_task: asyncio.Task[None] | None = None
         self._was_offline = False
 
     # --- printing ---------------------------------------------------------------
 
-    def emit(self, out: Output | ConnectionState, *, once: bool = False) -> None:
+    def emit(self, out: Output | ConnectionState, *, once: bool = False, mark: bool = True) -> None:
         """Print one output (as text lines or one JSON line).
 
         A live message, or the answer of a send (``once``), is printed only if that
         message was not printed already: a send shows up both as the answer and as
         its live event, in either order. History and threads always print.
+
+        A printed message marks its chat read up to it (``mark``), unless the chat has
+        unread messages not printed yet: the history on connect (``mark=False``) shows
+        only the newest, so what came before them stays unread for ``/unread``.
         """
         if isinstance(out, MessageOut):
             if (out.live or once) and out.message.id in self._printed:
@@ -281,7 +309,8 @@ class PlainConsole:
             self._printed.move_to_end(out.message.id)
             if len(self._printed) > _PRINTED_MEMORY:
                 self._printed.popitem(last=False)
-            self._note_read(out.message)
+            if mark and out.message.chat_id not in self._behind:
+                self._note_read(out.message)
         if self.config.json:
             line = format_json(out)
             lines = [line] if line is not None else []
@@ -325,6 +354,8 @@ class PlainConsole:
                 if isinstance(item, ConnectionState):
                     self._connection(item)
                     continue
+                if isinstance(item, ReadMarker) and item.chat_id in self._behind:
+                    await self._maybe_caught_up(item.chat_id)
                 try:
                     outputs = await self.runner.event_outputs(item)
                 except Exception:
@@ -335,6 +366,9 @@ class PlainConsole:
                     self.emit(out)
                     if isinstance(out, LogoutOut):
                         return
+                if isinstance(item, Reset):
+                    # Too far behind to replay: count again what is unread.
+                    self._say_unread(self.runner.unread_counts())
         except ApiError as exc:
             self.emit(error_out(exc))
         finally:
@@ -357,10 +391,30 @@ class PlainConsole:
                 await self._events
             self._events = None
 
+    async def _maybe_caught_up(self, chat_id: int) -> None:
+        """Another client of this user read a chat: maybe nothing there is unread now."""
+        try:
+            chat = await self.client.chat(chat_id)
+        except (ApiError, ConnectionError) as exc:
+            log.info("could not reload chat %d: %s", chat_id, exc)
+            return
+        if chat.unread == 0:
+            self._behind.discard(chat_id)
+
+    def _say_unread(self, unread: UnreadOut) -> None:
+        self._behind |= {c.chat_id for c in unread.chats}
+        if unread.total:
+            self.emit(unread)
+
     async def _start_session(self, session: Session) -> None:
         await self._stop_events()
-        for out in await self.runner.catch_up(self.config.history):
-            self.emit(out)
+        self._behind.clear()
+        n = self.config.history if self.config.history is not None else session.history_on_connect
+        for out in await self.runner.catch_up(n):
+            if isinstance(out, UnreadOut):
+                self._say_unread(out)
+            else:
+                self.emit(out, mark=False)
         self._events = asyncio.create_task(self._stream(session.last_event_id))
 
     # --- commands ---------------------------------------------------------------
@@ -382,6 +436,9 @@ class PlainConsole:
             # A bug must cost one line of output, not the session.
             log.exception("command %r failed", line.split(" ", 1)[0])
             outputs = [ErrorOut("internal", f"client error: {exc!r}")]
+        unread_listed = any(isinstance(out, UnreadOut) for out in outputs)
+        if unread_listed and isinstance(parsed, ParsedCommand) and parsed.name == "unread":
+            self._behind.clear()  # every unread message is in this answer
         for out in outputs:
             self.emit(out, once=once)
             if isinstance(out, SessionOut):
