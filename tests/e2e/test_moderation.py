@@ -136,7 +136,7 @@ async def test_twenty_messages_then_429_with_retry_after_then_window_reset(
     assert (await send(srv.url, alice, "new window")).status_code == 200
 
 
-async def test_login_failures_are_throttled_per_account(
+async def test_login_failures_throttle_the_login_from_that_address(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     srv = _clocked(server_factory, tmp_path, "--login-failures-max", "3")

@@ -85,9 +85,17 @@ SCHEDULED_MAX_PENDING: Final = 100
 """Most pending scheduled messages per user."""
 
 LOGIN_FAILURES_MAX: Final = 5
-"""Failed logins to one account per window before further attempts are throttled."""
+"""Failed logins to one login from one address per window before that pair is throttled."""
+LOGIN_FAILURES_PER_ADDRESS: Final = 20
+"""Failed logins from one address (any logins) per window before the address is throttled."""
 LOGIN_FAILURES_WINDOW_SECONDS: Final = 300
 """Window of the login-failure throttle."""
+LOGIN_HASH_CONCURRENCY: Final = 2
+"""Password hashes (argon2) computed at once; further logins wait their turn."""
+SESSION_IDLE_SECONDS: Final = 30 * 24 * 3600
+"""A session unused this long expires."""
+SESSION_MAX_AGE_SECONDS: Final = 365 * 24 * 3600
+"""A session this old expires however much it is used."""
 MAX_CONNECTIONS_PER_IP: Final = 256
 """Simultaneous TCP connections one IP address may hold."""
 

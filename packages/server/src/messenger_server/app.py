@@ -44,6 +44,7 @@ from .services import (
     ChatService,
     ContactService,
     EventService,
+    LoginThrottle,
     MessageService,
     StatusService,
     require_member,
@@ -111,9 +112,11 @@ class App:
             settings.data_dir, synchronous=settings.sqlite_synchronous
         )
         self.events = EventService(self.store, hub, clock, settings.event_retention)
+        self.throttle = LoginThrottle(self.store, clock, settings)
         self.accounts = AccountService(
-            self.store, self.events, clock, admins=settings.admins,
+            self.store, self.events, clock, self.throttle, admins=settings.admins,
             history_on_connect=settings.history_on_connect,
+            hash_concurrency=settings.login_hash_concurrency,
         )  # fmt: skip
         self.chats = ChatService(
             self.store, self.events, self.accounts, clock, base_url=settings.base_url
@@ -138,7 +141,6 @@ class App:
             connections=self._connection_count, started_at=lambda: self.started_at,
         )  # fmt: skip
         self.messages.send_checks.append(self.moderation.check_send)
-        self.moderation.install()
         self.router = Router(ENDPOINTS)
         self._openapi = encode(openapi_document())
         self.started_at = clock.now()
@@ -163,6 +165,7 @@ class App:
         """Open the store (running migrations) and load what the services need."""
         await self.store.open()
         await self.events.start()
+        await self.accounts.start()
         self.started_at = self.clock.now()
         await self.files.start()
         self.on_close.append(self.files.close)

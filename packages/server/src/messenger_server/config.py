@@ -185,10 +185,24 @@ class Settings:
         limits.SCHEDULED_MAX_PENDING, _int(0), "pending scheduled messages per user"
     )
     login_failures_max: int = _setting(
-        limits.LOGIN_FAILURES_MAX, _int(1), "failed logins per window before throttling"
-    )
+        limits.LOGIN_FAILURES_MAX, _int(1), "failed logins of one login from one address "
+        "per window before that pair is throttled"
+    )  # fmt: skip
+    login_failures_per_address: int = _setting(
+        limits.LOGIN_FAILURES_PER_ADDRESS, _int(1), "failed logins from one address (any "
+        "login) per window before the address is throttled"
+    )  # fmt: skip
     login_failures_window: int = _setting(
         limits.LOGIN_FAILURES_WINDOW_SECONDS, _int(1), "login-failure window in seconds"
+    )
+    login_hash_concurrency: int = _setting(
+        limits.LOGIN_HASH_CONCURRENCY, _int(1, 64), "password hashes computed at once"
+    )
+    session_idle_timeout: int = _setting(
+        limits.SESSION_IDLE_SECONDS, _int(60), "seconds unused before a session expires"
+    )
+    session_max_age: int = _setting(
+        limits.SESSION_MAX_AGE_SECONDS, _int(60), "seconds after login a session expires"
     )
     max_connections_per_ip: int = _setting(
         limits.MAX_CONNECTIONS_PER_IP, _int(1), "simultaneous connections per address"

@@ -4,17 +4,18 @@ Methods take the acting user (:class:`Actor`) and protocol models, return protoc
 models, and raise :class:`~messenger_protocol.ApiError`. Extension points for
 later services: :attr:`MessageService.send_checks` (moderation, rate limits),
 :attr:`MessageService.attach_files` / :attr:`MessageService.load_attachments`
-(files), :attr:`AccountService.login_checks` (login throttle), and
+(files), and
 :meth:`MessageService.post` as the one way to post (used by the scheduler).
 """
 
-from .accounts import AccountService, LoginCheck, token_hash
+from .accounts import AccountService, token_hash
 from .actor import Actor, forbidden, require_member, require_owner
 from .chats import ChatService
 from .contacts import ContactService
 from .events import EventService, StreamInfo
 from .messages import AttachFiles, Draft, LoadAttachments, MessageService, SendCheck
 from .status import StatusService
+from .throttle import LoginThrottle
 
 __all__ = [
     "AccountService",
@@ -25,7 +26,7 @@ __all__ = [
     "Draft",
     "EventService",
     "LoadAttachments",
-    "LoginCheck",
+    "LoginThrottle",
     "MessageService",
     "SendCheck",
     "StatusService",

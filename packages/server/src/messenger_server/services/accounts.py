@@ -7,8 +7,13 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
 import secrets
-from collections.abc import Awaitable, Callable
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -29,15 +34,26 @@ from ..clock import Clock
 from ..storage import Store, Tx, UserRecord
 from .actor import Actor
 from .events import EventService
+from .throttle import LoginThrottle
 
-__all__ = ["AccountService", "LoginCheck", "token_hash"]
+__all__ = ["AccountService", "token_hash"]
 
 log = logging.getLogger(__name__)
 
 _BAD_LOGIN = "wrong login or password"
 
-LoginCheck = Callable[[str, str], Awaitable[None]]
-"""``(login, address)``; raises an ApiError to refuse a login attempt before it is checked."""
+HASH_NICENESS = 10
+"""How much lower than the event loop the password-hashing threads run (Linux)."""
+
+T = TypeVar("T")
+
+
+def _lower_priority() -> None:
+    """Run this worker thread at a lower CPU priority than the event loop."""
+    if sys.platform != "linux":
+        return  # only Linux sets the priority of one thread by its id
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
 
 
 def token_hash(token: str) -> bytes:
@@ -53,18 +69,25 @@ class AccountService:
         store: Store,
         events: EventService,
         clock: Clock,
+        throttle: LoginThrottle,
         *,
         admins: tuple[str, ...] = (),
         hasher: PasswordHasher | None = None,
         history_on_connect: int = limits.HISTORY_ON_CONNECT,
+        hash_concurrency: int = limits.LOGIN_HASH_CONCURRENCY,
     ) -> None:
         self.store = store
         self.history_on_connect = history_on_connect
         """General-chat messages a client shows after it connects (told in every Session)."""
         self.events = events
         self.clock = clock
+        self.throttle = throttle
         self.admins = {a.lower() for a in admins}
         self.hasher = hasher or PasswordHasher()
+        self._hashing = asyncio.Semaphore(hash_concurrency)
+        """Bounds argon2 work: a login flood waits here instead of taking every core."""
+        self._hash_concurrency = hash_concurrency
+        self._hash_threads: ThreadPoolExecutor | None = None
         self._dummy_hash: str | None = None
         self._actors: dict[bytes, Actor] = {}
         self._addresses: dict[str, str] = {}
@@ -72,8 +95,6 @@ class AccountService:
         """Logins of users seen since start (presence hooks are synchronous)."""
         self.last_seen: dict[int, float] = {}
         """Last activity per user id, newer than the stored value."""
-        self.login_checks: list[LoginCheck] = []
-        """Run before a password is checked (e.g. a failed-login throttle)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         events.hub.on_first_attach = self._came_online
@@ -85,7 +106,7 @@ class AccountService:
         """Create an account and log it in at once; ``conflict`` if the login is taken."""
         if await self.store.read(lambda tx: tx.user_by_login(creds.login)) is not None:
             raise ApiError(ErrorCode.CONFLICT, f"login {creds.login!r} is taken")
-        password_hash = await asyncio.to_thread(self.hasher.hash, creds.password)
+        password_hash = await self._hash_work(self.hasher.hash, creds.password)
         now = self.clock.now()
         is_admin = creds.login.lower() in self.admins
 
@@ -101,36 +122,57 @@ class AccountService:
         return session
 
     async def login(self, creds: Credentials, address: str) -> Session:
-        """Log in; ``unauthorized`` with one message whether the login or the password is wrong."""
-        for check in self.login_checks:
-            await check(creds.login, address)
-        user = await self.store.read(lambda tx: tx.user_by_login(creds.login))
-        ok = await asyncio.to_thread(self._verify, user, creds.password)
-        now = self.clock.now()
-        if user is None:
-            raise ApiError(ErrorCode.UNAUTHORIZED, _BAD_LOGIN)
-        found = user
+        """Log in; ``unauthorized`` with one message whether the login or the password is wrong.
 
-        def unit(tx: Tx) -> Session | None:
-            tx.insert_login(found.id, now, address, creds.device, ok)
-            if not ok:
-                return None
-            is_admin = found.is_admin or found.login.lower() in self.admins
-            return self._new_session(tx, found.id, found.login, is_admin, creds.device, address)
+        The throttle admits the attempt first (``rate_limited``); an unknown login is
+        checked against a dummy hash, counted and answered exactly like a wrong password.
+        """
+        async with self.throttle.attempt(creds.login, address):
+            user = await self.store.read(lambda tx: tx.user_by_login(creds.login))
+            ok = await self._hash_work(self._verify, user, creds.password)
+            now = self.clock.now()
 
-        session = await self.store.write(unit)
+            def unit(tx: Tx) -> Session | None:
+                if user is not None:
+                    tx.insert_login(user.id, now, address, creds.device, ok)
+                if user is None or not ok:
+                    self.throttle.failed(tx, creds.login, address, now)
+                    return None
+                self.throttle.succeeded(tx, creds.login, address)
+                is_admin = user.is_admin or user.login.lower() in self.admins
+                return self._new_session(tx, user.id, user.login, is_admin, creds.device, address)
+
+            session = await self.store.write(unit)
         if session is None:
             log.info("failed login of %s from %s", creds.login, address)
             raise ApiError(ErrorCode.UNAUTHORIZED, _BAD_LOGIN)
         return session
 
+    async def start(self) -> None:
+        """Make the dummy hash unknown logins are checked against (before the first login)."""
+        await self._hash_work(self._dummy)
+
+    async def _hash_work(self, fn: Callable[..., T], *args: object) -> T:
+        """Run argon2 work on a low-priority thread, at most ``hash_concurrency`` at once."""
+        async with self._hashing:
+            if self._hash_threads is None:
+                self._hash_threads = ThreadPoolExecutor(
+                    self._hash_concurrency, "argon2", initializer=_lower_priority
+                )
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._hash_threads, fn, *args)
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+        return self._dummy_hash
+
     def _verify(self, user: UserRecord | None, password: str) -> bool:
         if user is None:
             # spend the same time as for a real account: no probing logins by timing
-            if self._dummy_hash is None:
-                self._dummy_hash = self.hasher.hash(secrets.token_hex(8))
+            dummy = self._dummy()
             with contextlib.suppress(VerificationError, InvalidHashError):
-                self.hasher.verify(self._dummy_hash, password)
+                self.hasher.verify(dummy, password)
             return False
         try:
             return self.hasher.verify(user.password_hash, password)
@@ -254,7 +296,10 @@ class AccountService:
             log.exception("could not save last_seen of user %d", user_id)
 
     async def close(self) -> None:
-        """Persist presence times kept in memory."""
+        """Persist presence times kept in memory; stop the hashing threads."""
+        if self._hash_threads is not None:
+            self._hash_threads.shutdown(wait=False, cancel_futures=True)
+            self._hash_threads = None
         self._closing = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,5 +1,4 @@
-"""Moderation: complaints and bans (F12), the general-chat rate limit (F9), and the
-failed-login throttle.
+"""Moderation: complaints and bans (F12) and the general-chat rate limit (F9).
 
 Rules (docs/moderation.md has the whole story):
 
@@ -14,8 +13,6 @@ Rules (docs/moderation.md has the whole story):
 * The general chat takes ``rate_limit_messages`` messages per user per fixed window
   of ``rate_limit_window`` seconds aligned to the epoch (``floor(now / window)``).
   An idempotent retry never reaches the check (the stored message is returned).
-* A login is throttled after ``login_failures_max`` failures within
-  ``login_failures_window`` seconds since the last success.
 """
 
 from __future__ import annotations
@@ -88,7 +85,7 @@ class RateWindow:
 
 
 class ModerationService:
-    """Complaints, bans, the general-chat rate limit and the login throttle."""
+    """Complaints, bans and the general-chat rate limit."""
 
     def __init__(
         self,
@@ -109,10 +106,6 @@ class ModerationService:
         self._audit_seen = 0
         self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def install(self) -> None:
-        """Hook the send check and the login throttle into the other services."""
-        self.accounts.login_checks.append(self.check_login)
 
     def wrap(self, handlers: dict[str, EndpointHandler]) -> None:
         """Show running bans in ``/status`` and the user views (``banned_until``)."""
@@ -377,28 +370,3 @@ class ModerationService:
                 self._announce_ban(tx, target.id, target.login, None, f"unbanned by {by}")
 
         await self.store.write(unit)
-
-    # --- login throttle ---------------------------------------------------------
-
-    async def check_login(self, login: str, address: str) -> None:
-        """Refuse a login attempt while the account has too many recent failures."""
-        now = self.clock.now()
-        window = self.settings.login_failures_window
-
-        def unit(tx: Tx) -> list[float]:
-            user = tx.user_by_login(login)
-            if user is None:
-                return []
-            return moderation_queries(tx).login_failures(user.id, now - window)
-
-        failures = await self.store.read(unit)
-        limit = self.settings.login_failures_max
-        if len(failures) >= limit:
-            # the attempt that lets the oldest counted failure leave the window
-            retry_after = float(math.ceil(failures[-limit] + window - now))
-            log.warning("login of %s from %s throttled", login, address)
-            raise ApiError(
-                ErrorCode.RATE_LIMITED,
-                f"too many failed logins; try again in {format_duration(retry_after)}",
-                retry_after=max(retry_after, 1.0),
-            )

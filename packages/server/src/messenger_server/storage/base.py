@@ -91,6 +91,21 @@ class Tx(Protocol):
         """The newest login attempts of a user, newest first."""
         ...
 
+    def add_login_failure(self, address: str, login: str, at: float, prune_before: float) -> None:
+        """Note a failed login attempt; drop the notes older than ``prune_before``."""
+        ...
+
+    def login_failures(
+        self, address: str, login: str | None, since: float, limit: int
+    ) -> list[float]:
+        """Times of the newest ``limit`` failures after ``since`` from ``address`` (for
+        ``login`` only, or any login with None), newest first."""
+        ...
+
+    def clear_login_failures(self, address: str, login: str) -> None:
+        """Forget the failures of ``login`` from ``address`` (after it logged in there)."""
+        ...
+
     def chat(self, chat_id: int) -> ChatRecord | None:
         """The chat with this id."""
         ...

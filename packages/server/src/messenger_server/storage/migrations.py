@@ -253,11 +253,25 @@ ALTER TABLE events ADD COLUMN message_id INTEGER;
 CREATE INDEX events_message ON events(message_id) WHERE message_id IS NOT NULL;
 """
 
+# the login throttle (issue 9): failed attempts by client address and login, whether
+# or not the login exists (login lower-cased; rows older than the window are pruned)
+_LOGIN_FAILURES = """
+CREATE TABLE login_failures (
+    address TEXT NOT NULL,
+    login TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX login_failures_pair ON login_failures(address, login, at);
+CREATE INDEX login_failures_address ON login_failures(address, at);
+CREATE INDEX login_failures_at ON login_failures(at);
+"""
+
 MIGRATIONS: list[str] = [
     _INITIAL,
     _MODERATION_AND_TIME,
     _FILES,
     _EXPIRING_EVENT,
     _EVENT_MESSAGE,
+    _LOGIN_FAILURES,
 ]
 """Schema scripts in order; migration ``n`` brings ``user_version`` from ``n`` to ``n + 1``."""

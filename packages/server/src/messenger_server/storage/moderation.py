@@ -1,5 +1,4 @@
-"""Queries of the moderation tables: complaints, bans, the audit log, rate windows, and
-failed logins (the login throttle).
+"""Queries of the moderation tables: complaints, bans, the audit log, rate windows.
 
 :class:`ModerationQueries` is what the moderation service and the admin CLI need;
 :class:`SqlModerationQueries` runs it on any :class:`~.sql.Connection`.
@@ -126,10 +125,6 @@ class ModerationQueries(Protocol):
 
     def dismiss_complaint(self, complaint_id: int, by: str, now: float) -> bool:
         """Dismiss an open complaint (it no longer counts); False if it was not open."""
-        ...
-
-    def login_failures(self, user_id: int, since: float) -> list[float]:
-        """Times of failed logins after ``since`` and after the last success, oldest first."""
         ...
 
 
@@ -294,16 +289,6 @@ class SqlModerationQueries:
             (by, now, complaint_id),
         )
         return cur.rowcount > 0
-
-    def login_failures(self, user_id: int, since: float) -> list[float]:
-        """Times of failed logins after ``since`` and after the last success, oldest first."""
-        rows = self.conn.execute(
-            "SELECT at FROM logins WHERE user_id = ? AND success = 0 AND at > ? AND id >"
-            " (SELECT coalesce(max(id), 0) FROM logins WHERE user_id = ? AND success = 1)"
-            " ORDER BY id",
-            (user_id, since, user_id),
-        ).fetchall()
-        return [float(r[0]) for r in rows]
 
 
 def moderation_queries(tx: Tx) -> ModerationQueries:

@@ -209,6 +209,39 @@ class SqliteTx:
         )
         return [LoginRecord(at=r[0], address=r[1], device=r[2], success=bool(r[3])) for r in rows]
 
+    def add_login_failure(self, address: str, login: str, at: float, prune_before: float) -> None:
+        """Note a failed login attempt; drop the notes older than ``prune_before``."""
+        self.conn.execute("DELETE FROM login_failures WHERE at <= ?", (prune_before,))
+        self.conn.execute(
+            "INSERT INTO login_failures (address, login, at) VALUES (?, ?, ?)",
+            (address, login, at),
+        )
+
+    def login_failures(
+        self, address: str, login: str | None, since: float, limit: int
+    ) -> list[float]:
+        """Times of the newest ``limit`` failures after ``since`` from ``address`` (for
+        ``login`` only, or any login with None), newest first."""
+        if login is None:
+            rows = self._all(
+                "SELECT at FROM login_failures WHERE address = ? AND at > ?"
+                " ORDER BY at DESC LIMIT ?",
+                (address, since, limit),
+            )
+        else:
+            rows = self._all(
+                "SELECT at FROM login_failures WHERE address = ? AND login = ? AND at > ?"
+                " ORDER BY at DESC LIMIT ?",
+                (address, login, since, limit),
+            )
+        return [float(r[0]) for r in rows]
+
+    def clear_login_failures(self, address: str, login: str) -> None:
+        """Forget the failures of ``login`` from ``address`` (after it logged in there)."""
+        self.conn.execute(
+            "DELETE FROM login_failures WHERE address = ? AND login = ?", (address, login)
+        )
+
     # --- chats and members --------------------------------------------------
 
     def chat(self, chat_id: int) -> ChatRecord | None:
