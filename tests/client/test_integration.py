@@ -264,6 +264,32 @@ async def test_plain_private_message(plain: StartPlain) -> None:
     assert await bob.finish() == 0
 
 
+async def test_plain_text_follows_the_chat_the_client_says_you_are_in(plain: StartPlain) -> None:
+    """Issue 9 item 5: after /private bob, plain text goes to @bob as the client says;
+    /send goes back to general, and plain text follows it there."""
+    alice = await plain()
+    bob = await plain()
+    bob.send(f"/auth bob {PASSWORD}")
+    await bob.expect("logged in as bob")
+    alice.send(f"/auth alice {PASSWORD}")
+    await alice.expect("logged in as alice")
+    bob.send("/status")
+    await bob.expect("status of bob")
+    alice.send("/private bob psst")
+    await alice.expect("you are now in @bob: plain text goes there; /send <text> goes back")
+    alice.send("still just for you")
+    line = await bob.expect("alice: still just for you")
+    assert " @alice " in line and " general " not in line
+    alice.send("/send hello all")
+    await alice.expect("you are now in general: plain text goes there")
+    alice.send("and plain text too")
+    line = await bob.expect("alice: and plain text too")
+    assert " general " in line
+    assert await alice.finish() == 0
+    assert await bob.finish() == 0
+    assert not any("you are now in" in line for line in bob.lines)  # bob did not move
+
+
 async def test_plain_errors_show_their_code_and_eof_exits_0(plain: StartPlain) -> None:
     proc = await plain()
     proc.send("/send too early")

@@ -576,7 +576,9 @@ class CommandRunner:
     """Performs parsed commands with a :class:`Client`; keeps the chat-name cache.
 
     ``current_chat_id`` is where plain text goes (the TUI sets it when the user
-    switches chats). ``downloads`` is where ``/download`` saves by default.
+    switches chats). With ``follow`` (the plain console, which has no chat on screen)
+    ``/send``, ``/private`` and ``/send_chat`` make their chat the current one and say so.
+    ``downloads`` is where ``/download`` saves by default.
     """
 
     def __init__(
@@ -585,9 +587,11 @@ class CommandRunner:
         *,
         downloads: Path | None = None,
         progress: ProgressHook | None = None,
+        follow: bool = False,
     ) -> None:
         self.client = client
         self.current_chat_id = GENERAL_CHAT_ID
+        self.follow = follow
         self.downloads = downloads or Path(platformdirs.user_downloads_dir())
         self.progress = progress
         self._chats: dict[int, Chat] = {}
@@ -718,11 +722,24 @@ class CommandRunner:
             case ChatUpdated(chat=chat):
                 known = chat.id in self._chats
                 self.remember(chat)
-                return [] if known else [InfoOut(f"you are now in {chat.name}")]
+                if known:
+                    return []
+                if chat.kind == "direct":
+                    answer = f"/private {chat.peer} <text> writes there" if chat.peer else ""
+                    return [InfoOut(f"new private chat {chat.name}; {answer}".rstrip("; "))]
+                return [
+                    InfoOut(f"you are now a member of {chat.name}; /send_chat {chat.name} <text>")
+                ]
             case ChatLeft(chat_id=chat_id, reason=reason):
                 name = await self.chat_name(chat_id)
                 self.forget(chat_id)
-                return [InfoOut(f"you left {name}" + (f" ({reason})" if reason else ""))]
+                out: list[Output] = [
+                    InfoOut(f"you left {name}" + (f" ({reason})" if reason else ""))
+                ]
+                if self.follow and chat_id == self.current_chat_id:
+                    self.current_chat_id = GENERAL_CHAT_ID
+                    out.append(InfoOut("you are now in general: plain text goes there"))
+                return out
             case JoinRequested(request=r):
                 how = "with an invite key" if r.with_key else "without a key"
                 return [
@@ -795,21 +812,33 @@ class CommandRunner:
         self._by_name.clear()
         return [LogoutOut("logged out")]
 
-    async def _post(self, chat: Chat, text: str) -> list[Output]:
+    async def _post(self, chat: Chat, text: str, *, switch: bool = False) -> list[Output]:
         message = await self.client.send(chat.id, text, retries=1)
-        return [MessageOut(message, chat.name)]
+        out: list[Output] = [MessageOut(message, chat.name)]
+        if switch and self.follow and chat.id != self.current_chat_id:
+            out.append(self._switch_to(chat))
+        return out
+
+    def _switch_to(self, chat: Chat) -> Output:
+        """Make ``chat`` where plain text goes, and say so (and how to go back)."""
+        self.current_chat_id = chat.id
+        if chat.id == GENERAL_CHAT_ID:
+            return InfoOut("you are now in general: plain text goes there")
+        return InfoOut(
+            f"you are now in {chat.name}: plain text goes there; /send <text> goes back to general"
+        )
 
     async def _do_say(self, text: str) -> list[Output]:
         return await self._post(await self.resolve(None), text)
 
     async def _do_send(self, text: str) -> list[Output]:
-        return await self._post(await self.resolve("general"), text)
+        return await self._post(await self.resolve("general"), text, switch=True)
 
     async def _do_private(self, login: str, text: str) -> list[Output]:
-        return await self._post(await self.resolve(f"@{login}"), text)
+        return await self._post(await self.resolve(f"@{login}"), text, switch=True)
 
     async def _do_send_chat(self, chat: str, text: str) -> list[Output]:
-        return await self._post(await self.resolve(chat), text)
+        return await self._post(await self.resolve(chat), text, switch=True)
 
     async def _do_unread(self) -> list[Output]:
         unread = await self.client.all_unread()

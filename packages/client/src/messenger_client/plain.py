@@ -278,7 +278,10 @@ class PlainConsole:
         self.out = out
         self.client = Client(config.server, device=config.device or "plain console")
         self.runner = CommandRunner(
-            self.client, downloads=config.dirs.downloads, progress=progress_line(sys.stderr)
+            self.client,
+            downloads=config.dirs.downloads,
+            progress=progress_line(sys.stderr),
+            follow=True,
         )
         self._printed: OrderedDict[int, None] = OrderedDict()
         self._events: asyncio.Task[None] | None = None
