@@ -217,7 +217,7 @@ async def test_plain_client_file_then_download(server: ServerProcess, tmp_path: 
     assert f"saved {file_id} to {target}" in rest
     assert proc.stderr is not None
     progress = (await proc.stderr.read()).decode()
-    assert "report.pdf: 100% (0.3 MB)" in progress  # the upload's progress line
+    assert "report.pdf: 100% (293.0 KiB)" in progress  # the upload's progress line
     assert f"{file_id}: 100%" in progress  # and the download's
     assert target.read_bytes() == source.read_bytes()
 

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messenger_protocol import format_duration, format_size, format_time, limits
+from messenger_protocol import (
+    format_count,
+    format_duration,
+    format_size,
+    format_time,
+    format_too_large,
+    limits,
+)
 
 PLUS2 = timezone(timedelta(hours=2))
 # Tuesday, 1 December 2026, 14:05:00 UTC
@@ -94,7 +101,27 @@ def test_relative_says_how_far_away() -> None:
     assert tomorrow == "2026-12-02 16:06 (in 1 d)"  # two adjacent units: days and hours
 
 
-def test_utc_is_named_so_server_text_is_not_read_as_local_time() -> None:
-    assert format_time(T, tz=UTC) == "2026-12-01 14:05 UTC"
-    assert format_time(T + 60, now=T, tz=UTC, relative=True) == "14:06 UTC (in 1 min)"
-    assert format_time(T, tz=UTC, form="day") == "Tuesday, 01 December 2026"
+def test_the_zone_is_named_on_request_so_server_text_is_not_read_as_local_time() -> None:
+    assert format_time(T, tz=UTC) == "2026-12-01 14:05"
+    assert format_time(T, tz=UTC, zone=True) == "2026-12-01 14:05 UTC"
+    assert format_time(T + 60, now=T, tz=UTC, relative=True, zone=True) == "14:06 UTC (in 1 min)"
+    assert format_time(T, tz=UTC, form="day", zone=True) == "Tuesday, 01 December 2026"
+    local = datetime.fromtimestamp(T).astimezone()
+    assert format_time(T, zone=True) == f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
+def test_counts_agree_with_their_noun() -> None:
+    """Item 12: "1 member", never "1 members"."""
+    assert format_count(1, "member") == "1 member"
+    assert format_count(0, "member") == "0 members"
+    assert format_count(3, "member") == "3 members"
+    assert format_count(2, "reply", "replies") == "2 replies"
+
+
+def test_a_refused_file_says_its_size_and_the_limit() -> None:
+    """Item 12: the same words in the client (before sending) and in the server's error."""
+    five = limits.MAX_FILE_BYTES
+    assert format_too_large(6_400_000, five) == "file is 6.1 MiB, the limit is 5.0 MiB"
+    assert format_too_large(five + 1, five) == "file is 1 byte over the limit of 5.0 MiB"
+    assert format_too_large(five + 2, five) == "file is 2 bytes over the limit of 5.0 MiB"
+    assert format_too_large(None, five) == "file is over the limit of 5.0 MiB"

@@ -7,14 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.dom import DOMNode
 from textual.pilot import Pilot
 
 from messenger_client.config import ClientConfig, Dirs
 from messenger_client.tui.app import MessengerApp, TuiOptions
 from messenger_client.tui.timeline import utc
 
-WAIT = 15.0
-"""Longest wait for something the app should do (a generous bound, not a sleep)."""
+WAIT = 60.0
+"""Longest wait for something the app should do: a deadline, never a sleep, generous so a
+loaded 2-core machine still passes (waiting ends as soon as the condition holds)."""
 
 
 def client_config(root: Path, server: str) -> ClientConfig:
@@ -41,3 +43,10 @@ async def until(pilot: Pilot[None], condition: Callable[[], object], what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await pilot.pause(0.02)
+
+
+def laid_out(root: DOMNode, selector: str) -> bool:
+    """Exactly one widget matches ``selector`` and it has its place on screen, so a click
+    lands on it (a widget just mounted has no region until the next layout)."""
+    found = root.query(selector)
+    return len(found) == 1 and found.first().region.area > 0

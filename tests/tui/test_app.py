@@ -8,11 +8,11 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from messenger_client import Client
-from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.app import MessengerApp, describe_error
 from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.chat_list import ChatList
-from messenger_protocol import GENERAL_CHAT_ID
+from messenger_protocol import GENERAL_CHAT_ID, ApiError, ErrorCode
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
 
@@ -271,3 +271,10 @@ async def test_people_panel_adds_and_removes_a_contact_and_opens_a_private_chat(
             assert [m.text for m in page.messages] == ["hi bob"]
     finally:
         await bob.close()
+
+
+def test_a_rate_limit_wait_is_said_once() -> None:
+    """Issue 9 item 12: "try again in 40 s" was shown twice (server text + a TUI suffix)."""
+    text = "at most 20 messages per 1 h in the general chat; try again in 40 s"
+    exc = ApiError(ErrorCode.RATE_LIMITED, text, retry_after=40.0)
+    assert describe_error(exc) == text

@@ -15,7 +15,6 @@ from messenger_client.tui.widgets.attachments import (
     AttachmentCard,
     AttachmentsScreen,
     AttachScreen,
-    human_size,
     icon_for,
     png_pixels,
     preview_of,
@@ -70,9 +69,8 @@ def test_text_preview_shows_the_first_lines(tmp_path: Path) -> None:
 
 
 def test_sizes_icons_and_refusals() -> None:
-    assert refusal_for_size(6_400_000) == "file is 6.1 MB, the limit is 5 MB"
+    assert refusal_for_size(6_400_000) == "file is 6.1 MiB, the limit is 5.0 MiB"
     assert refusal_for_size(5 * 1024 * 1024) is None
-    assert human_size(512) == "512 B"
     assert icon_for("image/png") != icon_for("application/pdf") != icon_for("text/plain")
 
 
@@ -108,8 +106,8 @@ async def test_attach_through_the_picker_see_the_card_and_download_it(
         picker.query_one("#attach-path", Input).focus()
         await pilot.press("enter")
         status = picker.query_one("#attach-status", Label)
-        await until(pilot, lambda: "the limit is 5 MB" in str(status.render()), "the refusal")
-        assert "file is 6.1 MB, the limit is 5 MB" in str(status.render())
+        await until(pilot, lambda: "the limit is 5.0 MiB" in str(status.render()), "the refusal")
+        assert "file is 6.1 MiB, the limit is 5.0 MiB" in str(status.render())
         tree.focus()
         node = node_named("photo.png")
         tree.move_cursor(node)  # type: ignore[arg-type]
@@ -179,7 +177,7 @@ async def test_file_command_uploads_with_the_picker_and_explains_refusals(
         await pilot.press(*f"/file {huge}", "enter")
         await until(pilot, lambda: isinstance(app.screen, AttachScreen), "the picker")
         status = app.screen.query_one("#attach-status", Label)
-        await until(pilot, lambda: "file is 6.1 MB" in str(status.render()), "the refusal")
+        await until(pilot, lambda: "file is 6.1 MiB" in str(status.render()), "the refusal")
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.main, "back")
         await pilot.press(*f"/file {notes}", "enter")

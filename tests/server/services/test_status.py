@@ -50,6 +50,16 @@ async def test_status_shows_connections_counts_chats_and_logins(harness: Harness
     assert logins == [("10.0.0.2", True), ("10.9.9.9", False), ("10.0.0.1", True)]
 
 
+async def test_a_client_with_its_stream_is_one_connection(harness: Harness) -> None:
+    """Issue 9 item 12: the status screen listed each client twice (its request and its
+    event stream); a session that streams is one row, marked current and live."""
+    alice = await harness.user("alice", "10.0.0.1:5000")
+    harness.stream(alice, "10.0.0.1:5001")
+    status = await harness.app.status.status(alice)
+    rows = [(c.session_id, c.address, c.streaming, c.current) for c in status.connections]
+    assert rows == [(alice.session_id, "10.0.0.1:5001", True, True)]
+
+
 async def test_login_history_keeps_the_last_twenty(harness: Harness) -> None:
     await harness.user("alice")
     for i in range(25):

@@ -30,6 +30,7 @@ from messenger_protocol import (
     Reset,
     Session,
     Status,
+    format_count,
     format_duration,
     format_size,
     format_time,
@@ -79,8 +80,7 @@ def message_line(message: Message, chat: str, now: float | None = None) -> str:
         f"[file {a.id}: {a.name}, {format_size(a.size)}, {a.mime}]" for a in message.attachments
     ]
     if message.comment_count:
-        noun = "comment" if message.comment_count == 1 else "comments"
-        parts.append(f"({message.comment_count} {noun})")
+        parts.append(f"({format_count(message.comment_count, 'comment')})")
     return " ".join([head, *parts])
 
 
@@ -118,7 +118,7 @@ def _status_lines(status: Status) -> list[str]:
         keys = ", ".join(link.link or link.key for link in owned.links) or "no invite links"
         pending = ", ".join(r.login for r in owned.pending_requests)
         lines.append(
-            f"  owns {owned.chat.name} ({_members(owned.chat.members)}; {keys})"
+            f"  owns {owned.chat.name} ({format_count(owned.chat.members, 'member')}; {keys})"
             + (f"; asking to join: {pending}" if pending else "")
         )
     names = ", ".join(c.name for c in status.member_chats) or "none"
@@ -127,10 +127,6 @@ def _status_lines(status: Status) -> list[str]:
         ok = "" if record.success else " FAILED"
         lines.append(f"  login {format_time(record.at, now=now)} from {record.address}{ok}")
     return lines
-
-
-def _members(count: int) -> str:
-    return f"{count} member" if count == 1 else f"{count} members"
 
 
 def _unread_line(out: UnreadOut) -> str:

@@ -28,7 +28,14 @@ from ._events import (
     ThreadActivity,
     event_name,
 )
-from ._format import TimeForm, format_duration, format_size, format_time
+from ._format import (
+    TimeForm,
+    format_count,
+    format_duration,
+    format_size,
+    format_time,
+    format_too_large,
+)
 from ._models import (
     GENERAL_CHAT_ID,
     AddContact,
@@ -180,9 +187,11 @@ __all__ = [
     "encode",
     "encode_event",
     "event_name",
+    "format_count",
     "format_duration",
     "format_size",
     "format_time",
+    "format_too_large",
     "limits",
     "openapi_document",
     "sse_comment",

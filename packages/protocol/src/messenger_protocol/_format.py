@@ -7,9 +7,10 @@ Pure functions, no I/O. The TUI, the plain client and the server's human message
 * :func:`format_size` — binary units with one decimal: ``512 B``, ``4.2 KiB``, ``5.0 MiB``.
 * :func:`format_duration` — at most two units, rounded up to whole seconds:
   ``40 s``, ``4 min 5 s``, ``2 h 5 min``, ``3 d 4 h``.
+* :func:`format_count` — a count with its noun: ``1 member``, ``3 members``.
 * :func:`format_time` — a moment in local (or a given) time: ``2026-12-02 14:05``; with
   ``now`` the date is left out on the same day (``14:05``), and ``relative=True`` adds
-  ``(in 4 h 3 min)`` / ``(5 min ago)``.
+  ``(in 4 h 3 min)`` / ``(5 min ago)``; ``zone=True`` names the zone (``14:05 UTC``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import math
 from datetime import datetime, tzinfo
 from typing import Literal
 
-__all__ = ["TimeForm", "format_duration", "format_size", "format_time"]
+__all__ = [
+    "TimeForm",
+    "format_count",
+    "format_duration",
+    "format_size",
+    "format_time",
+    "format_too_large",
+]
 
 _SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB")
 
@@ -43,6 +51,23 @@ def format_size(size: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_count(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 member``, ``0 members``, ``3 replies`` (``plural`` when it is not noun + "s")."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def format_too_large(size: int | None, limit: int) -> str:
+    """Why a file is refused, said the same by the client (before sending) and the server:
+    ``file is 6.1 MiB, the limit is 5.0 MiB``; ``file is 1 byte over the limit of 5.0 MiB``
+    when both round alike; ``file is over the limit of 5.0 MiB`` when its size is unknown."""
+    most = format_size(limit)
+    if size is None:
+        return f"file is over the limit of {most}"
+    if format_size(size) == most:
+        return f"file is {format_count(size - limit, 'byte')} over the limit of {most}"
+    return f"file is {format_size(size)}, the limit is {most}"
 
 
 _DURATION_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
@@ -73,13 +98,14 @@ def format_time(
     tz: tzinfo | None = None,
     relative: bool = False,
     form: TimeForm = "auto",
+    zone: bool = False,
 ) -> str:
     """The moment ``ts`` (Unix seconds) as people read it, in ``tz`` (default: local time).
 
     ``form="auto"`` gives ``YYYY-MM-DD HH:MM``, or just ``HH:MM`` when ``now`` is given
     and falls on the same day. ``relative=True`` (needs ``now``) appends how far away it
-    is: ``14:05 (in 3 h 56 min)``, ``2026-11-30 09:12 (1 d 4 h ago)``. A UTC ``tz`` is
-    named (``14:05 UTC``) so a server's message is not taken for local time.
+    is: ``14:05 (in 3 h 56 min)``, ``2026-11-30 09:12 (1 d 4 h ago)``. ``zone=True``
+    names the zone (``14:05 UTC``), so a server's message is not taken for local time.
     """
     moment = _moment(ts, tz)
     if form == "clock":
@@ -90,8 +116,8 @@ def format_time(
         text = f"{moment:%H:%M}"
     else:
         text = f"{moment:%Y-%m-%d %H:%M}"
-    if tz is not None and moment.tzname() == "UTC" and form != "day":
-        text += " UTC"
+    if zone and form != "day":
+        text += f" {moment.tzname() if tz is not None else moment.astimezone().tzname()}"
     if relative and now is not None:
         delta = ts - now
         if abs(delta) < 1:

@@ -13,8 +13,9 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
 from collections.abc import Sequence
+
+from messenger_protocol import format_time
 
 from .clock import clock_from_env
 from .config import Settings
@@ -39,9 +40,7 @@ def _out(line: str = "") -> None:
 
 
 def _when(at: float | None) -> str:
-    if at is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+    return "-" if at is None else format_time(at)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

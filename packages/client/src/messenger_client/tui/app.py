@@ -122,8 +122,6 @@ def describe_error(exc: BaseException, server: str = "") -> str:
                 return "Wrong login or password"
             case ErrorCode.CONFLICT:
                 return f"That login is taken: {exc.message}"
-            case ErrorCode.RATE_LIMITED if exc.retry_after:
-                return f"{exc.message} (try again in {exc.retry_after:.0f} s)"
             case _:
                 return exc.message
     return str(exc) or type(exc).__name__

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
-from messenger_protocol import Message
+from messenger_protocol import Message, format_count, format_size, format_time
 
 __all__ = [
     "GROUP_GAP_SECONDS",
@@ -33,7 +33,6 @@ __all__ = [
     "SendState",
     "Timeline",
     "TimelineObserver",
-    "format_size",
     "render_markdown",
 ]
 
@@ -91,16 +90,6 @@ def _strip_markers(found: re.Match[str]) -> str:
 def author_style(login: str) -> Style:
     """A stable color per author, so a conversation is easy to follow."""
     return Style(color=_AUTHOR_COLORS[sum(login.encode()) % len(_AUTHOR_COLORS)], bold=True)
-
-
-def format_size(size: int) -> str:
-    """Human size of a file: ``512 B``, ``4.2 KiB``, ``5.0 MiB``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024 or unit == "MiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def render_markdown(text: str, me: str = "") -> Text:
@@ -469,17 +458,14 @@ class Layout:
             card.truncate(self.width, overflow="ellipsis")
             out.append(card)
         if message.comment_count:
-            noun = "comment" if message.comment_count == 1 else "comments"
-            out.append(Text(f"{indent}↳ {message.comment_count} {noun}", _CARD))
+            out.append(Text(f"{indent}↳ {format_count(message.comment_count, 'comment')}", _CARD))
         return out
 
     def _clock(self, ts: float) -> str:
-        moment = datetime.fromtimestamp(ts, self.tz) if self.tz else datetime.fromtimestamp(ts)
-        return moment.strftime("%H:%M")
+        return format_time(ts, tz=self.tz, form="clock")
 
     def _day_separator(self, ts: float) -> Text:
-        moment = datetime.fromtimestamp(ts, self.tz) if self.tz else datetime.fromtimestamp(ts)
-        label = f" {moment.strftime('%A, %d %B %Y')} "
+        label = f" {format_time(ts, tz=self.tz, form='day')} "
         side = max(self.width - cell_len(label), 2)
         left = side // 2
         return Text("─" * left + label + "─" * (side - left), _DIM)

@@ -35,6 +35,7 @@ from messenger_protocol import (
     FileList,
     Message,
     format_size,
+    format_too_large,
     limits,
 )
 
@@ -390,15 +391,9 @@ class FileService:
 
     def _too_large(self, size: int | None) -> ApiError:
         """``size`` is None when a chunked body was cut at the limit."""
-        limit = format_size(self.max_bytes)
-        if size is None:
-            said = f"file is over the limit of {limit}"
-        elif format_size(size) == limit:  # not "5.0 MiB, the limit is 5.0 MiB"
-            over = size - self.max_bytes
-            said = f"file is {over:,} byte{'' if over == 1 else 's'} over the limit of {limit}"
-        else:
-            said = f"file is {format_size(size)}, the limit is {limit}"
-        return ApiError(ErrorCode.TOO_LARGE, said, limit=self.max_bytes)
+        return ApiError(
+            ErrorCode.TOO_LARGE, format_too_large(size, self.max_bytes), limit=self.max_bytes
+        )
 
     def _check_quota(self, used: int, adding: int) -> None:
         if self.user_quota and used + adding > self.user_quota:

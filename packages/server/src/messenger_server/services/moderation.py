@@ -152,7 +152,7 @@ class ModerationService:
         if ban is not None:
             until, reason = ban
             why = f" ({reason})" if reason else ""
-            when = format_time(until, now=now, tz=UTC, relative=True)
+            when = format_time(until, now=now, tz=UTC, relative=True, zone=True)
             raise ApiError(
                 ErrorCode.BANNED, f"you are banned from sending until {when}{why}", until=until
             )

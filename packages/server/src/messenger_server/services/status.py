@@ -37,12 +37,13 @@ class StatusService:
     def _connections(
         self, actor: Actor, sessions: list[SessionRecord], streams: list[StreamInfo]
     ) -> list[Connection]:
-        """Sessions with a live event stream, and the one making this request."""
+        """One row per live event stream of a session, and the session making this request
+        when it has no stream (a client with a stream is listed once, not twice)."""
         out: list[Connection] = []
         for session in sessions:
             current = session.id == actor.session_id
             live = [s for s in streams if s.session_id == session.id]
-            if current:
+            if current and not live:
                 out.append(
                     Connection(
                         session_id=session.id,

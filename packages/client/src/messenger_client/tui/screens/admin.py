@@ -4,7 +4,8 @@ live server stats and the effective settings."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, tzinfo
+import time
+from datetime import tzinfo
 from typing import ClassVar, Protocol
 
 from textual import on, work
@@ -31,12 +32,15 @@ from messenger_protocol import (
     ServerStats,
     Settings,
     User,
+    format_duration,
+    format_size,
+    format_time,
     limits,
 )
 
 from ...api import ServerUnavailable
 
-__all__ = ["STATS_EVERY", "AdminApi", "AdminScreen", "format_bytes"]
+__all__ = ["STATS_EVERY", "AdminApi", "AdminScreen"]
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +58,6 @@ class AdminApi(Protocol):
     async def admin_unban(self, login: str) -> User: ...
     async def admin_stats(self) -> ServerStats: ...
     async def admin_settings(self) -> Settings: ...
-
-
-def format_bytes(n: int) -> str:
-    """``1.5 MiB`` style."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover - the loop always returns
-
-
-def _duration(seconds: float) -> str:
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h {minutes}m"
-    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
 
 
 class AdminScreen(Screen[None]):
@@ -143,12 +127,6 @@ class AdminScreen(Screen[None]):
         self.action_reload()
         self.set_interval(STATS_EVERY, self._load_stats)
 
-    def _when(self, ts: float | None) -> str:
-        if ts is None:
-            return "-"
-        moment = datetime.fromtimestamp(ts, self.tz) if self.tz else datetime.fromtimestamp(ts)
-        return moment.strftime("%Y-%m-%d %H:%M")
-
     # --- loading ----------------------------------------------------------------
 
     def action_reload(self) -> None:
@@ -197,11 +175,11 @@ class AdminScreen(Screen[None]):
             table.add_row(
                 u.login,
                 "online" if u.online else "",
-                self._when(u.last_login_at),
+                format_time(u.last_login_at, tz=self.tz) if u.last_login_at else "-",
                 u.last_login_address or "-",
                 str(u.messages),
                 str(u.complaints or ""),
-                self._when(u.banned_until) if u.banned_until else "",
+                format_time(u.banned_until, tz=self.tz) if u.banned_until else "",
                 "admin" if u.is_admin else "",
                 key=u.login,
             )
@@ -217,7 +195,7 @@ class AdminScreen(Screen[None]):
         for c in self.complaints:
             table.add_row(
                 str(c.id),
-                self._when(c.created_at),
+                format_time(c.created_at, tz=self.tz),
                 c.author,
                 c.target,
                 "-" if c.message_id is None else str(c.message_id),
@@ -230,12 +208,12 @@ class AdminScreen(Screen[None]):
     def show_stats(self, stats: ServerStats) -> None:
         """Show the live numbers."""
         body = (
-            f"uptime          {_duration(stats.uptime)}\n"
+            f"uptime          {format_duration(stats.uptime)}\n"
             f"connections     {stats.connections}  (event streams {stats.streams})\n"
             f"users           {stats.users}  (online {stats.users_online})\n"
             f"messages        {stats.messages}  ({stats.messages_per_second:.2f}/s)\n"
-            f"database        {format_bytes(stats.storage_bytes)}\n"
-            f"files           {format_bytes(stats.files_bytes)}"
+            f"database        {format_size(stats.storage_bytes)}\n"
+            f"files           {format_size(stats.files_bytes)}"
         )
         self.query_one("#stats-body", Static).update(body)
 
@@ -304,7 +282,7 @@ class AdminScreen(Screen[None]):
                         self.notify("The ban length must be a number of hours", severity="error")
                         return
                     user = await self.api.admin_ban(what, seconds, "banned by an admin")
-                    self.notify(f"{what} banned until {self._when(user.banned_until)}")
+                    self.notify(f"{what} banned until {_until(user.banned_until, self.tz)}")
                 case _:
                     await self.api.admin_unban(what)
                     self.notify(f"{what} unbanned")
@@ -312,3 +290,7 @@ class AdminScreen(Screen[None]):
             self._failed(exc)
             return
         self._load_all()
+
+
+def _until(ts: float | None, tz: tzinfo | None) -> str:
+    return "-" if ts is None else format_time(ts, now=time.time(), tz=tz, relative=True)

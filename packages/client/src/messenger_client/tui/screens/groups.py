@@ -10,9 +10,9 @@ the stream is (re)connected; :func:`group_actions` feeds the command palette.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -37,6 +37,8 @@ from messenger_protocol import (
     JoinRequested,
     Reset,
     User,
+    format_count,
+    format_time,
 )
 
 from ...api import Client, ServerUnavailable
@@ -313,7 +315,8 @@ class InviteScreen(GroupDialog):
             self.show_error(_describe(exc))
             return
         self.query_one("#invite-login", Input).value = ""
-        self.show_note(f"{login} is in {self.chat.name} ({len(members.members)} members)")
+        count = format_count(len(members.members), "member")
+        self.show_note(f"{login} is in {self.chat.name} ({count})")
 
 
 # --- invite links ------------------------------------------------------------------
@@ -364,7 +367,8 @@ class LinksScreen(GroupDialog):
             if link.max_uses is not None:
                 limits.append(f"{link.uses}/{link.max_uses} uses")
             if link.expires_at is not None:
-                limits.append(f"until {datetime.fromtimestamp(link.expires_at):%Y-%m-%d %H:%M}")
+                ends = format_time(link.expires_at, now=time.time(), relative=True)
+                limits.append(f"until {ends}")
             extra = f"  ({', '.join(limits)})" if limits else ""
             await rows.mount(
                 Horizontal(

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from messenger_protocol import Chat, Message
+from messenger_protocol import Chat, Message, format_count
 
 from ..timeline import Timeline
 from ..widgets.chat_list import ChatList
@@ -138,7 +138,7 @@ class MainScreen(Screen[None]):
             return f"@{chat.peer or chat.name.lstrip('@')}  · private"
         if chat.kind == "general":
             return "# general  · everyone"
-        return f"≡ {chat.name}  · {chat.members} members"
+        return f"≡ {chat.name}  · {format_count(chat.members, 'member')}"
 
     def update_title(self, chat: Chat) -> None:
         """The open chat changed (members, name)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -14,6 +14,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
+
+from messenger_protocol import format_count, format_time
 
 from ... import commands as slash
 from ..timeline import author_style, render_markdown
@@ -37,13 +39,12 @@ def render_outputs(outputs: Sequence[slash.Output], tz: tzinfo | None = None) ->
                     table.add_row(*(["-"] * len(columns)))
                 parts.append(table)
             case slash.MessageOut(message=m, chat=chat):
-                moment = datetime.fromtimestamp(m.created_at, tz)
                 line = Text()
                 line.append(f"#{m.id} ", "dim")
                 line.append(m.author, author_style(m.author))
-                line.append(f" {moment:%Y-%m-%d %H:%M} · {chat}", "dim")
+                line.append(f" {format_time(m.created_at, tz=tz)} · {chat}", "dim")
                 if m.comment_count:
-                    line.append(f" · {m.comment_count} comments", "#56b6c2")
+                    line.append(f" · {format_count(m.comment_count, 'comment')}", "#56b6c2")
                 parts.append(line)
                 parts.append(Text("  ") + render_markdown(m.text))
             case slash.InfoOut(text=text):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+import time
+from datetime import tzinfo
 from typing import ClassVar
 
 from rich.console import Group, RenderableType
@@ -14,16 +15,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from messenger_protocol import Status
+from messenger_protocol import Status, format_time
 
 __all__ = ["StatusScreen", "render_status"]
-
-
-def _when(ts: float | None, tz: tzinfo | None) -> str:
-    if ts is None:
-        return "-"
-    moment = datetime.fromtimestamp(ts, tz) if tz else datetime.fromtimestamp(ts)
-    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -44,11 +38,12 @@ def render_status(status: Status, tz: tzinfo | None = None) -> RenderableType:
     head.append(f"\nprivate messages: {status.private_sent} sent, "
                 f"{status.private_received} received")  # fmt: skip
     if status.banned_until:
-        head.append(f"\nbanned from sending until {_when(status.banned_until, tz)}", "#e06c75")
+        until = format_time(status.banned_until, now=time.time(), tz=tz, relative=True)
+        head.append(f"\nbanned from sending until {until}", "#e06c75")
     connections = _table("Connections", "address", "device", "since", "")
     for c in status.connections:
         marks = ("this one " if c.current else "") + ("live" if c.streaming else "")
-        connections.add_row(c.address, c.device or "-", _when(c.connected_at, tz), marks)
+        connections.add_row(c.address, c.device or "-", format_time(c.connected_at, tz=tz), marks)
     owned = _table("Chats you own", "chat", "members", "invite links", "requests")
     for o in status.owned_chats:
         links = ", ".join(link.link for link in o.links) or "-"
@@ -59,7 +54,7 @@ def render_status(status: Status, tz: tzinfo | None = None) -> RenderableType:
         member.add_row(chat.name, chat.kind, str(chat.unread or ""))
     logins = _table("Login history", "time", "address", "device", "result")
     for record in status.logins[-20:]:
-        logins.add_row(_when(record.at, tz), record.address, record.device or "-",
+        logins.add_row(format_time(record.at, tz=tz), record.address, record.device or "-",
                        "ok" if record.success else "failed")  # fmt: skip
     parts: list[RenderableType] = [head, Text(""), connections, Text("")]
     if status.owned_chats:

@@ -2,7 +2,7 @@
 
 * :class:`AttachScreen` -- pick a file (a :class:`DirectoryTree`, or paste a path),
   upload it with a progress bar and post it to the open chat. A file over the limit
-  is refused before anything is sent ("file is 6.1 MB, the limit is 5 MB").
+  is refused before anything is sent ("file is 6.1 MiB, the limit is 5.0 MiB").
 * :class:`AttachmentsScreen` -- the attachments of one message as cards (icon by
   type, name, size, MIME); Enter or a click downloads one to the download dir with
   progress, then offers "open" (xdg-open/open) and "copy path"; PNG images get a
@@ -35,7 +35,14 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, DirectoryTree, Input, Label, ProgressBar, Static
 
-from messenger_protocol import ApiError, Attachment, Message, limits
+from messenger_protocol import (
+    ApiError,
+    Attachment,
+    Message,
+    format_size,
+    format_too_large,
+    limits,
+)
 
 from ...api import Client, ServerUnavailable
 from ..timeline import Layout, Timeline
@@ -46,7 +53,6 @@ __all__ = [
     "AttachmentClicked",
     "AttachmentsScreen",
     "attachment_at",
-    "human_size",
     "icon_for",
     "png_pixels",
     "refusal_for_size",
@@ -86,21 +92,9 @@ def attachment_at(layout: Layout, timeline: Timeline, index: int, line: int) -> 
 # --- words and icons ------------------------------------------------------------------
 
 
-def human_size(size: int) -> str:
-    """``512 B``, ``4.2 KB``, ``6.1 MB`` (binary units, the way the limit is stated)."""
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    mib = size / (1024 * 1024)
-    return f"{mib:.0f} MB" if mib == int(mib) else f"{mib:.1f} MB"
-
-
 def refusal_for_size(size: int, limit: int = limits.MAX_FILE_BYTES) -> str | None:
     """Why a file of ``size`` bytes cannot be sent, or None when it can."""
-    if size > limit:
-        return f"file is {human_size(size)}, the limit is {human_size(limit)}"
-    return None
+    return format_too_large(size, limit) if size > limit else None
 
 
 def icon_for(mime: str) -> str:
@@ -251,7 +245,7 @@ class AttachmentCard(Static, can_focus=True):
         """The card's text."""
         text = Text(f"{icon_for(attachment.mime)} ")
         text.append(attachment.name, "bold")
-        text.append(f"  {human_size(attachment.size)} · {attachment.mime}", "dim")
+        text.append(f"  {format_size(attachment.size)} · {attachment.mime}", "dim")
         if attachment.width and attachment.height:
             text.append(f" · {attachment.width}x{attachment.height}", "dim")
         return text
@@ -429,7 +423,7 @@ class AttachScreen(ModalScreen[Attachment | None]):
         self.path_input = Input(placeholder="or paste a path and press Enter", id="attach-path")
         self.progress = ProgressBar(total=None, show_eta=False, id="attach-progress")
         self.status = Label(
-            f"Choose a file (up to {human_size(max_bytes)}); Esc cancels", id="attach-status"
+            f"Choose a file (up to {format_size(max_bytes)}); Esc cancels", id="attach-status"
         )
         self.busy = False
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import ClassVar, Protocol
 
 from textual import on, work
@@ -17,7 +17,13 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Label, Static
 
-from messenger_protocol import ApiError, ScheduledList, ScheduledMessage
+from messenger_protocol import (
+    ApiError,
+    ScheduledList,
+    ScheduledMessage,
+    format_duration,
+    format_time,
+)
 
 from ...api import ServerUnavailable
 
@@ -29,19 +35,10 @@ __all__ = [
     "ScheduledPanel",
     "ScheduledScreen",
     "fade_level",
-    "format_left",
 ]
 
 FADE_SECONDS = 300.0
 """A message starts fading this long before it disappears."""
-
-
-def format_left(seconds: float) -> str:
-    """``1:02:03`` / ``2:03`` for a countdown (never negative)."""
-    whole = max(0, int(seconds + 0.999))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def fade_level(disappears_at: float | None, now: float, window: float = FADE_SECONDS) -> float:
@@ -95,7 +92,7 @@ class Countdown(Static):
             return
         assert self.until is not None
         why = f" ({self.reason})" if self.reason else ""
-        self.update(f"{self.text}{why} -- {format_left(self.until - self.clock())} left")
+        self.update(f"{self.text}{why} -- {format_duration(self.until - self.clock())} left")
         self.display = True
 
 
@@ -130,11 +127,6 @@ class ModerationBar(Vertical):
     def rate_limited(self, retry_after: float) -> None:
         """Show how long until the general chat takes messages again."""
         self.rate_wait.start(self.clock() + retry_after)
-
-
-def _when(ts: float, tz: tzinfo | None) -> str:
-    moment = datetime.fromtimestamp(ts, tz) if tz else datetime.fromtimestamp(ts)
-    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 class ScheduledPanel(VerticalScroll):
@@ -179,7 +171,8 @@ class ScheduledPanel(VerticalScroll):
         for item in self.items:
             chat = self.chat_names.get(item.chat_id, f"chat {item.chat_id}")
             state = item.state + (f": {item.failure}" if item.failure else "")
-            text = f"#{item.id}  {_when(item.send_at, self.tz)}  {chat}  [{state}]  {item.text}"
+            when = format_time(item.send_at, tz=self.tz)
+            text = f"#{item.id}  {when}  {chat}  [{state}]  {item.text}"
             children: list[Label | Button] = [Label(text, markup=False)]
             if item.state == "pending":
                 children.append(
