@@ -3,7 +3,7 @@
 All calls go through :meth:`Client.call`, which takes the method, path and types
 from ``messenger_protocol.BY_NAME`` -- nothing about the wire is written here twice.
 Errors the server sends come back as :class:`~messenger_protocol.ApiError` with the
-server's code; a server that cannot be reached raises :class:`ServerUnavailable`.
+server's code; a server that cannot be reached raises :class:`ServerUnavailable`::
 
     async with Client("http://127.0.0.1:8000") as client:
         await client.login("alice", "secret1")

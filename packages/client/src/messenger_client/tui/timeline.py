@@ -95,7 +95,7 @@ def author_style(login: str) -> Style:
 def render_markdown(text: str, me: str = "") -> Text:
     """A message's text with inline Markdown: ``**bold**``, ``*italic*``, `` `code` ``,
     ``~~strike~~``, links (clickable where the terminal allows) and ``@mentions``;
-    lines between ``` fences are shown as code."""
+    lines between triple-backtick fences are shown as code."""
     out = Text(overflow="fold")
     in_fence = False
     for index, line in enumerate(text.replace("\t", TAB).split("\n")):
