@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from tests.support.server import ServerProcess
@@ -158,3 +158,65 @@ async def test_too_slow_head_gets_408_then_close(server_factory: Factory) -> Non
     assert json.loads(raw.partition(b"\r\n\r\n")[2])["error"]["code"] == "timeout"
     # a connection that sent nothing at all is just closed
     assert await raw_exchange(srv.url, b"", timeout=10.0) == b""
+
+
+async def test_forbidden_and_unknown_message_ids_look_the_same(server: ServerProcess) -> None:
+    """Item 22: GET /messages/{id} and its thread answer a message of someone else's chat
+    exactly as an id that does not exist (no existence oracle)."""
+    alice = (await register(server.url, "alice"))["token"]
+    bob = (await register(server.url, "bob"))["token"]
+    group = await call(server.url, "POST", "/api/v1/chats", alice, {"name": "secret"})
+    assert group.status_code == 200, group.text
+    secret = await call(
+        server.url, "POST", f"/api/v1/chats/{group.json()['id']}/messages", alice, {"text": "x"}
+    )
+    assert secret.status_code == 200, secret.text
+    hidden, unknown = secret.json()["id"], secret.json()["id"] + 1000
+    for suffix in ("", "/thread"):
+        theirs = await call(server.url, "GET", f"/api/v1/messages/{hidden}{suffix}", bob)
+        nothing = await call(server.url, "GET", f"/api/v1/messages/{unknown}{suffix}", bob)
+        assert theirs.status_code == nothing.status_code == 403
+        assert theirs.content == nothing.content
+    mine = await call(server.url, "GET", f"/api/v1/messages/{hidden}", alice)
+    assert mine.status_code == 200
+
+
+async def test_empty_upload_is_refused(server: ServerProcess) -> None:
+    """Item 22: a 0-byte upload is 400 invalid, with a Content-Length and chunked alike."""
+    token = (await register(server.url, "alice"))["token"]
+    headers = {"Content-Type": "application/octet-stream"}
+
+    async def nothing() -> AsyncIterator[bytes]:
+        for chunk in (b"",):
+            yield chunk
+
+    for content in (b"", nothing()):
+        resp = await call(
+            server.url, "POST", "/api/v1/files?name=e.txt", token, content=content, headers=headers
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["code"] == "invalid"
+        assert "empty" in resp.json()["error"]["message"]
+    one = await call(
+        server.url, "POST", "/api/v1/files?name=a.txt", token, content=b"a", headers=headers
+    )
+    assert one.status_code == 200, one.text
+
+
+async def test_html_and_svg_downloads_are_sandboxed(server: ServerProcess) -> None:
+    """Item 22: downloads carry ``Content-Security-Policy: sandbox; default-src 'none'``."""
+    token = (await register(server.url, "alice"))["token"]
+    files = {
+        "page.html": b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>",
+        "pic.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+    }
+    for name, data in files.items():
+        up = await call(
+            server.url, "POST", f"/api/v1/files?name={name}", token, content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )  # fmt: skip
+        assert up.status_code == 200, up.text
+        got = await call(server.url, "GET", f"/api/v1/files/{up.json()['id']}", token)
+        assert got.status_code == 200 and got.content == data
+        assert got.headers["content-security-policy"] == "sandbox; default-src 'none'"
+        assert got.headers["x-content-type-options"] == "nosniff"

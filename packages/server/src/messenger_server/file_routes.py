@@ -24,10 +24,13 @@ from .services.files import FileService, StoredFile
 if TYPE_CHECKING:
     from .app import Call
 
-__all__ = ["READ_CHUNK", "content_disposition", "file_handlers", "parse_range"]
+__all__ = ["DOWNLOAD_CSP", "READ_CHUNK", "content_disposition", "file_handlers", "parse_range"]
 
 log = logging.getLogger(__name__)
 
+DOWNLOAD_CSP = "sandbox; default-src 'none'"
+"""Content-Security-Policy of every download: active content (text/html, image/svg+xml)
+opened in a browser is sandboxed and may load nothing."""
 READ_CHUNK = 256 * 1024
 """Bytes read from disk per write to the peer."""
 _HIGH_WATER = 1024 * 1024
@@ -106,6 +109,8 @@ def file_handlers(
             ("ETag", etag),
             ("Accept-Ranges", "bytes"),
             ("X-Content-Type-Options", "nosniff"),
+            # a browser that renders it anyway (HTML, SVG) runs no script and loads nothing
+            ("Content-Security-Policy", DOWNLOAD_CSP),
             ("Content-Disposition", content_disposition(stored.attachment.name)),
             ("Cache-Control", "private, max-age=31536000, immutable"),
         ]

@@ -299,6 +299,8 @@ class FileService:
         so), ``quota_exceeded`` over the user's quota, ``unsupported_type`` when the
         sniffed type is not allowed. Nothing is kept when it fails.
         """
+        if length == 0:
+            raise _empty_file()
         if length is not None and length > self.max_bytes:
             raise self._too_large(length)
         if length is not None and self.user_quota:
@@ -336,6 +338,8 @@ class FileService:
                     await flush(batch)
             if length is not None and size != length:
                 raise ApiError(ErrorCode.INVALID, "the body is shorter than its Content-Length")
+            if size == 0:
+                raise _empty_file()  # a chunked body that carried nothing
             sha256 = digest.hexdigest()
             mime = sniff_mime(bytes(head))
             if not _mime_allowed(mime, self.allowed_mime):
@@ -483,3 +487,7 @@ class FileService:
                 os.rmdir(d)  # only succeeds when empty
             except OSError:
                 return
+
+
+def _empty_file() -> ApiError:
+    return ApiError(ErrorCode.INVALID, "the file is empty (0 bytes): nothing to send")

@@ -161,13 +161,20 @@ class MessageService:
 
     def _root(self, tx: Tx, message_id: int, user_id: int) -> Message:
         """The thread root of a message the user may see (``forbidden`` otherwise)."""
+        message = self._visible(tx, message_id, user_id)
+        if message.thread_root is None:
+            return message
+        root = tx.message(message.thread_root)
+        assert root is not None
+        return root
+
+    @staticmethod
+    def _visible(tx: Tx, message_id: int, user_id: int) -> Message:
+        """A message of a chat the user belongs to; one answer for unknown and forbidden
+        ids alike, so nobody can learn which ids exist."""
         message = tx.message(message_id)
-        if message is None:
+        if message is None or tx.last_read(message.chat_id, user_id) is None:
             raise forbidden("no such message, or not in a chat of yours")
-        if message.thread_root is not None:
-            message = tx.message(message.thread_root)
-            assert message is not None
-        require_member(tx, message.chat_id, user_id)
         return message
 
     # --- reading ---------------------------------------------------------------
@@ -198,10 +205,7 @@ class MessageService:
         """One message or comment of a chat the user belongs to."""
 
         def unit(tx: Tx) -> Message:
-            message = tx.message(message_id)
-            if message is None:
-                raise forbidden("no such message, or not in a chat of yours")
-            require_member(tx, message.chat_id, actor.user_id)
+            message = self._visible(tx, message_id, actor.user_id)
             return self._decorate(tx, [message])[0]
 
         return await self.store.read(unit)
