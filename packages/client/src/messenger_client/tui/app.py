@@ -24,7 +24,8 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
-from textual.worker import Worker, WorkerState
+from textual.message import Message as TextualMessage
+from textual.worker import NoActiveWorker, WorkerFailed, get_current_worker
 
 from messenger_protocol import (
     GENERAL_CHAT_ID,
@@ -964,14 +965,40 @@ class MessengerApp(App[None]):
 
     # --- workers -------------------------------------------------------------------------
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """One place for workers that died of an unexpected error."""
-        if event.state == WorkerState.ERROR and event.worker.error is not None:
-            error = event.worker.error
-            log.error("worker %s failed", event.worker.name, exc_info=error)
-            if self._closing:
-                return  # torn down mid-call while quitting: nobody to tell
-            self.notify(f"{event.worker.name}: {describe_error(error)}", severity="error")
+    def _handle_exception(self, error: Exception) -> None:
+        """One place for what nothing else caught: a failed worker (the app's or any
+        screen's) becomes a one-line error and a log entry, never a dead app.
+
+        Textual calls this for every worker that raised (their ``StateChanged`` does not
+        bubble up from screens) and for handlers; handler errors of the app itself are
+        caught in :meth:`_dispatch_message` before they reach here.
+        """
+        if isinstance(error, WorkerFailed):
+            try:
+                where = get_current_worker().name or "a task"
+            except NoActiveWorker:
+                where = "a task"
+            self._report_failure(where, error.error)
+            return
+        super()._handle_exception(error)
+
+    async def _dispatch_message(self, message: TextualMessage) -> None:
+        """The app's handlers: an exception is reported, and the app goes on."""
+        try:
+            await super()._dispatch_message(message)
+        except Exception as error:
+            if not self.is_running:
+                raise
+            self._report_failure(type(message).__name__, error)
+
+    def _report_failure(self, where: str, error: BaseException) -> None:
+        log.error("%s failed", where, exc_info=error)
+        if self._closing or not self.is_running:
+            return  # torn down mid-call while quitting: nobody to tell
+        text = describe_error(error).splitlines()[0] if str(error) else type(error).__name__
+        if len(text) > 160:
+            text = text[:159] + "…"
+        self.notify(f"Something went wrong ({where}): {text}", severity="error")
 
     async def on_unmount(self) -> None:
         """Close the connection and the cache."""

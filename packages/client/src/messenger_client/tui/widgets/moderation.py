@@ -4,6 +4,7 @@ cancel buttons, and the fading of messages that are about to disappear."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import tzinfo
@@ -159,6 +160,9 @@ class ScheduledPanel(VerticalScroll):
         self.items = list(items or [])
         self.chat_names = dict(chat_names or {})
         self.tz = tz
+        # A Cancel's answer and its live event both rebuild the rows; one at a time,
+        # or the second mounts rows whose ids the first has not removed yet.
+        self._rebuilding = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         """The rows."""
@@ -183,14 +187,20 @@ class ScheduledPanel(VerticalScroll):
 
     async def show(self, items: list[ScheduledMessage]) -> None:
         """Replace the rows."""
-        self.items = list(items)
+        async with self._rebuilding:
+            await self._rebuild(list(items))
+
+    async def _rebuild(self, items: list[ScheduledMessage]) -> None:
+        self.items = items
         await self.remove_children()
         await self.mount_all(self._rows())
 
     async def update_item(self, item: ScheduledMessage) -> None:
         """A scheduled message changed (event): replace or add its row."""
-        others = [i for i in self.items if i.id != item.id]
-        await self.show(sorted([*others, item], key=lambda i: (i.state != "pending", i.send_at)))
+        async with self._rebuilding:
+            others = [i for i in self.items if i.id != item.id]
+            items = sorted([*others, item], key=lambda i: (i.state != "pending", i.send_at))
+            await self._rebuild(items)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
