@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from messenger_protocol import MessageCreated, ReadMarker, SessionEnded
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, call, register, send
@@ -68,3 +70,21 @@ async def test_logout_ends_one_session_and_logout_all_ends_every(server: ServerP
     assert any(isinstance(e, SessionEnded) for _, e in events)
     for token in (laptop, tablet):
         assert (await call(server.url, "GET", "/api/v1/status", token)).status_code == 401
+
+
+async def test_a_saved_token_tells_its_session(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Items 7/8 of issue 9: a client resuming from a saved token learns its session id
+    and whether it is an admin, as a login would tell it; the token is not echoed."""
+    srv = server_factory(args=["--admins", "root"])
+    login = await register(srv.url, "root")
+    resp = await call(srv.url, "GET", "/api/v1/auth/session", login["token"])
+    assert resp.status_code == 200
+    session = resp.json()
+    assert session["session_id"] == login["session_id"] and session["token"] == ""
+    assert session["user"]["login"] == "root" and session["user"]["is_admin"] is True
+    assert session["history_on_connect"] == login["history_on_connect"]
+    await call(srv.url, "POST", "/api/v1/auth/logout", login["token"])
+    gone = await call(srv.url, "GET", "/api/v1/auth/session", login["token"])
+    assert gone.status_code == 401 and gone.json()["error"]["code"] == "unauthorized"

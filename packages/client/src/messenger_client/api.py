@@ -303,6 +303,12 @@ class Client:
         creds = Credentials(login=login, password=password, device=self.device)
         return self._start_session(await self.call("login", creds))
 
+    async def resume(self) -> Session:
+        """Learn about the session behind the saved token (its id, the user, admin or
+        not, server settings), as :meth:`login` would have; ``unauthorized`` if it ended."""
+        session: Session = await self.call("session")
+        return self._start_session(msgspec.structs.replace(session, token=self.token or ""))
+
     async def logout(self) -> Ok:
         """End this session; the client forgets its token."""
         result: Ok = await self.call("logout")

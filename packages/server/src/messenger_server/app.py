@@ -241,6 +241,7 @@ class App:
             "login": self._login,
             "logout": self._logout,
             "logout_all": self._logout_all,
+            "session": self._session,
             "status": self._status,
             "users": self._users,
             "user": self._user,
@@ -292,6 +293,9 @@ class App:
     async def _logout_all(self, call: Call) -> object:
         await self.accounts.logout_all(call.actor)
         return Ok()
+
+    async def _session(self, call: Call) -> object:
+        return await self.accounts.session(call.actor)
 
     async def _status(self, call: Call) -> object:
         return await self.status.status(call.actor)

@@ -274,12 +274,34 @@ class MessengerApp(App[None]):
         finally:
             await stream.aclose()
 
+    @work(exclusive=True, group="resume")
+    async def _resume_session(self) -> None:
+        """A session resumed from a saved token learns what a login tells: its id (so a
+        logout elsewhere ends only that one), admin or not (F3), the server's settings."""
+        client = self.client
+        if client is None:
+            return
+        try:
+            await client.resume()
+        except ServerUnavailable as exc:
+            log.info("resume: %s", exc)  # the next connect asks again
+            return
+        except ApiError as exc:
+            if exc.code == ErrorCode.UNAUTHORIZED:
+                self._session_over("Your session has ended; please log in again")
+            else:
+                self.notify(describe_error(exc), severity="error")
+            return
+        self.refresh_bindings()
+
     def _connection_changed(self, state: ConnectionState) -> None:
         self.connection = state
         if self.main is not None:
             self.main.bar.state = state
         if state.state == "connected":
             self._online.set()
+            if self.client is not None and self.client.session is None:
+                self._resume_session()
             self._refresh_all()
             groups_connected(self)
             self._check_ban()
@@ -292,10 +314,12 @@ class MessengerApp(App[None]):
         store, main = self.store, self.main
         assert store is not None and main is not None
         if isinstance(event, SessionEnded):
+            # Every session of the user hears of it; only the one that ended stops. While
+            # this one is not known yet (resumed offline), its own end shows as the 401
+            # of the next connect.
             session = self.client.session if self.client is not None else None
-            if session is not None and event.session_id != session.session_id:
-                return
-            self._session_over("This session was ended from another client")
+            if session is not None and event.session_id == session.session_id:
+                self._session_over("This session was ended from another client")
             return
         change = store.apply(event)
         self._show_change(change)

@@ -196,6 +196,20 @@ class AccountService:
             history_on_connect=self.history_on_connect,
         )
 
+    async def session(self, actor: Actor) -> Session:
+        """The acting session as a login returned it, without the token (its holder has
+        it): what a client resuming from a saved token needs to know about itself."""
+        record = await self.store.read(lambda tx: tx.user_by_id(actor.user_id))
+        if record is None:
+            raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or expired token")
+        return Session(
+            token="",
+            session_id=actor.session_id,
+            user=self.user_view(record),
+            last_event_id=self.events.published_seq,
+            history_on_connect=self.history_on_connect,
+        )
+
     async def logout(self, actor: Actor) -> None:
         """End this session (its event streams close)."""
         await self._end(actor, [actor.session_id])

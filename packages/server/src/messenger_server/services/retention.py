@@ -193,6 +193,7 @@ class RetentionService:
             ("events", self._wrap_events),
             ("login", self._wrap_session),
             ("register", self._wrap_session),
+            ("session", self._wrap_session),
         ):
             if name in handlers:
                 handlers[name] = make(handlers[name])
