@@ -27,6 +27,8 @@ class ErrorCode(enum.StrEnum):
 
     INVALID = "invalid"
     UNAUTHORIZED = "unauthorized"
+    SESSION_EXPIRED = "session_expired"
+    """The token was a session that expired (idle too long, or too old): log in again."""
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -47,6 +49,7 @@ class ErrorCode(enum.StrEnum):
 STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.INVALID: 400,
     ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.SESSION_EXPIRED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,

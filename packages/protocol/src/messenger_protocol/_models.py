@@ -433,6 +433,9 @@ class Status(Model, frozen=True):
     member_chats: list[Chat]
     logins: list[LoginRecord]
     banned_until: float | None = None
+    session_expires_at: float | None = None
+    """Unix time this session expires if unused from now on, or at its maximum age if that
+    comes first (every request moves the idle expiry on)."""
 
 
 class JoinResult(Model, frozen=True):

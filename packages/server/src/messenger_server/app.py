@@ -117,6 +117,8 @@ class App:
             self.store, self.events, clock, self.throttle, admins=settings.admins,
             history_on_connect=settings.history_on_connect,
             hash_concurrency=settings.login_hash_concurrency,
+            session_idle_timeout=settings.session_idle_timeout,
+            session_max_age=settings.session_max_age,
         )  # fmt: skip
         self.chats = ChatService(
             self.store, self.events, self.accounts, clock, base_url=settings.base_url

@@ -27,6 +27,7 @@ from messenger_protocol import (
     SessionEnded,
     User,
     UserList,
+    format_duration,
     limits,
 )
 
@@ -46,6 +47,19 @@ HASH_NICENESS = 10
 """How much lower than the event loop the password-hashing threads run (Linux)."""
 
 T = TypeVar("T")
+
+TOUCH_MAX_SECONDS = 3600.0
+"""A session's last use is written at least this often while it is used (and at most
+every tenth of the idle timeout): after a restart the idle expiry is off by no more."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Use:
+    """When a session began, was last used, and when that use was last written."""
+
+    created_at: float
+    used_at: float
+    saved_at: float
 
 
 def _lower_priority() -> None:
@@ -75,6 +89,8 @@ class AccountService:
         hasher: PasswordHasher | None = None,
         history_on_connect: int = limits.HISTORY_ON_CONNECT,
         hash_concurrency: int = limits.LOGIN_HASH_CONCURRENCY,
+        session_idle_timeout: int = limits.SESSION_IDLE_SECONDS,
+        session_max_age: int = limits.SESSION_MAX_AGE_SECONDS,
     ) -> None:
         self.store = store
         self.history_on_connect = history_on_connect
@@ -91,6 +107,10 @@ class AccountService:
         self._dummy_hash: str | None = None
         self._actors: dict[bytes, Actor] = {}
         self._addresses: dict[str, str] = {}
+        self.session_idle_timeout = session_idle_timeout
+        self.session_max_age = session_max_age
+        self._uses: dict[str, _Use] = {}
+        """Times of sessions seen since start, by session id (newer than the stored ones)."""
         self.login_of: dict[int, str] = {}
         """Logins of users seen since start (presence hooks are synchronous)."""
         self.last_seen: dict[int, float] = {}
@@ -224,6 +244,7 @@ class AccountService:
         self._actors = {k: a for k, a in self._actors.items() if a.session_id not in ended}
         for session_id in ended:
             self._addresses.pop(session_id, None)
+            self._uses.pop(session_id, None)
             self.events.ephemeral(SessionEnded(session_id=session_id), [actor.user_id])
         self.events.hub.close_sessions(ended)
         log.info("%s logged out %d session(s)", actor.login, len(ended))
@@ -231,13 +252,17 @@ class AccountService:
     # --- tokens -------------------------------------------------------------
 
     async def authenticate(self, token: str, address: str) -> Actor:
-        """The actor behind a bearer token; ``unauthorized`` if it is not a live session."""
+        """The actor behind a bearer token; ``unauthorized`` if it is not a live session,
+        ``session_expired`` if it was one that expired (every request renews the idle time).
+        """
         key = token_hash(token)
         actor = self._actors.get(key)
         if actor is None:
             record = await self.store.read(lambda tx: tx.session_by_token(key))
             if record is None:
-                raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or expired token")
+                raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or ended token")
+            used = record.last_used_at if record.last_used_at is not None else record.created_at
+            self._uses.setdefault(record.id, _Use(record.created_at, used, used))
             actor = Actor(
                 user_id=record.user_id,
                 login=record.login,
@@ -248,13 +273,40 @@ class AccountService:
             self.login_of[actor.user_id] = actor.login
             self._addresses.setdefault(record.id, record.last_address)
         now = self.clock.now()
+        use = self._uses[actor.session_id]
+        if now >= self._expiry(use):
+            self._expired(key, actor, use)
+        use.used_at = now
         self.last_seen[actor.user_id] = now
-        if self._addresses.get(actor.session_id) != address:
-            # one write per new connection, not per request
+        touch_every = min(TOUCH_MAX_SECONDS, self.session_idle_timeout / 10)
+        if self._addresses.get(actor.session_id) != address or now - use.saved_at >= touch_every:
+            # one write per new connection (and now and then), not per request
             self._addresses[actor.session_id] = address
+            use.saved_at = now
             session_id = actor.session_id
             await self.store.write(lambda tx: tx.touch_session(session_id, address, now))
         return dataclasses.replace(actor, address=address)
+
+    def _expiry(self, use: _Use) -> float:
+        return min(use.used_at + self.session_idle_timeout, use.created_at + self.session_max_age)
+
+    def session_expires_at(self, session_id: str) -> float | None:
+        """When a session seen since start expires if it is not used again."""
+        use = self._uses.get(session_id)
+        return None if use is None else self._expiry(use)
+
+    def _expired(self, key: bytes, actor: Actor, use: _Use) -> None:
+        """Refuse an expired session for good (its token answers ``session_expired``)."""
+        self._actors.pop(key, None)
+        self._uses.pop(actor.session_id, None)
+        self._addresses.pop(actor.session_id, None)
+        self.events.hub.close_sessions([actor.session_id])
+        if use.created_at + self.session_max_age <= use.used_at + self.session_idle_timeout:
+            why = f"it is {format_duration(self.session_max_age)} old, the longest a session lasts"
+        else:
+            why = f"it was not used for {format_duration(self.session_idle_timeout)}"
+        log.info("session of %s expired: %s", actor.login, why)
+        raise ApiError(ErrorCode.SESSION_EXPIRED, f"this session expired ({why}); log in again")
 
     # --- users and presence -------------------------------------------------
 

@@ -93,6 +93,7 @@ class StatusService:
                 owned_chats=owned,
                 member_chats=member,
                 logins=tx.recent_logins(actor.user_id, LOGIN_HISTORY),
+                session_expires_at=self.accounts.session_expires_at(actor.session_id),
             )
 
         return await self.store.read(unit)
