@@ -17,6 +17,7 @@ import h11
 import pytest
 
 from messenger_client import Client, ServerUnavailable
+from messenger_client.api import numbered_name
 from messenger_protocol import ApiError, ErrorCode, encode
 
 Reply = tuple[int, dict[str, str], bytes] | None
@@ -264,3 +265,20 @@ async def test_download_error_is_typed(
         await client.download("f1", tmp_path / "x")
     assert caught.value.code == ErrorCode.FORBIDDEN
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "second", "third"),
+    [
+        ("report.pdf", "report (1).pdf", "report (2).pdf"),
+        ("backup.tar.gz", "backup (1).tar.gz", "backup (2).tar.gz"),
+        ("my.notes.txt", "my.notes (1).txt", "my.notes (2).txt"),
+        ("README", "README (1)", "README (2)"),
+        (".bashrc", ".bashrc (1)", ".bashrc (2)"),
+    ],
+)
+def test_taken_names_get_a_number_like_browsers_do(name: str, second: str, third: str) -> None:
+    """Issue 9 item 11: the names a download takes when its own is taken."""
+    path = Path("/d") / name
+    assert numbered_name(path, 0) == path
+    assert (numbered_name(path, 1).name, numbered_name(path, 2).name) == (second, third)

@@ -210,16 +210,19 @@ async def test_plain_client_file_then_download(server: ServerProcess, tmp_path: 
                 file_id = line.split("[file ", 1)[1].split(":", 1)[0]
         assert "application/pdf" in lines[-1]
         target = tmp_path / "copy.pdf"
+        target.write_bytes(b"the user's own copy")  # issue 9 item 11: never overwritten
         proc.stdin.write(f"/download {file_id} {target}\n".encode())
         proc.stdin.close()
         rest = (await proc.stdout.read()).decode()
         assert await proc.wait() == 0
-    assert f"saved {file_id} to {target}" in rest
+    beside = tmp_path / "copy (1).pdf"
+    assert f"saved {file_id} to {beside}" in rest
     assert proc.stderr is not None
     progress = (await proc.stderr.read()).decode()
     assert "report.pdf: 100% (293.0 KiB)" in progress  # the upload's progress line
     assert f"{file_id}: 100%" in progress  # and the download's
-    assert target.read_bytes() == source.read_bytes()
+    assert beside.read_bytes() == source.read_bytes()
+    assert target.read_bytes() == b"the user's own copy"
 
 
 async def test_an_upload_cut_off_midway_leaves_nothing(server: ServerProcess) -> None:

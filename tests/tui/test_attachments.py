@@ -158,6 +158,15 @@ async def test_attach_through_the_picker_see_the_card_and_download_it(
         assert panel.saved is not None
         assert panel.saved == app.config.dirs.downloads / "photo.png"
         assert panel.saved.read_bytes() == picture
+        # issue 9 item 11: a second download never overwrites the first; it says where it went
+        first = panel.saved
+        first.write_bytes(b"edited by the user")
+        await pilot.press("enter")
+        second = app.config.dirs.downloads / "photo (1).png"
+        await until(pilot, lambda: panel.saved == second, "the second download")
+        assert second.read_bytes() == picture and first.read_bytes() == b"edited by the user"
+        said = str(panel.status.render())
+        assert said == f"Saved to {second} (photo.png was already there)"
         await until(pilot, lambda: "▀" in str(panel.preview.render()), "the image preview")
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.main, "panel closed")

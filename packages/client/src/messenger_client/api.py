@@ -17,6 +17,7 @@ a chat message wait behind it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -98,6 +99,7 @@ __all__ = [
     "Progress",
     "ServerUnavailable",
     "new_client_id",
+    "numbered_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,43 @@ def _filename_from(disposition: str | None) -> str | None:
     # Never let a server-chosen name climb out of the target directory.
     name = os.path.basename(name.replace("\\", "/")).strip()
     return name if name not in ("", ".", "..") else None
+
+
+def numbered_name(path: Path, n: int) -> Path:
+    """The ``n``-th alternative to ``path`` when it is taken, as browsers name them:
+    ``report.pdf`` → ``report (1).pdf``, ``backup.tar.gz`` → ``backup (1).tar.gz``,
+    ``.bashrc`` → ``.bashrc (1)``. ``n == 0`` is ``path`` itself."""
+    if n == 0:
+        return path
+    name = path.name
+    stem, dot, ext = name.rpartition(".")
+    if not stem:  # no dot, or a leading dot only: nothing to keep as the extension
+        stem, dot, ext = name, "", ""
+    elif stem.endswith(".tar"):
+        stem, ext = stem.removesuffix(".tar"), "tar." + ext
+    return path.with_name(f"{stem} ({n}){dot}{ext}")
+
+
+async def _place(part: Path, target: Path) -> Path:
+    """Move a finished download to ``target`` or, when that is taken, to the first free
+    ``name (n).ext`` beside it; never overwrites. Returns where it went."""
+    n = 0
+    while True:
+        candidate = numbered_name(target, n)
+        try:
+            # A hard link fails if the name exists, so two downloads never take one name.
+            await aiofiles.os.link(part, candidate)
+        except FileExistsError:
+            n += 1
+            continue
+        except OSError:  # no hard links on this file system (FAT, some shares)
+            if await asyncio.to_thread(os.path.lexists, candidate):
+                n += 1
+                continue
+            await aiofiles.os.replace(part, candidate)
+            return candidate
+        await aiofiles.os.remove(part)
+        return candidate
 
 
 class Client:
@@ -608,8 +647,9 @@ class Client:
         """Download a file to ``dest`` (a file path, or a directory to put it in).
 
         Streams to ``<dest>.part`` and renames it when complete; with ``resume`` a
-        ``.part`` left by a broken download continues with a Range request.
-        Returns the final path.
+        ``.part`` left by a broken download continues with a Range request. An existing
+        file is never overwritten: the download goes to ``name (1).ext`` (then ``(2)``…)
+        instead. Returns the path it went to.
         """
         endpoint = BY_NAME["download"]
         target = Path(dest)
@@ -653,8 +693,7 @@ class Client:
                             progress(done, total)
         except httpx.RequestError as exc:
             raise ServerUnavailable(f"download from {self.base_url} failed: {exc!r}") from exc
-        await aiofiles.os.replace(part, target)
-        return target
+        return await _place(part, target)
 
     async def chat_files(self, chat_id: int) -> FileList:
         """Files posted in a chat, newest first (``/files``)."""

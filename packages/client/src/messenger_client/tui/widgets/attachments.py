@@ -346,7 +346,8 @@ class AttachmentsScreen(ModalScreen[None]):
             self.notify(f"Not downloaded: {reason}", severity="error")
             return
         self.saved = saved
-        self.status.update(f"Saved to {saved}")
+        taken = f" ({attachment.name} was already there)" if saved.name != attachment.name else ""
+        self.status.update(f"Saved to {saved}{taken}")
         self.query_one("#att-open", Button).disabled = _open_command(saved) is None
         self.query_one("#att-copy", Button).disabled = False
         shown = await asyncio.to_thread(preview_of, saved, attachment.mime)
