@@ -220,3 +220,57 @@ async def test_html_and_svg_downloads_are_sandboxed(server: ServerProcess) -> No
         assert got.status_code == 200 and got.content == data
         assert got.headers["content-security-policy"] == "sandbox; default-src 'none'"
         assert got.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_slow_body_is_cut_by_its_deadline(server_factory: Factory) -> None:
+    """Item 20: one byte at a time never keeps a connection: 408 at the body deadline."""
+    srv = server_factory(args=["--body-timeout", "0.5", "--body-min-rate", "1000"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{")
+    await writer.drain()
+
+    async def trickle() -> None:
+        for _ in range(59):
+            await asyncio.sleep(0.1)  # the attacker's pace (6 s in all), not a wait
+            writer.write(b" ")
+            await writer.drain()
+
+    sender = asyncio.create_task(trickle())
+    try:
+        async with asyncio.timeout(5.0):
+            answer = await reader.read()
+    finally:
+        sender.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"timeout"' in answer
+
+
+async def test_connection_cap_keeps_room_for_users_and_healthz(server_factory: Factory) -> None:
+    """Item 20: at the cap for anonymous clients, /healthz and a logged-in user still get in;
+    an anonymous request gets 503."""
+    # 2 unreserved slots; the 6 reserved ones leave room for connections still closing
+    srv = server_factory(args=["--max-connections", "8", "--reserved-connections", "6"])
+    token = (await register(srv.url, "alice"))["token"]
+    crowd: list[asyncio.StreamWriter] = []
+    while len(crowd) < 2:  # two anonymous keep-alive connections fill the unreserved slots
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        if b"connection: close" in head.lower():
+            writer.close()  # it got a reserved slot (an earlier connection was still closing)
+            continue
+        crowd.append(writer)
+    try:
+        login = await call(
+            srv.url, "POST", "/api/v1/auth/login", json={"login": "alice", "password": "password1"}
+        )
+        assert (login.status_code, login.json()["error"]["code"]) == (503, "unavailable")
+        assert (await call(srv.url, "GET", "/healthz")).status_code == 200
+        status = await call(srv.url, "GET", "/api/v1/status", token)
+        assert status.status_code == 200, status.text
+    finally:
+        for writer in crowd:
+            writer.close()

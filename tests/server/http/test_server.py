@@ -470,3 +470,95 @@ async def test_header_injection_from_the_app_becomes_500(serve: Serve, connect: 
     answer = await client.response()
     assert (answer.status, error_code(answer.body)) == (500, "internal")
     assert "x-evil" not in answer.headers
+
+
+async def _trickle(client: object, data: bytes, every: float) -> None:
+    """Send ``data`` one byte at a time, ``every`` s apart (a slow-loris body)."""
+    from tests.server.http.conftest import RawClient
+
+    assert isinstance(client, RawClient)
+    for i in range(len(data)):
+        try:
+            await client.send(data[i : i + 1])
+        except ConnectionError:
+            return
+        await asyncio.sleep(every)  # the attack's pace, not a wait for the server
+
+
+async def test_trickled_body_hits_the_total_deadline(serve: Serve, connect: Connect) -> None:
+    """Item 20 of issue 9: a body of one byte per interval (each read well within the
+    per-read timeout) is cut at its total deadline with 408, then the connection closes."""
+    server = await serve(echo, body_timeout=0.5, body_min_rate=1000.0, body_read_timeout=30.0)
+    client = await connect(server)
+    await client.send(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sender = asyncio.create_task(_trickle(client, b"x" * 100, 0.05))  # 5 s for all of it
+    try:
+        answer = await client.response(timeout=10.0)
+    finally:
+        sender.cancel()
+    assert (answer.status, error_code(answer.body)) == (408, "timeout")
+    assert loop.time() - started < 4.0  # the deadline (0.6 s), not the whole trickle (5 s)
+    assert await client.closed_by_server()
+
+
+async def test_body_deadline_grows_with_the_body(serve: Serve, connect: Connect) -> None:
+    """Item 20: a body that takes longer than ``body_timeout`` but arrives faster than
+    ``body_min_rate`` is read whole (a big upload on a slow link still works)."""
+    server = await serve(echo, body_timeout=0.3, body_min_rate=2000.0)
+    client = await connect(server)
+    body = b"y" * 4000  # allowed 0.3 s + 2 s; sent in about 1 s
+    await client.send(b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 4000\r\n\r\n")
+    for start in range(0, len(body), 400):
+        await client.send(body[start : start + 400])
+        await asyncio.sleep(0.1)  # 4,000 bytes/s: slower than body_timeout alone allows
+    answer = await client.response()
+    assert answer.status == 200 and json.loads(answer.body)["length"] == 4000
+
+
+async def test_connection_cap_answers_503_and_keeps_a_reserve(
+    serve: Serve, connect: Connect
+) -> None:
+    """Item 20: past max_connections - reserved_connections only /healthz and token bearers
+    are served (and anonymous ones closed after their answer); past the cap, 503."""
+
+    async def app(request: Request) -> Response:
+        if request.headers.get("authorization") == "Bearer good":
+            request.mark_authenticated()
+        elif request.path != "/healthz":
+            body = await request.body.read(limits.MAX_JSON_BODY)
+            return Response(body=json.dumps({"anonymous": len(body)}).encode())
+        return Response(body=b'{"ok": true}')
+
+    server = await serve(app, max_connections=6, reserved_connections=2)
+    crowd = [await connect(server) for _ in range(4)]
+    for client in crowd:  # four anonymous keep-alive connections: the unreserved ones
+        await client.send(get("/anon"))
+        assert (await client.response()).status == 200
+    assert server.connections == 4
+    anonymous = await connect(server)
+    await anonymous.send(get("/anon"))
+    refused = await anonymous.response()
+    assert (refused.status, error_code(refused.body)) == (503, "unavailable")
+    assert refused.headers["retry-after"] == "5"
+    assert await anonymous.closed_by_server()
+    health = await connect(server)
+    await health.send(get("/healthz"))
+    assert (await health.response()).status == 200
+    assert await health.closed_by_server()  # a reserved slot is not kept for it
+    for _ in range(500):  # the server gives a slot back once it has closed its side too
+        if server.connections == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert server.connections == 4
+    users = [await connect(server) for _ in range(2)]
+    for user in users:
+        for _ in range(2):  # kept alive: the token made it a user's connection
+            await user.send(get("/status", "Authorization: Bearer good"))
+            assert (await user.response()).status == 200
+    assert server.connections == 6
+    over = await connect(server)
+    await over.send(get("/healthz"))
+    beyond = await over.response()
+    assert (beyond.status, error_code(beyond.body)) == (503, "unavailable")

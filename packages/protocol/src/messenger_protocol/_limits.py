@@ -98,6 +98,17 @@ SESSION_MAX_AGE_SECONDS: Final = 365 * 24 * 3600
 """A session this old expires however much it is used."""
 MAX_CONNECTIONS_PER_IP: Final = 256
 """Simultaneous TCP connections one IP address may hold."""
+MAX_CONNECTIONS: Final = 10_000
+"""Simultaneous TCP connections the whole server holds (503 beyond; lowered to fit the
+process's file-descriptor limit)."""
+RESERVED_CONNECTIONS: Final = 100
+"""The last connections under :data:`MAX_CONNECTIONS`, kept for ``/healthz`` and
+requests with a valid token: an anonymous flood cannot take them."""
+BODY_TIMEOUT_SECONDS: Final = 30.0
+"""Every request body gets this long in total, plus its size at :data:`BODY_MIN_RATE`."""
+BODY_MIN_RATE: Final = 8 * 1024
+"""Slowest average upload speed (bytes/s) the body deadline allows for: a 5 MiB file
+gets 30 s + 640 s; one byte every 4 s is cut after about 30 s."""
 
 EVENT_QUEUE_MAX_BYTES: Final = 1024 * 1024
 """Bytes of undelivered events a stream may buffer before it is cut (it resumes by id)."""

@@ -207,6 +207,21 @@ class Settings:
     max_connections_per_ip: int = _setting(
         limits.MAX_CONNECTIONS_PER_IP, _int(1), "simultaneous connections per address"
     )
+    max_connections: int = _setting(
+        limits.MAX_CONNECTIONS, _int(2), "simultaneous connections in all (503 beyond; "
+        "lowered to fit the open-file limit)"
+    )  # fmt: skip
+    reserved_connections: int = _setting(
+        limits.RESERVED_CONNECTIONS, _int(1), "of max_connections, kept for /healthz and "
+        "requests with a valid token"
+    )  # fmt: skip
+    body_timeout: float = _setting(
+        limits.BODY_TIMEOUT_SECONDS, _float(0), "seconds any request body gets in total, plus "
+        "its size at body_min_rate"
+    )  # fmt: skip
+    body_min_rate: int = _setting(
+        limits.BODY_MIN_RATE, _int(1), "slowest upload (bytes/s) the body deadline allows for"
+    )
     event_queue_max_bytes: int = _setting(
         limits.EVENT_QUEUE_MAX_BYTES, _int(1024), "unsent event bytes before a stream is cut"
     )
@@ -309,4 +324,10 @@ def load_settings(
     merged: dict[str, object] = {}
     for layer in layers:
         merged.update(layer)
-    return Settings(**{name: _parse(name, raw) for name, raw in merged.items()})
+    settings = Settings(**{name: _parse(name, raw) for name, raw in merged.items()})
+    if settings.reserved_connections >= settings.max_connections:
+        raise ConfigError(
+            f"reserved_connections must be less than max_connections "
+            f"({settings.max_connections}), got {settings.reserved_connections!r}"
+        )
+    return settings

@@ -45,13 +45,46 @@ def _default_app(settings: Settings, clock: Clock, hub: Hub) -> AppLike:
     return app
 
 
+FD_HEADROOM = 128
+"""Open files kept free of connections: database, WAL, logs, files being up/downloaded."""
+
+
+def connection_cap(wanted: int) -> int:
+    """``wanted``, lowered to fit the open-file limit (raised to its hard limit first).
+
+    Past the limit ``accept()`` fails and new clients are reset with no answer; under it
+    they get a 503 and the reserved connections stay usable.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FD_HEADROOM
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    cap = max(2, soft - FD_HEADROOM)
+    log.warning("open-file limit is %d: at most %d connections (not %d)", soft, cap, wanted)
+    return cap
+
+
 def http_limits(settings: Settings) -> HttpLimits:
     """Transport limits from the settings."""
+    cap = connection_cap(settings.max_connections)
     return HttpLimits(
         max_request_head=settings.max_request_head,
         idle_unauthenticated=settings.idle_unauthenticated,
         keepalive_idle=settings.keepalive_idle,
         max_connections_per_ip=settings.max_connections_per_ip,
+        max_connections=cap,
+        reserved_connections=min(settings.reserved_connections, cap - 1),
+        body_timeout=settings.body_timeout,
+        body_min_rate=settings.body_min_rate,
     )
 
 

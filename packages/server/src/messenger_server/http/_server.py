@@ -76,6 +76,10 @@ class LogLimiter:
 
 _log_limit = LogLimiter()
 
+_AT_CAPACITY = ApiError(
+    ErrorCode.UNAVAILABLE, "the server is at its connection limit; try again soon", retry_after=5
+)
+
 _SERVER = b"messenger"
 _WRITE_HIGH_WATER = 256 * 1024
 _MAX_QUERY_FIELDS = 64
@@ -94,6 +98,19 @@ class HttpLimits:
     """An authenticated keep-alive connection is closed after this long without a request."""
     max_connections_per_ip: int = limits.MAX_CONNECTIONS_PER_IP
     """Simultaneous connections from one address (429 and close beyond)."""
+    max_connections: int = limits.MAX_CONNECTIONS
+    """Simultaneous connections in all (503 and close beyond)."""
+    reserved_connections: int = limits.RESERVED_CONNECTIONS
+    """The last of ``max_connections``: a connection that gets one may only ask for a
+    ``reserved_paths`` or send a bearer token, and is closed after an answer that did not
+    authenticate it (503 for anything else). A flood of anonymous connections fills the
+    rest, never these."""
+    reserved_paths: tuple[str, ...] = ("/healthz",)
+    """Paths served on a reserved connection without a token."""
+    body_timeout: float = limits.BODY_TIMEOUT_SECONDS
+    """Total time any request body gets, on top of its size at ``body_min_rate``."""
+    body_min_rate: float = limits.BODY_MIN_RATE
+    """Slowest average upload (bytes/s) the body deadline allows for."""
     body_read_timeout: float = 30.0
     """Longest wait for the next piece of a request body."""
     write_timeout: float = 30.0
@@ -179,10 +196,16 @@ class HttpServer:
         ip, port = (str(peer_addr[0]), peer_addr[1]) if peer_addr else ("?", 0)
         peer = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         count = self._per_ip.get(ip, 0)
-        if count >= self.limits.max_connections_per_ip or self._closing:
+        live = len(self._conns)
+        if (
+            count >= self.limits.max_connections_per_ip
+            or live >= self.limits.max_connections
+            or self._closing
+        ):
             return self._refuse(reader, writer, ip)
         self._per_ip[ip] = count + 1
         conn = _Connection(self, reader, writer, peer, ip)
+        conn.reserved = live >= self.limits.max_connections - self.limits.reserved_connections
         self._conns.add(conn)
         return conn.run()
 
@@ -199,6 +222,10 @@ class HttpServer:
     ) -> None:
         if self._closing:
             exc = ApiError(ErrorCode.UNAVAILABLE, "server is shutting down")
+        elif len(self._conns) >= self.limits.max_connections:
+            if _log_limit.allow("refused connection"):
+                log.warning("refusing connection from %s: %d open in all", ip, len(self._conns))
+            exc = _AT_CAPACITY
         else:
             if _log_limit.allow("refused connection"):
                 log.warning(
@@ -238,8 +265,10 @@ class _Connection:
 
     __slots__ = (
         "_body_broken",
+        "_body_deadline",
         "_body_done",
         "_body_lead",
+        "_body_received",
         "_body_remaining",
         "_parser",
         "_reader",
@@ -248,6 +277,7 @@ class _Connection:
         "authenticated",
         "ip",
         "peer",
+        "reserved",
         "state",
         "stream_protocol",
         "task",
@@ -279,6 +309,10 @@ class _Connection:
         # a Content-Length body is read straight from the socket (see ServerParser.take_body)
         self._body_lead = b""
         self._body_remaining: int | None = None
+        self._body_deadline = 0.0  # loop time the body's total deadline started
+        self._body_received = 0
+        self.reserved = False
+        """Got one of the reserved connections: only /healthz or a token is served."""
 
     def shutdown(self) -> None:
         """Server closing: idle connections go now, event streams end, busy ones finish."""
@@ -345,6 +379,17 @@ class _Connection:
         finally:
             self.transport.abort()
 
+    def _body_wait(self, expected: int) -> float:
+        """Seconds the next piece of the body may take: the per-read timeout, cut to what
+        is left of the body's total deadline (``body_timeout`` + size at ``body_min_rate``)."""
+        limits = self._server.limits
+        budget = limits.body_timeout + max(expected, self._body_received) / limits.body_min_rate
+        left = self._body_deadline + budget - asyncio.get_running_loop().time()
+        if left <= 0:
+            self._body_broken = True
+            raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly")
+        return min(limits.body_read_timeout, left)
+
     async def _receive(self, timeout: float) -> None:
         try:
             async with asyncio.timeout(timeout):
@@ -352,6 +397,7 @@ class _Connection:
         except ConnectionError:
             self._body_broken = True
             raise PeerGone("the client went away during the request body") from None
+        self._body_received += len(data)
         self._parser.receive_data(data)
 
     async def _read_head(self) -> RequestHead | None:
@@ -388,7 +434,7 @@ class _Connection:
                     return event
             elif event is Signal.NEED_DATA:
                 try:
-                    await self._receive(self._server.limits.body_read_timeout)
+                    await self._receive(self._body_wait(0))
                 except TimeoutError:
                     self._body_broken = True
                     raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly") from None
@@ -402,13 +448,15 @@ class _Connection:
         lead = self._body_lead
         if lead:
             self._body_lead = b""
+            self._body_received += len(lead)
             self._body_remaining = remaining - len(lead)
             return lead
         if remaining <= 0:
             self._body_done = True
             return None
+        length = self._body_received + remaining
         try:
-            async with asyncio.timeout(self._server.limits.body_read_timeout):
+            async with asyncio.timeout(self._body_wait(length)):
                 # never more than the body: what follows belongs to the next request
                 data = await self._reader.read(min(remaining, self._server.limits.read_size))
         except TimeoutError:
@@ -420,6 +468,7 @@ class _Connection:
         if not data:
             self._body_broken = True
             raise BadRequest("request body ended early")
+        self._body_received += len(data)
         self._body_remaining = remaining - len(data)
         return data
 
@@ -460,6 +509,8 @@ class _Connection:
         """Answer one request; True if the connection may serve another."""
         self._body_done = False
         self._body_remaining = None
+        self._body_received = 0
+        self._body_deadline = asyncio.get_running_loop().time()
         if head.content_length:
             self._body_lead = self._parser.take_body()
             self._body_remaining = head.content_length
@@ -467,6 +518,8 @@ class _Connection:
         request: Request | None = None
         try:
             request = self._request(head)
+            if self.reserved and not self.authenticated:
+                self._check_reserved(request)
             result = await self._server.handler(request)
         except ApiError as exc:
             if isinstance(exc, ProtocolViolation):
@@ -490,6 +543,8 @@ class _Connection:
             return False
         head_only = head.method == "HEAD"
         close = self._must_close_after(head, request.body if request is not None else None)
+        if self.reserved and not self.authenticated:
+            close = True  # a reserved slot is not kept for anyone without a token
         if type(result) is Response:
             try:
                 self._send_response(result, head_only, close)
@@ -519,6 +574,15 @@ class _Connection:
             await self._linger()
             return False
         return self._parser.keep_alive and not self._server._closing
+
+    def _check_reserved(self, request: Request) -> None:
+        """On a reserved connection only the reserved paths and token bearers get in."""
+        limits = self._server.limits
+        if request.path in limits.reserved_paths or "authorization" in request.headers:
+            return
+        if _log_limit.allow("refused connection"):
+            log.warning("%s: at the connection limit, refused %s", self.peer, request.path)
+        raise _AT_CAPACITY
 
     def _peer_left(self, head: RequestHead) -> None:
         if _log_limit.allow("client gone"):
