@@ -155,7 +155,9 @@ def test_schedule_parses_when_into_unix_time() -> None:
         ("/schedule +10m general", "usage: /schedule <when> <target> <text>"),
         ("/create bad/name", "not a valid chat name"),
         ("/history team 5 6", "too many arguments"),
-        ("/join", "usage: /join <chat> [key]"),
+        ("/join", "usage: /join <chat> [key|link]"),
+        ("/join team http://host/join/other?key=k3y", "that link is for other, not team"),
+        ("/join team http://host/join/team", "no invite key in"),
         ("", "empty line"),
     ],
 )
@@ -210,6 +212,21 @@ def test_invite_links(text: str, expected: tuple[str, str | None]) -> None:
 
 def test_join_accepts_a_full_link() -> None:
     assert ok("/join http://127.0.0.1:8000/join/team/k3y").args == {"chat": "team", "key": "k3y"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "/join team k3y",
+        "/join team http://127.0.0.1:8000/join/team?key=k3y",
+        "/join http://127.0.0.1:8000/join/team?key=k3y",
+        "/join Team https://chat.example/join/team?key=k3y",
+    ],
+)
+def test_join_takes_a_chat_with_a_key_or_a_link(line: str) -> None:
+    """Issue 9 item 3: /join <chat> <link-or-key> and /join <link> all give chat and key."""
+    args = ok(line).args
+    assert args["chat"].lower() == "team" and args["key"] == "k3y"
 
 
 def test_complete_commands() -> None:

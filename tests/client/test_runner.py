@@ -123,6 +123,20 @@ async def test_group_chats_invites_links_and_requests(runners: Runners) -> None:
     assert isinstance(error, ErrorOut) and error.code in ("forbidden", "not_found")
 
 
+async def test_join_with_the_chat_and_a_link_or_a_bare_key(runners: Runners) -> None:
+    """Issue 9 item 3: /join <chat> <link> and /join <chat> <key> both file a request."""
+    alice, bob, carol = await runners("alice"), await runners("bob"), await runners("carol")
+    await one(alice, "/create team")
+    first = await alice.client.create_link((await alice.resolve("team")).id)
+    second = await alice.client.create_link(first.chat_id)
+    by_link = await one(bob, f"/join team {first.link}")
+    assert isinstance(by_link, InfoOut) and "join request sent" in by_link.text
+    by_key = await one(carol, f"/join team {second.key}")
+    assert isinstance(by_key, InfoOut) and "join request sent" in by_key.text
+    pending = await alice.client.join_requests(first.chat_id)
+    assert sorted(r.login for r in pending.requests) == ["bob", "carol"]
+
+
 async def test_scheduled_messages(runners: Runners) -> None:
     alice = await runners("alice")
     scheduled = await one(alice, "/schedule +1h general later")

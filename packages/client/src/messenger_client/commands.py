@@ -140,7 +140,7 @@ COMMANDS: dict[str, CommandSpec] = {
         _cmd("invite", "<login> <chat>", "(owner) add a user to a group chat",
              _a("login", "login"), _a("chat", "chat")),
         _cmd("link", "<chat>", "(owner) create an invite link", _a("chat", "chat")),
-        _cmd("join", "<chat> [key]", "join a group chat (with an invite key or link)",
+        _cmd("join", "<chat> [key|link]", "join a group chat (with an invite key or link)",
              _a("chat", "word"), _a("key", "word", True)),
         _cmd("approve", "<chat> <login>", "(owner) approve a join request", _a("chat", "chat"),
              _a("login", "login")),
@@ -366,14 +366,30 @@ def parse(line: str) -> ParsedCommand | UsageError:
     if rest.strip():
         return UsageError(f"too many arguments: {rest.strip()!r}", spec.usage)
     if name == "join":
+        return _join_args(values, line, spec)
+    return ParsedCommand(name, values, line)
+
+
+def _join_args(values: dict[str, Any], line: str, spec: CommandSpec) -> ParsedCommand | UsageError:
+    """``/join <link>``, ``/join <chat> <key>`` and ``/join <chat> <link>`` alike."""
+    try:
+        chat, key = parse_invite(values["chat"])
+    except ValueError as exc:
+        return UsageError(str(exc), spec.usage)
+    if not _CHAT.match(chat):
+        return UsageError(f"not a valid chat name: {chat!r}", spec.usage)
+    given: str | None = values["key"]
+    if given is not None and any(c in given for c in "/?#"):
         try:
-            chat, key = parse_invite(values["chat"])
+            link_chat, given = parse_invite(given)
         except ValueError as exc:
             return UsageError(str(exc), spec.usage)
-        if not _CHAT.match(chat):
-            return UsageError(f"not a valid chat name: {chat!r}", spec.usage)
-        values["chat"], values["key"] = chat, values["key"] or key
-    return ParsedCommand(name, values, line)
+        if given is None:
+            return UsageError(f"no invite key in {values['key']!r}", spec.usage)
+        if link_chat.lower() != chat.lower():
+            return UsageError(f"that link is for {link_chat}, not {chat}", spec.usage)
+    values["chat"], values["key"] = chat, given or key
+    return ParsedCommand("join", values, line)
 
 
 # --- completion -------------------------------------------------------------

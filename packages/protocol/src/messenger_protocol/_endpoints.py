@@ -28,6 +28,7 @@ PATH_PARAM_TYPES: dict[str, type] = {
     "login": str,
     "file_id": str,
     "key": str,
+    "chat_name": str,
 }
 """Type of every path parameter, by name."""
 
@@ -151,6 +152,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
        summary="Owner revokes an invite key", tag="groups"),
     _e("join", "POST", f"{API}/chats/join", m.JoinResult, m.JoinChat, body="json",
        summary="Ask to join a chat, with or without a key (/join)", tag="groups"),
+    _e("invite_page", "GET", "/join/{chat_name}", m.InvitePage, query=m.InviteQuery, auth=False,
+       summary="What an invite link's URL answers: the chat and how to join (HTML for browsers)",
+       tag="groups"),
     _e("join_requests", "GET", f"{API}/chats/{{chat_id}}/requests", m.JoinRequestList,
        summary="Pending join requests (owner)", tag="groups"),
     _e("approve", "POST", f"{API}/chats/{{chat_id}}/requests/{{login}}/approve", m.Members,

@@ -327,6 +327,12 @@ class UnreadQuery(Request, frozen=True):
     limit: Annotated[int, Meta(ge=1, le=L.UNREAD_PAGE_MAX)] = L.UNREAD_PAGE_MAX
 
 
+class InviteQuery(Request, frozen=True):
+    """The key of an invite link's URL (``/join/<chat>?key=<key>``)."""
+
+    key: Annotated[str, Meta(max_length=128)] | None = None
+
+
 class UploadQuery(Request, frozen=True):
     """Display name of an uploaded file (the type is sniffed, never taken from it)."""
 
@@ -443,6 +449,21 @@ class JoinResult(Model, frozen=True):
 
     state: JoinState
     chat: Chat | None = None
+
+
+class InvitePage(Model, frozen=True):
+    """What the URL of a usable invite link answers: the chat and how to join it.
+
+    A link that is not usable (unknown chat or key, revoked, expired, used up) answers
+    403 ``forbidden`` instead, the same for every reason.
+    """
+
+    chat_name: str
+    link: str
+    join_command: str
+    """What to type in the client: ``/join <link>`` (or ``/join <chat> <key>``)."""
+    expires_at: float | None = None
+    uses_left: int | None = None
 
 
 class JoinRequestList(Model, frozen=True):

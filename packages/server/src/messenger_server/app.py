@@ -38,6 +38,7 @@ from .config import Settings
 from .file_routes import file_handlers
 from .http import HttpServer, Request, Response, ResponseStream, StreamResponse
 from .hub import Hub
+from .invite_page import PAGE_HEADERS, invite_html
 from .services import (
     AccountService,
     Actor,
@@ -268,6 +269,7 @@ class App:
             "create_link": self._create_link,
             "revoke_link": self._revoke_link,
             "join": self._join,
+            "invite_page": self._invite_page,
             "join_requests": self._join_requests,
             "approve": self._approve,
             "reject": self._reject,
@@ -383,6 +385,26 @@ class App:
 
     async def _join(self, call: Call) -> object:
         return await self.chats.join(call.actor, call.body)
+
+    async def _invite_page(self, call: Call) -> object:
+        # A browser (Accept: text/html) gets a small page; anything else the typed JSON.
+        html = "text/html" in (call.request.headers.get("accept") or "")
+        try:
+            page = await self.chats.invite_page(call.params["chat_name"], call.query.key)
+        except ApiError as exc:
+            if not html or exc.code != ErrorCode.FORBIDDEN:
+                raise
+            body, status = invite_html(None, exc.message), 403
+        else:
+            if not html:
+                return page
+            body, status = invite_html(page), 200
+        return Response(
+            status=status,
+            body=body,
+            content_type="text/html; charset=utf-8",
+            headers=list(PAGE_HEADERS),
+        )
 
     async def _join_requests(self, call: Call) -> object:
         return await self.chats.join_requests(call.actor, call.params["chat_id"])

@@ -16,6 +16,7 @@ from messenger_protocol import (
     CreateLink,
     ErrorCode,
     InviteLink,
+    InvitePage,
     InviteUser,
     JoinChat,
     JoinDecided,
@@ -34,11 +35,17 @@ from .accounts import AccountService
 from .actor import Actor, forbidden, require_member, require_owner
 from .events import EventService
 
-__all__ = ["ChatService"]
+__all__ = ["INVITE_NOT_VALID", "ChatService"]
 
 log = logging.getLogger(__name__)
 
 _RESERVED_NAMES = {"general"}
+
+INVITE_NOT_VALID = (
+    "this invite link is not valid (unknown, revoked, expired or used up);"
+    " ask the chat's owner for a new one"
+)
+"""The one answer to every unusable invite key: no reason tells an outsider more."""
 
 
 def _user(tx: Tx, login: str) -> UserRecord:
@@ -240,6 +247,31 @@ class ChatService:
 
         await self.store.write(unit)
 
+    async def invite_page(self, chat_name: str, key: str | None) -> InvitePage:
+        """What an invite link's URL tells whoever holds it: the chat and how to join.
+
+        Anyone may ask (no login); a link that is not usable is ``forbidden`` with one
+        message whatever the reason, so the URL tells nobody more than they already have.
+        """
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> InvitePage:
+            chat = tx.group_by_name(chat_name)
+            link = tx.link(key) if key else None
+            if chat is None or link is None or link.chat_id != chat.id or not link.usable(now):
+                raise forbidden(INVITE_NOT_VALID)
+            view = self.link_view(link, chat.name)
+            left = None if link.max_uses is None else link.max_uses - link.uses
+            return InvitePage(
+                chat_name=chat.name,
+                link=view.link,
+                join_command=f"/join {view.link}",
+                expires_at=link.expires_at,
+                uses_left=left,
+            )
+
+        return await self.store.read(unit)
+
     def owned_chat(self, tx: Tx, chat: Chat, now: float) -> OwnedChat:
         """A group the user owns with its usable keys and pending requests."""
         return OwnedChat(
@@ -272,7 +304,7 @@ class ChatService:
             if body.key is not None:
                 link = tx.link(body.key)
                 if link is None or link.chat_id != chat.id or not link.usable(now):
-                    raise forbidden("this invite key is not valid")
+                    raise forbidden(INVITE_NOT_VALID)
                 tx.use_link(link.key)
             tx.upsert_join_request(chat.id, actor.user_id, now, with_key)
             request = JoinRequest(
