@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from messenger_protocol import Chat, Message, format_count
 
@@ -124,6 +124,26 @@ class MainScreen(Screen[None]):
         self.thread_panel.display = False
         self.unseen_badge.display = False
         self.composer.focus()
+
+    def _typing_target(self) -> Composer | None:
+        """The composer that stray typing belongs to, or None when a text field has it."""
+        if isinstance(self.focused, (TextArea, Input)):
+            return None
+        if self.thread_panel.display and self.thread_panel.has_focus_within:
+            return self.thread_composer
+        return self.composer
+
+    def on_key(self, event: events.Key) -> None:
+        """Printable keys typed while a list has focus go to the composer (issue 9 item 9)."""
+        target = self._typing_target()
+        if target is not None:
+            target.take_stray_key(event, self.active_bindings)
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A paste while a list has focus goes to the composer."""
+        target = self._typing_target()
+        if target is not None:
+            target.take_stray_paste(event)
 
     # --- fed by the app -----------------------------------------------------------
 

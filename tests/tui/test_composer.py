@@ -1,0 +1,77 @@
+"""The composer keeps what the user types, wherever the focus happens to be."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import events
+
+from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.screens.status import StatusScreen
+from messenger_client.tui.widgets.message_view import MessageView
+from messenger_protocol import GENERAL_CHAT_ID
+from tests.support.server import ServerProcess
+from tests.tui.conftest import until
+from tests.tui.test_app import SIZE, other_user, register_in_app, shown_texts
+
+
+async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Issue 9 item 9: after a click on a message (or a closed dialog) printable keys went
+    nowhere. They go to the composer, the first one too, after what was already typed;
+    j/k/g/G and Enter stay the list's."""
+    bob = await other_user(server, "bob")
+    await bob.send(GENERAL_CHAT_ID, "first")
+    await bob.send(GENERAL_CHAT_ID, "second")
+    app = make_app(server.url)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            main = app.main
+            assert main is not None
+            await until(pilot, lambda: "second" in shown_texts(app, 1), "the history")
+            await pilot.press(*"draft ")
+            assert main.composer.text == "draft "
+            await pilot.click(MessageView)
+            await until(pilot, lambda: main.view.has_focus, "the list focused by the click")
+            await pilot.press("h")  # the very first key is kept
+            assert main.composer.has_focus and main.composer.text == "draft h"
+            await pilot.press(*"i there")
+            assert main.composer.text == "draft hi there"
+
+            # the list's own keys stay the list's: k selects, nothing is typed
+            main.view.focus()
+            await until(pilot, lambda: main.view.has_focus, "the list focused again")
+            await pilot.press("k", "k", "j")
+            assert main.view.has_focus and main.view.selected is not None
+            assert main.composer.text == "draft hi there"
+
+            # after a dialog closes the focus is back on the list; typing still lands
+            await pilot.press("f2")
+            await until(pilot, lambda: isinstance(app.screen, StatusScreen), "the status")
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is main and main.view.has_focus, "back")
+            await pilot.press("!")
+            assert main.composer.text == "draft hi there!"
+            await pilot.press("enter")
+            await until(pilot, lambda: "draft hi there!" in shown_texts(app, 1), "sent")
+            assert main.composer.text == ""
+    finally:
+        await bob.close()
+
+
+async def test_a_paste_into_the_message_list_lands_in_the_composer(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Issue 9 item 9: pasted text is not lost either."""
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        main = app.main
+        assert main is not None
+        main.view.focus()
+        await until(pilot, lambda: main.view.has_focus, "the list focused")
+        app.post_message(events.Paste("pasted text"))  # what the terminal sends
+        await until(pilot, lambda: main.composer.text == "pasted text", "the paste")
+        assert main.composer.has_focus
