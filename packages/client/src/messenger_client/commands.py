@@ -582,6 +582,8 @@ def error_out(exc: ApiError | ServerUnavailable) -> ErrorOut:
     text = exc.message
     if exc.code == ErrorCode.UNAVAILABLE and "not available" not in exc.message:
         text = f"not available yet ({exc.message})"
+    elif exc.code == ErrorCode.SESSION_EXPIRED:
+        text = f"{exc.message} with /login <login> <password>"
     return ErrorOut(exc.code.value, text, retry_after=exc.retry_after, until=exc.until)
 
 

@@ -25,6 +25,7 @@ import msgspec
 
 from messenger_protocol import (
     ApiError,
+    ErrorCode,
     Message,
     ReadMarker,
     Reset,
@@ -106,6 +107,9 @@ def _status_lines(status: Status) -> list[str]:
     if status.banned_until is not None:
         until = format_time(status.banned_until, now=now, relative=True)
         lines.append(f"  banned from sending until {until}")
+    if status.session_expires_at is not None:
+        expires = format_time(status.session_expires_at, now=now, relative=True)
+        lines.append(f"  this session expires {expires} if left unused")
     lines.append(f"  connections: {len(status.connections)}")
     for c in status.connections:
         mark = " (this one)" if c.current else ""
@@ -287,6 +291,8 @@ class PlainConsole:
         there must not move the read cursor past them (``/unread`` prints them all)."""
         self._read_task: asyncio.Task[None] | None = None
         self._was_offline = False
+        self._expiry_said = False
+        """The session's expiry was printed (a command and the stream both hear of it)."""
 
     # --- printing ---------------------------------------------------------------
 
@@ -301,6 +307,10 @@ class PlainConsole:
         unread messages not printed yet: the history on connect (``mark=False``) shows
         only the newest, so what came before them stays unread for ``/unread``.
         """
+        if isinstance(out, ErrorOut) and out.code == ErrorCode.SESSION_EXPIRED:
+            if self._expiry_said:
+                return
+            self._expiry_said = True
         if isinstance(out, MessageOut):
             if (out.live or once) and out.message.id in self._printed:
                 return
@@ -407,6 +417,7 @@ class PlainConsole:
 
     async def _start_session(self, session: Session) -> None:
         await self._stop_events()
+        self._expiry_said = False
         self._behind.clear()
         n = self.config.history if self.config.history is not None else session.history_on_connect
         for out in await self.runner.catch_up(n):

@@ -1,0 +1,63 @@
+"""The plain console client when its session expires (issue 9 item 19), against the real
+server process with its clock moved by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.client.test_integration import PASSWORD, Plain
+from tests.support.server import ServerProcess
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def clocked(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> ServerProcess:
+    """A server whose sessions expire after an hour unused."""
+    clock = tmp_path / "clock"
+    clock.write_text(repr(T0))
+    return server_factory(clock_file=clock, args=["--session-idle-timeout", "3600"])
+
+
+@pytest.fixture
+async def console(clocked: ServerProcess, tmp_path: Path) -> AsyncIterator[Plain]:
+    env = {**os.environ, "MESSENGER_CLIENT_HOME": str(tmp_path / "client")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "messenger_client", "--plain", "--server", clocked.url,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    yield Plain(proc)
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_plain_client_says_once_that_the_session_expired(
+    clocked: ServerProcess, console: Plain
+) -> None:
+    """Item 19: /status says when the session expires; once it has, one line says so and
+    how to log in again; /login starts a new session."""
+    console.send(f"/auth alice {PASSWORD}")
+    await console.expect("logged in as alice")
+    console.send("/status")
+    line = await console.expect("this session expires")
+    assert line.endswith("if left unused")
+    clocked.set_time(T0 + 3600)
+    console.send("/status")
+    expired = await console.expect("session_expired")
+    assert expired == (
+        "error session_expired: this session expired (it was not used for 1 h);"
+        " log in again with /login <login> <password>"
+    )
+    console.send(f"/login alice {PASSWORD}")
+    await console.expect("logged in as alice")
+    console.send("/status")
+    await console.expect("status of alice")
+    assert await console.finish() == 0
+    assert sum("session_expired" in line for line in console.lines) == 1
