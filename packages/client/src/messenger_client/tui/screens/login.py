@@ -41,13 +41,26 @@ def server_label(url: str) -> str:
 
 
 class LoginScreen(Screen[None]):
-    """Log in or register; errors show under the form."""
+    """Log in or register; errors show under the form.
+
+    Keys typed in a burst (a password manager's autotype: login, Tab, password, Enter)
+    land where they were aimed: the first field has focus from the moment the form
+    exists (``AUTO_FOCUS``, not a focus call that waits its turn behind the typed keys:
+    the login, or the password when the login is known),
+    and Tab moves on in the order the keys came (a priority binding, run as the app
+    reads the key, not after the characters before it were forwarded to a field).
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "register", "Register", id="login.register",
                 tooltip="Create the account and log in"),
         Binding("ctrl+q", "app.quit", "Quit", id="login.quit"),
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True,
+                id="login.next"),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False,
+                priority=True, id="login.previous"),
     ]  # fmt: skip
+    AUTO_FOCUS = ".first-field"
 
     def __init__(self, server: str, login: str = "", error: str = "") -> None:
         super().__init__()
@@ -62,22 +75,20 @@ class LoginScreen(Screen[None]):
             yield Label("Server (host:port)")
             yield Input(server_label(self._server), id="server")
             yield Label("Login")
+            first = "first-field"
             yield Input(self._login, placeholder="letters, digits, _ . -", id="login",
-                        max_length=limits.MAX_LOGIN)  # fmt: skip
+                        max_length=limits.MAX_LOGIN,
+                        classes="" if self._login else first)  # fmt: skip
             yield Label("Password")
             yield Input(placeholder=f"at least {limits.MIN_PASSWORD} characters", password=True,
-                        id="password", max_length=limits.MAX_PASSWORD)  # fmt: skip
+                        id="password", max_length=limits.MAX_PASSWORD,
+                        classes=first if self._login else "")  # fmt: skip
             yield Checkbox("Remember me on this computer", True, id="remember")
             with Horizontal(id="login-buttons"):
                 yield Button("Log in", variant="primary", id="do-login")
                 yield Button("Register", id="do-register")
             yield Static(self._error, id="login-error")
         yield Footer()
-
-    def on_mount(self) -> None:
-        """Focus the first empty field."""
-        target = "#password" if self._login else "#login"
-        self.query_one(target, Input).focus()
 
     def show_error(self, text: str) -> None:
         """Show why logging in failed, and let the user try again."""
