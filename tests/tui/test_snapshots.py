@@ -15,6 +15,7 @@ from textual.widgets import Input, TextArea
 from messenger_client.cache import Cache
 from messenger_client.events import ConnectionState
 from messenger_client.tui.app import MessengerApp, TuiOptions
+from messenger_client.tui.screens.help import HelpScreen
 from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.timeline import utc
@@ -123,3 +124,20 @@ def test_status_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
     app = offline_app(tmp_path, with_cache=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=show_status)
+
+
+def test_help_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    """Issue 9 item 10: the help screen, filtered to the thread commands and keys."""
+
+    async def show_help(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        app = pilot.app
+        assert isinstance(app, MessengerApp)
+        app.action_help_screen("thread")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        for widget in app.screen.query(Input):
+            widget.cursor_blink = False
+        await pilot.pause()
+
+    app = offline_app(tmp_path, with_cache=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=show_help)

@@ -51,6 +51,7 @@ from .messages import LoginRequested, OpenChat, OpenDirect
 from .screens.admin import AdminScreen
 from .screens.groups import connected as groups_connected
 from .screens.groups import group_event
+from .screens.help import HelpScreen, help_rows
 from .screens.login import LoginScreen
 from .screens.main import MainScreen
 from .screens.output import OutputScreen
@@ -141,6 +142,8 @@ class MessengerApp(App[None]):
                 tooltip="Quit (the session stays logged in)"),
         Binding("f3", "admin", "Admin", id="app.admin",
                 tooltip="Users, complaint queue, server stats and settings (admins)"),
+        Binding("f1", "help_screen", "Help", id="app.help",
+                tooltip="Every command and key, searchable (also /help)"),
     ]  # fmt: skip
 
     def __init__(
@@ -710,6 +713,11 @@ class MessengerApp(App[None]):
         if not isinstance(self.screen, AdminScreen):
             self.push_screen(AdminScreen(self.client, tz=self.options.tz))
 
+    def action_help_screen(self, query: str = "") -> None:
+        """The help screen: every command and key, filtered by ``query``."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(help_rows(self, self.options.keymap), query))
+
     # --- status ----------------------------------------------------------------------------
 
     def action_status(self) -> None:
@@ -743,6 +751,7 @@ class MessengerApp(App[None]):
         parsed = slash.parse(event.text)
         if isinstance(parsed, slash.UsageError):
             self.notify(str(parsed), severity="warning")
+            self._give_back(event.text, event.composer)  # to fix, not to retype
             return
         root = main.thread_root
         if event.composer is main.thread_composer and root is not None and parsed.name == "say":
@@ -776,6 +785,8 @@ class MessengerApp(App[None]):
             case "file" if args.get("target") is None:
                 # the picker shows the upload's progress and any refusal
                 attach_to_chat(self, chat_id, path=Path(args["path"]).expanduser())
+            case "help":
+                self.action_help_screen(args.get("command") or "")
             case "status":
                 self.action_status()
             case "thread":
@@ -858,13 +869,14 @@ class MessengerApp(App[None]):
             self._maybe_mark_read()
             return
 
-    def _give_back(self, text: str) -> None:
+    def _give_back(self, text: str, composer: Composer | None = None) -> None:
         """Put refused text back in an empty composer so it is not lost."""
         if self.main is None:
             return
-        composer = self.main.composer
+        composer = composer or self.main.composer
         if not composer.text:
             composer.load_text(text)
+            composer.move_cursor(composer.document.end)
 
     @work(group="slash")
     async def _run_slash(self, parsed: slash.ParsedCommand) -> None:
@@ -872,6 +884,8 @@ class MessengerApp(App[None]):
         if runner is None or store is None:
             return
         outputs = await runner.run(parsed)
+        if parsed.line and any(isinstance(out, slash.ErrorOut) for out in outputs):
+            self._give_back(parsed.line)  # a refused command stays to be fixed
         self._show_outputs(outputs, parsed.line)
 
     def _show_outputs(self, outputs: Iterable[slash.Output], title: str) -> None:

@@ -65,6 +65,7 @@ def _app_actions(app: MessengerApp) -> list[Action]:
         return fill
 
     actions: list[Action] = [
+        ("Help", "Every command and key, searchable (F1, /help)", app.action_help_screen),
         ("Status", "Connections, counts, chats, login history (F2)", app.action_status),
         ("Next chat", "Open the chat below in the list (Alt+Down)", app.action_next_chat),
         ("Previous chat", "Open the chat above in the list (Alt+Up)", app.action_previous_chat),

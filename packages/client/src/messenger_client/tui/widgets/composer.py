@@ -13,10 +13,19 @@ from textual import events
 from textual.message import Message as TextualMessage
 from textual.widgets import TextArea
 
-__all__ = ["Completer", "Composer"]
+__all__ = ["COMPOSER_KEYS", "Completer", "Composer"]
 
 Completer = Callable[[str], list[str]]
 """Given the text before the cursor, the completed texts to replace it with."""
+
+COMPOSER_KEYS: tuple[tuple[str, str], ...] = (
+    ("enter", "Send the message or run the /command"),
+    ("ctrl+j / shift+enter", "New line"),
+    ("tab", "Complete a /command or a @login (again: the next match)"),
+    ("up / down", "On the first / last line: walk through what you sent before"),
+    ("any key", "Typed into the composer, even while a list has focus (not j/k/g/G, Enter)"),
+)
+"""The composer's keys (handled as typing, not bindings), for the help screen."""
 
 HISTORY_MAX = 200
 """Entries kept in the input history."""
