@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from messenger_protocol import (
     ApiError,
     Attachment,
+    CreateLink,
     Credentials,
     ErrorCode,
     HistoryQuery,
@@ -99,7 +102,7 @@ def test_attachment_count_limit_crossed_by_one() -> None:
 
 def test_wrong_type_is_invalid_and_names_the_field() -> None:
     err = _invalid(SendMessage, {"text": 5})
-    assert "$.text" in err.message
+    assert err.message == "invalid body: text must be text, not a whole number"
 
 
 def test_query_strings_are_converted_and_checked() -> None:
@@ -143,3 +146,27 @@ def test_structs_are_frozen() -> None:
     with pytest.raises(AttributeError):
         msg.text = "changed"  # type: ignore[misc]
     assert msgspec.structs.replace(msg, text="y").text == "y"
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "said"),
+    [
+        (Credentials, b'{"login":"a b","password":"secret123"}',
+         "login may only hold letters, digits and _ . - (at most 32, not starting with . or -)"),
+        (Credentials, b'{"login":"ab","password":"s"}',
+         "password is too short (at least 6 characters)"),
+        (SendMessage, b'{"text":"' + b"x" * 4001 + b'"}',
+         "text is too long (at most 4000 characters)"),
+        (SendMessage, b"{}", "text is missing"),
+        (SendMessage, b'{"text":"x","attachments":[1]}',
+         "attachments[0] must be text, not a whole number"),
+        (CreateLink, b'{"max_uses":0}', "max_uses must be at least 1"),
+        (SendMessage, b"[1]", "the body must be an object, not a list"),
+    ],
+)  # fmt: skip
+def test_invalid_bodies_are_explained_in_words(kind: type[Any], body: bytes, said: str) -> None:
+    """Issue 9 item 12: no regexes or msgspec wording in what people read."""
+    with pytest.raises(ApiError) as refused:
+        decode(kind, body)
+    assert refused.value.message == f"invalid body: {said}"
+    assert "`" not in refused.value.message and "regex" not in refused.value.message

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 
+from . import _limits as limits
 from ._errors import ApiError, ErrorBody, ErrorCode
 from ._events import BaseEvent, Event
 
@@ -31,12 +34,65 @@ def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
     return decoder
 
 
+_NAME_WORDS = "letters, digits and _ . - (at most 32, not starting with . or -)"
+_PATTERN_WORDS = {
+    # msgspec quotes a pattern with repr(), so key by the repr
+    repr(limits.LOGIN_PATTERN)[1:-1]: _NAME_WORDS,
+    repr(limits.CHAT_NAME_PATTERN)[1:-1]: _NAME_WORDS,
+    repr(limits.ID_PATTERN)[1:-1]: "digits",
+}
+_TYPE_WORDS = {
+    "str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
+    "object": "an object", "array": "a list", "null": "null",
+}  # fmt: skip
+_AT = re.compile(r" - at `\$(?:\.(?P<field>\w+))?(?P<rest>[^`]*)`$")
+_FORMS: tuple[tuple[re.Pattern[str], Callable[[str, str], str]], ...] = (
+    (re.compile(r"Expected `str` matching regex '(.*)'"),
+     lambda x, _: f"may only hold {_PATTERN_WORDS.get(x, 'certain characters')}"),
+    (re.compile(r"Expected `str` of length >= (\d+)"),
+     lambda x, _: f"is too short (at least {x} characters)"),
+    (re.compile(r"Expected `str` of length <= (\d+)"),
+     lambda x, _: f"is too long (at most {x} characters)"),
+    (re.compile(r"Expected `array` of length <= (\d+)"), lambda x, _: f"has more than {x} items"),
+    (re.compile(r"Expected `(?:int|float)` >= (\S+)"), lambda x, _: f"must be at least {x}"),
+    (re.compile(r"Expected `(?:int|float)` <= (\S+)"), lambda x, _: f"must be at most {x}"),
+    (re.compile(r"Expected `(\w+)[^`]*`, got `(\w+)`"),
+     lambda x, y: f"must be {_TYPE_WORDS.get(x, x)}, not {_TYPE_WORDS.get(y, y)}"),
+)  # fmt: skip
+_FIELD_FORMS = (
+    (re.compile(r"Object missing required field `(\w+)`"), "{} is missing"),
+    (re.compile(r"Object contains unknown field `(\w+)`"), "{} is not a known field"),
+)
+
+
+def plain_words(error: str) -> str:
+    """A msgspec validation message in words people read, naming the field:
+    ``Expected `str` of length <= 4000 - at `$.text``` is ``text is too long (at most 4000
+    characters)``, and a regex becomes the characters it allows. Other forms pass through
+    without msgspec's backticks."""
+    subject = "the body"
+    at = _AT.search(error)
+    if at is not None:
+        subject = (at.group("field") or "") + at.group("rest") or subject
+        error = error[: at.start()]
+    for form, words in _FORMS:
+        found = form.fullmatch(error)
+        if found is not None:
+            first, second = (*found.groups(), "")[:2]
+            return f"{subject} {words(first, second)}"
+    for form, template in _FIELD_FORMS:
+        found = form.fullmatch(error)
+        if found is not None:
+            return template.format(found.group(1))
+    return error.replace("`", "")
+
+
 def decode(kind: type[T], data: bytes) -> T:
     """Decode JSON bytes as ``kind``; any failure is an ``invalid`` :class:`ApiError`."""
     try:
         result: T = _decoder(kind).decode(data)
     except msgspec.ValidationError as exc:
-        raise ApiError(ErrorCode.INVALID, f"invalid body: {exc}") from None
+        raise ApiError(ErrorCode.INVALID, f"invalid body: {plain_words(str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(ErrorCode.INVALID, f"malformed JSON: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only inside strings, by raising this
@@ -49,7 +105,7 @@ def decode_query(kind: type[T], params: dict[str, str]) -> T:
     try:
         return msgspec.convert(params, kind, strict=False)
     except msgspec.ValidationError as exc:
-        raise ApiError(ErrorCode.INVALID, f"invalid query: {exc}") from None
+        raise ApiError(ErrorCode.INVALID, f"invalid query: {plain_words(str(exc))}") from None
 
 
 def decode_event(data: bytes | str) -> Event:
