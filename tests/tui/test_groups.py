@@ -210,3 +210,32 @@ async def test_a_revoked_link_no_longer_lets_anyone_ask_to_join(
                 await bob.join("vault", key)
     finally:
         await bob.close()
+
+
+async def test_reject_by_command_takes_the_request_off_the_bar(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Issue 9 item 12: after /reject (or /approve) typed in the composer the join-request
+    bar kept asking about a request that was already decided."""
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    carol = await other_user(server, "carol")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            assert app.client is not None and app.main is not None
+            team = await app.client.create_chat("team")
+            await bob.join("team")
+            await carol.join("team")
+            await until(pilot, lambda: "+1 more" in screen_text(app), "two requests on the bar")
+            bar = app.main.query_one(JoinRequestBar)
+            await pilot.press(*"/reject team carol", "enter")
+            await until(pilot, lambda: "carol" not in screen_text(app), "carol off the bar")
+            assert bar.display and "bob asks to join team" in screen_text(app)
+            await pilot.press(*"/approve team bob", "enter")
+            await until(pilot, lambda: not bar.display, "the bar gone")
+            members = await bob.members(team.id)
+            assert sorted(u.login for u in members.members) == ["alice", "bob"]
+    finally:
+        await bob.close()
+        await carol.close()

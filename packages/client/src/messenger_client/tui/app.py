@@ -50,7 +50,7 @@ from .commands import ChatsProvider, MessengerCommands
 from .messages import LoginRequested, OpenChat, OpenDirect
 from .screens.admin import AdminScreen
 from .screens.groups import connected as groups_connected
-from .screens.groups import group_event
+from .screens.groups import group_event, request_decided
 from .screens.help import HelpScreen, help_rows
 from .screens.login import LoginScreen
 from .screens.main import MainScreen
@@ -884,8 +884,11 @@ class MessengerApp(App[None]):
         if runner is None or store is None:
             return
         outputs = await runner.run(parsed)
-        if parsed.line and any(isinstance(out, slash.ErrorOut) for out in outputs):
+        refused = any(isinstance(out, slash.ErrorOut) for out in outputs)
+        if refused and parsed.line:
             self._give_back(parsed.line)  # a refused command stays to be fixed
+        elif not refused and parsed.name in ("approve", "reject"):
+            request_decided(self, parsed.args["chat"], parsed.args["login"])
         self._show_outputs(outputs, parsed.line)
 
     def _show_outputs(self, outputs: Iterable[slash.Output], title: str) -> None:

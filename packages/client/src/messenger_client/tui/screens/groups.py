@@ -761,6 +761,16 @@ def group_event(app: MessengerApp, event: Event) -> None:
             pass
 
 
+def request_decided(app: MessengerApp, chat_name: str, login: str) -> None:
+    """``/approve`` or ``/reject`` went through: that request leaves the bar too."""
+    bar = _find_bar(app)
+    if bar is None:
+        return
+    for request in list(bar.requests):
+        if (request.chat_name.lower(), request.login.lower()) == (chat_name.lower(), login.lower()):
+            bar.forget(request)
+
+
 def connected(app: MessengerApp) -> None:
     """The stream is (back) online: load the pending join requests of owned chats."""
     if app.main is None or app.client is None or app.store is None:
