@@ -6,6 +6,7 @@
     uv run python bench/requests.py --baseline bench/results/requests.local.json
     uv run python bench/requests.py --profile prof/      # then py-spy under each workload
     uv run python bench/requests.py --show-profile prof/ # print those profiles again
+    uv run python bench/requests.py --server-args "--message-ttl 0"
 
 Workloads (issue 11's per-request table), each on 8 keep-alive connections, closed loop:
 
@@ -34,6 +35,7 @@ import collections
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import statistics
@@ -315,7 +317,7 @@ async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, f
     srv = ServerProcess(
         tmp / f"data{run}",
         args=["--rate-limit-messages", "1000000000", "--log-level", args.log_level,
-              "--max-connections-per-ip", "1000"],
+              "--max-connections-per-ip", "1000", *shlex.split(args.server_args)],
     )  # fmt: skip
     srv.start()
     ref: subprocess.Popen[bytes] | None = None
@@ -413,6 +415,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--runs", type=int, default=1, help="fresh server each run; medians")
     parser.add_argument("--log-level", default="INFO", help="the server's (default: its default)")
+    parser.add_argument(
+        "--server-args", default="", help='more server flags, e.g. "--store postgresql://…"'
+    )
     parser.add_argument("--profile", type=Path, help="directory for py-spy raw profiles")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--save", type=Path)
