@@ -305,6 +305,8 @@ class MessengerApp(App[None]):
             self._online.set()
             if self.client is not None and self.client.session is None:
                 self._resume_session()
+            if self.main is not None:
+                self.main.view.older_loaded()  # paging that stopped offline goes on
             self._refresh_all()
             groups_connected(self)
             self._check_ban()
@@ -508,15 +510,20 @@ class MessengerApp(App[None]):
         if client is None or store is None or main is None:
             return
         timeline = store.timeline(chat_id)
-        cached = store.older_from_cache(chat_id)
+        if before is None:
+            return  # nothing shown yet: the newest page is on its way, paging starts there
         try:
-            if before is None or self.connection.state != "connected":
+            if self.connection.state != "connected":
                 raise ServerUnavailable("offline: reading the cache")
             page = await client.history(chat_id, before=before, limit=PAGE_SIZE)
             store.add_older(chat_id, page.messages, page.has_more)
         except ServerUnavailable:
-            # Offline (or nothing loaded yet): the cache is all there is.
-            store.add_older(chat_id, cached, has_more=len(cached) == PAGE_SIZE)
+            # Offline: the cache is all there is; whether the server has more is known
+            # only when it answers again, so an exhausted cache does not end paging.
+            cached = store.older_from_cache(chat_id)
+            if not cached:
+                return  # asked again when the connection is back (older_loaded)
+            store.add_older(chat_id, cached, has_more=True)
         except ApiError as exc:
             timeline.has_more = False
             log.info("older history of %d: %s", chat_id, exc)

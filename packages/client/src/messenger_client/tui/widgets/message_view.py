@@ -227,6 +227,8 @@ class MessageView(ScrollView, can_focus=True):
         timeline = self.timeline
         if timeline is None or not timeline.has_more or self._older_requested:
             return
+        if timeline.oldest_id is None:
+            return  # nothing from the server yet; asked again when the first page shows
         if self.scroll_y <= self.size.height * OLDER_MARGIN_PAGES:
             self._older_requested = True
             self.post_message(self.OlderWanted(self, timeline.chat_id, timeline.oldest_id))
