@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DirectoryTree, Input, Label
 
+from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.widgets.attachments import (
     AttachmentCard,
@@ -22,8 +26,9 @@ from messenger_client.tui.widgets.attachments import (
     render_half_blocks,
 )
 from messenger_client.tui.widgets.message_view import MessageView
+from messenger_protocol import GENERAL_CHAT_ID, ApiError, limits
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
+from tests.tui.conftest import WAIT, until
 from tests.tui.test_app import SIZE, register_in_app, screen_text
 
 
@@ -200,3 +205,57 @@ async def test_file_command_uploads_with_the_picker_and_explains_refusals(
             "the posted file",
         )
         assert app.screen is app.main
+
+
+async def test_a_5_mib_file_reads_5_0_mib_everywhere(
+    server_factory: Callable[..., ServerProcess],
+    make_app: Callable[..., MessengerApp],
+    tmp_path: Path,
+) -> None:
+    """Issue 9 item 12: the same 5 MiB file showed as "5.0 MiB", "5 MB" and "5.0 MB". One
+    formatter: the TUI card, the files panel, the plain client's /files and a server error
+    all say "5.0 MiB"."""
+    server = server_factory()
+    strict = server_factory(args=["--max-file-bytes", str(1024 * 1024)])
+    five = tmp_path / "five.bin"
+    five.write_bytes(os.urandom(limits.MAX_FILE_BYTES))
+    bob = Client(server.url)
+    await bob.register("bob", "secret12")
+    stranger = Client(strict.url)
+    await stranger.register("bob", "secret12")
+    try:
+        with pytest.raises(ApiError) as refused:
+            await stranger.upload(five)
+        assert refused.value.message == "file is 5.0 MiB, the limit is 1.0 MiB"
+        attachment = await bob.upload(five)
+        message = await bob.send(GENERAL_CHAT_ID, "", attachments=[attachment.id])
+
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            await until(pilot, lambda: "five.bin" in screen_text(app), "the card")
+            card_line = next(ln for ln in screen_text(app).splitlines() if "five.bin" in ln)
+            assert "5.0 MiB" in card_line
+            assert app.main is not None and app.main.view.timeline is not None
+            index = app.main.view.timeline.index_of(message.id)
+            assert index is not None
+            app.main.view.select_index(index)
+            app.main.view.focus()
+            await pilot.press("ctrl+f")
+            await until(pilot, lambda: isinstance(app.screen, AttachmentsScreen), "the panel")
+            card = app.screen.query_one(AttachmentCard)
+            assert "5.0 MiB" in str(card.render())
+
+        env = {**os.environ, "MESSENGER_CLIENT_HOME": str(tmp_path / "plain-home")}
+        plain = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "messenger_client", "--plain", "--server", server.url,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(
+            plain.communicate(b"/login bob secret12\n/files general\n/exit\n"), timeout=WAIT
+        )
+        listed = [ln for ln in out.decode().splitlines() if "five.bin" in ln and "[" not in ln]
+        assert listed and all("5.0 MiB" in ln for ln in listed), out.decode()
+    finally:
+        await bob.close()
+        await stranger.close()
