@@ -64,7 +64,9 @@ async def test_writes_of_one_turn_share_one_commit_and_are_durable_on_return(
 ) -> None:
     store = await open_store(tmp_path)
     statements: list[str] = []
-    store.tx.conn.set_trace_callback(statements.append)
+    conn = store.tx.conn
+    assert isinstance(conn, sqlite3.Connection)
+    conn.set_trace_callback(statements.append)
 
     user_id = await store.write(lambda tx: tx.insert_user("alice", "h", 1.0, False))
     assert user_id is not None

@@ -20,7 +20,7 @@ from messenger_protocol import format_time
 from .clock import clock_from_env
 from .config import Settings
 from .services.admin import admin_view, dir_bytes
-from .storage import DB_FILE, STORE_ERRORS, SqliteStore, Store, Tx, UserRecord
+from .storage import DB_FILE, STORE_ERRORS, Store, Tx, UserRecord, store_for
 from .storage.admin import admin_queries
 from .storage.moderation import moderation_queries
 
@@ -51,10 +51,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def _store(settings: Settings) -> Store:
     path = settings.data_dir / DB_FILE
-    if not path.exists():
-        raise CliError(f"no database at {str(path)!r} (wrong --data-dir?)")
+    if not settings.store and not path.exists():
+        raise CliError(f"no database at {str(path)!r} (wrong --data-dir or --store?)")
     # opening brings a database older than this code up to date (as the server does)
-    return SqliteStore.in_dir(settings.data_dir, synchronous=settings.sqlite_synchronous)
+    return store_for(
+        settings.store, settings.data_dir, sqlite_synchronous=settings.sqlite_synchronous
+    )
 
 
 def _user(tx: Tx, login: str) -> UserRecord:

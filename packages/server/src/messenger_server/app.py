@@ -55,7 +55,7 @@ from .services.files import FileService
 from .services.moderation import ModerationService
 from .services.retention import RetentionService
 from .services.scheduler import SchedulerService
-from .storage import SqliteStore, Store
+from .storage import Store, store_for
 
 __all__ = ["NOT_YET", "App", "Call", "EndpointHandler", "address_ip"]
 
@@ -109,8 +109,8 @@ class App:
         self.hub = hub
         self.http_server: HttpServer | None = None
         """Set by the serve loop before :meth:`start` (for connection counts)."""
-        self.store: Store = store or SqliteStore.in_dir(
-            settings.data_dir, synchronous=settings.sqlite_synchronous
+        self.store: Store = store or store_for(
+            settings.store, settings.data_dir, sqlite_synchronous=settings.sqlite_synchronous
         )
         self.events = EventService(self.store, hub, clock, settings.event_retention)
         self.throttle = LoginThrottle(self.store, clock, settings)
@@ -179,7 +179,7 @@ class App:
         self.on_close.append(self.moderation.close)
         self.on_close.append(self.retention.close)
         self.on_close.append(self.scheduler.close)
-        log.info("store open at %s", self.settings.data_dir)
+        log.info("store open: %s", self.store)
 
     async def close(self) -> None:
         """Stop later services, save presence, commit and close the store."""

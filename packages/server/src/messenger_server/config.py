@@ -98,6 +98,28 @@ def _path(name: str, raw: object) -> Path:
 _path.__doc__ = "a directory path"
 
 
+def _store(name: str, raw: object) -> str:
+    """empty (SQLite in data_dir) or a postgresql:// URL"""
+    if not isinstance(raw, str):
+        raise _bad(name, _store.__doc__ or "", raw)
+    value = raw.strip()
+    if value in ("", "sqlite") or value.startswith(("postgresql://", "postgres://")):
+        return "" if value == "sqlite" else value
+    raise ConfigError(
+        f"{name} must be empty (SQLite in data_dir) or a postgresql:// URL,"
+        f" got {_redacted(value)!r}"
+    )
+
+
+def _redacted(url: str) -> str:
+    """A store URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in auth:
+        return url
+    return f"{scheme}://{auth.split(':', 1)[0]}:***@{host}"
+
+
 def _choice(options: tuple[str, ...]) -> Parser:
     what = "one of " + ", ".join(options)
 
@@ -229,6 +251,9 @@ class Settings:
         limits.EVENT_RETENTION, _int(1), "events kept for resuming streams"
     )
     public_url: str = _setting("", _text(), "URL clients use (empty = http://host:port)")
+    store: str = _setting(
+        "", _store, "database: empty = SQLite in data_dir, or postgresql://user@host:port/db"
+    )
     sqlite_synchronous: str = _setting(
         "NORMAL", _choice(SQLITE_SYNCHRONOUS), "SQLite synchronous mode"
     )
@@ -250,6 +275,8 @@ class Settings:
                 value = ",".join(value)
             elif isinstance(value, Path):
                 value = str(value)
+            elif f.name == "store":
+                value = _redacted(value)  # never show a password
             out[f.name] = value
         return out
 

@@ -23,7 +23,7 @@ from messenger_protocol import (
 
 from ..clock import Clock
 from ..hub import Hub, HubStream, Subscription
-from ..storage import EventRecord, Store, Tx
+from ..storage import EventHandle, EventRecord, Store, Tx
 
 __all__ = ["REPLAY_PAGE", "EventService", "StreamInfo"]
 
@@ -66,14 +66,17 @@ class EventService:
 
     def emit(
         self, tx: Tx, event: BaseEvent, *, chat_id: int | None = None, user_id: int | None = None
-    ) -> int:
-        """Log ``event`` for a chat's members or for one user; it goes out after commit."""
+    ) -> EventHandle:
+        """Log ``event`` for a chat's members or for one user; it goes out after commit.
+
+        The store numbers it at commit; the SSE frame is encoded then, once.
+        """
         if (chat_id is None) == (user_id is None):
             raise ValueError("an event goes to exactly one chat or one user")
         payload = encode_event(event)
         name = event_name(event)
         carried = event.message.id if isinstance(event, MessageCreated) else None
-        seq = tx.insert_event(name, payload, chat_id, user_id, self.clock.now(), carried)
+        handle = tx.append_event(name, payload, chat_id, user_id, self.clock.now(), carried)
         recipients: list[int] | None
         if user_id is not None:
             recipients = [user_id]
@@ -82,18 +85,19 @@ class EventService:
         else:
             assert chat_id is not None
             recipients = tx.member_ids(chat_id)
-        tx.after_commit(partial(self._publish, seq, sse_frame(payload, name, seq), recipients))
+        tx.after_commit(partial(self._publish, handle, recipients))
         self._since_prune += 1
         if self._since_prune >= _PRUNE_EVERY:
             self._since_prune = 0
             pruned = tx.prune_events(self.retention)
             if pruned:
                 log.debug("pruned %d old events", pruned)
-        return seq
+        return handle
 
-    def _publish(self, seq: int, frame: bytes, recipients: list[int] | None) -> None:
+    def _publish(self, handle: EventHandle, recipients: list[int] | None) -> None:
+        seq = handle.seq
         self.published_seq = max(self.published_seq, seq)
-        self.hub.publish(frame, recipients)
+        self.hub.publish(sse_frame(handle.payload, handle.name, seq), recipients)
 
     def ephemeral(self, event: BaseEvent, user_ids: Iterable[int] | None) -> None:
         """Send an event that is not logged (no id, never replayed) right away."""

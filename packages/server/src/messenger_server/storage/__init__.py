@@ -1,24 +1,39 @@
-"""Storage: the :class:`Store` interface and its SQLite (WAL) implementation.
+"""Storage: the :class:`Store` interface, its SQLite (WAL) and PostgreSQL implementations.
 
-New tables come as new entries of :data:`MIGRATIONS`; new queries as methods of
-:class:`Tx` and :class:`SqliteTx`.
+New tables come as new steps of :data:`MIGRATIONS`; new queries as methods of
+:class:`Tx` and :class:`SqliteTx`, in portable SQL (PostgreSQL runs the same
+methods through :class:`~.postgres.PgConnection`).
 """
 
 import sqlite3
+from pathlib import Path
+
+import psycopg
 
 from .base import Store, Tx
 from .migrations import MIGRATIONS
-from .records import ChatRecord, EventRecord, LinkRecord, SessionRecord, UserRecord
+from .records import ChatRecord, EventHandle, EventRecord, LinkRecord, SessionRecord, UserRecord
 from .sqlite import DB_FILE, SqliteStore, SqliteTx
 
-STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 """What a store raises when the database itself fails (not a domain error)."""
+
+
+def store_for(url: str, data_dir: Path, *, sqlite_synchronous: str = "NORMAL") -> Store:
+    """The store a ``store`` setting names: SQLite in ``data_dir`` when empty, else PostgreSQL."""
+    if not url:
+        return SqliteStore.in_dir(data_dir, synchronous=sqlite_synchronous)
+    from .postgres import PostgresStore  # psycopg only when it is used
+
+    return PostgresStore(url)
+
 
 __all__ = [
     "DB_FILE",
     "MIGRATIONS",
     "STORE_ERRORS",
     "ChatRecord",
+    "EventHandle",
     "EventRecord",
     "LinkRecord",
     "SessionRecord",
@@ -27,4 +42,5 @@ __all__ = [
     "Store",
     "Tx",
     "UserRecord",
+    "store_for",
 ]

@@ -3,7 +3,8 @@
 A unit of work is a plain (synchronous) function of a :class:`Tx`; the store runs
 it atomically (:meth:`Store.write`) or as a read (:meth:`Store.read`). Keeping the
 units synchronous lets the SQLite store run them inline and group their commits;
-a PostgreSQL store would run each unit on a worker thread with a blocking driver.
+the PostgreSQL store runs them on its writer thread with a blocking driver, so a
+unit changes service state only in ``after_commit`` callbacks (run on the loop).
 The queries speak in protocol models and the records of :mod:`.records`, never SQL,
 so services stay the same whatever the database.
 """
@@ -15,7 +16,7 @@ from typing import Protocol, TypeVar
 
 from messenger_protocol import Chat, LoginRecord, Message
 
-from .records import ChatRecord, EventRecord, LinkRecord, SessionRecord, UserRecord
+from .records import ChatRecord, EventHandle, EventRecord, LinkRecord, SessionRecord, UserRecord
 
 __all__ = ["Store", "Tx"]
 
@@ -287,7 +288,7 @@ class Tx(Protocol):
         """Drop a pending request; False if there was none."""
         ...
 
-    def insert_event(
+    def append_event(
         self,
         name: str,
         payload: bytes,
@@ -295,8 +296,8 @@ class Tx(Protocol):
         user_id: int | None,
         now: float,
         message_id: int | None = None,
-    ) -> int:
-        """Append an event for a chat's members or one user; its sequence number.
+    ) -> EventHandle:
+        """Append an event for a chat's members or one user; ``handle.seq`` after commit.
 
         ``message_id`` names the message whose text the event carries (it is deleted
         with the message).

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from messenger_protocol import ChatKind
 
-__all__ = ["ChatRecord", "EventRecord", "LinkRecord", "SessionRecord", "UserRecord"]
+__all__ = ["ChatRecord", "EventHandle", "EventRecord", "LinkRecord", "SessionRecord", "UserRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +77,41 @@ class EventRecord:
     seq: int
     name: str
     payload: bytes
+
+
+class EventHandle:
+    """An event appended in a unit of work; its ``seq`` is known once the unit commits.
+
+    PostgreSQL numbers a group's events as the last statement before COMMIT (so
+    seq order is commit order); read :attr:`seq` in an after-commit callback.
+    """
+
+    __slots__ = ("_seq", "chat_id", "created_at", "message_id", "name", "payload", "user_id")
+
+    def __init__(
+        self,
+        name: str,
+        payload: bytes,
+        chat_id: int | None,
+        user_id: int | None,
+        now: float,
+        message_id: int | None = None,
+    ) -> None:
+        self.name = name
+        self.message_id = message_id
+        self.payload = payload
+        self.chat_id = chat_id
+        self.user_id = user_id
+        self.created_at = now
+        self._seq: int | None = None
+
+    @property
+    def seq(self) -> int:
+        """The sequence number (only after commit)."""
+        if self._seq is None:
+            raise RuntimeError("the event is numbered at commit; read seq after commit")
+        return self._seq
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self._seq = value

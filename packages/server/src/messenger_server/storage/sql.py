@@ -2,12 +2,13 @@
 
 Every query under :mod:`messenger_server.storage` is written once in portable SQL
 (``?`` placeholders, ``ON CONFLICT``, ``RETURNING``) against this small interface,
-which :class:`sqlite3.Connection` already provides.
+which :class:`sqlite3.Connection` already provides and
+:class:`~.postgres.PgConnection` provides on psycopg.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from .base import Tx
@@ -29,6 +30,10 @@ class Cursor(Protocol):
 
     def fetchall(self) -> list[Any]:
         """The remaining rows."""
+        ...
+
+    def __iter__(self) -> Iterator[Any]:
+        """The remaining rows, one by one."""
         ...
 
 

@@ -19,8 +19,16 @@ from typing import Any, TypeVar
 
 from messenger_protocol import Chat, LoginRecord, Message
 
-from .migrations import MIGRATIONS
-from .records import ChatRecord, EventRecord, LinkRecord, SessionRecord, UserRecord
+from .migrations import MIGRATIONS, sqlite_script
+from .records import (
+    ChatRecord,
+    EventHandle,
+    EventRecord,
+    LinkRecord,
+    SessionRecord,
+    UserRecord,
+)
+from .sql import Connection
 
 __all__ = ["DB_FILE", "UNREAD_COUNT_MAX", "SqliteStore", "SqliteTx"]
 
@@ -78,11 +86,16 @@ def _link(row: Any) -> LinkRecord:
 
 
 class SqliteTx:
-    """The queries of the store, run on one connection (inside a unit of work)."""
+    """The queries of the store, run on one connection (inside a unit of work).
 
-    def __init__(self, conn: sqlite3.Connection, after_commit: list[Callable[[], None]]) -> None:
+    The SQL is portable (see :mod:`.sql`): :class:`~.postgres.PostgresTx` runs the
+    same methods on PostgreSQL and overrides only the dialect hooks
+    (:meth:`append_event`, :meth:`_newest_seq`).
+    """
+
+    def __init__(self, conn: Connection, after_commit: list[Callable[[], None]]) -> None:
         self.conn = conn
-        """The raw connection, for queries of tables added by later migrations."""
+        """The connection, for the query modules of other tables (``storage/files.py``)."""
         self._after_commit = after_commit
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -103,16 +116,13 @@ class SqliteTx:
 
     def insert_user(self, login: str, password_hash: str, now: float, is_admin: bool) -> int | None:
         """Create a user, a member of the general chat; None if the login is taken."""
-        try:
-            cur = self.conn.execute(
-                "INSERT INTO users (login, password_hash, created_at, is_admin)"
-                " VALUES (?, ?, ?, ?)",
-                (login, password_hash, now, int(is_admin)),
-            )
-        except sqlite3.IntegrityError:
+        user_id: int | None = self._scalar(
+            "INSERT INTO users (login, password_hash, created_at, is_admin)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (login, password_hash, now, int(is_admin)),
+        )
+        if user_id is None:
             return None
-        user_id = cur.lastrowid
-        assert user_id is not None
         # a newcomer starts with the general chat read up to now
         last = self._scalar("SELECT last_message_id FROM chats WHERE id = 1") or 0
         self.add_member(1, user_id, now, last)
@@ -120,7 +130,9 @@ class SqliteTx:
 
     def user_by_login(self, login: str) -> UserRecord | None:
         """The user with this login (case-insensitive)."""
-        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE login = ?", (login,))
+        row = self._one(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE lower(login) = lower(?)", (login,)
+        )
         return None if row is None else _user(row)
 
     def user_by_id(self, user_id: int) -> UserRecord | None:
@@ -130,7 +142,9 @@ class SqliteTx:
 
     def users(self) -> list[UserRecord]:
         """Every user, by login."""
-        return [_user(r) for r in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY login")]
+        return [
+            _user(r) for r in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY lower(login)")
+        ]
 
     def set_admin(self, user_id: int, is_admin: bool) -> None:
         """Grant or take away admin rights."""
@@ -252,7 +266,8 @@ class SqliteTx:
     def group_by_name(self, name: str) -> ChatRecord | None:
         """The group chat with this name (case-insensitive)."""
         row = self._one(
-            f"SELECT {_CHAT_COLUMNS} FROM {_CHAT_FROM} WHERE c.kind = 'group' AND c.name = ?",
+            f"SELECT {_CHAT_COLUMNS} FROM {_CHAT_FROM} WHERE c.kind = 'group'"
+            " AND lower(c.name) = lower(?)",
             (name,),
         )
         return None if row is None else _chat(row)
@@ -268,22 +283,18 @@ class SqliteTx:
         self, kind: str, name: str, owner_id: int | None, direct_key: str | None, now: float
     ) -> int | None:
         """Create a chat; None if the name (group) or key (direct) is taken."""
-        try:
-            cur = self.conn.execute(
-                "INSERT INTO chats (kind, name, owner_id, direct_key, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (kind, name, owner_id, direct_key, now),
-            )
-        except sqlite3.IntegrityError:
-            return None
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        chat_id: int | None = self._scalar(
+            "INSERT INTO chats (kind, name, owner_id, direct_key, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (kind, name, owner_id, direct_key, now),
+        )
+        return chat_id
 
     def add_member(self, chat_id: int, user_id: int, now: float, last_read: int = 0) -> bool:
         """Add a member; False if they already were one."""
         cur = self.conn.execute(
-            "INSERT OR IGNORE INTO members (chat_id, user_id, joined_at, last_read)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO members (chat_id, user_id, joined_at, last_read)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (chat_id, user_id, now, last_read),
         )
         return cur.rowcount > 0
@@ -305,8 +316,8 @@ class SqliteTx:
     def set_last_read(self, chat_id: int, user_id: int, up_to: int) -> int:
         """Move the read cursor forward (never back); the cursor after the move."""
         self.conn.execute(
-            "UPDATE members SET last_read = max(last_read, ?) WHERE chat_id = ? AND user_id = ?",
-            (up_to, chat_id, user_id),
+            "UPDATE members SET last_read = ? WHERE chat_id = ? AND user_id = ? AND last_read < ?",
+            (up_to, chat_id, user_id, up_to),
         )
         return self.last_read(chat_id, user_id) or 0
 
@@ -320,7 +331,8 @@ class SqliteTx:
         """The members of a chat, by login."""
         rows = self._all(
             f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))}"
-            " FROM members m JOIN users u ON u.id = m.user_id WHERE m.chat_id = ? ORDER BY u.login",
+            " FROM members m JOIN users u ON u.id = m.user_id WHERE m.chat_id = ?"
+            " ORDER BY lower(u.login)",
             (chat_id,),
         )
         return [_user(r) for r in rows]
@@ -374,15 +386,14 @@ class SqliteTx:
         thread_root: int | None, scheduled_id: int | None,
     ) -> Message:  # fmt: skip
         """Store a message (a root, or a comment under ``thread_root``) and return it."""
-        cur = self.conn.execute(
+        message_id: int = self._scalar(
             "INSERT INTO messages (chat_id, author_id, text, created_at, client_id, thread_root,"
-            " scheduled_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " scheduled_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (chat_id, author_id, text, now, client_id, thread_root, scheduled_id),
         )
-        assert cur.lastrowid is not None
         if thread_root is None:
-            self.touch_chat(chat_id, cur.lastrowid, now)
-        message = self.message(cur.lastrowid)
+            self.touch_chat(chat_id, message_id, now)
+        message = self.message(message_id)
         assert message is not None
         return message
 
@@ -435,7 +446,7 @@ class SqliteTx:
         """Root messages of others in a chat newer than ``after`` (at most ``UNREAD_COUNT_MAX``)."""
         count: int = self._scalar(
             "SELECT count(*) FROM (SELECT 1 FROM messages WHERE chat_id = ?"
-            " AND thread_root IS NULL AND id > ? AND author_id != ? LIMIT ?)",
+            " AND thread_root IS NULL AND id > ? AND author_id != ? LIMIT ?) AS unread",
             (chat_id, after, user_id, UNREAD_COUNT_MAX),
         )
         return count
@@ -489,7 +500,8 @@ class SqliteTx:
         """Move the thread read cursor forward; the cursor after the move."""
         self.conn.execute(
             "INSERT INTO thread_reads (user_id, root_id, last_read) VALUES (?, ?, ?)"
-            " ON CONFLICT (user_id, root_id) DO UPDATE SET last_read = max(last_read, excluded.last_read)",  # noqa: E501
+            " ON CONFLICT (user_id, root_id) DO UPDATE SET last_read = excluded.last_read"
+            " WHERE thread_reads.last_read < excluded.last_read",
             (user_id, root_id, up_to),
         )
         return self.thread_last_read(user_id, root_id)
@@ -505,7 +517,8 @@ class SqliteTx:
     def private_counts(self, user_id: int) -> tuple[int, int]:
         """Messages the user sent to and received in private conversations."""
         row = self._one(
-            "SELECT coalesce(sum(m.author_id = ?), 0), coalesce(sum(m.author_id != ?), 0)"
+            "SELECT coalesce(sum(CASE WHEN m.author_id = ? THEN 1 ELSE 0 END), 0),"
+            " coalesce(sum(CASE WHEN m.author_id = ? THEN 0 ELSE 1 END), 0)"
             " FROM members mb JOIN chats c ON c.id = mb.chat_id AND c.kind = 'direct'"
             " JOIN messages m ON m.chat_id = c.id WHERE mb.user_id = ?",
             (user_id, user_id, user_id),
@@ -519,7 +532,7 @@ class SqliteTx:
         cols = ", ".join("u." + c for c in _USER_COLUMNS.split(", "))
         rows = self._all(
             f"SELECT {cols}, c.added_at FROM contacts c JOIN users u ON u.id = c.contact_id"
-            " WHERE c.user_id = ? ORDER BY u.login",
+            " WHERE c.user_id = ? ORDER BY lower(u.login)",
             (user_id,),
         )
         return [(_user(r), r[6]) for r in rows]
@@ -527,7 +540,8 @@ class SqliteTx:
     def add_contact(self, user_id: int, contact_id: int, now: float) -> float:
         """Add a contact (no-op if present); when it was added."""
         self.conn.execute(
-            "INSERT OR IGNORE INTO contacts (user_id, contact_id, added_at) VALUES (?, ?, ?)",
+            "INSERT INTO contacts (user_id, contact_id, added_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (user_id, contact_id, now),
         )
         added: float = self._scalar(
@@ -588,7 +602,8 @@ class SqliteTx:
         self.conn.execute(
             "INSERT INTO join_requests (chat_id, user_id, created_at, with_key) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (chat_id, user_id) DO UPDATE SET created_at = excluded.created_at,"
-            " with_key = max(with_key, excluded.with_key)",
+            " with_key = CASE WHEN excluded.with_key > join_requests.with_key"
+            " THEN excluded.with_key ELSE join_requests.with_key END",
             (chat_id, user_id, now, int(with_key)),
         )
 
@@ -618,7 +633,7 @@ class SqliteTx:
 
     # --- the event log ------------------------------------------------------
 
-    def insert_event(
+    def append_event(
         self,
         name: str,
         payload: bytes,
@@ -626,19 +641,20 @@ class SqliteTx:
         user_id: int | None,
         now: float,
         message_id: int | None = None,
-    ) -> int:
-        """Append an event for a chat's members or one user; its sequence number.
+    ) -> EventHandle:
+        """Append an event for a chat's members or one user; numbered by commit.
 
         ``message_id`` names the message whose text the event carries (it is deleted
-        with the message).
+        with the message). SQLite numbers the event at once (``AUTOINCREMENT``; its
+        single writer makes that the commit order); read ``handle.seq`` after commit.
         """
-        cur = self.conn.execute(
+        handle = EventHandle(name, payload, chat_id, user_id, now, message_id)
+        handle.seq = self._scalar(
             "INSERT INTO events (chat_id, user_id, name, payload, created_at, message_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
             (chat_id, user_id, name, payload, now, message_id),
         )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        return handle
 
     def events_after(self, user_id: int, after: int, upto: int, limit: int) -> list[EventRecord]:
         """Events in ``(after, upto]`` for the user or a chat they belong to, oldest first."""
@@ -652,9 +668,14 @@ class SqliteTx:
 
     def event_bounds(self) -> tuple[int, int]:
         """``(oldest kept seq, newest seq ever)``; the oldest is newest + 1 when none are kept."""
-        newest = self._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'") or 0
+        newest = self._newest_seq()
         oldest = self._scalar("SELECT min(seq) FROM events")
         return (newest + 1 if oldest is None else oldest), newest
+
+    def _newest_seq(self) -> int:
+        """Dialect hook: the newest sequence number ever handed out (0 if none)."""
+        newest: int | None = self._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        return newest or 0
 
     def prune_events(self, keep: int) -> int:
         """Delete all but the newest ``keep`` events; how many went."""
@@ -684,6 +705,9 @@ class SqliteStore:
         self._commits = 0
         self._checkpointed_at = 0
         self._checkpointer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
 
     @classmethod
     def in_dir(cls, data_dir: Path, *, synchronous: str = "NORMAL") -> SqliteStore:
@@ -717,9 +741,8 @@ class SqliteStore:
         for number in range(version, len(MIGRATIONS)):
             log.info("migrating database schema %d -> %d", number, number + 1)
             # executescript commits first; BEGIN..COMMIT makes each migration atomic
-            conn.executescript(
-                f"BEGIN;\n{MIGRATIONS[number]}\nPRAGMA user_version = {number + 1};\nCOMMIT;"
-            )
+            script = sqlite_script(MIGRATIONS[number])
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
 
     @property
     def tx(self) -> SqliteTx:
@@ -728,6 +751,11 @@ class SqliteStore:
             raise RuntimeError("store is not open")
         return self._tx
 
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
     async def read(self, unit: Callable[[SqliteTx], T]) -> T:
         """Run a read-only unit of work."""
         return unit(self.tx)
@@ -735,7 +763,7 @@ class SqliteStore:
     async def write(self, unit: Callable[[SqliteTx], T]) -> T:
         """Run a unit of work atomically; return once it is committed to disk."""
         tx = self.tx
-        conn = tx.conn
+        conn = self._connection()
         if not conn.in_transaction:
             # IMMEDIATE: take the write lock now (waiting out the admin CLI), so a unit
             # that reads first cannot fail on a snapshot another process made stale
@@ -768,7 +796,7 @@ class SqliteStore:
         self._commit_handle = None
         callbacks = self._after_commit[:]
         self._after_commit.clear()
-        conn = self.tx.conn
+        conn = self._connection()
         try:
             if conn.in_transaction:
                 conn.execute("COMMIT")
