@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support.postgres import url_with
 from tests.support.server import ServerProcess, free_port
 
-__all__ = ["ServerProcess", "compare", "free_port", "http_request", "percentile", "save"]
+__all__ = [
+    "ServerProcess",
+    "bench_store",
+    "compare",
+    "free_port",
+    "http_request",
+    "percentile",
+    "save",
+]
+
+
+@contextlib.contextmanager
+def bench_store(url: str) -> Iterator[str]:
+    """A fresh schema ``bench_<uuid>`` in the PostgreSQL database ``url`` names (dropped after).
+
+    With ``url`` empty (SQLite) this gives "" and does nothing.
+    """
+    if not url:
+        yield ""
+        return
+    import psycopg
+
+    schema = "bench_" + uuid.uuid4().hex[:12]
+    dbname = urlsplit(url).path.lstrip("/") or "postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    try:
+        yield url_with(url, dbname, schema)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
 
 
 async def http_request(

@@ -3,6 +3,7 @@
     uv run python bench/fanout.py --streams 100 1000 --messages 2000 --senders 4
     uv run python bench/fanout.py --save bench/results/fanout.local.json
     uv run python bench/fanout.py --baseline bench/results/fanout.local.json
+    uv run python bench/fanout.py --store postgresql://postgres@127.0.0.1:5432/test
 
 The server runs as its own process; this script is the load generator, written on raw
 asyncio protocols (a high-level HTTP client would be the bottleneck). Each message
@@ -25,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _common import ServerProcess, compare, free_port, http_request, percentile, save
+from _common import (
+    ServerProcess,
+    bench_store,
+    compare,
+    free_port,
+    http_request,
+    percentile,
+    save,
+)
 
 STAMP = re.compile(rb"t=(\d+)")
 
@@ -112,12 +121,15 @@ async def sender(host: str, port: int, token: str, count: int, path: str) -> Non
     writer.close()
 
 
-async def run_messenger(streams: int, messages: int, senders: int, users: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+async def run_messenger(
+    streams: int, messages: int, senders: int, users: int, store: str = ""
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, bench_store(store) as store_url:
         srv = ServerProcess(
             Path(tmp) / "data",
             args=["--rate-limit-messages", "1000000000", "--log-level", "WARNING",
                   "--max-connections-per-ip", str(streams + senders + 100)],
+            env={"MESSENGER_STORE": store_url} if store_url else None,
         )  # fmt: skip
         srv.start()
         try:
@@ -223,12 +235,17 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--users", type=int, default=10, help="distinct receiving users")
+    parser.add_argument(
+        "--store", default="", help="postgresql://… to run on PostgreSQL (a throwaway schema)"
+    )
     parser.add_argument("--save", type=Path)
     parser.add_argument("--baseline", type=Path)
     args = parser.parse_args()
     results: dict[str, Any] = {}
     for n in args.streams:
-        res = asyncio.run(run_messenger(n, args.messages, args.senders, min(args.users, n)))
+        res = asyncio.run(
+            run_messenger(n, args.messages, args.senders, min(args.users, n), args.store)
+        )
         print(f"messenger, {n} streams:")
         for key, value in res.items():
             print(

@@ -1,9 +1,12 @@
 """History benchmark: the last 50 messages of a chat among 1,000,000 stored (SPEC §7: <= 5 ms).
 
     uv run python bench/history.py [--messages 1000000] [--save FILE] [--baseline FILE]
+    uv run python bench/history.py --store postgresql://postgres@127.0.0.1:5432/test
 
 Creates a data dir with a real server, fills the general chat with N messages straight
-into SQLite (fast), then measures the storage query in-process and the whole request
+into the database (fast: SQLite executemany, PostgreSQL COPY; on PostgreSQL in a throwaway
+schema), all posted within the last N ms so the default retention (messages older than an
+hour are not shown) hides none, then measures the storage query in-process and the whole request
 (`GET /api/v1/chats/1/messages?limit=50`, newest page and a page deep in the past) over a
 keep-alive connection to the restarted server.
 """
@@ -20,19 +23,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ServerProcess, compare, http_request, percentile, save
+from _common import ServerProcess, bench_store, compare, http_request, percentile, save
 
-from messenger_server.storage import SqliteStore
+from messenger_server.storage import SqliteStore, Store
+from messenger_server.storage.postgres import PostgresStore
+
+SPACING = 0.001
+"""Seconds between two filled messages: a million fit in the last 17 minutes."""
 
 
 def fill(db: Path, count: int, author_id: int) -> None:
     """Insert `count` 150-byte messages into the general chat."""
     conn = sqlite3.connect(db)
     text = "x" * 150
-    now = time.time() - count
+    now = time.time() - count * SPACING
     batch = 50_000
     for start in range(0, count, batch):
-        rows = [(1, author_id, text, now + i) for i in range(start, min(count, start + batch))]
+        rows = [
+            (1, author_id, text, now + i * SPACING) for i in range(start, min(count, start + batch))
+        ]
         conn.executemany(
             "INSERT INTO messages (chat_id, author_id, text, created_at) VALUES (?, ?, ?, ?)", rows
         )
@@ -42,8 +51,27 @@ def fill(db: Path, count: int, author_id: int) -> None:
     conn.close()
 
 
-async def store_query(data_dir: Path, count: int, repeats: int) -> dict[str, float]:
-    store = SqliteStore.in_dir(data_dir)
+def fill_postgres(url: str, count: int, author_id: int) -> None:
+    """The same rows through COPY."""
+    import psycopg
+
+    text = "x" * 150
+    now = time.time() - count * SPACING
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur:
+            copy_sql = "COPY messages (chat_id, author_id, text, created_at) FROM STDIN"
+            with cur.copy(copy_sql.encode()) as copy:
+                for i in range(count):
+                    copy.write_row((1, author_id, text, now + i * SPACING))
+            cur.execute(
+                b"UPDATE chats SET last_message_id = (SELECT max(id) FROM messages) WHERE id = 1"
+            )
+        conn.commit()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(b"VACUUM ANALYZE messages")
+
+
+async def store_query(store: Store, count: int, repeats: int) -> dict[str, float]:
     await store.open()
     newest: list[float] = []
     deep: list[float] = []
@@ -85,10 +113,11 @@ async def http_query(srv: ServerProcess, token: str, count: int, repeats: int) -
     return {"http_p50_ms": percentile(times, 50), "http_p99_ms": percentile(times, 99)}
 
 
-async def run(count: int, repeats: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+async def run(count: int, repeats: int, store: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, bench_store(store) as store_url:
         data = Path(tmp) / "data"
-        srv = ServerProcess(data, args=["--log-level", "WARNING"])
+        env = {"MESSENGER_STORE": store_url} if store_url else None
+        srv = ServerProcess(data, args=["--log-level", "WARNING"], env=env)
         srv.start()
         body = json.dumps({"login": "reader", "password": "benchmark"}).encode()
         status, raw = await http_request(
@@ -98,10 +127,14 @@ async def run(count: int, repeats: int) -> dict[str, Any]:
         token = json.loads(raw)["token"]
         srv.stop()
         t0 = time.perf_counter()
-        fill(data / "messenger.db", count, author_id=1)
+        if store_url:
+            fill_postgres(store_url, count, author_id=1)
+        else:
+            fill(data / "messenger.db", count, author_id=1)
         fill_s = time.perf_counter() - t0
         results: dict[str, Any] = {"messages": count, "fill_s": fill_s}
-        results |= await store_query(data, count, repeats)
+        opened = PostgresStore(store_url) if store_url else SqliteStore.in_dir(data)
+        results |= await store_query(opened, count, repeats)
         srv.start()
         try:
             results |= await http_query(srv, token, count, repeats)
@@ -114,10 +147,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument(
+        "--store", default="", help="postgresql://… to run on PostgreSQL (a throwaway schema)"
+    )
     parser.add_argument("--save", type=Path)
     parser.add_argument("--baseline", type=Path)
     args = parser.parse_args()
-    results = asyncio.run(run(args.messages, args.repeats))
+    results = asyncio.run(run(args.messages, args.repeats, args.store))
     for key, value in results.items():
         print(f"  {key:24} {value:10.3f}" if isinstance(value, float) else f"  {key:24} {value}")
     if args.save:

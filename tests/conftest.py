@@ -1,23 +1,69 @@
-"""Shared fixtures: the real server process on a free port with a temporary data dir."""
+"""Shared fixtures: the real server process on a free port with a temporary data dir.
+
+The server runs on SQLite in its data dir, or, where ``store_kind`` is
+``"postgres"`` (``tests/e2e/`` runs every test on both), on a fresh schema of a
+PostgreSQL database made for the test module. Without a reachable PostgreSQL
+those tests skip (one summary line says why); with ``CI=true`` they fail.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import postgres
 from tests.support.server import ServerProcess
+
+_PG_SKIPPED: list[str] = []
+
+
+def _require_postgres() -> None:
+    reason = postgres.unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    _PG_SKIPPED.append(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[postgres.PgDatabase]:
+    """A PostgreSQL database for this test module (``m_<uuid>``), dropped after it."""
+    _require_postgres()
+    database = postgres.PgDatabase()
+    database.create()
+    try:
+        yield database
+    finally:
+        database.drop()
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def store_kind() -> str:
+    """Which store the servers of a test run on (``tests/e2e`` parametrizes it)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def server_factory(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServerProcess]]:
     """Start servers with extra flags/env: ``server_factory(args=[...], clock_file=...)``."""
     started: list[ServerProcess] = []
+    database: postgres.PgDatabase | None = None
+    if store_kind == "postgres":
+        database = request.getfixturevalue("pg_database")
 
     def start(**kwargs: object) -> ServerProcess:
         data_dir = tmp_path / f"data{len(started)}"
-        srv = ServerProcess(data_dir, **kwargs)  # type: ignore[arg-type]
+        env = dict(kwargs.pop("env", None) or {})  # type: ignore[call-overload]
+        if database is not None:
+            env.setdefault("MESSENGER_STORE", database.new_store())
+        srv = ServerProcess(data_dir, env=env, **kwargs)  # type: ignore[arg-type]
         started.append(srv)
         srv.start()
         return srv
@@ -31,3 +77,9 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     """A running server with default settings."""
     return server_factory()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for all skipped PostgreSQL tests."""
+    if _PG_SKIPPED:
+        terminalreporter.write_line(f"PostgreSQL tests skipped: {_PG_SKIPPED[0]}", yellow=True)

@@ -3,11 +3,11 @@ each recipient keeps a message for an hour after it reached them."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from messenger_protocol import MessageCreated, MessageDeleted
+from tests.support import db
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, call, register, send
 
@@ -94,23 +94,8 @@ async def test_unfetched_message_is_deleted_at_the_maximum_age(
             _, event = await events.next()
             assert isinstance(event, MessageDeleted)
             ids.add(event.message_id)
-    assert _count(srv) == 0  # gone from the database, not only from view
-    assert (
-        _count(
-            srv,
-            "SELECT count(*) FROM events WHERE CAST(payload AS TEXT) LIKE ?",
-            "%nobody reads this%",
-        )
-        == 0
-    )  # nor from the event log
-
-
-def _count(srv: ServerProcess, query: str = "SELECT count(*) FROM messages", *args: str) -> int:
-    conn = sqlite3.connect(srv.data_dir / "messenger.db")
-    try:
-        return int(conn.execute(query, args).fetchone()[0])
-    finally:
-        conn.close()
+    assert db.count(srv, "messages") == 0  # gone from the database, not only from view
+    assert db.events_mentioning(srv, "nobody reads this") == 0  # nor from the event log
 
 
 async def test_ttl_zero_keeps_messages(

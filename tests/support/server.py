@@ -46,6 +46,11 @@ class ServerProcess:
         self.log_path = data_dir.parent / f"{data_dir.name}-stderr.log"
 
     @property
+    def store_url(self) -> str:
+        """The PostgreSQL store the server runs on ("" for SQLite in its data dir)."""
+        return self.env.get("MESSENGER_STORE", "")
+
+    @property
     def url(self) -> str:
         """Base URL of the server."""
         return f"http://127.0.0.1:{self.port}"

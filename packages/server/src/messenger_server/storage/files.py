@@ -139,7 +139,7 @@ class SqliteFileQueries:
         """Bytes a user stores (each distinct content counted once)."""
         row = self.conn.execute(
             "SELECT coalesce(sum(size), 0) FROM"
-            " (SELECT DISTINCT sha256, size FROM files WHERE owner_id = ?)",
+            " (SELECT DISTINCT sha256, size FROM files WHERE owner_id = ?) AS stored",
             (owner_id,),
         ).fetchone()
         return int(row[0])
@@ -192,7 +192,8 @@ class SqliteFileQueries:
             f"SELECT {_FILE_COLUMNS}, max(mf.message_id) AS newest FROM message_files mf"
             " JOIN messages m ON m.id = mf.message_id"
             " JOIN files f ON f.id = mf.file_id"
-            " WHERE mf.chat_id = ? GROUP BY f.id ORDER BY newest DESC LIMIT ?",
+            " WHERE mf.chat_id = ? GROUP BY f.id"
+            " ORDER BY newest DESC, max(mf.position) DESC LIMIT ?",
             (chat_id, limit),
         )
         return [_record(row).attachment() for row in rows]

@@ -8,8 +8,9 @@ Their events are numbered by the last statement before COMMIT, which bumps the
 ``event_counter`` row: the row lock makes seq order equal commit order, and a rollback
 gives the numbers back, so committed seqs have no holes. After the COMMIT the
 writers' futures are resolved and the after-commit callbacks run on the loop, in
-commit order. Reads run on a small pool of connections, each unit in one
-REPEATABLE READ snapshot.
+commit order. Reads run on a small pool of threads, each with its own autocommit
+connection (no BEGIN/COMMIT round trips: a read sees what is committed, statement
+by statement, as on SQLite).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
 from .migrations import MIGRATIONS, postgres_script
 from .records import EventHandle
@@ -217,8 +217,10 @@ class PostgresStore:
         self.read_pool = read_pool
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: psycopg.Connection[Any] | None = None
-        self._pool: ConnectionPool | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._read_conns: list[psycopg.Connection[Any]] = []
+        self._read_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._pending: list[_Job] = []
@@ -248,20 +250,6 @@ class PostgresStore:
             raise
         self._conn = conn
 
-        def configure(c: psycopg.Connection[Any]) -> None:
-            c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-
-        pool = ConnectionPool(
-            self.url,
-            min_size=self.read_pool,
-            max_size=self.read_pool,
-            configure=configure,
-            open=False,
-            name="messenger-read",
-        )
-        pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        self._pool = pool
-
     async def close(self) -> None:
         """Commit what is pending, stop the writer and disconnect."""
         if self._writer is None:
@@ -279,9 +267,10 @@ class PostgresStore:
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        with self._read_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -299,9 +288,13 @@ class PostgresStore:
         return result
 
     def _read_sync(self, unit: Callable[[PostgresTx], T], after: list[Callable[[], None]]) -> T:
-        assert self._pool is not None
-        with self._pool.connection() as conn:
-            return unit(PostgresTx(PgConnection(conn), after, None))
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._read_lock:
+                self._read_conns.append(conn)
+        return unit(PostgresTx(PgConnection(conn), after, None))
 
     # --- writes -----------------------------------------------------------------
 

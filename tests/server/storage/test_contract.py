@@ -1,0 +1,380 @@
+"""Contract: every query interface method gives the same results on SQLite and PostgreSQL.
+
+One scenario calls every method of :class:`Tx` and of the per-domain query
+interfaces through a recorder; it runs once on each store and the two records
+must be equal, call by call. A method missing from the scenario fails the test.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from messenger_server.storage import EventHandle, SqliteStore, Store, Tx
+from messenger_server.storage.admin import AdminQueries, admin_queries
+from messenger_server.storage.files import FileQueries, FileRecord, file_queries
+from messenger_server.storage.moderation import ModerationQueries, moderation_queries
+from messenger_server.storage.postgres import PostgresStore
+from messenger_server.storage.retention import RetentionQueries, retention_queries
+from messenger_server.storage.scheduler import ScheduledQueries, scheduled_queries
+from tests.support.postgres import PgDatabase
+
+T = TypeVar("T")
+
+INTERFACES: list[tuple[str, type[Any]]] = [
+    ("tx", Tx),
+    ("files", FileQueries),
+    ("moderation", ModerationQueries),
+    ("admin", AdminQueries),
+    ("scheduled", ScheduledQueries),
+    ("retention", RetentionQueries),
+]
+
+Log = list[tuple[str, Any]]
+
+
+class _Recorder:
+    """Calls through to ``target`` and appends ``(prefix.method, result)`` to the log."""
+
+    def __init__(self, target: object, prefix: str, log: Log) -> None:
+        self._target = target
+        self._prefix = prefix
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = method(*args, **kwargs)
+            except Exception as exc:
+                self._log.append((f"{self._prefix}.{name}", f"raised {type(exc).__name__}"))
+                raise
+            shown = result
+            if isinstance(result, EventHandle):  # numbered at commit: compare what it holds
+                shown = (result.name, result.payload, result.chat_id, result.user_id)
+            self._log.append((f"{self._prefix}.{name}", shown))
+            return result
+
+        return call
+
+
+def _rec(target: T, prefix: str, log: Log) -> T:
+    recorder: T = _Recorder(target, prefix, log)  # type: ignore[assignment]
+    return recorder
+
+
+def _queries(tx: Tx, log: Log) -> dict[str, Any]:
+    return {
+        "tx": _rec(tx, "tx", log),
+        "files": _rec(file_queries(tx), "files", log),
+        "moderation": _rec(moderation_queries(tx), "moderation", log),
+        "admin": _rec(admin_queries(tx), "admin", log),
+        "scheduled": _rec(scheduled_queries(tx), "scheduled", log),
+        "retention": _rec(retention_queries(tx), "retention", log),
+    }
+
+
+def _setup(tx: Tx, log: Log) -> None:
+    q = _queries(tx, log)
+    t: Tx = q["tx"]
+    alice = t.insert_user("Alice", "h1", 10.0, True)
+    bob = t.insert_user("bob", "h2", 11.0, False)
+    carol = t.insert_user("carol", "h3", 12.0, False)
+    assert alice is not None and bob is not None and carol is not None
+    t.insert_user("ALICE", "h4", 13.0, False)  # taken, whatever the case
+    t.user_by_login("alice")
+    t.user_by_login("nobody")
+    t.user_by_id(bob)
+    t.users()
+    t.set_admin(bob, True)
+    t.set_admin(bob, False)
+    t.set_last_seen(carol, 20.0)
+    t.insert_session("s1", b"\x01" * 32, alice, "laptop", 21.0, "127.0.0.1:1")
+    t.insert_session("s2", b"\x02" * 32, alice, "phone", 22.0, "127.0.0.1:2")
+    t.insert_session("s3", b"\x03" * 32, bob, "", 23.0, "127.0.0.1:3")
+    t.session_by_token(b"\x01" * 32)
+    t.touch_session("s1", "127.0.0.1:9", 24.0)
+    t.live_sessions(alice)
+    t.end_sessions(alice, ["s2", "nope"], 25.0)
+    t.end_sessions(bob, None, 25.0)
+    t.session_by_token(b"\x03" * 32)
+    t.insert_login(alice, 26.0, "127.0.0.1", "laptop", True)
+    t.insert_login(alice, 27.0, "127.0.0.1", "laptop", False)
+    t.recent_logins(alice, 5)
+    group = t.insert_chat("group", "Team", alice, None, 30.0)
+    assert group is not None
+    t.insert_chat("group", "team", bob, None, 31.0)  # taken, whatever the case
+    direct = t.insert_chat("direct", "", None, f"{alice}:{bob}", 32.0)
+    assert direct is not None
+    t.insert_chat("direct", "", None, f"{alice}:{bob}", 33.0)
+    t.group_by_name("TEAM")
+    t.direct_chat(f"{alice}:{bob}")
+    t.add_member(group, alice, 34.0)
+    t.add_member(group, bob, 34.0)
+    t.add_member(group, bob, 35.0)
+    t.add_member(group, carol, 35.0)
+    t.add_member(direct, alice, 34.0)
+    t.add_member(direct, bob, 34.0)
+    t.remove_member(group, carol)
+    t.remove_member(group, carol)
+    t.member_ids(group)
+    t.members(group)
+    t.member_count(group)
+    t.chat_ids_of(alice)
+    ids = []
+    for n, author in enumerate([alice, bob, alice, bob, bob]):
+        m = t.insert_message(group, author, f"m{n}", 40.0 + n, f"c{n}", None, None)
+        ids.append(m.id)
+    t.insert_message(direct, alice, "hi bob", 46.0, None, None, None)
+    t.insert_message(direct, bob, "hi alice", 47.0, None, None, None)
+    comment = t.insert_message(group, bob, "a comment", 48.0, None, ids[0], None)
+    t.count_comment(ids[0], 48.0)
+    t.insert_message(group, carol, "another", 49.0, None, ids[0], None)
+    t.count_comment(ids[0], 49.0)
+    t.message(ids[1])
+    t.message(999_999)
+    t.message_author_id(ids[1])
+    t.message_by_client_id(alice, "c2")
+    t.message_by_client_id(alice, "c1")
+    t.history(group, None, None, 3)
+    t.history(group, ids[3], None, 2)
+    t.history(group, None, ids[0], 2)
+    t.set_last_read(group, alice, ids[1])
+    t.set_last_read(group, alice, ids[0])  # never back
+    t.last_read(group, alice)
+    t.last_read(group, carol)
+    t.unread_count(group, alice, ids[0])
+    t.unread_messages(group, alice, 0, 2)
+    t.comments(ids[0])
+    t.thread_participants(ids[0])
+    t.set_thread_read(alice, ids[0], comment.id)
+    t.set_thread_read(alice, ids[0], 0)  # never back
+    t.thread_last_read(alice, ids[0])
+    t.thread_last_read(carol, ids[0])
+    t.thread_unread(ids[0], alice, 0)
+    t.private_counts(alice)
+    chat = t.chat(group)
+    assert chat is not None
+    t.chat_view(chat, bob)
+    direct_chat = t.chat(direct)
+    assert direct_chat is not None
+    t.chat_view(direct_chat, alice)
+    t.touch_chat(group, ids[-1], 50.0)
+    t.add_contact(alice, bob, 51.0)
+    t.add_contact(alice, bob, 52.0)
+    t.add_contact(alice, carol, 52.0)
+    t.contacts(alice)
+    t.remove_contact(alice, carol)
+    t.remove_contact(alice, carol)
+    t.insert_link("k1", group, alice, 53.0, 100.0, 2)
+    t.insert_link("k2", group, alice, 54.0, None, None)
+    t.use_link("k1")
+    t.revoke_link("k2", 55.0)
+    t.revoke_link("k2", 56.0)
+    t.link("k1")
+    t.link("nope")
+    t.links(group)
+    t.upsert_join_request(group, carol, 57.0, True)
+    t.upsert_join_request(group, carol, 58.0, False)  # stays keyed
+    t.join_request(group, carol)
+    t.join_requests(group)
+    t.delete_join_request(group, carol)
+    t.delete_join_request(group, carol)
+    t.message_count()
+
+    f: FileQueries = q["files"]
+    for n, owner in enumerate([alice, alice, bob]):
+        f.insert_file(
+            FileRecord(f"f{n}", owner, f"sha{n % 2}", 100 + n, "text/plain", f"n{n}.txt",
+                       None, None, 60.0 + n)
+        )  # fmt: skip
+    f.file("f1")
+    f.file("nope")
+    f.used_bytes(alice)
+    f.owns_sha256(alice, "sha1")
+    f.owns_sha256(bob, "sha1")
+    f.link(ids[2], group, ["f0", "f1"])
+    f.attachments([ids[2], ids[3]])
+    f.readable("f0", bob)
+    f.readable("f0", carol)
+    f.chat_files(group, 10)
+    f.collect(61.5)
+    f.sha256_in_use("sha0")
+
+    mod: ModerationQueries = q["moderation"]
+    mod.add_audit(70.0, "Alice", "ban", "bob", "spam")
+    mod.audit(10)
+    mod.newest_audit_id()
+    mod.ban(bob, "bob", 71.0, 100.0, "spam", "Alice")
+    mod.cli_ban_targets(0)
+    mod.active_ban(bob, 72.0)
+    mod.active_ban(carol, 72.0)
+    mod.running_bans(72.0)
+    mod.lift_bans(bob, "bob", 73.0, "Alice")
+    mod.active_ban(bob, 74.0)
+    mod.save_rate_windows([(alice, 75.0, 3), (bob, 75.0, 1)])
+    mod.save_rate_windows([(alice, 76.0, 4)])
+    mod.rate_window(alice)
+    mod.rate_window(carol)
+    mod.has_counted_complaint(alice, bob)
+    first = mod.insert_complaint(alice, bob, "rude", ids[1], 77.0, True)
+    mod.insert_complaint(alice, bob, "again", None, 78.0, False)
+    mod.insert_complaint(carol, bob, "rude", None, 79.0, True)
+    mod.has_counted_complaint(alice, bob)
+    mod.distinct_complainers(bob)
+    mod.complaint(first)
+    mod.open_complaints()
+    mod.dismiss_complaint(first, "Alice", 80.0)
+    mod.dismiss_complaint(first, "Alice", 81.0)
+    mod.login_failures(alice, 0.0)
+
+    adm: AdminQueries = q["admin"]
+    adm.admin_users(82.0)
+    adm.user_count()
+    adm.messages_since(44.0)
+    adm.open_complaint_count()
+    adm.banned_user_count(82.0)
+    adm.pending_scheduled_count()
+
+    sch: ScheduledQueries = q["scheduled"]
+    s1 = sch.insert(alice, group, "later", 200.0, 90.0)
+    s2 = sch.insert(alice, group, "much later", 300.0, 91.0)
+    sch.insert(bob, group, "bob's", 150.0, 92.0)
+    sch.pending_count(alice)
+    sch.get(s1)
+    sch.owned(s1, bob)
+    sch.pending(alice)
+    sch.next_due()
+    sch.due(250.0)
+    sch.move(s1, "sent", message_id=ids[4])
+    sch.move(s1, "cancelled")  # not from sent
+    sch.move(s2, "cancelled")
+    sch.finished(alice, 10)
+
+    ret: RetentionQueries = q["retention"]
+    ret.add_expiring(ids[3], group, 43.0, 143.0)
+    ret.add_expiring(ids[3], group, 43.0, 143.0)
+    ret.add_expiring(ids[4], group, 44.0, 144.0)
+    ret.add_waiting(ids[3], [alice, carol])
+    ret.add_waiting(ids[4], [alice])
+    ret.deliveries(alice, [ids[3], ids[4], ids[0]])
+    ret.mark_delivered(alice, [ids[3]], 100.0)
+    ret.gone_unread(alice, group, 0, 145.0)
+    ret.next_due(100.0, 1000.0)
+    ret.too_old(1000.0, 10)
+    ret.due_deliveries(300.0, 10)
+    ret.expire_delivery(ids[3], alice)
+    ret.base_due(150.0, 10)
+    ret.waiting_users(ids[4])
+    ret.expire_base(ids[4], [bob])
+    ret.gone_for_everyone(ids[4])
+    ret.delete_message(ids[4])
+
+    # the event log
+    for n in range(5):
+        t.append_event("message", b'{"n":%d}' % n, group if n % 2 else None,
+                       None if n % 2 else alice, 110.0 + n, ids[n] if n % 2 else None)  # fmt: skip
+
+
+def _events(tx: Tx, log: Log) -> None:
+    q = _queries(tx, log)
+    t: Tx = q["tx"]
+    t.event_bounds()
+    t.events_after(alice_id(tx), 0, 10, 10)
+    t.events_after(alice_id(tx), 2, 4, 1)
+    t.prune_events(2)
+    t.event_bounds()
+
+
+def alice_id(tx: Tx) -> int:
+    user = tx.user_by_login("alice")
+    assert user is not None
+    return user.id
+
+
+async def _run(store: Store) -> Log:
+    log: Log = []
+    await store.open()
+    try:
+        seqs: list[int] = []
+
+        def setup(tx: Tx) -> None:
+            _setup(tx, log)
+
+        def numbered(tx: Tx) -> None:
+            handle = tx.append_event("x", b"{}", None, alice_id(tx), 120.0)
+            tx.after_commit(lambda: seqs.append(handle.seq))
+
+        await store.write(setup)
+        await store.write(numbered)
+        await store.write(lambda tx: _events(tx, log))
+        await store.read(lambda tx: _events(tx, log))
+        log.append(("seqs after commit", seqs))
+    finally:
+        await store.close()
+    return log
+
+
+def _methods(interface: type[Any]) -> set[str]:
+    return {
+        name
+        for name, member in vars(interface).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    }
+
+
+async def test_every_query_gives_the_same_results_on_sqlite_and_postgresql(
+    tmp_path: Path, pg_database: PgDatabase
+) -> None:
+    on_sqlite = await _run(SqliteStore(tmp_path / "contract.db"))
+    on_postgres = await _run(PostgresStore(pg_database.new_store()))
+    called = {name for name, _ in on_sqlite}
+    missing = [
+        f"{prefix}.{name}"
+        for prefix, interface in INTERFACES
+        for name in sorted(_methods(interface))
+        if f"{prefix}.{name}" not in called and name != "after_commit"
+    ]
+    assert not missing, f"the contract scenario does not call {missing}"
+    assert len(on_sqlite) == len(on_postgres)
+    for n, (lite, pg) in enumerate(zip(on_sqlite, on_postgres, strict=True)):
+        assert lite == pg, f"call {n} ({lite[0]}) differs"
+    assert on_sqlite[-1] == ("seqs after commit", [6])
+
+
+@pytest.mark.parametrize("bad", [lambda tx: 1 / 0])
+async def test_a_failing_unit_rolls_back_only_itself_on_postgresql(
+    pg_database: PgDatabase, bad: Callable[[Tx], object]
+) -> None:
+    store = PostgresStore(pg_database.new_store())
+    await store.open()
+    try:
+        results = await _together(store, bad)
+        assert isinstance(results[0], int) and isinstance(results[1], ZeroDivisionError)
+        assert [u.login for u in await store.read(lambda tx: tx.users())] == ["alice"]
+        assert await store.read(lambda tx: tx.event_bounds()) == (1, 1)  # no hole
+    finally:
+        await store.close()
+
+
+async def _together(store: Store, bad: Callable[[Tx], object]) -> list[object]:
+    import asyncio
+
+    def good(tx: Tx) -> int | None:
+        user = tx.insert_user("alice", "h", 1.0, False)
+        tx.append_event("x", b"{}", None, user, 1.0)
+        return user
+
+    def failing(tx: Tx) -> object:
+        tx.insert_user("bob", "h", 1.0, False)
+        tx.append_event("x", b"{}", 1, None, 1.0)
+        return bad(tx)
+
+    return list(
+        await asyncio.gather(store.write(good), store.write(failing), return_exceptions=True)
+    )
