@@ -33,7 +33,8 @@ def unavailable() -> str | None:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"no PostgreSQL at {urlsplit(ADMIN_URL).netloc or ADMIN_URL}: {first}"
+        parts = urlsplit(ADMIN_URL)  # host and port only: never a password
+        return f"no PostgreSQL at {parts.hostname}:{parts.port or 5432}: {first}"
     return None
 
 
