@@ -231,7 +231,14 @@ def _setup(tx: Tx, log: Log) -> None:
     mod.open_complaints()
     mod.dismiss_complaint(first, "Alice", 80.0)
     mod.dismiss_complaint(first, "Alice", 81.0)
-    mod.login_failures(alice, 0.0)
+    t.add_login_failure("10.0.0.1", "alice", 83.0, 0.0)
+    t.add_login_failure("10.0.0.1", "bob", 84.0, 0.0)
+    t.add_login_failure("10.0.0.2", "alice", 85.0, 0.0)
+    t.login_failures("10.0.0.1", None, 0.0, 10)
+    t.login_failures("10.0.0.1", "alice", 0.0, 10)
+    t.clear_login_failures("10.0.0.1", "alice")
+    t.add_login_failure("10.0.0.1", "carol", 86.0, 83.5)  # prunes the old ones
+    t.login_failures("10.0.0.1", None, 0.0, 1)
 
     adm: AdminQueries = q["admin"]
     adm.admin_users(82.0)
