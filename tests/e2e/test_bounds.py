@@ -39,6 +39,8 @@ VALID: dict[type, dict[str, Any]] = {
     m.HistoryQuery: {"before": 5, "after": 1, "limit": 10},
     m.EventsQuery: {"last_event_id": 1},
     m.UploadQuery: {"name": "a.txt"},
+    m.UnreadQuery: {"chat_id": 1, "after": 1, "limit": 10},
+    m.InviteQuery: {"key": "k"},
 }
 """A valid value of every request model: each case breaks exactly one field of it."""
 

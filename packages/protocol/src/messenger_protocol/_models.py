@@ -323,7 +323,7 @@ class UnreadQuery(Request, frozen=True):
     """
 
     chat_id: PositiveInt | None = None
-    after: Annotated[int, Meta(ge=0)] | None = None
+    after: NonNegativeInt | None = None
     limit: Annotated[int, Meta(ge=1, le=L.UNREAD_PAGE_MAX)] = L.UNREAD_PAGE_MAX
 
 
