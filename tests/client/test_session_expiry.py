@@ -52,7 +52,7 @@ async def test_plain_client_says_once_that_the_session_expired(
     console.send("/status")
     expired = await console.expect("session_expired")
     assert expired == (
-        "error session_expired: this session expired (it was not used for 1 h);"
+        "error session_expired: session expired (unused for 1 h);"
         " log in again with /login <login> <password>"
     )
     console.send(f"/login alice {PASSWORD}")

@@ -114,6 +114,13 @@ def load_options(path: Path) -> TuiOptions:
     return options
 
 
+def session_over_reason(exc: ApiError) -> str:
+    """The one line the login screen shows when the session's token stopped working."""
+    if exc.code == ErrorCode.SESSION_EXPIRED:
+        return exc.message[:1].upper() + exc.message[1:]  # says why, and to log in again
+    return "Your session has ended; please log in again"
+
+
 def describe_error(exc: BaseException, server: str = "") -> str:
     """One human line for a failed call."""
     if isinstance(exc, ServerUnavailable):
@@ -122,6 +129,8 @@ def describe_error(exc: BaseException, server: str = "") -> str:
         match exc.code:
             case ErrorCode.UNAUTHORIZED:
                 return "Wrong login or password"
+            case ErrorCode.SESSION_EXPIRED:
+                return session_over_reason(exc)
             case ErrorCode.CONFLICT:
                 return f"That login is taken: {exc.message}"
             case _:
@@ -270,8 +279,8 @@ class MessengerApp(App[None]):
                     store.cache.last_event_id = stream.last_event_id
         except ApiError as exc:
             log.info("event stream ended: %s", exc)
-            if exc.code == ErrorCode.UNAUTHORIZED:
-                self._session_over("Your session has ended; please log in again")
+            if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
+                self._session_over(session_over_reason(exc))
             else:
                 self.notify(describe_error(exc), severity="error")
         finally:
@@ -290,8 +299,8 @@ class MessengerApp(App[None]):
             log.info("resume: %s", exc)  # the next connect asks again
             return
         except ApiError as exc:
-            if exc.code == ErrorCode.UNAUTHORIZED:
-                self._session_over("Your session has ended; please log in again")
+            if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
+                self._session_over(session_over_reason(exc))
             else:
                 self.notify(describe_error(exc), severity="error")
             return
@@ -867,6 +876,12 @@ class MessengerApp(App[None]):
                 store.retrying(pending)
                 continue
             except ApiError as exc:
+                if exc.code == ErrorCode.SESSION_EXPIRED:
+                    # kept in the outbox: it goes out after the user has logged in again
+                    store.send_failed(pending, retrying=True)
+                    self._outbox = asyncio.Queue()  # what was queued is in the outbox too
+                    self._session_over(session_over_reason(exc))
+                    return
                 store.send_failed(pending, retrying=False)
                 self.notify(f"Not sent: {describe_error(exc)}", severity="error")
                 self._moderation_refusal(exc)

@@ -302,11 +302,11 @@ class AccountService:
         self._addresses.pop(actor.session_id, None)
         self.events.hub.close_sessions([actor.session_id])
         if use.created_at + self.session_max_age <= use.used_at + self.session_idle_timeout:
-            why = f"it is {format_duration(self.session_max_age)} old, the longest a session lasts"
+            why = f"{format_duration(self.session_max_age)} after login"
         else:
-            why = f"it was not used for {format_duration(self.session_idle_timeout)}"
+            why = f"unused for {format_duration(self.session_idle_timeout)}"
         log.info("session of %s expired: %s", actor.login, why)
-        raise ApiError(ErrorCode.SESSION_EXPIRED, f"this session expired ({why}); log in again")
+        raise ApiError(ErrorCode.SESSION_EXPIRED, f"session expired ({why}); log in again")
 
     # --- users and presence -------------------------------------------------
 

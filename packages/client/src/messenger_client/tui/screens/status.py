@@ -40,6 +40,9 @@ def render_status(status: Status, tz: tzinfo | None = None) -> RenderableType:
     if status.banned_until:
         until = format_time(status.banned_until, now=time.time(), tz=tz, relative=True)
         head.append(f"\nbanned from sending until {until}", "#e06c75")
+    if status.session_expires_at is not None:
+        expires = format_time(status.session_expires_at, now=time.time(), tz=tz, relative=True)
+        head.append(f"\nthis session expires {expires} if left unused", "dim")
     connections = _table("Connections", "address", "device", "since", "")
     for c in status.connections:
         marks = ("this one " if c.current else "") + ("live" if c.streaming else "")
