@@ -385,3 +385,34 @@ async def _together(store: Store, bad: Callable[[Tx], object]) -> list[object]:
     return list(
         await asyncio.gather(store.write(good), store.write(failing), return_exceptions=True)
     )
+
+
+async def test_writes_of_one_loop_turn_share_one_postgresql_commit_in_order(
+    pg_database: PgDatabase,
+) -> None:
+    import asyncio
+
+    store = PostgresStore(pg_database.new_store())
+    await store.open()
+    try:
+        user = await store.write(lambda tx: tx.insert_user("alice", "h", 1.0, False))
+        assert user is not None
+        before = store.commits
+        seqs: list[int] = []
+
+        def post(tx: Tx, n: int) -> int:
+            tx.insert_message(1, user, f"m{n}", 2.0, None, None, None)
+            handle = tx.append_event("message", b"{}", 1, None, 2.0)
+            tx.after_commit(lambda: seqs.append(handle.seq))
+            return n
+
+        results = await asyncio.gather(
+            *(store.write(lambda tx, n=n: post(tx, n)) for n in range(20))  # type: ignore[misc]
+        )
+        assert results == list(range(20))
+        assert store.commits == before + 1  # one COMMIT for the turn
+        assert seqs == list(range(1, 21))  # numbered in submission order, callbacks in order
+        page, _ = await store.read(lambda tx: tx.history(1, None, None, 50))
+        assert [m.text for m in page] == [f"m{n}" for n in range(20)]
+    finally:
+        await store.close()

@@ -226,6 +226,8 @@ class PostgresStore:
         self._pending: list[_Job] = []
         self._dispatch_handle: asyncio.Handle | None = None
         self._last: asyncio.Future[Any] | None = None
+        self.commits = 0
+        """Groups committed so far (one per loop turn with writes, or fewer)."""
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.url)!r})"
@@ -375,6 +377,7 @@ class PostgresStore:
         if events:
             _number_events(conn, events)
         conn.execute(b"COMMIT")
+        self.commits += 1
 
     def _recover(self) -> None:
         conn = self._conn
