@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from messenger_protocol import MessageCreated, MessageUpdated, ThreadActivity
 from tests.support.server import ServerProcess
-from tests.support.wire import SseReader, call, register, send
+from tests.support.wire import SseReader, call, message_event, register, send
 
 
 async def test_thread_is_flat_counted_and_notifies_participants(server: ServerProcess) -> None:
@@ -32,9 +32,12 @@ async def test_thread_is_flat_counted_and_notifies_participants(server: ServerPr
             {"text": "me too"},
         )
         assert reply.json()["thread_root"] == root["id"]
-        alice_events = [e for _, e in await a.drain()]
-        bob_events = [e for _, e in await b.drain()]
-        dave_events = [e for _, e in await d.drain()]
+        # a later general message: by the time it arrives, everything about the reply has
+        end = (await send(server.url, carol, "end")).json()
+        at_end = message_event(end["id"])
+        alice_events = [e for _, e in await a.until(at_end)]
+        bob_events = [e for _, e in await b.until(at_end)]
+        dave_events = [e for _, e in await d.until(at_end)]
     for events in (alice_events, bob_events):  # root author and earlier commenter
         activity = [e for e in events if isinstance(e, ThreadActivity)]
         assert len(activity) == 1 and activity[0].comment.text == "me too"
@@ -46,9 +49,9 @@ async def test_thread_is_flat_counted_and_notifies_participants(server: ServerPr
     assert thread["root"]["comment_count"] == 2
     assert thread["root"]["last_comment_at"] is not None
     assert [c["text"] for c in thread["comments"]] == ["yes", "me too"]
-    # comments are not in the chat history, only their root is
+    # comments are not in the chat history, only their root is (and the later "end")
     page = (await call(server.url, "GET", "/api/v1/chats/1/messages", carol)).json()
-    assert [m["text"] for m in page["messages"]] == ["lunch?"]
+    assert [m["text"] for m in page["messages"]] == ["lunch?", "end"]
 
 
 async def test_thread_unread_and_mark_read(server: ServerProcess) -> None:

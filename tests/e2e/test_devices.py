@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from messenger_protocol import MessageCreated, ReadMarker, SessionEnded
+from messenger_protocol import Event, MessageCreated, ReadMarker, SessionEnded
 from tests.support.server import ServerProcess
-from tests.support.wire import SseReader, call, register, send
+from tests.support.wire import SseReader, call, message_event, register, send
+
+
+def _read_marker(e: Event) -> bool:
+    return isinstance(e, ReadMarker)
 
 
 async def _login(base: str, login: str) -> str:
@@ -31,18 +35,20 @@ async def test_two_clients_stay_in_sync_and_third_user_is_unaffected(server: Ser
         mine = (await send(server.url, alice, "from my phone")).json()
         incoming = (await send(server.url, bob, "private to alice", chat_id=dm)).json()
         for device in (phone, laptop):
-            texts = [
-                e.message.text for _, e in await device.drain() if isinstance(e, MessageCreated)
-            ]
+            upto = await device.until(message_event(incoming["id"]))
+            texts = [e.message.text for _, e in upto if isinstance(e, MessageCreated)]
             assert texts == ["from my phone", "private to alice"]
         await call(
             server.url, "POST", f"/api/v1/chats/{dm}/read", alice_laptop, {"up_to": incoming["id"]}
         )
-        markers = [e for _, e in await phone.drain() if isinstance(e, ReadMarker)]
+        markers = [e for _, e in await phone.until(_read_marker) if isinstance(e, ReadMarker)]
         assert [(m.chat_id, m.up_to) for m in markers] == [(dm, incoming["id"])]
-        carol_events = [e for _, e in await other.drain()]
+        # carol sees nothing of it: everything before bob's later message has arrived by then
+        end = (await send(server.url, bob, "later, in general")).json()
+        carol_events = [e for _, e in await other.until(message_event(end["id"]))]
     assert all(not isinstance(e, ReadMarker) for e in carol_events)
-    assert [e.message.id for e in carol_events if isinstance(e, MessageCreated)] == [mine["id"]]
+    carol_got = [e.message.id for e in carol_events if isinstance(e, MessageCreated)]
+    assert carol_got == [mine["id"], end["id"]]
     chats = (await call(server.url, "GET", "/api/v1/chats", alice)).json()["chats"]
     assert next(c for c in chats if c["id"] == dm)["unread"] == 0
 
@@ -66,7 +72,7 @@ async def test_logout_ends_one_session_and_logout_all_ends_every(server: ServerP
         assert (
             await call(server.url, "POST", "/api/v1/auth/logout_all", tablet)
         ).status_code == 200
-        events = await laptop_events.drain()
+        events = await laptop_events.until(lambda e: isinstance(e, SessionEnded))
     assert any(isinstance(e, SessionEnded) for _, e in events)
     for token in (laptop, tablet):
         assert (await call(server.url, "GET", "/api/v1/status", token)).status_code == 401

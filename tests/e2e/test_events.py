@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from messenger_protocol import MessageCreated, ReadMarker
 from tests.support.server import ServerProcess
-from tests.support.wire import SseReader, call, register, send
+from tests.support.wire import SseReader, call, message_event, register, send
 
 
 async def test_message_reaches_every_client_of_every_user(server: ServerProcess) -> None:
@@ -38,7 +38,7 @@ async def test_resume_gets_exactly_the_missed_events(server: ServerProcess) -> N
         assert isinstance(event, MessageCreated)
     missed = [(await send(server.url, alice, f"missed {i}")).json()["id"] for i in range(5)]
     async with SseReader(server.url, bob, last_event_id=last_id) as reader:
-        replayed = await reader.drain()
+        replayed = await reader.until(message_event(missed[-1]))
         await send(server.url, alice, "live")
         live = await reader.next()
     ids = [e.message.id for _, e in replayed if isinstance(e, MessageCreated)]
@@ -59,7 +59,7 @@ async def test_resume_across_server_restart(server: ServerProcess) -> None:
     await send(server.url, alice, "two")
     server.restart()
     async with SseReader(server.url, bob, last_event_id=last_id) as reader:
-        events = await reader.drain()
+        events = await reader.until(lambda e: isinstance(e, MessageCreated))
     assert [e.message.text for _, e in events if isinstance(e, MessageCreated)] == ["two"]
 
 
@@ -75,7 +75,7 @@ async def test_read_state_syncs_between_clients(server: ServerProcess) -> None:
     async with SseReader(server.url, bob2) as other:
         resp = await call(server.url, "POST", "/api/v1/chats/1/read", bob, {"up_to": msg["id"]})
         assert resp.status_code == 200
-        events = await other.drain()
+        events = await other.until(lambda e: isinstance(e, ReadMarker))
     markers = [e for _, e in events if isinstance(e, ReadMarker)]
     assert markers and markers[-1].chat_id == 1 and markers[-1].up_to == msg["id"]
     chats = (await call(server.url, "GET", "/api/v1/chats", bob2)).json()["chats"]

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from messenger_protocol import Event, SseEvent, SseParser, decode_event
+from messenger_protocol import Event, MessageCreated, SseEvent, SseParser, decode_event
+
+WAIT = 30.0
+"""Deadline for an expected event: generous, so a loaded machine passes. A deadline, not a
+pause: waiting ends the moment the event is there, and nothing depends on a quiet spell."""
+
+Numbered = tuple[int | None, Event]
+"""An event with its stream id."""
+
+
+def message_event(message_id: int) -> Callable[[Event], bool]:
+    """For :meth:`SseReader.until`: the event that delivers message ``message_id``."""
+    return lambda e: isinstance(e, MessageCreated) and e.message.id == message_id
 
 
 async def call(
@@ -99,7 +112,7 @@ class SseReader:
             self._writer.close()
             self._writer = None
 
-    async def next_raw(self, timeout: float = 5.0) -> SseEvent:
+    async def next_raw(self, timeout: float = WAIT) -> SseEvent:
         """The next SSE event (presence included)."""
         assert self._reader is not None
         async with asyncio.timeout(timeout):
@@ -111,7 +124,7 @@ class SseReader:
         return self.pending.pop(0)
 
     async def next(
-        self, timeout: float = 5.0, *, skip: tuple[str, ...] = ("presence",)
+        self, timeout: float = WAIT, *, skip: tuple[str, ...] = ("presence",)
     ) -> tuple[int | None, Event]:
         """The next event with its id, skipping ephemeral kinds in ``skip``."""
         while True:
@@ -120,11 +133,27 @@ class SseReader:
                 continue
             return (int(raw.id) if raw.id is not None else None), decode_event(raw.data)
 
-    async def drain(self, quiet: float = 0.3) -> list[tuple[int | None, Event]]:
-        """Every event that arrives until the stream is quiet for ``quiet`` s (or closed)."""
-        events: list[tuple[int | None, Event]] = []
-        while True:
-            try:
-                events.append(await self.next(quiet))
-            except (TimeoutError, ConnectionError):
-                return events
+    async def until(
+        self, last: Callable[[Event], bool], *, timeout: float = WAIT
+    ) -> list[Numbered]:
+        """Every event (presence skipped) up to and including the first that ``last``
+        accepts. To show that something does NOT come, make the sender send a later event
+        and wait for that one: everything before it has arrived by then."""
+        events: list[Numbered] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                events.append(await self.next(timeout))
+                if last(events[-1][1]):
+                    return events
+
+    async def take(
+        self, count: int, where: Callable[[Event], bool], *, timeout: float = WAIT
+    ) -> list[Event]:
+        """The first ``count`` events that ``where`` accepts (others are passed over)."""
+        found: list[Event] = []
+        async with asyncio.timeout(timeout):
+            while len(found) < count:
+                _, event = await self.next(timeout)
+                if where(event):
+                    found.append(event)
+        return found
