@@ -15,6 +15,9 @@ Workloads (issue 11's per-request table), each on 8 keep-alive connections, clos
 - ``send``: a general-chat ``POST /api/v1/chats/1/messages`` with no event stream open,
   default durability and ``message_ttl`` (the rate limit is lifted).
 
+``--store postgresql://…`` runs the server on PostgreSQL (a throwaway schema per run) and
+adds the CPU of the PostgreSQL backends serving the server's connections per request.
+
 The figure is the server's own CPU time (user + system of its process, all threads, from
 the OS) divided by the requests answered in the window, so it does not depend on how fast
 the load generator is. The load generator is this process (raw asyncio protocols, no HTTP
@@ -43,12 +46,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import psutil
-from _common import ServerProcess, compare, free_port, http_request, save
+from _common import ServerProcess, bench_store, compare, free_port, http_request, save
 
 CONNECTIONS = 8
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
@@ -122,9 +127,15 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 
 async def drive(
-    port: int, requests: list[bytes], pid: int, warmup: float, seconds: float
+    port: int,
+    requests: list[bytes],
+    pid: int,
+    warmup: float,
+    seconds: float,
+    db_pids: Callable[[], list[int]] | None = None,
 ) -> dict[str, float]:
-    """Run the closed loop, measure ``seconds`` after ``warmup``: CPU-µs/request, requests/s."""
+    """Run the closed loop, measure ``seconds`` after ``warmup``: CPU-µs/request, requests/s
+    (and the CPU of the database backends serving the server, when ``db_pids`` finds them)."""
     loop = asyncio.get_running_loop()
     counter = Counter()
     conns: list[Conn] = []
@@ -135,9 +146,12 @@ async def drive(
     proc = psutil.Process(pid)
     me = psutil.Process()
     await asyncio.sleep(warmup)
+    backends = [psutil.Process(p) for p in (db_pids() if db_pids else [])]
+    db0 = sum(cpu_seconds(b) for b in backends)
     done0, cpu0, own0, t0 = counter.done, cpu_seconds(proc), cpu_seconds(me), time.perf_counter()
     await asyncio.sleep(seconds)
     done1, cpu1, own1, t1 = counter.done, cpu_seconds(proc), cpu_seconds(me), time.perf_counter()
+    db1 = sum(cpu_seconds(b) for b in backends)
     counter.running = False
     for conn in conns:
         assert conn.transport is not None
@@ -150,7 +164,29 @@ async def drive(
         "cpu_us": (cpu1 - cpu0) / answered * 1e6,
         "per_s": answered / (t1 - t0),
         "generator_cpu_us": (own1 - own0) / answered * 1e6,
+        "db_cpu_us": (db1 - db0) / answered * 1e6,
     }
+
+
+def postgres_backends(server_pid: int, url: str) -> Callable[[], list[int]]:
+    """Finds the PostgreSQL backend processes of the server's own connections."""
+    import psycopg
+
+    pg_port = urlsplit(url).port or 5432
+
+    def find() -> list[int]:
+        ports = [
+            c.laddr.port
+            for c in psutil.Process(server_pid).net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == pg_port
+        ]
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", [ports]
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    return find
 
 
 async def register(port: int, login: str) -> str:
@@ -314,10 +350,18 @@ def read_profile(raw: Path, n: int = 12) -> Profile:
 
 
 async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, float]:
+    with bench_store(args.store) as store_url:
+        return await _run_once(args, tmp, run, store_url)
+
+
+async def _run_once(
+    args: argparse.Namespace, tmp: Path, run: int, store_url: str
+) -> dict[str, float]:
+    store = ["--store", store_url] if store_url else []
     srv = ServerProcess(
         tmp / f"data{run}",
         args=["--rate-limit-messages", "1000000000", "--log-level", args.log_level,
-              "--max-connections-per-ip", "1000", *shlex.split(args.server_args)],
+              "--max-connections-per-ip", "1000", *store, *shlex.split(args.server_args)],
     )  # fmt: skip
     srv.start()
     ref: subprocess.Popen[bytes] | None = None
@@ -335,7 +379,8 @@ async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, f
         results: dict[str, float] = {}
         for workload in args.workloads:
             requests = per_workload[workload]
-            ours = await drive(srv.port, requests, srv.proc.pid, args.warmup, args.seconds)
+            db = postgres_backends(srv.proc.pid, store_url) if store_url else None
+            ours = await drive(srv.port, requests, srv.proc.pid, args.warmup, args.seconds, db)
             bare = await drive(ref_port, requests, ref.pid, args.warmup, args.seconds)
             results[f"{workload}.cpu_us"] = ours["cpu_us"]
             results[f"{workload}.per_s"] = ours["per_s"]
@@ -343,6 +388,8 @@ async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, f
             results[f"{workload}.reference_cpu_us"] = bare["cpu_us"]
             results[f"{workload}.reference_per_s"] = bare["per_s"]
             results[f"{workload}.ratio"] = ours["cpu_us"] / max(1e-9, bare["cpu_us"])
+            if store_url:
+                results[f"{workload}.db_cpu_us"] = ours["db_cpu_us"]
         if args.profile is not None and run == 0:
             args.profile.mkdir(parents=True, exist_ok=True)
             for workload in args.workloads:
@@ -392,15 +439,22 @@ def report(runs: list[dict[str, float]]) -> dict[str, Any]:
     workloads = sorted({k.split(".")[0] for k in keys}, key=WORKLOADS.index)
     header = f"{'workload':10} {'CPU-µs/req':>11} {'req/s':>8} {'bare µs':>8} {'bare req/s':>10}"
     header += f" {'ratio':>6} {'gen µs':>7}"
+    with_db = any(k.endswith(".db_cpu_us") for k in keys)
+    header += f" {'db µs':>7}" if with_db else ""
     print(header + ("   spread (CPU-µs min-max)" if len(runs) > 1 else ""))
     for w in workloads:
         spread = ""
         if len(runs) > 1:
             spread = f"   {results[f'{w}.cpu_us.min']:.0f}-{results[f'{w}.cpu_us.max']:.0f}"
+        db = f" {results[f'{w}.db_cpu_us']:7.1f}" if with_db else ""
         print(
             f"{w:10} {results[f'{w}.cpu_us']:11.1f} {results[f'{w}.per_s']:8.0f} "
             f"{results[f'{w}.reference_cpu_us']:8.1f} {results[f'{w}.reference_per_s']:10.0f} "
-            f"{results[f'{w}.ratio']:6.1f} {results[f'{w}.generator_cpu_us']:7.1f}{spread}"
+            f"{results[f'{w}.ratio']:6.1f} {results[f'{w}.generator_cpu_us']:7.1f}{db}{spread}"
+        )
+    if with_db:
+        print(
+            "db µs: CPU of the PostgreSQL backends serving the server, per request (not in ratio)"
         )
     return results
 
@@ -415,6 +469,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--runs", type=int, default=1, help="fresh server each run; medians")
     parser.add_argument("--log-level", default="INFO", help="the server's (default: its default)")
+    parser.add_argument(
+        "--store", default="", help="postgresql://… to run on PostgreSQL (a throwaway schema)"
+    )
     parser.add_argument(
         "--server-args", default="", help='more server flags, e.g. "--store postgresql://…"'
     )
