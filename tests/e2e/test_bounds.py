@@ -38,6 +38,7 @@ VALID: dict[type, dict[str, Any]] = {
     m.BanUser: {"login": "bob", "seconds": 60, "reason": "spam"},
     m.HistoryQuery: {"before": 5, "after": 1, "limit": 10},
     m.EventsQuery: {"last_event_id": 1},
+    m.UnreadQuery: {"chat_id": 1, "after": 1, "limit": 10},
     m.UploadQuery: {"name": "a.txt"},
     m.UnreadQuery: {"chat_id": 1, "after": 1, "limit": 10},
     m.InviteQuery: {"key": "k"},

@@ -170,3 +170,26 @@ def test_invalid_bodies_are_explained_in_words(kind: type[Any], body: bytes, sai
         decode(kind, body)
     assert refused.value.message == f"invalid body: {said}"
     assert "`" not in refused.value.message and "regex" not in refused.value.message
+
+
+def test_integral_floats_are_integers_but_strings_are_not() -> None:
+    """Item 23 of issue 9: JSON Schema's ``integer`` is any number without a fraction, as
+    the OpenAPI document says; text never becomes a number, and a fraction stays wrong."""
+    from messenger_protocol import ApiError, decode
+    from messenger_protocol._models import MarkRead
+
+    assert decode(MarkRead, b'{"up_to": 7050.0}') == MarkRead(up_to=7050)
+    for bad in (b'{"up_to": 7050.5}', b'{"up_to": "7050"}', b'{"up_to": 1e30}'):
+        with pytest.raises(ApiError) as caught:
+            decode(MarkRead, bad)
+        assert caught.value.code == "invalid"
+
+
+def test_null_is_no_number_in_a_query() -> None:
+    """Item 23: ``?before=null`` is refused; a text field may still say "null"."""
+    from messenger_protocol import ApiError, decode_query
+    from messenger_protocol._models import HistoryQuery, UploadQuery
+
+    with pytest.raises(ApiError):
+        decode_query(HistoryQuery, {"before": "null"})
+    assert decode_query(UploadQuery, {"name": "null"}).name == "null"

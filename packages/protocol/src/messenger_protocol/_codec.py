@@ -87,11 +87,33 @@ def plain_words(error: str) -> str:
     return error.replace("`", "")
 
 
+def _integral(value: Any) -> Any:
+    """``value`` with every float that has no fraction (``7050.0``) as an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def decode(kind: type[T], data: bytes) -> T:
-    """Decode JSON bytes as ``kind``; any failure is an ``invalid`` :class:`ApiError`."""
+    """Decode JSON bytes as ``kind``; any failure is an ``invalid`` :class:`ApiError`.
+
+    An integer field takes ``7050.0`` as 7050: JSON Schema's ``integer`` (the OpenAPI
+    document) is any number without a fraction. Strings are never turned into numbers.
+    """
     try:
         result: T = _decoder(kind).decode(data)
     except msgspec.ValidationError as exc:
+        if "got `float`" in str(exc):
+            try:
+                retried: T = msgspec.convert(_integral(msgspec.json.decode(data)), kind)
+            except msgspec.ValidationError:
+                pass
+            else:
+                return retried
         raise ApiError(ErrorCode.INVALID, f"invalid body: {plain_words(str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(ErrorCode.INVALID, f"malformed JSON: {exc}") from None
@@ -100,8 +122,37 @@ def decode(kind: type[T], data: bytes) -> T:
     return result
 
 
+_not_text: dict[Any, frozenset[str]] = {}
+
+
+def _fields_not_text(kind: Any) -> frozenset[str]:
+    """Fields of a query model that cannot hold a string (``null`` is no value for them)."""
+    names = _not_text.get(kind)
+    if names is None:
+        info = msgspec.inspect.type_info(kind)
+        assert isinstance(info, msgspec.inspect.StructType)
+        names = frozenset(
+            f.name
+            for f in info.fields
+            if not any(
+                isinstance(t, msgspec.inspect.StrType)
+                for t in (
+                    f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+                )
+            )
+        )
+        _not_text[kind] = names
+    return names
+
+
 def decode_query(kind: type[T], params: dict[str, str]) -> T:
-    """Convert query-string values (all strings) to ``kind``; failures are ``invalid``."""
+    """Convert query-string values (all strings) to ``kind``; failures are ``invalid``.
+
+    An optional number is given or left out: ``before=null`` is refused, not read as None.
+    """
+    for name in _fields_not_text(kind):
+        if params.get(name) == "null":
+            raise ApiError(ErrorCode.INVALID, f"invalid query: {name} must be a number")
     try:
         return msgspec.convert(params, kind, strict=False)
     except msgspec.ValidationError as exc:

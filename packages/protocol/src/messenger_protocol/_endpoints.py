@@ -201,9 +201,9 @@ BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}
 
 
 KNOWN_METHODS: frozenset[str] = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
-"""Methods of RFC 9110 and PATCH: on a known path one we do not serve there is 405 with
+"""Methods of RFC 9110, PATCH and QUERY: on a known path one we do not serve is 405 with
 ``Allow``. Methods are case-sensitive (RFC 9110 §9.1): ``get`` is an unknown method, 501."""
 
 

@@ -9,6 +9,30 @@ import msgspec
 from ._endpoints import ENDPOINTS, PATH_PARAM_TYPES, Endpoint
 from ._errors import STATUS_OF, ErrorBody
 from ._events import Event
+from ._limits import LOGIN_PATTERN, MAX_INT, MAX_LOGIN
+
+LAST_EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
+"""What the ``Last-Event-ID`` header may hold: an event id (the server checks the same)."""
+
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "login": {"type": "string", "pattern": LOGIN_PATTERN, "maxLength": MAX_LOGIN},
+    "file_id": {"type": "string", "minLength": 1, "maxLength": 256},
+    "key": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+
+_SSE_DESCRIPTION = (
+    "An endless text/event-stream (SSE). Each durable event is one frame of an `id:` line "
+    "(its event id, to resume with Last-Event-ID), an `event:` line (its kind) and a `data:` "
+    "line holding the event as JSON (the Event schema); presence frames have no id, and "
+    "`:` comment lines are heartbeats."
+)
+
+
+def _path_schema(name: str) -> dict[str, Any]:
+    if PATH_PARAM_TYPES[name] is int:
+        return {"type": "integer", "minimum": 1, "maximum": MAX_INT}
+    return dict(_PATH_SCHEMAS.get(name, {"type": "string", "minLength": 1, "maxLength": 256}))
+
 
 _REF = "#/components/schemas/{name}"
 
@@ -21,9 +45,19 @@ def _query_parameters(kind: type, schemas: dict[str, Any]) -> list[dict[str, Any
     schema = schemas.get(kind.__name__, {})
     required = set(schema.get("required", []))
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        {"name": name, "in": "query", "required": name in required, "schema": _not_null(prop)}
         for name, prop in schema.get("properties", {}).items()
     ]
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query value is a string or absent, never JSON null: ``int | None`` is an integer."""
+    options = prop.get("anyOf")
+    if options is None:
+        return prop
+    kept = [o for o in options if o != {"type": "null"}]
+    rest = {k: v for k, v in prop.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +67,7 @@ def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
             "name": p,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer" if PATH_PARAM_TYPES[p] is int else "string"},
+            "schema": _path_schema(p),
         }
         for p in ep.params
     ]
@@ -42,7 +76,8 @@ def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     if ep.name == "events":
         params.append(
             {"name": "Last-Event-ID", "in": "header", "required": False,
-             "schema": {"type": "string"}}
+             "description": "Resume after this event id (wins over last_event_id)",
+             "schema": {"type": "string", "pattern": LAST_EVENT_ID_PATTERN}}
         )  # fmt: skip
     if params:
         op["parameters"] = params
@@ -64,8 +99,13 @@ def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
         }
     elif ep.name == "events":
         ok = {
-            "description": "An endless text/event-stream; each data line is an Event",
-            "content": {"text/event-stream": {"schema": _ref_name("Event")}},
+            "description": _SSE_DESCRIPTION,
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": "SSE frames: id, event, data"},
+                    "x-sse-data": _ref_name("Event"),
+                }
+            },
         }
     else:
         ok = {"description": "The bytes", "content": {"*/*": {}}}
