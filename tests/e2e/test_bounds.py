@@ -40,7 +40,6 @@ VALID: dict[type, dict[str, Any]] = {
     m.EventsQuery: {"last_event_id": 1},
     m.UnreadQuery: {"chat_id": 1, "after": 1, "limit": 10},
     m.UploadQuery: {"name": "a.txt"},
-    m.UnreadQuery: {"chat_id": 1, "after": 1, "limit": 10},
     m.InviteQuery: {"key": "k"},
 }
 """A valid value of every request model: each case breaks exactly one field of it."""
@@ -61,7 +60,7 @@ def _endpoints_with(kind: type) -> list[Endpoint]:
 
 
 def _path(ep: Endpoint, **override: object) -> str:
-    values: dict[str, object] = {"login": "bob", "file_id": "f", "key": "k"}
+    values: dict[str, object] = {"login": "bob", "file_id": "f", "key": "k", "chat_name": "team"}
     values.update({p: 1 for p in ep.params if p not in values})
     values.update(override)
     return ep.url(**{p: values[p] for p in ep.params})
