@@ -135,3 +135,20 @@ async def test_unread_count_stops_at_its_cap(tmp_path: Path) -> None:
     await store.write(lambda tx: tx.insert_message(1, author.id, "z", 3.0, None, None, None))
     assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX
     await store.close()
+
+
+@pytest.mark.parametrize(("mode", "level"), [("NORMAL", 1), ("FULL", 2)])
+async def test_synchronous_mode_is_the_configured_one(
+    tmp_path: Path, mode: str, level: int
+) -> None:
+    """Item 21 of issue 9: --sqlite-synchronous reaches the connection (FULL fsyncs each
+    commit, NORMAL at checkpoints), and NORMAL is the default."""
+    store = SqliteStore.in_dir(tmp_path, synchronous=mode)
+    await store.open()
+    try:
+        assert store.tx.conn.execute("PRAGMA synchronous").fetchone()[0] == level
+    finally:
+        await store.close()
+    from messenger_server.config import load_settings
+
+    assert load_settings({}).sqlite_synchronous == "NORMAL"

@@ -255,7 +255,9 @@ class Settings:
         "", _store, "database: empty = SQLite in data_dir, or postgresql://user@host:port/db"
     )
     sqlite_synchronous: str = _setting(
-        "NORMAL", _choice(SQLITE_SYNCHRONOUS), "SQLite synchronous mode"
+        "NORMAL",
+        _choice(SQLITE_SYNCHRONOUS),
+        "SQLite durability: NORMAL survives kill -9, FULL also power loss (slower)",
     )
 
     @property
