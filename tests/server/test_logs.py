@@ -58,3 +58,31 @@ def test_log_file_is_also_rotated_when_the_day_changes(
         handler.close()
     assert "first day" in (tmp_path / "server.log.1").read_text()
     assert "second day" in path.read_text() and "first day" not in path.read_text()
+
+
+def test_credentials_never_reach_the_log_file(tmp_path: Path) -> None:
+    """Item 18 of issue 9: a bearer token, access_token and passwords in any log line
+    (messages and tracebacks alike) are written as REDACTED."""
+    settings = load_settings({"data_dir": str(tmp_path)})
+    level, before = _root_handlers_restored()
+    setup_logging(settings, stderr=False)
+    secret = "s3cr3t-Tok.en_42"
+    try:
+        log = logging.getLogger("messenger_server.leaky")
+        log.warning("header Authorization: Bearer %s seen", secret)
+        log.warning("GET /api/v1/events?access_token=%s&x=1", secret)
+        try:
+            raise ValueError(f'body {{"login": "a", "password": "{secret}"}}')
+        except ValueError:
+            log.exception("failed with token=%s", secret)
+    finally:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+    text = log_file(settings).read_text()
+    assert secret not in text
+    assert "Bearer REDACTED" in text and "access_token=REDACTED&x=1" in text
+    assert '"password": "REDACTED"' in text and "token=REDACTED" in text

@@ -10,18 +10,47 @@ from __future__ import annotations
 import datetime
 import logging
 import logging.handlers
+import re
 import sys
 from pathlib import Path
 
 from .config import Settings
 
-__all__ = ["LOG_BACKUPS", "LOG_FORMAT", "SizeAndDayRotatingHandler", "log_file", "setup_logging"]
+__all__ = [
+    "LOG_BACKUPS",
+    "LOG_FORMAT",
+    "RedactingFormatter",
+    "SizeAndDayRotatingHandler",
+    "log_file",
+    "redact",
+    "setup_logging",
+]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 """SPEC F19: date-time, level, module, message."""
 
 LOG_BACKUPS = 14
 """Rotated files kept (``server.log.1`` is the newest)."""
+
+
+_SECRETS = re.compile(
+    r"(?i)(\bbearer\s+|\baccess_token=|\btoken=|\bpassword=|\"(?:token|password)\"\s*:\s*\")"
+    r"[^\s&\"',;]+"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with bearer tokens, ``access_token=``/``token=``/``password=`` values and
+    JSON ``"token"``/``"password"`` strings replaced by ``REDACTED``."""
+    return _SECRETS.sub(r"\1REDACTED", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """The log format, with credentials blanked wherever they appear (tracebacks too)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, redacted."""
+        return redact(super().format(record))
 
 
 class SizeAndDayRotatingHandler(logging.handlers.RotatingFileHandler):
@@ -57,7 +86,7 @@ def setup_logging(settings: Settings, *, stderr: bool = True) -> None:
         if getattr(handler, "_messenger", False):
             root.removeHandler(handler)
             handler.close()
-    formatter = logging.Formatter(LOG_FORMAT)
+    formatter = RedactingFormatter(LOG_FORMAT)
     path = log_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     handlers: list[logging.Handler] = [SizeAndDayRotatingHandler(path, settings.log_max_bytes)]
