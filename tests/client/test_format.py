@@ -16,6 +16,7 @@ from messenger_client.commands import (
     TableOut,
 )
 from messenger_client.events import ConnectionState
+from messenger_client.outputs import Out, UserRow, UsersOut, at
 from messenger_client.plain import format_json, format_lines, message_line
 from messenger_protocol import (
     Attachment,
@@ -24,10 +25,8 @@ from messenger_protocol import (
     LoginRecord,
     Message,
     OwnedChat,
-    Session,
     Status,
     User,
-    UserList,
 )
 
 TODAY_1203 = datetime.now().replace(hour=12, minute=3, second=0, microsecond=0).timestamp()
@@ -70,7 +69,8 @@ def test_error_line_has_the_code_and_says_when_to_retry_once() -> None:
     text = "at most 20 messages per 1 h in the general chat; try again in 2 min 4 s"
     out = ErrorOut("rate_limited", text, retry_after=124.0)
     assert format_lines(out) == [f"error rate_limited: {text}"]
-    banned = ErrorOut("banned", "you are banned from sending until 14:05 UTC (in 1 min)", until=1.0)
+    text = "you are banned from sending until 14:05 UTC (in 1 min)"
+    banned = ErrorOut("banned", text, until=at(1.0))
     assert format_lines(banned) == [
         "error banned: you are banned from sending until 14:05 UTC (in 1 min)"
     ]
@@ -107,40 +107,48 @@ def test_status_lines() -> None:
 
 
 def test_json_message_object() -> None:
+    """Issue 9 item 14: a message line carries the message and its time as Unix and ISO."""
     line = format_json(MessageOut(msg(), "general", live=True))
-    assert line is not None and "\n" not in line
+    assert "\n" not in line
     obj = json.loads(line)
-    assert obj["kind"] == "message"
-    assert obj["id"] == 42 and obj["text"] == "hello"
-    assert obj["chat_id"] == 1 and obj["chat"] == "general"
-    assert obj["author"] == "alice" and obj["created_at"] == TODAY_1203
-    assert obj["live"] is True
+    assert obj["kind"] == "message" and obj["chat"] == "general" and obj["live"] is True
+    message = obj["message"]
+    assert message["id"] == 42 and message["text"] == "hello"
+    assert message["chat_id"] == 1 and message["author"] == "alice"
+    assert message["created_at"] == TODAY_1203
+    assert obj["created"] == {"unix": TODAY_1203, "iso": at(TODAY_1203).iso}
+    assert datetime.fromisoformat(obj["created"]["iso"]).timestamp() == TODAY_1203
 
 
 def test_json_other_kinds() -> None:
-    def obj(out: object) -> dict[str, object]:
-        line = format_json(out)  # type: ignore[arg-type]
-        assert line is not None
-        parsed: dict[str, object] = json.loads(line)
+    """Issue 9 item 14: every output is one typed object; the token is never printed."""
+
+    def obj(out: Out | ConnectionState) -> dict[str, object]:
+        parsed: dict[str, object] = json.loads(format_json(out))
         return parsed
 
     error = obj(ErrorOut("rate_limited", "slow down", retry_after=5.0))
     assert error == {
         "kind": "error",
         "code": "rate_limited",
-        "message": "slow down",
+        "text": "slow down",
         "retry_after": 5.0,
         "until": None,
     }
     assert obj(InfoOut("hi")) == {"kind": "info", "text": "hi"}
-    users = UserList(users=[User(login="bob", online=True)])
-    table = obj(TableOut("users", ("login",), (("bob",),), users))
-    assert table["kind"] == "table" and table["rows"] == [["bob"]]
-    assert table["data"] == {"users": [{"login": "bob", "online": True, "last_seen": None,
-                                        "is_admin": False, "banned_until": None}]}  # fmt: skip
-    session = Session(token="secret", session_id="s", user=User(login="bob"), last_event_id=9)
-    as_json = obj(SessionOut(session, registered=True))
-    assert as_json == {"kind": "session", "login": "bob", "registered": True, "last_event_id": 9}
-    assert "secret" not in json.dumps(as_json)  # the token is never printed
+    row = UserRow("bob", True, None, False, at(0.0))
+    table = obj(UsersOut("users", ("login",), (("bob",),), users=(row,)))
+    assert table["kind"] == "users" and table["rows"] == [["bob"]]
+    assert table["users"] == [
+        {"login": "bob", "online": True, "last_seen": None, "is_admin": False,
+         "banned_until": {"unix": 0.0, "iso": "1970-01-01T00:00:00+00:00"}}
+    ]  # fmt: skip
+    session = SessionOut(
+        login="bob", session_id="s", registered=True, is_admin=False, last_event_id=9,
+        history_on_connect=20,
+    )  # fmt: skip
+    as_json = obj(session)
+    assert as_json["kind"] == "session" and as_json["last_event_id"] == 9
+    assert "token" not in as_json
     assert obj(ExitOut()) == {"kind": "exit"}
     assert obj(ConnectionState("offline", attempt=1, error="x"))["state"] == "offline"

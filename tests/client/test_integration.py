@@ -325,7 +325,7 @@ async def test_plain_json_lines(plain: StartPlain) -> None:
     await proc.expect('"error"')
     assert await proc.finish() == 0
     objects = [json.loads(line) for line in proc.lines]
-    message = next(o for o in objects if o["kind"] == "message")
+    message = next(o["message"] for o in objects if o["kind"] == "message")
     assert message["text"] == "in json" and message["author"] == "alice"
     assert {"id", "chat_id", "created_at"} <= message.keys()
     error = next(o for o in objects if o["kind"] == "error")

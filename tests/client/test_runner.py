@@ -21,6 +21,7 @@ from messenger_client.commands import (
     TableOut,
     UnreadOut,
 )
+from messenger_client.outputs import HelpOut
 from messenger_protocol import ApiError, ErrorCode
 from tests.support.server import ServerProcess
 
@@ -36,10 +37,10 @@ async def test_offline_commands_need_no_server(tmp_path: Path) -> None:
         assert await runner.run_line("/exit") == [ExitOut()]
         help_lines = await runner.run_line("/help")
         assert all(isinstance(o, InfoOut) for o in help_lines)
-        assert any("/private <login> <text>" in o.text for o in help_lines)  # type: ignore[union-attr]
-        assert await runner.run_line("/help private") == [
-            InfoOut("/private <login> <text> -- private message to a user")
-        ]
+        assert any("/private <login> <text>" in o.text for o in help_lines)  # type: ignore[attr-defined]
+        [private] = await runner.run_line("/help private")
+        assert isinstance(private, HelpOut) and private.command == "private"
+        assert private.text == "/private <login> <text> -- private message to a user"
         [usage] = await runner.run_line("/private")
         assert isinstance(usage, ErrorOut) and usage.code == "usage"
         [unauth] = await runner.run_line("hello")
@@ -106,7 +107,7 @@ async def test_messages_history_threads_and_unread(runners: Runners) -> None:
 
 async def test_group_chats_invites_links_and_requests(runners: Runners) -> None:
     alice, bob, carol = await runners("alice"), await runners("bob"), await runners("carol")
-    assert "created team" in (await one(alice, "/create team")).text  # type: ignore[union-attr]
+    assert "created team" in (await one(alice, "/create team")).text  # type: ignore[attr-defined]
     await one(alice, "/invite bob team")
     posted = await one(bob, "/send_chat team hi team")
     assert isinstance(posted, MessageOut) and posted.chat == "team"
@@ -157,7 +158,7 @@ async def test_users_contacts_status_complaints(runners: Runners) -> None:
     contacts = await one(alice, "/contacts")
     assert isinstance(contacts, TableOut) and [r[0] for r in contacts.rows] == ["bob"]
     await one(alice, "/del_contact bob")
-    assert (await one(alice, "/contacts")).rows == ()  # type: ignore[union-attr]
+    assert (await one(alice, "/contacts")).rows == ()  # type: ignore[attr-defined]
     status = await one(alice, "/status")
     assert isinstance(status, StatusOut) and status.status.user.login == "alice"
 

@@ -4,64 +4,13 @@ connect 20."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 from messenger_client import Client
 from messenger_protocol import GENERAL_CHAT_ID, Message
-from tests.client.test_integration import PASSWORD, Plain, StartPlain
+from tests.client.test_integration import PASSWORD, StartPlain
 from tests.support.server import ServerProcess
-
-
-@pytest.fixture
-async def plain_on(tmp_path: Path) -> AsyncIterator[Callable[[ServerProcess], StartPlain]]:
-    """Plain console clients (``--plain``, stdin/stdout pipes) of a given server."""
-    procs: list[asyncio.subprocess.Process] = []
-
-    def on(server: ServerProcess) -> StartPlain:
-        async def start(*args: str) -> Plain:
-            home = tmp_path / f"client{len(procs)}"
-            env = {**os.environ, "MESSENGER_CLIENT_HOME": str(home)}
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "messenger_client", "--plain", "--server", server.url,
-                *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-            )  # fmt: skip
-            procs.append(proc)
-            return Plain(proc)
-
-        return start
-
-    yield on
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-@pytest.fixture
-def plain(server: ServerProcess, plain_on: Callable[[ServerProcess], StartPlain]) -> StartPlain:
-    """Plain console clients of the default server."""
-    return plain_on(server)
-
-
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[Callable[[], Client]]:
-    made: list[Client] = []
-
-    def make() -> Client:
-        client = Client(server.url, device="tests")
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def _away(clients: Callable[[], Client], n: int = 25) -> list[Message]:
@@ -136,8 +85,9 @@ async def test_plain_json_unread_after_being_away(
     unread = [o for o in objects if o["kind"] == "unread"]
     assert unread[0]["total"] == 25 and unread[0]["after_login"] is True
     assert unread[1]["chats"] == [{"chat_id": GENERAL_CHAT_ID, "chat": "general", "count": 25}]
+    assert unread[1]["total"] == 25 and unread[1]["text"] == "25 unread: general 25"
     start = objects.index(unread[1])
-    ids = [o["id"] for o in objects[start:] if o["kind"] == "message"]
+    ids = [o["message"]["id"] for o in objects[start:] if o["kind"] == "message"]
     assert ids == [m.id for m in sent]
     assert unread[2]["total"] == 0
 

@@ -26,7 +26,6 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import aiofiles.os
-import msgspec
 import platformdirs
 
 from messenger_protocol import (
@@ -45,16 +44,55 @@ from messenger_protocol import (
     MessageDeleted,
     Presence,
     Reset,
+    ScheduledMessage,
     ScheduledUpdated,
     Session,
     SessionEnded,
-    Status,
     format_size,
     format_time,
     limits,
 )
 
 from .api import Client, ServerUnavailable
+from .outputs import (
+    BanOut,
+    ChatOut,
+    ComplaintOut,
+    ContactOut,
+    ContactRow,
+    ContactsOut,
+    CurrentChatOut,
+    DeletedOut,
+    DownloadOut,
+    EmptyOut,
+    ErrorOut,
+    ExitOut,
+    FilesOut,
+    HelpOut,
+    InfoOut,
+    JoinDecisionOut,
+    JoinOut,
+    JoinRequestOut,
+    LinkOut,
+    LogoutOut,
+    MemberOut,
+    MessageOut,
+    Output,
+    PresenceOut,
+    ResyncOut,
+    ScheduledListOut,
+    ScheduledOut,
+    ScheduledRow,
+    SessionOut,
+    StatusOut,
+    TableOut,
+    UnreadCount,
+    UnreadOut,
+    UserRow,
+    UsersOut,
+    at,
+    at_or_none,
+)
 
 __all__ = [
     "COMMANDS",
@@ -453,107 +491,7 @@ def complete(prefix: str, logins: Iterable[str], chats: Iterable[str]) -> list[s
     return sorted(out)
 
 
-# --- outputs ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MessageOut:
-    """A message (or comment) to show; ``chat`` is its chat's display name."""
-
-    message: Message
-    chat: str
-    live: bool = False
-    """True when it arrived as a live event, False when it answers a command."""
-
-
-@dataclass(frozen=True, slots=True)
-class InfoOut:
-    """One line of information."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class UnreadCount:
-    """Unread messages of one chat."""
-
-    chat_id: int
-    chat: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class UnreadOut:
-    """How many messages are unread, per chat (``/unread``, and right after a login).
-
-    ``after_login``: shown after the history on connect, which does not mark anything read.
-    """
-
-    total: int
-    chats: tuple[UnreadCount, ...] = ()
-    after_login: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorOut:
-    """A failed command. ``code`` is the server's error code, ``usage`` for a bad line,
-    ``offline`` when the server cannot be reached."""
-
-    code: str
-    text: str
-    retry_after: float | None = None
-    until: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TableOut:
-    """Rows of a listing; ``data`` is the typed model it was made from (for JSON)."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    data: msgspec.Struct | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusOut:
-    """The answer of ``/status``."""
-
-    status: Status
-
-
-@dataclass(frozen=True, slots=True)
-class SessionOut:
-    """A session started (``/auth``, ``/login``): the UI starts its event stream."""
-
-    session: Session
-    registered: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LogoutOut:
-    """The session ended (``/logout``, or ended from another client)."""
-
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ExitOut:
-    """The user asked to quit (``/exit``)."""
-
-
-Output = (
-    MessageOut
-    | InfoOut
-    | UnreadOut
-    | ErrorOut
-    | TableOut
-    | StatusOut
-    | SessionOut
-    | LogoutOut
-    | ExitOut
-)
-"""Everything a command or an event can produce."""
+# --- outputs: see outputs.py -------------------------------------------------
 
 ProgressHook = Callable[[str, int, int | None], None]
 """Transfer progress: ``(file name, bytes done, bytes total or None)``."""
@@ -584,7 +522,7 @@ def error_out(exc: ApiError | ServerUnavailable) -> ErrorOut:
         text = f"not available yet ({exc.message})"
     elif exc.code == ErrorCode.SESSION_EXPIRED:
         text = f"{exc.message} with /login <login> <password>"
-    return ErrorOut(exc.code.value, text, retry_after=exc.retry_after, until=exc.until)
+    return ErrorOut(exc.code.value, text, retry_after=exc.retry_after, until=at_or_none(exc.until))
 
 
 # --- the runner -------------------------------------------------------------
@@ -730,7 +668,7 @@ class CommandRunner:
         counts = tuple(
             UnreadCount(c.id, c.name, c.unread) for c in self._chats.values() if c.unread
         )
-        return UnreadOut(sum(c.count for c in counts), counts, after_login=True)
+        return UnreadOut.of(counts, after_login=True)
 
     async def event_outputs(self, event: Event) -> list[Output]:
         """What a live event shows as (nothing for bookkeeping events)."""
@@ -743,44 +681,52 @@ class CommandRunner:
                 if known:
                     return []
                 if chat.kind == "direct":
-                    answer = f"/private {chat.peer} <text> writes there" if chat.peer else ""
-                    return [InfoOut(f"new private chat {chat.name}; {answer}".rstrip("; "))]
-                return [
-                    InfoOut(f"you are now a member of {chat.name}; /send_chat {chat.name} <text>")
-                ]
+                    answer = f"; /private {chat.peer} <text> writes there" if chat.peer else ""
+                    text = f"new private chat {chat.name}{answer}"
+                    return [ChatOut(text, change="private", chat_id=chat.id, chat=chat.name)]
+                text = f"you are now a member of {chat.name}; /send_chat {chat.name} <text>"
+                return [ChatOut(text, change="member", chat_id=chat.id, chat=chat.name)]
             case ChatLeft(chat_id=chat_id, reason=reason):
                 name = await self.chat_name(chat_id)
                 self.forget(chat_id)
+                text = f"you left {name}" + (f" ({reason})" if reason else "")
                 out: list[Output] = [
-                    InfoOut(f"you left {name}" + (f" ({reason})" if reason else ""))
+                    ChatOut(text, change="left", chat_id=chat_id, chat=name, reason=reason or None)
                 ]
                 if self.follow and chat_id == self.current_chat_id:
-                    self.current_chat_id = GENERAL_CHAT_ID
-                    out.append(InfoOut("you are now in general: plain text goes there"))
+                    out.append(self._switch_to(await self.resolve("general")))
                 return out
             case JoinRequested(request=r):
                 how = "with an invite key" if r.with_key else "without a key"
+                text = (
+                    f"{r.login} asks to join {r.chat_name} ({how}): "
+                    f"/approve {r.chat_name} {r.login} or /reject {r.chat_name} {r.login}"
+                )
                 return [
-                    InfoOut(
-                        f"{r.login} asks to join {r.chat_name} ({how}): "
-                        f"/approve {r.chat_name} {r.login} or /reject {r.chat_name} {r.login}"
+                    JoinRequestOut(
+                        text,
+                        chat_id=r.chat_id,
+                        chat=r.chat_name,
+                        login=r.login,
+                        with_key=r.with_key,
+                        created=at(r.created_at),
                     )
                 ]
-            case JoinDecided(chat_name=name, approved=approved):
-                return [
-                    InfoOut(
-                        f"your request to join {name} was {'approved' if approved else 'rejected'}"
-                    )
-                ]
+            case JoinDecided(chat_id=chat_id, chat_name=name, approved=approved):
+                text = f"your request to join {name} was {'approved' if approved else 'rejected'}"
+                return [JoinDecisionOut(text, chat_id=chat_id, chat=name, approved=approved)]
             case Banned(login=login, until=until, reason=reason):
                 who = "you are" if login == self.client.login_name else f"{login} is"
                 if until is None:
-                    return [InfoOut(f"{who} no longer banned")]
-                why = f" ({reason})" if reason else ""
-                return [InfoOut(f"{who} banned from sending until {_soon(until)}{why}")]
+                    text = f"{who} no longer banned"
+                else:
+                    why = f" ({reason})" if reason else ""
+                    text = f"{who} banned from sending until {_soon(until)}{why}"
+                return [BanOut(text, login=login, until=at_or_none(until), reason=reason or "")]
             case MessageDeleted(chat_id=chat_id, message_id=message_id):
                 name = await self.chat_name(chat_id)
-                return [InfoOut(f"message #{message_id} in {name} disappeared")]
+                text = f"message #{message_id} in {name} disappeared"
+                return [DeletedOut(text, chat_id=chat_id, chat=name, message_id=message_id)]
             case ScheduledUpdated(scheduled=s):
                 what = {
                     "pending": "is scheduled",
@@ -789,33 +735,49 @@ class CommandRunner:
                     "cancelled": "was cancelled",
                 }
                 detail = f": {s.failure}" if s.failure else ""
-                return [InfoOut(f"scheduled #{s.id} {what.get(s.state, s.state)}{detail}")]
+                text = f"scheduled #{s.id} {what.get(s.state, s.state)}{detail}"
+                return [await self._scheduled_out(s, text)]
             case SessionEnded(session_id=session_id):
                 session = self.client.session
                 if self._logging_out or session is None or session.session_id != session_id:
                     return []  # our own /logout, or another session of ours
                 return [LogoutOut("this session was ended from another client")]
-            case Presence(login=login, online=online):
+            case Presence(login=login, online=online, last_seen=last_seen):
                 if login == self.client.login_name:
                     return []
-                return [InfoOut(f"{login} is {'online' if online else 'offline'}")]
+                text = f"{login} is {'online' if online else 'offline'}"
+                return [
+                    PresenceOut(text, login=login, online=online, last_seen=at_or_none(last_seen))
+                ]
             case Reset(reason=reason):
                 await self.refresh_chats()
-                return [InfoOut(f"resynchronised with the server ({reason})")]
+                return [ResyncOut(f"resynchronised with the server ({reason})", reason=reason)]
             case _:
                 return []
+
+    async def _scheduled_out(self, s: ScheduledMessage, text: str) -> ScheduledOut:
+        return ScheduledOut(
+            text,
+            id=s.id,
+            chat_id=s.chat_id,
+            chat=await self.chat_name(s.chat_id),
+            state=s.state,
+            send_at=at(s.send_at),
+            message_id=s.message_id,
+            failure=s.failure or None,
+        )
 
     # --- commands -----------------------------------------------------------
 
     async def _do_auth(self, login: str, password: str) -> list[Output]:
         session = await self.client.register(login, password)
         await self.refresh_chats()
-        return [SessionOut(session, registered=True)]
+        return [_session_out(session, registered=True)]
 
     async def _do_login(self, login: str, password: str) -> list[Output]:
         session = await self.client.login(login, password)
         await self.refresh_chats()
-        return [SessionOut(session)]
+        return [_session_out(session, registered=False)]
 
     async def _do_exit(self) -> list[Output]:
         return [ExitOut()]
@@ -840,11 +802,10 @@ class CommandRunner:
     def _switch_to(self, chat: Chat) -> Output:
         """Make ``chat`` where plain text goes, and say so (and how to go back)."""
         self.current_chat_id = chat.id
-        if chat.id == GENERAL_CHAT_ID:
-            return InfoOut("you are now in general: plain text goes there")
-        return InfoOut(
-            f"you are now in {chat.name}: plain text goes there; /send <text> goes back to general"
-        )
+        text = f"you are now in {chat.name}: plain text goes there"
+        if chat.id != GENERAL_CHAT_ID:
+            text += "; /send <text> goes back to general"
+        return CurrentChatOut(text, chat_id=chat.id, chat=chat.name)
 
     async def _do_say(self, text: str) -> list[Output]:
         return await self._post(await self.resolve(None), text)
@@ -866,7 +827,7 @@ class CommandRunner:
             self.remember(entry.chat)
             counts.append(UnreadCount(entry.chat.id, entry.chat.name, entry.count))
             messages += [MessageOut(m, entry.chat.name) for m in entry.messages]
-        return [UnreadOut(unread.total, tuple(counts)), *messages]
+        return [UnreadOut.of(tuple(counts)), *messages]
 
     async def _do_status(self) -> list[Output]:
         return [StatusOut(await self.client.status())]
@@ -884,7 +845,7 @@ class CommandRunner:
                 break
             before = page.messages[0].id
         if not messages:
-            return [InfoOut(f"no messages in {chat.name}")]
+            return [EmptyOut(f"no messages in {chat.name}", chat_id=chat.id, chat=chat.name)]
         return [MessageOut(m, chat.name) for m in messages]
 
     async def _do_users(self) -> list[Output]:
@@ -898,22 +859,40 @@ class CommandRunner:
             )
             for u in users.users
         )
-        return [TableOut("users", ("login", "presence", "role", "ban"), rows, users)]
+        items = tuple(
+            UserRow(
+                u.login, u.online, at_or_none(u.last_seen), u.is_admin, at_or_none(u.banned_until)
+            )
+            for u in users.users
+        )
+        return [UsersOut("users", ("login", "presence", "role", "ban"), rows, users=items)]
 
     async def _do_create(self, chat: str) -> list[Output]:
         created = await self.client.create_chat(chat)
         self.remember(created)
-        return [InfoOut(f"created {created.name}; /invite <login> {created.name} or /link")]
+        text = f"created {created.name}; /invite <login> {created.name} or /link {created.name}"
+        return [ChatOut(text, change="created", chat_id=created.id, chat=created.name)]
 
     async def _do_invite(self, login: str, chat: str) -> list[Output]:
         target = await self.resolve(chat)
         await self.client.invite(target.id, login)
-        return [InfoOut(f"{login} is now in {target.name}")]
+        text = f"{login} is now in {target.name}"
+        return [MemberOut(text, change="added", chat_id=target.id, chat=target.name, login=login)]
 
     async def _do_link(self, chat: str) -> list[Output]:
         target = await self.resolve(chat)
         link = await self.client.create_link(target.id)
-        return [InfoOut(f"invite link for {target.name}: {link.link} (key {link.key})")]
+        return [
+            LinkOut(
+                f"invite link for {target.name}: {link.link} (key {link.key})",
+                chat_id=target.id,
+                chat=target.name,
+                key=link.key,
+                link=link.link,
+                expires_at=at_or_none(link.expires_at),
+                max_uses=link.max_uses,
+            )
+        ]
 
     async def _do_join(self, chat: str, key: str | None) -> list[Output]:
         result = await self.client.join(chat, key)
@@ -925,17 +904,24 @@ class CommandRunner:
             "asked_owner": f"asked the owner of {chat} for an invite",
             "already_member": f"you are already in {chat}",
         }[result.state]
-        return [InfoOut(text)]
+        chat_id = result.chat.id if result.chat is not None else None
+        return [JoinOut(text, state=result.state, chat=chat, chat_id=chat_id)]
 
     async def _do_approve(self, chat: str, login: str) -> list[Output]:
         target = await self.resolve(chat)
         await self.client.approve(target.id, login)
-        return [InfoOut(f"approved: {login} is now in {target.name}")]
+        text = f"approved: {login} is now in {target.name}"
+        return [
+            MemberOut(text, change="approved", chat_id=target.id, chat=target.name, login=login)
+        ]
 
     async def _do_reject(self, chat: str, login: str) -> list[Output]:
         target = await self.resolve(chat)
         await self.client.reject(target.id, login)
-        return [InfoOut(f"rejected {login}'s request to join {target.name}")]
+        text = f"rejected {login}'s request to join {target.name}"
+        return [
+            MemberOut(text, change="rejected", chat_id=target.id, chat=target.name, login=login)
+        ]
 
     async def _do_comment(self, message_id: int, text: str) -> list[Output]:
         comment = await self.client.comment(message_id, text, retries=1)
@@ -945,13 +931,15 @@ class CommandRunner:
         thread = await self.client.thread(message_id)
         out = await self._messages([thread.root, *thread.comments])
         if not thread.comments:
-            out.append(InfoOut(f"no comments under #{message_id} yet"))
+            text = f"no comments under #{message_id} yet"
+            out.append(EmptyOut(text, chat_id=thread.root.chat_id, message_id=thread.root.id))
         return out
 
     async def _do_schedule(self, when: float, target: str, text: str) -> list[Output]:
         chat = await self.resolve(target)
         item = await self.client.schedule(chat.id, text, when)
-        return [InfoOut(f"scheduled #{item.id} to {chat.name} at {_soon(item.send_at)}")]
+        line = f"scheduled #{item.id} to {chat.name} at {_soon(item.send_at)}"
+        return [await self._scheduled_out(item, line)]
 
     async def _do_scheduled(self) -> list[Output]:
         items = await self.client.scheduled()
@@ -959,18 +947,40 @@ class CommandRunner:
             (f"#{s.id}", format_time(s.send_at), await self.chat_name(s.chat_id), s.state, s.text)
             for s in items.scheduled
         ]
-        return [TableOut("scheduled", ("id", "at", "chat", "state", "text"), tuple(rows), items)]
+        listed = [
+            ScheduledRow(
+                s.id,
+                s.chat_id,
+                await self.chat_name(s.chat_id),
+                s.state,
+                at(s.send_at),
+                s.text,
+                s.message_id,
+                s.failure or None,
+            )
+            for s in items.scheduled
+        ]
+        columns = ("id", "at", "chat", "state", "text")
+        return [ScheduledListOut("scheduled", columns, tuple(rows), scheduled=tuple(listed))]
 
     async def _do_cancel(self, scheduled_id: int) -> list[Output]:
         item = await self.client.cancel_scheduled(scheduled_id)
-        return [InfoOut(f"scheduled #{item.id} {item.state}")]
+        return [await self._scheduled_out(item, f"scheduled #{item.id} {item.state}")]
 
     async def _do_complain(self, login: str, reason: str | None) -> list[Output]:
         result = await self.client.complain(login, reason or "")
         text = f"complaint about {login} filed ({result.distinct_complaints} users complained)"
         if result.banned_until is not None:
             text += f"; {login} is banned until {_soon(result.banned_until)}"
-        return [InfoOut(text)]
+        return [
+            ComplaintOut(
+                text,
+                complaint_id=result.complaint.id,
+                login=login,
+                distinct_complaints=result.distinct_complaints,
+                banned_until=at_or_none(result.banned_until),
+            )
+        ]
 
     def _progress_of(self, name: str) -> Callable[[int, int | None], None] | None:
         hook = self.progress
@@ -990,35 +1000,58 @@ class CommandRunner:
         if dest == self.downloads:
             await aiofiles.os.makedirs(dest, exist_ok=True)
         saved = await self.client.download(file_id, dest, progress=self._progress_of(file_id))
-        return [InfoOut(f"saved {file_id} to {saved}")]
+        return [DownloadOut(f"saved {file_id} to {saved}", file_id=file_id, path=str(saved))]
 
     async def _do_files(self, target: str | None) -> list[Output]:
         chat = await self.resolve(target)
         files = await self.client.chat_files(chat.id)
         rows = tuple((f.id, f.name, format_size(f.size), f.mime) for f in files.files)
-        return [TableOut(f"files in {chat.name}", ("id", "name", "size", "type"), rows, files)]
+        title, columns = f"files in {chat.name}", ("id", "name", "size", "type")
+        return [
+            FilesOut(
+                title, columns, rows, chat_id=chat.id, chat=chat.name, files=tuple(files.files)
+            )
+        ]
 
     async def _do_contacts(self) -> list[Output]:
         contacts = await self.client.contacts()
         rows = tuple((c.login, _presence(c.online, c.last_seen)) for c in contacts.contacts)
-        return [TableOut("contacts", ("login", "presence"), rows, contacts)]
+        items = tuple(
+            ContactRow(c.login, c.online, at_or_none(c.last_seen)) for c in contacts.contacts
+        )
+        return [ContactsOut("contacts", ("login", "presence"), rows, contacts=items)]
 
     async def _do_add_contact(self, login: str) -> list[Output]:
         contact = await self.client.add_contact(login)
-        return [InfoOut(f"{contact.login} added to your contacts")]
+        text = f"{contact.login} added to your contacts"
+        return [ContactOut(text, login=contact.login, added=True)]
 
     async def _do_del_contact(self, login: str) -> list[Output]:
         await self.client.del_contact(login)
-        return [InfoOut(f"{login} removed from your contacts")]
+        return [ContactOut(f"{login} removed from your contacts", login=login, added=False)]
 
     async def _do_help(self, command: str | None) -> list[Output]:
         if command is not None:
             spec = COMMANDS.get(command.lower())
             if spec is None:
                 return [ErrorOut("usage", f"unknown command /{command}")]
-            return [InfoOut(f"{spec.usage} -- {spec.help}")]
-        lines: list[Output] = [
-            InfoOut(f"{spec.usage} -- {spec.help}") for spec in COMMANDS.values()
-        ]
-        lines.append(InfoOut("text without a leading / goes to the current chat"))
+            return [_help_out(spec)]
+        lines: list[Output] = [_help_out(spec) for spec in COMMANDS.values()]
+        hint = "text without a leading / goes to the current chat"
+        lines.append(HelpOut(hint, command=None, usage="<text>"))
         return lines
+
+
+def _help_out(spec: CommandSpec) -> HelpOut:
+    return HelpOut(f"{spec.usage} -- {spec.help}", command=spec.name, usage=spec.usage)
+
+
+def _session_out(session: Session, *, registered: bool) -> SessionOut:
+    return SessionOut(
+        login=session.user.login,
+        session_id=session.session_id,
+        registered=registered,
+        is_admin=session.user.is_admin,
+        last_event_id=session.last_event_id,
+        history_on_connect=session.history_on_connect,
+    )

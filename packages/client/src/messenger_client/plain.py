@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, TextIO
-
-import msgspec
+from typing import TextIO
 
 from messenger_protocol import (
     ApiError,
@@ -29,7 +26,6 @@ from messenger_protocol import (
     Message,
     ReadMarker,
     Reset,
-    Session,
     Status,
     format_count,
     format_duration,
@@ -58,6 +54,7 @@ from .commands import (
 )
 from .config import ClientConfig
 from .events import ConnectionState
+from .outputs import ConnectionOut, encode_output
 from .transfer_progress import progress_line
 
 __all__ = ["format_json", "format_lines", "run_plain"]
@@ -133,110 +130,48 @@ def _status_lines(status: Status) -> list[str]:
     return lines
 
 
-def _unread_line(out: UnreadOut) -> str:
-    if not out.chats:
-        return f"* {out.total} unread"
-    per_chat = ", ".join(f"{c.chat} {c.count}" for c in out.chats)
-    hint = " (/unread shows them)" if out.after_login else ""
-    return f"* {out.total} unread: {per_chat}{hint}"
-
-
-def _session_text(session: Session, registered: bool) -> str:
-    verb = "registered and logged in" if registered else "logged in"
-    return f"* {verb} as {session.user.login}"
+def connection_out(state: ConnectionState) -> ConnectionOut:
+    """The output of a change of the event stream's connection."""
+    return ConnectionOut(
+        state=state.state, in_seconds=state.in_seconds, attempt=state.attempt, error=state.error
+    )
 
 
 def format_lines(out: Output | ConnectionState) -> list[str]:
     """The text lines of an output (what plain mode prints)."""
+    if isinstance(out, ConnectionState):
+        out = connection_out(out)
     match out:
         case MessageOut(message=message, chat=chat):
             return [message_line(message, chat)]
         case InfoOut(text=text):
             return [f"* {text}"]
-        case UnreadOut():
-            return [_unread_line(out)]
         case ErrorOut():
             return [_error_line(out)]
         case TableOut():
             return _table_lines(out)
         case StatusOut(status=status):
             return _status_lines(status)
-        case SessionOut(session=session, registered=registered):
-            return [_session_text(session, registered)]
+        case SessionOut(login=login, registered=registered):
+            verb = "registered and logged in" if registered else "logged in"
+            return [f"* {verb} as {login}"]
         case LogoutOut(reason=reason):
             return [f"* {reason or 'logged out'}"]
         case ExitOut():
             return ["* bye"]
-        case ConnectionState(state="offline", error=error):
+        case ConnectionOut(state="offline", error=error):
             return [f"* connection lost: {error}"]
-        case ConnectionState(state="reconnecting", in_seconds=delay, attempt=attempt):
-            return [f"* reconnecting in {format_duration(delay)} (attempt {attempt})"]
-        case ConnectionState(state="connected"):
+        case ConnectionOut(state="reconnecting", in_seconds=delay, attempt=attempt):
+            return [f"* reconnecting in {format_duration(delay or 0)} (attempt {attempt})"]
+        case ConnectionOut(state="connected"):
             return ["* connected"]
         case _:
             return []
 
 
-def _json_obj(out: Output | ConnectionState) -> dict[str, Any] | None:
-    match out:
-        case MessageOut(message=message, chat=chat, live=live):
-            data: dict[str, Any] = msgspec.to_builtins(message)
-            return {"kind": "message", **data, "chat": chat, "live": live}
-        case InfoOut(text=text):
-            return {"kind": "info", "text": text}
-        case UnreadOut(total=total, chats=chats, after_login=after_login):
-            return {
-                "kind": "unread",
-                "total": total,
-                "chats": [{"chat_id": c.chat_id, "chat": c.chat, "count": c.count} for c in chats],
-                "after_login": after_login,
-                "text": _unread_line(out).removeprefix("* "),
-            }
-        case ErrorOut(code=code, text=text, retry_after=retry_after, until=until):
-            return {
-                "kind": "error",
-                "code": code,
-                "message": text,
-                "retry_after": retry_after,
-                "until": until,
-            }
-        case TableOut(title=title, columns=columns, rows=rows, data=model):
-            return {
-                "kind": "table",
-                "title": title,
-                "columns": list(columns),
-                "rows": [list(r) for r in rows],
-                "data": msgspec.to_builtins(model) if model is not None else None,
-            }
-        case StatusOut(status=status):
-            return {"kind": "status", "status": msgspec.to_builtins(status)}
-        case SessionOut(session=session, registered=registered):
-            return {
-                "kind": "session",
-                "login": session.user.login,
-                "registered": registered,
-                "last_event_id": session.last_event_id,
-            }
-        case LogoutOut(reason=reason):
-            return {"kind": "logout", "reason": reason}
-        case ExitOut():
-            return {"kind": "exit"}
-        case ConnectionState(state=state, in_seconds=delay, attempt=attempt, error=error):
-            return {
-                "kind": "connection",
-                "state": state,
-                "in_seconds": delay,
-                "attempt": attempt,
-                "error": error,
-            }
-        case _:
-            return None
-
-
-def format_json(out: Output | ConnectionState) -> str | None:
-    """One JSON line of an output (what ``--json`` prints), with a ``kind`` field."""
-    obj = _json_obj(out)
-    return None if obj is None else json.dumps(obj, ensure_ascii=False)
+def format_json(out: Output | ConnectionState) -> str:
+    """One JSON line of an output (what ``--json`` prints): its ``kind`` and fields."""
+    return encode_output(connection_out(out) if isinstance(out, ConnectionState) else out)
 
 
 # --- the console ----------------------------------------------------------------
@@ -320,11 +255,7 @@ class PlainConsole:
                 self._printed.popitem(last=False)
             if mark and out.message.chat_id not in self._behind:
                 self._note_read(out.message)
-        if self.config.json:
-            line = format_json(out)
-            lines = [line] if line is not None else []
-        else:
-            lines = format_lines(out)
+        lines = [format_json(out)] if self.config.json else format_lines(out)
         for line in lines:
             self.out.write(line + "\n")
         self.out.flush()
@@ -415,7 +346,7 @@ class PlainConsole:
         if unread.total:
             self.emit(unread)
 
-    async def _start_session(self, session: Session) -> None:
+    async def _start_session(self, session: SessionOut) -> None:
         await self._stop_events()
         self._expiry_said = False
         self._behind.clear()
@@ -453,7 +384,7 @@ class PlainConsole:
             self.emit(out, once=once)
             if isinstance(out, SessionOut):
                 try:
-                    await self._start_session(out.session)
+                    await self._start_session(out)
                 except (ApiError, ConnectionError) as exc:
                     self.emit(ErrorOut("offline", f"could not load history: {exc}"))
             elif isinstance(out, LogoutOut):
