@@ -90,8 +90,9 @@ LOGIN_FAILURES_PER_ADDRESS: Final = 20
 """Failed logins from one address (any logins) per window before the address is throttled."""
 LOGIN_FAILURES_WINDOW_SECONDS: Final = 300
 """Window of the login-failure throttle."""
-LOGIN_HASH_CONCURRENCY: Final = 2
-"""Password hashes (argon2) computed at once; further logins wait their turn."""
+LOGIN_HASH_CONCURRENCY: Final = 1
+"""Password hashes (argon2, ~0.3 CPU-s each) computed at once; further logins wait their
+turn. One leaves the other cores to chat traffic; raise it on a machine with many cores."""
 SESSION_IDLE_SECONDS: Final = 30 * 24 * 3600
 """A session unused this long expires."""
 SESSION_MAX_AGE_SECONDS: Final = 365 * 24 * 3600
