@@ -288,6 +288,8 @@ async def test_plain_text_follows_the_chat_the_client_says_you_are_in(plain: Sta
     assert await alice.finish() == 0
     assert await bob.finish() == 0
     assert not any("you are now in" in line for line in bob.lines)  # bob did not move
+    assert "* new private chat @alice; /private alice <text> writes there" in bob.lines
+    assert not any("new private chat" in line for line in alice.lines)  # she opened it
 
 
 async def test_plain_errors_show_their_code_and_eof_exits_0(plain: StartPlain) -> None:

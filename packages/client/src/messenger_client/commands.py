@@ -553,6 +553,8 @@ class CommandRunner:
         self._chats: dict[int, Chat] = {}
         self._by_name: dict[str, int] = {}
         self._logging_out = False
+        self._opening: set[str] = set()
+        """Peers whose private chat this runner is opening (its event says nothing new)."""
 
     # --- chat names ---------------------------------------------------------
 
@@ -601,7 +603,12 @@ class CommandRunner:
                 self._by_name[target] = chat.id
                 return chat
             if target.startswith("@"):
-                chat = await self.client.open_direct(target[1:])
+                peer = target[1:].lower()
+                self._opening.add(peer)
+                try:
+                    chat = await self.client.open_direct(target[1:])
+                finally:
+                    self._opening.discard(peer)
                 self.remember(chat)
                 # The server may name it differently; the target also finds it.
                 self._by_name[target] = chat.id
@@ -676,7 +683,7 @@ class CommandRunner:
             case MessageCreated(message=m):
                 return await self._messages([m], live=True)
             case ChatUpdated(chat=chat):
-                known = chat.id in self._chats
+                known = chat.id in self._chats or (chat.peer or "").lower() in self._opening
                 self.remember(chat)
                 if known:
                     return []
