@@ -9,6 +9,8 @@ import struct
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import pytest
+
 from tests.support.server import ServerProcess
 from tests.support.wire import call, raw_exchange, register
 
@@ -53,6 +55,7 @@ async def _reset_mid_body(port: int, target: bytes = b"/api/v1/auth/login") -> N
     writer.transport.abort()  # with linger 0: a reset, not a FIN
 
 
+@pytest.mark.timeout(300)  # 2,000 connections: seconds, more on a loaded machine
 async def test_mid_body_resets_are_quiet_and_cheap_in_the_log(server: ServerProcess) -> None:
     """Item 15: 2,000 clients that reset mid-body leave no traceback and <= 200 KB of log."""
     await register(server.url, "alice")

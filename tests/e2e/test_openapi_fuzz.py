@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from messenger_protocol import limits, openapi_document
 from tests.support.server import ServerProcess
 from tests.support.wire import register
@@ -40,6 +42,7 @@ def test_openapi_describes_bounds_and_the_event_stream() -> None:
     assert "$ref" not in stream["schema"]
 
 
+@pytest.mark.timeout(400)  # about 70 s on a loaded 2-core machine; bounded by MAX_EXAMPLES
 def test_schemathesis_finds_nothing(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:

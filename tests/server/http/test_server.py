@@ -506,9 +506,9 @@ async def test_trickled_body_hits_the_total_deadline(serve: Serve, connect: Conn
 async def test_body_deadline_grows_with_the_body(serve: Serve, connect: Connect) -> None:
     """Item 20: a body that takes longer than ``body_timeout`` but arrives faster than
     ``body_min_rate`` is read whole (a big upload on a slow link still works)."""
-    server = await serve(echo, body_timeout=0.3, body_min_rate=2000.0)
+    server = await serve(echo, body_timeout=0.3, body_min_rate=1000.0)
     client = await connect(server)
-    body = b"y" * 4000  # allowed 0.3 s + 2 s; sent in about 1 s
+    body = b"y" * 4000  # allowed 0.3 s + 4 s; sent in about 1 s
     await client.send(b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 4000\r\n\r\n")
     for start in range(0, len(body), 400):
         await client.send(body[start : start + 400])
