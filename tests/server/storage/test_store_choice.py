@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,11 +65,11 @@ def test_without_postgresql_the_postgresql_tests_skip_with_one_line() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [line for line in run.stdout.splitlines() if "PostgreSQL tests skipped" in line]
     assert len(lines) == 1 and "no PostgreSQL at 127.0.0.1:" in lines[0], run.stdout
-    assert "2 skipped" in run.stdout
+    assert re.search(r"\n\d+ skipped in ", run.stdout), run.stdout  # nothing ran, nothing failed
 
 
 def test_with_ci_true_an_unreachable_postgresql_fails_the_run() -> None:
     run = _pytest_without_postgres(ci=True)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "CI=true and no PostgreSQL at 127.0.0.1:" in run.stdout
-    assert "2 error" in run.stdout or "2 failed" in run.stdout
+    assert re.search(r"\d+ (error|failed)", run.stdout) and " passed" not in run.stdout
