@@ -150,7 +150,8 @@ async def test_send_checks_can_refuse_and_see_the_draft(harness: Harness) -> Non
         if getattr(draft, "body").text.isupper():  # noqa: B009
             raise ApiError(ErrorCode.RATE_LIMITED, "calm down", retry_after=5)
 
-    harness.app.messages.send_checks.append(no_shouting)
+    messages = harness.app.messages
+    messages.send_checks = (*messages.send_checks, no_shouting)
     await harness.app.messages.post(alice, GENERAL_CHAT_ID, SendMessage(text="hello"))
     with pytest.raises(ApiError) as err:
         await harness.app.messages.post(alice, GENERAL_CHAT_ID, SendMessage(text="HELLO"))

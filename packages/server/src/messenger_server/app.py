@@ -53,11 +53,19 @@ from .services import (
 from .services.admin import AdminService
 from .services.files import FileService
 from .services.moderation import ModerationService
-from .services.retention import RetentionService
+from .services.retention import RetentionService, Visibility
 from .services.scheduler import SchedulerService
 from .storage import Store, store_for
 
-__all__ = ["NOT_YET", "App", "Call", "EndpointHandler", "address_ip"]
+__all__ = [
+    "NOT_YET",
+    "App",
+    "Call",
+    "EndpointHandler",
+    "Services",
+    "address_ip",
+    "build_services",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,87 @@ def address_ip(peer: str) -> str:
     return host.strip("[]")
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every service of one server, wired together by :func:`build_services`."""
+
+    store: Store
+    events: EventService
+    visibility: Visibility
+    moderation: ModerationService
+    throttle: LoginThrottle
+    accounts: AccountService
+    chats: ChatService
+    files: FileService
+    messages: MessageService
+    contacts: ContactService
+    status: StatusService
+    scheduler: SchedulerService
+    retention: RetentionService
+    admin: AdminService
+
+
+def build_services(
+    settings: Settings,
+    clock: Clock,
+    hub: Hub,
+    store: Store,
+    *,
+    connections: Callable[[], int] = lambda: 0,
+    started_at: Callable[[], float] | None = None,
+) -> Services:
+    """The composition root: each service gets its collaborators as constructor arguments."""
+    visibility = Visibility(store, hub, clock, settings.message_ttl)
+    events = EventService(store, hub, clock, settings.event_retention, resumed=visibility.resumed)
+    moderation = ModerationService(store, events, clock, settings)
+    throttle = LoginThrottle(store, clock, settings)
+    accounts = AccountService(
+        store, events, clock, throttle, admins=settings.admins,
+        history_on_connect=settings.history_on_connect,
+        hash_concurrency=settings.login_hash_concurrency,
+        session_idle_timeout=settings.session_idle_timeout,
+        session_max_age=settings.session_max_age, message_ttl=settings.message_ttl,
+    )  # fmt: skip
+    hub.on_first_attach = accounts.came_online
+    hub.on_last_detach = accounts.went_offline
+    files = FileService(
+        store, clock, settings.data_dir / "files", max_bytes=settings.max_file_bytes,
+        user_quota=settings.user_quota_bytes, allowed_mime=settings.allowed_mime,
+    )  # fmt: skip
+    messages = MessageService(
+        store, events, clock, max_text=settings.max_message_text,
+        send_checks=[moderation.check_send], attachments=files, visibility=visibility,
+    )  # fmt: skip
+    chats = ChatService(
+        store, events, accounts, clock, base_url=settings.base_url, visibility=visibility
+    )
+    return Services(
+        store=store,
+        events=events,
+        visibility=visibility,
+        moderation=moderation,
+        throttle=throttle,
+        accounts=accounts,
+        chats=chats,
+        files=files,
+        messages=messages,
+        contacts=ContactService(store, accounts, clock),
+        status=StatusService(store, accounts, chats, events, clock),
+        scheduler=SchedulerService(store, events, messages, moderation, clock, settings),
+        retention=RetentionService(store, events, clock, settings),
+        admin=AdminService(
+            store,
+            events,
+            accounts,
+            moderation,
+            clock,
+            settings,
+            connections=connections,
+            started_at=started_at,
+        ),
+    )
+
+
 class App:
     """The messenger API over the services; the transport calls :meth:`handle`."""
 
@@ -109,52 +198,37 @@ class App:
         self.hub = hub
         self.http_server: HttpServer | None = None
         """Set by the serve loop before :meth:`start` (for connection counts)."""
-        self.store: Store = store or store_for(
-            settings.store, settings.data_dir, sqlite_synchronous=settings.sqlite_synchronous
-        )
-        self.events = EventService(self.store, hub, clock, settings.event_retention)
-        self.throttle = LoginThrottle(self.store, clock, settings)
-        self.accounts = AccountService(
-            self.store, self.events, clock, self.throttle, admins=settings.admins,
-            history_on_connect=settings.history_on_connect,
-            hash_concurrency=settings.login_hash_concurrency,
-            session_idle_timeout=settings.session_idle_timeout,
-            session_max_age=settings.session_max_age,
-        )  # fmt: skip
-        self.chats = ChatService(
-            self.store, self.events, self.accounts, clock, base_url=settings.base_url
-        )
-        self.messages = MessageService(
-            self.store, self.events, clock, max_text=settings.max_message_text
-        )
-        self.contacts = ContactService(self.store, self.accounts, clock)
-        self.status = StatusService(self.store, self.accounts, self.chats, self.events, clock)
-        self.files = FileService(
-            self.store, self.messages, clock, settings.data_dir / "files",
-            max_bytes=settings.max_file_bytes, user_quota=settings.user_quota_bytes,
-            allowed_mime=settings.allowed_mime,
-        )  # fmt: skip
-        self.moderation = ModerationService(self.store, self.events, self.accounts, clock, settings)
-        self.scheduler = SchedulerService(
-            self.store, self.events, self.messages, self.moderation, clock, settings
-        )
-        self.retention = RetentionService(self.store, self.events, self.messages, clock, settings)
-        self.admin = AdminService(
-            self.store, self.events, self.accounts, self.moderation, clock, settings,
+        self.started_at = clock.now()
+        services = build_services(
+            settings, clock, hub,
+            store
+            or store_for(
+                settings.store, settings.data_dir, sqlite_synchronous=settings.sqlite_synchronous
+            ),
             connections=self._connection_count, started_at=lambda: self.started_at,
         )  # fmt: skip
-        self.messages.send_checks.append(self.moderation.check_send)
+        self.services = services
+        self.store = services.store
+        self.events = services.events
+        self.throttle = services.throttle
+        self.accounts = services.accounts
+        self.chats = services.chats
+        self.messages = services.messages
+        self.contacts = services.contacts
+        self.status = services.status
+        self.files = services.files
+        self.moderation = services.moderation
+        self.scheduler = services.scheduler
+        self.retention = services.retention
+        self.admin = services.admin
         self.router = Router(ENDPOINTS)
         self._openapi = encode(openapi_document())
-        self.started_at = clock.now()
         self.handlers: dict[str, EndpointHandler] = {
             ep.name: self._unavailable for ep in ENDPOINTS if ep.name in NOT_YET
         }
         self.handlers.update(self._own_handlers())
         self.handlers.update(file_handlers(self.files, settings.max_file_bytes))
         self.handlers.update(self._moderation_handlers())
-        self.retention.wrap(self.handlers)
-        self.moderation.wrap(self.handlers)
         self.on_close: list[Callable[[], Awaitable[None]]] = []
         """Run at :meth:`close` before the store closes (later services stop here)."""
 
@@ -172,7 +246,6 @@ class App:
         self.started_at = self.clock.now()
         await self.files.start()
         self.on_close.append(self.files.close)
-        self.scheduler.posted = self.retention.posted
         await self.moderation.start()
         await self.scheduler.start()
         await self.retention.start()

@@ -7,6 +7,7 @@ file, so end-to-end tests exercise expiry, bans and scheduling without sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -14,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["TEST_CLOCK_ENV", "Clock", "FileClock", "SystemClock", "clock_from_env"]
+__all__ = [
+    "POLL_SECONDS",
+    "TEST_CLOCK_ENV",
+    "Clock",
+    "FileClock",
+    "SystemClock",
+    "clock_from_env",
+    "wait_until",
+]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +31,11 @@ TEST_CLOCK_ENV = "MESSENGER_TEST_CLOCK_FILE"
 """Env var naming the file of a :class:`FileClock`."""
 
 _FILE_CLOCK_POLL = 0.05
+
+POLL_SECONDS = 0.25
+"""The service loops look at the clock (and at rows added by others) at least this often."""
+MIN_SLEEP = 0.01
+"""Shortest pause between two passes (a row that keeps failing cannot spin a loop)."""
 
 
 class Clock(Protocol):
@@ -92,3 +106,16 @@ def clock_from_env(environ: Mapping[str, str] | None = None) -> Clock:
         log.warning("using the test clock in %s", path)
         return FileClock(Path(path))
     return SystemClock()
+
+
+async def wait_until(clock: Clock, when: float | None, wake: asyncio.Event) -> None:
+    """Return once ``clock`` may have reached ``when``, or as soon as ``wake`` is set.
+
+    Test clocks move without notice, so this never sleeps longer than
+    :data:`POLL_SECONDS` of real time: the caller looks at the clock again.
+    """
+    delay = POLL_SECONDS if when is None else when - clock.now()
+    delay = min(max(delay, MIN_SLEEP), POLL_SECONDS)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await wake.wait()

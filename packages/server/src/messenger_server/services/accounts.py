@@ -33,11 +33,12 @@ from messenger_protocol import (
 
 from ..clock import Clock
 from ..storage import Store, Tx, UserRecord
+from ..storage.moderation import moderation_queries
 from .actor import Actor
 from .events import EventService
 from .throttle import LoginThrottle
 
-__all__ = ["AccountService", "token_hash"]
+__all__ = ["AccountService", "banned_until", "token_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
 
 
+def banned_until(tx: Tx, user_id: int, now: float) -> float | None:
+    """When the user's running ban ends (None: not banned)."""
+    ban = moderation_queries(tx).active_ban(user_id, now)
+    return None if ban is None else ban[0]
+
+
 def token_hash(token: str) -> bytes:
     """What the store keeps of a bearer token."""
     return hashlib.sha256(token.encode()).digest()
@@ -91,6 +98,7 @@ class AccountService:
         hash_concurrency: int = limits.LOGIN_HASH_CONCURRENCY,
         session_idle_timeout: int = limits.SESSION_IDLE_SECONDS,
         session_max_age: int = limits.SESSION_MAX_AGE_SECONDS,
+        message_ttl: int = 0,
     ) -> None:
         self.store = store
         self.history_on_connect = history_on_connect
@@ -115,10 +123,10 @@ class AccountService:
         """Logins of users seen since start (presence hooks are synchronous)."""
         self.last_seen: dict[int, float] = {}
         """Last activity per user id, newer than the stored value."""
+        self.message_ttl = message_ttl
+        """Seconds a message stays after delivery (told in every Session; 0: forever)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
-        events.hub.on_first_attach = self._came_online
-        events.hub.on_last_detach = self._went_offline
 
     # --- register / login / logout -----------------------------------------
 
@@ -214,6 +222,7 @@ class AccountService:
             user=self._user(user, is_admin),
             last_event_id=self.events.published_seq,
             history_on_connect=self.history_on_connect,
+            message_ttl=self.message_ttl,
         )
 
     async def session(self, actor: Actor) -> Session:
@@ -228,6 +237,7 @@ class AccountService:
             user=self.user_view(record),
             last_event_id=self.events.published_seq,
             history_on_connect=self.history_on_connect,
+            message_ttl=self.message_ttl,
         )
 
     async def logout(self, actor: Actor) -> None:
@@ -310,39 +320,57 @@ class AccountService:
 
     # --- users and presence -------------------------------------------------
 
-    def _user(self, record: UserRecord, is_admin: bool | None = None) -> User:
+    def _user(
+        self, record: UserRecord, is_admin: bool | None = None, banned_until: float | None = None
+    ) -> User:
         online = record.id in self.events.hub.online_user_ids()
         return User(
             login=record.login,
             online=online,
             last_seen=self.last_seen.get(record.id, record.last_seen),
             is_admin=record.is_admin if is_admin is None else is_admin,
+            banned_until=banned_until,
         )
 
-    def user_view(self, record: UserRecord) -> User:
-        """The public view of a user with their presence."""
-        return self._user(record, record.is_admin or record.login.lower() in self.admins)
+    def user_view(self, record: UserRecord, banned_until: float | None = None) -> User:
+        """The public view of a user with their presence (and running ban, if given)."""
+        is_admin = record.is_admin or record.login.lower() in self.admins
+        return self._user(record, is_admin, banned_until)
 
     async def users(self) -> UserList:
-        """All users with presence, by login."""
-        records = await self.store.read(lambda tx: tx.users())
-        return UserList(users=[self.user_view(r) for r in records])
+        """All users with presence and running bans, by login."""
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> UserList:
+            bans = moderation_queries(tx).running_bans(now)
+            return UserList(
+                users=[self.user_view(r, bans.get(r.login.lower())) for r in tx.users()]
+            )
+
+        return await self.store.read(unit)
 
     async def user(self, login: str) -> User:
-        """One user with presence; ``not_found`` if there is none."""
-        record = await self.store.read(lambda tx: tx.user_by_login(login))
-        if record is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {login}")
-        return self.user_view(record)
+        """One user with presence and running ban; ``not_found`` if there is none."""
+        now = self.clock.now()
 
-    def _came_online(self, user_id: int) -> None:
+        def unit(tx: Tx) -> User:
+            record = tx.user_by_login(login)
+            if record is None:
+                raise ApiError(ErrorCode.NOT_FOUND, f"no such user: {login}")
+            return self.user_view(record, banned_until(tx, record.id, now))
+
+        return await self.store.read(unit)
+
+    def came_online(self, user_id: int) -> None:
+        """Presence: the user's first event stream attached (told to everyone)."""
         login = self.login_of.get(user_id)
         if login is None:
             return
         self.last_seen[user_id] = self.clock.now()
         self.events.ephemeral(Presence(login=login, online=True), None)
 
-    def _went_offline(self, user_id: int) -> None:
+    def went_offline(self, user_id: int) -> None:
+        """Presence: the user's last event stream went (told to everyone)."""
         login = self.login_of.get(user_id)
         if login is None:
             return

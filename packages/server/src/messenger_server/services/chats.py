@@ -34,6 +34,7 @@ from ..storage import ChatRecord, LinkRecord, Store, Tx, UserRecord
 from .accounts import AccountService
 from .actor import Actor, forbidden, require_member, require_owner
 from .events import EventService
+from .retention import Visibility
 
 __all__ = ["INVITE_NOT_VALID", "ChatService"]
 
@@ -66,12 +67,15 @@ class ChatService:
         clock: Clock,
         *,
         base_url: str,
+        visibility: Visibility | None = None,
     ) -> None:
         self.store = store
         self.events = events
         self.accounts = accounts
         self.clock = clock
         self.base_url = base_url.rstrip("/")
+        self.visibility = visibility
+        """Disappearing messages: unread counts leave out what is gone for the reader."""
 
     # --- views ----------------------------------------------------------------
 
@@ -87,7 +91,11 @@ class ChatService:
             views.sort(key=lambda c: (c.id != GENERAL_CHAT_ID, -(c.last_message_at or 0), c.id))
             return ChatList(chats=views)
 
-        return await self.store.read(unit)
+        found = await self.store.read(unit)
+        if self.visibility is None:
+            return found
+        alive = self.visibility.unread_alive
+        return ChatList(chats=[await alive(actor.user_id, c) for c in found.chats])
 
     async def chat(self, actor: Actor, chat_id: int) -> Chat:
         """One chat of the user."""
@@ -96,7 +104,10 @@ class ChatService:
             chat, _ = require_member(tx, chat_id, actor.user_id)
             return tx.chat_view(chat, actor.user_id)
 
-        return await self.store.read(unit)
+        view = await self.store.read(unit)
+        if self.visibility is None:
+            return view
+        return await self.visibility.unread_alive(actor.user_id, view)
 
     async def members(self, actor: Actor, chat_id: int) -> Members:
         """The members of a chat the user belongs to."""

@@ -48,8 +48,18 @@ class StreamInfo:
 class EventService:
     """Writes events to the log, publishes them after commit, replays them on resume."""
 
-    def __init__(self, store: Store, hub: Hub, clock: Clock, retention: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        clock: Clock,
+        retention: int,
+        *,
+        resumed: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self.store = store
+        self.resumed = resumed
+        """Told (with the user id) when a stream resumes: its replay delivers what they missed."""
         self.hub = hub
         self.clock = clock
         self.retention = retention
@@ -132,6 +142,8 @@ class EventService:
         the (held) stream through the hub. A client whose ``after`` is older than the
         retained log, or from the future (another database), gets a ``reset`` event.
         """
+        if self.resumed is not None:
+            await self.resumed(user_id)
         upto = self.published_seq
         oldest, _ = await self.store.read(lambda tx: tx.event_bounds())
         if after > upto or after < oldest - 1:

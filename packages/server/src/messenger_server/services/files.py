@@ -43,7 +43,7 @@ from ..clock import Clock
 from ..storage import Store, Tx
 from ..storage.files import FileRecord, file_queries
 from .actor import Actor, require_member
-from .messages import Draft, MessageService
+from .messages import Draft
 
 __all__ = [
     "COLLECT_INTERVAL_SECONDS",
@@ -233,7 +233,6 @@ class FileService:
     def __init__(
         self,
         store: Store,
-        messages: MessageService,
         clock: Clock,
         root: Path,
         *,
@@ -254,8 +253,6 @@ class FileService:
         self._blobs = asyncio.Lock()
         """Held while bytes move into storage and while collection removes them."""
         self._collector: asyncio.Task[None] | None = None
-        messages.attach_files = self.attach
-        messages.load_attachments = self.load
 
     # --- lifecycle ----------------------------------------------------------------
 

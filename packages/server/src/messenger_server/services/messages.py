@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
@@ -34,11 +35,11 @@ from ..clock import Clock
 from ..storage import ChatRecord, Store, Tx
 from .actor import Actor, forbidden, require_member
 from .events import EventService
+from .retention import Visibility
 
 __all__ = [
-    "AttachFiles",
+    "Attachments",
     "Draft",
-    "LoadAttachments",
     "MessageService",
     "SendCheck",
 ]
@@ -60,27 +61,43 @@ class Draft:
 SendCheck = Callable[[Draft], Awaitable[None]]
 """Runs before a message is stored; raises an ApiError (banned, rate_limited, ...) to refuse."""
 
-AttachFiles = Callable[[Tx, Draft, Message], list[Attachment]]
-"""Links the files named by the draft to the stored message, inside its transaction."""
 
-LoadAttachments = Callable[[Tx, list[int]], dict[int, list[Attachment]]]
-"""The attachments of messages by id (messages without any may be left out)."""
+class Attachments(Protocol):
+    """Files on messages (the file service)."""
+
+    def attach(self, tx: Tx, draft: Draft, message: Message) -> list[Attachment]:
+        """Link the files named by the draft to the stored message, inside its unit."""
+        ...
+
+    def load(self, tx: Tx, message_ids: list[int]) -> dict[int, list[Attachment]]:
+        """The attachments of messages by id (messages without any may be left out)."""
+        ...
 
 
 class MessageService:
     """Posting, reading and read state of messages and comments."""
 
-    def __init__(self, store: Store, events: EventService, clock: Clock, *, max_text: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        clock: Clock,
+        *,
+        max_text: int,
+        send_checks: Sequence[SendCheck] = (),
+        attachments: Attachments | None = None,
+        visibility: Visibility | None = None,
+    ) -> None:
         self.store = store
         self.events = events
         self.clock = clock
         self.max_text = max_text
-        self.send_checks: list[SendCheck] = []
+        self.send_checks = tuple(send_checks)
         """Checks every post goes through, in order (moderation, rate limits, ...)."""
-        self.attach_files: AttachFiles | None = None
-        """Set by the file service; without it a message with attachments is refused."""
-        self.load_attachments: LoadAttachments | None = None
-        """Set by the file service to show attachments on messages."""
+        self.attachments = attachments
+        """Files on messages; without it a message with attachments is refused."""
+        self.visibility = visibility
+        """Disappearing messages: what each reader may still see."""
 
     # --- posting ---------------------------------------------------------------
 
@@ -106,7 +123,7 @@ class MessageService:
             )
         if not body.text.strip() and not body.attachments:
             raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
-        if body.attachments and self.attach_files is None:
+        if body.attachments and self.attachments is None:
             raise ApiError(ErrorCode.UNAVAILABLE, "attachments are not available yet")
         client_id = body.client_id
         if client_id is not None:
@@ -131,10 +148,12 @@ class MessageService:
                 chat_id, actor.user_id, body.text, now, client_id, thread_root, scheduled_id
             )
             if body.attachments:
-                assert self.attach_files is not None
-                files = self.attach_files(tx, draft, message)
+                assert self.attachments is not None
+                files = self.attachments.attach(tx, draft, message)
                 message = msgspec.structs.replace(message, attachments=files)
             self.events.emit(tx, MessageCreated(message=message), chat_id=chat_id)
+            if self.visibility is not None:
+                self.visibility.posted(tx, message)
             if thread_root is not None:
                 self._comment_posted(tx, actor, message, thread_root, now)
             return message
@@ -181,9 +200,9 @@ class MessageService:
 
     def _decorate(self, tx: Tx, messages: list[Message]) -> list[Message]:
         """Messages with their attachments."""
-        if self.load_attachments is None or not messages:
+        if self.attachments is None or not messages:
             return messages
-        found = self.load_attachments(tx, [m.id for m in messages])
+        found = self.attachments.load(tx, [m.id for m in messages])
         if not found:
             return messages
         return [
@@ -199,7 +218,11 @@ class MessageService:
             messages, more = tx.history(chat_id, query.before, query.after, query.limit)
             return MessagePage(messages=self._decorate(tx, messages), has_more=more)
 
-        return await self.store.read(unit)
+        page = await self.store.read(unit)
+        if self.visibility is None:
+            return page
+        alive = await self.visibility.visible(actor.user_id, page.messages)
+        return MessagePage(messages=alive, has_more=page.has_more)
 
     async def message(self, actor: Actor, message_id: int) -> Message:
         """One message or comment of a chat the user belongs to."""
@@ -208,7 +231,10 @@ class MessageService:
             message = self._visible(tx, message_id, actor.user_id)
             return self._decorate(tx, [message])[0]
 
-        return await self.store.read(unit)
+        message = await self.store.read(unit)
+        if self.visibility is None:
+            return message
+        return await self.visibility.visible_one(actor.user_id, message)
 
     async def mark_read(self, actor: Actor, chat_id: int, body: MarkRead) -> Chat:
         """Move the user's read cursor of a chat; all their clients are told."""
@@ -260,7 +286,10 @@ class MessageService:
             chats.sort(key=lambda c: (c.chat.id != GENERAL_CHAT_ID, c.chat.id))
             return Unread(chats=chats, total=sum(c.count for c in chats))
 
-        return await self.store.read(unit)
+        unread = await self.store.read(unit)
+        if self.visibility is None:
+            return unread
+        return await self.visibility.unread(actor.user_id, unread)
 
     # --- threads -----------------------------------------------------------------
 
@@ -276,7 +305,12 @@ class MessageService:
                 unread=tx.thread_unread(root.id, actor.user_id, last_read),
             )
 
-        return await self.store.read(unit)
+        thread = await self.store.read(unit)
+        if self.visibility is None:
+            return thread
+        root = await self.visibility.visible_one(actor.user_id, thread.root)
+        comments = await self.visibility.visible(actor.user_id, thread.comments)
+        return msgspec.structs.replace(thread, root=root, comments=comments)
 
     async def mark_thread_read(self, actor: Actor, message_id: int, body: MarkRead) -> None:
         """Move the user's read cursor of a thread; all their clients are told."""

@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -37,9 +36,6 @@ from messenger_protocol import (
     ComplaintResult,
     ErrorCode,
     FileComplaint,
-    Status,
-    User,
-    UserList,
     format_duration,
     format_time,
 )
@@ -48,13 +44,9 @@ from ..clock import Clock
 from ..config import Settings
 from ..storage import Store, Tx
 from ..storage.moderation import moderation_queries
-from .accounts import AccountService
 from .actor import Actor
 from .events import EventService
 from .messages import Draft
-
-if TYPE_CHECKING:
-    from ..app import Call, EndpointHandler
 
 __all__ = [
     "CLI_POLL_SECONDS",
@@ -72,10 +64,6 @@ def _save_windows(tx: Tx, *, rows: list[tuple[int, float, int]]) -> None:
     moderation_queries(tx).save_rate_windows(rows)
 
 
-def _banned(user: User, bans: dict[str, float]) -> User:
-    return msgspec.structs.replace(user, banned_until=bans.get(user.login.lower()))
-
-
 @dataclass(slots=True)
 class RateWindow:
     """Messages a user posted to the general chat in the window starting at ``start``."""
@@ -91,13 +79,11 @@ class ModerationService:
         self,
         store: Store,
         events: EventService,
-        accounts: AccountService,
         clock: Clock,
         settings: Settings,
     ) -> None:
         self.store = store
         self.events = events
-        self.accounts = accounts
         self.clock = clock
         self.settings = settings
         self._windows: dict[int, RateWindow] = {}
@@ -106,30 +92,6 @@ class ModerationService:
         self._audit_seen = 0
         self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def wrap(self, handlers: dict[str, EndpointHandler]) -> None:
-        """Show running bans in ``/status`` and the user views (``banned_until``)."""
-        for name in ("status", "users", "user"):
-            if name in handlers:
-                handlers[name] = self._with_bans(handlers[name])
-
-    def _with_bans(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            result = await inner(call)
-            if not isinstance(result, Status | UserList | User):
-                return result
-            bans = await self.running_bans()
-            if not bans:
-                return result
-            if isinstance(result, Status):
-                until = bans.get(result.user.login.lower())
-                user = msgspec.structs.replace(result.user, banned_until=until)
-                return msgspec.structs.replace(result, user=user, banned_until=until)
-            if isinstance(result, UserList):
-                return UserList(users=[_banned(u, bans) for u in result.users])
-            return _banned(result, bans)
-
-        return handler
 
     async def running_bans(self) -> dict[str, float]:
         """``until`` of every running ban, by lower-case login."""

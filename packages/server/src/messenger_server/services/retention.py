@@ -24,36 +24,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 
 from messenger_protocol import (
     GENERAL_CHAT_ID,
     Chat,
-    ChatList,
     Message,
     MessageDeleted,
-    MessagePage,
-    Session,
-    Thread,
     Unread,
     UnreadChat,
 )
 
-from ..clock import Clock
+from ..clock import Clock, wait_until
 from ..config import Settings
 from ..storage import Store, Tx
 from ..storage.retention import RetentionQueries, retention_queries
 from .actor import forbidden
 from .events import EventService
-from .messages import MessageService
-from .scheduler import wait_until
 
-if TYPE_CHECKING:
-    from ..app import Call, EndpointHandler
-
-__all__ = ["BATCH", "RetentionService"]
+__all__ = ["BATCH", "Presence", "RetentionService", "Visibility"]
 
 log = logging.getLogger(__name__)
 
@@ -61,68 +52,38 @@ BATCH = 500
 """Rows handled per pass of each kind (the loop goes again at once when it hit this)."""
 
 
-class RetentionService:
-    """Delivery bookkeeping, per-recipient expiry and deletion of disappearing messages."""
+class Presence(Protocol):
+    """Who is online now (the hub knows)."""
 
-    def __init__(
-        self,
-        store: Store,
-        events: EventService,
-        messages: MessageService,
-        clock: Clock,
-        settings: Settings,
-    ) -> None:
+    def online_user_ids(self) -> set[int]:
+        """Users with at least one live event stream."""
+        ...
+
+
+class Visibility:
+    """The per-reader rule of disappearing messages: who got a message when, and what a
+    reader may still see. Every read of messages and every post goes through it, on
+    every path (HTTP, the scheduler, anything later)."""
+
+    def __init__(self, store: Store, presence: Presence, clock: Clock, ttl: float) -> None:
         self.store = store
-        self.events = events
-        self.messages = messages
+        self.presence = presence
         self.clock = clock
-        self.ttl = settings.message_ttl
-        self.max_age = settings.message_max_age
-        self.deleted_hooks: list[Callable[[list[int]], Awaitable[None]]] = []
-        """Called with the ids of deleted messages (e.g. to collect their files)."""
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._posted: list[Message] = []
-        self._noting = False
+        self.ttl = ttl
 
     @property
     def enabled(self) -> bool:
         """Messages disappear (``message_ttl > 0``)."""
         return self.ttl > 0
 
-    async def start(self) -> None:
-        """Start the expiry loop (only when messages disappear)."""
-        if self.enabled:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="retention")
-
-    async def close(self) -> None:
-        """Finish the bookkeeping of recent posts and stop the loop."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
     # --- delivery bookkeeping ----------------------------------------------------
 
-    async def posted(self, message: Message) -> None:
-        """A message was stored and pushed to online streams: note who did not get it."""
-        if self.enabled:
-            await self._record([message])
-
-    async def _record(self, messages: list[Message]) -> None:
-        online = self.events.hub.online_user_ids()
-
-        def unit(tx: Tx) -> None:
-            for message in messages:
-                self._note(tx, message, online)
-
-        await self.store.write(unit)
-
-    def _note(self, tx: Tx, message: Message, online: set[int]) -> None:
+    def posted(self, tx: Tx, message: Message) -> None:
+        """In the unit that stores ``message``: note the recipients who did not get it
+        (everyone offline now but the author)."""
+        if not self.enabled:
+            return
+        online = self.presence.online_user_ids()
         queries = retention_queries(tx)
         expires_at = message.created_at + self.ttl
         if not queries.add_expiring(message.id, message.chat_id, message.created_at, expires_at):
@@ -170,87 +131,28 @@ class RetentionService:
             await self._delivered(user_id, fresh, now)
         return alive
 
+    async def visible_one(self, user_id: int, message: Message) -> Message:
+        """The message if the user may still see it; ``forbidden`` (as for a stranger) if not."""
+        alive = await self.visible(user_id, [message])
+        if not alive:
+            raise forbidden("no such message, or not in a chat of yours")
+        return alive[0]
+
+    async def resumed(self, user_id: int) -> None:
+        """An event stream of the user resumes: the replay carries every message they missed."""
+        if self.enabled:
+            await self._delivered(user_id, None, self.clock.now())
+
     async def _delivered(self, user_id: int, message_ids: list[int] | None, now: float) -> None:
         await self.store.write(
             lambda tx: retention_queries(tx).mark_delivered(user_id, message_ids, now)
         )
 
-    # --- reads go through here ----------------------------------------------------
-
-    def wrap(self, handlers: dict[str, EndpointHandler]) -> None:
-        """Filter what the read endpoints return and record deliveries (no-op with ttl 0)."""
-        if not self.enabled:
-            return
-        for name, make in (
-            ("send", self._wrap_post),
-            ("comment", self._wrap_post),
-            ("history", self._wrap_history),
-            ("unread", self._wrap_unread),
-            ("thread", self._wrap_thread),
-            ("message", self._wrap_message),
-            ("chats", self._wrap_chats),
-            ("chat", self._wrap_chats),
-            ("events", self._wrap_events),
-            ("login", self._wrap_session),
-            ("register", self._wrap_session),
-            ("session", self._wrap_session),
-        ):
-            if name in handlers:
-                handlers[name] = make(handlers[name])
-
-    def _wrap_session(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            session = await inner(call)
-            if isinstance(session, Session):
-                return msgspec.structs.replace(session, message_ttl=self.ttl)
-            return session
-
-        return handler
-
-    def _wrap_post(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            result = await inner(call)
-            if isinstance(result, Message):
-                # noted in one later write for all the sends of a loop turn: the sender
-                # does not wait for it
-                self._posted.append(result)
-                if not self._noting:
-                    self._noting = True
-                    task = asyncio.get_running_loop().create_task(self._note_posted())
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            return result
-
-        return handler
-
-    async def _note_posted(self) -> None:
-        try:
-            while self._posted:
-                batch, self._posted = self._posted, []
-                await self._record(batch)
-        except Exception:
-            log.exception("could not note the recipients of new messages")
-        finally:
-            self._noting = False  # no await since the last look at _posted
-
-    def _wrap_chats(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            result = await inner(call)
-            user_id = call.actor.user_id
-            if isinstance(result, ChatList):
-                return ChatList(chats=[await self._unread_alive(user_id, c) for c in result.chats])
-            if isinstance(result, Chat):
-                return await self._unread_alive(user_id, result)
-            return result
-
-        return handler
-
-    async def _unread_alive(self, user_id: int, chat: Chat) -> Chat:
+    async def unread_alive(self, user_id: int, chat: Chat) -> Chat:
         """The chat with its unread count less the messages that disappeared for the user."""
-        if not chat.unread:
+        if not self.enabled or not chat.unread:
             return chat
         now = self.clock.now()
-
         gone = await self.store.read(
             lambda tx: retention_queries(tx).gone_unread(
                 user_id, chat.id, chat.last_read, now - self.ttl
@@ -260,72 +162,59 @@ class RetentionService:
             return chat
         return msgspec.structs.replace(chat, unread=max(0, chat.unread - gone))
 
-    def _wrap_history(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            page = await inner(call)
-            if isinstance(page, MessagePage):
-                alive = await self.visible(call.actor.user_id, page.messages)
-                page = MessagePage(messages=alive, has_more=page.has_more)
-            return page
+    async def unread(self, user_id: int, unread: Unread) -> Unread:
+        """``/unread`` less what disappeared for the user."""
+        if not self.enabled:
+            return unread
+        chats: list[UnreadChat] = []
+        for item in unread.chats:
+            alive = await self.visible(user_id, item.messages)
+            gone = len(item.messages) - len(alive)
+            if gone and not alive and item.count <= len(item.messages):
+                continue
+            count = max(0, item.count - gone)
+            chat = msgspec.structs.replace(item.chat, unread=count)
+            chats.append(msgspec.structs.replace(item, chat=chat, count=count, messages=alive))
+        return Unread(chats=chats, total=sum(c.count for c in chats))
 
-        return handler
 
-    def _wrap_unread(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            unread = await inner(call)
-            if not isinstance(unread, Unread):
-                return unread
-            chats: list[UnreadChat] = []
-            for item in unread.chats:
-                alive = await self.visible(call.actor.user_id, item.messages)
-                gone = len(item.messages) - len(alive)
-                if gone and not alive and item.count <= len(item.messages):
-                    continue
-                count = max(0, item.count - gone)
-                chat = msgspec.structs.replace(item.chat, unread=count)
-                chats.append(msgspec.structs.replace(item, chat=chat, count=count, messages=alive))
-            return Unread(chats=chats, total=sum(c.count for c in chats))
+class RetentionService:
+    """Per-recipient expiry and deletion of disappearing messages (the loop)."""
 
-        return handler
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.clock = clock
+        self.ttl = settings.message_ttl
+        self.max_age = settings.message_max_age
+        self.deleted_hooks: list[Callable[[list[int]], Awaitable[None]]] = []
+        """Called with the ids of deleted messages (e.g. to collect their files)."""
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
-    def _wrap_thread(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            thread = await inner(call)
-            if not isinstance(thread, Thread):
-                return thread
-            user_id = call.actor.user_id
-            root = await self.visible(user_id, [thread.root])
-            if not root:
-                raise forbidden("no such message, or not in a chat of yours")
-            comments = await self.visible(user_id, thread.comments)
-            return msgspec.structs.replace(thread, root=root[0], comments=comments)
+    @property
+    def enabled(self) -> bool:
+        """Messages disappear (``message_ttl > 0``)."""
+        return self.ttl > 0
 
-        return handler
+    async def start(self) -> None:
+        """Start the expiry loop (only when messages disappear)."""
+        if self.enabled:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="retention")
 
-    def _wrap_message(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            message = await inner(call)
-            if not isinstance(message, Message):
-                return message
-            alive = await self.visible(call.actor.user_id, [message])
-            if not alive:
-                raise forbidden("no such message, or not in a chat of yours")
-            return alive[0]
-
-        return handler
-
-    def _wrap_events(self, inner: EndpointHandler) -> EndpointHandler:
-        async def handler(call: Call) -> object:
-            result = await inner(call)
-            resumes = call.request.headers.get("last-event-id") or (
-                call.query is not None and getattr(call.query, "last_event_id", None) is not None
-            )
-            if resumes:
-                # the replay carries every message this client missed
-                await self._delivered(call.actor.user_id, None, self.clock.now())
-            return result
-
-        return handler
+    async def close(self) -> None:
+        """Stop the loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     # --- the loop -------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 
 from messenger_protocol import (
     ApiError,
@@ -26,7 +25,7 @@ from messenger_protocol import (
     SendMessage,
 )
 
-from ..clock import Clock
+from ..clock import POLL_SECONDS, Clock, wait_until
 from ..config import Settings
 from ..states import SCHEDULED, allowed
 from ..storage import Store, Tx
@@ -40,27 +39,10 @@ __all__ = ["PAST_SLACK", "POLL_SECONDS", "SchedulerService", "wait_until"]
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.25
-"""The loops look at the clock (and at rows added by others) at least this often."""
-MIN_SLEEP = 0.01
-"""Shortest pause between two passes (a row that keeps failing cannot spin the loop)."""
 PAST_SLACK = 60.0
 """A ``send_at`` this far in the past is still accepted (sent at once): clock skew."""
 FINISHED_SHOWN = 50
 """Sent, failed and cancelled messages listed after the pending ones."""
-
-
-async def wait_until(clock: Clock, when: float | None, wake: asyncio.Event) -> None:
-    """Return once ``clock`` may have reached ``when``, or as soon as ``wake`` is set.
-
-    Test clocks move without notice, so this never sleeps longer than
-    :data:`POLL_SECONDS` of real time: the caller looks at the clock again.
-    """
-    delay = POLL_SECONDS if when is None else when - clock.now()
-    delay = min(max(delay, MIN_SLEEP), POLL_SECONDS)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(delay):
-            await wake.wait()
 
 
 class SchedulerService:
@@ -81,8 +63,6 @@ class SchedulerService:
         self.moderation = moderation
         self.clock = clock
         self.settings = settings
-        self.posted: Callable[[Message], Awaitable[None]] | None = None
-        """Told of every message the scheduler posted (disappearing-message bookkeeping)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sending: set[int] = set()
@@ -226,8 +206,6 @@ class SchedulerService:
             await self.store.write(unit)
         finally:
             self._sending.discard(scheduled_id)
-        if message is not None and self.posted is not None:
-            await self.posted(message)
         log.info(
             "scheduled #%d of %s %s%s",
             scheduled_id,

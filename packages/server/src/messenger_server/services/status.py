@@ -6,7 +6,7 @@ from messenger_protocol import Chat, Connection, OwnedChat, Status
 
 from ..clock import Clock
 from ..storage import SessionRecord, Store, Tx
-from .accounts import AccountService
+from .accounts import AccountService, banned_until
 from .actor import Actor
 from .chats import ChatService
 from .events import EventService, StreamInfo
@@ -85,8 +85,10 @@ class StatusService:
                 member.append(view)
                 if chat.kind == "group" and chat.owner_id == actor.user_id:
                     owned.append(self.chats.owned_chat(tx, view, now))
+            until = banned_until(tx, actor.user_id, now)
             return Status(
-                user=self.accounts.user_view(user),
+                user=self.accounts.user_view(user, until),
+                banned_until=until,
                 connections=self._connections(actor, tx.live_sessions(actor.user_id), streams),
                 private_sent=sent,
                 private_received=received,
