@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger_protocol import ENDPOINTS, PATH_PARAM_TYPES, Endpoint, limits
+from messenger_protocol import ENDPOINTS, PATH_PARAM_TYPES, AnyEndpoint, limits
 from messenger_protocol import _models as m
 from tests.support.server import ServerProcess
 
@@ -55,11 +55,11 @@ def _fields(kind: type) -> Iterator[tuple[str, msgspec.inspect.Type]]:
                 yield f.name, t
 
 
-def _endpoints_with(kind: type) -> list[Endpoint]:
+def _endpoints_with(kind: type) -> list[AnyEndpoint]:
     return [ep for ep in ENDPOINTS if kind in (ep.request, ep.query)]
 
 
-def _path(ep: Endpoint, **override: object) -> str:
+def _path(ep: AnyEndpoint, **override: object) -> str:
     values: dict[str, object] = {"login": "bob", "file_id": "f", "key": "k", "chat_name": "team"}
     values.update({p: 1 for p in ep.params if p not in values})
     values.update(override)
@@ -111,7 +111,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
 
 
 def _request(
-    srv: ServerProcess, token: str, ep: Endpoint, kind: type, values: dict[str, Any], raw: bytes
+    srv: ServerProcess, token: str, ep: AnyEndpoint, kind: type, values: dict[str, Any], raw: bytes
 ) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=srv.url, timeout=10.0, headers=headers) as client:
@@ -145,7 +145,7 @@ def test_every_request_model_has_a_valid_example() -> None:
 )
 def test_integer_out_of_range_is_400(
     live: tuple[ServerProcess, str],
-    ep: Endpoint,
+    ep: AnyEndpoint,
     kind: type,
     name: str,
     t: msgspec.inspect.IntType,
@@ -170,7 +170,7 @@ def test_integer_out_of_range_is_400(
     ("ep", "kind", "name"), STR_CASES, ids=[f"{c[0].name}.{c[2]}" for c in STR_CASES]
 )
 def test_string_that_is_not_utf8_is_400(
-    live: tuple[ServerProcess, str], ep: Endpoint, kind: type, name: str
+    live: tuple[ServerProcess, str], ep: AnyEndpoint, kind: type, name: str
 ) -> None:
     """Item 16: bytes that are not UTF-8 inside a JSON string (or a query value) are 400."""
     srv, token = live
@@ -197,7 +197,7 @@ def test_string_that_is_not_utf8_is_400(
     ("ep", "param"), PATH_INT_CASES, ids=[f"{c[0].name}.{c[1]}" for c in PATH_INT_CASES]
 )
 def test_path_integer_out_of_range_is_400(
-    live: tuple[ServerProcess, str], ep: Endpoint, param: str
+    live: tuple[ServerProcess, str], ep: AnyEndpoint, param: str
 ) -> None:
     """Item 16: a path id of 0, 2**63 or more digits than any id has is 400 before storage."""
     srv, token = live

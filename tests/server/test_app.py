@@ -17,8 +17,9 @@ from messenger_protocol import (
     MessageCreated,
     SseParser,
     decode_event,
+    endpoints,
 )
-from messenger_server.app import NOT_YET, App
+from messenger_server.app import App, bind
 from messenger_server.http import Body, Headers, Request, Response, StreamResponse
 
 from .services.conftest import ManualClock, make_app
@@ -84,22 +85,26 @@ async def register(app: App, login: str) -> str:
 def test_every_endpoint_has_a_handler(tmp_path: Path) -> None:
     app, _ = make_app(tmp_path, ManualClock())
     assert set(app.handlers) == {ep.name for ep in ENDPOINTS}
-    own = {name for name, handler in app.handlers.items() if handler != app._unavailable}
-    assert own == {ep.name for ep in ENDPOINTS} - NOT_YET
-    with pytest.raises(KeyError):
-        app.register("no_such_endpoint", app._unavailable)
 
 
-async def test_not_yet_available_endpoints_say_so(app: App) -> None:
+def test_a_binding_is_checked_against_the_table_at_start() -> None:
+    async def post(actor: object, chat_id: int, body: object) -> None:
+        return None
+
+    bind(endpoints.SEND, post)  # (actor, chat_id, body): as the table says
+    with pytest.raises(TypeError, match="send"):
+        bind(endpoints.SEND, post, actor=False)
+    with pytest.raises(TypeError, match="chat"):
+        bind(endpoints.CHAT, post)  # (actor, chat_id): one argument short
+
+
+async def test_a_bound_method_that_returns_nothing_answers_ok(app: App) -> None:
     token = await register(app, "alice")
-    app.register("scheduled", app._unavailable)  # as before its service lands
-    with pytest.raises(ApiError) as err:
-        await app.handle(request("GET", "/api/v1/scheduled", token=token))
-    assert err.value.code is ErrorCode.UNAVAILABLE
-    app.register("chat_files", app._unavailable)
-    with pytest.raises(ApiError) as err:  # an outsider learns nothing, not even "not yet"
-        await app.handle(request("GET", "/api/v1/chats/42/files", token=token))
-    assert err.value.code is ErrorCode.FORBIDDEN
+    response = await app.handle(request("POST", "/api/v1/auth/logout", token=token))
+    assert isinstance(response, Response) and json.loads(response.body) == {"ok": True}
+    with pytest.raises(ApiError) as err:  # and it did log out
+        await app.handle(request("GET", "/api/v1/chats", token=token))
+    assert err.value.code is ErrorCode.UNAUTHORIZED
 
 
 async def test_auth_is_required_and_checked(app: App) -> None:

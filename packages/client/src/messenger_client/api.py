@@ -1,7 +1,10 @@
 """The async client library: every endpoint of the protocol's table as a method.
 
 All calls go through :meth:`Client.call`, which takes the method, path and types
-from ``messenger_protocol.BY_NAME`` -- nothing about the wire is written here twice.
+from the endpoint table (``messenger_protocol.endpoints``) and is typed from it:
+``await client.call(endpoints.CHAT, chat_id=1)`` is a ``Chat``. The methods below
+are that call with the body built from plain arguments; nothing about the wire is
+written here twice.
 Errors the server sends come back as :class:`~messenger_protocol.ApiError` with the
 server's code; a server that cannot be reached raises :class:`ServerUnavailable`::
 
@@ -26,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 import aiofiles
@@ -35,10 +38,10 @@ import httpx
 import msgspec
 
 from messenger_protocol import (
-    BY_NAME,
     STATUS_OF,
     AddContact,
     AdminUserList,
+    AnyEndpoint,
     ApiError,
     Attachment,
     BanUser,
@@ -89,6 +92,7 @@ from messenger_protocol import (
     encode,
     limits,
 )
+from messenger_protocol import endpoints as ep
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -103,6 +107,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Query = TypeVar("Query")
 
 DEFAULT_SERVER = f"http://{limits.DEFAULT_HOST}:{limits.DEFAULT_PORT}"
 """Where the client connects unless told otherwise."""
@@ -147,7 +155,7 @@ def error_from_response(status: int, content: bytes) -> ApiError:
     return ApiError(code, f"HTTP {status}: {text}")
 
 
-def _query_params(query: msgspec.Struct | None) -> dict[str, str] | None:
+def _query_params(query: object) -> dict[str, str] | None:
     if query is None:
         return None
     raw = msgspec.to_builtins(query)
@@ -247,7 +255,9 @@ class Client:
 
     # --- plumbing -----------------------------------------------------------
 
-    def _headers(self, endpoint: Endpoint, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def _headers(
+        self, endpoint: AnyEndpoint, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         headers = dict(extra or {})
         if endpoint.auth:
             if self.token is None:
@@ -257,17 +267,29 @@ class Client:
 
     async def call(
         self,
-        name: str,
-        body: msgspec.Struct | None = None,
-        query: msgspec.Struct | None = None,
+        endpoint: Endpoint[Req, Resp, Query],
+        body: Req | None = None,
+        query: Query | None = None,
         **params: object,
-    ) -> Any:
-        """Call endpoint ``name`` of the protocol table and return its decoded response.
+    ) -> Resp:
+        """Call an endpoint of the protocol table (``messenger_protocol.endpoints``) and
+        return its decoded answer, typed from the table.
 
         Raises :class:`ApiError` for an error answer and :class:`ServerUnavailable`
         when the server cannot be reached.
         """
-        endpoint = BY_NAME[name]
+        if endpoint.response is None:
+            raise TypeError(f"{endpoint.name} does not answer a JSON model")
+        content = await self._request(endpoint, body, query, params)
+        return decode(endpoint.response, content)
+
+    async def _request(
+        self,
+        endpoint: AnyEndpoint,
+        body: object,
+        query: object,
+        params: dict[str, object],
+    ) -> bytes:
         headers = self._headers(endpoint)
         content: bytes | None = None
         if body is not None:
@@ -285,9 +307,7 @@ class Client:
             raise ServerUnavailable(f"server {self.base_url} unavailable: {exc!r}") from exc
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.content)
-        if endpoint.response is None:
-            return msgspec.json.decode(response.content) if response.content else None
-        return decode(endpoint.response, response.content)
+        return response.content
 
     async def close(self) -> None:
         """Close every connection of this client."""
@@ -317,13 +337,14 @@ class Client:
 
     async def health(self) -> Health:
         """Liveness of the server."""
-        result: Health = await self.call("health")
-        return result
+        return await self.call(ep.HEALTH)
 
     async def openapi(self) -> dict[str, Any]:
         """The server's OpenAPI 3.1 document."""
-        result: dict[str, Any] = await self.call("openapi")
-        return result
+        document: dict[str, Any] = msgspec.json.decode(
+            await self._request(ep.OPENAPI, None, None, {})
+        )
+        return document
 
     # --- accounts -----------------------------------------------------------
 
@@ -335,84 +356,74 @@ class Client:
     async def register(self, login: str, password: str) -> Session:
         """Create an account and log in to it (``/auth``)."""
         creds = Credentials(login=login, password=password, device=self.device)
-        return self._start_session(await self.call("register", creds))
+        return self._start_session(await self.call(ep.REGISTER, creds))
 
     async def login(self, login: str, password: str) -> Session:
         """Log in to an existing account (``/login``)."""
         creds = Credentials(login=login, password=password, device=self.device)
-        return self._start_session(await self.call("login", creds))
+        return self._start_session(await self.call(ep.LOGIN, creds))
 
     async def resume(self) -> Session:
         """Learn about the session behind the saved token (its id, the user, admin or
         not, server settings), as :meth:`login` would have; ``unauthorized`` if it ended."""
-        session: Session = await self.call("session")
+        session = await self.call(ep.SESSION)
         return self._start_session(msgspec.structs.replace(session, token=self.token or ""))
 
     async def logout(self) -> Ok:
         """End this session; the client forgets its token."""
-        result: Ok = await self.call("logout")
+        result = await self.call(ep.LOGOUT)
         self.token, self.session = None, None
         return result
 
     async def logout_all(self) -> Ok:
         """End every session of this user, this one included."""
-        result: Ok = await self.call("logout_all")
+        result = await self.call(ep.LOGOUT_ALL)
         self.token, self.session = None, None
         return result
 
     async def status(self) -> Status:
         """Connections, private-message counts, chats and login history (``/status``)."""
-        result: Status = await self.call("status")
-        return result
+        return await self.call(ep.STATUS)
 
     async def users(self) -> UserList:
         """All users with presence (``/users``)."""
-        result: UserList = await self.call("users")
-        return result
+        return await self.call(ep.USERS)
 
     async def user(self, login: str) -> User:
         """One user with presence."""
-        result: User = await self.call("user", login=login)
-        return result
+        return await self.call(ep.USER, login=login)
 
     # --- contacts -----------------------------------------------------------
 
     async def contacts(self) -> ContactList:
         """The contact list (``/contacts``)."""
-        result: ContactList = await self.call("contacts")
-        return result
+        return await self.call(ep.CONTACTS)
 
     async def add_contact(self, login: str) -> Contact:
         """Add a contact (``/add_contact``)."""
-        result: Contact = await self.call("add_contact", AddContact(login=login))
-        return result
+        return await self.call(ep.ADD_CONTACT, AddContact(login=login))
 
     async def del_contact(self, login: str) -> Ok:
         """Remove a contact (``/del_contact``)."""
-        result: Ok = await self.call("del_contact", login=login)
-        return result
+        return await self.call(ep.DEL_CONTACT, login=login)
 
     # --- chats and messages -------------------------------------------------
 
     async def chats(self) -> ChatList:
         """Chats of this user with unread counts."""
-        result: ChatList = await self.call("chats")
-        return result
+        return await self.call(ep.CHATS)
 
     async def chat(self, chat_id: int) -> Chat:
         """One chat."""
-        result: Chat = await self.call("chat", chat_id=chat_id)
-        return result
+        return await self.call(ep.CHAT, chat_id=chat_id)
 
     async def open_direct(self, login: str) -> Chat:
         """Find or create the private conversation with ``login``."""
-        result: Chat = await self.call("open_direct", OpenDirect(login=login))
-        return result
+        return await self.call(ep.OPEN_DIRECT, OpenDirect(login=login))
 
     async def create_chat(self, name: str) -> Chat:
         """Create a private group chat owned by this user (``/create``)."""
-        result: Chat = await self.call("create_chat", CreateChat(name=name))
-        return result
+        return await self.call(ep.CREATE_CHAT, CreateChat(name=name))
 
     async def history(
         self,
@@ -425,12 +436,11 @@ class Client:
         """A page of a chat's history, oldest first: the newest ``limit`` messages
         older than ``before`` (or newer than ``after``)."""
         query = HistoryQuery(before=before, after=after, limit=limit)
-        result: MessagePage = await self.call("history", query=query, chat_id=chat_id)
-        return result
+        return await self.call(ep.HISTORY, query=query, chat_id=chat_id)
 
     async def _post_text(
         self,
-        name: str,
+        endpoint: Endpoint[SendMessage, Message, None],
         text: str,
         client_id: str | None,
         attachments: Sequence[str],
@@ -442,15 +452,18 @@ class Client:
         attempt = 0
         while True:
             try:
-                result: Message = await self.call(name, body, None, **params)
-                return result
+                return await self.call(endpoint, body, None, **params)
             except ServerUnavailable as exc:
                 # Same client_id: the server stores the message at most once.
                 if attempt >= retries:
                     raise ServerUnavailable(str(exc), client_id=client_id) from exc
                 attempt += 1
                 log.info(
-                    "%s failed (%s); retry %d with client_id %s", name, exc, attempt, client_id
+                    "%s failed (%s); retry %d with client_id %s",
+                    endpoint.name,
+                    exc,
+                    attempt,
+                    client_id,
                 )
 
     async def send(
@@ -468,17 +481,17 @@ class Client:
         :class:`ServerUnavailable` (which carries the id) call again with the same id.
         ``retries`` does that here, immediately, that many times.
         """
-        return await self._post_text("send", text, client_id, attachments, retries, chat_id=chat_id)
+        return await self._post_text(
+            ep.SEND, text, client_id, attachments, retries, chat_id=chat_id
+        )
 
     async def message(self, message_id: int) -> Message:
         """One message."""
-        result: Message = await self.call("message", message_id=message_id)
-        return result
+        return await self.call(ep.MESSAGE, message_id=message_id)
 
     async def mark_read(self, chat_id: int, up_to: int) -> Chat:
         """Mark a chat read up to and including message ``up_to``."""
-        result: Chat = await self.call("mark_read", MarkRead(up_to=up_to), chat_id=chat_id)
-        return result
+        return await self.call(ep.MARK_READ, MarkRead(up_to=up_to), chat_id=chat_id)
 
     async def unread(
         self,
@@ -490,8 +503,7 @@ class Client:
         """A page of what is unread: every chat with its oldest unread messages, or (with
         ``chat_id``) one chat's unread messages after message ``after``. Never marks read."""
         query = UnreadQuery(chat_id=chat_id, after=after, limit=limit)
-        result: Unread = await self.call("unread", query=query)
-        return result
+        return await self.call(ep.UNREAD, query=query)
 
     async def all_unread(self) -> Unread:
         """Everything unread, per chat, every page fetched (``/unread``). Never marks read."""
@@ -522,70 +534,57 @@ class Client:
     ) -> Message:
         """Comment on a message (``/comment``); idempotent by ``client_id`` like :meth:`send`."""
         return await self._post_text(
-            "comment", text, client_id, attachments, retries, message_id=message_id
+            ep.COMMENT, text, client_id, attachments, retries, message_id=message_id
         )
 
     async def thread(self, message_id: int) -> Thread:
         """A message and its comments (``/thread``)."""
-        result: Thread = await self.call("thread", message_id=message_id)
-        return result
+        return await self.call(ep.THREAD, message_id=message_id)
 
     async def mark_thread_read(self, message_id: int, up_to: int) -> Ok:
         """Mark the thread under ``message_id`` read up to comment ``up_to``."""
-        result: Ok = await self.call(
-            "mark_thread_read", MarkRead(up_to=up_to), message_id=message_id
-        )
-        return result
+        return await self.call(ep.MARK_THREAD_READ, MarkRead(up_to=up_to), message_id=message_id)
 
     # --- group chats --------------------------------------------------------
 
     async def members(self, chat_id: int) -> Members:
         """Members of a chat."""
-        result: Members = await self.call("members", chat_id=chat_id)
-        return result
+        return await self.call(ep.MEMBERS, chat_id=chat_id)
 
     async def invite(self, chat_id: int, login: str) -> Members:
         """The owner adds ``login`` to a group chat (``/invite``)."""
-        result: Members = await self.call("invite", InviteUser(login=login), chat_id=chat_id)
-        return result
+        return await self.call(ep.INVITE, InviteUser(login=login), chat_id=chat_id)
 
     async def remove_member(self, chat_id: int, login: str) -> Ok:
         """The owner removes a member, or a member leaves."""
-        result: Ok = await self.call("remove_member", chat_id=chat_id, login=login)
-        return result
+        return await self.call(ep.REMOVE_MEMBER, chat_id=chat_id, login=login)
 
     async def create_link(
         self, chat_id: int, *, expires_in: int | None = None, max_uses: int | None = None
     ) -> InviteLink:
         """The owner creates an invite key (``/link``)."""
         body = CreateLink(expires_in=expires_in, max_uses=max_uses)
-        result: InviteLink = await self.call("create_link", body, chat_id=chat_id)
-        return result
+        return await self.call(ep.CREATE_LINK, body, chat_id=chat_id)
 
     async def revoke_link(self, chat_id: int, key: str) -> Ok:
         """The owner revokes an invite key."""
-        result: Ok = await self.call("revoke_link", chat_id=chat_id, key=key)
-        return result
+        return await self.call(ep.REVOKE_LINK, chat_id=chat_id, key=key)
 
     async def join(self, name: str, key: str | None = None) -> JoinResult:
         """Ask to join group chat ``name``, with an invite key or without (``/join``)."""
-        result: JoinResult = await self.call("join", JoinChat(name=name, key=key))
-        return result
+        return await self.call(ep.JOIN, JoinChat(name=name, key=key))
 
     async def join_requests(self, chat_id: int) -> JoinRequestList:
         """Pending join requests of a chat (owner)."""
-        result: JoinRequestList = await self.call("join_requests", chat_id=chat_id)
-        return result
+        return await self.call(ep.JOIN_REQUESTS, chat_id=chat_id)
 
     async def approve(self, chat_id: int, login: str) -> Members:
         """The owner approves ``login``'s join request (``/approve``)."""
-        result: Members = await self.call("approve", chat_id=chat_id, login=login)
-        return result
+        return await self.call(ep.APPROVE, chat_id=chat_id, login=login)
 
     async def reject(self, chat_id: int, login: str) -> Ok:
         """The owner rejects ``login``'s join request (``/reject``)."""
-        result: Ok = await self.call("reject", chat_id=chat_id, login=login)
-        return result
+        return await self.call(ep.REJECT, chat_id=chat_id, login=login)
 
     # --- files --------------------------------------------------------------
 
@@ -600,7 +599,7 @@ class Client:
 
         Runs on its own connection. ``progress(sent, total)`` is called per chunk.
         """
-        endpoint = BY_NAME["upload"]
+        endpoint = ep.UPLOAD
         file_path = Path(path)
         total = (await aiofiles.os.stat(file_path)).st_size
         headers = self._headers(
@@ -632,9 +631,7 @@ class Client:
             raise ServerUnavailable(f"upload to {self.base_url} failed: {exc!r}") from exc
         if response.status_code >= 300:
             raise error_from_response(response.status_code, response.content)
-        assert endpoint.response is not None
-        result: Attachment = decode(endpoint.response, response.content)
-        return result
+        return decode(Attachment, response.content)
 
     async def download(
         self,
@@ -651,7 +648,7 @@ class Client:
         file is never overwritten: the download goes to ``name (1).ext`` (then ``(2)``…)
         instead. Returns the path it went to.
         """
-        endpoint = BY_NAME["download"]
+        endpoint = ep.DOWNLOAD
         target = Path(dest)
         url = endpoint.url(file_id=file_id)
         http = self._files_http()
@@ -697,26 +694,22 @@ class Client:
 
     async def chat_files(self, chat_id: int) -> FileList:
         """Files posted in a chat, newest first (``/files``)."""
-        result: FileList = await self.call("chat_files", chat_id=chat_id)
-        return result
+        return await self.call(ep.CHAT_FILES, chat_id=chat_id)
 
     # --- scheduled ----------------------------------------------------------
 
     async def schedule(self, chat_id: int, text: str, send_at: float) -> ScheduledMessage:
         """Send ``text`` to a chat at Unix time ``send_at`` (``/schedule``)."""
         body = ScheduleMessage(chat_id=chat_id, text=text, send_at=send_at)
-        result: ScheduledMessage = await self.call("schedule", body)
-        return result
+        return await self.call(ep.SCHEDULE, body)
 
     async def scheduled(self) -> ScheduledList:
         """This user's scheduled messages (``/scheduled``)."""
-        result: ScheduledList = await self.call("scheduled")
-        return result
+        return await self.call(ep.SCHEDULED)
 
     async def cancel_scheduled(self, scheduled_id: int) -> ScheduledMessage:
         """Cancel a scheduled message that has not gone out yet (``/cancel``)."""
-        result: ScheduledMessage = await self.call("cancel_scheduled", scheduled_id=scheduled_id)
-        return result
+        return await self.call(ep.CANCEL_SCHEDULED, scheduled_id=scheduled_id)
 
     # --- moderation ---------------------------------------------------------
 
@@ -725,44 +718,36 @@ class Client:
     ) -> ComplaintResult:
         """Complain about a user (``/complain``)."""
         body = FileComplaint(login=login, reason=reason, message_id=message_id)
-        result: ComplaintResult = await self.call("complain", body)
-        return result
+        return await self.call(ep.COMPLAIN, body)
 
     async def admin_users(self) -> AdminUserList:
         """All users as an admin sees them."""
-        result: AdminUserList = await self.call("admin_users")
-        return result
+        return await self.call(ep.ADMIN_USERS)
 
     async def admin_complaints(self) -> ComplaintList:
         """The complaint queue (admin)."""
-        result: ComplaintList = await self.call("admin_complaints")
-        return result
+        return await self.call(ep.ADMIN_COMPLAINTS)
 
     async def admin_dismiss(self, complaint_id: int) -> Complaint:
         """Dismiss a complaint (admin)."""
-        result: Complaint = await self.call("admin_dismiss", complaint_id=complaint_id)
-        return result
+        return await self.call(ep.ADMIN_DISMISS, complaint_id=complaint_id)
 
     async def admin_ban(self, login: str, seconds: int, reason: str = "") -> User:
         """Ban a user for ``seconds`` (admin)."""
         body = BanUser(login=login, seconds=seconds, reason=reason)
-        result: User = await self.call("admin_ban", body)
-        return result
+        return await self.call(ep.ADMIN_BAN, body)
 
     async def admin_unban(self, login: str) -> User:
         """Lift a ban (admin)."""
-        result: User = await self.call("admin_unban", login=login)
-        return result
+        return await self.call(ep.ADMIN_UNBAN, login=login)
 
     async def admin_stats(self) -> ServerStats:
         """Live server numbers (admin)."""
-        result: ServerStats = await self.call("admin_stats")
-        return result
+        return await self.call(ep.ADMIN_STATS)
 
     async def admin_settings(self) -> Settings:
         """Effective server settings (admin)."""
-        result: Settings = await self.call("admin_settings")
-        return result
+        return await self.call(ep.ADMIN_SETTINGS)
 
     # --- events -------------------------------------------------------------
 
@@ -784,7 +769,7 @@ class Client:
     def _stream_request(
         self, last_event_id: int | None, read_timeout: float
     ) -> AbstractAsyncContextManager[httpx.Response]:
-        endpoint = BY_NAME["events"]
+        endpoint = ep.EVENTS
         headers = self._headers(endpoint, {"Accept": "text/event-stream"})
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)

@@ -5,8 +5,9 @@ No I/O lives here: the server and the client bring their own sockets.
 """
 
 from . import _limits as limits
+from . import endpoints as endpoints
 from ._codec import decode, decode_error, decode_event, decode_query, encode, encode_event
-from ._endpoints import API, BY_NAME, ENDPOINTS, PATH_PARAM_TYPES, Endpoint, Router
+from ._endpoints import API, BY_NAME, ENDPOINTS, PATH_PARAM_TYPES, AnyEndpoint, Endpoint, Router
 from ._errors import STATUS_OF, ApiError, ErrorBody, ErrorCode, ErrorDetail, ProtocolViolation
 from ._events import (
     EVENT_TYPES,
@@ -108,6 +109,7 @@ __all__ = [
     "AddContact",
     "AdminUser",
     "AdminUserList",
+    "AnyEndpoint",
     "ApiError",
     "Attachment",
     "BanUser",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from . import _models as m
@@ -45,16 +45,26 @@ def parse_id(text: str) -> int | None:
     return value if 1 <= value <= MAX_INT else None
 
 
+Req = TypeVar("Req")
+"""The type of an endpoint's JSON body (None: it takes none)."""
+Resp = TypeVar("Resp")
+"""The type of an endpoint's JSON answer (None: a stream or a download)."""
+Query = TypeVar("Query")
+"""The type of an endpoint's query string (None: it takes none)."""
+Method = Literal["GET", "POST", "DELETE"]
+
+
 @dataclass(frozen=True)
-class Endpoint:
-    """One operation of the API."""
+class Endpoint(Generic[Req, Resp, Query]):
+    """One operation of the API, generic in its body, answer and query types, so a
+    client call from the table (``client.call(SEND, body, chat_id=1)``) is typed."""
 
     name: str
-    method: Literal["GET", "POST", "DELETE"]
+    method: Method
     path: str
-    response: type | None
-    request: type | None = None
-    query: type | None = None
+    response: type[Resp] | None
+    request: type[Req] | None = None
+    query: type[Query] | None = None
     auth: bool = True
     body: Literal["json", "raw", "none"] = "none"
     stream: bool = False
@@ -82,122 +92,516 @@ class Endpoint:
         return _PARAM.sub(lambda mt: quote(str(params[mt.group(1)]), safe=""), self.path)
 
 
-def _e(*args: Any, **kwargs: Any) -> Endpoint:
-    return Endpoint(*args, **kwargs)
+AnyEndpoint = Endpoint[Any, Any, Any]
+"""An endpoint of any types (the table as a whole)."""
 
 
-ENDPOINTS: tuple[Endpoint, ...] = (
-    # service
-    _e("health", "GET", "/healthz", m.Health, auth=False, summary="Liveness", tag="service"),
-    _e("openapi", "GET", f"{API}/openapi.json", None, auth=False, stream=True,
-       summary="This API as an OpenAPI 3.1 document", tag="service"),
-    # accounts
-    _e("register", "POST", f"{API}/auth/register", m.Session, m.Credentials, auth=False,
-       body="json", summary="Create an account and log in (/auth)", tag="accounts"),
-    _e("login", "POST", f"{API}/auth/login", m.Session, m.Credentials, auth=False, body="json",
-       summary="Log in (/login)", tag="accounts"),
-    _e("logout", "POST", f"{API}/auth/logout", m.Ok, summary="End this session", tag="accounts"),
-    _e("logout_all", "POST", f"{API}/auth/logout_all", m.Ok,
-       summary="End every session of this user", tag="accounts"),
-    _e("session", "GET", f"{API}/auth/session", m.Session,
-       summary="This session (a client resuming from a saved token); token is empty",
-       tag="accounts"),
-    _e("status", "GET", f"{API}/status", m.Status, summary="Connections, counts, chats, logins",
-       tag="accounts"),
-    _e("users", "GET", f"{API}/users", m.UserList, summary="All users with presence",
-       tag="accounts"),
-    _e("user", "GET", f"{API}/users/{{login}}", m.User, summary="One user with presence",
-       tag="accounts"),
-    _e("contacts", "GET", f"{API}/contacts", m.ContactList, summary="Contact list",
-       tag="contacts"),
-    _e("add_contact", "POST", f"{API}/contacts", m.Contact, m.AddContact, body="json",
-       summary="Add a contact", tag="contacts"),
-    _e("del_contact", "DELETE", f"{API}/contacts/{{login}}", m.Ok, summary="Remove a contact",
-       tag="contacts"),
-    # chats and messages
-    _e("chats", "GET", f"{API}/chats", m.ChatList, summary="Chats of this user with unread counts",
-       tag="chats"),
-    _e("chat", "GET", f"{API}/chats/{{chat_id}}", m.Chat, summary="One chat", tag="chats"),
-    _e("open_direct", "POST", f"{API}/direct", m.Chat, m.OpenDirect, body="json",
-       summary="Find or create the private conversation with a user", tag="chats"),
-    _e("create_chat", "POST", f"{API}/chats", m.Chat, m.CreateChat, body="json",
-       summary="Create a private group chat (/create)", tag="chats"),
-    _e("history", "GET", f"{API}/chats/{{chat_id}}/messages", m.MessagePage, query=m.HistoryQuery,
-       summary="A page of history, oldest first", tag="messages"),
-    _e("send", "POST", f"{API}/chats/{{chat_id}}/messages", m.Message, m.SendMessage, body="json",
-       summary="Post a message; committed before the answer; idempotent by client_id",
-       tag="messages"),
-    _e("message", "GET", f"{API}/messages/{{message_id}}", m.Message, summary="One message",
-       tag="messages"),
-    _e("mark_read", "POST", f"{API}/chats/{{chat_id}}/read", m.Chat, m.MarkRead, body="json",
-       summary="Mark a chat read up to a message", tag="messages"),
-    _e("unread", "GET", f"{API}/unread", m.Unread, query=m.UnreadQuery,
-       summary="Unread messages per chat, paged (/unread)", tag="messages"),
-    _e("comment", "POST", f"{API}/messages/{{message_id}}/comments", m.Message, m.SendMessage,
-       body="json", summary="Comment on a message (/comment)", tag="threads"),
-    _e("thread", "GET", f"{API}/messages/{{message_id}}/thread", m.Thread,
-       summary="A message and its comments (/thread)", tag="threads"),
-    _e("mark_thread_read", "POST", f"{API}/messages/{{message_id}}/thread/read", m.Ok, m.MarkRead,
-       body="json", summary="Mark a thread read", tag="threads"),
-    # group chats
-    _e("members", "GET", f"{API}/chats/{{chat_id}}/members", m.Members, summary="Members of a chat",
-       tag="groups"),
-    _e("invite", "POST", f"{API}/chats/{{chat_id}}/members", m.Members, m.InviteUser, body="json",
-       summary="Owner adds a user (/invite)", tag="groups"),
-    _e("remove_member", "DELETE", f"{API}/chats/{{chat_id}}/members/{{login}}", m.Ok,
-       summary="Owner removes a member, or a member leaves", tag="groups"),
-    _e("create_link", "POST", f"{API}/chats/{{chat_id}}/links", m.InviteLink, m.CreateLink,
-       body="json", summary="Owner creates an invite key (/link)", tag="groups"),
-    _e("revoke_link", "DELETE", f"{API}/chats/{{chat_id}}/links/{{key}}", m.Ok,
-       summary="Owner revokes an invite key", tag="groups"),
-    _e("join", "POST", f"{API}/chats/join", m.JoinResult, m.JoinChat, body="json",
-       summary="Ask to join a chat, with or without a key (/join)", tag="groups"),
-    _e("invite_page", "GET", "/join/{chat_name}", m.InvitePage, query=m.InviteQuery, auth=False,
-       summary="What an invite link's URL answers: the chat and how to join (HTML for browsers)",
-       tag="groups"),
-    _e("join_requests", "GET", f"{API}/chats/{{chat_id}}/requests", m.JoinRequestList,
-       summary="Pending join requests (owner)", tag="groups"),
-    _e("approve", "POST", f"{API}/chats/{{chat_id}}/requests/{{login}}/approve", m.Members,
-       summary="Owner approves a join request (/approve)", tag="groups"),
-    _e("reject", "POST", f"{API}/chats/{{chat_id}}/requests/{{login}}/reject", m.Ok,
-       summary="Owner rejects a join request (/reject)", tag="groups"),
-    # files
-    _e("upload", "POST", f"{API}/files", m.Attachment, query=m.UploadQuery, body="raw",
-       summary="Upload a file as the raw body; attach its id to a message", tag="files"),
-    _e("download", "GET", f"{API}/files/{{file_id}}", None, stream=True,
-       summary="Download a file (Range supported)", tag="files"),
-    _e("chat_files", "GET", f"{API}/chats/{{chat_id}}/files", m.FileList,
-       summary="Files posted in a chat", tag="files"),
-    # time
-    _e("schedule", "POST", f"{API}/scheduled", m.ScheduledMessage, m.ScheduleMessage, body="json",
-       summary="Schedule a message (/schedule)", tag="scheduled"),
-    _e("scheduled", "GET", f"{API}/scheduled", m.ScheduledList,
-       summary="This user's scheduled messages (/scheduled)", tag="scheduled"),
-    _e("cancel_scheduled", "DELETE", f"{API}/scheduled/{{scheduled_id}}", m.ScheduledMessage,
-       summary="Cancel a pending scheduled message (/cancel)", tag="scheduled"),
-    # moderation
-    _e("complain", "POST", f"{API}/complaints", m.ComplaintResult, m.FileComplaint, body="json",
-       summary="Complain about a user (/complain)", tag="moderation"),
-    _e("admin_users", "GET", f"{API}/admin/users", m.AdminUserList, summary="All users (admin)",
-       tag="admin"),
-    _e("admin_complaints", "GET", f"{API}/admin/complaints", m.ComplaintList,
-       summary="Complaint queue (admin)", tag="admin"),
-    _e("admin_dismiss", "POST", f"{API}/admin/complaints/{{complaint_id}}/dismiss", m.Complaint,
-       summary="Dismiss a complaint (admin)", tag="admin"),
-    _e("admin_ban", "POST", f"{API}/admin/bans", m.User, m.BanUser, body="json",
-       summary="Ban a user (admin)", tag="admin"),
-    _e("admin_unban", "DELETE", f"{API}/admin/bans/{{login}}", m.User,
-       summary="Lift a ban (admin)", tag="admin"),
-    _e("admin_stats", "GET", f"{API}/admin/stats", m.ServerStats, summary="Server stats (admin)",
-       tag="admin"),
-    _e("admin_settings", "GET", f"{API}/admin/settings", m.Settings,
-       summary="Effective settings (admin)", tag="admin"),
-    # events
-    _e("events", "GET", f"{API}/events", None, query=m.EventsQuery, stream=True,
-       summary="Server-Sent Events; resume with Last-Event-ID", tag="events"),
-)  # fmt: skip
+def _e(
+    name: str,
+    method: Method,
+    path: str,
+    response: type[Resp] | None,
+    request: type[Req] | None = None,
+    *,
+    query: type[Query] | None = None,
+    auth: bool = True,
+    body: Literal["json", "raw", "none"] = "none",
+    stream: bool = False,
+    summary: str = "",
+    tag: str = "",
+) -> Endpoint[Req, Resp, Query]:
+    return Endpoint(name, method, path, response, request, query, auth, body, stream, summary, tag)
 
-BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}
+
+# service
+HEALTH: Endpoint[None, m.Health, None] = _e(
+    "health", "GET", "/healthz", m.Health, auth=False, summary="Liveness", tag="service"
+)
+OPENAPI: Endpoint[None, None, None] = _e(
+    "openapi",
+    "GET",
+    f"{API}/openapi.json",
+    None,
+    auth=False,
+    stream=True,
+    summary="This API as an OpenAPI 3.1 document",
+    tag="service",
+)
+
+# accounts
+REGISTER: Endpoint[m.Credentials, m.Session, None] = _e(
+    "register",
+    "POST",
+    f"{API}/auth/register",
+    m.Session,
+    m.Credentials,
+    auth=False,
+    body="json",
+    summary="Create an account and log in (/auth)",
+    tag="accounts",
+)
+LOGIN: Endpoint[m.Credentials, m.Session, None] = _e(
+    "login",
+    "POST",
+    f"{API}/auth/login",
+    m.Session,
+    m.Credentials,
+    auth=False,
+    body="json",
+    summary="Log in (/login)",
+    tag="accounts",
+)
+LOGOUT: Endpoint[None, m.Ok, None] = _e(
+    "logout", "POST", f"{API}/auth/logout", m.Ok, summary="End this session", tag="accounts"
+)
+LOGOUT_ALL: Endpoint[None, m.Ok, None] = _e(
+    "logout_all",
+    "POST",
+    f"{API}/auth/logout_all",
+    m.Ok,
+    summary="End every session of this user",
+    tag="accounts",
+)
+SESSION: Endpoint[None, m.Session, None] = _e(
+    "session",
+    "GET",
+    f"{API}/auth/session",
+    m.Session,
+    summary="This session (a client resuming from a saved token); token is empty",
+    tag="accounts",
+)
+STATUS: Endpoint[None, m.Status, None] = _e(
+    "status",
+    "GET",
+    f"{API}/status",
+    m.Status,
+    summary="Connections, counts, chats, logins",
+    tag="accounts",
+)
+USERS: Endpoint[None, m.UserList, None] = _e(
+    "users", "GET", f"{API}/users", m.UserList, summary="All users with presence", tag="accounts"
+)
+USER: Endpoint[None, m.User, None] = _e(
+    "user",
+    "GET",
+    f"{API}/users/{{login}}",
+    m.User,
+    summary="One user with presence",
+    tag="accounts",
+)
+CONTACTS: Endpoint[None, m.ContactList, None] = _e(
+    "contacts", "GET", f"{API}/contacts", m.ContactList, summary="Contact list", tag="contacts"
+)
+ADD_CONTACT: Endpoint[m.AddContact, m.Contact, None] = _e(
+    "add_contact",
+    "POST",
+    f"{API}/contacts",
+    m.Contact,
+    m.AddContact,
+    body="json",
+    summary="Add a contact",
+    tag="contacts",
+)
+DEL_CONTACT: Endpoint[None, m.Ok, None] = _e(
+    "del_contact",
+    "DELETE",
+    f"{API}/contacts/{{login}}",
+    m.Ok,
+    summary="Remove a contact",
+    tag="contacts",
+)
+
+# chats and messages
+CHATS: Endpoint[None, m.ChatList, None] = _e(
+    "chats",
+    "GET",
+    f"{API}/chats",
+    m.ChatList,
+    summary="Chats of this user with unread counts",
+    tag="chats",
+)
+CHAT: Endpoint[None, m.Chat, None] = _e(
+    "chat", "GET", f"{API}/chats/{{chat_id}}", m.Chat, summary="One chat", tag="chats"
+)
+OPEN_DIRECT: Endpoint[m.OpenDirect, m.Chat, None] = _e(
+    "open_direct",
+    "POST",
+    f"{API}/direct",
+    m.Chat,
+    m.OpenDirect,
+    body="json",
+    summary="Find or create the private conversation with a user",
+    tag="chats",
+)
+CREATE_CHAT: Endpoint[m.CreateChat, m.Chat, None] = _e(
+    "create_chat",
+    "POST",
+    f"{API}/chats",
+    m.Chat,
+    m.CreateChat,
+    body="json",
+    summary="Create a private group chat (/create)",
+    tag="chats",
+)
+HISTORY: Endpoint[None, m.MessagePage, m.HistoryQuery] = _e(
+    "history",
+    "GET",
+    f"{API}/chats/{{chat_id}}/messages",
+    m.MessagePage,
+    query=m.HistoryQuery,
+    summary="A page of history, oldest first",
+    tag="messages",
+)
+SEND: Endpoint[m.SendMessage, m.Message, None] = _e(
+    "send",
+    "POST",
+    f"{API}/chats/{{chat_id}}/messages",
+    m.Message,
+    m.SendMessage,
+    body="json",
+    summary="Post a message; committed before the answer; idempotent by client_id",
+    tag="messages",
+)
+MESSAGE: Endpoint[None, m.Message, None] = _e(
+    "message",
+    "GET",
+    f"{API}/messages/{{message_id}}",
+    m.Message,
+    summary="One message",
+    tag="messages",
+)
+MARK_READ: Endpoint[m.MarkRead, m.Chat, None] = _e(
+    "mark_read",
+    "POST",
+    f"{API}/chats/{{chat_id}}/read",
+    m.Chat,
+    m.MarkRead,
+    body="json",
+    summary="Mark a chat read up to a message",
+    tag="messages",
+)
+UNREAD: Endpoint[None, m.Unread, m.UnreadQuery] = _e(
+    "unread",
+    "GET",
+    f"{API}/unread",
+    m.Unread,
+    query=m.UnreadQuery,
+    summary="Unread messages per chat, paged (/unread)",
+    tag="messages",
+)
+COMMENT: Endpoint[m.SendMessage, m.Message, None] = _e(
+    "comment",
+    "POST",
+    f"{API}/messages/{{message_id}}/comments",
+    m.Message,
+    m.SendMessage,
+    body="json",
+    summary="Comment on a message (/comment)",
+    tag="threads",
+)
+THREAD: Endpoint[None, m.Thread, None] = _e(
+    "thread",
+    "GET",
+    f"{API}/messages/{{message_id}}/thread",
+    m.Thread,
+    summary="A message and its comments (/thread)",
+    tag="threads",
+)
+MARK_THREAD_READ: Endpoint[m.MarkRead, m.Ok, None] = _e(
+    "mark_thread_read",
+    "POST",
+    f"{API}/messages/{{message_id}}/thread/read",
+    m.Ok,
+    m.MarkRead,
+    body="json",
+    summary="Mark a thread read",
+    tag="threads",
+)
+
+# group chats
+MEMBERS: Endpoint[None, m.Members, None] = _e(
+    "members",
+    "GET",
+    f"{API}/chats/{{chat_id}}/members",
+    m.Members,
+    summary="Members of a chat",
+    tag="groups",
+)
+INVITE: Endpoint[m.InviteUser, m.Members, None] = _e(
+    "invite",
+    "POST",
+    f"{API}/chats/{{chat_id}}/members",
+    m.Members,
+    m.InviteUser,
+    body="json",
+    summary="Owner adds a user (/invite)",
+    tag="groups",
+)
+REMOVE_MEMBER: Endpoint[None, m.Ok, None] = _e(
+    "remove_member",
+    "DELETE",
+    f"{API}/chats/{{chat_id}}/members/{{login}}",
+    m.Ok,
+    summary="Owner removes a member, or a member leaves",
+    tag="groups",
+)
+CREATE_LINK: Endpoint[m.CreateLink, m.InviteLink, None] = _e(
+    "create_link",
+    "POST",
+    f"{API}/chats/{{chat_id}}/links",
+    m.InviteLink,
+    m.CreateLink,
+    body="json",
+    summary="Owner creates an invite key (/link)",
+    tag="groups",
+)
+REVOKE_LINK: Endpoint[None, m.Ok, None] = _e(
+    "revoke_link",
+    "DELETE",
+    f"{API}/chats/{{chat_id}}/links/{{key}}",
+    m.Ok,
+    summary="Owner revokes an invite key",
+    tag="groups",
+)
+JOIN: Endpoint[m.JoinChat, m.JoinResult, None] = _e(
+    "join",
+    "POST",
+    f"{API}/chats/join",
+    m.JoinResult,
+    m.JoinChat,
+    body="json",
+    summary="Ask to join a chat, with or without a key (/join)",
+    tag="groups",
+)
+INVITE_PAGE: Endpoint[None, m.InvitePage, m.InviteQuery] = _e(
+    "invite_page",
+    "GET",
+    "/join/{chat_name}",
+    m.InvitePage,
+    query=m.InviteQuery,
+    auth=False,
+    summary="What an invite link's URL answers: the chat and how to join (HTML for browsers)",
+    tag="groups",
+)
+JOIN_REQUESTS: Endpoint[None, m.JoinRequestList, None] = _e(
+    "join_requests",
+    "GET",
+    f"{API}/chats/{{chat_id}}/requests",
+    m.JoinRequestList,
+    summary="Pending join requests (owner)",
+    tag="groups",
+)
+APPROVE: Endpoint[None, m.Members, None] = _e(
+    "approve",
+    "POST",
+    f"{API}/chats/{{chat_id}}/requests/{{login}}/approve",
+    m.Members,
+    summary="Owner approves a join request (/approve)",
+    tag="groups",
+)
+REJECT: Endpoint[None, m.Ok, None] = _e(
+    "reject",
+    "POST",
+    f"{API}/chats/{{chat_id}}/requests/{{login}}/reject",
+    m.Ok,
+    summary="Owner rejects a join request (/reject)",
+    tag="groups",
+)
+
+# files
+UPLOAD: Endpoint[None, m.Attachment, m.UploadQuery] = _e(
+    "upload",
+    "POST",
+    f"{API}/files",
+    m.Attachment,
+    query=m.UploadQuery,
+    body="raw",
+    summary="Upload a file as the raw body; attach its id to a message",
+    tag="files",
+)
+DOWNLOAD: Endpoint[None, None, None] = _e(
+    "download",
+    "GET",
+    f"{API}/files/{{file_id}}",
+    None,
+    stream=True,
+    summary="Download a file (Range supported)",
+    tag="files",
+)
+CHAT_FILES: Endpoint[None, m.FileList, None] = _e(
+    "chat_files",
+    "GET",
+    f"{API}/chats/{{chat_id}}/files",
+    m.FileList,
+    summary="Files posted in a chat",
+    tag="files",
+)
+
+# time
+SCHEDULE: Endpoint[m.ScheduleMessage, m.ScheduledMessage, None] = _e(
+    "schedule",
+    "POST",
+    f"{API}/scheduled",
+    m.ScheduledMessage,
+    m.ScheduleMessage,
+    body="json",
+    summary="Schedule a message (/schedule)",
+    tag="scheduled",
+)
+SCHEDULED: Endpoint[None, m.ScheduledList, None] = _e(
+    "scheduled",
+    "GET",
+    f"{API}/scheduled",
+    m.ScheduledList,
+    summary="This user's scheduled messages (/scheduled)",
+    tag="scheduled",
+)
+CANCEL_SCHEDULED: Endpoint[None, m.ScheduledMessage, None] = _e(
+    "cancel_scheduled",
+    "DELETE",
+    f"{API}/scheduled/{{scheduled_id}}",
+    m.ScheduledMessage,
+    summary="Cancel a pending scheduled message (/cancel)",
+    tag="scheduled",
+)
+
+# moderation
+COMPLAIN: Endpoint[m.FileComplaint, m.ComplaintResult, None] = _e(
+    "complain",
+    "POST",
+    f"{API}/complaints",
+    m.ComplaintResult,
+    m.FileComplaint,
+    body="json",
+    summary="Complain about a user (/complain)",
+    tag="moderation",
+)
+ADMIN_USERS: Endpoint[None, m.AdminUserList, None] = _e(
+    "admin_users",
+    "GET",
+    f"{API}/admin/users",
+    m.AdminUserList,
+    summary="All users (admin)",
+    tag="admin",
+)
+ADMIN_COMPLAINTS: Endpoint[None, m.ComplaintList, None] = _e(
+    "admin_complaints",
+    "GET",
+    f"{API}/admin/complaints",
+    m.ComplaintList,
+    summary="Complaint queue (admin)",
+    tag="admin",
+)
+ADMIN_DISMISS: Endpoint[None, m.Complaint, None] = _e(
+    "admin_dismiss",
+    "POST",
+    f"{API}/admin/complaints/{{complaint_id}}/dismiss",
+    m.Complaint,
+    summary="Dismiss a complaint (admin)",
+    tag="admin",
+)
+ADMIN_BAN: Endpoint[m.BanUser, m.User, None] = _e(
+    "admin_ban",
+    "POST",
+    f"{API}/admin/bans",
+    m.User,
+    m.BanUser,
+    body="json",
+    summary="Ban a user (admin)",
+    tag="admin",
+)
+ADMIN_UNBAN: Endpoint[None, m.User, None] = _e(
+    "admin_unban",
+    "DELETE",
+    f"{API}/admin/bans/{{login}}",
+    m.User,
+    summary="Lift a ban (admin)",
+    tag="admin",
+)
+ADMIN_STATS: Endpoint[None, m.ServerStats, None] = _e(
+    "admin_stats",
+    "GET",
+    f"{API}/admin/stats",
+    m.ServerStats,
+    summary="Server stats (admin)",
+    tag="admin",
+)
+ADMIN_SETTINGS: Endpoint[None, m.Settings, None] = _e(
+    "admin_settings",
+    "GET",
+    f"{API}/admin/settings",
+    m.Settings,
+    summary="Effective settings (admin)",
+    tag="admin",
+)
+
+# events
+EVENTS: Endpoint[None, None, m.EventsQuery] = _e(
+    "events",
+    "GET",
+    f"{API}/events",
+    None,
+    query=m.EventsQuery,
+    stream=True,
+    summary="Server-Sent Events; resume with Last-Event-ID",
+    tag="events",
+)
+
+ENDPOINTS: tuple[AnyEndpoint, ...] = (
+    HEALTH,
+    OPENAPI,
+    REGISTER,
+    LOGIN,
+    LOGOUT,
+    LOGOUT_ALL,
+    SESSION,
+    STATUS,
+    USERS,
+    USER,
+    CONTACTS,
+    ADD_CONTACT,
+    DEL_CONTACT,
+    CHATS,
+    CHAT,
+    OPEN_DIRECT,
+    CREATE_CHAT,
+    HISTORY,
+    SEND,
+    MESSAGE,
+    MARK_READ,
+    UNREAD,
+    COMMENT,
+    THREAD,
+    MARK_THREAD_READ,
+    MEMBERS,
+    INVITE,
+    REMOVE_MEMBER,
+    CREATE_LINK,
+    REVOKE_LINK,
+    JOIN,
+    INVITE_PAGE,
+    JOIN_REQUESTS,
+    APPROVE,
+    REJECT,
+    UPLOAD,
+    DOWNLOAD,
+    CHAT_FILES,
+    SCHEDULE,
+    SCHEDULED,
+    CANCEL_SCHEDULED,
+    COMPLAIN,
+    ADMIN_USERS,
+    ADMIN_COMPLAINTS,
+    ADMIN_DISMISS,
+    ADMIN_BAN,
+    ADMIN_UNBAN,
+    ADMIN_STATS,
+    ADMIN_SETTINGS,
+    EVENTS,
+)
+
+
+BY_NAME: dict[str, AnyEndpoint] = {e.name: e for e in ENDPOINTS}
 
 
 KNOWN_METHODS: frozenset[str] = frozenset(
@@ -210,16 +614,16 @@ KNOWN_METHODS: frozenset[str] = frozenset(
 class Router:
     """Finds the endpoint of a request line; sans-I/O, built once from the table."""
 
-    def __init__(self, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
-        self._static: dict[str, dict[str, Endpoint]] = {}
-        self._dynamic: list[Endpoint] = []
+    def __init__(self, endpoints: tuple[AnyEndpoint, ...] = ENDPOINTS) -> None:
+        self._static: dict[str, dict[str, AnyEndpoint]] = {}
+        self._dynamic: list[AnyEndpoint] = []
         for ep in endpoints:
             if ep.params:
                 self._dynamic.append(ep)
             else:
                 self._static.setdefault(ep.path, {})[ep.method] = ep
 
-    def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, Any]]:
+    def match(self, method: str, path: str) -> tuple[AnyEndpoint, dict[str, Any]]:
         """The endpoint and typed path parameters, or ``not_found``/``method_not_allowed``
         (with the allowed methods) or ``not_implemented`` for a method nobody knows."""
         if method not in KNOWN_METHODS:
@@ -230,7 +634,7 @@ class Router:
             if ep is None:
                 raise _not_allowed(method, path, by_method)
             return ep, {}
-        allowed: dict[str, Endpoint] = {}
+        allowed: dict[str, AnyEndpoint] = {}
         for ep in self._dynamic:
             found = ep.pattern.match(path)
             if found is None:
@@ -244,7 +648,7 @@ class Router:
         raise ApiError(ErrorCode.NOT_FOUND, f"no such endpoint: {path[:200]}")
 
 
-def _not_allowed(method: str, path: str, by_method: dict[str, Endpoint]) -> ApiError:
+def _not_allowed(method: str, path: str, by_method: dict[str, AnyEndpoint]) -> ApiError:
     methods = set(by_method)
     if "GET" in methods:
         methods.add("HEAD")

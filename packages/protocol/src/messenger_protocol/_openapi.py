@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from ._endpoints import ENDPOINTS, PATH_PARAM_TYPES, Endpoint
+from ._endpoints import ENDPOINTS, PATH_PARAM_TYPES, AnyEndpoint
 from ._errors import STATUS_OF, ErrorBody
 from ._events import Event
 from ._limits import LOGIN_PATTERN, MAX_INT, MAX_LOGIN
@@ -60,7 +60,7 @@ def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
     return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
-def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(ep: AnyEndpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": ep.name, "summary": ep.summary, "tags": [ep.tag]}
     params: list[dict[str, Any]] = [
         {

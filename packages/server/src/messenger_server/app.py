@@ -1,15 +1,17 @@
-"""The application: routes the endpoint table to the services.
+"""The application: the composition root, and the endpoint table bound to the services.
 
-One :class:`App` per server. :meth:`App.handle` finds the endpoint of a request
-(:class:`messenger_protocol.Router`), authenticates the bearer token when the
-endpoint needs one, decodes the typed body and query, calls the handler named
-like the endpoint, and encodes the typed result. An :class:`ApiError` becomes a
-typed error body in the transport. Endpoints whose service has not landed yet
-answer ``unavailable``; a later service plugs in with :meth:`App.register`.
+:func:`build_services` is the one place that builds the services, each with its
+collaborators as constructor arguments. One :class:`App` per server:
+:meth:`App.handle` finds the endpoint of a request (:class:`messenger_protocol.Router`),
+authenticates the bearer token when the endpoint needs one, decodes the typed body
+and query, calls the service method the endpoint is bound to (:func:`bind`), and
+encodes the typed result. An :class:`ApiError` becomes a typed error body in the
+transport.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,8 +21,8 @@ import msgspec
 
 from messenger_protocol import (
     ENDPOINTS,
+    AnyEndpoint,
     ApiError,
-    Endpoint,
     ErrorCode,
     Health,
     Ok,
@@ -32,6 +34,7 @@ from messenger_protocol import (
     openapi_document,
 )
 from messenger_protocol import __version__ as protocol_version
+from messenger_protocol import endpoints as ep
 
 from .clock import Clock
 from .config import Settings
@@ -48,7 +51,6 @@ from .services import (
     LoginThrottle,
     MessageService,
     StatusService,
-    require_member,
 )
 from .services.admin import AdminService
 from .services.files import FileService
@@ -58,19 +60,17 @@ from .services.scheduler import SchedulerService
 from .storage import Store, store_for
 
 __all__ = [
-    "NOT_YET",
     "App",
     "Call",
     "EndpointHandler",
+    "ServiceMethod",
     "Services",
     "address_ip",
+    "bind",
     "build_services",
 ]
 
 log = logging.getLogger(__name__)
-
-NOT_YET: frozenset[str] = frozenset()
-"""Endpoints whose services land later; until then they answer ``unavailable``."""
 
 _STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 
@@ -80,7 +80,7 @@ class Call:
     """One decoded API call, as a handler sees it."""
 
     request: Request
-    endpoint: Endpoint
+    endpoint: AnyEndpoint
     params: dict[str, Any]
     actor_or_none: Actor | None = None
     body: Any = None
@@ -96,6 +96,40 @@ class Call:
 
 EndpointHandler = Callable[[Call], Awaitable[object]]
 """Returns a protocol model (encoded as JSON), a Response or a StreamResponse."""
+
+ServiceMethod = Callable[..., Awaitable[object]]
+"""A service method an endpoint is bound to (see :func:`bind`)."""
+
+
+def bind(endpoint: AnyEndpoint, method: ServiceMethod, *, actor: bool = True) -> EndpointHandler:
+    """The handler that answers ``endpoint`` with ``method``.
+
+    The method is called with the acting user (unless ``actor`` is False), then the
+    path parameters in the order of the path, then the body, then the query, as the
+    table declares them; a method that returns None answers :class:`Ok`. The
+    signature is checked here, at start, not at the first request.
+    """
+    names = endpoint.params
+    count = int(actor) + len(names) + (endpoint.request is not None) + (endpoint.query is not None)
+    try:
+        inspect.signature(method).bind(*range(count))
+    except TypeError as exc:
+        raise TypeError(f"{endpoint.name}: {method.__qualname__} cannot take {count} args") from exc
+    with_body = endpoint.request is not None
+    with_query = endpoint.query is not None
+
+    async def handler(call: Call) -> object:
+        args: list[Any] = [call.actor] if actor else []
+        args += [call.params[name] for name in names]
+        if with_body:
+            args.append(call.body)
+        if with_query:
+            args.append(call.query)
+        result = await method(*args)
+        return Ok() if result is None else result
+
+    handler.__qualname__ = f"bind({endpoint.name})"
+    return handler
 
 
 def address_ip(peer: str) -> str:
@@ -223,20 +257,9 @@ class App:
         self.admin = services.admin
         self.router = Router(ENDPOINTS)
         self._openapi = encode(openapi_document())
-        self.handlers: dict[str, EndpointHandler] = {
-            ep.name: self._unavailable for ep in ENDPOINTS if ep.name in NOT_YET
-        }
-        self.handlers.update(self._own_handlers())
-        self.handlers.update(file_handlers(self.files, settings.max_file_bytes))
-        self.handlers.update(self._moderation_handlers())
+        self.handlers = self._handlers()
         self.on_close: list[Callable[[], Awaitable[None]]] = []
         """Run at :meth:`close` before the store closes (later services stop here)."""
-
-    def register(self, name: str, handler: EndpointHandler) -> None:
-        """Serve the endpoint ``name`` with ``handler`` (replacing ``unavailable``)."""
-        if name not in {ep.name for ep in ENDPOINTS}:
-            raise KeyError(f"no endpoint named {name!r}")
-        self.handlers[name] = handler
 
     async def start(self) -> None:
         """Open the store (running migrations) and load what the services need."""
@@ -252,7 +275,7 @@ class App:
         self.on_close.append(self.moderation.close)
         self.on_close.append(self.retention.close)
         self.on_close.append(self.scheduler.close)
-        log.info("store open: %s", self.store)
+        log.info("store open at %s", self.settings.data_dir)
 
     async def close(self) -> None:
         """Stop later services, save presence, commit and close the store."""
@@ -288,7 +311,7 @@ class App:
             return result
         return Response(body=encode(result))
 
-    async def _authenticate(self, request: Request, endpoint: Endpoint) -> Actor:
+    async def _authenticate(self, request: Request, endpoint: AnyEndpoint) -> Actor:
         header = request.headers.get("authorization")
         token: str | None = None
         if header is not None:
@@ -302,54 +325,74 @@ class App:
             raise ApiError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
         return await self.accounts.authenticate(token, request.peer)
 
-    async def _unavailable(self, call: Call) -> object:
-        chat_id = call.params.get("chat_id")
-        if chat_id is not None and call.actor_or_none is not None:
-            user_id = call.actor.user_id  # outsiders learn nothing, not even "not yet"
-            await self.store.read(lambda tx: require_member(tx, chat_id, user_id))
-        raise ApiError(ErrorCode.UNAVAILABLE, f"{call.endpoint.name}: not available yet")
-
-    def _own_handlers(self) -> dict[str, EndpointHandler]:
-        return {
-            "health": self._health,
-            "openapi": self._openapi_doc,
-            "register": self._register,
-            "login": self._login,
-            "logout": self._logout,
-            "logout_all": self._logout_all,
-            "session": self._session,
-            "status": self._status,
-            "users": self._users,
-            "user": self._user,
-            "contacts": self._contacts,
-            "add_contact": self._add_contact,
-            "del_contact": self._del_contact,
-            "chats": self._chats,
-            "chat": self._chat,
-            "open_direct": self._open_direct,
-            "create_chat": self._create_chat,
-            "history": self._history,
-            "send": self._send,
-            "message": self._message,
-            "mark_read": self._mark_read,
-            "unread": self._unread,
-            "comment": self._comment,
-            "thread": self._thread,
-            "mark_thread_read": self._mark_thread_read,
-            "members": self._members,
-            "invite": self._invite,
-            "remove_member": self._remove_member,
-            "create_link": self._create_link,
-            "revoke_link": self._revoke_link,
-            "join": self._join,
-            "invite_page": self._invite_page,
-            "join_requests": self._join_requests,
-            "approve": self._approve,
-            "reject": self._reject,
-            "events": self._events,
+    def _handlers(self) -> dict[str, EndpointHandler]:
+        """Every endpoint of the table bound to the service method that answers it."""
+        s = self.services
+        # (actor, *path params in path order, body, query) -> the answer (None: Ok)
+        bound: dict[AnyEndpoint, ServiceMethod] = {
+            ep.LOGOUT: s.accounts.logout,
+            ep.LOGOUT_ALL: s.accounts.logout_all,
+            ep.SESSION: s.accounts.session,
+            ep.STATUS: s.status.status,
+            ep.CONTACTS: s.contacts.contacts,
+            ep.ADD_CONTACT: s.contacts.add,
+            ep.DEL_CONTACT: s.contacts.remove,
+            ep.CHATS: s.chats.chats,
+            ep.CHAT: s.chats.chat,
+            ep.OPEN_DIRECT: s.chats.open_direct,
+            ep.CREATE_CHAT: s.chats.create,
+            ep.SEND: s.messages.post,
+            ep.MESSAGE: s.messages.message,
+            ep.MARK_READ: s.messages.mark_read,
+            ep.UNREAD: s.messages.unread,
+            ep.COMMENT: s.messages.comment,
+            ep.THREAD: s.messages.thread,
+            ep.MARK_THREAD_READ: s.messages.mark_thread_read,
+            ep.MEMBERS: s.chats.members,
+            ep.INVITE: s.chats.invite,
+            ep.REMOVE_MEMBER: s.chats.remove_member,
+            ep.CREATE_LINK: s.chats.create_link,
+            ep.REVOKE_LINK: s.chats.revoke_link,
+            ep.JOIN: s.chats.join,
+            ep.JOIN_REQUESTS: s.chats.join_requests,
+            ep.APPROVE: s.chats.approve,
+            ep.REJECT: s.chats.reject,
+            ep.SCHEDULE: s.scheduler.schedule,
+            ep.SCHEDULED: s.scheduler.scheduled,
+            ep.CANCEL_SCHEDULED: s.scheduler.cancel,
+            ep.COMPLAIN: s.moderation.complain,
+            ep.ADMIN_USERS: s.admin.users,
+            ep.ADMIN_COMPLAINTS: s.admin.complaints,
+            ep.ADMIN_DISMISS: s.admin.dismiss,
+            ep.ADMIN_BAN: s.admin.ban,
+            ep.ADMIN_UNBAN: s.admin.unban,
+            ep.ADMIN_STATS: s.admin.stats,
+            ep.ADMIN_SETTINGS: s.admin.effective_settings,
         }
-
-    # --- service and accounts -------------------------------------------------
+        # the same, without the actor: what anyone logged in may see
+        public: dict[AnyEndpoint, ServiceMethod] = {
+            ep.USERS: s.accounts.users,
+            ep.USER: s.accounts.user,
+        }
+        handlers = {e.name: bind(e, m) for e, m in bound.items()}
+        handlers.update({e.name: bind(e, m, actor=False) for e, m in public.items()})
+        # what needs the request itself: its address, its query string, a stream
+        handlers.update(
+            {
+                ep.HEALTH.name: self._health,
+                ep.OPENAPI.name: self._openapi_doc,
+                ep.REGISTER.name: self._register,
+                ep.LOGIN.name: self._login,
+                ep.HISTORY.name: self._history,
+                ep.INVITE_PAGE.name: self._invite_page,
+                ep.EVENTS.name: self._events,
+            }
+        )
+        handlers.update(file_handlers(s.files, self.settings.max_file_bytes))
+        missing = {e.name for e in ENDPOINTS} - handlers.keys()
+        if missing:
+            raise RuntimeError(f"endpoints without a handler: {sorted(missing)}")
+        return handlers
 
     async def _health(self, call: Call) -> object:
         return Health(status="ok", version=protocol_version)
@@ -363,50 +406,6 @@ class App:
     async def _login(self, call: Call) -> object:
         return await self.accounts.login(call.body, address_ip(call.request.peer))
 
-    async def _logout(self, call: Call) -> object:
-        await self.accounts.logout(call.actor)
-        return Ok()
-
-    async def _logout_all(self, call: Call) -> object:
-        await self.accounts.logout_all(call.actor)
-        return Ok()
-
-    async def _session(self, call: Call) -> object:
-        return await self.accounts.session(call.actor)
-
-    async def _status(self, call: Call) -> object:
-        return await self.status.status(call.actor)
-
-    async def _users(self, call: Call) -> object:
-        return await self.accounts.users()
-
-    async def _user(self, call: Call) -> object:
-        return await self.accounts.user(call.params["login"])
-
-    async def _contacts(self, call: Call) -> object:
-        return await self.contacts.contacts(call.actor)
-
-    async def _add_contact(self, call: Call) -> object:
-        return await self.contacts.add(call.actor, call.body)
-
-    async def _del_contact(self, call: Call) -> object:
-        await self.contacts.remove(call.actor, call.params["login"])
-        return Ok()
-
-    # --- chats and messages ---------------------------------------------------
-
-    async def _chats(self, call: Call) -> object:
-        return await self.chats.chats(call.actor)
-
-    async def _chat(self, call: Call) -> object:
-        return await self.chats.chat(call.actor, call.params["chat_id"])
-
-    async def _open_direct(self, call: Call) -> object:
-        return await self.chats.open_direct(call.actor, call.body)
-
-    async def _create_chat(self, call: Call) -> object:
-        return await self.chats.create(call.actor, call.body)
-
     async def _history(self, call: Call) -> object:
         query = call.query
         if "limit" not in call.request.query:
@@ -414,50 +413,6 @@ class App:
             limit = min(self.settings.history_on_connect, limits.HISTORY_PAGE_MAX)
             query = msgspec.structs.replace(query, limit=limit)
         return await self.messages.history(call.actor, call.params["chat_id"], query)
-
-    async def _send(self, call: Call) -> object:
-        return await self.messages.post(call.actor, call.params["chat_id"], call.body)
-
-    async def _message(self, call: Call) -> object:
-        return await self.messages.message(call.actor, call.params["message_id"])
-
-    async def _mark_read(self, call: Call) -> object:
-        return await self.messages.mark_read(call.actor, call.params["chat_id"], call.body)
-
-    async def _unread(self, call: Call) -> object:
-        return await self.messages.unread(call.actor, call.query)
-
-    async def _comment(self, call: Call) -> object:
-        return await self.messages.comment(call.actor, call.params["message_id"], call.body)
-
-    async def _thread(self, call: Call) -> object:
-        return await self.messages.thread(call.actor, call.params["message_id"])
-
-    async def _mark_thread_read(self, call: Call) -> object:
-        await self.messages.mark_thread_read(call.actor, call.params["message_id"], call.body)
-        return Ok()
-
-    # --- groups ------------------------------------------------------------------
-
-    async def _members(self, call: Call) -> object:
-        return await self.chats.members(call.actor, call.params["chat_id"])
-
-    async def _invite(self, call: Call) -> object:
-        return await self.chats.invite(call.actor, call.params["chat_id"], call.body)
-
-    async def _remove_member(self, call: Call) -> object:
-        await self.chats.remove_member(call.actor, call.params["chat_id"], call.params["login"])
-        return Ok()
-
-    async def _create_link(self, call: Call) -> object:
-        return await self.chats.create_link(call.actor, call.params["chat_id"], call.body)
-
-    async def _revoke_link(self, call: Call) -> object:
-        await self.chats.revoke_link(call.actor, call.params["chat_id"], call.params["key"])
-        return Ok()
-
-    async def _join(self, call: Call) -> object:
-        return await self.chats.join(call.actor, call.body)
 
     async def _invite_page(self, call: Call) -> object:
         # A browser (Accept: text/html) gets a small page; anything else the typed JSON.
@@ -479,68 +434,8 @@ class App:
             headers=list(PAGE_HEADERS),
         )
 
-    async def _join_requests(self, call: Call) -> object:
-        return await self.chats.join_requests(call.actor, call.params["chat_id"])
-
-    async def _approve(self, call: Call) -> object:
-        return await self.chats.approve(call.actor, call.params["chat_id"], call.params["login"])
-
-    async def _reject(self, call: Call) -> object:
-        await self.chats.reject(call.actor, call.params["chat_id"], call.params["login"])
-        return Ok()
-
-    # --- moderation and time ------------------------------------------------------
-
     def _connection_count(self) -> int:
         return 0 if self.http_server is None else self.http_server.connections
-
-    def _moderation_handlers(self) -> dict[str, EndpointHandler]:
-        return {
-            "schedule": self._schedule,
-            "scheduled": self._scheduled,
-            "cancel_scheduled": self._cancel_scheduled,
-            "complain": self._complain,
-            "admin_users": self._admin_users,
-            "admin_complaints": self._admin_complaints,
-            "admin_dismiss": self._admin_dismiss,
-            "admin_ban": self._admin_ban,
-            "admin_unban": self._admin_unban,
-            "admin_stats": self._admin_stats,
-            "admin_settings": self._admin_settings,
-        }
-
-    async def _schedule(self, call: Call) -> object:
-        return await self.scheduler.schedule(call.actor, call.body)
-
-    async def _scheduled(self, call: Call) -> object:
-        return await self.scheduler.scheduled(call.actor)
-
-    async def _cancel_scheduled(self, call: Call) -> object:
-        return await self.scheduler.cancel(call.actor, call.params["scheduled_id"])
-
-    async def _complain(self, call: Call) -> object:
-        return await self.moderation.complain(call.actor, call.body)
-
-    async def _admin_users(self, call: Call) -> object:
-        return await self.admin.users(call.actor)
-
-    async def _admin_complaints(self, call: Call) -> object:
-        return await self.admin.complaints(call.actor)
-
-    async def _admin_dismiss(self, call: Call) -> object:
-        return await self.admin.dismiss(call.actor, call.params["complaint_id"])
-
-    async def _admin_ban(self, call: Call) -> object:
-        return await self.admin.ban(call.actor, call.body)
-
-    async def _admin_unban(self, call: Call) -> object:
-        return await self.admin.unban(call.actor, call.params["login"])
-
-    async def _admin_stats(self, call: Call) -> object:
-        return await self.admin.stats(call.actor)
-
-    async def _admin_settings(self, call: Call) -> object:
-        return await self.admin.effective_settings(call.actor)
 
     # --- the event stream ---------------------------------------------------------
 
