@@ -7,8 +7,6 @@ stderr and exit with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -123,11 +121,6 @@ def _serve(settings: Settings) -> int:
         run(settings, clock_from_env())
     except KeyboardInterrupt:
         return 130
-    except ModuleNotFoundError as exc:
-        if exc.name != "messenger_server.app":
-            raise
-        sys.stderr.write(f"{PROG}: error: the server application is missing ({exc})\n")
-        return 1
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", settings.host, settings.port, exc)
         sys.stderr.write(f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: ")
@@ -137,9 +130,6 @@ def _serve(settings: Settings) -> int:
 
 
 def _admin(settings: Settings, args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("messenger_server.admin_cli") is None:
-        sys.stderr.write(f"{PROG}: error: '{args.command}' is not available yet\n")
-        return 2
-    admin_cli = importlib.import_module("messenger_server.admin_cli")
-    code: int = admin_cli.run(settings, args)
-    return code
+    from .admin_cli import run
+
+    return run(settings, args)

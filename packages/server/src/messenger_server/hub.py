@@ -7,7 +7,9 @@ hands each connection all its frames in a single ``writelines`` (write
 coalescing, SPEC §7). A stream whose unsent bytes pass the limit is cut; the
 client reconnects with ``Last-Event-ID`` and catches up from the event log.
 
-:class:`Hub` is the interface, so a Redis/NATS-backed hub can serve several nodes.
+:class:`Hub` (this node's streams) and :class:`EventBus` (committed events to every
+node's streams) are the interfaces; their types name no implementation, so a
+Redis/NATS bus can carry events between nodes with the same services.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from typing import Protocol
 
 from messenger_protocol import limits, sse_comment
 
-__all__ = ["Hub", "HubStream", "LocalHub", "Subscription", "frame_id"]
+__all__ = [
+    "EventBus",
+    "Hub",
+    "HubStream",
+    "LocalHub",
+    "LocalSubscription",
+    "Subscription",
+    "frame_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +46,39 @@ class HubStream(Protocol):
     def close(self) -> None: ...
 
 
-class Subscription:
-    """One event stream attached to the hub."""
+class Subscription(Protocol):
+    """One live event stream of a user, as a hub holds it."""
+
+    @property
+    def user_id(self) -> int:
+        """Whose stream it is."""
+        ...
+
+    @property
+    def session_id(self) -> str:
+        """The session that opened it."""
+        ...
+
+    @property
+    def stream(self) -> HubStream:
+        """Where its frames go."""
+        ...
+
+    def hold(self) -> None:
+        """Buffer live frames instead of writing them (while the backlog is replayed)."""
+        ...
+
+    def release(self, after_seq: int) -> None:
+        """Queue the held frames newer than ``after_seq`` (and those without an id); go live."""
+        ...
+
+    def detach(self) -> None:
+        """Stop receiving frames (idempotent)."""
+        ...
+
+
+class LocalSubscription:
+    """One event stream attached to a :class:`LocalHub`."""
 
     __slots__ = ("_held", "_held_bytes", "_hub", "_pending", "attached", "session_id", "stream",
                  "user_id")  # fmt: skip
@@ -77,11 +118,24 @@ class Subscription:
             self._hub._remove(self)
 
     def __repr__(self) -> str:
-        return f"<Subscription user={self.user_id} session={self.session_id[:8]}>"
+        return f"<LocalSubscription user={self.user_id} session={self.session_id[:8]}>"
 
 
-class Hub(Protocol):
-    """Delivers frames to the event streams of users."""
+class EventBus(Protocol):
+    """Carries committed events to the event streams of every node.
+
+    One node: the :class:`LocalHub` itself. Several nodes: a bus (Redis, NATS) that
+    publishes the frame and hands it to each node's hub; the event log stays the
+    record, so the bus may lose a frame (streams repair from the log).
+    """
+
+    def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
+        """Send ``frame`` to every stream of ``user_ids`` (None: every stream)."""
+        ...
+
+
+class Hub(EventBus, Protocol):
+    """The live event streams of this node, and who is online through them."""
 
     on_first_attach: Callable[[int], None] | None
     """Called with a user id when the user's first stream attaches (presence: online)."""
@@ -90,10 +144,6 @@ class Hub(Protocol):
 
     def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
         """Register a live stream of ``user_id``."""
-        ...
-
-    def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
-        """Send ``frame`` to every stream of ``user_ids`` (None: every attached stream)."""
         ...
 
     def close_sessions(self, session_ids: Iterable[str]) -> None:
@@ -127,19 +177,19 @@ class LocalHub:
         self.max_queue_bytes = max_queue_bytes
         self.on_first_attach: Callable[[int], None] | None = None
         self.on_last_detach: Callable[[int], None] | None = None
-        self._by_user: dict[int, list[Subscription]] = {}
-        self._all: dict[Subscription, None] = {}  # insertion-ordered set
-        self._dirty: list[Subscription] = []
+        self._by_user: dict[int, list[LocalSubscription]] = {}
+        self._all: dict[LocalSubscription, None] = {}  # insertion-ordered set
+        self._dirty: list[LocalSubscription] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._overflowed: list[Subscription] = []
+        self._overflowed: list[LocalSubscription] = []
         self._heartbeat: asyncio.TimerHandle | None = None
         self.frames_published = 0
         self.deliveries = 0
         self.cut_streams = 0
 
-    def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
+    def attach(self, user_id: int, session_id: str, stream: HubStream) -> LocalSubscription:
         """Register a live stream of ``user_id``; the first one calls ``on_first_attach``."""
-        sub = Subscription(self, user_id, session_id, stream)
+        sub = LocalSubscription(self, user_id, session_id, stream)
         self._all[sub] = None
         subs = self._by_user.get(user_id)
         if subs is None:
@@ -176,13 +226,13 @@ class LocalHub:
         """Queue ``frame`` for the streams of ``user_ids`` (None: all); flushed this turn."""
         self.frames_published += 1
         if user_ids is None:
-            targets: Iterable[Subscription] = self._all
+            targets: Iterable[LocalSubscription] = self._all
         else:
             by_user = self._by_user
             targets = [sub for uid in set(user_ids) if uid in by_user for sub in by_user[uid]]
         self._fan_out(frame, targets)
 
-    def _fan_out(self, frame: bytes, targets: Iterable[Subscription]) -> None:
+    def _fan_out(self, frame: bytes, targets: Iterable[LocalSubscription]) -> None:
         # the per-recipient step, inlined: it runs once per delivery (SPEC §7 fan-out)
         dirty = self._dirty
         for sub in targets:
@@ -204,7 +254,7 @@ class LocalHub:
             if sub.attached:
                 self._cut(sub, "fell behind while catching up")
 
-    def _queue(self, sub: Subscription, frame: bytes) -> None:
+    def _queue(self, sub: LocalSubscription, frame: bytes) -> None:
         if sub._held is not None:
             self._hold(sub, frame)
             return
@@ -215,7 +265,7 @@ class LocalHub:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         pending.append(frame)
 
-    def _hold(self, sub: Subscription, frame: bytes) -> None:
+    def _hold(self, sub: LocalSubscription, frame: bytes) -> None:
         held = sub._held
         assert held is not None
         held.append(frame)
@@ -241,7 +291,7 @@ class LocalHub:
                 self._cut(sub, "is not reading its events")
         self.deliveries += delivered
 
-    def _cut(self, sub: Subscription, why: str) -> None:
+    def _cut(self, sub: LocalSubscription, why: str) -> None:
         log.info("cutting event stream of user %d at %s: %s", sub.user_id, sub.stream.peer, why)
         self.cut_streams += 1
         sub.stream.abort()
@@ -265,7 +315,7 @@ class LocalHub:
         """Attached streams."""
         return len(self._all)
 
-    def _remove(self, sub: Subscription) -> None:
+    def _remove(self, sub: LocalSubscription) -> None:
         self._all.pop(sub, None)
         sub._pending = []
         sub._held = None

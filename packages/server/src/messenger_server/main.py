@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -39,10 +38,9 @@ AppFactory = Callable[[Settings, Clock, Hub], AppLike]
 
 
 def _default_app(settings: Settings, clock: Clock, hub: Hub) -> AppLike:
-    # looked up at run time: the transport layer does not import the services at load
-    app_class = importlib.import_module("messenger_server.app").App
-    app: AppLike = app_class(settings, clock, hub)
-    return app
+    from .app import App  # the services load with the app, not with the serve loop
+
+    return App(settings, clock, hub)
 
 
 FD_HEADROOM = 128

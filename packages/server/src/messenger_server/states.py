@@ -12,8 +12,6 @@ from collections.abc import Mapping
 
 __all__ = [
     "COMPLAINT",
-    "CONNECTION",
-    "JOIN_REQUEST",
     "SCHEDULED",
     "Transitions",
     "allowed",
@@ -37,24 +35,6 @@ COMPLAINT: Transitions = {
     "actioned": frozenset(),
 }
 """A complaint: dismissed by an admin, or actioned by a ban of its target."""
-
-JOIN_REQUEST: Transitions = {
-    "none": frozenset({"pending"}),
-    "pending": frozenset({"pending", "approved", "rejected", "none"}),
-    "approved": frozenset(),
-    "rejected": frozenset(),
-}
-"""A request to join a group: filed (or refreshed), then approved, rejected, or dropped
-(the requester joined another way). Only pending requests are stored: a decided one
-is deleted."""
-
-CONNECTION: Transitions = {
-    "idle": frozenset({"busy", "closed"}),
-    "busy": frozenset({"idle", "streaming", "closed"}),
-    "streaming": frozenset({"closed"}),
-    "closed": frozenset(),
-}
-"""An HTTP connection: waiting for a request, answering one, streaming events, closed."""
 
 
 def allowed(table: Transitions, state: str, to: str) -> bool:

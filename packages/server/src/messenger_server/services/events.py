@@ -22,7 +22,7 @@ from messenger_protocol import (
 )
 
 from ..clock import Clock
-from ..hub import Hub, HubStream, Subscription
+from ..hub import EventBus, Hub, HubStream, Subscription
 from ..storage import EventHandle, EventRecord, Store, Tx
 
 __all__ = ["REPLAY_PAGE", "EventService", "StreamInfo"]
@@ -55,9 +55,12 @@ class EventService:
         clock: Clock,
         retention: int,
         *,
+        bus: EventBus | None = None,
         resumed: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        self.bus: EventBus = hub if bus is None else bus
+        """Carries committed events to the streams (of every node); the hub itself here."""
         self.resumed = resumed
         """Told (with the user id) when a stream resumes: its replay delivers what they missed."""
         self.hub = hub
@@ -107,12 +110,12 @@ class EventService:
     def _publish(self, handle: EventHandle, recipients: list[int] | None) -> None:
         seq = handle.seq
         self.published_seq = max(self.published_seq, seq)
-        self.hub.publish(sse_frame(handle.payload, handle.name, seq), recipients)
+        self.bus.publish(sse_frame(handle.payload, handle.name, seq), recipients)
 
     def ephemeral(self, event: BaseEvent, user_ids: Iterable[int] | None) -> None:
         """Send an event that is not logged (no id, never replayed) right away."""
         frame = sse_frame(encode_event(event), event_name(event), None)
-        self.hub.publish(frame, user_ids)
+        self.bus.publish(frame, user_ids)
 
     def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
         """Register a live stream with the hub and remember it for ``/status``."""

@@ -18,17 +18,31 @@ from messenger_protocol import Chat, LoginRecord, Message
 
 from .records import ChatRecord, EventHandle, EventRecord, LinkRecord, SessionRecord, UserRecord
 
-__all__ = ["Store", "Tx"]
+__all__ = [
+    "AccountQueries",
+    "ChatQueries",
+    "ContactQueries",
+    "EventQueries",
+    "LinkQueries",
+    "MessageQueries",
+    "Store",
+    "Tx",
+    "UnitOfWork",
+]
 
 T = TypeVar("T")
 
 
-class Tx(Protocol):
-    """Queries available to a unit of work (see :class:`~.sqlite.SqliteTx` for SQLite)."""
+class UnitOfWork(Protocol):
+    """What every unit of work can do besides its queries."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this unit's changes are committed (in commit order)."""
         ...
+
+
+class AccountQueries(Protocol):
+    """Users, sessions and login history."""
 
     def insert_user(self, login: str, password_hash: str, now: float, is_admin: bool) -> int | None:
         """Create a user, a member of the general chat; None if the login is taken."""
@@ -107,6 +121,10 @@ class Tx(Protocol):
         """Forget the failures of ``login`` from ``address`` (after it logged in there)."""
         ...
 
+
+class ChatQueries(Protocol):
+    """Chats, their members and read cursors."""
+
     def chat(self, chat_id: int) -> ChatRecord | None:
         """The chat with this id."""
         ...
@@ -164,6 +182,10 @@ class Tx(Protocol):
     def touch_chat(self, chat_id: int, message_id: int, now: float) -> None:
         """Record a chat's newest message."""
         ...
+
+
+class MessageQueries(Protocol):
+    """Messages, threads and their read state."""
 
     def insert_message(
         self,
@@ -232,6 +254,10 @@ class Tx(Protocol):
         """Messages the user sent to and received in private conversations."""
         ...
 
+
+class ContactQueries(Protocol):
+    """Contact lists."""
+
     def contacts(self, user_id: int) -> list[tuple[UserRecord, float]]:
         """A user's contacts with when they were added, by login."""
         ...
@@ -243,6 +269,10 @@ class Tx(Protocol):
     def remove_contact(self, user_id: int, contact_id: int) -> bool:
         """Remove a contact; False if it was not one."""
         ...
+
+
+class LinkQueries(Protocol):
+    """Invite keys and join requests."""
 
     def insert_link(
         self,
@@ -288,6 +318,10 @@ class Tx(Protocol):
         """Drop a pending request; False if there was none."""
         ...
 
+
+class EventQueries(Protocol):
+    """The event log."""
+
     def append_event(
         self,
         name: str,
@@ -315,6 +349,23 @@ class Tx(Protocol):
     def prune_events(self, keep: int) -> int:
         """Delete all but the newest ``keep`` events; how many went."""
         ...
+
+
+class Tx(
+    UnitOfWork,
+    AccountQueries,
+    ChatQueries,
+    MessageQueries,
+    ContactQueries,
+    LinkQueries,
+    EventQueries,
+    Protocol,
+):
+    """Queries available to a unit of work (see :class:`~.sqlite.SqliteTx` for SQLite).
+
+    The other domains keep their queries in their own modules (``files``, ``moderation``,
+    ``retention``, ``scheduler``, ``admin``) on the same connection.
+    """
 
     def message_count(self) -> int:
         """Messages and comments stored."""

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 from messenger_protocol import Complaint
 
+from ..states import COMPLAINT, sources
 from .base import Tx
-from .sql import Connection, connection
+from .sql import Connection, connection, marks
 
 __all__ = ["AuditRecord", "ModerationQueries", "SqlModerationQueries", "moderation_queries"]
 
@@ -194,12 +195,14 @@ class SqlModerationQueries:
             " VALUES (?, ?, ?, ?, ?)",
             (user_id, now, until, reason, by),
         )
+        actionable = sources(COMPLAINT, "actioned")
+        among = marks(len(actionable))
         self.conn.execute(
             "UPDATE complaints SET counted = 0,"
-            " state = CASE WHEN state = 'open' THEN 'actioned' ELSE state END,"
+            f" state = CASE WHEN state IN ({among}) THEN 'actioned' ELSE state END,"
             " decided_by = coalesce(decided_by, ?), decided_at = coalesce(decided_at, ?)"
-            " WHERE target_id = ? AND (counted = 1 OR state = 'open')",
-            (by, now, user_id),
+            f" WHERE target_id = ? AND (counted = 1 OR state IN ({among}))",
+            (*actionable, by, now, user_id, *actionable),
         )
         self.add_audit(now, by, "ban", login, f"{seconds:g} s until {until:.0f}: {reason}")
         return until
@@ -283,10 +286,11 @@ class SqlModerationQueries:
 
     def dismiss_complaint(self, complaint_id: int, by: str, now: float) -> bool:
         """Dismiss an open complaint (it no longer counts); False if it was not open."""
+        source = sources(COMPLAINT, "dismissed")
         cur = self.conn.execute(
             "UPDATE complaints SET state = 'dismissed', counted = 0, decided_by = ?,"
-            " decided_at = ? WHERE id = ? AND state = 'open'",
-            (by, now, complaint_id),
+            f" decided_at = ? WHERE id = ? AND state IN ({marks(len(source))})",
+            (by, now, complaint_id, *source),
         )
         return cur.rowcount > 0
 
