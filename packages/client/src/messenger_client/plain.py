@@ -227,7 +227,10 @@ class PlainConsole:
         self._read_task: asyncio.Task[None] | None = None
         self._was_offline = False
         self._expiry_said = False
-        """The session's expiry was printed (a command and the stream both hear of it)."""
+        """The session's expiry was printed: the event stream does not say it again."""
+        self._running = False
+        """A command is under way: the stream's news of an expiry waits for its answer."""
+        self._expiry_heard: ErrorOut | None = None
 
     # --- printing ---------------------------------------------------------------
 
@@ -243,8 +246,6 @@ class PlainConsole:
         only the newest, so what came before them stays unread for ``/unread``.
         """
         if isinstance(out, ErrorOut) and out.code == ErrorCode.SESSION_EXPIRED:
-            if self._expiry_said:
-                return
             self._expiry_said = True
         if isinstance(out, MessageOut):
             if (out.live or once) and out.message.id in self._printed:
@@ -310,7 +311,12 @@ class PlainConsole:
                     # Too far behind to replay: count again what is unread.
                     self._say_unread(self.runner.unread_counts())
         except ApiError as exc:
-            self.emit(error_out(exc))
+            if exc.code != ErrorCode.SESSION_EXPIRED:
+                self.emit(error_out(exc))
+            elif self._running:
+                self._expiry_heard = error_out(exc)  # the command's answer likely says it
+            elif not self._expiry_said:
+                self.emit(error_out(exc))
         finally:
             await stream.aclose()
 
@@ -348,7 +354,7 @@ class PlainConsole:
 
     async def _start_session(self, session: SessionOut) -> None:
         await self._stop_events()
-        self._expiry_said = False
+        self._expiry_said, self._expiry_heard = False, None
         self._behind.clear()
         n = self.config.history if self.config.history is not None else session.history_on_connect
         for out in await self.runner.catch_up(n):
@@ -364,6 +370,16 @@ class PlainConsole:
         """Run one line; False when the console should stop."""
         if not line.strip():
             return True
+        self._running = True
+        try:
+            return await self._handle(line)
+        finally:
+            self._running = False
+            heard, self._expiry_heard = self._expiry_heard, None
+            if heard is not None and not self._expiry_said:
+                self.emit(heard)
+
+    async def _handle(self, line: str) -> bool:
         # What was printed is read before the next command asks (e.g. /unread).
         await self._reads_done()
         parsed = parse(line)
