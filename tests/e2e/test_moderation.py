@@ -14,7 +14,7 @@ import pytest
 
 from messenger_protocol import Banned
 from tests.support.server import ServerProcess
-from tests.support.wire import SseReader, call, register, send
+from tests.support.wire import WAIT, SseReader, call, register, send
 
 T0 = 1_700_002_800.0 + 100  # 100 s into a fixed one-hour window
 BAN = 4 * 3600
@@ -161,10 +161,10 @@ async def test_connections_per_address_are_capped(
         # a request on each proves the server accepted all three
         for reader, writer in held:
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-            assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 200")
+            assert (await asyncio.wait_for(reader.readline(), WAIT)).startswith(b"HTTP/1.1 200")
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        refused = await asyncio.wait_for(reader.read(), 5)
+        refused = await asyncio.wait_for(reader.read(), WAIT)
         assert refused.startswith(b"HTTP/1.1 429") and b"rate_limited" in refused
         writer.close()
     finally:
@@ -201,7 +201,7 @@ async def test_admin_cli_against_a_running_server(
         banned = _cli(srv, "ban", "alice", "--seconds", "600")
         assert banned.returncode == 0 and "alice banned" in banned.stdout
         # the running server notices and tells her (it polls the audit log)
-        _, told = await alice_events.next(timeout=10)
+        _, told = await alice_events.next()
         assert told == Banned(login="alice", until=T0 + 600, reason="banned from the command line")
     # the running server honours a ban it did not make itself
     refused = await send(srv.url, alice, "muted")

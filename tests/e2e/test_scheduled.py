@@ -112,7 +112,7 @@ async def test_due_ones_go_out_right_after_a_restart(
     srv.set_time(T0 + 3600)
     srv.start()
     async with SseReader(srv.url, bob["token"], last_event_id=bob["last_event_id"]) as events:
-        _, event = await events.next(timeout=10)
+        _, event = await events.next()
         assert isinstance(event, MessageCreated) and event.message.text == "while down"
 
 

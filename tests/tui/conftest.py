@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -45,8 +45,26 @@ async def until(pilot: Pilot[None], condition: Callable[[], object], what: str =
         await pilot.pause(0.02)
 
 
+async def until_true(
+    pilot: Pilot[None], condition: Callable[[], Awaitable[bool]], what: str = ""
+) -> None:
+    """:func:`until` for a condition that asks the server (a coroutine)."""
+    deadline = time.monotonic() + WAIT
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.05)
+
+
 def laid_out(root: DOMNode, selector: str) -> bool:
     """Exactly one widget matches ``selector`` and it has its place on screen, so a click
     lands on it (a widget just mounted has no region until the next layout)."""
     found = root.query(selector)
     return len(found) == 1 and found.first().region.area > 0
+
+
+async def click(pilot: Pilot[None], selector: str) -> None:
+    """Click the widget ``selector`` once it is laid out on the current screen (a click
+    before layout lands nowhere), and fail if the click did not reach it."""
+    await until(pilot, lambda: laid_out(pilot.app.screen, selector), f"{selector} on screen")
+    assert await pilot.click(selector), f"the click on {selector} missed"

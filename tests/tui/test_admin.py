@@ -26,7 +26,7 @@ from messenger_client.tui.widgets.moderation import (
 )
 from messenger_protocol import ApiError, ErrorCode, Message
 from tests.support.server import ServerProcess
-from tests.tui.conftest import laid_out, until
+from tests.tui.conftest import click, laid_out, until
 
 
 class Host(App[None]):
@@ -72,14 +72,13 @@ async def test_admin_screen_lists_users_and_acts_on_complaints(
             await until(pilot, lambda: "users           4" in str(stats.render()), "stats")
             # dismiss the first complaint by mouse
             tabs.active = "tab-complaints"
-            await pilot.pause()
-            await pilot.click("#complaint-dismiss")
+            await click(pilot, "#complaint-dismiss")  # item 24: once laid out on the shown tab
             complaints = screen.query_one("#complaints-table", DataTable)
             await until(pilot, lambda: complaints.row_count == 1, "the dismissal")
             queue = await root.admin_complaints()
             assert [c.author for c in queue.complaints] == ["b"]
             # ban the target of the remaining one
-            await pilot.click("#complaint-ban")
+            await click(pilot, "#complaint-ban")
             await until(pilot, lambda: complaints.row_count == 0, "the ban")
             try:
                 await target.send(1, "muted")
@@ -250,7 +249,7 @@ async def _register_in_app(pilot: Pilot[None], app: MessengerApp, login: str) ->
     await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
     app.screen.query_one("#login", Input).value = login
     app.screen.query_one("#password", Input).value = "secret12"
-    await pilot.click("#do-register")
+    await click(pilot, "#do-register")
     await until(pilot, lambda: app.connection.state == "connected", "connected")
 
 
@@ -296,14 +295,16 @@ async def test_app_shows_the_rate_limit_wait(
         assert "Rate limit reached: you can send again -- " in str(wait.render())
 
 
-async def _press_f3(app: MessengerApp, login: str) -> Screen[object]:
+async def _press_f3(app: MessengerApp, login: str, *, admin: bool) -> Screen[object]:
     async with app.run_test(size=(110, 32)) as pilot:
         await _register_in_app(pilot, app, login)
         await pilot.press("f3")
-        await pilot.pause()
-        if isinstance(app.screen, AdminScreen):
+        if admin:  # wait for the screen, not for one idle turn
+            await until(pilot, lambda: isinstance(app.screen, AdminScreen), "the admin screen")
             users = app.screen.query_one("#users-table", DataTable)
             await until(pilot, lambda: users.row_count >= 1, "the users")
+        else:
+            await pilot.pause()  # the key is handled: F3 did nothing for a non-admin
         return app.screen
 
 
@@ -311,9 +312,9 @@ async def test_f3_opens_the_admin_screen_only_for_admins(
     server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
 ) -> None:
     srv = server_factory(args=["--admins", "root"])
-    assert isinstance(await _press_f3(make_app(srv.url, "root"), "root"), AdminScreen)
+    assert isinstance(await _press_f3(make_app(srv.url, "root"), "root", admin=True), AdminScreen)
     alice_app = make_app(srv.url, "alice")
-    assert await _press_f3(alice_app, "alice") is alice_app.main
+    assert await _press_f3(alice_app, "alice", admin=False) is alice_app.main
 
 
 async def test_app_shows_a_ban_that_started_while_away(
@@ -328,7 +329,7 @@ async def test_app_shows_a_ban_that_started_while_away(
             await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
             app.screen.query_one("#login", Input).value = "target"
             app.screen.query_one("#password", Input).value = "password1"
-            await pilot.click("#do-login")
+            await click(pilot, "#do-login")
             await until(pilot, lambda: app.main is not None, "the main screen")
             assert app.main is not None
             banner = app.main.moderation.banned_banner

@@ -14,7 +14,7 @@ from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.chat_list import ChatList
 from messenger_protocol import GENERAL_CHAT_ID, ApiError, ErrorCode
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
+from tests.tui.conftest import click, until
 
 SIZE = (110, 32)
 
@@ -24,7 +24,7 @@ async def register_in_app(pilot: Pilot[None], app: MessengerApp, login: str) -> 
     await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
     app.screen.query_one("#login", Input).value = login
     app.screen.query_one("#password", Input).value = "secret12"
-    await pilot.click("#do-register")
+    await click(pilot, "#do-register")
     await until(pilot, lambda: app.connection.state == "connected", "connected")
 
 
@@ -79,9 +79,9 @@ async def test_wrong_password_and_taken_login_are_explained(
         error = app.screen.query_one("#login-error", Static)
         app.screen.query_one("#login", Input).value = "bob"
         app.screen.query_one("#password", Input).value = "wrong-password"
-        await pilot.click("#do-login")
+        await click(pilot, "#do-login")
         await until(pilot, lambda: "Wrong login or password" in str(error.render()))
-        await pilot.click("#do-register")
+        await click(pilot, "#do-register")
         await until(pilot, lambda: "taken" in str(error.render()).lower())
 
 

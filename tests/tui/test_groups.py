@@ -23,7 +23,7 @@ from messenger_client.tui.screens.groups import (
 )
 from messenger_protocol import GENERAL_CHAT_ID, ApiError
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
+from tests.tui.conftest import click, until
 from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text
 
 
@@ -46,7 +46,7 @@ async def create_with_palette(pilot: Pilot[None], app: MessengerApp, name: str) 
     await pilot.press("enter")
     await until(pilot, lambda: isinstance(app.screen, NewChatScreen), "the dialog")
     await pilot.press(*name)
-    await pilot.click("#create")
+    await click(pilot, "#create")
     await until(pilot, lambda: chat_named(app, name) is not None, "the new chat")
     chat_id = chat_named(app, name)
     assert chat_id is not None
@@ -70,7 +70,7 @@ async def test_owner_approves_a_link_join_request_with_one_click(
             links = app.screen
             assert isinstance(links, LinksScreen)
             await until(pilot, lambda: "No active links" in screen_text(app), "empty list")
-            await pilot.click("#new-link")
+            await click(pilot, "#new-link")
             await until(pilot, lambda: bool(links.links), "a new link")
             link = links.links[0].link
             await until(pilot, lambda: "Revoke" in screen_text(app), "the link row")
@@ -81,7 +81,7 @@ async def test_owner_approves_a_link_join_request_with_one_click(
             bar = app.main.query_one(JoinRequestBar) if app.main else None
             await until(pilot, lambda: "bob asks to join team" in screen_text(app), "the bar")
             assert "Join request" in notes(app)
-            await pilot.click("#join-approve")
+            await click(pilot, "#join-approve")
             await until(pilot, lambda: "bob is now in team" in notes(app), "approved")
             assert bar is not None and not bar.display
             assert app.main is not None and app.main.composer.has_focus
@@ -110,7 +110,7 @@ async def test_join_by_pasted_link_is_told_when_approved_then_leaves(
             app.push_screen(JoinScreen(app.client))  # type: ignore[arg-type]
             await until(pilot, lambda: app.screen.query("#join-what"), "the join dialog")
             app.screen.query_one("#join-what", Input).value = link.link
-            await pilot.click("#join")
+            await click(pilot, "#join")
             await until(pilot, lambda: "Asked to join ops" in screen_text(app), "requested")
             await pilot.press("escape")
 
@@ -119,11 +119,11 @@ async def test_join_by_pasted_link_is_told_when_approved_then_leaves(
             await until(pilot, lambda: chat_named(app, "ops") is not None, "ops in the list")
             app.open_chat(chat.id)
             await until(pilot, lambda: "≡ ops" in screen_text(app), "ops open")
-            await pilot.click("#chat-title")  # the title of a chat shows its members
+            await click(pilot, "#chat-title")  # the title of a chat shows its members
             await until(pilot, lambda: isinstance(app.screen, MembersScreen), "members")
             await until(pilot, lambda: "bob (you)" in screen_text(app), "the member list")
             assert "alice (owner)" in screen_text(app)
-            await pilot.click("#leave")
+            await click(pilot, "#leave")
             await until(pilot, lambda: chat_named(app, "ops") is None, "ops gone")
             await until(pilot, lambda: app.main.current_chat == GENERAL_CHAT_ID, "back home")  # type: ignore[union-attr]
             members = await alice.members(chat.id)
@@ -157,7 +157,7 @@ async def test_owner_invites_with_completion_and_rejects_from_the_request_list(
             show_requests(app)
             await until(pilot, lambda: isinstance(app.screen, JoinRequestsScreen), "list")
             await until(pilot, lambda: "carol → crew" in screen_text(app), "carol's request")
-            await pilot.click("#reject-0")
+            await click(pilot, "#reject-0")
             await until(pilot, lambda: "No one is waiting" in screen_text(app), "decided")
             assert "crew" not in [c.name for c in (await carol.chats()).chats]
     finally:
@@ -200,10 +200,10 @@ async def test_a_revoked_link_no_longer_lets_anyone_ask_to_join(
             links = app.screen
             assert isinstance(links, LinksScreen)
             app.screen.query_one("#max-uses", Input).value = "5"
-            await pilot.click("#new-link")
+            await click(pilot, "#new-link")
             await until(pilot, lambda: "0/5 uses" in screen_text(app), "the limited link")
             key = links.links[0].key
-            await pilot.click("#revoke-0")
+            await click(pilot, "#revoke-0")
             await until(pilot, lambda: "Link revoked" in screen_text(app), "revoked")
             assert "No active links" in screen_text(app)
             with pytest.raises(ApiError):

@@ -11,7 +11,7 @@ from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.help import HelpScreen
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, register_in_app
+from tests.tui.test_app import SIZE, register_in_app, screen_text
 
 
 def table_rows(screen: HelpScreen) -> list[tuple[str, ...]]:
@@ -41,12 +41,23 @@ async def test_help_is_one_searchable_screen_of_commands_and_keys(
         assert any(row[0] == "Messages" and "k" in row[1].split(" / ") for row in rows)
 
         await pilot.press(*"thread")  # the search field has focus
-        await until(pilot, lambda: len(table_rows(screen)) < len(rows), "the filter")
+        count = screen.query_one("#help-count", Label)
+
+        search = screen.query_one("#help-search", Input)
+
+        def filtered_by_thread() -> bool:
+            shown = table_rows(screen)
+            said = str(count.render()) == f"{len(shown)} of {len(rows)}"
+            return search.value == "thread" and said and shown == screen.matching("thread")
+
+        await until(pilot, filtered_by_thread, "the filter on the whole word")
         filtered = table_rows(screen)
         assert filtered and all("thread" in " ".join(row).lower() for row in filtered)
         assert any(row[1] == "/thread <message-id>" for row in filtered)
-        count = screen.query_one("#help-count", Label)
-        assert str(count.render()) == f"{len(filtered)} of {len(rows)}"
+        # optional arguments show as written, not eaten as markup
+        search.value = "history"
+        await until(pilot, lambda: "/history [chat|@login] [n]" in screen_text(app), "[args]")
+        assert len(filtered) < len(rows)
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.main, "closed")
 

@@ -9,7 +9,7 @@ from messenger_client.cache import Cache
 from messenger_client.tui.app import MessengerApp, TuiOptions, load_options
 from messenger_client.tui.timeline import utc
 from messenger_protocol import Chat, Message, MessageCreated, User
-from tests.tui.conftest import client_config, until
+from tests.tui.conftest import click, client_config, until
 
 SERVER = "http://127.0.0.1:9"
 T0 = 1_767_225_600.0
@@ -122,7 +122,7 @@ async def test_new_messages_badge_while_scrolled_up_and_pinned_otherwise(tmp_pat
             live(app, Message(id=1001 + n, chat_id=1, author="bob", text="new", created_at=T0))
         await until(pilot, lambda: main.unseen_badge.display, "the badge")
         assert "3 new messages" in str(main.unseen_badge.render())
-        await pilot.click("#unseen")
+        await click(pilot, "#unseen")
         await until(pilot, lambda: view.pinned and not main.unseen_badge.display)
 
 

@@ -9,7 +9,7 @@ from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.widgets.thread_panel import unread_threads
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
+from tests.tui.conftest import until, until_true
 from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text, shown_texts
 
 
@@ -60,11 +60,10 @@ async def test_thread_opens_by_double_click_and_by_key_and_stays_read_live(
             async def unread() -> int:
                 return (await app.client.thread(root.id)).unread  # type: ignore[union-attr]
 
-            for _ in range(100):
-                if await unread() == 0:
-                    break
-                await pilot.pause(0.05)
-            assert await unread() == 0
+            async def read_on_the_server() -> bool:
+                return await unread() == 0
+
+            await until_true(pilot, read_on_the_server, "the thread read on the server")
 
             # Esc closes; Ctrl+T on a selected message opens it again.
             await pilot.press("escape")
@@ -106,11 +105,12 @@ async def test_comment_in_a_thread_not_open_is_a_toast_a_count_and_a_palette_ent
             assert main.thread_root is not None and main.thread_root.id == root.id
             await until(pilot, lambda: "I will" in screen_text(app), "bob's comment in the panel")
             await until(pilot, lambda: not unread_threads(app), "nothing new any more")
-            for _ in range(100):
-                if (await app.client.thread(root.id)).unread == 0:
-                    break
-                await pilot.pause(0.05)
-            assert (await app.client.thread(root.id)).unread == 0
+
+            async def read_there() -> bool:
+                assert app.client is not None
+                return (await app.client.thread(root.id)).unread == 0
+
+            await until_true(pilot, read_there, "the thread read on the server")
 
             # Ctrl+T from the composer, nothing selected: the newest message's thread.
             await pilot.press("escape")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingsMap, BindingType
@@ -132,7 +133,7 @@ class HelpScreen(ModalScreen[None]):
         table.clear()
         shown = self.matching(query)
         for row in shown:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # "[chat]" is text, not markup
         count = self.query_one("#help-count", Label)
         count.update(f"{len(shown)} of {len(self.rows)}" if query.strip() else "")
 
