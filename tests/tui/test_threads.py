@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
-from messenger_client.tui.widgets.thread_panel import unread_threads
+from messenger_client.tui.threads import unread_threads
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until, until_true

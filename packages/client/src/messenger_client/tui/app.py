@@ -57,12 +57,12 @@ from .screens.main import MainScreen
 from .screens.output import OutputScreen
 from .screens.status import StatusScreen
 from .store import PAGE_SIZE, Change, ChatStore
+from .threads import thread_event
 from .widgets.attachments import AttachmentClicked, attach_to_chat, show_attachments
 from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
 from .widgets.message_view import MessageView
 from .widgets.moderation import ScheduledScreen
-from .widgets.thread_panel import thread_event
 from .widgets.users_panel import UsersPanel
 
 __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]

@@ -123,7 +123,7 @@ class MessengerCommands(_ActionsProvider):
     def actions(self, app: MessengerApp) -> list[Action]:
         """App actions, slash commands (they prefill the composer), chats."""
         from .screens.groups import group_actions
-        from .widgets.thread_panel import thread_actions
+        from .threads import thread_actions
 
         actions = [*_app_actions(app), *group_actions(app), *thread_actions(app)]
         return [*actions, *_chat_actions(app)]

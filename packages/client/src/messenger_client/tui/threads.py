@@ -26,11 +26,11 @@ from messenger_protocol import (
     ThreadActivity,
 )
 
-from ... import commands as slash
-from ...api import Client, ServerUnavailable
+from .. import commands as slash
+from ..api import Client, ServerUnavailable
 
 if TYPE_CHECKING:
-    from ..app import MessengerApp
+    from .app import MessengerApp
 
 __all__ = ["thread_actions", "thread_event", "unread_threads"]
 
