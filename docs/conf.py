@@ -67,6 +67,9 @@ def _write_reference(path: Path) -> set[str]:
         lines += [package, "-" * len(package), "", summary, "", ".. autosummary::",
                   "   :toctree: .", "", *(f"   {n}" for n in names), ""]  # fmt: skip
     path.parent.mkdir(exist_ok=True)
+    for stale in path.parent.glob("*.rst"):  # pages of modules that are gone
+        if stale != path and stale.stem not in modules:
+            stale.unlink()
     text = "\n".join(lines)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
