@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
 from textual import on, work
@@ -176,6 +176,9 @@ class MessengerApp(App[None]):
         self._outbox: asyncio.Queue[PendingSend] = asyncio.Queue()
         self._online = asyncio.Event()
         self._marked: dict[int, int] = {}
+        self._chats_fresh = False
+        """The server's chat list (unread counts, read cursors) arrived since connecting:
+        until then nothing is marked read (the cached counts may be old)."""
 
     # --- start and session ------------------------------------------------------
 
@@ -321,6 +324,7 @@ class MessengerApp(App[None]):
             self._check_ban()
         elif state.state in ("offline", "reconnecting"):
             self._online.clear()
+            self._chats_fresh = False
         if state.state in ("connected", "offline"):
             self._refresh_people()
 
@@ -393,11 +397,16 @@ class MessengerApp(App[None]):
     def _reading(self, chat_id: int) -> bool:
         """Whether the user is looking at the bottom of this chat right now."""
         main = self.main
+        return main is not None and self._looking_at(chat_id) and main.view.pinned
+
+    def _looking_at(self, chat_id: int) -> bool:
+        """Whether this chat is on screen, in front, in a focused terminal."""
+        main = self.main
         if main is None or main.current_chat != chat_id or not self.app_focus:
             return False
         stack = self._screen_stacks.get(self._current_mode) or []
         # the stack is empty while the app shuts down, and late view messages still come
-        return bool(stack) and stack[-1] is main and main.view.pinned
+        return bool(stack) and stack[-1] is main
 
     def _session_over(self, reason: str) -> None:
         self.config.tokens.forget(self.server)
@@ -420,6 +429,10 @@ class MessengerApp(App[None]):
         try:
             chats = await client.chats()
             store.set_chats(chats.chats)
+            self._chats_fresh = True
+            current = store.chats.get(main.current_chat or 0)
+            if current is not None:
+                self._open_unread(current)
             self._refresh_chat_list()
             if main.current_chat is not None and main.current_chat not in store.chats:
                 self.open_chat(GENERAL_CHAT_ID)
@@ -473,9 +486,10 @@ class MessengerApp(App[None]):
         if chat is None:
             return
         main.show_chat(chat, store.timeline(chat_id))
+        self._open_unread(chat)
         if self.runner is not None:
             self.runner.current_chat_id = chat_id
-        store.mark_read_locally(chat_id) if main.view.pinned else None
+        self._maybe_mark_read()
         self._refresh_chat_list()
         self._load_latest(chat_id)
 
@@ -539,24 +553,95 @@ class MessengerApp(App[None]):
         if main.current_chat == chat_id:
             main.view.older_loaded()
 
+    @on(MessageView.JumpWanted)
+    def _jump_wanted(self, event: MessageView.JumpWanted) -> None:
+        self._jump(event.chat_id, 0 if event.oldest else None)
+
+    def _open_unread(self, chat: Chat) -> None:
+        """Open a chat at its "new messages" line; when more are unread than its newest
+        page holds, go straight to the page after the read cursor."""
+        store, main = self.store, self.main
+        if store is None or main is None or not chat.unread:
+            return
+        main.view.open_at_divider(chat.last_read)
+        timeline = store.timeline(chat.id)
+        oldest = timeline.oldest_id
+        if chat.unread > LATEST_PAGE and (oldest is None or oldest > chat.last_read):
+            self._jump(chat.id, chat.last_read)
+
+    @work(exclusive=True, group="jump")
+    async def _jump(self, chat_id: int, after: int | None) -> None:
+        """Home (``after=0``): the chat's first page at once, one request however long the
+        chat; the page after the read cursor; End in a window into the past (None): its
+        newest page."""
+        client, store, main = self.client, self.store, self.main
+        if client is None or store is None or main is None:
+            return
+        try:
+            if after is not None:
+                page = await client.history(chat_id, after=after, limit=PAGE_SIZE)
+            else:
+                page = await client.history(chat_id, limit=LATEST_PAGE)
+        except (ApiError, ServerUnavailable) as exc:
+            self.notify(describe_error(exc, self.server), severity="error")
+            return
+        timeline = store.jump(chat_id, page, after=after)
+        if main.current_chat == chat_id:
+            where: Literal["top", "bottom"] | None = "top" if after == 0 else "bottom"
+            main.view.show(timeline, at=where if not main.view.reveal_pending else None)
+            self._maybe_mark_read()
+
+    @on(MessageView.NewerWanted)
+    def _newer_wanted(self, event: MessageView.NewerWanted) -> None:
+        self._load_newer(event.chat_id, event.after)
+
+    @work(group="newer")
+    async def _load_newer(self, chat_id: int, after: int) -> None:
+        client, store, main = self.client, self.store, self.main
+        if client is None or store is None or main is None:
+            return
+        try:
+            page = await client.history(chat_id, after=after, limit=PAGE_SIZE)
+        except ServerUnavailable:
+            return
+        except ApiError as exc:
+            self.notify(describe_error(exc), severity="error")
+            return
+        store.add_newer(chat_id, page)
+        if main.current_chat == chat_id:
+            main.view.newer_loaded()
+
     @on(MessageView.UnseenChanged)
     def _unseen_changed(self, event: MessageView.UnseenChanged) -> None:
         if event.count == 0:
             self._maybe_mark_read()
 
+    @on(MessageView.Shown)
+    def _shown(self, event: MessageView.Shown) -> None:
+        if self.main is not None and event.view is self.main.view:
+            self._maybe_mark_read()
+
     def _maybe_mark_read(self) -> None:
+        """Messages count as read as they are shown: up to the newest one on screen of
+        the chat in front (never because history loaded, nor before the server's read
+        cursors are known, nor while the chat waits to open at its divider)."""
         store, main = self.store, self.main
-        if store is None or main is None or main.current_chat is None:
+        if store is None or main is None or main.current_chat is None or not self._chats_fresh:
             return
         chat_id = main.current_chat
-        if not self._reading(chat_id):
+        if not self._looking_at(chat_id) or main.view.reveal_pending:
             return
-        store.mark_read_locally(chat_id)
+        up_to = store.timeline(chat_id).newest_id if main.view.pinned else None
+        up_to = up_to or main.view.last_shown_id()
+        if up_to is None:
+            return
+        chat = store.chats.get(chat_id)
+        known = max(self._marked.get(chat_id, 0), chat.last_read if chat is not None else 0)
+        store.read_up_to(chat_id, up_to)
         self._refresh_chat_list()
-        newest = store.timeline(chat_id).newest_id
-        if newest is not None and newest > self._marked.get(chat_id, 0):
-            self._marked[chat_id] = newest
-            self._mark_read(chat_id, newest)
+        if up_to > known:
+            self._marked[chat_id] = up_to
+            self._mark_read(chat_id, up_to)
 
     @work(group="read")
     async def _mark_read(self, chat_id: int, up_to: int) -> None:

@@ -154,6 +154,8 @@ class ChatStore:
         """
         timeline = self.timeline(chat_id)
         self._save(page.messages)
+        if timeline.has_newer:
+            return timeline  # a window into the past: End goes back to the newest
         messages = page.messages
         newest = timeline.newest_id
         gap = bool(messages and newest is not None and page.has_more and messages[0].id > newest)
@@ -167,6 +169,32 @@ class ChatStore:
             timeline.add(message)
         if not page.has_more and not messages:
             timeline.has_more = False
+        return timeline
+
+    def jump(self, chat_id: int, page: MessagePage, *, after: int | None) -> Timeline:
+        """Start a chat's timeline again from one page: the page after message ``after``
+        (0: the chat's first page; newer ones follow as the view scrolls down), or with
+        ``after=None`` its newest page."""
+        old = self.timeline(chat_id)
+        self._save(page.messages)
+        if after is not None:
+            fresh = Timeline(chat_id, list(page.messages), has_more=after > 0)
+            fresh.has_newer = page.has_more
+        else:
+            fresh = Timeline(chat_id, list(page.messages), has_more=page.has_more)
+        fresh.pending, fresh.failed = old.pending, old.failed
+        old.observer = None
+        self.timelines[chat_id] = fresh
+        return fresh
+
+    def add_newer(self, chat_id: int, page: MessagePage) -> Timeline:
+        """Add the page after a window's newest message; the window ends when it is the
+        chat's newest page."""
+        timeline = self.timeline(chat_id)
+        self._save(page.messages)
+        for message in page.messages:
+            timeline.add(message)
+        timeline.has_newer = page.has_more
         return timeline
 
     def add_older(self, chat_id: int, messages: list[Message], has_more: bool) -> int:
@@ -231,8 +259,11 @@ class ChatStore:
     def _add_message(self, message: Message) -> bool:
         """Keep a message; False if it was known already (a replayed event)."""
         timeline = self.timelines.get(message.chat_id)
-        if timeline is None:
+        if timeline is None or timeline.has_newer:
+            # not loaded, or newer than a window into the past: kept for later
             known = self.cache is not None and self.cache.has_message(message.id)
+            if timeline is not None and message.client_id:
+                timeline._drop_pending(message.client_id)
             self._save([message])
             return not known
         self._save([message])
@@ -266,11 +297,19 @@ class ChatStore:
             thread.add(comment)
         return thread
 
-    def mark_read_locally(self, chat_id: int) -> None:
-        """The user saw the bottom of a chat: its badge clears at once."""
+    def read_up_to(self, chat_id: int, up_to: int) -> None:
+        """The user saw a chat's messages up to ``up_to``: its badge counts what is left."""
         chat = self.chats.get(chat_id)
-        if chat is not None and chat.unread:
-            self.upsert_chat(msgspec.structs.replace(chat, unread=0))
+        if chat is None or (up_to <= chat.last_read and not chat.unread):
+            return
+        timeline = self.timelines.get(chat_id)
+        left = 0
+        if timeline is not None:
+            left = sum(1 for m in timeline.messages if m.id > up_to and m.author != self.me)
+        unread = min(left, chat.unread)
+        last_read = max(up_to, chat.last_read)
+        if (unread, last_read) != (chat.unread, chat.last_read):
+            self.upsert_chat(msgspec.structs.replace(chat, unread=unread, last_read=last_read))
 
     def apply(self, event: Event) -> Change:
         """Apply one live event; returns what changed."""

@@ -74,6 +74,9 @@ _DIM = Style(dim=True)
 _PENDING = Style(dim=True, italic=True)
 _FAILED = Style(color="#e06c75")
 _CARD = Style(color="#56b6c2")
+_DIVIDER = Style(color="#e06c75", bold=True)
+DIVIDER_LABEL = " new messages "
+"""The line above the first unread message of a chat."""
 
 
 def _strip_markers(found: re.Match[str]) -> str:
@@ -158,6 +161,9 @@ class Timeline:
     failed: set[str] = field(default_factory=set)
     has_more: bool = True
     """Older history may exist on the server (or in the cache)."""
+    has_newer: bool = False
+    """The timeline is a window into the past (after a jump to the first message):
+    newer messages exist on the server and load as the view nears the bottom."""
     observer: TimelineObserver | None = None
     _ids: set[int] = field(default_factory=set, repr=False)
 
@@ -303,7 +309,12 @@ class Layout:
     """
 
     def __init__(
-        self, timeline: Timeline, width: int, me: str = "", tz: tzinfo | None = None
+        self,
+        timeline: Timeline,
+        width: int,
+        me: str = "",
+        tz: tzinfo | None = None,
+        divider_after: int | None = None,
     ) -> None:
         self.timeline = timeline
         self.width = max(width, BODY_INDENT + 8)
@@ -317,6 +328,9 @@ class Layout:
         self._offset = offset.total_seconds()
         self.heights: list[int] = []
         self.offsets: list[int] = [0]
+        self.divider_after = divider_after
+        """Id of the last read message when the chat was opened: a "new messages" line
+        sits above the first message after it (None: no line)."""
         self.listener: Callable[[int], None] | None = None
         """Called with the first changed index after every change (the view re-scrolls)."""
         self.relayout()
@@ -331,6 +345,45 @@ class Layout:
     def total(self) -> int:
         """Height of the whole timeline in lines."""
         return self.offsets[-1]
+
+    def set_divider(self, after: int | None) -> None:
+        """Put the "new messages" line above the first message newer than ``after``."""
+        if after == self.divider_after:
+            return
+        old = self.divider_index()
+        self.divider_after = after
+        new = self.divider_index()
+        for index in sorted({i for i in (old, new) if i is not None}):
+            self._remeasure(index, index + 1)
+
+    def history_start_known(self) -> None:
+        """The timeline learned it holds the chat's first message (no older history):
+        the divider may now sit above that one."""
+        if self.divider_index() == 0:
+            self._remeasure(0, 1)
+
+    def divider_index(self) -> int | None:
+        """Index of the message the "new messages" line sits above, if it is loaded."""
+        after = self.divider_after
+        messages = self.timeline.messages
+        if after is None or not messages or messages[-1].id <= after:
+            return None
+        index = bisect_right(messages, after, key=_by_id)
+        if index == 0 and self.timeline.has_more:
+            return None  # the first unread one may be older than what is loaded
+        return index
+
+    def is_divider(self, index: int) -> bool:
+        """Whether the "new messages" line sits above message ``index``."""
+        after = self.divider_after
+        if after is None or index >= len(self.timeline.messages):
+            return False
+        message = self.timeline.messages[index]
+        if message.id <= after:
+            return False
+        if index == 0:
+            return not self.timeline.has_more
+        return self.timeline.messages[index - 1].id <= after
 
     def relayout(self) -> None:
         """Measure every message again."""
@@ -397,6 +450,7 @@ class Layout:
         new_day = self._day(message.created_at) != self._day(previous.created_at)
         new_group = (
             new_day
+            or self.is_divider(index)
             or message.author != previous.author
             or message.created_at - previous.created_at > GROUP_GAP_SECONDS
         )
@@ -408,8 +462,11 @@ class Layout:
         height = 0
         if new_day:
             height += 1
+        if self.is_divider(index):
+            height += 1
         if new_group:
-            height += 1 if new_day or index == 0 else 2  # a blank line between groups
+            # a blank line between groups (the divider line takes its place)
+            height += 1 if new_day or index == 0 or self.is_divider(index) else 2
         text = message.text.replace("\t", TAB)
         body_width = self.width - BODY_INDENT
         suffix = _SUFFIX.get(self.timeline.state(message), "")
@@ -440,8 +497,12 @@ class Layout:
         out: list[Text] = []
         if new_day:
             out.append(self._day_separator(message.created_at))
+        divider = self.is_divider(index)
+        if divider:
+            side = max(self.width - cell_len(DIVIDER_LABEL), 2)
+            out.append(Text("─" * (side // 2) + DIVIDER_LABEL + "─" * (side - side // 2), _DIVIDER))
         if new_group:
-            if not new_day and index:
+            if not new_day and not divider and index:
                 out.append(Text(""))
             header = Text(message.author, author_style(message.author))
             header.append("  ")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import tzinfo
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from rich.segment import Segment
 from rich.style import Style
@@ -86,6 +86,25 @@ class MessageView(ScrollView, can_focus=True):
             self.chat_id = chat_id
             self.before = before
 
+    class JumpWanted(TextualMessage):
+        """Home with older history not loaded (``oldest``), or End in a window into the
+        past: load the chat's first (or newest) page directly, not page by page."""
+
+        def __init__(self, view: MessageView, chat_id: int, oldest: bool) -> None:
+            super().__init__()
+            self.view = view
+            self.chat_id = chat_id
+            self.oldest = oldest
+
+    class NewerWanted(TextualMessage):
+        """The user scrolled near the bottom of a window into the past."""
+
+        def __init__(self, view: MessageView, chat_id: int, after: int) -> None:
+            super().__init__()
+            self.view = view
+            self.chat_id = chat_id
+            self.after = after
+
     class Selected(TextualMessage):
         """A message was selected (click, j/k)."""
 
@@ -100,6 +119,14 @@ class MessageView(ScrollView, can_focus=True):
             super().__init__()
             self.view = view
             self.message = message
+
+    class Shown(TextualMessage):
+        """The newest message on screen changed (read state follows what is shown)."""
+
+        def __init__(self, view: MessageView, up_to: int) -> None:
+            super().__init__()
+            self.view = view
+            self.up_to = up_to
 
     class UnseenChanged(TextualMessage):
         """The count of new messages below the viewport changed."""
@@ -126,7 +153,11 @@ class MessageView(ScrollView, can_focus=True):
         self.selected: object | None = None
         """Key (id, or client id of a pending send) of the selected message."""
         self._pinned = True
+        self._divider_after: int | None = None
+        self._reveal_pending = False
+        self._last_shown = 0
         self._older_requested = False
+        self._newer_requested = False
         self._total = 0
         self._strips: LRUCache[_StripKey, list[Strip]] = LRUCache(1024)
         self._positions: dict[int, tuple[bool, int, int | None]] = {}
@@ -136,10 +167,15 @@ class MessageView(ScrollView, can_focus=True):
 
     # --- showing a timeline -------------------------------------------------------
 
-    def show(self, timeline: Timeline) -> None:
-        """Show another chat; its scroll position is remembered per chat."""
+    def show(self, timeline: Timeline, at: Literal["top", "bottom"] | None = None) -> None:
+        """Show another chat; its scroll position is remembered per chat (a chat with
+        unread messages then opens at its divider: :meth:`open_at_divider`)."""
         if self.timeline is timeline:
             return
+        same_chat = self.timeline is not None and self.timeline.chat_id == timeline.chat_id
+        if not same_chat:
+            self._divider_after, self._reveal_pending = None, False
+        self._last_shown = 0
         self._remember_position()
         if self.layout_ is not None:
             self.layout_.detach()
@@ -149,10 +185,17 @@ class MessageView(ScrollView, can_focus=True):
         self.unseen = 0
         self._older_requested = False
         self._strips.clear()
+        self._newer_requested = False
         pinned, _line, anchor = self._positions.get(timeline.chat_id, (True, 0, None))
-        self._pinned = pinned
+        if at is not None:
+            self._reveal_pending = False
+            pinned, anchor = at == "bottom", None
+        self._pinned = pinned and not self._reveal_pending and not timeline.has_newer
         self._build_layout()
-        if not pinned and anchor is not None and self.layout_ is not None:
+        if at == "top" and self.layout_ is not None:
+            self.scroll_to(y=0, animate=False, force=True)
+            self.select_index(0)
+        elif not pinned and anchor is not None and self.layout_ is not None:
             index = timeline.index_of(anchor)
             if index is not None:
                 self.scroll_to(y=self.layout_.line_of(index), animate=False, force=True)
@@ -173,12 +216,72 @@ class MessageView(ScrollView, can_focus=True):
         width = self._content_width()
         if self.timeline is None or width <= 0:
             return
-        self.layout_ = Layout(self.timeline, width, me=self.me, tz=self.tz)
+        self.layout_ = Layout(
+            self.timeline, width, me=self.me, tz=self.tz, divider_after=self._divider_after
+        )
         self.layout_.listener = self._timeline_changed
         self._total = self.layout_.total
         self.virtual_size = Size(width, self._total)
-        if self._pinned:
+        if self._reveal_pending:
+            self._reveal()
+        elif self._pinned:
             self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+
+    # --- the "new messages" divider -------------------------------------------------
+
+    def open_at_divider(self, last_read: int) -> None:
+        """Show a "new messages" line above the first message after ``last_read`` and
+        scroll there (now, or when that message arrives); End goes on to the newest."""
+        if self._divider_after is not None:
+            return  # the first opening's line stays while the chat is shown
+        self._divider_after = last_read
+        self._reveal_pending = True
+        self._pinned = False
+        if self.layout_ is not None:
+            self.layout_.set_divider(last_read)
+            self._reveal()
+
+    def _reveal(self) -> None:
+        layout = self.layout_
+        if layout is None:
+            return
+        index = layout.divider_index()
+        if index is None:
+            return  # not loaded yet: older pages are on their way
+        self._reveal_pending = False
+        self.virtual_size = Size(layout.width, layout.total)
+        top = layout.line_of(index)
+        # a line of what was read before stays in view, for context
+        self.scroll_to(y=max(top - 1, 0), animate=False, force=True)
+        self._pinned = top - 1 >= self.max_scroll_y
+        if not self._pinned:
+            bottom = self._visible_index(bottom=True)
+            if bottom is not None:
+                self.unseen = max(len(layout.timeline.messages) - 1 - bottom, 0)
+        self._note_shown()
+
+    @property
+    def reveal_pending(self) -> bool:
+        """The chat opens at its divider, which is not loaded yet (nothing is read)."""
+        return self._reveal_pending
+
+    def last_shown_id(self) -> int | None:
+        """Id of the newest confirmed message on screen (it counts as read)."""
+        layout, timeline = self.layout_, self.timeline
+        if layout is None or timeline is None or not timeline.messages or not layout.total:
+            return None
+        bottom = self._visible_index(bottom=True)
+        if bottom is None:
+            return None
+        return timeline.messages[min(bottom, len(timeline.messages) - 1)].id
+
+    def _note_shown(self) -> None:
+        if self._reveal_pending:
+            return
+        shown = self.last_shown_id()
+        if shown is not None and shown > self._last_shown:
+            self._last_shown = shown
+            self.post_message(self.Shown(self, shown))
 
     def on_resize(self, event: events.Resize) -> None:
         """Lay out again at the new width, keeping the top message in place."""
@@ -212,15 +315,37 @@ class MessageView(ScrollView, can_focus=True):
             # Something above the viewport grew (older history): keep the view still.
             self.scroll_to(y=self.scroll_y + delta, animate=False, force=True)
             self._older_requested = False
-        elif appended and delta > 0:
+        elif appended and delta > 0 and not self._newer_requested:
             self.unseen += 1
         if index == 0:
             self._older_requested = False
+        if self._reveal_pending:
+            self._reveal()
+        self._note_shown()
+        self._maybe_want_older()  # the first page may not fill the view up to the top
         self.refresh()
+
+    def newer_loaded(self) -> None:
+        """A page of newer history arrived in a window into the past."""
+        self._newer_requested = False
+        self._maybe_want_newer()
+
+    def _maybe_want_newer(self) -> None:
+        timeline = self.timeline
+        if timeline is None or not timeline.has_newer or self._newer_requested:
+            return
+        newest = timeline.newest_id
+        if newest is not None and self.scroll_y >= self.max_scroll_y - self.size.height * 2:
+            self._newer_requested = True
+            self.post_message(self.NewerWanted(self, timeline.chat_id, newest))
 
     def older_loaded(self) -> None:
         """A page of older history arrived (or none is left); ask again when needed."""
         self._older_requested = False
+        if self.layout_ is not None and self.timeline is not None and not self.timeline.has_more:
+            self.layout_.history_start_known()
+        if self._reveal_pending:
+            self._reveal()
         self._maybe_want_older()
 
     def _maybe_want_older(self) -> None:
@@ -236,10 +361,14 @@ class MessageView(ScrollView, can_focus=True):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         """Track whether the view is pinned to the bottom; load older near the top."""
         super().watch_scroll_y(old_value, new_value)
-        self._pinned = round(new_value) >= self.max_scroll_y
+        if not self._reveal_pending:
+            at_bottom = round(new_value) >= self.max_scroll_y
+            self._pinned = at_bottom and not (self.timeline and self.timeline.has_newer)
         if self._pinned:
             self.unseen = 0
         self._maybe_want_older()
+        self._maybe_want_newer()
+        self._note_shown()
 
     def watch_unseen(self, count: int) -> None:
         """Tell the chat pane, which shows the badge."""
@@ -247,6 +376,9 @@ class MessageView(ScrollView, can_focus=True):
 
     def follow(self) -> None:
         """Go to the bottom and stay there (the user just sent something)."""
+        self._reveal_pending = False
+        if self.timeline is not None and self.timeline.has_newer:
+            self.post_message(self.JumpWanted(self, self.timeline.chat_id, oldest=False))
         self._pinned = True
         self.unseen = 0
         self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
@@ -321,6 +453,7 @@ class MessageView(ScrollView, can_focus=True):
             timeline.state(message),
             (previous.id or previous.client_id, previous.author) if previous else None,
             layout.width,
+            layout.is_divider(index),
             selected,
             base,
             self.has_focus,
@@ -414,12 +547,21 @@ class MessageView(ScrollView, can_focus=True):
         self.select_index(current + 1)
 
     def action_top(self) -> None:
-        """Jump to the oldest loaded message (g); older ones load on the way."""
+        """Jump to the chat's first message (g): its first page loads at once."""
+        timeline = self.timeline
+        self._reveal_pending = False
+        if timeline is not None and timeline.has_more and timeline.oldest_id is not None:
+            self.post_message(self.JumpWanted(self, timeline.chat_id, oldest=True))
+            return
         self.select_index(0)
         self.scroll_to(y=0, animate=False, force=True)
 
     def action_bottom(self) -> None:
         """Jump to the newest message (G) and follow new ones again."""
+        self._reveal_pending = False
+        if self.timeline is not None and self.timeline.has_newer:
+            self.post_message(self.JumpWanted(self, self.timeline.chat_id, oldest=False))
+            return
         if self.timeline is not None and len(self.timeline):
             self.select_index(len(self.timeline) - 1)
         self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
