@@ -94,7 +94,7 @@ async def test_a_chat_opens_at_the_new_messages_divider_and_reads_as_shown(
             await bob.send(GENERAL_CHAT_ID, f"away {i}")
         assert await _server_unread(alice, GENERAL_CHAT_ID) == 25
         app = make_app(server.url)  # the same client home: resumes, replays what it missed
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
             await until(pilot, lambda: "new messages" in screen_text(app), "the divider")
             await until(pilot, lambda: "away 0" in screen_text(app), "the first unread")
             lines = screen_text(app).splitlines()
@@ -114,6 +114,12 @@ async def test_a_chat_opens_at_the_new_messages_divider_and_reads_as_shown(
                     break
                 await pilot.pause(0.02)
             assert await _server_unread(alice, GENERAL_CHAT_ID) == left
+            await pilot.press(*"/unread", "enter")
+            said = f"{left} unread: general {left}"
+            await until(pilot, lambda: any(n.message == said for n in app._notifications), said)
+            if app.screen is not app.main:  # the unread messages themselves, listed
+                await pilot.press("escape")
+                await until(pilot, lambda: app.screen is app.main, "back to the chat")
             # End jumps to the newest: now everything is read.
             assert app.main is not None
             app.main.view.focus()

@@ -1007,6 +1007,9 @@ class MessengerApp(App[None]):
                     self.notify(text, timeout=5)
                 case slash.ErrorOut():
                     self.notify(out.text, severity="error")
+                case slash.UnreadOut(total=total, chats=chats):
+                    per_chat = ", ".join(f"{c.chat} {c.count}" for c in chats)
+                    self.notify(f"{total} unread" + (f": {per_chat}" if per_chat else ""))
                 case slash.StatusOut(status=status):
                     screen = StatusScreen(status, tz=self.options.tz)
                     self.push_screen(screen)
