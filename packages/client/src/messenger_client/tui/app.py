@@ -555,6 +555,9 @@ class MessengerApp(App[None]):
 
     @on(MessageView.JumpWanted)
     def _jump_wanted(self, event: MessageView.JumpWanted) -> None:
+        if event.oldest and self.connection.state != "connected":
+            event.view.top_of_loaded()  # offline: page back through the cache
+            return
         self._jump(event.chat_id, 0 if event.oldest else None)
 
     def _open_unread(self, chat: Chat) -> None:
@@ -584,6 +587,8 @@ class MessengerApp(App[None]):
                 page = await client.history(chat_id, limit=LATEST_PAGE)
         except (ApiError, ServerUnavailable) as exc:
             self.notify(describe_error(exc, self.server), severity="error")
+            if after == 0 and main.current_chat == chat_id:
+                main.view.top_of_loaded()
             return
         timeline = store.jump(chat_id, page, after=after)
         if main.current_chat == chat_id:

@@ -553,6 +553,11 @@ class MessageView(ScrollView, can_focus=True):
         if timeline is not None and timeline.has_more and timeline.oldest_id is not None:
             self.post_message(self.JumpWanted(self, timeline.chat_id, oldest=True))
             return
+        self.top_of_loaded()
+
+    def top_of_loaded(self) -> None:
+        """Go to the oldest loaded message; older ones load on the way (from the cache
+        while offline)."""
         self.select_index(0)
         self.scroll_to(y=0, animate=False, force=True)
 
