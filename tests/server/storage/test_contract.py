@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
 
@@ -328,9 +328,12 @@ async def _run(store: Store) -> Log:
 
 
 def _methods(interface: type[Any]) -> set[str]:
+    """Public methods of a protocol, those of the protocols it combines included."""
     return {
         name
-        for name, member in vars(interface).items()
+        for cls in interface.__mro__
+        if cls not in (object, Protocol, Generic)
+        for name, member in vars(cls).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
 
