@@ -14,6 +14,7 @@ from messenger_protocol import (
     ENDPOINTS,
     ApiError,
     ErrorCode,
+    Message,
     MessageCreated,
     SseParser,
     decode_event,
@@ -88,14 +89,21 @@ def test_every_endpoint_has_a_handler(tmp_path: Path) -> None:
 
 
 def test_a_binding_is_checked_against_the_table_at_start() -> None:
-    async def post(actor: object, chat_id: int, body: object) -> None:
+    async def post(actor: object, chat_id: int, body: object) -> Message:
+        raise AssertionError("not called")
+
+    async def forget(actor: object, chat_id: int, body: object) -> None:
         return None
 
-    bind(endpoints.SEND, post)  # (actor, chat_id, body): as the table says
+    bind(endpoints.SEND, post)  # (actor, chat_id, body) -> Message: as the table says
     with pytest.raises(TypeError, match="send"):
         bind(endpoints.SEND, post, actor=False)
     with pytest.raises(TypeError, match="chat"):
         bind(endpoints.CHAT, post)  # (actor, chat_id): one argument short
+    with pytest.raises(TypeError, match="the table says"):
+        bind(endpoints.SEND, forget)  # answers Ok, the table says Message
+    with pytest.raises(TypeError, match="mark_read"):
+        bind(endpoints.MARK_READ, post)  # answers a Message, the table says Chat
 
 
 async def test_a_bound_method_that_returns_nothing_answers_ok(app: App) -> None:

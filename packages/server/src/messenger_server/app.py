@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,8 +107,9 @@ def bind(endpoint: AnyEndpoint, method: ServiceMethod, *, actor: bool = True) ->
 
     The method is called with the acting user (unless ``actor`` is False), then the
     path parameters in the order of the path, then the body, then the query, as the
-    table declares them; a method that returns None answers :class:`Ok`. The
-    signature is checked here, at start, not at the first request.
+    table declares them; a method that returns None answers :class:`Ok`. Its
+    parameters and its return type are checked against the table here, at start,
+    not at the first request.
     """
     names = endpoint.params
     count = int(actor) + len(names) + (endpoint.request is not None) + (endpoint.query is not None)
@@ -115,6 +117,13 @@ def bind(endpoint: AnyEndpoint, method: ServiceMethod, *, actor: bool = True) ->
         inspect.signature(method).bind(*range(count))
     except TypeError as exc:
         raise TypeError(f"{endpoint.name}: {method.__qualname__} cannot take {count} args") from exc
+    returns = typing.get_type_hints(method).get("return")
+    answers = Ok if returns is type(None) else returns
+    if answers is not endpoint.response:
+        raise TypeError(
+            f"{endpoint.name}: {method.__qualname__} returns {returns}, the table says"
+            f" {endpoint.response}"
+        )
     with_body = endpoint.request is not None
     with_query = endpoint.query is not None
 
