@@ -143,3 +143,16 @@ async def test_comments_go_with_their_root_and_max_age_applies(timed: Harness) -
     await timed.app.retention.expire()
     left = await timed.app.store.read(lambda tx: [tx.message(root.id), tx.message(comment.id)])
     assert left == [None, None]
+
+
+async def test_too_far_ahead_says_the_limit_in_words(timed: Harness) -> None:
+    """Issue 9 item 12: "at most 31536000 s ahead" was a raw number of seconds."""
+    alice = await timed.user("alice")
+    ahead = timed.app.scheduler.settings.schedule_max_ahead
+    too_far = timed.clock.now() + ahead + 60
+    with pytest.raises(ApiError) as refused:
+        await timed.app.scheduler.schedule(
+            alice, ScheduleMessage(chat_id=1, text="x", send_at=too_far)
+        )
+    assert refused.value.code is ErrorCode.INVALID
+    assert refused.value.message == f"a message can be scheduled at most {ahead // 86400} d ahead"

@@ -23,6 +23,7 @@ from messenger_protocol import (
     ScheduledUpdated,
     ScheduleMessage,
     SendMessage,
+    format_duration,
 )
 
 from ..clock import POLL_SECONDS, Clock, wait_until
@@ -90,7 +91,7 @@ class SchedulerService:
         if body.send_at > now + ahead:
             raise ApiError(
                 ErrorCode.INVALID,
-                f"a message can be scheduled at most {ahead} s ahead",
+                f"a message can be scheduled at most {format_duration(ahead)} ahead",
                 limit=ahead,
             )
         await self.moderation.require_not_banned(actor.user_id)

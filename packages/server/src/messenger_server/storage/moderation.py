@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Protocol
 
-from messenger_protocol import Complaint
+from messenger_protocol import Complaint, format_duration, format_time
 
 from ..states import COMPLAINT, sources
 from .base import Tx
@@ -204,7 +205,8 @@ class SqlModerationQueries:
             f" WHERE target_id = ? AND (counted = 1 OR state IN ({among}))",
             (*actionable, by, now, user_id, *actionable),
         )
-        self.add_audit(now, by, "ban", login, f"{seconds:g} s until {until:.0f}: {reason}")
+        ends = format_time(until, tz=UTC, zone=True)
+        self.add_audit(now, by, "ban", login, f"{format_duration(seconds)} until {ends}: {reason}")
         return until
 
     def lift_bans(self, user_id: int, login: str, now: float, by: str) -> int:
