@@ -7,8 +7,9 @@ Three parts, each usable alone:
   (text without a leading ``/`` is a send to the current chat; ``//x`` sends ``/x``).
 * :class:`CommandRunner` -- performs a parsed command with the client library and
   returns typed :data:`Output` items (:class:`MessageOut`, :class:`InfoOut`,
-  :class:`ErrorOut`, :class:`TableOut`, ...) that each UI renders its own way. It never
-  raises for a server error: every failure becomes an :class:`ErrorOut`.
+  :class:`ErrorOut`, :class:`TableOut`, ... -- tagged Structs, see
+  :mod:`messenger_client.outputs`) that each UI renders its own way. It never raises
+  for a server error: every failure becomes an :class:`ErrorOut`.
 
 :func:`complete` offers tab completions of commands, logins and chat names.
 """

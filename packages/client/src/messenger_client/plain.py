@@ -3,10 +3,15 @@
 Reads stdin line by line without blocking the event loop (a reader thread feeds an
 asyncio queue, so pipes, files and terminals all work), runs each line through the
 shared :class:`~messenger_client.commands.CommandRunner`, and prints live events as
-they arrive, between answers. ``--json`` prints every output as one JSON object.
+they arrive, between answers. ``--json`` prints every output as one typed JSON object
+(:mod:`messenger_client.outputs`).
 
-After a login it prints the last messages of the general chat and streams events
-from the session's ``last_event_id``; messages it printed are marked read.
+After a login it prints the newest ``history_on_connect`` messages of the general chat
+(the server's setting) and how many messages are unread per chat, and streams events
+from the session's ``last_event_id``. That history marks nothing read; a message
+printed later marks its chat read up to it, unless older unread messages of that chat
+were never printed (``/unread`` prints them all). Plain text goes to the chat last
+written to with ``/send``, ``/private`` or ``/send_chat``.
 """
 
 from __future__ import annotations
