@@ -81,7 +81,8 @@ async def test_a_chat_opens_at_the_new_messages_divider_and_reads_as_shown(
     server = server_factory(args=["--rate-limit-messages", "100"])
     bob = Client(server.url)
     await bob.register("bob", "secret12")
-    await fill(bob, GENERAL_CHAT_ID, [f"before {i}" for i in range(5)])
+    for i in range(5):  # one by one: "before 4" is the newest
+        await bob.send(GENERAL_CHAT_ID, f"before {i}")
     first = make_app(server.url)
     async with first.run_test(size=SIZE) as pilot:
         await register_in_app(pilot, first, "alice")
