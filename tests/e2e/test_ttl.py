@@ -104,7 +104,8 @@ async def test_ttl_zero_keeps_messages(
     srv = _clocked(server_factory, tmp_path, "--message-ttl", "0")
     alice = (await register(srv.url, "alice"))["token"]
     message = (await send(srv.url, alice, "forever")).json()
-    srv.set_time(T0 + 1000 * TTL)
+    # 20 days: far past any message lifetime, within the 30-day session idle timeout.
+    srv.set_time(T0 + 480 * TTL)
     assert await _ids(srv, alice) == [message["id"]]
 
 
