@@ -125,3 +125,10 @@ def test_a_refused_file_says_its_size_and_the_limit() -> None:
     assert format_too_large(five + 1, five) == "file is 1 byte over the limit of 5.0 MiB"
     assert format_too_large(five + 2, five) == "file is 2 bytes over the limit of 5.0 MiB"
     assert format_too_large(None, five) == "file is over the limit of 5.0 MiB"
+
+
+def test_a_moment_beyond_the_calendar_is_the_last_day_people_can_read() -> None:
+    """A ban of 2**63-1 seconds (the protocol allows it) must not crash the formatter."""
+    assert format_time(2**63 - 1, tz=UTC).startswith("9999-12-31")
+    assert format_time(-(2**63), tz=UTC).endswith("-01-02 00:00")
+    assert "in " in format_time(2**63 - 1, now=0, tz=UTC, relative=True)

@@ -129,5 +129,12 @@ def format_time(
     return text
 
 
+_EARLIEST = -62_135_596_800 + 86_400
+"""0001-01-02 00:00 UTC: a day inside datetime's range, whatever the zone."""
+_LATEST = 253_402_214_400
+"""9999-12-31 00:00 UTC: a ban of 2**63-1 seconds still ends at a moment people can read."""
+
+
 def _moment(ts: float, tz: tzinfo | None) -> datetime:
+    ts = min(max(ts, _EARLIEST), _LATEST)
     return datetime.fromtimestamp(ts, tz) if tz is not None else datetime.fromtimestamp(ts)
