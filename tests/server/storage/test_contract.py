@@ -183,8 +183,8 @@ def _setup(tx: Tx, log: Log) -> None:
     t.upsert_join_request(group, carol, 58.0, False)  # stays keyed
     t.join_request(group, carol)
     t.join_requests(group)
-    t.delete_join_request(group, carol)
-    t.delete_join_request(group, carol)
+    t.decide_join_request(group, carol, "approved")
+    t.decide_join_request(group, carol, "rejected")  # settled already: none left
     t.message_count()
 
     f: FileQueries = q["files"]

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from messenger_protocol import ApiError, ErrorCode, ProtocolViolation, limits
 
+from ..states import CONNECTION, require
 from ._messages import Body, Handler, Headers, Request, Response, ResponseStream, StreamResponse
 from ._wire import (
     BadRequest,
@@ -127,12 +128,6 @@ class HttpLimits:
 
 _SPENT_PARSER = ServerParser()
 """Stands in for the parser of a connection that became a stream (never used again)."""
-
-
-class _State:
-    IDLE = 0
-    BUSY = 1
-    STREAMING = 2
 
 
 class HttpServer:
@@ -301,7 +296,8 @@ class _Connection:
         self.ip = ip
         self._parser = ServerParser(server.limits.max_request_head)
         self.authenticated = False
-        self.state = _State.IDLE
+        self.state = "idle"
+        """Where the connection is in :data:`~messenger_server.states.CONNECTION`."""
         self.task: asyncio.Task[Any] | None = None  # set when run() starts
         self.stream_protocol: _StreamProtocol | None = None
         self._body_done = True
@@ -316,8 +312,12 @@ class _Connection:
 
     def shutdown(self) -> None:
         """Server closing: idle connections go now, event streams end, busy ones finish."""
-        if self.state != _State.BUSY and self.task is not None:
+        if self.state in ("idle", "streaming") and self.task is not None:
             self.task.cancel()
+
+    def _move(self, to: str) -> None:
+        """Change state as :data:`~messenger_server.states.CONNECTION` allows (else raise)."""
+        self.state = require(CONNECTION, self.state, to)
 
     def _authenticated(self) -> None:
         self.authenticated = True
@@ -327,7 +327,6 @@ class _Connection:
         self.task = asyncio.current_task()
         try:
             while not self._server._closing:
-                self.state = _State.IDLE
                 try:
                     head = await self._read_head()
                 except BadRequest as exc:
@@ -345,9 +344,10 @@ class _Connection:
                     return
                 if head is None:
                     return
-                self.state = _State.BUSY
+                self._move("handling")
                 if not await self._exchange(head):
                     return
+                self._move("idle")
                 self._parser.start_next_cycle()
         except (ConnectionError, BadRequest, TimeoutError) as exc:
             log.debug("%s dropped: %r", self.peer, exc)
@@ -359,6 +359,7 @@ class _Connection:
             if _log_limit.allow("connection failure"):
                 log.exception("connection %s failed", self.peer)
         finally:
+            self._move("closing")
             try:
                 await self._close()
             finally:
@@ -570,9 +571,11 @@ class _Connection:
         if close:
             await self._linger()
             return False
-        if not self._body_done and not await self._discard_body():
-            await self._linger()
-            return False
+        if not self._body_done:
+            self._move("draining")
+            if not await self._discard_body():
+                await self._linger()
+                return False
         return self._parser.keep_alive and not self._server._closing
 
     def _check_reserved(self, request: Request) -> None:
@@ -670,7 +673,7 @@ class _Connection:
         self.transport.set_protocol(protocol)
         if not self.transport.is_reading():
             self.transport.resume_reading()
-        self.state = _State.STREAMING
+        self._move("streaming")
         try:
             await result.producer(stream)
             if protocol.peer_gone and task.cancelling():

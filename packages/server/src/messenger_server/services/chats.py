@@ -171,9 +171,12 @@ class ChatService:
         log.info("%s created chat %s (%d)", actor.login, chat.name, chat.id)
         return chat
 
-    def _admit(self, tx: Tx, chat: ChatRecord, user: UserRecord, now: float) -> None:
-        """Make a user a member (read up to now) and tell the chat."""
-        tx.delete_join_request(chat.id, user.id)
+    def _admit(
+        self, tx: Tx, chat: ChatRecord, user: UserRecord, now: float, how: str = "invited"
+    ) -> None:
+        """Make a user a member (read up to now) and tell the chat; a pending request of
+        theirs is settled as ``how`` (approved, or invited when the owner added them)."""
+        tx.decide_join_request(chat.id, user.id, how)
         if tx.add_member(chat.id, user.id, now, chat.last_message_id):
             self._announce(tx, chat.id)
 
@@ -357,7 +360,7 @@ class ChatService:
             user = _user(tx, login)
             if tx.join_request(chat_id, user.id) is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"{login} has not asked to join")
-            self._admit(tx, chat, user, now)
+            self._admit(tx, chat, user, now, "approved")
             self.events.emit(
                 tx, JoinDecided(chat_id=chat_id, chat_name=chat.name, approved=True),
                 user_id=user.id,
@@ -372,7 +375,7 @@ class ChatService:
         def unit(tx: Tx) -> None:
             chat = require_owner(tx, chat_id, actor.user_id)
             user = _user(tx, login)
-            if not tx.delete_join_request(chat_id, user.id):
+            if not tx.decide_join_request(chat_id, user.id, "rejected"):
                 raise ApiError(ErrorCode.NOT_FOUND, f"{login} has not asked to join")
             self.events.emit(
                 tx, JoinDecided(chat_id=chat_id, chat_name=chat.name, approved=False),

@@ -314,8 +314,10 @@ class LinkQueries(Protocol):
         """``(login, created_at, with_key)`` of a chat's pending requests, oldest first."""
         ...
 
-    def delete_join_request(self, chat_id: int, user_id: int) -> bool:
-        """Drop a pending request; False if there was none."""
+    def decide_join_request(self, chat_id: int, user_id: int, to: str) -> bool:
+        """Settle a pending request as ``to`` (approved, rejected, invited: the table
+        :data:`~messenger_server.states.JOIN_REQUEST`; another state is refused with
+        :class:`~messenger_server.states.IllegalTransition`); False if there was none."""
         ...
 
 

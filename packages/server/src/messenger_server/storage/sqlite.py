@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from messenger_protocol import Chat, LoginRecord, Message
 
+from ..states import JOIN_REQUEST, require
 from .migrations import MIGRATIONS, sqlite_script
 from .records import (
     ChatRecord,
@@ -624,8 +625,10 @@ class SqliteTx:
         )
         return [(r[0], r[1], bool(r[2])) for r in rows]
 
-    def delete_join_request(self, chat_id: int, user_id: int) -> bool:
-        """Drop a pending request; False if there was none."""
+    def decide_join_request(self, chat_id: int, user_id: int, to: str) -> bool:
+        """Settle a pending request as ``to`` (see :data:`~messenger_server.states.JOIN_REQUEST`);
+        False if there was none. Only pending requests are stored, so settling one deletes it."""
+        require(JOIN_REQUEST, "pending", to)
         cur = self.conn.execute(
             "DELETE FROM join_requests WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)
         )
