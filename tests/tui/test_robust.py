@@ -3,22 +3,31 @@ screen's Cancel racing its own live event."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual import on
+from textual import events, on
+from textual.dom import DOMNode
 from textual.message import Message as TextualMessage
 from textual.widgets import Button
 
+import messenger_client.tui
 from messenger_client.tui import app as app_module
 from messenger_client.tui.app import MessengerApp, TuiOptions
+from messenger_client.tui.robust import Guarded
+from messenger_client.tui.screens.main import MainScreen
 from messenger_client.tui.timeline import utc
+from messenger_client.tui.widgets.message_view import MessageView
 from messenger_client.tui.widgets.moderation import ScheduledScreen
 from tests.support.server import ServerProcess
-from tests.tui.conftest import client_config, until
+from tests.tui.conftest import click, client_config, until
 from tests.tui.test_app import SIZE, register_in_app, screen_text
+
+ROBUST_LOG = "messenger_client.tui.robust"
+"""The logger of the one place that reports what failed."""
 
 
 def notes(app: MessengerApp) -> str:
@@ -76,7 +85,7 @@ async def test_a_failing_worker_or_handler_is_one_error_line_and_the_app_lives(
         main = app.main
         assert main is not None
         caplog.clear()
-        with caplog.at_level(logging.ERROR, logger="messenger_client.tui.app"):
+        with caplog.at_level(logging.ERROR, logger=ROBUST_LOG):
             app.run_worker(_failing("worker bug"), name="injected")
             await until(pilot, lambda: "worker bug" in notes(app), "the worker's error")
             main.run_worker(_failing("screen worker bug"), name="screen job")
@@ -87,7 +96,7 @@ async def test_a_failing_worker_or_handler_is_one_error_line_and_the_app_lives(
         assert "Something went wrong (injected): worker bug" in lines
         assert "Something went wrong (screen job): screen worker bug" in lines
         assert any(line.startswith("Something went wrong (Boom)") for line in lines)
-        records = [r for r in caplog.records if r.name == "messenger_client.tui.app"]
+        records = [r for r in caplog.records if r.name == ROBUST_LOG]
         assert [r.getMessage() for r in records] == [
             "injected failed",
             "screen job failed",
@@ -98,3 +107,79 @@ async def test_a_failing_worker_or_handler_is_one_error_line_and_the_app_lives(
         await pilot.press(*"still here", "enter")
         await until(pilot, lambda: app.store and app.store.timeline(1).newest_id, "sent")
         assert app.is_running and app.return_code is None
+
+
+async def test_a_failing_screen_or_widget_handler_is_one_error_line_and_both_live_on(
+    server: ServerProcess,
+    make_app: Callable[..., MessengerApp],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Item 6: an exception in a screen's own event handler (the main screen's paste) and
+    in a widget's (the message view's click) is a one-line error and a log entry with the
+    traceback; the app, that screen and that widget keep answering (Textual would end the
+    app, and first the node's own message loop)."""
+
+    def broken_paste(self: MainScreen, event: events.Paste) -> None:
+        raise ValueError("paste handler bug")
+
+    def broken_click(self: MessageView, event: events.Click) -> None:
+        raise LookupError(f"click handler bug {self.id}")
+
+    monkeypatch.setattr(MainScreen, "on_paste", broken_paste)
+    monkeypatch.setattr(MessageView, "on_click", broken_click)
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await register_in_app(pilot, app, "alice")
+        main = app.main
+        assert main is not None
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger=ROBUST_LOG):
+            main.post_message(events.Paste("pasted"))
+            await until(pilot, lambda: "paste handler bug" in notes(app), "the screen's error")
+            await click(pilot, "#messages")
+            await until(pilot, lambda: "click handler bug" in notes(app), "the widget's error")
+            # The same widget and screen still take events: the next ones fail again.
+            await click(pilot, "#messages")
+            main.post_message(events.Paste("again"))
+            await until(pilot, lambda: notes(app).count("click handler bug") == 2, "2nd click")
+            await until(pilot, lambda: notes(app).count("paste handler bug") == 2, "2nd paste")
+        lines = notes(app).splitlines()
+        assert "Something went wrong (Paste): paste handler bug" in lines
+        assert "Something went wrong (Click): click handler bug messages" in lines
+        records = [r for r in caplog.records if r.name == ROBUST_LOG]
+        assert (
+            sorted(r.getMessage() for r in records) == ["Click failed"] * 2 + ["Paste failed"] * 2
+        )
+        assert all(r.exc_info for r in records), "the log has the traceback"
+        # Keys still work: typing goes to the composer and Enter sends.
+        main.composer.focus()
+        await pilot.press(*"still alive", "enter")
+        await until(pilot, lambda: app.store and app.store.timeline(1).newest_id, "sent")
+        assert app.is_running and app.return_code is None
+        assert app.screen is main
+
+
+def _dom_classes() -> list[type[DOMNode]]:
+    """Every screen, widget and app class the TUI defines."""
+    found: list[type[DOMNode]] = []
+    root = Path(messenger_client.tui.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        name = ".".join(("messenger_client", *path.relative_to(root.parent).with_suffix("").parts))
+        module = importlib.import_module(name.removesuffix(".__init__"))
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, DOMNode)
+                and value.__module__ == module.__name__
+            ):
+                found.append(value)
+    return found
+
+
+def test_every_screen_and_widget_of_the_tui_is_guarded() -> None:
+    """Item 6: the one place covers every node the TUI defines, also ones added later."""
+    classes = _dom_classes()
+    assert MainScreen in classes and MessageView in classes and MessengerApp in classes
+    unguarded = [c.__qualname__ for c in classes if not issubclass(c, Guarded)]
+    assert unguarded == []

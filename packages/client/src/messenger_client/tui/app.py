@@ -24,7 +24,6 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
-from textual.message import Message as TextualMessage
 from textual.worker import NoActiveWorker, WorkerFailed, get_current_worker
 
 from messenger_protocol import (
@@ -48,6 +47,7 @@ from ..events import ConnectionState, EventStream
 from ..logs import setup_logging
 from .commands import ChatsProvider, MessengerCommands
 from .messages import LoginRequested, OpenChat, OpenDirect
+from .robust import Guarded, describe_error, report_failure, session_over_reason
 from .screens.admin import AdminScreen
 from .screens.groups import connected as groups_connected
 from .screens.groups import group_event, request_decided
@@ -114,31 +114,7 @@ def load_options(path: Path) -> TuiOptions:
     return options
 
 
-def session_over_reason(exc: ApiError) -> str:
-    """The one line the login screen shows when the session's token stopped working."""
-    if exc.code == ErrorCode.SESSION_EXPIRED:
-        return exc.message[:1].upper() + exc.message[1:]  # says why, and to log in again
-    return "Your session has ended; please log in again"
-
-
-def describe_error(exc: BaseException, server: str = "") -> str:
-    """One human line for a failed call."""
-    if isinstance(exc, ServerUnavailable):
-        return f"Cannot reach the server {server}".rstrip() + " -- is it running?"
-    if isinstance(exc, ApiError):
-        match exc.code:
-            case ErrorCode.UNAUTHORIZED:
-                return "Wrong login or password"
-            case ErrorCode.SESSION_EXPIRED:
-                return session_over_reason(exc)
-            case ErrorCode.CONFLICT:
-                return f"That login is taken: {exc.message}"
-            case _:
-                return exc.message
-    return str(exc) or type(exc).__name__
-
-
-class MessengerApp(App[None]):
+class MessengerApp(Guarded, App[None]):
     """The messenger terminal app."""
 
     CSS_PATH = "app.tcss"
@@ -1122,39 +1098,21 @@ class MessengerApp(App[None]):
     # --- workers -------------------------------------------------------------------------
 
     def _handle_exception(self, error: Exception) -> None:
-        """One place for what nothing else caught: a failed worker (the app's or any
-        screen's) becomes a one-line error and a log entry, never a dead app.
-
-        Textual calls this for every worker that raised (their ``StateChanged`` does not
-        bubble up from screens) and for handlers; handler errors of the app itself are
-        caught in :meth:`_dispatch_message` before they reach here.
-        """
+        """What no handler caught (handlers of the app, its screens and widgets are
+        :class:`~.robust.Guarded`): a failed worker, the app's or any screen's (their
+        ``StateChanged`` does not bubble up from screens), or a timer. It becomes a
+        one-line error and a log entry, never a dead app."""
+        if not self.is_running or self._closing:
+            super()._handle_exception(error)
+            return
         if isinstance(error, WorkerFailed):
             try:
                 where = get_current_worker().name or "a task"
             except NoActiveWorker:
                 where = "a task"
-            self._report_failure(where, error.error)
+            report_failure(self, where, error.error)
             return
-        super()._handle_exception(error)
-
-    async def _dispatch_message(self, message: TextualMessage) -> None:
-        """The app's handlers: an exception is reported, and the app goes on."""
-        try:
-            await super()._dispatch_message(message)
-        except Exception as error:
-            if not self.is_running:
-                raise
-            self._report_failure(type(message).__name__, error)
-
-    def _report_failure(self, where: str, error: BaseException) -> None:
-        log.error("%s failed", where, exc_info=error)
-        if self._closing or not self.is_running:
-            return  # torn down mid-call while quitting: nobody to tell
-        text = describe_error(error).splitlines()[0] if str(error) else type(error).__name__
-        if len(text) > 160:
-            text = text[:159] + "…"
-        self.notify(f"Something went wrong ({where}): {text}", severity="error")
+        report_failure(self, type(error).__name__, error)
 
     async def on_unmount(self) -> None:
         """Close the connection and the cache."""

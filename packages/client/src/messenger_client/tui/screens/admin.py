@@ -39,6 +39,7 @@ from messenger_protocol import (
 )
 
 from ...api import ServerUnavailable
+from ..robust import Guarded
 
 __all__ = ["STATS_EVERY", "AdminApi", "AdminScreen"]
 
@@ -60,7 +61,7 @@ class AdminApi(Protocol):
     async def admin_settings(self) -> Settings: ...
 
 
-class AdminScreen(Screen[None]):
+class AdminScreen(Guarded, Screen[None]):
     """Users, complaints, stats, settings; actions go straight to the server."""
 
     DEFAULT_CSS = """

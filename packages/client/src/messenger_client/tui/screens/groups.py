@@ -43,6 +43,7 @@ from messenger_protocol import (
 
 from ...api import Client, ServerUnavailable
 from ...commands import parse_invite
+from ..robust import Guarded
 
 if TYPE_CHECKING:
     from ..app import MessengerApp
@@ -133,7 +134,7 @@ def _messenger(widget: Widget) -> MessengerApp:
     return app
 
 
-class GroupDialog(ModalScreen[None]):
+class GroupDialog(Guarded, ModalScreen[None]):
     """Base of the group dialogs: a titled box, an error line, Esc closes."""
 
     DEFAULT_CSS = DIALOG_CSS
@@ -585,7 +586,7 @@ async def decide(app: MessengerApp, request: JoinRequest, approve: bool) -> bool
 # --- the join-request bar ------------------------------------------------------------
 
 
-class JoinRequestBar(Horizontal):
+class JoinRequestBar(Guarded, Horizontal):
     """Above the messages while someone waits to join a chat the user owns."""
 
     DEFAULT_CSS = """

@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label
 
 from ... import commands as slash
+from ..robust import Guarded
 from ..widgets.chat_list import ChatList
 from ..widgets.composer import COMPOSER_KEYS
 from ..widgets.message_view import MessageView
@@ -84,7 +85,7 @@ def help_rows(app: App[Any], keymap: Mapping[str, str] | None = None) -> list[He
     return rows
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Guarded, ModalScreen[None]):
     """Commands and keys; type to filter, Esc closes."""
 
     DEFAULT_CSS = """

@@ -15,6 +15,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 from messenger_protocol import limits
 
 from ..messages import LoginRequested
+from ..robust import Guarded
 
 __all__ = ["LoginScreen", "server_url"]
 
@@ -40,7 +41,7 @@ def server_label(url: str) -> str:
     return f"{parts.hostname}:{parts.port or limits.DEFAULT_PORT}"
 
 
-class LoginScreen(Screen[None]):
+class LoginScreen(Guarded, Screen[None]):
     """Log in or register; errors show under the form.
 
     Keys typed in a burst (a password manager's autotype: login, Tab, password, Enter)

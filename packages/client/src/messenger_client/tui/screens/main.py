@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from messenger_protocol import Chat, Message, format_count
 
+from ..robust import Guarded
 from ..timeline import Timeline
 from ..widgets.chat_list import ChatList
 from ..widgets.composer import Completer, Composer
@@ -41,7 +42,7 @@ def _goto(n: int) -> Binding:
     )  # fmt: skip
 
 
-class MainScreen(Screen[None]):
+class MainScreen(Guarded, Screen[None]):
     """Where the user spends their time. The app feeds it; it posts what the user does."""
 
     # Priority: these must work while the composer (a TextArea, which has its own

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Static
 from messenger_protocol import format_count, format_time
 
 from ... import commands as slash
+from ..robust import Guarded
 from ..timeline import author_style, render_markdown
 
 __all__ = ["OutputScreen", "render_outputs"]
@@ -56,7 +57,7 @@ def render_outputs(outputs: Sequence[slash.Output], tz: tzinfo | None = None) ->
     return Group(*parts)
 
 
-class OutputScreen(ModalScreen[None]):
+class OutputScreen(Guarded, ModalScreen[None]):
     """The answer of a command; Esc closes."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

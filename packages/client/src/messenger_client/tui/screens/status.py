@@ -17,6 +17,8 @@ from textual.widgets import Footer, Static
 
 from messenger_protocol import Status, format_time
 
+from ..robust import Guarded
+
 __all__ = ["StatusScreen", "render_status"]
 
 
@@ -66,7 +68,7 @@ def render_status(status: Status, tz: tzinfo | None = None) -> RenderableType:
     return Group(*parts)
 
 
-class StatusScreen(ModalScreen[None]):
+class StatusScreen(Guarded, ModalScreen[None]):
     """A modal with the user's status; Esc closes, r reloads."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -45,6 +45,7 @@ from messenger_protocol import (
 )
 
 from ...api import Client, ServerUnavailable
+from ..robust import Guarded
 from ..timeline import Layout, Timeline
 
 __all__ = [
@@ -217,7 +218,7 @@ def preview_of(path: Path, mime: str) -> Text | None:
 # --- cards ----------------------------------------------------------------------------
 
 
-class AttachmentCard(Static, can_focus=True):
+class AttachmentCard(Guarded, Static, can_focus=True):
     """One attachment: icon, name, size, type; Enter or a click asks for a download."""
 
     DEFAULT_CSS = """
@@ -267,7 +268,7 @@ def _open_command(path: Path) -> list[str] | None:
     return [opener, str(path)]
 
 
-class AttachmentsScreen(ModalScreen[None]):
+class AttachmentsScreen(Guarded, ModalScreen[None]):
     """The attachments of a message: download with progress, open, copy path, preview."""
 
     DEFAULT_CSS = """
@@ -389,7 +390,7 @@ class AttachmentsScreen(ModalScreen[None]):
 # --- attaching ------------------------------------------------------------------------
 
 
-class AttachScreen(ModalScreen[Attachment | None]):
+class AttachScreen(Guarded, ModalScreen[Attachment | None]):
     """Pick a file (tree or pasted path), upload it with progress; dismissed with it."""
 
     DEFAULT_CSS = """

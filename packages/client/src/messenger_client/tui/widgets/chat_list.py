@@ -15,6 +15,8 @@ from textual.widgets.option_list import Option
 
 from messenger_protocol import Chat, User
 
+from ..robust import Guarded
+
 __all__ = ["ChatList", "chat_label"]
 
 _ONLINE = Style(color="#98c379")
@@ -52,7 +54,7 @@ def chat_label(chat: Chat, users: dict[str, User], number: int | None = None) ->
     return grid
 
 
-class ChatList(OptionList):
+class ChatList(Guarded, OptionList):
     """The chats of the user; posts :class:`ChatList.ChatChosen`."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

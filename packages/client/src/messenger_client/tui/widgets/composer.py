@@ -13,6 +13,8 @@ from textual import events
 from textual.message import Message as TextualMessage
 from textual.widgets import TextArea
 
+from ..robust import Guarded
+
 __all__ = ["COMPOSER_KEYS", "Completer", "Composer"]
 
 Completer = Callable[[str], list[str]]
@@ -31,7 +33,7 @@ HISTORY_MAX = 200
 """Entries kept in the input history."""
 
 
-class Composer(TextArea):
+class Composer(Guarded, TextArea):
     """Where messages and slash commands are typed."""
 
     DEFAULT_CSS = """

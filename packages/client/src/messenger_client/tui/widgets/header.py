@@ -12,11 +12,12 @@ from textual.widget import Widget
 from messenger_protocol import format_duration
 
 from ...events import ConnectionState
+from ..robust import Guarded
 
 __all__ = ["ConnectionBar"]
 
 
-class ConnectionBar(Widget):
+class ConnectionBar(Guarded, Widget):
     """``messenger · alice @ 127.0.0.1:8000 · ● connected`` (or reconnecting in Ns)."""
 
     DEFAULT_CSS = """

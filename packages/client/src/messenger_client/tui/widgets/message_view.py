@@ -29,6 +29,7 @@ from textual.strip import Strip
 
 from messenger_protocol import Message
 
+from ..robust import Guarded
 from ..timeline import Layout, Timeline
 from .attachments import AttachmentClicked, attachment_at
 from .moderation import fade_level
@@ -43,7 +44,7 @@ FADE_REFRESH_SECONDS = 10.0
 """How often messages about to disappear are redrawn (they fade in steps)."""
 
 
-class MessageView(ScrollView, can_focus=True):
+class MessageView(Guarded, ScrollView, can_focus=True):
     """The messages of the open chat; click or j/k to select, Enter to open a thread."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"message-view--selected"}

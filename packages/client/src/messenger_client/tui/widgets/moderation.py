@@ -27,6 +27,7 @@ from messenger_protocol import (
 )
 
 from ...api import ServerUnavailable
+from ..robust import Guarded
 
 __all__ = [
     "FADE_SECONDS",
@@ -52,7 +53,7 @@ def fade_level(disappears_at: float | None, now: float, window: float = FADE_SEC
     return min(1.0, max(0.0, 1.0 - left / window))
 
 
-class Countdown(Static):
+class Countdown(Guarded, Static):
     """A one-line banner that counts down to a moment and hides itself when it is over."""
 
     def __init__(
@@ -97,7 +98,7 @@ class Countdown(Static):
         self.display = True
 
 
-class ModerationBar(Vertical):
+class ModerationBar(Guarded, Vertical):
     """The banned banner and the rate-limit wait, above the composer."""
 
     DEFAULT_CSS = """
@@ -130,7 +131,7 @@ class ModerationBar(Vertical):
         self.rate_wait.start(self.clock() + retry_after)
 
 
-class ScheduledPanel(VerticalScroll):
+class ScheduledPanel(Guarded, VerticalScroll):
     """Scheduled messages, one row each; pending ones have a Cancel button."""
 
     DEFAULT_CSS = """
@@ -217,7 +218,7 @@ class ScheduledApi(Protocol):
     async def cancel_scheduled(self, scheduled_id: int) -> ScheduledMessage: ...
 
 
-class ScheduledScreen(ModalScreen[None]):
+class ScheduledScreen(Guarded, ModalScreen[None]):
     """A modal with the scheduled-messages panel (``/scheduled``); Esc closes.
 
     Cancel buttons call the server; :meth:`scheduled_changed` takes live updates.

@@ -16,6 +16,8 @@ from textual.widgets.option_list import Option
 
 from messenger_protocol import Contact, User
 
+from ..robust import Guarded
+
 __all__ = ["UsersPanel", "last_seen"]
 
 _ONLINE = Style(color="#98c379")
@@ -35,7 +37,7 @@ def last_seen(ts: float | None, now: float | None = None) -> str:
     raise AssertionError("unreachable")
 
 
-class UsersPanel(OptionList):
+class UsersPanel(Guarded, OptionList):
     """Users and contacts with presence; posts the user's choices."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
