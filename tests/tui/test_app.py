@@ -8,7 +8,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from messenger_client import Client
-from messenger_client.tui.app import MessengerApp, describe_error
+from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.robust import describe_error
 from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.chat_list import ChatList
