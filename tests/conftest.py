@@ -79,7 +79,22 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory()
 
 
+def _pg_skip_reason(report: pytest.TestReport) -> str | None:
+    """The reason of a test skipped for want of PostgreSQL (also from an xdist worker)."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith(postgres.UNAVAILABLE_PREFIX):
+            return reason
+    return None
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line for all skipped PostgreSQL tests."""
-    if _PG_SKIPPED:
-        terminalreporter.write_line(f"PostgreSQL tests skipped: {_PG_SKIPPED[0]}", yellow=True)
+    """One line for all skipped PostgreSQL tests (the workers' skips reach the controller)."""
+    reasons = list(_PG_SKIPPED)
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = _pg_skip_reason(report)
+        if reason is not None:
+            reasons.append(reason)
+    if reasons:
+        terminalreporter.write_line(f"PostgreSQL tests skipped: {reasons[0]}", yellow=True)

@@ -17,12 +17,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 
-__all__ = ["ADMIN_URL", "PgDatabase", "unavailable", "url_with"]
+__all__ = ["ADMIN_URL", "UNAVAILABLE_PREFIX", "PgDatabase", "unavailable", "url_with"]
 
 ADMIN_URL = os.environ.get(
     "MESSENGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 """A database on the test server to connect to for CREATE/DROP DATABASE."""
+
+
+UNAVAILABLE_PREFIX = "no PostgreSQL at "
+"""How every skip reason for want of PostgreSQL begins."""
 
 
 @functools.cache
@@ -34,7 +38,7 @@ def unavailable() -> str | None:
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         parts = urlsplit(ADMIN_URL)  # host and port only: never a password
-        return f"no PostgreSQL at {parts.hostname}:{parts.port or 5432}: {first}"
+        return f"{UNAVAILABLE_PREFIX}{parts.hostname}:{parts.port or 5432}: {first}"
     return None
 
 

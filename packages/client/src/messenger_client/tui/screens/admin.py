@@ -12,6 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import (
     Button,
@@ -216,7 +217,11 @@ class AdminScreen(Guarded, Screen[None]):
             f"database        {format_size(stats.storage_bytes)}\n"
             f"files           {format_size(stats.files_bytes)}"
         )
-        self.query_one("#stats-body", Static).update(body)
+        try:
+            target = self.query_one("#stats-body", Static)
+        except NoMatches:  # the screen closed while the timer's request was out
+            return
+        target.update(body)
 
     def show_settings(self, settings: Settings) -> None:
         """Fill the read-only settings table."""
