@@ -106,6 +106,33 @@ def test_status_lines() -> None:
     assert "member of: general, team" in text
 
 
+def test_json_status_says_every_nested_time_in_unix_and_iso() -> None:
+    """Issue 9 item 14: the times nested inside ``/status`` (connections, logins, chats,
+    the ban and the session's expiry) are Unix seconds and ISO 8601 in ``--json``."""
+    team = Chat(id=5, kind="group", name="team", owner="alice", last_message_at=TODAY_1203)
+    status = Status(
+        user=User(login="alice", last_seen=TODAY_1203),
+        connections=[Connection("s1", "127.0.0.1:5000", "plain", TODAY_1203, current=True)],
+        private_sent=0,
+        private_received=0,
+        owned_chats=[OwnedChat(chat=team)],
+        member_chats=[team],
+        logins=[LoginRecord(at=TODAY_1203, address="127.0.0.1")],
+        banned_until=TODAY_1203 + 3600,
+        session_expires_at=TODAY_1203 + 60,
+    )
+    obj = json.loads(format_json(StatusOut(status)))["status"]
+    when = {"unix": TODAY_1203, "iso": at(TODAY_1203).iso}
+    assert obj["connections"][0]["connected_at"] == when
+    assert obj["logins"][0]["at"] == when
+    assert obj["user"]["last_seen"] == when
+    assert obj["owned_chats"][0]["chat"]["last_message_at"] == when
+    assert obj["member_chats"][0]["last_message_at"] == when
+    assert obj["banned_until"] == {"unix": TODAY_1203 + 3600, "iso": at(TODAY_1203 + 3600).iso}
+    assert obj["session_expires_at"]["iso"] == at(TODAY_1203 + 60).iso
+    assert obj["private_sent"] == 0 and obj["member_chats"][0]["id"] == 5  # not times: as is
+
+
 def test_json_message_object() -> None:
     """Issue 9 item 14: a message line carries the message and its time as Unix and ISO."""
     line = format_json(MessageOut(msg(), "general", live=True))
@@ -115,7 +142,7 @@ def test_json_message_object() -> None:
     message = obj["message"]
     assert message["id"] == 42 and message["text"] == "hello"
     assert message["chat_id"] == 1 and message["author"] == "alice"
-    assert message["created_at"] == TODAY_1203
+    assert message["created_at"] == {"unix": TODAY_1203, "iso": at(TODAY_1203).iso}
     assert obj["created"] == {"unix": TODAY_1203, "iso": at(TODAY_1203).iso}
     assert datetime.fromisoformat(obj["created"]["iso"]).timestamp() == TODAY_1203
 

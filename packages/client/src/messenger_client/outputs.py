@@ -3,7 +3,9 @@
 Each UI renders these its own way (the TUI as notifications, tables and panels; the
 plain console as lines). ``--json`` is one :func:`encode_output` per output: the
 ``kind`` tag and the fields below, data in fields (ids, keys, counts, states), every
-moment as a :class:`Time` (Unix seconds and ISO 8601). Outputs that are a line of
+moment as a :class:`Time` (Unix seconds and ISO 8601), also inside the protocol's models
+an output carries (their time fields, named ``*_at``, ``*_until``, ``at`` and
+``last_seen``, are Unix seconds in the model and a Time in the line). Outputs that are a line of
 information subclass :class:`InfoOut` and keep a ``text`` summary for people; tables
 subclass :class:`TableOut` and keep ``title``/``columns``/``rows`` for display.
 
@@ -377,7 +379,7 @@ class FilesOut(TableOut, tag="files", kw_only=True):
 
 
 class StatusOut(Out, tag="status"):
-    """The answer of ``/status`` (times inside are Unix seconds)."""
+    """The answer of ``/status``; in ``--json`` every time inside it is a Time."""
 
     status: Status
 
@@ -430,6 +432,29 @@ ALL_OUTPUTS: tuple[type[Out], ...] = (
 _encoder = msgspec.json.Encoder()
 
 
+def _is_time_field(name: str) -> bool:
+    """Whether a protocol model's field holds a moment (Unix seconds)."""
+    return name.endswith(("_at", "_until")) or name in ("at", "last_seen")
+
+
+def _times_as_time(value: object) -> object:
+    """``value`` (builtins) with every Unix-seconds time field nested in it as a Time."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                msgspec.to_builtins(at(float(item)))
+                if _is_time_field(key)
+                and isinstance(item, int | float)
+                and not isinstance(item, bool)
+                else _times_as_time(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_times_as_time(item) for item in value]
+    return value
+
+
 def encode_output(out: Out) -> str:
-    """The one JSON line of an output (what ``--json`` prints)."""
-    return _encoder.encode(out).decode()
+    """The one JSON line of an output (what ``--json`` prints): every time a Time."""
+    return _encoder.encode(_times_as_time(msgspec.to_builtins(out))).decode()
