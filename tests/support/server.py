@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0
+"""A deadline, not a wait: start() returns as soon as /healthz answers (a loaded machine
+may take many seconds to import and migrate)."""
 
 
 def free_port() -> int:

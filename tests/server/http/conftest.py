@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from messenger_server.http import Handler, HttpLimits, HttpServer
+from tests.support.wire import WAIT as DEADLINE
 
 
 @dataclass
@@ -33,7 +34,7 @@ class RawClient:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def response(self, timeout: float = 5.0, head_only: bool = False) -> RawResponse:
+    async def response(self, timeout: float = DEADLINE, head_only: bool = False) -> RawResponse:
         """Read the next response (Content-Length framed, or up to EOF without one)."""
         async with asyncio.timeout(timeout):
             head = await self.reader.readuntil(b"\r\n\r\n")
@@ -52,7 +53,7 @@ class RawClient:
                 body = await self.reader.read()
             return RawResponse(status, headers, body)
 
-    async def closed_by_server(self, timeout: float = 5.0) -> bool:
+    async def closed_by_server(self, timeout: float = DEADLINE) -> bool:
         """True once the server closed the connection (leftover bytes are ignored)."""
         async with asyncio.timeout(timeout):
             try:

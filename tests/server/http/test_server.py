@@ -8,6 +8,7 @@ import json
 from messenger_protocol import ApiError, ErrorCode, limits
 from messenger_server.http import Request, Response, ResponseStream, StreamResponse
 from tests.server.http.conftest import Connect, Serve
+from tests.support.wire import WAIT as DEADLINE
 
 
 async def echo(request: Request) -> Response:
@@ -166,22 +167,26 @@ async def test_expect_100_continue(serve: Serve, connect: Connect) -> None:
 async def test_idle_unauthenticated_connection_closed(serve: Serve, connect: Connect) -> None:
     server = await serve(echo, idle_unauthenticated=0.2)
     client = await connect(server)
-    assert await client.closed_by_server(timeout=3.0)
+    assert await client.closed_by_server()
     slow = await connect(server)
     await slow.send(b"GET / HTTP/1.1\r\n")  # a head that never ends is no excuse
-    assert await slow.closed_by_server(timeout=3.0)
+    assert await slow.closed_by_server()
 
 
 async def test_authenticated_connection_gets_longer_idle(serve: Serve, connect: Connect) -> None:
     async def login(request: Request) -> Response:
-        request.mark_authenticated()
+        if request.path == "/login":
+            request.mark_authenticated()
         return Response()
 
     server = await serve(login, idle_unauthenticated=0.1, keepalive_idle=30.0)
     client = await connect(server)
     await client.send(get("/login"))
     assert (await client.response()).status == 200
-    await asyncio.sleep(0.3)  # longer than the unauthenticated idle time: must still be open
+    anonymous = await connect(server)  # opened after the login: idles out after it
+    await anonymous.send(get("/anon"))
+    assert (await anonymous.response()).status == 200
+    assert await anonymous.closed_by_server()  # the unauthenticated idle time has passed
     await client.send(get("/again"))
     assert (await client.response()).status == 200
 
@@ -547,7 +552,7 @@ async def test_connection_cap_answers_503_and_keeps_a_reserve(
     await health.send(get("/healthz"))
     assert (await health.response()).status == 200
     assert await health.closed_by_server()  # a reserved slot is not kept for it
-    for _ in range(500):  # the server gives a slot back once it has closed its side too
+    for _ in range(int(DEADLINE / 0.01)):  # the slot comes back once the server closed too
         if server.connections == 4:
             break
         await asyncio.sleep(0.01)
