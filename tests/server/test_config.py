@@ -50,6 +50,8 @@ def test_config_file_from_env(tmp_path: Path) -> None:
         ("idle_unauthenticated", "nan", "idle_unauthenticated must be a number > 0"),
         ("log_level", "loud", "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         ("sqlite_synchronous", "OFF", "sqlite_synchronous must be one of NORMAL, FULL"),
+        ("edit_window", "-1", "edit_window must be an integer >= 0, or unlimited, got '-1'"),
+        ("edit_window", "soon", "edit_window must be an integer >= 0, or unlimited"),
     ],
 )
 def test_bad_values_refused_with_one_clear_line(name: str, raw: str, message: str) -> None:
@@ -100,3 +102,11 @@ def test_public_dict_holds_plain_values() -> None:
     assert public["port"] == 8000
     assert set(public) == {name for name in Settings.__dataclass_fields__}
     assert settings.base_url == "https://chat.example"
+
+
+def test_edit_window_is_unlimited_by_default_and_zero_turns_editing_off() -> None:
+    """Issue 12 item 1: the edit window setting."""
+    assert load_settings({}, {}).edit_window is None
+    assert load_settings({"edit_window": "unlimited"}, {}).edit_window is None
+    assert load_settings({}, {"MESSENGER_EDIT_WINDOW": "0"}).edit_window == 0
+    assert load_settings({"edit_window": "900"}, {}).edit_window == 900

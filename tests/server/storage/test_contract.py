@@ -16,6 +16,7 @@ import pytest
 
 from messenger_server.storage import EventHandle, SqliteStore, Store, Tx
 from messenger_server.storage.admin import AdminQueries, admin_queries
+from messenger_server.storage.annotations import AnnotationQueries, annotation_queries
 from messenger_server.storage.files import FileQueries, FileRecord, file_queries
 from messenger_server.storage.moderation import ModerationQueries, moderation_queries
 from messenger_server.storage.postgres import PostgresStore
@@ -32,6 +33,7 @@ INTERFACES: list[tuple[str, type[Any]]] = [
     ("admin", AdminQueries),
     ("scheduled", ScheduledQueries),
     ("retention", RetentionQueries),
+    ("annotations", AnnotationQueries),
 ]
 
 Log = list[tuple[str, Any]]
@@ -76,6 +78,7 @@ def _queries(tx: Tx, log: Log) -> dict[str, Any]:
         "admin": _rec(admin_queries(tx), "admin", log),
         "scheduled": _rec(scheduled_queries(tx), "scheduled", log),
         "retention": _rec(retention_queries(tx), "retention", log),
+        "annotations": _rec(annotation_queries(tx), "annotations", log),
     }
 
 
@@ -262,6 +265,40 @@ def _setup(tx: Tx, log: Log) -> None:
     sch.move(s1, "cancelled")  # not from sent
     sch.move(s2, "cancelled")
     sch.finished(alice, 10)
+
+    ann: AnnotationQueries = q["annotations"]
+    reply = t.insert_message(group, bob, "an answer", 87.0, None, None, None)
+    ann.set_reply_to(reply.id, ids[2])
+    t.message(reply.id)  # carries the quote of ids[2]
+    ann.edit_text(ids[2], "m2 edited", 88.0)
+    ann.edit_text(ids[2], "m2 again", 89.0)
+    ann.versions(ids[2])
+    ann.versions(ids[1])
+    t.message(ids[2])
+    ann.add_reaction(ids[2], alice, "👍", 90.0)
+    ann.add_reaction(ids[2], alice, "👍", 90.5)  # once per user
+    ann.add_reaction(ids[2], bob, "👍", 91.0)
+    ann.add_reaction(ids[2], bob, "🎉", 92.0)
+    ann.add_reaction(ids[1], carol, "x", 93.0)
+    ann.reaction_kinds(ids[2])
+    ann.reactions([ids[1], ids[2], ids[0]])
+    ann.remove_reaction(ids[2], bob, "🎉")
+    ann.remove_reaction(ids[2], bob, "🎉")
+    ann.pin(group, ids[2], alice, 94.0)
+    ann.pin(group, ids[2], bob, 95.0)
+    ann.pin(group, ids[1], alice, 96.0)
+    ann.pins(group)
+    ann.unpin(group, ids[1])
+    ann.unpin(group, ids[1])
+    f.unlink(ids[2])
+    f.unlink(ids[2])
+    f.drop_unlinked(["f0", "f1", "f2", "nope"])
+    ann.tombstone(ids[2], 97.0)
+    t.message(ids[2])
+    t.message(reply.id)  # the quote says deleted
+    ann.versions(ids[2])
+    ann.reactions([ids[2]])
+    ann.pins(group)
 
     ret: RetentionQueries = q["retention"]
     ret.add_expiring(ids[3], group, 43.0, 143.0)

@@ -55,6 +55,8 @@ from messenger_protocol import (
     CreateChat,
     CreateLink,
     Credentials,
+    EditHistory,
+    EditMessage,
     Endpoint,
     ErrorCode,
     FileComplaint,
@@ -72,6 +74,10 @@ from messenger_protocol import (
     MessagePage,
     Ok,
     OpenDirect,
+    Pin,
+    PinList,
+    React,
+    ReactionList,
     ScheduledList,
     ScheduledMessage,
     ScheduleMessage,
@@ -445,10 +451,13 @@ class Client:
         client_id: str | None,
         attachments: Sequence[str],
         retries: int,
+        reply_to: int | None = None,
         **params: object,
     ) -> Message:
         client_id = client_id or new_client_id()
-        body = SendMessage(text=text, client_id=client_id, attachments=list(attachments))
+        body = SendMessage(
+            text=text, client_id=client_id, attachments=list(attachments), reply_to=reply_to
+        )
         attempt = 0
         while True:
             try:
@@ -474,15 +483,17 @@ class Client:
         client_id: str | None = None,
         attachments: Sequence[str] = (),
         retries: int = 0,
+        reply_to: int | None = None,
     ) -> Message:
         """Post a message; it is committed when this returns.
 
         ``client_id`` (a fresh one by default) makes the send idempotent: after a
         :class:`ServerUnavailable` (which carries the id) call again with the same id.
-        ``retries`` does that here, immediately, that many times.
+        ``retries`` does that here, immediately, that many times. ``reply_to`` names the
+        message of the same chat this one answers (``/reply``).
         """
         return await self._post_text(
-            ep.SEND, text, client_id, attachments, retries, chat_id=chat_id
+            ep.SEND, text, client_id, attachments, retries, reply_to, chat_id=chat_id
         )
 
     async def message(self, message_id: int) -> Message:
@@ -520,6 +531,47 @@ class Client:
                 more = page.chats[0].has_more
             chats.append(msgspec.structs.replace(entry, messages=messages, has_more=False))
         return Unread(chats=chats, total=first.total)
+
+    async def edit(self, message_id: int, text: str) -> Message:
+        """Replace the text of your own message (``/edit``); answers it as edited."""
+        return await self.call(ep.EDIT_MESSAGE, EditMessage(text=text), message_id=message_id)
+
+    async def delete_message(self, message_id: int) -> Message:
+        """Delete your message (admins: any) (``/delete``); answers its tombstone."""
+        return await self.call(ep.DELETE_MESSAGE, message_id=message_id)
+
+    async def edits(self, message_id: int) -> EditHistory:
+        """Every text a message had, oldest first (its author and admins)."""
+        return await self.call(ep.MESSAGE_EDITS, message_id=message_id)
+
+    async def react(self, message_id: int, emoji: str) -> ReactionList:
+        """Add a reaction (``/react``); adding one you have already added changes nothing."""
+        return await self.call(ep.REACT, React(emoji=emoji), message_id=message_id)
+
+    async def unreact(self, message_id: int, emoji: str) -> ReactionList:
+        """Take your reaction back (``/unreact``)."""
+        return await self.call(ep.UNREACT, message_id=message_id, emoji=emoji)
+
+    async def toggle_reaction(self, message_id: int, emoji: str) -> ReactionList:
+        """Add the reaction, or take it back if you had added it (a chip clicked)."""
+        message = await self.message(message_id)
+        me = self.login_name
+        mine = any(r.emoji == emoji and me in r.users for r in message.reactions)
+        if mine:
+            return await self.unreact(message_id, emoji)
+        return await self.react(message_id, emoji)
+
+    async def pin(self, message_id: int) -> Pin:
+        """Pin a message in its chat (``/pin``; the owner, admins)."""
+        return await self.call(ep.PIN, message_id=message_id)
+
+    async def unpin(self, message_id: int) -> Ok:
+        """Unpin a message (``/unpin``)."""
+        return await self.call(ep.UNPIN, message_id=message_id)
+
+    async def pins(self, chat_id: int) -> PinList:
+        """The messages pinned in a chat, newest pin first (``/pins``)."""
+        return await self.call(ep.PINS, chat_id=chat_id)
 
     # --- threads ------------------------------------------------------------
 

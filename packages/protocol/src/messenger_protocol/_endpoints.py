@@ -29,6 +29,7 @@ PATH_PARAM_TYPES: dict[str, type] = {
     "file_id": str,
     "key": str,
     "chat_name": str,
+    "emoji": str,
 }
 """Type of every path parameter, by name."""
 
@@ -318,6 +319,75 @@ MARK_THREAD_READ: Endpoint[m.MarkRead, m.Ok, None] = _e(
     tag="threads",
 )
 
+EDIT_MESSAGE: Endpoint[m.EditMessage, m.Message, None] = _e(
+    "edit_message",
+    "POST",
+    f"{API}/messages/{{message_id}}/edit",
+    m.Message,
+    m.EditMessage,
+    body="json",
+    summary="Edit the text of your own message (/edit)",
+    tag="messages",
+)
+DELETE_MESSAGE: Endpoint[None, m.Message, None] = _e(
+    "delete_message",
+    "DELETE",
+    f"{API}/messages/{{message_id}}",
+    m.Message,
+    summary="Delete your message (admins: any); answers its tombstone (/delete)",
+    tag="messages",
+)
+MESSAGE_EDITS: Endpoint[None, m.EditHistory, None] = _e(
+    "message_edits",
+    "GET",
+    f"{API}/messages/{{message_id}}/edits",
+    m.EditHistory,
+    summary="Every text a message had (its author and admins)",
+    tag="messages",
+)
+REACT: Endpoint[m.React, m.ReactionList, None] = _e(
+    "react",
+    "POST",
+    f"{API}/messages/{{message_id}}/reactions",
+    m.ReactionList,
+    m.React,
+    body="json",
+    summary="Add a reaction (/react)",
+    tag="messages",
+)
+UNREACT: Endpoint[None, m.ReactionList, None] = _e(
+    "unreact",
+    "DELETE",
+    f"{API}/messages/{{message_id}}/reactions/{{emoji}}",
+    m.ReactionList,
+    summary="Take your reaction back (/unreact)",
+    tag="messages",
+)
+PIN: Endpoint[None, m.Pin, None] = _e(
+    "pin",
+    "POST",
+    f"{API}/messages/{{message_id}}/pin",
+    m.Pin,
+    summary="Pin a message in its chat (owner, admins) (/pin)",
+    tag="messages",
+)
+UNPIN: Endpoint[None, m.Ok, None] = _e(
+    "unpin",
+    "DELETE",
+    f"{API}/messages/{{message_id}}/pin",
+    m.Ok,
+    summary="Unpin a message (owner, admins) (/unpin)",
+    tag="messages",
+)
+PINS: Endpoint[None, m.PinList, None] = _e(
+    "pins",
+    "GET",
+    f"{API}/chats/{{chat_id}}/pins",
+    m.PinList,
+    summary="Messages pinned in a chat (/pins)",
+    tag="messages",
+)
+
 # group chats
 MEMBERS: Endpoint[None, m.Members, None] = _e(
     "members",
@@ -570,6 +640,14 @@ ENDPOINTS: tuple[AnyEndpoint, ...] = (
     MESSAGE,
     MARK_READ,
     UNREAD,
+    EDIT_MESSAGE,
+    DELETE_MESSAGE,
+    MESSAGE_EDITS,
+    REACT,
+    UNREACT,
+    PIN,
+    UNPIN,
+    PINS,
     COMMENT,
     THREAD,
     MARK_THREAD_READ,

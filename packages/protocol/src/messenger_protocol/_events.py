@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ._models import Chat, JoinRequest, Message, ScheduledMessage
+from ._models import Chat, JoinRequest, Message, Pin, Reaction, ScheduledMessage
 
 
 class BaseEvent(msgspec.Struct, frozen=True, tag_field="type"):
@@ -36,11 +36,43 @@ class MessageUpdated(BaseEvent, frozen=True, tag="message_updated"):
     message: Message
 
 
+class MessageEdited(BaseEvent, frozen=True, tag="message_edited"):
+    """A message's text was edited: ``message`` is it now (``edited_at`` set)."""
+
+    message: Message
+
+
 class MessageDeleted(BaseEvent, frozen=True, tag="message_deleted"):
-    """A message disappeared: remove it from view and from caches."""
+    """A message was deleted, or disappeared.
+
+    With ``tombstone`` (its author or an admin deleted it) the message stays in view as
+    that tombstone; without, it disappeared: remove it from view and from caches.
+    """
 
     chat_id: int
     message_id: int
+    tombstone: Message | None = None
+
+
+class ReactionChanged(BaseEvent, frozen=True, tag="reaction"):
+    """``login`` added (or removed) a reaction; ``reactions`` are the message's now."""
+
+    chat_id: int
+    message_id: int
+    emoji: str
+    login: str
+    added: bool
+    reactions: list[Reaction] = []
+
+
+class PinChanged(BaseEvent, frozen=True, tag="pin"):
+    """A message was pinned (``pin`` set) or unpinned in a chat."""
+
+    chat_id: int
+    message_id: int
+    pinned: bool
+    by: str
+    pin: Pin | None = None
 
 
 class ChatUpdated(BaseEvent, frozen=True, tag="chat"):
@@ -124,7 +156,10 @@ class Reset(BaseEvent, frozen=True, tag="reset"):
 Event = (
     MessageCreated
     | MessageUpdated
+    | MessageEdited
     | MessageDeleted
+    | ReactionChanged
+    | PinChanged
     | ChatUpdated
     | ChatLeft
     | ReadMarker
@@ -142,7 +177,10 @@ Event = (
 EVENT_TYPES: tuple[type[BaseEvent], ...] = (
     MessageCreated,
     MessageUpdated,
+    MessageEdited,
     MessageDeleted,
+    ReactionChanged,
+    PinChanged,
     ChatUpdated,
     ChatLeft,
     ReadMarker,

@@ -46,6 +46,14 @@ MAX_MESSAGE_TEXT: Final = 4000
 """Longest message text, in characters."""
 MAX_ATTACHMENTS: Final = 10
 """Most files one message may carry."""
+MAX_REACTION: Final = 16
+"""Longest reaction: a short Unicode sequence (an emoji with its modifiers), in code points."""
+MAX_REACTIONS_PER_MESSAGE: Final = 20
+"""Most distinct reactions one message may carry (each user may add each once)."""
+QUOTE_MAX: Final = 100
+"""Longest excerpt of a replied-to message (its first line) carried in ``reply_to``."""
+PINS_MAX: Final = 100
+"""Most messages pinned in one chat."""
 MAX_REQUEST_HEAD: Final = 16 * 1024
 """Largest request line + headers, in bytes."""
 MAX_JSON_BODY: Final = 64 * 1024

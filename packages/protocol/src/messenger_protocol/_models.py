@@ -27,6 +27,8 @@ PositiveInt = Annotated[int, Meta(ge=1, le=L.MAX_INT)]
 NonNegativeInt = Annotated[int, Meta(ge=0, le=L.MAX_INT)]
 """A cursor that may be 0 (nothing yet): 0 to 2**63-1."""
 Seconds = Annotated[int, Meta(ge=1, le=L.MAX_INT)]
+Emoji = Annotated[str, Meta(min_length=1, max_length=L.MAX_REACTION)]
+"""A reaction: a short Unicode sequence (the server refuses control characters and spaces)."""
 
 ChatKind = Literal["general", "direct", "group"]
 ScheduledState = Literal["pending", "sent", "failed", "cancelled"]
@@ -70,8 +72,31 @@ class Attachment(Model, frozen=True):
     height: int | None = None
 
 
+class Quote(Model, frozen=True):
+    """The excerpt of the message a reply answers: enough to render the quote."""
+
+    id: int
+    author: str
+    text: str = ""
+    """The first line of its text, cut at ``QUOTE_MAX`` characters ("" once deleted)."""
+    deleted: bool = False
+
+
+class Reaction(Model, frozen=True):
+    """One kind of reaction on a message: how many users added it, and who."""
+
+    emoji: str
+    count: int
+    users: list[str] = []
+    """Logins of those who reacted, in the order they did."""
+
+
 class Message(Model, frozen=True):
-    """A message in a chat, or a comment under a root message (``thread_root``)."""
+    """A message in a chat, or a comment under a root message (``thread_root``).
+
+    A deleted message stays as a tombstone (``deleted_at`` set, no text, no
+    attachments) so threads and replies keep their shape.
+    """
 
     id: int
     chat_id: int
@@ -86,6 +111,28 @@ class Message(Model, frozen=True):
     scheduled_id: int | None = None
     expires_at: float | None = None
     """When it disappears for the user who fetched it (None: never, or not said)."""
+    edited_at: float | None = None
+    """When its text was last edited (None: never)."""
+    deleted_at: float | None = None
+    """When it was deleted (None: it was not): a tombstone."""
+    reply_to: Quote | None = None
+    """The message this one answers, as a short excerpt."""
+    reactions: list[Reaction] = []
+
+
+class MessageVersion(Model, frozen=True):
+    """One text a message had, from ``at`` until the next version."""
+
+    text: str
+    at: float
+
+
+class Pin(Model, frozen=True):
+    """A message pinned in its chat."""
+
+    message: Message
+    pinned_by: str
+    pinned_at: float
 
 
 class Chat(Model, frozen=True):
@@ -233,6 +280,21 @@ class SendMessage(Request, frozen=True):
     text: Annotated[str, Meta(max_length=L.MAX_MESSAGE_TEXT)]
     client_id: ClientId | None = None
     attachments: Annotated[list[str], Meta(max_length=L.MAX_ATTACHMENTS)] = []
+    reply_to: PositiveInt | None = None
+    """The message of the same chat this one answers (refused like an unknown id when the
+    sender cannot see it)."""
+
+
+class EditMessage(Request, frozen=True):
+    """The new text of one's own message (attachments stay)."""
+
+    text: Text
+
+
+class React(Request, frozen=True):
+    """Add a reaction to a message."""
+
+    emoji: Emoji
 
 
 class OpenDirect(Request, frozen=True):
@@ -502,6 +564,27 @@ class AdminUserList(Model, frozen=True):
     """All users as an admin sees them."""
 
     users: list[AdminUser]
+
+
+class EditHistory(Model, frozen=True):
+    """Every text a message had, oldest first; the last is the current one."""
+
+    message_id: int
+    versions: list[MessageVersion]
+
+
+class ReactionList(Model, frozen=True):
+    """The reactions of a message after a change."""
+
+    message_id: int
+    reactions: list[Reaction]
+
+
+class PinList(Model, frozen=True):
+    """The messages pinned in a chat, newest pin first."""
+
+    chat_id: int
+    pins: list[Pin]
 
 
 class Settings(Model, frozen=True):

@@ -54,6 +54,7 @@ from .services import (
     StatusService,
 )
 from .services.admin import AdminService
+from .services.annotations import AnnotationService
 from .services.files import FileService
 from .services.moderation import ModerationService
 from .services.retention import RetentionService, Visibility
@@ -162,6 +163,7 @@ class Services:
     chats: ChatService
     files: FileService
     messages: MessageService
+    annotations: AnnotationService
     contacts: ContactService
     status: StatusService
     scheduler: SchedulerService
@@ -203,6 +205,9 @@ def build_services(
     chats = ChatService(
         store, events, accounts, clock, base_url=settings.base_url, visibility=visibility
     )
+    annotations = AnnotationService(
+        store, events, clock, messages, edit_window=settings.edit_window, files=files
+    )
     return Services(
         store=store,
         events=events,
@@ -213,6 +218,7 @@ def build_services(
         chats=chats,
         files=files,
         messages=messages,
+        annotations=annotations,
         contacts=ContactService(store, accounts, clock),
         status=StatusService(store, accounts, chats, events, clock),
         scheduler=SchedulerService(store, events, messages, moderation, clock, settings),
@@ -354,6 +360,14 @@ class App:
             ep.MESSAGE: s.messages.message,
             ep.MARK_READ: s.messages.mark_read,
             ep.UNREAD: s.messages.unread,
+            ep.EDIT_MESSAGE: s.annotations.edit,
+            ep.DELETE_MESSAGE: s.annotations.delete,
+            ep.MESSAGE_EDITS: s.annotations.edits,
+            ep.REACT: s.annotations.react,
+            ep.UNREACT: s.annotations.unreact,
+            ep.PIN: s.annotations.pin,
+            ep.UNPIN: s.annotations.unpin,
+            ep.PINS: s.annotations.pins,
             ep.COMMENT: s.messages.comment,
             ep.THREAD: s.messages.thread,
             ep.MARK_THREAD_READ: s.messages.mark_thread_read,

@@ -120,6 +120,23 @@ def _redacted(url: str) -> str:
     return f"{scheme}://{auth.split(':', 1)[0]}:***@{host}"
 
 
+def _optional_int(low: int) -> Parser:
+    what = f"an integer >= {low}, or unlimited"
+    whole = _int(low)
+
+    def parse(name: str, raw: object) -> int | None:
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "unlimited")):
+            return None
+        try:
+            value: int = whole(name, raw)
+        except ConfigError:
+            raise _bad(name, what, raw) from None
+        return value
+
+    parse.__doc__ = what
+    return parse
+
+
 def _choice(options: tuple[str, ...]) -> Parser:
     what = "one of " + ", ".join(options)
 
@@ -188,6 +205,10 @@ class Settings:
     max_message_text: int = _setting(
         limits.MAX_MESSAGE_TEXT, _int(1), "longest message text in characters"
     )
+    edit_window: int | None = _setting(
+        None, _optional_int(0), "seconds after sending a message may be edited "
+        "(unlimited by default; 0 turns editing off)"
+    )  # fmt: skip
     max_request_head: int = _setting(
         limits.MAX_REQUEST_HEAD, _int(1024, 1024 * 1024), "largest request line + headers"
     )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from messenger_protocol import ApiError, ErrorCode
+from messenger_protocol import ApiError, ErrorCode, Message
 
 from ..storage import ChatRecord, Tx
 
-__all__ = ["Actor", "forbidden", "require_member", "require_owner"]
+__all__ = ["Actor", "forbidden", "require_member", "require_owner", "require_visible"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +45,12 @@ def require_owner(tx: Tx, chat_id: int, user_id: int) -> ChatRecord:
     if chat.kind != "group" or chat.owner_id != user_id:
         raise forbidden("only the owner of this chat may do that")
     return chat
+
+
+def require_visible(tx: Tx, message_id: int, user_id: int) -> Message:
+    """A message of a chat the user belongs to; one answer for unknown and forbidden
+    ids alike, so nobody can learn which ids exist."""
+    message = tx.message(message_id)
+    if message is None or tx.last_read(message.chat_id, user_id) is None:
+        raise forbidden("no such message, or not in a chat of yours")
+    return message

@@ -15,6 +15,8 @@ from messenger_protocol import (
     GENERAL_CHAT_ID,
     BaseEvent,
     MessageCreated,
+    MessageEdited,
+    MessageUpdated,
     Reset,
     encode_event,
     event_name,
@@ -88,7 +90,11 @@ class EventService:
             raise ValueError("an event goes to exactly one chat or one user")
         payload = encode_event(event)
         name = event_name(event)
-        carried = event.message.id if isinstance(event, MessageCreated) else None
+        carried = (
+            event.message.id
+            if isinstance(event, MessageCreated | MessageUpdated | MessageEdited)
+            else None
+        )
         handle = tx.append_event(name, payload, chat_id, user_id, self.clock.now(), carried)
         recipients: list[int] | None
         if user_id is not None:

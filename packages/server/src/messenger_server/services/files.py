@@ -426,6 +426,32 @@ class FileService:
         """The attachments of messages."""
         return file_queries(tx).attachments(message_ids)
 
+    def detach(self, tx: Tx, message_id: int) -> list[str]:
+        """In the unit that deletes a message: take its files off it; their ids (for
+        :meth:`release` after the commit)."""
+        return file_queries(tx).unlink(message_id)
+
+    async def release(self, file_ids: list[str]) -> int:
+        """Collect those of these uploads that no message carries any more, at once (no
+        grace: they were attached before); how many stored files went."""
+        if not file_ids:
+            return 0
+        removed = 0
+        async with self._blobs:
+            gone = await self.store.write(lambda tx: file_queries(tx).drop_unlinked(file_ids))
+            for sha256 in gone:
+                if await self._in_use(sha256):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    await aiofiles.os.remove(self.blob_path(sha256))
+                    removed += 1
+                    self._prune_dirs(self.blob_path(sha256).parent)
+        if gone:
+            log.info(
+                "released %d uploads of a deleted message, %d stored files", len(gone), removed
+            )
+        return removed
+
     # --- reading --------------------------------------------------------------------
 
     async def open(self, actor: Actor, file_id: str) -> StoredFile:

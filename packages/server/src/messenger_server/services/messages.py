@@ -33,7 +33,8 @@ from messenger_protocol import (
 
 from ..clock import Clock
 from ..storage import ChatRecord, Store, Tx
-from .actor import Actor, forbidden, require_member
+from ..storage.annotations import annotation_queries
+from .actor import Actor, forbidden, require_member, require_visible
 from .events import EventService
 from .retention import Visibility
 
@@ -131,8 +132,11 @@ class MessageService:
                 lambda tx: tx.message_by_client_id(actor.user_id, client_id)
             )
             if earlier is not None:
-                return await self.store.read(lambda tx: self._decorate(tx, [earlier])[0])
+                return await self.store.read(lambda tx: self.decorate(tx, [earlier])[0])
         chat = await self.store.read(lambda tx: require_member(tx, chat_id, actor.user_id)[0])
+        reply_to = body.reply_to
+        if reply_to is not None:
+            await self._reply_target(actor, chat_id, reply_to)
         draft = Draft(actor, chat, body, thread_root, scheduled_id)
         for check in self.send_checks:
             await check(draft)
@@ -143,10 +147,15 @@ class MessageService:
             if client_id is not None:
                 again = tx.message_by_client_id(actor.user_id, client_id)
                 if again is not None:
-                    return self._decorate(tx, [again])[0]
+                    return self.decorate(tx, [again])[0]
             message = tx.insert_message(
                 chat_id, actor.user_id, body.text, now, client_id, thread_root, scheduled_id
             )
+            if reply_to is not None:
+                annotation_queries(tx).set_reply_to(message.id, reply_to)
+                replied = tx.message(message.id)
+                assert replied is not None
+                message = replied
             if body.attachments:
                 assert self.attachments is not None
                 files = self.attachments.attach(tx, draft, message)
@@ -160,12 +169,28 @@ class MessageService:
 
         return await self.store.write(unit)
 
+    async def _reply_target(self, actor: Actor, chat_id: int, message_id: int) -> None:
+        """A reply names a message of the same chat the sender may see (one answer for an
+        unknown, a foreign and a disappeared one), not deleted."""
+
+        def unit(tx: Tx) -> Message:
+            target = require_visible(tx, message_id, actor.user_id)
+            if target.chat_id != chat_id:
+                raise forbidden("no such message, or not in a chat of yours")
+            return target
+
+        target = await self.store.read(unit)
+        if self.visibility is not None:
+            target = await self.visibility.visible_one(actor.user_id, target)
+        if target.deleted_at is not None:
+            raise ApiError(ErrorCode.CONFLICT, f"message #{message_id} was deleted")
+
     def _comment_posted(
         self, tx: Tx, actor: Actor, comment: Message, root_id: int, now: float
     ) -> None:
         root = tx.count_comment(root_id, now)
         self.events.emit(
-            tx, MessageUpdated(message=self._decorate(tx, [root])[0]), chat_id=root.chat_id
+            tx, MessageUpdated(message=self.decorate(tx, [root])[0]), chat_id=root.chat_id
         )
         members = set(tx.member_ids(root.chat_id))
         for user_id in sorted(tx.thread_participants(root_id) - {actor.user_id}):
@@ -189,24 +214,26 @@ class MessageService:
 
     @staticmethod
     def _visible(tx: Tx, message_id: int, user_id: int) -> Message:
-        """A message of a chat the user belongs to; one answer for unknown and forbidden
-        ids alike, so nobody can learn which ids exist."""
-        message = tx.message(message_id)
-        if message is None or tx.last_read(message.chat_id, user_id) is None:
-            raise forbidden("no such message, or not in a chat of yours")
-        return message
+        """A message of a chat the user belongs to (``forbidden`` otherwise)."""
+        return require_visible(tx, message_id, user_id)
 
     # --- reading ---------------------------------------------------------------
 
-    def _decorate(self, tx: Tx, messages: list[Message]) -> list[Message]:
-        """Messages with their attachments."""
-        if self.attachments is None or not messages:
+    def decorate(self, tx: Tx, messages: list[Message]) -> list[Message]:
+        """Messages with their attachments and reactions."""
+        if not messages:
             return messages
-        found = self.attachments.load(tx, [m.id for m in messages])
-        if not found:
+        ids = [m.id for m in messages]
+        files = self.attachments.load(tx, ids) if self.attachments is not None else {}
+        reactions = annotation_queries(tx).reactions(ids)
+        if not files and not reactions:
             return messages
         return [
-            msgspec.structs.replace(m, attachments=found[m.id]) if m.id in found else m
+            msgspec.structs.replace(
+                m, attachments=files.get(m.id, m.attachments), reactions=reactions.get(m.id, [])
+            )
+            if m.id in files or m.id in reactions
+            else m
             for m in messages
         ]
 
@@ -216,7 +243,7 @@ class MessageService:
         def unit(tx: Tx) -> MessagePage:
             require_member(tx, chat_id, actor.user_id)
             messages, more = tx.history(chat_id, query.before, query.after, query.limit)
-            return MessagePage(messages=self._decorate(tx, messages), has_more=more)
+            return MessagePage(messages=self.decorate(tx, messages), has_more=more)
 
         page = await self.store.read(unit)
         if self.visibility is None:
@@ -229,7 +256,7 @@ class MessageService:
 
         def unit(tx: Tx) -> Message:
             message = self._visible(tx, message_id, actor.user_id)
-            return self._decorate(tx, [message])[0]
+            return self.decorate(tx, [message])[0]
 
         message = await self.store.read(unit)
         if self.visibility is None:
@@ -266,7 +293,7 @@ class MessageService:
             return UnreadChat(
                 chat=view,
                 count=view.unread,
-                messages=self._decorate(tx, page[:limit]),
+                messages=self.decorate(tx, page[:limit]),
                 has_more=len(page) > limit,
             )
 
@@ -300,8 +327,8 @@ class MessageService:
             root = self._root(tx, message_id, actor.user_id)
             last_read = tx.thread_last_read(actor.user_id, root.id)
             return Thread(
-                root=self._decorate(tx, [root])[0],
-                comments=self._decorate(tx, tx.comments(root.id)),
+                root=self.decorate(tx, [root])[0],
+                comments=self.decorate(tx, tx.comments(root.id)),
                 unread=tx.thread_unread(root.id, actor.user_id, last_read),
             )
 

@@ -118,6 +118,19 @@ class Visibility:
                 alive.append(msgspec.structs.replace(m, expires_at=expires))
         return alive, fresh
 
+    def audience(self, tx: Tx, message: Message) -> list[int] | None:
+        """Inside a unit: the members who may still see ``message`` (news of it goes to
+        them alone), or None when messages do not disappear (the whole chat)."""
+        if not self.enabled:
+            return None
+        now = self.clock.now()
+        queries = retention_queries(tx)
+        return [
+            user_id
+            for user_id in tx.member_ids(message.chat_id)
+            if self._split(queries, user_id, [message], now)[0]
+        ]
+
     async def visible(self, user_id: int, messages: list[Message]) -> list[Message]:
         """The messages the user may still see, with when they disappear for them; those
         they had not got yet count as delivered now."""

@@ -103,6 +103,14 @@ class FileQueries(Protocol):
         """Some upload still stores these bytes."""
         ...
 
+    def unlink(self, message_id: int) -> list[str]:
+        """Take every upload off a message (it was deleted); their ids."""
+        ...
+
+    def drop_unlinked(self, file_ids: list[str]) -> list[str]:
+        """Delete those of these uploads no message carries any more; their sha256."""
+        ...
+
 
 class SqliteFileQueries:
     """:class:`FileQueries` on the connection of a :class:`~.sqlite.SqliteTx`."""
@@ -216,6 +224,27 @@ class SqliteFileQueries:
         """Some upload still stores these bytes."""
         row = self.conn.execute("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha256,))
         return row.fetchone() is not None
+
+    def unlink(self, message_id: int) -> list[str]:
+        """Take every upload off a message (it was deleted); their ids."""
+        rows = self._all(
+            "DELETE FROM message_files WHERE message_id = ? RETURNING file_id", (message_id,)
+        )
+        return sorted(r[0] for r in rows)
+
+    def drop_unlinked(self, file_ids: list[str]) -> list[str]:
+        """Delete those of these uploads no message carries any more; their sha256."""
+        gone: set[str] = set()
+        for start in range(0, len(file_ids), _IN_CHUNK):
+            ids = file_ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(ids))
+            rows = self._all(
+                f"DELETE FROM files WHERE id IN ({marks}) AND NOT EXISTS"
+                " (SELECT 1 FROM message_files mf WHERE mf.file_id = files.id) RETURNING sha256",
+                ids,
+            )
+            gone.update(r[0] for r in rows)
+        return sorted(gone)
 
 
 def file_queries(tx: Tx) -> FileQueries:

@@ -326,6 +326,40 @@ INSERT INTO event_counter (id, v) VALUES (1, 0);
 SELECT setval(pg_get_serial_sequence('chats', 'id'), 1);
 """
 
+# everyday messaging (issue 12): edits with their earlier texts, deletion tombstones,
+# replies, reactions and pins
+_ANNOTATIONS = """
+ALTER TABLE messages ADD COLUMN edited_at REAL;
+ALTER TABLE messages ADD COLUMN deleted_at REAL;
+ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+
+CREATE TABLE message_edits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX message_edits_message ON message_edits(message_id, id);
+
+CREATE TABLE reactions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    emoji TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX reactions_once ON reactions(message_id, emoji, user_id);
+
+CREATE TABLE pins (
+    chat_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    pinned_by INTEGER NOT NULL REFERENCES users(id),
+    pinned_at REAL NOT NULL,
+    PRIMARY KEY (chat_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX pins_message ON pins(message_id);
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -334,5 +368,6 @@ MIGRATIONS: list[Step] = [
     Step(_EVENT_MESSAGE),
     Step(_LOGIN_FAILURES),
     Step(_LOWER_NAMES),
+    Step(_ANNOTATIONS),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

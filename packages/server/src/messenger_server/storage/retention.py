@@ -236,6 +236,8 @@ class SqlRetentionQueries:
             (*ids, *ids),
         )
         self.conn.execute(f"DELETE FROM messages WHERE id IN ({among})", ids)
+        for table in ("message_edits", "reactions", "pins"):
+            self.conn.execute(f"DELETE FROM {table} WHERE message_id IN ({among})", ids)
         self.conn.execute(f"DELETE FROM deliveries WHERE message_id IN ({among})", ids)
         self.conn.execute(f"DELETE FROM expiring WHERE message_id IN ({among})", ids)
         return ids

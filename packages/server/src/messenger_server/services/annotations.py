@@ -1,0 +1,375 @@
+"""What users do to posted messages: edit, delete, react, pin.
+
+Every change is stored and announced in one unit of work, so each device and a
+resuming stream see it exactly once, in order. News of a message goes to those who
+may still see it: the chat's members, or (disappearing messages) only the members
+for whom it has not disappeared yet; outsiders never hear of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from typing import Protocol
+
+from messenger_protocol import (
+    ApiError,
+    BaseEvent,
+    EditHistory,
+    EditMessage,
+    ErrorCode,
+    Message,
+    MessageDeleted,
+    MessageEdited,
+    MessageVersion,
+    Pin,
+    PinChanged,
+    PinList,
+    React,
+    ReactionChanged,
+    ReactionList,
+    format_duration,
+    limits,
+)
+
+from ..clock import Clock
+from ..storage import Store, Tx
+from ..storage.annotations import annotation_queries
+from .actor import Actor, forbidden, require_member, require_visible
+from .events import EventService
+from .messages import MessageService
+
+__all__ = ["AnnotationService", "FileRelease", "check_emoji"]
+
+log = logging.getLogger(__name__)
+
+_ALLOWED_FORMAT = {0x200D}
+"""Format characters a reaction may hold: the zero-width joiner of emoji sequences
+(and the tag characters of subdivision flags, U+E0020-U+E007F)."""
+
+
+def check_emoji(emoji: str) -> str:
+    """A reaction as given, or ``invalid``: 1 to ``MAX_REACTION`` code points, no spaces,
+    control, private-use or unassigned characters."""
+    if not emoji or len(emoji) > limits.MAX_REACTION:
+        raise ApiError(
+            ErrorCode.INVALID,
+            f"a reaction is 1 to {limits.MAX_REACTION} characters",
+            limit=limits.MAX_REACTION,
+        )
+    for ch in emoji:
+        category = unicodedata.category(ch)
+        if category == "Cf" and (ord(ch) in _ALLOWED_FORMAT or 0xE0020 <= ord(ch) <= 0xE007F):
+            continue
+        if category[0] in "CZ":
+            raise ApiError(
+                ErrorCode.INVALID, f"a reaction cannot hold U+{ord(ch):04X} (a space or control)"
+            )
+    return emoji
+
+
+class FileRelease(Protocol):
+    """Files of deleted messages (the file service)."""
+
+    def detach(self, tx: Tx, message_id: int) -> list[str]:
+        """In the deleting unit: take the message's files off it; their ids."""
+        ...
+
+    async def release(self, file_ids: list[str]) -> int:
+        """After the commit: collect those no message carries any more."""
+        ...
+
+
+def _deleted(message_id: int) -> ApiError:
+    return ApiError(ErrorCode.CONFLICT, f"message #{message_id} was deleted")
+
+
+class AnnotationService:
+    """Edits (with their history), deletion tombstones, reactions and pins."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EventService,
+        clock: Clock,
+        messages: MessageService,
+        *,
+        edit_window: int | None = None,
+        files: FileRelease | None = None,
+        max_reactions: int = limits.MAX_REACTIONS_PER_MESSAGE,
+        max_pins: int = limits.PINS_MAX,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.clock = clock
+        self.messages = messages
+        self.edit_window = edit_window
+        """Seconds after sending a message may be edited (None: always; 0: never)."""
+        self.files = files
+        self.max_reactions = max_reactions
+        self.max_pins = max_pins
+
+    # --- shared -----------------------------------------------------------------
+
+    async def _target(self, actor: Actor, message_id: int, *, admin: bool = False) -> Message:
+        """A message the user may see now; an admin (with ``admin``) any message. Unknown,
+        foreign and disappeared ids get the same answer."""
+
+        def unit(tx: Tx) -> Message:
+            if admin and actor.is_admin:
+                message = tx.message(message_id)
+                if message is None:
+                    raise forbidden("no such message, or not in a chat of yours")
+                return message
+            return require_visible(tx, message_id, actor.user_id)
+
+        message = await self.store.read(unit)
+        visibility = self.messages.visibility
+        if visibility is not None:
+            message = await visibility.visible_one(actor.user_id, message)
+        return message
+
+    def _current(self, tx: Tx, message_id: int) -> Message:
+        message = tx.message(message_id)
+        if message is None:  # deleted for good meanwhile (disappearing messages)
+            raise forbidden("no such message, or not in a chat of yours")
+        return self.messages.decorate(tx, [message])[0]
+
+    def _announce(self, tx: Tx, message: Message, event: BaseEvent) -> None:
+        """Log ``event`` for everyone who may see ``message``."""
+        visibility = self.messages.visibility
+        users = visibility.audience(tx, message) if visibility is not None else None
+        if users is None:
+            self.events.emit(tx, event, chat_id=message.chat_id)
+            return
+        for user_id in users:
+            self.events.emit(tx, event, user_id=user_id)
+
+    # --- edit -------------------------------------------------------------------
+
+    async def edit(self, actor: Actor, message_id: int, body: EditMessage) -> Message:
+        """Replace the text of one's own message (attachments stay); everyone who may
+        see it gets ``message_edited``. The texts it had are kept (:meth:`edits`)."""
+        window = self.edit_window
+        if window == 0:
+            raise ApiError(ErrorCode.FORBIDDEN, "editing messages is turned off on this server")
+        max_text = self.messages.max_text
+        if len(body.text) > max_text:
+            raise ApiError(
+                ErrorCode.INVALID, f"text is longer than {max_text} characters", limit=max_text
+            )
+        await self._target(actor, message_id)
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> Message:
+            message = self._current(tx, message_id)
+            if tx.message_author_id(message_id) != actor.user_id:
+                raise ApiError(ErrorCode.FORBIDDEN, "you can only edit your own messages")
+            if message.deleted_at is not None:
+                raise _deleted(message_id)
+            if window is not None and now - message.created_at > window:
+                raise ApiError(
+                    ErrorCode.FORBIDDEN,
+                    f"a message can be edited for {format_duration(window)} after it is sent",
+                    limit=window,
+                )
+            if not body.text.strip() and not message.attachments:
+                raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
+            if body.text == message.text:
+                return message
+            annotation_queries(tx).edit_text(message_id, body.text, now)
+            edited = self._current(tx, message_id)
+            self._announce(tx, edited, MessageEdited(message=edited))
+            return edited
+
+        edited = await self.store.write(unit)
+        log.info("%s edited message %d", actor.login, message_id)
+        return edited
+
+    async def edits(self, actor: Actor, message_id: int) -> EditHistory:
+        """Every text a message had, oldest first (its author and admins only)."""
+        await self._target(actor, message_id, admin=True)
+
+        def unit(tx: Tx) -> EditHistory:
+            message = self._current(tx, message_id)
+            if tx.message_author_id(message_id) != actor.user_id and not actor.is_admin:
+                raise ApiError(
+                    ErrorCode.FORBIDDEN, "only its author and admins see a message's earlier texts"
+                )
+            versions = annotation_queries(tx).versions(message_id)
+            at = message.deleted_at or message.edited_at or message.created_at
+            versions.append(MessageVersion(text=message.text, at=at))
+            return EditHistory(message_id=message_id, versions=versions)
+
+        return await self.store.read(unit)
+
+    # --- delete -----------------------------------------------------------------
+
+    async def delete(self, actor: Actor, message_id: int) -> Message:
+        """Delete one's own message (an admin: any). Its text, earlier texts, reactions and
+        files go; a tombstone stays, so threads and replies keep their shape, and everyone
+        who may see it gets ``message_deleted`` with the tombstone. Deleting twice is
+        answered with the tombstone again."""
+        await self._target(actor, message_id, admin=True)
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> tuple[Message, list[str]]:
+            message = self._current(tx, message_id)
+            if tx.message_author_id(message_id) != actor.user_id and not actor.is_admin:
+                raise ApiError(ErrorCode.FORBIDDEN, "you can only delete your own messages")
+            if message.deleted_at is not None:
+                return message, []
+            files = self.files.detach(tx, message_id) if self.files is not None else []
+            queries = annotation_queries(tx)
+            pinned = queries.unpin(message.chat_id, message_id)
+            queries.tombstone(message_id, now)
+            tombstone = self._current(tx, message_id)
+            gone = MessageDeleted(
+                chat_id=message.chat_id, message_id=message_id, tombstone=tombstone
+            )
+            self._announce(tx, tombstone, gone)
+            if pinned:
+                unpinned = PinChanged(
+                    chat_id=message.chat_id, message_id=message_id, pinned=False, by=actor.login
+                )
+                self._announce(tx, tombstone, unpinned)
+            return tombstone, files
+
+        tombstone, files = await self.store.write(unit)
+        if files and self.files is not None:
+            await self.files.release(files)
+        log.info("%s deleted message %d", actor.login, message_id)
+        return tombstone
+
+    # --- reactions ----------------------------------------------------------------
+
+    async def react(self, actor: Actor, message_id: int, body: React) -> ReactionList:
+        """Add a reaction (each user each kind once; at most ``max_reactions`` kinds)."""
+        emoji = check_emoji(body.emoji)
+        await self._target(actor, message_id)
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> ReactionList:
+            message = self._current(tx, message_id)
+            if message.deleted_at is not None:
+                raise _deleted(message_id)
+            queries = annotation_queries(tx)
+            kinds = queries.reaction_kinds(message_id)
+            if emoji not in kinds and len(kinds) >= self.max_reactions:
+                raise ApiError(
+                    ErrorCode.CONFLICT,
+                    f"a message carries at most {self.max_reactions} different reactions",
+                    limit=self.max_reactions,
+                )
+            added = queries.add_reaction(message_id, actor.user_id, emoji, now)
+            return self._reacted(tx, actor, message, emoji, added=True, changed=added)
+
+        return await self.store.write(unit)
+
+    async def unreact(self, actor: Actor, message_id: int, emoji: str) -> ReactionList:
+        """Take one's reaction back (nothing happens if there was none)."""
+        emoji = check_emoji(emoji)
+        await self._target(actor, message_id)
+
+        def unit(tx: Tx) -> ReactionList:
+            message = self._current(tx, message_id)
+            removed = annotation_queries(tx).remove_reaction(message_id, actor.user_id, emoji)
+            return self._reacted(tx, actor, message, emoji, added=False, changed=removed)
+
+        return await self.store.write(unit)
+
+    def _reacted(
+        self, tx: Tx, actor: Actor, message: Message, emoji: str, *, added: bool, changed: bool
+    ) -> ReactionList:
+        reactions = annotation_queries(tx).reactions([message.id]).get(message.id, [])
+        if changed:
+            event = ReactionChanged(
+                chat_id=message.chat_id,
+                message_id=message.id,
+                emoji=emoji,
+                login=actor.login,
+                added=added,
+                reactions=reactions,
+            )
+            self._announce(tx, message, event)
+        return ReactionList(message_id=message.id, reactions=reactions)
+
+    # --- pins -----------------------------------------------------------------------
+
+    @staticmethod
+    def _may_pin(tx: Tx, actor: Actor, chat_id: int) -> None:
+        """The owner of a group chat, either member of a private one, and admins."""
+        chat, _ = require_member(tx, chat_id, actor.user_id)
+        if actor.is_admin or chat.kind == "direct":
+            return
+        if chat.kind == "group" and chat.owner_id == actor.user_id:
+            return
+        raise ApiError(ErrorCode.FORBIDDEN, "only the chat's owner and admins pin messages")
+
+    async def pin(self, actor: Actor, message_id: int) -> Pin:
+        """Pin a message in its chat; the chat hears of it (``pin``)."""
+        await self._target(actor, message_id)
+        now = self.clock.now()
+
+        def unit(tx: Tx) -> Pin:
+            message = self._current(tx, message_id)
+            self._may_pin(tx, actor, message.chat_id)
+            if message.deleted_at is not None:
+                raise _deleted(message_id)
+            queries = annotation_queries(tx)
+            pins = queries.pins(message.chat_id)
+            for pinned_id, by, at in pins:
+                if pinned_id == message_id:
+                    return Pin(message=message, pinned_by=by, pinned_at=at)
+            if len(pins) >= self.max_pins:
+                raise ApiError(
+                    ErrorCode.CONFLICT,
+                    f"a chat has at most {self.max_pins} pinned messages",
+                    limit=self.max_pins,
+                )
+            queries.pin(message.chat_id, message_id, actor.user_id, now)
+            pin = Pin(message=message, pinned_by=actor.login, pinned_at=now)
+            event = PinChanged(
+                chat_id=message.chat_id, message_id=message_id, pinned=True, by=actor.login, pin=pin
+            )
+            self._announce(tx, message, event)
+            return pin
+
+        return await self.store.write(unit)
+
+    async def unpin(self, actor: Actor, message_id: int) -> None:
+        """Unpin a message (nothing happens if it was not pinned)."""
+        await self._target(actor, message_id)
+
+        def unit(tx: Tx) -> None:
+            message = self._current(tx, message_id)
+            self._may_pin(tx, actor, message.chat_id)
+            if annotation_queries(tx).unpin(message.chat_id, message_id):
+                event = PinChanged(
+                    chat_id=message.chat_id, message_id=message_id, pinned=False, by=actor.login
+                )
+                self._announce(tx, message, event)
+
+        await self.store.write(unit)
+
+    async def pins(self, actor: Actor, chat_id: int) -> PinList:
+        """The messages pinned in a chat, newest pin first (those the user may still see)."""
+
+        def unit(tx: Tx) -> list[Pin]:
+            require_member(tx, chat_id, actor.user_id)
+            found: list[Pin] = []
+            for message_id, by, at in annotation_queries(tx).pins(chat_id):
+                message = tx.message(message_id)
+                if message is not None:
+                    decorated = self.messages.decorate(tx, [message])[0]
+                    found.append(Pin(message=decorated, pinned_by=by, pinned_at=at))
+            return found
+
+        pins = await self.store.read(unit)
+        visibility = self.messages.visibility
+        if visibility is not None and pins:
+            alive = {
+                m.id for m in await visibility.visible(actor.user_id, [p.message for p in pins])
+            }
+            pins = [p for p in pins if p.message.id in alive]
+        return PinList(chat_id=chat_id, pins=pins)

@@ -1,0 +1,388 @@
+"""Everyday messaging (issue 12): edit, delete, reply, reactions and pins, through the
+client library against the real server, with two devices of one user, a second user who
+was offline, and an outsider who must see none of it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from messenger_client.api import Client
+from messenger_protocol import (
+    ApiError,
+    ErrorCode,
+    Event,
+    MessageCreated,
+    MessageDeleted,
+    MessageEdited,
+    PinChanged,
+    ReactionChanged,
+    limits,
+)
+from tests.support.server import ServerProcess
+from tests.support.wire import SseReader, message_event
+
+ANNOTATIONS = (MessageEdited, MessageDeleted, ReactionChanged, PinChanged)
+T0 = 1_700_000_000.0
+
+
+@asynccontextmanager
+async def _client(srv: ServerProcess, login: str, *, new: bool = True) -> AsyncIterator[Client]:
+    async with Client(srv.url) as client:
+        if new:
+            await client.register(login, "password1")
+        else:
+            await client.login(login, "password1")
+        yield client
+
+
+def _token(client: Client) -> str:
+    assert client.token is not None
+    return client.token
+
+
+async def _refused(call: object) -> ApiError:
+    """The typed error a call raised."""
+    try:
+        await call  # type: ignore[misc]
+    except ApiError as exc:
+        return exc
+    raise AssertionError("the call was not refused")
+
+
+def _kinds(events: list[tuple[int | None, Event]], *kinds: type) -> list[Event]:
+    return [e for _, e in events if isinstance(e, kinds)]
+
+
+async def test_an_edit_and_a_delete_reach_both_devices_and_a_resumed_client_not_an_outsider(
+    server: ServerProcess,
+) -> None:
+    """Issue 12 items 1, 2 and 7: the edited text and the tombstone reach both devices of
+    the author and, exactly once, a member whose client was offline and resumes by
+    Last-Event-ID; the outsider's stream carries none of it."""
+    async with (
+        _client(server, "alice") as alice,
+        _client(server, "alice", new=False) as laptop,
+        _client(server, "bob") as bob,
+        _client(server, "carol") as carol,
+    ):
+        group = await alice.create_chat("team")
+        await alice.invite(group.id, "bob")
+        assert bob.session is not None
+        bob_offline_at = bob.session.last_event_id
+        async with (
+            SseReader(server.url, _token(alice)) as phone_events,
+            SseReader(server.url, _token(laptop)) as laptop_events,
+            SseReader(server.url, _token(carol)) as outsider,
+        ):
+            first = await alice.send(group.id, "a stray j")
+            second = await alice.send(group.id, "something to take back")
+            edited = await alice.edit(first.id, "a stray fix")
+            assert edited.text == "a stray fix" and edited.edited_at is not None
+            tombstone = await alice.delete_message(second.id)
+            assert tombstone.deleted_at is not None and tombstone.text == ""
+            for device in (phone_events, laptop_events):
+                got = await device.until(lambda e: isinstance(e, MessageDeleted))
+                [edit_event] = _kinds(got, MessageEdited)
+                assert isinstance(edit_event, MessageEdited)
+                assert edit_event.message.text == "a stray fix"
+                [gone] = _kinds(got, MessageDeleted)
+                assert isinstance(gone, MessageDeleted) and gone.tombstone is not None
+                assert (gone.message_id, gone.tombstone.deleted_at) == (
+                    second.id,
+                    tombstone.deleted_at,
+                )
+            marker = await alice.send(1, "everything before this has arrived")
+            seen = await outsider.until(message_event(marker.id))
+            assert _kinds(seen, *ANNOTATIONS) == []
+        # bob's client was offline through all of it: the resume brings each change once
+        async with SseReader(server.url, _token(bob), last_event_id=bob_offline_at) as resumed:
+            got = await resumed.until(lambda e: isinstance(e, MessageDeleted))
+            end = await alice.send(group.id, "after the resume")
+            got += await resumed.until(message_event(end.id))
+        edits = _kinds(got, MessageEdited)
+        assert [e.message.text for e in edits if isinstance(e, MessageEdited)] == ["a stray fix"]
+        deletions = _kinds(got, MessageDeleted)
+        assert [e.message_id for e in deletions if isinstance(e, MessageDeleted)] == [second.id]
+        # the deleted text is not replayed: its "message" event left the log with it
+        texts = [
+            e.message.text for e in _kinds(got, MessageCreated) if isinstance(e, MessageCreated)
+        ]
+        assert "something to take back" not in texts
+        page = await bob.history(group.id)
+        by_id = {m.id: m for m in page.messages}
+        assert by_id[first.id].text == "a stray fix" and by_id[first.id].edited_at is not None
+        assert by_id[second.id].deleted_at is not None and by_id[second.id].text == ""
+        # others' messages: 403 typed errors; an outsider gets the answer of an unknown id
+        not_mine = await _refused(bob.edit(first.id, "bob was here"))
+        assert not_mine.code == ErrorCode.FORBIDDEN and "your own" in not_mine.message
+        assert (await _refused(bob.delete_message(first.id))).code == ErrorCode.FORBIDDEN
+        unknown = await _refused(carol.edit(10**12, "x"))
+        for attempt in (
+            carol.edit(first.id, "x"),
+            carol.delete_message(first.id),
+            carol.edits(first.id),
+            carol.react(first.id, "👍"),
+            carol.pin(first.id),
+        ):
+            refused = await _refused(attempt)
+            assert (refused.code, refused.message) == (unknown.code, unknown.message)
+
+
+async def test_earlier_texts_are_kept_for_the_author_and_admins_only(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Issue 12 item 1: the history endpoint lists every text, oldest first, for the
+    author and an admin; another member gets 403."""
+    srv = server_factory(args=["--admins", "root"])
+    async with (
+        _client(srv, "alice") as alice,
+        _client(srv, "bob") as bob,
+        _client(srv, "root") as root,
+    ):
+        message = await alice.send(1, "one")
+        await alice.edit(message.id, "two")
+        await alice.edit(message.id, "two")  # the same text: no new version
+        await alice.edit(message.id, "three")
+        for reader in (alice, root):
+            history = await reader.edits(message.id)
+            assert [v.text for v in history.versions] == ["one", "two", "three"]
+            assert history.versions[0].at == message.created_at
+        refused = await _refused(bob.edits(message.id))
+        assert refused.code == ErrorCode.FORBIDDEN
+        # an admin deletes anyone's message; the earlier texts go with it
+        await root.delete_message(message.id)
+        assert [v.text for v in (await alice.edits(message.id)).versions] == [""]
+
+
+async def test_edit_window_is_crossed_by_one_second_and_zero_turns_editing_off(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Issue 12 item 1: with ``--edit-window 60`` a message can be edited 60 s after it was
+    sent, not 61 s; with 0 never."""
+    clock = tmp_path / "clock"
+    clock.write_text(repr(T0))
+    srv = server_factory(clock_file=clock, args=["--edit-window", "60"])
+    async with _client(srv, "alice") as alice:
+        message = await alice.send(1, "typo")
+        srv.set_time(T0 + 60)
+        assert (await alice.edit(message.id, "fixed")).text == "fixed"
+        srv.set_time(T0 + 61)
+        late = await _refused(alice.edit(message.id, "too late"))
+        assert late.code == ErrorCode.FORBIDDEN and late.limit == 60
+        assert "1 min" in late.message
+    off = server_factory(args=["--edit-window", "0"])
+    async with _client(off, "alice") as alice:
+        message = await alice.send(1, "typo")
+        refused = await _refused(alice.edit(message.id, "fixed"))
+        assert refused.code == ErrorCode.FORBIDDEN and "turned off" in refused.message
+
+
+async def test_a_deleted_messages_file_is_collected_when_nothing_else_links_it(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 12 items 2 and 7: deleting a message takes its files; an upload no other
+    message carries is gone (download refused, bytes removed), one that another message
+    still carries stays. A deleted thread root keeps its comments reachable."""
+    lone = tmp_path / "lone.txt"
+    lone.write_bytes(b"only on the deleted message\n")
+    shared = tmp_path / "shared.txt"
+    shared.write_bytes(b"on two messages\n")
+    async with _client(server, "alice") as alice, _client(server, "bob") as bob:
+        a = await alice.upload(lone)
+        b = await alice.upload(shared)
+        with_lone = await alice.send(1, "a file", attachments=[a.id])
+        first_shared = await alice.send(1, "shared once", attachments=[b.id])
+        await alice.send(1, "shared twice", attachments=[b.id])
+        comment = await bob.comment(with_lone.id, "nice file")
+        blob = server.data_dir / "files" / a.sha256[:2] / a.sha256[2:4] / a.sha256
+        assert blob.exists()
+        tombstone = await alice.delete_message(with_lone.id)
+        assert tombstone.attachments == [] and tombstone.comment_count == 1
+        assert not blob.exists()
+        for reader in (alice, bob):
+            refused = await _refused(reader.download(a.id, tmp_path / "again.txt"))
+            assert refused.code == ErrorCode.FORBIDDEN
+        await alice.delete_message(first_shared.id)
+        saved = await bob.download(b.id, tmp_path / "copy.txt")
+        assert saved.read_bytes() == shared.read_bytes()
+        files = await bob.chat_files(1)
+        assert [f.id for f in files.files] == [b.id]
+        thread = await bob.thread(with_lone.id)
+        assert thread.root.deleted_at is not None and thread.root.text == ""
+        assert [c.id for c in thread.comments] == [comment.id]
+        # deleting twice answers the tombstone again
+        again = await alice.delete_message(with_lone.id)
+        assert again.deleted_at == tombstone.deleted_at
+
+
+async def test_a_reply_carries_a_quote_and_a_hidden_message_is_refused_like_an_unknown(
+    server: ServerProcess,
+) -> None:
+    """Issue 12 item 3: history and the live event carry the excerpt (author, first line,
+    id); a message the sender cannot see is refused with the answer of an unknown id."""
+    async with (
+        _client(server, "alice") as alice,
+        _client(server, "bob") as bob,
+        _client(server, "carol") as carol,
+    ):
+        long_line = "x" * (limits.QUOTE_MAX + 20)
+        original = await alice.send(1, f"{long_line}\nsecond line")
+        short = await alice.send(1, "  lunch at noon?  \nwho comes")
+        async with SseReader(server.url, _token(alice)) as events:
+            reply = await bob.send(1, "me!", reply_to=short.id)
+            _, event = (await events.until(message_event(reply.id)))[-1]
+        assert isinstance(event, MessageCreated) and event.message.reply_to is not None
+        quote = event.message.reply_to
+        assert (quote.id, quote.author, quote.text) == (short.id, "alice", "lunch at noon?")
+        long_reply = await bob.send(1, "indeed", reply_to=original.id)
+        assert long_reply.reply_to is not None
+        assert len(long_reply.reply_to.text) == limits.QUOTE_MAX
+        assert long_reply.reply_to.text.endswith("…")
+        page = await carol.history(1)
+        quoted = {m.id: m.reply_to for m in page.messages}
+        assert quoted[reply.id] == quote
+        # a message in a chat bob is not in, in another chat of his, and an unknown one
+        private = await alice.open_direct("carol")
+        hidden = await alice.send(private.id, "between alice and carol")
+        group = await bob.create_chat("bobs")
+        unknown = await _refused(bob.send(1, "?", reply_to=10**12))
+        assert unknown.code == ErrorCode.FORBIDDEN
+        for target, chat_id in ((hidden.id, 1), (short.id, group.id)):
+            refused = await _refused(bob.send(chat_id, "?", reply_to=target))
+            assert (refused.code, refused.message) == (unknown.code, unknown.message)
+        # the original deleted: the quote says so and keeps no text
+        await alice.delete_message(short.id)
+        after = await carol.message(reply.id)
+        assert after.reply_to is not None
+        assert (after.reply_to.deleted, after.reply_to.text) == (True, "")
+
+
+async def test_reactions_limits_counts_and_a_toggle_twice_leaves_nothing(
+    server: ServerProcess,
+) -> None:
+    """Issue 12 items 4 and 7: one of each kind per user, 20 kinds per message (the 21st
+    refused), a reaction of 16 code points accepted and 17 refused, control characters
+    and spaces refused; counts and who reacted in history; ``reaction`` events reach the
+    members and not the outsider; toggled twice, a reaction is gone."""
+    async with (
+        _client(server, "alice") as alice,
+        _client(server, "bob") as bob,
+        _client(server, "carol") as carol,
+    ):
+        group = await alice.create_chat("team")
+        await alice.invite(group.id, "bob")
+        message = await alice.send(group.id, "vote")
+        async with (
+            SseReader(server.url, _token(alice)) as events,
+            SseReader(server.url, _token(carol)) as outsider,
+        ):
+            await alice.react(message.id, "👍")
+            await alice.react(message.id, "👍")  # once per user
+            listed = await bob.react(message.id, "👍")
+            assert [(r.emoji, r.count, r.users) for r in listed.reactions] == [
+                ("👍", 2, ["alice", "bob"])
+            ]
+            got = await events.take(2, lambda e: isinstance(e, ReactionChanged))
+            assert [(e.login, e.added) for e in got if isinstance(e, ReactionChanged)] == [
+                ("alice", True),
+                ("bob", True),
+            ]
+            marker = await alice.send(1, "marker")
+            assert _kinds(await outsider.until(message_event(marker.id)), *ANNOTATIONS) == []
+        page = await bob.history(group.id)
+        assert page.messages[-1].reactions == listed.reactions
+        # toggled twice: gone
+        await bob.toggle_reaction(message.id, "🎉")
+        assert any(r.emoji == "🎉" for r in (await bob.message(message.id)).reactions)
+        await bob.toggle_reaction(message.id, "🎉")
+        assert [r.emoji for r in (await bob.message(message.id)).reactions] == ["👍"]
+        # 20 kinds, not 21
+        for n in range(1, limits.MAX_REACTIONS_PER_MESSAGE):
+            await alice.react(message.id, f"k{n}")
+        assert len((await alice.message(message.id)).reactions) == 20
+        over = await _refused(alice.react(message.id, f"k{limits.MAX_REACTIONS_PER_MESSAGE}"))
+        assert over.code == ErrorCode.CONFLICT and over.limit == 20
+        await bob.react(message.id, "k1")  # an existing kind is still fine
+        # length and characters
+        other = await alice.send(group.id, "lengths")
+        longest = "👍" * limits.MAX_REACTION
+        assert (await alice.react(other.id, longest)).reactions[0].emoji == longest
+        too_long = await _refused(alice.react(other.id, longest + "👍"))
+        assert too_long.code == ErrorCode.INVALID
+        for bad in ("a b", "ok\x07", "\u200b"):
+            assert (await _refused(alice.react(other.id, bad))).code == ErrorCode.INVALID
+        assert (await alice.react(other.id, "👨\u200d👩\u200d👧")).reactions[-1].count == 1
+
+
+async def test_pins_by_the_owner_listed_per_chat_with_events(server: ServerProcess) -> None:
+    """Issue 12 item 5: the owner pins and unpins, a member may not, every member lists the
+    pins, events reach the members and not the outsider."""
+    async with (
+        _client(server, "alice") as alice,
+        _client(server, "bob") as bob,
+        _client(server, "carol") as carol,
+    ):
+        group = await alice.create_chat("team")
+        await alice.invite(group.id, "bob")
+        first = await bob.send(group.id, "the plan")
+        second = await alice.send(group.id, "the date")
+        async with (
+            SseReader(server.url, _token(bob)) as events,
+            SseReader(server.url, _token(carol)) as outsider,
+        ):
+            pin = await alice.pin(first.id)
+            assert (pin.message.id, pin.pinned_by) == (first.id, "alice")
+            await alice.pin(second.id)
+            refused = await _refused(bob.pin(first.id))
+            assert refused.code == ErrorCode.FORBIDDEN and "owner" in refused.message
+            assert [p.message.id for p in (await bob.pins(group.id)).pins] == [
+                second.id,
+                first.id,
+            ]
+            await alice.unpin(second.id)
+            got = await events.take(3, lambda e: isinstance(e, PinChanged))
+            assert [(e.message_id, e.pinned) for e in got if isinstance(e, PinChanged)] == [
+                (first.id, True),
+                (second.id, True),
+                (second.id, False),
+            ]
+            marker = await alice.send(1, "marker")
+            assert _kinds(await outsider.until(message_event(marker.id)), *ANNOTATIONS) == []
+        assert [p.message.id for p in (await bob.pins(group.id)).pins] == [first.id]
+        assert (await _refused(carol.pins(group.id))).code == ErrorCode.FORBIDDEN
+        # a deleted message leaves the pins
+        await bob.delete_message(first.id)
+        assert (await alice.pins(group.id)).pins == []
+
+
+async def test_a_disappeared_message_stays_disappeared(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Visibility: once a message disappeared for a reader, nothing about it reaches them
+    again; a reader who still has it (offline when it was posted) may react, and only
+    they hear of it."""
+    clock = tmp_path / "clock"
+    clock.write_text(repr(T0))
+    srv = server_factory(clock_file=clock, args=["--message-ttl", "5"])
+    async with (
+        _client(srv, "alice") as alice,
+        _client(srv, "bob") as bob,
+        _client(srv, "carol") as carol,
+    ):
+        async with SseReader(srv.url, _token(bob)) as events:
+            message = await alice.send(1, "soon gone")  # carol is offline: her copy waits
+            await events.until(message_event(message.id))
+            srv.set_time(T0 + 100)
+            await events.until(lambda e: isinstance(e, MessageDeleted))
+            unknown = await _refused(bob.react(10**12, "👍"))
+            for attempt in (bob.react(message.id, "👍"), alice.edit(message.id, "back?")):
+                refused = await _refused(attempt)
+                assert (refused.code, refused.message) == (unknown.code, unknown.message)
+            page = await carol.history(1)  # delivered to carol now: hers lives on
+            assert message.id in [m.id for m in page.messages]
+            await carol.react(message.id, "👀")
+            marker = await bob.send(1, "marker")
+            got = await events.until(message_event(marker.id))
+        assert _kinds(got, MessageEdited, ReactionChanged) == []
