@@ -157,3 +157,76 @@ def test_take_body_honours_connection_close() -> None:
     parser.response(200, [(b"content-length", b"0")])
     parser.end()
     assert not parser.keep_alive
+
+
+def test_head_behind_a_chunked_body_keeps_the_limit() -> None:
+    """A request pipelined right behind a chunked body (parsed by llhttp in the same read)
+    still has its head limit: within it served, one header line over it refused 431."""
+    chunked = (
+        b"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    )
+    small = b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n"
+    heads = [e for e in drive([chunked + small], max_head=200) if isinstance(e, RequestHead)]
+    assert [h.target for h in heads] == [b"/a", b"/b"]
+    big = b"GET /b HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 200 + b"\r\n\r\n"
+    try:
+        drive([chunked + big], max_head=200)
+    except BadRequest as exc:
+        assert exc.status == 431
+    else:
+        raise AssertionError("a 230-byte head passed a 200-byte limit")
+
+
+def test_upgrade_request_is_served_with_its_body() -> None:
+    """``Connection: upgrade`` is not honoured (we never switch protocols): the request is
+    an ordinary one, its Content-Length body read, the next request parsed after it."""
+    wire = (
+        b"POST /u HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: x\r\n"
+        b"Content-Length: 3\r\n\r\nabc"
+        b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    parser = ServerParser()
+    parser.receive_data(wire)
+    head = parser.next_event()
+    assert isinstance(head, RequestHead) and head.content_length == 3
+    assert parser.take_body() == b"abc"
+    parser.response(200, [(b"content-length", b"0")])
+    parser.end()
+    assert parser.keep_alive
+    parser.start_next_cycle()
+    following = parser.next_event()
+    assert isinstance(following, RequestHead) and following.target == b"/next"
+
+
+def test_unknown_method_token_reaches_the_router() -> None:
+    """Issue 9 item 22: ``get`` and ``BREW`` are parsed (the router answers 501), while a
+    method that is not a token is a 400."""
+    for method in (b"get", b"BREW", b"M-SEARCH"):
+        (head, _end) = drive([method + b" /x HTTP/1.1\r\nHost: t\r\n\r\n"])
+        assert isinstance(head, RequestHead) and head.method == method.decode()
+    try:
+        drive([b"G(T /x HTTP/1.1\r\nHost: t\r\n\r\n"])
+    except BadRequest as exc:
+        assert exc.status == 400
+    else:
+        raise AssertionError("a method with '(' was parsed")
+
+
+def test_response_header_injection_refused() -> None:
+    parser = ServerParser()
+    parser.receive_data(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert isinstance(parser.next_event(), RequestHead)
+    for bad in ([(b"x", b"a\r\nx-evil: 1")], [(b"x y", b"1")], [(b"x", b"a\x00")]):
+        try:
+            parser.response(200, [(b"content-length", b"0"), *bad])
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was serialised")
+    head = parser.response(200, [(b"content-length", b"2")])
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    try:
+        parser.body(b"abc")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("3 bytes sent for a Content-Length of 2")

@@ -26,7 +26,7 @@ class Headers:
     __slots__ = ("_raw",)
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self._raw = raw  # names are lowercase (h11 guarantees it)
+        self._raw = raw  # names are lowercase (the parser lowers them)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""

@@ -1,4 +1,4 @@
-"""HTTP/1.1 server on asyncio streams: one coroutine per connection, h11 for the bytes.
+"""HTTP/1.1 server on asyncio streams: one coroutine per connection, llhttp for the bytes.
 
 Each connection runs one loop: read a head (under the idle timeout), call the
 handler, write the answer, make sure the request body is consumed, repeat while
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ._wire import (
     RequestHead,
     ServerParser,
     Signal,
+    check_head_lines,
     error_body,
     error_headers,
     http_date,
@@ -85,6 +87,28 @@ _SERVER = b"messenger"
 _WRITE_HIGH_WATER = 256 * 1024
 _MAX_QUERY_FIELDS = 64
 _BODILESS = frozenset({204, 304})
+_JOIN_MAX = 16 * 1024
+"""A response body up to this size is joined to its head: one buffer, one send."""
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_GOOD_NAMES: set[str] = set()
+"""Response header names the app used and that were found to be HTTP tokens."""
+_CONTENT_TYPES: dict[str, bytes] = {}
+"""``content-type: …\\r\\n`` lines by media type, built once each."""
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid response: header name {name!r}")
+    if len(_GOOD_NAMES) < 256:
+        _GOOD_NAMES.add(name)
+
+
+def _content_type_line(content_type: str) -> bytes:
+    line = b"content-type: %s\r\n" % content_type.encode("latin-1")
+    check_head_lines(line, 1)
+    if len(_CONTENT_TYPES) < 256:
+        _CONTENT_TYPES[content_type] = line
+    return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +439,7 @@ class _Connection:
                     self._parser.receive_data(data)
                 elif event is Signal.CLOSED:
                     return None
-                else:  # pragma: no cover - h11 gives nothing else between requests
+                else:  # pragma: no cover - nothing else comes between requests
                     raise BadRequest(f"unexpected {event!r} before a request")
 
     async def next_body_chunk(self) -> bytes | None:
@@ -623,16 +647,39 @@ class _Connection:
         return headers
 
     def _send_response(self, response: Response, head_only: bool, close: bool) -> None:
-        headers = self._headers(response.headers, response.content_type, close)
-        bodiless = response.status in _BODILESS
-        if not bodiless:
-            headers.append((b"content-length", b"%d" % len(response.body)))
+        # the head is built as bytes from pre-built pieces: no header objects per request
+        body = response.body
+        status = response.status
+        content_type = _CONTENT_TYPES.get(response.content_type)
+        if content_type is None:
+            content_type = _content_type_line(response.content_type)
+        lines = [content_type, b"date: ", http_date(), b"\r\nserver: messenger\r\n"]
+        count = 3
+        for name, value in response.headers:
+            if name not in _GOOD_NAMES:
+                _check_name(name)
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+            count += 1
+        if close:
+            lines.append(b"connection: close\r\n")
+            count += 1
+        length: int | None = None
+        if status not in _BODILESS:
+            length = len(body)
+            lines.append(b"content-length: %d\r\n" % length)
+            count += 1
         parser = self._parser
-        data = parser.response(response.status, headers)
-        if head_only or bodiless or not response.body:
-            self.transport.write(data + parser.end())
+        data = parser.response_head(status, b"".join(lines), count, length, close)
+        if head_only or length is None or not body:
+            parser.end()
+            self.transport.write(data)
         else:
-            self.transport.writelines([data, parser.body(response.body), parser.end()])
+            parser.body(body)
+            parser.end()
+            if len(body) <= _JOIN_MAX:
+                self.transport.write(data + body)
+            else:
+                self.transport.writelines([data, body])
 
     async def _stream_with_length(
         self, result: StreamResponse, head_only: bool, close: bool
@@ -669,7 +716,7 @@ class _Connection:
         stream = ResponseStream(self.transport, self.peer, self._drain_stream)
         protocol.stream = stream
         self.stream_protocol = protocol
-        self._parser = _SPENT_PARSER  # h11 state is ~1 KB an idle stream does not need
+        self._parser = _SPENT_PARSER  # parser state an idle stream does not need
         self.transport.set_protocol(protocol)
         if not self.transport.is_reading():
             self.transport.resume_reading()
