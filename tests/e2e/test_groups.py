@@ -190,3 +190,64 @@ async def test_outsider_is_denied_everywhere(
         server.url, method, path.format(chat=chat_id + 1000, msg=msg + 1000), eve, body
     )
     assert ghost.status_code == 403
+
+
+async def _login(base: str, login: str) -> str:
+    """Another session (device) of ``login``: its token."""
+    body = {"login": login, "password": "password1"}
+    resp = await call(base, "POST", "/api/v1/auth/login", json=body)
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["token"])
+
+
+async def test_every_device_of_the_owner_hears_each_decision(server: ServerProcess) -> None:
+    """Issue 9 item 12: a join request approved, rejected or settled by an invite on one
+    device of the owner reaches the owner's other device as a `join_decision` event naming
+    the requester (it only went to the requester, so the other device kept its bar)."""
+    laptop = (await register(server.url, "alice"))["token"]
+    phone = await _login(server.url, "alice")
+    tokens = {who: (await register(server.url, who))["token"] for who in ("bob", "carol", "dave")}
+    chat_id = await _group(server.url, laptop)
+    async with (
+        SseReader(server.url, phone) as other_device,
+        SseReader(server.url, tokens["bob"]) as bob,
+    ):
+        for who in ("bob", "carol", "dave"):
+            asked = await call(
+                server.url, "POST", "/api/v1/chats/join", tokens[who], {"name": "team"}
+            )
+            assert asked.json()["state"] == "asked_owner"
+        asked_of = await other_device.take(3, lambda e: isinstance(e, JoinRequested))
+        assert [e.request.login for e in asked_of if isinstance(e, JoinRequested)] == [
+            "bob",
+            "carol",
+            "dave",
+        ]
+        base = f"/api/v1/chats/{chat_id}"
+        assert (await call(server.url, "POST", f"{base}/requests/bob/approve", laptop)).is_success
+        assert (await call(server.url, "POST", f"{base}/requests/carol/reject", laptop)).is_success
+        invited = await call(server.url, "POST", f"{base}/members", laptop, {"login": "dave"})
+        assert invited.is_success
+        decided = await other_device.take(3, lambda e: isinstance(e, JoinDecided))
+        assert [(e.login, e.approved) for e in decided if isinstance(e, JoinDecided)] == [
+            ("bob", True),
+            ("carol", False),
+            ("dave", True),
+        ]
+        mine = await bob.take(1, lambda e: isinstance(e, JoinDecided))
+        assert mine == [JoinDecided(chat_id=chat_id, chat_name="team", approved=True, login="bob")]
+    # In the ordered log: a device that connects later replays the same decisions.
+    async with SseReader(server.url, phone, last_event_id=0) as replay:
+        again = await replay.take(3, lambda e: isinstance(e, JoinDecided))
+    assert again == decided
+    # Inviting someone who never asked decides nothing.
+    erin = (await register(server.url, "erin"))["token"]
+    async with SseReader(server.url, phone) as other_device:
+        added = await call(
+            server.url, "POST", f"/api/v1/chats/{chat_id}/members", laptop, {"login": "erin"}
+        )
+        assert added.is_success
+        await send(server.url, laptop, "marker", chat_id=chat_id)
+        seen = await other_device.until(lambda e: isinstance(e, MessageCreated))
+        assert not [e for _, e in seen if isinstance(e, JoinDecided)]
+    assert erin

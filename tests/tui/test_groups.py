@@ -8,6 +8,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from messenger_client import Client
 from messenger_client.commands import parse_invite
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.groups import (
@@ -239,3 +240,36 @@ async def test_reject_by_command_takes_the_request_off_the_bar(
     finally:
         await bob.close()
         await carol.close()
+
+
+async def test_a_decision_on_the_owners_other_device_takes_the_request_off_the_bar(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Issue 9 item 12: a join request approved, rejected or settled by an invite on the
+    owner's other device used to stay on this device's bar (the decision went only to the
+    requester); now each one leaves the bar as its event arrives."""
+    app = make_app(server.url)
+    others = [await other_user(server, who) for who in ("bob", "carol", "dave")]
+    phone = Client(server.url)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            assert app.main is not None
+            await phone.login("alice", "secret12")
+            team = await phone.create_chat("team")
+            for client in others:
+                await client.join("team")
+            await until(pilot, lambda: "+2 more" in screen_text(app), "three requests")
+            bar = app.main.query_one(JoinRequestBar)
+            await phone.reject(team.id, "dave")
+            await until(pilot, lambda: "+1 more" in screen_text(app), "dave off the bar")
+            assert [r.login for r in bar.requests] == ["bob", "carol"]
+            await phone.approve(team.id, "carol")
+            await until(pilot, lambda: [r.login for r in bar.requests] == ["bob"], "carol off")
+            assert "bob asks to join team" in screen_text(app) and "more" not in screen_text(app)
+            await phone.invite(team.id, "bob")
+            await until(pilot, lambda: not bar.display, "the bar gone")
+            assert app.is_running
+    finally:
+        for client in (*others, phone):
+            await client.close()

@@ -720,9 +720,15 @@ class CommandRunner:
                         created=at(r.created_at),
                     )
                 ]
-            case JoinDecided(chat_id=chat_id, chat_name=name, approved=approved):
-                text = f"your request to join {name} was {'approved' if approved else 'rejected'}"
-                return [JoinDecisionOut(text, chat_id=chat_id, chat=name, approved=approved)]
+            case JoinDecided(chat_id=chat_id, chat_name=name, approved=approved, login=login):
+                how = "approved" if approved else "rejected"
+                whose = "your" if login == self.client.login_name else f"{login}'s"
+                text = f"{whose} request to join {name} was {how}"
+                return [
+                    JoinDecisionOut(
+                        text, chat_id=chat_id, chat=name, approved=approved, login=login
+                    )
+                ]
             case Banned(login=login, until=until, reason=reason):
                 who = "you are" if login == self.client.login_name else f"{login} is"
                 if until is None:

@@ -222,11 +222,12 @@ class JoinRequestOut(InfoOut, tag="join_request", kw_only=True):
 
 
 class JoinDecisionOut(InfoOut, tag="join_decision", kw_only=True):
-    """The owner decided on your join request."""
+    """The owner decided on a join request: yours, or (to the owner) ``login``'s."""
 
     chat_id: int
     chat: str
     approved: bool
+    login: str
 
 
 class ScheduledOut(InfoOut, tag="scheduled", kw_only=True):

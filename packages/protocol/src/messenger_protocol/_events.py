@@ -103,11 +103,17 @@ class JoinRequested(BaseEvent, frozen=True, tag="join_request"):
 
 
 class JoinDecided(BaseEvent, frozen=True, tag="join_decision"):
-    """The owner approved or rejected the user's join request."""
+    """The owner approved or rejected ``login``'s join request.
+
+    It reaches the requester and every device of the chat's owner (the one who can act on
+    the request), so a device that still shows the request drops it.
+    """
 
     chat_id: int
     chat_name: str
     approved: bool
+    login: str
+    """Who asked to join."""
 
 
 class ThreadActivity(BaseEvent, frozen=True, tag="thread"):

@@ -176,9 +176,20 @@ class ChatService:
     ) -> None:
         """Make a user a member (read up to now) and tell the chat; a pending request of
         theirs is settled as ``how`` (approved, or invited when the owner added them)."""
-        tx.decide_join_request(chat.id, user.id, how)
+        if tx.decide_join_request(chat.id, user.id, how):
+            self._decided(tx, chat, user, approved=True)
         if tx.add_member(chat.id, user.id, now, chat.last_message_id):
             self._announce(tx, chat.id)
+
+    def _decided(self, tx: Tx, chat: ChatRecord, user: UserRecord, *, approved: bool) -> None:
+        """Tell the requester, and every device of the owner (the one who may act on the
+        request: a device still showing it drops it), that a join request is settled."""
+        decided = JoinDecided(
+            chat_id=chat.id, chat_name=chat.name, approved=approved, login=user.login
+        )
+        self.events.emit(tx, decided, user_id=user.id)
+        if chat.owner_id is not None and chat.owner_id != user.id:
+            self.events.emit(tx, decided, user_id=chat.owner_id)
 
     async def invite(self, actor: Actor, chat_id: int, body: InviteUser) -> Members:
         """The owner adds a user (who may or may not have asked to join)."""
@@ -360,11 +371,7 @@ class ChatService:
             user = _user(tx, login)
             if tx.join_request(chat_id, user.id) is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"{login} has not asked to join")
-            self._admit(tx, chat, user, now, "approved")
-            self.events.emit(
-                tx, JoinDecided(chat_id=chat_id, chat_name=chat.name, approved=True),
-                user_id=user.id,
-            )  # fmt: skip
+            self._admit(tx, chat, user, now, "approved")  # the decision's event too
             return self._members(tx, chat_id, actor.user_id)
 
         return await self.store.write(unit)
@@ -377,9 +384,6 @@ class ChatService:
             user = _user(tx, login)
             if not tx.decide_join_request(chat_id, user.id, "rejected"):
                 raise ApiError(ErrorCode.NOT_FOUND, f"{login} has not asked to join")
-            self.events.emit(
-                tx, JoinDecided(chat_id=chat_id, chat_name=chat.name, approved=False),
-                user_id=user.id,
-            )  # fmt: skip
+            self._decided(tx, chat, user, approved=False)
 
         await self.store.write(unit)

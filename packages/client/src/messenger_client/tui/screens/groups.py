@@ -633,9 +633,11 @@ class JoinRequestBar(Guarded, Horizontal):
 
     def forget(self, request: JoinRequest, *, redraw: bool = True) -> None:
         """A request was decided."""
-        self.requests = [
-            r for r in self.requests if (r.chat_id, r.login) != (request.chat_id, request.login)
-        ]
+        self.settled(request.chat_id, request.login, redraw=redraw)
+
+    def settled(self, chat_id: int, login: str, *, redraw: bool = True) -> None:
+        """``login``'s request to join ``chat_id`` was decided (here or on another device)."""
+        self.requests = [r for r in self.requests if (r.chat_id, r.login) != (chat_id, login)]
         if redraw:
             self._redraw()
 
@@ -725,6 +727,7 @@ def group_event(app: MessengerApp, event: Event) -> None:
     """React to a live event: join requests for owners, decisions for requesters."""
     if app.main is None or not app.main.is_mounted:
         return
+    me = app.store.me if app.store is not None else ""
     match event:
         case JoinRequested(request=request):
             _bar_of(app).add(request)
@@ -735,6 +738,11 @@ def group_event(app: MessengerApp, event: Event) -> None:
                 title="Join request",
                 timeout=8,
             )
+        case JoinDecided(chat_id=chat_id, login=login) if login != me:
+            # On the owner's devices: settled here or on another device, so it goes.
+            bar = _find_bar(app)
+            if bar is not None:
+                bar.settled(chat_id, login)
         case JoinDecided(chat_id=chat_id, chat_name=name, approved=approved):
             if not approved:
                 app.notify(f"The owner of {name} said no", title="Join request", severity="warning")
@@ -743,7 +751,6 @@ def group_event(app: MessengerApp, event: Event) -> None:
                 app.notify(f"You are in {name} now", title="Join request approved", timeout=6)
         case ChatUpdated(chat=chat) if chat.kind == "group":
             app.main.update_title(chat)
-            me = app.store.me if app.store is not None else ""
             if chat.id not in _known(app) and chat.owner != me:
                 # Invited (or approved, when this comes before the decision): say so once.
                 app.notify(f"You are in {chat.name} now (owner {chat.owner})", timeout=6)
