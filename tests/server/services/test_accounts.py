@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from messenger_protocol import AddContact, ApiError, Credentials, ErrorCode, SessionEnded
@@ -117,3 +119,30 @@ async def test_contacts_add_list_remove(harness: Harness) -> None:
         with pytest.raises(ApiError) as err:
             await call
         assert err.value.code is ErrorCode.NOT_FOUND
+
+
+async def test_requests_over_new_connections_do_not_rewrite_the_session(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: a session whose requests alternate between connections (new ports of the
+    address it logged in from) is not written again; a new address is, without a port."""
+    session = await harness.app.accounts.register(
+        Credentials(login="alice", password=PASSWORD), "10.0.0.1"
+    )
+    store = harness.app.accounts.store
+    writes: list[object] = []
+    real_write = store.write
+
+    async def counting_write(work: Any) -> Any:
+        writes.append(work)
+        return await real_write(work)
+
+    monkeypatch.setattr(store, "write", counting_write)
+    for port in (5000, 5001, 5000, 5002):
+        await harness.app.accounts.authenticate(session.token, f"10.0.0.1:{port}")
+    assert writes == []
+    for port in (5000, 5001):
+        await harness.app.accounts.authenticate(session.token, f"10.0.0.2:{port}")
+    assert len(writes) == 1
+    conn = harness.app.store.tx.conn  # type: ignore[attr-defined]
+    assert conn.execute("SELECT last_address FROM sessions").fetchall() == [("10.0.0.2",)]

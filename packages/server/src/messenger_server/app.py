@@ -53,6 +53,7 @@ from .services import (
     MessageService,
     StatusService,
 )
+from .services.actor import address_ip
 from .services.admin import AdminService
 from .services.annotations import AnnotationService
 from .services.files import FileService
@@ -140,14 +141,6 @@ def bind(endpoint: AnyEndpoint, method: ServiceMethod, *, actor: bool = True) ->
 
     handler.__qualname__ = f"bind({endpoint.name})"
     return handler
-
-
-def address_ip(peer: str) -> str:
-    """The IP part of an ``ip:port`` peer address."""
-    host, sep, port = peer.rpartition(":")
-    if not sep or not port.isdigit():
-        return peer
-    return host.strip("[]")
 
 
 @dataclass(frozen=True, slots=True)

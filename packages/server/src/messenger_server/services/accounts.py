@@ -34,7 +34,7 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..storage import Store, Tx, UserRecord
 from ..storage.moderation import moderation_queries
-from .actor import Actor
+from .actor import Actor, address_ip
 from .events import EventService
 from .throttle import LoginThrottle
 
@@ -289,12 +289,13 @@ class AccountService:
         use.used_at = now
         self.last_seen[actor.user_id] = now
         touch_every = min(TOUCH_MAX_SECONDS, self.session_idle_timeout / 10)
-        if self._addresses.get(actor.session_id) != address or now - use.saved_at >= touch_every:
-            # one write per new connection (and now and then), not per request
-            self._addresses[actor.session_id] = address
+        ip = address_ip(address)  # a new connection from the same place changes nothing
+        if self._addresses.get(actor.session_id) != ip or now - use.saved_at >= touch_every:
+            # one write per new address (and now and then), not per request or connection
+            self._addresses[actor.session_id] = ip
             use.saved_at = now
             session_id = actor.session_id
-            await self.store.write(lambda tx: tx.touch_session(session_id, address, now))
+            await self.store.write(lambda tx: tx.touch_session(session_id, ip, now))
         return dataclasses.replace(actor, address=address)
 
     def _expiry(self, use: _Use) -> float:

@@ -8,7 +8,7 @@ from messenger_protocol import ApiError, ErrorCode, Message
 
 from ..storage import ChatRecord, Tx
 
-__all__ = ["Actor", "forbidden", "require_member", "require_owner", "require_visible"]
+__all__ = ["Actor", "address_ip", "forbidden", "require_member", "require_owner", "require_visible"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,14 @@ class Actor:
     session_id: str
     is_admin: bool = False
     address: str = ""
+
+
+def address_ip(peer: str) -> str:
+    """The IP part of an ``ip:port`` peer address."""
+    host, sep, port = peer.rpartition(":")
+    if not sep or not port.isdigit():
+        return peer
+    return host.strip("[]")
 
 
 def forbidden(message: str = "you are not a member of this chat") -> ApiError:
