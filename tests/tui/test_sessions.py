@@ -4,14 +4,18 @@ session, so a logout on another device ends only that device, and admins get F3.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.widgets import Input
 
 from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.admin import AdminScreen
 from messenger_client.tui.screens.login import LoginScreen
-from messenger_protocol import GENERAL_CHAT_ID
+from messenger_protocol import GENERAL_CHAT_ID, MessagePage
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
+from tests.tui.conftest import click, until
 from tests.tui.test_app import SIZE, shown_texts
 
 
@@ -78,3 +82,50 @@ async def test_admin_screen_after_a_token_resume(
             await until(pilot, lambda: isinstance(app.screen, AdminScreen), "the admin screen")
     finally:
         await first.close()
+
+
+async def test_the_history_on_connect_is_the_servers_also_after_a_token_resume(
+    server_factory: Callable[..., ServerProcess],
+    make_app: Callable[..., MessengerApp],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 9 item 4: with ``--history-on-connect 7`` the newest page the app asks for on
+    connect is 7 messages, after a password login and after a resume from a saved token
+    (which used its own page of 50)."""
+    server = server_factory(args=["--history-on-connect", "7"])
+    bob = Client(server.url)
+    await bob.register("bob", "secret12")
+    for n in range(15):
+        await bob.send(GENERAL_CHAT_ID, f"m{n}")
+    asked: list[tuple[Client, int]] = []
+    history = Client.history
+
+    async def spy(self: Client, chat_id: int, **query: Any) -> MessagePage:
+        if chat_id == GENERAL_CHAT_ID and query.get("before") is query.get("after") is None:
+            asked.append((self, query["limit"]))
+        return await history(self, chat_id, **query)
+
+    monkeypatch.setattr(Client, "history", spy)
+    resumed, first = await _resumed_app(server, make_app, "alice")
+    try:
+        async with resumed.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: resumed.connection.state == "connected", "connected")
+            await until(pilot, lambda: "m14" in shown_texts(resumed, 1), "the newest message")
+            await until(pilot, lambda: len(asked) >= 2, "the page at start and at connect")
+            assert {limit for client, limit in asked if client is resumed.client} == {7}
+        asked.clear()
+        app = make_app(server.url, "carol")
+        await first.close()
+        await (first := Client(server.url)).register("carol", "secret12")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+            app.screen.query_one("#login", Input).value = "carol"
+            app.screen.query_one("#password", Input).value = "secret12"
+            await click(pilot, "#do-login")
+            await until(pilot, lambda: app.connection.state == "connected", "connected")
+            await until(pilot, lambda: "m14" in shown_texts(app, 1), "the newest message")
+            await until(pilot, lambda: len(asked) >= 2, "the page at start and at connect")
+            assert {limit for client, limit in asked if client is app.client} == {7}
+    finally:
+        for client in (first, bob):
+            await client.close()

@@ -35,6 +35,7 @@ from messenger_protocol import (
     Event,
     Message,
     ScheduledUpdated,
+    Session,
     SessionEnded,
     User,
 )
@@ -70,7 +71,8 @@ __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
 log = logging.getLogger(__name__)
 
 LATEST_PAGE = 50
-"""Messages fetched from the server when a chat is opened (older ones load on scroll)."""
+"""Messages fetched from the server when a chat is opened (older ones load on scroll);
+on connect the server's ``history_on_connect`` instead."""
 RETRY_MAX_SECONDS = 5.0
 """Longest wait between retries of a failed send."""
 
@@ -234,7 +236,7 @@ class MessengerApp(Guarded, App[None]):
         main.bar.server = self.server.split("://", 1)[-1]
         self._refresh_chat_list()
         self._refresh_people()
-        self.open_chat(GENERAL_CHAT_ID)
+        self.open_chat(GENERAL_CHAT_ID, connect=True)
         resume = cache.last_event_id if cache is not None else None
         self._run_events(resume if resume is not None else last_event_id)
         for pending in store.outbox():
@@ -269,21 +271,29 @@ class MessengerApp(Guarded, App[None]):
     async def _resume_session(self) -> None:
         """A session resumed from a saved token learns what a login tells: its id (so a
         logout elsewhere ends only that one), admin or not (F3), the server's settings."""
+        await self._session()
+
+    async def _session(self) -> Session | None:
+        """This session as a login answers it; asked of the server once when resumed
+        from a saved token (None while that cannot be known)."""
         client = self.client
         if client is None:
-            return
+            return None
+        if client.session is not None:
+            return client.session
         try:
-            await client.resume()
+            session = await client.resume()
         except ServerUnavailable as exc:
             log.info("resume: %s", exc)  # the next connect asks again
-            return
+            return None
         except ApiError as exc:
             if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
                 self._session_over(session_over_reason(exc))
             else:
                 self.notify(describe_error(exc), severity="error")
-            return
-        self.refresh_bindings()
+            return None
+        self.refresh_bindings()  # admin or not: F3
+        return session
 
     def _connection_changed(self, state: ConnectionState) -> None:
         self.connection = state
@@ -413,7 +423,7 @@ class MessengerApp(Guarded, App[None]):
             if main.current_chat is not None and main.current_chat not in store.chats:
                 self.open_chat(GENERAL_CHAT_ID)
             elif main.current_chat is not None:
-                await self._load_latest_now(main.current_chat)
+                await self._load_latest_now(main.current_chat, connect=True)
             users = await client.users()
             store.set_users(users.users)
             contacts = await client.contacts()
@@ -453,8 +463,9 @@ class MessengerApp(Guarded, App[None]):
 
     # --- chats ------------------------------------------------------------------------
 
-    def open_chat(self, chat_id: int) -> None:
-        """Show a chat from what is known at once, then bring it up to date."""
+    def open_chat(self, chat_id: int, *, connect: bool = False) -> None:
+        """Show a chat from what is known at once, then bring it up to date (``connect``:
+        the session starts, and the page is the server's history on connect)."""
         store, main = self.store, self.main
         if store is None or main is None:
             return
@@ -467,18 +478,26 @@ class MessengerApp(Guarded, App[None]):
             self.runner.current_chat_id = chat_id
         self._maybe_mark_read()
         self._refresh_chat_list()
-        self._load_latest(chat_id)
+        self._load_latest(chat_id, connect)
 
     @work(exclusive=True, group="latest")
-    async def _load_latest(self, chat_id: int) -> None:
-        await self._load_latest_now(chat_id)
+    async def _load_latest(self, chat_id: int, connect: bool = False) -> None:
+        await self._load_latest_now(chat_id, connect)
 
-    async def _load_latest_now(self, chat_id: int) -> None:
+    async def _load_latest_now(self, chat_id: int, connect: bool = False) -> None:
+        """The newest page of a chat: on connect as many as the server's history on
+        connect says (the login answer, or the session's for a saved token)."""
         client, store, main = self.client, self.store, self.main
         if client is None or store is None or main is None:
             return
+        limit = LATEST_PAGE
+        if connect:
+            session = await self._session()
+            if self.client is not client:
+                return  # the session is over
+            limit = session.history_on_connect if session is not None else LATEST_PAGE
         try:
-            page = await client.history(chat_id, limit=LATEST_PAGE)
+            page = await client.history(chat_id, limit=limit)
         except ServerUnavailable:
             return
         except ApiError as exc:
