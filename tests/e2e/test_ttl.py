@@ -128,3 +128,28 @@ async def test_reconnecting_client_gets_it_by_replay_and_keeps_it_an_hour(
             if isinstance(event, MessageDeleted):
                 break
         assert event.message_id == message["id"]
+
+
+async def test_chat_list_unread_leaves_out_what_disappeared_in_every_chat(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Issue 11: /chats counts what disappeared for the reader in all its chats at once
+    (one query): the general chat and a private one lose what expired, a message that
+    came later stays unread, and each count matches the chat's own /chats/{id}."""
+    srv = _clocked(server_factory, tmp_path)
+    alice = (await register(srv.url, "alice"))["token"]
+    carol = (await register(srv.url, "carol"))["token"]
+    dm = (await call(srv.url, "POST", "/api/v1/direct", alice, {"login": "carol"})).json()["id"]
+    async with SseReader(srv.url, carol) as carol_events:
+        for chat_id in (1, dm, dm):
+            assert (await send(srv.url, alice, "soon gone", chat_id)).status_code == 200
+            await carol_events.next()
+        srv.set_time(T0 + TTL - 1)
+        later = (await send(srv.url, alice, "stays", dm)).json()
+        await carol_events.next()
+        assert (await _unread(srv, carol, 1), await _unread(srv, carol, dm)) == (1, 3)
+        srv.set_time(T0 + TTL)
+        for _ in range(3):
+            _, gone = await carol_events.next()
+            assert isinstance(gone, MessageDeleted) and gone.message_id != later["id"]
+        assert (await _unread(srv, carol, 1), await _unread(srv, carol, dm)) == (0, 1)

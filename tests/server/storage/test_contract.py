@@ -309,6 +309,8 @@ def _setup(tx: Tx, log: Log) -> None:
     ret.deliveries(alice, [ids[3], ids[4], ids[0]])
     ret.mark_delivered(alice, [ids[3]], 100.0)
     ret.gone_unread(alice, group, 0, 145.0)
+    ret.gone_unread_in(alice, [(group, 0), (group + 999, 0)], 145.0)
+    ret.gone_unread_in(alice, [(group, ids[3])], 145.0)
     ret.next_due(100.0, 1000.0)
     ret.too_old(1000.0, 10)
     ret.due_deliveries(300.0, 10)

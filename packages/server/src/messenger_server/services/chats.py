@@ -94,8 +94,7 @@ class ChatService:
         found = await self.store.read(unit)
         if self.visibility is None:
             return found
-        alive = self.visibility.unread_alive
-        return ChatList(chats=[await alive(actor.user_id, c) for c in found.chats])
+        return ChatList(chats=await self.visibility.unread_alive_all(actor.user_id, found.chats))
 
     async def chat(self, actor: Actor, chat_id: int) -> Chat:
         """One chat of the user."""

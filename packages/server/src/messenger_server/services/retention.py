@@ -175,6 +175,24 @@ class Visibility:
             return chat
         return msgspec.structs.replace(chat, unread=max(0, chat.unread - gone))
 
+    async def unread_alive_all(self, user_id: int, chats: list[Chat]) -> list[Chat]:
+        """:meth:`unread_alive` of a list of chats, with one query for all of them."""
+        if not self.enabled:
+            return chats
+        wanted = [(c.id, c.last_read) for c in chats if c.unread]
+        if not wanted:
+            return chats
+        cutoff = self.clock.now() - self.ttl
+        gone = await self.store.read(
+            lambda tx: retention_queries(tx).gone_unread_in(user_id, wanted, cutoff)
+        )
+        if not gone:
+            return chats
+        return [
+            msgspec.structs.replace(c, unread=max(0, c.unread - gone[c.id])) if c.id in gone else c
+            for c in chats
+        ]
+
     async def unread(self, user_id: int, unread: Unread) -> Unread:
         """``/unread`` less what disappeared for the user."""
         if not self.enabled:

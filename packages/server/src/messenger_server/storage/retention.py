@@ -12,6 +12,10 @@ from .sql import Connection, connection, marks
 
 __all__ = ["RetentionQueries", "SqlRetentionQueries", "retention_queries"]
 
+_CHATS_PER_QUERY = 200
+"""Chats of one :meth:`SqlRetentionQueries.gone_unread_in` statement (2 parameters each;
+SQLite caps bound parameters)."""
+
 
 class RetentionQueries(Protocol):
     """What the retention service needs of the database."""
@@ -39,6 +43,13 @@ class RetentionQueries(Protocol):
     def gone_unread(self, user_id: int, chat_id: int, after: int, cutoff: float) -> int:
         """Root messages of others after ``after`` in a chat that disappeared for the user
         (delivered at or before ``cutoff``, or expired)."""
+        ...
+
+    def gone_unread_in(
+        self, user_id: int, chats: list[tuple[int, int]], cutoff: float
+    ) -> dict[int, int]:
+        """:meth:`gone_unread` of several ``(chat_id, after)`` at once: chat id -> count
+        (chats with none left out)."""
         ...
 
     def next_due(self, ttl: float, max_age: float) -> float | None:
@@ -143,6 +154,26 @@ class SqlRetentionQueries:
             (user_id, chat_id, after, user_id, cutoff, cutoff),
         ).fetchone()
         return int(row[0])
+
+    def gone_unread_in(
+        self, user_id: int, chats: list[tuple[int, int]], cutoff: float
+    ) -> dict[int, int]:
+        """:meth:`gone_unread` of several ``(chat_id, after)`` at once: chat id -> count
+        (chats with none left out); one statement per ``_CHATS_PER_QUERY`` chats."""
+        found: dict[int, int] = {}
+        for start in range(0, len(chats), _CHATS_PER_QUERY):
+            part = chats[start : start + _CHATS_PER_QUERY]
+            ranges = " OR ".join(["(m.chat_id = ? AND m.id > ?)"] * len(part))
+            rows = self.conn.execute(
+                "SELECT m.chat_id, count(*) FROM messages m LEFT JOIN deliveries d"
+                " ON d.message_id = m.id AND d.user_id = ?"
+                f" WHERE ({ranges}) AND m.thread_root IS NULL"
+                " AND m.author_id != ? AND ((d.message_id IS NULL AND m.created_at <= ?)"
+                " OR d.expired = 1 OR d.delivered_at <= ?) GROUP BY m.chat_id",
+                (user_id, *(v for pair in part for v in pair), user_id, cutoff, cutoff),
+            ).fetchall()
+            found.update((int(r[0]), int(r[1])) for r in rows)
+        return found
 
     def next_due(self, ttl: float, max_age: float) -> float | None:
         """The soonest time something expires."""
