@@ -79,6 +79,15 @@ def bad(line: str) -> str:
         ("/help", "help", {"command": None}),
         ("/help /send", "help", {"command": "send"}),
         ("/SEND loud", "send", {"text": "loud"}),
+        ("/edit 42 fixed  it", "edit", {"message_id": 42, "text": "fixed  it"}),
+        ("/delete #42", "delete", {"message_id": 42}),
+        ("/reply 42 me too", "reply", {"message_id": 42, "text": "me too"}),
+        ("/react 42 👍", "react", {"message_id": 42, "emoji": "👍"}),
+        ("/unreact 42 👍", "unreact", {"message_id": 42, "emoji": "👍"}),
+        ("/pin 42", "pin", {"message_id": 42}),
+        ("/unpin 42", "unpin", {"message_id": 42}),
+        ("/pins", "pins", {"target": None}),
+        ("/pins team", "pins", {"target": "team"}),
     ],
 )
 def test_every_command_parses(line: str, name: str, args: dict[str, object]) -> None:
@@ -119,6 +128,15 @@ def test_the_table_has_every_spec_command() -> None:
         "add_contact",
         "del_contact",
         "help",
+        # issue 12
+        "edit",
+        "delete",
+        "reply",
+        "react",
+        "unreact",
+        "pin",
+        "unpin",
+        "pins",
     ]
     assert set(COMMANDS) == set(spec)
     for command in COMMANDS.values():
@@ -159,6 +177,10 @@ def test_schedule_parses_when_into_unix_time() -> None:
         ("/join team http://host/join/other?key=k3y", "that link is for other, not team"),
         ("/join team http://host/join/team", "no invite key in"),
         ("", "empty line"),
+        ("/edit 42", "usage: /edit <message-id> <text>"),
+        ("/react 42", "usage: /react <message-id> <emoji>"),
+        ("/react 42 👍 🎉", "too many arguments"),
+        ("/delete x", "not a number"),
     ],
 )
 def test_wrong_lines_give_one_line_usage(line: str, fragment: str) -> None:

@@ -116,6 +116,27 @@ async def test_every_console_command_once_in_json_mode(
     await _obj(proc, "join_request")
     run("/approve team carol")
     run("/reject team dave")
+    run(f"/reply {hello['id']} answering myself")
+    reply = (await _obj(proc, "message"))["message"]
+    assert reply["reply_to"]["id"] == hello["id"]
+    run(f"/edit {reply['id']} answered")
+    await _obj(proc, "message_edited")
+    run(f"/react {hello['id']} 👍")
+    await _obj(proc, "reactions")
+    run(f"/unreact {hello['id']} 👍")
+    await _obj(proc, "reactions")
+    run(f"/delete {reply['id']}")
+    await _obj(proc, "message_deleted")
+    run("/create pinboard")
+    await _obj(proc, "chat")
+    run("/send_chat pinboard pin me")
+    pinned = (await _obj(proc, "message"))["message"]
+    run(f"/pin {pinned['id']}")
+    await _obj(proc, "pin")
+    run("/pins pinboard")
+    await _obj(proc, "pins")
+    run(f"/unpin {pinned['id']}")
+    await _obj(proc, "pin")
     run(f"/comment {hello['id']} a comment")
     run(f"/thread {hello['id']}")
     run("/schedule +1h general later")
@@ -152,7 +173,8 @@ async def test_every_console_command_once_in_json_mode(
     expected = {
         "help", "session", "message", "current_chat", "unread", "status", "users", "chat",
         "member", "link", "join", "join_request", "scheduled", "scheduled_list", "complaint",
-        "download", "files", "contacts", "contact", "logout", "exit",
+        "download", "files", "contacts", "contact", "logout", "exit", "message_edited",
+        "reactions", "message_deleted", "pin", "pins",
     }  # fmt: skip
     assert expected <= kinds, expected - kinds
     assert "token" not in "".join(proc.lines)

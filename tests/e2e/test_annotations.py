@@ -4,9 +4,14 @@ was offline, and an outsider who must see none of it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from messenger_client.api import Client
 from messenger_protocol import (
@@ -20,6 +25,7 @@ from messenger_protocol import (
     ReactionChanged,
     limits,
 )
+from tests.client.test_integration import PASSWORD, Plain, StartPlain
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, message_event
 
@@ -386,3 +392,79 @@ async def test_a_disappeared_message_stays_disappeared(
             marker = await bob.send(1, "marker")
             got = await events.until(message_event(marker.id))
         assert _kinds(got, MessageEdited, ReactionChanged) == []
+
+
+@pytest.fixture
+async def console(server: ServerProcess, tmp_path: Path) -> AsyncIterator[StartPlain]:
+    """Plain console clients (``python -m messenger_client --plain``) of ``server``."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(*args: str) -> Plain:
+        env = {**os.environ, "MESSENGER_CLIENT_HOME": str(tmp_path / f"client{len(procs)}")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "messenger_client", "--plain", "--server", server.url, *args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        procs.append(proc)
+        return Plain(proc)
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_the_plain_client_edits_deletes_replies_reacts_and_pins(
+    console: StartPlain, server: ServerProcess
+) -> None:
+    """Issue 12 items 6 and 7 through the plain client: "(edited)", the tombstone, the
+    reply quote and reaction counts in its lines, each edit and deletion printed once, the
+    pins of a chat; carol, who is not in the chat, prints none of it."""
+    alice, carol = await console(), await console()
+    alice.send(f"/auth alice {PASSWORD}")
+    await alice.expect("logged in as alice")
+    carol.send(f"/auth carol {PASSWORD}")
+    await carol.expect("logged in as carol")
+    async with _client(server, "bob") as bob:
+        alice.send("/create team")
+        await alice.expect("created team")
+        alice.send("/invite bob team")
+        await alice.expect("bob is now in team")
+        alice.send("/send_chat team hello world")
+        line = await alice.expect("hello world")
+        first = int(line.split("#", 1)[1].split(" ", 1)[0])
+        team = (await bob.message(first)).chat_id
+        reply = await bob.send(team, "hi!", reply_to=first)
+        quoted = await alice.expect(f"#{reply.id} ")
+        assert f'bob: ↪ alice #{first}: "hello world" hi!' in quoted
+        await bob.react(first, "👍")
+        await alice.expect(f"bob reacted 👍 on #{first}: 👍 1")
+        alice.send(f"/edit {first} hello there")
+        edited = await alice.expect("hello there")
+        assert edited.endswith("hello there (edited) [👍 1]"), edited
+        alice.send(f"/react {first} 🎉")
+        await alice.expect(f"reactions on #{first}: 👍 1 🎉 1")
+        alice.send(f"/unreact {first} 🎉")
+        await alice.expect(f"reactions on #{first}: 👍 1")
+        alice.send(f"/pin {reply.id}")
+        await alice.expect(f"pinned #{reply.id} in team")
+        alice.send("/pins team")
+        await alice.expect("pinned in team: 1")
+        pin_row = await alice.expect(f"#{reply.id}")
+        assert "bob" in pin_row and "alice" in pin_row and "hi!" in pin_row
+        alice.send(f"/delete {first}")
+        await alice.expect(f"#{first} in team")  # the answer or the event, whichever is first
+        alice.send("/history team 5")
+        gone = await alice.expect(f"#{first} team")
+        assert gone.endswith("alice: (message deleted)"), gone
+        answer = await alice.expect(f"#{reply.id} team")
+        assert f"↪ alice #{first}: (deleted) hi!" in answer
+        alice.send("/send the end")
+        await carol.expect("the end")
+    assert await alice.finish() == 0
+    assert await carol.finish() == 0
+    # the deletion was printed once (answer and event say the same)
+    assert sum(f"message #{first} in team" in line for line in alice.lines) == 1
+    for line in carol.lines:
+        assert "team" not in line and "hello" not in line and "react" not in line, line

@@ -22,7 +22,17 @@ from pathlib import Path
 import msgspec
 import platformdirs
 
-from messenger_protocol import Chat, Contact, Message, User
+from messenger_protocol import (
+    Chat,
+    Contact,
+    Event,
+    Message,
+    MessageDeleted,
+    MessageEdited,
+    MessageUpdated,
+    ReactionChanged,
+    User,
+)
 
 __all__ = ["Cache", "PendingSend", "default_cache_dir"]
 
@@ -211,6 +221,39 @@ class Cache:
     def delete_message(self, message_id: int) -> None:
         """Forget a message that disappeared."""
         self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def message(self, message_id: int) -> Message | None:
+        """One cached message."""
+        row = self._db.execute("SELECT body FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return None if row is None else _message_decoder.decode(row[0])
+
+    def apply(self, event: Event) -> bool:
+        """Apply a live event about a message already seen: an edit or a change replaces it,
+        a deletion leaves its tombstone (or, for a message that disappeared, nothing), a
+        reaction updates its counts. Messages never cached stay out (True if it changed)."""
+        match event:
+            case MessageEdited(message=message) | MessageUpdated(message=message):
+                if not self.has_message(message.id):
+                    return False
+                self.save_messages([message])
+                return True
+            case MessageDeleted(message_id=message_id, tombstone=None):
+                known = self.has_message(message_id)
+                self.delete_message(message_id)
+                return known
+            case MessageDeleted(message_id=message_id, tombstone=tombstone):
+                if tombstone is None or not self.has_message(message_id):
+                    return False
+                self.save_messages([tombstone])
+                return True
+            case ReactionChanged(message_id=message_id, reactions=reactions):
+                cached = self.message(message_id)
+                if cached is None:
+                    return False
+                self.save_messages([msgspec.structs.replace(cached, reactions=reactions)])
+                return True
+            case _:
+                return False
 
     def messages(self, chat_id: int, before: int | None = None, limit: int = 200) -> list[Message]:
         """Up to ``limit`` messages of a chat older than ``before``, oldest first."""

@@ -43,7 +43,11 @@ from messenger_protocol import (
     Message,
     MessageCreated,
     MessageDeleted,
+    MessageEdited,
+    PinChanged,
     Presence,
+    Reaction,
+    ReactionChanged,
     Reset,
     ScheduledMessage,
     ScheduledUpdated,
@@ -65,6 +69,7 @@ from .outputs import (
     CurrentChatOut,
     DeletedOut,
     DownloadOut,
+    EditedOut,
     EmptyOut,
     ErrorOut,
     ExitOut,
@@ -79,7 +84,10 @@ from .outputs import (
     MemberOut,
     MessageOut,
     Output,
+    PinOut,
+    PinsOut,
     PresenceOut,
+    ReactionsOut,
     ResyncOut,
     ScheduledListOut,
     ScheduledOut,
@@ -189,6 +197,20 @@ COMMANDS: dict[str, CommandSpec] = {
              _a("message_id", "int"), _a("text", "text")),
         _cmd("thread", "<message-id>", "show a message and its comments",
              _a("message_id", "int")),
+        _cmd("edit", "<message-id> <text>", "replace the text of your message",
+             _a("message_id", "int"), _a("text", "text")),
+        _cmd("delete", "<message-id>", "delete your message (admins: any); a tombstone stays",
+             _a("message_id", "int")),
+        _cmd("reply", "<message-id> <text>", "answer a message in its chat, quoting it",
+             _a("message_id", "int"), _a("text", "text")),
+        _cmd("react", "<message-id> <emoji>", "add a reaction to a message",
+             _a("message_id", "int"), _a("emoji", "word")),
+        _cmd("unreact", "<message-id> <emoji>", "take your reaction back",
+             _a("message_id", "int"), _a("emoji", "word")),
+        _cmd("pin", "<message-id>", "(owner) pin a message in its chat", _a("message_id", "int")),
+        _cmd("unpin", "<message-id>", "(owner) unpin a message", _a("message_id", "int")),
+        _cmd("pins", "[chat|@login]", "the messages pinned in a chat",
+             _a("target", "target", True)),
         _cmd("schedule", "<when> <target> <text>",
              "send later; when: ISO 8601 local time, HH:MM or +10m/+2h/+1d/+30s",
              _a("when", "when"), _a("target", "target"), _a("text", "text")),
@@ -212,7 +234,7 @@ COMMANDS: dict[str, CommandSpec] = {
 """Every slash command, by name (without the slash)."""
 
 
-POSTING_COMMANDS = frozenset({"say", "send", "private", "send_chat", "comment", "file"})
+POSTING_COMMANDS = frozenset({"say", "send", "private", "send_chat", "comment", "file", "reply"})
 """Commands whose answer is a new message that also arrives as a live event."""
 
 
@@ -737,10 +759,47 @@ class CommandRunner:
                     why = f" ({reason})" if reason else ""
                     text = f"{who} banned from sending until {_soon(until)}{why}"
                 return [BanOut(text, login=login, until=at_or_none(until), reason=reason or "")]
-            case MessageDeleted(chat_id=chat_id, message_id=message_id):
+            case MessageDeleted(chat_id=chat_id, message_id=message_id, tombstone=tombstone):
                 name = await self.chat_name(chat_id)
-                text = f"message #{message_id} in {name} disappeared"
-                return [DeletedOut(text, chat_id=chat_id, chat=name, message_id=message_id)]
+                how = "was deleted" if tombstone is not None else "disappeared"
+                text = f"message #{message_id} in {name} {how}"
+                return [
+                    DeletedOut(
+                        text, chat_id=chat_id, chat=name, message_id=message_id, tombstone=tombstone
+                    )
+                ]
+            case MessageEdited(message=m):
+                return [EditedOut(message=m, chat=await self.chat_name(m.chat_id), live=True)]
+            case ReactionChanged(
+                chat_id=chat_id,
+                message_id=message_id,
+                emoji=emoji,
+                login=login,
+                added=added,
+                reactions=reactions,
+            ):
+                name = await self.chat_name(chat_id)
+                verb = "reacted" if added else "took back"
+                text = f"{login} {verb} {emoji} on #{message_id}: {reactions_text(reactions)}"
+                return [
+                    ReactionsOut(
+                        text, chat_id=chat_id, chat=name, message_id=message_id,
+                        reactions=tuple(reactions), login=login, emoji=emoji, added=added,
+                    )
+                ]  # fmt: skip
+            case PinChanged(chat_id=chat_id, message_id=message_id, pinned=pinned, by=by):
+                name = await self.chat_name(chat_id)
+                text = f"{by} {'pinned' if pinned else 'unpinned'} #{message_id} in {name}"
+                return [
+                    PinOut(
+                        text,
+                        chat_id=chat_id,
+                        chat=name,
+                        message_id=message_id,
+                        pinned=pinned,
+                        by=by,
+                    )
+                ]
             case ScheduledUpdated(scheduled=s):
                 what = {
                     "pending": "is scheduled",
@@ -949,6 +1008,77 @@ class CommandRunner:
             out.append(EmptyOut(text, chat_id=thread.root.chat_id, message_id=thread.root.id))
         return out
 
+    async def _do_edit(self, message_id: int, text: str) -> list[Output]:
+        message = await self.client.edit(message_id, text)
+        return [EditedOut(message=message, chat=await self.chat_name(message.chat_id))]
+
+    async def _do_delete(self, message_id: int) -> list[Output]:
+        tombstone = await self.client.delete_message(message_id)
+        name = await self.chat_name(tombstone.chat_id)
+        text = f"deleted message #{message_id} in {name}"
+        return [
+            DeletedOut(
+                text, chat_id=tombstone.chat_id, chat=name, message_id=message_id,
+                tombstone=tombstone,
+            )
+        ]  # fmt: skip
+
+    async def _do_reply(self, message_id: int, text: str) -> list[Output]:
+        original = await self.client.message(message_id)
+        message = await self.client.send(original.chat_id, text, reply_to=message_id, retries=1)
+        return await self._messages([message])
+
+    async def _reactions_out(self, message_id: int, reactions: Sequence[Reaction]) -> Output:
+        message = await self.client.message(message_id)
+        name = await self.chat_name(message.chat_id)
+        text = f"reactions on #{message_id}: {reactions_text(reactions)}"
+        return ReactionsOut(
+            text, chat_id=message.chat_id, chat=name, message_id=message_id,
+            reactions=tuple(reactions),
+        )  # fmt: skip
+
+    async def _do_react(self, message_id: int, emoji: str) -> list[Output]:
+        listed = await self.client.react(message_id, emoji)
+        return [await self._reactions_out(message_id, listed.reactions)]
+
+    async def _do_unreact(self, message_id: int, emoji: str) -> list[Output]:
+        listed = await self.client.unreact(message_id, emoji)
+        return [await self._reactions_out(message_id, listed.reactions)]
+
+    async def _do_pin(self, message_id: int) -> list[Output]:
+        pin = await self.client.pin(message_id)
+        chat_id = pin.message.chat_id
+        name = await self.chat_name(chat_id)
+        text = f"pinned #{message_id} in {name}; /pins {name} lists them"
+        return [
+            PinOut(text, chat_id=chat_id, chat=name, message_id=message_id, pinned=True,
+                   by=pin.pinned_by)
+        ]  # fmt: skip
+
+    async def _do_unpin(self, message_id: int) -> list[Output]:
+        message = await self.client.message(message_id)
+        await self.client.unpin(message_id)
+        name = await self.chat_name(message.chat_id)
+        me = self.client.login_name or ""
+        return [
+            PinOut(f"unpinned #{message_id} in {name}", chat_id=message.chat_id, chat=name,
+                   message_id=message_id, pinned=False, by=me)
+        ]  # fmt: skip
+
+    async def _do_pins(self, target: str | None) -> list[Output]:
+        chat = await self.resolve(target)
+        pins = (await self.client.pins(chat.id)).pins
+        rows = tuple(
+            (f"#{p.message.id}", p.message.author, p.pinned_by, format_time(p.pinned_at),
+             _one_line(p.message))
+            for p in pins
+        )  # fmt: skip
+        columns = ("id", "author", "pinned by", "at", "text")
+        return [
+            PinsOut(f"pinned in {chat.name}", columns, rows, chat_id=chat.id, chat=chat.name,
+                    pins=tuple(pins))
+        ]  # fmt: skip
+
     async def _do_schedule(self, when: float, target: str, text: str) -> list[Output]:
         chat = await self.resolve(target)
         item = await self.client.schedule(chat.id, text, when)
@@ -1054,6 +1184,18 @@ class CommandRunner:
         hint = "text without a leading / goes to the current chat"
         lines.append(HelpOut(hint, command=None, usage="<text>"))
         return lines
+
+
+def reactions_text(reactions: Sequence[Reaction]) -> str:
+    """``👍 2 🎉 1`` (or ``none``): the reactions of a message as people read them."""
+    return " ".join(f"{r.emoji} {r.count}" for r in reactions) or "none"
+
+
+def _one_line(message: Message) -> str:
+    if message.deleted_at is not None:
+        return "(message deleted)"
+    line = message.text.split("\n", 1)[0]
+    return line if len(line) <= 60 else line[:59] + "…"
 
 
 def _help_out(spec: CommandSpec) -> HelpOut:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import msgspec
 
-from messenger_protocol import Attachment, Message, Status
+from messenger_protocol import Attachment, Message, Pin, Reaction, Status
 
 __all__ = [
     "ALL_OUTPUTS",
@@ -34,6 +34,7 @@ __all__ = [
     "CurrentChatOut",
     "DeletedOut",
     "DownloadOut",
+    "EditedOut",
     "EmptyOut",
     "ErrorOut",
     "ExitOut",
@@ -49,7 +50,10 @@ __all__ = [
     "MessageOut",
     "Out",
     "Output",
+    "PinOut",
+    "PinsOut",
     "PresenceOut",
+    "ReactionsOut",
     "ResyncOut",
     "ScheduledListOut",
     "ScheduledOut",
@@ -260,11 +264,43 @@ class BanOut(InfoOut, tag="ban", kw_only=True):
 
 
 class DeletedOut(InfoOut, tag="message_deleted", kw_only=True):
-    """A message disappeared."""
+    """A message disappeared, or (``tombstone``) was deleted and stays as a tombstone."""
 
     chat_id: int
     chat: str
     message_id: int
+    tombstone: Message | None = None
+
+
+class EditedOut(Out, tag="message_edited", kw_only=True):
+    """A message as edited (``/edit``, or the live event of an edit)."""
+
+    message: Message
+    chat: str
+    live: bool = False
+
+
+class ReactionsOut(InfoOut, tag="reactions", kw_only=True):
+    """The reactions of a message after ``/react``, ``/unreact`` or someone's change
+    (``login`` reacted with ``emoji``, ``added`` or taken back; None for your command)."""
+
+    chat_id: int
+    chat: str
+    message_id: int
+    reactions: tuple[Reaction, ...]
+    login: str | None = None
+    emoji: str | None = None
+    added: bool | None = None
+
+
+class PinOut(InfoOut, tag="pin", kw_only=True):
+    """A message was pinned or unpinned in a chat (``/pin``, ``/unpin``, or an event)."""
+
+    chat_id: int
+    chat: str
+    message_id: int
+    pinned: bool
+    by: str
 
 
 class PresenceOut(InfoOut, tag="presence", kw_only=True):
@@ -368,6 +404,14 @@ class ScheduledListOut(TableOut, tag="scheduled_list", kw_only=True):
     scheduled: tuple[ScheduledRow, ...]
 
 
+class PinsOut(TableOut, tag="pins", kw_only=True):
+    """``/pins``: the messages pinned in a chat, newest pin first."""
+
+    chat_id: int
+    chat: str
+    pins: tuple[Pin, ...]
+
+
 class FilesOut(TableOut, tag="files", kw_only=True):
     """``/files``: the files posted in a chat, newest first."""
 
@@ -425,7 +469,8 @@ ALL_OUTPUTS: tuple[type[Out], ...] = (
     MessageOut, InfoOut, HelpOut, EmptyOut, UnreadOut, CurrentChatOut, ChatOut, MemberOut,
     LinkOut, JoinOut, JoinRequestOut, JoinDecisionOut, ScheduledOut, ComplaintOut, BanOut,
     DeletedOut, PresenceOut, DownloadOut, ContactOut, ResyncOut, ErrorOut, TableOut, UsersOut,
-    ContactsOut, ScheduledListOut, FilesOut, StatusOut, SessionOut, LogoutOut, ExitOut,
+    ContactsOut, ScheduledListOut, FilesOut, StatusOut, EditedOut, ReactionsOut, PinOut,
+    PinsOut, SessionOut, LogoutOut, ExitOut,
     ConnectionOut,
 )  # fmt: skip
 """Every output type (docs/api.md documents each ``kind``)."""

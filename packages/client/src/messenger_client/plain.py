@@ -56,10 +56,11 @@ from .commands import (
     UsageError,
     error_out,
     parse,
+    reactions_text,
 )
 from .config import ClientConfig
 from .events import ConnectionState
-from .outputs import ConnectionOut, encode_output
+from .outputs import ConnectionOut, DeletedOut, EditedOut, encode_output
 from .transfer_progress import progress_line
 
 __all__ = ["format_json", "format_lines", "run_plain"]
@@ -74,17 +75,40 @@ _PRINTED_MEMORY = 4096
 
 
 def message_line(message: Message, chat: str, now: float | None = None) -> str:
-    """``[#42 general 12:03] alice: hello`` (a comment adds ``↳#<root>``)."""
+    """``[#42 general 12:03] alice: hello`` (a comment adds ``↳#<root>``; a reply starts
+    with its quote, ``↪ bob #41: "first line"``; an edited message ends with ``(edited)``,
+    reactions with ``[👍 2]``; a deleted one reads ``(message deleted)``)."""
     root = f" ↳#{message.thread_root}" if message.thread_root is not None else ""
     when = format_time(message.created_at, now=time.time() if now is None else now)
     head = f"[#{message.id} {chat} {when}{root}] {message.author}:"
-    parts = [message.text.replace("\n", "\n    ")] if message.text else []
+    parts: list[str] = []
+    quote = message.reply_to
+    if quote is not None:
+        said = "(deleted)" if quote.deleted else f'"{quote.text}"'
+        parts.append(f"↪ {quote.author} #{quote.id}: {said}".replace("  ", " "))
+    if message.deleted_at is not None:
+        parts.append("(message deleted)")
+    elif message.text:
+        parts.append(message.text.replace("\n", "\n    "))
     parts += [
         f"[file {a.id}: {a.name}, {format_size(a.size)}, {a.mime}]" for a in message.attachments
     ]
+    if message.edited_at is not None and message.deleted_at is None:
+        parts.append("(edited)")
+    if message.reactions:
+        parts.append(f"[{reactions_text(message.reactions)}]")
     if message.comment_count:
         parts.append(f"({format_count(message.comment_count, 'comment')})")
     return " ".join([head, *parts])
+
+
+def _change_key(out: Output | ConnectionState) -> tuple[str, int, float] | None:
+    """What an edit or a deletion changed, to print it once."""
+    if isinstance(out, EditedOut):
+        return ("edited", out.message.id, out.message.edited_at or 0.0)
+    if isinstance(out, DeletedOut) and out.tombstone is not None:
+        return ("deleted", out.message_id, out.tombstone.deleted_at or 0.0)
+    return None
 
 
 def _error_line(out: ErrorOut) -> str:
@@ -147,7 +171,7 @@ def format_lines(out: Output | ConnectionState) -> list[str]:
     if isinstance(out, ConnectionState):
         out = connection_out(out)
     match out:
-        case MessageOut(message=message, chat=chat):
+        case MessageOut(message=message, chat=chat) | EditedOut(message=message, chat=chat):
             return [message_line(message, chat)]
         case InfoOut(text=text):
             return [f"* {text}"]
@@ -224,6 +248,8 @@ class PlainConsole:
             follow=True,
         )
         self._printed: OrderedDict[int, None] = OrderedDict()
+        self._changes: OrderedDict[tuple[str, int, float], None] = OrderedDict()
+        """Edits and deletions printed, so each shows once (answer and event)."""
         self._events: asyncio.Task[None] | None = None
         self._read_upto: dict[int, int] = {}
         self._behind: set[int] = set()
@@ -252,6 +278,14 @@ class PlainConsole:
         """
         if isinstance(out, ErrorOut) and out.code == ErrorCode.SESSION_EXPIRED:
             self._expiry_said = True
+        change = _change_key(out)
+        if change is not None:
+            # an edit or a deletion is printed once: the answer and its event say the same
+            if change in self._changes:
+                return
+            self._changes[change] = None
+            if len(self._changes) > _PRINTED_MEMORY:
+                self._changes.popitem(last=False)
         if isinstance(out, MessageOut):
             if (out.live or once) and out.message.id in self._printed:
                 return
