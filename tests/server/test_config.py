@@ -110,3 +110,32 @@ def test_edit_window_is_unlimited_by_default_and_zero_turns_editing_off() -> Non
     assert load_settings({"edit_window": "unlimited"}, {}).edit_window is None
     assert load_settings({}, {"MESSENGER_EDIT_WINDOW": "0"}).edit_window == 0
     assert load_settings({"edit_window": "900"}, {}).edit_window == 900
+
+
+def test_bus_settings_from_flags_env_and_toml(tmp_path: Path) -> None:
+    """Issue 13: --bus and --node-id, like every setting."""
+    pg = "postgresql://postgres@127.0.0.1/db"
+    assert load_settings().bus == "local"
+    assert load_settings({"port": "8123"}).node_name.endswith(":8123")  # default host:port
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'store = "{pg}"\nbus = "nats://127.0.0.1:4222"\nnode-id = "n1"\n')
+    settings = load_settings({}, {}, toml)
+    assert (settings.bus, settings.node_name) == ("nats://127.0.0.1:4222", "n1")
+    env = {"MESSENGER_STORE": pg, "MESSENGER_BUS": "redis://:secret@127.0.0.1:6379",
+           "MESSENGER_NODE_ID": "n2"}  # fmt: skip
+    settings = load_settings({}, env, toml)
+    assert (settings.bus, settings.node_id) == ("redis://:secret@127.0.0.1:6379", "n2")
+    assert "secret" not in str(settings.as_public_dict()["bus"])
+
+
+def test_a_bus_needs_the_postgresql_store() -> None:
+    """Issue 13: a bus other than local with SQLite is one line, before anything starts."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"bus": "redis://127.0.0.1:6379"})
+    assert str(caught.value).startswith("bus 'redis://127.0.0.1:6379' needs a shared database")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"bus": "kafka://x"})
+    assert str(caught.value) == (
+        "bus must be local, redis://host:port or nats://host:port, got 'kafka://x'"
+    )

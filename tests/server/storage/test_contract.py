@@ -333,8 +333,13 @@ def _events(tx: Tx, log: Log) -> None:
     t.event_bounds()
     t.events_after(alice_id(tx), 0, 10, 10)
     t.events_after(alice_id(tx), 2, 4, 1)
+    t.event_max()
+    t.events_range(0, 10, 10)  # every audience, with chat_id / user_id
+    t.events_range(1, 3, 1)
     t.prune_events(2)
     t.event_bounds()
+    t.event_max()  # the newest ever, not the newest kept
+    t.events_range(0, 10, 10)
 
 
 def alice_id(tx: Tx) -> int:

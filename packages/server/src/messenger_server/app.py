@@ -37,6 +37,7 @@ from messenger_protocol import (
 from messenger_protocol import __version__ as protocol_version
 from messenger_protocol import endpoints as ep
 
+from .bus import bus_for, is_local_bus
 from .clock import Clock
 from .config import Settings
 from .file_routes import file_handlers
@@ -175,7 +176,11 @@ def build_services(
 ) -> Services:
     """The composition root: each service gets its collaborators as constructor arguments."""
     visibility = Visibility(store, hub, clock, settings.message_ttl)
-    events = EventService(store, hub, clock, settings.event_retention, resumed=visibility.resumed)
+    bus = bus_for(settings.bus, settings.bus_channel)
+    events = EventService(
+        store, hub, clock, settings.event_retention, bus=bus, node_id=settings.node_name,
+        resumed=visibility.resumed,
+    )  # fmt: skip
     moderation = ModerationService(store, events, clock, settings)
     throttle = LoginThrottle(store, clock, settings)
     accounts = AccountService(
@@ -184,6 +189,7 @@ def build_services(
         hash_concurrency=settings.login_hash_concurrency,
         session_idle_timeout=settings.session_idle_timeout,
         session_max_age=settings.session_max_age, message_ttl=settings.message_ttl,
+        cache_sessions=is_local_bus(settings.bus),
     )  # fmt: skip
     hub.on_first_attach = accounts.came_online
     hub.on_last_detach = accounts.went_offline
@@ -293,6 +299,7 @@ class App:
             except Exception:
                 log.exception("error while closing")
         await self.accounts.close()
+        await self.events.close()
         await self.store.close()
 
     # --- dispatch -------------------------------------------------------------

@@ -111,6 +111,19 @@ def _store(name: str, raw: object) -> str:
     )
 
 
+def _bus(name: str, raw: object) -> str:
+    """local, or a redis://, rediss://, nats:// or tls:// URL"""
+    if isinstance(raw, str):
+        value = raw.strip()
+        if value in ("", "local"):
+            return "local"
+        if value.startswith(("redis://", "rediss://", "nats://", "tls://")) and len(value) > 8:
+            return value
+    raise ConfigError(
+        f"{name} must be local, redis://host:port or nats://host:port, got {_redacted(str(raw))!r}"
+    )
+
+
 def _redacted(url: str) -> str:
     """A store URL without its password."""
     scheme, sep, rest = url.partition("://")
@@ -275,11 +288,30 @@ class Settings:
     store: str = _setting(
         "", _store, "database: empty = SQLite in data_dir, or postgresql://user@host:port/db"
     )
+    bus: str = _setting(
+        "local", _bus, "how nodes pass events: local (one node), redis://host:port or "
+        "nats://host:port (several nodes on one PostgreSQL store)"
+    )  # fmt: skip
+    bus_channel: str = _setting(
+        "messenger", _text(empty=False), "Redis channel / NATS subject prefix the nodes "
+        "of one cluster share"
+    )  # fmt: skip
+    node_id: str = _setting("", _text(), "this node's name in logs and on the bus "
+                            "(empty = hostname:port)")  # fmt: skip
     sqlite_synchronous: str = _setting(
         "NORMAL",
         _choice(SQLITE_SYNCHRONOUS),
         "SQLite durability: NORMAL survives kill -9, FULL also power loss (slower)",
     )
+
+    @property
+    def node_name(self) -> str:
+        """``node_id``, or ``hostname:port`` when it is not set."""
+        if self.node_id:
+            return self.node_id
+        import socket
+
+        return f"{socket.gethostname()}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -298,7 +330,7 @@ class Settings:
                 value = ",".join(value)
             elif isinstance(value, Path):
                 value = str(value)
-            elif f.name == "store":
+            elif f.name in ("store", "bus"):
                 value = _redacted(value)  # never show a password
             out[f.name] = value
         return out
@@ -375,6 +407,11 @@ def load_settings(
     for layer in layers:
         merged.update(layer)
     settings = Settings(**{name: _parse(name, raw) for name, raw in merged.items()})
+    if settings.bus != "local" and not settings.store:
+        raise ConfigError(
+            f"bus {_redacted(settings.bus)!r} needs a shared database: set store to a"
+            " postgresql:// URL (SQLite serves one node only)"
+        )
     if settings.reserved_connections >= settings.max_connections:
         raise ConfigError(
             f"reserved_connections must be less than max_connections "

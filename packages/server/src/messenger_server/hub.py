@@ -7,9 +7,10 @@ hands each connection all its frames in a single ``writelines`` (write
 coalescing, SPEC §7). A stream whose unsent bytes pass the limit is cut; the
 client reconnects with ``Last-Event-ID`` and catches up from the event log.
 
-:class:`Hub` (this node's streams) and :class:`EventBus` (committed events to every
-node's streams) are the interfaces; their types name no implementation, so a
-Redis/NATS bus can carry events between nodes with the same services.
+:class:`Hub` (this node's streams) is the interface; its types name no
+implementation. Committed events reach it through the node's
+:class:`~messenger_server.window.EventWindow`, in seq order, whichever node wrote
+them (:mod:`messenger_server.bus` carries them between nodes).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Protocol
 from messenger_protocol import limits, sse_comment
 
 __all__ = [
-    "EventBus",
     "Hub",
     "HubStream",
     "LocalHub",
@@ -121,21 +121,12 @@ class LocalSubscription:
         return f"<LocalSubscription user={self.user_id} session={self.session_id[:8]}>"
 
 
-class EventBus(Protocol):
-    """Carries committed events to the event streams of every node.
-
-    One node: the :class:`LocalHub` itself. Several nodes: a bus (Redis, NATS) that
-    publishes the frame and hands it to each node's hub; the event log stays the
-    record, so the bus may lose a frame (streams repair from the log).
-    """
+class Hub(Protocol):
+    """The live event streams of this node, and who is online through them."""
 
     def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
-        """Send ``frame`` to every stream of ``user_ids`` (None: every stream)."""
+        """Send ``frame`` to every stream of ``user_ids`` on this node (None: every stream)."""
         ...
-
-
-class Hub(EventBus, Protocol):
-    """The live event streams of this node, and who is online through them."""
 
     on_first_attach: Callable[[int], None] | None
     """Called with a user id when the user's first stream attaches (presence: online)."""

@@ -99,8 +99,12 @@ class AccountService:
         session_idle_timeout: int = limits.SESSION_IDLE_SECONDS,
         session_max_age: int = limits.SESSION_MAX_AGE_SECONDS,
         message_ttl: int = 0,
+        cache_sessions: bool = True,
     ) -> None:
         self.store = store
+        self.cache_sessions = cache_sessions
+        """Keep live sessions in memory between requests (one node). Several nodes read
+        the session on every request, so a logout on one is refused at once on all."""
         self.history_on_connect = history_on_connect
         """General-chat messages a client shows after it connects (told in every Session)."""
         self.events = events
@@ -255,8 +259,10 @@ class AccountService:
         for session_id in ended:
             self._addresses.pop(session_id, None)
             self._uses.pop(session_id, None)
-            self.events.ephemeral(SessionEnded(session_id=session_id), [actor.user_id])
-        self.events.hub.close_sessions(ended)
+        # on every node: the user's streams hear of it, then the ended sessions' streams close
+        self.events.end_sessions(
+            ended, [SessionEnded(session_id=session_id) for session_id in ended], actor.user_id
+        )
         log.info("%s logged out %d session(s)", actor.login, len(ended))
 
     # --- tokens -------------------------------------------------------------
@@ -266,10 +272,11 @@ class AccountService:
         ``session_expired`` if it was one that expired (every request renews the idle time).
         """
         key = token_hash(token)
-        actor = self._actors.get(key)
+        actor = self._actors.get(key) if self.cache_sessions else None
         if actor is None:
             record = await self.store.read(lambda tx: tx.session_by_token(key))
             if record is None:
+                self._actors.pop(key, None)
                 raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or ended token")
             used = record.last_used_at if record.last_used_at is not None else record.created_at
             self._uses.setdefault(record.id, _Use(record.created_at, used, used))

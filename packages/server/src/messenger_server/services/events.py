@@ -3,11 +3,18 @@
 A durable event is inserted into the log in the same transaction as the change
 it reports, and handed to the hub only after that commit, in sequence order, so
 a stream never sees an event that could still be rolled back, and ids only grow.
+
+With several nodes, the committed events of one loop turn go to this node's
+:class:`~messenger_server.window.EventWindow` at once and to the other nodes as one
+bus message; each node's window puts every node's events in seq order (and repairs
+what the bus lost from the log).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 
@@ -23,9 +30,11 @@ from messenger_protocol import (
     sse_frame,
 )
 
+from ..bus import Batch, BusEvent, BusMessage, Ephemeral, EventBus, LocalBus
 from ..clock import Clock
-from ..hub import EventBus, Hub, HubStream, Subscription
+from ..hub import Hub, HubStream, Subscription
 from ..storage import EventHandle, EventRecord, Store, Tx
+from ..window import TICK, EventWindow
 
 __all__ = ["REPLAY_PAGE", "EventService", "StreamInfo"]
 
@@ -33,6 +42,8 @@ log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
 """Events read from the log per query while a stream catches up."""
+RESUME_WAIT = 2.0
+"""Seconds a resume with an id this node has not delivered yet waits for the window."""
 _PRUNE_EVERY = 1000
 
 
@@ -58,26 +69,64 @@ class EventService:
         retention: int,
         *,
         bus: EventBus | None = None,
+        node_id: str = "",
         resumed: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
-        self.bus: EventBus = hub if bus is None else bus
-        """Carries committed events to the streams (of every node); the hub itself here."""
+        self.bus: EventBus = LocalBus() if bus is None else bus
+        """Carries committed events to the other nodes (nothing with one node)."""
+        self.node_id = node_id
+        self.boot = secrets.token_hex(6)
+        """This run of the node (its bus messages are recognised and passed over)."""
         self.resumed = resumed
         """Told (with the user id) when a stream resumes: its replay delivers what they missed."""
         self.hub = hub
         self.clock = clock
         self.retention = retention
-        self.published_seq = 0
-        """Newest event handed to the hub; everything up to it is committed."""
+        local = isinstance(self.bus, LocalBus)
+        self.window = EventWindow(
+            hub, store, tick=None if local else TICK, connected=lambda: self.bus.connected
+        )
+        """Puts committed events of every node in seq order for this node's streams."""
+        self._outgoing: list[BusEvent] = []
+        self._send_handle: asyncio.Handle | None = None
         self._since_prune = 0
         self.streams: dict[int, list[StreamInfo]] = {}
         """Live streams per user id."""
 
+    @property
+    def published_seq(self) -> int:
+        """Newest event handed to the hub; everything up to it is committed."""
+        return self.window.watermark
+
     async def start(self) -> None:
-        """Learn the newest sequence number from the log."""
-        _, newest = await self.store.read(lambda tx: tx.event_bounds())
-        self.published_seq = newest
+        """Learn the newest sequence number from the log; connect the bus."""
+        await self.window.start()
+        await self.bus.start(self)
+
+    async def close(self) -> None:
+        """Disconnect the bus and stop the window."""
+        if self._send_handle is not None:
+            self._send_handle.cancel()
+            self._send_batch()
+        await self.bus.close()
+        await self.window.close()
+
+    def on_bus_message(self, message: BusMessage) -> None:
+        """Another node's batch (into the window) or ephemeral frame (straight to the hub)."""
+        if message.node == self.node_id and message.boot == self.boot:
+            return  # our own, already delivered
+        if isinstance(message, Batch):
+            self.window.offer(message.events)
+            return
+        if message.frame:
+            self.hub.publish(message.frame, message.recipients)
+        if message.end_sessions:
+            self.hub.close_sessions(message.end_sessions)
+
+    def on_bus_connected(self) -> None:
+        """(Re)subscribed: what the bus carried meanwhile is read from the log."""
+        self.window.repair_soon()
 
     def emit(
         self, tx: Tx, event: BaseEvent, *, chat_id: int | None = None, user_id: int | None = None
@@ -115,13 +164,39 @@ class EventService:
 
     def _publish(self, handle: EventHandle, recipients: list[int] | None) -> None:
         seq = handle.seq
-        self.published_seq = max(self.published_seq, seq)
-        self.bus.publish(sse_frame(handle.payload, handle.name, seq), recipients)
+        event = BusEvent(seq, sse_frame(handle.payload, handle.name, seq), recipients)
+        self.window.offer((event,))
+        self._outgoing.append(event)
+        if self._send_handle is None:
+            # the after-commit callbacks of one commit run together: one bus message
+            self._send_handle = asyncio.get_running_loop().call_soon(self._send_batch)
+
+    def _send_batch(self) -> None:
+        self._send_handle = None
+        events, self._outgoing = self._outgoing, []
+        if events:
+            self.bus.publish(Batch(self.node_id, self.boot, events))
 
     def ephemeral(self, event: BaseEvent, user_ids: Iterable[int] | None) -> None:
-        """Send an event that is not logged (no id, never replayed) right away."""
+        """Send an event that is not logged (no id, never replayed) right away, on every node."""
         frame = sse_frame(encode_event(event), event_name(event), None)
-        self.bus.publish(frame, user_ids)
+        recipients = None if user_ids is None else list(user_ids)
+        self.hub.publish(frame, recipients)
+        self.bus.publish(Ephemeral(self.node_id, self.boot, frame, recipients))
+
+    def end_sessions(self, session_ids: list[str], frames: list[BaseEvent], user_id: int) -> None:
+        """Send ``frames`` to the user's streams, then close these sessions' streams, on
+        every node (logout)."""
+        encoded = [sse_frame(encode_event(e), event_name(e), None) for e in frames]
+        for i, frame in enumerate(encoded):
+            self.hub.publish(frame, [user_id])
+            last = i == len(encoded) - 1
+            self.bus.publish(
+                Ephemeral(self.node_id, self.boot, frame, [user_id], session_ids if last else [])
+            )
+        if not encoded:
+            self.bus.publish(Ephemeral(self.node_id, self.boot, b"", [], session_ids))
+        self.hub.close_sessions(session_ids)
 
     def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
         """Register a live stream with the hub and remember it for ``/status``."""
@@ -154,7 +229,11 @@ class EventService:
         if self.resumed is not None:
             await self.resumed(user_id)
         upto = self.published_seq
-        oldest, _ = await self.store.read(lambda tx: tx.event_bounds())
+        oldest, newest = await self.store.read(lambda tx: tx.event_bounds())
+        if upto < after <= newest:
+            # seen on a faster node: wait for this node's window to get there
+            await self.window.wait_for(after, RESUME_WAIT)
+            upto = self.published_seq
         if after > upto or after < oldest - 1:
             reason = "too far behind" if after < upto else "unknown event id"
             reset = Reset(reason=reason, last_event_id=upto)

@@ -348,6 +348,19 @@ class EventQueries(Protocol):
         """``(oldest kept seq, newest seq ever)``; the oldest is newest + 1 when none are kept."""
         ...
 
+    def event_max(self) -> int:
+        """The newest sequence number handed out (0 if none): every seq up to it is committed.
+
+        On PostgreSQL the counter row, so a seq at or below it that has no row was deleted,
+        never "not yet committed" (what a node's ordered window relies on to repair gaps).
+        """
+        ...
+
+    def events_range(self, after: int, upto: int, limit: int) -> list[EventRecord]:
+        """Events of every audience in ``(after, upto]``, oldest first, with their audience
+        (``chat_id`` or ``user_id``): what a node missed on the bus."""
+        ...
+
     def prune_events(self, keep: int) -> int:
         """Delete all but the newest ``keep`` events; how many went."""
         ...

@@ -72,11 +72,17 @@ class LinkRecord:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """One logged event: its sequence number, SSE name and encoded JSON."""
+    """One logged event: its sequence number, SSE name and encoded JSON.
+
+    ``chat_id`` / ``user_id`` (its audience) are filled in by
+    :meth:`~messenger_server.storage.EventQueries.events_range` only.
+    """
 
     seq: int
     name: str
     payload: bytes
+    chat_id: int | None = None
+    user_id: int | None = None
 
 
 class EventHandle:

@@ -695,6 +695,19 @@ class SqliteTx:
         oldest = self._scalar("SELECT min(seq) FROM events")
         return (newest + 1 if oldest is None else oldest), newest
 
+    def event_max(self) -> int:
+        """The newest sequence number handed out (0 if none)."""
+        return self._newest_seq()
+
+    def events_range(self, after: int, upto: int, limit: int) -> list[EventRecord]:
+        """Events of every audience in ``(after, upto]``, oldest first, with their audience."""
+        rows = self._all(
+            "SELECT seq, name, payload, chat_id, user_id FROM events WHERE seq > ? AND seq <= ?"
+            " ORDER BY seq LIMIT ?",
+            (after, upto, limit),
+        )
+        return [EventRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
     def _newest_seq(self) -> int:
         """Dialect hook: the newest sequence number ever handed out (0 if none)."""
         newest: int | None = self._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")

@@ -1,0 +1,173 @@
+"""The event bus: committed events (and ephemeral frames) from one node to every other.
+
+One bus message per committed batch: the writing node hands its batch to its own
+:class:`~messenger_server.window.EventWindow` at once and publishes it here after the
+commit; every other node's window puts it in order. The event log in the database is
+the record, so a bus may lose or delay a message: the windows repair gaps from the log.
+
+``local`` (the default) is one node: :class:`LocalBus` carries nothing. ``redis://…``
+(:mod:`.redis_bus`, pub/sub) and ``nats://…`` (:mod:`.nats_bus`, core NATS) connect
+nodes that share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import msgspec
+
+__all__ = [
+    "BUS_SCHEMES",
+    "Batch",
+    "BusEvent",
+    "BusHandler",
+    "BusMessage",
+    "Ephemeral",
+    "EventBus",
+    "LocalBus",
+    "bus_for",
+    "decode_message",
+    "encode_message",
+    "is_local_bus",
+    "redact",
+]
+
+log = logging.getLogger(__name__)
+
+BUS_SCHEMES = ("redis://", "rediss://", "nats://", "tls://")
+"""How a ``--bus`` URL other than ``local`` begins."""
+
+
+class BusEvent(msgspec.Struct, frozen=True):
+    """One committed event: its seq, its encoded SSE frame, its recipients (None: all)."""
+
+    seq: int
+    frame: bytes
+    recipients: list[int] | None
+
+
+class Batch(msgspec.Struct, frozen=True, tag="batch"):
+    """The events of one commit of one node, in seq order."""
+
+    node: str
+    boot: str
+    events: list[BusEvent]
+
+
+class Ephemeral(msgspec.Struct, frozen=True, tag="ephemeral"):
+    """A frame without an id (presence, session ended), and the sessions it ends."""
+
+    node: str
+    boot: str
+    frame: bytes
+    recipients: list[int] | None
+    end_sessions: list[str] = []
+
+
+BusMessage = Batch | Ephemeral
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Batch | Ephemeral] = msgspec.msgpack.Decoder(BusMessage)
+
+
+def encode_message(message: BusMessage) -> bytes:
+    """The bytes a bus carries."""
+    return _encoder.encode(message)
+
+
+def decode_message(data: bytes) -> BusMessage:
+    """A bus message from its bytes (``msgspec.DecodeError`` if they are not one)."""
+    return _decoder.decode(data)
+
+
+class BusHandler(Protocol):
+    """What a bus hands its messages to (the node's event service)."""
+
+    def on_bus_message(self, message: BusMessage) -> None:
+        """A message from another node."""
+        ...
+
+    def on_bus_connected(self) -> None:
+        """(Re)subscribed: what was published meanwhile is lost, repair from the log."""
+        ...
+
+
+class EventBus(Protocol):
+    """Carries bus messages between the nodes of one cluster."""
+
+    @property
+    def name(self) -> str:
+        """``local``, or the URL without its password (for logs and ``/readyz``)."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """Subscribed now (always True for the local bus)."""
+        ...
+
+    async def start(self, handler: BusHandler) -> None:
+        """Connect and subscribe (waits a little for the first subscription)."""
+        ...
+
+    def publish(self, message: BusMessage) -> None:
+        """Send ``message`` to every other node, in publish order; never blocks."""
+        ...
+
+    async def ping(self) -> bool:
+        """The bus answers now."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect."""
+        ...
+
+
+class LocalBus:
+    """One node: nothing to carry (the node's window gets its own batches directly)."""
+
+    name = "local"
+    connected = True
+
+    async def start(self, handler: BusHandler) -> None:
+        """Nothing to connect."""
+
+    def publish(self, message: BusMessage) -> None:
+        """No other node."""
+
+    async def ping(self) -> bool:
+        """Always reachable."""
+        return True
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+def redact(url: str) -> str:
+    """A bus URL without its password (for logs)."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = auth.split(":", 1)[0] if ":" in auth else ""
+    return f"{scheme}://{user}:***@{host}"
+
+
+def is_local_bus(url: str) -> bool:
+    """The ``--bus`` value means one node."""
+    return url in ("", "local")
+
+
+def bus_for(url: str, channel: str) -> EventBus:
+    """The bus a ``--bus`` value names; ``channel`` prefixes its channel or subject."""
+    if is_local_bus(url):
+        return LocalBus()
+    if url.startswith(("redis://", "rediss://")):
+        from .redis_bus import RedisBus
+
+        return RedisBus(url, channel)
+    if url.startswith(("nats://", "tls://")):
+        from .nats_bus import NatsBus
+
+        return NatsBus(url, channel)
+    raise ValueError(f"unknown bus {url!r}")
