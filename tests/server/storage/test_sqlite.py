@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from messenger_server.storage import DB_FILE, MIGRATIONS, SqliteStore, SqliteTx
+from messenger_server.storage.retention import retention_queries
 from messenger_server.storage.sqlite import UNREAD_COUNT_MAX
 
 
@@ -117,7 +118,12 @@ async def test_checkpoint_moves_the_wal_into_the_database(tmp_path: Path) -> Non
 
 
 async def test_unread_count_stops_at_its_cap(tmp_path: Path) -> None:
+    """So does the count of unread messages that disappeared (issue 11: /chats looked at
+    every unread message of every chat on each request)."""
     store = await open_store(tmp_path)
+
+    def gone(cutoff: float) -> dict[int, int]:
+        return retention_queries(store.tx).gone_unread_in(999, [(1, 0)], cutoff)
 
     def fill(tx: SqliteTx, count: int) -> int:
         author = tx.insert_user("alice", "h", 1.0, False)
@@ -128,12 +134,15 @@ async def test_unread_count_stops_at_its_cap(tmp_path: Path) -> None:
 
     await store.write(partial(fill, count=UNREAD_COUNT_MAX - 1))
     assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX - 1
+    assert gone(10.0) == {1: UNREAD_COUNT_MAX - 1} and gone(1.0) == {}
     author = store.tx.user_by_login("alice")
     assert author is not None
     await store.write(lambda tx: tx.insert_message(1, author.id, "y", 3.0, None, None, None))
     assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX
+    assert gone(10.0) == {1: UNREAD_COUNT_MAX}
     await store.write(lambda tx: tx.insert_message(1, author.id, "z", 3.0, None, None, None))
     assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX
+    assert gone(10.0) == {1: UNREAD_COUNT_MAX}
     await store.close()
 
 

@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from .base import Tx
-from .sql import Connection, connection, marks
+from .sql import UNREAD_COUNT_MAX, Connection, connection, marks
 
 __all__ = ["RetentionQueries", "SqlRetentionQueries", "retention_queries"]
 
-_CHATS_PER_QUERY = 200
-"""Chats of one :meth:`SqlRetentionQueries.gone_unread_in` statement (2 parameters each;
+_CHATS_PER_QUERY = 100
+"""Chats of one :meth:`SqlRetentionQueries.gone_unread_in` statement (4 parameters each;
 SQLite caps bound parameters)."""
 
 
@@ -145,32 +145,33 @@ class SqlRetentionQueries:
 
     def gone_unread(self, user_id: int, chat_id: int, after: int, cutoff: float) -> int:
         """Root messages of others after ``after`` in a chat that disappeared for the user."""
-        row = self.conn.execute(
-            "SELECT count(*) FROM messages m LEFT JOIN deliveries d"
-            " ON d.message_id = m.id AND d.user_id = ?"
-            " WHERE m.chat_id = ? AND m.thread_root IS NULL AND m.id > ?"
-            " AND m.author_id != ? AND ((d.message_id IS NULL AND m.created_at <= ?)"
-            " OR d.expired = 1 OR d.delivered_at <= ?)",
-            (user_id, chat_id, after, user_id, cutoff, cutoff),
-        ).fetchone()
-        return int(row[0])
+        return self.gone_unread_in(user_id, [(chat_id, after)], cutoff).get(chat_id, 0)
 
     def gone_unread_in(
         self, user_id: int, chats: list[tuple[int, int]], cutoff: float
     ) -> dict[int, int]:
         """:meth:`gone_unread` of several ``(chat_id, after)`` at once: chat id -> count
-        (chats with none left out); one statement per ``_CHATS_PER_QUERY`` chats."""
+        (chats with none left out). Like the unread count itself, only the oldest
+        ``UNREAD_COUNT_MAX`` unread messages of a chat are looked at; one statement per
+        ``_CHATS_PER_QUERY`` chats."""
         found: dict[int, int] = {}
         for start in range(0, len(chats), _CHATS_PER_QUERY):
             part = chats[start : start + _CHATS_PER_QUERY]
-            ranges = " OR ".join(["(m.chat_id = ? AND m.id > ?)"] * len(part))
+            unread = " UNION ALL ".join(
+                "SELECT * FROM (SELECT m.id, m.chat_id, m.created_at FROM messages m"
+                " WHERE m.chat_id = ? AND m.thread_root IS NULL AND m.id > ?"
+                f" AND m.author_id != ? ORDER BY m.id LIMIT ?) AS q{n}"
+                for n in range(len(part))
+            )
+            params: list[float] = []
+            for chat_id, after in part:
+                params += (chat_id, after, user_id, UNREAD_COUNT_MAX)
             rows = self.conn.execute(
-                "SELECT m.chat_id, count(*) FROM messages m LEFT JOIN deliveries d"
-                " ON d.message_id = m.id AND d.user_id = ?"
-                f" WHERE ({ranges}) AND m.thread_root IS NULL"
-                " AND m.author_id != ? AND ((d.message_id IS NULL AND m.created_at <= ?)"
-                " OR d.expired = 1 OR d.delivered_at <= ?) GROUP BY m.chat_id",
-                (user_id, *(v for pair in part for v in pair), user_id, cutoff, cutoff),
+                f"SELECT u.chat_id, count(*) FROM ({unread}) AS u LEFT JOIN deliveries d"
+                " ON d.message_id = u.id AND d.user_id = ?"
+                " WHERE (d.message_id IS NULL AND u.created_at <= ?)"
+                " OR d.expired = 1 OR d.delivered_at <= ? GROUP BY u.chat_id",
+                (*params, user_id, cutoff, cutoff),
             ).fetchall()
             found.update((int(r[0]), int(r[1])) for r in rows)
         return found

@@ -13,7 +13,10 @@ from typing import Any, Protocol
 
 from .base import Tx
 
-__all__ = ["Connection", "Cursor", "connection", "marks"]
+__all__ = ["UNREAD_COUNT_MAX", "Connection", "Cursor", "connection", "marks"]
+
+UNREAD_COUNT_MAX = 10_000
+"""Unread counts stop here ("10000+"): counting a million unread rows would stall the loop."""
 
 
 class Cursor(Protocol):

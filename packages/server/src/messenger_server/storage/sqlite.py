@@ -29,7 +29,7 @@ from .records import (
     SessionRecord,
     UserRecord,
 )
-from .sql import Connection
+from .sql import UNREAD_COUNT_MAX, Connection
 
 __all__ = ["DB_FILE", "UNREAD_COUNT_MAX", "SqliteStore", "SqliteTx", "quote_of"]
 
@@ -39,9 +39,6 @@ T = TypeVar("T")
 
 DB_FILE = "messenger.db"
 """Name of the database file inside the data dir."""
-
-UNREAD_COUNT_MAX = 10_000
-"""Unread counts stop here ("10000+"): counting a million unread rows would stall the loop."""
 
 CHECKPOINT_INTERVAL = 1.0
 """Seconds between WAL checkpoints, run on a worker thread so commits never pay for them."""
