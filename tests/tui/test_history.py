@@ -196,3 +196,50 @@ async def test_home_jumps_to_the_first_message_of_a_20000_message_chat(
         await pilot.press("end")
         await until(pilot, lambda: "old 19999" in screen_text(app), "the newest again")
         assert main.view.pinned
+
+
+async def test_the_new_messages_badge_hides_no_message_that_counts_as_read(
+    server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
+) -> None:
+    """Item 4 leftover (issue 9 item 1): the "N new messages" badge takes a line of the
+    message view when it appears; the message on that line was counted as read although
+    it was never on screen. Read is exactly what the screen shows above the badge."""
+    server = server_factory(args=["--rate-limit-messages", "100"])
+    bob = Client(server.url)
+    await bob.register("bob", "secret12")
+    await bob.send(GENERAL_CHAT_ID, "before")
+    first = make_app(server.url)
+    async with first.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, first, "alice")
+        await until(pilot, lambda: "before" in shown_texts(first, GENERAL_CHAT_ID), "history")
+    token = first.config.tokens.load(first.server)
+    assert token is not None
+    alice = Client(server.url, token[1])
+    try:
+        for i in range(40):  # one by one: ids in text order
+            await bob.send(GENERAL_CHAT_ID, f"away {i}")
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "new messages  (End" in screen_text(app), "the badge")
+            store = app.store
+            assert store is not None
+            await until(pilot, lambda: store.chats[GENERAL_CHAT_ID].unread < 40, "some read")
+            await pilot.pause()
+            shown = [
+                int(word)
+                for line in screen_text(app).splitlines()
+                for previous, word in zip(line.split(), line.split()[1:], strict=False)
+                if previous == "away" and word.isdigit()
+            ]
+            newest_on_screen = max(shown)
+            assert 0 < newest_on_screen < 39
+            unread = 39 - newest_on_screen
+            assert store.chats[GENERAL_CHAT_ID].unread == unread
+            for _ in range(200):
+                if await _server_unread(alice, GENERAL_CHAT_ID) == unread:
+                    break
+                await pilot.pause(0.02)
+            assert await _server_unread(alice, GENERAL_CHAT_ID) == unread
+    finally:
+        await alice.close()
+        await bob.close()

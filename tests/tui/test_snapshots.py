@@ -25,6 +25,7 @@ from messenger_protocol import (
     LoginRecord,
     Message,
     OwnedChat,
+    Session,
     Status,
     User,
 )
@@ -141,3 +142,29 @@ def test_help_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
     app = offline_app(tmp_path, with_cache=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=show_help)
+
+
+def footer_line(app: MessengerApp) -> str:
+    """The bottom line of the screen: the footer's key hints."""
+    return [strip.text for strip in app.screen._compositor.render_strips()][-1]
+
+
+async def test_the_footer_shows_f1_help_whole_at_120_columns(tmp_path: Path) -> None:
+    """Issue 9 item 4 leftover: at 120 columns the main screen's footer cut "f1 Help" off
+    (the app's keys came last); it shows it whole, also with an admin's F3."""
+    app = offline_app(tmp_path, with_cache=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await until(pilot, lambda: "Quit" in footer_line(app), "the footer")
+        footer = footer_line(app)
+        for hint in ("f1 Help", "^k Switch", "^q Quit", "^p palette"):
+            assert hint in footer, f"{hint!r} not whole in {footer!r}"
+        assert app.client is not None
+        app.client.session = Session(
+            token="token", session_id="s", user=User("alice", is_admin=True)
+        )
+        app.refresh_bindings()
+        await until(pilot, lambda: "f3 Admin" in footer_line(app), "F3 for the admin")
+        footer = footer_line(app)
+        for hint in ("f1 Help", "^q Quit", "^p palette"):
+            assert hint in footer, f"{hint!r} not whole in {footer!r}"

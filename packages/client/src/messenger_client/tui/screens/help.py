@@ -37,8 +37,14 @@ _ALWAYS = (("App", "ctrl+p", "Command palette: every action, command and chat"),
 
 
 def _binding_rows(
-    area: str, bindings: Sequence[BindingType], app: App[Any], keymap: Mapping[str, str]
+    area: str,
+    bindings: Sequence[BindingType],
+    app: App[Any],
+    keymap: Mapping[str, str],
+    ids: set[str],
 ) -> Iterable[HelpRow]:
+    """Rows of ``bindings``; a binding id listed in an earlier area (``ids``) is left out
+    (the main screen repeats the app's F1 to show it first in its footer)."""
     seen: set[str] = set()
     bound = BindingsMap(bindings)
     if keymap:
@@ -47,9 +53,11 @@ def _binding_rows(
         for binding in group:
             what = binding.tooltip or binding.description
             name = binding.id or binding.action
-            if not what or name in seen:
+            if not what or name in seen or name in ids:
                 continue
             seen.add(name)
+            if binding.id:
+                ids.add(binding.id)
             keys = [
                 app.get_key_display(b)
                 for g in bound.key_to_bindings.values()
@@ -80,8 +88,9 @@ def help_rows(app: App[Any], keymap: Mapping[str, str] | None = None) -> list[He
     rows.append(("Command", "text", "Text without a leading / goes to the open chat"))
     rows += [("Composer", keys, what) for keys, what in COMPOSER_KEYS]
     rows += list(_ALWAYS)
+    ids: set[str] = set()
     for area, cls in _AREAS:
-        rows += _binding_rows(area, classes[cls], app, remap)
+        rows += _binding_rows(area, classes[cls], app, remap, ids)
     return rows
 
 

@@ -48,10 +48,15 @@ class MainScreen(Guarded, Screen[None]):
     # Priority: these must work while the composer (a TextArea, which has its own
     # Ctrl+K editing key) has focus, which is most of the time.
     BINDINGS: ClassVar[list[BindingType]] = [
+        # F1 is the app's; named here too so the footer shows it first (never cut off).
+        # Alt+Up/Down (previous/next chat) are not in the footer, to leave it room: F1
+        # and the palette list them.
+        Binding("f1", "app.help_screen", "Help", id="app.help",
+                tooltip="Every command and key, searchable (also /help)"),
         Binding("alt+up", "app.previous_chat", "Prev chat", id="chats.previous", priority=True,
-                tooltip="Open the chat above in the list"),
+                tooltip="Open the chat above in the list", show=False),
         Binding("alt+down", "app.next_chat", "Next chat", id="chats.next", priority=True,
-                tooltip="Open the chat below in the list"),
+                tooltip="Open the chat below in the list", show=False),
         Binding("alt+a", "app.next_active", "Next active", id="chats.next_active", priority=True,
                 tooltip="Jump to the next chat with unread messages"),
         Binding("ctrl+k", "app.switch_chat", "Switch", id="chats.switcher", priority=True,
@@ -86,6 +91,7 @@ class MainScreen(Guarded, Screen[None]):
         self.chat_list = ChatList(id="chats")
         self.chat_title = Static("", id="chat-title", classes="pane-title")
         self.view = MessageView(me=me, tz=tz, id="messages")
+        self.view.badge_below = True  # the unseen badge sits under it
         self.unseen_badge = Static("", id="unseen")
         self.moderation = ModerationBar(id="moderation")
         self.composer = Composer(completer, id="composer")

@@ -164,6 +164,10 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         self._positions: dict[int, tuple[bool, int, int | None]] = {}
         self._style_cache: tuple[Style, Style] | None = None
         self.disappears_at: Callable[[Message], float | None] | None = None
+        self.badge_below = False
+        """Whether the pane shows the "N new messages" badge under this view while
+        ``unseen`` (the badge takes one of the view's lines)."""
+        self._height_without_badge = 0
         """When a message disappears for this user (set by the app); it fades before."""
 
     # --- showing a timeline -------------------------------------------------------
@@ -259,6 +263,9 @@ class MessageView(Guarded, ScrollView, can_focus=True):
             bottom = self._visible_index(bottom=True)
             if bottom is not None:
                 self.unseen = max(len(layout.timeline.messages) - 1 - bottom, 0)
+            bottom = self._visible_index(bottom=True)  # the badge, if any, hides a line
+            if bottom is not None and self.unseen:
+                self.unseen = max(len(layout.timeline.messages) - 1 - bottom, 0)
         self._note_shown()
 
     @property
@@ -286,6 +293,8 @@ class MessageView(Guarded, ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         """Lay out again at the new width, keeping the top message in place."""
+        if not self.unseen:
+            self._height_without_badge = self.size.height
         width = self._content_width()
         if self.timeline is None or width <= 0:
             return
@@ -523,9 +532,16 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         layout = self.layout_
         if layout is None or not layout.total:
             return None
-        y = round(self.scroll_y) + (self.size.height - 1 if bottom else 0)
+        y = round(self.scroll_y) + (self.size.height - 1 - self._badge_to_come() if bottom else 0)
         index = layout.index_at(min(y, layout.total - 1))
         return index
+
+    def _badge_to_come(self) -> int:
+        """Lines of the view the badge takes on the next layout (it has just appeared,
+        and the view has not shrunk yet): they are not on screen."""
+        if self.badge_below and self.unseen and self.size.height == self._height_without_badge:
+            return 1
+        return 0
 
     def action_select_previous(self) -> None:
         """Select the message above (k)."""
