@@ -114,6 +114,7 @@ async def test_admin_bans_unbans_and_dismisses_over_the_api(
 async def test_twenty_messages_then_429_with_retry_after_then_window_reset(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
+    """Issue 10 item 5: the limit, counted inside the posting unit, is crossed by one."""
     srv = _clocked(server_factory, tmp_path)
     alice = (await register(srv.url, "alice"))["token"]
     first = await send(srv.url, alice, "m0", client_id="first")
@@ -134,6 +135,28 @@ async def test_twenty_messages_then_429_with_retry_after_then_window_reset(
     assert (await send(srv.url, alice, "not yet")).status_code == 429
     srv.set_time(T0 + 3600 - 100)
     assert (await send(srv.url, alice, "new window")).status_code == 200
+
+
+async def test_concurrent_duplicate_client_ids_store_one_message_counted_once(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Issue 10 item 5: ten sends with one client_id at once store exactly one message
+    and count once against the rate limit, which the 21st distinct message crosses."""
+    srv = _clocked(server_factory, tmp_path)
+    alice = (await register(srv.url, "alice"))["token"]
+    answers = await asyncio.gather(
+        *(send(srv.url, alice, f"try {n}", client_id="same") for n in range(10))
+    )
+    assert [a.status_code for a in answers] == [200] * 10
+    assert len({a.json()["id"] for a in answers}) == 1
+    page = (await call(srv.url, "GET", "/api/v1/chats/1/messages", alice)).json()
+    assert [m["client_id"] for m in page["messages"]] == ["same"]
+    for i in range(1, 20):
+        assert (await send(srv.url, alice, f"m{i}")).status_code == 200
+    over = await send(srv.url, alice, "m20")
+    assert over.status_code == 429 and over.json()["error"]["code"] == "rate_limited"
+    page = (await call(srv.url, "GET", "/api/v1/chats/1/messages", alice)).json()
+    assert len(page["messages"]) == 20  # the refused one is not stored
 
 
 async def test_login_failures_throttle_the_login_from_that_address(

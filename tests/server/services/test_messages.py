@@ -145,7 +145,7 @@ async def test_send_checks_can_refuse_and_see_the_draft(harness: Harness) -> Non
     alice = await harness.user("alice")
     seen = []
 
-    async def no_shouting(draft: object) -> None:
+    def no_shouting(tx: object, draft: object, now: float) -> None:
         seen.append(draft)
         if getattr(draft, "body").text.isupper():  # noqa: B009
             raise ApiError(ErrorCode.RATE_LIMITED, "calm down", retry_after=5)

@@ -161,3 +161,27 @@ async def test_synchronous_mode_is_the_configured_one(
     from messenger_server.config import load_settings
 
     assert load_settings({}).sqlite_synchronous == "NORMAL"
+
+
+async def test_a_refused_unit_alone_does_not_keep_the_write_lock(tmp_path: Path) -> None:
+    """A unit that raises (a refused post) with no other write in its turn still ends the
+    transaction, so another process (the admin CLI) can write."""
+    store = await open_store(tmp_path)
+    try:
+
+        def refused(tx: SqliteTx) -> None:
+            tx.insert_user("alice", "h", 1.0, False)
+            raise ValueError("refused")
+
+        with pytest.raises(ValueError):
+            await store.write(refused)
+        await store.sync()
+        other = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" while the lock is held
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert store.tx.user_by_login("alice") is None
+    finally:
+        await store.close()

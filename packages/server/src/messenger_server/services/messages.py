@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,8 +59,10 @@ class Draft:
     scheduled_id: int | None = None
 
 
-SendCheck = Callable[[Draft], Awaitable[None]]
-"""Runs before a message is stored; raises an ApiError (banned, rate_limited, ...) to refuse."""
+SendCheck = Callable[[Tx, Draft, float], None]
+"""Runs inside the unit that stores a message, with the unit and its time, after the
+message is inserted; raises an ApiError (banned, rate_limited, ...) to refuse, which
+rolls the unit back (the message and whatever the checks counted)."""
 
 
 class Attachments(Protocol):
@@ -114,7 +116,9 @@ class MessageService:
         """Store a message (or a comment under ``thread_root``) and announce it.
 
         Committed before it returns. A repeated ``client_id`` of the same author
-        returns the message stored the first time and announces nothing.
+        returns the message stored the first time and announces nothing. Membership,
+        the idempotency key and the send checks (bans, rate limits) are all decided in
+        the one unit that stores the message.
         """
         if len(body.text) > self.max_text:
             raise ApiError(
@@ -127,30 +131,28 @@ class MessageService:
         if body.attachments and self.attachments is None:
             raise ApiError(ErrorCode.UNAVAILABLE, "attachments are not available yet")
         client_id = body.client_id
-        if client_id is not None:
-            earlier = await self.store.read(
-                lambda tx: tx.message_by_client_id(actor.user_id, client_id)
-            )
-            if earlier is not None:
-                return await self.store.read(lambda tx: self.decorate(tx, [earlier])[0])
-        chat = await self.store.read(lambda tx: require_member(tx, chat_id, actor.user_id)[0])
         reply_to = body.reply_to
         if reply_to is not None:
             await self._reply_target(actor, chat_id, reply_to)
-        draft = Draft(actor, chat, body, thread_root, scheduled_id)
-        for check in self.send_checks:
-            await check(draft)
         now = self.clock.now()
 
         def unit(tx: Tx) -> Message:
-            require_member(tx, chat_id, actor.user_id)  # may have changed while checking
             if client_id is not None:
-                again = tx.message_by_client_id(actor.user_id, client_id)
-                if again is not None:
-                    return self.decorate(tx, [again])[0]
+                earlier = tx.message_by_client_id(actor.user_id, client_id)
+                if earlier is not None:  # a retry: the first answer again, checked no more
+                    return self.decorate(tx, [earlier])[0]
+            chat, _ = require_member(tx, chat_id, actor.user_id)
+            draft = Draft(actor, chat, body, thread_root, scheduled_id)
             message = tx.insert_message(
                 chat_id, actor.user_id, body.text, now, client_id, thread_root, scheduled_id
             )
+            if message is None:  # the same client_id was committed meanwhile (another node)
+                assert client_id is not None
+                again = tx.message_by_client_id(actor.user_id, client_id)
+                assert again is not None
+                return self.decorate(tx, [again])[0]
+            for check in self.send_checks:
+                check(tx, draft, now)
             if reply_to is not None:
                 annotation_queries(tx).set_reply_to(message.id, reply_to)
                 replied = tx.message(message.id)

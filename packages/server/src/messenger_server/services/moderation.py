@@ -13,6 +13,10 @@ Rules (docs/moderation.md has the whole story):
 * The general chat takes ``rate_limit_messages`` messages per user per fixed window
   of ``rate_limit_window`` seconds aligned to the epoch (``floor(now / window)``).
   An idempotent retry never reaches the check (the stored message is returned).
+* The ban check and the rate-limit count run inside the unit that stores the post
+  (:meth:`ModerationService.check_send` is a send check of the message service), so
+  they hold on every path that posts (HTTP, the scheduler) and, the counter being one
+  upsert in the database, across server nodes; a refused post rolls its count back.
 """
 
 from __future__ import annotations
@@ -21,9 +25,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from dataclasses import dataclass
 from datetime import UTC
-from functools import partial
 
 import msgspec
 
@@ -51,7 +53,6 @@ from .messages import Draft
 __all__ = [
     "CLI_POLL_SECONDS",
     "ModerationService",
-    "RateWindow",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,16 +61,15 @@ CLI_POLL_SECONDS = 1.0
 """How often the server looks for bans the admin CLI wrote (to tell the users)."""
 
 
-def _save_windows(tx: Tx, *, rows: list[tuple[int, float, int]]) -> None:
-    moderation_queries(tx).save_rate_windows(rows)
-
-
-@dataclass(slots=True)
-class RateWindow:
-    """Messages a user posted to the general chat in the window starting at ``start``."""
-
-    start: float
-    count: int
+def _refuse_ban(ban: tuple[float, str] | None, now: float) -> None:
+    """``banned`` (with ``until``) for a running ban."""
+    if ban is not None:
+        until, reason = ban
+        why = f" ({reason})" if reason else ""
+        when = format_time(until, now=now, tz=UTC, relative=True, zone=True)
+        raise ApiError(
+            ErrorCode.BANNED, f"you are banned from sending until {when}{why}", until=until
+        )
 
 
 class ModerationService:
@@ -86,12 +86,8 @@ class ModerationService:
         self.events = events
         self.clock = clock
         self.settings = settings
-        self._windows: dict[int, RateWindow] = {}
-        self._dirty: set[int] = set()
-        self._saving = False
         self._audit_seen = 0
         self._watcher: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def running_bans(self) -> dict[str, float]:
         """``until`` of every running ban, by lower-case login."""
@@ -101,72 +97,37 @@ class ModerationService:
 
     # --- sending --------------------------------------------------------------
 
-    async def check_send(self, draft: Draft) -> None:
-        """Refuse a post by a banned user, or over the general-chat rate limit."""
-        await self.require_not_banned(draft.actor.user_id)
-        if draft.chat.id == GENERAL_CHAT_ID:
-            await self._count_general(draft.actor.user_id)
+    def check_send(self, tx: Tx, draft: Draft, now: float) -> None:
+        """Inside the unit that stores a post: refuse a banned user, and count the post
+        against the general-chat rate limit (refused over it)."""
+        queries = moderation_queries(tx)
+        _refuse_ban(queries.active_ban(draft.actor.user_id, now), now)
+        if draft.chat.id != GENERAL_CHAT_ID:
+            return
+        size = self.settings.rate_limit_window
+        start = math.floor(now / size) * size
+        limit = self.settings.rate_limit_messages
+        if queries.count_in_window(draft.actor.user_id, start) > limit:
+            retry_after = float(math.ceil(start + size - now))
+            raise ApiError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {limit} messages per {format_duration(size)}"
+                f" in the general chat; try again in {format_duration(retry_after)}",
+                retry_after=retry_after,
+                limit=limit,
+            )
 
     async def require_not_banned(self, user_id: int) -> None:
         """``banned`` (with ``until``) while the user has a running ban."""
         now = self.clock.now()
         ban = await self.store.read(lambda tx: moderation_queries(tx).active_ban(user_id, now))
-        if ban is not None:
-            until, reason = ban
-            why = f" ({reason})" if reason else ""
-            when = format_time(until, now=now, tz=UTC, relative=True, zone=True)
-            raise ApiError(
-                ErrorCode.BANNED, f"you are banned from sending until {when}{why}", until=until
-            )
+        _refuse_ban(ban, now)
 
     async def banned_until(self, user_id: int) -> float | None:
         """When the user's running ban ends, or None."""
         now = self.clock.now()
         ban = await self.store.read(lambda tx: moderation_queries(tx).active_ban(user_id, now))
         return None if ban is None else ban[0]
-
-    async def _count_general(self, user_id: int) -> None:
-        now = self.clock.now()
-        size = self.settings.rate_limit_window
-        start = math.floor(now / size) * size
-        window = self._windows.get(user_id)
-        if window is None:
-            row = await self.store.read(lambda tx: moderation_queries(tx).rate_window(user_id))
-            window = self._windows.get(user_id)  # another send may have loaded it meanwhile
-            if window is None:
-                window = RateWindow(*row) if row else RateWindow(start, 0)
-                self._windows[user_id] = window
-        if window.start != start:
-            window.start, window.count = start, 0
-        if window.count >= self.settings.rate_limit_messages:
-            retry_after = float(math.ceil(start + size - now))
-            raise ApiError(
-                ErrorCode.RATE_LIMITED,
-                f"at most {self.settings.rate_limit_messages} messages per {format_duration(size)}"
-                f" in the general chat; try again in {format_duration(retry_after)}",
-                retry_after=retry_after,
-                limit=self.settings.rate_limit_messages,
-            )
-        # counted in memory right away so concurrent sends cannot slip past the limit;
-        # the rows follow, one write for all the sends of a loop turn (restarts keep them)
-        window.count += 1
-        self._dirty.add(user_id)
-        if not self._saving:
-            self._saving = True
-            task = asyncio.get_running_loop().create_task(self._save_windows())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _save_windows(self) -> None:
-        try:
-            while self._dirty:
-                dirty = [(u, self._windows[u].start, self._windows[u].count) for u in self._dirty]
-                self._dirty.clear()
-                await self.store.write(partial(_save_windows, rows=dirty))
-        except Exception:
-            log.exception("could not save rate-limit counters")
-        finally:
-            self._saving = False  # no await since the last look at _dirty
 
     async def start(self) -> None:
         """Watch the audit log for bans made by the admin CLI (another process)."""
@@ -207,14 +168,12 @@ class ModerationService:
         return self._audit_seen - after
 
     async def close(self) -> None:
-        """Stop watching the CLI; wait for counters still being saved."""
+        """Stop watching the CLI."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- complaints -------------------------------------------------------------
 

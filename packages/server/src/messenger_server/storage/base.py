@@ -196,8 +196,14 @@ class MessageQueries(Protocol):
         client_id: str | None,
         thread_root: int | None,
         scheduled_id: int | None,
-    ) -> Message:
-        """Store a message (a root, or a comment under ``thread_root``) and return it."""
+    ) -> Message | None:
+        """Store a message (a root, or a comment under ``thread_root``) and return it.
+
+        Idempotent by ``(author_id, client_id)``: None, storing nothing, if the author
+        already has a message with this ``client_id`` (committed by another writer; the
+        insert waits for it, so the caller can then read it with
+        :meth:`message_by_client_id`).
+        """
         ...
 
     def message(self, message_id: int) -> Message | None:

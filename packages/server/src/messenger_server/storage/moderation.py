@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Protocol
@@ -90,11 +89,16 @@ class ModerationQueries(Protocol):
         ...
 
     def rate_window(self, user_id: int) -> tuple[float, int] | None:
-        """``(window_start, count)`` of a user's saved general-chat rate window."""
+        """``(window_start, count)`` of a user's general-chat rate window."""
         ...
 
-    def save_rate_windows(self, rows: Iterable[tuple[int, float, int]]) -> None:
-        """Save ``(user_id, window_start, count)`` rate windows."""
+    def count_in_window(self, user_id: int, window_start: float) -> int:
+        """Count one general-chat post of a user in the window starting at ``window_start``
+        (a newer window starts again at 1); the count including this post.
+
+        One statement (an upsert), so concurrent writers on any node count exactly; run
+        it inside the unit that stores the post, whose rollback takes the count back.
+        """
         ...
 
     def has_counted_complaint(self, author_id: int, target_id: int) -> bool:
@@ -221,19 +225,23 @@ class SqlModerationQueries:
         return cur.rowcount
 
     def rate_window(self, user_id: int) -> tuple[float, int] | None:
-        """``(window_start, count)`` of a user's saved general-chat rate window."""
+        """``(window_start, count)`` of a user's general-chat rate window."""
         row = self.conn.execute(
             "SELECT window_start, count FROM rate_counts WHERE user_id = ?", (user_id,)
         ).fetchone()
         return None if row is None else (float(row[0]), int(row[1]))
 
-    def save_rate_windows(self, rows: Iterable[tuple[int, float, int]]) -> None:
-        """Save ``(user_id, window_start, count)`` rate windows."""
-        self.conn.executemany(
-            "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, ?)"
-            " ON CONFLICT (user_id) DO UPDATE SET window_start = excluded.window_start,"
-            " count = excluded.count",
-            list(rows),
+    def count_in_window(self, user_id: int, window_start: float) -> int:
+        """Count one general-chat post in the window at ``window_start``; the new count."""
+        return int(
+            self._scalar(
+                "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, 1)"
+                " ON CONFLICT (user_id) DO UPDATE SET count = CASE"
+                " WHEN rate_counts.window_start = excluded.window_start"
+                " THEN rate_counts.count + 1 ELSE 1 END,"
+                " window_start = excluded.window_start RETURNING count",
+                (user_id, window_start),
+            )
         )
 
     def has_counted_complaint(self, author_id: int, target_id: int) -> bool:

@@ -402,13 +402,18 @@ class SqliteTx:
     def insert_message(
         self, chat_id: int, author_id: int, text: str, now: float, client_id: str | None,
         thread_root: int | None, scheduled_id: int | None,
-    ) -> Message:  # fmt: skip
-        """Store a message (a root, or a comment under ``thread_root``) and return it."""
-        message_id: int = self._scalar(
+    ) -> Message | None:  # fmt: skip
+        """Store a message (a root, or a comment under ``thread_root``) and return it;
+        None, storing nothing, if the author already has a message with this ``client_id``."""
+        message_id: int | None = self._scalar(
             "INSERT INTO messages (chat_id, author_id, text, created_at, client_id, thread_root,"
-            " scheduled_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " scheduled_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING"
+            " RETURNING id",
             (chat_id, author_id, text, now, client_id, thread_root, scheduled_id),
         )
+        if message_id is None:
+            return None
         if thread_root is None:
             self.touch_chat(chat_id, message_id, now)
         message = self.message(message_id)
@@ -801,6 +806,13 @@ class SqliteStore:
             # IMMEDIATE: take the write lock now (waiting out the admin CLI), so a unit
             # that reads first cannot fail on a snapshot another process made stale
             conn.execute("BEGIN IMMEDIATE")
+        if self._commit is None:
+            # scheduled before the unit runs: a unit that raises (a refused post) must not
+            # leave the write lock held until some later write commits
+            loop = asyncio.get_running_loop()
+            self._commit = loop.create_future()
+            self._commit_handle = loop.call_soon(self._flush)
+        commit = self._commit
         mark = len(self._after_commit)
         conn.execute("SAVEPOINT unit")
         try:
@@ -811,12 +823,8 @@ class SqliteStore:
             del self._after_commit[mark:]
             raise
         conn.execute("RELEASE unit")
-        if self._commit is None:
-            loop = asyncio.get_running_loop()
-            self._commit = loop.create_future()
-            self._commit_handle = loop.call_soon(self._flush)
         # the commit happens whether or not this waiter is still interested
-        await asyncio.shield(self._commit)
+        await asyncio.shield(commit)
         return result
 
     async def sync(self) -> None:
