@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import postgres
+from tests.support.cluster import UNAVAILABLE_PREFIXES
 from tests.support.server import ServerProcess
 
 _PG_SKIPPED: list[str] = []
@@ -79,22 +80,29 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory()
 
 
-def _pg_skip_reason(report: pytest.TestReport) -> str | None:
-    """The reason of a test skipped for want of PostgreSQL (also from an xdist worker)."""
+def _skip_reason(report: pytest.TestReport, prefixes: tuple[str, ...]) -> str | None:
+    """The reason of a test skipped for want of a service (also from an xdist worker)."""
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         reason = str(longrepr[2]).removeprefix("Skipped: ")
-        if reason.startswith(postgres.UNAVAILABLE_PREFIX):
+        if reason.startswith(prefixes):
             return reason
     return None
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line for all skipped PostgreSQL tests (the workers' skips reach the controller)."""
+    """One line for all skipped PostgreSQL tests and one per missing bus (the workers'
+    skips reach the controller)."""
     reasons = list(_PG_SKIPPED)
+    buses: dict[str, str] = {}
     for report in terminalreporter.stats.get("skipped", []):
-        reason = _pg_skip_reason(report)
+        reason = _skip_reason(report, (postgres.UNAVAILABLE_PREFIX,))
         if reason is not None:
             reasons.append(reason)
+        bus = _skip_reason(report, UNAVAILABLE_PREFIXES)
+        if bus is not None:
+            buses.setdefault(bus.split(" at ", 1)[0], bus)
     if reasons:
         terminalreporter.write_line(f"PostgreSQL tests skipped: {reasons[0]}", yellow=True)
+    for reason in buses.values():
+        terminalreporter.write_line(f"cluster tests skipped: {reason}", yellow=True)

@@ -189,6 +189,15 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
+DEADLOCK_RETRIES = 5
+"""Times a write group is run before a unit chosen as a deadlock victim fails."""
+_RERUN_ON = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+class _Rerun(Exception):
+    """The group's transaction lost a deadlock: roll it all back and run it again."""
+
+
 @dataclass(slots=True)
 class _Job:
     unit: Callable[[PostgresTx], Any]
@@ -354,6 +363,21 @@ class PostgresStore:
             self._finish(group)
 
     def _commit(self, group: _Group) -> None:
+        """Run and commit the group; rerun it whole if PostgreSQL picked it as a deadlock
+        victim (several nodes' groups may lock the same rows in another order)."""
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                self._commit_once(group, last=attempt == DEADLOCK_RETRIES)
+                return
+            except _Rerun as rerun:
+                log.info("write group of %d unit(s) rerun (attempt %d): %s",
+                         len(group.jobs), attempt, rerun.__cause__)  # fmt: skip
+                assert self._conn is not None
+                self._conn.execute(b"ROLLBACK")
+                group.outcomes.clear()
+                group.after_commit.clear()
+
+    def _commit_once(self, group: _Group, *, last: bool) -> None:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = self._connect()
         conn = self._conn
@@ -366,6 +390,8 @@ class PostgresStore:
             try:
                 result = job.unit(tx)
             except Exception as exc:
+                if not last and isinstance(exc, _RERUN_ON):
+                    raise _Rerun from exc
                 conn.execute(b"ROLLBACK TO SAVEPOINT unit")
                 conn.execute(b"RELEASE SAVEPOINT unit")
                 del events[events_mark:]

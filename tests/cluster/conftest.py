@@ -1,0 +1,52 @@
+"""Cluster tests: 3 real nodes on one PostgreSQL database, once with Redis, once with NATS.
+
+Every test here is marked ``cluster``. Without a reachable Redis (or NATS) the tests
+on that bus skip with one summary line; with ``CI=true`` they fail instead, like the
+PostgreSQL tests. A module may set ``CLUSTER_ARGS`` (extra server flags for its nodes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import postgres
+from tests.support.cluster import Cluster, bus_unavailable
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark everything under tests/cluster ``cluster``."""
+    for item in items:
+        if "tests/cluster/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.cluster)
+
+
+def _require_bus(kind: str) -> None:
+    reason = bus_unavailable(kind)
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", params=["redis", "nats"])
+def cluster(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
+    """Three nodes of this module on a fresh schema, with the bus of this run."""
+    kind: str = request.param
+    _require_bus(kind)
+    database: postgres.PgDatabase = request.getfixturevalue("pg_database")
+    args: list[str] = list(getattr(request.module, "CLUSTER_ARGS", []))
+    nodes = Cluster(
+        tmp_path_factory.mktemp(f"cluster-{kind}"), database.new_store(), kind, args=args
+    )
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()

@@ -1,0 +1,99 @@
+"""Several real server nodes on one PostgreSQL database with a Redis or NATS bus.
+
+:class:`Cluster` starts N ``messenger-server`` processes on free ports, every one on the
+same fresh schema (``--store``) and the same bus with a channel prefix of its own
+(``--bus-channel``), so clusters of different tests never hear each other. Redis pub/sub
+and core NATS keep nothing, so stopping the nodes is the whole clean-up.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.support.server import ServerProcess
+
+__all__ = ["BUS_URLS", "UNAVAILABLE_PREFIXES", "Cluster", "bus_unavailable"]
+
+BUS_URLS = {
+    "redis": os.environ.get("MESSENGER_TEST_REDIS", "redis://127.0.0.1:6379"),
+    "nats": os.environ.get("MESSENGER_TEST_NATS", "nats://127.0.0.1:4222"),
+}
+"""The bus servers the cluster tests use (override with MESSENGER_TEST_REDIS / _NATS)."""
+
+UNAVAILABLE_PREFIXES = ("no Redis at ", "no NATS at ")
+"""How every skip reason for want of a bus begins."""
+
+
+def _host_port(url: str, default: int) -> tuple[str, int]:
+    rest = url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.partition(":")
+    return host or "127.0.0.1", int(port) if port else default
+
+
+def bus_unavailable(kind: str) -> str | None:
+    """Why the ``kind`` bus ("redis" or "nats") cannot be used here (None: it can)."""
+    url = BUS_URLS[kind]
+    host, port = _host_port(url, 6379 if kind == "redis" else 4222)
+    prefix = UNAVAILABLE_PREFIXES[0] if kind == "redis" else UNAVAILABLE_PREFIXES[1]
+    try:
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.settimeout(3)
+            if kind == "redis":
+                sock.sendall(b"PING\r\n")
+                answer = sock.recv(64)
+                ok = answer.startswith(b"+PONG") or answer.startswith(b"-NOAUTH")
+            else:
+                ok = sock.recv(4096).startswith(b"INFO ")
+    except OSError as exc:
+        return f"{prefix}{host}:{port}: {exc.strerror or type(exc).__name__}"
+    if not ok:
+        return f"{prefix}{host}:{port}: it does not answer as {kind} does"
+    return None
+
+
+class Cluster:
+    """N nodes on one store and one bus; ``nodes[i].url`` is node i."""
+
+    def __init__(
+        self,
+        root: Path,
+        store_url: str,
+        bus: str,
+        *,
+        size: int = 3,
+        args: Sequence[str] = (),
+    ) -> None:
+        self.store_url = store_url
+        self.bus_url = BUS_URLS[bus]
+        self.channel = "mtest-" + uuid.uuid4().hex[:12]
+        self.nodes = [
+            ServerProcess(root / f"node{i}", args=[*self._flags(i), *args]) for i in range(size)
+        ]
+
+    def _flags(self, i: int) -> list[str]:
+        return ["--store", self.store_url, "--bus", self.bus_url,
+                "--bus-channel", self.channel, "--node-id", f"node{i}"]  # fmt: skip
+
+    def start(self) -> None:
+        """Start every node at once (the first migrates, the others wait for its lock)."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            for future in [pool.submit(node.start) for node in self.nodes]:
+                future.result()
+
+    def stop(self) -> None:
+        """Kill every node (nothing of the bus outlives them)."""
+        for node in self.nodes:
+            node.kill()
+
+    def url(self, i: int) -> str:
+        """The base URL of node ``i % size`` (round robin)."""
+        return self.nodes[i % len(self.nodes)].url
+
+    def logs(self) -> str:
+        """The tail of every node's log (for a failing assertion)."""
+        return "\n".join(f"--- node{i}\n{n.log()[-2000:]}" for i, n in enumerate(self.nodes))
