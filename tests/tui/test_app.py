@@ -279,3 +279,33 @@ def test_a_rate_limit_wait_is_said_once() -> None:
     text = "at most 20 messages per 1 h in the general chat; try again in 40 s"
     exc = ApiError(ErrorCode.RATE_LIMITED, text, retry_after=40.0)
     assert describe_error(exc) == text
+
+
+async def test_a_first_private_message_goes_out_like_any_other_without_a_dialog(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Seen in tmux (issue 9 item 5): ``/private bob <text>`` to someone without a private
+    chat yet opened a dialog with the sent message that had to be closed; now the chat is
+    started and the message goes through the outbox as in any chat."""
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            store = app.store
+            assert store is not None
+            await pilot.press(*"/private bob psst, a private word", "enter")
+            await until(pilot, lambda: store.direct_chat("bob") is not None, "the private chat")
+            chat = store.direct_chat("bob")
+            assert chat is not None
+            await until(pilot, lambda: store.timeline(chat.id).newest_id, "sent")
+            assert app.screen is app.main, "no dialog to close"
+            assert "bob" in screen_text(app), "the chat is in the list"
+            page = await bob.history(chat.id)
+            assert [m.text for m in page.messages] == ["psst, a private word"]
+            # a login that does not exist: one error line, and the text stays
+            await pilot.press(*"/private nobody hello", "enter")
+            await until(pilot, lambda: app.main is not None and app.main.composer.text, "kept")
+            assert app.main is not None and app.main.composer.text == "/private nobody hello"
+    finally:
+        await bob.close()

@@ -735,6 +735,23 @@ class MessengerApp(Guarded, App[None]):
         if self.main is not None:
             self.main.composer.focus()
 
+    @work(group="direct")
+    async def _send_private(self, login: str, text: str, line: str) -> None:
+        """``/private`` to someone without a private chat yet: start it, then send
+        through the outbox as to any chat (it used to show the sent message in a dialog)."""
+        client, store = self.client, self.store
+        if client is None or store is None:
+            return
+        try:
+            chat = await client.open_direct(login)
+        except (ApiError, ServerUnavailable) as exc:
+            self.notify(describe_error(exc, self.server), severity="error")
+            self._give_back(line)
+            return
+        store.upsert_chat(chat)
+        self._refresh_chat_list()
+        self.send_text(chat.id, text)
+
     @on(UsersPanel.ContactAction)
     def _contact_action(self, event: UsersPanel.ContactAction) -> None:
         self._change_contact(event.login, event.add)
@@ -876,7 +893,7 @@ class MessengerApp(Guarded, App[None]):
                 if chat is not None:
                     self.send_text(chat.id, args["text"])
                 else:
-                    self._run_slash(parsed)
+                    self._send_private(args["login"], args["text"], parsed.line)
             case "send_chat":
                 named = [c for c in store.chats.values() if c.name == args["chat"]]
                 if named:
