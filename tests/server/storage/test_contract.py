@@ -14,14 +14,17 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
 
+from messenger_protocol import parse_search
 from messenger_server.storage import EventHandle, SqliteStore, Store, Tx
 from messenger_server.storage.admin import AdminQueries, admin_queries
 from messenger_server.storage.annotations import AnnotationQueries, annotation_queries
 from messenger_server.storage.files import FileQueries, FileRecord, file_queries
 from messenger_server.storage.moderation import ModerationQueries, moderation_queries
+from messenger_server.storage.notify import NotifyQueries, notify_queries
 from messenger_server.storage.postgres import PostgresStore
 from messenger_server.storage.retention import RetentionQueries, retention_queries
 from messenger_server.storage.scheduler import ScheduledQueries, scheduled_queries
+from messenger_server.storage.search import SearchFilter, SearchQueries, search_queries
 from tests.support.postgres import PgDatabase
 
 T = TypeVar("T")
@@ -34,6 +37,8 @@ INTERFACES: list[tuple[str, type[Any]]] = [
     ("scheduled", ScheduledQueries),
     ("retention", RetentionQueries),
     ("annotations", AnnotationQueries),
+    ("search", SearchQueries),
+    ("notify", NotifyQueries),
 ]
 
 Log = list[tuple[str, Any]]
@@ -79,6 +84,8 @@ def _queries(tx: Tx, log: Log) -> dict[str, Any]:
         "scheduled": _rec(scheduled_queries(tx), "scheduled", log),
         "retention": _rec(retention_queries(tx), "retention", log),
         "annotations": _rec(annotation_queries(tx), "annotations", log),
+        "search": _rec(search_queries(tx), "search", log),
+        "notify": _rec(notify_queries(tx), "notify", log),
     }
 
 
@@ -306,6 +313,34 @@ def _setup(tx: Tx, log: Log) -> None:
     ann.versions(ids[2])
     ann.reactions([ids[2]])
     ann.pins(group)
+    srch: SearchQueries = q["search"]
+    srch.search(alice, SearchFilter(parse_search("hi")), None, 10)
+    srch.search(bob, SearchFilter(parse_search('"hi alice"')), None, 10)
+    srch.search(carol, SearchFilter(parse_search("hi")), None, 10)  # not in the direct chat
+    srch.search(bob, SearchFilter(parse_search("m1 m3")), None, 10)  # both words: none
+    srch.search(bob, SearchFilter(parse_search("M3")), ids[4], 10)
+    srch.search(bob, SearchFilter(parse_search("comment"), chat_id=group, author_id=bob), None, 5)
+    srch.search(alice, SearchFilter(parse_search("has:file")), None, 10)
+    srch.search(alice, SearchFilter(parse_search("after:1970-01-01")), ids[3], 2)
+
+    ntf: NotifyQueries = q["notify"]
+    ntf.add_mentions(ids[1], group, [alice, carol])
+    ntf.add_mentions(ids[1], group, [alice])  # once
+    ntf.add_mentions(ids[3], group, [alice])
+    ntf.mentions(alice, None, 10)
+    ntf.mentions(alice, ids[3], 10)
+    ntf.mentions(carol, None, 10)  # left the group: not listed
+    t.chat_view(chat, alice)  # mentions after the cursor count
+    ntf.set_mute(group, alice, "mentions")
+    ntf.set_mention_all(group, False)
+    ntf.mention_all(group)
+    ntf.mention_all(999)
+    t.chat_view(chat, alice)
+    ntf.set_hide_receipts(bob, True)
+    ntf.hide_receipts(bob)
+    ntf.seen_by(group, ids[0], alice)
+    ntf.set_hide_receipts(bob, False)
+    ntf.seen_by(group, ids[0], alice)
 
     ret: RetentionQueries = q["retention"]
     ret.add_expiring(ids[3], group, 43.0, 143.0)

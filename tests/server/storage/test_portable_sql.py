@@ -29,6 +29,10 @@ FORBIDDEN = {
 SQLITE_ONLY = {"sqlite.py": [r"sqlite_sequence", r"PRAGMA"]}
 """Where SQLite-only text is the point: the SQLite store itself and its dialect hook."""
 
+DIALECT_HOOKS = {"search.py": [r"\browid\b"]}
+"""Spellings a module may use in a dialect hook it overrides for PostgreSQL (the FTS5
+index is joined by its rowid; ``PgSearchQueries`` matches the ``tsv`` column instead)."""
+
 
 def _sql_modules() -> list[Path]:
     return sorted(p for p in STORAGE.glob("*.py") if p.name not in ("migrations.py",))
@@ -40,6 +44,7 @@ def test_queries_use_only_portable_sql(module: Path) -> None:
     found = [
         f"{module.name}:{text[: m.start()].count(chr(10)) + 1}: {m.group(0)!r} -> {instead}"
         for pattern, instead in FORBIDDEN.items()
+        if pattern not in DIALECT_HOOKS.get(module.name, [])
         for m in re.finditer(pattern, text, re.IGNORECASE)
     ]
     assert not found, "\n".join(found)

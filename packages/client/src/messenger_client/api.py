@@ -47,6 +47,7 @@ from messenger_protocol import (
     BanUser,
     Chat,
     ChatList,
+    ChatOptions,
     Complaint,
     ComplaintList,
     ComplaintResult,
@@ -70,23 +71,33 @@ from messenger_protocol import (
     JoinResult,
     MarkRead,
     Members,
+    MentionList,
+    MentionsQuery,
     Message,
     MessagePage,
+    Mute,
     Ok,
     OpenDirect,
     Pin,
     PinList,
+    Privacy,
+    PrivacySettings,
     React,
     ReactionList,
     ScheduledList,
     ScheduledMessage,
     ScheduleMessage,
+    SearchQuery,
+    SearchResults,
+    SeenBy,
     SendMessage,
     ServerStats,
     Session,
+    SetMute,
     Settings,
     Status,
     Thread,
+    TypingResult,
     Unread,
     UnreadChat,
     UnreadQuery,
@@ -596,6 +607,47 @@ class Client:
     async def mark_thread_read(self, message_id: int, up_to: int) -> Ok:
         """Mark the thread under ``message_id`` read up to comment ``up_to``."""
         return await self.call(ep.MARK_THREAD_READ, MarkRead(up_to=up_to), message_id=message_id)
+
+    # --- search, mentions, mute, typing, read receipts ---------------------------
+
+    async def search(
+        self, query: str, *, before: int | None = None, limit: int = limits.SEARCH_PAGE_DEFAULT
+    ) -> SearchResults:
+        """One page of full-text search hits, newest first (``/search``); page on with
+        ``before=results.next_before``."""
+        return await self.call(ep.SEARCH, query=SearchQuery(q=query, before=before, limit=limit))
+
+    async def mentions(
+        self, *, before: int | None = None, limit: int = limits.SEARCH_PAGE_DEFAULT
+    ) -> MentionList:
+        """Recent messages that mention this user, newest first (``/mentions``)."""
+        return await self.call(ep.MENTIONS, query=MentionsQuery(before=before, limit=limit))
+
+    async def mute(self, chat_id: int, mute: Mute) -> Chat:
+        """Mute a chat: ``all``, ``mentions`` (only mentions get through) or ``off``."""
+        return await self.call(ep.MUTE, SetMute(mute=mute), chat_id=chat_id)
+
+    async def chat_options(self, chat_id: int, *, mention_all: bool) -> Chat:
+        """(Owner) whether ``@all`` mentions every member of a group chat."""
+        return await self.call(
+            ep.CHAT_OPTIONS, ChatOptions(mention_all=mention_all), chat_id=chat_id
+        )
+
+    async def typing(self, chat_id: int) -> TypingResult:
+        """Tell the chat this user is typing (dropped, ``sent`` False, within 3 s of the last)."""
+        return await self.call(ep.TYPING, chat_id=chat_id)
+
+    async def seen_by(self, message_id: int) -> SeenBy:
+        """Who has read a message (chats of at most 50 members)."""
+        return await self.call(ep.SEEN_BY, message_id=message_id)
+
+    async def privacy(self) -> PrivacySettings:
+        """This user's privacy settings."""
+        return await self.call(ep.PRIVACY)
+
+    async def set_privacy(self, *, hide_read_receipts: bool) -> PrivacySettings:
+        """Hide (or show again) this user's read receipts."""
+        return await self.call(ep.SET_PRIVACY, Privacy(hide_read_receipts=hide_read_receipts))
 
     # --- group chats --------------------------------------------------------
 

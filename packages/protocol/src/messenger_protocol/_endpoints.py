@@ -387,6 +387,79 @@ PINS: Endpoint[None, m.PinList, None] = _e(
     summary="Messages pinned in a chat (/pins)",
     tag="messages",
 )
+# search, mentions, mute, typing, read receipts
+SEARCH: Endpoint[None, m.SearchResults, m.SearchQuery] = _e(
+    "search",
+    "GET",
+    f"{API}/search",
+    m.SearchResults,
+    query=m.SearchQuery,
+    summary="Full-text search over the messages you may see, newest first (/search)",
+    tag="search",
+)
+MENTIONS: Endpoint[None, m.MentionList, m.MentionsQuery] = _e(
+    "mentions",
+    "GET",
+    f"{API}/mentions",
+    m.MentionList,
+    query=m.MentionsQuery,
+    summary="Recent messages that mention you, newest first (/mentions)",
+    tag="search",
+)
+MUTE: Endpoint[m.SetMute, m.Chat, None] = _e(
+    "mute",
+    "POST",
+    f"{API}/chats/{{chat_id}}/mute",
+    m.Chat,
+    m.SetMute,
+    body="json",
+    summary="Mute a chat for you: all, mentions (only mentions get through) or off (/mute)",
+    tag="chats",
+)
+CHAT_OPTIONS: Endpoint[m.ChatOptions, m.Chat, None] = _e(
+    "chat_options",
+    "POST",
+    f"{API}/chats/{{chat_id}}/options",
+    m.Chat,
+    m.ChatOptions,
+    body="json",
+    summary="Owner sets a group chat's options (whether @all mentions everyone)",
+    tag="groups",
+)
+TYPING: Endpoint[None, m.TypingResult, None] = _e(
+    "typing",
+    "POST",
+    f"{API}/chats/{{chat_id}}/typing",
+    m.TypingResult,
+    summary="Tell the chat you are typing (ephemeral; at most one per 3 s, more are dropped)",
+    tag="messages",
+)
+SEEN_BY: Endpoint[None, m.SeenBy, None] = _e(
+    "seen_by",
+    "GET",
+    f"{API}/messages/{{message_id}}/seen",
+    m.SeenBy,
+    summary="Who has read a message (chats of at most 50 members)",
+    tag="messages",
+)
+PRIVACY: Endpoint[None, m.PrivacySettings, None] = _e(
+    "privacy",
+    "GET",
+    f"{API}/privacy",
+    m.PrivacySettings,
+    summary="Your privacy settings",
+    tag="accounts",
+)
+SET_PRIVACY: Endpoint[m.Privacy, m.PrivacySettings, None] = _e(
+    "set_privacy",
+    "POST",
+    f"{API}/privacy",
+    m.PrivacySettings,
+    m.Privacy,
+    body="json",
+    summary="Change your privacy settings (hide your read receipts)",
+    tag="accounts",
+)
 
 # group chats
 MEMBERS: Endpoint[None, m.Members, None] = _e(
@@ -651,6 +724,14 @@ ENDPOINTS: tuple[AnyEndpoint, ...] = (
     COMMENT,
     THREAD,
     MARK_THREAD_READ,
+    SEARCH,
+    MENTIONS,
+    MUTE,
+    CHAT_OPTIONS,
+    TYPING,
+    SEEN_BY,
+    PRIVACY,
+    SET_PRIVACY,
     MEMBERS,
     INVITE,
     REMOVE_MEMBER,

@@ -152,6 +152,22 @@ class SessionEnded(BaseEvent, frozen=True, tag="session_ended"):
     session_id: str
 
 
+class Mentioned(BaseEvent, frozen=True, tag="mention"):
+    """A message mentions the user (``@login``, or ``@all`` in a group chat), muted or not."""
+
+    chat_id: int
+    message: Message
+
+
+class Typing(BaseEvent, frozen=True, tag="typing"):
+    """A member is typing in a chat (ephemeral: never logged nor replayed); show it until
+    ``expires_at`` unless another notice renews it."""
+
+    chat_id: int
+    login: str
+    expires_at: float
+
+
 class Reset(BaseEvent, frozen=True, tag="reset"):
     """The client is too far behind: drop cached state and refetch it."""
 
@@ -176,6 +192,8 @@ Event = (
     | Banned
     | ScheduledUpdated
     | SessionEnded
+    | Mentioned
+    | Typing
     | Reset
 )
 """Every event a stream may carry."""
@@ -197,6 +215,8 @@ EVENT_TYPES: tuple[type[BaseEvent], ...] = (
     Banned,
     ScheduledUpdated,
     SessionEnded,
+    Mentioned,
+    Typing,
     Reset,
 )
 

@@ -123,3 +123,20 @@ EVENT_QUEUE_MAX_BYTES: Final = 1024 * 1024
 """Bytes of undelivered events a stream may buffer before it is cut (it resumes by id)."""
 EVENT_RETENTION: Final = 100_000
 """Events the server keeps for resume; a client further behind gets a ``reset`` event."""
+
+SEARCH_QUERY_MAX: Final = 200
+"""Longest search query, in characters."""
+SEARCH_TERMS_MAX: Final = 16
+"""Most words, phrases and operators one search query may hold."""
+SEARCH_PAGE_MAX: Final = 50
+"""Largest page of search results (and of ``/mentions``) one request may ask for."""
+SEARCH_PAGE_DEFAULT: Final = 20
+"""Search results (and mentions) per page unless asked otherwise."""
+SNIPPET_CHARS: Final = 160
+"""Longest snippet of a search hit, in characters (an ellipsis marks a cut)."""
+SEEN_BY_MAX_MEMBERS: Final = 50
+"""Read receipts ("seen by") are given for chats of at most this many members."""
+TYPING_INTERVAL_SECONDS: Final = 3.0
+"""One typing notice per chat per user per this long; more within it are dropped."""
+TYPING_TTL_SECONDS: Final = 6.0
+"""A typing notice shows this long unless another one renews it."""

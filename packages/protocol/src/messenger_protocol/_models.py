@@ -34,6 +34,8 @@ ChatKind = Literal["general", "direct", "group"]
 ScheduledState = Literal["pending", "sent", "failed", "cancelled"]
 ComplaintState = Literal["open", "dismissed", "actioned"]
 JoinState = Literal["joined", "requested", "asked_owner", "already_member"]
+Mute = Literal["all", "mentions", "off"]
+"""What of a chat is muted for a user: everything, everything but mentions, nothing."""
 
 GENERAL_CHAT_ID = 1
 """The general chat every user belongs to."""
@@ -148,6 +150,12 @@ class Chat(Model, frozen=True):
     unread: int = 0
     last_read: int = 0
     last_message_at: float | None = None
+    mentions: int = 0
+    """Unread messages that mention this user (``@login``, or ``@all``), muted or not."""
+    mute: Mute = "off"
+    """This user's mute setting of the chat (the same on all their devices)."""
+    mention_all: bool = True
+    """``@all`` mentions every member (group chats; the owner decides)."""
 
 
 class InviteLink(Model, frozen=True):
@@ -365,6 +373,24 @@ class BanUser(Request, frozen=True):
     reason: Reason = ""
 
 
+class SetMute(Request, frozen=True):
+    """Mute a chat for this user: ``all``, ``mentions`` (only mentions get through), ``off``."""
+
+    mute: Mute
+
+
+class ChatOptions(Request, frozen=True):
+    """The owner's options of a group chat."""
+
+    mention_all: bool
+
+
+class Privacy(Request, frozen=True):
+    """This user's privacy settings."""
+
+    hide_read_receipts: bool
+
+
 # --- query strings --------------------------------------------------------
 
 
@@ -405,6 +431,22 @@ class EventsQuery(Request, frozen=True):
     """Where an event stream resumes (``Last-Event-ID`` wins when both are given)."""
 
     last_event_id: NonNegativeInt | None = None
+
+
+class SearchQuery(Request, frozen=True):
+    """A search: ``q`` in the query syntax of :func:`~messenger_protocol.parse_search`,
+    paged newest first: hits older than message ``before``."""
+
+    q: Annotated[str, Meta(max_length=L.SEARCH_QUERY_MAX)]
+    before: PositiveInt | None = None
+    limit: Annotated[int, Meta(ge=1, le=L.SEARCH_PAGE_MAX)] = L.SEARCH_PAGE_DEFAULT
+
+
+class MentionsQuery(Request, frozen=True):
+    """Paging of ``/mentions``, newest first: mentions in messages older than ``before``."""
+
+    before: PositiveInt | None = None
+    limit: Annotated[int, Meta(ge=1, le=L.SEARCH_PAGE_MAX)] = L.SEARCH_PAGE_DEFAULT
 
 
 # --- responses ------------------------------------------------------------
@@ -598,3 +640,68 @@ class Health(Model, frozen=True):
 
     status: str = "ok"
     version: str = ""
+
+
+class Span(Model, frozen=True):
+    """A piece of a snippet; ``match``: it is a word the search asked for."""
+
+    text: str
+    match: bool = False
+
+
+class SearchHit(Model, frozen=True):
+    """A message a search found, with the chat's name for the user and a snippet."""
+
+    message: Message
+    chat_name: str
+    snippet: list[Span]
+
+
+class SearchResults(Model, frozen=True):
+    """A page of search hits, newest first; ``next_before`` pages on (None: no more)."""
+
+    hits: list[SearchHit]
+    has_more: bool = False
+    next_before: int | None = None
+
+
+class Mention(Model, frozen=True):
+    """A message that mentions the user."""
+
+    message: Message
+    chat_name: str
+    unread: bool = False
+
+
+class MentionList(Model, frozen=True):
+    """Recent mentions of the user, newest first; ``next_before`` pages on."""
+
+    mentions: list[Mention]
+    has_more: bool = False
+    next_before: int | None = None
+
+
+class TypingResult(Model, frozen=True):
+    """A typing notice: ``sent`` False when one went out less than 3 s ago (dropped)."""
+
+    sent: bool
+    expires_at: float
+
+
+class SeenBy(Model, frozen=True):
+    """Who has read a message (their read cursor is at or past it), by login.
+
+    Only for chats of at most ``SEEN_BY_MAX_MEMBERS`` members; the author and users
+    who hide their read receipts are never listed.
+    """
+
+    message_id: int
+    chat_id: int
+    seen_by: list[str]
+    members: int
+
+
+class PrivacySettings(Model, frozen=True):
+    """This user's privacy settings."""
+
+    hide_read_receipts: bool = False

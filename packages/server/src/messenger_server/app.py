@@ -59,8 +59,10 @@ from .services.admin import AdminService
 from .services.annotations import AnnotationService
 from .services.files import FileService
 from .services.moderation import ModerationService
+from .services.notify import NotifyService
 from .services.retention import RetentionService, Visibility
 from .services.scheduler import SchedulerService
+from .services.search import SearchService
 from .storage import Store, store_for
 
 __all__ = [
@@ -163,6 +165,8 @@ class Services:
     scheduler: SchedulerService
     retention: RetentionService
     admin: AdminService
+    notify: NotifyService
+    search: SearchService
 
 
 def build_services(
@@ -197,9 +201,11 @@ def build_services(
         store, clock, settings.data_dir / "files", max_bytes=settings.max_file_bytes,
         user_quota=settings.user_quota_bytes, allowed_mime=settings.allowed_mime,
     )  # fmt: skip
+    notify = NotifyService(store, events, clock, visibility=visibility)
     messages = MessageService(
         store, events, clock, max_text=settings.max_message_text,
         send_checks=[moderation.check_send], attachments=files, visibility=visibility,
+        mentions=notify,
     )  # fmt: skip
     chats = ChatService(
         store, events, accounts, clock, base_url=settings.base_url, visibility=visibility
@@ -232,6 +238,8 @@ def build_services(
             connections=connections,
             started_at=started_at,
         ),
+        notify=notify,
+        search=SearchService(store, attachments=files, visibility=visibility),
     )
 
 
@@ -371,6 +379,14 @@ class App:
             ep.COMMENT: s.messages.comment,
             ep.THREAD: s.messages.thread,
             ep.MARK_THREAD_READ: s.messages.mark_thread_read,
+            ep.SEARCH: s.search.search,
+            ep.MENTIONS: s.notify.mentions,
+            ep.MUTE: s.notify.mute,
+            ep.CHAT_OPTIONS: s.notify.chat_options,
+            ep.TYPING: s.notify.typing,
+            ep.SEEN_BY: s.notify.seen_by,
+            ep.PRIVACY: s.notify.privacy,
+            ep.SET_PRIVACY: s.notify.set_privacy,
             ep.MEMBERS: s.chats.members,
             ep.INVITE: s.chats.invite,
             ep.REMOVE_MEMBER: s.chats.remove_member,

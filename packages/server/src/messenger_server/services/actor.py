@@ -8,7 +8,15 @@ from messenger_protocol import ApiError, ErrorCode, Message
 
 from ..storage import ChatRecord, Tx
 
-__all__ = ["Actor", "address_ip", "forbidden", "require_member", "require_owner", "require_visible"]
+__all__ = [
+    "Actor",
+    "address_ip",
+    "chat_names",
+    "forbidden",
+    "require_member",
+    "require_owner",
+    "require_visible",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +70,15 @@ def require_visible(tx: Tx, message_id: int, user_id: int) -> Message:
     if message is None or tx.last_read(message.chat_id, user_id) is None:
         raise forbidden("no such message, or not in a chat of yours")
     return message
+
+
+def chat_names(tx: Tx, user_id: int, chat_ids: set[int]) -> dict[int, str]:
+    """Each chat's name as the user sees it (``@peer`` for a private conversation)."""
+    names: dict[int, str] = {}
+    for chat_id in chat_ids:
+        chat = tx.chat(chat_id)
+        if chat is not None:
+            names[chat_id] = (
+                tx.chat_view(chat, user_id).name if chat.kind == "direct" else chat.name
+            )
+    return names

@@ -21,6 +21,7 @@ from functools import partial
 from messenger_protocol import (
     GENERAL_CHAT_ID,
     BaseEvent,
+    Mentioned,
     MessageCreated,
     MessageEdited,
     MessageUpdated,
@@ -141,7 +142,7 @@ class EventService:
         name = event_name(event)
         carried = (
             event.message.id
-            if isinstance(event, MessageCreated | MessageUpdated | MessageEdited)
+            if isinstance(event, MessageCreated | MessageUpdated | MessageEdited | Mentioned)
             else None
         )
         handle = tx.append_event(name, payload, chat_id, user_id, self.clock.now(), carried)

@@ -41,6 +41,7 @@ from .retention import Visibility
 __all__ = [
     "Attachments",
     "Draft",
+    "Mentions",
     "MessageService",
     "SendCheck",
 ]
@@ -77,6 +78,14 @@ class Attachments(Protocol):
         ...
 
 
+class Mentions(Protocol):
+    """Mentions in messages (the notify service)."""
+
+    def posted(self, tx: Tx, chat: ChatRecord, message: Message, author_id: int) -> None:
+        """In the unit that stores ``message``: record and announce whom it mentions."""
+        ...
+
+
 class MessageService:
     """Posting, reading and read state of messages and comments."""
 
@@ -90,6 +99,7 @@ class MessageService:
         send_checks: Sequence[SendCheck] = (),
         attachments: Attachments | None = None,
         visibility: Visibility | None = None,
+        mentions: Mentions | None = None,
     ) -> None:
         self.store = store
         self.events = events
@@ -101,6 +111,8 @@ class MessageService:
         """Files on messages; without it a message with attachments is refused."""
         self.visibility = visibility
         """Disappearing messages: what each reader may still see."""
+        self.mentions = mentions
+        """``@login`` and ``@all``: recorded and told to the mentioned, on every post."""
 
     # --- posting ---------------------------------------------------------------
 
@@ -165,6 +177,8 @@ class MessageService:
             self.events.emit(tx, MessageCreated(message=message), chat_id=chat_id)
             if self.visibility is not None:
                 self.visibility.posted(tx, message)
+            if self.mentions is not None:
+                self.mentions.posted(tx, draft.chat, message, actor.user_id)
             if thread_root is not None:
                 self._comment_posted(tx, actor, message, thread_root, now)
             return message

@@ -176,7 +176,8 @@ class ChatQueries(Protocol):
         ...
 
     def chat_view(self, chat: ChatRecord, user_id: int) -> Chat:
-        """A chat as one member sees it: their name for it, unread count and read cursor."""
+        """A chat as one member sees it: their name for it, unread and mention counts, read
+        cursor and mute setting."""
         ...
 
     def touch_chat(self, chat_id: int, message_id: int, now: float) -> None:

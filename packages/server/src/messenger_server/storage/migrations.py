@@ -360,6 +360,51 @@ CREATE TABLE pins (
 CREATE INDEX pins_message ON pins(message_id);
 """
 
+# search, mentions, mute and read-receipt privacy (issue 12). Search: SQLite keeps an
+# FTS5 index over messages.text as an external-content table, kept in step with every
+# insert, edit and delete of a message by triggers in the same transaction; PostgreSQL a
+# generated tsvector column with a GIN index. Both fold case; words are runs of letters
+# and digits ('simple' dictionary: no stemming, no stop words, on both).
+_ISSUE_12 = """
+ALTER TABLE members ADD COLUMN mute TEXT NOT NULL DEFAULT 'off'
+    CHECK (mute IN ('all', 'mentions', 'off'));
+ALTER TABLE chats ADD COLUMN mention_all INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN hide_receipts INTEGER NOT NULL DEFAULT 0;
+
+-- who a message mentions (@login, or every member for @all)
+CREATE TABLE mentions (
+    user_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    chat_id INTEGER NOT NULL,
+    PRIMARY KEY (user_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX mentions_chat ON mentions(chat_id, user_id, message_id);
+CREATE INDEX mentions_message ON mentions(message_id);
+"""
+
+_SEARCH_SQLITE = """
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    text, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+END;
+INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+"""
+
+_SEARCH_POSTGRES = """
+ALTER TABLE messages ADD COLUMN tsv tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED;
+CREATE INDEX messages_tsv ON messages USING GIN (tsv);
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -369,5 +414,6 @@ MIGRATIONS: list[Step] = [
     Step(_LOGIN_FAILURES),
     Step(_LOWER_NAMES),
     Step(_ANNOTATIONS),
+    Step(_ISSUE_12, sqlite=_SEARCH_SQLITE, postgres=_SEARCH_POSTGRES),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

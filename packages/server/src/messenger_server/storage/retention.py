@@ -272,6 +272,7 @@ class SqlRetentionQueries:
             self.conn.execute(f"DELETE FROM {table} WHERE message_id IN ({among})", ids)
         self.conn.execute(f"DELETE FROM deliveries WHERE message_id IN ({among})", ids)
         self.conn.execute(f"DELETE FROM expiring WHERE message_id IN ({among})", ids)
+        self.conn.execute(f"DELETE FROM mentions WHERE message_id IN ({among})", ids)
         return ids
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from messenger_protocol import Chat, LoginRecord, Message, Quote, limits
+from messenger_protocol import Chat, LoginRecord, Message, Mute, Quote, limits
 
 from ..states import JOIN_REQUEST, require
 from .migrations import MIGRATIONS, sqlite_script
@@ -368,8 +368,21 @@ class SqliteTx:
         return [r[0] for r in rows]
 
     def chat_view(self, chat: ChatRecord, user_id: int) -> Chat:
-        """A chat as one member sees it: their name for it, unread count and read cursor."""
-        last_read = self.last_read(chat.id, user_id) or 0
+        """A chat as one member sees it: their name for it, unread and mention counts, read
+        cursor and mute setting."""
+        row = self._one(
+            "SELECT last_read, mute FROM members WHERE chat_id = ? AND user_id = ?",
+            (chat.id, user_id),
+        )
+        last_read: int = row[0] if row is not None else 0
+        mute: Mute = row[1] if row is not None else "off"
+        mentions: int = self._scalar(
+            "SELECT count(*) FROM mentions n JOIN messages m ON m.id = n.message_id"
+            " WHERE n.chat_id = ? AND n.user_id = ? AND n.message_id > ?"
+            " AND m.thread_root IS NULL AND m.deleted_at IS NULL",
+            (chat.id, user_id, last_read),
+        )
+        mention_all = bool(self._scalar("SELECT mention_all FROM chats WHERE id = ?", (chat.id,)))
         name, peer = chat.name, None
         if chat.kind == "direct":
             peer = self._scalar(
@@ -388,6 +401,9 @@ class SqliteTx:
             unread=self.unread_count(chat.id, user_id, last_read),
             last_read=last_read,
             last_message_at=chat.last_message_at,
+            mentions=mentions,
+            mute=mute,
+            mention_all=mention_all,
         )
 
     def touch_chat(self, chat_id: int, message_id: int, now: float) -> None:

@@ -1,0 +1,123 @@
+"""Queries of full-text search: SQLite's FTS5 index ``messages_fts``, PostgreSQL's
+``messages.tsv`` column (GIN index). The index follows every insert, edit and delete of
+a message inside the same transaction (SQLite: triggers; PostgreSQL: a generated column),
+so nothing that is gone can be found.
+
+Both answer in the same words: runs of letters and digits in lower case, no stemming.
+SQLite also drops accents (``café`` finds ``cafe``); PostgreSQL's ``simple`` dictionary
+keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from messenger_protocol import Message, ParsedSearch
+
+from .base import Tx
+from .postgres import PgConnection
+from .sql import Connection, connection
+from .sqlite import _MESSAGE_COLUMNS, _MESSAGE_FROM, _message
+
+__all__ = ["SearchFilter", "SearchQueries", "SqlSearchQueries", "search_queries"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """What a search looks for, with names resolved to ids by the service."""
+
+    query: ParsedSearch
+    chat_id: int | None = None
+    author_id: int | None = None
+
+
+class SearchQueries(Protocol):
+    """What the search service needs of the database."""
+
+    def search(
+        self, user_id: int, found: SearchFilter, before: int | None, limit: int
+    ) -> list[Message]:
+        """Messages and comments of the chats ``user_id`` is a member of that match,
+        newest first, older than message ``before``; at most ``limit``."""
+        ...
+
+
+class SqlSearchQueries:
+    """:class:`SearchQueries` on SQLite (FTS5 ``MATCH``); :class:`PgSearchQueries` overrides
+    only the text match."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any]]:
+        """Dialect hook: the FROM addition, the WHERE clause and its arguments."""
+        parts = [f'"{w}"' for w in query.words] + [f'"{" ".join(p)}"' for p in query.phrases]
+        return (
+            " JOIN messages_fts f ON f.rowid = m.id",
+            "messages_fts MATCH ?",
+            [" ".join(parts)],
+        )
+
+    def search(
+        self, user_id: int, found: SearchFilter, before: int | None, limit: int
+    ) -> list[Message]:
+        """Matching messages of the user's chats, newest first, older than ``before``."""
+        query = found.query
+        where = [
+            "m.chat_id IN (SELECT chat_id FROM members WHERE user_id = ?)",
+            "m.deleted_at IS NULL",
+        ]
+        args: list[Any] = [user_id]
+        source = _MESSAGE_FROM
+        if query.has_text:
+            join, clause, match_args = self._match(query)
+            source += join
+            where.append(clause)
+            args += match_args
+        if found.chat_id is not None:
+            where.append("m.chat_id = ?")
+            args.append(found.chat_id)
+        if found.author_id is not None:
+            where.append("m.author_id = ?")
+            args.append(found.author_id)
+        if query.before is not None:
+            where.append("m.created_at < ?")
+            args.append(query.before)
+        if query.after is not None:
+            where.append("m.created_at >= ?")
+            args.append(query.after)
+        if query.has_file:
+            where.append("EXISTS (SELECT 1 FROM message_files mf WHERE mf.message_id = m.id)")
+        if before is not None:
+            where.append("m.id < ?")
+            args.append(before)
+        rows = self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM {source} WHERE {' AND '.join(where)}"
+            " ORDER BY m.id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_message(r) for r in rows]
+
+
+class PgSearchQueries(SqlSearchQueries):
+    """:class:`SearchQueries` on PostgreSQL: ``tsv @@ tsquery`` (GIN index)."""
+
+    def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any]]:
+        parts: list[str] = []
+        args: list[Any] = []
+        if query.words:
+            parts.append("plainto_tsquery('simple', ?)")
+            args.append(" ".join(query.words))
+        for phrase in query.phrases:
+            parts.append("phraseto_tsquery('simple', ?)")
+            args.append(" ".join(phrase))
+        return "", f"m.tsv @@ ({' && '.join(parts)})", args
+
+
+def search_queries(tx: Tx) -> SearchQueries:
+    """The search queries of a unit of work, in its database's dialect."""
+    conn = connection(tx)
+    if isinstance(conn, PgConnection):
+        return PgSearchQueries(conn)
+    return SqlSearchQueries(conn)
