@@ -12,7 +12,7 @@ so services stay the same whatever the database.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from messenger_protocol import Chat, LoginRecord, Message
 
@@ -388,6 +388,11 @@ class Tx(
     The other domains keep their queries in their own modules (``files``, ``moderation``,
     ``retention``, ``scheduler``, ``admin``) on the same connection.
     """
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        """Which SQL the connection speaks (for the dialect hooks of query modules)."""
+        ...
 
     def message_count(self) -> int:
         """Messages and comments stored."""

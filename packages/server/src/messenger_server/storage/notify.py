@@ -8,8 +8,8 @@ from typing import Protocol
 from messenger_protocol import Message
 
 from .base import Tx
+from .rows import MESSAGE_COLUMNS, MESSAGE_FROM, message_row
 from .sql import Connection, connection
-from .sqlite import _MESSAGE_COLUMNS, _MESSAGE_FROM, _message
 
 __all__ = ["NotifyQueries", "SqlNotifyQueries", "notify_queries"]
 
@@ -71,14 +71,14 @@ class SqlNotifyQueries:
         cursor = "" if before is None else " AND n.message_id < ?"
         args = (user_id,) if before is None else (user_id, before)
         rows = self.conn.execute(
-            f"SELECT mb.last_read, {_MESSAGE_COLUMNS} FROM {_MESSAGE_FROM}"
+            f"SELECT mb.last_read, {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
             " JOIN mentions n ON n.message_id = m.id"
             " JOIN members mb ON mb.chat_id = n.chat_id AND mb.user_id = n.user_id"
             f" WHERE n.user_id = ? AND m.deleted_at IS NULL{cursor}"
             " ORDER BY n.message_id DESC LIMIT ?",
             (*args, limit),
         ).fetchall()
-        return [(_message(r[1:]), int(r[0])) for r in rows]
+        return [(message_row(r[1:]), int(r[0])) for r in rows]
 
     def set_mute(self, chat_id: int, user_id: int, mute: str) -> None:
         """Set a member's mute setting of a chat."""

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -103,6 +103,8 @@ class PgConnection:
 
 class PostgresTx(SqliteTx):
     """:class:`~.sqlite.SqliteTx`'s queries on PostgreSQL; events are numbered at commit."""
+
+    dialect: Literal["sqlite", "postgresql"] = "postgresql"
 
     def __init__(
         self,

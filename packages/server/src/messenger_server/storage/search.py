@@ -16,9 +16,8 @@ from typing import Any, Protocol
 from messenger_protocol import Message, ParsedSearch
 
 from .base import Tx
-from .postgres import PgConnection
+from .rows import MESSAGE_COLUMNS, MESSAGE_FROM, message_row
 from .sql import Connection, connection
-from .sqlite import _MESSAGE_COLUMNS, _MESSAGE_FROM, _message
 
 __all__ = ["SearchFilter", "SearchQueries", "SqlSearchQueries", "search_queries"]
 
@@ -69,7 +68,7 @@ class SqlSearchQueries:
             "m.deleted_at IS NULL",
         ]
         args: list[Any] = [user_id]
-        source = _MESSAGE_FROM
+        source = MESSAGE_FROM
         if query.has_text:
             join, clause, match_args = self._match(query)
             source += join
@@ -93,11 +92,11 @@ class SqlSearchQueries:
             where.append("m.id < ?")
             args.append(before)
         rows = self.conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM {source} WHERE {' AND '.join(where)}"
+            f"SELECT {MESSAGE_COLUMNS} FROM {source} WHERE {' AND '.join(where)}"
             " ORDER BY m.id DESC LIMIT ?",
             (*args, limit),
         ).fetchall()
-        return [_message(r) for r in rows]
+        return [message_row(r) for r in rows]
 
 
 class PgSearchQueries(SqlSearchQueries):
@@ -118,6 +117,6 @@ class PgSearchQueries(SqlSearchQueries):
 def search_queries(tx: Tx) -> SearchQueries:
     """The search queries of a unit of work, in its database's dialect."""
     conn = connection(tx)
-    if isinstance(conn, PgConnection):
+    if tx.dialect == "postgresql":
         return PgSearchQueries(conn)
     return SqlSearchQueries(conn)

@@ -15,9 +15,9 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from messenger_protocol import Chat, LoginRecord, Message, Mute, Quote, limits
+from messenger_protocol import Chat, LoginRecord, Message, Mute
 
 from ..states import JOIN_REQUEST, require
 from .migrations import MIGRATIONS, sqlite_script
@@ -29,6 +29,10 @@ from .records import (
     SessionRecord,
     UserRecord,
 )
+from .rows import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
+from .rows import MESSAGE_FROM as _MESSAGE_FROM
+from .rows import message_row as _message
+from .rows import quote_of
 from .sql import UNREAD_COUNT_MAX, Connection
 
 __all__ = ["DB_FILE", "UNREAD_COUNT_MAX", "SqliteStore", "SqliteTx", "quote_of"]
@@ -43,52 +47,12 @@ DB_FILE = "messenger.db"
 CHECKPOINT_INTERVAL = 1.0
 """Seconds between WAL checkpoints, run on a worker thread so commits never pay for them."""
 
-_MESSAGE_COLUMNS = (
-    "m.id, m.chat_id, u.login, m.text, m.created_at, m.client_id, m.thread_root, "
-    "m.comment_count, m.last_comment_at, m.scheduled_id, m.edited_at, m.deleted_at, "
-    "m.reply_to, ru.login, r.text, r.deleted_at"
-)
-_MESSAGE_FROM = (
-    "messages m JOIN users u ON u.id = m.author_id"
-    " LEFT JOIN messages r ON r.id = m.reply_to LEFT JOIN users ru ON ru.id = r.author_id"
-)
 _USER_COLUMNS = "id, login, password_hash, created_at, is_admin, last_seen"
 _CHAT_COLUMNS = (
     "c.id, c.kind, c.name, c.owner_id, o.login, c.created_at, c.last_message_id, c.last_message_at"
 )
 _CHAT_FROM = "chats c LEFT JOIN users o ON o.id = c.owner_id"
 _LINK_COLUMNS = "key, chat_id, created_at, expires_at, max_uses, uses, revoked_at"
-
-
-def quote_of(message_id: int, author: str | None, text: str | None, deleted: bool) -> Quote:
-    """The excerpt of a replied-to message: its first line, cut at ``QUOTE_MAX``."""
-    if author is None or text is None:  # gone from the server (disappeared)
-        return Quote(id=message_id, author=author or "", deleted=True)
-    if deleted:
-        return Quote(id=message_id, author=author, deleted=True)
-    line = text.strip().split("\n", 1)[0].strip()
-    if len(line) > limits.QUOTE_MAX:
-        line = line[: limits.QUOTE_MAX - 1].rstrip() + "…"
-    return Quote(id=message_id, author=author, text=line)
-
-
-def _message(row: Any) -> Message:
-    reply = None if row[12] is None else quote_of(row[12], row[13], row[14], row[15] is not None)
-    return Message(
-        id=row[0],
-        chat_id=row[1],
-        author=row[2],
-        text=row[3],
-        created_at=row[4],
-        client_id=row[5],
-        thread_root=row[6],
-        comment_count=row[7],
-        last_comment_at=row[8],
-        scheduled_id=row[9],
-        edited_at=row[10],
-        deleted_at=row[11],
-        reply_to=reply,
-    )
 
 
 def _user(row: Any) -> UserRecord:
@@ -110,6 +74,9 @@ class SqliteTx:
     same methods on PostgreSQL and overrides only the dialect hooks
     (:meth:`append_event`, :meth:`_newest_seq`).
     """
+
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+    """Which SQL the connection speaks (the query modules' dialect hooks choose by it)."""
 
     def __init__(self, conn: Connection, after_commit: list[Callable[[], None]]) -> None:
         self.conn = conn
