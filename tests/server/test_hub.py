@@ -43,7 +43,13 @@ class FakeStream:
 
     @property
     def frames(self) -> list[bytes]:
-        return [frame for call in self.calls for frame in call]
+        """The SSE frames written, whether they came one per chunk or joined."""
+        return [
+            frame + b"\n\n"
+            for call in self.calls
+            for chunk in call
+            for frame in chunk.split(b"\n\n")[:-1]
+        ]
 
 
 def frame(seq: int | None, text: str = "x") -> bytes:
@@ -66,7 +72,8 @@ async def test_fan_out_is_one_write_per_stream_per_turn() -> None:
     assert all(not s.calls for s in streams)  # nothing written inside publish
     await next_turn()
     for stream in streams:
-        assert stream.calls == [sent]  # one call, all ten frames, in order
+        assert stream.calls == [[b"".join(sent)]]  # one call, all ten frames, in order
+    assert len({id(s.calls[0][0]) for s in streams}) == 1  # joined once for all streams
     hub.publish(frame(11), None)
     await next_turn()
     assert all(len(s.calls) == 2 for s in streams)
@@ -236,3 +243,31 @@ async def test_one_heartbeat_timer_reaches_every_stream() -> None:
     assert all(stream.frames[:1] == [b": hb\n\n"] for stream in streams)
     assert held.frames == []
     assert hub.frames_published == 0  # heartbeats are not events
+
+
+async def test_busy_flushes_are_spaced_and_carry_more_frames() -> None:
+    """Issue 11: with a flush interval, a frame after a quiet spell goes out in its own
+    turn, while frames right behind a flush wait for the interval and share one write."""
+    hub = LocalHub(flush_interval=1.0)
+    stream = FakeStream()
+    hub.attach(1, "s1", stream)
+    flushed = asyncio.Event()
+    original = hub._flush
+
+    def flush_and_signal() -> None:
+        original()
+        flushed.set()
+
+    hub._flush = flush_and_signal  # type: ignore[method-assign]
+    hub.publish(frame(1), None)
+    await next_turn()
+    assert stream.calls == [[frame(1)]]  # quiet before: at once
+    flushed.clear()
+    hub.publish(frame(2), None)
+    hub.publish(frame(3), None)
+    await next_turn()
+    assert len(stream.calls) == 1  # just flushed: these wait
+    hub.publish(frame(4), None)
+    async with asyncio.timeout(5):
+        await flushed.wait()
+    assert stream.calls[1:] == [[frame(2) + frame(3) + frame(4)]]

@@ -14,7 +14,7 @@ from messenger_protocol import limits
 from .clock import Clock, SystemClock
 from .config import Settings
 from .http import HttpLimits, HttpServer, Request, Response, StreamResponse
-from .hub import Hub, LocalHub
+from .hub import BUSY_FLUSH_INTERVAL, Hub, LocalHub
 
 __all__ = ["SHUTDOWN_GRACE", "AppLike", "http_limits", "run", "serve"]
 
@@ -97,7 +97,7 @@ async def serve(
     """Run the server until ``stop`` is set or SIGINT/SIGTERM arrives."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
-    hub = LocalHub(settings.event_queue_max_bytes)
+    hub = LocalHub(settings.event_queue_max_bytes, flush_interval=BUSY_FLUSH_INTERVAL)
     app = (app_factory or _default_app)(settings, clock, hub)
     server = HttpServer(app.handle, http_limits(settings))
     app.http_server = server
