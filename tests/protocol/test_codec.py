@@ -109,7 +109,7 @@ def test_query_strings_are_converted_and_checked() -> None:
     assert decode_query(HistoryQuery, {"limit": "50", "before": "9"}) == HistoryQuery(
         before=9, limit=50
     )
-    assert decode_query(HistoryQuery, {}).limit == limits.HISTORY_ON_CONNECT
+    assert decode_query(HistoryQuery, {}).limit is None  # the server's history_on_connect
     with pytest.raises(ApiError):
         decode_query(HistoryQuery, {"limit": str(limits.HISTORY_PAGE_MAX + 1)})
     with pytest.raises(ApiError):

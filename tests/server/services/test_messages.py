@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from messenger_protocol import (
@@ -16,7 +18,7 @@ from messenger_protocol import (
     SendMessage,
 )
 
-from .conftest import Harness, next_turn
+from .conftest import Harness, ManualClock, make_app, next_turn
 
 
 async def test_send_reaches_every_stream_and_history_pages(harness: Harness) -> None:
@@ -159,3 +161,24 @@ async def test_send_checks_can_refuse_and_see_the_draft(harness: Harness) -> Non
     page = await harness.app.messages.history(alice, GENERAL_CHAT_ID, HistoryQuery())
     assert [m.text for m in page.messages] == ["hello"]
     assert len(seen) == 2
+
+
+async def test_history_without_a_limit_is_the_services_history_on_connect(
+    tmp_path: Path,
+) -> None:
+    """Issue 10 item 3: the page of a query without a limit is filled in by the message
+    service (so every caller gets it, not only the HTTP route), one over it is not shown."""
+    clock = ManualClock()
+    app, hub = make_app(tmp_path, clock, history_on_connect=3)
+    await app.start()
+    try:
+        h = Harness(app, clock, hub)
+        alice = await h.user("alice")
+        for i in range(4):
+            await app.messages.post(alice, GENERAL_CHAT_ID, SendMessage(text=f"m{i}"))
+        page = await app.messages.history(alice, GENERAL_CHAT_ID, HistoryQuery())
+        assert [m.text for m in page.messages] == ["m1", "m2", "m3"] and page.has_more
+        page = await app.messages.history(alice, GENERAL_CHAT_ID, HistoryQuery(limit=4))
+        assert len(page.messages) == 4 and not page.has_more
+    finally:
+        await app.close()

@@ -395,11 +395,14 @@ class Privacy(Request, frozen=True):
 
 
 class HistoryQuery(Request, frozen=True):
-    """Paging of history: messages older than ``before`` (newest first)."""
+    """Paging of history: messages older than ``before`` (newest first).
+
+    Without ``limit`` the page is the server's ``history_on_connect`` (SPEC F2).
+    """
 
     before: PositiveInt | None = None
     after: NonNegativeInt | None = None
-    limit: PageLimit = L.HISTORY_ON_CONNECT
+    limit: PageLimit | None = None
 
 
 class UnreadQuery(Request, frozen=True):

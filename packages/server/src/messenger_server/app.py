@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from messenger_protocol import (
     ENDPOINTS,
     AnyEndpoint,
@@ -31,7 +29,6 @@ from messenger_protocol import (
     decode,
     decode_query,
     encode,
-    limits,
     openapi_document,
 )
 from messenger_protocol import __version__ as protocol_version
@@ -204,6 +201,7 @@ def build_services(
     notify = NotifyService(store, events, clock, visibility=visibility)
     messages = MessageService(
         store, events, clock, max_text=settings.max_message_text,
+        history_on_connect=settings.history_on_connect,
         send_checks=[moderation.check_send], attachments=files, visibility=visibility,
         mentions=notify,
     )  # fmt: skip
@@ -365,6 +363,7 @@ class App:
             ep.OPEN_DIRECT: s.chats.open_direct,
             ep.CREATE_CHAT: s.chats.create,
             ep.SEND: s.messages.post,
+            ep.HISTORY: s.messages.history,
             ep.MESSAGE: s.messages.message,
             ep.MARK_READ: s.messages.mark_read,
             ep.UNREAD: s.messages.unread,
@@ -422,7 +421,6 @@ class App:
                 ep.OPENAPI.name: self._openapi_doc,
                 ep.REGISTER.name: self._register,
                 ep.LOGIN.name: self._login,
-                ep.HISTORY.name: self._history,
                 ep.INVITE_PAGE.name: self._invite_page,
                 ep.EVENTS.name: self._events,
             }
@@ -444,14 +442,6 @@ class App:
 
     async def _login(self, call: Call) -> object:
         return await self.accounts.login(call.body, address_ip(call.request.peer))
-
-    async def _history(self, call: Call) -> object:
-        query = call.query
-        if "limit" not in call.request.query:
-            # without a limit: the configured history-on-connect page (SPEC F2)
-            limit = min(self.settings.history_on_connect, limits.HISTORY_PAGE_MAX)
-            query = msgspec.structs.replace(query, limit=limit)
-        return await self.messages.history(call.actor, call.params["chat_id"], query)
 
     async def _invite_page(self, call: Call) -> object:
         # A browser (Accept: text/html) gets a small page; anything else the typed JSON.

@@ -96,6 +96,7 @@ class MessageService:
         clock: Clock,
         *,
         max_text: int,
+        history_on_connect: int = limits.HISTORY_ON_CONNECT,
         send_checks: Sequence[SendCheck] = (),
         attachments: Attachments | None = None,
         visibility: Visibility | None = None,
@@ -105,6 +106,8 @@ class MessageService:
         self.events = events
         self.clock = clock
         self.max_text = max_text
+        self.history_on_connect = min(history_on_connect, limits.HISTORY_PAGE_MAX)
+        """The page of history a query without a limit gets (SPEC F2)."""
         self.send_checks = tuple(send_checks)
         """Checks every post goes through, in order (moderation, rate limits, ...)."""
         self.attachments = attachments
@@ -254,11 +257,13 @@ class MessageService:
         ]
 
     async def history(self, actor: Actor, chat_id: int, query: HistoryQuery) -> MessagePage:
-        """A page of a chat's messages (comments are in threads), oldest first."""
+        """A page of a chat's messages (comments are in threads), oldest first; without
+        a limit the configured history on connect."""
+        limit = self.history_on_connect if query.limit is None else query.limit
 
         def unit(tx: Tx) -> MessagePage:
             require_member(tx, chat_id, actor.user_id)
-            messages, more = tx.history(chat_id, query.before, query.after, query.limit)
+            messages, more = tx.history(chat_id, query.before, query.after, limit)
             return MessagePage(messages=self.decorate(tx, messages), has_more=more)
 
         page = await self.store.read(unit)
