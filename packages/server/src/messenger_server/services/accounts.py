@@ -181,8 +181,18 @@ class AccountService:
         return session
 
     async def start(self) -> None:
-        """Make the dummy hash unknown logins are checked against (before the first login)."""
-        await self._hash_work(self._dummy)
+        """Start making the dummy hash unknown logins are checked against, in the background:
+        the server listens without waiting for argon2 on its low-priority thread (on a busy
+        machine that wait was many seconds, for every node of a cluster)."""
+        task = asyncio.create_task(self._warm_dummy(), name="dummy-hash")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _warm_dummy(self) -> None:
+        try:
+            await self._hash_work(self._dummy)
+        except RuntimeError:  # closed before it was made
+            log.debug("server closed before the dummy hash was made")
 
     async def _hash_work(self, fn: Callable[..., T], *args: object) -> T:
         """Run argon2 work on a low-priority thread, at most ``hash_concurrency`` at once."""
