@@ -11,14 +11,18 @@ For example::
             ...
 """
 
+from messenger_protocol import ApiError, MessengerError
+
 from .api import DEFAULT_SERVER, Client, Progress, ServerUnavailable, new_client_id
 from .events import ConnectionState, EventStream, StreamItem
 
 __all__ = [
     "DEFAULT_SERVER",
+    "ApiError",
     "Client",
     "ConnectionState",
     "EventStream",
+    "MessengerError",
     "Progress",
     "ServerUnavailable",
     "StreamItem",

@@ -75,6 +75,7 @@ from messenger_protocol import (
     MentionsQuery,
     Message,
     MessagePage,
+    MessengerError,
     Mute,
     Ok,
     OpenDirect,
@@ -145,7 +146,7 @@ for _status in (501, 502, 503, 504):
     _CODE_OF_STATUS[_status] = ErrorCode.UNAVAILABLE
 
 
-class ServerUnavailable(ConnectionError):
+class ServerUnavailable(MessengerError, ConnectionError):
     """The server could not be reached, or the connection broke before an answer.
 
     ``client_id`` is set when a :meth:`Client.send` or :meth:`Client.comment` failed

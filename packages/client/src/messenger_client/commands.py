@@ -44,6 +44,7 @@ from messenger_protocol import (
     MessageCreated,
     MessageDeleted,
     MessageEdited,
+    MessengerError,
     PinChanged,
     Presence,
     Reaction,
@@ -58,7 +59,7 @@ from messenger_protocol import (
     limits,
 )
 
-from .api import Client, ServerUnavailable
+from .api import Client
 from .outputs import (
     BanOut,
     ChatOut,
@@ -536,9 +537,9 @@ def _local_path(text: str) -> Path:
     return Path(text).expanduser()
 
 
-def error_out(exc: ApiError | ServerUnavailable) -> ErrorOut:
+def error_out(exc: MessengerError) -> ErrorOut:
     """The output of a failed call."""
-    if isinstance(exc, ServerUnavailable):
+    if not isinstance(exc, ApiError):
         return ErrorOut("offline", f"server unavailable: {exc}")
     text = exc.message
     if exc.code == ErrorCode.UNAVAILABLE and "not available" not in exc.message:
@@ -648,7 +649,7 @@ class CommandRunner:
         if chat is None:
             try:
                 chat = await self.client.chat(chat_id)
-            except (ApiError, ServerUnavailable):
+            except MessengerError:
                 return f"chat{chat_id}"
             self.remember(chat)
         return chat.name
@@ -672,7 +673,7 @@ class CommandRunner:
             return [ErrorOut("usage", f"unknown command /{parsed.name}")]
         try:
             result: list[Output] = await handler(**parsed.args)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             out = error_out(exc)
             if out.code == ErrorCode.UNAUTHORIZED and self.client.token is None:
                 out = ErrorOut(out.code, f"{out.text} (use /login or /auth)")

@@ -8,7 +8,15 @@ from . import _limits as limits
 from . import endpoints as endpoints
 from ._codec import decode, decode_error, decode_event, decode_query, encode, encode_event
 from ._endpoints import API, BY_NAME, ENDPOINTS, PATH_PARAM_TYPES, AnyEndpoint, Endpoint, Router
-from ._errors import STATUS_OF, ApiError, ErrorBody, ErrorCode, ErrorDetail, ProtocolViolation
+from ._errors import (
+    STATUS_OF,
+    ApiError,
+    ErrorBody,
+    ErrorCode,
+    ErrorDetail,
+    MessengerError,
+    ProtocolViolation,
+)
 from ._events import (
     EVENT_TYPES,
     Banned,
@@ -198,6 +206,7 @@ __all__ = [
     "MessagePage",
     "MessageUpdated",
     "MessageVersion",
+    "MessengerError",
     "Mute",
     "Ok",
     "OpenDirect",

@@ -88,7 +88,13 @@ class ErrorBody(msgspec.Struct, frozen=True):
     error: ErrorDetail
 
 
-class ApiError(Exception):
+class MessengerError(Exception):
+    """The root of what a messenger call can raise: :class:`ApiError` (the server said
+    no) and the client's ``ServerUnavailable`` (no answer). ``except MessengerError``
+    catches both, and nothing that is a bug."""
+
+
+class ApiError(MessengerError):
     """An error with a stable code, raised on the server and re-raised by the client."""
 
     def __init__(

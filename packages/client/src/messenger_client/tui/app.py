@@ -34,6 +34,7 @@ from messenger_protocol import (
     ErrorCode,
     Event,
     Message,
+    MessengerError,
     ScheduledUpdated,
     Session,
     SessionEnded,
@@ -191,7 +192,7 @@ class MessengerApp(Guarded, App[None]):
                 session = await client.register(login, password)
             else:
                 session = await client.login(login, password)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             await client.close()
             text = describe_error(exc, server)
             if isinstance(exc, ApiError) and exc.code == ErrorCode.UNAUTHORIZED and register:
@@ -580,7 +581,7 @@ class MessengerApp(Guarded, App[None]):
                 page = await client.history(chat_id, after=after, limit=PAGE_SIZE)
             else:
                 page = await client.history(chat_id, limit=LATEST_PAGE)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.notify(describe_error(exc, self.server), severity="error")
             if after == 0 and main.current_chat == chat_id:
                 main.view.top_of_loaded()
@@ -650,7 +651,7 @@ class MessengerApp(Guarded, App[None]):
             return
         try:
             await client.mark_read(chat_id, up_to)
-        except (ServerUnavailable, ApiError) as exc:
+        except MessengerError as exc:
             self._marked.pop(chat_id, None)
             log.info("mark read failed: %s", exc)
 
@@ -726,7 +727,7 @@ class MessengerApp(Guarded, App[None]):
             return
         try:
             chat = await client.open_direct(login)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.notify(describe_error(exc, self.server), severity="error")
             return
         store.upsert_chat(chat)
@@ -744,7 +745,7 @@ class MessengerApp(Guarded, App[None]):
             return
         try:
             chat = await client.open_direct(login)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.notify(describe_error(exc, self.server), severity="error")
             self._give_back(line)
             return
@@ -767,7 +768,7 @@ class MessengerApp(Guarded, App[None]):
             else:
                 await client.del_contact(login)
             store.set_contacts((await client.contacts()).contacts)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.notify(describe_error(exc, self.server), severity="error")
             return
         self._refresh_people()
@@ -790,7 +791,7 @@ class MessengerApp(Guarded, App[None]):
             return
         try:
             user = await client.user(store.me)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             log.info("ban check: %s", exc)
             return
         main.moderation.banned(user.banned_until)
@@ -854,7 +855,7 @@ class MessengerApp(Guarded, App[None]):
             return
         try:
             status = await client.status()
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             screen.show_error(describe_error(exc, self.server))
             return
         screen.show_status(status)
@@ -1048,7 +1049,7 @@ class MessengerApp(Guarded, App[None]):
         if client is not None:
             try:
                 await client.logout()
-            except (ApiError, ServerUnavailable) as exc:
+            except MessengerError as exc:
                 log.info("logout: %s", exc)
         self._session_over("Logged out")
 
@@ -1114,7 +1115,7 @@ class MessengerApp(Guarded, App[None]):
             main.show_thread(thread.root, timeline)
             newest = timeline.newest_id
             if newest is not None and thread.unread:
-                with contextlib.suppress(ApiError, ServerUnavailable):
+                with contextlib.suppress(MessengerError):
                     await client.mark_thread_read(root_id, newest)
 
     @work(exclusive=True, group="thread")
@@ -1124,7 +1125,7 @@ class MessengerApp(Guarded, App[None]):
             return
         try:
             root = await client.message(message_id)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.notify(describe_error(exc, self.server), severity="error")
             return
         if root.thread_root is not None:

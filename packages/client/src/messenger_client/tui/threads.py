@@ -18,16 +18,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from messenger_protocol import (
-    ApiError,
     Event,
     Message,
     MessageCreated,
+    MessengerError,
     ReadMarker,
     ThreadActivity,
 )
 
 from .. import commands as slash
-from ..api import Client, ServerUnavailable
+from ..api import Client
 
 if TYPE_CHECKING:
     from .app import MessengerApp
@@ -118,5 +118,5 @@ def thread_actions(app: MessengerApp) -> list[tuple[str, str, Callable[[], objec
 async def _mark_read(client: Client, root_id: int, up_to: int) -> None:
     try:
         await client.mark_thread_read(root_id, up_to)
-    except (ApiError, ServerUnavailable) as exc:
+    except MessengerError as exc:
         log.info("thread %d not marked read: %s", root_id, exc)

@@ -30,6 +30,7 @@ from messenger_protocol import (
     ApiError,
     Complaint,
     ComplaintList,
+    MessengerError,
     ServerStats,
     Settings,
     User,
@@ -39,7 +40,6 @@ from messenger_protocol import (
     limits,
 )
 
-from ...api import ServerUnavailable
 from ..robust import Guarded
 
 __all__ = ["STATS_EVERY", "AdminApi", "AdminScreen"]
@@ -150,7 +150,7 @@ class AdminScreen(Guarded, Screen[None]):
             complaints = await self.api.admin_complaints()
             settings = await self.api.admin_settings()
             stats = await self.api.admin_stats()
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self._failed(exc)
             return
         self.show_users(users)
@@ -162,7 +162,7 @@ class AdminScreen(Guarded, Screen[None]):
     async def _load_stats(self) -> None:
         try:
             stats = await self.api.admin_stats()
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             log.info("admin stats: %s", exc)
             return
         self.show_stats(stats)
@@ -292,7 +292,7 @@ class AdminScreen(Guarded, Screen[None]):
                 case _:
                     await self.api.admin_unban(what)
                     self.notify(f"{what} unbanned")
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self._failed(exc)
             return
         self._load_all()

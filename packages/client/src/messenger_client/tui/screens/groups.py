@@ -35,6 +35,7 @@ from messenger_protocol import (
     JoinDecided,
     JoinRequest,
     JoinRequested,
+    MessengerError,
     Reset,
     User,
     format_count,
@@ -209,7 +210,7 @@ class NewChatScreen(GroupDialog):
     async def _create(self, name: str) -> None:
         try:
             chat = await self.client.create_chat(name)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         app = _messenger(self)
@@ -256,7 +257,7 @@ class JoinScreen(GroupDialog):
     async def _join(self, name: str, key: str | None) -> None:
         try:
             result = await self.client.join(name, key)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         app = _messenger(self)
@@ -312,7 +313,7 @@ class InviteScreen(GroupDialog):
     async def _invite(self, login: str) -> None:
         try:
             members = await self.client.invite(self.chat.id, login)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         self.query_one("#invite-login", Input).value = ""
@@ -348,7 +349,7 @@ class LinksScreen(GroupDialog):
     async def _load(self) -> None:
         try:
             status = await self.client.status()
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         self.links = [
@@ -405,7 +406,7 @@ class LinksScreen(GroupDialog):
                 max_uses=self._number("#max-uses"),
                 expires_in=hours * 3600 if hours else None,
             )
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         self.links.append(link)
@@ -417,7 +418,7 @@ class LinksScreen(GroupDialog):
     async def _revoke(self, link: InviteLink) -> None:
         try:
             await self.client.revoke_link(self.chat.id, link.key)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         self.links = [x for x in self.links if x.key != link.key]
@@ -454,7 +455,7 @@ class MembersScreen(GroupDialog):
     async def _load(self) -> None:
         try:
             members = await self.client.members(self.chat.id)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         self.members = members.members
@@ -484,7 +485,7 @@ class MembersScreen(GroupDialog):
     async def _remove(self, login: str) -> None:
         try:
             await self.client.remove_member(self.chat.id, login)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         if login == self.me:
@@ -524,7 +525,7 @@ class JoinRequestsScreen(GroupDialog):
         try:
             for chat in self.chats:
                 found.extend((await self.client.join_requests(chat.id)).requests)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.show_error(_describe(exc))
             return
         self.requests = found
@@ -572,7 +573,7 @@ async def decide(app: MessengerApp, request: JoinRequest, approve: bool) -> bool
             await client.approve(request.chat_id, request.login)
         else:
             await client.reject(request.chat_id, request.login)
-    except (ApiError, ServerUnavailable) as exc:
+    except MessengerError as exc:
         app.notify(f"{request.login}: {_describe(exc)}", severity="error")
         return False
     verb = "is now in" if approve else "was turned away from"
@@ -793,7 +794,7 @@ async def _load_requests(app: MessengerApp) -> None:
         return
     try:
         status = await client.status()
-    except (ApiError, ServerUnavailable) as exc:
+    except MessengerError as exc:
         log.info("join requests not loaded: %s", exc)
         return
     pending = [r for owned in status.owned_chats for r in owned.pending_requests]

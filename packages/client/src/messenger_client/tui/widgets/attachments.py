@@ -39,6 +39,7 @@ from messenger_protocol import (
     ApiError,
     Attachment,
     Message,
+    MessengerError,
     format_size,
     format_too_large,
     limits,
@@ -545,7 +546,7 @@ def attach_to_chat(
             return
         try:
             await client.send(chat_id, "", attachments=[attachment.id], retries=2)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             reason = exc.message if isinstance(exc, ApiError) else str(exc)
             getattr(app, "notify")(f"Not sent: {reason}", severity="error")  # noqa: B009
 

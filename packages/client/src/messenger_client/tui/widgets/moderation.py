@@ -20,13 +20,13 @@ from textual.widgets import Button, Footer, Label, Static
 
 from messenger_protocol import (
     ApiError,
+    MessengerError,
     ScheduledList,
     ScheduledMessage,
     format_duration,
     format_time,
 )
 
-from ...api import ServerUnavailable
 from ..robust import Guarded
 
 __all__ = [
@@ -265,7 +265,7 @@ class ScheduledScreen(Guarded, ModalScreen[None]):
     async def _load(self) -> None:
         try:
             items = await self.api.scheduled()
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.notify(_error_text(exc), severity="error")
             return
         await self.panel.show(items.scheduled)
@@ -278,7 +278,7 @@ class ScheduledScreen(Guarded, ModalScreen[None]):
     async def _cancel(self, scheduled_id: int) -> None:
         try:
             item = await self.api.cancel_scheduled(scheduled_id)
-        except (ApiError, ServerUnavailable) as exc:
+        except MessengerError as exc:
             self.notify(_error_text(exc), severity="error")
             return
         await self.panel.update_item(item)
