@@ -118,6 +118,15 @@ def _e(
 HEALTH: Endpoint[None, m.Health, None] = _e(
     "health", "GET", "/healthz", m.Health, auth=False, summary="Liveness", tag="service"
 )
+READY: Endpoint[None, m.Readiness, None] = _e(
+    "ready",
+    "GET",
+    "/readyz",
+    m.Readiness,
+    auth=False,
+    summary="Readiness: the store and the event bus answer (503 unavailable if not)",
+    tag="service",
+)
 OPENAPI: Endpoint[None, None, None] = _e(
     "openapi",
     "GET",
@@ -692,6 +701,7 @@ EVENTS: Endpoint[None, None, m.EventsQuery] = _e(
 
 ENDPOINTS: tuple[AnyEndpoint, ...] = (
     HEALTH,
+    READY,
     OPENAPI,
     REGISTER,
     LOGIN,

@@ -645,6 +645,14 @@ class Health(Model, frozen=True):
     version: str = ""
 
 
+class Readiness(Model, frozen=True):
+    """Readiness: this node's store and event bus answer (a balancer routes to it)."""
+
+    status: str = "ready"
+    node: str = ""
+    bus: str = "local"
+
+
 class Span(Model, frozen=True):
     """A piece of a snippet; ``match``: it is a word the search asked for."""
 

@@ -411,6 +411,7 @@ class App:
         public: dict[AnyEndpoint, ServiceMethod] = {
             ep.USERS: s.accounts.users,
             ep.USER: s.accounts.user,
+            ep.READY: s.events.ready,
         }
         handlers = {e.name: bind(e, m) for e, m in bound.items()}
         handlers.update({e.name: bind(e, m, actor=False) for e, m in public.items()})

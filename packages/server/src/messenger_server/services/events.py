@@ -20,11 +20,14 @@ from functools import partial
 
 from messenger_protocol import (
     GENERAL_CHAT_ID,
+    ApiError,
     BaseEvent,
+    ErrorCode,
     Mentioned,
     MessageCreated,
     MessageEdited,
     MessageUpdated,
+    Readiness,
     Reset,
     encode_event,
     event_name,
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
 """Events read from the log per query while a stream catches up."""
+READY_TIMEOUT = 2.0
+"""Seconds the database and the bus get to answer ``/readyz``."""
 RESUME_WAIT = 2.0
 """Seconds a resume with an id this node has not delivered yet waits for the window."""
 _PRUNE_EVERY = 1000
@@ -112,6 +117,24 @@ class EventService:
             self._send_batch()
         await self.bus.close()
         await self.window.close()
+
+    async def ready(self) -> Readiness:
+        """``/readyz``: this node's database and event bus answer now (else ``unavailable``)."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self.store.read(lambda tx: tx.event_max())
+        except Exception as exc:
+            log.warning("not ready: the database does not answer: %s", exc)
+            raise ApiError(
+                ErrorCode.UNAVAILABLE, "not ready: the database does not answer"
+            ) from None
+        kind = self.bus.name.partition("://")[0]
+        kind = {"rediss": "redis", "tls": "nats"}.get(kind, kind)
+        if not self.bus.connected or not await self.bus.ping():
+            raise ApiError(
+                ErrorCode.UNAVAILABLE, f"not ready: the {kind} event bus does not answer"
+            )
+        return Readiness(node=self.node_id, bus=kind)
 
     def on_bus_message(self, message: BusMessage) -> None:
         """Another node's batch (into the window) or ephemeral frame (straight to the hub)."""
