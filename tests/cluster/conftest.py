@@ -2,7 +2,8 @@
 
 Every test here is marked ``cluster``. Without a reachable Redis (or NATS) the tests
 on that bus skip with one summary line; with ``CI=true`` they fail instead, like the
-PostgreSQL tests. A module may set ``CLUSTER_ARGS`` (extra server flags for its nodes).
+PostgreSQL tests. A module may set ``CLUSTER_ARGS`` (extra server flags for its nodes)
+and ``CLUSTER_NODE_ENV`` (env vars of some nodes, by index: test faults).
 """
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ def cluster(
     _require_bus(kind)
     database: postgres.PgDatabase = request.getfixturevalue("pg_database")
     args: list[str] = list(getattr(request.module, "CLUSTER_ARGS", []))
+    node_env: dict[int, dict[str, str]] = dict(getattr(request.module, "CLUSTER_NODE_ENV", {}))
     nodes = Cluster(
-        tmp_path_factory.mktemp(f"cluster-{kind}"), database.new_store(), kind, args=args
+        tmp_path_factory.mktemp(f"cluster-{kind}"),
+        database.new_store(),
+        kind,
+        args=args,
+        node_env=node_env,
     )
     try:
         nodes.start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,7 +57,10 @@ def bus_unavailable(kind: str) -> str | None:
 
 
 class Cluster:
-    """N nodes on one store and one bus; ``nodes[i].url`` is node i."""
+    """N nodes on one store and one bus; ``nodes[i].url`` is node i.
+
+    ``node_env`` adds env vars to some nodes (``{0: {"MESSENGER_TEST_FAULTS": ...}}``).
+    """
 
     def __init__(
         self,
@@ -67,12 +70,18 @@ class Cluster:
         *,
         size: int = 3,
         args: Sequence[str] = (),
+        node_env: Mapping[int, Mapping[str, str]] | None = None,
     ) -> None:
         self.store_url = store_url
         self.bus_url = BUS_URLS[bus]
         self.channel = "mtest-" + uuid.uuid4().hex[:12]
         self.nodes = [
-            ServerProcess(root / f"node{i}", args=[*self._flags(i), *args]) for i in range(size)
+            ServerProcess(
+                root / f"node{i}",
+                args=[*self._flags(i), *args],
+                env=dict((node_env or {}).get(i, {})),
+            )
+            for i in range(size)
         ]
 
     def _flags(self, i: int) -> list[str]:

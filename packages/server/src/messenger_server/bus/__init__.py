@@ -12,19 +12,23 @@ nodes that share one PostgreSQL database.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import Protocol
 
 import msgspec
 
 __all__ = [
     "BUS_SCHEMES",
+    "TEST_FAULTS_ENV",
     "Batch",
     "BusEvent",
     "BusHandler",
     "BusMessage",
     "Ephemeral",
     "EventBus",
+    "FaultyBus",
     "LocalBus",
     "bus_for",
     "decode_message",
@@ -153,13 +157,78 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+TEST_FAULTS_ENV = "MESSENGER_TEST_FAULTS"
+"""Test-only faults of this node's bus, comma-separated: ``drop_publish`` (never publish
+a batch: a node killed between commit and publish, every time) and
+``delay_publish_ms:N`` (publish each batch N ms late)."""
+
+
+class FaultyBus:
+    """A bus that loses or delays this node's batches (tests only, see TEST_FAULTS_ENV)."""
+
+    def __init__(self, inner: EventBus, faults: str) -> None:
+        self.inner = inner
+        self.drop = False
+        self.delay = 0.0
+        for fault in (f.strip() for f in faults.split(",") if f.strip()):
+            name, _, value = fault.partition(":")
+            if name == "drop_publish":
+                self.drop = True
+            elif name == "delay_publish_ms" and value.isdigit():
+                self.delay = int(value) / 1000
+            else:
+                raise ValueError(f"unknown test fault {fault!r}")
+        log.warning("test faults on the bus: %s", faults)
+
+    @property
+    def name(self) -> str:
+        """The inner bus's name."""
+        return self.inner.name
+
+    @property
+    def connected(self) -> bool:
+        """The inner bus's state."""
+        return self.inner.connected
+
+    async def start(self, handler: BusHandler) -> None:
+        """Start the inner bus."""
+        await self.inner.start(handler)
+
+    def publish(self, message: BusMessage) -> None:
+        """Drop or delay a batch as configured; ephemeral frames pass."""
+        if isinstance(message, Batch):
+            if self.drop:
+                return
+            if self.delay:
+                asyncio.get_running_loop().call_later(self.delay, self.inner.publish, message)
+                return
+        self.inner.publish(message)
+
+    async def ping(self) -> bool:
+        """The inner bus's answer."""
+        return await self.inner.ping()
+
+    async def close(self) -> None:
+        """Close the inner bus."""
+        await self.inner.close()
+
+
 def is_local_bus(url: str) -> bool:
     """The ``--bus`` value means one node."""
     return url in ("", "local")
 
 
 def bus_for(url: str, channel: str) -> EventBus:
-    """The bus a ``--bus`` value names; ``channel`` prefixes its channel or subject."""
+    """The bus a ``--bus`` value names; ``channel`` prefixes its channel or subject.
+
+    With ``MESSENGER_TEST_FAULTS`` set (tests only) it loses or delays batches.
+    """
+    bus = _bus_for(url, channel)
+    faults = os.environ.get(TEST_FAULTS_ENV, "")
+    return FaultyBus(bus, faults) if faults and not is_local_bus(url) else bus
+
+
+def _bus_for(url: str, channel: str) -> EventBus:
     if is_local_bus(url):
         return LocalBus()
     if url.startswith(("redis://", "rediss://")):
