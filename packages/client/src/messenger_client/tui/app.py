@@ -8,7 +8,6 @@ user does; network calls run in workers and their failures become notifications.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -47,6 +46,7 @@ from ..cache import Cache, PendingSend
 from ..config import ClientConfig
 from ..events import ConnectionState, EventStream
 from ..logs import setup_logging
+from ..outbox import Outbox
 from .commands import ChatsProvider, MessengerCommands
 from .messages import LoginRequested, OpenChat, OpenDirect
 from .robust import Guarded, describe_error, report_failure, session_over_reason
@@ -74,8 +74,6 @@ log = logging.getLogger(__name__)
 LATEST_PAGE = 50
 """Messages fetched from the server when a chat is opened (older ones load on scroll);
 on connect the server's ``history_on_connect`` instead."""
-RETRY_MAX_SECONDS = 5.0
-"""Longest wait between retries of a failed send."""
 
 
 @dataclass
@@ -152,8 +150,7 @@ class MessengerApp(Guarded, App[None]):
         self.main: MainScreen | None = None
         self.stream: EventStream | None = None
         self.connection = ConnectionState("connecting")
-        self._outbox: asyncio.Queue[PendingSend] = asyncio.Queue()
-        self._online = asyncio.Event()
+        self.outbox: Outbox | None = None
         self._marked: dict[int, int] = {}
         self._chats_fresh = False
         """The server's chat list (unread counts, read cursors) arrived since connecting:
@@ -223,7 +220,13 @@ class MessengerApp(Guarded, App[None]):
         self.store.load_cached()
         self.main = MainScreen(login, self._complete, tz=self.options.tz)
         self.main.view.disappears_at = self._disappears_at
-        self._online.clear()
+        self.outbox = Outbox(
+            client,
+            self.store,
+            on_refused=self._send_refused,
+            on_session_expired=lambda exc: self._session_over(session_over_reason(exc)),
+            on_sent=lambda pending, message: self._maybe_mark_read(),
+        )
         if isinstance(self.screen, LoginScreen):
             self.switch_screen(self.main)
         else:
@@ -240,8 +243,8 @@ class MessengerApp(Guarded, App[None]):
         self.open_chat(GENERAL_CHAT_ID, connect=True)
         resume = cache.last_event_id if cache is not None else None
         self._run_events(resume if resume is not None else last_event_id)
-        for pending in store.outbox():
-            self._outbox.put_nowait(pending)
+        if self.outbox is not None:
+            self.outbox.put_all(store.outbox())
         self._run_outbox()
 
     # --- the live connection (the App's worker, not a screen's) -------------------
@@ -301,7 +304,8 @@ class MessengerApp(Guarded, App[None]):
         if self.main is not None:
             self.main.bar.state = state
         if state.state == "connected":
-            self._online.set()
+            if self.outbox is not None:
+                self.outbox.online.set()
             if self.client is not None and self.client.session is None:
                 self._resume_session()
             if self.main is not None:
@@ -310,7 +314,8 @@ class MessengerApp(Guarded, App[None]):
             groups_connected(self)
             self._check_ban()
         elif state.state in ("offline", "reconnecting"):
-            self._online.clear()
+            if self.outbox is not None:
+                self.outbox.online.clear()
             self._chats_fresh = False
         if state.state in ("connected", "offline"):
             self._refresh_people()
@@ -397,6 +402,9 @@ class MessengerApp(Guarded, App[None]):
 
     def _session_over(self, reason: str) -> None:
         self.config.tokens.forget(self.server)
+        if self.outbox is not None:
+            self.outbox.close()  # its sends stay in the cache for the next login
+            self.outbox = None
         self.workers.cancel_group(self, "events")
         self.workers.cancel_group(self, "outbox")
         login = self.store.me if self.store is not None else ""
@@ -934,7 +942,8 @@ class MessengerApp(Guarded, App[None]):
         store.add_pending(pending)
         if main.current_chat == chat_id:
             main.view.follow()
-        self._outbox.put_nowait(pending)
+        if self.outbox is not None:
+            self.outbox.put(pending)
 
     def send_comment(self, root: Message, text: str) -> None:
         """Comment under ``root``: pending in the thread panel at once, then retried."""
@@ -944,55 +953,20 @@ class MessengerApp(Guarded, App[None]):
         pending = PendingSend(new_client_id(), root.chat_id, text, self.clock(), root.id)
         store.add_pending(pending)
         main.thread_view.follow()
-        self._outbox.put_nowait(pending)
+        if self.outbox is not None:
+            self.outbox.put(pending)
 
     @work(exclusive=True, group="outbox")
     async def _run_outbox(self) -> None:
-        """Send queued messages in order; a send that fails offline waits and retries."""
-        while True:
-            pending = await self._outbox.get()
-            await self._deliver(pending)
+        """The outbox's loop, as the app's worker (it outlives every screen)."""
+        if self.outbox is not None:
+            await self.outbox.run()
 
-    async def _deliver(self, pending: PendingSend) -> None:
-        delay = 0.5
-        while True:
-            client, store = self.client, self.store
-            if client is None or store is None:
-                return
-            try:
-                if pending.thread_root is not None:
-                    message = await client.comment(
-                        pending.thread_root, pending.text, client_id=pending.client_id
-                    )
-                else:
-                    message = await client.send(
-                        pending.chat_id, pending.text, client_id=pending.client_id
-                    )
-            except ServerUnavailable:
-                store.send_failed(pending, retrying=True)
-                # Wake up when the stream is back, or after a growing pause.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._online.wait(), timeout=delay)
-                if self._online.is_set():
-                    delay = 0.5
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                store.retrying(pending)
-                continue
-            except ApiError as exc:
-                if exc.code == ErrorCode.SESSION_EXPIRED:
-                    # kept in the outbox: it goes out after the user has logged in again
-                    store.send_failed(pending, retrying=True)
-                    self._outbox = asyncio.Queue()  # what was queued is in the outbox too
-                    self._session_over(session_over_reason(exc))
-                    return
-                store.send_failed(pending, retrying=False)
-                self.notify(f"Not sent: {describe_error(exc)}", severity="error")
-                self._moderation_refusal(exc)
-                self._give_back(pending.text)
-                return
-            store.sent(pending, message)
-            self._maybe_mark_read()
-            return
+    def _send_refused(self, pending: PendingSend, exc: ApiError) -> None:
+        """The server refused a send: say why, show a ban or wait, keep the text."""
+        self.notify(f"Not sent: {describe_error(exc)}", severity="error")
+        self._moderation_refusal(exc)
+        self._give_back(pending.text)
 
     def _give_back(self, text: str, composer: Composer | None = None) -> None:
         """Put refused text back in an empty composer so it is not lost."""

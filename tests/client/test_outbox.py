@@ -1,0 +1,127 @@
+"""The outbox (issue 12, "the TUI's shape first"): Textual-free, against the real server.
+Sends go out in order; while the server is away they wait and are retried with the same
+client_id (so nothing is posted twice); a refusal ends that send."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from messenger_client import ApiError, Client
+from messenger_client.cache import PendingSend
+from messenger_client.outbox import Outbox
+from messenger_protocol import GENERAL_CHAT_ID, ErrorCode, Message
+from tests.support.server import ServerProcess
+
+WAIT = 30.0
+
+
+class Recorder:
+    """An :class:`~messenger_client.outbox.OutboxSink` that keeps what it hears."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+        self.delivered: dict[str, Message] = {}
+        self.refused: list[tuple[str, ApiError]] = []
+        self.changed = asyncio.Event()
+
+    def send_failed(self, pending: PendingSend, retrying: bool) -> None:
+        self.log.append(("retrying" if retrying else "dropped", pending.client_id))
+        self.changed.set()
+
+    def retrying(self, pending: PendingSend) -> None:
+        self.log.append(("again", pending.client_id))
+
+    def sent(self, pending: PendingSend, message: Message) -> None:
+        self.log.append(("sent", pending.client_id))
+        self.delivered[pending.client_id] = message
+        self.changed.set()
+
+    def on_refused(self, pending: PendingSend, exc: ApiError) -> None:
+        self.refused.append((pending.client_id, exc))
+        self.changed.set()
+
+    async def until(self, condition: Callable[[], object]) -> None:
+        """Wait (for events, with a deadline) until ``condition()`` holds."""
+        async with asyncio.timeout(WAIT):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(outbox: Outbox) -> AsyncIterator[Outbox]:
+    task = asyncio.create_task(outbox.run())
+    try:
+        yield outbox
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def pending(n: int, text: str, chat_id: int = GENERAL_CHAT_ID) -> PendingSend:
+    return PendingSend(f"outbox-test-{n}", chat_id, text, 0.0)
+
+
+def expired(exc: ApiError) -> None:
+    raise AssertionError(f"the session did not expire: {exc}")
+
+
+async def test_sends_in_order_and_a_refusal_ends_only_that_send(server: ServerProcess) -> None:
+    client = Client(server.url)
+    await client.register("alice", "secret12")
+    sink = Recorder()
+    outbox = Outbox(client, sink, on_refused=sink.on_refused, on_session_expired=expired)
+    outbox.online.set()
+    try:
+        async with running(outbox):
+            outbox.put_all([pending(1, "first"), pending(2, "x" * 100_000), pending(3, "third")])
+            await sink.until(lambda: len(sink.delivered) == 2 and sink.refused)
+        assert [kind for kind, _ in sink.log] == ["sent", "dropped", "sent"]
+        assert [cid for cid, _ in sink.refused] == ["outbox-test-2"]
+        assert sink.refused[0][1].code == ErrorCode.TOO_LARGE
+        page = await client.history(GENERAL_CHAT_ID)
+        assert [m.text for m in page.messages] == ["first", "third"]
+    finally:
+        await client.close()
+
+
+async def test_offline_sends_wait_and_go_once_when_the_server_is_back(
+    server: ServerProcess,
+) -> None:
+    """The queue survives the server going away: each send is retried with its own
+    client_id and arrives exactly once, in order, after the server is back."""
+    client = Client(server.url)
+    await client.register("alice", "secret12")
+    sink = Recorder()
+    outbox = Outbox(client, sink, on_refused=sink.on_refused, on_session_expired=expired)
+    try:
+        async with running(outbox):
+            server.stop()
+            outbox.put_all([pending(1, "while away 1"), pending(2, "while away 2")])
+            await sink.until(lambda: ("retrying", "outbox-test-1") in sink.log)
+            assert not sink.delivered, "nothing goes while the server is away"
+            server.start()
+            outbox.online.set()  # the event stream would say so
+            await sink.until(lambda: len(sink.delivered) == 2)
+        assert [k for k, c in sink.log if k == "sent"] == ["sent", "sent"]
+        page = await client.history(GENERAL_CHAT_ID)
+        assert [m.text for m in page.messages] == ["while away 1", "while away 2"]
+        assert [m.client_id for m in page.messages] == ["outbox-test-1", "outbox-test-2"]
+    finally:
+        await client.close()
+
+
+async def test_a_closed_outbox_sends_nothing_more(server: ServerProcess) -> None:
+    """After the session is over the outbox stops; what was queued is the sink's."""
+    client = Client(server.url)
+    await client.register("alice", "secret12")
+    sink = Recorder()
+    outbox = Outbox(client, sink, on_refused=sink.on_refused, on_session_expired=expired)
+    outbox.close()
+    outbox.put(pending(1, "never"))
+    await asyncio.wait_for(outbox.run(), WAIT)  # returns at once: closed
+    assert sink.log == []
+    await client.close()
