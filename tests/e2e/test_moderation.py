@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable
@@ -109,6 +110,30 @@ async def test_admin_bans_unbans_and_dismisses_over_the_api(
     assert stats["users"] == 3 and stats["messages"] == 1 and stats["connections"] >= 1
     settings = (await call(srv.url, "GET", "/api/v1/admin/settings", root)).json()["values"]
     assert settings["rate_limit_messages"] == 20 and settings["admins"] == "root"
+
+
+async def test_admin_stats_show_the_database_size_on_either_store(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Issue 10 item 4: ``admin stats`` (API and CLI) say how big the database is, on
+    PostgreSQL too (it said 0 bytes there), and the number grows as messages are stored."""
+    srv = _clocked(server_factory, tmp_path, "--admins", "root")
+    root = (await register(srv.url, "root"))["token"]
+    before = (await call(srv.url, "GET", "/api/v1/admin/stats", root)).json()["storage_bytes"]
+    assert before > 0
+    bob = (await register(srv.url, "bob"))["token"]
+    opened = await call(srv.url, "POST", "/api/v1/direct", root, {"login": "bob"})
+    assert opened.status_code == 200, opened.text
+    for _ in range(100):
+        text = secrets.token_urlsafe(2250)  # 3,000 characters that do not compress
+        sent = await send(srv.url, bob, text, chat_id=opened.json()["id"])
+        assert sent.status_code == 200
+    after = (await call(srv.url, "GET", "/api/v1/admin/stats", root)).json()["storage_bytes"]
+    assert after >= before + 200_000  # 300 kB of text is somewhere
+    stats = _cli(srv, "stats")
+    assert stats.returncode == 0, stats.stderr
+    values = dict(line.rsplit(None, 1) for line in stats.stdout.splitlines()[1:])
+    assert int(values["database bytes"]) >= after - 100_000  # the same database, give or take
 
 
 async def test_twenty_messages_then_429_with_retry_after_then_window_reset(

@@ -160,7 +160,6 @@ async def _dispatch(store: Store, settings: Settings, args: argparse.Namespace) 
 
 def _stats(tx: Tx, settings: Settings, now: float) -> list[tuple[str, str]]:
     queries = admin_queries(tx)
-    db = sum(p.stat().st_size for p in settings.data_dir.glob(f"{DB_FILE}*") if p.is_file())
     return [
         ("users", str(queries.user_count())),
         ("messages", str(tx.message_count())),
@@ -168,6 +167,6 @@ def _stats(tx: Tx, settings: Settings, now: float) -> list[tuple[str, str]]:
         ("open complaints", str(queries.open_complaint_count())),
         ("users banned now", str(queries.banned_user_count(now))),
         ("scheduled pending", str(queries.pending_scheduled_count())),
-        ("database bytes", str(db)),
+        ("database bytes", str(tx.database_bytes())),
         ("file bytes", str(dir_bytes(settings.data_dir / "files"))),
     ]

@@ -4,6 +4,7 @@ the effective settings. Every method needs an admin actor (``forbidden`` otherwi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -148,18 +149,13 @@ class AdminService:
         await self.require_admin(actor)
         now = self.clock.now()
 
-        def unit(tx: Tx) -> tuple[int, int, int]:
+        def unit(tx: Tx) -> tuple[int, int, int, int]:
             queries = admin_queries(tx)
             recent = queries.messages_since(now - RATE_SAMPLE_SECONDS)
-            return queries.user_count(), tx.message_count(), recent
+            return queries.user_count(), tx.message_count(), recent, tx.database_bytes()
 
-        users, messages, recent = await self.store.read(unit)
-        data_dir = self.settings.data_dir
-        storage = sum(
-            p.stat().st_size for p in data_dir.glob("messenger.db*") if p.is_file()
-        )  # the database, its WAL and shared-memory files
-        total = dir_bytes(data_dir)
-        logs = dir_bytes(data_dir / "logs")
+        users, messages, recent, storage = await self.store.read(unit)
+        files = await asyncio.to_thread(dir_bytes, self.settings.data_dir / "files")
         return ServerStats(
             uptime=max(0.0, now - self.started_at()),
             connections=self.connections(),
@@ -169,7 +165,7 @@ class AdminService:
             messages=messages,
             messages_per_second=recent / RATE_SAMPLE_SECONDS,
             storage_bytes=storage,
-            files_bytes=max(0, total - storage - logs),
+            files_bytes=files,
         )
 
     async def effective_settings(self, actor: Actor) -> Settings:

@@ -398,6 +398,11 @@ class Tx(
         """Messages and comments stored."""
         ...
 
+    def database_bytes(self) -> int:
+        """Bytes the database takes: SQLite's file with its WAL, or the tables and indexes
+        of the PostgreSQL schema the store uses."""
+        ...
+
 
 class Store(Protocol):
     """A database: opened once, units of work run against it, closed at shutdown."""

@@ -135,6 +135,16 @@ class PostgresTx(SqliteTx):
         newest: int = self._scalar("SELECT v FROM event_counter WHERE id = 1")
         return newest
 
+    def database_bytes(self) -> int:
+        """Bytes of the tables of this store's schema with their indexes and TOAST (one
+        database may hold the schemas of several stores, so not ``pg_database_size``)."""
+        size = self._scalar(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')"
+        )
+        return int(size)
+
 
 _NUMBER_EVENTS = (
     b"WITH c AS (UPDATE event_counter SET v = v + %s WHERE id = 1 RETURNING v)"

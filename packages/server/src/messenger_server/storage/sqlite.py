@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -710,6 +711,20 @@ class SqliteTx:
         """Messages and comments stored."""
         count: int = self._scalar("SELECT count(*) FROM messages")
         return count
+
+    def database_bytes(self) -> int:
+        """Dialect hook: bytes the database takes (its file with the WAL and shared memory)."""
+        path: str | None = self._scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        if not path:  # in memory
+            size: int = self._scalar(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+            )
+            return size
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(path + suffix).st_size
+        return total
 
 
 class SqliteStore:
