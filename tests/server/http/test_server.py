@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from messenger_protocol import ApiError, ErrorCode, limits
-from messenger_server.http import Request, Response, ResponseStream, StreamResponse
+from messenger_server.http import HttpLimits, Request, Response, ResponseStream, StreamResponse
 from tests.server.http.conftest import Connect, Serve
 from tests.support.wire import WAIT as DEADLINE
 
@@ -461,7 +461,7 @@ async def test_large_body_streams_in_pieces_and_connection_goes_on(
     size = 3 * 1024 * 1024 + 7
     await client.send(post("/up", b"u" * size) + get("/after"))
     assert json.loads((await client.response()).body) == {"total": size}
-    assert len(pieces) > 1 and max(pieces) <= 64 * 1024  # streamed, never held whole
+    assert len(pieces) > 1 and max(pieces) <= HttpLimits().read_size  # streamed, not whole
     assert json.loads((await client.response()).body) == {"total": 0}
 
 
@@ -506,6 +506,24 @@ async def test_trickled_body_hits_the_total_deadline(serve: Serve, connect: Conn
     assert (answer.status, error_code(answer.body)) == (408, "timeout")
     assert loop.time() - started < 4.0  # the deadline (0.6 s), not the whole trickle (5 s)
     assert await client.closed_by_server()
+
+
+async def test_stalled_body_hits_the_read_timeout(serve: Serve, connect: Connect) -> None:
+    """Issue 11: the body's one timer (no timeout per read) still cuts a body that stops
+    coming for ``body_read_timeout``, long before its total deadline, with 408."""
+    server = await serve(echo, body_timeout=60.0, body_read_timeout=0.2)
+    for head in (
+        b"POST /stall HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc",
+        b"POST /stall HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc",
+    ):
+        client = await connect(server)
+        await client.send(head)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await client.response(timeout=10.0)
+        assert (answer.status, error_code(answer.body)) == (408, "timeout")
+        assert loop.time() - started < 5.0  # two read timeouts at most, not the 60 s
+        assert await client.closed_by_server()
 
 
 async def test_body_deadline_grows_with_the_body(serve: Serve, connect: Connect) -> None:

@@ -286,9 +286,15 @@ class _Connection:
         "_body_broken",
         "_body_deadline",
         "_body_done",
+        "_body_expected",
         "_body_lead",
+        "_body_reads",
         "_body_received",
         "_body_remaining",
+        "_body_seen",
+        "_body_waiting",
+        "_body_watch",
+        "_loop",
         "_parser",
         "_reader",
         "_server",
@@ -331,6 +337,13 @@ class _Connection:
         self._body_remaining: int | None = None
         self._body_deadline = 0.0  # loop time the body's total deadline started
         self._body_received = 0
+        self._body_expected = 0  # its Content-Length (0 for a chunked body)
+        # the body's one timer (see _body_read): reads done, reads seen at its last firing
+        self._body_watch: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()  # asked once: each ask costs a getpid()
+        self._body_reads = 0
+        self._body_seen = 0
+        self._body_waiting = False
         self.reserved = False
         """Got one of the reserved connections: only /healthz or a token is served."""
 
@@ -384,6 +397,7 @@ class _Connection:
                 log.exception("connection %s failed", self.peer)
         finally:
             self._move("closing")
+            self._stop_body_watch()
             try:
                 await self._close()
             finally:
@@ -404,24 +418,63 @@ class _Connection:
         finally:
             self.transport.abort()
 
-    def _body_wait(self, expected: int) -> float:
-        """Seconds the next piece of the body may take: the per-read timeout, cut to what
-        is left of the body's total deadline (``body_timeout`` + size at ``body_min_rate``)."""
+    def _body_left(self) -> float:
+        """Seconds left of the body's total deadline (``body_timeout`` + its size at
+        ``body_min_rate``)."""
         limits = self._server.limits
+        expected = self._body_expected
         budget = limits.body_timeout + max(expected, self._body_received) / limits.body_min_rate
-        left = self._body_deadline + budget - asyncio.get_running_loop().time()
-        if left <= 0:
+        return self._body_deadline + budget - self._loop.time()
+
+    async def _body_read(self, size: int) -> bytes:
+        """The next bytes of the body from the socket, under the body's deadlines.
+
+        One timer per body, not one per read: it fires every ``body_read_timeout`` (or at
+        the total deadline, if sooner) and breaks the read that is waiting then, if that
+        read got nothing since the last firing or the total deadline has passed.
+        """
+        if self._body_left() <= 0:
             self._body_broken = True
             raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly")
-        return min(limits.body_read_timeout, left)
-
-    async def _receive(self, timeout: float) -> None:
+        if self._body_watch is None:
+            self._watch_body()
+        self._body_waiting = True
         try:
-            async with asyncio.timeout(timeout):
-                data = await self._reader.read(self._server.limits.read_size)
+            return await self._reader.read(size)
+        except TimeoutError:  # set by _body_watch_fired
+            self._body_broken = True
+            raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly") from None
         except ConnectionError:
             self._body_broken = True
             raise PeerGone("the client went away during the request body") from None
+        finally:
+            self._body_waiting = False
+            self._body_reads += 1
+
+    def _watch_body(self) -> None:
+        delay = min(self._server.limits.body_read_timeout, max(0.0, self._body_left()))
+        self._body_seen = self._body_reads
+        self._body_watch = self._loop.call_later(delay, self._body_watch_fired)
+
+    def _body_watch_fired(self) -> None:
+        self._body_watch = None
+        if self._body_done or self._body_broken:
+            return
+        stalled = self._body_waiting and self._body_reads == self._body_seen
+        if stalled or self._body_left() <= 0:
+            if self._body_waiting:
+                self._body_broken = True
+                self._reader.set_exception(TimeoutError("request body arrived too slowly"))
+            return  # not reading now: the next read checks the total deadline itself
+        self._watch_body()
+
+    def _stop_body_watch(self) -> None:
+        watch, self._body_watch = self._body_watch, None
+        if watch is not None:
+            watch.cancel()
+
+    async def _receive(self) -> None:
+        data = await self._body_read(self._server.limits.read_size)
         self._body_received += len(data)
         self._parser.receive_data(data)
 
@@ -458,13 +511,10 @@ class _Connection:
                 if event:
                     return event
             elif event is Signal.NEED_DATA:
-                try:
-                    await self._receive(self._body_wait(0))
-                except TimeoutError:
-                    self._body_broken = True
-                    raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly") from None
+                await self._receive()
             elif event is Signal.END_OF_BODY:
                 self._body_done = True
+                self._stop_body_watch()
                 return None
             else:
                 raise BadRequest("request body ended early")
@@ -478,18 +528,10 @@ class _Connection:
             return lead
         if remaining <= 0:
             self._body_done = True
+            self._stop_body_watch()
             return None
-        length = self._body_received + remaining
-        try:
-            async with asyncio.timeout(self._body_wait(length)):
-                # never more than the body: what follows belongs to the next request
-                data = await self._reader.read(min(remaining, self._server.limits.read_size))
-        except TimeoutError:
-            self._body_broken = True
-            raise ApiError(ErrorCode.TIMEOUT, "request body arrived too slowly") from None
-        except ConnectionError:
-            self._body_broken = True
-            raise PeerGone("the client went away during the request body") from None
+        # never more than the body: what follows belongs to the next request
+        data = await self._body_read(min(remaining, self._server.limits.read_size))
         if not data:
             self._body_broken = True
             raise BadRequest("request body ended early")
@@ -535,7 +577,9 @@ class _Connection:
         self._body_done = False
         self._body_remaining = None
         self._body_received = 0
-        self._body_deadline = asyncio.get_running_loop().time()
+        self._body_expected = head.content_length or 0
+        self._body_deadline = self._loop.time()
+        self._stop_body_watch()
         if head.content_length:
             self._body_lead = self._parser.take_body()
             self._body_remaining = head.content_length
