@@ -33,6 +33,14 @@ def _require_bus(kind: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(params=["redis", "nats"])
+def bus_kind(request: pytest.FixtureRequest) -> str:
+    """A bus that answers here, for tests that build their own cluster."""
+    kind: str = request.param
+    _require_bus(kind)
+    return kind
+
+
 @pytest.fixture(scope="module", params=["redis", "nats"])
 def cluster(
     request: pytest.FixtureRequest,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.support.server import ServerProcess
 
-__all__ = ["BUS_URLS", "UNAVAILABLE_PREFIXES", "Cluster", "bus_unavailable"]
+__all__ = ["BUS_URLS", "UNAVAILABLE_PREFIXES", "Cluster", "bus_unavailable", "host_port"]
 
 BUS_URLS = {
     "redis": os.environ.get("MESSENGER_TEST_REDIS", "redis://127.0.0.1:6379"),
@@ -29,7 +29,8 @@ UNAVAILABLE_PREFIXES = ("no Redis at ", "no NATS at ")
 """How every skip reason for want of a bus begins."""
 
 
-def _host_port(url: str, default: int) -> tuple[str, int]:
+def host_port(url: str, default: int) -> tuple[str, int]:
+    """The host and port of a service URL."""
     rest = url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0]
     host, _, port = rest.partition(":")
     return host or "127.0.0.1", int(port) if port else default
@@ -38,7 +39,7 @@ def _host_port(url: str, default: int) -> tuple[str, int]:
 def bus_unavailable(kind: str) -> str | None:
     """Why the ``kind`` bus ("redis" or "nats") cannot be used here (None: it can)."""
     url = BUS_URLS[kind]
-    host, port = _host_port(url, 6379 if kind == "redis" else 4222)
+    host, port = host_port(url, 6379 if kind == "redis" else 4222)
     prefix = UNAVAILABLE_PREFIXES[0] if kind == "redis" else UNAVAILABLE_PREFIXES[1]
     try:
         with socket.create_connection((host, port), timeout=3) as sock:
@@ -59,7 +60,8 @@ def bus_unavailable(kind: str) -> str | None:
 class Cluster:
     """N nodes on one store and one bus; ``nodes[i].url`` is node i.
 
-    ``node_env`` adds env vars to some nodes (``{0: {"MESSENGER_TEST_FAULTS": ...}}``).
+    ``node_env`` adds env vars to some nodes (``{0: {"MESSENGER_TEST_FAULTS": ...}}``);
+    ``node_bus`` points some nodes at another bus URL (a :class:`FaultProxy` in front).
     """
 
     def __init__(
@@ -71,9 +73,11 @@ class Cluster:
         size: int = 3,
         args: Sequence[str] = (),
         node_env: Mapping[int, Mapping[str, str]] | None = None,
+        node_bus: Mapping[int, str] | None = None,
     ) -> None:
         self.store_url = store_url
         self.bus_url = BUS_URLS[bus]
+        self.node_bus = dict(node_bus or {})
         self.channel = "mtest-" + uuid.uuid4().hex[:12]
         self.nodes = [
             ServerProcess(
@@ -85,7 +89,7 @@ class Cluster:
         ]
 
     def _flags(self, i: int) -> list[str]:
-        return ["--store", self.store_url, "--bus", self.bus_url,
+        return ["--store", self.store_url, "--bus", self.node_bus.get(i, self.bus_url),
                 "--bus-channel", self.channel, "--node-id", f"node{i}"]  # fmt: skip
 
     def start(self) -> None:
