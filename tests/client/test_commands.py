@@ -137,6 +137,9 @@ def test_the_table_has_every_spec_command() -> None:
         "pin",
         "unpin",
         "pins",
+        "search",
+        "mentions",
+        "mute",
     ]
     assert set(COMMANDS) == set(spec)
     for command in COMMANDS.values():

@@ -156,6 +156,12 @@ async def test_every_console_command_once_in_json_mode(
     run("/del_contact bob")
     await _obj(proc, "contact")
     await _obj(proc, "contact")
+    run("/search hello")
+    await _obj(proc, "search")
+    run("/mentions")
+    await _obj(proc, "mentions")
+    run("/mute team mentions")
+    await _obj(proc, "mute")
     run("/logout")
     await _obj(proc, "logout")
     run("/exit")
@@ -174,7 +180,7 @@ async def test_every_console_command_once_in_json_mode(
         "help", "session", "message", "current_chat", "unread", "status", "users", "chat",
         "member", "link", "join", "join_request", "scheduled", "scheduled_list", "complaint",
         "download", "files", "contacts", "contact", "logout", "exit", "message_edited",
-        "reactions", "message_deleted", "pin", "pins",
+        "reactions", "message_deleted", "pin", "pins", "search", "mentions", "mute",
     }  # fmt: skip
     assert expected <= kinds, expected - kinds
     assert "token" not in "".join(proc.lines)

@@ -30,6 +30,7 @@ from messenger_protocol import (
     MessageDeleted,
     MessageEdited,
     MessageUpdated,
+    ParsedSearch,
     ReactionChanged,
     User,
 )
@@ -38,7 +39,7 @@ __all__ = ["Cache", "PendingSend", "default_cache_dir"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +53,11 @@ CREATE TABLE IF NOT EXISTS messages (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (chat_id, thread_root, id);
+-- what /search finds offline: the text of every cached message that is not a tombstone
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    text, chat_id UNINDEXED, author UNINDEXED, created_at UNINDEXED, files UNINDEXED,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
 CREATE TABLE IF NOT EXISTS outbox (
     client_id TEXT PRIMARY KEY,
     chat_id INTEGER NOT NULL,
@@ -121,7 +127,7 @@ class Cache:
     def clear(self) -> None:
         """Forget everything except the outbox (the server asked for a reset)."""
         with self._db:
-            for table in ("chats", "users", "contacts", "messages"):
+            for table in ("chats", "users", "contacts", "messages", "messages_fts"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM meta WHERE key = 'last_event_id'")
 
@@ -205,12 +211,25 @@ class Cache:
     # --- messages -------------------------------------------------------------
 
     def save_messages(self, messages: Iterable[Message]) -> None:
-        """Insert or update messages (by id)."""
+        """Insert or update messages (by id), and their words in the search index."""
+        batch = list(messages)
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO messages (id, chat_id, thread_root, body)"
                 " VALUES (?, ?, ?, ?)",
-                [(m.id, m.chat_id, m.thread_root, _encoder.encode(m)) for m in messages],
+                [(m.id, m.chat_id, m.thread_root, _encoder.encode(m)) for m in batch],
+            )
+            self._db.executemany(
+                "DELETE FROM messages_fts WHERE rowid = ?", [(m.id,) for m in batch]
+            )
+            self._db.executemany(
+                "INSERT INTO messages_fts (rowid, text, chat_id, author, created_at, files)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (m.id, m.text, m.chat_id, m.author.lower(), m.created_at, len(m.attachments))
+                    for m in batch
+                    if m.deleted_at is None
+                ],
             )
 
     def has_message(self, message_id: int) -> bool:
@@ -220,7 +239,43 @@ class Cache:
 
     def delete_message(self, message_id: int) -> None:
         """Forget a message that disappeared."""
-        self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        with self._db:
+            self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            self._db.execute("DELETE FROM messages_fts WHERE rowid = ?", (message_id,))
+
+    def search(
+        self, query: ParsedSearch, *, chat_id: int | None = None, limit: int = 20
+    ) -> list[Message]:
+        """The cached messages that match a parsed search (``chat_id``: its ``in:``),
+        newest first: what this device has seen, for ``/search`` while offline."""
+        where: list[str] = []
+        args: list[object] = []
+        if query.has_text:
+            parts = [f'"{w}"' for w in query.words]
+            parts += [f'"{" ".join(p)}"' for p in query.phrases]
+            where.append("messages_fts MATCH ?")
+            args.append(" ".join(parts))
+        if chat_id is not None:
+            where.append("chat_id = ?")
+            args.append(chat_id)
+        if query.from_login is not None:
+            where.append("author = ?")
+            args.append(query.from_login.lower())
+        if query.before is not None:
+            where.append("created_at < ?")
+            args.append(query.before)
+        if query.after is not None:
+            where.append("created_at >= ?")
+            args.append(query.after)
+        if query.has_file:
+            where.append("files > 0")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT m.body FROM messages m JOIN (SELECT rowid AS id FROM messages_fts{clause})"
+            " f ON f.id = m.id ORDER BY m.id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_message_decoder.decode(r[0]) for r in rows]
 
     def message(self, message_id: int) -> Message | None:
         """One cached message."""

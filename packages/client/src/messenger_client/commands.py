@@ -40,6 +40,7 @@ from messenger_protocol import (
     Event,
     JoinDecided,
     JoinRequested,
+    Mentioned,
     Message,
     MessageCreated,
     MessageDeleted,
@@ -52,14 +53,20 @@ from messenger_protocol import (
     Reset,
     ScheduledMessage,
     ScheduledUpdated,
+    SearchHit,
+    SearchResults,
     Session,
     SessionEnded,
+    Span,
     format_size,
     format_time,
     limits,
+    parse_search,
+    snippet,
 )
 
-from .api import Client
+from .api import Client, ServerUnavailable
+from .cache import Cache
 from .outputs import (
     BanOut,
     ChatOut,
@@ -83,7 +90,10 @@ from .outputs import (
     LinkOut,
     LogoutOut,
     MemberOut,
+    MentionOut,
+    MentionsOut,
     MessageOut,
+    MuteOut,
     Output,
     PinOut,
     PinsOut,
@@ -93,6 +103,7 @@ from .outputs import (
     ScheduledListOut,
     ScheduledOut,
     ScheduledRow,
+    SearchOut,
     SessionOut,
     StatusOut,
     TableOut,
@@ -212,6 +223,13 @@ COMMANDS: dict[str, CommandSpec] = {
         _cmd("unpin", "<message-id>", "(owner) unpin a message", _a("message_id", "int")),
         _cmd("pins", "[chat|@login]", "the messages pinned in a chat",
              _a("target", "target", True)),
+        _cmd("search", "<query>",
+             'search your chats: words, "a phrase", in:<chat> from:<login> before:/after:'
+             "<YYYY-MM-DD> has:file", _a("query", "text")),
+        _cmd("mentions", "", "recent messages that mention you"),
+        _cmd("mute", "<chat|@login> [all|mentions|off]",
+             "mute a chat (all), let only mentions through, or unmute (off)",
+             _a("target", "target"), _a("mode", "word", True)),
         _cmd("schedule", "<when> <target> <text>",
              "send later; when: ISO 8601 local time, HH:MM or +10m/+2h/+1d/+30s",
              _a("when", "when"), _a("target", "target"), _a("text", "text")),
@@ -568,8 +586,11 @@ class CommandRunner:
         downloads: Path | None = None,
         progress: ProgressHook | None = None,
         follow: bool = False,
+        cache: Cache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
+        """This device's cache: ``/search`` falls back to it when the server is out of reach."""
         self.current_chat_id = GENERAL_CHAT_ID
         self.follow = follow
         self.downloads = downloads or Path(platformdirs.user_downloads_dir())
@@ -706,6 +727,11 @@ class CommandRunner:
         match event:
             case MessageCreated(message=m):
                 return await self._messages([m], live=True)
+            case Mentioned(chat_id=chat_id, message=m):
+                name = await self.chat_name(chat_id)
+                text = f"{m.author} mentioned you in {name}: {_one_line(m)} (#{m.id})"
+                return [MentionOut(text, chat_id=chat_id, chat=name, message_id=m.id,
+                                   author=m.author)]  # fmt: skip
             case ChatUpdated(chat=chat):
                 known = chat.id in self._chats or (chat.peer or "").lower() in self._opening
                 self.remember(chat)
@@ -1080,6 +1106,82 @@ class CommandRunner:
                     pins=tuple(pins))
         ]  # fmt: skip
 
+    async def _do_search(self, query: str) -> list[Output]:
+        offline = False
+        try:
+            results = await self.client.search(query)
+        except ServerUnavailable:
+            if self.cache is None:
+                raise
+            results = self._search_cache(query)
+            offline = True
+        hits = results.hits
+        rows = tuple(
+            (f"#{h.message.id}", h.chat_name, h.message.author,
+             format_time(h.message.created_at), snippet_text(h.snippet))
+            for h in hits
+        )  # fmt: skip
+        where = " on this device (offline)" if offline else ""
+        more = "; older ones follow" if results.next_before is not None else ""
+        title = f"found for {query!r}{where}{more}"
+        columns = ("id", "chat", "author", "at", "snippet")
+        return [
+            SearchOut(title, columns, rows, query=query, hits=tuple(hits), offline=offline,
+                      next_before=results.next_before)
+        ]  # fmt: skip
+
+    def _search_cache(self, query: str) -> SearchResults:
+        """A search over the messages this device has seen (the server is out of reach)."""
+        assert self.cache is not None
+        parsed = parse_search(query)
+        chat_id: int | None = None
+        if parsed.in_chat is not None:
+            chat_id = self._by_name.get(parsed.in_chat)
+            if chat_id is None:
+                name = parsed.in_chat[:40]
+                raise ApiError(ErrorCode.INVALID, f"in: you are in no chat called {name!r}")
+        most = limits.SEARCH_PAGE_DEFAULT
+        found = self.cache.search(parsed, chat_id=chat_id, limit=most + 1)
+        hits = [
+            SearchHit(
+                message=m,
+                chat_name=self._chats[m.chat_id].name if m.chat_id in self._chats else "?",
+                snippet=snippet(m.text, parsed.terms),
+            )
+            for m in found[:most]
+        ]
+        more = len(found) > most
+        return SearchResults(
+            hits=hits, has_more=more, next_before=hits[-1].message.id if more else None
+        )
+
+    async def _do_mentions(self) -> list[Output]:
+        page = await self.client.mentions()
+        rows = tuple(
+            (f"#{m.message.id}", m.chat_name, m.message.author, format_time(m.message.created_at),
+             "unread" if m.unread else "", _one_line(m.message))
+            for m in page.mentions
+        )  # fmt: skip
+        columns = ("id", "chat", "author", "at", "", "text")
+        return [
+            MentionsOut("mentions of you", columns, rows, mentions=tuple(page.mentions),
+                        next_before=page.next_before)
+        ]  # fmt: skip
+
+    async def _do_mute(self, target: str, mode: str | None) -> list[Output]:
+        choice = (mode or "all").lower()
+        if choice not in ("all", "mentions", "off"):
+            return [ErrorOut("usage", f"/mute {target} all|mentions|off, not {choice!r}")]
+        chat = await self.resolve(target)
+        updated = await self.client.mute(chat.id, choice)  # type: ignore[arg-type]
+        self.remember(updated)
+        said = {
+            "all": f"muted {chat.name}: nothing there notifies you (mentions still count)",
+            "mentions": f"muted {chat.name} but for mentions of you",
+            "off": f"{chat.name} is not muted",
+        }[choice]
+        return [MuteOut(said, chat_id=chat.id, chat=chat.name, mute=updated.mute)]
+
     async def _do_schedule(self, when: float, target: str, text: str) -> list[Output]:
         chat = await self.resolve(target)
         item = await self.client.schedule(chat.id, text, when)
@@ -1185,6 +1287,11 @@ class CommandRunner:
         hint = "text without a leading / goes to the current chat"
         lines.append(HelpOut(hint, command=None, usage="<text>"))
         return lines
+
+
+def snippet_text(spans: Sequence[Span]) -> str:
+    """A snippet on one line, the words searched for in ``*stars*``."""
+    return "".join(f"*{s.text}*" if s.match else s.text for s in spans)
 
 
 def reactions_text(reactions: Sequence[Reaction]) -> str:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import msgspec
 
-from messenger_protocol import Attachment, Message, Pin, Reaction, Status
+from messenger_protocol import Attachment, Mention, Message, Pin, Reaction, SearchHit, Status
 
 __all__ = [
     "ALL_OUTPUTS",
@@ -47,7 +47,10 @@ __all__ = [
     "LinkOut",
     "LogoutOut",
     "MemberOut",
+    "MentionOut",
+    "MentionsOut",
     "MessageOut",
+    "MuteOut",
     "Out",
     "Output",
     "PinOut",
@@ -58,6 +61,7 @@ __all__ = [
     "ScheduledListOut",
     "ScheduledOut",
     "ScheduledRow",
+    "SearchOut",
     "SessionOut",
     "StatusOut",
     "TableOut",
@@ -303,6 +307,23 @@ class PinOut(InfoOut, tag="pin", kw_only=True):
     by: str
 
 
+class MuteOut(InfoOut, tag="mute", kw_only=True):
+    """``/mute``: what of a chat is muted now (``all``, ``mentions`` or ``off``)."""
+
+    chat_id: int
+    chat: str
+    mute: str
+
+
+class MentionOut(InfoOut, tag="mention", kw_only=True):
+    """Someone mentioned you in a message (live), muted chat or not."""
+
+    chat_id: int
+    chat: str
+    message_id: int
+    author: str
+
+
 class PresenceOut(InfoOut, tag="presence", kw_only=True):
     """A user came online or went offline."""
 
@@ -412,6 +433,23 @@ class PinsOut(TableOut, tag="pins", kw_only=True):
     pins: tuple[Pin, ...]
 
 
+class SearchOut(TableOut, tag="search", kw_only=True):
+    """``/search``: hits newest first; ``offline``: searched this device's cache instead of
+    the server; ``next_before``: where the next page starts (None: no more)."""
+
+    query: str
+    hits: tuple[SearchHit, ...]
+    offline: bool = False
+    next_before: int | None = None
+
+
+class MentionsOut(TableOut, tag="mentions", kw_only=True):
+    """``/mentions``: recent messages that mention you, newest first."""
+
+    mentions: tuple[Mention, ...]
+    next_before: int | None = None
+
+
 class FilesOut(TableOut, tag="files", kw_only=True):
     """``/files``: the files posted in a chat, newest first."""
 
@@ -471,7 +509,7 @@ ALL_OUTPUTS: tuple[type[Out], ...] = (
     DeletedOut, PresenceOut, DownloadOut, ContactOut, ResyncOut, ErrorOut, TableOut, UsersOut,
     ContactsOut, ScheduledListOut, FilesOut, StatusOut, EditedOut, ReactionsOut, PinOut,
     PinsOut, SessionOut, LogoutOut, ExitOut,
-    ConnectionOut,
+    ConnectionOut, MuteOut, MentionOut, SearchOut, MentionsOut,
 )  # fmt: skip
 """Every output type (docs/api.md documents each ``kind``)."""
 

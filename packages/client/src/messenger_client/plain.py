@@ -39,6 +39,7 @@ from messenger_protocol import (
 )
 
 from .api import Client
+from .cache import Cache
 from .commands import (
     POSTING_COMMANDS,
     CommandRunner,
@@ -286,6 +287,8 @@ class PlainConsole:
             self._changes[change] = None
             if len(self._changes) > _PRINTED_MEMORY:
                 self._changes.popitem(last=False)
+        if isinstance(out, MessageOut) and self.runner.cache is not None:
+            self.runner.cache.save_messages([out.message])
         if isinstance(out, MessageOut):
             if (out.live or once) and out.message.id in self._printed:
                 return
@@ -334,6 +337,8 @@ class PlainConsole:
                 if isinstance(item, ConnectionState):
                     self._connection(item)
                     continue
+                if self.runner.cache is not None:
+                    self.runner.cache.apply(item)
                 if isinstance(item, ReadMarker) and item.chat_id in self._behind:
                     await self._maybe_caught_up(item.chat_id)
                 try:
@@ -391,8 +396,20 @@ class PlainConsole:
         if unread.total:
             self.emit(unread)
 
+    def _open_cache(self, login: str) -> None:
+        """This account's cache: what was printed, so ``/search`` works offline too."""
+        if self.runner.cache is not None:
+            self.runner.cache.close()
+            self.runner.cache = None
+        try:
+            root = self.config.dirs.data / "cache"
+            self.runner.cache = Cache.for_account(self.config.server, login, root=root)
+        except Exception:  # a broken cache must never keep the user out
+            log.exception("cache unavailable; /search needs the server")
+
     async def _start_session(self, session: SessionOut) -> None:
         await self._stop_events()
+        self._open_cache(session.login)
         self._expiry_said, self._expiry_heard = False, None
         self._behind.clear()
         n = self.config.history if self.config.history is not None else session.history_on_connect
@@ -460,6 +477,8 @@ class PlainConsole:
         finally:
             await self._stop_events()
             await self.client.close()
+            if self.runner.cache is not None:
+                self.runner.cache.close()
         return 0
 
 

@@ -209,13 +209,14 @@ class MessengerApp(Guarded, App[None]):
     def _start_session(self, client: Client, login: str, last_event_id: int | None = None) -> None:
         """Show the main screen from the cache at once, then go live."""
         self.client = client
-        self.runner = slash.CommandRunner(client, downloads=self.config.dirs.downloads)
         cache_root = self.options.cache_dir or self.config.dirs.data / "cache"
         try:
             cache: Cache | None = Cache.for_account(self.server, login, root=cache_root)
         except Exception:  # a broken cache must never keep the user out
             log.exception("cache unavailable; running without it")
             cache = None
+        # /search falls back to the cache while the server is out of reach
+        self.runner = slash.CommandRunner(client, downloads=self.config.dirs.downloads, cache=cache)
         self.store = ChatStore(me=login, cache=cache, focused=self._reading)
         self.store.load_cached()
         self.main = MainScreen(login, self._complete, tz=self.options.tz)
