@@ -468,3 +468,14 @@ async def test_the_plain_client_edits_deletes_replies_reacts_and_pins(
     assert sum(f"message #{first} in team" in line for line in alice.lines) == 1
     for line in carol.lines:
         assert "team" not in line and "hello" not in line and "react" not in line, line
+
+
+async def test_a_nul_character_is_refused_in_a_send_and_an_edit(server: ServerProcess) -> None:
+    """Bad input: text holding NUL (U+0000), which PostgreSQL cannot store, is a typed
+    400 on both stores (schemathesis found a 500 on the edit); the message is unchanged."""
+    async with _client(server, "alice") as alice:
+        message = await alice.send(1, "clean")
+        for attempt in (alice.send(1, "a\x00b"), alice.edit(message.id, "a\x00b")):
+            refused = await _refused(attempt)
+            assert refused.code == ErrorCode.INVALID and "NUL" in refused.message
+        assert (await alice.message(message.id)).text == "clean"

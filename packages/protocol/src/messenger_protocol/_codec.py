@@ -40,6 +40,9 @@ _PATTERN_WORDS = {
     repr(limits.LOGIN_PATTERN)[1:-1]: _NAME_WORDS,
     repr(limits.CHAT_NAME_PATTERN)[1:-1]: _NAME_WORDS,
     repr(limits.ID_PATTERN)[1:-1]: "digits",
+    repr(limits.TEXT_PATTERN)[1:-1]: "characters other than NUL (U+0000)",
+    repr(limits.REACTION_PATTERN)[1:-1]: "visible characters: no spaces, control or "
+    "invisible ones (an emoji sequence of up to 16)",
 }
 _TYPE_WORDS = {
     "str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",

@@ -44,10 +44,18 @@ USER_QUOTA_BYTES: Final = 100 * 1024 * 1024
 
 MAX_MESSAGE_TEXT: Final = 4000
 """Longest message text, in characters."""
+TEXT_PATTERN: Final = r"^[^\x00]*$"
+"""Message text may hold any character but NUL (U+0000), which PostgreSQL cannot store."""
 MAX_ATTACHMENTS: Final = 10
 """Most files one message may carry."""
 MAX_REACTION: Final = 16
 """Longest reaction: a short Unicode sequence (an emoji with its modifiers), in code points."""
+REACTION_PATTERN: Final = (
+    r"^[^\x00-\x20\x7f-\xa0\xad\u1680\u180e\u2000-\u200c\u200e-\u200f\u2028-\u202f"
+    r"\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb]{1,16}$"
+)
+"""What a reaction may hold: 1 to 16 code points, none a space, a control or an invisible
+format character (the zero-width joiner of emoji sequences, U+200D, is allowed)."""
 MAX_REACTIONS_PER_MESSAGE: Final = 20
 """Most distinct reactions one message may carry (each user may add each once)."""
 QUOTE_MAX: Final = 100

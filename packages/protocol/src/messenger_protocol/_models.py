@@ -17,7 +17,7 @@ from . import _limits as L
 Login = Annotated[str, Meta(pattern=L.LOGIN_PATTERN, max_length=L.MAX_LOGIN)]
 Password = Annotated[str, Meta(min_length=L.MIN_PASSWORD, max_length=L.MAX_PASSWORD)]
 ChatName = Annotated[str, Meta(pattern=L.CHAT_NAME_PATTERN, max_length=32)]
-Text = Annotated[str, Meta(min_length=1, max_length=L.MAX_MESSAGE_TEXT)]
+Text = Annotated[str, Meta(min_length=1, max_length=L.MAX_MESSAGE_TEXT, pattern=L.TEXT_PATTERN)]
 ClientId = Annotated[str, Meta(min_length=1, max_length=L.CLIENT_ID_MAX)]
 Reason = Annotated[str, Meta(max_length=L.MAX_REASON)]
 Device = Annotated[str, Meta(max_length=L.MAX_DEVICE)]
@@ -27,8 +27,8 @@ PositiveInt = Annotated[int, Meta(ge=1, le=L.MAX_INT)]
 NonNegativeInt = Annotated[int, Meta(ge=0, le=L.MAX_INT)]
 """A cursor that may be 0 (nothing yet): 0 to 2**63-1."""
 Seconds = Annotated[int, Meta(ge=1, le=L.MAX_INT)]
-Emoji = Annotated[str, Meta(min_length=1, max_length=L.MAX_REACTION)]
-"""A reaction: a short Unicode sequence (the server refuses control characters and spaces)."""
+Emoji = Annotated[str, Meta(min_length=1, max_length=L.MAX_REACTION, pattern=L.REACTION_PATTERN)]
+"""A reaction: a short Unicode sequence, no spaces, control or invisible characters."""
 
 ChatKind = Literal["general", "direct", "group"]
 ScheduledState = Literal["pending", "sent", "failed", "cancelled"]
@@ -285,7 +285,7 @@ class Credentials(Request, frozen=True):
 class SendMessage(Request, frozen=True):
     """A message to post. ``client_id`` makes a retried send idempotent."""
 
-    text: Annotated[str, Meta(max_length=L.MAX_MESSAGE_TEXT)]
+    text: Annotated[str, Meta(max_length=L.MAX_MESSAGE_TEXT, pattern=L.TEXT_PATTERN)]
     client_id: ClientId | None = None
     attachments: Annotated[list[str], Meta(max_length=L.MAX_ATTACHMENTS)] = []
     reply_to: PositiveInt | None = None

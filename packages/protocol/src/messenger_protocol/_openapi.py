@@ -9,7 +9,7 @@ import msgspec
 from ._endpoints import ENDPOINTS, PATH_PARAM_TYPES, AnyEndpoint
 from ._errors import STATUS_OF, ErrorBody
 from ._events import Event
-from ._limits import LOGIN_PATTERN, MAX_INT, MAX_LOGIN
+from ._limits import LOGIN_PATTERN, MAX_INT, MAX_LOGIN, MAX_REACTION, REACTION_PATTERN
 
 LAST_EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
 """What the ``Last-Event-ID`` header may hold: an event id (the server checks the same)."""
@@ -17,6 +17,7 @@ LAST_EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "login": {"type": "string", "pattern": LOGIN_PATTERN, "maxLength": MAX_LOGIN},
     "file_id": {"type": "string", "minLength": 1, "maxLength": 256},
+    "emoji": {"type": "string", "pattern": REACTION_PATTERN, "maxLength": MAX_REACTION},
     "key": {"type": "string", "minLength": 1, "maxLength": 256},
 }
 
