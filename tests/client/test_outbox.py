@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from messenger_client import ApiError, Client
 from messenger_client.cache import PendingSend
@@ -125,3 +126,32 @@ async def test_a_closed_outbox_sends_nothing_more(server: ServerProcess) -> None
     await asyncio.wait_for(outbox.run(), WAIT)  # returns at once: closed
     assert sink.log == []
     await client.close()
+
+
+async def test_a_file_message_waits_offline_and_goes_once_with_its_file(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """File messages take the same path as text (they went straight to ``client.send``
+    with no pending state or retry): uploaded, then queued, kept while the server is
+    away, and posted once with the file when it is back."""
+    client = Client(server.url)
+    await client.register("alice", "secret12")
+    path = tmp_path / "notes.txt"
+    path.write_text("the minutes\n")
+    attachment = await client.upload(path)
+    sink = Recorder()
+    outbox = Outbox(client, sink, on_refused=sink.on_refused, on_session_expired=expired)
+    try:
+        async with running(outbox):
+            server.stop()
+            outbox.put(PendingSend("file-1", GENERAL_CHAT_ID, "", 0.0, None, (attachment,)))
+            await sink.until(lambda: ("retrying", "file-1") in sink.log)
+            server.start()
+            outbox.online.set()
+            await sink.until(lambda: "file-1" in sink.delivered)
+        page = await client.history(GENERAL_CHAT_ID)
+        assert [(m.client_id, [a.name for a in m.attachments]) for m in page.messages] == [
+            ("file-1", ["notes.txt"])
+        ]
+    finally:
+        await client.close()

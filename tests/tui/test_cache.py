@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from messenger_client.cache import Cache, PendingSend
 from messenger_client.tui.store import ChatStore
-from messenger_protocol import Chat, Contact, Message, MessageCreated, User
+from messenger_protocol import Attachment, Chat, Contact, Message, MessageCreated, User
 
 
 def msg(mid: int, chat_id: int = 1, root: int | None = None) -> Message:
@@ -69,3 +70,29 @@ def test_a_replayed_message_is_not_counted_twice(tmp_path: Path) -> None:
     assert store.apply(event).new_message is None  # the same event again, after a reconnect
     assert store.chats[2].unread == 1
     assert store.cache is not None and store.cache.has_message(7)
+
+
+def test_a_file_message_in_the_outbox_survives_a_restart_and_an_older_cache(
+    tmp_path: Path,
+) -> None:
+    """Issue 12 (the TUI's shape first): file messages go through the outbox too, so the
+    cache keeps their files with the send; a cache made before that gains the column."""
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE outbox (client_id TEXT PRIMARY KEY, chat_id INTEGER NOT NULL,"
+        " text TEXT NOT NULL, thread_root INTEGER, created_at REAL NOT NULL);"
+        "INSERT INTO outbox VALUES ('t1', 1, 'typed before', NULL, 1.0);"
+    )
+    old.commit()
+    old.close()
+    cache = Cache(path)
+    photo = Attachment(id="f1", name="photo.png", mime="image/png", size=1234, sha256="ab" * 32)
+    cache.add_pending(PendingSend("c1", 1, "", 2.0, None, (photo,)))
+    cache.close()
+    again = Cache(path)
+    assert again.pending() == [
+        PendingSend("t1", 1, "typed before", 1.0),
+        PendingSend("c1", 1, "", 2.0, None, (photo,)),
+    ]
+    again.close()

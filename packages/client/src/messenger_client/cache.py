@@ -23,6 +23,7 @@ import msgspec
 import platformdirs
 
 from messenger_protocol import (
+    Attachment,
     Chat,
     Contact,
     Event,
@@ -66,12 +67,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 """
+_OUTBOX_FILES = "ALTER TABLE outbox ADD COLUMN attachments BLOB"
+"""The outbox of a cache made before file messages went through it gains their files."""
 
 _encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(Message)
 _chat_decoder = msgspec.msgpack.Decoder(Chat)
 _user_decoder = msgspec.msgpack.Decoder(User)
 _contact_decoder = msgspec.msgpack.Decoder(Contact)
+_attachments_decoder = msgspec.msgpack.Decoder(tuple[Attachment, ...])
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class PendingSend:
     text: str
     created_at: float
     thread_root: int | None = None
+    attachments: tuple[Attachment, ...] = ()
+    """Files already uploaded that the message carries (a file message)."""
 
 
 def default_cache_dir() -> Path:
@@ -105,6 +111,9 @@ class Cache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "attachments" not in columns:
+            self._db.execute(_OUTBOX_FILES)
         version = self._meta("schema_version")
         if version is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
@@ -345,18 +354,27 @@ class Cache:
     def add_pending(self, p: PendingSend) -> None:
         """Keep a send until the server acknowledges it."""
         self._db.execute(
-            "INSERT OR REPLACE INTO outbox (client_id, chat_id, text, thread_root, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (p.client_id, p.chat_id, p.text, p.thread_root, p.created_at),
-        )
+            "INSERT OR REPLACE INTO outbox"
+            " (client_id, chat_id, text, thread_root, created_at, attachments)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                p.client_id, p.chat_id, p.text, p.thread_root, p.created_at,
+                _encoder.encode(p.attachments) if p.attachments else None,
+            ),
+        )  # fmt: skip
 
     def pending(self) -> list[PendingSend]:
         """Unacknowledged sends, oldest first."""
         rows = self._db.execute(
-            "SELECT client_id, chat_id, text, created_at, thread_root FROM outbox"
+            "SELECT client_id, chat_id, text, created_at, thread_root, attachments FROM outbox"
             " ORDER BY created_at"
         ).fetchall()
-        return [PendingSend(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [
+            PendingSend(
+                r[0], r[1], r[2], r[3], r[4], _attachments_decoder.decode(r[5]) if r[5] else ()
+            )
+            for r in rows
+        ]
 
     def remove_pending(self, client_id: str) -> None:
         """The server acknowledged (or finally refused) a send."""

@@ -1,4 +1,5 @@
-"""The outbox: what the user sent, in order, until the server has it (no UI toolkit).
+"""The outbox: what the user sent, text and files, in order, until the server has it
+(no UI toolkit). A file message is queued once its file is uploaded.
 
 Each send is a :class:`~messenger_client.cache.PendingSend` with its own ``client_id``.
 The outbox sends them one at a time; while the server cannot be reached it keeps the
@@ -104,7 +105,10 @@ class Outbox:
                     )
                 else:
                     message = await self.client.send(
-                        pending.chat_id, pending.text, client_id=pending.client_id
+                        pending.chat_id,
+                        pending.text,
+                        client_id=pending.client_id,
+                        attachments=[a.id for a in pending.attachments],
                     )
             except ServerUnavailable as exc:
                 log.info("send %s waits: %s", pending.client_id, exc)

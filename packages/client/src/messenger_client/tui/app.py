@@ -28,6 +28,7 @@ from textual.worker import NoActiveWorker, WorkerFailed, get_current_worker
 from messenger_protocol import (
     GENERAL_CHAT_ID,
     ApiError,
+    Attachment,
     Banned,
     Chat,
     ErrorCode,
@@ -48,7 +49,7 @@ from ..events import ConnectionState, EventStream
 from ..logs import setup_logging
 from ..outbox import Outbox
 from .commands import ChatsProvider, MessengerCommands
-from .messages import LoginRequested, OpenChat, OpenDirect
+from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
 from .robust import Guarded, describe_error, report_failure, session_over_reason
 from .screens.admin import AdminScreen
 from .screens.groups import connected as groups_connected
@@ -934,12 +935,12 @@ class MessengerApp(Guarded, App[None]):
             case _:
                 self._run_slash(parsed)
 
-    def send_text(self, chat_id: int, text: str) -> None:
+    def send_text(self, chat_id: int, text: str, attachments: tuple[Attachment, ...] = ()) -> None:
         """Show the message as pending at once and queue it; it is retried until sent."""
         store, main = self.store, self.main
         if store is None or main is None:
             return
-        pending = PendingSend(new_client_id(), chat_id, text, self.clock())
+        pending = PendingSend(new_client_id(), chat_id, text, self.clock(), None, attachments)
         store.add_pending(pending)
         if main.current_chat == chat_id:
             main.view.follow()
@@ -956,6 +957,10 @@ class MessengerApp(Guarded, App[None]):
         main.thread_view.follow()
         if self.outbox is not None:
             self.outbox.put(pending)
+
+    @on(FileUploaded)
+    def _file_uploaded(self, event: FileUploaded) -> None:
+        self.send_text(event.chat_id, "", (event.attachment,))
 
     @work(exclusive=True, group="outbox")
     async def _run_outbox(self) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from textual.message import Message
 
-__all__ = ["LoginRequested", "OpenChat", "OpenDirect", "ShowStatus"]
+from messenger_protocol import Attachment
+
+__all__ = ["FileUploaded", "LoginRequested", "OpenChat", "OpenDirect", "ShowStatus"]
 
 
 class LoginRequested(Message):
@@ -39,3 +41,13 @@ class OpenDirect(Message):
 
 class ShowStatus(Message):
     """Show the status screen."""
+
+
+class FileUploaded(Message):
+    """A file is on the server: post it to ``chat_id`` as a message (through the outbox,
+    like text: pending at once, retried while offline)."""
+
+    def __init__(self, chat_id: int, attachment: Attachment) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+        self.attachment = attachment

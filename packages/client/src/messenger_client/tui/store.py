@@ -436,4 +436,5 @@ def pending_message(pending: PendingSend, me: str) -> Message:
         created_at=pending.created_at,
         client_id=pending.client_id,
         thread_root=pending.thread_root,
+        attachments=list(pending.attachments),
     )

@@ -39,13 +39,13 @@ from messenger_protocol import (
     ApiError,
     Attachment,
     Message,
-    MessengerError,
     format_size,
     format_too_large,
     limits,
 )
 
 from ...api import Client, ServerUnavailable
+from ..messages import FileUploaded
 from ..robust import Guarded
 from ..timeline import Layout, Timeline
 
@@ -541,14 +541,9 @@ def attach_to_chat(
     client, _ = parts
     origin = start or Path.cwd()
 
-    async def post(attachment: Attachment | None) -> None:
-        if attachment is None:
-            return
-        try:
-            await client.send(chat_id, "", attachments=[attachment.id], retries=2)
-        except MessengerError as exc:
-            reason = exc.message if isinstance(exc, ApiError) else str(exc)
-            getattr(app, "notify")(f"Not sent: {reason}", severity="error")  # noqa: B009
+    def post(attachment: Attachment | None) -> None:
+        if attachment is not None:  # the message goes through the outbox, as text does
+            getattr(app, "post_message")(FileUploaded(chat_id, attachment))  # noqa: B009
 
     push = getattr(app, "push_screen")  # noqa: B009
     push(AttachScreen(client, origin, initial=path), post)
