@@ -102,11 +102,12 @@ async def register(host: str, port: int, login: str) -> str:
     return token
 
 
-async def sender(host: str, port: int, token: str, count: int, path: str) -> None:
-    """Sends `count` messages back to back on one keep-alive connection."""
+async def sender(host: str, port: int, token: str, count: int, path: str, tag: str = "") -> None:
+    """Sends `count` messages back to back on one keep-alive connection (``tag`` follows
+    the time stamp in each text)."""
     reader, writer = await asyncio.open_connection(host, port)
     for i in range(count):
-        text = f"bench t={time.monotonic_ns()} " + "x" * 100
+        text = f"bench t={time.monotonic_ns()}{tag} " + "x" * 100
         body = json.dumps({"text": text}).encode()
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\n"
