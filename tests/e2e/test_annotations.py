@@ -479,3 +479,22 @@ async def test_a_nul_character_is_refused_in_a_send_and_an_edit(server: ServerPr
             refused = await _refused(attempt)
             assert refused.code == ErrorCode.INVALID and "NUL" in refused.message
         assert (await alice.message(message.id)).text == "clean"
+
+
+async def test_a_banned_user_may_not_edit_react_or_pin_but_may_delete(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Moderation holds on every path: a ban that stops sending stops edits, reactions
+    and pins too (``403 banned`` with ``until``); deleting one's own message still works."""
+    srv = server_factory(args=["--admins", "root"])
+    async with _client(srv, "alice") as alice, _client(srv, "root") as root:
+        message = await alice.send(1, "before the ban")
+        await root.admin_ban("alice", 3600, "spam")
+        for attempt in (
+            alice.edit(message.id, "sneaky"),
+            alice.react(message.id, "👍"),
+            alice.pin(message.id),
+        ):
+            refused = await _refused(attempt)
+            assert refused.code == ErrorCode.BANNED and refused.until is not None
+        assert (await alice.delete_message(message.id)).deleted_at is not None

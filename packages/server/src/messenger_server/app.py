@@ -209,8 +209,9 @@ def build_services(
         store, events, accounts, clock, base_url=settings.base_url, visibility=visibility
     )
     annotations = AnnotationService(
-        store, events, clock, messages, edit_window=settings.edit_window, files=files
-    )
+        store, events, clock, messages, edit_window=settings.edit_window, files=files,
+        ban_check=moderation.require_not_banned,
+    )  # fmt: skip
     return Services(
         store=store,
         events=events,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from messenger_protocol import (
@@ -92,6 +93,7 @@ class AnnotationService:
         files: FileRelease | None = None,
         max_reactions: int = limits.MAX_REACTIONS_PER_MESSAGE,
         max_pins: int = limits.PINS_MAX,
+        ban_check: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.events = events
@@ -102,8 +104,14 @@ class AnnotationService:
         self.files = files
         self.max_reactions = max_reactions
         self.max_pins = max_pins
+        self.ban_check = ban_check
+        """Refuses a banned user (``banned``): they may not edit, react or pin, only delete."""
 
     # --- shared -----------------------------------------------------------------
+
+    async def _not_banned(self, actor: Actor) -> None:
+        if self.ban_check is not None:
+            await self.ban_check(actor.user_id)
 
     async def _target(self, actor: Actor, message_id: int, *, admin: bool = False) -> Message:
         """A message the user may see now; an admin (with ``admin``) any message. Unknown,
@@ -152,6 +160,7 @@ class AnnotationService:
             raise ApiError(
                 ErrorCode.INVALID, f"text is longer than {max_text} characters", limit=max_text
             )
+        await self._not_banned(actor)
         await self._target(actor, message_id)
         now = self.clock.now()
 
@@ -240,6 +249,7 @@ class AnnotationService:
     async def react(self, actor: Actor, message_id: int, body: React) -> ReactionList:
         """Add a reaction (each user each kind once; at most ``max_reactions`` kinds)."""
         emoji = check_emoji(body.emoji)
+        await self._not_banned(actor)
         await self._target(actor, message_id)
         now = self.clock.now()
 
@@ -302,6 +312,7 @@ class AnnotationService:
 
     async def pin(self, actor: Actor, message_id: int) -> Pin:
         """Pin a message in its chat; the chat hears of it (``pin``)."""
+        await self._not_banned(actor)
         await self._target(actor, message_id)
         now = self.clock.now()
 
