@@ -294,6 +294,9 @@ class _Connection:
         "_body_seen",
         "_body_waiting",
         "_body_watch",
+        "_head_since",
+        "_head_waiting",
+        "_head_watch",
         "_loop",
         "_parser",
         "_reader",
@@ -341,6 +344,10 @@ class _Connection:
         # the body's one timer (see _body_read): reads done, reads seen at its last firing
         self._body_watch: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()  # asked once: each ask costs a getpid()
+        # the connection's idle timer (see _read_head)
+        self._head_watch: asyncio.TimerHandle | None = None
+        self._head_since = 0.0
+        self._head_waiting = False
         self._body_reads = 0
         self._body_seen = 0
         self._body_waiting = False
@@ -398,6 +405,7 @@ class _Connection:
         finally:
             self._move("closing")
             self._stop_body_watch()
+            self._stop_head_watch()
             try:
                 await self._close()
             finally:
@@ -479,21 +487,56 @@ class _Connection:
         self._parser.receive_data(data)
 
     async def _read_head(self) -> RequestHead | None:
+        """The next request head; TimeoutError if it does not arrive whole within the idle
+        time (a slow sender gains nothing). One timer per connection watches that, not an
+        ``asyncio.timeout`` per request (see :meth:`_head_watch_fired`)."""
+        read_size = self._server.limits.read_size
+        self._head_since = self._loop.time()
+        while True:
+            event = self._parser.next_event()
+            if type(event) is RequestHead:
+                return event
+            if event is Signal.NEED_DATA:
+                if self._head_watch is None:
+                    self._watch_head(0.0)
+                self._head_waiting = True
+                try:
+                    data = await self._reader.read(read_size)
+                finally:
+                    self._head_waiting = False
+                self._parser.receive_data(data)
+            elif event is Signal.CLOSED:
+                return None
+            else:  # pragma: no cover - nothing else comes between requests
+                raise BadRequest(f"unexpected {event!r} before a request")
+
+    def _head_idle(self) -> float:
         limits = self._server.limits
-        idle = limits.keepalive_idle if self.authenticated else limits.idle_unauthenticated
-        # the whole head must arrive within the idle time: a slow sender gains nothing
-        async with asyncio.timeout(idle):
-            while True:
-                event = self._parser.next_event()
-                if type(event) is RequestHead:
-                    return event
-                if event is Signal.NEED_DATA:
-                    data = await self._reader.read(limits.read_size)
-                    self._parser.receive_data(data)
-                elif event is Signal.CLOSED:
-                    return None
-                else:  # pragma: no cover - nothing else comes between requests
-                    raise BadRequest(f"unexpected {event!r} before a request")
+        return limits.keepalive_idle if self.authenticated else limits.idle_unauthenticated
+
+    def _watch_head(self, at_least: float) -> None:
+        delay = max(at_least, self._head_since + self._head_idle() - self._loop.time())
+        self._head_watch = self._loop.call_later(delay, self._head_watch_fired)
+
+    def _head_watch_fired(self) -> None:
+        """The connection's idle timer: breaks a head read that has waited the idle time
+        (StreamReader.set_exception -> TimeoutError in :meth:`_read_head`), else looks
+        again when the head being read, or the next one, could be late."""
+        self._head_watch = None
+        if self.stream_protocol is not None:
+            return  # an event stream now: no more heads
+        if not self._head_waiting:
+            # a request is being answered: the next head's wait starts later than now
+            self._watch_head(self._head_idle())
+        elif self._loop.time() >= self._head_since + self._head_idle():
+            self._reader.set_exception(TimeoutError("request head arrived too slowly"))
+        else:
+            self._watch_head(0.0)
+
+    def _stop_head_watch(self) -> None:
+        watch, self._head_watch = self._head_watch, None
+        if watch is not None:
+            watch.cancel()
 
     async def next_body_chunk(self) -> bytes | None:
         """The next piece of the request body, or None at its end (used by :class:`Body`)."""
