@@ -202,6 +202,8 @@ def _setup(tx: Tx, log: Log) -> None:
     t.decide_join_request(group, carol, "rejected")  # settled already: none left
     t.message_count()
     t.database_bytes()
+    t.try_job_lock("retention")  # nobody else holds it
+    t.try_job_lock("retention")  # held already by this unit: still ours
 
     f: FileQueries = q["files"]
     for n, owner in enumerate([alice, alice, bob]):
@@ -593,3 +595,37 @@ async def test_two_nodes_store_one_message_per_client_id_and_count_exactly(
     finally:
         for node in nodes:
             await node.close()
+
+
+async def test_a_singleton_job_runs_on_one_node_at_a_time(pg_database: PgDatabase) -> None:
+    """Issue 10 item 5: while node A's unit holds the retention lock, node B's pass is
+    refused it (another job is not); once A commits, B gets it."""
+    import asyncio
+    import threading
+
+    url = pg_database.new_store()
+    a, b = PostgresStore(url), PostgresStore(url)
+    other = PostgresStore(pg_database.new_store())  # another store's schema in the database
+    for store in (a, b, other):
+        await store.open()
+    try:
+        held, release = threading.Event(), threading.Event()
+
+        def hold(tx: Tx) -> bool:
+            took = tx.try_job_lock("retention")
+            held.set()
+            release.wait(10)  # the writer thread of A waits; B's runs meanwhile
+            return took
+
+        holding = asyncio.ensure_future(a.write(hold))
+        assert await asyncio.to_thread(held.wait, 10)
+        assert await b.write(lambda tx: tx.try_job_lock("retention")) is False
+        assert await b.write(lambda tx: tx.try_job_lock("files")) is True
+        assert await other.write(lambda tx: tx.try_job_lock("retention")) is True
+        release.set()
+        assert await holding is True
+        assert await b.write(lambda tx: tx.try_job_lock("retention")) is True
+    finally:
+        release.set()
+        for store in (a, b, other):
+            await store.close()

@@ -22,6 +22,7 @@ import struct
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import aiofiles
@@ -491,7 +492,7 @@ class FileService:
         """Delete uploads nothing refers to (and their bytes); how many blobs went."""
         before = self.clock.now() - self.unattached_grace
         async with self._blobs:
-            gone = await self.store.write(lambda tx: file_queries(tx).collect(before))
+            gone = await self.store.write(partial(_collect, before=before))
             removed = 0
             for sha256 in gone:
                 if await self._in_use(sha256):
@@ -510,6 +511,13 @@ class FileService:
                 os.rmdir(d)  # only succeeds when empty
             except OSError:
                 return
+
+
+def _collect(tx: Tx, *, before: float) -> list[str]:
+    """The clean-up pass's unit: one node at a time collects (the others skip)."""
+    if not tx.try_job_lock("files"):
+        return []
+    return file_queries(tx).collect(before)
 
 
 def _empty_file() -> ApiError:

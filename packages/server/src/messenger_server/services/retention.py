@@ -284,6 +284,8 @@ class RetentionService:
         return busy
 
     def _expire(self, tx: Tx, now: float) -> tuple[list[int], bool]:
+        if not tx.try_job_lock("retention"):
+            return [], False  # another node's pass runs: it does the work
         queries = retention_queries(tx)
         deleted: list[int] = []
         busy = False

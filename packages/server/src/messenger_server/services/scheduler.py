@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 from messenger_protocol import (
     ApiError,
@@ -30,7 +31,7 @@ from ..clock import POLL_SECONDS, Clock, wait_until
 from ..config import Settings
 from ..states import SCHEDULED, allowed
 from ..storage import Store, Tx
-from ..storage.scheduler import scheduled_queries
+from ..storage.scheduler import DueMessage, scheduled_queries
 from .actor import Actor, require_member
 from .events import EventService
 from .messages import MessageService
@@ -176,7 +177,7 @@ class SchedulerService:
         """Post every pending message whose time has come; how many were handled."""
         now = self.clock.now()
 
-        due = await self.store.read(lambda tx: scheduled_queries(tx).due(now))
+        due = await self.store.write(partial(_due, now=now))
         for item in due:
             await self._send(item.id, item.user_id, item.login, item.chat_id, item.text)
         return len(due)
@@ -214,3 +215,11 @@ class SchedulerService:
             state,
             f": {failure}" if failure else "",
         )
+
+
+def _due(tx: Tx, *, now: float) -> list[DueMessage]:
+    """The pass's first unit: one node at a time sends (the others skip; and a message
+    sent twice would still be stored once, by its client_id ``scheduled:<id>``)."""
+    if not tx.try_job_lock("scheduler"):
+        return []
+    return scheduled_queries(tx).due(now)

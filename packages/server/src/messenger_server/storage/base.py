@@ -398,6 +398,13 @@ class Tx(
         """Messages and comments stored."""
         ...
 
+    def try_job_lock(self, job: str) -> bool:
+        """Take the lock of a singleton job (``retention``, ``files``, ``scheduler``) until
+        this write unit's transaction ends; False if another server node holds it, and the
+        pass is skipped. PostgreSQL: ``pg_try_advisory_xact_lock`` on the job and schema;
+        SQLite: always True (one process writes the file)."""
+        ...
+
     def database_bytes(self) -> int:
         """Bytes the database takes: SQLite's file with its WAL, or the tables and indexes
         of the PostgreSQL schema the store uses."""

@@ -44,6 +44,8 @@ READ_POOL_SIZE = 4
 """Connections serving :meth:`PostgresStore.read`."""
 MIGRATION_LOCK = 0x6D657373  # "mess"
 """``pg_advisory_lock`` key held while migrating (nodes starting together wait)."""
+JOB_LOCK_SPACE = 0x6A6F6273  # "jobs"
+"""First key of the advisory locks of singleton jobs (the second is the job's hash)."""
 CONNECT_TIMEOUT = 10.0
 
 
@@ -134,6 +136,18 @@ class PostgresTx(SqliteTx):
     def _newest_seq(self) -> int:
         newest: int = self._scalar("SELECT v FROM event_counter WHERE id = 1")
         return newest
+
+    def try_job_lock(self, job: str) -> bool:
+        """The lock of a singleton job until this transaction ends; False if another
+        connection (node) holds it. Keyed by the schema too: one database may hold the
+        schemas of several independent stores."""
+        if self._events is None:
+            raise RuntimeError("a job lock is taken in write units only")
+        held: bool = self._scalar(
+            "SELECT pg_try_advisory_xact_lock(?, hashtext(current_schema() || ':' || ?))",
+            (JOB_LOCK_SPACE, job),
+        )
+        return held
 
     def database_bytes(self) -> int:
         """Bytes of the tables of this store's schema with their indexes and TOAST (one

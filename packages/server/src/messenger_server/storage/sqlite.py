@@ -712,6 +712,10 @@ class SqliteTx:
         count: int = self._scalar("SELECT count(*) FROM messages")
         return count
 
+    def try_job_lock(self, job: str) -> bool:
+        """Dialect hook: the lock of a singleton job; SQLite has one writer, so it is held."""
+        return True
+
     def database_bytes(self) -> int:
         """Dialect hook: bytes the database takes (its file with the WAL and shared memory)."""
         path: str | None = self._scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
