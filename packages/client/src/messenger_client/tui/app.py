@@ -49,8 +49,9 @@ from ..events import ConnectionState, EventStream
 from ..logs import setup_logging
 from ..outbox import Outbox
 from .commands import ChatsProvider, MessengerCommands
+from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
-from .robust import Guarded, describe_error, report_failure, session_over_reason
+from .robust import describe_error, report_failure, session_over_reason
 from .screens.admin import AdminScreen
 from .screens.groups import connected as groups_connected
 from .screens.groups import group_event, request_decided
@@ -116,7 +117,7 @@ def load_options(path: Path) -> TuiOptions:
     return options
 
 
-class MessengerApp(Guarded, App[None]):
+class MessengerApp(Host):
     """The messenger terminal app."""
 
     CSS_PATH = "app.tcss"
@@ -240,7 +241,7 @@ class MessengerApp(Guarded, App[None]):
         assert main is not None and store is not None
         main.bar.user = store.me
         main.bar.server = self.server.split("://", 1)[-1]
-        self._refresh_chat_list()
+        self.refresh_chat_list()
         self._refresh_people()
         self.open_chat(GENERAL_CHAT_ID, connect=True)
         resume = cache.last_event_id if cache is not None else None
@@ -347,7 +348,7 @@ class MessengerApp(Guarded, App[None]):
             if main.current_chat is not None:
                 self.open_chat(main.current_chat)
         if change.chats:
-            self._refresh_chat_list()
+            self.refresh_chat_list()
         if change.users:
             self._refresh_people()
         if change.notice:
@@ -430,7 +431,7 @@ class MessengerApp(Guarded, App[None]):
             current = store.chats.get(main.current_chat or 0)
             if current is not None:
                 self._open_unread(current)
-            self._refresh_chat_list()
+            self.refresh_chat_list()
             if main.current_chat is not None and main.current_chat not in store.chats:
                 self.open_chat(GENERAL_CHAT_ID)
             elif main.current_chat is not None:
@@ -443,7 +444,8 @@ class MessengerApp(Guarded, App[None]):
         except ServerUnavailable as exc:
             log.info("refresh failed: %s", exc)
 
-    def _refresh_chat_list(self) -> None:
+    def refresh_chat_list(self) -> None:
+        """Redraw the chat list from the store (and let the runner know the chats)."""
         store, main = self.store, self.main
         if store is None or main is None or not main.is_mounted:
             return
@@ -488,7 +490,7 @@ class MessengerApp(Guarded, App[None]):
         if self.runner is not None:
             self.runner.current_chat_id = chat_id
         self._maybe_mark_read()
-        self._refresh_chat_list()
+        self.refresh_chat_list()
         self._load_latest(chat_id, connect)
 
     @work(exclusive=True, group="latest")
@@ -649,7 +651,7 @@ class MessengerApp(Guarded, App[None]):
         chat = store.chats.get(chat_id)
         known = max(self._marked.get(chat_id, 0), chat.last_read if chat is not None else 0)
         store.read_up_to(chat_id, up_to)
-        self._refresh_chat_list()
+        self.refresh_chat_list()
         if up_to > known:
             self._marked[chat_id] = up_to
             self._mark_read(chat_id, up_to)
@@ -741,7 +743,7 @@ class MessengerApp(Guarded, App[None]):
             self.notify(describe_error(exc, self.server), severity="error")
             return
         store.upsert_chat(chat)
-        self._refresh_chat_list()
+        self.refresh_chat_list()
         self.open_chat(chat.id)
         if self.main is not None:
             self.main.composer.focus()
@@ -760,7 +762,7 @@ class MessengerApp(Guarded, App[None]):
             self._give_back(line)
             return
         store.upsert_chat(chat)
-        self._refresh_chat_list()
+        self.refresh_chat_list()
         self.send_text(chat.id, text)
 
     @on(UsersPanel.ContactAction)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from messenger_protocol import (
     Event,
@@ -28,19 +27,15 @@ from messenger_protocol import (
 
 from .. import commands as slash
 from ..api import Client
-
-if TYPE_CHECKING:
-    from .app import MessengerApp
+from .host import Host
 
 __all__ = ["thread_actions", "thread_event", "unread_threads"]
 
 log = logging.getLogger(__name__)
 
-_marked: weakref.WeakKeyDictionary[MessengerApp, dict[int, int]] = weakref.WeakKeyDictionary()
+_marked: weakref.WeakKeyDictionary[Host, dict[int, int]] = weakref.WeakKeyDictionary()
 """Per app: thread root id -> newest comment id already marked read."""
-_unread: weakref.WeakKeyDictionary[MessengerApp, dict[int, list[Message]]] = (
-    weakref.WeakKeyDictionary()
-)
+_unread: weakref.WeakKeyDictionary[Host, dict[int, list[Message]]] = weakref.WeakKeyDictionary()
 """Per app: thread root id -> comments from others not read yet (newest last)."""
 
 
@@ -54,7 +49,7 @@ def _comment_of(event: Event) -> Message | None:
             return None
 
 
-def thread_event(app: MessengerApp, event: Event) -> None:
+def thread_event(app: Host, event: Event) -> None:
     """Keep the thread on screen read; count comments in the others as unread."""
     unread = _unread.setdefault(app, {})
     if isinstance(event, ReadMarker) and event.thread_root is not None:
@@ -81,7 +76,7 @@ def thread_event(app: MessengerApp, event: Event) -> None:
     app.run_worker(_mark_read(client, root.id, comment.id), group="thread-read")
 
 
-def unread_threads(app: MessengerApp) -> dict[int, list[Message]]:
+def unread_threads(app: Host) -> dict[int, list[Message]]:
     """Threads with comments not read yet: root id -> those comments (the open one aside)."""
     unread = _unread.setdefault(app, {})
     main = app.main
@@ -90,7 +85,7 @@ def unread_threads(app: MessengerApp) -> dict[int, list[Message]]:
     return unread
 
 
-def open_newest_unread(app: MessengerApp) -> None:
+def open_newest_unread(app: Host) -> None:
     """Open the thread with the most recent unread comment."""
     unread = unread_threads(app)
     if not unread or app.main is None:
@@ -104,7 +99,7 @@ def open_newest_unread(app: MessengerApp) -> None:
     app.run_command(slash.ParsedCommand("thread", {"message_id": root_id}, line), chat_id)
 
 
-def thread_actions(app: MessengerApp) -> list[tuple[str, str, Callable[[], object]]]:
+def thread_actions(app: Host) -> list[tuple[str, str, Callable[[], object]]]:
     """Command-palette entries for threads."""
     unread = unread_threads(app)
     comments = sum(len(c) for c in unread.values())

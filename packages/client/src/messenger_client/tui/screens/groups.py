@@ -13,7 +13,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -44,10 +44,8 @@ from messenger_protocol import (
 
 from ...api import Client, ServerUnavailable
 from ...commands import parse_invite
+from ..host import Host
 from ..robust import Guarded
-
-if TYPE_CHECKING:
-    from ..app import MessengerApp
 
 __all__ = [
     "InviteScreen",
@@ -127,11 +125,9 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _messenger(widget: Widget) -> MessengerApp:
-    from ..app import MessengerApp
-
+def _messenger(widget: Widget) -> Host:
     app = widget.app
-    assert isinstance(app, MessengerApp)
+    assert isinstance(app, Host)
     return app
 
 
@@ -563,7 +559,7 @@ class JoinRequestsScreen(GroupDialog):
             self._load()
 
 
-async def decide(app: MessengerApp, request: JoinRequest, approve: bool) -> bool:
+async def decide(app: Host, request: JoinRequest, approve: bool) -> bool:
     """Approve or reject a join request; says how it went. True when it is decided."""
     client = app.client
     if client is None:
@@ -676,7 +672,7 @@ class JoinRequestBar(Guarded, Horizontal):
             )
 
 
-def _find_bar(app: MessengerApp) -> JoinRequestBar | None:
+def _find_bar(app: Host) -> JoinRequestBar | None:
     main = app.main
     if main is None:
         return None
@@ -684,7 +680,7 @@ def _find_bar(app: MessengerApp) -> JoinRequestBar | None:
     return found.first() if found else None
 
 
-def _bar_of(app: MessengerApp) -> JoinRequestBar:
+def _bar_of(app: Host) -> JoinRequestBar:
     """The bar on the main screen, mounted above the messages on first use."""
     bar = _find_bar(app)
     if bar is not None:
@@ -696,35 +692,35 @@ def _bar_of(app: MessengerApp) -> JoinRequestBar:
     return bar
 
 
-def _owned(app: MessengerApp) -> tuple[Client, list[Chat]]:
+def _owned(app: Host) -> tuple[Client, list[Chat]]:
     assert app.client is not None and app.store is not None
     me = app.store.me
     chats = [c for c in app.store.sorted_chats() if c.kind == "group" and c.owner == me]
     return app.client, chats
 
 
-def _add_chat(app: MessengerApp, chat: Chat, *, open_it: bool) -> None:
+def _add_chat(app: Host, chat: Chat, *, open_it: bool) -> None:
     store = app.store
     if store is None:
         return
     store.upsert_chat(chat)
     _known(app).add(chat.id)
-    app._refresh_chat_list()
+    app.refresh_chat_list()
     if open_it:
         app.open_chat(chat.id)
 
 
 # --- hooks the app calls ---------------------------------------------------------------
 
-_seen_chats: weakref.WeakKeyDictionary[MessengerApp, set[int]] = weakref.WeakKeyDictionary()
+_seen_chats: weakref.WeakKeyDictionary[Host, set[int]] = weakref.WeakKeyDictionary()
 """Per app: chats the user is known to be in (so joining one is announced once)."""
 
 
-def _known(app: MessengerApp) -> set[int]:
+def _known(app: Host) -> set[int]:
     return _seen_chats.setdefault(app, set())
 
 
-def group_event(app: MessengerApp, event: Event) -> None:
+def group_event(app: Host, event: Event) -> None:
     """React to a live event: join requests for owners, decisions for requesters."""
     if app.main is None or not app.main.is_mounted:
         return
@@ -770,7 +766,7 @@ def group_event(app: MessengerApp, event: Event) -> None:
             pass
 
 
-def request_decided(app: MessengerApp, chat_name: str, login: str) -> None:
+def request_decided(app: Host, chat_name: str, login: str) -> None:
     """``/approve`` or ``/reject`` went through: that request leaves the bar too."""
     bar = _find_bar(app)
     if bar is None:
@@ -780,7 +776,7 @@ def request_decided(app: MessengerApp, chat_name: str, login: str) -> None:
             bar.forget(request)
 
 
-def connected(app: MessengerApp) -> None:
+def connected(app: Host) -> None:
     """The stream is (back) online: load the pending join requests of owned chats."""
     if app.main is None or app.client is None or app.store is None:
         return
@@ -788,7 +784,7 @@ def connected(app: MessengerApp) -> None:
     app.run_worker(_load_requests(app), group="join-requests", exclusive=True)
 
 
-async def _load_requests(app: MessengerApp) -> None:
+async def _load_requests(app: Host) -> None:
     client = app.client
     if client is None or app.main is None:
         return
@@ -802,13 +798,13 @@ async def _load_requests(app: MessengerApp) -> None:
         _bar_of(app).replace(pending)
 
 
-def _current_chat(app: MessengerApp) -> Chat | None:
+def _current_chat(app: Host) -> Chat | None:
     if app.main is None or app.store is None or app.main.current_chat is None:
         return None
     return app.store.chats.get(app.main.current_chat)
 
 
-def _need_group(app: MessengerApp, owner: bool) -> Chat | None:
+def _need_group(app: Host, owner: bool) -> Chat | None:
     chat = _current_chat(app)
     me = app.store.me if app.store is not None else ""
     if chat is None or chat.kind != "group":
@@ -820,19 +816,19 @@ def _need_group(app: MessengerApp, owner: bool) -> Chat | None:
     return chat
 
 
-def show_new_chat(app: MessengerApp) -> None:
+def show_new_chat(app: Host) -> None:
     """The "New chat" dialog."""
     if app.client is not None:
         app.push_screen(NewChatScreen(app.client))
 
 
-def show_join(app: MessengerApp) -> None:
+def show_join(app: Host) -> None:
     """The "Join a chat" dialog."""
     if app.client is not None:
         app.push_screen(JoinScreen(app.client))
 
 
-def show_invite(app: MessengerApp) -> None:
+def show_invite(app: Host) -> None:
     """Invite someone to the open group chat (owner)."""
     chat = _need_group(app, owner=True)
     if chat is not None and app.client is not None and app.store is not None:
@@ -840,27 +836,27 @@ def show_invite(app: MessengerApp) -> None:
         app.push_screen(InviteScreen(app.client, chat, logins))
 
 
-def show_links(app: MessengerApp) -> None:
+def show_links(app: Host) -> None:
     """Invite links of the open group chat (owner)."""
     chat = _need_group(app, owner=True)
     if chat is not None and app.client is not None:
         app.push_screen(LinksScreen(app.client, chat))
 
 
-def show_members(app: MessengerApp) -> None:
+def show_members(app: Host) -> None:
     """Members of the open chat."""
     chat = _current_chat(app)
     if chat is not None and app.client is not None and app.store is not None:
         app.push_screen(MembersScreen(app.client, chat, app.store.me))
 
 
-def show_requests(app: MessengerApp) -> None:
+def show_requests(app: Host) -> None:
     """Pending join requests of every chat the user owns."""
     if app.client is not None and app.store is not None:
         app.push_screen(JoinRequestsScreen(*_owned(app)))
 
 
-def group_actions(app: MessengerApp) -> list[Action]:
+def group_actions(app: Host) -> list[Action]:
     """Command-palette entries for group chats."""
     return [
         ("New chat…", "Create a private group chat you own", lambda: show_new_chat(app)),

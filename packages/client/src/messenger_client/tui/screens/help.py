@@ -70,11 +70,10 @@ def _binding_rows(
 def help_rows(app: App[Any], keymap: Mapping[str, str] | None = None) -> list[HelpRow]:
     """Every command (from :data:`slash.COMMANDS`) and key (from the bindings, after the
     user's keymap) as rows of the help screen."""
-    from ..app import MessengerApp
     from .main import MainScreen
 
     classes: dict[str, Sequence[BindingType]] = {
-        "MessengerApp": MessengerApp.BINDINGS,
+        "MessengerApp": type(app).BINDINGS,
         "MainScreen": MainScreen.BINDINGS,
         "MessageView": MessageView.BINDINGS,
         "ChatList": ChatList.BINDINGS,

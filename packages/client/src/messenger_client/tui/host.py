@@ -1,0 +1,46 @@
+"""The app as its screens, widgets and helpers know it.
+
+They import this module, never the app module (an import contract in pyproject.toml
+says so): :class:`Host` names what they may use of the app -- the session's client,
+the store, the main screen and a few calls -- and :class:`~messenger_client.tui.app.
+MessengerApp` is the one class that provides it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import App
+
+from .robust import Guarded
+
+if TYPE_CHECKING:
+    from .. import commands as slash
+    from ..api import Client
+    from .screens.main import MainScreen
+    from .store import ChatStore
+
+__all__ = ["Host"]
+
+
+class Host(Guarded, App[None]):
+    """What screens and widgets may use of the app (the app module subclasses it)."""
+
+    client: Client | None
+    """The logged-in session's client (None while logged out)."""
+    store: ChatStore | None
+    """What the session knows: chats, timelines, users."""
+    main: MainScreen | None
+    """The main screen of the session."""
+
+    def open_chat(self, chat_id: int, *, connect: bool = False) -> None:
+        """Show a chat (and bring it up to date)."""
+        raise NotImplementedError
+
+    def refresh_chat_list(self) -> None:
+        """Redraw the chat list from the store."""
+        raise NotImplementedError
+
+    def run_command(self, parsed: slash.ParsedCommand, chat_id: int) -> None:
+        """Do what a composer line asks, in ``chat_id``."""
+        raise NotImplementedError
