@@ -498,3 +498,34 @@ async def test_a_banned_user_may_not_edit_react_or_pin_but_may_delete(
             refused = await _refused(attempt)
             assert refused.code == ErrorCode.BANNED and refused.until is not None
         assert (await alice.delete_message(message.id)).deleted_at is not None
+
+
+async def test_a_reply_shows_no_quote_of_an_original_that_disappeared_for_the_reader(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Visibility: the quote of a reply carries the original's first line only to readers
+    who may still see the original; for the others it reads as gone (``deleted``)."""
+    clock = tmp_path / "clock"
+    clock.write_text(repr(T0))
+    srv = server_factory(clock_file=clock, args=["--message-ttl", "5"])
+    async with (
+        _client(srv, "alice") as alice,
+        _client(srv, "bob") as bob,
+        _client(srv, "carol") as carol,
+    ):
+        async with SseReader(srv.url, _token(bob)) as events:
+            original = await alice.send(1, "the plan")  # only bob is online
+            srv.set_time(T0 + 4)
+            reply = await bob.send(1, "agreed", reply_to=original.id)
+            srv.set_time(T0 + 100)
+            await events.take(2, lambda e: isinstance(e, MessageDeleted))
+        # alice (its author) had the original until T0+5; the reply waited for her
+        mine = {m.id: m for m in (await alice.history(1)).messages}
+        assert original.id not in mine and reply.id in mine
+        gone = mine[reply.id].reply_to
+        assert gone is not None and (gone.id, gone.deleted, gone.text) == (original.id, True, "")
+        # carol was offline for both: she still has the original, and its quote
+        hers = {m.id: m for m in (await carol.history(1)).messages}
+        assert original.id in hers
+        quote = hers[reply.id].reply_to
+        assert quote is not None and (quote.text, quote.deleted) == ("the plan", False)

@@ -33,6 +33,7 @@ from messenger_protocol import (
     Chat,
     Message,
     MessageDeleted,
+    Quote,
     Unread,
     UnreadChat,
 )
@@ -137,12 +138,37 @@ class Visibility:
         if not self.enabled or not messages:
             return messages
         now = self.clock.now()
-        alive, fresh = await self.store.read(
-            lambda tx: self._split(retention_queries(tx), user_id, messages, now)
-        )
+
+        def unit(tx: Tx) -> tuple[list[Message], list[int]]:
+            queries = retention_queries(tx)
+            alive, fresh = self._split(queries, user_id, messages, now)
+            return self._quotes_alive(tx, queries, user_id, alive, now), fresh
+
+        alive, fresh = await self.store.read(unit)
         if fresh:
             await self._delivered(user_id, fresh, now)
         return alive
+
+    def _quotes_alive(
+        self, tx: Tx, queries: RetentionQueries, user_id: int, messages: list[Message], now: float
+    ) -> list[Message]:
+        """The messages with the quote of each reply whose original disappeared for the
+        user emptied (as for a deleted one): what disappeared stays disappeared."""
+        quoted = {
+            m.reply_to.id for m in messages if m.reply_to is not None and not m.reply_to.deleted
+        }
+        if not quoted:
+            return messages
+        originals = [o for i in sorted(quoted) if (o := tx.message(i)) is not None]
+        still = {o.id for o in self._split(queries, user_id, originals, now)[0]}
+        out: list[Message] = []
+        for m in messages:
+            quote = m.reply_to
+            if quote is not None and not quote.deleted and quote.id not in still:
+                gone = Quote(id=quote.id, author=quote.author, deleted=True)
+                m = msgspec.structs.replace(m, reply_to=gone)
+            out.append(m)
+        return out
 
     async def visible_one(self, user_id: int, message: Message) -> Message:
         """The message if the user may still see it; ``forbidden`` (as for a stranger) if not."""
