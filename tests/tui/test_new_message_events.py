@@ -1,0 +1,41 @@
+"""Issue 12: the TUI takes the new events of edits, deletions, reactions and pins in its
+stride (their screens come later): nothing crashes, the chats stay as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from messenger_client.cache import Cache
+from messenger_client.tui.store import ChatStore
+from messenger_protocol import (
+    Chat,
+    Message,
+    MessageCreated,
+    MessageDeleted,
+    MessageEdited,
+    PinChanged,
+    Reaction,
+    ReactionChanged,
+)
+
+
+def test_new_message_events_change_no_chat_and_raise_nothing(tmp_path: Path) -> None:
+    store = ChatStore(me="alice", cache=Cache(tmp_path / "c.sqlite3"))
+    store.set_chats([Chat(id=1, kind="general", name="general")])
+    message = Message(id=7, chat_id=1, author="bob", text="hi", created_at=1.0)
+    store.apply(MessageCreated(message))
+    before = store.sorted_chats()
+    edited = Message(id=7, chat_id=1, author="bob", text="hello", created_at=1.0, edited_at=2.0)
+    thumbs = [Reaction(emoji="👍", count=1, users=["alice"])]
+    for event in (
+        MessageEdited(message=edited),
+        ReactionChanged(chat_id=1, message_id=7, emoji="👍", login="alice", added=True,
+                        reactions=thumbs),
+        PinChanged(chat_id=1, message_id=7, pinned=True, by="alice"),
+        MessageDeleted(chat_id=1, message_id=7,
+                       tombstone=Message(id=7, chat_id=1, author="bob", text="",
+                                         created_at=1.0, deleted_at=3.0)),
+    ):  # fmt: skip
+        change = store.apply(event)
+        assert not change.chats
+    assert store.sorted_chats() == before
