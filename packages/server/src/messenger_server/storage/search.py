@@ -49,13 +49,16 @@ class SqlSearchQueries:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any]]:
-        """Dialect hook: the FROM addition, the WHERE clause and its arguments."""
+    def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any], str]:
+        """Dialect hook: the FROM addition, the WHERE clause, its arguments, and the id
+        column to page and order by (FTS5 hands its matches out newest first when asked
+        for its own rowid in descending order: no sort of every match)."""
         parts = [f'"{w}"' for w in query.words] + [f'"{" ".join(p)}"' for p in query.phrases]
         return (
             " JOIN messages_fts f ON f.rowid = m.id",
             "messages_fts MATCH ?",
             [" ".join(parts)],
+            "f.rowid",
         )
 
     def search(
@@ -69,8 +72,9 @@ class SqlSearchQueries:
         ]
         args: list[Any] = [user_id]
         source = MESSAGE_FROM
+        order = "m.id"
         if query.has_text:
-            join, clause, match_args = self._match(query)
+            join, clause, match_args, order = self._match(query)
             source += join
             where.append(clause)
             args += match_args
@@ -89,11 +93,11 @@ class SqlSearchQueries:
         if query.has_file:
             where.append("EXISTS (SELECT 1 FROM message_files mf WHERE mf.message_id = m.id)")
         if before is not None:
-            where.append("m.id < ?")
+            where.append(f"{order} < ?")
             args.append(before)
         rows = self.conn.execute(
             f"SELECT {MESSAGE_COLUMNS} FROM {source} WHERE {' AND '.join(where)}"
-            " ORDER BY m.id DESC LIMIT ?",
+            f" ORDER BY {order} DESC LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [message_row(r) for r in rows]
@@ -102,7 +106,7 @@ class SqlSearchQueries:
 class PgSearchQueries(SqlSearchQueries):
     """:class:`SearchQueries` on PostgreSQL: ``tsv @@ tsquery`` (GIN index)."""
 
-    def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any]]:
+    def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any], str]:
         parts: list[str] = []
         args: list[Any] = []
         if query.words:
@@ -111,7 +115,7 @@ class PgSearchQueries(SqlSearchQueries):
         for phrase in query.phrases:
             parts.append("phraseto_tsquery('simple', ?)")
             args.append(" ".join(phrase))
-        return "", f"m.tsv @@ ({' && '.join(parts)})", args
+        return "", f"m.tsv @@ ({' && '.join(parts)})", args, "m.id"
 
 
 def search_queries(tx: Tx) -> SearchQueries:

@@ -1,0 +1,304 @@
+"""Search benchmark (issue 12): a query over 1,000,000 messages answers in <= 50 ms p99
+server-side; the search index lowers send throughput by at most 10 %.
+
+    uv run python bench/search.py [--messages 1000000] [--repeats 200] [--save FILE]
+
+SQLite. A real server registers two users and makes 20 group chats (the reader is in 10
+of them, so half of what the index holds is not theirs to find), then the data dir is
+filled with N messages straight into the database, spread over the general chat and the
+groups, each 4 to 16 words drawn from a Zipf-like vocabulary of 20,000 words; the FTS5
+triggers index them as they go in (``fill_s``). Then:
+
+* the storage query in-process (``search_queries(tx).search``), per kind of query: a
+  common word, a rare word, two words, a phrase, a word in one chat, a word from one
+  author, an operator alone, and the second page of a common word;
+* the whole request (``GET /api/v1/search``) over a keep-alive connection to the server;
+* send throughput: 8 senders posting to group chats through the server, with the index
+  (the triggers) and without it (triggers dropped), after one warm-up run, four runs of
+  each in ABBA order, so a trend in the machine's load hits both the same way.
+
+Messages do not disappear here (``--message-ttl 0``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from _common import ServerProcess, http_request, percentile, save
+
+from messenger_protocol import parse_search
+from messenger_server.storage import SqliteStore, Tx
+from messenger_server.storage.search import SearchFilter, search_queries
+
+VOCABULARY = 20_000
+GROUPS = 20
+SENDERS = 8
+SENDS_PER_SENDER = 150
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+
+
+def _vocabulary(rng: random.Random) -> list[str]:
+    words: set[str] = set()
+    while len(words) < VOCABULARY:
+        words.add("".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))))
+    return sorted(words, key=lambda w: rng.random())
+
+
+def _weights() -> list[float]:
+    return [1.0 / (rank + 1) for rank in range(VOCABULARY)]
+
+
+def fill(db: Path, count: int, chats: list[int], authors: list[int], words: list[str]) -> None:
+    """Insert ``count`` messages (4-16 Zipf words each) round the chats; triggers index them."""
+    rng = random.Random(7)
+    conn = sqlite3.connect(db)
+    weights = _weights()
+    now = time.time() - count * 0.001
+    batch = 20_000
+    for start in range(0, count, batch):
+        n = min(count, start + batch) - start
+        drawn = rng.choices(words, weights, k=n * 10)
+        rows = []
+        for i in range(n):
+            length = rng.randint(4, 16)
+            text = " ".join(drawn[i * 10 : i * 10 + length])
+            chat = chats[(start + i) % len(chats)]
+            rows.append(
+                (chat, authors[(start + i) % len(authors)], text, now + (start + i) * 0.001)
+            )
+        conn.executemany(
+            "INSERT INTO messages (chat_id, author_id, text, created_at) VALUES (?, ?, ?, ?)", rows
+        )
+        conn.commit()
+    conn.execute(
+        "UPDATE chats SET last_message_id = (SELECT max(id) FROM messages m"
+        " WHERE m.chat_id = chats.id), last_message_at = ?",
+        (time.time(),),
+    )
+    conn.commit()
+    conn.close()
+
+
+def queries(words: list[str]) -> dict[str, str]:
+    """One query of each kind (the words by rank: 0 is the most common)."""
+    return {
+        "common_word": words[3],
+        "rare_word": words[15_000],
+        "mid_word": words[400],
+        "two_words": f"{words[5]} {words[60]}",
+        "phrase": f'"{words[0]} {words[1]}"',
+        "word_in_chat": f"{words[50]} in:g2",
+        "word_from_author": f"{words[50]} from:writer",
+        "operator_only": "from:writer in:g4",
+    }
+
+
+async def store_query(
+    store: SqliteStore, user_id: int, qs: dict[str, str], repeats: int
+) -> dict[str, float]:
+    """The storage search in-process, per query kind: p50 and p99 in ms."""
+    await store.open()
+    results: dict[str, float] = {}
+    every: list[float] = []
+    try:
+        names = await store.read(
+            lambda tx: {tx.chat(c).name: c for c in tx.chat_ids_of(user_id) if tx.chat(c)}  # type: ignore[union-attr]
+        )
+        writer = await store.read(lambda tx: tx.user_by_login("writer"))
+        assert writer is not None
+        for kind, text in qs.items():
+            parsed = parse_search(text)
+            found = SearchFilter(
+                parsed,
+                chat_id=names.get(parsed.in_chat or ""),
+                author_id=writer.id if parsed.from_login else None,
+            )
+            times: list[float] = []
+            hits = 0
+            for _ in range(repeats):
+
+                def unit(tx: Tx, f: SearchFilter = found) -> int:
+                    return len(search_queries(tx).search(user_id, f, None, 21))
+
+                t0 = time.perf_counter()
+                hits = await store.read(unit)
+                times.append((time.perf_counter() - t0) * 1000)
+            every += times
+            results[f"store_{kind}_p50_ms"] = percentile(times, 50)
+            results[f"store_{kind}_p99_ms"] = percentile(times, 99)
+            results[f"store_{kind}_hits"] = hits
+    finally:
+        await store.close()
+    results["store_all_p99_ms"] = percentile(every, 99)
+    return results
+
+
+async def _request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes = b""
+) -> tuple[int, bytes]:
+    writer.write(head + body)
+    raw = await reader.readuntil(b"\r\n\r\n")
+    length = int(raw.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return int(raw.split(b" ", 2)[1]), await reader.readexactly(length)
+
+
+async def http_query(
+    srv: ServerProcess, token: str, qs: dict[str, str], repeats: int
+) -> dict[str, float]:
+    """``GET /api/v1/search`` round trips over one keep-alive connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    times: list[float] = []
+    try:
+        for _ in range(repeats):
+            for text in qs.values():
+                head = (
+                    f"GET /api/v1/search?q={quote(text)} HTTP/1.1\r\nHost: b\r\n"
+                    f"Authorization: Bearer {token}\r\n\r\n"
+                ).encode()
+                t0 = time.perf_counter()
+                status, body = await _request(reader, writer, head)
+                times.append((time.perf_counter() - t0) * 1000)
+                assert status == 200, body
+    finally:
+        writer.close()
+    return {"http_p50_ms": percentile(times, 50), "http_p99_ms": percentile(times, 99)}
+
+
+async def sends_per_second(srv: ServerProcess, token: str, chats: list[int]) -> float:
+    """Sends/s of SENDERS keep-alive senders, SENDS_PER_SENDER each, to group chats."""
+
+    async def sender(n: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        try:
+            for i in range(SENDS_PER_SENDER):
+                chat = chats[(n + i) % len(chats)]
+                body = json.dumps({"text": f"bench send {n} {i} quick brown fox"}).encode()
+                head = (
+                    f"POST /api/v1/chats/{chat}/messages HTTP/1.1\r\nHost: b\r\n"
+                    f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                status, answer = await _request(reader, writer, head, body)
+                assert status == 200, answer
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(sender(n) for n in range(SENDERS)))
+    return SENDERS * SENDS_PER_SENDER / (time.perf_counter() - t0)
+
+
+_TRIGGERS = [
+    "messages_fts_insert AFTER INSERT ON messages BEGIN"
+    " INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text); END",
+    "messages_fts_delete AFTER DELETE ON messages BEGIN INSERT INTO messages_fts"
+    " (messages_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+    "messages_fts_update AFTER UPDATE OF text ON messages BEGIN INSERT INTO messages_fts"
+    " (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    " INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text); END",
+]
+
+
+def set_index(db: Path, on: bool) -> None:
+    """Create or drop the triggers that keep the FTS5 index in step (the server is stopped)."""
+    conn = sqlite3.connect(db)
+    for trigger in _TRIGGERS:
+        name = trigger.split(" ", 1)[0]
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        if on:
+            conn.execute(f"CREATE TRIGGER {trigger}")
+    conn.commit()
+    conn.close()
+
+
+async def _post(srv: ServerProcess, path: str, token: str, body: dict[str, Any]) -> Any:
+    status, raw = await http_request(
+        "127.0.0.1", srv.port, "POST", path, json.dumps(body).encode(), token
+    )
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+async def run(count: int, repeats: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        srv = ServerProcess(data, args=["--log-level", "WARNING", "--message-ttl", "0"])
+        srv.start()
+        reader = await _post(
+            srv, "/api/v1/auth/register", "", {"login": "reader", "password": "benchmark"}
+        )
+        writer = await _post(
+            srv, "/api/v1/auth/register", "", {"login": "writer", "password": "benchmark"}
+        )
+        groups: list[int] = []
+        for n in range(GROUPS):
+            owner = reader if n % 2 == 0 else writer
+            chat = await _post(srv, "/api/v1/chats", owner["token"], {"name": f"g{n}"})
+            if owner is reader:
+                await _post(
+                    srv, f"/api/v1/chats/{chat['id']}/members", reader["token"], {"login": "writer"}
+                )
+            groups.append(chat["id"])
+        srv.stop()
+        words = _vocabulary(random.Random(1))
+        t0 = time.perf_counter()
+        fill(data / "messenger.db", count, [1, *groups], [1, 2], words)
+        results: dict[str, Any] = {"messages": count, "fill_s": time.perf_counter() - t0}
+        results["load_before"] = os.getloadavg()[0]
+        qs = queries(words)
+        results |= await store_query(SqliteStore.in_dir(data), 1, qs, repeats)
+        srv.start()
+        try:
+            results |= await http_query(srv, reader["token"], qs, max(1, repeats // 4))
+        finally:
+            srv.stop()
+        own = groups[0::2]  # the reader's groups
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        # a warm-up run (not counted), then ABBA ABBA: a trend in the load hits both alike
+        for n, on in enumerate((True, True, False, False, True, False, True, True, False)):
+            set_index(data / "messenger.db", on)
+            srv.start()
+            try:
+                rate = await sends_per_second(srv, reader["token"], own)
+                if n > 0:
+                    rates[on].append(rate)
+            finally:
+                srv.stop()
+        set_index(data / "messenger.db", True)
+        with_index = sum(rates[True]) / len(rates[True])
+        without = sum(rates[False]) / len(rates[False])
+        results |= {
+            "sends_per_s_with_index": with_index,
+            "sends_per_s_without_index": without,
+            "send_cost_of_index_pct": 100.0 * (1 - with_index / without),
+            "sends_per_s_runs": {"with": rates[True], "without": rates[False]},
+            "load_after": os.getloadavg()[0],
+        }
+        return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--save", type=Path)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.messages, args.repeats))
+    for key, value in results.items():
+        print(f"  {key:36} {value:10.3f}" if isinstance(value, float) else f"  {key:36} {value}")
+    if args.save:
+        save(args.save, results)
+
+
+if __name__ == "__main__":
+    main()
