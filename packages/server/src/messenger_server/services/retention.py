@@ -121,16 +121,26 @@ class Visibility:
 
     def audience(self, tx: Tx, message: Message) -> list[int] | None:
         """Inside a unit: the members who may still see ``message`` (news of it goes to
-        them alone), or None when messages do not disappear (the whole chat)."""
+        them alone), or None when every member may (the whole chat: one event), as when
+        messages do not disappear. Two queries, whatever the size of the chat."""
         if not self.enabled:
             return None
         now = self.clock.now()
-        queries = retention_queries(tx)
-        return [
-            user_id
-            for user_id in tx.member_ids(message.chat_id)
-            if self._split(queries, user_id, [message], now)[0]
-        ]
+        rows = retention_queries(tx).recipients(message.id)
+        base_alive = message.created_at + self.ttl > now
+        members = tx.member_ids(message.chat_id)
+        alive: list[int] = []
+        for user_id in members:
+            row = rows.get(user_id)
+            if row is None:
+                ok = base_alive
+            elif row[1]:
+                ok = False
+            else:
+                ok = row[0] is None or row[0] + self.ttl > now
+            if ok:
+                alive.append(user_id)
+        return None if len(alive) == len(members) else alive
 
     async def visible(self, user_id: int, messages: list[Message]) -> list[Message]:
         """The messages the user may still see, with when they disappear for them; those

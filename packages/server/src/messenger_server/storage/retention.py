@@ -36,6 +36,10 @@ class RetentionQueries(Protocol):
         """``(delivered_at, expired)`` of the user's delivery rows of these messages."""
         ...
 
+    def recipients(self, message_id: int) -> dict[int, tuple[float | None, bool]]:
+        """``(delivered_at, expired)`` of every delivery row of one message, by user id."""
+        ...
+
     def mark_delivered(self, user_id: int, message_ids: list[int] | None, now: float) -> None:
         """The user got these messages (None: every message still waiting for them) now."""
         ...
@@ -124,6 +128,14 @@ class SqlRetentionQueries:
             "SELECT message_id, delivered_at, expired FROM deliveries"
             f" WHERE user_id = ? AND message_id IN ({marks(len(message_ids))})",
             (user_id, *message_ids),
+        ).fetchall()
+        return {r[0]: (r[1], bool(r[2])) for r in rows}
+
+    def recipients(self, message_id: int) -> dict[int, tuple[float | None, bool]]:
+        """``(delivered_at, expired)`` of every delivery row of one message, by user id."""
+        rows = self.conn.execute(
+            "SELECT user_id, delivered_at, expired FROM deliveries WHERE message_id = ?",
+            (message_id,),
         ).fetchall()
         return {r[0]: (r[1], bool(r[2])) for r in rows}
 
