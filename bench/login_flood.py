@@ -87,6 +87,8 @@ async def run(
             args += ["--login-failures-per-address", "1000000000"]
         if hash_concurrency is not None:
             args += ["--login-hash-concurrency", str(hash_concurrency)]
+        # The default argon2id cost (the tests' servers hash at the cheapest one).
+        args += ["--argon2-time-cost", "3", "--argon2-memory-kib", "65536"]
         srv = ServerProcess(Path(tmp) / "data", args=args)
         srv.start()
         try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from messenger_protocol import limits
+from messenger_server.storage import store_for
 from tests.support.server import ServerProcess
 from tests.support.wire import call, register, send
 
@@ -146,3 +149,23 @@ async def test_openapi_and_health(server: ServerProcess) -> None:
     assert doc.status_code == 200
     assert doc.json()["openapi"] == "3.1.0"
     assert "/api/v1/chats/{chat_id}/messages" in doc.json()["paths"]
+
+
+async def test_password_hashes_take_the_configured_argon2_cost(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """``argon2_time_cost``/``argon2_memory_kib`` are the cost of every stored hash (the
+    suite's servers run at the cheapest one; a deployment at OWASP's default)."""
+    server = server_factory(
+        env={"MESSENGER_ARGON2_TIME_COST": "2", "MESSENGER_ARGON2_MEMORY_KIB": "2048"}
+    )
+    await register(server.url, "alice")
+    server.stop()
+    store = store_for(server.store_url, server.data_dir)
+    await store.open()
+    try:
+        user = await store.read(lambda tx: tx.user_by_login("alice"))
+    finally:
+        await store.close()
+    assert user is not None
+    assert user.password_hash.startswith("$argon2id$v=19$m=2048,t=2,")

@@ -36,7 +36,7 @@ async def call(
     headers = dict(kwargs.pop("headers", {}))
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=WAIT) as client:
         return await client.request(method, path, json=json, headers=headers, **kwargs)
 
 

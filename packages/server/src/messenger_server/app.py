@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from argon2 import PasswordHasher
+
 from messenger_protocol import (
     ENDPOINTS,
     AnyEndpoint,
@@ -188,6 +190,9 @@ def build_services(
         store, events, clock, throttle, admins=settings.admins,
         history_on_connect=settings.history_on_connect,
         hash_concurrency=settings.login_hash_concurrency,
+        hasher=PasswordHasher(
+            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+        ),
         session_idle_timeout=settings.session_idle_timeout,
         session_max_age=settings.session_max_age, message_ttl=settings.message_ttl,
         cache_sessions=is_local_bus(settings.bus),

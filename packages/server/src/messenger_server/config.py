@@ -254,6 +254,13 @@ class Settings:
     login_hash_concurrency: int = _setting(
         limits.LOGIN_HASH_CONCURRENCY, _int(1, 64), "password hashes computed at once"
     )
+    argon2_time_cost: int = _setting(
+        3, _int(1, 10), "argon2id passes per password hash (3 with 64 MiB is OWASP's "
+        "choice; less only where passwords don't matter, such as tests)"
+    )  # fmt: skip
+    argon2_memory_kib: int = _setting(
+        65536, _int(1024, 4_194_304), "argon2id memory per password hash, in KiB"
+    )
     session_idle_timeout: int = _setting(
         limits.SESSION_IDLE_SECONDS, _int(60), "seconds unused before a session expires"
     )
