@@ -529,3 +529,46 @@ async def test_a_reply_shows_no_quote_of_an_original_that_disappeared_for_the_re
         assert original.id in hers
         quote = hers[reply.id].reply_to
         assert quote is not None and (quote.text, quote.deleted) == ("the plan", False)
+
+
+async def test_the_library_stream_of_a_device_that_was_offline_brings_each_change_once(
+    server: ServerProcess,
+) -> None:
+    """Issue 12 item 7 through the client library's own event stream: a second device
+    of bob's, offline while alice edited, deleted, reacted and pinned, resumes from its
+    last event id and gets each of those changes once, decoded as typed events."""
+    async with (
+        _client(server, "alice") as alice,
+        _client(server, "bob") as bob,
+        _client(server, "bob", new=False) as tablet,
+    ):
+        group = await alice.create_chat("team")
+        await alice.invite(group.id, "bob")
+        first = await bob.send(group.id, "one")
+        second = await bob.send(group.id, "two")
+        assert tablet.session is not None
+        offline_at = tablet.session.last_event_id
+        await bob.edit(first.id, "one, edited")
+        await alice.react(first.id, "👍")
+        await alice.pin(first.id)
+        await bob.delete_message(second.id)
+        end = await alice.send(group.id, "the end")
+        seen: list[Event] = []
+        stream = tablet.events(offline_at)
+        try:
+            async with asyncio.timeout(30):
+                async for item in stream:
+                    if isinstance(item, MessageCreated) and item.message.id == end.id:
+                        break
+                    if isinstance(item, ANNOTATIONS):
+                        seen.append(item)
+        finally:
+            await stream.aclose()
+    assert [type(e).__name__ for e in seen] == [
+        "MessageEdited", "ReactionChanged", "PinChanged", "MessageDeleted",
+    ]  # fmt: skip
+    edit, reaction, pin, gone = seen
+    assert isinstance(edit, MessageEdited) and edit.message.text == "one, edited"
+    assert isinstance(reaction, ReactionChanged) and reaction.reactions[0].users == ["alice"]
+    assert isinstance(pin, PinChanged) and pin.pinned and pin.by == "alice"
+    assert isinstance(gone, MessageDeleted) and gone.tombstone is not None
