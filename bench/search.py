@@ -2,20 +2,23 @@
 server-side; the search index lowers send throughput by at most 10 %.
 
     uv run python bench/search.py [--messages 1000000] [--repeats 200] [--save FILE]
+    uv run python bench/search.py --store postgresql://postgres@127.0.0.1:5432/postgres
 
-SQLite. A real server registers two users and makes 20 group chats (the reader is in 10
-of them, so half of what the index holds is not theirs to find), then the data dir is
-filled with N messages straight into the database, spread over the general chat and the
-groups, each 4 to 16 words drawn from a Zipf-like vocabulary of 20,000 words; the FTS5
-triggers index them as they go in (``fill_s``). Then:
+SQLite by default; with ``--store`` PostgreSQL (a throwaway schema, filled by COPY with
+the GIN index built afterwards; query latency only, no send runs). A real server
+registers two users and makes 20 group chats (the reader is in 10 of them, so half of
+what the index holds is not theirs to find), then the data dir is filled with N messages
+straight into the database, spread over the general chat and the groups, each 4 to 16
+words drawn from a Zipf-like vocabulary of 20,000 words; on SQLite the FTS5 triggers
+index them as they go in (``fill_s``). Then:
 
 * the storage query in-process (``search_queries(tx).search``), per kind of query: a
-  common word, a rare word, two words, a phrase, a word in one chat, a word from one
-  author, an operator alone, and the second page of a common word;
+  common, a middling and a rare word, two words, a phrase, a word in one chat, a word
+  from one author, operators alone;
 * the whole request (``GET /api/v1/search``) over a keep-alive connection to the server;
-* send throughput: 8 senders posting to group chats through the server, with the index
-  (the triggers) and without it (triggers dropped), after one warm-up run, four runs of
-  each in ABBA order, so a trend in the machine's load hits both the same way.
+* send throughput (SQLite): 8 senders posting to group chats through the server, with
+  the index (the triggers) and without it (triggers dropped), after one warm-up run,
+  four runs of each in ABBA BAAB order, so a trend in the machine's load hits both alike.
 
 Messages do not disappear here (``--message-ttl 0``).
 """
@@ -34,10 +37,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from _common import ServerProcess, http_request, percentile, save
+from _common import ServerProcess, bench_store, http_request, percentile, save
 
 from messenger_protocol import parse_search
-from messenger_server.storage import SqliteStore, Tx
+from messenger_server.storage import SqliteStore, Store, Tx
+from messenger_server.storage.postgres import PostgresStore
 from messenger_server.storage.search import SearchFilter, search_queries
 
 VOCABULARY = 20_000
@@ -89,6 +93,40 @@ def fill(db: Path, count: int, chats: list[int], authors: list[int], words: list
     conn.close()
 
 
+def fill_postgres(
+    url: str, count: int, chats: list[int], authors: list[int], words: list[str]
+) -> None:
+    """The same rows through COPY, the GIN index dropped meanwhile and built after."""
+    import psycopg
+
+    rng = random.Random(7)
+    weights = _weights()
+    now = time.time() - count * 0.001
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur:
+            cur.execute(b"DROP INDEX messages_tsv")
+            copy_sql = b"COPY messages (chat_id, author_id, text, created_at) FROM STDIN"
+            with cur.copy(copy_sql) as copy:
+                for start in range(0, count, 20_000):
+                    n = min(count, start + 20_000) - start
+                    drawn = rng.choices(words, weights, k=n * 10)
+                    for i in range(n):
+                        text = " ".join(drawn[i * 10 : i * 10 + rng.randint(4, 16)])
+                        k = start + i
+                        copy.write_row(
+                            (chats[k % len(chats)], authors[k % len(authors)], text,
+                             now + k * 0.001)
+                        )  # fmt: skip
+            cur.execute(b"CREATE INDEX messages_tsv ON messages USING GIN (tsv)")
+            cur.execute(
+                b"UPDATE chats SET last_message_id = (SELECT max(id) FROM messages m"
+                b" WHERE m.chat_id = chats.id)"
+            )
+        conn.commit()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(b"VACUUM ANALYZE messages")
+
+
 def queries(words: list[str]) -> dict[str, str]:
     """One query of each kind (the words by rank: 0 is the most common)."""
     return {
@@ -104,7 +142,7 @@ def queries(words: list[str]) -> dict[str, str]:
 
 
 async def store_query(
-    store: SqliteStore, user_id: int, qs: dict[str, str], repeats: int
+    store: Store, user_id: int, qs: dict[str, str], repeats: int
 ) -> dict[str, float]:
     """The storage search in-process, per query kind: p50 and p99 in ms."""
     await store.open()
@@ -229,71 +267,84 @@ async def _post(srv: ServerProcess, path: str, token: str, body: dict[str, Any])
     return json.loads(raw)
 
 
-async def run(count: int, repeats: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+async def run(count: int, repeats: int, store: str = "") -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, bench_store(store) as store_url:
         data = Path(tmp) / "data"
-        srv = ServerProcess(data, args=["--log-level", "WARNING", "--message-ttl", "0"])
+        env = {"MESSENGER_STORE": store_url} if store_url else None
+        srv = ServerProcess(data, args=["--log-level", "WARNING", "--message-ttl", "0"], env=env)
         srv.start()
-        reader = await _post(
-            srv, "/api/v1/auth/register", "", {"login": "reader", "password": "benchmark"}
-        )
-        writer = await _post(
-            srv, "/api/v1/auth/register", "", {"login": "writer", "password": "benchmark"}
-        )
+        account = {"password": "benchmark"}
+        reader = await _post(srv, "/api/v1/auth/register", "", {"login": "reader", **account})
+        writer = await _post(srv, "/api/v1/auth/register", "", {"login": "writer", **account})
         groups: list[int] = []
         for n in range(GROUPS):
             owner = reader if n % 2 == 0 else writer
             chat = await _post(srv, "/api/v1/chats", owner["token"], {"name": f"g{n}"})
             if owner is reader:
-                await _post(
-                    srv, f"/api/v1/chats/{chat['id']}/members", reader["token"], {"login": "writer"}
-                )
+                path = f"/api/v1/chats/{chat['id']}/members"
+                await _post(srv, path, reader["token"], {"login": "writer"})
             groups.append(chat["id"])
         srv.stop()
         words = _vocabulary(random.Random(1))
         t0 = time.perf_counter()
-        fill(data / "messenger.db", count, [1, *groups], [1, 2], words)
-        results: dict[str, Any] = {"messages": count, "fill_s": time.perf_counter() - t0}
-        results["load_before"] = os.getloadavg()[0]
+        if store_url:
+            fill_postgres(store_url, count, [1, *groups], [1, 2], words)
+        else:
+            fill(data / "messenger.db", count, [1, *groups], [1, 2], words)
+        results: dict[str, Any] = {
+            "store": "postgresql" if store_url else "sqlite",
+            "messages": count,
+            "fill_s": time.perf_counter() - t0,
+            "load_before": os.getloadavg()[0],
+        }
         qs = queries(words)
-        results |= await store_query(SqliteStore.in_dir(data), 1, qs, repeats)
+        opened: Store = PostgresStore(store_url) if store_url else SqliteStore.in_dir(data)
+        results |= await store_query(opened, 1, qs, repeats)
         srv.start()
         try:
             results |= await http_query(srv, reader["token"], qs, max(1, repeats // 4))
         finally:
             srv.stop()
-        own = groups[0::2]  # the reader's groups
-        rates: dict[bool, list[float]] = {True: [], False: []}
-        # a warm-up run (not counted), then ABBA ABBA: a trend in the load hits both alike
-        for n, on in enumerate((True, True, False, False, True, False, True, True, False)):
-            set_index(data / "messenger.db", on)
-            srv.start()
-            try:
-                rate = await sends_per_second(srv, reader["token"], own)
-                if n > 0:
-                    rates[on].append(rate)
-            finally:
-                srv.stop()
-        set_index(data / "messenger.db", True)
-        with_index = sum(rates[True]) / len(rates[True])
-        without = sum(rates[False]) / len(rates[False])
-        results |= {
-            "sends_per_s_with_index": with_index,
-            "sends_per_s_without_index": without,
-            "send_cost_of_index_pct": 100.0 * (1 - with_index / without),
-            "sends_per_s_runs": {"with": rates[True], "without": rates[False]},
-            "load_after": os.getloadavg()[0],
-        }
+        if not store_url:
+            results |= await _send_runs(srv, data, reader["token"], groups[0::2])
+        results["load_after"] = os.getloadavg()[0]
         return results
+
+
+async def _send_runs(srv: ServerProcess, data: Path, token: str, own: list[int]) -> dict[str, Any]:
+    """Send throughput with and without the FTS5 triggers (SQLite)."""
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    # a warm-up run (not counted), then ABBA BAAB: a trend in the load hits both alike
+    for n, on in enumerate((True, True, False, False, True, False, True, True, False)):
+        set_index(data / "messenger.db", on)
+        srv.start()
+        try:
+            rate = await sends_per_second(srv, token, own)
+            if n > 0:
+                rates[on].append(rate)
+        finally:
+            srv.stop()
+    set_index(data / "messenger.db", True)
+    with_index = sum(rates[True]) / len(rates[True])
+    without = sum(rates[False]) / len(rates[False])
+    return {
+        "sends_per_s_with_index": with_index,
+        "sends_per_s_without_index": without,
+        "send_cost_of_index_pct": 100.0 * (1 - with_index / without),
+        "sends_per_s_runs": {"with": rates[True], "without": rates[False]},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument(
+        "--store", default="", help="postgresql://… to run on PostgreSQL (a throwaway schema)"
+    )
     parser.add_argument("--save", type=Path)
     args = parser.parse_args()
-    results = asyncio.run(run(args.messages, args.repeats))
+    results = asyncio.run(run(args.messages, args.repeats, args.store))
     for key, value in results.items():
         print(f"  {key:36} {value:10.3f}" if isinstance(value, float) else f"  {key:36} {value}")
     if args.save:
