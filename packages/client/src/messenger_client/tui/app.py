@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import msgspec
 from textual import on, work
@@ -51,6 +51,7 @@ from ..outbox import Outbox
 from .commands import ChatsProvider, MessengerCommands
 from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
+from .reading import ChatReader
 from .robust import describe_error, report_failure, session_over_reason
 from .screens.admin import AdminScreen
 from .screens.groups import connected as groups_connected
@@ -60,7 +61,7 @@ from .screens.login import LoginScreen
 from .screens.main import MainScreen
 from .screens.output import OutputScreen
 from .screens.status import StatusScreen
-from .store import PAGE_SIZE, Change, ChatStore
+from .store import Change, ChatStore
 from .threads import thread_event
 from .widgets.attachments import AttachmentClicked, attach_to_chat, show_attachments
 from .widgets.chat_list import ChatList
@@ -72,10 +73,6 @@ from .widgets.users_panel import UsersPanel
 __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
 
 log = logging.getLogger(__name__)
-
-LATEST_PAGE = 50
-"""Messages fetched from the server when a chat is opened (older ones load on scroll);
-on connect the server's ``history_on_connect`` instead."""
 
 
 @dataclass
@@ -153,10 +150,7 @@ class MessengerApp(Host):
         self.stream: EventStream | None = None
         self.connection = ConnectionState("connecting")
         self.outbox: Outbox | None = None
-        self._marked: dict[int, int] = {}
-        self._chats_fresh = False
-        """The server's chat list (unread counts, read cursors) arrived since connecting:
-        until then nothing is marked read (the cached counts may be old)."""
+        self.reader = ChatReader(self)
 
     # --- start and session ------------------------------------------------------
 
@@ -219,7 +213,7 @@ class MessengerApp(Host):
             cache = None
         # /search falls back to the cache while the server is out of reach
         self.runner = slash.CommandRunner(client, downloads=self.config.dirs.downloads, cache=cache)
-        self.store = ChatStore(me=login, cache=cache, focused=self._reading)
+        self.store = ChatStore(me=login, cache=cache, focused=self.reader.reading)
         self.store.load_cached()
         self.main = MainScreen(login, self._complete, tz=self.options.tz)
         self.main.view.disappears_at = self._disappears_at
@@ -228,7 +222,7 @@ class MessengerApp(Host):
             self.store,
             on_refused=self._send_refused,
             on_session_expired=lambda exc: self._session_over(session_over_reason(exc)),
-            on_sent=lambda pending, message: self._maybe_mark_read(),
+            on_sent=lambda pending, message: self.reader.mark_shown(),
         )
         if isinstance(self.screen, LoginScreen):
             self.switch_screen(self.main)
@@ -278,9 +272,9 @@ class MessengerApp(Host):
     async def _resume_session(self) -> None:
         """A session resumed from a saved token learns what a login tells: its id (so a
         logout elsewhere ends only that one), admin or not (F3), the server's settings."""
-        await self._session()
+        await self.known_session()
 
-    async def _session(self) -> Session | None:
+    async def known_session(self) -> Session | None:
         """This session as a login answers it; asked of the server once when resumed
         from a saved token (None while that cannot be known)."""
         client = self.client
@@ -319,7 +313,7 @@ class MessengerApp(Host):
         elif state.state in ("offline", "reconnecting"):
             if self.outbox is not None:
                 self.outbox.online.clear()
-            self._chats_fresh = False
+            self.reader.chats_fresh = False
         if state.state in ("connected", "offline"):
             self._refresh_people()
 
@@ -354,7 +348,7 @@ class MessengerApp(Host):
         if change.notice:
             self.notify(change.notice)
         if change.timeline is not None and change.timeline == main.current_chat:
-            self._maybe_mark_read()
+            self.reader.mark_shown()
         message = change.new_message
         if message is not None:
             self._notify_message(message)
@@ -380,7 +374,7 @@ class MessengerApp(Host):
         chat = store.chats.get(message.chat_id)
         mentioned = f"@{store.me}" in message.text
         direct = chat is not None and chat.kind == "direct"
-        if not (direct or mentioned) or self._reading(message.chat_id):
+        if not (direct or mentioned) or self.reader.reading(message.chat_id):
             return
         if self.options.toasts:
             where = "private" if direct or chat is None else chat.name
@@ -388,20 +382,6 @@ class MessengerApp(Host):
             self.notify(text or "(attachment)", title=f"{message.author} · {where}", timeout=6)
         if self.options.bell:
             self.bell()
-
-    def _reading(self, chat_id: int) -> bool:
-        """Whether the user is looking at the bottom of this chat right now."""
-        main = self.main
-        return main is not None and self._looking_at(chat_id) and main.view.pinned
-
-    def _looking_at(self, chat_id: int) -> bool:
-        """Whether this chat is on screen, in front, in a focused terminal."""
-        main = self.main
-        if main is None or main.current_chat != chat_id or not self.app_focus:
-            return False
-        stack = self._screen_stacks.get(self._current_mode) or []
-        # the stack is empty while the app shuts down, and late view messages still come
-        return bool(stack) and stack[-1] is main
 
     def _session_over(self, reason: str) -> None:
         self.config.tokens.forget(self.server)
@@ -427,15 +407,15 @@ class MessengerApp(Host):
         try:
             chats = await client.chats()
             store.set_chats(chats.chats)
-            self._chats_fresh = True
+            self.reader.chats_fresh = True
             current = store.chats.get(main.current_chat or 0)
             if current is not None:
-                self._open_unread(current)
+                self.reader.open_unread(current)
             self.refresh_chat_list()
             if main.current_chat is not None and main.current_chat not in store.chats:
                 self.open_chat(GENERAL_CHAT_ID)
             elif main.current_chat is not None:
-                await self._load_latest_now(main.current_chat, connect=True)
+                await self.reader.load_latest_now(main.current_chat, connect=True)
             users = await client.users()
             store.set_users(users.users)
             contacts = await client.contacts()
@@ -479,47 +459,7 @@ class MessengerApp(Host):
     def open_chat(self, chat_id: int, *, connect: bool = False) -> None:
         """Show a chat from what is known at once, then bring it up to date (``connect``:
         the session starts, and the page is the server's history on connect)."""
-        store, main = self.store, self.main
-        if store is None or main is None:
-            return
-        chat = store.chats.get(chat_id)
-        if chat is None:
-            return
-        main.show_chat(chat, store.timeline(chat_id))
-        self._open_unread(chat)
-        if self.runner is not None:
-            self.runner.current_chat_id = chat_id
-        self._maybe_mark_read()
-        self.refresh_chat_list()
-        self._load_latest(chat_id, connect)
-
-    @work(exclusive=True, group="latest")
-    async def _load_latest(self, chat_id: int, connect: bool = False) -> None:
-        await self._load_latest_now(chat_id, connect)
-
-    async def _load_latest_now(self, chat_id: int, connect: bool = False) -> None:
-        """The newest page of a chat: on connect as many as the server's history on
-        connect says (the login answer, or the session's for a saved token)."""
-        client, store, main = self.client, self.store, self.main
-        if client is None or store is None or main is None:
-            return
-        limit = LATEST_PAGE
-        if connect:
-            session = await self._session()
-            if self.client is not client:
-                return  # the session is over
-            limit = session.history_on_connect if session is not None else LATEST_PAGE
-        try:
-            page = await client.history(chat_id, limit=limit)
-        except ServerUnavailable:
-            return
-        except ApiError as exc:
-            self.notify(describe_error(exc), severity="error")
-            return
-        timeline = store.merge_latest(chat_id, page)
-        if main.current_chat == chat_id:
-            main.view.show(timeline)
-            self._maybe_mark_read()
+        self.reader.open_chat(chat_id, connect=connect)
 
     @on(ChatList.ChatChosen)
     def _chat_chosen(self, event: ChatList.ChatChosen) -> None:
@@ -533,143 +473,32 @@ class MessengerApp(Host):
 
     @on(MessageView.OlderWanted)
     def _older_wanted(self, event: MessageView.OlderWanted) -> None:
-        self._load_older(event.chat_id, event.before)
-
-    @work(group="older")
-    async def _load_older(self, chat_id: int, before: int | None) -> None:
-        client, store, main = self.client, self.store, self.main
-        if client is None or store is None or main is None:
-            return
-        timeline = store.timeline(chat_id)
-        if before is None:
-            return  # nothing shown yet: the newest page is on its way, paging starts there
-        try:
-            if self.connection.state != "connected":
-                raise ServerUnavailable("offline: reading the cache")
-            page = await client.history(chat_id, before=before, limit=PAGE_SIZE)
-            store.add_older(chat_id, page.messages, page.has_more)
-        except ServerUnavailable:
-            # Offline: the cache is all there is; whether the server has more is known
-            # only when it answers again, so an exhausted cache does not end paging.
-            cached = store.older_from_cache(chat_id)
-            if not cached:
-                return  # asked again when the connection is back (older_loaded)
-            store.add_older(chat_id, cached, has_more=True)
-        except ApiError as exc:
-            timeline.has_more = False
-            log.info("older history of %d: %s", chat_id, exc)
-        if main.current_chat == chat_id:
-            main.view.older_loaded()
+        self.reader.load_older(event.chat_id, event.before)
 
     @on(MessageView.JumpWanted)
     def _jump_wanted(self, event: MessageView.JumpWanted) -> None:
         if event.oldest and self.connection.state != "connected":
             event.view.top_of_loaded()  # offline: page back through the cache
             return
-        self._jump(event.chat_id, 0 if event.oldest else None)
-
-    def _open_unread(self, chat: Chat) -> None:
-        """Open a chat at its "new messages" line; when more are unread than its newest
-        page holds, go straight to the page after the read cursor."""
-        store, main = self.store, self.main
-        if store is None or main is None or not chat.unread:
-            return
-        main.view.open_at_divider(chat.last_read)
-        timeline = store.timeline(chat.id)
-        oldest = timeline.oldest_id
-        if chat.unread > LATEST_PAGE and (oldest is None or oldest > chat.last_read):
-            self._jump(chat.id, chat.last_read)
-
-    @work(exclusive=True, group="jump")
-    async def _jump(self, chat_id: int, after: int | None) -> None:
-        """Home (``after=0``): the chat's first page at once, one request however long the
-        chat; the page after the read cursor; End in a window into the past (None): its
-        newest page."""
-        client, store, main = self.client, self.store, self.main
-        if client is None or store is None or main is None:
-            return
-        try:
-            if after is not None:
-                page = await client.history(chat_id, after=after, limit=PAGE_SIZE)
-            else:
-                page = await client.history(chat_id, limit=LATEST_PAGE)
-        except MessengerError as exc:
-            self.notify(describe_error(exc, self.server), severity="error")
-            if after == 0 and main.current_chat == chat_id:
-                main.view.top_of_loaded()
-            return
-        timeline = store.jump(chat_id, page, after=after)
-        if main.current_chat == chat_id:
-            where: Literal["top", "bottom"] | None = "top" if after == 0 else "bottom"
-            main.view.show(timeline, at=where if not main.view.reveal_pending else None)
-            self._maybe_mark_read()
+        self.reader.jump(event.chat_id, 0 if event.oldest else None)
 
     @on(MessageView.NewerWanted)
     def _newer_wanted(self, event: MessageView.NewerWanted) -> None:
-        self._load_newer(event.chat_id, event.after)
-
-    @work(group="newer")
-    async def _load_newer(self, chat_id: int, after: int) -> None:
-        client, store, main = self.client, self.store, self.main
-        if client is None or store is None or main is None:
-            return
-        try:
-            page = await client.history(chat_id, after=after, limit=PAGE_SIZE)
-        except ServerUnavailable:
-            return
-        except ApiError as exc:
-            self.notify(describe_error(exc), severity="error")
-            return
-        store.add_newer(chat_id, page)
-        if main.current_chat == chat_id:
-            main.view.newer_loaded()
+        self.reader.load_newer(event.chat_id, event.after)
 
     @on(MessageView.UnseenChanged)
     def _unseen_changed(self, event: MessageView.UnseenChanged) -> None:
         if event.count == 0:
-            self._maybe_mark_read()
+            self.reader.mark_shown()
 
     @on(MessageView.Shown)
     def _shown(self, event: MessageView.Shown) -> None:
         if self.main is not None and event.view is self.main.view:
-            self._maybe_mark_read()
-
-    def _maybe_mark_read(self) -> None:
-        """Messages count as read as they are shown: up to the newest one on screen of
-        the chat in front (never because history loaded, nor before the server's read
-        cursors are known, nor while the chat waits to open at its divider)."""
-        store, main = self.store, self.main
-        if store is None or main is None or main.current_chat is None or not self._chats_fresh:
-            return
-        chat_id = main.current_chat
-        if not self._looking_at(chat_id) or main.view.reveal_pending:
-            return
-        up_to = store.timeline(chat_id).newest_id if main.view.pinned else None
-        up_to = up_to or main.view.last_shown_id()
-        if up_to is None:
-            return
-        chat = store.chats.get(chat_id)
-        known = max(self._marked.get(chat_id, 0), chat.last_read if chat is not None else 0)
-        store.read_up_to(chat_id, up_to)
-        self.refresh_chat_list()
-        if up_to > known:
-            self._marked[chat_id] = up_to
-            self._mark_read(chat_id, up_to)
-
-    @work(group="read")
-    async def _mark_read(self, chat_id: int, up_to: int) -> None:
-        client = self.client
-        if client is None:
-            return
-        try:
-            await client.mark_read(chat_id, up_to)
-        except MessengerError as exc:
-            self._marked.pop(chat_id, None)
-            log.info("mark read failed: %s", exc)
+            self.reader.mark_shown()
 
     def on_app_focus(self) -> None:
         """Coming back to the terminal counts as reading the open chat."""
-        self._maybe_mark_read()
+        self.reader.mark_shown()
 
     # --- chat navigation (keys and palette) ----------------------------------------------
 

@@ -15,8 +15,11 @@ from textual.app import App
 from .robust import Guarded
 
 if TYPE_CHECKING:
+    from messenger_protocol import Session
+
     from .. import commands as slash
     from ..api import Client
+    from ..events import ConnectionState
     from .screens.main import MainScreen
     from .store import ChatStore
 
@@ -32,6 +35,16 @@ class Host(Guarded, App[None]):
     """What the session knows: chats, timelines, users."""
     main: MainScreen | None
     """The main screen of the session."""
+    runner: slash.CommandRunner | None
+    """The session's slash-command runner."""
+    connection: ConnectionState
+    """The live connection's state."""
+    server: str
+    """The server's base URL."""
+
+    async def known_session(self) -> Session | None:
+        """This session as a login answers it (asked of the server after a resume)."""
+        raise NotImplementedError
 
     def open_chat(self, chat_id: int, *, connect: bool = False) -> None:
         """Show a chat (and bring it up to date)."""
