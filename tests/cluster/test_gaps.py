@@ -70,3 +70,31 @@ async def test_lost_and_late_batches_reach_every_stream_in_order(cluster: Cluste
         assert sorted(got) == sorted([*posted, last]), f"stream on node{i}: a gap"
     for i in (1, 2):  # they read node0's events from the database
         assert "from the database" in cluster.nodes[i].log(), cluster.logs()
+
+
+async def test_resume_on_a_lagging_node_with_an_id_from_a_faster_one(cluster: Cluster) -> None:
+    """Issue 13 item 5: a client that got event X from node0 (whose batches only reach the
+    others through the database) resumes on node2 right away, before node2 has X: node2
+    catches up to X first, then gives exactly what follows, with no ``reset`` and no
+    repeat of X."""
+    alice = (await register(cluster.url(0), "fast-a"))["token"]
+    bob = (await register(cluster.url(0), "fast-b"))["token"]
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        headers = {"Authorization": f"Bearer {alice}"}
+        async with SseReader(cluster.url(0), bob) as on_fast:
+            ahead = await client.post(
+                f"{cluster.url(0)}/api/v1/chats/1/messages", json={"text": "ahead"},
+                headers=headers,
+            )  # fmt: skip
+            events = await on_fast.until(message_event(ahead.json()["id"]))
+        last_id = events[-1][0]
+        assert last_id is not None
+        async with SseReader(cluster.url(2), bob, last_event_id=last_id) as on_slow:
+            assert on_slow.status == 200
+            nxt = await client.post(
+                f"{cluster.url(2)}/api/v1/chats/1/messages", json={"text": "next"},
+                headers=headers,
+            )  # fmt: skip
+            got = await on_slow.until(message_event(nxt.json()["id"]))
+    assert [type(e).__name__ for _, e in got] == ["MessageCreated"]  # no reset, no repeat
+    assert got[0][0] is not None and got[0][0] > last_id

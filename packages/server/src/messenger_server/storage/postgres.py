@@ -46,6 +46,9 @@ MIGRATION_LOCK = 0x6D657373  # "mess"
 """``pg_advisory_lock`` key held while migrating (nodes starting together wait)."""
 JOB_LOCK_SPACE = 0x6A6F6273  # "jobs"
 """First key of the advisory locks of singleton jobs (the second is the job's hash)."""
+WRITE_LOCK = 0x6D657374  # "mest"
+"""``pg_advisory_xact_lock`` key every write group holds: the writers of all nodes take
+turns, like SQLite's one writer, so their groups cannot deadlock one another."""
 CONNECT_TIMEOUT = 10.0
 
 
@@ -216,7 +219,8 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
 
 
 DEADLOCK_RETRIES = 5
-"""Times a write group is run before a unit chosen as a deadlock victim fails."""
+"""Times a write group is run before a unit chosen as a deadlock victim fails (a safety
+net: groups take turns under :data:`WRITE_LOCK`)."""
 _RERUN_ON = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
@@ -409,7 +413,10 @@ class PostgresStore:
         conn = self._conn
         events: list[EventHandle] = []
         tx = PostgresTx(PgConnection(conn), group.after_commit, events)
-        conn.execute(b"BEGIN")
+        # one writing group at a time in the whole cluster (one round trip with BEGIN): units
+        # of different nodes' groups lock hot rows (the chat row, rate counters) in any
+        # order, and the chat row and the counter row serialize such groups anyway
+        conn.execute(b"BEGIN; SELECT pg_advisory_xact_lock(%d)" % WRITE_LOCK)
         for job in group.jobs:
             events_mark, after_mark = len(events), len(group.after_commit)
             conn.execute(b"SAVEPOINT unit")
