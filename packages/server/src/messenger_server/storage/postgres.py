@@ -47,8 +47,9 @@ MIGRATION_LOCK = 0x6D657373  # "mess"
 JOB_LOCK_SPACE = 0x6A6F6273  # "jobs"
 """First key of the advisory locks of singleton jobs (the second is the job's hash)."""
 WRITE_LOCK = 0x6D657374  # "mest"
-"""``pg_advisory_xact_lock`` key every write group holds: the writers of all nodes take
-turns, like SQLite's one writer, so their groups cannot deadlock one another."""
+"""First key of the ``pg_advisory_xact_lock`` every write group holds (the second is the
+schema's hash): the writers of all nodes of one store take turns, like SQLite's one
+writer, so their groups cannot deadlock one another."""
 CONNECT_TIMEOUT = 10.0
 
 
@@ -416,7 +417,9 @@ class PostgresStore:
         # one writing group at a time in the whole cluster (one round trip with BEGIN): units
         # of different nodes' groups lock hot rows (the chat row, rate counters) in any
         # order, and the chat row and the counter row serialize such groups anyway
-        conn.execute(b"BEGIN; SELECT pg_advisory_xact_lock(%d)" % WRITE_LOCK)
+        conn.execute(
+            b"BEGIN; SELECT pg_advisory_xact_lock(%d, hashtext(current_schema()))" % WRITE_LOCK
+        )
         for job in group.jobs:
             events_mark, after_mark = len(events), len(group.after_commit)
             conn.execute(b"SAVEPOINT unit")
