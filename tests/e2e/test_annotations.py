@@ -572,3 +572,24 @@ async def test_the_library_stream_of_a_device_that_was_offline_brings_each_chang
     assert isinstance(reaction, ReactionChanged) and reaction.reactions[0].users == ["alice"]
     assert isinstance(pin, PinChanged) and pin.pinned and pin.by == "alice"
     assert isinstance(gone, MessageDeleted) and gone.tombstone is not None
+
+
+async def test_search_finds_an_edit_by_its_new_words_and_a_deleted_message_not_at_all(
+    server: ServerProcess,
+) -> None:
+    """Issue 12 ("what it must show"): a deleted message disappears from search, and an
+    edited one is found by its new text only, on both stores."""
+    async with _client(server, "alice") as alice, _client(server, "bob") as bob:
+        kept = await alice.send(1, "zebrafish meeting at noon")
+        edited = await alice.send(1, "platypus typo here")
+        deleted = await alice.send(1, "zebrafish secret plans")
+        assert {h.message.id for h in (await bob.search("zebrafish")).hits} == {
+            kept.id,
+            deleted.id,
+        }
+        await alice.edit(edited.id, "wombat fixed here")
+        await alice.delete_message(deleted.id)
+        assert [h.message.id for h in (await bob.search("zebrafish")).hits] == [kept.id]
+        assert (await bob.search("secret")).hits == []
+        assert (await bob.search("platypus")).hits == []
+        assert [h.message.id for h in (await bob.search("wombat")).hits] == [edited.id]
