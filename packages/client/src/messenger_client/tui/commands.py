@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from .. import commands as slash
+from .host import Host
 from .messages import OpenChat, OpenDirect
-
-if TYPE_CHECKING:
-    from .app import MessengerApp
 
 __all__ = ["ChatsProvider", "MessengerCommands"]
 
 Action = tuple[str, str, Callable[[], object]]
 
 
-def _app(provider: Provider) -> MessengerApp | None:
-    from .app import MessengerApp
-
+def _app(provider: Provider) -> Host | None:
     app = provider.app
-    return app if isinstance(app, MessengerApp) else None
+    return app if isinstance(app, Host) else None
 
 
-def _chat_actions(app: MessengerApp) -> list[Action]:
+def _chat_actions(app: Host) -> list[Action]:
     actions: list[Action] = []
     for chat in app.chats():
         label = f"@{chat.peer}" if chat.kind == "direct" and chat.peer else chat.name
@@ -52,7 +47,7 @@ def _chat_actions(app: MessengerApp) -> list[Action]:
     return actions
 
 
-def _app_actions(app: MessengerApp) -> list[Action]:
+def _app_actions(app: Host) -> list[Action]:
     def prefill(text: str) -> Callable[[], object]:
         def fill() -> None:
 
@@ -86,7 +81,7 @@ def _app_actions(app: MessengerApp) -> list[Action]:
 
 
 class _ActionsProvider(Provider):
-    def actions(self, app: MessengerApp) -> list[Action]:
+    def actions(self, app: Host) -> list[Action]:
         raise NotImplementedError
 
     async def discover(self) -> Hits:
@@ -112,7 +107,7 @@ class _ActionsProvider(Provider):
 class ChatsProvider(_ActionsProvider):
     """Chats and people (the Ctrl+K switcher)."""
 
-    def actions(self, app: MessengerApp) -> list[Action]:
+    def actions(self, app: Host) -> list[Action]:
         """Open a chat, or message a person."""
         return _chat_actions(app)
 
@@ -120,7 +115,7 @@ class ChatsProvider(_ActionsProvider):
 class MessengerCommands(_ActionsProvider):
     """Every action of the app, every slash command, and the chats."""
 
-    def actions(self, app: MessengerApp) -> list[Action]:
+    def actions(self, app: Host) -> list[Action]:
         """App actions, slash commands (they prefill the composer), chats."""
         from .screens.groups import group_actions
         from .threads import thread_actions

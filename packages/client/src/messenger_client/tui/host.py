@@ -15,7 +15,7 @@ from textual.app import App
 from .robust import Guarded
 
 if TYPE_CHECKING:
-    from messenger_protocol import Session
+    from messenger_protocol import Chat, Session
 
     from .. import commands as slash
     from ..api import Client
@@ -56,4 +56,34 @@ class Host(Guarded, App[None]):
 
     def run_command(self, parsed: slash.ParsedCommand, chat_id: int) -> None:
         """Do what a composer line asks, in ``chat_id``."""
+        raise NotImplementedError
+
+    def chats(self) -> list[Chat]:
+        """Chats in list order."""
+        raise NotImplementedError
+
+    # The app's actions that the command palette offers.
+
+    def action_help_screen(self, query: str = "") -> None:
+        """The help screen (F1)."""
+        raise NotImplementedError
+
+    def action_status(self) -> None:
+        """The status screen (F2)."""
+        raise NotImplementedError
+
+    def action_next_chat(self) -> None:
+        """Open the next chat in the list."""
+        raise NotImplementedError
+
+    def action_previous_chat(self) -> None:
+        """Open the previous chat in the list."""
+        raise NotImplementedError
+
+    def action_next_active(self) -> None:
+        """Open the next chat with unread messages."""
+        raise NotImplementedError
+
+    def action_switch_chat(self) -> None:
+        """The chat switcher."""
         raise NotImplementedError
