@@ -570,8 +570,8 @@ async def test_two_nodes_store_one_message_per_client_id_and_count_exactly(
     client_id at once store it once without an error, and their rate counts add up.
 
     (One client_id only: two nodes' group transactions inserting several keys in
-    different orders can deadlock, which PostgreSQL breaks by failing one whole group;
-    retrying such a group is for the several-nodes phase.)"""
+    different orders can deadlock, and PostgreSQL then fails the victim's unit; retrying
+    such a unit is for the several-nodes phase.)"""
     import asyncio
 
     url = pg_database.new_store()
