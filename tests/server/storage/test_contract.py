@@ -569,9 +569,9 @@ async def test_two_nodes_store_one_message_per_client_id_and_count_exactly(
     """Issue 10 item 5: two PostgreSQL stores on one database (two nodes) posting the same
     client_id at once store it once without an error, and their rate counts add up.
 
-    (One client_id only: two nodes' group transactions inserting several keys in
-    different orders can deadlock, and PostgreSQL then fails the victim's unit; retrying
-    such a unit is for the several-nodes phase.)"""
+    (The two nodes' write groups take turns under the store's advisory write lock, so
+    they cannot deadlock on keys inserted in different orders; should PostgreSQL still
+    pick a group as a deadlock victim, the writer reruns the whole group.)"""
     import asyncio
 
     url = pg_database.new_store()
