@@ -4,13 +4,18 @@
 what counts as read: a chat opens at its "new messages" line, older and newer pages
 load as the view asks, Home and End jump, and messages count as read only as far as
 the chat in front shows them (never because history loaded). Its network calls run as
-the app's workers (they outlive screens).
+the app's workers (they outlive screens); each coroutine is made when its worker starts,
+as ``@work`` does, so a worker that never starts leaves none behind.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Literal
+
+from textual.worker import Worker
 
 from messenger_protocol import ApiError, Chat, MessengerError
 
@@ -37,6 +42,20 @@ class ChatReader:
         """The server's chat list (unread counts, read cursors) arrived since connecting:
         until then nothing is marked read (the cached counts may be old)."""
         self._marked: dict[int, int] = {}
+
+    def _start(
+        self,
+        work: Callable[[], Coroutine[None, None, None]],
+        *,
+        name: str,
+        group: str,
+        exclusive: bool = False,
+    ) -> None:
+        """Run ``work`` as the app's worker (the coroutine is made when it starts)."""
+        started: Worker[None] = self.app.run_worker(
+            work, name=name, group=group, exclusive=exclusive
+        )
+        log.debug("worker %s started", started.name)
 
     def reading(self, chat_id: int) -> bool:
         """Whether the user is looking at the bottom of this chat right now."""
@@ -71,8 +90,11 @@ class ChatReader:
 
     def load_latest(self, chat_id: int, connect: bool = False) -> None:
         """Bring a chat's newest page (a worker: the newest request wins)."""
-        self.app.run_worker(
-            self.load_latest_now(chat_id, connect), name="latest", group="latest", exclusive=True
+        self._start(
+            partial(self.load_latest_now, chat_id, connect),
+            name="latest",
+            group="latest",
+            exclusive=True,
         )
 
     async def load_latest_now(self, chat_id: int, connect: bool = False) -> None:
@@ -101,7 +123,7 @@ class ChatReader:
 
     def load_older(self, chat_id: int, before: int | None) -> None:
         """The page before ``before`` (from the cache while offline)."""
-        self.app.run_worker(self._load_older(chat_id, before), name="older", group="older")
+        self._start(partial(self._load_older, chat_id, before), name="older", group="older")
 
     async def _load_older(self, chat_id: int, before: int | None) -> None:
         client, store, main = self.app.client, self.app.store, self.app.main
@@ -142,7 +164,7 @@ class ChatReader:
 
     def jump(self, chat_id: int, after: int | None) -> None:
         """Home (``after=0``), the page after the read cursor, or End (None)."""
-        self.app.run_worker(self._jump(chat_id, after), name="jump", group="jump", exclusive=True)
+        self._start(partial(self._jump, chat_id, after), name="jump", group="jump", exclusive=True)
 
     async def _jump(self, chat_id: int, after: int | None) -> None:
         """Home (``after=0``): the chat's first page at once, one request however long the
@@ -169,7 +191,7 @@ class ChatReader:
 
     def load_newer(self, chat_id: int, after: int) -> None:
         """The page after ``after`` (a window into the past grows towards now)."""
-        self.app.run_worker(self._load_newer(chat_id, after), name="newer", group="newer")
+        self._start(partial(self._load_newer, chat_id, after), name="newer", group="newer")
 
     async def _load_newer(self, chat_id: int, after: int) -> None:
         client, store, main = self.app.client, self.app.store, self.app.main
@@ -209,7 +231,7 @@ class ChatReader:
             self._mark_read(chat_id, up_to)
 
     def _mark_read(self, chat_id: int, up_to: int) -> None:
-        self.app.run_worker(self._send_read(chat_id, up_to), name="mark read", group="read")
+        self._start(partial(self._send_read, chat_id, up_to), name="mark read", group="read")
 
     async def _send_read(self, chat_id: int, up_to: int) -> None:
         client = self.app.client
