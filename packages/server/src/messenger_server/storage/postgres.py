@@ -333,6 +333,9 @@ class PostgresStore:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             conn = self._connect()
+            # psycopg prepares a statement after 5 runs; a generic plan cannot see how
+            # selective a search's tsquery is: reads are planned with their parameters
+            conn.execute(b"SET plan_cache_mode = force_custom_plan")
             self._local.conn = conn
             with self._read_lock:
                 self._read_conns.append(conn)
