@@ -9,11 +9,12 @@ those tests skip (one summary line says why); with ``CI=true`` they fail.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from messenger_client import Client
 from tests.support import postgres
 from tests.support.cluster import UNAVAILABLE_PREFIXES
 from tests.support.server import ServerProcess
@@ -88,6 +89,21 @@ def _skip_reason(report: pytest.TestReport, prefixes: tuple[str, ...]) -> str | 
         if reason.startswith(prefixes):
             return reason
     return None
+
+
+@pytest.fixture
+async def clients(server: ServerProcess) -> AsyncIterator[Callable[[], Client]]:
+    """Client-library clients of the default server, closed after the test."""
+    made: list[Client] = []
+
+    def make() -> Client:
+        client = Client(server.url, device="tests")
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from messenger_client import Client
 from tests.client.test_integration import Plain, StartPlain
 from tests.support.server import ServerProcess
 
@@ -44,17 +43,3 @@ async def plain_on(tmp_path: Path) -> AsyncIterator[Callable[[ServerProcess], St
 def plain(server: ServerProcess, plain_on: Callable[[ServerProcess], StartPlain]) -> StartPlain:
     """Plain console clients of the default server."""
     return plain_on(server)
-
-
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[Callable[[], Client]]:
-    made: list[Client] = []
-
-    def make() -> Client:
-        client = Client(server.url, device="tests")
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()

@@ -24,20 +24,6 @@ PASSWORD = "password1"
 # --- the library --------------------------------------------------------------
 
 
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[Callable[[], Client]]:
-    made: list[Client] = []
-
-    def make() -> Client:
-        client = Client(server.url, device="tests")
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
-
-
 async def next_message(stream: EventStream) -> Message:
     """The message of the next ``message`` event (other items skipped)."""
     async with asyncio.timeout(TIMEOUT):

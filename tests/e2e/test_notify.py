@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,20 +25,6 @@ from tests.support.wire import SseReader
 
 PASSWORD = "password1"
 T0 = 1_764_633_600.0
-
-
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[Callable[[], Client]]:
-    made: list[Client] = []
-
-    def make() -> Client:
-        client = Client(server.url, device="tests")
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def _users(clients: Callable[[], Client], *logins: str) -> list[Client]:
