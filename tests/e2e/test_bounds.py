@@ -41,6 +41,13 @@ VALID: dict[type, dict[str, Any]] = {
     m.UnreadQuery: {"chat_id": 1, "after": 1, "limit": 10},
     m.UploadQuery: {"name": "a.txt"},
     m.InviteQuery: {"key": "k"},
+    m.EditMessage: {"text": "hi again"},
+    m.React: {"emoji": "\N{THUMBS UP SIGN}"},
+    m.SearchQuery: {"q": "hello", "before": 5, "limit": 10},
+    m.MentionsQuery: {"before": 5, "limit": 10},
+    m.SetMute: {"mute": "mentions"},
+    m.ChatOptions: {"mention_all": False},
+    m.Privacy: {"hide_read_receipts": True},
 }
 """A valid value of every request model: each case breaks exactly one field of it."""
 
