@@ -8,13 +8,16 @@ those tests skip (one summary line says why); with ``CI=true`` they fail.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from messenger_client import Client
+from tests.client.test_integration import Plain, StartPlain
 from tests.support import postgres
 from tests.support.cluster import UNAVAILABLE_PREFIXES
 from tests.support.server import ServerProcess
@@ -104,6 +107,37 @@ async def clients(server: ServerProcess) -> AsyncIterator[Callable[[], Client]]:
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+async def plain_on(tmp_path: Path) -> AsyncIterator[Callable[[ServerProcess], StartPlain]]:
+    """Plain console clients (``--plain``, stdin/stdout pipes) of a given server."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    def on(server: ServerProcess) -> StartPlain:
+        async def start(*args: str) -> Plain:
+            home = tmp_path / f"client{len(procs)}"
+            env = {**os.environ, "MESSENGER_CLIENT_HOME": str(home)}
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "messenger_client", "--plain", "--server", server.url,
+                *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            )  # fmt: skip
+            procs.append(proc)
+            return Plain(proc)
+
+        return start
+
+    yield on
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.fixture
+def plain(server: ServerProcess, plain_on: Callable[[ServerProcess], StartPlain]) -> StartPlain:
+    """Plain console clients of the default server."""
+    return plain_on(server)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

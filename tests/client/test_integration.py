@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -170,26 +169,6 @@ class Plain:
 
 
 StartPlain = Callable[..., Awaitable[Plain]]
-
-
-@pytest.fixture
-async def plain(server: ServerProcess, tmp_path: Path) -> AsyncIterator[StartPlain]:
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str) -> Plain:
-        env = {**os.environ, "MESSENGER_CLIENT_HOME": str(tmp_path / f"client{len(procs)}")}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "messenger_client", "--plain", "--server", server.url, *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        procs.append(proc)
-        return Plain(proc)
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_plain_register_send_and_receive_live(plain: StartPlain) -> None:

@@ -5,13 +5,9 @@ was offline, and an outsider who must see none of it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-
-import pytest
 
 from messenger_client.api import Client
 from messenger_protocol import (
@@ -25,7 +21,7 @@ from messenger_protocol import (
     ReactionChanged,
     limits,
 )
-from tests.client.test_integration import PASSWORD, Plain, StartPlain
+from tests.client.test_integration import PASSWORD, StartPlain
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, message_event
 
@@ -394,34 +390,13 @@ async def test_a_disappeared_message_stays_disappeared(
         assert _kinds(got, MessageEdited, ReactionChanged) == []
 
 
-@pytest.fixture
-async def console(server: ServerProcess, tmp_path: Path) -> AsyncIterator[StartPlain]:
-    """Plain console clients (``python -m messenger_client --plain``) of ``server``."""
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str) -> Plain:
-        env = {**os.environ, "MESSENGER_CLIENT_HOME": str(tmp_path / f"client{len(procs)}")}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "messenger_client", "--plain", "--server", server.url, *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        procs.append(proc)
-        return Plain(proc)
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
 async def test_the_plain_client_edits_deletes_replies_reacts_and_pins(
-    console: StartPlain, server: ServerProcess
+    plain: StartPlain, server: ServerProcess
 ) -> None:
     """Issue 12 items 6 and 7 through the plain client: "(edited)", the tombstone, the
     reply quote and reaction counts in its lines, each edit and deletion printed once, the
     pins of a chat; carol, who is not in the chat, prints none of it."""
-    alice, carol = await console(), await console()
+    alice, carol = await plain(), await plain()
     alice.send(f"/auth alice {PASSWORD}")
     await alice.expect("logged in as alice")
     carol.send(f"/auth carol {PASSWORD}")

@@ -4,41 +4,13 @@ with the server gone ``/search`` answers from what the device has seen."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from messenger_client import Client
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.client.test_integration import PASSWORD, Plain, StartPlain
 from tests.support.server import ServerProcess
-
-
-@pytest.fixture
-async def plain(server: ServerProcess, tmp_path: Path) -> AsyncIterator[StartPlain]:
-    """Plain console clients (``--plain``, stdin/stdout pipes) of the server."""
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str) -> Plain:
-        env = {**os.environ, "MESSENGER_CLIENT_HOME": str(tmp_path / f"client{len(procs)}")}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "messenger_client", "--plain", "--server", server.url, *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        procs.append(proc)
-        return Plain(proc)
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def _obj(proc: Plain, kind: str) -> dict[str, Any]:
