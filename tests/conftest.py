@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from messenger_client import Client
-from tests.client.test_integration import Plain, StartPlain
 from tests.support import postgres
 from tests.support.cluster import UNAVAILABLE_PREFIXES
+from tests.support.plain import Plain, StartPlain
 from tests.support.server import ServerProcess
 
 _PG_SKIPPED: list[str] = []

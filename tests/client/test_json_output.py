@@ -16,7 +16,8 @@ from messenger_client import Client
 from messenger_client.commands import COMMANDS
 from messenger_client.outputs import ALL_OUTPUTS
 from messenger_protocol import GENERAL_CHAT_ID
-from tests.client.test_integration import PASSWORD, Plain, StartPlain
+from tests.client.test_integration import PASSWORD
+from tests.support.plain import Plain, StartPlain
 
 GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.test_integration import PASSWORD, Plain
+from tests.client.test_integration import PASSWORD
+from tests.support.plain import Plain
 from tests.support.server import ServerProcess
 
 T0 = 1_700_000_000.0

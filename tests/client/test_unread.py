@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from messenger_client import Client
 from messenger_protocol import GENERAL_CHAT_ID, Message
-from tests.client.test_integration import PASSWORD, StartPlain
+from tests.client.test_integration import PASSWORD
+from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
 
 

@@ -21,7 +21,8 @@ from messenger_protocol import (
     ReactionChanged,
     limits,
 )
-from tests.client.test_integration import PASSWORD, StartPlain
+from tests.client.test_integration import PASSWORD
+from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, message_event
 

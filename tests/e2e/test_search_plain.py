@@ -9,7 +9,8 @@ from typing import Any
 
 from messenger_client import Client
 from messenger_protocol import GENERAL_CHAT_ID
-from tests.client.test_integration import PASSWORD, Plain, StartPlain
+from tests.client.test_integration import PASSWORD
+from tests.support.plain import Plain, StartPlain
 from tests.support.server import ServerProcess
 
 
