@@ -7,6 +7,7 @@ import contextlib
 import json
 import statistics
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.support.server import ServerProcess, free_port
 
 __all__ = [
     "ServerProcess",
+    "SseCounter",
     "bench_store",
     "compare",
     "free_port",
@@ -27,6 +29,38 @@ __all__ = [
     "percentile",
     "save",
 ]
+
+
+class SseCounter(asyncio.Protocol):
+    """One raw event stream: writes its request, counts SSE frames (``id:`` lines).
+
+    ``ready`` resolves when the response head has arrived. A ``sample`` stream hands
+    every chunk, with its arrival time (CLOCK_MONOTONIC ns, shared by processes on one
+    machine), to :meth:`record`, where a benchmark reads the send stamps it planted.
+    """
+
+    def __init__(self, request: bytes, sample: bool) -> None:
+        self.request = request
+        self.sample = sample
+        self.frames = 0
+        self.tail = b""
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.ready.done() and b"\r\n\r\n" in data:
+            self.ready.set_result(None)
+        chunk = self.tail + data
+        self.frames += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+        self.tail = chunk[-8:]
+        if self.sample:
+            self.record(data, time.monotonic_ns())
+
+    def record(self, data: bytes, now_ns: int) -> None:
+        """Read latency stamps out of a sampled chunk (the benchmark says how)."""
 
 
 @contextlib.contextmanager

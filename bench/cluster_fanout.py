@@ -23,39 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _common import ServerProcess, bench_store, percentile
+from _common import ServerProcess, SseCounter, bench_store, percentile
 from fanout import register, sender
 
 STAMP = re.compile(rb"t=(\d+) n=(\d+)")
 
 
-class Receiver(asyncio.Protocol):
+class Receiver(SseCounter):
     """Counts SSE frames; a sample also records latency by the sending node."""
 
     def __init__(self, request: bytes, node: int, sample: bool, lat: dict[str, list[float]]):
-        self.request = request
+        super().__init__(request, sample)
         self.node = node
-        self.sample = sample
         self.lat = lat
-        self.frames = 0
-        self.tail = b""
-        self.ready = asyncio.get_running_loop().create_future()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        if not self.ready.done() and b"\r\n\r\n" in data:
-            self.ready.set_result(None)
-        chunk = self.tail + data
-        self.frames += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
-        self.tail = chunk[-8:]
-        if self.sample:
-            now = time.monotonic_ns()
-            for stamp, node in STAMP.findall(data):
-                key = "same" if int(node) == self.node else "cross"
-                self.lat[key].append((now - int(stamp)) / 1e6)
+    def record(self, data: bytes, now_ns: int) -> None:
+        for stamp, node in STAMP.findall(data):
+            key = "same" if int(node) == self.node else "cross"
+            self.lat[key].append((now_ns - int(stamp)) / 1e6)
 
 
 async def send_tagged(host: str, port: int, token: str, count: int, node: int) -> None:

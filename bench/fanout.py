@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 from _common import (
     ServerProcess,
+    SseCounter,
     bench_store,
     compare,
     free_port,
@@ -39,31 +40,16 @@ from _common import (
 STAMP = re.compile(rb"t=(\d+)")
 
 
-class Receiver(asyncio.Protocol):
-    """Counts SSE frames; optionally records latency from the stamps inside them."""
+class Receiver(SseCounter):
+    """Counts SSE frames; a sample also records send -> receive latency."""
 
     def __init__(self, request: bytes, sample: bool, latencies: list[float]) -> None:
-        self.request = request
-        self.sample = sample
+        super().__init__(request, sample)
         self.latencies = latencies
-        self.frames = 0
-        self.ready = asyncio.get_running_loop().create_future()
-        self.tail = b""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        if not self.ready.done() and b"\r\n\r\n" in data:
-            self.ready.set_result(None)
-        chunk = self.tail + data
-        self.frames += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
-        self.tail = chunk[-8:]
-        if self.sample:
-            now = time.monotonic_ns()
-            for stamp in STAMP.findall(data):
-                self.latencies.append((now - int(stamp)) / 1e6)
+    def record(self, data: bytes, now_ns: int) -> None:
+        for stamp in STAMP.findall(data):
+            self.latencies.append((now_ns - int(stamp)) / 1e6)
 
 
 async def collect(
