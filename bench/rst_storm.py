@@ -11,7 +11,8 @@ wait for the server's ``100 Continue``, so the reset surely lands mid-body; the 
 half send head and partial body at once, as the attack in issue 9 did. While the
 storm runs, a prober in its own process sends ``GET /healthz`` every 5 ms on one
 kept-alive connection: its latency is what every other user sees of the storm.
-Reported: /healthz p50/p99/max during the storm, tracebacks and ERROR lines in the
+Reported: /healthz p50/p99/max during the storm, the server's CPU per storm
+connection, tracebacks and ERROR lines in the
 log, and how much the log grew.
 """
 
@@ -29,6 +30,7 @@ import time
 from collections.abc import Awaitable
 from pathlib import Path
 
+import psutil
 from _common import ServerProcess, percentile, save
 from upload import _PROBE
 
@@ -104,6 +106,9 @@ async def run(
             )  # fmt: skip
             assert prober.stdin is not None and prober.stdout is not None
             await prober.stdout.readline()
+            assert srv.proc is not None
+            server = psutil.Process(srv.proc.pid)
+            cpu_before = sum(server.cpu_times()[:2])
             start = time.perf_counter()
             done = 0
             while done < resets:
@@ -117,6 +122,7 @@ async def run(
                     raise RuntimeError(f"{len(errors)} storm clients failed: {errors[0]!r}")
                 done += batch
             storm_s = time.perf_counter() - start
+            server_cpu_s = sum(server.cpu_times()[:2]) - cpu_before
             prober.stdin.close()
             lags: list[float] = json.loads(await prober.stdout.readline())
             await prober.wait()
@@ -126,6 +132,9 @@ async def run(
                 "quiet_healthz_p99_ms": percentile(quiet, 99),
                 "resets": float(resets),
                 "storm_seconds": storm_s,
+                # the server's own CPU per storm connection: what the storm costs it,
+                # independent of how loaded the machine is
+                "server_cpu_us_per_reset": server_cpu_s / resets * 1e6,
                 "healthz_probes": float(len(lags)),
                 "healthz_p50_ms": percentile(lags, 50),
                 "healthz_p99_ms": percentile(lags, 99),
@@ -153,7 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args.resets, args.parallel, args.server_src, args.quiet_seconds))
     for key, value in results.items():
-        print(f"  {key:18} {value:12.2f}")
+        print(f"  {key:24} {value:12.2f}")
     if args.save:
         save(args.save, results)
 
