@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
+from . import _keys as k
 from . import _models as m
 from ._errors import ApiError, ErrorCode
 from ._limits import ID_PATTERN, LOGIN_PATTERN, MAX_INT
@@ -698,6 +699,66 @@ EVENTS: Endpoint[None, None, m.EventsQuery] = _e(
     summary="Server-Sent Events; resume with Last-Event-ID",
     tag="events",
 )
+# end-to-end encryption (issue 14): the key directory and to-device messages
+UPLOAD_KEYS: Endpoint[k.UploadKeys, k.KeyCount, None] = _e(
+    "upload_keys",
+    "POST",
+    f"{API}/keys/upload",
+    k.KeyCount,
+    k.UploadKeys,
+    body="json",
+    summary="Register this session's device: identity keys and signed one-time keys",
+    tag="keys",
+)
+QUERY_KEYS: Endpoint[k.QueryKeys, k.DeviceKeyList, None] = _e(
+    "query_keys",
+    "POST",
+    f"{API}/keys/query",
+    k.DeviceKeyList,
+    k.QueryKeys,
+    body="json",
+    summary="The identity keys of every device of these users",
+    tag="keys",
+)
+CLAIM_KEYS: Endpoint[k.ClaimKeys, k.ClaimedKeys, None] = _e(
+    "claim_keys",
+    "POST",
+    f"{API}/keys/claim",
+    k.ClaimedKeys,
+    k.ClaimKeys,
+    body="json",
+    summary="Take one one-time key of each device (each key is handed out once)",
+    tag="keys",
+)
+SEND_TO_DEVICE: Endpoint[k.SendToDevice, k.ToDeviceSent, None] = _e(
+    "send_to_device",
+    "POST",
+    f"{API}/keys/to_device",
+    k.ToDeviceSent,
+    k.SendToDevice,
+    body="json",
+    summary="Send Olm ciphertexts to devices of users",
+    tag="keys",
+)
+TO_DEVICE: Endpoint[None, k.ToDeviceList, None] = _e(
+    "to_device",
+    "GET",
+    f"{API}/keys/to_device",
+    k.ToDeviceList,
+    summary="The to-device messages waiting for this session's device",
+    tag="keys",
+)
+ACK_TO_DEVICE: Endpoint[k.AckToDevice, m.Ok, None] = _e(
+    "ack_to_device",
+    "POST",
+    f"{API}/keys/to_device/ack",
+    m.Ok,
+    k.AckToDevice,
+    body="json",
+    summary="Delete this device's to-device messages up to an id (handled)",
+    tag="keys",
+)
+
 
 ENDPOINTS: tuple[AnyEndpoint, ...] = (
     HEALTH,
@@ -766,6 +827,12 @@ ENDPOINTS: tuple[AnyEndpoint, ...] = (
     ADMIN_UNBAN,
     ADMIN_STATS,
     ADMIN_SETTINGS,
+    UPLOAD_KEYS,
+    QUERY_KEYS,
+    CLAIM_KEYS,
+    SEND_TO_DEVICE,
+    TO_DEVICE,
+    ACK_TO_DEVICE,
     EVENTS,
 )
 

@@ -168,6 +168,18 @@ class Typing(BaseEvent, frozen=True, tag="typing"):
     expires_at: float
 
 
+class ToDeviceWaiting(BaseEvent, frozen=True, tag="to_device"):
+    """To-device messages (Olm ciphertext) wait for one of the user's devices (issue 14).
+
+    A logged event of the user, so it keeps its place among the messages: a device that
+    sees its ``device_id`` fetches its waiting messages (``GET /keys/to_device``, which
+    only that device's session may read) before it reads the events after this one.
+    It carries no ciphertext; the user's other devices pass over it.
+    """
+
+    device_id: str
+
+
 class Reset(BaseEvent, frozen=True, tag="reset"):
     """The client is too far behind: drop cached state and refetch it."""
 
@@ -194,6 +206,7 @@ Event = (
     | SessionEnded
     | Mentioned
     | Typing
+    | ToDeviceWaiting
     | Reset
 )
 """Every event a stream may carry."""
@@ -217,6 +230,7 @@ EVENT_TYPES: tuple[type[BaseEvent], ...] = (
     SessionEnded,
     Mentioned,
     Typing,
+    ToDeviceWaiting,
     Reset,
 )
 

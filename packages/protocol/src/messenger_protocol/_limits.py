@@ -148,3 +148,33 @@ TYPING_INTERVAL_SECONDS: Final = 3.0
 """One typing notice per chat per user per this long; more within it are dropped."""
 TYPING_TTL_SECONDS: Final = 6.0
 """A typing notice shows this long unless another one renews it."""
+
+# end-to-end encryption (issue 14): the key directory and to-device messages
+KEY_PATTERN: Final = r"^[A-Za-z0-9+/]{43}$"
+"""A Curve25519 or Ed25519 public key: 32 bytes as unpadded base64 (43 characters)."""
+SIGNATURE_PATTERN: Final = r"^[A-Za-z0-9+/]{86}$"
+"""An Ed25519 signature: 64 bytes as unpadded base64 (86 characters)."""
+KEY_ID_PATTERN: Final = r"^[A-Za-z0-9+/]{1,32}$"
+"""The id of a one-time key, as the device's Olm account names it (base64 text)."""
+DEVICE_ID_PATTERN: Final = r"^[A-Za-z0-9_\-]{1,32}$"
+"""A device id the client chooses once and keeps in its data dir."""
+CIPHERTEXT_PATTERN: Final = r"^[A-Za-z0-9+/]+={0,2}$"
+"""Base64 ciphertext (padding optional)."""
+MAX_DEVICES_PER_USER: Final = 20
+"""Devices with keys one user may have in the key directory."""
+MAX_ONE_TIME_KEYS_PER_UPLOAD: Final = 50
+"""One-time keys one upload may carry (an Olm account holds 50 unpublished at most)."""
+MAX_ONE_TIME_KEYS_STORED: Final = 100
+"""Unclaimed one-time keys the server keeps per device; an upload past it is refused."""
+MAX_KEY_QUERY_USERS: Final = 100
+"""Logins one key query may name."""
+MAX_KEY_CLAIM_DEVICES: Final = 100
+"""Devices one claim may ask a one-time key of."""
+MAX_TO_DEVICE_BATCH: Final = 50
+"""To-device messages one send may carry."""
+MAX_TO_DEVICE_CIPHERTEXT: Final = 4096
+"""Longest ciphertext of one to-device message, in base64 characters."""
+MAX_TO_DEVICE_PENDING: Final = 1000
+"""Unacknowledged to-device messages one device may have waiting; a send past it is refused."""
+MAX_ENCRYPTED_CIPHERTEXT: Final = 32768
+"""Longest Megolm ciphertext of one encrypted message, in base64 characters."""

@@ -93,6 +93,33 @@ class Reaction(Model, frozen=True):
     """Logins of those who reacted, in the order they did."""
 
 
+MegolmAlgorithm = Literal["m.megolm.v1.aes-sha2"]
+PublicKey = Annotated[str, Meta(pattern=L.KEY_PATTERN)]
+"""A Curve25519 or Ed25519 public key (unpadded base64 of 32 bytes)."""
+DeviceId = Annotated[str, Meta(pattern=L.DEVICE_ID_PATTERN)]
+"""A device id of the key directory (chosen by the client, kept in its data dir)."""
+
+
+class Encrypted(Model, frozen=True):
+    """The end-to-end encrypted body of a message (issue 14): a Megolm ciphertext.
+
+    The server stores and relays it as it is; only devices that were given the Megolm
+    session (over Olm, as a to-device message) can read it. The plaintext inside is a
+    JSON object the client defines (``{"text": ..., "chat_id": ...}``).
+    """
+
+    algorithm: MegolmAlgorithm
+    sender_key: PublicKey
+    """The Curve25519 identity key of the sending device."""
+    device_id: DeviceId
+    """The sending device."""
+    session_id: PublicKey
+    """The Megolm session (its id is the session's Ed25519 key)."""
+    ciphertext: Annotated[
+        str, Meta(max_length=L.MAX_ENCRYPTED_CIPHERTEXT, pattern=L.CIPHERTEXT_PATTERN)
+    ]
+
+
 class Message(Model, frozen=True):
     """A message in a chat, or a comment under a root message (``thread_root``).
 
@@ -120,6 +147,8 @@ class Message(Model, frozen=True):
     reply_to: Quote | None = None
     """The message this one answers, as a short excerpt."""
     reactions: list[Reaction] = []
+    encrypted: Encrypted | None = None
+    """End-to-end encrypted: ``text`` is empty and this carries the ciphertext."""
 
 
 class MessageVersion(Model, frozen=True):
@@ -291,6 +320,8 @@ class SendMessage(Request, frozen=True):
     reply_to: PositiveInt | None = None
     """The message of the same chat this one answers (refused like an unknown id when the
     sender cannot see it)."""
+    encrypted: Encrypted | None = None
+    """End-to-end encrypted (issue 14): ``text`` must be empty and no attachments named."""
 
 
 class EditMessage(Request, frozen=True):

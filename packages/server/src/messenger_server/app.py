@@ -57,6 +57,7 @@ from .services.actor import address_ip
 from .services.admin import AdminService
 from .services.annotations import AnnotationService
 from .services.files import FileService
+from .services.keys import KeyService
 from .services.moderation import ModerationService
 from .services.notify import NotifyService
 from .services.retention import RetentionService, Visibility
@@ -166,6 +167,7 @@ class Services:
     admin: AdminService
     notify: NotifyService
     search: SearchService
+    keys: KeyService
 
 
 def build_services(
@@ -244,6 +246,7 @@ def build_services(
         ),
         notify=notify,
         search=SearchService(store, attachments=files, visibility=visibility),
+        keys=KeyService(store, events, clock),
     )
 
 
@@ -412,6 +415,12 @@ class App:
             ep.ADMIN_UNBAN: s.admin.unban,
             ep.ADMIN_STATS: s.admin.stats,
             ep.ADMIN_SETTINGS: s.admin.effective_settings,
+            ep.UPLOAD_KEYS: s.keys.upload,
+            ep.QUERY_KEYS: s.keys.query,
+            ep.CLAIM_KEYS: s.keys.claim,
+            ep.SEND_TO_DEVICE: s.keys.send,
+            ep.TO_DEVICE: s.keys.inbox,
+            ep.ACK_TO_DEVICE: s.keys.ack,
         }
         # the same, without the actor: what anyone logged in may see
         public: dict[AnyEndpoint, ServiceMethod] = {

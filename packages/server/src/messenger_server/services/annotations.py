@@ -170,6 +170,11 @@ class AnnotationService:
                 raise ApiError(ErrorCode.FORBIDDEN, "you can only edit your own messages")
             if message.deleted_at is not None:
                 raise _deleted(message_id)
+            if message.encrypted is not None:
+                # a plaintext edit would leak what the encryption hides (issue 14)
+                raise ApiError(
+                    ErrorCode.CONFLICT, "encrypted messages cannot be edited (not supported yet)"
+                )
             if window is not None and now - message.created_at > window:
                 raise ApiError(
                     ErrorCode.FORBIDDEN,

@@ -34,6 +34,7 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..storage import ChatRecord, Store, Tx
 from ..storage.annotations import annotation_queries
+from ..storage.keys import key_queries
 from .actor import Actor, forbidden, require_member, require_visible
 from .events import EventService
 from .retention import Visibility
@@ -141,7 +142,13 @@ class MessageService:
                 f"text is longer than {self.max_text} characters",
                 limit=self.max_text,
             )
-        if not body.text.strip() and not body.attachments:
+        if body.encrypted is not None:
+            if body.text or body.attachments:
+                raise ApiError(
+                    ErrorCode.INVALID,
+                    "an encrypted message carries ciphertext only: no text, no attachments",
+                )
+        elif not body.text.strip() and not body.attachments:
             raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
         if body.attachments and self.attachments is None:
             raise ApiError(ErrorCode.UNAVAILABLE, "attachments are not available yet")
@@ -168,6 +175,11 @@ class MessageService:
                 return self.decorate(tx, [again])[0]
             for check in self.send_checks:
                 check(tx, draft, now)
+            if body.encrypted is not None:
+                key_queries(tx).set_encrypted(
+                    message.id, msgspec.json.encode(body.encrypted).decode()
+                )
+                message = msgspec.structs.replace(message, encrypted=body.encrypted)
             if reply_to is not None:
                 annotation_queries(tx).set_reply_to(message.id, reply_to)
                 replied = tx.message(message.id)

@@ -100,7 +100,8 @@ class SqlAnnotationQueries:
     def tombstone(self, message_id: int, now: float) -> None:
         """Delete a message's content and the logged events that carry its text."""
         self.conn.execute(
-            "UPDATE messages SET text = '', deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+            "UPDATE messages SET text = '', encrypted = NULL, deleted_at = ?"
+            " WHERE id = ? AND deleted_at IS NULL",
             (now, message_id),
         )
         for table in ("message_edits", "reactions", "pins"):

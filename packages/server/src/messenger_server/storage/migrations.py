@@ -405,6 +405,47 @@ ALTER TABLE messages ADD COLUMN tsv tsvector
 CREATE INDEX messages_tsv ON messages USING GIN (tsv);
 """
 
+# end-to-end encryption (issue 14): the key directory (public keys only), to-device
+# messages (Olm ciphertext, deleted once the device acknowledges them) and the Megolm
+# ciphertext of an encrypted message (its text column stays empty)
+_KEYS = """
+CREATE TABLE device_keys (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    device_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    curve25519 TEXT NOT NULL,
+    ed25519 TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+CREATE INDEX device_keys_session ON device_keys(session_id);
+
+CREATE TABLE one_time_keys (
+    user_id INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, key_id)
+);
+
+CREATE TABLE to_device (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    sender_id INTEGER NOT NULL REFERENCES users(id),
+    sender_device TEXT NOT NULL,
+    sender_key TEXT NOT NULL,
+    type INTEGER NOT NULL,
+    ciphertext TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX to_device_recipient ON to_device(user_id, device_id, id);
+
+ALTER TABLE messages ADD COLUMN encrypted TEXT;
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -415,5 +456,6 @@ MIGRATIONS: list[Step] = [
     Step(_LOWER_NAMES),
     Step(_ANNOTATIONS),
     Step(_ISSUE_12, sqlite=_SEARCH_SQLITE, postgres=_SEARCH_POSTGRES),
+    Step(_KEYS),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from messenger_protocol import Message, Quote, limits
+import msgspec
+
+from messenger_protocol import Encrypted, Message, Quote, limits
 
 __all__ = ["MESSAGE_COLUMNS", "MESSAGE_FROM", "message_row", "quote_of"]
 
 MESSAGE_COLUMNS = (
     "m.id, m.chat_id, u.login, m.text, m.created_at, m.client_id, m.thread_root, "
     "m.comment_count, m.last_comment_at, m.scheduled_id, m.edited_at, m.deleted_at, "
-    "m.reply_to, ru.login, r.text, r.deleted_at"
+    "m.reply_to, ru.login, r.text, r.deleted_at, m.encrypted"
 )
 MESSAGE_FROM = (
     "messages m JOIN users u ON u.id = m.author_id"
@@ -49,4 +51,5 @@ def message_row(row: Any) -> Message:
         edited_at=row[10],
         deleted_at=row[11],
         reply_to=reply,
+        encrypted=None if row[16] is None else msgspec.json.decode(row[16], type=Encrypted),
     )
