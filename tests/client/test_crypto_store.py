@@ -1,0 +1,31 @@
+"""The device's key store (issue 14): pickled under a private key file or a passphrase."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from messenger_client.crypto import _load, _write_private
+from messenger_protocol import MessengerError
+
+
+def test_a_passphrase_opens_the_state_and_another_does_not(tmp_path: Path) -> None:
+    key, state = _load(tmp_path, "correct horse")
+    _write_private(tmp_path / "state.json", msgspec.json.encode(state))
+    again_key, again = _load(tmp_path, "correct horse")
+    assert (again_key, again.device_id) == (key, state.device_id)
+    with pytest.raises(MessengerError, match="cannot open the device keys"):
+        _load(tmp_path, "wrong horse")
+    assert stat.S_IMODE((tmp_path / "pickle.salt").stat().st_mode) == 0o600
+    assert not (tmp_path / "pickle.key").exists()
+
+
+def test_the_key_file_is_private_and_must_be_32_bytes(tmp_path: Path) -> None:
+    _load(tmp_path, None)
+    assert stat.S_IMODE((tmp_path / "pickle.key").stat().st_mode) == 0o600
+    (tmp_path / "pickle.key").write_bytes(b"short")
+    with pytest.raises(MessengerError, match="32-byte key"):
+        _load(tmp_path, None)

@@ -1,0 +1,166 @@
+"""End-to-end encrypted direct chats (issue 14) through the client library, both stores.
+
+Two users with two devices each talk in a DM that is encrypted by default; every device
+reads every message; the server's database and log hold none of the planted words; a
+third user and an admin get ciphertext at most; a tampered ciphertext and a replayed one
+are refused by the receiving client with a clear reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from messenger_client import Client
+from messenger_client.crypto import DecryptionError, DeviceCrypto
+from messenger_protocol import ApiError, Message, SendMessage, encode
+from messenger_protocol import endpoints as ep
+from tests.support import postgres
+from tests.support.server import ServerProcess
+
+WORDS = ["aardvarkplaintext", "zeppelinplaintext", "quokkaplaintext", "narwhalplaintext"]
+
+
+def _stored_bytes(server: ServerProcess) -> bytes:
+    """Everything the server keeps: its data dir's files, or (PostgreSQL) every row of
+    every table of its schema as text; and its log."""
+    chunks = [server.log_path.read_bytes()]
+    for path in server.data_dir.rglob("*"):
+        if path.is_file():
+            chunks.append(path.read_bytes())
+    if server.store_url:
+        tables = postgres.query(
+            server.store_url,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema ="
+            " current_schema() AND table_type = 'BASE TABLE'",
+        )
+        for (table,) in tables:
+            rows = postgres.query(server.store_url, f"SELECT t::text FROM {table} t")
+            chunks.extend(str(r[0]).encode() for r in rows)
+    return b"\n".join(chunks)
+
+
+def _tampered(message: Message) -> SendMessage:
+    """The same encrypted body with one byte of the ciphertext changed."""
+    assert message.encrypted is not None
+    raw = bytearray(base64.b64decode(message.encrypted.ciphertext + "=="))
+    raw[len(raw) // 2] ^= 0x01
+    text = base64.b64encode(bytes(raw)).decode().rstrip("=")
+    enc = msgspec.structs.replace(message.encrypted, ciphertext=text)
+    return SendMessage(text="", client_id="tampered", encrypted=enc)
+
+
+@pytest.fixture
+def admin_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    return server_factory(args=["--admins", "root"])
+
+
+async def test_two_users_two_devices_each_read_an_encrypted_dm(
+    admin_server: ServerProcess, tmp_path: Path
+) -> None:
+    server = admin_server
+    clients: list[Client] = []
+
+    async def device(login: str, name: str, *, new: bool = False) -> tuple[Client, DeviceCrypto]:
+        client = Client(server.url, device=name)
+        clients.append(client)
+        if new:
+            await client.register(login, "password1")
+        else:
+            await client.login(login, "password1")
+        return client, await DeviceCrypto.open(client, tmp_path / f"{login}-{name}")
+
+    try:
+        alice_phone, alice_phone_c = await device("alice", "phone", new=True)
+        alice_laptop, alice_laptop_c = await device("alice", "laptop")
+        bob_phone, bob_phone_c = await device("bob", "phone", new=True)
+        bob_laptop, bob_laptop_c = await device("bob", "laptop")
+        carol = Client(server.url, device="x")
+        root = Client(server.url, device="x")
+        clients += [carol, root]
+        await carol.register("carol", "password1")
+        await root.register("root", "password1")
+        # the pickle key is a private file; the state holds no key in the clear
+        key_file = tmp_path / "alice-phone" / "pickle.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        state = (tmp_path / "alice-phone" / "state.json").read_bytes()
+        assert alice_phone_c.curve25519.encode() not in state
+
+        dm = await alice_phone.open_direct("bob")
+        assert await alice_phone_c.can_encrypt(dm)
+        sent = [
+            await alice_phone_c.send(dm, f"hello {WORDS[0]}"),
+            await bob_phone_c.send(dm, f"hi back {WORDS[1]}"),
+            await alice_laptop_c.send(dm, f"from my laptop {WORDS[2]}"),
+            await bob_laptop_c.send(dm, f"and mine {WORDS[3]}"),
+        ]
+        assert all(m.text == "" and m.encrypted is not None for m in sent)
+        # a plain message in the general chat is found by the same search: the grep works
+        await carol.send(1, "controlwordinplaintext")
+
+        expected = [
+            f"hello {WORDS[0]}",
+            f"hi back {WORDS[1]}",
+            f"from my laptop {WORDS[2]}",
+            f"and mine {WORDS[3]}",
+        ]
+        for client, crypto in [
+            (alice_phone, alice_phone_c),
+            (alice_laptop, alice_laptop_c),
+            (bob_phone, bob_phone_c),
+            (bob_laptop, bob_laptop_c),
+        ]:
+            page = await client.history(dm.id)
+            assert all(m.text == "" for m in page.messages)
+            texts = [(await crypto.decrypt(m)).text for m in page.messages]
+            assert texts == expected, crypto.device_id
+
+        stored = _stored_bytes(server)
+        assert b"controlwordinplaintext" in stored
+        assert [w for w in WORDS if w.encode() in stored] == []
+
+        # a third user cannot read the chat, and ciphertext alone opens nothing
+        with pytest.raises(ApiError):
+            await carol.history(dm.id)
+        carol_c = await DeviceCrypto.open(carol, tmp_path / "carol")
+        with pytest.raises(DecryptionError, match="can't decrypt") as no_key:
+            await carol_c.decrypt(sent[0])
+        assert no_key.value.kind == "no_key"
+        # an admin handling a complaint about the message sees no plaintext either
+        await bob_phone.complain("alice", "spam", message_id=sent[0].id)
+        admin_view = encode(await root.admin_complaints()) + encode(await root.admin_users())
+        assert [w for w in WORDS if w.encode() in admin_view] == []
+
+        # a tampered ciphertext is refused with a clear reason
+        bad = await alice_phone.call(ep.SEND, _tampered(sent[0]), chat_id=dm.id)
+        with pytest.raises(DecryptionError, match="tampered with") as tampered:
+            await bob_phone_c.decrypt(bad)
+        assert tampered.value.kind == "tampered"
+        # the same ciphertext posted again is a replay: shown once, the copy refused
+        assert sent[0].encrypted is not None
+        again = SendMessage(text="", client_id="replay", encrypted=sent[0].encrypted)
+        replay = await alice_phone.call(ep.SEND, again, chat_id=dm.id)
+        shown: list[str] = []
+        for m in (await bob_laptop.history(dm.id)).messages:
+            try:
+                shown.append((await bob_laptop_c.decrypt(m)).text)
+            except DecryptionError as exc:
+                if m.id == replay.id:
+                    assert exc.kind == "replayed" and f"#{sent[0].id}" in str(exc)
+        assert shown == expected
+        # encrypted messages cannot be edited into plaintext
+        with pytest.raises(ApiError, match="encrypted"):
+            await alice_phone.edit(sent[0].id, "now in the clear")
+
+        # a device opened again from its data dir is the same device and still reads
+        reopened = await DeviceCrypto.open(bob_phone, tmp_path / "bob-phone")
+        assert reopened.device_id == bob_phone_c.device_id
+        assert (await reopened.decrypt(sent[2])).text == expected[2]
+    finally:
+        for c in clients:
+            await c.close()
