@@ -75,6 +75,9 @@ class TinyApp:
     async def start(self) -> None:
         self.events.append("start")
 
+    def drain(self) -> None:
+        self.events.append("drain")
+
     async def close(self) -> None:
         self.events.append("close")
 
@@ -102,7 +105,7 @@ async def test_serve_starts_answers_and_stops_on_sigterm(tmp_path: Path) -> None
     async with asyncio.timeout(10):
         await serve(settings, app_factory=factory, started=started)
     assert answers[0].startswith(b"HTTP/1.1 200 OK") and b'"/healthz"' in answers[0]
-    assert apps[0].events == ["start", "close"]
+    assert apps[0].events == ["start", "drain", "close"]
 
 
 def test_logging_writes_the_spec_format_to_the_data_dir(tmp_path: Path) -> None:

@@ -170,6 +170,21 @@ async def test_close_sessions_flushes_then_closes() -> None:
     assert hub.stream_count() == 1
 
 
+async def test_close_all_flushes_every_stream_then_closes_it() -> None:
+    """Shutdown drain: each stream gets what was queued for it, then ends."""
+    hub = LocalHub()
+    first, second = FakeStream(), FakeStream()
+    hub.attach(1, "a", first)
+    hub.attach(2, "b", second)
+    hub.publish(frame(5), None)
+    hub.publish(frame(6), [2])
+    hub.close_all()
+    await next_turn()
+    assert first.frames == [frame(5)] and first.closed
+    assert second.frames == [frame(5), frame(6)] and second.closed
+    assert hub.stream_count() == 0 and hub.online_user_ids() == set()
+
+
 def test_frame_id() -> None:
     assert frame_id(frame(123)) == 123
     assert frame_id(frame(None)) is None

@@ -94,6 +94,16 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"server did not start in {START_TIMEOUT} s:\n{self.log()}")
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting: the server drains and exits (see :meth:`wait_exit`)."""
+        assert self.proc is not None and self.proc.poll() is None, "the server is not running"
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code, once the process has ended (TimeoutExpired after ``timeout``)."""
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM and wait; returns the exit code."""
         if self.proc is None or self.proc.poll() is not None:

@@ -157,3 +157,65 @@ class SseReader:
                 if where(event):
                     found.append(event)
         return found
+
+
+class ResumingReader:
+    """A user's event stream that resumes whenever it is closed, as a client does.
+
+    Each time the connection ends (closed, reset, refused, or ``503`` from a node that
+    is shutting down) it opens a new one with ``Last-Event-ID`` of the last event with
+    an id, and counts a reconnect. Unlike the client library it drops nothing: every
+    (id, event) of every connection is kept in :attr:`events`, so a test sees a
+    duplicate or an id out of order, and any other answer is kept in :attr:`refusals`.
+    """
+
+    RECONNECT_PAUSE = 0.05
+    """A client's pause before it reconnects (so a cluster with no node up is not spun on)."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.token = token
+        self.events: list[Numbered] = []
+        self.last_event_id: int | None = None
+        self.connections = 0
+        """Streams that were answered 200."""
+        self.reconnects = 0
+        self.refusals: list[int] = []
+        """Statuses of answers other than 200 and 503."""
+        self._arrived = asyncio.Condition()
+
+    async def seen(self, what: Callable[[Event], bool], *, timeout: float = WAIT) -> None:
+        """Wait until an event that ``what`` accepts has arrived (while :meth:`run_until`
+        reads in another task)."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: any(what(e) for _, e in self.events))
+
+    async def run_until(self, last: Callable[[Event], bool], *, timeout: float = WAIT) -> None:
+        """Read (resuming as needed) until an event that ``last`` accepts."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.connections or self.reconnects:
+                    await asyncio.sleep(self.RECONNECT_PAUSE)
+                try:
+                    if await self._one_connection(last):
+                        return
+                except (OSError, EOFError):
+                    pass  # reset or refused: a reconnect, like a close
+                self.reconnects += 1
+
+    async def _one_connection(self, last: Callable[[Event], bool]) -> bool:
+        async with SseReader(self.base, self.token, self.last_event_id) as reader:
+            if reader.status != 200:
+                if reader.status != 503:
+                    self.refusals.append(reader.status)
+                return False
+            self.connections += 1
+            while True:
+                numbered = await reader.next(timeout=3 * 3600)
+                self.events.append(numbered)
+                if numbered[0] is not None:
+                    self.last_event_id = numbered[0]
+                async with self._arrived:
+                    self._arrived.notify_all()
+                if last(numbered[1]):
+                    return True

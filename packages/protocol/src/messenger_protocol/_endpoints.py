@@ -125,7 +125,7 @@ READY: Endpoint[None, m.Readiness, None] = _e(
     "/readyz",
     m.Readiness,
     auth=False,
-    summary="Readiness: the store and the event bus answer (503 unavailable if not)",
+    summary="Readiness: the store and the event bus answer, not shutting down (else 503)",
     tag="service",
 )
 OPENAPI: Endpoint[None, None, None] = _e(

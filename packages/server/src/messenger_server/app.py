@@ -306,6 +306,12 @@ class App:
         self.on_close.append(self.scheduler.close)
         log.info("store open at %s", self.settings.data_dir)
 
+    def drain(self) -> None:
+        """Shutdown begins (SIGTERM): not ready any more, every event stream closed after
+        what is queued for it; running requests go on (the serve loop waits for them)."""
+        log.info("draining: not ready, closing %d event streams", self.hub.stream_count())
+        self.events.drain()
+
     async def close(self) -> None:
         """Stop later services, save presence, commit and close the store."""
         for stop in reversed(self.on_close):
@@ -494,6 +500,9 @@ class App:
                 raise ApiError(ErrorCode.INVALID, "Last-Event-ID must be an event id")
             after = int(text)
         limit = self.settings.event_queue_max_bytes
+        if self.events.draining:
+            # it would be closed at once: the client reconnects (elsewhere) as it would then
+            raise ApiError(ErrorCode.UNAVAILABLE, "the node is shutting down")
 
         async def produce(stream: ResponseStream) -> None:
             sub = self.events.attach(actor.user_id, actor.session_id, stream)

@@ -305,6 +305,10 @@ class Settings:
     )  # fmt: skip
     node_id: str = _setting("", _text(), "this node's name in logs and on the bus "
                             "(empty = hostname:port)")  # fmt: skip
+    shutdown_grace: float = _setting(
+        5.0, _float(0), "seconds running requests get to finish after SIGTERM (the node "
+        "stops accepting and closes its event streams at once)"
+    )  # fmt: skip
     sqlite_synchronous: str = _setting(
         "NORMAL",
         _choice(SQLITE_SYNCHRONOUS),

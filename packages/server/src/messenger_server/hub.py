@@ -149,6 +149,10 @@ class Hub(Protocol):
         """End the streams of these sessions after what is queued for them (logout)."""
         ...
 
+    def close_all(self) -> None:
+        """End every stream after what is queued for it (the node is shutting down)."""
+        ...
+
     def online_user_ids(self) -> set[int]:
         """Users with at least one attached stream."""
         ...
@@ -326,7 +330,15 @@ class LocalHub:
     def close_sessions(self, session_ids: Iterable[str]) -> None:
         """Flush what is queued for these sessions' streams, then close them."""
         wanted = set(session_ids)
-        for sub in [s for s in self._all if s.session_id in wanted]:
+        self._close([s for s in self._all if s.session_id in wanted])
+
+    def close_all(self) -> None:
+        """Flush what is queued for every stream, then close them all (shutdown drain):
+        each client reconnects, elsewhere, with the id of the last frame it got."""
+        self._close(list(self._all))
+
+    def _close(self, subs: list[LocalSubscription]) -> None:
+        for sub in subs:
             frames, sub._pending = sub._pending, []
             if frames and not sub.stream.is_closing():
                 sub.stream.writelines(frames)

@@ -16,12 +16,12 @@ from .config import Settings
 from .http import HttpLimits, HttpServer, Request, Response, StreamResponse
 from .hub import BUSY_FLUSH_INTERVAL, Hub, LocalHub
 
-__all__ = ["SHUTDOWN_GRACE", "AppLike", "http_limits", "run", "serve"]
+__all__ = ["CLOSE_TIMEOUT", "AppLike", "http_limits", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE = 5.0
-"""Seconds running requests get to finish on shutdown."""
+CLOSE_TIMEOUT = 10.0
+"""Seconds the services get to stop after the last request (store commit and close)."""
 
 
 class AppLike(Protocol):
@@ -31,6 +31,7 @@ class AppLike(Protocol):
 
     async def handle(self, request: Request) -> Response | StreamResponse: ...
     async def start(self) -> None: ...
+    def drain(self) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -124,10 +125,18 @@ async def serve(
             for sig in handled:
                 loop.remove_signal_handler(sig)
             log.info("shutting down")
+            # in this order: not ready and no longer accepting at once, event streams
+            # closed after their queued frames, running requests finished (within the grace)
             hub.stop_heartbeats()
-            await server.close(SHUTDOWN_GRACE)
+            server.stop_accepting()
+            app.drain()
+            await server.close(settings.shutdown_grace)
     finally:
-        await app.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await app.close()
+        except TimeoutError:
+            log.error("services did not stop within %.0f s; exiting anyway", CLOSE_TIMEOUT)
         log.info("stopped")
 
 

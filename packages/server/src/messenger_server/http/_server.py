@@ -187,11 +187,20 @@ class HttpServer:
         """``ip:port`` of every live connection."""
         return (conn.peer for conn in list(self._conns))
 
-    async def close(self, grace: float) -> None:
-        """Stop accepting, let running requests finish for up to ``grace`` s, then drop all."""
+    def stop_accepting(self) -> None:
+        """Close the listening socket: new connections are refused (a balancer sends them
+        to another node); the open ones get ``Connection: close`` on their next answer."""
         self._closing = True
         if self._server is not None:
             self._server.close()
+
+    async def close(self, grace: float) -> None:
+        """Stop accepting, let running requests finish for up to ``grace`` s, then drop all.
+
+        Idle connections close at once, except one whose next request head has begun to
+        arrive: that request is running already and is answered.
+        """
+        self.stop_accepting()
         for conn in list(self._conns):
             conn.shutdown()
         tasks = [conn.task for conn in self._conns if conn.task is not None]
@@ -214,13 +223,14 @@ class HttpServer:
         peer_addr = writer.get_extra_info("peername")
         ip, port = (str(peer_addr[0]), peer_addr[1]) if peer_addr else ("?", 0)
         peer = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        if self._closing:
+            # accepted just before the listener closed: reset, as the kernel resets those
+            # still in the backlog (a client retries that on another node; a 503 it would not)
+            writer.transport.abort()
+            return _nothing()
         count = self._per_ip.get(ip, 0)
         live = len(self._conns)
-        if (
-            count >= self.limits.max_connections_per_ip
-            or live >= self.limits.max_connections
-            or self._closing
-        ):
+        if count >= self.limits.max_connections_per_ip or live >= self.limits.max_connections:
             return self._refuse(reader, writer, ip)
         self._per_ip[ip] = count + 1
         conn = _Connection(self, reader, writer, peer, ip)
@@ -239,9 +249,7 @@ class HttpServer:
     async def _refuse(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
     ) -> None:
-        if self._closing:
-            exc = ApiError(ErrorCode.UNAVAILABLE, "server is shutting down")
-        elif len(self._conns) >= self.limits.max_connections:
+        if len(self._conns) >= self.limits.max_connections:
             if _log_limit.allow("refused connection"):
                 log.warning("refusing connection from %s: %d open in all", ip, len(self._conns))
             exc = _AT_CAPACITY
@@ -265,6 +273,10 @@ class HttpServer:
             pass
         finally:
             await _close_writer(writer)
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _close_writer(writer: asyncio.StreamWriter) -> None:
@@ -355,8 +367,11 @@ class _Connection:
         """Got one of the reserved connections: only /healthz or a token is served."""
 
     def shutdown(self) -> None:
-        """Server closing: idle connections go now, event streams end, busy ones finish."""
-        if self.state in ("idle", "streaming") and self.task is not None:
+        """Server closing: idle connections go now, event streams end, busy ones finish
+        (a connection reading a request head is busy: its request has begun)."""
+        if self.task is None:
+            return
+        if self.state == "streaming" or (self.state == "idle" and not self._parser.head_started):
             self.task.cancel()
 
     def _move(self, to: str) -> None:

@@ -99,6 +99,8 @@ class EventService:
         self._since_prune = 0
         self.streams: dict[int, list[StreamInfo]] = {}
         """Live streams per user id."""
+        self.draining = False
+        """The node is shutting down: not ready, every stream closed (see :meth:`drain`)."""
 
     @property
     def published_seq(self) -> int:
@@ -118,8 +120,17 @@ class EventService:
         await self.bus.close()
         await self.window.close()
 
+    def drain(self) -> None:
+        """The node stops (SIGTERM): ``/readyz`` says so from now on, and every live
+        stream ends after the frames queued for it, so its client resumes on another
+        node with ``Last-Event-ID``."""
+        self.draining = True
+        self.hub.close_all()
+
     async def ready(self) -> Readiness:
         """``/readyz``: this node's database and event bus answer now (else ``unavailable``)."""
+        if self.draining:
+            raise ApiError(ErrorCode.UNAVAILABLE, "not ready: the node is shutting down")
         try:
             async with asyncio.timeout(READY_TIMEOUT):
                 await self.store.read(lambda tx: tx.event_max())
