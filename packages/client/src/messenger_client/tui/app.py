@@ -11,14 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import tzinfo
 from pathlib import Path
 from typing import ClassVar
 
-import msgspec
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -38,7 +34,6 @@ from messenger_protocol import (
     ScheduledUpdated,
     Session,
     SessionEnded,
-    User,
 )
 
 from .. import commands as slash
@@ -51,6 +46,8 @@ from ..outbox import Outbox
 from .commands import ChatsProvider, MessengerCommands
 from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
+from .options import TuiOptions, load_options
+from .people import People
 from .reading import ChatReader
 from .robust import describe_error, report_failure, session_over_reason
 from .screens.admin import AdminScreen
@@ -73,45 +70,6 @@ from .widgets.users_panel import UsersPanel
 __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TuiOptions:
-    """Settings of the app beyond the client config (from ``keymap.toml``, or tests)."""
-
-    keymap: dict[str, str] = field(default_factory=dict)
-    """Binding id -> keys, e.g. ``{"chats.next": "ctrl+n"}``."""
-    bell: bool = True
-    """Ring the terminal bell for private messages and mentions."""
-    toasts: bool = True
-    """Show a toast for private messages and mentions in chats not in view."""
-    tz: tzinfo | None = None
-    """Time zone of shown times (None: local)."""
-    cache_dir: Path | None = None
-    """Where caches live (None: the client data dir)."""
-
-
-def load_options(path: Path) -> TuiOptions:
-    """Read ``keymap.toml``: ``[keys]`` binding id = keys, ``[notifications]`` bell/toasts.
-
-    A missing or broken file gives the defaults (and a line in the log).
-    """
-    options = TuiOptions()
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        return options
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return options
-    keys = data.get("keys", {})
-    if isinstance(keys, dict):
-        options.keymap = {str(k): str(v) for k, v in keys.items() if isinstance(v, str)}
-    notes = data.get("notifications", {})
-    if isinstance(notes, dict):
-        options.bell = bool(notes.get("bell", options.bell))
-        options.toasts = bool(notes.get("toasts", options.toasts))
-    return options
 
 
 class MessengerApp(Host):
@@ -151,6 +109,7 @@ class MessengerApp(Host):
         self.connection = ConnectionState("connecting")
         self.outbox: Outbox | None = None
         self.reader = ChatReader(self)
+        self.people = People(self)
 
     # --- start and session ------------------------------------------------------
 
@@ -215,7 +174,7 @@ class MessengerApp(Host):
         self.runner = slash.CommandRunner(client, downloads=self.config.dirs.downloads, cache=cache)
         self.store = ChatStore(me=login, cache=cache, focused=self.reader.reading)
         self.store.load_cached()
-        self.main = MainScreen(login, self._complete, tz=self.options.tz)
+        self.main = MainScreen(login, self.people.complete, tz=self.options.tz)
         self.main.view.disappears_at = self._disappears_at
         self.outbox = Outbox(
             client,
@@ -236,7 +195,7 @@ class MessengerApp(Host):
         main.bar.user = store.me
         main.bar.server = self.server.split("://", 1)[-1]
         self.refresh_chat_list()
-        self._refresh_people()
+        self.people.refresh()
         self.open_chat(GENERAL_CHAT_ID, connect=True)
         resume = cache.last_event_id if cache is not None else None
         self._run_events(resume if resume is not None else last_event_id)
@@ -315,7 +274,7 @@ class MessengerApp(Host):
                 self.outbox.online.clear()
             self.reader.chats_fresh = False
         if state.state in ("connected", "offline"):
-            self._refresh_people()
+            self.people.refresh()
 
     def _apply(self, event: Event) -> None:
         store, main = self.store, self.main
@@ -344,7 +303,7 @@ class MessengerApp(Host):
         if change.chats:
             self.refresh_chat_list()
         if change.users:
-            self._refresh_people()
+            self.people.refresh()
         if change.notice:
             self.notify(change.notice)
         if change.timeline is not None and change.timeline == main.current_chat:
@@ -420,39 +379,13 @@ class MessengerApp(Host):
             store.set_users(users.users)
             contacts = await client.contacts()
             store.set_contacts(contacts.contacts)
-            self._refresh_people()
+            self.people.refresh()
         except ServerUnavailable as exc:
             log.info("refresh failed: %s", exc)
 
     def refresh_chat_list(self) -> None:
         """Redraw the chat list from the store (and let the runner know the chats)."""
-        store, main = self.store, self.main
-        if store is None or main is None or not main.is_mounted:
-            return
-        # query, not query_one: during shutdown the screen may already be empty.
-        for chat_list in main.query(ChatList):
-            chat_list.update_chats(store.sorted_chats(), self._presence(), main.current_chat)
-        if self.runner is not None:
-            for chat in store.chats.values():
-                self.runner.remember(chat)
-
-    def _refresh_people(self) -> None:
-        store, main = self.store, self.main
-        if store is None or main is None or not main.is_mounted:
-            return
-        for panel in main.query(UsersPanel):
-            panel.update_users(self._presence(), store.contacts)
-        for chat_list in main.query(ChatList):
-            chat_list.update_chats(store.sorted_chats(), self._presence(), main.current_chat)
-
-    def _presence(self) -> dict[str, User]:
-        """Users as shown: while disconnected nobody is known to be online."""
-        store = self.store
-        if store is None:
-            return {}
-        if self.connection.state == "connected":
-            return store.users
-        return {login: msgspec.structs.replace(u, online=False) for login, u in store.users.items()}
+        self.people.refresh_chat_list()
 
     # --- chats ------------------------------------------------------------------------
 
@@ -542,40 +475,15 @@ class MessengerApp(Host):
 
     @on(OpenDirect)
     def _open_direct_message(self, event: OpenDirect) -> None:
-        self.open_direct(event.login)
+        self.people.open_direct(event.login)
 
     @on(UsersPanel.UserChosen)
     def _user_chosen(self, event: UsersPanel.UserChosen) -> None:
-        self.open_direct(event.login)
+        self.people.open_direct(event.login)
 
-    def open_direct(self, login: str) -> None:
-        """Open the private conversation with ``login`` (created on first use)."""
-        store = self.store
-        if store is None:
-            return
-        chat = store.direct_chat(login)
-        if chat is not None:
-            self.open_chat(chat.id)
-            if self.main is not None:
-                self.main.composer.focus()
-            return
-        self._open_direct(login)
-
-    @work(group="direct")
-    async def _open_direct(self, login: str) -> None:
-        client, store = self.client, self.store
-        if client is None or store is None:
-            return
-        try:
-            chat = await client.open_direct(login)
-        except MessengerError as exc:
-            self.notify(describe_error(exc, self.server), severity="error")
-            return
-        store.upsert_chat(chat)
-        self.refresh_chat_list()
-        self.open_chat(chat.id)
-        if self.main is not None:
-            self.main.composer.focus()
+    @on(UsersPanel.ContactAction)
+    def _contact_action(self, event: UsersPanel.ContactAction) -> None:
+        self.people.change_contact(event.login, event.add)
 
     @work(group="direct")
     async def _send_private(self, login: str, text: str, line: str) -> None:
@@ -593,27 +501,6 @@ class MessengerApp(Host):
         store.upsert_chat(chat)
         self.refresh_chat_list()
         self.send_text(chat.id, text)
-
-    @on(UsersPanel.ContactAction)
-    def _contact_action(self, event: UsersPanel.ContactAction) -> None:
-        self._change_contact(event.login, event.add)
-
-    @work(group="contacts")
-    async def _change_contact(self, login: str, add: bool) -> None:
-        client, store = self.client, self.store
-        if client is None or store is None:
-            return
-        try:
-            if add:
-                await client.add_contact(login)
-            else:
-                await client.del_contact(login)
-            store.set_contacts((await client.contacts()).contacts)
-        except MessengerError as exc:
-            self.notify(describe_error(exc, self.server), severity="error")
-            return
-        self._refresh_people()
-        self.notify(f"{login} {'added to' if add else 'removed from'} your contacts", timeout=3)
 
     # --- moderation and time (banner, rate-limit wait, scheduled, admin) -------------------
 
@@ -863,14 +750,6 @@ class MessengerApp(Host):
             except MessengerError as exc:
                 log.info("logout: %s", exc)
         self._session_over("Logged out")
-
-    def _complete(self, before: str) -> list[str]:
-        """Tab completion of commands, logins and chat names."""
-        store = self.store
-        if store is None:
-            return []
-        chats = [c.name for c in store.chats.values()]
-        return slash.complete(before, store.logins(), chats)
 
     # --- files -----------------------------------------------------------------------------
 

@@ -1,0 +1,121 @@
+"""People: who is online, contacts, private chats, and the lists that show them.
+
+:class:`People` is the part of the app that redraws the chat list and the people panel
+from the store (nobody shows as online while disconnected), opens a private chat
+(starting it on the server the first time), adds and removes contacts, and completes
+logins and chat names in the composer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from messenger_protocol import MessengerError, User
+
+from .. import commands as slash
+from .host import Host
+from .robust import describe_error
+from .tasks import app_work
+from .widgets.chat_list import ChatList
+from .widgets.users_panel import UsersPanel
+
+__all__ = ["People"]
+
+log = logging.getLogger(__name__)
+
+
+class People:
+    """Presence, contacts and private chats, for one app."""
+
+    def __init__(self, app: Host) -> None:
+        self.app = app
+
+    def presence(self) -> dict[str, User]:
+        """Users as shown: while disconnected nobody is known to be online."""
+        store = self.app.store
+        if store is None:
+            return {}
+        if self.app.connection.state == "connected":
+            return store.users
+        return {login: msgspec.structs.replace(u, online=False) for login, u in store.users.items()}
+
+    def refresh_chat_list(self) -> None:
+        """Redraw the chat list from the store (and let the runner know the chats)."""
+        store, main, runner = self.app.store, self.app.main, self.app.runner
+        if store is None or main is None or not main.is_mounted:
+            return
+        # query, not query_one: during shutdown the screen may already be empty.
+        for chat_list in main.query(ChatList):
+            chat_list.update_chats(store.sorted_chats(), self.presence(), main.current_chat)
+        if runner is not None:
+            for chat in store.chats.values():
+                runner.remember(chat)
+
+    def refresh(self) -> None:
+        """Redraw the people panel and the chat list (presence shows in both)."""
+        store, main = self.app.store, self.app.main
+        if store is None or main is None or not main.is_mounted:
+            return
+        for panel in main.query(UsersPanel):
+            panel.update_users(self.presence(), store.contacts)
+        for chat_list in main.query(ChatList):
+            chat_list.update_chats(store.sorted_chats(), self.presence(), main.current_chat)
+
+    def complete(self, before: str) -> list[str]:
+        """Tab completion of commands, logins and chat names."""
+        store = self.app.store
+        if store is None:
+            return []
+        chats = [c.name for c in store.chats.values()]
+        return slash.complete(before, store.logins(), chats)
+
+    def open_direct(self, login: str) -> None:
+        """Open the private conversation with ``login`` (created on first use)."""
+        store = self.app.store
+        if store is None:
+            return
+        chat = store.direct_chat(login)
+        if chat is not None:
+            self.app.open_chat(chat.id)
+            if self.app.main is not None:
+                self.app.main.composer.focus()
+            return
+        self._open_direct(login)
+
+    @app_work(group="direct")
+    async def _open_direct(self, login: str) -> None:
+        app = self.app
+        client, store = app.client, app.store
+        if client is None or store is None:
+            return
+        try:
+            chat = await client.open_direct(login)
+        except MessengerError as exc:
+            app.notify(describe_error(exc, app.server), severity="error")
+            return
+        store.upsert_chat(chat)
+        app.refresh_chat_list()
+        app.open_chat(chat.id)
+        if app.main is not None:
+            app.main.composer.focus()
+
+    @app_work(group="contacts")
+    async def change_contact(self, login: str, add: bool) -> None:
+        """Add ``login`` to the contacts (or remove them), then show the new list."""
+        app = self.app
+        client, store = app.client, app.store
+        if client is None or store is None:
+            return
+        try:
+            if add:
+                await client.add_contact(login)
+            else:
+                await client.del_contact(login)
+            store.set_contacts((await client.contacts()).contacts)
+        except MessengerError as exc:
+            app.notify(describe_error(exc, app.server), severity="error")
+            return
+        self.refresh()
+        app.notify(f"{login} {'added to' if add else 'removed from'} your contacts", timeout=3)
