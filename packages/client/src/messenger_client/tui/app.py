@@ -25,13 +25,11 @@ from messenger_protocol import (
     GENERAL_CHAT_ID,
     ApiError,
     Attachment,
-    Banned,
     Chat,
     ErrorCode,
     Event,
     Message,
     MessengerError,
-    ScheduledUpdated,
     Session,
     SessionEnded,
 )
@@ -44,13 +42,14 @@ from ..events import ConnectionState, EventStream
 from ..logs import setup_logging
 from ..outbox import Outbox
 from .commands import ChatsProvider, MessengerCommands
+from .files import Files
 from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
+from .moderation import Moderation
 from .options import TuiOptions, load_options
 from .people import People
 from .reading import ChatReader
 from .robust import describe_error, report_failure, session_over_reason
-from .screens.admin import AdminScreen
 from .screens.groups import connected as groups_connected
 from .screens.groups import group_event, request_decided
 from .screens.help import HelpScreen, help_rows
@@ -60,11 +59,10 @@ from .screens.output import OutputScreen
 from .screens.status import StatusScreen
 from .store import Change, ChatStore
 from .threads import thread_event
-from .widgets.attachments import AttachmentClicked, attach_to_chat, show_attachments
+from .widgets.attachments import AttachmentClicked
 from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
 from .widgets.message_view import MessageView
-from .widgets.moderation import ScheduledScreen
 from .widgets.users_panel import UsersPanel
 
 __all__ = ["MessengerApp", "TuiOptions", "load_options", "run"]
@@ -110,6 +108,8 @@ class MessengerApp(Host):
         self.outbox: Outbox | None = None
         self.reader = ChatReader(self)
         self.people = People(self)
+        self.moderation = Moderation(self, self.options.tz)
+        self.files = Files(self, self.config.dirs.downloads)
 
     # --- start and session ------------------------------------------------------
 
@@ -175,7 +175,7 @@ class MessengerApp(Host):
         self.store = ChatStore(me=login, cache=cache, focused=self.reader.reading)
         self.store.load_cached()
         self.main = MainScreen(login, self.people.complete, tz=self.options.tz)
-        self.main.view.disappears_at = self._disappears_at
+        self.main.view.disappears_at = self.moderation.disappears_at
         self.outbox = Outbox(
             client,
             self.store,
@@ -268,7 +268,7 @@ class MessengerApp(Host):
                 self.main.view.older_loaded()  # paging that stopped offline goes on
             self._refresh_all()
             groups_connected(self)
-            self._check_ban()
+            self.moderation.check_ban()
         elif state.state in ("offline", "reconnecting"):
             if self.outbox is not None:
                 self.outbox.online.clear()
@@ -289,7 +289,7 @@ class MessengerApp(Host):
             return
         change = store.apply(event)
         self._show_change(change)
-        self._moderation_event(event)
+        self.moderation.event(event)
         group_event(self, event)
         thread_event(self, event)
 
@@ -504,61 +504,15 @@ class MessengerApp(Host):
 
     # --- moderation and time (banner, rate-limit wait, scheduled, admin) -------------------
 
-    def _moderation_event(self, event: Event) -> None:
-        main, me = self.main, self.store.me if self.store is not None else None
-        if isinstance(event, Banned) and main is not None and event.login == me:
-            main.moderation.banned(event.until, event.reason)
-        elif isinstance(event, ScheduledUpdated) and isinstance(self.screen, ScheduledScreen):
-            self.run_worker(self.screen.scheduled_changed(event.scheduled), group="scheduled")
-
-    @work(exclusive=True, group="ban")
-    async def _check_ban(self) -> None:
-        """A ban that started while we were away shows at once, not at the first send."""
-        client, store, main = self.client, self.store, self.main
-        if client is None or store is None or main is None:
-            return
-        try:
-            user = await client.user(store.me)
-        except MessengerError as exc:
-            log.info("ban check: %s", exc)
-            return
-        main.moderation.banned(user.banned_until)
-
-    def _moderation_refusal(self, exc: ApiError) -> None:
-        if self.main is None:
-            return
-        bar = self.main.moderation
-        if exc.code == ErrorCode.BANNED and exc.until is not None:
-            bar.banned(exc.until)
-        elif exc.code == ErrorCode.RATE_LIMITED and exc.retry_after:
-            bar.rate_limited(exc.retry_after)
-
-    def _disappears_at(self, message: Message) -> float | None:
-        """When a message disappears for us: as the server said, or an hour (ttl) after
-        it arrived live (a live message reaches us when it is posted)."""
-        if message.expires_at is not None:
-            return message.expires_at
-        session = self.client.session if self.client is not None else None
-        ttl = session.message_ttl if session is not None else 0
-        return message.created_at + ttl if ttl else None
-
-    def _is_admin(self) -> bool:
-        session = self.client.session if self.client is not None else None
-        return session is not None and session.user.is_admin
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The admin screen exists only for admins."""
         if action == "admin":
-            return self._is_admin()
+            return self.moderation.is_admin()
         return True
 
     def action_admin(self) -> None:
         """Show the admin screen (F3; admins only)."""
-        if self.client is None or not self._is_admin():
-            self.notify("Only admins have an admin screen", severity="warning")
-            return
-        if not isinstance(self.screen, AdminScreen):
-            self.push_screen(AdminScreen(self.client, tz=self.options.tz))
+        self.moderation.show_admin()
 
     def action_help_screen(self, query: str = "") -> None:
         """The help screen: every command and key, filtered by ``query``."""
@@ -569,24 +523,7 @@ class MessengerApp(Host):
 
     def action_status(self) -> None:
         """Show the status screen (F2, /status)."""
-        if isinstance(self.screen, StatusScreen):
-            screen = self.screen
-        else:
-            screen = StatusScreen(tz=self.options.tz)
-            self.push_screen(screen)
-        self._load_status(screen)
-
-    @work(exclusive=True, group="status")
-    async def _load_status(self, screen: StatusScreen) -> None:
-        client = self.client
-        if client is None:
-            return
-        try:
-            status = await client.status()
-        except MessengerError as exc:
-            screen.show_error(describe_error(exc, self.server))
-            return
-        screen.show_status(status)
+        self.moderation.show_status()
 
     # --- sending and slash commands ------------------------------------------------------
 
@@ -631,16 +568,15 @@ class MessengerApp(Host):
                     self._run_slash(parsed)
             case "file" if args.get("target") is None:
                 # the picker shows the upload's progress and any refusal
-                attach_to_chat(self, chat_id, path=Path(args["path"]).expanduser())
+                self.files.attach(chat_id, path=Path(args["path"]).expanduser())
             case "help":
                 self.action_help_screen(args.get("command") or "")
             case "status":
                 self.action_status()
             case "thread":
                 self._open_thread_by_id(args["message_id"])
-            case "scheduled" if self.client is not None:
-                names = {c.id: c.name for c in store.chats.values()}
-                self.push_screen(ScheduledScreen(self.client, chat_names=names, tz=self.options.tz))
+            case "scheduled":
+                self.moderation.show_scheduled()
             case "users" | "contacts":
                 if self.main is not None:
                     self.main.action_toggle_users()
@@ -689,7 +625,7 @@ class MessengerApp(Host):
     def _send_refused(self, pending: PendingSend, exc: ApiError) -> None:
         """The server refused a send: say why, show a ban or wait, keep the text."""
         self.notify(f"Not sent: {describe_error(exc)}", severity="error")
-        self._moderation_refusal(exc)
+        self.moderation.refusal(exc)
         self._give_back(pending.text)
 
     def _give_back(self, text: str, composer: Composer | None = None) -> None:
@@ -755,21 +691,15 @@ class MessengerApp(Host):
 
     def action_attach(self) -> None:
         """Pick a file, upload it with progress and post it to the open chat (Ctrl+U)."""
-        attach_to_chat(self, self.main.current_chat if self.main is not None else None)
+        self.files.attach_here()
 
     def action_files(self) -> None:
         """Download, open or preview the attachments of the selected message (Ctrl+F)."""
-        main = self.main
-        if main is None:
-            return
-        view = main.thread_view if main.thread_view.has_focus else main.view
-        message = view.selected_message()
-        if message is not None:
-            show_attachments(self, message)
+        self.files.show_selected()
 
     @on(AttachmentClicked)
     def _attachment_clicked(self, event: AttachmentClicked) -> None:
-        show_attachments(self, event.message)
+        self.files.show(event.message)
 
     # --- threads ---------------------------------------------------------------------------
 

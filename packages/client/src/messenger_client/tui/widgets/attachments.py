@@ -45,7 +45,6 @@ from messenger_protocol import (
 )
 
 from ...api import Client, ServerUnavailable
-from ..messages import FileUploaded
 from ..robust import Guarded
 from ..timeline import Layout, Timeline
 
@@ -508,42 +507,3 @@ class AttachScreen(Guarded, ModalScreen[Attachment | None]):
 def focusable_cards(screen: Widget) -> list[AttachmentCard]:
     """The cards on a screen (for tests and key handling)."""
     return list(screen.query(AttachmentCard))
-
-
-# --- wiring into the app ----------------------------------------------------------------
-
-
-def _app_parts(app: object) -> tuple[Client, Path] | None:
-    client = getattr(app, "client", None)
-    config = getattr(app, "config", None)
-    if client is None or config is None:
-        return None
-    return client, Path(config.dirs.downloads)
-
-
-def show_attachments(app: object, message: Message) -> None:
-    """Open the attachments panel of a message (if it has any)."""
-    parts = _app_parts(app)
-    if parts is None or not message.attachments:
-        return
-    client, downloads = parts
-    push = getattr(app, "push_screen")  # noqa: B009 (the App, typed loosely to avoid a cycle)
-    push(AttachmentsScreen(client, message, downloads))
-
-
-def attach_to_chat(
-    app: object, chat_id: int | None, start: Path | None = None, path: Path | None = None
-) -> None:
-    """Pick a file (or take ``path``), upload it with progress and post it to ``chat_id``."""
-    parts = _app_parts(app)
-    if parts is None or chat_id is None:
-        return
-    client, _ = parts
-    origin = start or Path.cwd()
-
-    def post(attachment: Attachment | None) -> None:
-        if attachment is not None:  # the message goes through the outbox, as text does
-            getattr(app, "post_message")(FileUploaded(chat_id, attachment))  # noqa: B009
-
-    push = getattr(app, "push_screen")  # noqa: B009
-    push(AttachScreen(client, origin, initial=path), post)

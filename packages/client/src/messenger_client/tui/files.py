@@ -1,0 +1,63 @@
+"""Files: attaching one to a chat and opening the attachments of a message.
+
+:class:`Files` is the part of the app that opens the file picker (whose upload shows its
+progress and any refusal) and the attachments panel. An uploaded file becomes a message
+through the outbox, like text: the picker posts :class:`~.messages.FileUploaded`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from messenger_protocol import Attachment, Message
+
+from .host import Host
+from .messages import FileUploaded
+from .widgets.attachments import AttachmentsScreen, AttachScreen
+
+__all__ = ["Files"]
+
+
+class Files:
+    """Attaching and opening files, for one app."""
+
+    def __init__(self, app: Host, downloads: Path) -> None:
+        self.app = app
+        self.downloads = downloads
+        """Where downloaded attachments go."""
+
+    def attach(self, chat_id: int | None, path: Path | None = None) -> None:
+        """Pick a file (or take ``path``), upload it with progress and post it to
+        ``chat_id``."""
+        client = self.app.client
+        if client is None or chat_id is None:
+            return
+
+        def post(attachment: Attachment | None) -> None:
+            if attachment is not None:  # the message goes through the outbox, as text does
+                self.app.post_message(FileUploaded(chat_id, attachment))
+
+        self.app.push_screen(AttachScreen(client, Path.cwd(), initial=path), post)
+
+    def attach_here(self) -> None:
+        """Attach a file to the open chat (Ctrl+U)."""
+        main = self.app.main
+        self.attach(main.current_chat if main is not None else None)
+
+    def show(self, message: Message) -> None:
+        """Open the attachments panel of a message (if it has any)."""
+        client = self.app.client
+        if client is None or not message.attachments:
+            return
+        self.app.push_screen(AttachmentsScreen(client, message, Path(self.downloads)))
+
+    def show_selected(self) -> None:
+        """The attachments of the selected message, in the thread panel when it has the
+        focus (Ctrl+F)."""
+        main = self.app.main
+        if main is None:
+            return
+        view = main.thread_view if main.thread_view.has_focus else main.view
+        message = view.selected_message()
+        if message is not None:
+            self.show(message)
