@@ -37,7 +37,7 @@ def offline_app(root: Path, messages: int = 5, **options: object) -> MessengerAp
 
 def live(app: MessengerApp, message: Message) -> None:
     """Feed a live event to the app, as the stream would."""
-    app._apply(MessageCreated(message))
+    app.session.apply(MessageCreated(message))
 
 
 async def test_keys_switch_chats_and_j_k_move_in_the_list(tmp_path: Path) -> None:

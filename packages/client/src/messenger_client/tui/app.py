@@ -26,21 +26,17 @@ from messenger_protocol import (
     ApiError,
     Attachment,
     Chat,
-    ErrorCode,
-    Event,
     Message,
     MessengerError,
     Session,
-    SessionEnded,
 )
 
 from .. import commands as slash
 from ..api import Client, ServerUnavailable, new_client_id
-from ..cache import Cache, PendingSend
+from ..cache import PendingSend
 from ..config import ClientConfig
-from ..events import ConnectionState, EventStream
+from ..events import ConnectionState
 from ..logs import setup_logging
-from ..outbox import Outbox
 from .commands import ChatsProvider, MessengerCommands
 from .files import Files
 from .host import Host
@@ -49,16 +45,14 @@ from .moderation import Moderation
 from .options import TuiOptions, load_options
 from .people import People
 from .reading import ChatReader
-from .robust import describe_error, report_failure, session_over_reason
-from .screens.groups import connected as groups_connected
-from .screens.groups import group_event, request_decided
+from .robust import describe_error, report_failure
+from .screens.groups import request_decided
 from .screens.help import HelpScreen, help_rows
-from .screens.login import LoginScreen
 from .screens.main import MainScreen
 from .screens.output import OutputScreen
 from .screens.status import StatusScreen
-from .store import Change, ChatStore
-from .threads import thread_event
+from .session import LiveSession
+from .store import ChatStore
 from .widgets.attachments import AttachmentClicked
 from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
@@ -103,13 +97,14 @@ class MessengerApp(Host):
         self.runner: slash.CommandRunner | None = None
         self.store: ChatStore | None = None
         self.main: MainScreen | None = None
-        self.stream: EventStream | None = None
         self.connection = ConnectionState("connecting")
-        self.outbox: Outbox | None = None
         self.reader = ChatReader(self)
         self.people = People(self)
         self.moderation = Moderation(self, self.options.tz)
         self.files = Files(self, self.config.dirs.downloads)
+        self.session = LiveSession(
+            self, self.config, self.options, self.reader, self.people, self.moderation
+        )
 
     # --- start and session ------------------------------------------------------
 
@@ -117,271 +112,18 @@ class MessengerApp(Host):
         """Apply the keymap, then resume a saved session or ask to log in."""
         if self.options.keymap:
             self.set_keymap(self.options.keymap)
-        saved = self.config.tokens.load(self.server)
-        if self.config.login and self.config.password:
-            self.push_screen(LoginScreen(self.server, self.config.login))
-            self._log_in(self.server, self.config.login, self.config.password, False, False)
-        elif saved is not None and saved[0]:
-            login, token = saved
-            self._start_session(Client(self.server, token, device=self._device()), login)
-        else:
-            self.push_screen(LoginScreen(self.server, self.config.login or ""))
-
-    def _device(self) -> str:
-        return self.config.device or "messenger TUI"
+        self.session.start()
 
     @on(LoginRequested)
     def _login_requested(self, event: LoginRequested) -> None:
-        self._log_in(event.server, event.login, event.password, event.register, event.remember)
-
-    @work(exclusive=True, group="login")
-    async def _log_in(
-        self, server: str, login: str, password: str, register: bool, remember: bool
-    ) -> None:
-        client = Client(server, device=self._device())
-        try:
-            if register:
-                session = await client.register(login, password)
-            else:
-                session = await client.login(login, password)
-        except MessengerError as exc:
-            await client.close()
-            text = describe_error(exc, server)
-            if isinstance(exc, ApiError) and exc.code == ErrorCode.UNAUTHORIZED and register:
-                text = exc.message
-            if isinstance(self.screen, LoginScreen):
-                self.screen.show_error(text)
-            else:
-                self.notify(text, severity="error")
-            return
-        self.server = server
-        if remember:
-            self.config.tokens.save(server, session.user.login, session.token)
-        else:
-            self.config.tokens.forget(server)
-        self._start_session(client, session.user.login, session.last_event_id)
-
-    def _start_session(self, client: Client, login: str, last_event_id: int | None = None) -> None:
-        """Show the main screen from the cache at once, then go live."""
-        self.client = client
-        cache_root = self.options.cache_dir or self.config.dirs.data / "cache"
-        try:
-            cache: Cache | None = Cache.for_account(self.server, login, root=cache_root)
-        except Exception:  # a broken cache must never keep the user out
-            log.exception("cache unavailable; running without it")
-            cache = None
-        # /search falls back to the cache while the server is out of reach
-        self.runner = slash.CommandRunner(client, downloads=self.config.dirs.downloads, cache=cache)
-        self.store = ChatStore(me=login, cache=cache, focused=self.reader.reading)
-        self.store.load_cached()
-        self.main = MainScreen(login, self.people.complete, tz=self.options.tz)
-        self.main.view.disappears_at = self.moderation.disappears_at
-        self.outbox = Outbox(
-            client,
-            self.store,
-            on_refused=self._send_refused,
-            on_session_expired=lambda exc: self._session_over(session_over_reason(exc)),
-            on_sent=lambda pending, message: self.reader.mark_shown(),
+        self.session.log_in(
+            event.server, event.login, event.password, event.register, event.remember
         )
-        if isinstance(self.screen, LoginScreen):
-            self.switch_screen(self.main)
-        else:
-            self.push_screen(self.main)
-        self.call_after_refresh(self._session_ready, cache, last_event_id)
-
-    def _session_ready(self, cache: Cache | None, last_event_id: int | None) -> None:
-        main, store = self.main, self.store
-        assert main is not None and store is not None
-        main.bar.user = store.me
-        main.bar.server = self.server.split("://", 1)[-1]
-        self.refresh_chat_list()
-        self.people.refresh()
-        self.open_chat(GENERAL_CHAT_ID, connect=True)
-        resume = cache.last_event_id if cache is not None else None
-        self._run_events(resume if resume is not None else last_event_id)
-        if self.outbox is not None:
-            self.outbox.put_all(store.outbox())
-        self._run_outbox()
-
-    # --- the live connection (the App's worker, not a screen's) -------------------
-
-    @work(exclusive=True, group="events")
-    async def _run_events(self, last_event_id: int | None) -> None:
-        client, store = self.client, self.store
-        assert client is not None and store is not None
-        self.stream = stream = client.events(last_event_id)
-        try:
-            async for item in stream:
-                if isinstance(item, ConnectionState):
-                    self._connection_changed(item)
-                    continue
-                self._apply(item)
-                if store.cache is not None and stream.last_event_id is not None:
-                    store.cache.last_event_id = stream.last_event_id
-        except ApiError as exc:
-            log.info("event stream ended: %s", exc)
-            if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
-                self._session_over(session_over_reason(exc))
-            else:
-                self.notify(describe_error(exc), severity="error")
-        finally:
-            await stream.aclose()
-
-    @work(exclusive=True, group="resume")
-    async def _resume_session(self) -> None:
-        """A session resumed from a saved token learns what a login tells: its id (so a
-        logout elsewhere ends only that one), admin or not (F3), the server's settings."""
-        await self.known_session()
 
     async def known_session(self) -> Session | None:
         """This session as a login answers it; asked of the server once when resumed
         from a saved token (None while that cannot be known)."""
-        client = self.client
-        if client is None:
-            return None
-        if client.session is not None:
-            return client.session
-        try:
-            session = await client.resume()
-        except ServerUnavailable as exc:
-            log.info("resume: %s", exc)  # the next connect asks again
-            return None
-        except ApiError as exc:
-            if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
-                self._session_over(session_over_reason(exc))
-            else:
-                self.notify(describe_error(exc), severity="error")
-            return None
-        self.refresh_bindings()  # admin or not: F3
-        return session
-
-    def _connection_changed(self, state: ConnectionState) -> None:
-        self.connection = state
-        if self.main is not None:
-            self.main.bar.state = state
-        if state.state == "connected":
-            if self.outbox is not None:
-                self.outbox.online.set()
-            if self.client is not None and self.client.session is None:
-                self._resume_session()
-            if self.main is not None:
-                self.main.view.older_loaded()  # paging that stopped offline goes on
-            self._refresh_all()
-            groups_connected(self)
-            self.moderation.check_ban()
-        elif state.state in ("offline", "reconnecting"):
-            if self.outbox is not None:
-                self.outbox.online.clear()
-            self.reader.chats_fresh = False
-        if state.state in ("connected", "offline"):
-            self.people.refresh()
-
-    def _apply(self, event: Event) -> None:
-        store, main = self.store, self.main
-        assert store is not None and main is not None
-        if isinstance(event, SessionEnded):
-            # Every session of the user hears of it; only the one that ended stops. While
-            # this one is not known yet (resumed offline), its own end shows as the 401
-            # of the next connect.
-            session = self.client.session if self.client is not None else None
-            if session is not None and event.session_id == session.session_id:
-                self._session_over("This session was ended from another client")
-            return
-        change = store.apply(event)
-        self._show_change(change)
-        self.moderation.event(event)
-        group_event(self, event)
-        thread_event(self, event)
-
-    def _show_change(self, change: Change) -> None:
-        store, main = self.store, self.main
-        assert store is not None and main is not None
-        if change.reset:
-            self._refresh_all()
-            if main.current_chat is not None:
-                self.open_chat(main.current_chat)
-        if change.chats:
-            self.refresh_chat_list()
-        if change.users:
-            self.people.refresh()
-        if change.notice:
-            self.notify(change.notice)
-        if change.timeline is not None and change.timeline == main.current_chat:
-            self.reader.mark_shown()
-        message = change.new_message
-        if message is not None:
-            self._notify_message(message)
-        root = main.thread_root
-        if root is not None:
-            thread = store.threads.get(root.id)
-            if thread is not None and len(thread) and thread[0].id == root.id:
-                main.update_thread_title(thread[0])
-        comment = change.new_comment
-        if comment is not None and (root is None or comment.thread_root != root.id):
-            self._notify_comment(comment)
-
-    def _notify_comment(self, comment: Message) -> None:
-        """A toast for a comment in a thread the user takes part in, when not open."""
-        if self.options.toasts:
-            text = comment.text if len(comment.text) <= 120 else comment.text[:119] + "…"
-            self.notify(text, title=f"{comment.author} commented", timeout=6)
-
-    def _notify_message(self, message: Message) -> None:
-        """A toast (and the bell) for a private message or a mention not in view."""
-        store, main = self.store, self.main
-        assert store is not None and main is not None
-        chat = store.chats.get(message.chat_id)
-        mentioned = f"@{store.me}" in message.text
-        direct = chat is not None and chat.kind == "direct"
-        if not (direct or mentioned) or self.reader.reading(message.chat_id):
-            return
-        if self.options.toasts:
-            where = "private" if direct or chat is None else chat.name
-            text = message.text if len(message.text) <= 120 else message.text[:119] + "…"
-            self.notify(text or "(attachment)", title=f"{message.author} · {where}", timeout=6)
-        if self.options.bell:
-            self.bell()
-
-    def _session_over(self, reason: str) -> None:
-        self.config.tokens.forget(self.server)
-        if self.outbox is not None:
-            self.outbox.close()  # its sends stay in the cache for the next login
-            self.outbox = None
-        self.workers.cancel_group(self, "events")
-        self.workers.cancel_group(self, "outbox")
-        login = self.store.me if self.store is not None else ""
-        self.client, self.store, self.main = None, None, None
-        while len(self.screen_stack) > 2:
-            self.pop_screen()
-        self.switch_screen(LoginScreen(self.server, login, error=reason))
-
-    # --- refreshing state ------------------------------------------------------------
-
-    @work(exclusive=True, group="refresh")
-    async def _refresh_all(self) -> None:
-        """After (re)connecting: chats, people and the open chat from the server."""
-        client, store, main = self.client, self.store, self.main
-        if client is None or store is None or main is None:
-            return
-        try:
-            chats = await client.chats()
-            store.set_chats(chats.chats)
-            self.reader.chats_fresh = True
-            current = store.chats.get(main.current_chat or 0)
-            if current is not None:
-                self.reader.open_unread(current)
-            self.refresh_chat_list()
-            if main.current_chat is not None and main.current_chat not in store.chats:
-                self.open_chat(GENERAL_CHAT_ID)
-            elif main.current_chat is not None:
-                await self.reader.load_latest_now(main.current_chat, connect=True)
-            users = await client.users()
-            store.set_users(users.users)
-            contacts = await client.contacts()
-            store.set_contacts(contacts.contacts)
-            self.people.refresh()
-        except ServerUnavailable as exc:
-            log.info("refresh failed: %s", exc)
+        return await self.session.known_session()
 
     def refresh_chat_list(self) -> None:
         """Redraw the chat list from the store (and let the runner know the chats)."""
@@ -496,7 +238,7 @@ class MessengerApp(Host):
             chat = await client.open_direct(login)
         except MessengerError as exc:
             self.notify(describe_error(exc, self.server), severity="error")
-            self._give_back(line)
+            self._give_back_text(line)
             return
         store.upsert_chat(chat)
         self.refresh_chat_list()
@@ -535,7 +277,7 @@ class MessengerApp(Host):
         parsed = slash.parse(event.text)
         if isinstance(parsed, slash.UsageError):
             self.notify(str(parsed), severity="warning")
-            self._give_back(event.text, event.composer)  # to fix, not to retype
+            self._give_back_text(event.text, event.composer)  # to fix, not to retype
             return
         root = main.thread_root
         if event.composer is main.thread_composer and root is not None and parsed.name == "say":
@@ -583,7 +325,7 @@ class MessengerApp(Host):
             case "exit":
                 self.exit()
             case "logout":
-                self._logout()
+                self.session.log_out()
             case "auth" | "login":
                 self.notify("You are logged in; /logout first", severity="warning")
             case _:
@@ -598,8 +340,8 @@ class MessengerApp(Host):
         store.add_pending(pending)
         if main.current_chat == chat_id:
             main.view.follow()
-        if self.outbox is not None:
-            self.outbox.put(pending)
+        if self.session.outbox is not None:
+            self.session.outbox.put(pending)
 
     def send_comment(self, root: Message, text: str) -> None:
         """Comment under ``root``: pending in the thread panel at once, then retried."""
@@ -609,33 +351,16 @@ class MessengerApp(Host):
         pending = PendingSend(new_client_id(), root.chat_id, text, self.clock(), root.id)
         store.add_pending(pending)
         main.thread_view.follow()
-        if self.outbox is not None:
-            self.outbox.put(pending)
+        if self.session.outbox is not None:
+            self.session.outbox.put(pending)
 
     @on(FileUploaded)
     def _file_uploaded(self, event: FileUploaded) -> None:
         self.send_text(event.chat_id, "", (event.attachment,))
 
-    @work(exclusive=True, group="outbox")
-    async def _run_outbox(self) -> None:
-        """The outbox's loop, as the app's worker (it outlives every screen)."""
-        if self.outbox is not None:
-            await self.outbox.run()
-
-    def _send_refused(self, pending: PendingSend, exc: ApiError) -> None:
-        """The server refused a send: say why, show a ban or wait, keep the text."""
-        self.notify(f"Not sent: {describe_error(exc)}", severity="error")
-        self.moderation.refusal(exc)
-        self._give_back(pending.text)
-
-    def _give_back(self, text: str, composer: Composer | None = None) -> None:
-        """Put refused text back in an empty composer so it is not lost."""
-        if self.main is None:
-            return
-        composer = composer or self.main.composer
-        if not composer.text:
-            composer.load_text(text)
-            composer.move_cursor(composer.document.end)
+    def _give_back_text(self, text: str, composer: Composer | None = None) -> None:
+        if self.main is not None:
+            self.main.give_back(text, composer)
 
     @work(group="slash")
     async def _run_slash(self, parsed: slash.ParsedCommand) -> None:
@@ -645,7 +370,7 @@ class MessengerApp(Host):
         outputs = await runner.run(parsed)
         refused = any(isinstance(out, slash.ErrorOut) for out in outputs)
         if refused and parsed.line:
-            self._give_back(parsed.line)  # a refused command stays to be fixed
+            self._give_back_text(parsed.line)  # a refused command stays to be fixed
         elif not refused and parsed.name in ("approve", "reject"):
             request_decided(self, parsed.args["chat"], parsed.args["login"])
         self._show_outputs(outputs, parsed.line)
@@ -671,21 +396,11 @@ class MessengerApp(Host):
                 case slash.ExitOut():
                     self.exit()
                 case slash.LogoutOut(reason=reason):
-                    self._session_over(reason or "Logged out")
+                    self.session.over(reason or "Logged out")
                 case _:
                     shown.append(out)
         if shown:
             self.push_screen(OutputScreen(title, shown, tz=self.options.tz))
-
-    @work(group="logout")
-    async def _logout(self) -> None:
-        client = self.client
-        if client is not None:
-            try:
-                await client.logout()
-            except MessengerError as exc:
-                log.info("logout: %s", exc)
-        self._session_over("Logged out")
 
     # --- files -----------------------------------------------------------------------------
 

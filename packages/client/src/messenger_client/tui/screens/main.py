@@ -194,6 +194,13 @@ class MainScreen(Guarded, Screen[None]):
         self.thread_panel.display = False
         self.composer.focus()
 
+    def give_back(self, text: str, composer: Composer | None = None) -> None:
+        """Put refused text back in an empty composer so it is not lost."""
+        composer = composer or self.composer
+        if not composer.text:
+            composer.load_text(text)
+            composer.move_cursor(composer.document.end)
+
     @on(MessageView.UnseenChanged)
     def _unseen(self, event: MessageView.UnseenChanged) -> None:
         if event.view is not self.view:

@@ -1,0 +1,380 @@
+"""The session: logging in, the live event stream, and the session's end.
+
+:class:`LiveSession` is the part of the app that logs in (or resumes a saved token),
+builds what a session has -- the client, the local cache, the store, the main screen,
+the outbox -- shows the main screen from the cache at once and then goes live: the
+event stream and the outbox run as the app's workers (they outlive every screen). Each
+live event goes to the store, and what changed to the screens; the connection's state
+goes to the outbox (online or not) and the status bar. When the session ends (logged
+out, expired, ended from another client) it is back to the login screen.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from messenger_protocol import (
+    GENERAL_CHAT_ID,
+    ApiError,
+    ErrorCode,
+    Event,
+    Message,
+    MessengerError,
+    Session,
+    SessionEnded,
+)
+
+from .. import commands as slash
+from ..api import Client, ServerUnavailable
+from ..cache import Cache, PendingSend
+from ..config import ClientConfig
+from ..events import ConnectionState, EventStream
+from ..outbox import Outbox
+from .host import Host
+from .moderation import Moderation
+from .options import TuiOptions
+from .people import People
+from .reading import ChatReader
+from .robust import describe_error, session_over_reason
+from .screens.groups import connected as groups_connected
+from .screens.groups import group_event
+from .screens.login import LoginScreen
+from .screens.main import MainScreen
+from .store import Change, ChatStore
+from .tasks import app_work
+from .threads import thread_event
+
+__all__ = ["LiveSession"]
+
+log = logging.getLogger(__name__)
+
+
+class LiveSession:
+    """The session's life, from login to its end, for one app."""
+
+    def __init__(
+        self,
+        app: Host,
+        config: ClientConfig,
+        options: TuiOptions,
+        reader: ChatReader,
+        people: People,
+        moderation: Moderation,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.options = options
+        self.reader = reader
+        self.people = people
+        self.moderation = moderation
+        self.outbox: Outbox | None = None
+        """Sends of the session: pending at once, retried until sent (None: logged out)."""
+        self.stream: EventStream | None = None
+        """The live event stream of the session."""
+
+    # --- logging in ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Log in with the configured password, resume a saved session, or ask."""
+        app, config = self.app, self.config
+        saved = config.tokens.load(app.server)
+        if config.login and config.password:
+            app.push_screen(LoginScreen(app.server, config.login))
+            self.log_in(app.server, config.login, config.password, False, False)
+        elif saved is not None and saved[0]:
+            login, token = saved
+            self.start_session(Client(app.server, token, device=self._device()), login)
+        else:
+            app.push_screen(LoginScreen(app.server, config.login or ""))
+
+    def _device(self) -> str:
+        return self.config.device or "messenger TUI"
+
+    @app_work(exclusive=True, group="login")
+    async def log_in(
+        self, server: str, login: str, password: str, register: bool, remember: bool
+    ) -> None:
+        """Log in (or register) on ``server``; a refusal shows on the login screen."""
+        app = self.app
+        client = Client(server, device=self._device())
+        try:
+            if register:
+                session = await client.register(login, password)
+            else:
+                session = await client.login(login, password)
+        except MessengerError as exc:
+            await client.close()
+            text = describe_error(exc, server)
+            if isinstance(exc, ApiError) and exc.code == ErrorCode.UNAUTHORIZED and register:
+                text = exc.message
+            if isinstance(app.screen, LoginScreen):
+                app.screen.show_error(text)
+            else:
+                app.notify(text, severity="error")
+            return
+        app.server = server
+        if remember:
+            self.config.tokens.save(server, session.user.login, session.token)
+        else:
+            self.config.tokens.forget(server)
+        self.start_session(client, session.user.login, session.last_event_id)
+
+    def start_session(self, client: Client, login: str, last_event_id: int | None = None) -> None:
+        """Show the main screen from the cache at once, then go live."""
+        app, config, options = self.app, self.config, self.options
+        app.client = client
+        cache_root = options.cache_dir or config.dirs.data / "cache"
+        try:
+            cache: Cache | None = Cache.for_account(app.server, login, root=cache_root)
+        except Exception:  # a broken cache must never keep the user out
+            log.exception("cache unavailable; running without it")
+            cache = None
+        # /search falls back to the cache while the server is out of reach
+        app.runner = slash.CommandRunner(client, downloads=config.dirs.downloads, cache=cache)
+        app.store = store = ChatStore(me=login, cache=cache, focused=self.reader.reading)
+        store.load_cached()
+        app.main = main = MainScreen(login, self.people.complete, tz=options.tz)
+        main.view.disappears_at = self.moderation.disappears_at
+        self.outbox = Outbox(
+            client,
+            store,
+            on_refused=self._send_refused,
+            on_session_expired=lambda exc: self.over(session_over_reason(exc)),
+            on_sent=lambda pending, message: self.reader.mark_shown(),
+        )
+        if isinstance(app.screen, LoginScreen):
+            app.switch_screen(main)
+        else:
+            app.push_screen(main)
+        app.call_after_refresh(self._session_ready, cache, last_event_id)
+
+    def _session_ready(self, cache: Cache | None, last_event_id: int | None) -> None:
+        app = self.app
+        main, store = app.main, app.store
+        assert main is not None and store is not None
+        main.bar.user = store.me
+        main.bar.server = app.server.split("://", 1)[-1]
+        app.refresh_chat_list()
+        self.people.refresh()
+        app.open_chat(GENERAL_CHAT_ID, connect=True)
+        resume = cache.last_event_id if cache is not None else None
+        self._run_events(resume if resume is not None else last_event_id)
+        if self.outbox is not None:
+            self.outbox.put_all(store.outbox())
+        self._run_outbox()
+
+    # --- the live connection (the App's worker, not a screen's) -----------------------
+
+    @app_work(exclusive=True, group="events")
+    async def _run_events(self, last_event_id: int | None) -> None:
+        app = self.app
+        client, store = app.client, app.store
+        assert client is not None and store is not None
+        self.stream = stream = client.events(last_event_id)
+        try:
+            async for item in stream:
+                if isinstance(item, ConnectionState):
+                    self._connection_changed(item)
+                    continue
+                self.apply(item)
+                if store.cache is not None and stream.last_event_id is not None:
+                    store.cache.last_event_id = stream.last_event_id
+        except ApiError as exc:
+            log.info("event stream ended: %s", exc)
+            if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
+                self.over(session_over_reason(exc))
+            else:
+                app.notify(describe_error(exc), severity="error")
+        finally:
+            await stream.aclose()
+
+    @app_work(exclusive=True, group="resume")
+    async def _resume_session(self) -> None:
+        """A session resumed from a saved token learns what a login tells: its id (so a
+        logout elsewhere ends only that one), admin or not (F3), the server's settings."""
+        await self.known_session()
+
+    async def known_session(self) -> Session | None:
+        """This session as a login answers it; asked of the server once when resumed
+        from a saved token (None while that cannot be known)."""
+        app = self.app
+        client = app.client
+        if client is None:
+            return None
+        if client.session is not None:
+            return client.session
+        try:
+            session = await client.resume()
+        except ServerUnavailable as exc:
+            log.info("resume: %s", exc)  # the next connect asks again
+            return None
+        except ApiError as exc:
+            if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
+                self.over(session_over_reason(exc))
+            else:
+                app.notify(describe_error(exc), severity="error")
+            return None
+        app.refresh_bindings()  # admin or not: F3
+        return session
+
+    def _connection_changed(self, state: ConnectionState) -> None:
+        app = self.app
+        app.connection = state
+        if app.main is not None:
+            app.main.bar.state = state
+        if state.state == "connected":
+            if self.outbox is not None:
+                self.outbox.online.set()
+            if app.client is not None and app.client.session is None:
+                self._resume_session()
+            if app.main is not None:
+                app.main.view.older_loaded()  # paging that stopped offline goes on
+            self.refresh_all()
+            groups_connected(app)
+            self.moderation.check_ban()
+        elif state.state in ("offline", "reconnecting"):
+            if self.outbox is not None:
+                self.outbox.online.clear()
+            self.reader.chats_fresh = False
+        if state.state in ("connected", "offline"):
+            self.people.refresh()
+
+    def apply(self, event: Event) -> None:
+        """A live event: into the store, then to whatever shows what it changed."""
+        app = self.app
+        store, main = app.store, app.main
+        assert store is not None and main is not None
+        if isinstance(event, SessionEnded):
+            # Every session of the user hears of it; only the one that ended stops. While
+            # this one is not known yet (resumed offline), its own end shows as the 401
+            # of the next connect.
+            session = app.client.session if app.client is not None else None
+            if session is not None and event.session_id == session.session_id:
+                self.over("This session was ended from another client")
+            return
+        change = store.apply(event)
+        self._show_change(change)
+        self.moderation.event(event)
+        group_event(app, event)
+        thread_event(app, event)
+
+    def _show_change(self, change: Change) -> None:
+        app = self.app
+        store, main = app.store, app.main
+        assert store is not None and main is not None
+        if change.reset:
+            self.refresh_all()
+            if main.current_chat is not None:
+                app.open_chat(main.current_chat)
+        if change.chats:
+            app.refresh_chat_list()
+        if change.users:
+            self.people.refresh()
+        if change.notice:
+            app.notify(change.notice)
+        if change.timeline is not None and change.timeline == main.current_chat:
+            self.reader.mark_shown()
+        message = change.new_message
+        if message is not None:
+            self._notify_message(message)
+        root = main.thread_root
+        if root is not None:
+            thread = store.threads.get(root.id)
+            if thread is not None and len(thread) and thread[0].id == root.id:
+                main.update_thread_title(thread[0])
+        comment = change.new_comment
+        if comment is not None and (root is None or comment.thread_root != root.id):
+            self._notify_comment(comment)
+
+    def _notify_comment(self, comment: Message) -> None:
+        """A toast for a comment in a thread the user takes part in, when not open."""
+        if self.options.toasts:
+            text = comment.text if len(comment.text) <= 120 else comment.text[:119] + "…"
+            self.app.notify(text, title=f"{comment.author} commented", timeout=6)
+
+    def _notify_message(self, message: Message) -> None:
+        """A toast (and the bell) for a private message or a mention not in view."""
+        app = self.app
+        store, main = app.store, app.main
+        assert store is not None and main is not None
+        chat = store.chats.get(message.chat_id)
+        mentioned = f"@{store.me}" in message.text
+        direct = chat is not None and chat.kind == "direct"
+        if not (direct or mentioned) or self.reader.reading(message.chat_id):
+            return
+        if self.options.toasts:
+            where = "private" if direct or chat is None else chat.name
+            text = message.text if len(message.text) <= 120 else message.text[:119] + "…"
+            app.notify(text or "(attachment)", title=f"{message.author} · {where}", timeout=6)
+        if self.options.bell:
+            app.bell()
+
+    @app_work(exclusive=True, group="refresh")
+    async def refresh_all(self) -> None:
+        """After (re)connecting: chats, people and the open chat from the server."""
+        app = self.app
+        client, store, main = app.client, app.store, app.main
+        if client is None or store is None or main is None:
+            return
+        try:
+            chats = await client.chats()
+            store.set_chats(chats.chats)
+            self.reader.chats_fresh = True
+            current = store.chats.get(main.current_chat or 0)
+            if current is not None:
+                self.reader.open_unread(current)
+            app.refresh_chat_list()
+            if main.current_chat is not None and main.current_chat not in store.chats:
+                app.open_chat(GENERAL_CHAT_ID)
+            elif main.current_chat is not None:
+                await self.reader.load_latest_now(main.current_chat, connect=True)
+            users = await client.users()
+            store.set_users(users.users)
+            contacts = await client.contacts()
+            store.set_contacts(contacts.contacts)
+            self.people.refresh()
+        except ServerUnavailable as exc:
+            log.info("refresh failed: %s", exc)
+
+    # --- sending -------------------------------------------------------------------------
+
+    @app_work(exclusive=True, group="outbox")
+    async def _run_outbox(self) -> None:
+        """The outbox's loop, as the app's worker (it outlives every screen)."""
+        if self.outbox is not None:
+            await self.outbox.run()
+
+    def _send_refused(self, pending: PendingSend, exc: ApiError) -> None:
+        """The server refused a send: say why, show a ban or wait, keep the text."""
+        self.app.notify(f"Not sent: {describe_error(exc)}", severity="error")
+        self.moderation.refusal(exc)
+        if self.app.main is not None:
+            self.app.main.give_back(pending.text)
+
+    # --- the end -------------------------------------------------------------------------
+
+    @app_work(group="logout")
+    async def log_out(self) -> None:
+        """End this session on the server, then here."""
+        client = self.app.client
+        if client is not None:
+            try:
+                await client.logout()
+            except MessengerError as exc:
+                log.info("logout: %s", exc)
+        self.over("Logged out")
+
+    def over(self, reason: str) -> None:
+        """The session ended: forget its token, stop its workers, back to the login."""
+        app = self.app
+        self.config.tokens.forget(app.server)
+        if self.outbox is not None:
+            self.outbox.close()  # its sends stay in the cache for the next login
+            self.outbox = None
+        app.workers.cancel_group(app, "events")
+        app.workers.cancel_group(app, "outbox")
+        login = app.store.me if app.store is not None else ""
+        app.client, app.store, app.main = None, None, None
+        while len(app.screen_stack) > 2:
+            app.pop_screen()
+        app.switch_screen(LoginScreen(app.server, login, error=reason))
