@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
-from messenger_client.tui.threads import unread_threads
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until, until_true
@@ -94,7 +93,7 @@ async def test_comment_in_a_thread_not_open_is_a_toast_a_count_and_a_palette_ent
             await until(pilot, lambda: "↳ 1 comment" in screen_text(app), "the count")
             assert (await app.client.thread(root.id)).unread == 1
             # The palette knows which threads have news, and opens the newest.
-            assert unread_threads(app).keys() == {root.id}
+            assert app.threads.unread().keys() == {root.id}
             await pilot.press("ctrl+p")
             await pilot.press(*"Threads with new")
             await until(pilot, lambda: "1 new in 1 thread" in screen_text(app), "the entry")
@@ -104,7 +103,7 @@ async def test_comment_in_a_thread_not_open_is_a_toast_a_count_and_a_palette_ent
             await until(pilot, lambda: main.thread_root is not None, "the thread")
             assert main.thread_root is not None and main.thread_root.id == root.id
             await until(pilot, lambda: "I will" in screen_text(app), "bob's comment in the panel")
-            await until(pilot, lambda: not unread_threads(app), "nothing new any more")
+            await until(pilot, lambda: not app.threads.unread(), "nothing new any more")
 
             async def read_there() -> bool:
                 assert app.client is not None
@@ -136,9 +135,9 @@ async def test_a_thread_read_on_another_client_is_no_longer_new_here(
             await phone.login("alice", "secret12")
             root = await phone.send(GENERAL_CHAT_ID, "release today?")
             comment = await bob.comment(root.id, "after lunch")
-            await until(pilot, lambda: root.id in unread_threads(app), "new in the thread")
+            await until(pilot, lambda: root.id in app.threads.unread(), "new in the thread")
             await phone.mark_thread_read(root.id, comment.id)
-            await until(pilot, lambda: not unread_threads(app), "read on the phone")
+            await until(pilot, lambda: not app.threads.unread(), "read on the phone")
     finally:
         await bob.close()
         await phone.close()
@@ -157,7 +156,7 @@ async def test_opening_a_thread_with_news_from_another_chat_switches_to_that_cha
             await app.client.invite(crew.id, "bob")
             root = await app.client.send(crew.id, "retro notes")
             await bob.comment(root.id, "added mine")
-            await until(pilot, lambda: root.id in unread_threads(app), "news in the thread")
+            await until(pilot, lambda: root.id in app.threads.unread(), "news in the thread")
             assert app.main.current_chat == GENERAL_CHAT_ID
             await pilot.press("ctrl+p", *"Threads with new")
             await until(pilot, lambda: "1 new in 1 thread" in screen_text(app), "the entry")

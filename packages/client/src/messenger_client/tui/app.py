@@ -8,7 +8,6 @@ user does; network calls run in workers and their failures become notifications.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +22,6 @@ from textual.worker import NoActiveWorker, WorkerFailed, get_current_worker
 
 from messenger_protocol import (
     GENERAL_CHAT_ID,
-    ApiError,
     Attachment,
     Chat,
     Message,
@@ -32,7 +30,7 @@ from messenger_protocol import (
 )
 
 from .. import commands as slash
-from ..api import Client, ServerUnavailable, new_client_id
+from ..api import Client, new_client_id
 from ..cache import PendingSend
 from ..config import ClientConfig
 from ..events import ConnectionState
@@ -53,6 +51,7 @@ from .screens.output import OutputScreen
 from .screens.status import StatusScreen
 from .session import LiveSession
 from .store import ChatStore
+from .threads import Threads
 from .widgets.attachments import AttachmentClicked
 from .widgets.chat_list import ChatList
 from .widgets.composer import Composer
@@ -100,10 +99,11 @@ class MessengerApp(Host):
         self.connection = ConnectionState("connecting")
         self.reader = ChatReader(self)
         self.people = People(self)
+        self.threads = Threads(self)
         self.moderation = Moderation(self, self.options.tz)
         self.files = Files(self, self.config.dirs.downloads)
         self.session = LiveSession(
-            self, self.config, self.options, self.reader, self.people, self.moderation
+            self, self.config, self.options, self.reader, self.people, self.moderation, self.threads
         )
 
     # --- start and session ------------------------------------------------------
@@ -316,7 +316,7 @@ class MessengerApp(Host):
             case "status":
                 self.action_status()
             case "thread":
-                self._open_thread_by_id(args["message_id"])
+                self.threads.open_by_id(args["message_id"])
             case "scheduled":
                 self.moderation.show_scheduled()
             case "users" | "contacts":
@@ -423,49 +423,7 @@ class MessengerApp(Host):
         message = event.message
         if not message.id or (self.main is not None and event.view is self.main.thread_view):
             return
-        self.open_thread(message)
-
-    def open_thread(self, root: Message) -> None:
-        """Open the thread panel: cached comments at once, then the server's."""
-        store, main = self.store, self.main
-        if store is None or main is None:
-            return
-        main.show_thread(root, store.thread(root))
-        self._load_thread(root.id)
-
-    @work(exclusive=True, group="thread")
-    async def _load_thread(self, root_id: int) -> None:
-        client, store, main = self.client, self.store, self.main
-        if client is None or store is None or main is None:
-            return
-        try:
-            thread = await client.thread(root_id)
-        except ServerUnavailable:
-            return
-        except ApiError as exc:
-            self.notify(describe_error(exc), severity="error")
-            return
-        timeline = store.merge_thread(thread.root, thread.comments)
-        if main.thread_root is not None and main.thread_root.id == root_id:
-            main.show_thread(thread.root, timeline)
-            newest = timeline.newest_id
-            if newest is not None and thread.unread:
-                with contextlib.suppress(MessengerError):
-                    await client.mark_thread_read(root_id, newest)
-
-    @work(exclusive=True, group="thread")
-    async def _open_thread_by_id(self, message_id: int) -> None:
-        client = self.client
-        if client is None:
-            return
-        try:
-            root = await client.message(message_id)
-        except MessengerError as exc:
-            self.notify(describe_error(exc, self.server), severity="error")
-            return
-        if root.thread_root is not None:
-            root = await client.message(root.thread_root)
-        self.open_thread(root)
+        self.threads.open(message)
 
     # --- workers -------------------------------------------------------------------------
 

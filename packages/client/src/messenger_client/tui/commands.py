@@ -118,7 +118,6 @@ class MessengerCommands(_ActionsProvider):
     def actions(self, app: Host) -> list[Action]:
         """App actions, slash commands (they prefill the composer), chats."""
         from .screens.groups import group_actions
-        from .threads import thread_actions
 
-        actions = [*_app_actions(app), *group_actions(app), *thread_actions(app)]
+        actions = [*_app_actions(app), *group_actions(app), *app.threads.actions()]
         return [*actions, *_chat_actions(app)]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..events import ConnectionState
     from .screens.main import MainScreen
     from .store import ChatStore
+    from .threads import Threads
 
 __all__ = ["Host"]
 
@@ -41,6 +42,8 @@ class Host(Guarded, App[None]):
     """The live connection's state."""
     server: str
     """The server's base URL."""
+    threads: Threads
+    """The thread panel's contents and the threads' read state."""
 
     async def known_session(self) -> Session | None:
         """This session as a login answers it (asked of the server after a resume)."""

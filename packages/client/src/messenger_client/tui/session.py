@@ -42,7 +42,7 @@ from .screens.login import LoginScreen
 from .screens.main import MainScreen
 from .store import Change, ChatStore
 from .tasks import app_work
-from .threads import thread_event
+from .threads import Threads
 
 __all__ = ["LiveSession"]
 
@@ -60,6 +60,7 @@ class LiveSession:
         reader: ChatReader,
         people: People,
         moderation: Moderation,
+        threads: Threads,
     ) -> None:
         self.app = app
         self.config = config
@@ -67,6 +68,7 @@ class LiveSession:
         self.reader = reader
         self.people = people
         self.moderation = moderation
+        self.threads = threads
         self.outbox: Outbox | None = None
         """Sends of the session: pending at once, retried until sent (None: logged out)."""
         self.stream: EventStream | None = None
@@ -256,7 +258,7 @@ class LiveSession:
         self._show_change(change)
         self.moderation.event(event)
         group_event(app, event)
-        thread_event(app, event)
+        self.threads.event(event)
 
     def _show_change(self, change: Change) -> None:
         app = self.app
