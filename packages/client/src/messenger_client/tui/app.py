@@ -10,32 +10,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
 from textual.worker import NoActiveWorker, WorkerFailed, get_current_worker
 
 from messenger_protocol import (
-    GENERAL_CHAT_ID,
-    Attachment,
     Chat,
-    Message,
-    MessengerError,
     Session,
 )
 
 from .. import commands as slash
-from ..api import Client, new_client_id
-from ..cache import PendingSend
+from ..api import Client
 from ..config import ClientConfig
 from ..events import ConnectionState
 from ..logs import setup_logging
 from .commands import ChatsProvider, MessengerCommands
+from .dispatch import Dispatcher
 from .files import Files
 from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
@@ -43,12 +38,9 @@ from .moderation import Moderation
 from .options import TuiOptions, load_options
 from .people import People
 from .reading import ChatReader
-from .robust import describe_error, report_failure
-from .screens.groups import request_decided
+from .robust import report_failure
 from .screens.help import HelpScreen, help_rows
 from .screens.main import MainScreen
-from .screens.output import OutputScreen
-from .screens.status import StatusScreen
 from .session import LiveSession
 from .store import ChatStore
 from .threads import Threads
@@ -104,6 +96,15 @@ class MessengerApp(Host):
         self.files = Files(self, self.config.dirs.downloads)
         self.session = LiveSession(
             self, self.config, self.options, self.reader, self.people, self.moderation, self.threads
+        )
+        self.dispatch = Dispatcher(
+            self,
+            self.session,
+            self.files,
+            self.moderation,
+            self.threads,
+            tz=self.options.tz,
+            clock=self.clock,
         )
 
     # --- start and session ------------------------------------------------------
@@ -227,23 +228,6 @@ class MessengerApp(Host):
     def _contact_action(self, event: UsersPanel.ContactAction) -> None:
         self.people.change_contact(event.login, event.add)
 
-    @work(group="direct")
-    async def _send_private(self, login: str, text: str, line: str) -> None:
-        """``/private`` to someone without a private chat yet: start it, then send
-        through the outbox as to any chat (it used to show the sent message in a dialog)."""
-        client, store = self.client, self.store
-        if client is None or store is None:
-            return
-        try:
-            chat = await client.open_direct(login)
-        except MessengerError as exc:
-            self.notify(describe_error(exc, self.server), severity="error")
-            self._give_back_text(line)
-            return
-        store.upsert_chat(chat)
-        self.refresh_chat_list()
-        self.send_text(chat.id, text)
-
     # --- moderation and time (banner, rate-limit wait, scheduled, admin) -------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -271,136 +255,15 @@ class MessengerApp(Host):
 
     @on(Composer.Submitted)
     def _submitted(self, event: Composer.Submitted) -> None:
-        main = self.main
-        if main is None or main.current_chat is None:
-            return
-        parsed = slash.parse(event.text)
-        if isinstance(parsed, slash.UsageError):
-            self.notify(str(parsed), severity="warning")
-            self._give_back_text(event.text, event.composer)  # to fix, not to retype
-            return
-        root = main.thread_root
-        if event.composer is main.thread_composer and root is not None and parsed.name == "say":
-            self.send_comment(root, parsed.args["text"])
-            return
-        self.run_command(parsed, main.current_chat)
+        self.dispatch.submitted(event.text, event.composer)
 
     def run_command(self, parsed: slash.ParsedCommand, chat_id: int) -> None:
         """Do what a composer line asks; sends go through the outbox."""
-        store = self.store
-        if store is None:
-            return
-        args = parsed.args
-        match parsed.name:
-            case "say":
-                self.send_text(chat_id, args["text"])
-            case "send":
-                self.send_text(GENERAL_CHAT_ID, args["text"])
-            case "private":
-                chat = store.direct_chat(args["login"])
-                if chat is not None:
-                    self.send_text(chat.id, args["text"])
-                else:
-                    self._send_private(args["login"], args["text"], parsed.line)
-            case "send_chat":
-                named = [c for c in store.chats.values() if c.name == args["chat"]]
-                if named:
-                    self.send_text(named[0].id, args["text"])
-                else:
-                    self._run_slash(parsed)
-            case "file" if args.get("target") is None:
-                # the picker shows the upload's progress and any refusal
-                self.files.attach(chat_id, path=Path(args["path"]).expanduser())
-            case "help":
-                self.action_help_screen(args.get("command") or "")
-            case "status":
-                self.action_status()
-            case "thread":
-                self.threads.open_by_id(args["message_id"])
-            case "scheduled":
-                self.moderation.show_scheduled()
-            case "users" | "contacts":
-                if self.main is not None:
-                    self.main.action_toggle_users()
-            case "exit":
-                self.exit()
-            case "logout":
-                self.session.log_out()
-            case "auth" | "login":
-                self.notify("You are logged in; /logout first", severity="warning")
-            case _:
-                self._run_slash(parsed)
-
-    def send_text(self, chat_id: int, text: str, attachments: tuple[Attachment, ...] = ()) -> None:
-        """Show the message as pending at once and queue it; it is retried until sent."""
-        store, main = self.store, self.main
-        if store is None or main is None:
-            return
-        pending = PendingSend(new_client_id(), chat_id, text, self.clock(), None, attachments)
-        store.add_pending(pending)
-        if main.current_chat == chat_id:
-            main.view.follow()
-        if self.session.outbox is not None:
-            self.session.outbox.put(pending)
-
-    def send_comment(self, root: Message, text: str) -> None:
-        """Comment under ``root``: pending in the thread panel at once, then retried."""
-        store, main = self.store, self.main
-        if store is None or main is None:
-            return
-        pending = PendingSend(new_client_id(), root.chat_id, text, self.clock(), root.id)
-        store.add_pending(pending)
-        main.thread_view.follow()
-        if self.session.outbox is not None:
-            self.session.outbox.put(pending)
+        self.dispatch.run(parsed, chat_id)
 
     @on(FileUploaded)
     def _file_uploaded(self, event: FileUploaded) -> None:
-        self.send_text(event.chat_id, "", (event.attachment,))
-
-    def _give_back_text(self, text: str, composer: Composer | None = None) -> None:
-        if self.main is not None:
-            self.main.give_back(text, composer)
-
-    @work(group="slash")
-    async def _run_slash(self, parsed: slash.ParsedCommand) -> None:
-        runner, store = self.runner, self.store
-        if runner is None or store is None:
-            return
-        outputs = await runner.run(parsed)
-        refused = any(isinstance(out, slash.ErrorOut) for out in outputs)
-        if refused and parsed.line:
-            self._give_back_text(parsed.line)  # a refused command stays to be fixed
-        elif not refused and parsed.name in ("approve", "reject"):
-            request_decided(self, parsed.args["chat"], parsed.args["login"])
-        self._show_outputs(outputs, parsed.line)
-
-    def _show_outputs(self, outputs: Iterable[slash.Output], title: str) -> None:
-        store = self.store
-        shown: list[slash.Output] = []
-        for out in outputs:
-            match out:
-                case slash.InfoOut(text=text) if len(text) < 200:
-                    self.notify(text, timeout=5)
-                case slash.ErrorOut():
-                    self.notify(out.text, severity="error")
-                case slash.UnreadOut(total=total, chats=chats):
-                    per_chat = ", ".join(f"{c.chat} {c.count}" for c in chats)
-                    self.notify(f"{total} unread" + (f": {per_chat}" if per_chat else ""))
-                case slash.StatusOut(status=status):
-                    screen = StatusScreen(status, tz=self.options.tz)
-                    self.push_screen(screen)
-                case slash.MessageOut(message=message, live=False) if store is not None:
-                    store._save([message]) if message.thread_root is not None else None
-                    shown.append(out)
-                case slash.ExitOut():
-                    self.exit()
-                case slash.LogoutOut(reason=reason):
-                    self.session.over(reason or "Logged out")
-                case _:
-                    shown.append(out)
-        if shown:
-            self.push_screen(OutputScreen(title, shown, tz=self.options.tz))
+        self.dispatch.send_text(event.chat_id, "", (event.attachment,))
 
     # --- files -----------------------------------------------------------------------------
 
