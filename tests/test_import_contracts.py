@@ -70,3 +70,32 @@ def test_a_protocol_module_doing_io_breaks_its_contract(tmp_path: Path) -> None:
     assert code == 1, output
     assert "messenger_protocol is not allowed to import asyncio" in output
     assert "messenger_protocol is not allowed to import messenger_server" in output
+
+
+TUI = Path(messenger_client.__file__).parent / "tui"
+APP_MAX_LINES = 300
+"""The TUI's app is a composition root (issue 12): it builds its parts and routes to them."""
+
+
+def test_every_tui_module_is_kept_off_the_app_module() -> None:
+    """A new module of the TUI (a part of the app, a widget, a screen) cannot escape the
+    'never the app module' rule by being unlisted: only the app itself is left out."""
+    listed = set(_contracts()["tui-widgets-no-app"]["source_modules"])
+    modules = {
+        "messenger_client.tui." + ".".join(p.relative_to(TUI).with_suffix("").parts)
+        for p in TUI.rglob("*.py")
+        if p.stem != "__init__"
+    }
+    uncovered = {
+        m for m in modules - {"messenger_client.tui.app"} if not any(
+            m == s or m.startswith(s + ".") for s in listed
+        )
+    }  # fmt: skip
+    assert uncovered == set()
+
+
+def test_the_tui_app_stays_a_composition_root() -> None:
+    """tui/app.py builds the app's parts and routes its messages to them, in at most
+    300 lines; what it does lives in those parts."""
+    lines = len((TUI / "app.py").read_text().splitlines())
+    assert lines <= APP_MAX_LINES, f"tui/app.py has {lines} lines (at most {APP_MAX_LINES})"

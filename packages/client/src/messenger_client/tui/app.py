@@ -1,9 +1,13 @@
-"""The Textual app: ``run(config)`` opens it; :class:`MessengerApp` owns the session.
+"""The Textual app: ``run(config)`` opens it; :class:`MessengerApp` is the composition root.
 
 The app owns everything long-lived -- the client, the local cache, the store, the
 live event worker and the outbox worker -- because workers die with the DOM node
-that started them, and screens come and go. Screens show state and post what the
-user does; network calls run in workers and their failures become notifications.
+that started them, and screens come and go. It builds its parts, each with its
+collaborators as constructor arguments -- the session's life (:mod:`.session`),
+reading chats (:mod:`.reading`), the composer's lines (:mod:`.dispatch`), people
+(:mod:`.people`), threads (:mod:`.threads`), moderation and admin (:mod:`.moderation`),
+files (:mod:`.files`), moving between chats (:mod:`.navigation`) -- and routes the
+messages and actions of its screens to them. It stays at most 300 lines (a test says so).
 """
 
 from __future__ import annotations
@@ -16,25 +20,22 @@ from typing import ClassVar
 from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.command import CommandPalette
 from textual.worker import NoActiveWorker, WorkerFailed, get_current_worker
 
-from messenger_protocol import (
-    Chat,
-    Session,
-)
+from messenger_protocol import Chat, Session
 
 from .. import commands as slash
 from ..api import Client
 from ..config import ClientConfig
 from ..events import ConnectionState
 from ..logs import setup_logging
-from .commands import ChatsProvider, MessengerCommands
+from .commands import MessengerCommands
 from .dispatch import Dispatcher
 from .files import Files
 from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
 from .moderation import Moderation
+from .navigation import ChatNavigation
 from .options import TuiOptions, load_options
 from .people import People
 from .reading import ChatReader
@@ -91,6 +92,7 @@ class MessengerApp(Host):
         self.connection = ConnectionState("connecting")
         self.reader = ChatReader(self)
         self.people = People(self)
+        self.navigation = ChatNavigation(self)
         self.threads = Threads(self)
         self.moderation = Moderation(self, self.options.tz)
         self.files = Files(self, self.config.dirs.downloads)
@@ -98,14 +100,9 @@ class MessengerApp(Host):
             self, self.config, self.options, self.reader, self.people, self.moderation, self.threads
         )
         self.dispatch = Dispatcher(
-            self,
-            self.session,
-            self.files,
-            self.moderation,
-            self.threads,
-            tz=self.options.tz,
+            self, self.session, self.files, self.moderation, self.threads, tz=self.options.tz,
             clock=self.clock,
-        )
+        )  # fmt: skip
 
     # --- start and session ------------------------------------------------------
 
@@ -176,45 +173,21 @@ class MessengerApp(Host):
         """Coming back to the terminal counts as reading the open chat."""
         self.reader.mark_shown()
 
-    # --- chat navigation (keys and palette) ----------------------------------------------
-
-    def _chat_order(self) -> list[int]:
-        return [c.id for c in self.store.sorted_chats()] if self.store is not None else []
-
-    def _step_chat(self, step: int) -> None:
-        order = self._chat_order()
-        main = self.main
-        if not order or main is None:
-            return
-        index = order.index(main.current_chat) if main.current_chat in order else 0
-        self.open_chat(order[(index + step) % len(order)])
-
     def action_next_chat(self) -> None:
         """Open the next chat in the list (Alt+Down)."""
-        self._step_chat(1)
+        self.navigation.step(1)
 
     def action_previous_chat(self) -> None:
         """Open the previous chat in the list (Alt+Up)."""
-        self._step_chat(-1)
+        self.navigation.step(-1)
 
     def action_next_active(self) -> None:
         """Open the next chat with unread messages (Alt+A)."""
-        store, main = self.store, self.main
-        if store is None or main is None:
-            return
-        order = self._chat_order()
-        start = order.index(main.current_chat) if main.current_chat in order else -1
-        for offset in range(1, len(order) + 1):
-            chat_id = order[(start + offset) % len(order)]
-            if store.chats[chat_id].unread and chat_id != main.current_chat:
-                self.open_chat(chat_id)
-                return
-        self.notify("No unread messages", timeout=2)
+        self.navigation.next_active()
 
     def action_switch_chat(self) -> None:
         """The chat switcher (Ctrl+K): chats and people by name."""
-        palette = CommandPalette(providers=[ChatsProvider], placeholder="Go to chat or person…")
-        self.push_screen(palette)
+        self.navigation.switcher()
 
     @on(OpenDirect)
     def _open_direct_message(self, event: OpenDirect) -> None:
@@ -228,7 +201,7 @@ class MessengerApp(Host):
     def _contact_action(self, event: UsersPanel.ContactAction) -> None:
         self.people.change_contact(event.login, event.add)
 
-    # --- moderation and time (banner, rate-limit wait, scheduled, admin) -------------------
+    # --- moderation, admin, status and help ----------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The admin screen exists only for admins."""
@@ -244,8 +217,6 @@ class MessengerApp(Host):
         """The help screen: every command and key, filtered by ``query``."""
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(help_rows(self, self.options.keymap), query))
-
-    # --- status ----------------------------------------------------------------------------
 
     def action_status(self) -> None:
         """Show the status screen (F2, /status)."""
@@ -316,7 +287,7 @@ class MessengerApp(Host):
 
     def chats(self) -> list[Chat]:
         """Chats in list order (for the palette)."""
-        return self.store.sorted_chats() if self.store is not None else []
+        return self.navigation.chats()
 
 
 def run(config: ClientConfig) -> int:
