@@ -32,6 +32,7 @@ from ..logs import setup_logging
 from .commands import MessengerCommands
 from .dispatch import Dispatcher
 from .files import Files
+from .groups import Groups
 from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
 from .moderation import Moderation
@@ -94,11 +95,13 @@ class MessengerApp(Host):
         self.people = People(self)
         self.navigation = ChatNavigation(self)
         self.threads = Threads(self)
+        self.groups = Groups(self)
         self.moderation = Moderation(self, self.options.tz)
         self.files = Files(self, self.config.dirs.downloads)
         self.session = LiveSession(
-            self, self.config, self.options, self.reader, self.people, self.moderation, self.threads
-        )
+            self, self.config, self.options, self.reader, self.people, self.moderation,
+            self.threads, self.groups,
+        )  # fmt: skip
         self.dispatch = Dispatcher(
             self, self.session, self.files, self.moderation, self.threads, tz=self.options.tz,
             clock=self.clock,
@@ -119,8 +122,7 @@ class MessengerApp(Host):
         )
 
     async def known_session(self) -> Session | None:
-        """This session as a login answers it; asked of the server once when resumed
-        from a saved token (None while that cannot be known)."""
+        """This session as a login answers it (asked of the server after a resume)."""
         return await self.session.known_session()
 
     def refresh_chat_list(self) -> None:
@@ -130,8 +132,7 @@ class MessengerApp(Host):
     # --- chats ------------------------------------------------------------------------
 
     def open_chat(self, chat_id: int, *, connect: bool = False) -> None:
-        """Show a chat from what is known at once, then bring it up to date (``connect``:
-        the session starts, and the page is the server's history on connect)."""
+        """Show a chat from what is known at once, then bring it up to date."""
         self.reader.open_chat(chat_id, connect=connect)
 
     @on(ChatList.ChatChosen)

@@ -23,7 +23,6 @@ from .files import Files
 from .host import Host
 from .moderation import Moderation
 from .robust import describe_error
-from .screens.groups import request_decided
 from .screens.output import OutputScreen
 from .screens.status import StatusScreen
 from .session import LiveSession
@@ -181,7 +180,7 @@ class Dispatcher:
         if refused and parsed.line:
             self._give_back(parsed.line)  # a refused command stays to be fixed
         elif not refused and parsed.name in ("approve", "reject"):
-            request_decided(app, parsed.args["chat"], parsed.args["login"])
+            app.groups.request_decided(parsed.args["chat"], parsed.args["login"])
         self._show_outputs(outputs, parsed.line)
 
     def _show_outputs(self, outputs: Iterable[slash.Output], title: str) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .. import commands as slash
     from ..api import Client
     from ..events import ConnectionState
+    from .groups import Groups
     from .screens.main import MainScreen
     from .store import ChatStore
     from .threads import Threads
@@ -44,6 +45,8 @@ class Host(Guarded, App[None]):
     """The server's base URL."""
     threads: Threads
     """The thread panel's contents and the threads' read state."""
+    groups: Groups
+    """Join requests and group membership as live events change them."""
 
     async def known_session(self) -> Session | None:
         """This session as a login answers it (asked of the server after a resume)."""

@@ -30,14 +30,13 @@ from ..cache import Cache, PendingSend
 from ..config import ClientConfig
 from ..events import ConnectionState, EventStream
 from ..outbox import Outbox
+from .groups import Groups
 from .host import Host
 from .moderation import Moderation
 from .options import TuiOptions
 from .people import People
 from .reading import ChatReader
 from .robust import describe_error, session_over_reason
-from .screens.groups import connected as groups_connected
-from .screens.groups import group_event
 from .screens.login import LoginScreen
 from .screens.main import MainScreen
 from .store import Change, ChatStore
@@ -61,6 +60,7 @@ class LiveSession:
         people: People,
         moderation: Moderation,
         threads: Threads,
+        groups: Groups,
     ) -> None:
         self.app = app
         self.config = config
@@ -69,6 +69,7 @@ class LiveSession:
         self.people = people
         self.moderation = moderation
         self.threads = threads
+        self.groups = groups
         self.outbox: Outbox | None = None
         """Sends of the session: pending at once, retried until sent (None: logged out)."""
         self.stream: EventStream | None = None
@@ -232,7 +233,7 @@ class LiveSession:
             if app.main is not None:
                 app.main.view.older_loaded()  # paging that stopped offline goes on
             self.refresh_all()
-            groups_connected(app)
+            self.groups.connected()
             self.moderation.check_ban()
         elif state.state in ("offline", "reconnecting"):
             if self.outbox is not None:
@@ -257,7 +258,7 @@ class LiveSession:
         change = store.apply(event)
         self._show_change(change)
         self.moderation.event(event)
-        group_event(app, event)
+        self.groups.event(event)
         self.threads.event(event)
 
     def _show_change(self, change: Change) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -25,18 +24,11 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from messenger_protocol import (
-    GENERAL_CHAT_ID,
     ApiError,
     Chat,
-    ChatLeft,
-    ChatUpdated,
-    Event,
     InviteLink,
-    JoinDecided,
     JoinRequest,
-    JoinRequested,
     MessengerError,
-    Reset,
     User,
     format_count,
     format_time,
@@ -55,9 +47,9 @@ __all__ = [
     "LinksScreen",
     "MembersScreen",
     "NewChatScreen",
-    "connected",
+    "bar_of",
+    "find_bar",
     "group_actions",
-    "group_event",
 ]
 
 log = logging.getLogger(__name__)
@@ -210,7 +202,7 @@ class NewChatScreen(GroupDialog):
             self.show_error(_describe(exc))
             return
         app = _messenger(self)
-        _add_chat(app, chat, open_it=True)
+        app.groups.add_chat(chat, open_it=True)
         app.notify(f"Created {chat.name}; invite people or share a link", timeout=4)
         self.dismiss(None)
 
@@ -259,7 +251,7 @@ class JoinScreen(GroupDialog):
         app = _messenger(self)
         match result.state:
             case "joined" | "already_member" if result.chat is not None:
-                _add_chat(app, result.chat, open_it=True)
+                app.groups.add_chat(result.chat, open_it=True)
                 app.notify(f"You are in {result.chat.name}", timeout=4)
                 self.dismiss(None)
             case "requested":
@@ -574,7 +566,7 @@ async def decide(app: Host, request: JoinRequest, approve: bool) -> bool:
         return False
     verb = "is now in" if approve else "was turned away from"
     app.notify(f"{request.login} {verb} {request.chat_name}", timeout=4)
-    bar = _find_bar(app)
+    bar = find_bar(app)
     if bar is not None:
         bar.forget(request)
     return True
@@ -672,7 +664,8 @@ class JoinRequestBar(Guarded, Horizontal):
             )
 
 
-def _find_bar(app: Host) -> JoinRequestBar | None:
+def find_bar(app: Host) -> JoinRequestBar | None:
+    """The join-request bar on the main screen, if it is there."""
     main = app.main
     if main is None:
         return None
@@ -680,9 +673,9 @@ def _find_bar(app: Host) -> JoinRequestBar | None:
     return found.first() if found else None
 
 
-def _bar_of(app: Host) -> JoinRequestBar:
+def bar_of(app: Host) -> JoinRequestBar:
     """The bar on the main screen, mounted above the messages on first use."""
-    bar = _find_bar(app)
+    bar = find_bar(app)
     if bar is not None:
         return bar
     main = app.main
@@ -697,105 +690,6 @@ def _owned(app: Host) -> tuple[Client, list[Chat]]:
     me = app.store.me
     chats = [c for c in app.store.sorted_chats() if c.kind == "group" and c.owner == me]
     return app.client, chats
-
-
-def _add_chat(app: Host, chat: Chat, *, open_it: bool) -> None:
-    store = app.store
-    if store is None:
-        return
-    store.upsert_chat(chat)
-    _known(app).add(chat.id)
-    app.refresh_chat_list()
-    if open_it:
-        app.open_chat(chat.id)
-
-
-# --- hooks the app calls ---------------------------------------------------------------
-
-_seen_chats: weakref.WeakKeyDictionary[Host, set[int]] = weakref.WeakKeyDictionary()
-"""Per app: chats the user is known to be in (so joining one is announced once)."""
-
-
-def _known(app: Host) -> set[int]:
-    return _seen_chats.setdefault(app, set())
-
-
-def group_event(app: Host, event: Event) -> None:
-    """React to a live event: join requests for owners, decisions for requesters."""
-    if app.main is None or not app.main.is_mounted:
-        return
-    me = app.store.me if app.store is not None else ""
-    match event:
-        case JoinRequested(request=request):
-            _bar_of(app).add(request)
-            how = "with an invite link" if request.with_key else "without a link"
-            app.notify(
-                f"{request.login} asks to join {request.chat_name} ({how}). "
-                "Approve it above the messages.",
-                title="Join request",
-                timeout=8,
-            )
-        case JoinDecided(chat_id=chat_id, login=login) if login != me:
-            # On the owner's devices: settled here or on another device, so it goes.
-            bar = _find_bar(app)
-            if bar is not None:
-                bar.settled(chat_id, login)
-        case JoinDecided(chat_id=chat_id, chat_name=name, approved=approved):
-            if not approved:
-                app.notify(f"The owner of {name} said no", title="Join request", severity="warning")
-            elif chat_id not in _known(app):
-                _known(app).add(chat_id)
-                app.notify(f"You are in {name} now", title="Join request approved", timeout=6)
-        case ChatUpdated(chat=chat) if chat.kind == "group":
-            app.main.update_title(chat)
-            if chat.id not in _known(app) and chat.owner != me:
-                # Invited (or approved, when this comes before the decision): say so once.
-                app.notify(f"You are in {chat.name} now (owner {chat.owner})", timeout=6)
-            _known(app).add(chat.id)
-        case ChatLeft(chat_id=chat_id):
-            # Out of a chat (left, removed): do not keep showing what we can no longer read.
-            _known(app).discard(chat_id)
-            main = app.main
-            if main.thread_root is not None and main.thread_root.chat_id == chat_id:
-                main.close_thread()
-            if main.current_chat == chat_id:
-                app.open_chat(GENERAL_CHAT_ID)
-        case Reset():
-            connected(app)  # state refetched from scratch: the pending requests too
-        case _:
-            pass
-
-
-def request_decided(app: Host, chat_name: str, login: str) -> None:
-    """``/approve`` or ``/reject`` went through: that request leaves the bar too."""
-    bar = _find_bar(app)
-    if bar is None:
-        return
-    for request in list(bar.requests):
-        if (request.chat_name.lower(), request.login.lower()) == (chat_name.lower(), login.lower()):
-            bar.forget(request)
-
-
-def connected(app: Host) -> None:
-    """The stream is (back) online: load the pending join requests of owned chats."""
-    if app.main is None or app.client is None or app.store is None:
-        return
-    _known(app).update(app.store.chats)
-    app.run_worker(_load_requests(app), group="join-requests", exclusive=True)
-
-
-async def _load_requests(app: Host) -> None:
-    client = app.client
-    if client is None or app.main is None:
-        return
-    try:
-        status = await client.status()
-    except MessengerError as exc:
-        log.info("join requests not loaded: %s", exc)
-        return
-    pending = [r for owned in status.owned_chats for r in owned.pending_requests]
-    if app.main is not None and app.main.is_mounted and (pending or _find_bar(app)):
-        _bar_of(app).replace(pending)
 
 
 def _current_chat(app: Host) -> Chat | None:
