@@ -3,11 +3,11 @@
 The app owns everything long-lived -- the client, the local cache, the store, the
 live event worker and the outbox worker -- because workers die with the DOM node
 that started them, and screens come and go. It builds its parts, each with its
-collaborators as constructor arguments -- the session's life (:mod:`.session`),
-reading chats (:mod:`.reading`), the composer's lines (:mod:`.dispatch`), people
-(:mod:`.people`), threads (:mod:`.threads`), moderation and admin (:mod:`.moderation`),
-files (:mod:`.files`), moving between chats (:mod:`.navigation`) -- and routes the
-messages and actions of its screens to them. It stays at most 300 lines (a test says so).
+collaborators as constructor arguments -- the session's life (``session.py``),
+reading chats (``reading.py``), the composer's lines (``dispatch.py``), people
+(``people.py``), threads, groups, moderation and admin, files, moving between chats
+-- and routes the messages and actions of its screens to them. It stays at most 300
+lines (a test says so).
 """
 
 from __future__ import annotations

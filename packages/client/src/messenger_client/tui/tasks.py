@@ -1,4 +1,4 @@
-"""Workers of the app started from its parts (:class:`~.session.SessionRunner` and the
+"""Workers of the app started from its parts (:class:`~.session.LiveSession` and the
 others), which are not DOM nodes and so cannot use Textual's ``@work``.
 
 :func:`app_work` is ``@work`` for a method of an object with an ``app``: the worker is
