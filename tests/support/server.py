@@ -44,12 +44,16 @@ class ServerProcess:
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         clock_file: Path | None = None,
+        probe_prefix: bytes = b"",
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.args = list(args)
         self.env = dict(env or {})
         self.clock_file = clock_file
+        self.probe_prefix = probe_prefix
+        """Sent before the /healthz probe of :meth:`start` (a PROXY header, for a server
+        that wants one from 127.0.0.1)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-stderr.log"
 
@@ -87,9 +91,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return
+            if self._healthy():
+                return
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"server did not start in {START_TIMEOUT} s:\n{self.log()}")
@@ -103,6 +106,19 @@ class ServerProcess:
         """The exit code, once the process has ended (TimeoutExpired after ``timeout``)."""
         assert self.proc is not None
         return self.proc.wait(timeout)
+
+    def _healthy(self) -> bool:
+        if not self.probe_prefix:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                sock.sendall(self.probe_prefix + b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+                             b"Connection: close\r\n\r\n")  # fmt: skip
+                return sock.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM and wait; returns the exit code."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +58,29 @@ async def send(base: str, token: str, text: str, chat_id: int = 1, **extra: Any)
     )
 
 
+def proxy_v2_header(
+    source: tuple[str, int] | None,
+    destination: tuple[str, int] = ("127.0.0.1", 8000),
+    *,
+    tlvs: bytes = b"",
+) -> bytes:
+    """A PROXY protocol v2 header as HAProxy's ``send-proxy-v2`` writes it: PROXY over
+    TCP from ``source`` (IPv4 or IPv6), or LOCAL when ``source`` is None."""
+    signature = b"\r\n\r\n\x00\r\nQUIT\n"
+    if source is None:
+        return signature + b"\x20\x00" + len(tlvs).to_bytes(2, "big") + tlvs
+    src, dst = ipaddress.ip_address(source[0]), ipaddress.ip_address(destination[0])
+    if src.version == 4:
+        dst = dst if dst.version == 4 else ipaddress.IPv4Address("127.0.0.1")
+        family = b"\x11"
+    else:
+        dst = dst if dst.version == 6 else ipaddress.IPv6Address("::1")
+        family = b"\x21"
+    body = src.packed + dst.packed + source[1].to_bytes(2, "big")
+    body += destination[1].to_bytes(2, "big") + tlvs
+    return signature + b"\x21" + family + len(body).to_bytes(2, "big") + body
+
+
 async def raw_exchange(base: str, data: bytes, timeout: float = 5.0) -> bytes:
     """Write raw bytes on a new connection and read until the server closes it (or timeout)."""
     parts = urlsplit(base)
@@ -105,6 +129,13 @@ class SseReader:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def local_port(self) -> int:
+        """The port of our end of the connection (what the server sees, unproxied)."""
+        assert self._writer is not None
+        port: int = self._writer.get_extra_info("sockname")[1]
+        return port
 
     async def close(self) -> None:
         """Drop the connection."""

@@ -56,6 +56,8 @@ def _metavar(name: str, what: str) -> str:
         return "SECONDS"
     if what.startswith("one of "):
         return "{" + what.removeprefix("one of ").replace(", ", ",") + "}"
+    if what == "on or off":
+        return "{on,off}"
     if what.startswith("a comma"):
         return "A,B"
     return {"data_dir": "DIR", "public_url": "URL"}.get(name, "TEXT")

@@ -9,6 +9,7 @@ what it got: ``port must be an integer 1-65535, got '70000'``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -176,6 +177,34 @@ def _list(name: str, raw: object) -> tuple[str, ...]:
 _list.__doc__ = "a comma-separated list"
 
 
+def _networks(name: str, raw: object) -> tuple[str, ...]:
+    """a comma-separated list of addresses or CIDR blocks"""
+    items = _list(name, raw)
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a comma-separated list of addresses or CIDR blocks"
+                f" (10.0.0.0/8,::1), got {item!r}"
+            ) from None
+    return tuple(out)
+
+
+def _flag(name: str, raw: object) -> bool:
+    """on or off"""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        value = raw.strip().lower()
+        if value in ("on", "true", "yes", "1"):
+            return True
+        if value in ("off", "false", "no", "0"):
+            return False
+    raise _bad(name, "on or off", raw)
+
+
 def _setting(default: Any, parse: Parser, help: str) -> Any:
     return field(default=default, metadata={"parse": parse, "help": help})
 
@@ -305,6 +334,13 @@ class Settings:
     )  # fmt: skip
     node_id: str = _setting("", _text(), "this node's name in logs and on the bus "
                             "(empty = hostname:port)")  # fmt: skip
+    trusted_proxies: tuple[str, ...] = _setting(
+        (), _networks, "load balancers whose X-Forwarded-For (and PROXY header) name the "
+        "client's address"
+    )  # fmt: skip
+    proxy_protocol: bool = _setting(
+        False, _flag, "connections from trusted_proxies start with a PROXY protocol v2 header"
+    )
     shutdown_grace: float = _setting(
         5.0, _float(0), "seconds running requests get to finish after SIGTERM (the node "
         "stops accepting and closes its event streams at once)"
@@ -422,6 +458,11 @@ def load_settings(
         raise ConfigError(
             f"bus {_redacted(settings.bus)!r} needs a shared database: set store to a"
             " postgresql:// URL (SQLite serves one node only)"
+        )
+    if settings.proxy_protocol and not settings.trusted_proxies:
+        raise ConfigError(
+            "proxy_protocol needs trusted_proxies: the addresses of the load balancers that"
+            " send the PROXY header (anyone else could claim any address)"
         )
     if settings.reserved_connections >= settings.max_connections:
         raise ConfigError(

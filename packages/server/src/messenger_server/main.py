@@ -13,7 +13,7 @@ from messenger_protocol import limits
 
 from .clock import Clock, SystemClock
 from .config import Settings
-from .http import HttpLimits, HttpServer, Request, Response, StreamResponse
+from .http import HttpLimits, HttpServer, Request, Response, StreamResponse, TrustedProxies
 from .hub import BUSY_FLUSH_INTERVAL, Hub, LocalHub
 
 __all__ = ["CLOSE_TIMEOUT", "AppLike", "http_limits", "run", "serve"]
@@ -84,6 +84,8 @@ def http_limits(settings: Settings) -> HttpLimits:
         reserved_connections=min(settings.reserved_connections, cap - 1),
         body_timeout=settings.body_timeout,
         body_min_rate=settings.body_min_rate,
+        trusted_proxies=TrustedProxies(settings.trusted_proxies),
+        proxy_protocol=settings.proxy_protocol,
     )
 
 

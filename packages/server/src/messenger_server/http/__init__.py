@@ -15,6 +15,7 @@ from ._messages import (
     ResponseStream,
     StreamResponse,
 )
+from ._proxy import ProxyHeaderError, ProxySource, TrustedProxies, parse_proxy_v2
 from ._server import HttpLimits, HttpServer
 from ._wire import BadRequest, RequestHead, ServerParser, Signal
 
@@ -25,6 +26,8 @@ __all__ = [
     "Headers",
     "HttpLimits",
     "HttpServer",
+    "ProxyHeaderError",
+    "ProxySource",
     "Request",
     "RequestHead",
     "Response",
@@ -32,4 +35,6 @@ __all__ = [
     "ServerParser",
     "Signal",
     "StreamResponse",
+    "TrustedProxies",
+    "parse_proxy_v2",
 ]

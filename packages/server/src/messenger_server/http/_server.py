@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -23,6 +23,7 @@ from messenger_protocol import ApiError, ErrorCode, ProtocolViolation, limits
 
 from ..states import CONNECTION, require
 from ._messages import Body, Handler, Headers, Request, Response, ResponseStream, StreamResponse
+from ._proxy import ProxyHeaderError, TrustedProxies, parse_proxy_v2, proxy_v2_length
 from ._wire import (
     BadRequest,
     RequestHead,
@@ -148,6 +149,11 @@ class HttpLimits:
     our answer instead of a reset."""
     read_size: int = 64 * 1024
     """Bytes asked of the socket per read."""
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    """Peers whose PROXY header and ``X-Forwarded-For`` name the client's address; they
+    are not held to ``max_connections_per_ip`` unless that address is known (PROXY)."""
+    proxy_protocol: bool = False
+    """Connections from ``trusted_proxies`` start with a PROXY protocol v2 header."""
 
 
 _SPENT_PARSER = ServerParser()
@@ -228,9 +234,55 @@ class HttpServer:
             # still in the backlog (a client retries that on another node; a 503 it would not)
             writer.transport.abort()
             return _nothing()
+        trusted = self.limits.trusted_proxies
+        if trusted and ip in trusted:
+            if self.limits.proxy_protocol:
+                return self._proxied(reader, writer, ip, peer)
+            return self._admit(reader, writer, ip, peer, per_ip=False)
+        return self._admit(reader, writer, ip, peer)
+
+    async def _proxied(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, peer: str
+    ) -> None:
+        """A trusted proxy's connection: its PROXY v2 header names the client, whose
+        address then counts for the per-address limit, ``/status`` and the logs."""
+        try:
+            async with asyncio.timeout(self.limits.idle_unauthenticated):
+                head = await reader.readexactly(16)
+                body = await reader.readexactly(proxy_v2_length(head))
+            source = parse_proxy_v2(head, body)
+        except ProxyHeaderError as exc:
+            if _log_limit.allow("bad request"):
+                log.warning("%s: bad PROXY protocol header: %s", peer, exc)
+            await self._refuse(
+                reader, writer, ip, ApiError(ErrorCode.INVALID, f"bad PROXY header: {exc}")
+            )
+            return
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+            writer.transport.abort()
+            return
+        if source is not None:
+            ip = source.ip
+            peer = f"[{ip}]:{source.port}" if ":" in ip else f"{ip}:{source.port}"
+        if self._closing:
+            writer.transport.abort()
+            return
+        await self._admit(reader, writer, ip, peer)
+
+    def _admit(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ip: str,
+        peer: str,
+        *,
+        per_ip: bool = True,
+    ) -> Coroutine[Any, Any, None]:
         count = self._per_ip.get(ip, 0)
         live = len(self._conns)
-        if count >= self.limits.max_connections_per_ip or live >= self.limits.max_connections:
+        if (per_ip and count >= self.limits.max_connections_per_ip) or (
+            live >= self.limits.max_connections
+        ):
             return self._refuse(reader, writer, ip)
         self._per_ip[ip] = count + 1
         conn = _Connection(self, reader, writer, peer, ip)
@@ -247,9 +299,15 @@ class HttpServer:
             del self._per_ip[conn.ip]
 
     async def _refuse(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ip: str,
+        why: ApiError | None = None,
     ) -> None:
-        if len(self._conns) >= self.limits.max_connections:
+        if why is not None:
+            exc = why
+        elif len(self._conns) >= self.limits.max_connections:
             if _log_limit.allow("refused connection"):
                 log.warning("refusing connection from %s: %d open in all", ip, len(self._conns))
             exc = _AT_CAPACITY
@@ -317,6 +375,7 @@ class _Connection:
         "authenticated",
         "ip",
         "peer",
+        "request_peer",
         "reserved",
         "state",
         "stream_protocol",
@@ -339,6 +398,8 @@ class _Connection:
         self.transport = cast(asyncio.Transport, writer.transport)
         self.peer = peer
         self.ip = ip
+        self.request_peer = peer
+        """The client of the current request (``X-Forwarded-For`` from a trusted proxy)."""
         self._parser = ServerParser(server.limits.max_request_head)
         self.authenticated = False
         self.state = "idle"
@@ -620,12 +681,21 @@ class _Connection:
                 ) from None
             except ValueError:  # the query is never echoed: it may hold a token
                 raise ApiError(ErrorCode.INVALID, "malformed query string") from None
+        headers = Headers(head.headers)
+        peer = self.peer
+        trusted = self._server.limits.trusted_proxies
+        if trusted:
+            chain = headers.get_all("x-forwarded-for")
+            forwarded = trusted.client_ip(self.ip, ", ".join(chain) if chain else None)
+            if forwarded is not None:
+                peer = f"[{forwarded}]:0" if ":" in forwarded else f"{forwarded}:0"
+        self.request_peer = peer
         return Request(
             method=head.method,
             path=path,
             query=query,
-            headers=Headers(head.headers),
-            peer=self.peer,
+            headers=headers,
+            peer=peer,
             body=Body(self, head.content_length),
             on_authenticated=self._authenticated,
         )
@@ -815,7 +885,7 @@ class _Connection:
         task = asyncio.current_task()
         assert task is not None
         protocol = _StreamProtocol(self.transport, task, self._server.limits.drain_max)
-        stream = ResponseStream(self.transport, self.peer, self._drain_stream)
+        stream = ResponseStream(self.transport, self.request_peer, self._drain_stream)
         protocol.stream = stream
         self.stream_protocol = protocol
         self._parser = _SPENT_PARSER  # parser state an idle stream does not need
