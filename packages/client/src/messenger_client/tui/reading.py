@@ -39,8 +39,10 @@ class ChatReader:
     def __init__(self, app: Host) -> None:
         self.app = app
         self.chats_fresh = False
-        """The server's chat list (unread counts, read cursors) arrived since connecting:
-        until then nothing is marked read (the cached counts may be old)."""
+        """The chat in front is settled since connecting (:meth:`settle`): the server's
+        chat list (unread counts, read cursors) arrived and the chat opened at its
+        divider. Until then nothing is marked read (the cached counts may be old, and
+        the replay of missed events may have scrolled the view past them)."""
         self._marked: dict[int, int] = {}
 
     def _start(
@@ -150,6 +152,26 @@ class ChatReader:
         if main.current_chat == chat_id:
             main.view.older_loaded()
 
+    async def settle(self, chat: Chat | None) -> None:
+        """After (re)connecting, with the server's chat list: bring the chat in front
+        (``chat`` as the server just told it) up to date and open it at the divider of
+        its read cursor -- the cursor of the last disconnect, which nothing has moved
+        since -- before anything counts as read again."""
+        store, main = self.app.store, self.app.main
+        if store is None or main is None:
+            return
+        if chat is not None:
+            await self.load_latest_now(chat.id, connect=True)
+            if chat.unread and main.current_chat == chat.id:
+                oldest = store.timeline(chat.id).oldest_id
+                if oldest is None or oldest > chat.last_read:
+                    # the first missed message is older than the page: the page after it
+                    await self._jump(chat.id, chat.last_read)
+                if main.current_chat == chat.id:
+                    main.view.open_at_divider(chat.last_read, again=True)
+        self.chats_fresh = True
+        self.mark_shown()
+
     def open_unread(self, chat: Chat) -> None:
         """Open a chat at its "new messages" line; when more are unread than its newest
         page holds, go straight to the page after the read cursor."""
@@ -210,16 +232,15 @@ class ChatReader:
 
     def mark_shown(self) -> None:
         """Messages count as read as they are shown: up to the newest one on screen of
-        the chat in front (never because history loaded, nor before the server's read
-        cursors are known, nor while the chat waits to open at its divider)."""
+        the chat in front (never because history loaded or a replay arrived, nor before
+        the chat settled after connecting, nor while it waits to open at its divider)."""
         store, main = self.app.store, self.app.main
         if store is None or main is None or main.current_chat is None or not self.chats_fresh:
             return
         chat_id = main.current_chat
         if not self.looking_at(chat_id) or main.view.reveal_pending:
             return
-        up_to = store.timeline(chat_id).newest_id if main.view.pinned else None
-        up_to = up_to or main.view.last_shown_id()
+        up_to = main.view.last_shown_id()
         if up_to is None:
             return
         chat = store.chats.get(chat_id)

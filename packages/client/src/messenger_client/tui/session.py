@@ -322,15 +322,12 @@ class LiveSession:
         try:
             chats = await client.chats()
             store.set_chats(chats.chats)
-            self.reader.chats_fresh = True
             current = store.chats.get(main.current_chat or 0)
-            if current is not None:
-                self.reader.open_unread(current)
             app.refresh_chat_list()
-            if main.current_chat is not None and main.current_chat not in store.chats:
-                app.open_chat(GENERAL_CHAT_ID)
-            elif main.current_chat is not None:
-                await self.reader.load_latest_now(main.current_chat, connect=True)
+            if main.current_chat is not None and current is None:
+                app.open_chat(GENERAL_CHAT_ID)  # the chat in front is gone
+                current = store.chats.get(GENERAL_CHAT_ID)
+            await self.reader.settle(current)
             users = await client.users()
             store.set_users(users.users)
             contacts = await client.contacts()

@@ -234,14 +234,17 @@ class MessageView(Guarded, ScrollView, can_focus=True):
 
     # --- the "new messages" divider -------------------------------------------------
 
-    def open_at_divider(self, last_read: int) -> None:
+    def open_at_divider(self, last_read: int, *, again: bool = False) -> None:
         """Show a "new messages" line above the first message after ``last_read`` and
-        scroll there (now, or when that message arrives); End goes on to the newest."""
-        if self._divider_after is not None:
-            return  # the first opening's line stays while the chat is shown
+        scroll there (now, or when that message arrives); End goes on to the newest.
+        The first opening's line stays while the chat is shown, unless ``again`` (after a
+        reconnect: what was missed since, even if the view followed its replay)."""
+        if self._divider_after is not None and not again:
+            return
         self._divider_after = last_read
         self._reveal_pending = True
         self._pinned = False
+        self._last_shown = 0  # reading starts again from the line
         if self.layout_ is not None:
             self.layout_.set_divider(last_read)
             self._reveal()
