@@ -21,6 +21,7 @@ from messenger_client.crypto import DecryptionError, DeviceCrypto
 from messenger_protocol import ApiError, Message, SendMessage, encode
 from messenger_protocol import endpoints as ep
 from tests.support import postgres
+from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
 
 WORDS = ["aardvarkplaintext", "zeppelinplaintext", "quokkaplaintext", "narwhalplaintext"]
@@ -164,3 +165,25 @@ async def test_two_users_two_devices_each_read_an_encrypted_dm(
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_plain_consoles_encrypt_a_dm_and_show_a_lock(
+    server: ServerProcess, plain: StartPlain
+) -> None:
+    """Two plain consoles: a private message is encrypted by default (both have device
+    keys from their first login), printed with a lock on both sides, and the server
+    keeps no word of it."""
+    alice, bob = await plain(), await plain()
+    alice.send("/auth alice password1")
+    await alice.expect("logged in as alice")
+    bob.send("/auth bob password1")
+    await bob.expect("logged in as bob")
+    alice.send(f"/private bob secret {WORDS[0]}")
+    mine = await alice.expect(WORDS[0])
+    assert mine.startswith("🔒 "), mine
+    theirs = await bob.expect(WORDS[0])
+    assert theirs.startswith("🔒 ") and "alice:" in theirs, theirs
+    bob.send(f"/private alice answer {WORDS[1]}")
+    assert (await alice.expect(WORDS[1])).startswith("🔒 ")
+    stored = _stored_bytes(server)
+    assert [w for w in WORDS[:2] if w.encode() in stored] == []

@@ -67,6 +67,7 @@ from messenger_protocol import (
 
 from .api import Client, ServerUnavailable
 from .cache import Cache
+from .crypto import DeviceCrypto
 from .outputs import (
     BanOut,
     ChatOut,
@@ -598,6 +599,9 @@ class CommandRunner:
         self._chats: dict[int, Chat] = {}
         self._by_name: dict[str, int] = {}
         self._logging_out = False
+        self.crypto: DeviceCrypto | None = None
+        """This device's end-to-end encryption (set after login): direct chats whose two
+        users have device keys are encrypted (issue 14)."""
         self._opening: set[str] = set()
         """Peers whose private chat this runner is opening (its event says nothing new)."""
 
@@ -893,7 +897,10 @@ class CommandRunner:
         return [LogoutOut("logged out")]
 
     async def _post(self, chat: Chat, text: str, *, switch: bool = False) -> list[Output]:
-        message = await self.client.send(chat.id, text, retries=1)
+        if self.crypto is not None:
+            message = await self.crypto.send(chat, text)
+        else:
+            message = await self.client.send(chat.id, text, retries=1)
         out: list[Output] = [MessageOut(message, chat.name)]
         if switch and self.follow and chat.id != self.current_chat_id:
             out.append(self._switch_to(chat))

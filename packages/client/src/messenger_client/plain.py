@@ -19,19 +19,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 import threading
 import time
 from collections import OrderedDict
 from typing import TextIO
 
+import msgspec
+
 from messenger_protocol import (
     ApiError,
     ErrorCode,
     Message,
+    MessengerError,
     ReadMarker,
     Reset,
     Status,
+    ToDeviceWaiting,
     format_count,
     format_duration,
     format_size,
@@ -60,6 +65,7 @@ from .commands import (
     reactions_text,
 )
 from .config import ClientConfig
+from .crypto import DecryptionError, DeviceCrypto
 from .events import ConnectionState
 from .outputs import ConnectionOut, DeletedOut, EditedOut, encode_output
 from .transfer_progress import progress_line
@@ -78,10 +84,12 @@ _PRINTED_MEMORY = 4096
 def message_line(message: Message, chat: str, now: float | None = None) -> str:
     """``[#42 general 12:03] alice: hello`` (a comment adds ``↳#<root>``; a reply starts
     with its quote, ``↪ bob #41: "first line"``; an edited message ends with ``(edited)``,
-    reactions with ``[👍 2]``; a deleted one reads ``(message deleted)``)."""
+    reactions with ``[👍 2]``; a deleted one reads ``(message deleted)``; an end-to-end
+    encrypted one starts with a lock, ``🔒``)."""
     root = f" ↳#{message.thread_root}" if message.thread_root is not None else ""
     when = format_time(message.created_at, now=time.time() if now is None else now)
-    head = f"[#{message.id} {chat} {when}{root}] {message.author}:"
+    lock = "🔒 " if message.encrypted is not None else ""
+    head = f"{lock}[#{message.id} {chat} {when}{root}] {message.author}:"
     parts: list[str] = []
     quote = message.reply_to
     if quote is not None:
@@ -341,8 +349,11 @@ class PlainConsole:
                     self.runner.cache.apply(item)
                 if isinstance(item, ReadMarker) and item.chat_id in self._behind:
                     await self._maybe_caught_up(item.chat_id)
+                if isinstance(item, ToDeviceWaiting):
+                    await self._to_device(item)
+                    continue
                 try:
-                    outputs = await self.runner.event_outputs(item)
+                    outputs = await self._reveal(await self.runner.event_outputs(item))
                 except Exception:
                     # One event we cannot show must not end the live stream.
                     log.exception("could not show event %r", item)
@@ -407,13 +418,53 @@ class PlainConsole:
         except Exception:  # a broken cache must never keep the user out
             log.exception("cache unavailable; /search needs the server")
 
+    async def _open_crypto(self, login: str) -> None:
+        """This device's end-to-end encryption keys (made on first login), in its data dir."""
+        self.runner.crypto = None
+        server_part = re.sub(r"[^A-Za-z0-9_.-]", "_", re.sub(r"^[a-z]+://", "", self.config.server))
+        directory = self.config.dirs.data / "crypto" / server_part / login
+        try:
+            self.runner.crypto = await DeviceCrypto.open(self.client, directory)
+        except (MessengerError, ConnectionError) as exc:
+            log.warning("end-to-end encryption unavailable: %s", exc)
+            self.emit(ErrorOut("crypto", f"end-to-end encryption is off on this device: {exc}"))
+
+    async def _to_device(self, event: ToDeviceWaiting) -> None:
+        crypto = self.runner.crypto
+        if crypto is None or event.device_id != crypto.device_id:
+            return
+        try:
+            await crypto.receive()
+        except (MessengerError, ConnectionError) as exc:
+            log.warning("could not fetch this device's keys: %s", exc)
+
+    async def _reveal(self, outputs: list[Output]) -> list[Output]:
+        """Encrypted messages with their text decrypted (or why it cannot be shown)."""
+        crypto = self.runner.crypto
+        shown: list[Output] = []
+        for out in outputs:
+            if isinstance(out, MessageOut | EditedOut) and out.message.encrypted is not None:
+                if crypto is None:
+                    text = "(encrypted: this device has no keys)"
+                else:
+                    try:
+                        text = (await crypto.decrypt(out.message)).text
+                    except DecryptionError as exc:
+                        if exc.kind == "replayed":
+                            continue  # shown once already, under its first id
+                        text = f"(not shown: {exc})"
+                out.message = msgspec.structs.replace(out.message, text=text)
+            shown.append(out)
+        return shown
+
     async def _start_session(self, session: SessionOut) -> None:
         await self._stop_events()
         self._open_cache(session.login)
         self._expiry_said, self._expiry_heard = False, None
         self._behind.clear()
         n = self.config.history if self.config.history is not None else session.history_on_connect
-        for out in await self.runner.catch_up(n):
+        await self._open_crypto(session.login)
+        for out in await self._reveal(await self.runner.catch_up(n)):
             if isinstance(out, UnreadOut):
                 self._say_unread(out)
             else:
@@ -444,7 +495,7 @@ class PlainConsole:
             if isinstance(parsed, UsageError):
                 outputs: list[Output] = [ErrorOut("usage", str(parsed))]
             else:
-                outputs = await self.runner.run(parsed)
+                outputs = await self._reveal(await self.runner.run(parsed))
         except Exception as exc:
             # A bug must cost one line of output, not the session.
             log.exception("command %r failed", line.split(" ", 1)[0])
