@@ -14,11 +14,15 @@ from messenger_protocol import (
     ApiError,
     ErrorCode,
     Event,
+    Mentioned,
     MessageCreated,
     MessageDeleted,
     MessageEdited,
+    MessageUpdated,
     PinChanged,
     ReactionChanged,
+    ThreadActivity,
+    encode_event,
     limits,
 )
 from tests.client.test_integration import PASSWORD
@@ -569,3 +573,94 @@ async def test_search_finds_an_edit_by_its_new_words_and_a_deleted_message_not_a
         assert (await bob.search("secret")).hits == []
         assert (await bob.search("platypus")).hits == []
         assert [h.message.id for h in (await bob.search("wombat")).hits] == [edited.id]
+
+
+async def test_a_replys_quote_follows_the_edit_and_the_deletion_of_its_original(
+    server: ServerProcess,
+) -> None:
+    """Issue 12 item 3: when the original is edited (its first line) or deleted, each
+    reply's quote follows in history, live (``message_updated`` of the reply, none for an
+    edit below the first line) and in what a resume replays ("deleted" for a tombstone)."""
+    async with (
+        _client(server, "alice") as alice,
+        _client(server, "bob") as bob,
+        _client(server, "carol") as carol,
+    ):
+        assert carol.session is not None
+        offline_at = carol.session.last_event_id
+        edited = await alice.send(1, "lunch at noon?")
+        deleted = await alice.send(1, "dinner at eight?")
+        to_edited = await bob.send(1, "me!", reply_to=edited.id)
+        to_deleted = await bob.send(1, "me too", reply_to=deleted.id)
+
+        def updated(message_id: int) -> Callable[[Event], bool]:
+            return lambda e: isinstance(e, MessageUpdated) and e.message.id == message_id
+
+        async with SseReader(server.url, _token(bob)) as events:
+            await alice.edit(edited.id, "lunch at one?\nsee you")
+            got = await events.until(updated(to_edited.id))
+            await alice.edit(edited.id, "lunch at one?\nsee you there")
+            await alice.delete_message(deleted.id)
+            got += await events.until(updated(to_deleted.id))
+        updates = [e.message for e in _kinds(got, MessageUpdated) if isinstance(e, MessageUpdated)]
+        assert [m.id for m in updates] == [to_edited.id, to_deleted.id]
+        first, second = (m.reply_to for m in updates)
+        assert first is not None and (first.text, first.deleted) == ("lunch at one?", False)
+        assert second is not None and (second.text, second.deleted) == ("", True)
+        page = {m.id: m.reply_to for m in (await carol.history(1)).messages}
+        assert page[to_edited.id] == first and page[to_deleted.id] == second
+        async with SseReader(server.url, _token(carol), last_event_id=offline_at) as resumed:
+            replay = await resumed.until(updated(to_deleted.id))
+        created = {
+            e.message.id: e.message.reply_to
+            for e in _kinds(replay, MessageCreated)
+            if isinstance(e, MessageCreated)
+        }
+        assert created[to_edited.id] == first and created[to_deleted.id] == second
+        assert b"lunch at noon" not in b"".join(encode_event(e) for _, e in replay)
+        assert b"dinner" not in b"".join(encode_event(e) for _, e in replay)
+
+
+async def test_a_resume_replays_the_current_text_of_an_edited_message(
+    server: ServerProcess,
+) -> None:
+    """Issue 12 item 7: a device that was offline while a message was posted and edited
+    gets, on resume, the message (and its mention, pin and thread notices) with the text
+    it has now, then the edit; the text it had before is replayed nowhere."""
+    async with (
+        _client(server, "alice") as alice,
+        _client(server, "bob") as bob,
+        _client(server, "bob", new=False) as tablet,
+    ):
+        group = await alice.create_chat("team")
+        await alice.invite(group.id, "bob")
+        root = await bob.send(group.id, "a thread")
+        assert tablet.session is not None
+        offline_at = tablet.session.last_event_id
+        message = await alice.send(group.id, "@bob the code is 4711")
+        await alice.pin(message.id)
+        comment = await alice.comment(root.id, "in the thread: 4711")
+        await alice.edit(message.id, "@bob the code is on paper")
+        await alice.edit(comment.id, "in the thread: on paper")
+        async with SseReader(server.url, _token(tablet), last_event_id=offline_at) as resumed:
+            got = await resumed.until(
+                lambda e: isinstance(e, MessageEdited) and e.message.id == comment.id
+            )
+        assert b"4711" not in b"".join(encode_event(e) for _, e in got)
+        [created] = [
+            e for e in _kinds(got, MessageCreated)
+            if isinstance(e, MessageCreated) and e.message.id == message.id
+        ]  # fmt: skip
+        assert isinstance(created, MessageCreated)
+        assert created.message.text == "@bob the code is on paper"
+        assert created.message.edited_at is not None
+        [mention] = _kinds(got, Mentioned)
+        assert isinstance(mention, Mentioned) and mention.message.text == created.message.text
+        [pin] = _kinds(got, PinChanged)
+        assert isinstance(pin, PinChanged) and pin.pin is not None
+        assert pin.pin.message.text == created.message.text
+        [thread] = _kinds(got, ThreadActivity)
+        assert isinstance(thread, ThreadActivity)
+        assert thread.comment.text == "in the thread: on paper"
+        edits = [e.message.id for e in _kinds(got, MessageEdited) if isinstance(e, MessageEdited)]
+        assert edits == [message.id, comment.id]

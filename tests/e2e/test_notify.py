@@ -205,3 +205,107 @@ async def test_seen_by_follows_read_cursors_and_privacy(clients: Callable[[], Cl
     with pytest.raises(ApiError) as refused:
         await dave.seen_by(first.id)
     assert refused.value.code == ErrorCode.FORBIDDEN
+
+
+async def test_an_edit_reads_mentions_again_and_tells_each_user_once(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    """An edit that adds ``@bob`` mentions him: one ``mention`` event, the count in /chats
+    and /unread, a row in /mentions; editing again with the same mention tells him nothing
+    new; editing the mention away takes it out of the counts, the list and the log (his
+    devices get the chat's counts), while carol, still named, keeps hers."""
+    alice, bob, carol = await _users(clients, "alice", "bob", "carol")
+    team = await alice.create_chat("team")
+    await alice.invite(team.id, "bob")
+    await alice.invite(team.id, "carol")
+    assert bob.session is not None
+    offline_at = bob.session.last_event_id
+    async with SseReader(server.url, _token(bob)) as bob_events:
+        message = await alice.send(team.id, "hello team")
+        assert (await bob.chat(team.id)).mentions == 0
+        await alice.edit(message.id, "hello @bob")
+        [mention] = await bob_events.take(1, lambda e: isinstance(e, Mentioned))
+        assert isinstance(mention, Mentioned)
+        assert (mention.chat_id, mention.message.id) == (team.id, message.id)
+        assert mention.message.text == "hello @bob"
+        await alice.edit(message.id, "hello @bob, again")
+        await alice.edit(message.id, "hello @bob and @carol")
+        marker = await alice.send(team.id, "marker")
+        seen = [e for _, e in await bob_events.until(_created(marker.id))]
+        assert not any(isinstance(e, Mentioned) for e in seen)
+    assert (await bob.chat(team.id)).mentions == 1
+    unread = next(c for c in (await bob.unread()).chats if c.chat.id == team.id)
+    assert unread.chat.mentions == 1
+    assert [m.message.id for m in (await bob.mentions()).mentions] == [message.id]
+    assert [m.message.id for m in (await carol.mentions()).mentions] == [message.id]
+    async with SseReader(server.url, _token(bob)) as bob_events:
+        await alice.edit(message.id, "hello @carol")
+        [update] = await bob_events.take(
+            1, lambda e: isinstance(e, ChatUpdated) and e.chat.id == team.id
+        )
+        assert isinstance(update, ChatUpdated) and update.chat.mentions == 0
+    assert (await bob.chat(team.id)).mentions == 0
+    unread = next(c for c in (await bob.unread()).chats if c.chat.id == team.id)
+    assert unread.chat.mentions == 0
+    assert (await bob.mentions()).mentions == []
+    assert [m.message.id for m in (await carol.mentions()).mentions] == [message.id]
+    assert (await carol.chat(team.id)).mentions == 1
+    # a device of bob's that was offline all along hears of no mention at all
+    async with SseReader(server.url, _token(bob), last_event_id=offline_at) as resumed:
+        replay = [e for _, e in await resumed.until(_created(marker.id))]
+    assert not any(isinstance(e, Mentioned) for e in replay)
+
+
+async def test_a_mention_in_a_comment_counts_until_its_thread_is_read(
+    clients: Callable[[], Client],
+) -> None:
+    """A comment that mentions bob counts in the chat's mention count (/chats, /unread) and
+    is unread in /mentions until bob reads its thread; reading the chat does not read it."""
+    alice, bob = await _users(clients, "alice", "bob")
+    team = await alice.create_chat("team")
+    await alice.invite(team.id, "bob")
+    root = await bob.send(team.id, "the plan")
+    comment = await alice.comment(root.id, "@bob one question")
+    later = await alice.send(team.id, "a chat message after it")
+    assert (await bob.chat(team.id)).mentions == 1
+    unread = next(c for c in (await bob.unread()).chats if c.chat.id == team.id)
+    assert unread.chat.mentions == 1
+    [listed] = (await bob.mentions()).mentions
+    assert (listed.message.id, listed.unread) == (comment.id, True)
+    await bob.mark_read(team.id, later.id)  # past the comment's id: the chat, not the thread
+    assert (await bob.chat(team.id)).mentions == 1
+    await bob.mark_thread_read(root.id, comment.id)
+    assert (await bob.chat(team.id)).mentions == 0
+    [read] = (await bob.mentions()).mentions
+    assert read.unread is False
+
+
+async def test_seen_by_of_a_comment_follows_the_thread_read_cursors(
+    clients: Callable[[], Client],
+) -> None:
+    """A comment's "seen by" lists the members whose read cursor of its thread passed it
+    (the chat's cursor reads chat messages, not comments), never the author, never one who
+    hides their receipts; an outsider gets 403."""
+    alice, bob, carol, dave = await _users(clients, "alice", "bob", "carol", "dave")
+    team = await alice.create_chat("team")
+    await alice.invite(team.id, "bob")
+    await alice.invite(team.id, "carol")
+    root = await alice.send(team.id, "the plan")
+    first = await alice.comment(root.id, "first comment")
+    second = await alice.comment(root.id, "second comment")
+    later = await alice.send(team.id, "a chat message after them")
+    await bob.mark_read(team.id, later.id)
+    assert (await alice.seen_by(first.id)).seen_by == []
+    await bob.mark_thread_read(root.id, first.id)
+    seen = await alice.seen_by(first.id)
+    assert (seen.seen_by, seen.members, seen.chat_id) == (["bob"], 3, team.id)
+    assert (await alice.seen_by(second.id)).seen_by == []
+    await carol.set_privacy(hide_read_receipts=True)
+    await carol.mark_thread_read(root.id, second.id)
+    assert (await bob.seen_by(second.id)).seen_by == []
+    await carol.set_privacy(hide_read_receipts=False)
+    assert (await bob.seen_by(first.id)).seen_by == ["bob", "carol"]
+    assert (await bob.seen_by(second.id)).seen_by == ["carol"]
+    with pytest.raises(ApiError) as refused:
+        await dave.seen_by(first.id)
+    assert refused.value.code == ErrorCode.FORBIDDEN

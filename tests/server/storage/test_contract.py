@@ -289,6 +289,8 @@ def _setup(tx: Tx, log: Log) -> None:
     assert reply is not None
     ann.set_reply_to(reply.id, ids[2])
     t.message(reply.id)  # carries the quote of ids[2]
+    ann.replies_to(ids[2])
+    ann.replies_to(ids[0])  # none
     ann.edit_text(ids[2], "m2 edited", 88.0)
     ann.edit_text(ids[2], "m2 again", 89.0)
     ann.versions(ids[2])
@@ -344,8 +346,15 @@ def _setup(tx: Tx, log: Log) -> None:
     ntf.set_hide_receipts(bob, True)
     ntf.hide_receipts(bob)
     ntf.seen_by(group, ids[0], alice)
+    ntf.comment_seen_by(group, ids[0], comment.id, bob)  # alice hides nothing
     ntf.set_hide_receipts(bob, False)
     ntf.seen_by(group, ids[0], alice)
+    ntf.comment_seen_by(group, ids[0], comment.id, alice)  # the author is left out
+    ntf.add_mentions(comment.id, group, [alice])
+    t.chat_view(chat, alice)  # the comment counts up to alice's thread cursor only
+    ntf.mentioned(ids[1])
+    ntf.remove_mentions(ids[1], [carol, bob])
+    ntf.mentioned(ids[1])
 
     ret: RetentionQueries = q["retention"]
     ret.add_expiring(ids[3], group, 43.0, 143.0)
@@ -386,6 +395,12 @@ def _events(tx: Tx, log: Log) -> None:
     t.event_max()
     t.events_range(0, 10, 10)  # every audience, with chat_id / user_id
     t.events_range(1, 3, 1)
+    ann: AnnotationQueries = q["annotations"]
+    carried = sorted({r.message_id for r in ann.logged(list(range(1, 50)))})
+    logged = ann.logged(carried)
+    ann.relog([(e.seq, b'{"n":"again"}') for e in logged[:1]])
+    ann.unlog([e.seq for e in logged[1:]])
+    ann.logged(carried)
     t.prune_events(2)
     t.event_bounds()
     t.event_max()  # the newest ever, not the newest kept

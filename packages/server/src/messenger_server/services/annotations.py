@@ -13,15 +13,20 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import msgspec
+
 from messenger_protocol import (
     ApiError,
     BaseEvent,
     EditHistory,
     EditMessage,
     ErrorCode,
+    Mentioned,
     Message,
+    MessageCreated,
     MessageDeleted,
     MessageEdited,
+    MessageUpdated,
     MessageVersion,
     Pin,
     PinChanged,
@@ -29,6 +34,9 @@ from messenger_protocol import (
     React,
     ReactionChanged,
     ReactionList,
+    ThreadActivity,
+    decode_event,
+    encode_event,
     format_duration,
     limits,
 )
@@ -36,11 +44,12 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..storage import Store, Tx
 from ..storage.annotations import annotation_queries
+from ..storage.notify import notify_queries
 from .actor import Actor, forbidden, require_member, require_visible
 from .events import EventService
 from .messages import MessageService
 
-__all__ = ["AnnotationService", "FileRelease", "check_emoji"]
+__all__ = ["AnnotationService", "FileRelease", "check_emoji", "with_current"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,37 @@ class FileRelease(Protocol):
     async def release(self, file_ids: list[str]) -> int:
         """After the commit: collect those no message carries any more."""
         ...
+
+
+def _fresh(logged: Message, now: Message) -> Message:
+    """A message as an event logged it, with the text, edit mark and quote it has now."""
+    return msgspec.structs.replace(
+        logged, text=now.text, edited_at=now.edited_at, reply_to=now.reply_to
+    )
+
+
+def with_current(event: BaseEvent, message: Message) -> BaseEvent:
+    """A logged event carrying ``message`` (in an older state) as it would be logged now."""
+    match event:
+        case (
+            MessageCreated(message=m)
+            | MessageUpdated(message=m)
+            | MessageEdited(message=m)
+            | Mentioned(message=m)
+        ) if m.id == message.id:
+            return msgspec.structs.replace(event, message=_fresh(m, message))
+        case ThreadActivity(comment=m) if m.id == message.id:
+            return msgspec.structs.replace(event, comment=_fresh(m, message))
+        case PinChanged(pin=Pin(message=m) as pin) if m.id == message.id:
+            return msgspec.structs.replace(
+                event, pin=msgspec.structs.replace(pin, message=_fresh(m, message))
+            )
+    return event
+
+
+def _first_line(text: str) -> str:
+    """What a quote of a text shows (its first line)."""
+    return text.strip().split("\n", 1)[0].strip()
 
 
 def _deleted(message_id: int) -> ApiError:
@@ -147,11 +187,62 @@ class AnnotationService:
         for user_id in users:
             self.events.emit(tx, event, user_id=user_id)
 
+    def _requote(self, tx: Tx, message_id: int) -> list[int]:
+        """After ``message_id`` changed: each reply to it gets its new quote to everyone who
+        may see the reply (``message_updated``); the ids of the replies."""
+        replies = annotation_queries(tx).replies_to(message_id)
+        for reply_id in replies:
+            reply = tx.message(reply_id)
+            if reply is not None and reply.deleted_at is None:
+                current = self.messages.decorate(tx, [reply])[0]
+                self._announce(tx, current, MessageUpdated(message=current))
+        return replies
+
+    def _relog(self, tx: Tx, message_ids: list[int]) -> None:
+        """The logged events that carry these messages take their current text, edit mark
+        and quote, so a resume never replays a text or quote they no longer have; a logged
+        ``mention`` of a user the message no longer mentions leaves the log."""
+        queries = annotation_queries(tx)
+        logged = queries.logged(message_ids)
+        if not logged:
+            return
+        current: dict[int, Message | None] = {}
+        mentioned: dict[int, set[int]] = {}
+        rewritten: dict[bytes, bytes] = {}
+        payloads: list[tuple[int, bytes]] = []
+        gone: list[int] = []
+        for record in logged:
+            mid = record.message_id
+            if mid not in current:
+                current[mid] = tx.message(mid)
+            message = current[mid]
+            if message is None:
+                continue
+            if record.name == "mention":
+                if mid not in mentioned:
+                    mentioned[mid] = notify_queries(tx).mentioned(mid)
+                if record.user_id not in mentioned[mid]:
+                    gone.append(record.seq)
+                    continue
+            payload = rewritten.get(record.payload)
+            if payload is None:
+                payload = encode_event(with_current(decode_event(record.payload), message))
+                rewritten[record.payload] = payload
+            if payload != record.payload:
+                payloads.append((record.seq, payload))
+        if payloads:
+            queries.relog(payloads)
+        if gone:
+            queries.unlog(gone)
+
     # --- edit -------------------------------------------------------------------
 
     async def edit(self, actor: Actor, message_id: int, body: EditMessage) -> Message:
         """Replace the text of one's own message (attachments stay); everyone who may
-        see it gets ``message_edited``. The texts it had are kept (:meth:`edits`)."""
+        see it gets ``message_edited``. The texts it had are kept (:meth:`edits`). Its
+        mentions are read again; if its first line changed, each reply's quote follows
+        (``message_updated``); the logged events that carry it (or a reply's quote of it)
+        take the new text, so a resume never replays the old one."""
         window = self.edit_window
         if window == 0:
             raise ApiError(ErrorCode.FORBIDDEN, "editing messages is turned off on this server")
@@ -188,6 +279,15 @@ class AnnotationService:
             annotation_queries(tx).edit_text(message_id, body.text, now)
             edited = self._current(tx, message_id)
             self._announce(tx, edited, MessageEdited(message=edited))
+            mentions = self.messages.mentions
+            if mentions is not None:
+                chat = tx.chat(edited.chat_id)
+                assert chat is not None
+                mentions.edited(tx, chat, edited, actor.user_id)
+            replies = []
+            if _first_line(body.text) != _first_line(message.text):
+                replies = self._requote(tx, message_id)
+            self._relog(tx, [message_id, *replies])
             return edited
 
         edited = await self.store.write(unit)
@@ -216,7 +316,8 @@ class AnnotationService:
     async def delete(self, actor: Actor, message_id: int) -> Message:
         """Delete one's own message (an admin: any). Its text, earlier texts, reactions and
         files go; a tombstone stays, so threads and replies keep their shape, and everyone
-        who may see it gets ``message_deleted`` with the tombstone. Deleting twice is
+        who may see it gets ``message_deleted`` with the tombstone; each reply's quote
+        turns into "deleted" (``message_updated``, and in the log). Deleting twice is
         answered with the tombstone again."""
         await self._target(actor, message_id, admin=True)
         now = self.clock.now()
@@ -236,6 +337,7 @@ class AnnotationService:
                 chat_id=message.chat_id, message_id=message_id, tombstone=tombstone
             )
             self._announce(tx, tombstone, gone)
+            self._relog(tx, self._requote(tx, message_id))
             if pinned:
                 unpinned = PinChanged(
                     chat_id=message.chat_id, message_id=message_id, pinned=False, by=actor.login

@@ -27,8 +27,10 @@ from messenger_protocol import (
     MessageCreated,
     MessageEdited,
     MessageUpdated,
+    PinChanged,
     Readiness,
     Reset,
+    ThreadActivity,
     encode_event,
     event_name,
     sse_frame,
@@ -40,7 +42,7 @@ from ..hub import Hub, HubStream, Subscription
 from ..storage import EventHandle, EventRecord, Store, Tx
 from ..window import TICK, EventWindow
 
-__all__ = ["REPLAY_PAGE", "EventService", "StreamInfo"]
+__all__ = ["REPLAY_PAGE", "EventService", "StreamInfo", "carried_message"]
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +176,7 @@ class EventService:
             raise ValueError("an event goes to exactly one chat or one user")
         payload = encode_event(event)
         name = event_name(event)
-        carried = (
-            event.message.id
-            if isinstance(event, MessageCreated | MessageUpdated | MessageEdited | Mentioned)
-            else None
-        )
+        carried = carried_message(event)
         handle = tx.append_event(name, payload, chat_id, user_id, self.clock.now(), carried)
         recipients: list[int] | None
         if user_id is not None:
@@ -286,6 +284,18 @@ class EventService:
             if len(rows) < REPLAY_PAGE:
                 break
         return upto
+
+
+def carried_message(event: BaseEvent) -> int | None:
+    """The message whose text an event carries (the log's ``message_id``): the event leaves
+    the log with the message, and an edit rewrites it (a resume replays the current text)."""
+    if isinstance(event, MessageCreated | MessageUpdated | MessageEdited | Mentioned):
+        return event.message.id
+    if isinstance(event, ThreadActivity):
+        return event.comment.id
+    if isinstance(event, PinChanged) and event.pin is not None:
+        return event.pin.message.id
+    return None
 
 
 def _events_after(tx: Tx, *, user_id: int, after: int, upto: int) -> list[EventRecord]:

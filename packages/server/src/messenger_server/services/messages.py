@@ -86,6 +86,11 @@ class Mentions(Protocol):
         """In the unit that stores ``message``: record and announce whom it mentions."""
         ...
 
+    def edited(self, tx: Tx, chat: ChatRecord, message: Message, author_id: int) -> None:
+        """In the unit that edits ``message``: record and announce whom its new text
+        mentions (each user once), and forget those it no longer does."""
+        ...
+
 
 class MessageService:
     """Posting, reading and read state of messages and comments."""

@@ -4,8 +4,10 @@ Mentions are parsed by the server in the unit that stores a message (every path 
 posts goes through :meth:`MessageService.post <.messages.MessageService.post>`): each
 ``@login`` of a member other than the author, and ``@all`` in a group chat whose owner
 allows it, is recorded and told to the mentioned user by a logged ``mention`` event.
-The chat's ``mentions`` count (unread messages that mention the user) does not care
-about mute: a mention in a muted chat still counts.
+An edit reads the mentions again (:meth:`NotifyService.edited`). The chat's ``mentions``
+count (unread messages and comments that mention the user: a chat message after the
+chat's read cursor, a comment after its thread's) does not care about mute: a mention in
+a muted chat still counts.
 
 Typing notices are ephemeral: never logged, never replayed on resume; one per 3 s per
 chat per user goes out (the others are dropped and answered ``sent: false``), to the
@@ -88,11 +90,41 @@ class NotifyService:
 
     def posted(self, tx: Tx, chat: ChatRecord, message: Message, author_id: int) -> None:
         """In the unit that stores ``message``: record and announce whom it mentions."""
-        if "@" not in message.text:
+        targets = sorted(self._targets(tx, chat, message.text, author_id))
+        if not targets:
             return
-        logins = mentioned_logins(message.text)
+        notify_queries(tx).add_mentions(message.id, chat.id, targets)
+        for user_id in targets:
+            self.events.emit(tx, Mentioned(chat_id=chat.id, message=message), user_id=user_id)
+
+    def edited(self, tx: Tx, chat: ChatRecord, message: Message, author_id: int) -> None:
+        """In the unit that edits ``message``: whom its new text mentions. A user it names
+        for the first time gets a ``mention`` event (once: naming them again in a later
+        edit tells them nothing new); one it no longer names leaves the counts and the
+        ``/mentions`` list, and their devices get the chat's counts (``chat`` event)."""
+        queries = notify_queries(tx)
+        before = queries.mentioned(message.id)
+        now = self._targets(tx, chat, message.text, author_id)
+        added, removed = sorted(now - before), sorted(before - now)
+        if added:
+            queries.add_mentions(message.id, chat.id, added)
+        if removed:
+            queries.remove_mentions(message.id, removed)
+        for user_id in added:
+            self.events.emit(tx, Mentioned(chat_id=chat.id, message=message), user_id=user_id)
+        for user_id in removed:
+            if tx.last_read(chat.id, user_id) is not None:
+                view = tx.chat_view(chat, user_id)
+                self.events.emit(tx, ChatUpdated(chat=view), user_id=user_id)
+
+    @staticmethod
+    def _targets(tx: Tx, chat: ChatRecord, text: str, author_id: int) -> set[int]:
+        """The members a text mentions: ``@login`` of a member, ``@all`` where allowed;
+        never the author."""
+        if "@" not in text:
+            return set()
         targets: set[int] = set()
-        for login in logins:
+        for login in mentioned_logins(text):
             if login == "all":
                 if chat.kind == "group" and notify_queries(tx).mention_all(chat.id):
                     targets.update(tx.member_ids(chat.id))
@@ -101,12 +133,7 @@ class NotifyService:
             if user is not None and tx.last_read(chat.id, user.id) is not None:
                 targets.add(user.id)
         targets.discard(author_id)
-        if not targets:
-            return
-        ordered = sorted(targets)
-        notify_queries(tx).add_mentions(message.id, chat.id, ordered)
-        for user_id in ordered:
-            self.events.emit(tx, Mentioned(chat_id=chat.id, message=message), user_id=user_id)
+        return targets
 
     async def mentions(self, actor: Actor, query: MentionsQuery) -> MentionList:
         """Recent messages that mention the user, newest first (``unread``: after the read
@@ -129,7 +156,7 @@ class NotifyService:
                 Mention(
                     message=m,
                     chat_name=names[m.chat_id],
-                    unread=m.thread_root is None and m.id > cursors[m.id],
+                    unread=m.id > cursors[m.id],
                 )
                 for m in messages
             ],
@@ -197,7 +224,9 @@ class NotifyService:
     # --- read receipts ---------------------------------------------------------------
 
     async def seen_by(self, actor: Actor, message_id: int) -> SeenBy:
-        """Who read a message of a chat of at most ``SEEN_BY_MAX_MEMBERS`` members."""
+        """Who read a message of a chat of at most ``SEEN_BY_MAX_MEMBERS`` members: for a
+        chat message the members whose chat read cursor passed it, for a comment those
+        whose read cursor of its thread did (``POST /messages/{root}/thread/read``)."""
 
         def unit(tx: Tx) -> tuple[Message, SeenBy]:
             message = tx.message(message_id)
@@ -213,10 +242,13 @@ class NotifyService:
                 )
             author = tx.message_author_id(message_id)
             assert author is not None
+            queries = notify_queries(tx)
             if message.thread_root is None:
-                logins = notify_queries(tx).seen_by(message.chat_id, message_id, author)
-            else:
-                logins = []  # comments have per-thread cursors; only chat messages say
+                logins = queries.seen_by(message.chat_id, message_id, author)
+            else:  # a comment: the thread read cursors (the chat's covers chat messages)
+                logins = queries.comment_seen_by(
+                    message.chat_id, message.thread_root, message_id, author
+                )
             seen = SeenBy(
                 message_id=message_id, chat_id=message.chat_id, seen_by=logins, members=members
             )

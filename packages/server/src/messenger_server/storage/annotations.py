@@ -4,6 +4,7 @@ deletion tombstones, replies, reactions and pins (tables of migration step 8).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from messenger_protocol import MessageVersion, Reaction
@@ -11,13 +12,30 @@ from messenger_protocol import MessageVersion, Reaction
 from .base import Tx
 from .sql import Connection, connection, marks
 
-__all__ = ["AnnotationQueries", "PinRecord", "SqlAnnotationQueries", "annotation_queries"]
+__all__ = [
+    "AnnotationQueries",
+    "LoggedEvent",
+    "PinRecord",
+    "SqlAnnotationQueries",
+    "annotation_queries",
+]
 
 _IN_CHUNK = 500
 """Most ids bound into one ``IN (...)`` list (SQLite caps bound parameters)."""
 
 PinRecord = tuple[int, str, float]
 """``(message_id, pinned_by login, pinned_at)`` of one pin."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """A committed event of the log that carries a message (its ``message_id`` column)."""
+
+    seq: int
+    name: str
+    payload: bytes
+    user_id: int | None
+    message_id: int
 
 
 class AnnotationQueries(Protocol):
@@ -33,6 +51,23 @@ class AnnotationQueries(Protocol):
 
     def versions(self, message_id: int) -> list[MessageVersion]:
         """The texts a message had before its current one, oldest first."""
+        ...
+
+    def replies_to(self, message_id: int) -> list[int]:
+        """Ids of the messages that reply to a message, oldest first."""
+        ...
+
+    def logged(self, message_ids: list[int]) -> list[LoggedEvent]:
+        """The committed events of the log that carry these messages, oldest first (on
+        PostgreSQL not those of the running write group, numbered at its commit)."""
+        ...
+
+    def relog(self, payloads: list[tuple[int, bytes]]) -> None:
+        """Give logged events (by seq) a new payload."""
+        ...
+
+    def unlog(self, seqs: list[int]) -> None:
+        """Take events out of the log (a resume no longer replays them)."""
         ...
 
     def tombstone(self, message_id: int, now: float) -> None:
@@ -96,6 +131,37 @@ class SqlAnnotationQueries:
             "SELECT text, at FROM message_edits WHERE message_id = ? ORDER BY id", (message_id,)
         ).fetchall()
         return [MessageVersion(text=r[0], at=r[1]) for r in rows]
+
+    def replies_to(self, message_id: int) -> list[int]:
+        """Ids of the messages that reply to a message, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id FROM messages WHERE reply_to = ? ORDER BY id", (message_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def logged(self, message_ids: list[int]) -> list[LoggedEvent]:
+        """The committed events of the log that carry these messages, oldest first."""
+        found: list[LoggedEvent] = []
+        for start in range(0, len(message_ids), _IN_CHUNK):
+            ids = message_ids[start : start + _IN_CHUNK]
+            rows = self.conn.execute(
+                "SELECT seq, name, payload, user_id, message_id FROM events"
+                f" WHERE message_id IN ({marks(len(ids))}) ORDER BY seq",
+                ids,
+            ).fetchall()
+            found += [LoggedEvent(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+        found.sort(key=lambda e: e.seq)
+        return found
+
+    def relog(self, payloads: list[tuple[int, bytes]]) -> None:
+        """Give logged events (by seq) a new payload."""
+        self.conn.executemany(
+            "UPDATE events SET payload = ? WHERE seq = ?", [(p, seq) for seq, p in payloads]
+        )
+
+    def unlog(self, seqs: list[int]) -> None:
+        """Take events out of the log."""
+        self.conn.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in seqs])
 
     def tombstone(self, message_id: int, now: float) -> None:
         """Delete a message's content and the logged events that carry its text."""

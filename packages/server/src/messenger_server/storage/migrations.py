@@ -446,6 +446,11 @@ CREATE INDEX to_device_recipient ON to_device(user_id, device_id, id);
 ALTER TABLE messages ADD COLUMN encrypted TEXT;
 """
 
+# the replies of a message, whose quotes follow its edits and deletion (issue 12)
+_REPLIES = """
+CREATE INDEX messages_reply ON messages(reply_to) WHERE reply_to IS NOT NULL;
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -457,5 +462,6 @@ MIGRATIONS: list[Step] = [
     Step(_ANNOTATIONS),
     Step(_ISSUE_12, sqlite=_SEARCH_SQLITE, postgres=_SEARCH_POSTGRES),
     Step(_KEYS),
+    Step(_REPLIES),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

@@ -23,7 +23,8 @@ class NotifyQueries(Protocol):
 
     def mentions(self, user_id: int, before: int | None, limit: int) -> list[tuple[Message, int]]:
         """Messages that mention the user in chats they are in, newest first, older than
-        message ``before``, with the user's read cursor of the message's chat."""
+        message ``before``, with the user's read cursor of the message's chat (of its
+        thread, for a comment)."""
         ...
 
     def set_mute(self, chat_id: int, user_id: int, mute: str) -> None:
@@ -51,6 +52,21 @@ class NotifyQueries(Protocol):
         the chat is at or past the message, by login."""
         ...
 
+    def comment_seen_by(
+        self, chat_id: int, root_id: int, comment_id: int, author_id: int
+    ) -> list[str]:
+        """Logins of the members (not the author, not hiding receipts) whose read cursor of
+        the thread under ``root_id`` is at or past the comment, by login."""
+        ...
+
+    def mentioned(self, message_id: int) -> set[int]:
+        """The users a message mentions now."""
+        ...
+
+    def remove_mentions(self, message_id: int, user_ids: Iterable[int]) -> None:
+        """Forget that a message mentions these users (an edit took them out)."""
+        ...
+
 
 class SqlNotifyQueries:
     """:class:`NotifyQueries` in portable SQL."""
@@ -67,13 +83,16 @@ class SqlNotifyQueries:
         )
 
     def mentions(self, user_id: int, before: int | None, limit: int) -> list[tuple[Message, int]]:
-        """Messages that mention the user, newest first, with the chat's read cursor."""
+        """Messages that mention the user, newest first, with the read cursor of the chat
+        (of the thread, for a comment)."""
         cursor = "" if before is None else " AND n.message_id < ?"
         args = (user_id,) if before is None else (user_id, before)
         rows = self.conn.execute(
-            f"SELECT mb.last_read, {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
+            "SELECT CASE WHEN m.thread_root IS NULL THEN mb.last_read"
+            f" ELSE coalesce(t.last_read, 0) END, {MESSAGE_COLUMNS} FROM {MESSAGE_FROM}"
             " JOIN mentions n ON n.message_id = m.id"
             " JOIN members mb ON mb.chat_id = n.chat_id AND mb.user_id = n.user_id"
+            " LEFT JOIN thread_reads t ON t.user_id = n.user_id AND t.root_id = m.thread_root"
             f" WHERE n.user_id = ? AND m.deleted_at IS NULL{cursor}"
             " ORDER BY n.message_id DESC LIMIT ?",
             (*args, limit),
@@ -116,6 +135,34 @@ class SqlNotifyQueries:
             (chat_id, message_id, author_id),
         ).fetchall()
         return [r[0] for r in rows]
+
+    def comment_seen_by(
+        self, chat_id: int, root_id: int, comment_id: int, author_id: int
+    ) -> list[str]:
+        """Logins of the members who read the thread past the comment (not the author,
+        not hiding)."""
+        rows = self.conn.execute(
+            "SELECT u.login FROM members mb JOIN users u ON u.id = mb.user_id"
+            " JOIN thread_reads t ON t.user_id = mb.user_id AND t.root_id = ?"
+            " WHERE mb.chat_id = ? AND t.last_read >= ? AND mb.user_id != ?"
+            " AND u.hide_receipts = 0 ORDER BY lower(u.login)",
+            (root_id, chat_id, comment_id, author_id),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def mentioned(self, message_id: int) -> set[int]:
+        """The users a message mentions now."""
+        rows = self.conn.execute(
+            "SELECT user_id FROM mentions WHERE message_id = ?", (message_id,)
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def remove_mentions(self, message_id: int, user_ids: Iterable[int]) -> None:
+        """Forget that a message mentions these users (an edit took them out)."""
+        self.conn.executemany(
+            "DELETE FROM mentions WHERE user_id = ? AND message_id = ?",
+            [(u, message_id) for u in user_ids],
+        )
 
 
 def notify_queries(tx: Tx) -> NotifyQueries:

@@ -344,10 +344,13 @@ class SqliteTx:
         )
         last_read: int = row[0] if row is not None else 0
         mute: Mute = row[1] if row is not None else "off"
+        # a chat message after the chat's read cursor; a comment after its thread's cursor
         mentions: int = self._scalar(
             "SELECT count(*) FROM mentions n JOIN messages m ON m.id = n.message_id"
-            " WHERE n.chat_id = ? AND n.user_id = ? AND n.message_id > ?"
-            " AND m.thread_root IS NULL AND m.deleted_at IS NULL",
+            " LEFT JOIN thread_reads t ON t.user_id = n.user_id AND t.root_id = m.thread_root"
+            " WHERE n.chat_id = ? AND n.user_id = ? AND m.deleted_at IS NULL"
+            " AND n.message_id > CASE WHEN m.thread_root IS NULL THEN ?"
+            " ELSE coalesce(t.last_read, 0) END",
             (chat.id, user_id, last_read),
         )
         mention_all = bool(self._scalar("SELECT mention_all FROM chats WHERE id = ?", (chat.id,)))
