@@ -1,12 +1,26 @@
-"""Messages that screens post to the app (which owns the client and its workers)."""
+"""Messages between the app and its screens.
+
+Screens post what the user does to the app (which owns the client and its workers);
+the app's parts post what the store learned to the main screen, which redraws its
+widgets (the parts never call into widgets)."""
 
 from __future__ import annotations
 
 from textual.message import Message
 
-from messenger_protocol import Attachment
+from messenger_protocol import Attachment, Chat, Contact, User
+from messenger_protocol import Message as ChatMessage
 
-__all__ = ["FileUploaded", "LoginRequested", "OpenChat", "OpenDirect", "ShowStatus"]
+__all__ = [
+    "ChatsChanged",
+    "FileUploaded",
+    "LoginRequested",
+    "OpenChat",
+    "OpenDirect",
+    "PeopleChanged",
+    "ShowStatus",
+    "ThreadChanged",
+]
 
 
 class LoginRequested(Message):
@@ -51,3 +65,35 @@ class FileUploaded(Message):
         super().__init__()
         self.chat_id = chat_id
         self.attachment = attachment
+
+
+# --- what the store learned, to the main screen --------------------------------------
+
+
+class ChatsChanged(Message):
+    """The chat list changed (order, names, unread counts, presence of private peers)."""
+
+    def __init__(self, chats: list[Chat], presence: dict[str, User]) -> None:
+        super().__init__()
+        self.chats = chats
+        """Chats in list order."""
+        self.presence = presence
+        """Users as shown (nobody online while disconnected)."""
+
+
+class PeopleChanged(Message):
+    """Who is online, or the contacts, changed."""
+
+    def __init__(self, presence: dict[str, User], contacts: dict[str, Contact]) -> None:
+        super().__init__()
+        self.presence = presence
+        """Users as shown (nobody online while disconnected)."""
+        self.contacts = contacts
+
+
+class ThreadChanged(Message):
+    """A thread's root changed (its comment count): the panel's title follows."""
+
+    def __init__(self, root: ChatMessage) -> None:
+        super().__init__()
+        self.root = root

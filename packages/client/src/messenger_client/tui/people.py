@@ -1,9 +1,11 @@
 """People: who is online, contacts, private chats, and the lists that show them.
 
-:class:`People` is the part of the app that redraws the chat list and the people panel
-from the store (nobody shows as online while disconnected), opens a private chat
-(starting it on the server the first time), adds and removes contacts, and completes
-logins and chat names in the composer.
+:class:`People` is the part of the app that tells the main screen what its chat list
+and people panel show, from the store (nobody shows as online while disconnected), as
+typed messages (:class:`~.messages.ChatsChanged`, :class:`~.messages.PeopleChanged`)
+the screen redraws its widgets from; it opens a private chat (starting it on the server
+the first time), adds and removes contacts, and completes logins and chat names in the
+composer.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from messenger_protocol import MessengerError, User
 
 from .. import commands as slash
 from .host import Host
+from .messages import ChatsChanged, PeopleChanged
 from .robust import describe_error
 from .tasks import app_work
-from .widgets.chat_list import ChatList
-from .widgets.users_panel import UsersPanel
 
 __all__ = ["People"]
 
@@ -46,9 +47,7 @@ class People:
         store, main, runner = self.app.store, self.app.main, self.app.runner
         if store is None or main is None or not main.is_mounted:
             return
-        # query, not query_one: during shutdown the screen may already be empty.
-        for chat_list in main.query(ChatList):
-            chat_list.update_chats(store.sorted_chats(), self.presence(), main.current_chat)
+        main.post_message(ChatsChanged(store.sorted_chats(), self.presence()))
         if runner is not None:
             for chat in store.chats.values():
                 runner.remember(chat)
@@ -58,10 +57,9 @@ class People:
         store, main = self.app.store, self.app.main
         if store is None or main is None or not main.is_mounted:
             return
-        for panel in main.query(UsersPanel):
-            panel.update_users(self.presence(), store.contacts)
-        for chat_list in main.query(ChatList):
-            chat_list.update_chats(store.sorted_chats(), self.presence(), main.current_chat)
+        presence = self.presence()
+        main.post_message(PeopleChanged(presence, dict(store.contacts)))
+        main.post_message(ChatsChanged(store.sorted_chats(), presence))
 
     def complete(self, before: str) -> list[str]:
         """Tab completion of commands, logins and chat names."""

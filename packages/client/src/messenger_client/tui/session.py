@@ -32,6 +32,7 @@ from ..events import ConnectionState, EventStream
 from ..outbox import Outbox
 from .groups import Groups
 from .host import Host
+from .messages import ThreadChanged
 from .moderation import Moderation
 from .options import TuiOptions
 from .people import People
@@ -284,7 +285,7 @@ class LiveSession:
         if root is not None:
             thread = store.threads.get(root.id)
             if thread is not None and len(thread) and thread[0].id == root.id:
-                main.update_thread_title(thread[0])
+                main.post_message(ThreadChanged(thread[0]))
         comment = change.new_comment
         if comment is not None and (root is None or comment.thread_root != root.id):
             self._notify_comment(comment)

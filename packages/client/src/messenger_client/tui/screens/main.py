@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from messenger_protocol import Chat, Message, format_count
 
+from ..messages import ChatsChanged, PeopleChanged, ThreadChanged
 from ..robust import Guarded
 from ..timeline import Timeline
 from ..widgets.chat_list import ChatList
@@ -200,6 +201,24 @@ class MainScreen(Guarded, Screen[None]):
         if not composer.text:
             composer.load_text(text)
             composer.move_cursor(composer.document.end)
+
+    @on(ChatsChanged)
+    def _chats_changed(self, event: ChatsChanged) -> None:
+        event.stop()
+        # query, not query_one: during shutdown the screen may already be empty.
+        for chat_list in self.query(ChatList):
+            chat_list.update_chats(event.chats, event.presence, self.current_chat)
+
+    @on(PeopleChanged)
+    def _people_changed(self, event: PeopleChanged) -> None:
+        event.stop()
+        for panel in self.query(UsersPanel):
+            panel.update_users(event.presence, event.contacts)
+
+    @on(ThreadChanged)
+    def _thread_changed(self, event: ThreadChanged) -> None:
+        event.stop()
+        self.update_thread_title(event.root)
 
     @on(MessageView.UnseenChanged)
     def _unseen(self, event: MessageView.UnseenChanged) -> None:
