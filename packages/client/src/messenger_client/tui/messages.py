@@ -12,12 +12,14 @@ from messenger_protocol import Attachment, Chat, Contact, User
 from messenger_protocol import Message as ChatMessage
 
 __all__ = [
+    "BanChanged",
     "ChatsChanged",
     "FileUploaded",
     "LoginRequested",
     "OpenChat",
     "OpenDirect",
     "PeopleChanged",
+    "RateLimited",
     "ShowStatus",
     "ThreadChanged",
 ]
@@ -97,3 +99,20 @@ class ThreadChanged(Message):
     def __init__(self, root: ChatMessage) -> None:
         super().__init__()
         self.root = root
+
+
+class BanChanged(Message):
+    """The user's ban started, changed or ended (``until`` None): the banner follows."""
+
+    def __init__(self, until: float | None, reason: str = "") -> None:
+        super().__init__()
+        self.until = until
+        self.reason = reason
+
+
+class RateLimited(Message):
+    """A send was refused for the rate limit: the wait shows for ``retry_after`` s."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__()
+        self.retry_after = retry_after

@@ -23,6 +23,7 @@ from messenger_protocol import (
 )
 
 from .host import Host
+from .messages import BanChanged, RateLimited
 from .robust import describe_error
 from .screens.admin import AdminScreen
 from .screens.status import StatusScreen
@@ -47,7 +48,7 @@ class Moderation:
         app = self.app
         main, me = app.main, app.store.me if app.store is not None else None
         if isinstance(event, Banned) and main is not None and event.login == me:
-            main.moderation.banned(event.until, event.reason)
+            main.post_message(BanChanged(event.until, event.reason))
         elif isinstance(event, ScheduledUpdated) and isinstance(app.screen, ScheduledScreen):
             app.run_worker(app.screen.scheduled_changed(event.scheduled), group="scheduled")
 
@@ -62,17 +63,17 @@ class Moderation:
         except MessengerError as exc:
             log.info("ban check: %s", exc)
             return
-        main.moderation.banned(user.banned_until)
+        main.post_message(BanChanged(user.banned_until))
 
     def refusal(self, exc: ApiError) -> None:
         """A refused send: show the ban, or the wait a rate limit asks for."""
-        if self.app.main is None:
+        main = self.app.main
+        if main is None:
             return
-        bar = self.app.main.moderation
         if exc.code == ErrorCode.BANNED and exc.until is not None:
-            bar.banned(exc.until)
+            main.post_message(BanChanged(exc.until))
         elif exc.code == ErrorCode.RATE_LIMITED and exc.retry_after:
-            bar.rate_limited(exc.retry_after)
+            main.post_message(RateLimited(exc.retry_after))
 
     def disappears_at(self, message: Message) -> float | None:
         """When a message disappears for us: as the server said, or an hour (ttl) after

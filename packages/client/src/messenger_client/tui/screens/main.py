@@ -14,7 +14,7 @@ from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from messenger_protocol import Chat, Message, format_count
 
-from ..messages import ChatsChanged, PeopleChanged, ThreadChanged
+from ..messages import BanChanged, ChatsChanged, PeopleChanged, RateLimited, ThreadChanged
 from ..robust import Guarded
 from ..timeline import Timeline
 from ..widgets.chat_list import ChatList
@@ -214,6 +214,16 @@ class MainScreen(Guarded, Screen[None]):
         event.stop()
         for panel in self.query(UsersPanel):
             panel.update_users(event.presence, event.contacts)
+
+    @on(BanChanged)
+    def _ban_changed(self, event: BanChanged) -> None:
+        event.stop()
+        self.moderation.banned(event.until, event.reason)
+
+    @on(RateLimited)
+    def _rate_limited(self, event: RateLimited) -> None:
+        event.stop()
+        self.moderation.rate_limited(event.retry_after)
 
     @on(ThreadChanged)
     def _thread_changed(self, event: ThreadChanged) -> None:
