@@ -151,9 +151,12 @@ async def test_alt_digits_as_most_terminals_send_them_switch_chats(tmp_path: Pat
     app = offline_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.main and app.main.view.layout_)
-        assert app.main is not None
+        main = app.main
+        assert main is not None
+        # the numbers are the chat list's: the user sees them before pressing
+        await until(pilot, lambda: len(main.chat_list.chat_ids) == 3, "the numbered list")
         await pilot.press("trade_mark_sign")
-        assert app.main.current_chat == 2 and app.main.composer.text == ""
+        assert main.current_chat == 2 and main.composer.text == ""
 
 
 async def test_a_toast_for_private_messages_and_mentions_only_when_not_in_view(
