@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from messenger_protocol import ENDPOINTS, PATH_PARAM_TYPES, AnyEndpoint, limits
+from messenger_protocol import _keys as k
 from messenger_protocol import _models as m
 from tests.support.server import ServerProcess
 
@@ -48,6 +49,18 @@ VALID: dict[type, dict[str, Any]] = {
     m.SetMute: {"mute": "mentions"},
     m.ChatOptions: {"mention_all": False},
     m.Privacy: {"hide_read_receipts": True},
+    k.UploadKeys: {
+        "device_id": "DEV1",
+        "curve25519": "A" * 43,
+        "ed25519": "B" * 43,
+        "signature": "C" * 86,
+    },
+    k.QueryKeys: {"logins": ["bob"]},
+    k.ClaimKeys: {"devices": [{"login": "bob", "device_id": "DEV1"}]},
+    k.SendToDevice: {
+        "messages": [{"login": "bob", "device_id": "DEV1", "type": 0, "ciphertext": "AAAA"}]
+    },
+    k.AckToDevice: {"up_to": 1},
 }
 """A valid value of every request model: each case breaks exactly one field of it."""
 
