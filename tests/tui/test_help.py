@@ -48,11 +48,13 @@ async def test_help_is_one_searchable_screen_of_commands_and_keys(
         def filtered_by_thread() -> bool:
             shown = table_rows(screen)
             said = str(count.render()) == f"{len(shown)} of {len(rows)}"
-            return search.value == "thread" and said and shown == screen.matching("thread")
+            wanted = [row[:3] for row in screen.matching("thread")]
+            return search.value == "thread" and said and shown == wanted
 
         await until(pilot, filtered_by_thread, "the filter on the whole word")
         filtered = table_rows(screen)
-        assert filtered and all("thread" in " ".join(row).lower() for row in filtered)
+        found = screen.matching("thread")  # by what is shown, or a key's name (Ctrl+T)
+        assert filtered and all("thread" in " ".join(row).lower() for row in found)
         assert any(row[1] == "/thread <message-id>" for row in filtered)
         # optional arguments show as written, not eaten as markup
         search.value = "history"
@@ -78,6 +80,26 @@ async def test_help_is_one_searchable_screen_of_commands_and_keys(
         await pilot.press(*"/help join", "enter")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), "/help join")
         assert app.screen.query_one("#help-search", Input).value == "join"
+
+
+async def test_keys_are_found_by_their_short_names_and_key_names(
+    make_app: Callable[..., MessengerApp],
+) -> None:
+    """Issue 9 item 10: searching the help screen for "prev" found no Alt+Up (its row
+    shows "Open the chat above in the list"; "Prev chat" is its name in the palette), nor
+    did "alt+up" (shown as "alt+↑"). Every key is found by its name's words and keys."""
+    app = make_app("http://127.0.0.1:9")  # no server needed: the login screen is up
+    async with app.run_test(size=SIZE) as pilot:
+        app.action_help_screen()
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        screen = app.screen
+        assert isinstance(screen, HelpScreen)
+        await pilot.press(*"prev chat")
+        wanted = ("Main screen", "alt+↑", "Open the chat above in the list")
+        await until(pilot, lambda: wanted in table_rows(screen), "Alt+Up under 'prev chat'")
+        screen.query_one("#help-search", Input).value = "alt+down"
+        await until(pilot, lambda: "Open the chat below in the list" in screen_text(app), "")
+        assert [row[1] for row in table_rows(screen)] == ["alt+↓"]
 
 
 def _palette_text(app: MessengerApp) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import Input, TextArea
+from textual.widgets import DataTable, Input, TextArea
 
 from messenger_client.cache import Cache
 from messenger_client.events import ConnectionState
@@ -136,6 +136,15 @@ def test_help_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
         assert isinstance(app, MessengerApp)
         app.action_help_screen("thread")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        screen = app.screen
+        assert isinstance(screen, HelpScreen)
+        wanted = len(screen.matching("thread"))
+
+        def filled() -> bool:
+            tables = screen.query("#help-table").results(DataTable)
+            return any(table.row_count == wanted for table in tables)
+
+        await until(pilot, filled, "the filtered rows")
         for widget in app.screen.query(Input):
             widget.cursor_blink = False
         await pilot.pause()

@@ -4,7 +4,7 @@ search field. Generated from the command table and the bindings, so it cannot dr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from rich.text import Text
 from textual import on
@@ -23,8 +23,19 @@ from ..widgets.users_panel import UsersPanel
 
 __all__ = ["HelpRow", "HelpScreen", "help_rows"]
 
-HelpRow = tuple[str, str, str]
-"""``(area, keys or usage, what it does)``."""
+
+class HelpRow(NamedTuple):
+    """One row of the help screen; a search looks at every field."""
+
+    area: str
+    keys: str
+    """Keys or a command's usage, as shown."""
+    what: str
+    """What it does, as shown."""
+    words: str = ""
+    """More words a search finds it by, not shown: a key's short name ("Prev chat")
+    and its key names as bound ("alt+up")."""
+
 
 _AREAS: tuple[tuple[str, str], ...] = (
     ("App", "MessengerApp"),
@@ -33,7 +44,7 @@ _AREAS: tuple[tuple[str, str], ...] = (
     ("Chats list", "ChatList"),
     ("People list", "UsersPanel"),
 )
-_ALWAYS = (("App", "ctrl+p", "Command palette: every action, command and chat"),)
+_ALWAYS = (HelpRow("App", "ctrl+p", "Command palette: every action, command and chat"),)
 
 
 def _binding_rows(
@@ -58,13 +69,12 @@ def _binding_rows(
             seen.add(name)
             if binding.id:
                 ids.add(binding.id)
-            keys = [
-                app.get_key_display(b)
-                for g in bound.key_to_bindings.values()
-                for b in g
-                if (b.id or b.action) == name
+            same = [
+                b for g in bound.key_to_bindings.values() for b in g if (b.id or b.action) == name
             ]
-            yield area, " / ".join(dict.fromkeys(keys)), what
+            keys = [app.get_key_display(b) for b in same]
+            words = " ".join([binding.description, *(b.key for b in same)])
+            yield HelpRow(area, " / ".join(dict.fromkeys(keys)), what, words)
 
 
 def help_rows(app: App[Any], keymap: Mapping[str, str] | None = None) -> list[HelpRow]:
@@ -81,11 +91,11 @@ def help_rows(app: App[Any], keymap: Mapping[str, str] | None = None) -> list[He
     }
     remap = dict(keymap or {})
     rows: list[HelpRow] = [
-        ("Command", spec.usage, spec.help[:1].upper() + spec.help[1:])
+        HelpRow("Command", spec.usage, spec.help[:1].upper() + spec.help[1:])
         for spec in slash.COMMANDS.values()
     ]
-    rows.append(("Command", "text", "Text without a leading / goes to the open chat"))
-    rows += [("Composer", keys, what) for keys, what in COMPOSER_KEYS]
+    rows.append(HelpRow("Command", "text", "Text without a leading / goes to the open chat"))
+    rows += [HelpRow("Composer", keys, what) for keys, what in COMPOSER_KEYS]
     rows += list(_ALWAYS)
     ids: set[str] = set()
     for area, cls in _AREAS:
@@ -142,7 +152,8 @@ class HelpScreen(Guarded, ModalScreen[None]):
         table.clear()
         shown = self.matching(query)
         for row in shown:
-            table.add_row(*(Text(cell) for cell in row))  # "[chat]" is text, not markup
+            # "[chat]" is text, not markup
+            table.add_row(Text(row.area), Text(row.keys), Text(row.what))
         count = self.query_one("#help-count", Label)
         count.update(f"{len(shown)} of {len(self.rows)}" if query.strip() else "")
 
