@@ -299,3 +299,36 @@ async def test_plain_marks_what_it_printed_as_read(
     await proc.expect("* 0 unread")
     assert await proc.finish() == 0
     assert (await bob.unread()).total == 0
+
+
+async def test_plain_prints_a_join_decision_once_on_the_deciding_device(
+    plain: StartPlain, clients: Callable[[], Client]
+) -> None:
+    """Issue 9 item 12: ``/approve`` printed two lines on the device that decided, the
+    command's answer and the join decision event; ``/reject`` too. One line each."""
+    alice = await plain()
+    alice.send(f"/auth alice {PASSWORD}")
+    await alice.expect("logged in as alice")
+    alice.send("/create team")
+    await alice.expect("created team")
+    bob, carol = clients(), clients()
+    await bob.register("bob", PASSWORD)
+    await carol.register("carol", PASSWORD)
+    await bob.join("team", None)
+    await alice.expect("bob asks to join team")
+    await carol.join("team", None)
+    await alice.expect("carol asks to join team")
+    alice.send("/approve team bob")
+    await alice.expect("approved: bob is now in team")
+    alice.send("/reject team carol")
+    await alice.expect("rejected carol's request to join team")
+    # the decisions' events come before this message on alice's stream
+    await bob.send(GENERAL_CHAT_ID, "after the decisions")
+    await alice.expect("bob: after the decisions")
+    assert await alice.finish() == 0
+    assert [line for line in alice.lines if "bob is now in team" in line or "bob's" in line] == [
+        "* approved: bob is now in team"
+    ]
+    assert [line for line in alice.lines if "carol's" in line] == [
+        "* rejected carol's request to join team"
+    ]

@@ -67,7 +67,14 @@ from .commands import (
 from .config import ClientConfig
 from .crypto import DecryptionError, DeviceCrypto
 from .events import ConnectionState
-from .outputs import ConnectionOut, DeletedOut, EditedOut, encode_output
+from .outputs import (
+    ConnectionOut,
+    DeletedOut,
+    EditedOut,
+    JoinDecisionOut,
+    MemberOut,
+    encode_output,
+)
 from .transfer_progress import progress_line
 
 __all__ = ["format_json", "format_lines", "run_plain"]
@@ -271,6 +278,12 @@ class PlainConsole:
         self._running = False
         """A command is under way: the stream's news of an expiry waits for its answer."""
         self._expiry_heard: ErrorOut | None = None
+        self._deciding: tuple[str, str, bool] | None = None
+        """``/approve`` or ``/reject`` under way: (chat as typed, login, approved)."""
+        self._decisions_heard: set[tuple[int, str, bool]] = set()
+        """Join decisions of this console's command heard before its answer printed."""
+        self._decisions_said: set[tuple[int, str, bool]] = set()
+        """Join decisions this console's command answered, whose event is to come."""
 
     # --- printing ---------------------------------------------------------------
 
@@ -295,6 +308,8 @@ class PlainConsole:
             self._changes[change] = None
             if len(self._changes) > _PRINTED_MEMORY:
                 self._changes.popitem(last=False)
+        if not self._first_of_decision(out):
+            return
         if isinstance(out, MessageOut) and self.runner.cache is not None:
             self.runner.cache.save_messages([out.message])
         if isinstance(out, MessageOut):
@@ -310,6 +325,27 @@ class PlainConsole:
         for line in lines:
             self.out.write(line + "\n")
         self.out.flush()
+
+    def _first_of_decision(self, out: Output | ConnectionState) -> bool:
+        """Whether to print ``out``, as far as join decisions go: on the device that
+        decided, the command's answer and the decision's event say the same, and the
+        answer is what prints (the event may come first)."""
+        if isinstance(out, JoinDecisionOut):
+            key = (out.chat_id, out.login, out.approved)
+            if key in self._decisions_said:
+                self._decisions_said.discard(key)
+                return False
+            chats = (out.chat, str(out.chat_id), f"#{out.chat_id}")
+            if self._deciding in [(chat, out.login, out.approved) for chat in chats]:
+                self._decisions_heard.add(key)
+                return False
+        elif isinstance(out, MemberOut) and out.change in ("approved", "rejected"):
+            key = (out.chat_id, out.login, out.change == "approved")
+            if key in self._decisions_heard:
+                self._decisions_heard.discard(key)
+            else:
+                self._decisions_said.add(key)
+        return True
 
     # --- read markers -----------------------------------------------------------
 
@@ -491,6 +527,9 @@ class PlainConsole:
         await self._reads_done()
         parsed = parse(line)
         once = isinstance(parsed, ParsedCommand) and parsed.name in POSTING_COMMANDS
+        if isinstance(parsed, ParsedCommand) and parsed.name in ("approve", "reject"):
+            args = parsed.args
+            self._deciding = (args["chat"], args["login"], parsed.name == "approve")
         try:
             if isinstance(parsed, UsageError):
                 outputs: list[Output] = [ErrorOut("usage", str(parsed))]
@@ -500,6 +539,8 @@ class PlainConsole:
             # A bug must cost one line of output, not the session.
             log.exception("command %r failed", line.split(" ", 1)[0])
             outputs = [ErrorOut("internal", f"client error: {exc!r}")]
+        finally:
+            self._deciding = None
         unread_listed = any(isinstance(out, UnreadOut) for out in outputs)
         if unread_listed and isinstance(parsed, ParsedCommand) and parsed.name == "unread":
             self._behind.clear()  # every unread message is in this answer
