@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, TextArea
 
@@ -25,6 +26,8 @@ from messenger_protocol import (
     LoginRecord,
     Message,
     OwnedChat,
+    Quote,
+    Reaction,
     Session,
     Status,
     User,
@@ -38,8 +41,9 @@ SIZE = (110, 30)
 SnapCompare = Callable[..., bool]
 
 
-def offline_app(root: Path, with_cache: bool) -> MessengerApp:
-    """An app whose state comes from a prepared cache (and a saved token) only."""
+def offline_app(root: Path, with_cache: bool, annotated: bool = False) -> MessengerApp:
+    """An app whose state comes from a prepared cache (and a saved token) only
+    (``annotated``: with an edit, a reply, reactions and a deleted message)."""
     config = client_config(root, SERVER)
     if with_cache:
         config.tokens.save(SERVER, "alice", "token")
@@ -60,10 +64,22 @@ def offline_app(root: Path, with_cache: bool) -> MessengerApp:
                       "text keeps its indent under the author and the time of the group"),
             ("alice", "thanks both"),
         ]  # fmt: skip
-        cache.save_messages(
+        messages = [
             Message(id=i, chat_id=1, author=a, text=t, created_at=T0 + 3600 * 9 + i * 60)
             for i, (a, t) in enumerate(texts, start=1)
-        )
+        ]
+        if annotated:
+            at = T0 + 3600 * 10
+            messages[1] = msgspec.structs.replace(
+                messages[1], text="see https://example.org/ci/43 for the run", edited_at=at
+            )
+            messages[2] = msgspec.structs.replace(
+                messages[2],
+                reply_to=Quote(id=1, author="bob", text="morning! the **build** is green again"),
+                reactions=[Reaction("👍", 2, ["bob", "alice"]), Reaction("🎉", 1, ["carol"])],
+            )
+            messages[4] = msgspec.structs.replace(messages[4], text="", deleted_at=at)
+        cache.save_messages(messages)
         cache.close()
     return MessengerApp(config, TuiOptions(tz=utc(), bell=False), clock=lambda: T0)
 
@@ -94,6 +110,15 @@ def test_login_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
 def test_main_screen_with_a_few_chats(snap_compare: SnapCompare, tmp_path: Path) -> None:
     app = offline_app(tmp_path, with_cache=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_main_screen_with_an_edit_a_reply_reactions_and_a_tombstone(
+    snap_compare: SnapCompare, tmp_path: Path
+) -> None:
+    """Issue 12: "(edited)", a one-line quote above a reply, reaction chips (your own
+    highlighted) and a dim "message deleted" in the place of a deleted message."""
+    app = offline_app(tmp_path, with_cache=True, annotated=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import msgspec
+
 from messenger_client.tui.timeline import Layout, Timeline, render_markdown, utc
-from messenger_protocol import Attachment, Message
+from messenger_protocol import Attachment, Message, Quote, Reaction
 
 T0 = 1_700_000_000.0
 
@@ -124,4 +126,54 @@ def test_heights_are_exact_for_any_text(texts: list[str], width: int) -> None:
     layout = Layout(timeline, width, tz=utc())
     for i, text in enumerate(texts, start=1):
         timeline.add(msg(i, text, author="ab"[i % 2]))
+    assert_exact(layout)
+
+
+def test_edits_tombstones_replies_and_reactions_show_and_keep_heights_exact() -> None:
+    """Issue 12: "(edited)", a dim tombstone, a one-line quote, reaction chips."""
+    timeline = Timeline(1, [msg(1, "first line\nsecond"), msg(2), msg(3), msg(4)])
+    layout = Layout(timeline, 30, tz=utc(), me="alice")
+    timeline.update(msgspec.structs.replace(timeline[1], text="fixed", edited_at=T0 + 999))
+    timeline.update(
+        msgspec.structs.replace(timeline[2], text="", deleted_at=T0 + 999, attachments=[])
+    )
+    timeline.update(
+        msgspec.structs.replace(
+            timeline[3],
+            text="agreed",
+            reply_to=Quote(id=1, author="bob", text="first line"),
+            reactions=[
+                Reaction("👍", 3, ["bob", "alice", "carol"]),
+                Reaction("🎉", 1, ["bob"]),
+                *(Reaction(chr(0x1F600 + i), 1, ["bob"]) for i in range(8)),
+            ],
+        )
+    )
+    assert_exact(layout)
+    edited = [line.plain for line in layout.lines(1)]
+    assert edited[-1] == "  fixed (edited)"
+    assert [line.plain for line in layout.lines(2)][-1] == "  message deleted"
+    reply = [line.plain for line in layout.lines(3)]
+    assert reply[0].startswith("  ↱ bob first line")
+    assert reply[1] == "  agreed"
+    assert " 👍 3   🎉 1 " in reply[2]
+    assert len(reply) > 3, "twelve chips do not fit one 28-column line: they wrap"
+    mine = next(
+        s for s in layout.lines(3)[2].spans if "👍" in layout.lines(3)[2].plain[s.start : s.end]
+    )
+    theirs = next(
+        s for s in layout.lines(3)[2].spans if "🎉" in layout.lines(3)[2].plain[s.start : s.end]
+    )
+    assert mine.style != theirs.style, "your own reaction is highlighted"
+
+
+def test_a_quote_of_a_deleted_message_says_so() -> None:
+    timeline = Timeline(1, [msg(1, "re", author="bob")])
+    layout = Layout(timeline, 40, tz=utc())
+    timeline.update(
+        msgspec.structs.replace(
+            timeline[0], reply_to=Quote(id=9, author="carol", text="", deleted=True)
+        )
+    )
+    assert layout.lines(0)[2].plain == "  ↱ carol message deleted"
     assert_exact(layout)

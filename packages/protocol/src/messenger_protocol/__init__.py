@@ -153,6 +153,7 @@ from ._models import (
     UploadQuery,
     User,
     UserList,
+    quote_of,
 )
 from ._openapi import openapi_document
 from ._search import OPERATORS, ParsedSearch, parse_search, search_words, snippet
@@ -317,6 +318,7 @@ __all__ = [
     "one_time_key_signing_bytes",
     "openapi_document",
     "parse_search",
+    "quote_of",
     "search_words",
     "snippet",
     "sse_comment",

@@ -84,6 +84,19 @@ class Quote(Model, frozen=True):
     deleted: bool = False
 
 
+def quote_of(message_id: int, author: str | None, text: str | None, deleted: bool) -> Quote:
+    """The excerpt a reply carries of the message it answers: its first line, cut at
+    ``QUOTE_MAX`` (the server builds it; a client rebuilds it when the original changes)."""
+    if author is None or text is None:  # gone from the server (disappeared)
+        return Quote(id=message_id, author=author or "", deleted=True)
+    if deleted:
+        return Quote(id=message_id, author=author, deleted=True)
+    line = text.strip().split("\n", 1)[0].strip()
+    if len(line) > L.QUOTE_MAX:
+        line = line[: L.QUOTE_MAX - 1].rstrip() + "…"
+    return Quote(id=message_id, author=author, text=line)
+
+
 class Reaction(Model, frozen=True):
     """One kind of reaction on a message: how many users added it, and who."""
 

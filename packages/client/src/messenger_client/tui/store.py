@@ -25,13 +25,16 @@ from messenger_protocol import (
     Message,
     MessageCreated,
     MessageDeleted,
+    MessageEdited,
     MessagePage,
     MessageUpdated,
     Presence,
+    ReactionChanged,
     ReadMarker,
     Reset,
     ThreadActivity,
     User,
+    quote_of,
 )
 
 from ..cache import Cache, PendingSend
@@ -336,19 +339,29 @@ class ChatStore:
                     change.new_message = message
             case MessageUpdated(message=message):
                 self._save([message])
-                thread = self.threads.get(message.id)
-                if thread is not None:
-                    thread.update(message)
-                timeline = self.timelines.get(message.chat_id)
-                if timeline is not None:
-                    timeline.update(message)
-                    change.timeline = message.chat_id
+                self._replace(message, change)
+            case MessageEdited(message=message):
+                if self.cache is not None:
+                    self.cache.apply(event)
+                self._replace(message, change)
+            case MessageDeleted(tombstone=Message() as tombstone):
+                # deleted by its author or an admin: it stays, as a tombstone
+                if self.cache is not None:
+                    self.cache.apply(event)
+                self._replace(tombstone, change)
             case MessageDeleted(chat_id=chat_id, message_id=message_id):
+                # disappeared: it goes from view and from the cache
                 if self.cache is not None:
                     self.cache.delete_message(message_id)
                 timeline = self.timelines.get(chat_id)
                 if timeline is not None and timeline.remove(message_id):
                     change.timeline = chat_id
+            case ReactionChanged(message_id=message_id, reactions=reactions):
+                if self.cache is not None:
+                    self.cache.apply(event)
+                shown = self.find(message_id)
+                if shown is not None:
+                    self._replace(msgspec.structs.replace(shown, reactions=reactions), change)
             case ChatUpdated(chat=chat):
                 self.upsert_chat(chat)
                 change.chats = True
@@ -408,6 +421,44 @@ class ChatStore:
             case _:
                 pass
         return change
+
+    def find(self, message_id: int) -> Message | None:
+        """A message or comment as it is shown now (None if no view holds it)."""
+        for timeline in (*self.timelines.values(), *self.threads.values()):
+            index = timeline.index_of(message_id)
+            if index is not None:
+                return timeline.messages[index]
+        return None
+
+    def _replace(self, message: Message, change: Change) -> None:
+        """A known message changed (edit, tombstone, reactions, comment count): every
+        view that holds it shows it as it is now."""
+        thread = self.threads.get(message.id)
+        if thread is not None:
+            thread.update(message)  # the root of its own thread
+        if message.thread_root is not None:
+            comments = self.threads.get(message.thread_root)
+            if comments is not None and comments.update(message):
+                change.thread_root = message.thread_root
+            return
+        timeline = self.timelines.get(message.chat_id)
+        if timeline is not None and timeline.update(message):
+            change.timeline = message.chat_id
+        if timeline is not None:
+            self._requote(timeline, message)
+
+    def _requote(self, timeline: Timeline, original: Message) -> None:
+        """Replies to ``original`` quote it as it is now (edited, or deleted)."""
+        quote = quote_of(
+            original.id, original.author, original.text, original.deleted_at is not None
+        )
+        stale = [
+            m for m in timeline.messages
+            if m.reply_to is not None and m.reply_to.id == original.id and m.reply_to != quote
+        ]  # fmt: skip
+        for reply in stale:
+            timeline.update(msgspec.structs.replace(reply, reply_to=quote))
+        self._save([msgspec.structs.replace(reply, reply_to=quote) for reply in stale])
 
     def direct_chat(self, login: str) -> Chat | None:
         """The private conversation with ``login``, if there is one."""

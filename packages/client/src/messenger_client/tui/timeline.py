@@ -75,6 +75,14 @@ _PENDING = Style(dim=True, italic=True)
 _FAILED = Style(color="#e06c75")
 _CARD = Style(color="#56b6c2")
 _DIVIDER = Style(color="#e06c75", bold=True)
+_TOMBSTONE = Style(dim=True, italic=True)
+_QUOTE = Style(color="#8a8a8a", italic=True)
+_CHIP = Style(color="#d0d0d0", bgcolor="#303030")
+_CHIP_MINE = Style(color="#1e1e1e", bgcolor="#61afef", bold=True)
+TOMBSTONE = "message deleted"
+"""What a deleted message (and a quote of one) shows instead of its text."""
+EDITED_MARK = " (edited)"
+"""After the text of a message that was edited."""
 DIVIDER_LABEL = " new messages "
 """The line above the first unread message of a chat."""
 
@@ -467,9 +475,15 @@ class Layout:
         if new_group:
             # a blank line between groups (the divider line takes its place)
             height += 1 if new_day or index == 0 or self.is_divider(index) else 2
-        text = message.text.replace("\t", TAB)
         body_width = self.width - BODY_INDENT
-        suffix = _SUFFIX.get(self.timeline.state(message), "")
+        if message.reply_to is not None:
+            height += 1
+        if message.reactions:
+            height += len(self._chips(message).wrap(self._console, body_width))
+        if message.deleted_at is not None:
+            return height + 1 + (1 if message.comment_count else 0)
+        text = message.text.replace("\t", TAB)
+        suffix = self._suffix(message)
         if "\n" not in text and text.isascii() and len(text) + len(suffix) <= body_width:
             # The common case: one short line. Markup only ever removes characters.
             height += 1
@@ -482,13 +496,47 @@ class Layout:
                 height += len(divide_line(line, body_width, fold=True)) + 1
         return height + len(message.attachments) + (1 if message.comment_count else 0)
 
+    def _suffix(self, message: Message) -> str:
+        """What follows the text: the send state, or that it was edited."""
+        suffix = _SUFFIX.get(self.timeline.state(message), "")
+        return suffix + EDITED_MARK if message.edited_at is not None else suffix
+
     def _body(self, message: Message) -> Text:
+        if message.deleted_at is not None:
+            return Text(TOMBSTONE, _TOMBSTONE)
         body = render_markdown(message.text, self.me) if message.text else Text("")
         state = self.timeline.state(message)
         if state != "sent":
             body.stylize(_PENDING)
             body.append(_SUFFIX[state], _FAILED if state == "failed" else _DIM)
+        if message.edited_at is not None:
+            body.append(EDITED_MARK, _DIM)
         return body
+
+    def _quote(self, message: Message) -> Text:
+        """The one line above a reply: whom it answers and how that began."""
+        quote = message.reply_to
+        assert quote is not None
+        line = Text(" " * BODY_INDENT + "↱ ", _QUOTE)
+        line.append(quote.author, author_style(quote.author))
+        line.append(" ")
+        if quote.deleted:
+            line.append(TOMBSTONE, _TOMBSTONE)
+        else:
+            first = quote.text.replace("\t", TAB).split("\n", 1)[0]
+            line.append(_INLINE.sub(_strip_markers, first), _QUOTE)  # markup shown plain
+        line.truncate(self.width, overflow="ellipsis")
+        return line
+
+    def _chips(self, message: Message) -> Text:
+        """Reactions as ``👍 3`` chips, the user's own ones highlighted."""
+        chips = Text()
+        for i, reaction in enumerate(message.reactions):
+            if i:
+                chips.append(" ")
+            mine = self.me in reaction.users
+            chips.append(f" {reaction.emoji} {reaction.count} ", _CHIP_MINE if mine else _CHIP)
+        return chips
 
     def lines(self, index: int) -> list[Text]:
         """The rendered lines of message ``index`` (exactly ``heights[index]`` of them)."""
@@ -510,6 +558,8 @@ class Layout:
             out.append(header)
         body_width = self.width - BODY_INDENT
         indent = " " * BODY_INDENT
+        if message.reply_to is not None:
+            out.append(self._quote(message))
         for line in self._body(message).wrap(self._console, body_width):
             out.append(Text(indent) + line)
         for attachment in message.attachments:
@@ -518,6 +568,9 @@ class Layout:
             card.append(f"  {format_size(attachment.size)} · {attachment.mime}", _DIM)
             card.truncate(self.width, overflow="ellipsis")
             out.append(card)
+        if message.reactions:
+            for line in self._chips(message).wrap(self._console, body_width):
+                out.append(Text(indent) + line)
         if message.comment_count:
             out.append(Text(f"{indent}↳ {format_count(message.comment_count, 'comment')}", _CARD))
         return out

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from messenger_protocol import Encrypted, Message, Quote, limits
+from messenger_protocol import Encrypted, Message, quote_of
 
 __all__ = ["MESSAGE_COLUMNS", "MESSAGE_FROM", "message_row", "quote_of"]
 
@@ -20,18 +20,6 @@ MESSAGE_FROM = (
     "messages m JOIN users u ON u.id = m.author_id"
     " LEFT JOIN messages r ON r.id = m.reply_to LEFT JOIN users ru ON ru.id = r.author_id"
 )
-
-
-def quote_of(message_id: int, author: str | None, text: str | None, deleted: bool) -> Quote:
-    """The excerpt of a replied-to message: its first line, cut at ``QUOTE_MAX``."""
-    if author is None or text is None:  # gone from the server (disappeared)
-        return Quote(id=message_id, author=author or "", deleted=True)
-    if deleted:
-        return Quote(id=message_id, author=author, deleted=True)
-    line = text.strip().split("\n", 1)[0].strip()
-    if len(line) > limits.QUOTE_MAX:
-        line = line[: limits.QUOTE_MAX - 1].rstrip() + "…"
-    return Quote(id=message_id, author=author, text=line)
 
 
 def message_row(row: Any) -> Message:
