@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import msgspec
 
 from messenger_client.tui.timeline import Layout, Timeline, render_markdown, utc
 from messenger_protocol import Attachment, Message, Quote, Reaction
