@@ -61,7 +61,8 @@ class Cluster:
     """N nodes on one store and one bus; ``nodes[i].url`` is node i.
 
     ``node_env`` adds env vars to some nodes (``{0: {"MESSENGER_TEST_FAULTS": ...}}``);
-    ``node_bus`` points some nodes at another bus URL (a :class:`FaultProxy` in front).
+    ``node_bus`` points some nodes at another bus URL (a :class:`FaultProxy` in front);
+    ``clock_file`` is one test clock every node reads (``ServerProcess.set_time``).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class Cluster:
         args: Sequence[str] = (),
         node_env: Mapping[int, Mapping[str, str]] | None = None,
         node_bus: Mapping[int, str] | None = None,
+        clock_file: Path | None = None,
     ) -> None:
         self.store_url = store_url
         self.bus_url = BUS_URLS[bus]
@@ -84,6 +86,7 @@ class Cluster:
                 root / f"node{i}",
                 args=[*self._flags(i), *args],
                 env=dict((node_env or {}).get(i, {})),
+                clock_file=clock_file,
             )
             for i in range(size)
         ]

@@ -7,6 +7,7 @@ must be equal, call by call. A method missing from the scenario fails the test.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -205,6 +206,14 @@ def _setup(tx: Tx, log: Log) -> None:
     t.try_job_lock("retention")  # nobody else holds it
     t.try_job_lock("retention")  # held already by this unit: still ours
 
+    def seen_then_failed(inner: Tx) -> None:
+        inner.set_last_seen(carol, 99.0)
+        raise ValueError("undone")
+
+    with contextlib.suppress(ValueError):
+        t.nested(seen_then_failed)
+    t.nested(lambda inner: inner.user_by_id(carol))  # last seen still 20.0: undone
+
     f: FileQueries = q["files"]
     for n, owner in enumerate([alice, alice, bob]):
         f.insert_file(
@@ -279,6 +288,8 @@ def _setup(tx: Tx, log: Log) -> None:
     sch.pending(alice)
     sch.next_due()
     sch.due(250.0)
+    sch.claim_due(250.0, 1)  # the soonest only (bob's)
+    sch.owned_for_update(s1, alice)
     sch.move(s1, "sent", message_id=ids[4])
     sch.move(s1, "cancelled")  # not from sent
     sch.move(s2, "cancelled")

@@ -141,6 +141,15 @@ class MessageService:
         the idempotency key and the send checks (bans, rate limits) are all decided in
         the one unit that stores the message.
         """
+        self.check_body(body)
+        if body.reply_to is not None:
+            await self._reply_target(actor, chat_id, body.reply_to)
+        unit = self.post_unit(actor, chat_id, body, thread_root=thread_root,
+                              scheduled_id=scheduled_id)  # fmt: skip
+        return await self.store.write(unit)
+
+    def check_body(self, body: SendMessage) -> None:
+        """What a message's body alone must be (``invalid`` if not)."""
         if len(body.text) > self.max_text:
             raise ApiError(
                 ErrorCode.INVALID,
@@ -157,10 +166,20 @@ class MessageService:
             raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
         if body.attachments and self.attachments is None:
             raise ApiError(ErrorCode.UNAVAILABLE, "attachments are not available yet")
+
+    def post_unit(
+        self,
+        actor: Actor,
+        chat_id: int,
+        body: SendMessage,
+        *,
+        thread_root: int | None = None,
+        scheduled_id: int | None = None,
+    ) -> Callable[[Tx], Message]:
+        """The unit of work that stores a message whose body :meth:`post` has checked
+        (the scheduler runs it inside its own unit, with the claim of the row)."""
         client_id = body.client_id
         reply_to = body.reply_to
-        if reply_to is not None:
-            await self._reply_target(actor, chat_id, reply_to)
         now = self.clock.now()
 
         def unit(tx: Tx) -> Message:
@@ -203,7 +222,7 @@ class MessageService:
                 self._comment_posted(tx, actor, message, thread_root, now)
             return message
 
-        return await self.store.write(unit)
+        return unit
 
     async def _reply_target(self, actor: Actor, chat_id: int, message_id: int) -> None:
         """A reply names a message of the same chat the sender may see (one answer for an

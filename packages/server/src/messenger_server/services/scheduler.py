@@ -1,11 +1,14 @@
 """Scheduled messages (F11): pending -> sent | failed | cancelled.
 
-A scheduled message is a row; a loop posts the due ones through
-:meth:`MessageService.post` (so bans, membership and rate limits apply at send
-time) with the idempotency id ``scheduled:<id>``: if the server dies between the
-post and the state change, the next start finds the row still pending, posts
-again and gets the message stored the first time. Due rows go out right after a
-start, and the author's clients get :class:`ScheduledUpdated` on every change.
+A scheduled message is a row; a loop on every node posts the due ones. One write unit
+claims a batch of due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: nodes sending at
+once never take the same row) and, for each, stores the message with the post's own unit
+(so bans, membership and rate limits apply at send time; idempotency id
+``scheduled:<id>``) in a savepoint, moves the row to ``sent`` or ``failed`` and tells the
+author, all in that one transaction: a node that dies mid-pass leaves the rows pending
+for the next pass on any node, and a cancel (which locks its row) sees either ``pending``
+or ``sent``, never both. Due rows go out right after a start, and the author's clients
+get :class:`ScheduledUpdated` on every change.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from functools import partial
 from messenger_protocol import (
     ApiError,
     ErrorCode,
-    Message,
     ScheduledList,
     ScheduledMessage,
     ScheduledUpdated,
@@ -31,7 +33,7 @@ from ..clock import POLL_SECONDS, Clock, wait_until
 from ..config import Settings
 from ..states import SCHEDULED, allowed
 from ..storage import Store, Tx
-from ..storage.scheduler import DueMessage, scheduled_queries
+from ..storage.scheduler import scheduled_queries
 from .actor import Actor, require_member
 from .events import EventService
 from .messages import MessageService
@@ -45,6 +47,8 @@ PAST_SLACK = 60.0
 """A ``send_at`` this far in the past is still accepted (sent at once): clock skew."""
 FINISHED_SHOWN = 50
 """Sent, failed and cancelled messages listed after the pending ones."""
+SEND_BATCH = 20
+"""Due messages one write unit claims and sends (the next batch is the next unit)."""
 
 
 class SchedulerService:
@@ -67,7 +71,6 @@ class SchedulerService:
         self.settings = settings
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._sending: set[int] = set()
 
     async def start(self) -> None:
         """Start the loop; messages that fell due while the server was down go out now."""
@@ -129,12 +132,11 @@ class SchedulerService:
 
     async def cancel(self, actor: Actor, scheduled_id: int) -> ScheduledMessage:
         """Cancel a pending message; ``conflict`` if it was already sent, failed or cancelled."""
-        if scheduled_id in self._sending:
-            raise ApiError(ErrorCode.CONFLICT, f"scheduled #{scheduled_id} is being sent")
 
         def unit(tx: Tx) -> ScheduledMessage:
             queries = scheduled_queries(tx)
-            found = queries.owned(scheduled_id, actor.user_id)
+            # locked: a send of this row on another node commits first, then it is "sent"
+            found = queries.owned_for_update(scheduled_id, actor.user_id)
             if found is None:
                 raise ApiError(
                     ErrorCode.NOT_FOUND, f"you have no scheduled message #{scheduled_id}"
@@ -176,50 +178,34 @@ class SchedulerService:
     async def send_due(self) -> int:
         """Post every pending message whose time has come; how many were handled."""
         now = self.clock.now()
+        handled = 0
+        while True:
+            outcomes = await self.store.write(partial(self._send_batch, now=now))
+            handled += len(outcomes)
+            for scheduled_id, login, state, failure in outcomes:
+                log.info("scheduled #%d of %s %s%s", scheduled_id, login, state,
+                         f": {failure}" if failure else "")  # fmt: skip
+            if len(outcomes) < SEND_BATCH:
+                return handled
 
-        due = await self.store.write(partial(_due, now=now))
-        for item in due:
-            await self._send(item.id, item.user_id, item.login, item.chat_id, item.text)
-        return len(due)
-
-    async def _send(
-        self, scheduled_id: int, user_id: int, login: str, chat_id: int, text: str
-    ) -> None:
-        self._sending.add(scheduled_id)
-        try:
-            actor = Actor(user_id=user_id, login=login, session_id="scheduler")
-            body = SendMessage(text=text, client_id=f"scheduled:{scheduled_id}")
-            message: Message | None = None
+    def _send_batch(self, tx: Tx, *, now: float) -> list[tuple[int, str, str, str | None]]:
+        """Claim up to :data:`SEND_BATCH` due rows and send each: (id, login, state, why)."""
+        queries = scheduled_queries(tx)
+        outcomes: list[tuple[int, str, str, str | None]] = []
+        for item in queries.claim_due(now, SEND_BATCH):
+            actor = Actor(user_id=item.user_id, login=item.login, session_id="scheduler")
+            body = SendMessage(text=item.text, client_id=f"scheduled:{item.id}")
             failure: str | None = None
+            message_id: int | None = None
             try:
-                message = await self.messages.post(actor, chat_id, body, scheduled_id=scheduled_id)
+                self.messages.check_body(body)
+                unit = self.messages.post_unit(actor, item.chat_id, body, scheduled_id=item.id)
+                message_id = tx.nested(unit).id
             except ApiError as exc:
                 failure = exc.message
-            state = "sent" if message is not None else "failed"
-            message_id = None if message is None else message.id
-
-            def unit(tx: Tx) -> None:
-                scheduled_queries(tx).move(
-                    scheduled_id, state, failure=failure, message_id=message_id
-                )
-                item = self._load(tx, scheduled_id)
-                self.events.emit(tx, ScheduledUpdated(scheduled=item), user_id=user_id)
-
-            await self.store.write(unit)
-        finally:
-            self._sending.discard(scheduled_id)
-        log.info(
-            "scheduled #%d of %s %s%s",
-            scheduled_id,
-            login,
-            state,
-            f": {failure}" if failure else "",
-        )
-
-
-def _due(tx: Tx, *, now: float) -> list[DueMessage]:
-    """The pass's first unit: one node at a time sends (the others skip; and a message
-    sent twice would still be stored once, by its client_id ``scheduled:<id>``)."""
-    if not tx.try_job_lock("scheduler"):
-        return []
-    return scheduled_queries(tx).due(now)
+            state = "sent" if message_id is not None else "failed"
+            queries.move(item.id, state, failure=failure, message_id=message_id)
+            updated = self._load(tx, item.id)
+            self.events.emit(tx, ScheduledUpdated(scheduled=updated), user_id=item.user_id)
+            outcomes.append((item.id, item.login, state, failure))
+        return outcomes

@@ -398,6 +398,12 @@ class Tx(
         """Messages and comments stored."""
         ...
 
+    def nested(self, unit: Callable[[Tx], T]) -> T:
+        """Run ``unit`` in a savepoint of this unit of work: if it raises, its changes
+        (rows, events, after-commit callbacks) are undone and the exception reaches the
+        caller, whose own changes stay (a scheduled send that fails still records why)."""
+        ...
+
     def try_job_lock(self, job: str) -> bool:
         """Take the lock of a singleton job (``retention``, ``files``, ``scheduler``) until
         this write unit's transaction ends; False if another server node holds it, and the

@@ -137,6 +137,13 @@ class PostgresTx(SqliteTx):
         self._events.append(handle)
         return handle
 
+    def _event_mark(self) -> int:
+        return 0 if self._events is None else len(self._events)
+
+    def _drop_events(self, mark: int) -> None:
+        if self._events is not None:
+            del self._events[mark:]
+
     def _newest_seq(self) -> int:
         newest: int = self._scalar("SELECT v FROM event_counter WHERE id = 1")
         return newest

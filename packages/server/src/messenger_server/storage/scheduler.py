@@ -1,7 +1,10 @@
 """Queries of scheduled messages (the ``scheduled`` table).
 
 A row changes state only along :data:`messenger_server.states.SCHEDULED`: every
-state change is guarded by the states it may come from.
+state change is guarded by the states it may come from. On PostgreSQL a send claims its
+rows with ``FOR UPDATE SKIP LOCKED`` (several nodes send at once, never the same row) and a
+cancel locks its row ``FOR UPDATE`` (it waits for a send of that row to commit, then sees
+``sent``); SQLite's one writer gives the same without the clauses.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class ScheduledQueries(Protocol):
         """One scheduled message of this user."""
         ...
 
+    def owned_for_update(self, scheduled_id: int, user_id: int) -> ScheduledMessage | None:
+        """:meth:`owned`, its row locked until the transaction ends (waits for a send)."""
+        ...
+
     def pending(self, user_id: int) -> list[ScheduledMessage]:
         """A user's pending messages, soonest first."""
         ...
@@ -77,6 +84,11 @@ class ScheduledQueries(Protocol):
 
     def due(self, now: float) -> list[DueMessage]:
         """Pending messages due at ``now``, in the order they fell due."""
+        ...
+
+    def claim_due(self, now: float, limit: int) -> list[DueMessage]:
+        """Up to ``limit`` of :meth:`due`, their rows locked until the transaction ends;
+        rows another transaction (node) has locked are passed over."""
         ...
 
     def move(
@@ -94,8 +106,10 @@ class ScheduledQueries(Protocol):
 class SqlScheduledQueries:
     """:class:`ScheduledQueries` in portable SQL."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, locking: bool = False) -> None:
         self.conn = conn
+        self.locking = locking
+        """Row locks are taken (PostgreSQL); SQLite's single writer needs none."""
 
     def pending_count(self, user_id: int) -> int:
         """A user's messages still waiting to be sent."""
@@ -124,6 +138,15 @@ class SqlScheduledQueries:
         """One scheduled message of this user."""
         row = self.conn.execute(
             f"SELECT {_COLUMNS} FROM scheduled WHERE id = ? AND user_id = ?",
+            (scheduled_id, user_id),
+        ).fetchone()
+        return None if row is None else _item(row)
+
+    def owned_for_update(self, scheduled_id: int, user_id: int) -> ScheduledMessage | None:
+        """:meth:`owned`, its row locked until the transaction ends (waits for a send)."""
+        lock = " FOR UPDATE" if self.locking else ""
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM scheduled WHERE id = ? AND user_id = ?{lock}",
             (scheduled_id, user_id),
         ).fetchone()
         return None if row is None else _item(row)
@@ -163,6 +186,19 @@ class SqlScheduledQueries:
         ).fetchall()
         return [DueMessage(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
+    def claim_due(self, now: float, limit: int) -> list[DueMessage]:
+        """Up to ``limit`` of :meth:`due`, their rows locked until the transaction ends;
+        rows another transaction (node) has locked are passed over."""
+        lock = " FOR UPDATE OF s SKIP LOCKED" if self.locking else ""
+        rows = self.conn.execute(
+            "SELECT s.id, s.user_id, u.login, s.chat_id, s.text FROM scheduled s"
+            " JOIN users u ON u.id = s.user_id"
+            " WHERE s.state = 'pending' AND s.send_at <= ? ORDER BY s.send_at, s.id"
+            f" LIMIT ?{lock}",
+            (now, limit),
+        ).fetchall()
+        return [DueMessage(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
     def move(
         self,
         scheduled_id: int,
@@ -185,4 +221,4 @@ class SqlScheduledQueries:
 
 def scheduled_queries(tx: Tx) -> ScheduledQueries:
     """The scheduled-message queries of a unit of work."""
-    return SqlScheduledQueries(connection(tx))
+    return SqlScheduledQueries(connection(tx), locking=tx.dialect == "postgresql")

@@ -88,6 +88,29 @@ class SqliteTx:
         """Run ``callback`` once this unit's changes are committed (in commit order)."""
         self._after_commit.append(callback)
 
+    def nested(self, unit: Callable[[Any], T]) -> T:
+        """Run ``unit`` on this transaction in a savepoint of its own: if it raises, what it
+        did (rows, events, after-commit callbacks) is undone and the exception goes on to
+        the caller, whose own changes stay."""
+        mark, events = len(self._after_commit), self._event_mark()
+        self.conn.execute("SAVEPOINT nested")
+        try:
+            result = unit(self)
+        except BaseException:
+            self.conn.execute("ROLLBACK TO SAVEPOINT nested")
+            self.conn.execute("RELEASE SAVEPOINT nested")
+            del self._after_commit[mark:]
+            self._drop_events(events)
+            raise
+        self.conn.execute("RELEASE SAVEPOINT nested")
+        return result
+
+    def _event_mark(self) -> int:
+        return 0  # events are rows here: the savepoint undoes them
+
+    def _drop_events(self, mark: int) -> None:
+        pass
+
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return self.conn.execute(sql, tuple(args)).fetchone()
 
