@@ -24,7 +24,7 @@ from messenger_client.tui.screens.groups import (
 )
 from messenger_protocol import GENERAL_CHAT_ID, ApiError
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, until
+from tests.tui.conftest import click, until, until_true
 from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text
 
 
@@ -273,3 +273,31 @@ async def test_a_decision_on_the_owners_other_device_takes_the_request_off_the_b
     finally:
         for client in (*others, phone):
             await client.close()
+
+
+async def test_create_typed_in_the_composer_opens_the_new_chat(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Issue 9 item 12: ``/create team`` typed in the composer created the chat but left
+    the user in general, so the next line went there; like the "New chat" dialog, it
+    opens the new chat, and what is typed next goes to it."""
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        await pilot.press(*"/create team", "enter")
+        await until(pilot, lambda: chat_named(app, "team") is not None, "the new chat")
+        team = chat_named(app, "team")
+        main = app.main
+        assert main is not None and team is not None
+        await until(pilot, lambda: main.current_chat == team, "the new chat in front")
+        await until(pilot, lambda: "team" in screen_text(app).splitlines()[1], "its title")
+        await pilot.press(*"hello team", "enter")
+        assert app.client is not None
+        client = app.client
+
+        async def in_team() -> bool:
+            return [m.text for m in (await client.history(team)).messages] == ["hello team"]
+
+        await until_true(pilot, in_team, "the message in team")
+        general = await client.history(GENERAL_CHAT_ID)
+        assert "hello team" not in [m.text for m in general.messages]

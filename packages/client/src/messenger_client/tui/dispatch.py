@@ -19,6 +19,7 @@ from messenger_protocol import GENERAL_CHAT_ID, Attachment, Message, MessengerEr
 from .. import commands as slash
 from ..api import new_client_id
 from ..cache import PendingSend
+from ..outputs import ChatOut
 from .files import Files
 from .host import Host
 from .moderation import Moderation
@@ -181,7 +182,24 @@ class Dispatcher:
             self._give_back(parsed.line)  # a refused command stays to be fixed
         elif not refused and parsed.name in ("approve", "reject"):
             app.groups.request_decided(parsed.args["chat"], parsed.args["login"])
+        elif not refused and parsed.name == "create":
+            await self._open_created(runner, outputs)
         self._show_outputs(outputs, parsed.line)
+
+    async def _open_created(self, runner: slash.CommandRunner, outputs: list[slash.Output]) -> None:
+        """``/create``: the new chat opens, as from the "New chat" dialog, so what is
+        typed next goes there."""
+        app = self.app
+        for out in outputs:
+            if isinstance(out, ChatOut) and out.change == "created":
+                try:
+                    chat = await runner.resolve(out.chat)
+                except MessengerError as exc:
+                    app.notify(describe_error(exc, app.server), severity="error")
+                    return
+                app.groups.add_chat(chat, open_it=True)
+                if app.main is not None:
+                    app.main.composer.focus()
 
     def _show_outputs(self, outputs: Iterable[slash.Output], title: str) -> None:
         app = self.app
