@@ -134,6 +134,43 @@ async def test_disappears_per_recipient_and_then_from_the_server(timed: Harness)
     assert await timed.app.store.read(lambda tx: tx.message(message.id)) is None
 
 
+async def test_who_had_no_live_stream_when_it_came_waits_for_it(timed: Harness) -> None:
+    """Issue 11: a send writes nothing per offline member; who waits follows from when
+    each member had a live stream. Bob's stream goes before the second message; Carol's
+    comes after the first (and does not resume): each keeps what they did not get."""
+    alice, bob, carol = (
+        await timed.user("alice"),
+        await timed.user("bob"),
+        await timed.user("carol"),
+    )
+    timed.stream(alice)
+    bob_sub_count = len(timed.subs)
+    timed.stream(bob)
+    first = await timed.app.messages.post(alice, 1, SendMessage(text="bob got this live"))
+    timed.app.events.detach(timed.subs.pop(bob_sub_count))  # bob goes offline
+    await next_turn()
+    second = await timed.app.messages.post(alice, 1, SendMessage(text="bob was away"))
+    timed.stream(carol)  # carol comes online after both, without resuming
+    await next_turn()
+    history = timed.app.messages.history
+
+    async def seen(actor: Actor) -> dict[int, float | None]:
+        page = await history(actor, 1, HistoryQuery())
+        return {m.id: m.expires_at for m in page.messages}
+
+    timed.clock.advance(3600)
+    await timed.app.retention.expire()
+    assert await seen(alice) == {}
+    now = timed.clock.now()
+    assert await seen(bob) == {second.id: now + 3600}
+    assert await seen(carol) == {first.id: now + 3600, second.id: now + 3600}
+    timed.clock.advance(3600)
+    await timed.app.retention.expire()
+    assert await seen(bob) == {} and await seen(carol) == {}
+    gone = await timed.app.store.read(lambda tx: [tx.message(first.id), tx.message(second.id)])
+    assert gone == [None, None]
+
+
 async def test_comments_go_with_their_root_and_max_age_applies(timed: Harness) -> None:
     alice = await timed.user("alice")
     await timed.user("bob")  # never comes back

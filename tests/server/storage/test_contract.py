@@ -371,13 +371,22 @@ def _setup(tx: Tx, log: Log) -> None:
     ret.add_expiring(ids[3], group, 43.0, 143.0)
     ret.add_expiring(ids[3], group, 43.0, 143.0)
     ret.add_expiring(ids[4], group, 44.0, 144.0)
-    ret.add_waiting(ids[3], [alice, carol])
-    ret.add_waiting(ids[4], [alice])
-    ret.deliveries(alice, [ids[3], ids[4], ids[0]])
+    ret.last_message_id()
+    ret.set_online(alice, "n1", True, ids[3])  # a stream from after m3: m4 reached her
+    ret.set_online(alice, "n1", True, ids[3])  # one open span
+    ret.deliveries(alice, [ids[3], ids[4], ids[0]])  # m3 waits for her
+    ret.set_online(alice, "n1", False, ids[4])
+    ret.set_online(bob, "n2", True, ids[4])
+    ret.set_online(bob, "n2", False, ids[4])  # no message while online: forgotten
+    ret.set_online(carol, "n1", True, 0)
+    ret.end_spans("n1", ids[4])
     ret.recipients(ids[3])
+    ret.recipients(ids[4])
     ret.recipients(ids[0])
     ret.mark_delivered(alice, [ids[3]], 100.0)
     ret.recipients(ids[3])
+    ret.mark_delivered(alice, None, 101.0)  # nothing else waits for her
+    ret.deliveries(alice, [ids[3], ids[4]])
     ret.gone_unread(alice, group, 0, 145.0)
     ret.gone_unread_in(alice, [(group, 0), (group + 999, 0)], 145.0)
     ret.gone_unread_in(alice, [(group, ids[3])], 145.0)
@@ -387,9 +396,10 @@ def _setup(tx: Tx, log: Log) -> None:
     ret.expire_delivery(ids[3], alice)
     ret.base_due(150.0, 10)
     ret.waiting_users(ids[4])
-    ret.expire_base(ids[4], [bob])
+    ret.expire_base(ids[4])
     ret.gone_for_everyone(ids[4])
     ret.delete_message(ids[4])
+    ret.prune_spans()
 
     # the event log
     for n in range(5):

@@ -170,6 +170,16 @@ class Services:
     keys: KeyService
 
 
+def _both(first: Callable[[int], None], second: Callable[[int], None]) -> Callable[[int], None]:
+    """One hub hook that calls two."""
+
+    def hook(user_id: int) -> None:
+        first(user_id)
+        second(user_id)
+
+    return hook
+
+
 def build_services(
     settings: Settings,
     clock: Clock,
@@ -180,7 +190,7 @@ def build_services(
     started_at: Callable[[], float] | None = None,
 ) -> Services:
     """The composition root: each service gets its collaborators as constructor arguments."""
-    visibility = Visibility(store, hub, clock, settings.message_ttl)
+    visibility = Visibility(store, clock, settings.message_ttl, node=settings.node_name)
     bus = bus_for(settings.bus, settings.bus_channel)
     events = EventService(
         store, hub, clock, settings.event_retention, bus=bus, node_id=settings.node_name,
@@ -199,8 +209,8 @@ def build_services(
         session_max_age=settings.session_max_age, message_ttl=settings.message_ttl,
         cache_sessions=is_local_bus(settings.bus),
     )  # fmt: skip
-    hub.on_first_attach = accounts.came_online
-    hub.on_last_detach = accounts.went_offline
+    hub.on_first_attach = _both(accounts.came_online, visibility.came_online)
+    hub.on_last_detach = _both(accounts.went_offline, visibility.went_offline)
     files = FileService(
         store, clock, settings.data_dir / "files", max_bytes=settings.max_file_bytes,
         user_quota=settings.user_quota_bytes, allowed_mime=settings.allowed_mime,
@@ -283,6 +293,7 @@ class App:
         self.moderation = services.moderation
         self.scheduler = services.scheduler
         self.retention = services.retention
+        self.visibility = services.visibility
         self.admin = services.admin
         self.router = Router(ENDPOINTS)
         self._openapi = encode(openapi_document())
@@ -300,8 +311,10 @@ class App:
         self.on_close.append(self.files.close)
         await self.moderation.start()
         await self.scheduler.start()
+        await self.visibility.start()
         await self.retention.start()
         self.on_close.append(self.moderation.close)
+        self.on_close.append(self.visibility.close)
         self.on_close.append(self.retention.close)
         self.on_close.append(self.scheduler.close)
         log.info("store open at %s", self.settings.data_dir)

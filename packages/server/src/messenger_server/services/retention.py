@@ -2,14 +2,19 @@
 seconds after it was delivered to that recipient, and is deleted from the server once
 it has disappeared for everyone (or ``message_max_age`` after it was posted).
 
-Bookkeeping, cheap in the common case where everybody is online:
+Bookkeeping whose cost follows the work, not the size of the chat (issue 11):
 
 * ``expiring`` has one row per message: when it was posted and ``created_at + ttl``.
-* ``deliveries`` has a row only for a recipient who was *offline* when it was posted
-  (``delivered_at`` NULL), until they fetch it (history, unread, thread, or an event
-  stream that resumes with ``Last-Event-ID``); then ``delivered_at`` is that moment.
-* Anyone without a row (the author, everyone online at the time) got it when it was
-  posted.
+  Sending writes nothing per recipient.
+* ``online_spans``: when each user had a live event stream, as message-id ranges,
+  written when their first stream attaches and their last one goes (this node's
+  presence, as a send saw it). A member of the chat (by the time it was posted, not
+  its author) whose ranges miss a message was offline then: it waits for them.
+* ``deliveries`` gets a row when a waiting message first reaches its recipient
+  (history, unread, thread, or an event stream that resumes with ``Last-Event-ID``):
+  ``delivered_at`` is that moment; ``delivered_cursors`` remembers how far a resume
+  went, so the next one looks only at newer messages.
+* Everyone else (the author, everyone online at the time) got it when it was posted.
 
 A loop tells each recipient (:class:`MessageDeleted`, to that user only) when the
 message has expired for them, and deletes the message (with its comments; the file
@@ -23,13 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 import msgspec
 
 from messenger_protocol import (
-    GENERAL_CHAT_ID,
     Chat,
     Message,
     MessageDeleted,
@@ -45,7 +49,7 @@ from ..storage.retention import RetentionQueries, retention_queries
 from .actor import forbidden
 from .events import EventService
 
-__all__ = ["BATCH", "Presence", "RetentionService", "Visibility"]
+__all__ = ["BATCH", "RetentionService", "Visibility"]
 
 log = logging.getLogger(__name__)
 
@@ -53,47 +57,108 @@ BATCH = 500
 """Rows handled per pass of each kind (the loop goes again at once when it hit this)."""
 
 
-class Presence(Protocol):
-    """Who is online now (the hub knows)."""
-
-    def online_user_ids(self) -> set[int]:
-        """Users with at least one live event stream."""
-        ...
-
-
 class Visibility:
     """The per-reader rule of disappearing messages: who got a message when, and what a
     reader may still see. Every read of messages and every post goes through it, on
     every path (HTTP, the scheduler, anything later)."""
 
-    def __init__(self, store: Store, presence: Presence, clock: Clock, ttl: float) -> None:
+    def __init__(self, store: Store, clock: Clock, ttl: float, node: str = "") -> None:
         self.store = store
-        self.presence = presence
         self.clock = clock
         self.ttl = ttl
+        self.node = node
+        """This node's name: its online spans are its own (closed when it restarts)."""
+        # presence changes not yet known to be committed (user id -> online), read by
+        # the write units (on the PostgreSQL writer thread too): guarded by the lock
+        self._changed: dict[int, bool] = {}
+        self._lock = threading.Lock()
+        self._flushing: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
         """Messages disappear (``message_ttl > 0``)."""
         return self.ttl > 0
 
+    # --- presence: who gets a message through a live stream ------------------------
+
+    async def start(self) -> None:
+        """Close the online spans this node left open (it stopped without saying so)."""
+        if self.enabled:
+            node = self.node
+
+            def unit(tx: Tx) -> None:
+                queries = retention_queries(tx)
+                queries.end_spans(node, queries.last_message_id())
+
+            await self.store.write(unit)
+
+    async def close(self) -> None:
+        """Wait for the presence changes being written."""
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+
+    def came_online(self, user_id: int) -> None:
+        """The user's first event stream attached on this node."""
+        self._presence_changed(user_id, True)
+
+    def went_offline(self, user_id: int) -> None:
+        """The user's last event stream on this node went."""
+        self._presence_changed(user_id, False)
+
+    def _presence_changed(self, user_id: int, online: bool) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._changed[user_id] = online
+        if self._flushing is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a test's hub): the next send writes it
+            self._flushing = loop.create_task(self._flush(), name="presence-spans")
+
+    def _apply_presence(self, tx: Tx, boundary: int | None) -> dict[int, bool]:
+        """Write the pending presence changes: messages after ``boundary`` (None: the
+        newest message) reach the users who came online and not those who went."""
+        with self._lock:
+            changed = dict(self._changed)
+        if changed:
+            queries = retention_queries(tx)
+            if boundary is None:
+                boundary = queries.last_message_id()
+            for user_id, online in changed.items():
+                queries.set_online(user_id, self.node, online, boundary)
+        return changed
+
+    async def _flush(self) -> None:
+        try:
+            while True:
+                applied = await self.store.write(lambda tx: self._apply_presence(tx, None))
+                with self._lock:
+                    for user_id, online in applied.items():
+                        if self._changed.get(user_id) is online:
+                            del self._changed[user_id]
+                    if not self._changed:
+                        return
+        except Exception:
+            log.exception("could not write presence spans; the next send writes them")
+        finally:
+            self._flushing = None
+
     # --- delivery bookkeeping ----------------------------------------------------
 
     def posted(self, tx: Tx, message: Message) -> None:
-        """In the unit that stores ``message``: note the recipients who did not get it
-        (everyone offline now but the author)."""
+        """In the unit that stores ``message``: track it. Nothing per recipient: who was
+        offline follows from the online spans, brought up to date here first (a stream
+        that attached or went before this unit counts as it did for the hub)."""
         if not self.enabled:
             return
-        online = self.presence.online_user_ids()
-        queries = retention_queries(tx)
+        self._apply_presence(tx, message.id - 1)
         expires_at = message.created_at + self.ttl
-        if not queries.add_expiring(message.id, message.chat_id, message.created_at, expires_at):
-            return  # a retried send: recorded the first time
-        if message.chat_id == GENERAL_CHAT_ID and tx.member_count(GENERAL_CHAT_ID) <= len(online):
-            return  # everybody is online (a busy general chat): nobody to wait for
-        author = tx.message_author_id(message.id)
-        waiting = [u for u in tx.member_ids(message.chat_id) if u not in online and u != author]
-        queries.add_waiting(message.id, waiting)
+        retention_queries(tx).add_expiring(
+            message.id, message.chat_id, message.created_at, expires_at
+        )
 
     def _split(
         self, queries: RetentionQueries, user_id: int, messages: list[Message], now: float
@@ -190,7 +255,13 @@ class Visibility:
     async def resumed(self, user_id: int) -> None:
         """An event stream of the user resumes: the replay carries every message they missed."""
         if self.enabled:
-            await self._delivered(user_id, None, self.clock.now())
+            now = self.clock.now()
+
+            def unit(tx: Tx) -> None:
+                self._apply_presence(tx, None)  # the stream that resumes is online now
+                retention_queries(tx).mark_delivered(user_id, None, now)
+
+            await self.store.write(unit)
 
     async def _delivered(self, user_id: int, message_ids: list[int] | None, now: float) -> None:
         await self.store.write(
@@ -348,15 +419,16 @@ class RetentionService:
                 deleted += self._delete(tx, chat_id, message_id)
                 continue
             gone = MessageDeleted(chat_id=chat_id, message_id=message_id)
-            told = [u for u in tx.member_ids(chat_id) if u not in waiting]
-            for user_id in told:
-                self.events.emit(tx, gone, user_id=user_id)
-            queries.expire_base(message_id, told)
+            for user_id in tx.member_ids(chat_id):
+                if user_id not in waiting:
+                    self.events.emit(tx, gone, user_id=user_id)
+            queries.expire_base(message_id)
             touched[message_id] = chat_id
         # 4. gone for everyone: delete it
         for message_id, chat_id in touched.items():
             if queries.gone_for_everyone(message_id):
                 deleted += self._delete(tx, chat_id, message_id)
+        queries.prune_spans()
         return deleted, busy
 
     def _delete(self, tx: Tx, chat_id: int, message_id: int) -> list[int]:

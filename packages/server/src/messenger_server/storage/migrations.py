@@ -451,6 +451,26 @@ _REPLIES = """
 CREATE INDEX messages_reply ON messages(reply_to) WHERE reply_to IS NOT NULL;
 """
 
+# disappearing messages by cursor (issue 11): no row per offline recipient at send time.
+# online_spans: when a user had a live event stream on a node, as message-id ranges
+# (after_id, until_id] (until_id NULL: still online); a member whose ranges miss a
+# message waits for it. delivered_cursors: the newest message id a resume delivered.
+_DELIVERY_CURSORS = """
+ALTER TABLE expiring ADD COLUMN by_cursor INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE online_spans (
+    user_id INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    after_id INTEGER NOT NULL,
+    until_id INTEGER
+);
+CREATE INDEX online_spans_user ON online_spans(user_id, after_id);
+CREATE INDEX online_spans_until ON online_spans(until_id);
+CREATE TABLE delivered_cursors (
+    user_id INTEGER PRIMARY KEY,
+    upto_id INTEGER NOT NULL
+);
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -463,5 +483,6 @@ MIGRATIONS: list[Step] = [
     Step(_ISSUE_12, sqlite=_SEARCH_SQLITE, postgres=_SEARCH_POSTGRES),
     Step(_KEYS),
     Step(_REPLIES),
+    Step(_DELIVERY_CURSORS),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

@@ -1,10 +1,16 @@
-"""Queries of disappearing messages: the ``expiring`` and ``deliveries`` tables, and the
-deletion of a message with its comments and the logged events that carry it.
+"""Queries of disappearing messages: the ``expiring``, ``deliveries``, ``online_spans``
+and ``delivered_cursors`` tables, and the deletion of a message with its comments and the
+logged events that carry it.
+
+Who is still waiting for a message follows from cursors, not from a row per recipient:
+a member of the chat (joined by the time it was posted, not its author) waits for a
+tracked message (``expiring.by_cursor``) when no ``online_spans`` range of theirs holds
+its id and they have no ``deliveries`` row of it yet. Messages tracked before the cursors
+(``by_cursor = 0``) keep the old rule: only a ``deliveries`` row makes a waiting copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
 from .base import Tx
@@ -17,6 +23,19 @@ _CHATS_PER_QUERY = 100
 SQLite caps bound parameters)."""
 
 
+def _waiting_for(user: str, message: str) -> str:
+    """SQL true when the member ``user`` (a column) never had the tracked message
+    ``message`` (an ``expiring`` alias) pushed to a live stream and has no row of it."""
+    return (
+        f"{message}.by_cursor = 1"
+        f" AND NOT EXISTS (SELECT 1 FROM online_spans s WHERE s.user_id = {user}"
+        f" AND s.after_id < {message}.message_id"
+        f" AND (s.until_id IS NULL OR s.until_id >= {message}.message_id))"
+        f" AND NOT EXISTS (SELECT 1 FROM deliveries d0 WHERE d0.user_id = {user}"
+        f" AND d0.message_id = {message}.message_id)"
+    )
+
+
 class RetentionQueries(Protocol):
     """What the retention service needs of the database."""
 
@@ -26,22 +45,37 @@ class RetentionQueries(Protocol):
         """Start tracking a message; False if it already was (a retried send)."""
         ...
 
-    def add_waiting(self, message_id: int, user_ids: Iterable[int]) -> None:
-        """Recipients who have not got the message yet (offline when it was posted)."""
+    def last_message_id(self) -> int:
+        """The newest message id (0 with none)."""
+        ...
+
+    def set_online(self, user_id: int, node: str, online: bool, boundary: int) -> None:
+        """The user got (``online``) or lost their live streams on ``node``: messages
+        after ``boundary`` reach them through the stream (or not any more)."""
+        ...
+
+    def end_spans(self, node: str, boundary: int) -> None:
+        """Close every open online span of ``node`` at ``boundary`` (the node restarts)."""
+        ...
+
+    def prune_spans(self) -> None:
+        """Forget online spans that end before the oldest tracked message."""
         ...
 
     def deliveries(
         self, user_id: int, message_ids: list[int]
     ) -> dict[int, tuple[float | None, bool]]:
-        """``(delivered_at, expired)`` of the user's delivery rows of these messages."""
+        """``(delivered_at, expired)`` of the user's copies of these messages that were not
+        delivered when posted: ``(None, False)`` for one still waiting for them."""
         ...
 
     def recipients(self, message_id: int) -> dict[int, tuple[float | None, bool]]:
-        """``(delivered_at, expired)`` of every delivery row of one message, by user id."""
+        """:meth:`deliveries` of one message for every member, by user id."""
         ...
 
     def mark_delivered(self, user_id: int, message_ids: list[int] | None, now: float) -> None:
-        """The user got these messages (None: every message still waiting for them) now."""
+        """The user got these messages (None: every message still waiting for them) now.
+        With ``message_ids`` those are ones :meth:`deliveries` said were waiting."""
         ...
 
     def gone_unread(self, user_id: int, chat_id: int, after: int, cutoff: float) -> int:
@@ -77,11 +111,12 @@ class RetentionQueries(Protocol):
         ...
 
     def waiting_users(self, message_id: int) -> set[int]:
-        """Users with a delivery row of a message."""
+        """Users whose copy was not delivered when posted (waiting, delivered late or
+        expired)."""
         ...
 
-    def expire_base(self, message_id: int, told: list[int]) -> None:
-        """The copies delivered when posted expired; ``told`` are their recipients."""
+    def expire_base(self, message_id: int) -> None:
+        """The copies delivered when posted expired."""
         ...
 
     def gone_for_everyone(self, message_id: int) -> bool:
@@ -104,55 +139,153 @@ class SqlRetentionQueries:
     ) -> bool:
         """Start tracking a message; False if it already was (a retried send)."""
         cur = self.conn.execute(
-            "INSERT INTO expiring (message_id, chat_id, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+            "INSERT INTO expiring (message_id, chat_id, created_at, expires_at, by_cursor)"
+            " VALUES (?, ?, ?, ?, 1) ON CONFLICT (message_id) DO NOTHING",
             (message_id, chat_id, created_at, expires_at),
         )
         return cur.rowcount > 0
 
-    def add_waiting(self, message_id: int, user_ids: Iterable[int]) -> None:
-        """Recipients who have not got the message yet (offline when it was posted)."""
-        self.conn.executemany(
-            "INSERT INTO deliveries (message_id, user_id) VALUES (?, ?)"
-            " ON CONFLICT (message_id, user_id) DO NOTHING",
-            [(message_id, u) for u in user_ids],
+    def last_message_id(self) -> int:
+        """The newest message id (0 with none)."""
+        value = self.conn.execute("SELECT max(id) FROM messages").fetchone()[0]
+        return int(value or 0)
+
+    def set_online(self, user_id: int, node: str, online: bool, boundary: int) -> None:
+        """The user got (``online``) or lost their live streams on ``node``: messages
+        after ``boundary`` reach them through the stream (or not any more)."""
+        open_span = self.conn.execute(
+            "SELECT after_id FROM online_spans WHERE user_id = ? AND node = ? AND until_id IS NULL",
+            (user_id, node),
+        ).fetchone()
+        if online:
+            if open_span is None:
+                self.conn.execute(
+                    "INSERT INTO online_spans (user_id, node, after_id) VALUES (?, ?, ?)",
+                    (user_id, node, boundary),
+                )
+            return
+        if open_span is None:
+            return
+        if open_span[0] >= boundary:  # no message came while they were online: forget it
+            self.conn.execute(
+                "DELETE FROM online_spans WHERE user_id = ? AND node = ? AND until_id IS NULL",
+                (user_id, node),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE online_spans SET until_id = ? WHERE user_id = ? AND node = ?"
+                " AND until_id IS NULL",
+                (boundary, user_id, node),
+            )
+
+    def end_spans(self, node: str, boundary: int) -> None:
+        """Close every open online span of ``node`` at ``boundary`` (the node restarts)."""
+        self.conn.execute(
+            "DELETE FROM online_spans WHERE node = ? AND until_id IS NULL AND after_id >= ?",
+            (node, boundary),
         )
+        self.conn.execute(
+            "UPDATE online_spans SET until_id = ? WHERE node = ? AND until_id IS NULL",
+            (boundary, node),
+        )
+
+    def prune_spans(self) -> None:
+        """Forget online spans that end before the oldest tracked message."""
+        oldest = self.conn.execute("SELECT min(message_id) FROM expiring").fetchone()[0]
+        if oldest is None:
+            self.conn.execute("DELETE FROM online_spans WHERE until_id IS NOT NULL")
+        else:
+            self.conn.execute("DELETE FROM online_spans WHERE until_id < ?", (oldest,))
 
     def deliveries(
         self, user_id: int, message_ids: list[int]
     ) -> dict[int, tuple[float | None, bool]]:
-        """``(delivered_at, expired)`` of the user's delivery rows of these messages."""
+        """``(delivered_at, expired)`` of the user's copies of these messages that were not
+        delivered when posted: ``(None, False)`` for one still waiting for them."""
         if not message_ids:
             return {}
+        among = marks(len(message_ids))
         rows = self.conn.execute(
             "SELECT message_id, delivered_at, expired FROM deliveries"
-            f" WHERE user_id = ? AND message_id IN ({marks(len(message_ids))})",
+            f" WHERE user_id = ? AND message_id IN ({among})",
             (user_id, *message_ids),
         ).fetchall()
-        return {r[0]: (r[1], bool(r[2])) for r in rows}
+        found: dict[int, tuple[float | None, bool]] = {r[0]: (r[1], bool(r[2])) for r in rows}
+        waiting = self.conn.execute(
+            "SELECT e.message_id FROM expiring e JOIN messages m ON m.id = e.message_id"
+            " JOIN members mem ON mem.chat_id = e.chat_id AND mem.user_id = ?"
+            f" WHERE e.message_id IN ({among}) AND m.author_id != ?"
+            f" AND mem.joined_at <= e.created_at AND {_waiting_for('mem.user_id', 'e')}",
+            (user_id, *message_ids, user_id),
+        ).fetchall()
+        for r in waiting:
+            found[r[0]] = (None, False)
+        return found
+
+    def _waiting_members(self, message_id: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT mem.user_id FROM expiring e JOIN messages m ON m.id = e.message_id"
+            " JOIN members mem ON mem.chat_id = e.chat_id"
+            " WHERE e.message_id = ? AND mem.user_id != m.author_id"
+            f" AND mem.joined_at <= e.created_at AND {_waiting_for('mem.user_id', 'e')}",
+            (message_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def recipients(self, message_id: int) -> dict[int, tuple[float | None, bool]]:
-        """``(delivered_at, expired)`` of every delivery row of one message, by user id."""
+        """:meth:`deliveries` of one message for every member, by user id."""
         rows = self.conn.execute(
             "SELECT user_id, delivered_at, expired FROM deliveries WHERE message_id = ?",
             (message_id,),
         ).fetchall()
-        return {r[0]: (r[1], bool(r[2])) for r in rows}
+        found: dict[int, tuple[float | None, bool]] = {r[0]: (r[1], bool(r[2])) for r in rows}
+        for user_id in self._waiting_members(message_id):
+            found[user_id] = (None, False)
+        return found
 
     def mark_delivered(self, user_id: int, message_ids: list[int] | None, now: float) -> None:
-        """The user got these messages (None: every message still waiting for them) now."""
+        """The user got these messages (None: every message still waiting for them) now.
+        With ``message_ids`` those are ones :meth:`deliveries` said were waiting."""
         if message_ids is None:
             self.conn.execute(
                 "UPDATE deliveries SET delivered_at = ? WHERE user_id = ? AND delivered_at IS NULL",
                 (now, user_id),
             )
+            # everything tracked since the last time (older ones got their rows then)
+            row = self.conn.execute(
+                "SELECT upto_id FROM delivered_cursors WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            upto = self.last_message_id()
+            self.conn.execute(
+                "INSERT INTO deliveries (message_id, user_id, delivered_at)"
+                " SELECT e.message_id, mem.user_id, ? FROM expiring e"
+                " JOIN messages m ON m.id = e.message_id"
+                " JOIN members mem ON mem.chat_id = e.chat_id AND mem.user_id = ?"
+                " WHERE e.message_id > ? AND e.message_id <= ? AND m.author_id != ?"
+                f" AND mem.joined_at <= e.created_at AND {_waiting_for('mem.user_id', 'e')}"
+                " ON CONFLICT (message_id, user_id) DO NOTHING",
+                (now, user_id, row[0] if row is not None else 0, upto, user_id),
+            )
+            self.conn.execute(
+                "INSERT INTO delivered_cursors (user_id, upto_id) VALUES (?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET upto_id = excluded.upto_id",
+                (user_id, upto),
+            )
             return
         if not message_ids:
             return
+        among = marks(len(message_ids))
         self.conn.execute(
             "UPDATE deliveries SET delivered_at = ? WHERE user_id = ?"
-            f" AND delivered_at IS NULL AND message_id IN ({marks(len(message_ids))})",
+            f" AND delivered_at IS NULL AND message_id IN ({among})",
             (now, user_id, *message_ids),
+        )
+        # the waiting ones without a row (still tracked: not deleted meanwhile)
+        self.conn.execute(
+            "INSERT INTO deliveries (message_id, user_id, delivered_at)"
+            f" SELECT e.message_id, ?, ? FROM expiring e WHERE e.message_id IN ({among})"
+            " AND e.by_cursor = 1 ON CONFLICT (message_id, user_id) DO NOTHING",
+            (user_id, now, *message_ids),
         )
 
     def gone_unread(self, user_id: int, chat_id: int, after: int, cutoff: float) -> int:
@@ -178,12 +311,18 @@ class SqlRetentionQueries:
             params: list[float] = []
             for chat_id, after in part:
                 params += (chat_id, after, user_id, UNREAD_COUNT_MAX)
+            # no row: gone when posted before the cutoff, unless it is still waiting
             rows = self.conn.execute(
                 f"SELECT u.chat_id, count(*) FROM ({unread}) AS u LEFT JOIN deliveries d"
                 " ON d.message_id = u.id AND d.user_id = ?"
-                " WHERE (d.message_id IS NULL AND u.created_at <= ?)"
+                " LEFT JOIN expiring e ON e.message_id = u.id"
+                " LEFT JOIN members mem ON mem.chat_id = u.chat_id AND mem.user_id = ?"
+                " WHERE (d.message_id IS NULL AND u.created_at <= ? AND NOT"
+                " (e.message_id IS NOT NULL AND mem.user_id IS NOT NULL"
+                " AND mem.joined_at <= e.created_at"
+                f" AND {_waiting_for('mem.user_id', 'e')}))"
                 " OR d.expired = 1 OR d.delivered_at <= ? GROUP BY u.chat_id",
-                (*params, user_id, cutoff, cutoff),
+                (*params, user_id, user_id, cutoff, cutoff),
             ).fetchall()
             found.update((int(r[0]), int(r[1])) for r in rows)
         return found
@@ -239,19 +378,15 @@ class SqlRetentionQueries:
         return [(r[0], r[1]) for r in rows]
 
     def waiting_users(self, message_id: int) -> set[int]:
-        """Users with a delivery row of a message."""
+        """Users whose copy was not delivered when posted (waiting, delivered late or
+        expired)."""
         rows = self.conn.execute(
             "SELECT user_id FROM deliveries WHERE message_id = ?", (message_id,)
         ).fetchall()
-        return {r[0] for r in rows}
+        return {r[0] for r in rows} | set(self._waiting_members(message_id))
 
-    def expire_base(self, message_id: int, told: list[int]) -> None:
-        """The copies delivered when posted expired; ``told`` are their recipients."""
-        self.conn.executemany(
-            "INSERT INTO deliveries (message_id, user_id, delivered_at, expired)"
-            " VALUES (?, ?, NULL, 1) ON CONFLICT (message_id, user_id) DO NOTHING",
-            [(message_id, u) for u in told],
-        )
+    def expire_base(self, message_id: int) -> None:
+        """The copies delivered when posted expired."""
         self.conn.execute("UPDATE expiring SET partial = 1 WHERE message_id = ?", (message_id,))
 
     def gone_for_everyone(self, message_id: int) -> bool:
@@ -262,7 +397,9 @@ class SqlRetentionQueries:
             " FROM expiring e WHERE e.message_id = ?",
             (message_id,),
         ).fetchone()
-        return row is not None and bool(row[0]) and row[1] == 0
+        if row is None or not row[0] or row[1]:
+            return False
+        return not self._waiting_members(message_id)
 
     def delete_message(self, message_id: int) -> list[int]:
         """Delete a message with its comments and the logged events that carry them; their ids."""
