@@ -73,6 +73,7 @@ class Visibility:
         self._changed: dict[int, bool] = {}
         self._lock = threading.Lock()
         self._flushing: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def enabled(self) -> bool:
@@ -93,7 +94,9 @@ class Visibility:
             await self.store.write(unit)
 
     async def close(self) -> None:
-        """Wait for the presence changes being written."""
+        """Wait for the presence changes being written; later ones are left to the next
+        start (which closes this node's open spans)."""
+        self._closing = True
         if self._flushing is not None:
             with contextlib.suppress(Exception):
                 await self._flushing
@@ -107,7 +110,7 @@ class Visibility:
         self._presence_changed(user_id, False)
 
     def _presence_changed(self, user_id: int, online: bool) -> None:
-        if not self.enabled:
+        if not self.enabled or self._closing:
             return
         with self._lock:
             self._changed[user_id] = online
