@@ -158,6 +158,8 @@ async def test_two_users_two_devices_each_read_an_encrypted_dm(
         with pytest.raises(ApiError, match="encrypted"):
             await alice_phone.edit(sent[0].id, "now in the clear")
 
+        # once encrypted, a DM stays encrypted on this device
+        assert await alice_phone_c.can_encrypt(dm)
         # a device opened again from its data dir is the same device and still reads
         reopened = await DeviceCrypto.open(bob_phone, tmp_path / "bob-phone")
         assert reopened.device_id == bob_phone_c.device_id

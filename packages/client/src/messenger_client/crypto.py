@@ -340,9 +340,12 @@ class DeviceCrypto:
 
     async def can_encrypt(self, chat: Chat) -> bool:
         """Whether this chat is encrypted by default: a direct chat whose two users both
-        have a device with keys."""
+        have a device with keys, or that this device has encrypted in before (a server
+        hiding the other user's devices does not turn encryption off)."""
         if chat.kind != "direct":
             return False
+        if str(chat.id) in self._state.outbound:
+            return True  # encrypted once, encrypted for good: a server cannot downgrade it
         logins = await self._member_logins(chat)
         found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
         return {d.login for d in found.devices} >= set(logins)

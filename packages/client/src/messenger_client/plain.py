@@ -499,7 +499,6 @@ class PlainConsole:
         self._expiry_said, self._expiry_heard = False, None
         self._behind.clear()
         n = self.config.history if self.config.history is not None else session.history_on_connect
-        await self._open_crypto(session.login)
         for out in await self._reveal(await self.runner.catch_up(n)):
             if isinstance(out, UnreadOut):
                 self._say_unread(out)
@@ -545,6 +544,10 @@ class PlainConsole:
         if unread_listed and isinstance(parsed, ParsedCommand) and parsed.name == "unread":
             self._behind.clear()  # every unread message is in this answer
         for out in outputs:
+            if isinstance(out, SessionOut):
+                # the device's keys are up before "logged in" is printed: a message sent
+                # to this user from then on is encrypted for this device
+                await self._open_crypto(out.login)
             self.emit(out, once=once)
             if isinstance(out, SessionOut):
                 try:
@@ -553,6 +556,7 @@ class PlainConsole:
                     self.emit(ErrorOut("offline", f"could not load history: {exc}"))
             elif isinstance(out, LogoutOut):
                 await self._stop_events()
+                self.runner.crypto = None
             elif isinstance(out, ExitOut):
                 return False
         return True
