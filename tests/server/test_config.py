@@ -140,5 +140,34 @@ def test_a_bus_needs_the_postgresql_store() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"bus": "kafka://x"})
     assert str(caught.value) == (
-        "bus must be local, redis://host:port or nats://host:port, got 'kafka://x'"
+        "bus must be local, postgres, redis://host:port or nats://host:port, got 'kafka://x'"
     )
+
+
+def test_the_postgres_bus_is_the_store_itself() -> None:
+    """Issue 13: ``--bus postgres`` notifies on the store's database, so it needs one."""
+    pg = "postgresql://postgres@127.0.0.1/db"
+    assert load_settings({"bus": "postgres", "store": pg}).bus == "postgres"
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"bus": "postgres"})
+    assert str(caught.value).startswith("bus 'postgres' needs a shared database")
+
+
+def test_trusted_proxies_and_the_proxy_protocol() -> None:
+    """Issue 13: CIDR blocks (an address is its own /32 or /128); the PROXY protocol only
+    with trusted proxies to take it from."""
+    settings = load_settings({"trusted_proxies": "10.0.0.0/8, 127.0.0.1,::1"})
+    assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1/32", "::1/128")
+    assert settings.proxy_protocol is False
+    assert load_settings({"trusted_proxies": "10.1.2.3/8", "proxy_protocol": "on"}).proxy_protocol
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"trusted_proxies": "10.0.0.0/33"})
+    assert "trusted_proxies must be a comma-separated list of addresses or CIDR" in str(
+        caught.value
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"proxy_protocol": "on"})
+    assert str(caught.value).startswith("proxy_protocol needs trusted_proxies")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"proxy_protocol": "maybe"})
+    assert str(caught.value) == "proxy_protocol must be on or off, got 'maybe'"

@@ -78,7 +78,7 @@ class Cluster:
         clock_file: Path | None = None,
     ) -> None:
         self.store_url = store_url
-        self.bus_url = BUS_URLS[bus]
+        self.bus_url = "postgres" if bus == "postgres" else BUS_URLS[bus]  # postgres: the store
         self.node_bus = dict(node_bus or {})
         self.channel = "mtest-" + uuid.uuid4().hex[:12]
         self.nodes = [

@@ -191,7 +191,7 @@ def build_services(
 ) -> Services:
     """The composition root: each service gets its collaborators as constructor arguments."""
     visibility = Visibility(store, clock, settings.message_ttl, node=settings.node_name)
-    bus = bus_for(settings.bus, settings.bus_channel)
+    bus = bus_for(settings.bus, settings.bus_channel, settings.store)
     events = EventService(
         store, hub, clock, settings.event_retention, bus=bus, node_id=settings.node_name,
         resumed=visibility.resumed,

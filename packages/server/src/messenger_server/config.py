@@ -113,15 +113,18 @@ def _store(name: str, raw: object) -> str:
 
 
 def _bus(name: str, raw: object) -> str:
-    """local, or a redis://, rediss://, nats:// or tls:// URL"""
+    """local, postgres, or a redis://, rediss://, nats:// or tls:// URL"""
     if isinstance(raw, str):
         value = raw.strip()
         if value in ("", "local"):
             return "local"
+        if value in ("postgres", "postgresql"):
+            return "postgres"
         if value.startswith(("redis://", "rediss://", "nats://", "tls://")) and len(value) > 8:
             return value
     raise ConfigError(
-        f"{name} must be local, redis://host:port or nats://host:port, got {_redacted(str(raw))!r}"
+        f"{name} must be local, postgres, redis://host:port or nats://host:port,"
+        f" got {_redacted(str(raw))!r}"
     )
 
 
@@ -325,8 +328,8 @@ class Settings:
         "", _store, "database: empty = SQLite in data_dir, or postgresql://user@host:port/db"
     )
     bus: str = _setting(
-        "local", _bus, "how nodes pass events: local (one node), redis://host:port or "
-        "nats://host:port (several nodes on one PostgreSQL store)"
+        "local", _bus, "how nodes pass events: local (one node), redis://host:port, "
+        "nats://host:port or postgres (LISTEN/NOTIFY; several nodes on one PostgreSQL store)"
     )  # fmt: skip
     bus_channel: str = _setting(
         "messenger", _text(empty=False), "Redis channel / NATS subject prefix the nodes "

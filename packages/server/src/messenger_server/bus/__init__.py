@@ -6,8 +6,9 @@ commit; every other node's window puts it in order. The event log in the databas
 the record, so a bus may lose or delay a message: the windows repair gaps from the log.
 
 ``local`` (the default) is one node: :class:`LocalBus` carries nothing. ``redis://…``
-(:mod:`.redis_bus`, pub/sub) and ``nats://…`` (:mod:`.nats_bus`, core NATS) connect
-nodes that share one PostgreSQL database.
+(:mod:`.redis_bus`, pub/sub), ``nats://…`` (:mod:`.nats_bus`, core NATS) and
+``postgres`` (:mod:`.pg_bus`, LISTEN/NOTIFY on the store's database) connect nodes that
+share one PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BUS_SCHEMES = ("redis://", "rediss://", "nats://", "tls://")
-"""How a ``--bus`` URL other than ``local`` begins."""
+"""How a ``--bus`` URL other than ``local`` and ``postgres`` begins."""
 
 
 class BusEvent(msgspec.Struct, frozen=True):
@@ -218,19 +219,26 @@ def is_local_bus(url: str) -> bool:
     return url in ("", "local")
 
 
-def bus_for(url: str, channel: str) -> EventBus:
-    """The bus a ``--bus`` value names; ``channel`` prefixes its channel or subject.
+def bus_for(url: str, channel: str, store: str = "") -> EventBus:
+    """The bus a ``--bus`` value names; ``channel`` prefixes its channel or subject;
+    ``store`` is the database ``postgres`` notifies on.
 
     With ``MESSENGER_TEST_FAULTS`` set (tests only) it loses or delays batches.
     """
-    bus = _bus_for(url, channel)
+    bus = _bus_for(url, channel, store)
     faults = os.environ.get(TEST_FAULTS_ENV, "")
     return FaultyBus(bus, faults) if faults and not is_local_bus(url) else bus
 
 
-def _bus_for(url: str, channel: str) -> EventBus:
+def _bus_for(url: str, channel: str, store: str) -> EventBus:
     if is_local_bus(url):
         return LocalBus()
+    if url == "postgres":
+        if not store:
+            raise ValueError("the postgres bus needs a postgresql:// store")
+        from .pg_bus import PostgresBus
+
+        return PostgresBus(store, channel)
     if url.startswith(("redis://", "rediss://")):
         from .redis_bus import RedisBus
 
