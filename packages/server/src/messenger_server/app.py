@@ -36,7 +36,8 @@ from messenger_protocol import (
 from messenger_protocol import __version__ as protocol_version
 from messenger_protocol import endpoints as ep
 
-from .bus import bus_for, is_local_bus
+from .bus import is_local_bus
+from .bus.factory import bus_for
 from .clock import Clock
 from .config import Settings
 from .file_routes import file_handlers
