@@ -27,6 +27,7 @@ from _common import ServerProcess, bench_store, compare, http_request, percentil
 
 from messenger_server.storage import SqliteStore, Store
 from messenger_server.storage.postgres import PostgresStore
+from messenger_server.storage.search import index_new_messages
 
 SPACING = 0.001
 """Seconds between two filled messages: a million fit in the last 17 minutes."""
@@ -47,6 +48,7 @@ def fill(db: Path, count: int, author_id: int) -> None:
         )
         conn.commit()
     conn.execute("UPDATE chats SET last_message_id = (SELECT max(id) FROM messages) WHERE id = 1")
+    index_new_messages(conn)  # what the server does at each group commit, here once
     conn.commit()
     conn.close()
 

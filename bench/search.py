@@ -9,16 +9,24 @@ the GIN index built afterwards; query latency only, no send runs). A real server
 registers two users and makes 20 group chats (the reader is in 10 of them, so half of
 what the index holds is not theirs to find), then the data dir is filled with N messages
 straight into the database, spread over the general chat and the groups, each 4 to 16
-words drawn from a Zipf-like vocabulary of 20,000 words; on SQLite the FTS5 triggers
-index them as they go in (``fill_s``). Then:
+words drawn from a Zipf-like vocabulary of 20,000 words, indexed on SQLite by one
+statement at the end, as the server does at each group commit (``fill_s``). Then:
 
 * the storage query in-process (``search_queries(tx).search``), per kind of query: a
   common, a middling and a rare word, two words, a phrase, a word in one chat, a word
   from one author, operators alone;
 * the whole request (``GET /api/v1/search``) over a keep-alive connection to the server;
-* send throughput (SQLite): 8 senders posting to group chats through the server, with
-  the index (the triggers) and without it (triggers dropped), after one warm-up run,
-  four runs of each in ABBA BAAB order, so a trend in the machine's load hits both alike.
+* send throughput (SQLite): 8 senders posting to group chats through the server in three
+  set-ups: ``none`` (nothing indexed), ``row`` (the FTS5 trigger per inserted row that
+  the server had before, with FTS5's default ``automerge`` 4: it runs inside each unit's
+  SAVEPOINT, so FTS5 writes a segment per message) and ``group`` (what the server does
+  now: the new messages of each group commit indexed in one statement before its COMMIT,
+  ``automerge`` 16); after one warm-up run, four runs of each in an order where every
+  set-up has the same mean position, so a trend in the machine's load hits all alike.
+  Medians of the four: sends/s (``send_cost_of_index_pct`` is ``group`` against
+  ``none``, ``send_cost_of_row_trigger_pct`` ``row`` against ``none``) and the server's
+  CPU time per send (``send_cpu_cost_…``), which a loaded machine scatters far less than
+  the wall-clock rate.
 
 Messages do not disappear here (``--message-ttl 0``).
 """
@@ -31,18 +39,20 @@ import json
 import os
 import random
 import sqlite3
+import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
 from _common import ServerProcess, bench_store, http_request, percentile, save
 
 from messenger_protocol import parse_search
 from messenger_server.storage import SqliteStore, Store, Tx
 from messenger_server.storage.postgres import PostgresStore
-from messenger_server.storage.search import SearchFilter, search_queries
+from messenger_server.storage.search import SearchFilter, index_new_messages, search_queries
 
 VOCABULARY = 20_000
 GROUPS = 20
@@ -89,6 +99,7 @@ def fill(db: Path, count: int, chats: list[int], authors: list[int], words: list
         " WHERE m.chat_id = chats.id), last_message_at = ?",
         (time.time(),),
     )
+    index_new_messages(conn)
     conn.commit()
     conn.close()
 
@@ -212,8 +223,9 @@ async def http_query(
     return {"http_p50_ms": percentile(times, 50), "http_p99_ms": percentile(times, 99)}
 
 
-async def sends_per_second(srv: ServerProcess, token: str, chats: list[int]) -> float:
-    """Sends/s of SENDERS keep-alive senders, SENDS_PER_SENDER each, to group chats."""
+async def sends_per_second(srv: ServerProcess, token: str, chats: list[int]) -> tuple[float, float]:
+    """Sends/s of SENDERS keep-alive senders, SENDS_PER_SENDER each, to group chats, and
+    the server's CPU time per send in µs (what a loaded machine changes far less)."""
 
     async def sender(n: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
@@ -231,30 +243,50 @@ async def sends_per_second(srv: ServerProcess, token: str, chats: list[int]) -> 
         finally:
             writer.close()
 
+    assert srv.proc is not None
+    proc = psutil.Process(srv.proc.pid)
+    cpu0 = proc.cpu_times()
     t0 = time.perf_counter()
     await asyncio.gather(*(sender(n) for n in range(SENDERS)))
-    return SENDERS * SENDS_PER_SENDER / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    cpu1 = proc.cpu_times()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    sends = SENDERS * SENDS_PER_SENDER
+    return sends / elapsed, cpu / sends * 1e6
 
 
-_TRIGGERS = [
-    "messages_fts_insert AFTER INSERT ON messages BEGIN"
-    " INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text); END",
-    "messages_fts_delete AFTER DELETE ON messages BEGIN INSERT INTO messages_fts"
-    " (messages_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
-    "messages_fts_update AFTER UPDATE OF text ON messages BEGIN INSERT INTO messages_fts"
-    " (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);"
-    " INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text); END",
-]
+_ROW_TRIGGER = (
+    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN"
+    " INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text); END"
+)
+_OFF = 1 << 62
+"""``search_indexed.upto`` that keeps the server's group commit from indexing anything."""
 
 
-def set_index(db: Path, on: bool) -> None:
-    """Create or drop the triggers that keep the FTS5 index in step (the server is stopped)."""
+def set_index(db: Path, mode: str) -> None:
+    """Index new messages by ``mode`` (``none``, ``row``, ``group``) while the server is
+    stopped; every message sent meanwhile ends up in the index once whatever the mode was
+    (the bench's own table ``bench_index`` remembers the mode and the mark it left)."""
     conn = sqlite3.connect(db)
-    for trigger in _TRIGGERS:
-        name = trigger.split(" ", 1)[0]
-        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-        if on:
-            conn.execute(f"CREATE TRIGGER {trigger}")
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_index (mode TEXT NOT NULL, upto INTEGER)")
+    # back to "group" with everything indexed
+    row = conn.execute("SELECT mode, upto FROM bench_index").fetchone()
+    if row is not None and row[0] == "none":
+        conn.execute("UPDATE search_indexed SET upto = ?", (row[1],))
+        index_new_messages(conn)
+    elif row is not None and row[0] == "row":
+        conn.execute("DROP TRIGGER IF EXISTS messages_fts_insert")
+        conn.execute("UPDATE search_indexed SET upto = (SELECT max(id) FROM messages)")
+    conn.execute("DELETE FROM bench_index")
+    # the server's FTS5 merge setting, or (row) FTS5's default that the server had before
+    merge = 4 if mode == "row" else 16
+    conn.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('automerge', ?)", (merge,))
+    if mode != "group":
+        upto = conn.execute("SELECT upto FROM search_indexed").fetchone()[0]
+        conn.execute("INSERT INTO bench_index (mode, upto) VALUES (?, ?)", (mode, upto))
+        conn.execute("UPDATE search_indexed SET upto = ?", (_OFF,))
+        if mode == "row":
+            conn.execute(_ROW_TRIGGER)
     conn.commit()
     conn.close()
 
@@ -311,27 +343,41 @@ async def run(count: int, repeats: int, store: str = "") -> dict[str, Any]:
         return results
 
 
+_MODES = ("none", "row", "group")
+_ORDER = "group  none row group  group row none  none group row  row group none"
+"""A warm-up run (not counted), then four runs of each set-up, all at mean position 6.5."""
+
+
 async def _send_runs(srv: ServerProcess, data: Path, token: str, own: list[int]) -> dict[str, Any]:
-    """Send throughput with and without the FTS5 triggers (SQLite)."""
-    rates: dict[bool, list[float]] = {True: [], False: []}
-    # a warm-up run (not counted), then ABBA BAAB: a trend in the load hits both alike
-    for n, on in enumerate((True, True, False, False, True, False, True, True, False)):
-        set_index(data / "messenger.db", on)
+    """Send throughput by way of indexing (SQLite), in the order of ``_ORDER``."""
+    rates: dict[str, list[float]] = {mode: [] for mode in _MODES}
+    cpus: dict[str, list[float]] = {mode: [] for mode in _MODES}
+    for n, mode in enumerate(_ORDER.split()):
+        set_index(data / "messenger.db", mode)
         srv.start()
         try:
-            rate = await sends_per_second(srv, token, own)
+            sends_rate, cpu_per_send = await sends_per_second(srv, token, own)
             if n > 0:
-                rates[on].append(rate)
+                rates[mode].append(sends_rate)
+                cpus[mode].append(cpu_per_send)
         finally:
             srv.stop()
-    set_index(data / "messenger.db", True)
-    with_index = sum(rates[True]) / len(rates[True])
-    without = sum(rates[False]) / len(rates[False])
+    set_index(data / "messenger.db", "group")
+    rate = {mode: statistics.median(r) for mode, r in rates.items()}
+    cpu = {mode: statistics.median(c) for mode, c in cpus.items()}
     return {
-        "sends_per_s_with_index": with_index,
-        "sends_per_s_without_index": without,
-        "send_cost_of_index_pct": 100.0 * (1 - with_index / without),
-        "sends_per_s_runs": {"with": rates[True], "without": rates[False]},
+        "sends_per_s_with_index": rate["group"],
+        "sends_per_s_with_row_trigger": rate["row"],
+        "sends_per_s_without_index": rate["none"],
+        "send_cost_of_index_pct": 100.0 * (1 - rate["group"] / rate["none"]),
+        "send_cost_of_row_trigger_pct": 100.0 * (1 - rate["row"] / rate["none"]),
+        "server_cpu_us_per_send_with_index": cpu["group"],
+        "server_cpu_us_per_send_with_row_trigger": cpu["row"],
+        "server_cpu_us_per_send_without_index": cpu["none"],
+        "send_cpu_cost_of_index_pct": 100.0 * (cpu["group"] / cpu["none"] - 1),
+        "send_cpu_cost_of_row_trigger_pct": 100.0 * (cpu["row"] / cpu["none"] - 1),
+        "sends_per_s_runs": rates,
+        "server_cpu_us_per_send_runs": cpus,
     }
 
 

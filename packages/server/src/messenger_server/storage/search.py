@@ -1,7 +1,12 @@
 """Queries of full-text search: SQLite's FTS5 index ``messages_fts``, PostgreSQL's
 ``messages.tsv`` column (GIN index). The index follows every insert, edit and delete of
-a message inside the same transaction (SQLite: triggers; PostgreSQL: a generated column),
-so nothing that is gone can be found.
+a message inside the same transaction, so nothing that is gone can be found and a sent
+message is found once its send is answered. PostgreSQL: a generated column. SQLite:
+new messages go into the index once per group commit, just before its COMMIT
+(:func:`index_new_messages`, one FTS5 segment for the group; inside each unit's SAVEPOINT
+a trigger per row made one segment per message; FTS5 merges a level at 16 segments),
+and triggers follow the edits and deletions of the messages already in it
+(``search_indexed.upto`` and below).
 
 Both answer in the same words: runs of letters and digits in lower case, no stemming.
 SQLite also drops accents (``café`` finds ``cafe``); PostgreSQL's ``simple`` dictionary
@@ -19,7 +24,13 @@ from .base import Tx
 from .rows import MESSAGE_COLUMNS, MESSAGE_FROM, message_row
 from .sql import Connection, connection
 
-__all__ = ["SearchFilter", "SearchQueries", "SqlSearchQueries", "search_queries"]
+__all__ = [
+    "SearchFilter",
+    "SearchQueries",
+    "SqlSearchQueries",
+    "index_new_messages",
+    "search_queries",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +57,11 @@ class SqlSearchQueries:
     """:class:`SearchQueries` on SQLite (FTS5 ``MATCH``); :class:`PgSearchQueries` overrides
     only the text match."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tx: Tx | None = None) -> None:
         self.conn = conn
+        self.tx = tx
+        """SQLite: the unit, whose ``unindexed`` says the running group stored messages its
+        commit has not indexed yet."""
 
     def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any], str]:
         """Dialect hook: the FROM addition, the WHERE clause, its arguments, and the id
@@ -66,6 +80,9 @@ class SqlSearchQueries:
     ) -> list[Message]:
         """Matching messages of the user's chats, newest first, older than ``before``."""
         query = found.query
+        if getattr(self.tx, "unindexed", False):
+            # inside the group that stored them, found too (the flag stays for the commit)
+            index_new_messages(self.conn)
         where = [
             "m.chat_id IN (SELECT chat_id FROM members WHERE user_id = ?)",
             "m.deleted_at IS NULL",
@@ -123,4 +140,17 @@ def search_queries(tx: Tx) -> SearchQueries:
     conn = connection(tx)
     if tx.dialect == "postgresql":
         return PgSearchQueries(conn)
-    return SqlSearchQueries(conn)
+    return SqlSearchQueries(conn, tx)
+
+
+def index_new_messages(conn: Connection) -> None:
+    """SQLite: put the messages newer than ``search_indexed.upto`` into the FTS5 index and
+    move the mark to the newest message (in the group's transaction, outside any unit)."""
+    conn.execute(
+        "INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages"
+        " WHERE id > (SELECT upto FROM search_indexed WHERE id = 1)"
+    )
+    conn.execute(
+        "UPDATE search_indexed SET upto = (SELECT coalesce(max(id), 0) FROM messages)"
+        " WHERE id = 1 AND upto < (SELECT coalesce(max(id), 0) FROM messages)"
+    )

@@ -34,6 +34,7 @@ from .rows import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from .rows import MESSAGE_FROM as _MESSAGE_FROM
 from .rows import message_row as _message
 from .rows import quote_of
+from .search import index_new_messages
 from .sql import UNREAD_COUNT_MAX, Connection
 
 __all__ = ["DB_FILE", "UNREAD_COUNT_MAX", "SqliteStore", "SqliteTx", "quote_of"]
@@ -83,6 +84,8 @@ class SqliteTx:
         self.conn = conn
         """The connection, for the query modules of other tables (``storage/files.py``)."""
         self._after_commit = after_commit
+        self.unindexed = False
+        """A message was inserted since the last group commit (SQLite indexes it then)."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this unit's changes are committed (in commit order)."""
@@ -424,6 +427,7 @@ class SqliteTx:
         )
         if message_id is None:
             return None
+        self.unindexed = True
         if thread_root is None:
             self.touch_chat(chat_id, message_id, now)
         message = self.message(message_id)
@@ -868,6 +872,10 @@ class SqliteStore:
         conn = self._connection()
         try:
             if conn.in_transaction:
+                tx = self.tx
+                if tx.unindexed:
+                    tx.unindexed = False
+                    index_new_messages(conn)
                 conn.execute("COMMIT")
         except Exception as exc:
             log.exception("commit failed; rolling back the group")

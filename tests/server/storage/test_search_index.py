@@ -1,0 +1,125 @@
+"""SQLite's search index takes the new messages of each group commit in one statement:
+what a group stores is found once it commits (and inside it), edits and deletions keep
+the index whole, a refused unit leaves nothing behind, and a database of the schema that
+indexed by trigger keeps every message findable after the migration."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from messenger_protocol import parse_search
+from messenger_server.storage import DB_FILE, MIGRATIONS, SqliteStore, Tx
+from messenger_server.storage.annotations import annotation_queries
+from messenger_server.storage.migrations import sqlite_script
+from messenger_server.storage.search import SearchFilter, search_queries
+from messenger_server.storage.sql import connection
+
+
+def _found(tx: Tx, user_id: int, query: str) -> list[str]:
+    hits = search_queries(tx).search(user_id, SearchFilter(parse_search(query)), None, 50)
+    return sorted(m.text for m in hits)
+
+
+def _whole(store: SqliteStore) -> None:
+    """FTS5's own check: the index holds exactly what the messages table says."""
+    store.tx.conn.execute(
+        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
+    )
+
+
+async def test_a_group_commit_indexes_its_messages_edits_and_deletions(tmp_path: Path) -> None:
+    store = SqliteStore.in_dir(tmp_path)
+    await store.open()
+    try:
+        user = await store.write(lambda tx: tx.insert_user("alice", "h", 1.0, False))
+        assert user is not None
+
+        def post(text: str) -> Callable[[Tx], int]:
+            def unit(tx: Tx) -> int:
+                message = tx.insert_message(1, user, text, 2.0, None, None, None)
+                assert message is not None
+                return message.id
+
+            return unit
+
+        def post_and_edit(tx: Tx) -> int:
+            message = tx.insert_message(1, user, "walrus draft", 2.0, None, None, None)
+            assert message is not None
+            annotation_queries(tx).edit_text(message.id, "walrus final", 3.0)
+            return message.id
+
+        def post_and_delete(tx: Tx) -> None:
+            message = tx.insert_message(1, user, "walrus gone", 2.0, None, None, None)
+            assert message is not None
+            connection(tx).execute("DELETE FROM messages WHERE id = ?", (message.id,))
+
+        def post_and_search(tx: Tx) -> list[str]:
+            tx.insert_message(1, user, "walrus seen inside", 2.0, None, None, None)
+            return _found(tx, user, "walrus")
+
+        def refused(tx: Tx) -> None:
+            tx.insert_message(1, user, "walrus refused", 2.0, None, None, None)
+            raise RuntimeError("refused")
+
+        results = await asyncio.gather(
+            store.write(post("walrus one")),
+            store.write(post_and_edit),
+            store.write(post_and_delete),
+            store.write(refused),
+            store.write(post_and_search),
+            store.write(post("walrus two")),
+            return_exceptions=True,
+        )
+        assert isinstance(results[3], RuntimeError)
+        # a search inside the group finds what the group stored so far, as it is now
+        assert results[4] == ["walrus final", "walrus one", "walrus seen inside"]
+        found = await store.read(lambda tx: _found(tx, user, "walrus"))
+        assert found == ["walrus final", "walrus one", "walrus seen inside", "walrus two"]
+        assert await store.read(lambda tx: _found(tx, user, "draft")) == []
+        _whole(store)
+        # an edit and a deletion of indexed messages, each in a later group
+        first = results[0]
+        assert isinstance(first, int)
+        await store.write(lambda tx: annotation_queries(tx).edit_text(first, "narwhal", 4.0))
+        await store.write(lambda tx: annotation_queries(tx).tombstone(first, 5.0))
+        assert await store.read(lambda tx: _found(tx, user, "narwhal")) == []
+        _whole(store)
+    finally:
+        await store.close()
+
+
+async def test_messages_indexed_by_the_old_trigger_stay_findable(tmp_path: Path) -> None:
+    """A database migrated from the schema step that indexed each row by trigger."""
+    step = next(n for n, s in enumerate(MIGRATIONS) if "search_indexed" in s.sqlite)
+    with sqlite3.connect(tmp_path / DB_FILE, isolation_level=None) as conn:
+        for number in range(step):
+            script = sqlite_script(MIGRATIONS[number])
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+        conn.execute(
+            "INSERT INTO users (login, password_hash, created_at) VALUES ('alice', 'h', 1.0)"
+        )
+        conn.execute("INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, 1, 1.0)")
+        for text in ("otter before", "otter edited later", "otter deleted later"):
+            conn.execute(
+                "INSERT INTO messages (chat_id, author_id, text, created_at) VALUES (1, 1, ?, 2.0)",
+                (text,),
+            )
+    conn.close()
+    store = SqliteStore.in_dir(tmp_path)
+    await store.open()
+    try:
+
+        def after(tx: Tx) -> None:
+            tx.insert_message(1, 1, "otter after", 3.0, None, None, None)
+            annotation_queries(tx).edit_text(2, "otter changed", 4.0)
+            annotation_queries(tx).tombstone(3, 5.0)
+
+        await store.write(after)
+        found = await store.read(lambda tx: _found(tx, 1, "otter"))
+        assert found == ["otter after", "otter before", "otter changed"]
+        _whole(store)
+    finally:
+        await store.close()
