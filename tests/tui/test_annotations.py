@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual.pilot import Pilot
+from textual.widgets import OptionList
+
 from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.widgets.annotate import ConfirmDelete, MessageMenu, ReactionPicker
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
@@ -46,3 +50,135 @@ async def test_an_edit_a_reply_reactions_and_a_delete_show_in_the_open_chat(
             )
     finally:
         await bob.close()
+
+
+def toasts(app: MessengerApp) -> str:
+    """The notifications on screen now, one per line."""
+    return "\n".join(n.message for n in app._notifications)
+
+
+async def select_message(pilot: Pilot[None], app: MessengerApp, text: str) -> None:
+    """Focus the message list and select the message with ``text`` (k from the newest)."""
+    main = app.main
+    assert main is not None
+    main.view.focus()
+    await pilot.press("end")
+    for _ in range(50):
+        chosen = main.view.selected_message()
+        if chosen is not None and chosen.text == text:
+            return
+        await pilot.press("k")
+    raise AssertionError(f"no message {text!r} to select")
+
+
+async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Issue 12: e edits your message, r replies with a quote, + reacts (again: takes it
+    back), d deletes after a confirm -- on the server, as every client sees it."""
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            main = app.main
+            assert main is not None and app.store is not None
+            asked = await bob.send(GENERAL_CHAT_ID, "shall we ship?")
+            await until(pilot, lambda: "shall we ship?" in screen_text(app), "bob's message")
+            await pilot.press(*"helo", "enter")
+            await until(pilot, lambda: app.store is not None and any(
+                m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
+            ), "alice's message sent")  # fmt: skip
+
+            # e: edit your own message; the composer holds its text, Enter saves
+            await select_message(pilot, app, "helo")
+            await pilot.press("e")
+            await until(pilot, lambda: main.composer.text == "helo", "the text to edit")
+            assert "Editing your message" in screen_text(app)
+            await pilot.press("left", "l", "enter")
+            await until(pilot, lambda: "hello (edited)" in screen_text(app), "the edit shown")
+            assert app.screen is main, "an edit opens no output screen (it said EditedOut(...))"
+            page = await bob.history(GENERAL_CHAT_ID)
+            assert [m.text for m in page.messages][-1] == "hello"
+            assert "Editing your message" not in screen_text(app)
+
+            # e on someone else's message: refused in one line, nothing changes
+            await select_message(pilot, app, "shall we ship?")
+            await pilot.press("e")
+            await until(pilot, lambda: "only your own" in toasts(app), "the refusal")
+            assert main.composer.intent is None
+
+            # r: reply, quoting it
+            await select_message(pilot, app, "shall we ship?")
+            await pilot.press("r")
+            await until(pilot, lambda: "Replying to bob" in screen_text(app), "the reply bar")
+            await pilot.press(*"yes!", "enter")
+            await until(pilot, lambda: "↱ bob shall we ship?" in screen_text(app), "the quote")
+            page = await bob.history(GENERAL_CHAT_ID)
+            reply = page.messages[-1]
+            assert reply.text == "yes!" and reply.reply_to is not None
+            assert reply.reply_to.id == asked.id
+
+            # +: the picker; typing finds the emoji, Enter reacts; again takes it back
+            await select_message(pilot, app, "shall we ship?")
+            await pilot.press("plus")
+            await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
+            await pilot.press(*"thumbs", "enter")
+            await until(pilot, lambda: "👍 1" in screen_text(app), "the chip")
+            theirs = await bob.message(asked.id)
+            assert [(r.emoji, r.users) for r in theirs.reactions] == [("👍", ["alice"])]
+            await select_message(pilot, app, "shall we ship?")
+            await pilot.press("plus")
+            await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
+            await pilot.press(*"thumbs", "enter")
+            await until(pilot, lambda: "👍 1" not in screen_text(app), "the chip gone")
+            assert not (await bob.message(asked.id)).reactions
+
+            # d: asks first (Keep has the focus: a stray Enter deletes nothing)
+            await select_message(pilot, app, "hello")
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDelete), "the confirm")
+            await pilot.press("enter")
+            await until(pilot, lambda: app.screen is main, "kept")
+            assert "hello (edited)" in screen_text(app)
+            await select_message(pilot, app, "hello")
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDelete), "the confirm")
+            await pilot.press("y")
+            await until(pilot, lambda: "message deleted" in screen_text(app), "the tombstone")
+            page = await bob.history(GENERAL_CHAT_ID)
+            assert any(m.deleted_at is not None for m in page.messages)
+    finally:
+        await bob.close()
+
+
+async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_offers_acts(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        main = app.main
+        assert main is not None and app.store is not None
+        await pilot.press(*"first draft", "enter")
+        await until(pilot, lambda: app.store is not None and any(
+            m.id for m in app.store.timeline(GENERAL_CHAT_ID)
+        ), "sent")  # fmt: skip
+        await pilot.press(*"half typed")
+        await select_message(pilot, app, "first draft")
+        await pilot.press("e")
+        await until(pilot, lambda: main.composer.text == "first draft", "the edit")
+        await pilot.press("escape")
+        await until(pilot, lambda: main.composer.intent is None, "the edit cancelled")
+        assert main.composer.text == "half typed", "the draft comes back"
+        assert "Editing" not in screen_text(app)
+
+        # a right click on the message: a menu of what can be done with it
+        await until(pilot, lambda: main.view.layout_ is not None, "laid out")
+        region = main.view.content_region
+        await pilot.click(main.view, offset=(4, region.height - 1), button=3)
+        await until(pilot, lambda: isinstance(app.screen, MessageMenu), "the menu")
+        labels = str(app.screen.query_one(OptionList).get_option_at_index(0).prompt)
+        assert "Reply" in labels
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is main, "the menu closed")

@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 _OUTBOX_FILES = "ALTER TABLE outbox ADD COLUMN attachments BLOB"
 """The outbox of a cache made before file messages went through it gains their files."""
+_OUTBOX_REPLIES = "ALTER TABLE outbox ADD COLUMN reply_to INTEGER"
+"""... and, made before replies went through it, the message each answers."""
 
 _encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(Message)
@@ -89,6 +91,8 @@ class PendingSend:
     thread_root: int | None = None
     attachments: tuple[Attachment, ...] = ()
     """Files already uploaded that the message carries (a file message)."""
+    reply_to: int | None = None
+    """The message it answers (a reply, quoting it)."""
 
 
 def default_cache_dir() -> Path:
@@ -114,6 +118,8 @@ class Cache:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "attachments" not in columns:
             self._db.execute(_OUTBOX_FILES)
+        if "reply_to" not in columns:
+            self._db.execute(_OUTBOX_REPLIES)
         version = self._meta("schema_version")
         if version is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
@@ -355,23 +361,29 @@ class Cache:
         """Keep a send until the server acknowledges it."""
         self._db.execute(
             "INSERT OR REPLACE INTO outbox"
-            " (client_id, chat_id, text, thread_root, created_at, attachments)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " (client_id, chat_id, text, thread_root, created_at, attachments, reply_to)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 p.client_id, p.chat_id, p.text, p.thread_root, p.created_at,
-                _encoder.encode(p.attachments) if p.attachments else None,
+                _encoder.encode(p.attachments) if p.attachments else None, p.reply_to,
             ),
         )  # fmt: skip
 
     def pending(self) -> list[PendingSend]:
         """Unacknowledged sends, oldest first."""
         rows = self._db.execute(
-            "SELECT client_id, chat_id, text, created_at, thread_root, attachments FROM outbox"
-            " ORDER BY created_at"
+            "SELECT client_id, chat_id, text, created_at, thread_root, attachments, reply_to"
+            " FROM outbox ORDER BY created_at"
         ).fetchall()
         return [
             PendingSend(
-                r[0], r[1], r[2], r[3], r[4], _attachments_decoder.decode(r[5]) if r[5] else ()
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                _attachments_decoder.decode(r[5]) if r[5] else (),
+                reply_to=r[6],
             )
             for r in rows
         ]

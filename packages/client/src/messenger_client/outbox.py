@@ -109,6 +109,7 @@ class Outbox:
                         pending.text,
                         client_id=pending.client_id,
                         attachments=[a.id for a in pending.attachments],
+                        reply_to=pending.reply_to,
                     )
             except ServerUnavailable as exc:
                 log.info("send %s waits: %s", pending.client_id, exc)

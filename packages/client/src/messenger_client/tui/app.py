@@ -227,7 +227,7 @@ class MessengerApp(Host):
 
     @on(Composer.Submitted)
     def _submitted(self, event: Composer.Submitted) -> None:
-        self.dispatch.submitted(event.text, event.composer)
+        self.dispatch.submitted(event.text, event.composer, event.intent)
 
     def run_command(self, parsed: slash.ParsedCommand, chat_id: int) -> None:
         """Do what a composer line asks; sends go through the outbox."""

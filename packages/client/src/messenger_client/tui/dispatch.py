@@ -29,7 +29,7 @@ from .screens.status import StatusScreen
 from .session import LiveSession
 from .tasks import app_work
 from .threads import Threads
-from .widgets.composer import Composer
+from .widgets.composer import Composer, Intent
 
 __all__ = ["Dispatcher"]
 
@@ -58,10 +58,19 @@ class Dispatcher:
         self.clock = clock
         """The time a pending send is stamped with."""
 
-    def submitted(self, text: str, composer: Composer) -> None:
-        """A composer's line: a comment in the thread panel's, else a command."""
+    def submitted(self, text: str, composer: Composer, intent: Intent | None = None) -> None:
+        """A composer's line: an edit or a reply (``intent``: the text as it is), a
+        comment in the thread panel's, else a command."""
         main = self.app.main
         if main is None or main.current_chat is None:
+            return
+        if intent is not None and intent.act == "edit":
+            if text != intent.message.text:
+                edit = {"message_id": intent.message.id, "text": text}
+                self._run_slash(slash.ParsedCommand("edit", edit, line=f"/edit {text}"))
+            return
+        if intent is not None:
+            self.send_text(intent.message.chat_id, text, reply_to=intent.message.id)
             return
         parsed = slash.parse(text)
         if isinstance(parsed, slash.UsageError):
@@ -86,6 +95,10 @@ class Dispatcher:
                 self.send_text(chat_id, args["text"])
             case "send":
                 self.send_text(GENERAL_CHAT_ID, args["text"])
+            case "reply":
+                replied = store.find(args["message_id"])
+                target = replied.chat_id if replied is not None else chat_id
+                self.send_text(target, args["text"], reply_to=args["message_id"])
             case "private":
                 chat = store.direct_chat(args["login"])
                 if chat is not None:
@@ -123,12 +136,21 @@ class Dispatcher:
 
     # --- sending ---------------------------------------------------------------------
 
-    def send_text(self, chat_id: int, text: str, attachments: tuple[Attachment, ...] = ()) -> None:
+    def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        attachments: tuple[Attachment, ...] = (),
+        *,
+        reply_to: int | None = None,
+    ) -> None:
         """Show the message as pending at once and queue it; it is retried until sent."""
         store, main = self.app.store, self.app.main
         if store is None or main is None:
             return
-        pending = PendingSend(new_client_id(), chat_id, text, self.clock(), None, attachments)
+        pending = PendingSend(
+            new_client_id(), chat_id, text, self.clock(), None, attachments, reply_to=reply_to
+        )
         store.add_pending(pending)
         if main.current_chat == chat_id:
             main.view.follow()
@@ -220,6 +242,9 @@ class Dispatcher:
                 case slash.MessageOut(message=message, live=False) if store is not None:
                     store._save([message]) if message.thread_root is not None else None
                     shown.append(out)
+                case slash.EditedOut():
+                    # the chat shows the new text with its "(edited)" as the event comes
+                    app.notify("Edited", timeout=3)
                 case slash.ExitOut():
                     app.exit()
                 case slash.LogoutOut(reason=reason):

@@ -215,7 +215,8 @@ class ChatStore:
         """Show and keep a send until the server acknowledges it."""
         if self.cache is not None:
             self.cache.add_pending(pending)
-        message = pending_message(pending, self.me)
+        replied = self.find(pending.reply_to) if pending.reply_to is not None else None
+        message = pending_message(pending, self.me, replied)
         timeline = self._timeline_of(pending)
         if timeline is not None:
             timeline.add_pending(message)
@@ -477,9 +478,14 @@ class ChatStore:
         return sorted(set(self.users) | set(self.contacts))
 
 
-def pending_message(pending: PendingSend, me: str) -> Message:
-    """How a pending send shows in a timeline (id 0 until the server gives one)."""
+def pending_message(pending: PendingSend, me: str, replied: Message | None = None) -> Message:
+    """How a pending send shows in a timeline (id 0 until the server gives one), with
+    the quote of the message it answers if that one is known."""
+    quote = None
+    if replied is not None:
+        quote = quote_of(replied.id, replied.author, replied.text, replied.deleted_at is not None)
     return Message(
+        reply_to=quote,
         id=0,
         chat_id=pending.chat_id,
         author=me,

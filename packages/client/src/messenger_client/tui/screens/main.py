@@ -14,13 +14,16 @@ from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from messenger_protocol import Chat, Message, format_count
 
+from ... import commands as slash
+from .. import host
 from ..messages import BanChanged, ChatsChanged, PeopleChanged, RateLimited, ThreadChanged
 from ..robust import Guarded
 from ..timeline import Timeline
+from ..widgets.annotate import ConfirmDelete, MessageMenu, ReactionPicker
 from ..widgets.chat_list import ChatList
-from ..widgets.composer import Completer, Composer
+from ..widgets.composer import Completer, Composer, Intent
 from ..widgets.header import ConnectionBar
-from ..widgets.message_view import MessageView
+from ..widgets.message_view import Act, MessageView
 from ..widgets.moderation import ModerationBar
 from ..widgets.users_panel import UsersPanel
 
@@ -95,6 +98,7 @@ class MainScreen(Guarded, Screen[None]):
         self.view.badge_below = True  # the unseen badge sits under it
         self.unseen_badge = Static("", id="unseen")
         self.moderation = ModerationBar(id="moderation")
+        self.intent_bar = Static("", id="intent")
         self.composer = Composer(completer, id="composer")
         self.composer.reserved_keys = set(_ALT_DIGIT_ALIASES)
         self.users_panel = UsersPanel(me, id="users")
@@ -121,6 +125,7 @@ class MainScreen(Guarded, Screen[None]):
                 yield self.view
                 yield self.unseen_badge
                 yield self.moderation
+                yield self.intent_bar
                 yield self.composer
             yield self.people
             yield self.thread_panel
@@ -131,6 +136,7 @@ class MainScreen(Guarded, Screen[None]):
         self.people.display = False
         self.thread_panel.display = False
         self.unseen_badge.display = False
+        self.intent_bar.display = False
         self.composer.focus()
 
     def _typing_target(self) -> Composer | None:
@@ -281,10 +287,118 @@ class MainScreen(Guarded, Screen[None]):
         self.view.action_activate()
 
     def action_back(self) -> None:
-        """Esc: close the people panel, or go back to the composer."""
+        """Esc: stop an edit or a reply, close the people panel, or go back to the
+        composer."""
         people = self.people
+        for composer in (self.composer, self.thread_composer):
+            if composer.intent is not None and composer.has_focus:
+                composer.end_intent()
+                return
         if people.display and people.has_focus_within:
             people.display = False
         elif self.thread_panel.display and self.thread_panel.has_focus_within:
             self.close_thread()
         self.composer.focus()
+
+    # --- acting on a message ----------------------------------------------------------
+
+    @on(MessageView.ActWanted)
+    def _act_wanted(self, event: MessageView.ActWanted) -> None:
+        event.stop()
+        self.act_on(event.message, event.act, in_thread=event.view is self.thread_view)
+
+    @on(MessageView.MenuWanted)
+    def _menu_wanted(self, event: MessageView.MenuWanted) -> None:
+        event.stop()
+        message, in_thread = event.message, event.view is self.thread_view
+        if not message.id or message.deleted_at is not None:
+            return
+        acts: list[tuple[str, str]] = []
+        if not in_thread:
+            acts.append(("reply", "↱ Reply  (r)"))
+        if message.author == self.me:
+            acts += [("edit", "✎ Edit  (e)"), ("delete", "✖ Delete  (d)")]
+        elif self._is_admin():
+            acts.append(("delete", "✖ Delete (admin)  (d)"))
+        acts.append(("react", "☺ React  (+)"))
+        if not in_thread:
+            acts.append(("thread", "↳ Thread  (Enter)"))
+
+        def chosen(act: str | None) -> None:
+            if act == "thread":
+                self.view.post_message(MessageView.Activated(self.view, message))
+            elif act in ("reply", "edit", "delete", "react"):
+                self.act_on(message, act, in_thread=in_thread)  # type: ignore[arg-type]
+
+        self.app.push_screen(MessageMenu(acts), chosen)
+
+    def act_on(self, message: Message, act: Act, *, in_thread: bool = False) -> None:
+        """Reply to, edit, delete or react to ``message`` (keys r, e, d, + or the menu)."""
+        if not message.id:
+            self.app.notify("That message is still being sent", severity="warning")
+            return
+        if message.deleted_at is not None:
+            self.app.notify("That message was deleted", severity="warning")
+            return
+        composer = self.thread_composer if in_thread else self.composer
+        match act:
+            case "reply" if in_thread:
+                self.app.notify("In a thread, just comment: replies quote in the chat")
+            case "reply":
+                composer.begin(Intent("reply", message))
+            case "edit" if message.author != self.me:
+                self.app.notify("You can edit only your own messages", severity="warning")
+            case "edit":
+                composer.begin(Intent("edit", message))
+            case "delete" if message.author != self.me and not self._is_admin():
+                self.app.notify("You can delete only your own messages", severity="warning")
+            case "delete":
+                excerpt = message.text.split("\n", 1)[0][:50] or "(a file)"
+
+                def confirmed(yes: bool | None) -> None:
+                    if yes:
+                        self._command("delete", message_id=message.id)
+
+                self.app.push_screen(ConfirmDelete(f"{message.author}: {excerpt}"), confirmed)
+            case "react":
+                mine = frozenset(r.emoji for r in message.reactions if self.me in r.users)
+
+                def picked(emoji: str | None) -> None:
+                    if emoji:
+                        self.toggle_reaction(message, emoji)
+
+                self.app.push_screen(ReactionPicker(mine), picked)
+
+    def toggle_reaction(self, message: Message, emoji: str) -> None:
+        """Add ``emoji`` to the message, or take it back if this user had added it."""
+        mine = any(r.emoji == emoji and self.me in r.users for r in message.reactions)
+        self._command("unreact" if mine else "react", message_id=message.id, emoji=emoji)
+
+    def _command(self, name: str, **args: object) -> None:
+        """Run a command of the shared command runner (its answer becomes a toast)."""
+        app = self.app
+        if isinstance(app, host.Host) and self.current_chat is not None:
+            app.run_command(slash.ParsedCommand(name, dict(args)), self.current_chat)
+
+    def _is_admin(self) -> bool:
+        app = self.app
+        client = app.client if isinstance(app, host.Host) else None
+        session = client.session if client is not None else None
+        return session is not None and session.user.is_admin
+
+    @on(Composer.IntentChanged)
+    def _intent_changed(self, event: Composer.IntentChanged) -> None:
+        event.stop()
+        if event.composer is not self.composer:
+            if event.intent is not None:
+                self.app.notify("Editing your comment: Enter saves, Esc cancels")
+            return
+        intent, bar = event.intent, self.intent_bar
+        bar.display = intent is not None
+        if intent is None:
+            return
+        if intent.act == "edit":
+            bar.update("✎ Editing your message  (Enter saves, Esc cancels)")
+        else:
+            first = intent.message.text.split("\n", 1)[0] or "(a file)"
+            bar.update(f"↱ Replying to {intent.message.author}: {first}  (Esc cancels)")

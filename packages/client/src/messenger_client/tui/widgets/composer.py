@@ -7,15 +7,18 @@ first line and Down on the last walk through what was sent before, as in a shell
 from __future__ import annotations
 
 from collections.abc import Callable, Container
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from textual import events
 from textual.message import Message as TextualMessage
 from textual.widgets import TextArea
 
+from messenger_protocol import Message
+
 from ..robust import Guarded
 
-__all__ = ["COMPOSER_KEYS", "Completer", "Composer"]
+__all__ = ["COMPOSER_KEYS", "Completer", "Composer", "Intent"]
 
 Completer = Callable[[str], list[str]]
 """Given the text before the cursor, the completed texts to replace it with."""
@@ -28,6 +31,16 @@ COMPOSER_KEYS: tuple[tuple[str, str], ...] = (
     ("any key", "Typed into the composer, even while a list has focus (not j/k/g/G, Enter)"),
 )
 """The composer's keys (handled as typing, not bindings), for the help screen."""
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What the next line does instead of posting a new message: replace the text of
+    ``message`` (``edit``) or answer it with a quote (``reply``)."""
+
+    act: Literal["edit", "reply"]
+    message: Message
+
 
 HISTORY_MAX = 200
 """Entries kept in the input history."""
@@ -49,12 +62,21 @@ class Composer(Guarded, TextArea):
     fast typist's next characters land after the break, not before it."""
 
     class Submitted(TextualMessage):
-        """The user pressed Enter: send ``text``."""
+        """The user pressed Enter: send ``text`` (an edit or a reply, with ``intent``)."""
 
-        def __init__(self, composer: Composer, text: str) -> None:
+        def __init__(self, composer: Composer, text: str, intent: Intent | None = None) -> None:
             super().__init__()
             self.composer = composer
             self.text = text
+            self.intent = intent
+
+    class IntentChanged(TextualMessage):
+        """An edit or a reply began (``intent``) or ended (None)."""
+
+        def __init__(self, composer: Composer, intent: Intent | None) -> None:
+            super().__init__()
+            self.composer = composer
+            self.intent = intent
 
     def __init__(
         self,
@@ -78,6 +100,8 @@ class Composer(Guarded, TextArea):
         self.sent_history: list[str] = []
         self._history_index: int | None = None
         self._draft = ""
+        self.intent: Intent | None = None
+        """An edit or reply in progress (the next Enter does it)."""
         self._completions: list[str] = []
         self._completion_index = -1
 
@@ -150,8 +174,34 @@ class Composer(Guarded, TextArea):
             self.sent_history.append(text)
             del self.sent_history[:-HISTORY_MAX]
         self._history_index = None
+        intent = self.intent
         self.clear()
-        self.post_message(self.Submitted(self, text))
+        if intent is not None:
+            self.end_intent(keep_text=True)
+        self.post_message(self.Submitted(self, text, intent))
+
+    # --- edit and reply -------------------------------------------------------------
+
+    def begin(self, intent: Intent) -> None:
+        """Start an edit (the message's text to change) or a reply (the text typed so
+        far stays); the next Enter does it, Esc cancels."""
+        if intent.act == "edit":
+            if self.intent is None or self.intent.act != "edit":
+                self._draft = self.text  # given back if the edit is cancelled
+            self._set_text(intent.message.text)
+        self.intent = intent
+        self.focus()
+        self.post_message(self.IntentChanged(self, intent))
+
+    def end_intent(self, *, keep_text: bool = False) -> None:
+        """Stop editing or replying (Esc, or done); a cancelled edit gives back the
+        draft it replaced."""
+        intent, self.intent = self.intent, None
+        if intent is None:
+            return
+        if intent.act == "edit" and not keep_text:
+            self._set_text(self._draft)
+        self.post_message(self.IntentChanged(self, None))
 
     # --- history --------------------------------------------------------------
 

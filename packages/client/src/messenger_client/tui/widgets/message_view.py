@@ -34,12 +34,15 @@ from ..timeline import Layout, Timeline
 from .attachments import AttachmentClicked, attachment_at
 from .moderation import fade_level
 
-__all__ = ["MessageView"]
+__all__ = ["ACTS", "Act", "MessageView"]
 
 OLDER_MARGIN_PAGES = 2
 """Ask for older history when the top is closer than this many pages."""
 
 _StripKey = tuple[object, ...]
+Act = Literal["reply", "edit", "delete", "react"]
+"""What can be done to a message from the view."""
+ACTS: tuple[Act, ...] = ("reply", "edit", "delete", "react")
 FADE_REFRESH_SECONDS = 10.0
 """How often messages about to disappear are redrawn (they fade in steps)."""
 
@@ -73,6 +76,14 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         Binding("enter", "activate", "Thread", id="messages.open",
                 tooltip="Open the thread (comments) of the selected message"),
         Binding("escape", "deselect", "Back", show=False, id="messages.deselect"),
+        Binding("r", "act('reply')", "Reply", id="messages.reply",
+                tooltip="Reply to the selected message, quoting it (Esc cancels)"),
+        Binding("e", "act('edit')", "Edit", id="messages.edit",
+                tooltip="Edit your selected message (Esc cancels)"),
+        Binding("d", "act('delete')", "Delete", show=False, id="messages.delete",
+                tooltip="Delete your selected message (asks first)"),
+        Binding("plus", "act('react')", "React", show=False, id="messages.react",
+                tooltip="Add a reaction to the selected message (again: take it back)"),
     ]  # fmt: skip
 
     unseen: reactive[int] = reactive(0)
@@ -115,6 +126,24 @@ class MessageView(Guarded, ScrollView, can_focus=True):
 
     class Activated(TextualMessage):
         """A message was opened (Enter, double click): show its thread."""
+
+        def __init__(self, view: MessageView, message: Message) -> None:
+            super().__init__()
+            self.view = view
+            self.message = message
+
+    class ActWanted(TextualMessage):
+        """The user wants to act on a message: reply, edit, delete or react (keys r, e,
+        d, +, or the menu of a right click)."""
+
+        def __init__(self, view: MessageView, message: Message, act: Act) -> None:
+            super().__init__()
+            self.view = view
+            self.message = message
+            self.act = act
+
+    class MenuWanted(TextualMessage):
+        """A right click on a message: offer what can be done with it."""
 
         def __init__(self, view: MessageView, message: Message) -> None:
             super().__init__()
@@ -616,6 +645,12 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         if index is not None and self.timeline is not None:
             self.post_message(self.Activated(self, self.timeline[index]))
 
+    def action_act(self, act: str) -> None:
+        """Act on the selected message (a key's action)."""
+        message = self.selected_message()
+        if message is not None and act in ACTS:
+            self.post_message(self.ActWanted(self, message, act))
+
     def action_deselect(self) -> None:
         """Clear the selection; Esc again goes back to the composer."""
         if self.selected is None:
@@ -634,6 +669,9 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         if index is None:
             return
         self.select_index(index)
+        if event.button == 3:
+            self.post_message(self.MenuWanted(self, self.timeline[index]))
+            return
         card = attachment_at(self.layout_, self.timeline, index, line)
         if card is not None:
             self.post_message(AttachmentClicked(self.timeline[index], card))
