@@ -19,6 +19,7 @@ from messenger_protocol import GENERAL_CHAT_ID, Attachment, Message, MessengerEr
 from .. import commands as slash
 from ..api import new_client_id
 from ..cache import PendingSend
+from ..outputs import EditedOut
 from ..outputs import ChatOut
 from .files import Files
 from .host import Host
@@ -242,7 +243,7 @@ class Dispatcher:
                 case slash.MessageOut(message=message, live=False) if store is not None:
                     store._save([message]) if message.thread_root is not None else None
                     shown.append(out)
-                case slash.EditedOut():
+                case EditedOut():
                     # the chat shows the new text with its "(edited)" as the event comes
                     app.notify("Edited", timeout=3)
                 case slash.ExitOut():
