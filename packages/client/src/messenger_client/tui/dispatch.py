@@ -19,8 +19,7 @@ from messenger_protocol import GENERAL_CHAT_ID, Attachment, Message, MessengerEr
 from .. import commands as slash
 from ..api import new_client_id
 from ..cache import PendingSend
-from ..outputs import EditedOut
-from ..outputs import ChatOut
+from ..outputs import ChatOut, EditedOut
 from .files import Files
 from .host import Host
 from .moderation import Moderation
