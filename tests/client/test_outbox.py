@@ -8,11 +8,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 from messenger_client import ApiError, Client
 from messenger_client.cache import PendingSend
 from messenger_client.outbox import Outbox
 from messenger_protocol import GENERAL_CHAT_ID, ErrorCode, Message
+from tests.support import postgres
+from tests.support.faultproxy import FaultProxy
 from tests.support.server import ServerProcess
 
 WAIT = 30.0
@@ -155,3 +160,40 @@ async def test_a_file_message_waits_offline_and_goes_once_with_its_file(
         ]
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_a_send_answered_503_waits_and_goes_once_when_the_store_is_back(
+    server_factory: Callable[..., ServerProcess], pg_database: postgres.PgDatabase
+) -> None:
+    """A server cut off from its database answers a send 503 ``unavailable`` (it was
+    never stored): the outbox keeps it and retries it with the same client_id, so it is
+    stored exactly once when the database is back (it was dropped for good before)."""
+    base = urlsplit(pg_database.new_store())
+    proxy = FaultProxy("postgresql", base.hostname or "127.0.0.1", base.port or 5432)
+    await proxy.start()
+    store = urlunsplit(base._replace(netloc=f"{base.username}@127.0.0.1:{proxy.port}"))
+    # started off the loop: the proxy on this loop must forward while the server starts
+    server = await asyncio.to_thread(server_factory, env={"MESSENGER_STORE": store})
+    client = Client(server.url)
+    try:
+        await client.register("alice", "secret12")
+        sink = Recorder()
+        outbox = Outbox(client, sink, on_refused=sink.on_refused, on_session_expired=expired)
+        outbox.online.set()
+        async with running(outbox):
+            proxy.cut()
+            with pytest.raises(ApiError) as refused:
+                await client.send(GENERAL_CHAT_ID, "straight through while it is away")
+            assert refused.value.code == ErrorCode.UNAVAILABLE, "503, not a 500"
+            outbox.put(pending(1, "while the database is away"))
+            await sink.until(lambda: ("retrying", "outbox-test-1") in sink.log)
+            assert not sink.refused and not sink.delivered
+            proxy.heal()
+            await sink.until(lambda: len(sink.delivered) == 1)
+        assert not sink.refused
+        page = await client.history(GENERAL_CHAT_ID)
+        assert [m.client_id for m in page.messages] == ["outbox-test-1"]
+    finally:
+        await client.close()
+        await proxy.close()

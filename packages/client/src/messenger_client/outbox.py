@@ -123,6 +123,15 @@ class Outbox:
                 self.sink.retrying(pending)
                 continue
             except ApiError as exc:
+                if exc.code == ErrorCode.UNAVAILABLE:
+                    # answered, not stored (the server's database is away): the same
+                    # send again later, after a growing pause (the stream may stay up)
+                    log.info("send %s waits: %s", pending.client_id, exc)
+                    self.sink.send_failed(pending, retrying=True)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+                    self.sink.retrying(pending)
+                    continue
                 if exc.code == ErrorCode.SESSION_EXPIRED:
                     # kept in the cache's outbox: it goes out after the next login
                     self.sink.send_failed(pending, retrying=True)

@@ -41,7 +41,7 @@ from .bus.factory import bus_for
 from .clock import Clock
 from .config import Settings
 from .file_routes import file_handlers
-from .http import HttpServer, Request, Response, ResponseStream, StreamResponse
+from .http import HttpServer, LogLimiter, Request, Response, ResponseStream, StreamResponse
 from .hub import Hub
 from .invite_page import PAGE_HEADERS, invite_html
 from .services import (
@@ -64,7 +64,7 @@ from .services.notify import NotifyService
 from .services.retention import RetentionService, Visibility
 from .services.scheduler import SchedulerService
 from .services.search import SearchService
-from .storage import Store, store_for
+from .storage import STORE_UNAVAILABLE, Store, store_for
 
 __all__ = [
     "App",
@@ -78,6 +78,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_store_log_limit = LogLimiter()
+"""A database that is away fails every request: a few lines per window say so."""
 
 _STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 
@@ -340,7 +342,19 @@ class App:
     # --- dispatch -------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response | StreamResponse:
-        """Answer one request (errors are raised as ApiError for the transport)."""
+        """Answer one request (errors are raised as ApiError for the transport); while the
+        database does not answer, 503 ``unavailable``: nothing was stored, try again."""
+        try:
+            return await self._answer(request)
+        except STORE_UNAVAILABLE as exc:
+            if _store_log_limit.allow("database unavailable"):
+                log.warning("%s %s: the database did not answer: %s",
+                            request.method, request.path, exc)  # fmt: skip
+            raise ApiError(
+                ErrorCode.UNAVAILABLE, "the database is not reachable; nothing was stored"
+            ) from None
+
+    async def _answer(self, request: Request) -> Response | StreamResponse:
         log.debug("%s %s from %s", request.method, request.path, request.peer)
         endpoint, params = self.router.match(request.method, request.path)
         call = Call(request=request, endpoint=endpoint, params=params)

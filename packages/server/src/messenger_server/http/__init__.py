@@ -16,7 +16,7 @@ from ._messages import (
     StreamResponse,
 )
 from ._proxy import ProxyHeaderError, ProxySource, TrustedProxies, parse_proxy_v2
-from ._server import HttpLimits, HttpServer
+from ._server import HttpLimits, HttpServer, LogLimiter
 from ._wire import BadRequest, RequestHead, ServerParser, Signal
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Headers",
     "HttpLimits",
     "HttpServer",
+    "LogLimiter",
     "ProxyHeaderError",
     "ProxySource",
     "Request",

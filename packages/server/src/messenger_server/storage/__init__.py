@@ -17,6 +17,12 @@ from .sqlite import DB_FILE, SqliteStore, SqliteTx
 
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 """What a store raises when the database itself fails (not a domain error)."""
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+)
+"""What a store raises when the database does not answer now (connection lost, locked,
+timed out): nothing was stored, and the same request may succeed later."""
 
 
 def store_for(url: str, data_dir: Path, *, sqlite_synchronous: str = "NORMAL") -> Store:
@@ -32,6 +38,7 @@ __all__ = [
     "DB_FILE",
     "MIGRATIONS",
     "STORE_ERRORS",
+    "STORE_UNAVAILABLE",
     "ChatRecord",
     "EventHandle",
     "EventRecord",
