@@ -20,36 +20,36 @@ from ..robust import Guarded
 
 __all__ = ["REACTIONS", "ConfirmDelete", "MessageMenu", "ReactionPicker"]
 
-REACTIONS: tuple[tuple[str, str], ...] = (
-    ("👍", "thumbs up yes ok agree +1"),
-    ("👎", "thumbs down no disagree -1"),
-    ("❤️", "heart love"),
-    ("😂", "joy laugh lol tears"),
-    ("🎉", "tada party celebrate hooray"),
-    ("😮", "wow surprised open mouth"),
-    ("😢", "cry sad tear"),
-    ("🙏", "pray thanks please"),
-    ("👀", "eyes looking watching"),
-    ("🔥", "fire hot lit"),
-    ("✅", "check done yes white heavy check mark"),
-    ("❌", "cross no wrong x"),
-    ("🚀", "rocket ship launch"),
-    ("🤔", "thinking hmm"),
-    ("👏", "clap applause"),
-    ("💯", "hundred 100 perfect"),
-    ("😄", "smile happy grin"),
-    ("😅", "sweat smile phew"),
-    ("🙂", "slight smile"),
-    ("😬", "grimace awkward"),
-    ("🙌", "raised hands hooray"),
-    ("💪", "muscle strong flex"),
-    ("⭐", "star"),
-    ("☕", "coffee tea hot beverage"),
-    ("🐛", "bug insect"),
-    ("⚠️", "warning caution"),
-    ("👋", "wave hello hi bye"),
+REACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("👍", "thumbs up", "thumbs up yes ok agree +1"),
+    ("👎", "thumbs down", "thumbs down no disagree -1"),
+    ("❤️", "heart", "heart love"),
+    ("😂", "laughing", "joy laugh lol tears"),
+    ("🎉", "party", "tada party celebrate hooray"),
+    ("😮", "wow", "wow surprised open mouth"),
+    ("😢", "sad", "cry sad tear"),
+    ("🙏", "thanks", "pray thanks please"),
+    ("👀", "eyes", "eyes looking watching"),
+    ("🔥", "fire", "fire hot lit"),
+    ("✅", "done", "check done yes white heavy check mark"),
+    ("❌", "no", "cross no wrong x"),
+    ("🚀", "rocket", "rocket ship launch"),
+    ("🤔", "thinking", "thinking hmm"),
+    ("👏", "clap", "clap applause"),
+    ("💯", "hundred", "hundred 100 perfect"),
+    ("😄", "smile", "smile happy grin"),
+    ("😅", "phew", "sweat smile phew"),
+    ("🙂", "slight smile", "slight smile"),
+    ("😬", "grimace", "grimace awkward"),
+    ("🙌", "hooray", "raised hands hooray"),
+    ("💪", "strong", "muscle strong flex"),
+    ("⭐", "star", "star"),
+    ("☕", "coffee", "coffee tea hot beverage"),
+    ("🐛", "bug", "bug insect"),
+    ("⚠️", "warning", "warning caution"),
+    ("👋", "wave", "wave hello hi bye"),
 )
-"""The emoji the picker offers, each with the words that find it."""
+"""The emoji the picker offers: each with its name and the words that find it."""
 
 
 class ConfirmDelete(Guarded, ModalScreen[bool]):
@@ -79,6 +79,7 @@ class ConfirmDelete(Guarded, ModalScreen[bool]):
         with Vertical(id="confirm-panel"):
             yield Label("Delete this message?", classes="pane-title")
             yield Label(self._excerpt, id="confirm-text")
+            yield Label("y deletes, Esc keeps it", classes="hint")
             with Horizontal():
                 yield Button("Keep", id="keep")
                 yield Button("Delete", id="delete", variant="error")
@@ -136,13 +137,13 @@ class ReactionPicker(Guarded, ModalScreen[str | None]):
         options = self.query_one("#picker-list", OptionList)
         options.clear_options()
         found = [
-            (emoji, names) for emoji, names in REACTIONS
-            if not words or words in names or words == emoji
+            (emoji, name) for emoji, name, keywords in REACTIONS
+            if not words or words in f"{name} {keywords}" or words == emoji
         ]  # fmt: skip
         if words and not found and not words.isascii():
             found = [(query.strip(), "")]  # an emoji that is not in the list: take it
-        for emoji, names in found:
-            label = f"{emoji}  {names.split()[0] if names else ''}"
+        for emoji, name in found:
+            label = f"{emoji}  {name}"
             if emoji in self._mine:
                 label += "  (yours: takes it back)"
             options.add_option(Option(label, id=emoji))
