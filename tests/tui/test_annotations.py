@@ -182,3 +182,42 @@ async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_of
         assert "Reply" in labels
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is main, "the menu closed")
+
+
+async def test_a_click_on_a_reaction_chip_adds_it_and_a_second_click_takes_it_back(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    app = make_app(server.url)
+    bob = await other_user(server, "bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            main = app.main
+            assert main is not None
+            sent = await bob.send(GENERAL_CHAT_ID, "ship it")
+            await bob.react(sent.id, "👍")
+            await until(pilot, lambda: "👍 1" in screen_text(app), "bob's chip")
+
+            async def click_chip() -> None:
+                layout, view = main.view.layout_, main.view
+                assert layout is not None and view.timeline is not None
+                index = view.timeline.index_of(sent.id)
+                assert index is not None
+                lines = [line.plain for line in layout.lines(index)]
+                row = next(i for i, line in enumerate(lines) if "👍" in line)
+                gap = max(view.size.height - layout.total, 0)
+                y = layout.line_of(index) + row - round(view.scroll_y) + gap
+                column = lines[row].index("👍")
+                assert layout.reaction_at(index, row, column) == "👍"
+                await pilot.click(view, offset=(column + view.styles.padding.left, y))
+
+            await click_chip()
+            await until(pilot, lambda: "👍 2" in screen_text(app), "alice's click added hers")
+            assert {tuple(r.users) for r in (await bob.message(sent.id)).reactions} == {
+                ("bob", "alice")
+            }
+            await click_chip()
+            await until(pilot, lambda: "👍 1" in screen_text(app), "a second click took it back")
+            assert [r.users for r in (await bob.message(sent.id)).reactions] == [["bob"]]
+    finally:
+        await bob.close()

@@ -176,3 +176,19 @@ def test_a_quote_of_a_deleted_message_says_so() -> None:
     )
     assert layout.lines(0)[2].plain == "  ↱ carol message deleted"
     assert_exact(layout)
+
+
+def test_a_click_column_finds_the_reaction_chip_under_it() -> None:
+    """Issue 12: chips toggle on click; the layout says which chip a column falls in."""
+    reactions = [Reaction("👍", 2, ["bob", "alice"]), Reaction("🎉", 1, ["carol"])]
+    timeline = Timeline(1, [msgspec.structs.replace(msg(1, "ship it"), reactions=reactions)])
+    layout = Layout(timeline, 40, tz=utc(), me="alice")
+    lines = [line.plain for line in layout.lines(0)]
+    chips = lines.index(next(line for line in lines if "👍" in line))
+    # "  " indent, " 👍 2 " (6 cells: the emoji is 2 wide), " ", " 🎉 1 "
+    assert layout.reaction_at(0, chips, 1) is None, "the indent is no chip"
+    assert layout.reaction_at(0, chips, 2) == "👍"
+    assert layout.reaction_at(0, chips, 7) == "👍"
+    assert layout.reaction_at(0, chips, 8) is None, "the gap between chips"
+    assert layout.reaction_at(0, chips, 9) == "🎉"
+    assert layout.reaction_at(0, chips - 1, 3) is None, "the text line above"

@@ -575,6 +575,24 @@ class Layout:
             out.append(Text(f"{indent}↳ {format_count(message.comment_count, 'comment')}", _CARD))
         return out
 
+    def reaction_at(self, index: int, line: int, column: int) -> str | None:
+        """The emoji of the reaction chip at ``column`` of line ``line`` of message
+        ``index`` (lines counted from the message's first), if a chip is there."""
+        if not self.timeline[index].reactions:
+            return None
+        lines = self.lines(index)
+        if not 0 <= line < len(lines):
+            return None
+        text = lines[line]
+        for span in text.spans:
+            if span.style not in (_CHIP, _CHIP_MINE):
+                continue
+            start = cell_len(text.plain[: span.start])
+            chip = text.plain[span.start : span.end]
+            if start <= column < start + cell_len(chip):
+                return chip.split()[0]
+        return None
+
     def _clock(self, ts: float) -> str:
         return format_time(ts, tz=self.tz, form="clock")
 

@@ -307,6 +307,12 @@ class MainScreen(Guarded, Screen[None]):
         event.stop()
         self.act_on(event.message, event.act, in_thread=event.view is self.thread_view)
 
+    @on(MessageView.ReactionClicked)
+    def _reaction_clicked(self, event: MessageView.ReactionClicked) -> None:
+        event.stop()
+        if event.message.id and event.message.deleted_at is None:
+            self.toggle_reaction(event.message, event.emoji)
+
     @on(MessageView.MenuWanted)
     def _menu_wanted(self, event: MessageView.MenuWanted) -> None:
         event.stop()

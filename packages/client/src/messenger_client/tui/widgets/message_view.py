@@ -142,6 +142,15 @@ class MessageView(Guarded, ScrollView, can_focus=True):
             self.message = message
             self.act = act
 
+    class ReactionClicked(TextualMessage):
+        """A click on a reaction chip: add that reaction, or take yours back."""
+
+        def __init__(self, view: MessageView, message: Message, emoji: str) -> None:
+            super().__init__()
+            self.view = view
+            self.message = message
+            self.emoji = emoji
+
     class MenuWanted(TextualMessage):
         """A right click on a message: offer what can be done with it."""
 
@@ -671,6 +680,10 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         self.select_index(index)
         if event.button == 3:
             self.post_message(self.MenuWanted(self, self.timeline[index]))
+            return
+        emoji = self.layout_.reaction_at(index, line - self.layout_.line_of(index), offset.x)
+        if emoji is not None:
+            self.post_message(self.ReactionClicked(self, self.timeline[index], emoji))
             return
         card = attachment_at(self.layout_, self.timeline, index, line)
         if card is not None:
