@@ -144,7 +144,9 @@ async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
             await select_message(pilot, app, "hello")
             await pilot.press("d")
             await until(pilot, lambda: isinstance(app.screen, ConfirmDelete), "the confirm")
-            await pilot.press("y")
+            await pilot.press(*"yes")  # typing on after a stray d deletes nothing
+            assert isinstance(app.screen, ConfirmDelete)
+            await pilot.press("delete")
             await until(pilot, lambda: "message deleted" in screen_text(app), "the tombstone")
             page = await bob.history(GENERAL_CHAT_ID)
             assert any(m.deleted_at is not None for m in page.messages)
@@ -172,6 +174,14 @@ async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_of
         await until(pilot, lambda: main.composer.intent is None, "the edit cancelled")
         assert main.composer.text == "half typed", "the draft comes back"
         assert "Editing" not in screen_text(app)
+
+        # and after an edit is saved, the draft comes back too
+        await select_message(pilot, app, "first draft")
+        await pilot.press("e")
+        await until(pilot, lambda: main.composer.text == "first draft", "the edit")
+        await pilot.press("!", "enter")
+        await until(pilot, lambda: "first draft! (edited)" in screen_text(app), "edited")
+        assert main.composer.text == "half typed", "the draft is back after the edit"
 
         # a right click on the message: a menu of what can be done with it
         await until(pilot, lambda: main.view.layout_ is not None, "laid out")

@@ -53,7 +53,8 @@ REACTIONS: tuple[tuple[str, str, str], ...] = (
 
 
 class ConfirmDelete(Guarded, ModalScreen[bool]):
-    """ "Delete this message?" -- Enter or Delete confirms, Esc keeps it."""
+    """ "Delete this message?" -- the Delete key or button deletes; Esc, n, or Enter on
+    Keep (which has the focus) keeps it."""
 
     DEFAULT_CSS = """
     ConfirmDelete { align: center middle; }
@@ -67,7 +68,8 @@ class ConfirmDelete(Guarded, ModalScreen[bool]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "keep", "Keep", id="confirm.keep"),
-        Binding("y", "delete", "Delete", id="confirm.delete"),
+        # not a letter: typing on after a stray "d" must never delete anything
+        Binding("delete", "delete", "Delete", id="confirm.delete"),
     ]
 
     def __init__(self, excerpt: str) -> None:
@@ -79,7 +81,7 @@ class ConfirmDelete(Guarded, ModalScreen[bool]):
         with Vertical(id="confirm-panel"):
             yield Label("Delete this message?", classes="pane-title")
             yield Label(self._excerpt, id="confirm-text")
-            yield Label("y deletes, Esc keeps it", classes="hint")
+            yield Label("Del deletes, Esc keeps it", classes="hint")
             with Horizontal():
                 yield Button("Keep", id="keep")
                 yield Button("Delete", id="delete", variant="error")

@@ -177,7 +177,8 @@ class Composer(Guarded, TextArea):
         intent = self.intent
         self.clear()
         if intent is not None:
-            self.end_intent(keep_text=True)
+            # after an edit, what was typed before it comes back
+            self.end_intent(keep_text=intent.act != "edit")
         self.post_message(self.Submitted(self, text, intent))
 
     # --- edit and reply -------------------------------------------------------------
