@@ -166,6 +166,7 @@ class ChatStore:
             fresh = Timeline(chat_id, list(messages), has_more=True)
             fresh.pending = timeline.pending
             fresh.failed = timeline.failed
+            _keep_newer(timeline, fresh)
             self.timelines[chat_id] = fresh
             return fresh
         for message in messages:
@@ -186,6 +187,8 @@ class ChatStore:
         else:
             fresh = Timeline(chat_id, list(page.messages), has_more=page.has_more)
         fresh.pending, fresh.failed = old.pending, old.failed
+        if not fresh.has_newer:
+            _keep_newer(old, fresh)
         old.observer = None
         self.timelines[chat_id] = fresh
         return fresh
@@ -476,6 +479,15 @@ class ChatStore:
     def logins(self) -> list[str]:
         """Every known login (for completion)."""
         return sorted(set(self.users) | set(self.contacts))
+
+
+def _keep_newer(old: Timeline, fresh: Timeline) -> None:
+    """Messages that arrived live while ``fresh``'s page was on its way stay shown: a
+    timeline restarted from that page keeps what the old one held beyond it."""
+    newest = fresh.newest_id or 0
+    for message in old.messages:
+        if message.id > newest:
+            fresh.add(message)
 
 
 def pending_message(pending: PendingSend, me: str, replied: Message | None = None) -> Message:
