@@ -194,6 +194,9 @@ async def test_a_send_answered_503_waits_and_goes_once_when_the_store_is_back(
         assert not sink.refused
         page = await client.history(GENERAL_CHAT_ID)
         assert [m.client_id for m in page.messages] == ["outbox-test-1"]
+        # the failed commits said so in rate-limited lines, not a traceback each
+        assert "did not answer" in server.log()
+        assert "Traceback" not in server.log(), server.log()[-3000:]
     finally:
         await client.close()
         await proxy.close()

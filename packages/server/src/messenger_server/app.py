@@ -41,9 +41,10 @@ from .bus.factory import bus_for
 from .clock import Clock
 from .config import Settings
 from .file_routes import file_handlers
-from .http import HttpServer, LogLimiter, Request, Response, ResponseStream, StreamResponse
+from .http import HttpServer, Request, Response, ResponseStream, StreamResponse
 from .hub import Hub
 from .invite_page import PAGE_HEADERS, invite_html
+from .loglimit import LogLimiter
 from .services import (
     AccountService,
     Actor,
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_store_log_limit = LogLimiter()
+_store_log_limit = LogLimiter(logger=log)
 """A database that is away fails every request: a few lines per window say so."""
 
 _STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]

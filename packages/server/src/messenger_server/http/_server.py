@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from messenger_protocol import ApiError, ErrorCode, ProtocolViolation, limits
 
+from ..loglimit import LogLimiter
 from ..states import CONNECTION, require
 from ._messages import Body, Handler, Headers, Request, Response, ResponseStream, StreamResponse
 from ._proxy import ProxyHeaderError, TrustedProxies, parse_proxy_v2, proxy_v2_length
@@ -46,39 +46,7 @@ class PeerGone(ConnectionResetError):
     """The client went away in the middle of a request: not an error, nothing to answer."""
 
 
-class LogLimiter:
-    """Lets at most ``burst`` lines of one kind through per ``window`` seconds.
-
-    What it holds back is counted and reported in one line when the next window opens,
-    so a storm of bad or vanishing clients costs a few log lines, not megabytes.
-    """
-
-    __slots__ = ("_burst", "_kinds", "_window")
-
-    def __init__(self, burst: int = 10, window: float = 10.0) -> None:
-        self._burst = burst
-        self._window = window
-        self._kinds: dict[str, list[float]] = {}  # kind -> [window start, lines, suppressed]
-
-    def allow(self, kind: str) -> bool:
-        """True if a line of ``kind`` may be logged now."""
-        now = time.monotonic()
-        state = self._kinds.get(kind)
-        if state is None or now - state[0] >= self._window:
-            if state is not None and state[2]:
-                log.warning(
-                    "%d more %s lines suppressed in the last %.0f s",
-                    state[2], kind, now - state[0],
-                )  # fmt: skip
-            state = self._kinds[kind] = [now, 0, 0]
-        if state[1] < self._burst:
-            state[1] += 1
-            return True
-        state[2] += 1
-        return False
-
-
-_log_limit = LogLimiter()
+_log_limit = LogLimiter(logger=log)
 
 _AT_CAPACITY = ApiError(
     ErrorCode.UNAVAILABLE, "the server is at its connection limit; try again soon", retry_after=5

@@ -41,7 +41,8 @@ from messenger_protocol import (
 )
 
 from ..clock import Clock
-from ..storage import Store, Tx
+from ..loglimit import log_pass_failure
+from ..storage import STORE_UNAVAILABLE, Store, Tx
 from ..storage.files import FileRecord, file_queries
 from .actor import Actor, require_member
 from .messages import Draft
@@ -279,8 +280,8 @@ class FileService:
             await asyncio.sleep(every)
             try:
                 await self.collect()
-            except Exception:
-                log.exception("file collection failed")
+            except Exception as exc:
+                log_pass_failure(log, "file collection failed", exc, STORE_UNAVAILABLE)
 
     def blob_path(self, sha256: str) -> Path:
         """Where the bytes with this sha256 are stored."""

@@ -44,7 +44,8 @@ from messenger_protocol import (
 
 from ..clock import Clock
 from ..config import Settings
-from ..storage import Store, Tx
+from ..loglimit import log_pass_failure
+from ..storage import STORE_UNAVAILABLE, Store, Tx
 from ..storage.moderation import moderation_queries
 from .actor import Actor
 from .events import EventService
@@ -142,8 +143,8 @@ class ModerationService:
             await asyncio.sleep(CLI_POLL_SECONDS)
             try:
                 await self.announce_cli_bans()
-            except Exception:
-                log.exception("could not read the audit log")
+            except Exception as exc:
+                log_pass_failure(log, "could not read the audit log", exc, STORE_UNAVAILABLE)
 
     async def announce_cli_bans(self) -> int:
         """Tell users and admins of bans and unbans the CLI made since the last look."""

@@ -44,7 +44,8 @@ from messenger_protocol import (
 
 from ..clock import Clock, wait_until
 from ..config import Settings
-from ..storage import Store, Tx
+from ..loglimit import log_pass_failure
+from ..storage import STORE_UNAVAILABLE, Store, Tx
 from ..storage.retention import RetentionQueries, retention_queries
 from .actor import forbidden
 from .events import EventService
@@ -144,8 +145,9 @@ class Visibility:
                             del self._changed[user_id]
                     if not self._changed:
                         return
-        except Exception:
-            log.exception("could not write presence spans; the next send writes them")
+        except Exception as exc:
+            log_pass_failure(log, "could not write presence spans; the next send writes them",
+                             exc, STORE_UNAVAILABLE)  # fmt: skip
         finally:
             self._flushing = None
 
@@ -368,8 +370,10 @@ class RetentionService:
                     if await self.expire():
                         continue  # a full batch: there is more right away
                     when = await self._next_due()
-            except Exception:
-                log.exception("retention pass failed; retrying shortly")
+            except Exception as exc:
+                log_pass_failure(
+                    log, "retention pass failed; retrying shortly", exc, STORE_UNAVAILABLE
+                )
                 when = None
             await wait_until(self.clock, when, self._wake)
 

@@ -31,8 +31,9 @@ from messenger_protocol import (
 
 from ..clock import POLL_SECONDS, Clock, wait_until
 from ..config import Settings
+from ..loglimit import log_pass_failure
 from ..states import SCHEDULED, allowed
-from ..storage import Store, Tx
+from ..storage import STORE_UNAVAILABLE, Store, Tx
 from ..storage.scheduler import scheduled_queries
 from .actor import Actor, require_member
 from .events import EventService
@@ -167,8 +168,10 @@ class SchedulerService:
             try:
                 await self.send_due()
                 when = await self._next_due()
-            except Exception:
-                log.exception("scheduler pass failed; retrying shortly")
+            except Exception as exc:
+                log_pass_failure(
+                    log, "scheduler pass failed; retrying shortly", exc, STORE_UNAVAILABLE
+                )
                 when = None
             await wait_until(self.clock, when, self._wake)
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from ..loglimit import LogLimiter
 from .migrations import MIGRATIONS, postgres_script
 from .records import EventHandle
 from .sql import Cursor
@@ -37,6 +38,9 @@ from .sqlite import SqliteTx
 __all__ = ["PgConnection", "PostgresStore", "PostgresTx", "is_postgres_url", "redact_url"]
 
 log = logging.getLogger(__name__)
+_commit_log_limit = LogLimiter(logger=log)
+"""While the database is away every write group fails: a few lines per window say so
+(one writer thread uses it)."""
 
 T = TypeVar("T")
 
@@ -395,13 +399,22 @@ class PostgresStore:
             group = _Group(jobs)
             try:
                 self._commit(group)
+            except psycopg.OperationalError as exc:
+                # the database is away: every group fails alike, a few lines say so
+                if _commit_log_limit.allow("commit failed"):
+                    log.warning("commit of %d unit(s) failed, rolled back: the database did"
+                                " not answer: %s", len(jobs), exc)  # fmt: skip
+                self._fail(jobs, exc)
+                continue
             except Exception as exc:
                 log.exception("commit failed; the group is rolled back")
-                self._recover()
-                outcomes = [_Outcome(job.future, False, exc) for job in jobs]
-                self._finish(_Group(jobs, outcomes))
+                self._fail(jobs, exc)
                 continue
             self._finish(group)
+
+    def _fail(self, jobs: list[_Job], exc: Exception) -> None:
+        self._recover()
+        self._finish(_Group(jobs, [_Outcome(job.future, False, exc) for job in jobs]))
 
     def _commit(self, group: _Group) -> None:
         """Run and commit the group; rerun it whole if PostgreSQL picked it as a deadlock
