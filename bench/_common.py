@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -27,7 +28,11 @@ __all__ = [
     "free_port",
     "http_request",
     "percentile",
+    "read_response",
+    "register",
+    "report",
     "save",
+    "token_of_fresh_server",
 ]
 
 
@@ -100,6 +105,47 @@ async def http_request(
     writer.close()
     head, _, rest = data.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), rest
+
+
+async def register(host: str, port: int, login: str, password: str = "benchmark") -> str:
+    """Register ``login`` on the server at ``host:port``; its bearer token."""
+    body = json.dumps({"login": login, "password": password}).encode()
+    status, data = await http_request(host, port, "POST", "/api/v1/auth/register", body)
+    if status != 200:
+        raise RuntimeError(f"register {login}: {status} {data[:200]!r}")
+    token: str = json.loads(data)["token"]
+    return token
+
+
+async def token_of_fresh_server(srv: ServerProcess, login: str) -> str:
+    """Start ``srv``, register ``login``, stop it again (its data dir is then filled
+    straight in the database); the token stays valid for the next start."""
+    srv.start()
+    try:
+        return await register("127.0.0.1", srv.port, login)
+    finally:
+        srv.stop()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One ``Content-Length`` response of a keep-alive connection: (head, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head, await reader.readexactly(length)
+
+
+def report(results: dict[str, Any], args: argparse.Namespace, width: int = 24) -> None:
+    """Print ``results`` one per line; ``--save`` and ``--baseline`` as the options ask."""
+    for key, value in results.items():
+        if isinstance(value, float):
+            print(f"  {key:{width}} {value:12.3f}")
+        else:
+            print(f"  {key:{width}} {value}")
+    if args.save:
+        save(args.save, results)
+    if args.baseline:
+        print("against baseline:")
+        compare(results, args.baseline)
 
 
 def percentile(values: list[float], q: float) -> float:

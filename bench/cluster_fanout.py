@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _common import ServerProcess, SseCounter, bench_store, percentile
-from fanout import register, sender
+from _common import ServerProcess, SseCounter, bench_store, percentile, register
+from fanout import sender
 
 STAMP = re.compile(rb"t=(\d+) n=(\d+)")
 

@@ -32,8 +32,8 @@ from _common import (
     bench_store,
     compare,
     free_port,
-    http_request,
     percentile,
+    register,
     save,
 )
 
@@ -77,15 +77,6 @@ async def collect(
         "latency_p50_ms": percentile(latencies, 50),
         "latency_p99_ms": percentile(latencies, 99),
     }
-
-
-async def register(host: str, port: int, login: str) -> str:
-    body = json.dumps({"login": login, "password": "benchmark"}).encode()
-    status, data = await http_request(host, port, "POST", "/api/v1/auth/register", body)
-    if status != 200:
-        raise RuntimeError(f"register {login}: {status} {data[:200]!r}")
-    token: str = json.loads(data)["token"]
-    return token
 
 
 async def sender(host: str, port: int, token: str, count: int, path: str, tag: str = "") -> None:

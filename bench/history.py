@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ServerProcess, bench_store, compare, http_request, percentile, save
+from _common import (
+    ServerProcess,
+    bench_store,
+    percentile,
+    read_response,
+    report,
+    token_of_fresh_server,
+)
 
 from messenger_server.storage import SqliteStore, Store
 from messenger_server.storage.postgres import PostgresStore
@@ -106,9 +113,7 @@ async def http_query(srv: ServerProcess, token: str, count: int, repeats: int) -
             f"Authorization: Bearer {token}\r\n\r\n".encode()
         )
         t0 = time.perf_counter()
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        body = await reader.readexactly(length)
+        _, body = await read_response(reader)
         times.append((time.perf_counter() - t0) * 1000)
         assert len(json.loads(body)["messages"]) == 50
     writer.close()
@@ -120,14 +125,7 @@ async def run(count: int, repeats: int, store: str) -> dict[str, Any]:
         data = Path(tmp) / "data"
         env = {"MESSENGER_STORE": store_url} if store_url else None
         srv = ServerProcess(data, args=["--log-level", "WARNING"], env=env)
-        srv.start()
-        body = json.dumps({"login": "reader", "password": "benchmark"}).encode()
-        status, raw = await http_request(
-            "127.0.0.1", srv.port, "POST", "/api/v1/auth/register", body
-        )
-        assert status == 200, raw
-        token = json.loads(raw)["token"]
-        srv.stop()
+        token = await token_of_fresh_server(srv, "reader")
         t0 = time.perf_counter()
         if store_url:
             fill_postgres(store_url, count, author_id=1)
@@ -155,13 +153,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path)
     parser.add_argument("--baseline", type=Path)
     args = parser.parse_args()
-    results = asyncio.run(run(args.messages, args.repeats, args.store))
-    for key, value in results.items():
-        print(f"  {key:24} {value:10.3f}" if isinstance(value, float) else f"  {key:24} {value}")
-    if args.save:
-        save(args.save, results)
-    if args.baseline:
-        compare(results, args.baseline)
+    report(asyncio.run(run(args.messages, args.repeats, args.store)), args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _common import ServerProcess, bench_store, compare, http_request, percentile, save
+from _common import (
+    ServerProcess,
+    bench_store,
+    compare,
+    percentile,
+    read_response,
+    save,
+    token_of_fresh_server,
+)
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TTLS = (3600, 0)
@@ -95,9 +103,7 @@ async def sends(srv: ServerProcess, token: str, warmup: int, count: int) -> dict
         )
         t0 = time.perf_counter()
         await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        answer = await reader.readexactly(length)
+        head, answer = await read_response(reader)
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
         assert head.startswith(b"HTTP/1.1 200"), head + answer
@@ -120,14 +126,7 @@ async def run_store(store: str, sizes: list[int], warmup: int, count: int) -> di
         env = {"MESSENGER_STORE": store_url} if store_url else None
         base = ["--log-level", "WARNING", "--rate-limit-messages", "1000000000"]
         srv = ServerProcess(data, args=base, env=env)
-        srv.start()
-        body = json.dumps({"login": "sender", "password": "benchmark"}).encode()
-        status, raw = await http_request(
-            "127.0.0.1", srv.port, "POST", "/api/v1/auth/register", body
-        )
-        assert status == 200, raw
-        token = json.loads(raw)["token"]
-        srv.stop()
+        token = await token_of_fresh_server(srv, "sender")
         have = 0
         for size in sorted(sizes):
             if size > have:
