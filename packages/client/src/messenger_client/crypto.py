@@ -33,7 +33,9 @@ import base64
 import hashlib
 import logging
 import os
+import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -69,10 +71,12 @@ from .api import Client, new_client_id
 
 __all__ = [
     "ALGORITHM",
+    "NO_KEY_TEXT",
     "Decrypted",
     "DecryptionError",
     "DeviceCrypto",
     "KeyChanged",
+    "device_directory",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,8 @@ ONE_TIME_KEYS_TARGET = 50
 STATE_FILE = "state.json"
 KEY_FILE = "pickle.key"
 SALT_FILE = "pickle.salt"
+NO_KEY_TEXT = "can't decrypt — no key from your other devices"
+"""What a client shows in place of an encrypted message this device has no key for."""
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024}
 
 
@@ -207,6 +213,12 @@ def _load(directory: Path, passphrase: str | None) -> tuple[bytes, _State]:
     return key, state
 
 
+def device_directory(root: Path, server: str, login: str) -> Path:
+    """Where one app keeps a user's device keys on one server, under ``root``."""
+    server_part = re.sub(r"[^A-Za-z0-9_.-]", "_", re.sub(r"^[a-z]+://", "", server))
+    return root / server_part / login
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner may read (mode 0600), atomically."""
     tmp = path.with_name(path.name + ".tmp")
@@ -222,9 +234,12 @@ def _write_private(path: Path, data: bytes) -> None:
 class DeviceCrypto:
     """One device's keys and sessions, kept in ``directory``; talks through ``client``."""
 
-    def __init__(self, client: Client, directory: Path, key: bytes, state: _State) -> None:
+    def __init__(
+        self, client: Client, directory: Path, key: bytes, state: _State, login: str | None = None
+    ) -> None:
         self.client = client
         self.directory = directory
+        self._login = login
         self._key = key
         self._state = state
         self.account = vz.Account.from_pickle(state.account, key)
@@ -237,10 +252,25 @@ class DeviceCrypto:
     ) -> DeviceCrypto:
         """Load this device's identity from ``directory`` (made on first use) and publish
         its keys for the logged-in session."""
-        key, state = _load(directory, passphrase)
-        crypto = cls(client, directory, key, state)
-        crypto.save()
+        crypto = cls.load(client, directory, passphrase=passphrase)
         await crypto.publish()
+        return crypto
+
+    @classmethod
+    def load(
+        cls,
+        client: Client,
+        directory: Path,
+        *,
+        passphrase: str | None = None,
+        login: str | None = None,
+    ) -> DeviceCrypto:
+        """:meth:`open` without publishing (no I/O but the data dir): what was received
+        before decrypts at once, offline too; :meth:`publish` once the session is known
+        (``login`` names the user while the client does not know it yet)."""
+        key, state = _load(directory, passphrase)
+        crypto = cls(client, directory, key, state, login)
+        crypto.save()
         return crypto
 
     @property
@@ -260,7 +290,7 @@ class DeviceCrypto:
 
     @property
     def login(self) -> str:
-        login = self.client.login_name
+        login = self.client.login_name or self._login
         if login is None:
             raise ApiError(ErrorCode.UNAUTHORIZED, "not logged in")
         return login
@@ -350,18 +380,43 @@ class DeviceCrypto:
         found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
         return {d.login for d in found.devices} >= set(logins)
 
+    async def encrypted_chats(self, chats: Iterable[Chat]) -> set[int]:
+        """Which of these chats :meth:`can_encrypt` (one key query per hundred peers)."""
+        chats = list(chats)
+        found = {c.id for c in chats if str(c.id) in self._state.outbound}
+        directs = [c for c in chats if c.kind == "direct" and c.peer and c.id not in found]
+        peers = sorted({c.peer for c in directs if c.peer})
+        have: set[str] = set()
+        step = limits.MAX_KEY_QUERY_USERS - 1
+        for start in range(0, len(peers), step):
+            logins = [*peers[start : start + step], self.login]
+            answer = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
+            have |= {d.login for d in answer.devices}
+        if self.login in have or not peers:
+            found |= {c.id for c in directs if c.peer in have}
+        return found
+
     async def _member_logins(self, chat: Chat) -> list[str]:
         members = await self.client.call(ep.MEMBERS, chat_id=chat.id)
         return sorted({u.login for u in members.members} | {self.login})
 
     # --- sending ------------------------------------------------------------------
 
-    async def send(self, chat: Chat, text: str, *, client_id: str | None = None) -> Message:
+    async def send(
+        self,
+        chat: Chat,
+        text: str,
+        *,
+        client_id: str | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
         """Post ``text``: encrypted when :meth:`can_encrypt` says so, else in the clear."""
         if not await self.can_encrypt(chat):
-            return await self.client.send(chat.id, text, client_id=client_id)
+            return await self.client.send(chat.id, text, client_id=client_id, reply_to=reply_to)
         encrypted = await self.encrypt(chat.id, await self._member_logins(chat), text)
-        body = SendMessage(text="", client_id=client_id or new_client_id(), encrypted=encrypted)
+        body = SendMessage(
+            text="", client_id=client_id or new_client_id(), encrypted=encrypted, reply_to=reply_to
+        )
         return await self.client.call(ep.SEND, body, chat_id=chat.id)
 
     async def encrypt(self, chat_id: int, logins: list[str], text: str) -> Encrypted:
@@ -555,6 +610,31 @@ class DeviceCrypto:
             await self.receive()
         return self.decrypt_now(message)
 
+    async def reveal(self, message: Message) -> str | None:
+        """The text to show for an encrypted message: its plaintext, or one line saying
+        why it cannot be shown; None for a replayed copy (shown once, under its first
+        id). Fetches this device's keys first if it has not the message's yet."""
+        enc = message.encrypted
+        if enc is not None and enc.session_id not in self._state.inbound:
+            await self.receive()
+        return self.reveal_now(message)
+
+    def reveal_now(self, message: Message) -> str | None:
+        """:meth:`reveal` without fetching anything (the TUI's store, the local cache)."""
+        try:
+            return self.decrypt_now(message).text
+        except DecryptionError as exc:
+            if exc.kind == "replayed":
+                return None
+            if exc.kind == "no_key":
+                return NO_KEY_TEXT
+            return f"(not shown: {exc})"
+
+    def has_key(self, message: Message) -> bool:
+        """Whether this device holds the session of an encrypted message."""
+        enc = message.encrypted
+        return enc is None or enc.session_id in self._state.inbound
+
     def decrypt_now(self, message: Message) -> Decrypted:
         """:meth:`decrypt` without fetching anything."""
         enc = message.encrypted
@@ -574,6 +654,13 @@ class DeviceCrypto:
         inbound = vz.InboundGroupSession.from_pickle(entry.pickle, self._key)
         try:
             megolm = vz.MegolmMessage.from_base64(enc.ciphertext)
+            if megolm.message_index() < inbound.first_known_index:
+                # sent before this device was given the session: the key is not here
+                raise DecryptionError(
+                    "no_key",
+                    f"can't decrypt: message #{message.id} was sent before this device"
+                    " was given its key",
+                )
             result = inbound.decrypt(megolm)
         except (vz.MegolmDecryptionException, vz.DecodeException) as exc:
             raise DecryptionError(

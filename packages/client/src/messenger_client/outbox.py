@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from messenger_protocol import ApiError, ErrorCode, Message
@@ -52,7 +52,8 @@ class Outbox:
     ``on_refused`` hears of a send the server refused (it is dropped);
     ``on_session_expired`` of a session that ended (the send is kept for after the next
     login, and the queue is emptied: the sink's store still holds those sends);
-    ``on_sent`` of each delivered message.
+    ``on_sent`` of each delivered message; ``encrypt``, when given, sends a message
+    end to end encrypted if its chat is (it answers None for a chat in the clear).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class Outbox:
         on_refused: Callable[[PendingSend, ApiError], None],
         on_session_expired: Callable[[ApiError], None],
         on_sent: Callable[[PendingSend, Message], None] | None = None,
+        encrypt: Callable[[PendingSend], Awaitable[Message | None]] | None = None,
     ) -> None:
         self.client = client
         self.sink = sink
@@ -71,6 +73,7 @@ class Outbox:
         self._on_refused = on_refused
         self._on_session_expired = on_session_expired
         self._on_sent = on_sent
+        self._encrypt = encrypt
         self._queue: asyncio.Queue[PendingSend] = asyncio.Queue()
         self._closed = False
 
@@ -99,7 +102,10 @@ class Outbox:
         delay = RETRY_FIRST_SECONDS
         while not self._closed:
             try:
-                if pending.thread_root is not None:
+                sealed = await self._encrypt(pending) if self._encrypt is not None else None
+                if sealed is not None:
+                    message = sealed
+                elif pending.thread_root is not None:
                     message = await self.client.comment(
                         pending.thread_root, pending.text, client_id=pending.client_id
                     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import sys
 import threading
 import time
@@ -65,7 +64,7 @@ from .commands import (
     reactions_text,
 )
 from .config import ClientConfig
-from .crypto import DecryptionError, DeviceCrypto
+from .crypto import DeviceCrypto, device_directory
 from .events import ConnectionState
 from .outputs import (
     ConnectionOut,
@@ -457,8 +456,7 @@ class PlainConsole:
     async def _open_crypto(self, login: str) -> None:
         """This device's end-to-end encryption keys (made on first login), in its data dir."""
         self.runner.crypto = None
-        server_part = re.sub(r"[^A-Za-z0-9_.-]", "_", re.sub(r"^[a-z]+://", "", self.config.server))
-        directory = self.config.dirs.data / "crypto" / server_part / login
+        directory = device_directory(self.config.dirs.data / "crypto", self.config.server, login)
         try:
             self.runner.crypto = await DeviceCrypto.open(self.client, directory)
         except (MessengerError, ConnectionError) as exc:
@@ -481,14 +479,11 @@ class PlainConsole:
         for out in outputs:
             if isinstance(out, MessageOut | EditedOut) and out.message.encrypted is not None:
                 if crypto is None:
-                    text = "(encrypted: this device has no keys)"
+                    text: str | None = "(encrypted: this device has no keys)"
                 else:
-                    try:
-                        text = (await crypto.decrypt(out.message)).text
-                    except DecryptionError as exc:
-                        if exc.kind == "replayed":
-                            continue  # shown once already, under its first id
-                        text = f"(not shown: {exc})"
+                    text = await crypto.reveal(out.message)
+                    if text is None:
+                        continue  # a replayed copy: shown once already, under its first id
                 out.message = msgspec.structs.replace(out.message, text=text)
             shown.append(out)
         return shown

@@ -75,12 +75,16 @@ class FileUploaded(Message):
 class ChatsChanged(Message):
     """The chat list changed (order, names, unread counts, presence of private peers)."""
 
-    def __init__(self, chats: list[Chat], presence: dict[str, User]) -> None:
+    def __init__(
+        self, chats: list[Chat], presence: dict[str, User], encrypted: frozenset[int] = frozenset()
+    ) -> None:
         super().__init__()
         self.chats = chats
         """Chats in list order."""
         self.presence = presence
         """Users as shown (nobody online while disconnected)."""
+        self.encrypted = encrypted
+        """Chats that are end-to-end encrypted (shown with a lock)."""
 
 
 class PeopleChanged(Message):

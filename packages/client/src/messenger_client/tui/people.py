@@ -47,7 +47,9 @@ class People:
         store, main, runner = self.app.store, self.app.main, self.app.runner
         if store is None or main is None or not main.is_mounted:
             return
-        main.post_message(ChatsChanged(store.sorted_chats(), self.presence()))
+        main.post_message(
+            ChatsChanged(store.sorted_chats(), self.presence(), frozenset(store.encrypted))
+        )
         if runner is not None:
             for chat in store.chats.values():
                 runner.remember(chat)
@@ -59,7 +61,7 @@ class People:
             return
         presence = self.presence()
         main.post_message(PeopleChanged(presence, dict(store.contacts)))
-        main.post_message(ChatsChanged(store.sorted_chats(), presence))
+        main.post_message(ChatsChanged(store.sorted_chats(), presence, frozenset(store.encrypted)))
 
     def complete(self, before: str) -> list[str]:
         """Tab completion of commands, logins and chat names."""

@@ -19,9 +19,12 @@ from messenger_protocol import (
     ErrorCode,
     Event,
     Message,
+    MessageCreated,
     MessengerError,
     Session,
     SessionEnded,
+    ThreadActivity,
+    ToDeviceWaiting,
 )
 
 from .. import commands as slash
@@ -30,6 +33,7 @@ from ..cache import Cache, PendingSend
 from ..config import ClientConfig
 from ..events import ConnectionState, EventStream
 from ..outbox import Outbox
+from .e2ee import Encryption
 from .groups import Groups
 from .host import Host
 from .messages import ThreadChanged
@@ -75,6 +79,8 @@ class LiveSession:
         """Sends of the session: pending at once, retried until sent (None: logged out)."""
         self.stream: EventStream | None = None
         """The live event stream of the session."""
+        self.e2ee: Encryption | None = None
+        """The session's device keys and encrypted chats (issue 14)."""
 
     # --- logging in ------------------------------------------------------------------
 
@@ -135,7 +141,12 @@ class LiveSession:
             cache = None
         # /search falls back to the cache while the server is out of reach
         app.runner = slash.CommandRunner(client, downloads=config.dirs.downloads, cache=cache)
-        app.store = store = ChatStore(me=login, cache=cache, focused=self.reader.reading)
+        encrypted: set[int] = set()
+        self.e2ee = e2ee = Encryption.load(client, config.dirs.data, app.server, login, encrypted)
+        app.store = store = ChatStore(
+            me=login, cache=cache, focused=self.reader.reading, encrypted=encrypted,
+            reveal=e2ee.reveal,
+        )  # fmt: skip
         store.load_cached()
         app.main = main = MainScreen(login, self.people.complete, tz=options.tz)
         main.view.disappears_at = self.moderation.disappears_at
@@ -145,6 +156,7 @@ class LiveSession:
             on_refused=self._send_refused,
             on_session_expired=lambda exc: self.over(session_over_reason(exc)),
             on_sent=lambda pending, message: self.reader.mark_shown(),
+            encrypt=lambda pending: e2ee.send(pending, store.chats.get(pending.chat_id)),
         )
         if isinstance(app.screen, LoginScreen):
             app.switch_screen(main)
@@ -180,6 +192,7 @@ class LiveSession:
                 if isinstance(item, ConnectionState):
                     self._connection_changed(item)
                     continue
+                await self._keys_for(item)
                 self.apply(item)
                 if store.cache is not None and stream.last_event_id is not None:
                     store.cache.last_event_id = stream.last_event_id
@@ -191,6 +204,41 @@ class LiveSession:
                 app.notify(describe_error(exc), severity="error")
         finally:
             await stream.aclose()
+
+    async def _keys_for(self, event: Event) -> None:
+        """Room keys come before the message they open: an event that brings keys, or a
+        message whose key is not here yet, fetches this device's inbox first."""
+        e2ee, store = self.e2ee, self.app.store
+        if e2ee is None or e2ee.crypto is None or store is None:
+            return
+        if isinstance(event, ToDeviceWaiting):
+            if event.device_id == e2ee.crypto.device_id and await e2ee.receive():
+                store.reveal_again()
+            return
+        message = event.message if isinstance(event, MessageCreated) else None
+        if isinstance(event, ThreadActivity):
+            message = event.comment
+        if message is not None and message.encrypted is not None:
+            if e2ee.needs_keys(message):
+                await e2ee.receive()
+            if e2ee.seen(message):
+                self.app.refresh_chat_list()
+
+    @app_work(exclusive=True, group="e2ee")
+    async def _start_e2ee(self) -> None:
+        """Once connected: publish the device keys, fetch waiting room keys, learn which
+        chats are encrypted, and show again what now decrypts."""
+        e2ee, store = self.e2ee, self.app.store
+        if e2ee is None or store is None:
+            return
+        try:
+            await e2ee.start(list(store.chats.values()))
+        except MessengerError as exc:
+            log.warning("end-to-end encryption: %s", exc)
+            return
+        if self.app.store is store:
+            store.reveal_again()
+            self.app.refresh_chat_list()
 
     @app_work(exclusive=True, group="resume")
     async def _resume_session(self) -> None:
@@ -231,6 +279,7 @@ class LiveSession:
                 self.outbox.online.set()
             if app.client is not None and app.client.session is None:
                 self._resume_session()
+            self._start_e2ee()
             if app.main is not None:
                 app.main.view.older_loaded()  # paging that stopped offline goes on
             self.refresh_all()
@@ -323,6 +372,8 @@ class LiveSession:
         try:
             chats = await client.chats()
             store.set_chats(chats.chats)
+            if self.e2ee is not None:
+                await self.e2ee.learn(chats.chats)
             current = store.chats.get(main.current_chat or 0)
             app.refresh_chat_list()
             if main.current_chat is not None and current is None:
@@ -374,6 +425,8 @@ class LiveSession:
             self.outbox = None
         app.workers.cancel_group(app, "events")
         app.workers.cancel_group(app, "outbox")
+        app.workers.cancel_group(app, "e2ee")
+        self.e2ee = None
         login = app.store.me if app.store is not None else ""
         app.client, app.store, app.main = None, None, None
         while len(app.screen_stack) > 2:

@@ -83,8 +83,13 @@ class ChatStore:
     contacts: dict[str, Contact] = field(default_factory=dict)
     threads: dict[int, Timeline] = field(default_factory=dict)
     """Open or recently opened threads: root id -> root and comments."""
+    encrypted: set[int] = field(default_factory=set)
+    """Chats known to be end-to-end encrypted (issue 14)."""
     focused: Callable[[int], bool] = lambda chat_id: False
     """Whether the user is looking at the bottom of a chat (its messages count as read)."""
+    reveal: Callable[[Message], Message] = lambda message: message
+    """An end-to-end encrypted message as shown (decrypted in memory); every message
+    the store takes in goes through it, and the cache gets it back as ciphertext."""
 
     # --- loading ------------------------------------------------------------
 
@@ -103,7 +108,7 @@ class ChatStore:
         timeline = self.timelines.get(chat_id)
         if timeline is None:
             cached = self.cache.messages(chat_id, limit=PAGE_SIZE) if self.cache else []
-            timeline = Timeline(chat_id, cached)
+            timeline = Timeline(chat_id, self._shown(cached))
             if self.cache is not None:
                 for pending in self.cache.pending():
                     if pending.chat_id == chat_id and pending.thread_root is None:
@@ -116,7 +121,7 @@ class ChatStore:
         timeline = self.timeline(chat_id)
         if self.cache is None:
             return []
-        return self.cache.messages(chat_id, before=timeline.oldest_id, limit=PAGE_SIZE)
+        return self._shown(self.cache.messages(chat_id, before=timeline.oldest_id, limit=PAGE_SIZE))
 
     def set_chats(self, chats: Iterable[Chat]) -> None:
         """The server's chat list replaces ours."""
@@ -159,7 +164,7 @@ class ChatStore:
         self._save(page.messages)
         if timeline.has_newer:
             return timeline  # a window into the past: End goes back to the newest
-        messages = page.messages
+        messages = self._shown(page.messages)
         newest = timeline.newest_id
         gap = bool(messages and newest is not None and page.has_more and messages[0].id > newest)
         if gap:
@@ -181,11 +186,12 @@ class ChatStore:
         ``after=None`` its newest page."""
         old = self.timeline(chat_id)
         self._save(page.messages)
+        shown = self._shown(page.messages)
         if after is not None:
-            fresh = Timeline(chat_id, list(page.messages), has_more=after > 0)
+            fresh = Timeline(chat_id, shown, has_more=after > 0)
             fresh.has_newer = page.has_more
         else:
-            fresh = Timeline(chat_id, list(page.messages), has_more=page.has_more)
+            fresh = Timeline(chat_id, shown, has_more=page.has_more)
         fresh.pending, fresh.failed = old.pending, old.failed
         if not fresh.has_newer:
             _keep_newer(old, fresh)
@@ -198,7 +204,7 @@ class ChatStore:
         chat's newest page."""
         timeline = self.timeline(chat_id)
         self._save(page.messages)
-        for message in page.messages:
+        for message in self._shown(page.messages):
             timeline.add(message)
         timeline.has_newer = page.has_more
         return timeline
@@ -206,11 +212,27 @@ class ChatStore:
     def add_older(self, chat_id: int, messages: list[Message], has_more: bool) -> int:
         """Add a page of older history (from the server or the cache)."""
         self._save(messages)
-        return self.timeline(chat_id).add_older(messages, has_more)
+        return self.timeline(chat_id).add_older(self._shown(messages), has_more)
+
+    def _shown(self, messages: list[Message]) -> list[Message]:
+        return [self.reveal(m) if m.encrypted is not None else m for m in messages]
 
     def _save(self, messages: list[Message]) -> None:
         if self.cache is not None and messages:
-            self.cache.save_messages(messages)
+            self.cache.save_messages([_sealed(m) for m in messages])
+
+    def reveal_again(self) -> set[int]:
+        """New keys came: encrypted messages shown without their text are shown again;
+        the chats (negative: thread roots) whose views changed."""
+        changed: set[int] = set()
+        for timeline in (*self.timelines.values(), *self.threads.values()):
+            for message in list(timeline.messages):
+                if message.encrypted is None:
+                    continue
+                again = self.reveal(message)
+                if again.text != message.text and timeline.update(again):
+                    changed.add(timeline.chat_id)
+        return changed
 
     # --- sending --------------------------------------------------------------
 
@@ -265,6 +287,7 @@ class ChatStore:
 
     def _add_message(self, message: Message) -> bool:
         """Keep a message; False if it was known already (a replayed event)."""
+        message = self.reveal(message)
         timeline = self.timelines.get(message.chat_id)
         if timeline is None or timeline.has_newer:
             # not loaded, or newer than a window into the past: kept for later
@@ -277,6 +300,7 @@ class ChatStore:
         return timeline.add(message)
 
     def _add_comment(self, comment: Message) -> bool:
+        comment = self.reveal(comment)
         self._save([comment])
         thread = self.threads.get(comment.thread_root or 0)
         return thread.add(comment) if thread is not None else True
@@ -287,7 +311,7 @@ class ChatStore:
         if thread is None:
             comments = self.cache.comments(root.id) if self.cache is not None else []
             # A negative "chat id" keeps a thread's scroll memory apart from chats'.
-            thread = Timeline(-root.id, [root, *comments], has_more=False)
+            thread = Timeline(-root.id, self._shown([root, *comments]), has_more=False)
             if self.cache is not None:
                 for pending in self.cache.pending():
                     if pending.thread_root == root.id:
@@ -299,8 +323,8 @@ class ChatStore:
         """The server's view of a thread joins what is shown (de-duplicated by id)."""
         thread = self.thread(root)
         self._save([root, *comments])
-        thread.add(root)
-        for comment in comments:
+        thread.add(self.reveal(root))
+        for comment in self._shown(comments):
             thread.add(comment)
         return thread
 
@@ -321,6 +345,10 @@ class ChatStore:
     def apply(self, event: Event) -> Change:
         """Apply one live event; returns what changed."""
         change = Change()
+        if isinstance(event, MessageCreated | MessageUpdated | MessageEdited):
+            event = msgspec.structs.replace(event, message=self.reveal(event.message))
+        elif isinstance(event, ThreadActivity):
+            event = msgspec.structs.replace(event, comment=self.reveal(event.comment))
         match event:
             case MessageCreated(message=message) if message.thread_root is not None:
                 self._add_comment(message)
@@ -346,7 +374,7 @@ class ChatStore:
                 self._replace(message, change)
             case MessageEdited(message=message):
                 if self.cache is not None:
-                    self.cache.apply(event)
+                    self.cache.apply(msgspec.structs.replace(event, message=_sealed(message)))
                 self._replace(message, change)
             case MessageDeleted(tombstone=Message() as tombstone):
                 # deleted by its author or an admin: it stays, as a tombstone
@@ -479,6 +507,17 @@ class ChatStore:
     def logins(self) -> list[str]:
         """Every known login (for completion)."""
         return sorted(set(self.users) | set(self.contacts))
+
+
+def _sealed(message: Message) -> Message:
+    """What the cache keeps of a message: an encrypted one as the server sent it (no
+    plaintext, not even its reply's quote, ever reaches the disk)."""
+    if message.encrypted is None:
+        return message
+    quote = message.reply_to
+    if quote is not None and quote.text:
+        quote = msgspec.structs.replace(quote, text="")
+    return msgspec.structs.replace(message, text="", reply_to=quote)
 
 
 def _keep_newer(old: Timeline, fresh: Timeline) -> None:

@@ -89,6 +89,9 @@ class MainScreen(Guarded, Screen[None]):
         self._completer = completer
         self._tz = tz
         self.current_chat: int | None = None
+        self._chat: Chat | None = None
+        self.encrypted: frozenset[int] = frozenset()
+        """Chats that are end-to-end encrypted (a lock in the list and the title)."""
         # Kept as attributes: the app's workers may still call in while the screen
         # is being torn down, when queries would find nothing.
         self.bar = ConnectionBar(id="connection")
@@ -164,19 +167,23 @@ class MainScreen(Guarded, Screen[None]):
     def show_chat(self, chat: Chat, timeline: Timeline) -> None:
         """Show a chat's timeline and title."""
         self.current_chat = chat.id
+        self._chat = chat
         self.chat_title.update(self._title(chat))
         self.view.show(timeline)
 
     def _title(self, chat: Chat) -> str:
+        sealed = chat.id in self.encrypted
+        lock, note = ("🔒 ", "  · end-to-end encrypted") if sealed else ("", "")
         if chat.kind == "direct":
-            return f"@{chat.peer or chat.name.lstrip('@')}  · private"
+            return f"{lock}@{chat.peer or chat.name.lstrip('@')}  · private{note}"
         if chat.kind == "general":
             return "# general  · everyone"
-        return f"≡ {chat.name}  · {format_count(chat.members, 'member')}"
+        return f"{lock}≡ {chat.name}  · {format_count(chat.members, 'member')}{note}"
 
     def update_title(self, chat: Chat) -> None:
         """The open chat changed (members, name)."""
         if chat.id == self.current_chat:
+            self._chat = chat
             self.chat_title.update(self._title(chat))
 
     def show_thread(self, root: Message, timeline: Timeline) -> None:
@@ -213,7 +220,11 @@ class MainScreen(Guarded, Screen[None]):
         event.stop()
         # query, not query_one: during shutdown the screen may already be empty.
         for chat_list in self.query(ChatList):
-            chat_list.update_chats(event.chats, event.presence, self.current_chat)
+            chat_list.update_chats(event.chats, event.presence, self.current_chat, event.encrypted)
+        if event.encrypted != self.encrypted:
+            self.encrypted = event.encrypted
+            if self._chat is not None:
+                self.update_title(self._chat)
 
     @on(PeopleChanged)
     def _people_changed(self, event: PeopleChanged) -> None:

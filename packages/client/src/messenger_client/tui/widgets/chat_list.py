@@ -25,24 +25,28 @@ _BADGE = Style(color="#1e1e1e", bgcolor="#e5c07b", bold=True)
 _QUIET = Style(dim=True)
 
 
-def chat_label(chat: Chat, users: dict[str, User], number: int | None = None) -> Table:
-    """One row of the list: number key, kind or presence dot, name, unread badge."""
+def chat_label(
+    chat: Chat, users: dict[str, User], number: int | None = None, *, encrypted: bool = False
+) -> Table:
+    """One row of the list: number key, kind or presence dot, name (a lock before it when
+    the chat is end-to-end encrypted), unread badge."""
     left = Text(no_wrap=True, overflow="ellipsis")
     if number is not None and number <= 9:
         left.append(f"{number} ", _QUIET)
     else:
         left.append("  ")
+    lock = "🔒" if encrypted else ""
     if chat.kind == "direct":
         peer = users.get(chat.peer or "")
         online = peer is not None and peer.online
         left.append("● " if online else "○ ", _ONLINE if online else _OFFLINE)
-        left.append(chat.peer or chat.name.lstrip("@"))
+        left.append(lock + (chat.peer or chat.name.lstrip("@")))
     elif chat.kind == "general":
         left.append("# ", _QUIET)
         left.append(chat.name)
     else:
         left.append("≡ ", _QUIET)
-        left.append(chat.name)
+        left.append(lock + chat.name)
     if chat.unread:
         left.stylize("bold")
     count = str(chat.unread) if chat.unread < 1000 else "999+"
@@ -76,7 +80,13 @@ class ChatList(Guarded, OptionList):
         self.chat_ids: list[int] = []
         self.current: int | None = None
 
-    def update_chats(self, chats: list[Chat], users: dict[str, User], current: int | None) -> None:
+    def update_chats(
+        self,
+        chats: list[Chat],
+        users: dict[str, User],
+        current: int | None,
+        encrypted: frozenset[int] = frozenset(),
+    ) -> None:
         """Redraw the list (order, names, badges, dots), keeping the highlight.
 
         The highlight follows the open chat when that changes; otherwise it stays
@@ -87,7 +97,10 @@ class ChatList(Guarded, OptionList):
         highlighted = int(option.id) if option is not None and option.id else None
         self.current = current
         ids = [c.id for c in chats]
-        options = [Option(chat_label(c, users, i), id=str(c.id)) for i, c in enumerate(chats, 1)]
+        options = [
+            Option(chat_label(c, users, i, encrypted=c.id in encrypted), id=str(c.id))
+            for i, c in enumerate(chats, 1)
+        ]
         if ids == self.chat_ids:
             for index, option in enumerate(options):
                 self.replace_option_prompt_at_index(index, option.prompt)

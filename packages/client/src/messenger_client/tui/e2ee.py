@@ -1,0 +1,136 @@
+"""End-to-end encryption in the TUI (issue 14): the library's :class:`DeviceCrypto`, no
+second implementation.
+
+The app keeps what the server sent: the store's cache holds an encrypted message as
+ciphertext (its text empty); the store shows it through :meth:`Encryption.reveal`,
+which decrypts it in memory with the keys this device already holds (so the cache never
+holds a plaintext, and a cached chat reads offline). A message whose key has not come
+yet shows :data:`~messenger_client.crypto.NO_KEY_TEXT`; when this device's to-device
+inbox brings keys the session fetches them and the store shows such messages again.
+Sends in an encrypted chat go out encrypted from the outbox (:meth:`send`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import msgspec
+
+from messenger_protocol import ApiError, Chat, ErrorCode, Message, MessengerError
+
+from ..api import Client
+from ..cache import PendingSend
+from ..crypto import DeviceCrypto, device_directory
+
+__all__ = ["Encryption"]
+
+log = logging.getLogger(__name__)
+
+
+class Encryption:
+    """One session's device keys and which of its chats are encrypted."""
+
+    def __init__(self, crypto: DeviceCrypto | None, encrypted: set[int]) -> None:
+        self.crypto = crypto
+        """This device's keys (None: they could not be opened; encrypted messages then
+        say so and sends go in the clear only where the chat is not encrypted)."""
+        self.encrypted = encrypted
+        """Chats known to be encrypted (shown with a lock; sends in them are encrypted)."""
+        self._published = False
+        self._busy = asyncio.Lock()
+        """One thing at a time with the keys (a fetch and a send share the state)."""
+
+    @classmethod
+    def load(
+        cls, client: Client, data_dir: Path, server: str, login: str, encrypted: set[int]
+    ) -> Encryption:
+        """This device's keys from the TUI's data dir (made on first use; the plain
+        console is another device); no I/O but the disk, so messages cached earlier
+        decrypt before the server answers. ``encrypted`` is the store's set of
+        encrypted chats, kept up to date here."""
+        directory = device_directory(data_dir / "crypto-tui", server, login)
+        try:
+            return cls(DeviceCrypto.load(client, directory, login=login), encrypted)
+        except (MessengerError, OSError) as exc:
+            log.warning("end-to-end encryption unavailable: %s", exc)
+            return cls(None, encrypted)
+
+    async def start(self, chats: Iterable[Chat]) -> None:
+        """Publish this device's keys (once per session), fetch waiting room keys, and
+        learn which chats are encrypted."""
+        crypto = self.crypto
+        if crypto is None:
+            return
+        async with self._busy:
+            if not self._published:
+                await crypto.publish()
+                self._published = True
+            await crypto.receive()
+        await self.learn(chats)
+
+    async def learn(self, chats: Iterable[Chat]) -> bool:
+        """Find out which of these chats are encrypted; whether that changed anything."""
+        crypto = self.crypto
+        if crypto is None:
+            return False
+        before = set(self.encrypted)
+        self.encrypted |= await crypto.encrypted_chats(c for c in chats if c.id not in before)
+        return self.encrypted != before
+
+    def seen(self, message: Message) -> bool:
+        """An encrypted message marks its chat encrypted; whether that is news."""
+        if message.encrypted is None or message.chat_id in self.encrypted:
+            return False
+        self.encrypted.add(message.chat_id)
+        return True
+
+    def needs_keys(self, message: Message) -> bool:
+        """An encrypted message whose key this device has not fetched yet."""
+        return self.crypto is not None and not self.crypto.has_key(message)
+
+    async def receive(self) -> int:
+        """Fetch this device's waiting room keys; how many came."""
+        if self.crypto is None:
+            return 0
+        try:
+            async with self._busy:
+                return await self.crypto.receive()
+        except MessengerError as exc:
+            log.warning("could not fetch this device's keys: %s", exc)
+            return 0
+
+    def reveal(self, message: Message) -> Message:
+        """An encrypted message with its text as this device can show it (a message
+        in the clear as it is)."""
+        if message.encrypted is None or message.deleted_at is not None:
+            return message
+        if self.crypto is None:
+            text: str | None = "(encrypted: this device has no keys)"
+        else:
+            text = self.crypto.reveal_now(message)
+        if text is None:
+            text = f"(a replayed copy of an earlier message, #{message.id}: not shown again)"
+        return msgspec.structs.replace(message, text=text)
+
+    async def send(self, pending: PendingSend, chat: Chat | None) -> Message | None:
+        """Send ``pending`` encrypted if its chat is encrypted (None: it is not, send it
+        in the clear). Files and thread comments in an encrypted chat are refused
+        rather than sent readable."""
+        crypto = self.crypto
+        if crypto is None or chat is None:
+            return None
+        if chat.id not in self.encrypted and not await crypto.can_encrypt(chat):
+            return None
+        self.encrypted.add(chat.id)
+        if pending.attachments or pending.thread_root is not None:
+            raise ApiError(
+                ErrorCode.INVALID,
+                "files and thread comments are not end-to-end encrypted yet: not sent",
+            )
+        async with self._busy:
+            return await crypto.send(
+                chat, pending.text, client_id=pending.client_id, reply_to=pending.reply_to
+            )
