@@ -140,6 +140,11 @@ def test_the_table_has_every_spec_command() -> None:
         "search",
         "mentions",
         "mute",
+        # issue 14
+        "devices",
+        "verify",
+        "confirm",
+        "mismatch",
     ]
     assert set(COMMANDS) == set(spec)
     for command in COMMANDS.values():

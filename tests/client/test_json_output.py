@@ -163,6 +163,15 @@ async def test_every_console_command_once_in_json_mode(
     await _obj(proc, "mentions")
     run("/mute team mentions")
     await _obj(proc, "mute")
+    run("/devices")
+    mine = await _obj(proc, "devices")
+    assert [d["current"] for d in mine["devices"]] == [True]
+    run("/verify bob")  # bob's client has no device keys
+    assert "no unverified device" in (await _obj(proc, "error"))["text"]
+    run("/confirm")
+    assert "no verification" in (await _obj(proc, "error"))["text"]
+    run("/mismatch bob")
+    assert "no verification" in (await _obj(proc, "error"))["text"]
     run("/logout")
     await _obj(proc, "logout")
     run("/exit")
@@ -181,7 +190,7 @@ async def test_every_console_command_once_in_json_mode(
         "help", "session", "message", "current_chat", "unread", "status", "users", "chat",
         "member", "link", "join", "join_request", "scheduled", "scheduled_list", "complaint",
         "download", "files", "contacts", "contact", "logout", "exit", "message_edited",
-        "reactions", "message_deleted", "pin", "pins", "search", "mentions", "mute",
+        "reactions", "message_deleted", "pin", "pins", "search", "mentions", "mute", "devices",
     }  # fmt: skip
     assert expected <= kinds, expected - kinds
     assert "token" not in "".join(proc.lines)

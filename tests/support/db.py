@@ -8,7 +8,7 @@ from typing import Any
 from tests.support import postgres
 from tests.support.server import ServerProcess
 
-__all__ = ["count", "events_mentioning", "rows"]
+__all__ = ["count", "events_mentioning", "execute", "rows"]
 
 
 def rows(srv: ServerProcess, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -19,6 +19,21 @@ def rows(srv: ServerProcess, sql: str, args: tuple[Any, ...] = ()) -> list[tuple
     conn = sqlite3.connect(srv.data_dir / "messenger.db")
     try:
         return list(conn.execute(sql, args).fetchall())
+    finally:
+        conn.close()
+
+
+def execute(srv: ServerProcess, sql: str, args: tuple[Any, ...] = ()) -> None:
+    """Run one changing statement (``?`` placeholders) on the server's database, committed
+    (what someone who can write the server's database could do)."""
+    url = srv.store_url
+    if url:
+        postgres.execute(url, sql.replace("?", "%s"), args)
+        return
+    conn = sqlite3.connect(srv.data_dir / "messenger.db")
+    try:
+        with conn:
+            conn.execute(sql, args)
     finally:
         conn.close()
 

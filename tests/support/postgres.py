@@ -17,7 +17,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 
-__all__ = ["ADMIN_URL", "UNAVAILABLE_PREFIX", "PgDatabase", "unavailable", "url_with"]
+__all__ = [
+    "ADMIN_URL",
+    "UNAVAILABLE_PREFIX",
+    "PgDatabase",
+    "execute",
+    "query",
+    "unavailable",
+    "url_with",
+]
 
 ADMIN_URL = os.environ.get(
     "MESSENGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -80,3 +88,9 @@ def query(store_url: str, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any,
     """Rows of one statement (``%s`` placeholders) on a server's store."""
     with psycopg.connect(store_url, autocommit=True) as conn:
         return list(conn.execute(sql.encode(), tuple(args)).fetchall())
+
+
+def execute(store_url: str, sql: str, args: Sequence[Any] = ()) -> None:
+    """Run one changing statement (``%s`` placeholders) on a server's store, committed."""
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute(sql.encode(), tuple(args))

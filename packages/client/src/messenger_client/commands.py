@@ -77,6 +77,9 @@ from .outputs import (
     ContactsOut,
     CurrentChatOut,
     DeletedOut,
+    DeviceOut,
+    DeviceRow,
+    DevicesOut,
     DownloadOut,
     EditedOut,
     EmptyOut,
@@ -101,6 +104,7 @@ from .outputs import (
     PresenceOut,
     ReactionsOut,
     ResyncOut,
+    RoomKeysOut,
     ScheduledListOut,
     ScheduledOut,
     ScheduledRow,
@@ -112,8 +116,18 @@ from .outputs import (
     UnreadOut,
     UserRow,
     UsersOut,
+    VerificationOut,
     at,
     at_or_none,
+)
+from .trust import (
+    DeviceKeyChanged,
+    KeyRequestRefused,
+    KeysReceived,
+    KeysWithheld,
+    NewDevice,
+    TrustNotice,
+    VerificationUpdate,
 )
 
 __all__ = [
@@ -244,6 +258,16 @@ COMMANDS: dict[str, CommandSpec] = {
         _cmd("download", "<file-id> [path]", "download an attachment", _a("file_id", "word"),
              _a("path", "path", True)),
         _cmd("files", "[target]", "files posted in a chat", _a("target", "target", True)),
+        _cmd("devices", "[login]",
+             "a user's devices (yours by default): verified, unverified or keys changed",
+             _a("login", "login", True)),
+        _cmd("verify", "<login> [device]",
+             "verify a device by comparing emoji (or accept its request)", _a("login", "login"),
+             _a("device", "word", True)),
+        _cmd("confirm", "[login]", "the emoji of a verification match: trust that device",
+             _a("login", "login", True)),
+        _cmd("mismatch", "[login]", "the emoji differ (or stop): cancel a verification",
+             _a("login", "login", True)),
         _cmd("contacts", "", "your contact list"),
         _cmd("add_contact", "<login>", "add a contact", _a("login", "login")),
         _cmd("del_contact", "<login>", "remove a contact", _a("login", "login")),
@@ -1266,6 +1290,148 @@ class CommandRunner:
                 title, columns, rows, chat_id=chat.id, chat=chat.name, files=tuple(files.files)
             )
         ]
+
+    # --- device trust (end-to-end encryption) ---------------------------------
+
+    def _crypto(self) -> DeviceCrypto:
+        if self.crypto is None:
+            raise ApiError(ErrorCode.UNAVAILABLE, "end-to-end encryption is off on this device")
+        return self.crypto
+
+    async def _do_devices(self, login: str | None) -> list[Output]:
+        crypto = self._crypto()
+        who = login or crypto.login
+        devices = await crypto.device_list(who)
+        rows = tuple(
+            (
+                d.device_id + (" (this one)" if d.current else ""),
+                " ".join(d.ed25519[i : i + 4] for i in range(0, len(d.ed25519), 4)),
+                "KEYS CHANGED" if d.key_changed else "verified" if d.verified else "unverified",
+            )
+            for d in devices
+        )
+        items = tuple(
+            DeviceRow(d.device_id, d.ed25519, d.verified, d.key_changed, d.current) for d in devices
+        )
+        return [
+            DevicesOut(
+                f"devices of {who}",
+                ("device", "fingerprint", "trust"),
+                rows,
+                login=who,
+                devices=items,
+            )
+        ]
+
+    # The verification commands answer with nothing of their own: what they did comes
+    # back at once as a notice (see notice_output), like what the other device does.
+
+    async def _do_verify(self, login: str, device: str | None) -> list[Output]:
+        await self._crypto().verification.start(login, device)
+        return []
+
+    async def _do_confirm(self, login: str | None) -> list[Output]:
+        await self._crypto().verification.confirm(login)
+        return []
+
+    async def _do_mismatch(self, login: str | None) -> list[Output]:
+        await self._crypto().verification.mismatch(login)
+        return []
+
+    def _whose(self, login: str, device_id: str) -> str:
+        if login == self.client.login_name:
+            return f"your device {device_id}"
+        return f"{login}'s device {device_id}"
+
+    def notice_output(self, notice: TrustNotice) -> Output | None:
+        """The output of something the device-trust parts of encryption said
+        (:mod:`messenger_client.trust`); None for steps not worth a line."""
+        match notice:
+            case VerificationUpdate():
+                return self._verification_out(notice)
+            case NewDevice(login=login, device_id=device_id, chat_id=chat_id):
+                chat = self._chat_or_none(chat_id)
+                where = f"[{chat}] " if chat else ""
+                if login == self.client.login_name:
+                    text = f"{where}you have a new device {device_id}, not verified by this one"
+                else:
+                    text = f"{where}{login} has a new device {device_id}, not verified"
+                text += f": /verify {login} {device_id} to compare emoji"
+                return DeviceOut(text, change="new", login=login, device_id=device_id,
+                                 chat_id=chat_id, chat=chat)  # fmt: skip
+            case DeviceKeyChanged(login=login, device_id=device_id, chat_id=chat_id):
+                chat = self._chat_or_none(chat_id)
+                where = f"[{chat}] " if chat else ""
+                text = (
+                    f"{where}!! WARNING: the keys of {self._whose(login, device_id)} CHANGED."
+                    " Nothing is encrypted to it any more: someone may be impersonating it."
+                    f" Ask {login} in person; a device that was reset comes back as a new one"
+                )
+                return DeviceOut(text, change="key_changed", login=login, device_id=device_id,
+                                 chat_id=chat_id, chat=chat)  # fmt: skip
+            case KeysReceived(device_id=device_id, sessions=sessions, chat_ids=chat_ids):
+                chats = ", ".join(self._chat_or_none(c) or f"chat{c}" for c in chat_ids)
+                text = (
+                    f"your device {device_id} shared the keys of earlier messages in {chats}"
+                    f" ({sessions} session{'s' if sessions != 1 else ''}): /history shows them"
+                )
+                return RoomKeysOut(text, change="received", device_id=device_id,
+                                   sessions=sessions, chat_ids=chat_ids)  # fmt: skip
+            case KeysWithheld(device_id=device_id):
+                own = self.client.login_name
+                text = (
+                    f"your device {device_id} shares no keys of earlier messages with this one"
+                    f" until they verify each other: /verify {own} {device_id}"
+                )
+                return RoomKeysOut(text, change="withheld", device_id=device_id)
+            case KeyRequestRefused(login=login, device_id=device_id):
+                text = (
+                    f"your device {device_id} asked for the keys of earlier messages; it is not"
+                    f" verified, so none were sent: /verify {login} {device_id} if it is yours"
+                )
+                return RoomKeysOut(text, change="refused", device_id=device_id)
+        return None
+
+    def _chat_or_none(self, chat_id: int | None) -> str | None:
+        if chat_id is None:
+            return None
+        chat = self._chats.get(chat_id)
+        return chat.name if chat is not None else f"chat{chat_id}"
+
+    def _verification_out(self, n: VerificationUpdate) -> Output | None:
+        whose = self._whose(n.login, n.device_id)
+        who = n.login
+        texts = {
+            "requested": f"asked {whose} to verify; waiting for it to accept (/mismatch {who}"
+            " stops)",
+            "incoming": f"{whose} asks to verify this device: /verify {who} {n.device_id}"
+            f" accepts, /mismatch {who} refuses",
+            "showing": "compare with {whose}: {emoji}   or the numbers {numbers}; /confirm {who}"
+            " if it shows the same, /mismatch {who} if not",
+            "confirmed": f"waiting for {whose} to confirm",
+            "their_mac": f"{whose} says the emoji match; /confirm {who} if you see the same,"
+            f" /mismatch {who} if not",
+            "verified": f"{whose} is verified ✔",
+            "cancelled": f"verification with {whose} cancelled: {n.reason}",
+        }
+        template = texts.get(n.state)
+        if template is None:
+            return None  # keys being exchanged: nothing to do for the person
+        emoji = "  ".join(f"{e} {name}" for e, name in zip(n.emoji, n.emoji_names, strict=True))
+        numbers = " ".join(str(d) for d in n.decimals)
+        text = template.format(whose=whose, emoji=emoji, numbers=numbers, who=who)
+        return VerificationOut(
+            text,
+            login=n.login,
+            device_id=n.device_id,
+            state=n.state,
+            we_started=n.we_started,
+            emoji=n.emoji,
+            emoji_names=n.emoji_names,
+            decimals=n.decimals,
+            code=n.code or None,
+            reason=n.reason or None,
+        )
 
     async def _do_contacts(self) -> list[Output]:
         contacts = await self.client.contacts()

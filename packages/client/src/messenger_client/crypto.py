@@ -23,19 +23,26 @@ bindings); this module only keeps the state and moves the ciphertext::
   device's own signature) says, keeps the Megolm session and acknowledges the inbox.
 * A Megolm message index seen before under another message id is a replay and refused;
   a ciphertext whose signature fails is refused as tampered with.
-* Devices are remembered on first sight (trust on first use); keys of a known device
-  that change are refused loudly (:class:`KeyChanged`). Verification (SAS) is not here yet.
+* Devices are remembered on first sight (trust on first use); a known device whose
+  keys change is never encrypted to again and is announced loudly
+  (:class:`~messenger_client.trust.DeviceKeyChanged`), a new device of a known user is
+  announced too (:class:`~messenger_client.trust.NewDevice`). Comparing a short
+  authentication string marks a device verified (:attr:`DeviceCrypto.verification`,
+  :mod:`messenger_client.verification`); a verified device of this user is given the
+  keys of earlier messages when it asks (:attr:`DeviceCrypto.key_sharing`,
+  :mod:`messenger_client.key_sharing`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,6 +75,9 @@ from messenger_protocol import (
 from messenger_protocol import endpoints as ep
 
 from .api import Client, new_client_id
+from .key_sharing import KeySharing
+from .trust import DeviceInfo, DeviceKeyChanged, NewDevice, NoticeHook, TrustNotice
+from .verification import Verifications
 
 __all__ = [
     "ALGORITHM",
@@ -118,6 +128,10 @@ class Decrypted:
 class _KnownDevice(msgspec.Struct):
     curve25519: str
     ed25519: str
+    verified: bool = False
+    """A short authentication string compared with it matched (never on first sight)."""
+    changed: bool = False
+    """The key directory showed other keys for it: it is not encrypted to any more."""
 
 
 class _Outbound(msgspec.Struct):
@@ -147,6 +161,14 @@ class _State(msgspec.Struct):
     """Megolm session id -> the inbound session."""
     devices: dict[str, dict[str, _KnownDevice]] = {}
     """Login -> device id -> the keys first seen (trust on first use)."""
+    requested: dict[str, int] = {}
+    """Megolm session id -> chat id: keys asked of this user's other devices, not come."""
+
+
+class _Kind(msgspec.Struct):
+    """The ``type`` of a to-device plaintext (each part decodes its own)."""
+
+    type: str
 
 
 class _RoomKey(msgspec.Struct, frozen=True):
@@ -235,24 +257,44 @@ class DeviceCrypto:
     """One device's keys and sessions, kept in ``directory``; talks through ``client``."""
 
     def __init__(
-        self, client: Client, directory: Path, key: bytes, state: _State, login: str | None = None
+        self,
+        client: Client,
+        directory: Path,
+        key: bytes,
+        state: _State,
+        login: str | None = None,
+        on_notice: NoticeHook | None = None,
     ) -> None:
         self.client = client
         self.directory = directory
         self._login = login
         self._key = key
         self._state = state
+        self._on_notice = on_notice
         self.account = vz.Account.from_pickle(state.account, key)
+        self._receiving = asyncio.Lock()
+        self._warned: set[tuple[str, str]] = set()
+        """Devices whose changed keys were announced in this run."""
+        self.verification = Verifications(self)
+        """Verifying other devices by a short authentication string (emoji or numbers)."""
+        self.key_sharing = KeySharing(self)
+        """Keys of earlier messages between this user's verified devices."""
 
     # --- identity -------------------------------------------------------------
 
     @classmethod
     async def open(
-        cls, client: Client, directory: Path, *, passphrase: str | None = None
+        cls,
+        client: Client,
+        directory: Path,
+        *,
+        passphrase: str | None = None,
+        on_notice: NoticeHook | None = None,
     ) -> DeviceCrypto:
         """Load this device's identity from ``directory`` (made on first use) and publish
-        its keys for the logged-in session."""
-        crypto = cls.load(client, directory, passphrase=passphrase)
+        its keys for the logged-in session. ``on_notice`` is told of verifications, new
+        devices, changed keys and shared keys (:mod:`messenger_client.trust`)."""
+        crypto = cls.load(client, directory, passphrase=passphrase, on_notice=on_notice)
         await crypto.publish()
         return crypto
 
@@ -264,12 +306,13 @@ class DeviceCrypto:
         *,
         passphrase: str | None = None,
         login: str | None = None,
+        on_notice: NoticeHook | None = None,
     ) -> DeviceCrypto:
         """:meth:`open` without publishing (no I/O but the data dir): what was received
         before decrypts at once, offline too; :meth:`publish` once the session is known
         (``login`` names the user while the client does not know it yet)."""
         key, state = _load(directory, passphrase)
-        crypto = cls(client, directory, key, state, login)
+        crypto = cls(client, directory, key, state, login, on_notice)
         crypto.save()
         return crypto
 
@@ -335,8 +378,15 @@ class DeviceCrypto:
 
     # --- devices ----------------------------------------------------------------
 
-    def _check_device(self, dev: DeviceKeys) -> bool:
-        """A device whose self-signature verifies; keys that changed raise KeyChanged."""
+    def notify(self, notice: TrustNotice) -> None:
+        """Tell the owner (``on_notice``) of something about devices and their trust."""
+        log.info("trust: %r", notice)
+        if self._on_notice is not None:
+            self._on_notice(notice)
+
+    def _check_device(self, dev: DeviceKeys, chat_id: int | None = None) -> bool:
+        """A device whose self-signature verifies and whose keys are the ones first seen
+        (a device whose keys changed is left out, and announced once per run)."""
         try:
             vz.Ed25519PublicKey.from_base64(dev.ed25519).verify_signature(
                 device_signing_bytes(dev.login, dev.device_id, dev.curve25519, dev.ed25519),
@@ -348,24 +398,83 @@ class DeviceCrypto:
         known = self._state.devices.setdefault(dev.login, {})
         seen = known.get(dev.device_id)
         if seen is None:
+            # the first devices of another user are taken as they come (trust on first
+            # use); a device added later, or any other device of this user, is announced
+            announce = bool(known) or dev.login == self.login
             known[dev.device_id] = _KnownDevice(dev.curve25519, dev.ed25519)
-        elif (seen.curve25519, seen.ed25519) != (dev.curve25519, dev.ed25519):
-            raise KeyChanged(
-                f"the keys of {dev.login}'s device {dev.device_id} changed: refusing to use"
-                " it (someone may be impersonating it)"
-            )
+            if announce:
+                self.notify(NewDevice(login=dev.login, device_id=dev.device_id, chat_id=chat_id))
+        elif seen.changed or (seen.curve25519, seen.ed25519) != (dev.curve25519, dev.ed25519):
+            seen.changed = True
+            if (dev.login, dev.device_id) not in self._warned:
+                self._warned.add((dev.login, dev.device_id))
+                log.warning("the keys of %s's device %s changed", dev.login, dev.device_id)
+                self.notify(
+                    DeviceKeyChanged(login=dev.login, device_id=dev.device_id, chat_id=chat_id)
+                )
+            return False
         return True
 
-    async def devices(self, logins: list[str]) -> list[DeviceKeys]:
-        """The checked devices of these users (this device left out)."""
+    async def devices(self, logins: Sequence[str], chat_id: int | None = None) -> list[DeviceKeys]:
+        """The checked devices of these users (this device left out; a device whose keys
+        changed is left out too, and announced)."""
         found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=sorted(set(logins))))
         out = [
             d
             for d in found.devices
             if not (d.login == self.login and d.device_id == self.device_id)
-            and self._check_device(d)
+            and self._check_device(d, chat_id)
         ]
         self.save()
+        return out
+
+    def is_verified(self, login: str, device_id: str) -> bool:
+        """Whether this device verified that one (and its keys have not changed since)."""
+        known = self._state.devices.get(login, {}).get(device_id)
+        return known is not None and known.verified and not known.changed
+
+    def known_keys(self, login: str, device_id: str) -> tuple[str, str] | None:
+        """(Curve25519, Ed25519) of a device as first seen, None if unknown or changed."""
+        known = self._state.devices.get(login, {}).get(device_id)
+        if known is None or known.changed:
+            return None
+        return known.curve25519, known.ed25519
+
+    def mark_verified(self, login: str, device_id: str) -> None:
+        """Remember that a device's keys were verified (kept in the state)."""
+        known = self._state.devices.get(login, {}).get(device_id)
+        if known is None or known.changed:
+            raise KeyChanged(f"{login}'s device {device_id} is unknown or its keys changed")
+        known.verified = True
+        self.save()
+
+    async def device_list(self, login: str) -> list[DeviceInfo]:
+        """Every device of a user the key directory shows, with what this device thinks
+        of it (this device itself included, first, when ``login`` is this user)."""
+        shown = {d.device_id for d in await self.devices([login])}
+        out: list[DeviceInfo] = []
+        if login == self.login:
+            out.append(
+                DeviceInfo(
+                    login=login,
+                    device_id=self.device_id,
+                    ed25519=self.ed25519,
+                    verified=True,
+                    key_changed=False,
+                    current=True,
+                )
+            )
+        for device_id, known in sorted(self._state.devices.get(login, {}).items()):
+            if device_id in shown or known.changed:
+                out.append(
+                    DeviceInfo(
+                        login=login,
+                        device_id=device_id,
+                        ed25519=known.ed25519,
+                        verified=known.verified and not known.changed,
+                        key_changed=known.changed,
+                    )
+                )
         return out
 
     async def can_encrypt(self, chat: Chat) -> bool:
@@ -433,7 +542,8 @@ class DeviceCrypto:
             )
         else:
             session = vz.GroupSession.from_pickle(out.pickle, self._key)
-        missing = [d for d in await self.devices(logins) if d.curve25519 not in out.shared_with]
+        devices = await self.devices(logins, chat_id)
+        missing = [d for d in devices if d.curve25519 not in out.shared_with]
         if missing:
             await self._share(session, chat_id, missing)
             out.shared_with.extend(d.curve25519 for d in missing)
@@ -453,7 +563,30 @@ class DeviceCrypto:
         self, session: vz.GroupSession, chat_id: int, devices: list[DeviceKeys]
     ) -> None:
         """Send the session key over Olm to each device (making Olm sessions as needed)."""
-        need = [d for d in devices if not self._state.olm.get(d.curve25519)]
+        payloads = [
+            msgspec.json.encode(
+                _RoomKey(
+                    chat_id=chat_id,
+                    session_id=session.session_id,
+                    session_key=session.session_key.to_base64(),
+                    sender=self.login,
+                    sender_device=self.device_id,
+                    sender_ed25519=self.ed25519,
+                    recipient=dev.login,
+                    recipient_device=dev.device_id,
+                )
+            )
+            for dev in devices
+        ]
+        await self.send_olm(devices, payloads)
+
+    async def send_olm(self, devices: Sequence[DeviceKeys], payloads: Sequence[bytes]) -> int:
+        """Olm-encrypt ``payloads[i]`` for ``devices[i]`` and send them as to-device
+        messages (making Olm sessions from claimed one-time keys as needed); how many
+        went (a device out of one-time keys is skipped)."""
+        need = list(
+            {d.curve25519: d for d in devices if not self._state.olm.get(d.curve25519)}.values()
+        )
         if need:
             claimed = await self.client.call(
                 ep.CLAIM_KEYS,
@@ -479,22 +612,12 @@ class DeviceCrypto:
                 )
                 self._state.olm[dev.curve25519] = [olm.pickle(self._key)]
         messages: list[OutgoingToDevice] = []
-        for dev in devices:
+        for dev, payload in zip(devices, payloads, strict=True):
             pickles = self._state.olm.get(dev.curve25519)
             if not pickles:
                 continue
             olm = vz.Session.from_pickle(pickles[0], self._key)
-            room_key = _RoomKey(
-                chat_id=chat_id,
-                session_id=session.session_id,
-                session_key=session.session_key.to_base64(),
-                sender=self.login,
-                sender_device=self.device_id,
-                sender_ed25519=self.ed25519,
-                recipient=dev.login,
-                recipient_device=dev.device_id,
-            )
-            kind, body = olm.encrypt(msgspec.json.encode(room_key)).to_parts()
+            kind, body = olm.encrypt(payload).to_parts()
             pickles[0] = olm.pickle(self._key)
             messages.append(
                 OutgoingToDevice(
@@ -509,29 +632,73 @@ class DeviceCrypto:
         for start in range(0, len(messages), step):
             batch = SendToDevice(messages=messages[start : start + step])
             await self.client.call(ep.SEND_TO_DEVICE, batch)
+        return len(messages)
 
     # --- receiving ------------------------------------------------------------------
 
     async def receive(self) -> int:
         """Fetch, decrypt and acknowledge this device's to-device messages; how many
-        Megolm sessions they brought."""
-        added = 0
-        while True:
-            inbox = await self.client.call(ep.TO_DEVICE)
-            if not inbox.messages:
-                break
-            for item in inbox.messages:
-                try:
-                    added += await self._room_key(item)
-                except DecryptionError as exc:
-                    log.warning(
-                        "to-device message %d from %s refused: %s", item.id, item.sender, exc
-                    )
-            self.save()
-            await self.client.call(ep.ACK_TO_DEVICE, AckToDevice(up_to=inbox.messages[-1].id))
-        if added:
-            await self.publish()  # pre-key messages used up one-time keys
-        return added
+        Megolm sessions they brought. Room keys are kept here; verification and key
+        sharing messages go to :attr:`verification` and :attr:`key_sharing`."""
+        async with self._receiving:  # one fetch at a time: each message is handled once
+            added = 0
+            pre_keys = 0
+            while True:
+                inbox = await self.client.call(ep.TO_DEVICE)
+                if not inbox.messages:
+                    break
+                for item in inbox.messages:
+                    pre_keys += item.type == 0
+                    try:
+                        added += await self._dispatch(item)
+                    except (DecryptionError, ApiError) as exc:
+                        # one bad message (or a reply that could not go out) must not
+                        # keep the rest of the inbox waiting
+                        log.warning(
+                            "to-device message %d from %s refused: %s", item.id, item.sender, exc
+                        )
+                self.save()
+                await self.client.call(ep.ACK_TO_DEVICE, AckToDevice(up_to=inbox.messages[-1].id))
+            self.key_sharing.received_done()
+            if pre_keys:
+                await self.publish()  # pre-key messages used up one-time keys
+            return added
+
+    async def _dispatch(self, item: ToDevice) -> int:
+        plaintext = self._olm_decrypt(item)
+        try:
+            kind = msgspec.json.decode(plaintext, type=_Kind).type
+        except msgspec.DecodeError as exc:
+            raise DecryptionError("mismatch", "a to-device message of no known kind") from exc
+        if kind == "room_key":
+            return await self._room_key(item, plaintext)
+        sender = await self.sender_device(item)
+        if kind.startswith("verify."):
+            await self.verification.handle(sender, plaintext)
+        elif kind.startswith("key."):
+            return await self.key_sharing.handle(sender, plaintext)
+        else:
+            raise DecryptionError("mismatch", f"a to-device message of unknown kind {kind!r}")
+        return 0
+
+    async def sender_device(self, item: ToDevice) -> DeviceKeys:
+        """The device that sent a to-device message, as the key directory (with that
+        device's signature and the keys first seen) says: its Curve25519 key is the one
+        Olm proved."""
+        devices = await self.devices([item.sender])
+        sender = next(
+            (
+                d
+                for d in devices
+                if d.device_id == item.sender_device and d.curve25519 == item.sender_key
+            ),
+            None,
+        )
+        if sender is None:
+            raise DecryptionError(
+                "mismatch", f"a to-device message whose sender is not {item.sender}'s device"
+            )
+        return sender
 
     def _olm_decrypt(self, item: ToDevice) -> bytes:
         message = vz.AnyOlmMessage.from_parts(item.type, _unb64(item.ciphertext))
@@ -561,8 +728,7 @@ class DeviceCrypto:
         pickles.insert(0, olm.pickle(self._key))
         return plaintext
 
-    async def _room_key(self, item: ToDevice) -> int:
-        plaintext = self._olm_decrypt(item)
+    async def _room_key(self, item: ToDevice, plaintext: bytes) -> int:
         try:
             key = msgspec.json.decode(plaintext, type=_RoomKey)
         except msgspec.DecodeError as exc:
@@ -570,7 +736,7 @@ class DeviceCrypto:
         if (key.recipient, key.recipient_device) != (self.login, self.device_id):
             raise DecryptionError("mismatch", "a room key meant for another device")
         # the sender's Curve25519 key (proven by Olm) must be the device it claims to be
-        devices = await self.devices([key.sender])
+        devices = await self.devices([key.sender], key.chat_id)
         sender = next(
             (d for d in devices if d.login == key.sender and d.device_id == key.sender_device),
             None,
@@ -599,6 +765,51 @@ class DeviceCrypto:
         self._state.inbound[inbound.session_id] = _Inbound(
             pickle=inbound.pickle(self._key), chat_id=chat_id, sender=sender, sender_key=sender_key
         )
+        self._state.requested.pop(inbound.session_id, None)
+
+    # --- sessions for key sharing -------------------------------------------------
+
+    def export_session(self, session_id: str) -> tuple[int, str, str, str] | None:
+        """(chat id, sender, sender Curve25519 key, exported session key from its first
+        known index) of an inbound Megolm session this device has, or None."""
+        entry = self._state.inbound.get(session_id)
+        if entry is None:
+            return None
+        inbound = vz.InboundGroupSession.from_pickle(entry.pickle, self._key)
+        exported = inbound.export_at(inbound.first_known_index)
+        if exported is None:
+            return None
+        return entry.chat_id, entry.sender, entry.sender_key, exported.to_base64()
+
+    def import_session(
+        self, session_id: str, chat_id: int, sender: str, sender_key: str, exported: str
+    ) -> bool:
+        """Keep a session another device of this user forwarded; whether it was new (a
+        session asked for, whose key decodes to the id it claims)."""
+        if session_id in self._state.inbound or self._state.requested.get(session_id) != chat_id:
+            return False
+        try:
+            inbound = vz.InboundGroupSession.import_session(vz.ExportedSessionKey(exported))
+        except (vz.SessionKeyDecodeException, ValueError):
+            log.warning("a forwarded key of session %s does not decode", session_id)
+            return False
+        if inbound.session_id != session_id:
+            return False
+        self._add_inbound(inbound, chat_id, sender, sender_key)
+        return True
+
+    @property
+    def requested_sessions(self) -> dict[str, int]:
+        """Sessions (id -> chat id) asked of this user's other devices, not come yet."""
+        return dict(self._state.requested)
+
+    def note_requested(self, session_id: str, chat_id: int) -> bool:
+        """Remember that this session's key was asked for; False if it already was."""
+        if session_id in self._state.requested or session_id in self._state.inbound:
+            return False
+        self._state.requested[session_id] = chat_id
+        self.save()
+        return True
 
     async def decrypt(self, message: Message) -> Decrypted:
         """The checked plaintext of an encrypted message (fetching this device's to-device
@@ -608,6 +819,10 @@ class DeviceCrypto:
             raise DecryptionError("mismatch", "this message is not encrypted")
         if enc.session_id not in self._state.inbound:
             await self.receive()
+        if enc.session_id not in self._state.inbound:
+            # an earlier message (from before this device, or a key lost on the way):
+            # ask this user's other devices, which answer if they verified this one
+            await self.key_sharing.request(enc.session_id, message.chat_id)
         return self.decrypt_now(message)
 
     async def reveal(self, message: Message) -> str | None:
@@ -617,6 +832,8 @@ class DeviceCrypto:
         enc = message.encrypted
         if enc is not None and enc.session_id not in self._state.inbound:
             await self.receive()
+            if enc.session_id not in self._state.inbound:
+                await self.key_sharing.request(enc.session_id, message.chat_id)
         return self.reveal_now(message)
 
     def reveal_now(self, message: Message) -> str | None:
@@ -642,9 +859,7 @@ class DeviceCrypto:
             raise DecryptionError("mismatch", "this message is not encrypted")
         entry = self._state.inbound.get(enc.session_id)
         if entry is None:
-            raise DecryptionError(
-                "no_key", "can't decrypt: this device was not given the key of this message"
-            )
+            raise DecryptionError("no_key", NO_KEY_TEXT)
         if entry.sender != message.author or entry.sender_key != enc.sender_key:
             raise DecryptionError(
                 "mismatch",

@@ -33,6 +33,9 @@ __all__ = [
     "ContactsOut",
     "CurrentChatOut",
     "DeletedOut",
+    "DeviceOut",
+    "DeviceRow",
+    "DevicesOut",
     "DownloadOut",
     "EditedOut",
     "EmptyOut",
@@ -58,6 +61,7 @@ __all__ = [
     "PresenceOut",
     "ReactionsOut",
     "ResyncOut",
+    "RoomKeysOut",
     "ScheduledListOut",
     "ScheduledOut",
     "ScheduledRow",
@@ -70,6 +74,7 @@ __all__ = [
     "UnreadOut",
     "UserRow",
     "UsersOut",
+    "VerificationOut",
     "at",
     "at_or_none",
     "encode_output",
@@ -352,6 +357,44 @@ class ResyncOut(InfoOut, tag="resync", kw_only=True):
     reason: str
 
 
+# --- device trust (end-to-end encryption) --------------------------------------------
+
+
+class VerificationOut(InfoOut, tag="verification", kw_only=True):
+    """A verification with another device moved on (``/verify``, ``/confirm``,
+    ``/mismatch``, and what the other device did)."""
+
+    login: str
+    device_id: str
+    state: str
+    we_started: bool
+    emoji: tuple[str, ...] = ()
+    emoji_names: tuple[str, ...] = ()
+    decimals: tuple[int, ...] = ()
+    code: str | None = None
+    reason: str | None = None
+
+
+class DeviceOut(InfoOut, tag="device", kw_only=True):
+    """A device of a user appeared (``new``) or showed other keys (``key_changed``)."""
+
+    change: Literal["new", "key_changed"]
+    login: str
+    device_id: str
+    chat_id: int | None = None
+    chat: str | None = None
+
+
+class RoomKeysOut(InfoOut, tag="room_keys", kw_only=True):
+    """Keys of earlier messages between this user's devices: ``received`` from
+    ``device_id``, ``withheld`` by it, or ``refused`` to it (it is not verified)."""
+
+    change: Literal["received", "withheld", "refused"]
+    device_id: str
+    sessions: int = 0
+    chat_ids: tuple[int, ...] = ()
+
+
 # --- errors ----------------------------------------------------------------------
 
 
@@ -404,6 +447,23 @@ class ContactsOut(TableOut, tag="contacts", kw_only=True):
     """``/contacts``."""
 
     contacts: tuple[ContactRow, ...]
+
+
+class DeviceRow(msgspec.Struct, frozen=True):
+    """One device in ``/devices``."""
+
+    device_id: str
+    ed25519: str
+    verified: bool
+    key_changed: bool
+    current: bool
+
+
+class DevicesOut(TableOut, tag="devices", kw_only=True):
+    """``/devices [login]``: a user's devices and whether this device verified them."""
+
+    login: str
+    devices: tuple[DeviceRow, ...]
 
 
 class ScheduledRow(msgspec.Struct, frozen=True):
@@ -509,7 +569,8 @@ ALL_OUTPUTS: tuple[type[Out], ...] = (
     DeletedOut, PresenceOut, DownloadOut, ContactOut, ResyncOut, ErrorOut, TableOut, UsersOut,
     ContactsOut, ScheduledListOut, FilesOut, StatusOut, EditedOut, ReactionsOut, PinOut,
     PinsOut, SessionOut, LogoutOut, ExitOut,
-    ConnectionOut, MuteOut, MentionOut, SearchOut, MentionsOut,
+    ConnectionOut, MuteOut, MentionOut, SearchOut, MentionsOut, VerificationOut, DeviceOut,
+    RoomKeysOut, DevicesOut,
 )  # fmt: skip
 """Every output type (docs/api.md documents each ``kind``)."""
 

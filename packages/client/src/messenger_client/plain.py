@@ -75,6 +75,7 @@ from .outputs import (
     encode_output,
 )
 from .transfer_progress import progress_line
+from .trust import TrustNotice
 
 __all__ = ["format_json", "format_lines", "run_plain"]
 
@@ -458,10 +459,18 @@ class PlainConsole:
         self.runner.crypto = None
         directory = device_directory(self.config.dirs.data / "crypto", self.config.server, login)
         try:
-            self.runner.crypto = await DeviceCrypto.open(self.client, directory)
+            self.runner.crypto = await DeviceCrypto.open(
+                self.client, directory, on_notice=self._trust_notice
+            )
         except (MessengerError, ConnectionError) as exc:
             log.warning("end-to-end encryption unavailable: %s", exc)
             self.emit(ErrorOut("crypto", f"end-to-end encryption is off on this device: {exc}"))
+
+    def _trust_notice(self, notice: TrustNotice) -> None:
+        """A verification step, a new device, changed keys, shared keys: one line each."""
+        out = self.runner.notice_output(notice)
+        if out is not None:
+            self.emit(out)
 
     async def _to_device(self, event: ToDeviceWaiting) -> None:
         crypto = self.runner.crypto
