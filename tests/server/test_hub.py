@@ -95,8 +95,6 @@ async def test_publish_reaches_only_the_named_users_on_all_their_devices() -> No
 
 async def test_slow_consumer_is_cut_and_others_go_on() -> None:
     hub = LocalHub(max_queue_bytes=1000)
-    offline: list[int] = []
-    hub.on_last_detach = offline.append
     slow, fast = FakeStream(), FakeStream()
     hub.attach(1, "slow", slow)
     hub.attach(2, "fast", fast)
@@ -104,7 +102,7 @@ async def test_slow_consumer_is_cut_and_others_go_on() -> None:
     hub.publish(frame(1), None)
     await next_turn()
     assert slow.aborted and not fast.aborted
-    assert offline == [1] and hub.stream_count() == 1
+    assert hub.online_user_ids() == {2} and hub.stream_count() == 1
     hub.publish(frame(2), None)
     await next_turn()
     assert slow.frames == [frame(1)]
@@ -141,20 +139,6 @@ async def test_held_stream_that_falls_too_far_behind_is_cut() -> None:
     await next_turn()
     assert stream.aborted and hub.stream_count() == 1
     assert len(other.frames) == 9
-
-
-async def test_presence_hooks_fire_on_first_and_last_stream() -> None:
-    hub = LocalHub()
-    log: list[tuple[str, int]] = []
-    hub.on_first_attach = lambda uid: log.append(("online", uid))
-    hub.on_last_detach = lambda uid: log.append(("offline", uid))
-    a = hub.attach(7, "a", FakeStream())
-    b = hub.attach(7, "b", FakeStream())
-    a.detach()
-    a.detach()  # idempotent
-    b.detach()
-    assert log == [("online", 7), ("offline", 7)]
-    assert hub.online_user_ids() == set()
 
 
 async def test_close_sessions_flushes_then_closes() -> None:
@@ -195,7 +179,6 @@ async def test_hub_over_real_event_streams() -> None:
     hub = LocalHub()
     attached = asyncio.Semaphore(0)
     gone = asyncio.Event()
-    hub.on_last_detach = lambda user_id: gone.set()
 
     async def events(request: Request) -> StreamResponse:
         user_id = int(request.query["user"])
@@ -207,6 +190,7 @@ async def test_hub_over_real_event_streams() -> None:
                 await stream.wait_closed()
             finally:
                 sub.detach()
+                gone.set()
 
         return StreamResponse(produce, content_type="text/event-stream")
 

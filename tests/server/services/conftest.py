@@ -11,9 +11,9 @@ import pytest
 from argon2 import PasswordHasher
 
 from messenger_protocol import BaseEvent, Credentials, SseParser, decode_event
-from messenger_server.app import App
+from messenger_server.app import App, LiveStream
 from messenger_server.config import Settings
-from messenger_server.hub import LocalHub, Subscription
+from messenger_server.hub import LocalHub
 from messenger_server.services import Actor
 
 PASSWORD = "password1"
@@ -92,7 +92,7 @@ class Harness:
     app: App
     clock: ManualClock
     hub: LocalHub
-    subs: list[Subscription] = field(default_factory=list)
+    subs: list[LiveStream] = field(default_factory=list)
 
     async def user(self, login: str, address: str = "127.0.0.1:50000") -> Actor:
         """Register ``login`` and return the actor of that session."""
@@ -111,7 +111,7 @@ class Harness:
     def stream(self, actor: Actor, peer: str = "127.0.0.1:40000") -> Sink:
         """Attach a live event stream for this session."""
         sink = Sink(peer)
-        self.subs.append(self.app.events.attach(actor.user_id, actor.session_id, sink))
+        self.subs.append(self.app.open_stream(actor, sink))
         return sink
 
 
@@ -135,5 +135,5 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         yield h
     finally:
         for sub in h.subs:
-            app.events.detach(sub)
+            app.close_stream(sub)
         await app.close()

@@ -39,7 +39,7 @@ async def mod(tmp_path: Path) -> AsyncIterator[Harness]:
         yield h
     finally:
         for sub in h.subs:
-            app.events.detach(sub)
+            app.close_stream(sub)
         await app.close()
 
 

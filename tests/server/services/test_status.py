@@ -86,10 +86,10 @@ async def test_presence_online_offline_and_last_seen(harness: Harness) -> None:
     ]  # the second device changes nothing
     harness.clock.advance(100)
     subs = [s for s in harness.subs if s.stream in (first, second)]
-    harness.app.events.detach(subs[0])
+    harness.app.close_stream(subs[0])
     await next_turn()
     assert [e for _, e in watcher.take() if isinstance(e, Presence)] == []
-    harness.app.events.detach(subs[1])
+    harness.app.close_stream(subs[1])
     await next_turn()
     gone = [e for _, e in watcher.take() if isinstance(e, Presence)]
     assert [(e.login, e.online, e.last_seen) for e in gone] == [

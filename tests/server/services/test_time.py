@@ -42,7 +42,7 @@ async def timed(tmp_path: Path) -> AsyncIterator[Harness]:
         yield h
     finally:
         for sub in h.subs:
-            app.events.detach(sub)
+            app.close_stream(sub)
         await app.close()
 
 
@@ -147,7 +147,7 @@ async def test_who_had_no_live_stream_when_it_came_waits_for_it(timed: Harness) 
     bob_sub_count = len(timed.subs)
     timed.stream(bob)
     first = await timed.app.messages.post(alice, 1, SendMessage(text="bob got this live"))
-    timed.app.events.detach(timed.subs.pop(bob_sub_count))  # bob goes offline
+    timed.app.close_stream(timed.subs.pop(bob_sub_count))  # bob goes offline
     await next_turn()
     second = await timed.app.messages.post(alice, 1, SendMessage(text="bob was away"))
     timed.stream(carol)  # carol comes online after both, without resuming

@@ -42,7 +42,7 @@ from .clock import Clock
 from .config import Settings
 from .file_routes import file_handlers
 from .http import HttpServer, Request, Response, ResponseStream, StreamResponse
-from .hub import Hub
+from .hub import Hub, HubStream, Subscription
 from .invite_page import PAGE_HEADERS, invite_html
 from .loglimit import LogLimiter
 from .services import (
@@ -62,6 +62,7 @@ from .services.files import FileService
 from .services.keys import KeyService
 from .services.moderation import ModerationService
 from .services.notify import NotifyService
+from .services.presence import PresenceService
 from .services.retention import RetentionService, Visibility
 from .services.scheduler import SchedulerService
 from .services.search import SearchService
@@ -71,6 +72,7 @@ __all__ = [
     "App",
     "Call",
     "EndpointHandler",
+    "LiveStream",
     "ServiceMethod",
     "Services",
     "address_ip",
@@ -151,11 +153,26 @@ def bind(endpoint: AnyEndpoint, method: ServiceMethod, *, actor: bool = True) ->
 
 
 @dataclass(frozen=True, slots=True)
+class LiveStream:
+    """A live event stream as the app opened it (:meth:`App.open_stream`)."""
+
+    sub: Subscription
+    stream_id: str
+    """Its id for presence."""
+
+    @property
+    def stream(self) -> HubStream:
+        """Where its frames go."""
+        return self.sub.stream
+
+
+@dataclass(frozen=True, slots=True)
 class Services:
     """Every service of one server, wired together by :func:`build_services`."""
 
     store: Store
     events: EventService
+    presence: PresenceService
     visibility: Visibility
     moderation: ModerationService
     throttle: LoginThrottle
@@ -174,16 +191,6 @@ class Services:
     keys: KeyService
 
 
-def _both(first: Callable[[int], None], second: Callable[[int], None]) -> Callable[[int], None]:
-    """One hub hook that calls two."""
-
-    def hook(user_id: int) -> None:
-        first(user_id)
-        second(user_id)
-
-    return hook
-
-
 def build_services(
     settings: Settings,
     clock: Clock,
@@ -200,10 +207,15 @@ def build_services(
         store, hub, clock, settings.event_retention, bus=bus, node_id=settings.node_name,
         resumed=visibility.resumed,
     )  # fmt: skip
+    # the stream handler tells presence of each stream (the hub knows nothing of it)
+    presence = PresenceService(
+        store, events, clock, visibility, node=settings.node_name,
+        leased=not is_local_bus(settings.bus), lease=settings.node_lease,
+    )  # fmt: skip
     moderation = ModerationService(store, events, clock, settings)
     throttle = LoginThrottle(store, clock, settings)
     accounts = AccountService(
-        store, events, clock, throttle, admins=settings.admins,
+        store, events, clock, throttle, presence, admins=settings.admins,
         history_on_connect=settings.history_on_connect,
         hash_concurrency=settings.login_hash_concurrency,
         hasher=PasswordHasher(
@@ -213,8 +225,6 @@ def build_services(
         session_max_age=settings.session_max_age, message_ttl=settings.message_ttl,
         cache_sessions=is_local_bus(settings.bus),
     )  # fmt: skip
-    hub.on_first_attach = _both(accounts.came_online, visibility.came_online)
-    hub.on_last_detach = _both(accounts.went_offline, visibility.went_offline)
     files = FileService(
         store, clock, settings.data_dir / "files", max_bytes=settings.max_file_bytes,
         user_quota=settings.user_quota_bytes, allowed_mime=settings.allowed_mime,
@@ -236,6 +246,7 @@ def build_services(
     return Services(
         store=store,
         events=events,
+        presence=presence,
         visibility=visibility,
         moderation=moderation,
         throttle=throttle,
@@ -287,6 +298,7 @@ class App:
         self.services = services
         self.store = services.store
         self.events = services.events
+        self.presence = services.presence
         self.throttle = services.throttle
         self.accounts = services.accounts
         self.chats = services.chats
@@ -309,6 +321,7 @@ class App:
         """Open the store (running migrations) and load what the services need."""
         await self.store.open()
         await self.events.start()
+        await self.presence.start()
         await self.accounts.start()
         self.started_at = self.clock.now()
         await self.files.start()
@@ -336,6 +349,7 @@ class App:
                 await stop()
             except Exception:
                 log.exception("error while closing")
+        await self.presence.close()
         await self.accounts.close()
         await self.events.close()
         await self.store.close()
@@ -519,6 +533,17 @@ class App:
 
     # --- the event stream ---------------------------------------------------------
 
+    def open_stream(self, actor: Actor, stream: HubStream) -> LiveStream:
+        """A live event stream of the actor's session: on this node's hub, and told to
+        presence (online if it is the user's first)."""
+        sub = self.events.attach(actor.user_id, actor.session_id, stream)
+        return LiveStream(sub, self.presence.opened(actor.user_id, actor.login, actor.session_id))
+
+    def close_stream(self, live: LiveStream) -> None:
+        """The stream went (idempotent): off the hub, and told to presence."""
+        self.events.detach(live.sub)
+        self.presence.closed(live.stream_id)
+
     async def _events(self, call: Call) -> object:
         actor = call.actor
         after: int | None = call.query.last_event_id if call.query is not None else None
@@ -534,7 +559,8 @@ class App:
             raise ApiError(ErrorCode.UNAVAILABLE, "the node is shutting down")
 
         async def produce(stream: ResponseStream) -> None:
-            sub = self.events.attach(actor.user_id, actor.session_id, stream)
+            live = self.open_stream(actor, stream)
+            sub = live.sub
             try:
                 if after is not None:
                     sub.hold()
@@ -548,7 +574,7 @@ class App:
                 # heartbeats come from the hub's one shared timer (started by serve)
                 await stream.wait_closed()
             finally:
-                self.events.detach(sub)
+                self.close_stream(live)
 
         return StreamResponse(
             produce, content_type="text/event-stream", headers=list(_STREAM_HEADERS)

@@ -348,6 +348,10 @@ class Settings:
         5.0, _float(0), "seconds running requests get to finish after SIGTERM (the node "
         "stops accepting and closes its event streams at once)"
     )  # fmt: skip
+    node_lease: float = _setting(
+        15.0, _float(0), "seconds a node's live streams count after its last heartbeat "
+        "(several nodes: a node that dies stops renewing; its users go offline after this)"
+    )  # fmt: skip
     sqlite_synchronous: str = _setting(
         "NORMAL",
         _choice(SQLITE_SYNCHRONOUS),

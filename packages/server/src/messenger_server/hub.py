@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
 from messenger_protocol import limits, sse_comment
@@ -130,16 +130,12 @@ class LocalSubscription:
 
 
 class Hub(Protocol):
-    """The live event streams of this node, and who is online through them."""
+    """The live event streams of this node (presence is told by the stream handler, not
+    by the hub: :mod:`messenger_server.services.presence`)."""
 
     def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
         """Send ``frame`` to every stream of ``user_ids`` on this node (None: every stream)."""
         ...
-
-    on_first_attach: Callable[[int], None] | None
-    """Called with a user id when the user's first stream attaches (presence: online)."""
-    on_last_detach: Callable[[int], None] | None
-    """Called with a user id when the user's last stream goes (presence: offline)."""
 
     def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
         """Register a live stream of ``user_id``."""
@@ -183,8 +179,6 @@ class LocalHub:
         self.flush_interval = flush_interval
         """A flush comes at least this long after the previous one (0: every turn)."""
         self._last_flush = 0.0
-        self.on_first_attach: Callable[[int], None] | None = None
-        self.on_last_detach: Callable[[int], None] | None = None
         self._by_user: dict[int, list[LocalSubscription]] = {}
         self._all: dict[LocalSubscription, None] = {}  # insertion-ordered set
         self._dirty: list[LocalSubscription] = []
@@ -196,13 +190,12 @@ class LocalHub:
         self.cut_streams = 0
 
     def attach(self, user_id: int, session_id: str, stream: HubStream) -> LocalSubscription:
-        """Register a live stream of ``user_id``; the first one calls ``on_first_attach``."""
+        """Register a live stream of ``user_id``."""
         sub = LocalSubscription(self, user_id, session_id, stream)
         self._all[sub] = None
         subs = self._by_user.get(user_id)
         if subs is None:
             self._by_user[user_id] = [sub]
-            self._call(self.on_first_attach, user_id)
         else:
             subs.append(sub)
         return sub
@@ -366,13 +359,3 @@ class LocalHub:
             return
         if not subs:
             del self._by_user[sub.user_id]
-            self._call(self.on_last_detach, sub.user_id)
-
-    @staticmethod
-    def _call(hook: Callable[[int], None] | None, user_id: int) -> None:
-        if hook is None:
-            return
-        try:
-            hook(user_id)
-        except Exception:
-            log.exception("presence hook failed for user %d", user_id)

@@ -22,7 +22,6 @@ from messenger_protocol import (
     ApiError,
     Credentials,
     ErrorCode,
-    Presence,
     Session,
     SessionEnded,
     User,
@@ -36,6 +35,7 @@ from ..storage import Store, Tx, UserRecord
 from ..storage.moderation import moderation_queries
 from .actor import Actor, address_ip
 from .events import EventService
+from .presence import PresenceService
 from .throttle import LoginThrottle
 
 __all__ = ["AccountService", "banned_until", "token_hash"]
@@ -91,6 +91,7 @@ class AccountService:
         events: EventService,
         clock: Clock,
         throttle: LoginThrottle,
+        presence: PresenceService,
         *,
         admins: tuple[str, ...] = (),
         hasher: PasswordHasher | None = None,
@@ -110,6 +111,8 @@ class AccountService:
         self.events = events
         self.clock = clock
         self.throttle = throttle
+        self.presence = presence
+        """Who is online (on this node or, with leases, on any)."""
         self.admins = {a.lower() for a in admins}
         self.hasher = hasher or PasswordHasher()
         self._hashing = asyncio.Semaphore(hash_concurrency)
@@ -123,8 +126,6 @@ class AccountService:
         self.session_max_age = session_max_age
         self._uses: dict[str, _Use] = {}
         """Times of sessions seen since start, by session id (newer than the stored ones)."""
-        self.login_of: dict[int, str] = {}
-        """Logins of users seen since start (presence hooks are synchronous)."""
         self.last_seen: dict[int, float] = {}
         """Last activity per user id, newer than the stored value."""
         self.message_ttl = message_ttl
@@ -229,7 +230,6 @@ class AccountService:
         tx.insert_session(session_id, token_hash(token), user_id, device, self.clock.now(), address)
         user = tx.user_by_id(user_id)
         assert user is not None
-        self.login_of[user_id] = login
         return Session(
             token=token,
             session_id=session_id,
@@ -297,7 +297,6 @@ class AccountService:
                 is_admin=record.is_admin or record.login.lower() in self.admins,
             )
             self._actors[key] = actor
-            self.login_of[actor.user_id] = actor.login
             self._addresses.setdefault(record.id, record.last_address)
         now = self.clock.now()
         use = self._uses[actor.session_id]
@@ -341,11 +340,12 @@ class AccountService:
     def _user(
         self, record: UserRecord, is_admin: bool | None = None, banned_until: float | None = None
     ) -> User:
-        online = record.id in self.events.hub.online_user_ids()
+        seen = [t for t in (self.last_seen.get(record.id), self.presence.last_seen.get(record.id),
+                            record.last_seen) if t is not None]  # fmt: skip
         return User(
             login=record.login,
-            online=online,
-            last_seen=self.last_seen.get(record.id, record.last_seen),
+            online=self.presence.is_online(record.id),
+            last_seen=max(seen) if seen else None,
             is_admin=record.is_admin if is_admin is None else is_admin,
             banned_until=banned_until,
         )
@@ -354,6 +354,10 @@ class AccountService:
         """The public view of a user with their presence (and running ban, if given)."""
         is_admin = record.is_admin or record.login.lower() in self.admins
         return self._user(record, is_admin, banned_until)
+
+    def online_user_ids(self) -> set[int]:
+        """Users with a live event stream."""
+        return self.presence.online_user_ids()
 
     async def users(self) -> UserList:
         """All users with presence and running bans, by login."""
@@ -378,34 +382,6 @@ class AccountService:
             return self.user_view(record, banned_until(tx, record.id, now))
 
         return await self.store.read(unit)
-
-    def came_online(self, user_id: int) -> None:
-        """Presence: the user's first event stream attached (told to everyone)."""
-        login = self.login_of.get(user_id)
-        if login is None:
-            return
-        self.last_seen[user_id] = self.clock.now()
-        self.events.ephemeral(Presence(login=login, online=True), None)
-
-    def went_offline(self, user_id: int) -> None:
-        """Presence: the user's last event stream went (told to everyone)."""
-        login = self.login_of.get(user_id)
-        if login is None:
-            return
-        now = self.clock.now()
-        self.last_seen[user_id] = now
-        self.events.ephemeral(Presence(login=login, online=False, last_seen=now), None)
-        if self._closing:
-            return  # close() saves every last_seen kept in memory
-        task = asyncio.get_running_loop().create_task(self._save_last_seen(user_id, now))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _save_last_seen(self, user_id: int, at: float) -> None:
-        try:
-            await self.store.write(lambda tx: tx.set_last_seen(user_id, at))
-        except Exception:
-            log.exception("could not save last_seen of user %d", user_id)
 
     async def close(self) -> None:
         """Persist presence times kept in memory; stop the hashing threads."""

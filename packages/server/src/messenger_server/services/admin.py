@@ -110,7 +110,7 @@ class AdminService:
         """All users as an admin sees them."""
         await self.require_admin(actor)
         now = self.clock.now()
-        online = self.events.hub.online_user_ids()
+        online = self.accounts.online_user_ids()
         admins = {a.lower() for a in self.settings.admins}
         records = await self.store.read(lambda tx: admin_queries(tx).admin_users(now))
         return AdminUserList(users=admin_view(records, online, admins))
@@ -161,7 +161,7 @@ class AdminService:
             connections=self.connections(),
             streams=self.events.hub.stream_count(),
             users=users,
-            users_online=len(self.events.hub.online_user_ids()),
+            users_online=len(self.accounts.online_user_ids()),
             messages=messages,
             messages_per_second=recent / RATE_SAMPLE_SECONDS,
             storage_bytes=storage,

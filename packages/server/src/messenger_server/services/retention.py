@@ -110,6 +110,13 @@ class Visibility:
         """The user's last event stream on this node went."""
         self._presence_changed(user_id, False)
 
+    def node_gone(self, tx: Tx, node: str) -> None:
+        """In a unit: ``node`` stopped without saying so (its lease went stale): close the
+        online spans it left open, as its own restart would."""
+        if self.enabled:
+            queries = retention_queries(tx)
+            queries.end_spans(node, queries.last_message_id())
+
     def _presence_changed(self, user_id: int, online: bool) -> None:
         if not self.enabled or self._closing:
             return

@@ -495,6 +495,25 @@ WHEN old.id <= (SELECT upto FROM search_indexed WHERE id = 1) BEGIN
 END;
 """
 
+# presence over several nodes (issue 13): each node renews its lease; its live event
+# streams count only while the lease is fresh (a node that dies stops renewing)
+_NODE_LEASES = """
+CREATE TABLE node_leases (
+    node TEXT PRIMARY KEY,
+    boot TEXT NOT NULL,
+    renewed_at REAL NOT NULL
+);
+CREATE TABLE live_streams (
+    node TEXT NOT NULL,
+    stream_id TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    connected_at REAL NOT NULL,
+    PRIMARY KEY (node, stream_id)
+);
+CREATE INDEX live_streams_user ON live_streams(user_id);
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -509,5 +528,6 @@ MIGRATIONS: list[Step] = [
     Step(_REPLIES),
     Step(_DELIVERY_CURSORS),
     Step("", sqlite=_SEARCH_BY_GROUP, postgres="SELECT 1;  -- the tsv column needs nothing"),
+    Step(_NODE_LEASES),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""
