@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+
 from messenger_protocol import Presence
 from tests.support.cluster import Cluster
 from tests.support.wire import WAIT, SseReader, call, register
@@ -58,7 +59,6 @@ async def test_two_devices_on_two_nodes_and_one_offline_after_the_lease(cluster:
         assert len(gone) == 1 and gone[0].last_seen is not None
         assert {p.login for p in seen if not p.online} <= {"alice", "mark0"}
         # once more a barrier: a stream opened after the offline is told after it
-        async with SseReader(cluster.url(0), marks[1]):
-            async with SseReader(cluster.url(2), phone):
-                seen = await presence_of(eve, "alice", True)
+        async with SseReader(cluster.url(0), marks[1]), SseReader(cluster.url(2), phone):
+            seen = await presence_of(eve, "alice", True)
         assert not [p for p in seen if p.login == "alice" and not p.online], "told once"
