@@ -189,3 +189,58 @@ async def test_plain_consoles_encrypt_a_dm_and_show_a_lock(
     assert (await alice.expect(WORDS[1])).startswith("🔒 ")
     stored = _stored_bytes(server)
     assert [w for w in WORDS[:2] if w.encode() in stored] == []
+
+
+async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 14: a group its owner creates encrypted refuses messages in the clear; every
+    member device decrypts; a member who left gets no key to what follows (a new Megolm
+    session); the session is also replaced after ``rotate_after_messages``."""
+    users = {name: Client(server.url) for name in ("alice", "bob", "carol")}
+    try:
+        devices = {}
+        for name, client in users.items():
+            await client.register(name, "password1")
+            devices[name] = await DeviceCrypto.open(client, tmp_path / name)
+        alice, bob = users["alice"], users["bob"]
+        group = await alice.create_chat("vault", encrypted=True)
+        assert group.encrypted
+        plain_group = await alice.create_chat("lobby")
+        assert not plain_group.encrypted and not await devices["alice"].can_encrypt(plain_group)
+        for login in ("bob", "carol"):
+            await alice.invite(group.id, login)
+        with pytest.raises(ApiError, match="end-to-end encrypted") as refused:
+            await bob.send(group.id, "in the clear")
+        assert refused.value.code == "invalid"
+
+        first = await devices["alice"].send(group, f"to all {WORDS[0]}")
+        assert first.encrypted is not None and first.text == ""
+        for name in ("bob", "carol"):
+            assert (await devices[name].decrypt(first)).text == f"to all {WORDS[0]}"
+        reply = await devices["bob"].send(group, f"bob here {WORDS[1]}")
+        assert (await devices["carol"].decrypt(reply)).text == f"bob here {WORDS[1]}"
+
+        await alice.remove_member(group.id, "carol")
+        after = await devices["alice"].send(group, f"carol is gone {WORDS[2]}")
+        assert after.encrypted is not None
+        assert after.encrypted.session_id != first.encrypted.session_id, "a new session"
+        assert (await devices["bob"].decrypt(after)).text == f"carol is gone {WORDS[2]}"
+        with pytest.raises(DecryptionError) as no_key:
+            await devices["carol"].decrypt(after)
+        assert no_key.value.kind == "no_key"
+
+        devices["alice"].rotate_after_messages = 2
+        second = await devices["alice"].send(group, "two")
+        assert second.encrypted is not None
+        assert second.encrypted.session_id == after.encrypted.session_id
+        third = await devices["alice"].send(group, "three")
+        assert third.encrypted is not None
+        assert third.encrypted.session_id != after.encrypted.session_id, "rotated after 2"
+        assert (await devices["bob"].decrypt(third)).text == "three"
+
+        stored = _stored_bytes(server)
+        assert [w for w in WORDS[:3] if w.encode() in stored] == []
+    finally:
+        for client in users.values():
+            await client.close()

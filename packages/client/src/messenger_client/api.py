@@ -439,9 +439,10 @@ class Client:
         """Find or create the private conversation with ``login``."""
         return await self.call(ep.OPEN_DIRECT, OpenDirect(login=login))
 
-    async def create_chat(self, name: str) -> Chat:
-        """Create a private group chat owned by this user (``/create``)."""
-        return await self.call(ep.CREATE_CHAT, CreateChat(name=name))
+    async def create_chat(self, name: str, *, encrypted: bool = False) -> Chat:
+        """Create a private group chat owned by this user (``/create``); ``encrypted``:
+        end-to-end encrypted, for good (issue 14)."""
+        return await self.call(ep.CREATE_CHAT, CreateChat(name=name, encrypted=encrypted))
 
     async def history(
         self,

@@ -208,7 +208,9 @@ COMMANDS: dict[str, CommandSpec] = {
         _cmd("history", "[chat|@login] [n]", "the last n messages of a chat",
              _a("target", "target", True), _a("n", "int", True)),
         _cmd("users", "", "everyone, with presence"),
-        _cmd("create", "<chat>", "create a private group chat", _a("chat", "chat")),
+        _cmd("create", "<chat> [--encrypted]",
+             "create a private group chat (--encrypted: end-to-end, for good)",
+             _a("chat", "chat"), _a("encrypted", "word", True)),
         _cmd("send_chat", "<chat> <text>", "post to a group chat", _a("chat", "chat"),
              _a("text", "text")),
         _cmd("invite", "<login> <chat>", "(owner) add a user to a group chat",
@@ -998,10 +1000,15 @@ class CommandRunner:
         )
         return [UsersOut("users", ("login", "presence", "role", "ban"), rows, users=items)]
 
-    async def _do_create(self, chat: str) -> list[Output]:
-        created = await self.client.create_chat(chat)
+    async def _do_create(self, chat: str, encrypted: str | None = None) -> list[Output]:
+        if encrypted not in (None, "--encrypted"):
+            return [ErrorOut("usage", "usage: /create <chat> [--encrypted]")]
+        created = await self.client.create_chat(chat, encrypted=encrypted is not None)
         self.remember(created)
-        text = f"created {created.name}; /invite <login> {created.name} or /link {created.name}"
+        lock = "🔒 end-to-end encrypted " if created.encrypted else ""
+        text = (
+            f"created {lock}{created.name}; /invite <login> {created.name} or /link {created.name}"
+        )
         return [ChatOut(text, change="created", chat_id=created.id, chat=created.name)]
 
     async def _do_invite(self, login: str, chat: str) -> list[Output]:

@@ -42,6 +42,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,10 @@ log = logging.getLogger(__name__)
 ALGORITHM: Literal["m.megolm.v1.aes-sha2"] = "m.megolm.v1.aes-sha2"
 ONE_TIME_KEYS_TARGET = 50
 """One-time keys a device keeps published (topped up when fewer than half are left)."""
+ROTATE_AFTER_MESSAGES = 100
+"""A chat's Megolm session is replaced after this many messages (Matrix's default)."""
+ROTATE_AFTER_SECONDS = 7 * 24 * 3600.0
+"""... or when it is this old (Matrix's default: a week)."""
 STATE_FILE = "state.json"
 KEY_FILE = "pickle.key"
 SALT_FILE = "pickle.salt"
@@ -138,6 +143,7 @@ class _Outbound(msgspec.Struct):
     pickle: str
     shared_with: list[str] = []
     """Curve25519 keys of the devices that have this session's key."""
+    created_at: float = 0.0
 
 
 class _Inbound(msgspec.Struct):
@@ -268,6 +274,8 @@ class DeviceCrypto:
         self.client = client
         self.directory = directory
         self._login = login
+        self.rotate_after_messages = ROTATE_AFTER_MESSAGES
+        self.rotate_after_seconds = ROTATE_AFTER_SECONDS
         self._key = key
         self._state = state
         self._on_notice = on_notice
@@ -481,6 +489,8 @@ class DeviceCrypto:
         """Whether this chat is encrypted by default: a direct chat whose two users both
         have a device with keys, or that this device has encrypted in before (a server
         hiding the other user's devices does not turn encryption off)."""
+        if chat.encrypted:
+            return True  # a group its owner made encrypted
         if chat.kind != "direct":
             return False
         if str(chat.id) in self._state.outbound:
@@ -492,7 +502,7 @@ class DeviceCrypto:
     async def encrypted_chats(self, chats: Iterable[Chat]) -> set[int]:
         """Which of these chats :meth:`can_encrypt` (one key query per hundred peers)."""
         chats = list(chats)
-        found = {c.id for c in chats if str(c.id) in self._state.outbound}
+        found = {c.id for c in chats if c.encrypted or str(c.id) in self._state.outbound}
         directs = [c for c in chats if c.kind == "direct" and c.peer and c.id not in found]
         peers = sorted({c.peer for c in directs if c.peer})
         have: set[str] = set()
@@ -530,19 +540,33 @@ class DeviceCrypto:
 
     async def encrypt(self, chat_id: int, logins: list[str], text: str) -> Encrypted:
         """Megolm-encrypt ``text`` for a chat, first sharing the session with every device
-        of ``logins`` that does not have it yet."""
+        of ``logins`` that does not have it yet.
+
+        The chat's session is replaced by a new one (shared afresh) when a device that
+        had it is no longer among ``logins``' devices -- a member left, a device went --
+        so they get no key to what follows; and after :data:`ROTATE_AFTER_MESSAGES`
+        messages or :data:`ROTATE_AFTER_SECONDS`, as Matrix does."""
+        devices = await self.devices(logins, chat_id)
+        current = {d.curve25519 for d in devices} | {self.curve25519}
         out = self._state.outbound.get(str(chat_id))
-        if out is None:
+        session = None if out is None else vz.GroupSession.from_pickle(out.pickle, self._key)
+        if out is not None and session is not None:
+            gone = set(out.shared_with) - current
+            if (
+                gone
+                or session.message_index >= self.rotate_after_messages
+                or time.time() - out.created_at >= self.rotate_after_seconds
+            ):
+                log.info("chat %d: a new Megolm session (%d devices gone)", chat_id, len(gone))
+                session = None
+        if out is None or session is None:
             session = vz.GroupSession()
-            out = _Outbound(pickle=session.pickle(self._key))
+            out = _Outbound(pickle=session.pickle(self._key), created_at=time.time())
             self._state.outbound[str(chat_id)] = out
             # this device reads its own messages too
             self._add_inbound(
                 vz.InboundGroupSession(session.session_key), chat_id, self.login, self.curve25519
             )
-        else:
-            session = vz.GroupSession.from_pickle(out.pickle, self._key)
-        devices = await self.devices(logins, chat_id)
         missing = [d for d in devices if d.curve25519 not in out.shared_with]
         if missing:
             await self._share(session, chat_id, missing)

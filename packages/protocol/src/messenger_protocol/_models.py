@@ -198,6 +198,9 @@ class Chat(Model, frozen=True):
     """This user's mute setting of the chat (the same on all their devices)."""
     mention_all: bool = True
     """``@all`` mentions every member (group chats; the owner decides)."""
+    encrypted: bool = False
+    """An end-to-end encrypted group: its owner chose it at creation, for good (issue 14);
+    the server refuses messages in the clear there."""
 
 
 class InviteLink(Model, frozen=True):
@@ -359,6 +362,9 @@ class CreateChat(Request, frozen=True):
     """Create a private group chat; the creator owns it."""
 
     name: ChatName
+    encrypted: bool = False
+    """End-to-end encrypted (issue 14): members' devices share Megolm keys over Olm; the
+    server keeps ciphertext only and refuses messages in the clear. Chosen for good."""
 
 
 class InviteUser(Request, frozen=True):

@@ -157,7 +157,9 @@ class ChatService:
         now = self.clock.now()
 
         def unit(tx: Tx) -> Chat:
-            chat_id = tx.insert_chat("group", body.name, actor.user_id, None, now)
+            chat_id = tx.insert_chat(
+                "group", body.name, actor.user_id, None, now, encrypted=body.encrypted
+            )
             if chat_id is None:
                 raise ApiError(ErrorCode.CONFLICT, f"a chat named {body.name!r} exists")
             tx.add_member(chat_id, actor.user_id, now)

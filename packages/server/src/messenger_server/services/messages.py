@@ -188,6 +188,11 @@ class MessageService:
                 if earlier is not None:  # a retry: the first answer again, checked no more
                     return self.decorate(tx, [earlier])[0]
             chat, _ = require_member(tx, chat_id, actor.user_id)
+            if chat.encrypted and body.encrypted is None:
+                raise ApiError(
+                    ErrorCode.INVALID,
+                    "this chat is end-to-end encrypted: a message in the clear is refused",
+                )
             draft = Draft(actor, chat, body, thread_root, scheduled_id)
             message = tx.insert_message(
                 chat_id, actor.user_id, body.text, now, client_id, thread_root, scheduled_id

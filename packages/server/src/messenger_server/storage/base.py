@@ -138,7 +138,14 @@ class ChatQueries(Protocol):
         ...
 
     def insert_chat(
-        self, kind: str, name: str, owner_id: int | None, direct_key: str | None, now: float
+        self,
+        kind: str,
+        name: str,
+        owner_id: int | None,
+        direct_key: str | None,
+        now: float,
+        *,
+        encrypted: bool = False,
     ) -> int | None:
         """Create a chat; None if the name (group) or key (direct) is taken."""
         ...

@@ -455,6 +455,11 @@ CREATE INDEX messages_reply ON messages(reply_to) WHERE reply_to IS NOT NULL;
 # online_spans: when a user had a live event stream on a node, as message-id ranges
 # (after_id, until_id] (until_id NULL: still online); a member whose ranges miss a
 # message waits for it. delivered_cursors: the newest message id a resume delivered.
+_ENCRYPTED_CHATS = """
+ALTER TABLE chats ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0;
+"""
+"""Group chats end-to-end encrypted by the owner's choice at creation (issue 14)."""
+
 _DELIVERY_CURSORS = """
 ALTER TABLE expiring ADD COLUMN by_cursor INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE online_spans (
@@ -527,6 +532,7 @@ MIGRATIONS: list[Step] = [
     Step(_KEYS),
     Step(_REPLIES),
     Step(_DELIVERY_CURSORS),
+    Step(_ENCRYPTED_CHATS),
     Step("", sqlite=_SEARCH_BY_GROUP, postgres="SELECT 1;  -- the tsv column needs nothing"),
     Step(_NODE_LEASES),
 ]

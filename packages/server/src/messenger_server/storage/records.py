@@ -47,6 +47,8 @@ class ChatRecord:
     created_at: float
     last_message_id: int
     last_message_at: float | None
+    encrypted: bool = False
+    """End-to-end encrypted (issue 14): the owner chose it when creating the group."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,8 @@ CHECKPOINT_INTERVAL = 1.0
 
 _USER_COLUMNS = "id, login, password_hash, created_at, is_admin, last_seen"
 _CHAT_COLUMNS = (
-    "c.id, c.kind, c.name, c.owner_id, o.login, c.created_at, c.last_message_id, c.last_message_at"
+    "c.id, c.kind, c.name, c.owner_id, o.login, c.created_at, c.last_message_id,"
+    " c.last_message_at, c.encrypted"
 )
 _CHAT_FROM = "chats c LEFT JOIN users o ON o.id = c.owner_id"
 _LINK_COLUMNS = "key, chat_id, created_at, expires_at, max_uses, uses, revoked_at"
@@ -62,7 +63,7 @@ def _user(row: Any) -> UserRecord:
 
 
 def _chat(row: Any) -> ChatRecord:
-    return ChatRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+    return ChatRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]))
 
 
 def _link(row: Any) -> LinkRecord:
@@ -292,13 +293,20 @@ class SqliteTx:
         return None if row is None else _chat(row)
 
     def insert_chat(
-        self, kind: str, name: str, owner_id: int | None, direct_key: str | None, now: float
+        self,
+        kind: str,
+        name: str,
+        owner_id: int | None,
+        direct_key: str | None,
+        now: float,
+        *,
+        encrypted: bool = False,
     ) -> int | None:
         """Create a chat; None if the name (group) or key (direct) is taken."""
         chat_id: int | None = self._scalar(
-            "INSERT INTO chats (kind, name, owner_id, direct_key, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            (kind, name, owner_id, direct_key, now),
+            "INSERT INTO chats (kind, name, owner_id, direct_key, created_at, encrypted)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (kind, name, owner_id, direct_key, now, int(encrypted)),
         )
         return chat_id
 
@@ -401,6 +409,7 @@ class SqliteTx:
             mentions=mentions,
             mute=mute,
             mention_all=mention_all,
+            encrypted=chat.encrypted,
         )
 
     def touch_chat(self, chat_id: int, message_id: int, now: float) -> None:
