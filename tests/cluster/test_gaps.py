@@ -1,7 +1,7 @@
 """A node that never publishes and one that publishes late: streams elsewhere still get
 every event, never a higher id before a lower one (the window repairs from the log).
 
-Issue 13 items 2 and 5 (first slice), once with Redis and once with NATS: node0 loses
+Issue 13 items 2, 5 and 6, once with Redis and once with NATS: node0 loses
 every batch it would publish (as if killed after each commit, before publishing), node1
 publishes each batch 300 ms late, node2 is healthy.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
-from messenger_protocol import MessageCreated
+from messenger_protocol import MessageCreated, SessionEnded
 from tests.support.cluster import Cluster
-from tests.support.wire import Numbered, SseReader, message_event, register
+from tests.support.wire import Numbered, SseReader, call, message_event, register
 
 CLUSTER_ARGS = ["--rate-limit-messages", "100000"]
 CLUSTER_NODE_ENV = {
@@ -98,3 +99,43 @@ async def test_resume_on_a_lagging_node_with_an_id_from_a_faster_one(cluster: Cl
             got = await on_slow.until(message_event(nxt.json()["id"]))
     assert [type(e).__name__ for _, e in got] == ["MessageCreated"]  # no reset, no repeat
     assert got[0][0] is not None and got[0][0] > last_id
+
+
+async def test_a_logout_on_the_silent_node_still_ends_the_streams_elsewhere(
+    cluster: Cluster,
+) -> None:
+    """Issue 13 item 6: ``session_ended`` is a logged event, so a logout answered by node0,
+    which publishes nothing on the bus, still ends the session's streams on node1 and
+    node2 (they read the event from the log), right after its frame; the user's other
+    session hears of it and keeps its stream; the token is refused on every node."""
+    await register(cluster.url(0), "quitter")
+    sessions = [
+        (await call(cluster.url(0), "POST", "/api/v1/auth/login",
+                    json={"login": "quitter", "password": "password1"})).json()
+        for _ in range(2)
+    ]  # fmt: skip
+    token, other = sessions[0]["token"], sessions[1]["token"]
+    async with (
+        SseReader(cluster.url(1), token) as on_b,
+        SseReader(cluster.url(2), token) as on_c,
+        SseReader(cluster.url(2), other) as stays,
+    ):
+        hello = (await call(cluster.url(2), "POST", "/api/v1/chats/1/messages", other,
+                            {"text": "hello"})).json()["id"]  # fmt: skip
+        for reader in (on_b, on_c, stays):  # every stream is live
+            await reader.until(message_event(hello))
+        assert (await call(cluster.url(0), "POST", "/api/v1/auth/logout", token)).status_code == 200
+        for i in range(3):
+            refused = await call(cluster.url(i), "GET", "/api/v1/auth/session", token)
+            assert refused.status_code == 401, refused.text
+        for reader in (on_b, on_c):
+            ended = await reader.until(lambda e: isinstance(e, SessionEnded), timeout=WAIT)
+            assert ended[-1][0] is not None, "a logged event: it has an id"
+            with pytest.raises(ConnectionError):
+                while True:
+                    await reader.next_raw()
+        told = await stays.until(lambda e: isinstance(e, SessionEnded), timeout=WAIT)
+        assert told[-1][1] == SessionEnded(session_id=sessions[0]["session_id"])
+        after = (await call(cluster.url(1), "POST", "/api/v1/chats/1/messages", other,
+                            {"text": "still here"})).json()["id"]  # fmt: skip
+        await stays.until(message_event(after))

@@ -20,13 +20,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
-from messenger_protocol import GENERAL_CHAT_ID, sse_frame
+from messenger_protocol import GENERAL_CHAT_ID, SessionEnded, decode_event, event_name, sse_frame
 
 from .bus import BusEvent
 from .hub import Hub
 from .storage import Store, Tx
 
-__all__ = ["GAP_WAIT", "REPAIR_PAGE", "TICK", "TICK_DISCONNECTED", "EventWindow"]
+__all__ = ["GAP_WAIT", "REPAIR_PAGE", "TICK", "TICK_DISCONNECTED", "EventWindow", "ended_sessions"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,18 @@ TICK_DISCONNECTED = 0.1
 """The tick while the bus is down: delivery goes on through the database."""
 REPAIR_PAGE = 500
 """Events read per repair query."""
+
+
+_SESSION_ENDED = event_name(SessionEnded(session_id=""))
+
+
+def ended_sessions(name: str, payload: bytes) -> list[str]:
+    """The sessions a logged event ends: a ``session_ended`` event ends its session's
+    streams on every node, once it is delivered there (whether by the bus or a repair)."""
+    if name != _SESSION_ENDED:
+        return []
+    event = decode_event(payload)
+    return [event.session_id] if isinstance(event, SessionEnded) else []
 
 
 class EventWindow:
@@ -105,11 +117,16 @@ class EventWindow:
         if not pending:
             return
         seq = self.watermark
-        publish = self.hub.publish
         while (event := pending.pop(seq + 1, None)) is not None:
-            publish(event.frame, event.recipients)
+            self._deliver(event)
             seq += 1
         self._advance(seq)
+
+    def _deliver(self, event: BusEvent) -> None:
+        self.hub.publish(event.frame, event.recipients)
+        if event.end_sessions:
+            # after the frame that says so: the hub flushes it before closing
+            self.hub.close_sessions(event.end_sessions)
 
     def _advance(self, seq: int) -> None:
         if seq <= self.watermark:
@@ -182,7 +199,6 @@ class EventWindow:
             return False
         from_db = {e.seq: e for e in rows}
         pending = self._pending
-        publish = self.hub.publish
         delivered_from_db = 0
         for seq in range(self.watermark + 1, upto + 1):
             event = pending.pop(seq, None)  # the bus's copy wins (same bytes, known recipients)
@@ -191,7 +207,7 @@ class EventWindow:
                 if event is None:
                     continue  # deleted since (retention, a deleted message)
                 delivered_from_db += 1
-            publish(event.frame, event.recipients)
+            self._deliver(event)
         self.repaired += delivered_from_db
         if delivered_from_db:
             log.info("delivered %d event(s) from the database (%d..%d)",
@@ -235,5 +251,6 @@ def _missing(tx: Tx, after: int) -> tuple[int, list[BusEvent]]:
             if chat not in members:
                 members[chat] = tx.member_ids(chat)
             recipients = members[chat]
-        events.append(BusEvent(row.seq, sse_frame(row.payload, row.name, row.seq), recipients))
+        frame = sse_frame(row.payload, row.name, row.seq)
+        events.append(BusEvent(row.seq, frame, recipients, ended_sessions(row.name, row.payload)))
     return newest, events

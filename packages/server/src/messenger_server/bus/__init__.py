@@ -43,11 +43,13 @@ BUS_SCHEMES = ("redis://", "rediss://", "nats://", "tls://")
 
 
 class BusEvent(msgspec.Struct, frozen=True):
-    """One committed event: its seq, its encoded SSE frame, its recipients (None: all)."""
+    """One committed event: its seq, its encoded SSE frame, its recipients (None: all),
+    and the sessions whose streams end once it is delivered (``session_ended``)."""
 
     seq: int
     frame: bytes
     recipients: list[int] | None
+    end_sessions: list[str] = []
 
 
 class Batch(msgspec.Struct, frozen=True, tag="batch"):
@@ -59,13 +61,12 @@ class Batch(msgspec.Struct, frozen=True, tag="batch"):
 
 
 class Ephemeral(msgspec.Struct, frozen=True, tag="ephemeral"):
-    """A frame without an id (presence, session ended), and the sessions it ends."""
+    """A frame without an id (presence, typing): best effort, never repaired."""
 
     node: str
     boot: str
     frame: bytes
     recipients: list[int] | None
-    end_sessions: list[str] = []
 
 
 BusMessage = Batch | Ephemeral
@@ -158,12 +159,13 @@ def redact(url: str) -> str:
 
 TEST_FAULTS_ENV = "MESSENGER_TEST_FAULTS"
 """Test-only faults of this node's bus, comma-separated: ``drop_publish`` (never publish
-a batch: a node killed between commit and publish, every time) and
+anything: a node killed between commit and publish, every time) and
 ``delay_publish_ms:N`` (publish each batch N ms late)."""
 
 
 class FaultyBus:
-    """A bus that loses or delays this node's batches (tests only, see TEST_FAULTS_ENV)."""
+    """A bus that loses this node's messages or delays its batches (tests only, see
+    TEST_FAULTS_ENV)."""
 
     def __init__(self, inner: EventBus, faults: str) -> None:
         self.inner = inner
@@ -194,13 +196,12 @@ class FaultyBus:
         await self.inner.start(handler)
 
     def publish(self, message: BusMessage) -> None:
-        """Drop or delay a batch as configured; ephemeral frames pass."""
-        if isinstance(message, Batch):
-            if self.drop:
-                return
-            if self.delay:
-                asyncio.get_running_loop().call_later(self.delay, self.inner.publish, message)
-                return
+        """Drop anything or delay a batch as configured."""
+        if self.drop:
+            return
+        if isinstance(message, Batch) and self.delay:
+            asyncio.get_running_loop().call_later(self.delay, self.inner.publish, message)
+            return
         self.inner.publish(message)
 
     async def ping(self) -> bool:

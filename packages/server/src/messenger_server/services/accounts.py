@@ -264,15 +264,20 @@ class AccountService:
 
     async def _end(self, actor: Actor, session_ids: list[str] | None) -> None:
         now = self.clock.now()
-        ended = await self.store.write(lambda tx: tx.end_sessions(actor.user_id, session_ids, now))
+
+        def unit(tx: Tx) -> list[str]:
+            ended = tx.end_sessions(actor.user_id, session_ids, now)
+            for session_id in ended:
+                # logged: on every node the user's streams hear of it, then that session's
+                # streams close, even if the bus loses it (the window repairs from the log)
+                self.events.emit(tx, SessionEnded(session_id=session_id), user_id=actor.user_id)
+            return ended
+
+        ended = await self.store.write(unit)
         self._actors = {k: a for k, a in self._actors.items() if a.session_id not in ended}
         for session_id in ended:
             self._addresses.pop(session_id, None)
             self._uses.pop(session_id, None)
-        # on every node: the user's streams hear of it, then the ended sessions' streams close
-        self.events.end_sessions(
-            ended, [SessionEnded(session_id=session_id) for session_id in ended], actor.user_id
-        )
         log.info("%s logged out %d session(s)", actor.login, len(ended))
 
     # --- tokens -------------------------------------------------------------

@@ -40,7 +40,7 @@ from ..bus import Batch, BusEvent, BusMessage, Ephemeral, EventBus, LocalBus
 from ..clock import Clock
 from ..hub import Hub, HubStream, Subscription
 from ..storage import EventHandle, EventRecord, Store, Tx
-from ..window import TICK, EventWindow
+from ..window import TICK, EventWindow, ended_sessions
 
 __all__ = ["REPLAY_PAGE", "EventService", "StreamInfo", "carried_message"]
 
@@ -156,10 +156,7 @@ class EventService:
         if isinstance(message, Batch):
             self.window.offer(message.events)
             return
-        if message.frame:
-            self.hub.publish(message.frame, message.recipients)
-        if message.end_sessions:
-            self.hub.close_sessions(message.end_sessions)
+        self.hub.publish(message.frame, message.recipients)
 
     def on_bus_connected(self) -> None:
         """(Re)subscribed: what the bus carried meanwhile is read from the log."""
@@ -197,7 +194,8 @@ class EventService:
 
     def _publish(self, handle: EventHandle, recipients: list[int] | None) -> None:
         seq = handle.seq
-        event = BusEvent(seq, sse_frame(handle.payload, handle.name, seq), recipients)
+        frame = sse_frame(handle.payload, handle.name, seq)
+        event = BusEvent(seq, frame, recipients, ended_sessions(handle.name, handle.payload))
         self.window.offer((event,))
         self._outgoing.append(event)
         if self._send_handle is None:
@@ -216,20 +214,6 @@ class EventService:
         recipients = None if user_ids is None else list(user_ids)
         self.hub.publish(frame, recipients)
         self.bus.publish(Ephemeral(self.node_id, self.boot, frame, recipients))
-
-    def end_sessions(self, session_ids: list[str], frames: list[BaseEvent], user_id: int) -> None:
-        """Send ``frames`` to the user's streams, then close these sessions' streams, on
-        every node (logout)."""
-        encoded = [sse_frame(encode_event(e), event_name(e), None) for e in frames]
-        for i, frame in enumerate(encoded):
-            self.hub.publish(frame, [user_id])
-            last = i == len(encoded) - 1
-            self.bus.publish(
-                Ephemeral(self.node_id, self.boot, frame, [user_id], session_ids if last else [])
-            )
-        if not encoded:
-            self.bus.publish(Ephemeral(self.node_id, self.boot, b"", [], session_ids))
-        self.hub.close_sessions(session_ids)
 
     def attach(self, user_id: int, session_id: str, stream: HubStream) -> Subscription:
         """Register a live stream with the hub and remember it for ``/status``."""
