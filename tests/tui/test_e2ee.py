@@ -13,12 +13,14 @@ from textual.widgets import Input
 from messenger_client import Client
 from messenger_client.crypto import NO_KEY_TEXT, DeviceCrypto
 from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.screens.groups import NewChatScreen
 from messenger_client.tui.screens.login import LoginScreen
 from messenger_protocol import QueryKeys
 from messenger_protocol import endpoints as ep
 from tests.support.server import ServerProcess
 from tests.tui.conftest import click, until, until_true
-from tests.tui.test_app import SIZE, screen_text, shown_texts
+from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text, shown_texts
+from tests.tui.test_groups import chat_named
 
 
 async def test_encrypted_dm_reads_sends_and_says_what_it_cannot_decrypt(
@@ -78,4 +80,47 @@ async def test_encrypted_dm_reads_sends_and_says_what_it_cannot_decrypt(
         assert b"zeppelinword" not in stored and b"quokkaword" not in stored
     finally:
         await alice_old.close()
+        await bob.close()
+
+
+async def test_a_group_created_encrypted_in_the_dialog_sends_encrypted(
+    server: ServerProcess, make_app: Callable[..., MessengerApp], tmp_path: Path
+) -> None:
+    """The New chat dialog's checkbox makes the group end-to-end encrypted: a lock in
+    the list and the title, and what is typed there reaches the members as ciphertext
+    their devices decrypt."""
+    bob = await other_user(server, "bob")
+    try:
+        bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await register_in_app(pilot, app, "alice")
+            await pilot.press("ctrl+p")
+            await pilot.press(*"New chat")
+            await until(pilot, lambda: "Create a private group chat" in screen_text(app))
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, NewChatScreen), "the dialog")
+            await pilot.press(*"vault")
+            await click(pilot, "#chat-encrypted")
+            await click(pilot, "#create")
+            await until(pilot, lambda: chat_named(app, "vault") is not None, "the new chat")
+            chat_id = chat_named(app, "vault")
+            assert chat_id is not None and app.client is not None
+            await app.client.invite(chat_id, "bob")
+            await until(pilot, lambda: "🔒 ≡ vault" in screen_text(app), "a lock in the title")
+            assert "🔒vault" in screen_text(app), "a lock in the chat list"
+            await pilot.press(*"sealed walrusword", "enter")
+            await until(
+                pilot,
+                lambda: (
+                    app.store is not None
+                    and [m.id > 0 for m in app.store.timeline(chat_id)] == [True]
+                ),
+                "acknowledged",
+            )
+            page = await bob.history(chat_id)
+            assert page.messages[-1].encrypted is not None and page.messages[-1].text == ""
+            assert (await bob_c.decrypt(page.messages[-1])).text == "sealed walrusword"
+            assert shown_texts(app, chat_id) == ["sealed walrusword"]
+    finally:
         await bob.close()

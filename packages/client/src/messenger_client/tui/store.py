@@ -98,6 +98,7 @@ class ChatStore:
         if self.cache is None:
             return
         self.chats = {c.id: c for c in self.cache.chats()}
+        self.encrypted |= {c.id for c in self.chats.values() if c.encrypted}
         self.users = {u.login: u for u in self.cache.users()}
         self.contacts = {c.login: c for c in self.cache.contacts()}
         if GENERAL_CHAT_ID not in self.chats:
@@ -127,6 +128,7 @@ class ChatStore:
         """The server's chat list replaces ours."""
         fresh = list(chats)
         self.chats = {c.id: c for c in fresh}
+        self.encrypted |= {c.id for c in fresh if c.encrypted}
         for chat_id in list(self.timelines):
             if chat_id not in self.chats:
                 del self.timelines[chat_id]
@@ -150,6 +152,8 @@ class ChatStore:
     def upsert_chat(self, chat: Chat) -> None:
         """Add or update one chat."""
         self.chats[chat.id] = chat
+        if chat.encrypted:
+            self.encrypted.add(chat.id)
         if self.cache is not None:
             self.cache.save_chat(chat)
 

@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from messenger_protocol import (
     ApiError,
@@ -173,6 +173,10 @@ class NewChatScreen(GroupDialog):
     def body(self) -> ComposeResult:
         """Name field and Create button."""
         yield Input(placeholder="chat name (letters, digits, - and _)", id="chat-name")
+        yield Checkbox(
+            "End-to-end encrypted (only members' devices can read it; for good)",
+            id="chat-encrypted",
+        )
         with Horizontal(id="group-buttons"):
             yield Button("Create", id="create", variant="primary")
             yield Button("Cancel", id="cancel")
@@ -192,12 +196,12 @@ class NewChatScreen(GroupDialog):
         if not name:
             self.show_error("Give the chat a name")
             return
-        self._create(name)
+        self._create(name, self.query_one("#chat-encrypted", Checkbox).value)
 
     @work(exclusive=True, group="group-dialog")
-    async def _create(self, name: str) -> None:
+    async def _create(self, name: str, encrypted: bool) -> None:
         try:
-            chat = await self.client.create_chat(name)
+            chat = await self.client.create_chat(name, encrypted=encrypted)
         except MessengerError as exc:
             self.show_error(_describe(exc))
             return
