@@ -164,6 +164,8 @@ def _setup(tx: Tx, log: Log) -> None:
     t.set_last_read(group, alice, ids[0])  # never back
     t.last_read(group, alice)
     t.last_read(group, carol)
+    t.member_chat(group, alice)
+    t.member_chat(group, carol)
     t.unread_count(group, alice, ids[0])
     t.unread_messages(group, alice, 0, 2)
     t.comments(ids[0])

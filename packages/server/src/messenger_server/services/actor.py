@@ -48,11 +48,10 @@ def require_member(tx: Tx, chat_id: int, user_id: int) -> tuple[ChatRecord, int]
 
     A chat that does not exist is refused the same way, so ids cannot be probed.
     """
-    last_read = tx.last_read(chat_id, user_id)
-    chat = tx.chat(chat_id) if last_read is not None else None
-    if chat is None or last_read is None:
+    found = tx.member_chat(chat_id, user_id)
+    if found is None:
         raise forbidden()
-    return chat, last_read
+    return found
 
 
 def require_owner(tx: Tx, chat_id: int, user_id: int) -> ChatRecord:

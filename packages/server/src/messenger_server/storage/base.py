@@ -158,6 +158,10 @@ class ChatQueries(Protocol):
         """Remove a member; False if they were not one."""
         ...
 
+    def member_chat(self, chat_id: int, user_id: int) -> tuple[ChatRecord, int] | None:
+        """The chat and the user's read cursor in it; None if they are not a member."""
+        ...
+
     def last_read(self, chat_id: int, user_id: int) -> int | None:
         """The member's read cursor; None if they are not a member."""
         ...

@@ -326,6 +326,15 @@ class SqliteTx:
         )
         return cur.rowcount > 0
 
+    def member_chat(self, chat_id: int, user_id: int) -> tuple[ChatRecord, int] | None:
+        """The chat and the user's read cursor in it; None if they are not a member."""
+        row = self._one(
+            f"SELECT {_CHAT_COLUMNS}, mem.last_read FROM {_CHAT_FROM}"
+            " JOIN members mem ON mem.chat_id = c.id AND mem.user_id = ? WHERE c.id = ?",
+            (user_id, chat_id),
+        )
+        return None if row is None else (_chat(row), row[-1])
+
     def last_read(self, chat_id: int, user_id: int) -> int | None:
         """The member's read cursor; None if they are not a member."""
         value: int | None = self._scalar(
@@ -427,21 +436,25 @@ class SqliteTx:
     ) -> Message | None:  # fmt: skip
         """Store a message (a root, or a comment under ``thread_root``) and return it;
         None, storing nothing, if the author already has a message with this ``client_id``."""
-        message_id: int | None = self._scalar(
+        row = self._one(
             "INSERT INTO messages (chat_id, author_id, text, created_at, client_id, thread_root,"
             " scheduled_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING"
-            " RETURNING id",
+            " RETURNING id, (SELECT login FROM users WHERE id = author_id)",
             (chat_id, author_id, text, now, client_id, thread_root, scheduled_id),
         )
-        if message_id is None:
+        if row is None:
             return None
         self.unindexed = True
+        message_id = row[0]
         if thread_root is None:
             self.touch_chat(chat_id, message_id, now)
-        message = self.message(message_id)
-        assert message is not None
-        return message
+        # what the row holds now, without reading it back: a new message has no
+        # comments, edits, reply or ciphertext yet (the caller adds those)
+        return Message(
+            id=message_id, chat_id=chat_id, author=row[1], text=text, created_at=now,
+            client_id=client_id, thread_root=thread_root, scheduled_id=scheduled_id,
+        )  # fmt: skip
 
     def message(self, message_id: int) -> Message | None:
         """One message or comment."""
@@ -801,6 +814,9 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
+        # each unit's savepoint journals the pages it touches; on a file that spilled
+        # past 64 KiB into a temporary file and cost a write per page per send
+        conn.execute("PRAGMA temp_store = MEMORY")
         # checkpoints move to a worker thread (checkpoint()); a commit on the event
         # loop would otherwise now and then copy and fsync the whole WAL
         conn.execute("PRAGMA wal_autocheckpoint = 0")
