@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 
-import msgspec
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
-from . import BusHandler, BusMessage, decode_message, encode_message, redact
+from . import BusHandler, BusMessage, encode_message, redact
+from ._link import BusLink
 
 __all__ = ["NatsBus"]
 
@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2
 """Seconds to wait for a connection (then the next try)."""
-START_WAIT = 5.0
-"""How long :meth:`NatsBus.start` waits for the first subscription."""
 RETRY_WAIT = 0.5
 """Pause between reconnection attempts."""
 
@@ -38,13 +36,12 @@ class NatsBus:
     def __init__(self, url: str, channel: str) -> None:
         self.url = url
         self.subject = f"{channel}.events"
-        self.connected = False
+        self._link = BusLink(redact(url), self.subject, (NatsError, OSError))
         self._nc: Client | None = None
         self._handler: BusHandler | None = None
         self._task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._subscribed = asyncio.Event()
         self._closing = False
         self.dropped = 0
         """Messages not published (NATS unreachable)."""
@@ -54,16 +51,16 @@ class NatsBus:
         """The URL without its password."""
         return redact(self.url)
 
+    @property
+    def connected(self) -> bool:
+        """Subscribed now."""
+        return self._link.connected
+
     async def start(self, handler: BusHandler) -> None:
         """Connect (retrying in the background); wait up to 5 s for the subscription."""
         self._handler = handler
         self._task = asyncio.create_task(self._connect(), name="nats-bus-connect")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(START_WAIT):
-                await self._subscribed.wait()
-        if not self.connected:
-            log.warning("bus %s not reachable yet; events reach other nodes via the database",
-                        self.name)  # fmt: skip
+        await self._link.wait_started()
 
     async def _connect(self) -> None:
         while True:
@@ -88,29 +85,22 @@ class NatsBus:
                 continue
             self._nc = nc
             self._publisher = asyncio.create_task(self._publish_loop(nc), name="nats-bus-pub")
-            log.info("bus %s subscribed to %s", self.name, self.subject)
             await self._reconnected()
             return
 
     async def _on_msg(self, msg: Msg) -> None:
-        try:
-            message = decode_message(msg.data)
-        except msgspec.DecodeError:
-            log.warning("ignoring a message on %s that is not ours", self.subject)
-            return
         if self._handler is not None:
-            self._handler.on_bus_message(message)
+            self._link.deliver(self._handler, msg.data)
 
     async def _disconnected(self) -> None:
-        if self.connected and not self._closing:
-            log.warning("bus %s lost; reconnecting", self.name)
-        self.connected = False
+        if self._closing:
+            self._link.connected = False
+        else:
+            self._link.down("disconnected")
 
     async def _reconnected(self) -> None:
-        self.connected = True
-        self._subscribed.set()
         if self._handler is not None:
-            self._handler.on_bus_connected()
+            self._link.up(self._handler)
 
     async def _error(self, exc: Exception) -> None:
         log.debug("bus %s: %s", self.name, exc)
@@ -155,4 +145,4 @@ class NatsBus:
             with contextlib.suppress(NatsError, OSError):
                 await self._nc.close()
             self._nc = None
-        self.connected = False
+        self._link.connected = False

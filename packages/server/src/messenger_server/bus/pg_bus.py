@@ -17,12 +17,14 @@ import base64
 import binascii
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from functools import partial
 
-import msgspec
 import psycopg
 from psycopg import sql
 
-from . import Batch, BusHandler, BusMessage, decode_message, encode_message
+from . import Batch, BusHandler, BusMessage, encode_message
+from ._link import BusLink
 
 __all__ = ["NOTIFY_MAX", "PostgresBus"]
 
@@ -34,10 +36,6 @@ DOORBELL = ""
 """The payload of a batch too big to carry: read the log."""
 CONNECT_TIMEOUT = 2
 """Seconds to wait for a connection (then the next try)."""
-START_WAIT = 5.0
-"""How long :meth:`PostgresBus.start` waits for the first LISTEN."""
-RETRY_MAX = 2.0
-"""Longest pause between reconnection attempts."""
 QUEUE_MAX = 10_000
 """Notifications queued beyond which new ones are dropped (PostgreSQL is down)."""
 
@@ -50,29 +48,31 @@ class PostgresBus:
         self.channel = f"{channel}:events"
         if len(self.channel.encode()) > 63:  # PostgreSQL's identifier limit
             raise ValueError(f"bus channel {channel!r} is too long for PostgreSQL (56 bytes)")
-        self.connected = False
         self.name = "postgres"
+        self._link = BusLink(self.name, self.channel, (psycopg.Error, OSError))
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._listening = asyncio.Event()
         self._sender: psycopg.AsyncConnection[object] | None = None
         self.dropped = 0
         """Notifications not sent (PostgreSQL unreachable or the queue full)."""
         self.rung = 0
         """Batches sent as a doorbell (too big for a payload)."""
 
+    @property
+    def connected(self) -> bool:
+        """Listening now."""
+        return self._link.connected
+
     async def start(self, handler: BusHandler) -> None:
         """Start the listener and the publisher; wait up to 5 s for the LISTEN."""
         self._tasks = [
-            asyncio.create_task(self._listen(handler), name="pg-bus-listen"),
+            asyncio.create_task(
+                self._link.keep_listening(handler, self._listen, partial(self._received, handler)),
+                name="pg-bus-listen",
+            ),
             asyncio.create_task(self._publish_loop(), name="pg-bus-notify"),
         ]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(START_WAIT):
-                await self._listening.wait()
-        if not self.connected:
-            log.warning("bus postgres not listening yet; events reach other nodes via the "
-                        "database")  # fmt: skip
+        await self._link.wait_started()
 
     def publish(self, message: BusMessage) -> None:
         """Queue ``message`` (or, for a batch too big, a doorbell) for the publisher."""
@@ -111,7 +111,7 @@ class PostgresBus:
             with contextlib.suppress(psycopg.Error, OSError):
                 await self._sender.close()
             self._sender = None
-        self.connected = False
+        self._link.connected = False
 
     async def _connect(self) -> psycopg.AsyncConnection[object]:
         conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
@@ -119,45 +119,26 @@ class PostgresBus:
         )
         return conn
 
-    async def _listen(self, handler: BusHandler) -> None:
-        pause = 0.1
-        while True:
-            conn: psycopg.AsyncConnection[object] | None = None
-            try:
-                conn = await self._connect()
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                # listening BEFORE the handler reads the log: nothing falls between
-                if not self.connected:
-                    log.info("bus postgres listening on %s", self.channel)
-                self.connected = True
-                self._listening.set()
-                pause = 0.1
-                handler.on_bus_connected()
-                async for notify in conn.notifies():
-                    self._received(handler, notify.payload)
-                raise ConnectionError("notifications ended")
-            except (psycopg.Error, OSError) as exc:
-                if self.connected:
-                    log.warning("bus postgres lost: %s; retrying", exc)
-                self.connected = False
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(psycopg.Error, OSError):
-                        await conn.close()
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RETRY_MAX)
+    @contextlib.asynccontextmanager
+    async def _listen(self) -> AsyncIterator[AsyncIterator[psycopg.Notify]]:
+        conn = await self._connect()
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            yield conn.notifies()
+        finally:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
 
-    @staticmethod
-    def _received(handler: BusHandler, payload: str) -> None:
-        if payload == DOORBELL:
+    def _received(self, handler: BusHandler, notify: psycopg.Notify) -> None:
+        if notify.payload == DOORBELL:
             handler.on_bus_connected()  # "read the log": the same repair as after a gap
             return
         try:
-            message = decode_message(base64.b64decode(payload, validate=True))
-        except (binascii.Error, msgspec.DecodeError):
+            data = base64.b64decode(notify.payload, validate=True)
+        except binascii.Error:
             log.warning("ignoring a notification on the bus channel that is not ours")
             return
-        handler.on_bus_message(message)
+        self._link.deliver(handler, data)
 
     async def _publish_loop(self) -> None:
         while True:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from . import BusHandler, BusMessage, decode_message, encode_message, redact
+from . import BusHandler, BusMessage, encode_message, redact
+from ._link import BusLink
 
 __all__ = ["RedisBus"]
 
@@ -25,10 +28,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2.0
 """Seconds to wait for a connection (then the next try)."""
-START_WAIT = 5.0
-"""How long :meth:`RedisBus.start` waits for the first subscription."""
-RETRY_MAX = 2.0
-"""Longest pause between reconnection attempts."""
 QUEUE_MAX = 10_000
 """Messages queued for publishing beyond which new ones are dropped (Redis is down)."""
 
@@ -39,11 +38,10 @@ class RedisBus:
     def __init__(self, url: str, channel: str) -> None:
         self.url = url
         self.channel = f"{channel}:events"
-        self.connected = False
+        self._link = BusLink(redact(url), self.channel, (RedisError, OSError))
         self._client: aioredis.Redis | None = None
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = asyncio.Event()
         self.dropped = 0
         """Messages not published (Redis unreachable or the queue full)."""
 
@@ -51,6 +49,11 @@ class RedisBus:
     def name(self) -> str:
         """The URL without its password."""
         return redact(self.url)
+
+    @property
+    def connected(self) -> bool:
+        """Subscribed now."""
+        return self._link.connected
 
     async def start(self, handler: BusHandler) -> None:
         """Start the subscriber and the publisher; wait up to 5 s for the subscription."""
@@ -61,15 +64,17 @@ class RedisBus:
             health_check_interval=5,
         )
         self._tasks = [
-            asyncio.create_task(self._subscribe(handler), name="redis-bus-sub"),
+            asyncio.create_task(
+                self._link.keep_listening(handler, self._listen, partial(self._received, handler)),
+                name="redis-bus-sub",
+            ),
             asyncio.create_task(self._publish_loop(), name="redis-bus-pub"),
         ]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(START_WAIT):
-                await self._subscribed.wait()
-        if not self.connected:
-            log.warning("bus %s not reachable yet; events reach other nodes via the database",
-                        self.name)  # fmt: skip
+        await self._link.wait_started()
+
+    def _received(self, handler: BusHandler, raw: dict[str, Any]) -> None:
+        if raw.get("type") == "message":
+            self._link.deliver(handler, raw["data"])
 
     def publish(self, message: BusMessage) -> None:
         """Queue ``message`` for the publisher task."""
@@ -100,41 +105,18 @@ class RedisBus:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
             self._client = None
-        self.connected = False
+        self._link.connected = False
 
-    async def _subscribe(self, handler: BusHandler) -> None:
+    @contextlib.asynccontextmanager
+    async def _listen(self) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         assert self._client is not None
-        pause = 0.1
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                # subscribed BEFORE the handler reads the log: nothing falls between
-                if not self.connected:
-                    log.info("bus %s subscribed to %s", self.name, self.channel)
-                self.connected = True
-                self._subscribed.set()
-                pause = 0.1
-                handler.on_bus_connected()
-                async for raw in pubsub.listen():
-                    if raw.get("type") != "message":
-                        continue
-                    try:
-                        message = decode_message(raw["data"])
-                    except msgspec.DecodeError:
-                        log.warning("ignoring a message on %s that is not ours", self.channel)
-                        continue
-                    handler.on_bus_message(message)
-                raise ConnectionError("subscription ended")
-            except (RedisError, OSError) as exc:
-                if self.connected:
-                    log.warning("bus %s lost: %s; retrying", self.name, exc)
-                self.connected = False
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RETRY_MAX)
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            yield pubsub.listen()
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _publish_loop(self) -> None:
         assert self._client is not None
