@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Protocol
 
 import msgspec
@@ -159,8 +160,10 @@ def redact(url: str) -> str:
 
 TEST_FAULTS_ENV = "MESSENGER_TEST_FAULTS"
 """Test-only faults of this node's bus, comma-separated: ``drop_publish`` (never publish
-anything: a node killed between commit and publish, every time) and
-``delay_publish_ms:N`` (publish each batch N ms late)."""
+anything: a node killed between commit and publish, every time),
+``delay_publish_ms:N`` (publish each batch N ms late) and ``exit_before_publish:N``
+(the process exits at once in place of publishing its Nth batch: killed after a commit,
+before the event went out and before the write was answered)."""
 
 
 class FaultyBus:
@@ -171,12 +174,16 @@ class FaultyBus:
         self.inner = inner
         self.drop = False
         self.delay = 0.0
+        self.exit_at = 0
+        self.batches = 0
         for fault in (f.strip() for f in faults.split(",") if f.strip()):
             name, _, value = fault.partition(":")
             if name == "drop_publish":
                 self.drop = True
             elif name == "delay_publish_ms" and value.isdigit():
                 self.delay = int(value) / 1000
+            elif name == "exit_before_publish" and value.isdigit():
+                self.exit_at = int(value)
             else:
                 raise ValueError(f"unknown test fault {fault!r}")
         log.warning("test faults on the bus: %s", faults)
@@ -199,6 +206,12 @@ class FaultyBus:
         """Drop anything or delay a batch as configured."""
         if self.drop:
             return
+        if isinstance(message, Batch) and self.exit_at:
+            self.batches += 1
+            if self.batches == self.exit_at:
+                log.warning("test fault: exiting before publishing batch %d", self.batches)
+                logging.shutdown()
+                os._exit(70)
         if isinstance(message, Batch) and self.delay:
             asyncio.get_running_loop().call_later(self.delay, self.inner.publish, message)
             return
