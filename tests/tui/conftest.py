@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from textual.dom import DOMNode
 from textual.pilot import Pilot
 
+from messenger_client.api import Client
 from messenger_client.config import ClientConfig, Dirs
 from messenger_client.tui.app import MessengerApp, TuiOptions
 from messenger_client.tui.timeline import utc
+from tests.support.server import ServerProcess
 
 WAIT = 60.0
 """Longest wait for something the app should do: a deadline, never a sleep, generous so a
@@ -34,6 +36,22 @@ def make_app(tmp_path: Path) -> Callable[..., MessengerApp]:
         return MessengerApp(config, TuiOptions(tz=utc(), bell=False, **options))  # type: ignore[arg-type]
 
     return make
+
+
+async def other_user(server: ServerProcess, login: str) -> Client:
+    """Another user, talking through the client library."""
+    client = Client(server.url)
+    await client.register(login, "secret12")
+    return client
+
+
+@pytest.fixture
+async def bob(server: ServerProcess) -> AsyncIterator[Client]:
+    """Bob, registered on the test server, talking to the TUI's user through the client
+    library (closed after the test)."""
+    client = await other_user(server, "bob")
+    yield client
+    await client.close()
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], object], what: str = "") -> None:

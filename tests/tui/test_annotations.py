@@ -8,48 +8,45 @@ from collections.abc import Callable
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
+from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.widgets.annotate import ConfirmDelete, MessageMenu, ReactionPicker
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
 from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text
+from tests.tui.test_app import SIZE, register_in_app, screen_text
 
 
 async def test_an_edit_a_reply_reactions_and_a_delete_show_in_the_open_chat(
-    server: ServerProcess, make_app: Callable[..., MessengerApp]
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    bob = await other_user(server, "bob")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
-            first = await bob.send(GENERAL_CHAT_ID, "lunch at noon?")
-            await until(pilot, lambda: "lunch at noon?" in screen_text(app), "bob's message")
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        first = await bob.send(GENERAL_CHAT_ID, "lunch at noon?")
+        await until(pilot, lambda: "lunch at noon?" in screen_text(app), "bob's message")
 
-            await bob.edit(first.id, "lunch at one?")
-            await until(pilot, lambda: "lunch at one? (edited)" in screen_text(app), "the edit")
-            assert "lunch at noon?" not in screen_text(app)
+        await bob.edit(first.id, "lunch at one?")
+        await until(pilot, lambda: "lunch at one? (edited)" in screen_text(app), "the edit")
+        assert "lunch at noon?" not in screen_text(app)
 
-            await bob.send(GENERAL_CHAT_ID, "or later", reply_to=first.id)
-            await until(pilot, lambda: "↱ bob lunch at one?" in screen_text(app), "the quote")
+        await bob.send(GENERAL_CHAT_ID, "or later", reply_to=first.id)
+        await until(pilot, lambda: "↱ bob lunch at one?" in screen_text(app), "the quote")
 
-            await bob.react(first.id, "👍")
-            await until(pilot, lambda: "👍 1" in screen_text(app), "the reaction chip")
-            await bob.unreact(first.id, "👍")
-            await until(pilot, lambda: "👍 1" not in screen_text(app), "the chip gone")
+        await bob.react(first.id, "👍")
+        await until(pilot, lambda: "👍 1" in screen_text(app), "the reaction chip")
+        await bob.unreact(first.id, "👍")
+        await until(pilot, lambda: "👍 1" not in screen_text(app), "the chip gone")
 
-            await bob.delete_message(first.id)
-            await until(pilot, lambda: "message deleted" in screen_text(app), "the tombstone")
-            text = screen_text(app)
-            assert "lunch at one? (edited)" not in text
-            assert "↱ bob message deleted" in text, "the reply's quote says it is gone"
-            assert app.store is not None
-            assert next(m.id for m in app.store.timeline(GENERAL_CHAT_ID)) == first.id, (
-                "the tombstone keeps its place"
-            )
-    finally:
-        await bob.close()
+        await bob.delete_message(first.id)
+        await until(pilot, lambda: "message deleted" in screen_text(app), "the tombstone")
+        text = screen_text(app)
+        assert "lunch at one? (edited)" not in text
+        assert "↱ bob message deleted" in text, "the reply's quote says it is gone"
+        assert app.store is not None
+        assert next(m.id for m in app.store.timeline(GENERAL_CHAT_ID)) == first.id, (
+            "the tombstone keeps its place"
+        )
 
 
 def toasts(app: MessengerApp) -> str:
@@ -72,86 +69,82 @@ async def select_message(pilot: Pilot[None], app: MessengerApp, text: str) -> No
 
 
 async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
-    server: ServerProcess, make_app: Callable[..., MessengerApp]
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     """Issue 12: e edits your message, r replies with a quote, + reacts (again: takes it
     back), d deletes after a confirm -- on the server, as every client sees it."""
     app = make_app(server.url)
-    bob = await other_user(server, "bob")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
-            main = app.main
-            assert main is not None and app.store is not None
-            asked = await bob.send(GENERAL_CHAT_ID, "shall we ship?")
-            await until(pilot, lambda: "shall we ship?" in screen_text(app), "bob's message")
-            await pilot.press(*"helo", "enter")
-            await until(pilot, lambda: app.store is not None and any(
-                m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
-            ), "alice's message sent")  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        main = app.main
+        assert main is not None and app.store is not None
+        asked = await bob.send(GENERAL_CHAT_ID, "shall we ship?")
+        await until(pilot, lambda: "shall we ship?" in screen_text(app), "bob's message")
+        await pilot.press(*"helo", "enter")
+        await until(pilot, lambda: app.store is not None and any(
+            m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
+        ), "alice's message sent")  # fmt: skip
 
-            # e: edit your own message; the composer holds its text, Enter saves
-            await select_message(pilot, app, "helo")
-            await pilot.press("e")
-            await until(pilot, lambda: main.composer.text == "helo", "the text to edit")
-            assert "Editing your message" in screen_text(app)
-            await pilot.press("left", "l", "enter")
-            await until(pilot, lambda: "hello (edited)" in screen_text(app), "the edit shown")
-            assert app.screen is main, "an edit opens no output screen (it said EditedOut(...))"
-            page = await bob.history(GENERAL_CHAT_ID)
-            assert [m.text for m in page.messages][-1] == "hello"
-            assert "Editing your message" not in screen_text(app)
+        # e: edit your own message; the composer holds its text, Enter saves
+        await select_message(pilot, app, "helo")
+        await pilot.press("e")
+        await until(pilot, lambda: main.composer.text == "helo", "the text to edit")
+        assert "Editing your message" in screen_text(app)
+        await pilot.press("left", "l", "enter")
+        await until(pilot, lambda: "hello (edited)" in screen_text(app), "the edit shown")
+        assert app.screen is main, "an edit opens no output screen (it said EditedOut(...))"
+        page = await bob.history(GENERAL_CHAT_ID)
+        assert [m.text for m in page.messages][-1] == "hello"
+        assert "Editing your message" not in screen_text(app)
 
-            # e on someone else's message: refused in one line, nothing changes
-            await select_message(pilot, app, "shall we ship?")
-            await pilot.press("e")
-            await until(pilot, lambda: "only your own" in toasts(app), "the refusal")
-            assert main.composer.intent is None
+        # e on someone else's message: refused in one line, nothing changes
+        await select_message(pilot, app, "shall we ship?")
+        await pilot.press("e")
+        await until(pilot, lambda: "only your own" in toasts(app), "the refusal")
+        assert main.composer.intent is None
 
-            # r: reply, quoting it
-            await select_message(pilot, app, "shall we ship?")
-            await pilot.press("r")
-            await until(pilot, lambda: "Replying to bob" in screen_text(app), "the reply bar")
-            await pilot.press(*"yes!", "enter")
-            await until(pilot, lambda: "↱ bob shall we ship?" in screen_text(app), "the quote")
-            page = await bob.history(GENERAL_CHAT_ID)
-            reply = page.messages[-1]
-            assert reply.text == "yes!" and reply.reply_to is not None
-            assert reply.reply_to.id == asked.id
+        # r: reply, quoting it
+        await select_message(pilot, app, "shall we ship?")
+        await pilot.press("r")
+        await until(pilot, lambda: "Replying to bob" in screen_text(app), "the reply bar")
+        await pilot.press(*"yes!", "enter")
+        await until(pilot, lambda: "↱ bob shall we ship?" in screen_text(app), "the quote")
+        page = await bob.history(GENERAL_CHAT_ID)
+        reply = page.messages[-1]
+        assert reply.text == "yes!" and reply.reply_to is not None
+        assert reply.reply_to.id == asked.id
 
-            # +: the picker; typing finds the emoji, Enter reacts; again takes it back
-            await select_message(pilot, app, "shall we ship?")
-            await pilot.press("plus")
-            await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
-            await pilot.press(*"thumbs", "enter")
-            await until(pilot, lambda: "👍 1" in screen_text(app), "the chip")
-            theirs = await bob.message(asked.id)
-            assert [(r.emoji, r.users) for r in theirs.reactions] == [("👍", ["alice"])]
-            await select_message(pilot, app, "shall we ship?")
-            await pilot.press("plus")
-            await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
-            await pilot.press(*"thumbs", "enter")
-            await until(pilot, lambda: "👍 1" not in screen_text(app), "the chip gone")
-            assert not (await bob.message(asked.id)).reactions
+        # +: the picker; typing finds the emoji, Enter reacts; again takes it back
+        await select_message(pilot, app, "shall we ship?")
+        await pilot.press("plus")
+        await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
+        await pilot.press(*"thumbs", "enter")
+        await until(pilot, lambda: "👍 1" in screen_text(app), "the chip")
+        theirs = await bob.message(asked.id)
+        assert [(r.emoji, r.users) for r in theirs.reactions] == [("👍", ["alice"])]
+        await select_message(pilot, app, "shall we ship?")
+        await pilot.press("plus")
+        await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
+        await pilot.press(*"thumbs", "enter")
+        await until(pilot, lambda: "👍 1" not in screen_text(app), "the chip gone")
+        assert not (await bob.message(asked.id)).reactions
 
-            # d: asks first (Keep has the focus: a stray Enter deletes nothing)
-            await select_message(pilot, app, "hello")
-            await pilot.press("d")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmDelete), "the confirm")
-            await pilot.press("enter")
-            await until(pilot, lambda: app.screen is main, "kept")
-            assert "hello (edited)" in screen_text(app)
-            await select_message(pilot, app, "hello")
-            await pilot.press("d")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmDelete), "the confirm")
-            await pilot.press(*"yes")  # typing on after a stray d deletes nothing
-            assert isinstance(app.screen, ConfirmDelete)
-            await pilot.press("delete")
-            await until(pilot, lambda: "message deleted" in screen_text(app), "the tombstone")
-            page = await bob.history(GENERAL_CHAT_ID)
-            assert any(m.deleted_at is not None for m in page.messages)
-    finally:
-        await bob.close()
+        # d: asks first (Keep has the focus: a stray Enter deletes nothing)
+        await select_message(pilot, app, "hello")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDelete), "the confirm")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is main, "kept")
+        assert "hello (edited)" in screen_text(app)
+        await select_message(pilot, app, "hello")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDelete), "the confirm")
+        await pilot.press(*"yes")  # typing on after a stray d deletes nothing
+        assert isinstance(app.screen, ConfirmDelete)
+        await pilot.press("delete")
+        await until(pilot, lambda: "message deleted" in screen_text(app), "the tombstone")
+        page = await bob.history(GENERAL_CHAT_ID)
+        assert any(m.deleted_at is not None for m in page.messages)
 
 
 async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_offers_acts(
@@ -195,39 +188,35 @@ async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_of
 
 
 async def test_a_click_on_a_reaction_chip_adds_it_and_a_second_click_takes_it_back(
-    server: ServerProcess, make_app: Callable[..., MessengerApp]
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    bob = await other_user(server, "bob")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
-            main = app.main
-            assert main is not None
-            sent = await bob.send(GENERAL_CHAT_ID, "ship it")
-            await bob.react(sent.id, "👍")
-            await until(pilot, lambda: "👍 1" in screen_text(app), "bob's chip")
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        main = app.main
+        assert main is not None
+        sent = await bob.send(GENERAL_CHAT_ID, "ship it")
+        await bob.react(sent.id, "👍")
+        await until(pilot, lambda: "👍 1" in screen_text(app), "bob's chip")
 
-            async def click_chip() -> None:
-                layout, view = main.view.layout_, main.view
-                assert layout is not None and view.timeline is not None
-                index = view.timeline.index_of(sent.id)
-                assert index is not None
-                lines = [line.plain for line in layout.lines(index)]
-                row = next(i for i, line in enumerate(lines) if "👍" in line)
-                gap = max(view.size.height - layout.total, 0)
-                y = layout.line_of(index) + row - round(view.scroll_y) + gap
-                column = lines[row].index("👍")
-                assert layout.reaction_at(index, row, column) == "👍"
-                await pilot.click(view, offset=(column + view.styles.padding.left, y))
+        async def click_chip() -> None:
+            layout, view = main.view.layout_, main.view
+            assert layout is not None and view.timeline is not None
+            index = view.timeline.index_of(sent.id)
+            assert index is not None
+            lines = [line.plain for line in layout.lines(index)]
+            row = next(i for i, line in enumerate(lines) if "👍" in line)
+            gap = max(view.size.height - layout.total, 0)
+            y = layout.line_of(index) + row - round(view.scroll_y) + gap
+            column = lines[row].index("👍")
+            assert layout.reaction_at(index, row, column) == "👍"
+            await pilot.click(view, offset=(column + view.styles.padding.left, y))
 
-            await click_chip()
-            await until(pilot, lambda: "👍 2" in screen_text(app), "alice's click added hers")
-            assert {tuple(r.users) for r in (await bob.message(sent.id)).reactions} == {
-                ("bob", "alice")
-            }
-            await click_chip()
-            await until(pilot, lambda: "👍 1" in screen_text(app), "a second click took it back")
-            assert [r.users for r in (await bob.message(sent.id)).reactions] == [["bob"]]
-    finally:
-        await bob.close()
+        await click_chip()
+        await until(pilot, lambda: "👍 2" in screen_text(app), "alice's click added hers")
+        assert {tuple(r.users) for r in (await bob.message(sent.id)).reactions} == {
+            ("bob", "alice")
+        }
+        await click_chip()
+        await until(pilot, lambda: "👍 1" in screen_text(app), "a second click took it back")
+        assert [r.users for r in (await bob.message(sent.id)).reactions] == [["bob"]]

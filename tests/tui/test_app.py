@@ -15,7 +15,7 @@ from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.chat_list import ChatList
 from messenger_protocol import GENERAL_CHAT_ID, ApiError, ErrorCode
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, until
+from tests.tui.conftest import click, other_user, until
 
 SIZE = (110, 32)
 
@@ -38,13 +38,6 @@ def shown_texts(app: MessengerApp, chat_id: int) -> list[str]:
 def screen_text(app: MessengerApp) -> str:
     """What the terminal shows, as plain text."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def other_user(server: ServerProcess, login: str) -> Client:
-    """Another user, talking through the client library."""
-    client = Client(server.url)
-    await client.register(login, "secret12")
-    return client
 
 
 async def test_register_send_and_receive(

@@ -149,9 +149,9 @@ async def test_attach_through_the_picker_see_the_card_and_download_it(
         await until(pilot, lambda: isinstance(app.screen, AttachmentsScreen), "panel by click")
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.main, "panel closed by Esc")
-        # and so does Ctrl+F on the selected message
+        # and so does F4 on the selected message
         view.select_index(index)
-        await pilot.press("ctrl+f")
+        await pilot.press("f4")
         await until(pilot, lambda: isinstance(app.screen, AttachmentsScreen), "the files panel")
         panel = app.screen
         assert isinstance(panel, AttachmentsScreen)
@@ -241,7 +241,7 @@ async def test_a_5_mib_file_reads_5_0_mib_everywhere(
             assert index is not None
             app.main.view.select_index(index)
             app.main.view.focus()
-            await pilot.press("ctrl+f")
+            await pilot.press("f4")
             await until(pilot, lambda: isinstance(app.screen, AttachmentsScreen), "the panel")
             card = app.screen.query_one(AttachmentCard)
             assert "5.0 MiB" in str(card.render())

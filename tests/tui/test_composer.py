@@ -11,8 +11,8 @@ from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.message_view import MessageView
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, other_user, register_in_app, shown_texts
+from tests.tui.conftest import other_user, until
+from tests.tui.test_app import SIZE, register_in_app, shown_texts
 
 
 async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(

@@ -24,8 +24,8 @@ from messenger_client.tui.screens.groups import (
 )
 from messenger_protocol import GENERAL_CHAT_ID, ApiError
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, until, until_true
-from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text
+from tests.tui.conftest import click, other_user, until, until_true
+from tests.tui.test_app import SIZE, register_in_app, screen_text
 
 
 def notes(app: MessengerApp) -> str:

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input, TextArea
 from messenger_client.cache import Cache
 from messenger_client.events import ConnectionState
 from messenger_client.tui.app import MessengerApp, TuiOptions
+from messenger_client.tui.screens.find import SearchScreen
 from messenger_client.tui.screens.help import HelpScreen
 from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.screens.status import StatusScreen
@@ -202,3 +203,25 @@ async def test_the_footer_shows_f1_help_whole_at_120_columns(tmp_path: Path) -> 
         footer = footer_line(app)
         for hint in ("f1 Help", "^q Quit", "^p palette"):
             assert hint in footer, f"{hint!r} not whole in {footer!r}"
+
+
+def test_search_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    """Issue 12: Ctrl+F with a query typed -- offline, so the hits come from this device's
+    cache -- each hit with its chat, author and time, the matched word highlighted."""
+
+    async def search(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        app = pilot.app
+        assert isinstance(app, MessengerApp)
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen), "the search screen")
+        screen = app.screen
+        assert isinstance(screen, SearchScreen)
+        await pilot.press(*"build")
+        await until(pilot, lambda: "build" in screen.asked, "the hits")
+        for widget in app.screen.query(Input):
+            widget.cursor_blink = False
+        await pilot.pause()
+
+    app = offline_app(tmp_path, with_cache=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=search)

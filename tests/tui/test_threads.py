@@ -8,8 +8,8 @@ from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until, until_true
-from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text, shown_texts
+from tests.tui.conftest import other_user, until, until_true
+from tests.tui.test_app import SIZE, register_in_app, screen_text, shown_texts
 
 
 def notes(app: MessengerApp) -> str:

@@ -32,6 +32,7 @@ from ..logs import setup_logging
 from .commands import MessengerCommands
 from .dispatch import Dispatcher
 from .files import Files
+from .finding import Finding
 from .groups import Groups
 from .host import Host
 from .messages import FileUploaded, LoginRequested, OpenChat, OpenDirect
@@ -40,6 +41,7 @@ from .navigation import ChatNavigation
 from .options import TuiOptions, load_options
 from .people import People
 from .reading import ChatReader
+from .receipts import Receipts
 from .robust import report_failure
 from .screens.help import HelpScreen, help_rows
 from .screens.main import MainScreen
@@ -98,13 +100,14 @@ class MessengerApp(Host):
         self.groups = Groups(self)
         self.moderation = Moderation(self, self.options.tz)
         self.files = Files(self, self.config.dirs.downloads)
+        self.finding, self.receipts = Finding(self, self.options.tz), Receipts(self)
         self.session = LiveSession(
             self, self.config, self.options, self.reader, self.people, self.moderation,
             self.threads, self.groups,
         )  # fmt: skip
         self.dispatch = Dispatcher(
-            self, self.session, self.files, self.moderation, self.threads, tz=self.options.tz,
-            clock=self.clock,
+            self, self.session, self.files, self.moderation, self.threads, self.people,
+            tz=self.options.tz, clock=self.clock,
         )  # fmt: skip
 
     # --- start and session ------------------------------------------------------
@@ -191,11 +194,8 @@ class MessengerApp(Host):
         self.navigation.switcher()
 
     @on(OpenDirect)
-    def _open_direct_message(self, event: OpenDirect) -> None:
-        self.people.open_direct(event.login)
-
     @on(UsersPanel.UserChosen)
-    def _user_chosen(self, event: UsersPanel.UserChosen) -> None:
+    def _open_direct(self, event: OpenDirect | UsersPanel.UserChosen) -> None:
         self.people.open_direct(event.login)
 
     @on(UsersPanel.ContactAction)
@@ -244,7 +244,7 @@ class MessengerApp(Host):
         self.files.attach_here()
 
     def action_files(self) -> None:
-        """Download, open or preview the attachments of the selected message (Ctrl+F)."""
+        """Download, open or preview the attachments of the selected message (F4)."""
         self.files.show_selected()
 
     @on(AttachmentClicked)

@@ -68,6 +68,12 @@ def _app_actions(app: Host) -> list[Action]:
         ("Switch chat", "Find a chat or a person (Ctrl+K)", app.action_switch_chat),
         ("Toggle people", "Who is online; contacts; private chats (Ctrl+O)",
          lambda: app.main.action_toggle_users() if app.main else None),
+        ("Search messages", "Across chats, live as you type (Ctrl+F, / in the list)",
+         lambda: app.main.action_search() if app.main else None),
+        ("Mentions", "Messages that mention you, across chats (Alt+M)",
+         lambda: app.main.action_mentions() if app.main else None),
+        *_message_actions(app),
+        *_mute_actions(app),
         ("Log out", "End this session and forget the saved token",
          lambda: app.run_command(slash.ParsedCommand("logout"), 0)),
         ("Quit", "Leave the app (the session stays saved) (Ctrl+Q)", app.exit),
@@ -78,6 +84,43 @@ def _app_actions(app: Host) -> list[Action]:
         text = f"/{spec.name} " if spec.args else f"/{spec.name}"
         actions.append((spec.usage, spec.help.capitalize(), prefill(text)))
     return actions
+
+
+def _message_actions(app: Host) -> list[Action]:
+    """Reply, edit, delete, react, seen by: on the selected message of the chat."""
+    main = app.main
+    if main is None or main.view.selected_message() is None:
+        return []
+
+    def act(name: str) -> Callable[[], object]:
+        return lambda: main.view.action_act(name)
+
+    return [
+        ("Reply to the selected message", "Quote it in your answer (r)", act("reply")),
+        ("Edit the selected message", "Your own; Esc cancels (e)", act("edit")),
+        ("Delete the selected message", "Your own; asks first (d)", act("delete")),
+        ("React to the selected message", "Pick an emoji; again takes it back (+)", act("react")),
+    ]
+
+
+def _mute_actions(app: Host) -> list[Action]:
+    """Mute the open chat, only mentions through, or unmute."""
+    store, main = app.store, app.main
+    chat = store.chats.get(main.current_chat or 0) if store and main else None
+    if chat is None:
+        return []
+    target = f"@{chat.peer}" if chat.kind == "direct" and chat.peer else chat.name
+
+    def mute(mode: str) -> Callable[[], object]:
+        parsed = slash.ParsedCommand("mute", {"target": target, "mode": mode})
+        return lambda: app.run_command(parsed, chat.id)
+
+    modes = [
+        ("all", f"Mute {target}", "Nothing there notifies you; mentions still count"),
+        ("mentions", f"Mute {target} but for mentions", "Only mentions of you notify"),
+        ("off", f"Unmute {target}", "Every message notifies again"),
+    ]
+    return [(title, help_text, mute(mode)) for mode, title, help_text in modes if mode != chat.mute]
 
 
 class _ActionsProvider(Provider):

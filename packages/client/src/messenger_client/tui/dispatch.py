@@ -23,6 +23,7 @@ from ..outputs import ChatOut, EditedOut
 from .files import Files
 from .host import Host
 from .moderation import Moderation
+from .people import People
 from .robust import describe_error
 from .screens.output import OutputScreen
 from .screens.status import StatusScreen
@@ -44,6 +45,7 @@ class Dispatcher:
         files: Files,
         moderation: Moderation,
         threads: Threads,
+        people: People,
         *,
         tz: tzinfo | None,
         clock: Callable[[], float],
@@ -53,6 +55,7 @@ class Dispatcher:
         self.files = files
         self.moderation = moderation
         self.threads = threads
+        self.people = people
         self.tz = tz
         """Time zone of shown times (None: local)."""
         self.clock = clock
@@ -122,6 +125,10 @@ class Dispatcher:
                 self.threads.open_by_id(args["message_id"])
             case "scheduled":
                 self.moderation.show_scheduled()
+            case "search":
+                app.finding.search(args["query"])
+            case "mentions":
+                app.finding.mentions()
             case "users" | "contacts":
                 if app.main is not None:
                     app.main.action_toggle_users()
@@ -145,7 +152,8 @@ class Dispatcher:
         reply_to: int | None = None,
     ) -> None:
         """Show the message as pending at once and queue it; it is retried until sent."""
-        store, main = self.app.store, self.app.main
+        app = self.app
+        store, main = app.store, app.main
         if store is None or main is None:
             return
         pending = PendingSend(
@@ -156,6 +164,7 @@ class Dispatcher:
             main.view.follow()
         if self.session.outbox is not None:
             self.session.outbox.put(pending)
+        app.receipts.sent(chat_id)
 
     def send_comment(self, root: Message, text: str) -> None:
         """Comment under ``root``: pending in the thread panel at once, then retried."""
@@ -172,18 +181,10 @@ class Dispatcher:
     async def _send_private(self, login: str, text: str, line: str) -> None:
         """``/private`` to someone without a private chat yet: start it, then send
         through the outbox as to any chat (it used to show the sent message in a dialog)."""
-        app = self.app
-        client, store = app.client, app.store
-        if client is None or store is None:
-            return
-        try:
-            chat = await client.open_direct(login)
-        except MessengerError as exc:
-            app.notify(describe_error(exc, app.server), severity="error")
+        chat = await self.people.start_direct(login)
+        if chat is None:
             self._give_back(line)
             return
-        store.upsert_chat(chat)
-        app.refresh_chat_list()
         self.send_text(chat.id, text)
 
     def _give_back(self, text: str) -> None:

@@ -53,7 +53,7 @@ class Files:
 
     def show_selected(self) -> None:
         """The attachments of the selected message, in the thread panel when it has the
-        focus (Ctrl+F)."""
+        focus (F4)."""
         main = self.app.main
         if main is None:
             return

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from .. import commands as slash
     from ..api import Client
     from ..events import ConnectionState
+    from .finding import Finding
     from .groups import Groups
+    from .receipts import Receipts
     from .screens.main import MainScreen
     from .store import ChatStore
     from .threads import Threads
@@ -47,6 +49,10 @@ class Host(Guarded, App[None]):
     """The thread panel's contents and the threads' read state."""
     groups: Groups
     """Join requests and group membership as live events change them."""
+    finding: Finding
+    """Search, the Mentions view, and jumps to a message."""
+    receipts: Receipts
+    """Typing notices and "seen by"."""
 
     async def known_session(self) -> Session | None:
         """This session as a login answers it (asked of the server after a resume)."""

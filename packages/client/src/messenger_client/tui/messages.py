@@ -20,8 +20,10 @@ __all__ = [
     "OpenDirect",
     "PeopleChanged",
     "RateLimited",
+    "SeenByChanged",
     "ShowStatus",
     "ThreadChanged",
+    "TypingChanged",
 ]
 
 
@@ -120,3 +122,23 @@ class RateLimited(Message):
     def __init__(self, retry_after: float) -> None:
         super().__init__()
         self.retry_after = retry_after
+
+
+class TypingChanged(Message):
+    """Who is typing in a chat changed: the typing line under its timeline follows."""
+
+    def __init__(self, chat_id: int, expires: dict[str, float]) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+        self.expires = expires
+        """Login -> when their typing notice expires."""
+
+
+class SeenByChanged(Message):
+    """Who has read a message, as the server said (for the "seen by" line)."""
+
+    def __init__(self, message_id: int, seen_by: list[str], members: int) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self.seen_by = seen_by
+        self.members = members

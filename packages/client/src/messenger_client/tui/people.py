@@ -14,7 +14,7 @@ import logging
 
 import msgspec
 
-from messenger_protocol import MessengerError, User
+from messenger_protocol import Chat, MessengerError, User
 
 from .. import commands as slash
 from .host import Host
@@ -87,19 +87,28 @@ class People:
     @app_work(group="direct")
     async def _open_direct(self, login: str) -> None:
         app = self.app
+        chat = await self.start_direct(login)
+        if chat is None:
+            return
+        app.open_chat(chat.id)
+        if app.main is not None:
+            app.main.composer.focus()
+
+    async def start_direct(self, login: str) -> Chat | None:
+        """The private chat with ``login``, started on the server (None: refused, which
+        the user is told in one line)."""
+        app = self.app
         client, store = app.client, app.store
         if client is None or store is None:
-            return
+            return None
         try:
             chat = await client.open_direct(login)
         except MessengerError as exc:
             app.notify(describe_error(exc, app.server), severity="error")
-            return
+            return None
         store.upsert_chat(chat)
         app.refresh_chat_list()
-        app.open_chat(chat.id)
-        if app.main is not None:
-            app.main.composer.focus()
+        return chat
 
     @app_work(group="contacts")
     async def change_contact(self, login: str, add: bool) -> None:

@@ -36,7 +36,7 @@ from ..outbox import Outbox
 from .e2ee import Encryption
 from .groups import Groups
 from .host import Host
-from .messages import ThreadChanged
+from .messages import ThreadChanged, TypingChanged
 from .moderation import Moderation
 from .options import TuiOptions
 from .people import People
@@ -327,6 +327,8 @@ class LiveSession:
             app.notify(change.notice)
         if change.timeline is not None and change.timeline == main.current_chat:
             self.reader.mark_shown()
+        if change.typing is not None:
+            main.post_message(TypingChanged(change.typing, store.typing.get(change.typing, {})))
         message = change.new_message
         if message is not None:
             self._notify_message(message)

@@ -33,6 +33,7 @@ from messenger_protocol import (
     ReadMarker,
     Reset,
     ThreadActivity,
+    Typing,
     User,
     quote_of,
 )
@@ -69,6 +70,8 @@ class Change:
     """The server asked for a full refetch."""
     notice: str = ""
     """A line to show the user (ban, removed from a chat)."""
+    typing: int | None = None
+    """Id of the chat whose typists changed (someone began, or their message came)."""
 
 
 @dataclass
@@ -85,6 +88,8 @@ class ChatStore:
     """Open or recently opened threads: root id -> root and comments."""
     encrypted: set[int] = field(default_factory=set)
     """Chats known to be end-to-end encrypted (issue 14)."""
+    typing: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Who is typing where: chat id -> login -> when their notice expires (ephemeral)."""
     focused: Callable[[int], bool] = lambda chat_id: False
     """Whether the user is looking at the bottom of a chat (its messages count as read)."""
     reveal: Callable[[Message], Message] = lambda message: message
@@ -188,14 +193,23 @@ class ChatStore:
         """Start a chat's timeline again from one page: the page after message ``after``
         (0: the chat's first page; newer ones follow as the view scrolls down), or with
         ``after=None`` its newest page."""
-        old = self.timeline(chat_id)
-        self._save(page.messages)
-        shown = self._shown(page.messages)
         if after is not None:
-            fresh = Timeline(chat_id, shown, has_more=after > 0)
-            fresh.has_newer = page.has_more
-        else:
-            fresh = Timeline(chat_id, shown, has_more=page.has_more)
+            return self._restart(chat_id, page.messages, has_more=after > 0, newer=page.has_more)
+        return self._restart(chat_id, page.messages, has_more=page.has_more, newer=False)
+
+    def around(self, chat_id: int, older: MessagePage, newer: MessagePage) -> Timeline:
+        """Start a chat's timeline again around a message: ``older``, the page up to and
+        with it, and ``newer``, the page after it (a search hit, a quote's original)."""
+        messages = [*older.messages, *newer.messages]
+        return self._restart(chat_id, messages, has_more=older.has_more, newer=newer.has_more)
+
+    def _restart(
+        self, chat_id: int, messages: list[Message], *, has_more: bool, newer: bool
+    ) -> Timeline:
+        old = self.timeline(chat_id)
+        self._save(messages)
+        fresh = Timeline(chat_id, self._shown(messages), has_more=has_more)
+        fresh.has_newer = newer
         fresh.pending, fresh.failed = old.pending, old.failed
         if not fresh.has_newer:
             _keep_newer(old, fresh)
@@ -360,6 +374,8 @@ class ChatStore:
             case MessageCreated(message=message):
                 fresh = self._add_message(message)
                 change.timeline = message.chat_id
+                if self.typing.get(message.chat_id, {}).pop(message.author, None) is not None:
+                    change.typing = message.chat_id  # their message ends their typing
                 chat = self.chats.get(message.chat_id)
                 if chat is not None:
                     unread = chat.unread
@@ -449,6 +465,10 @@ class ChatStore:
                     change.notice = (
                         "You can send again" if until is None else "You are banned from sending"
                     ) + (f": {reason}" if reason else "")
+            case Typing(chat_id=chat_id, login=login, expires_at=expires_at):
+                if login != self.me:
+                    self.typing.setdefault(chat_id, {})[login] = expires_at
+                    change.typing = chat_id
             case Reset():
                 if self.cache is not None:
                     self.cache.clear()

@@ -575,6 +575,19 @@ class Layout:
             out.append(Text(f"{indent}↳ {format_count(message.comment_count, 'comment')}", _CARD))
         return out
 
+    def quote_at(self, index: int, line: int) -> int | None:
+        """Id of the message that message ``index`` answers, if line ``line`` of it
+        (counted from the message's first) is its quote."""
+        message = self.timeline[index]
+        if message.reply_to is None:
+            return None
+        new_day, new_group = self._starts(index)
+        divider = self.is_divider(index)
+        above = int(new_day) + int(divider)
+        if new_group:
+            above += 1 + (0 if new_day or divider or not index else 1)
+        return message.reply_to.id if line == above else None
+
     def reaction_at(self, index: int, line: int, column: int) -> str | None:
         """The emoji of the reaction chip at ``column`` of line ``line`` of message
         ``index`` (lines counted from the message's first), if a chip is there."""

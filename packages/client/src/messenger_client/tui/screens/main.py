@@ -16,7 +16,15 @@ from messenger_protocol import Chat, Message, format_count
 
 from ... import commands as slash
 from .. import host
-from ..messages import BanChanged, ChatsChanged, PeopleChanged, RateLimited, ThreadChanged
+from ..messages import (
+    BanChanged,
+    ChatsChanged,
+    PeopleChanged,
+    RateLimited,
+    SeenByChanged,
+    ThreadChanged,
+    TypingChanged,
+)
 from ..robust import Guarded
 from ..timeline import Timeline
 from ..widgets.annotate import ConfirmDelete, MessageMenu, ReactionPicker
@@ -25,6 +33,7 @@ from ..widgets.composer import Completer, Composer, Intent
 from ..widgets.header import ConnectionBar
 from ..widgets.message_view import Act, MessageView
 from ..widgets.moderation import ModerationBar
+from ..widgets.typing_line import TypingLine
 from ..widgets.users_panel import UsersPanel
 
 __all__ = ["MainScreen"]
@@ -73,8 +82,12 @@ class MainScreen(Guarded, Screen[None]):
                 tooltip="Open the comments of the selected message"),
         Binding("ctrl+u", "app.attach", "Attach", id="files.attach", priority=True, show=False,
                 tooltip="Pick a file (or paste a path) and send it to this chat"),
-        Binding("ctrl+f", "app.files", "Files", id="files.open", priority=True, show=False,
+        Binding("f4", "app.files", "Files", id="files.open", priority=True, show=False,
                 tooltip="Download, open or preview the files of the selected message"),
+        Binding("ctrl+f", "search", "Search", id="messages.find", priority=True,
+                tooltip="Search messages across chats; Enter jumps to one"),
+        Binding("alt+m", "mentions", "Mentions", id="messages.mentions", priority=True,
+                show=False, tooltip="Messages that mention you, across chats"),
         Binding("pageup", "scroll_messages(-1)", "Page up", show=False,
                 id="messages.scroll_up", priority=True),
         Binding("pagedown", "scroll_messages(1)", "Page down", show=False,
@@ -102,6 +115,10 @@ class MainScreen(Guarded, Screen[None]):
         self.unseen_badge = Static("", id="unseen")
         self.moderation = ModerationBar(id="moderation")
         self.intent_bar = Static("", id="intent")
+        self.typing_line = TypingLine(id="typing")
+        self.seen_line = Static("", id="seen")
+        """Who has read the selected message of the user's (shown while it is selected)."""
+        self._seen_of: int | None = None
         self.composer = Composer(completer, id="composer")
         self.composer.reserved_keys = set(_ALT_DIGIT_ALIASES)
         self.users_panel = UsersPanel(me, id="users")
@@ -127,6 +144,8 @@ class MainScreen(Guarded, Screen[None]):
                 yield self.chat_title
                 yield self.view
                 yield self.unseen_badge
+                yield self.typing_line
+                yield self.seen_line
                 yield self.moderation
                 yield self.intent_bar
                 yield self.composer
@@ -140,6 +159,8 @@ class MainScreen(Guarded, Screen[None]):
         self.thread_panel.display = False
         self.unseen_badge.display = False
         self.intent_bar.display = False
+        self.typing_line.display = False
+        self.seen_line.display = False
         self.composer.focus()
 
     def _typing_target(self) -> Composer | None:
@@ -166,6 +187,9 @@ class MainScreen(Guarded, Screen[None]):
 
     def show_chat(self, chat: Chat, timeline: Timeline) -> None:
         """Show a chat's timeline and title."""
+        if chat.id != self.current_chat:
+            self.typing_line.open_chat(chat.id)
+            self._show_seen(None)
         self.current_chat = chat.id
         self._chat = chat
         self.chat_title.update(self._title(chat))
@@ -247,6 +271,67 @@ class MainScreen(Guarded, Screen[None]):
         event.stop()
         self.update_thread_title(event.root)
 
+    @on(TypingChanged)
+    def _typing_changed(self, event: TypingChanged) -> None:
+        event.stop()
+        self.typing_line.show_typing(event.chat_id, event.expires)
+
+    @on(SeenByChanged)
+    def _seen_by_changed(self, event: SeenByChanged) -> None:
+        event.stop()
+        if event.message_id != self._seen_of or self.view.selected != event.message_id:
+            return
+        if event.seen_by:
+            self._show_seen("✓ Seen by " + ", ".join(event.seen_by))
+        else:
+            self._show_seen("Not seen yet")
+
+    def _show_seen(self, text: str | None) -> None:
+        self.seen_line.update(text or "")
+        self.seen_line.display = bool(text)
+        if text is None:
+            self._seen_of = None
+
+    @on(MessageView.Selected)
+    def _selected(self, event: MessageView.Selected) -> None:
+        message = event.message
+        if event.view is not self.view:
+            return
+        if message.id and message.author == self.me and message.deleted_at is None:
+            if message.id != self._seen_of:
+                self._show_seen(None)
+                self._seen_of = message.id
+                self._receipts_seen(message)
+        else:
+            self._show_seen(None)
+
+    @on(MessageView.Deselected)
+    def _deselected(self, event: MessageView.Deselected) -> None:
+        if event.view is self.view:
+            self._show_seen(None)
+
+    def _receipts_seen(self, message: Message) -> None:
+        app = self.app
+        if isinstance(app, host.Host):
+            app.receipts.seen_by(message)
+
+    @on(MessageView.QuoteClicked)
+    def _quote_clicked(self, event: MessageView.QuoteClicked) -> None:
+        event.stop()
+        app = self.app
+        if isinstance(app, host.Host):
+            app.finding.jump_to(event.message.chat_id, event.original)
+
+    @on(TextArea.Changed, "#composer")
+    def _composer_changed(self, event: TextArea.Changed) -> None:
+        """Typing in the composer tells the chat (throttled), not a command or an edit."""
+        text, app = self.composer.text, self.app
+        intent = self.composer.intent
+        if not text.strip() or text.startswith("/") or (intent and intent.act == "edit"):
+            return
+        if isinstance(app, host.Host) and self.current_chat is not None:
+            app.receipts.typed(self.current_chat)
+
     @on(MessageView.UnseenChanged)
     def _unseen(self, event: MessageView.UnseenChanged) -> None:
         if event.view is not self.view:
@@ -274,6 +359,18 @@ class MainScreen(Guarded, Screen[None]):
         chats = self.chat_list
         if 0 < n <= len(chats.chat_ids):
             self.post_message(ChatList.ChatChosen(chats.chat_ids[n - 1]))
+
+    def action_search(self, query: str = "") -> None:
+        """Search messages across chats (Ctrl+F, / in the message list)."""
+        app = self.app
+        if isinstance(app, host.Host):
+            app.finding.search(query)
+
+    def action_mentions(self) -> None:
+        """The messages that mention the user (Alt+M)."""
+        app = self.app
+        if isinstance(app, host.Host):
+            app.finding.mentions()
 
     def action_toggle_users(self) -> None:
         """Show or hide the people panel."""
@@ -340,10 +437,15 @@ class MainScreen(Guarded, Screen[None]):
         acts.append(("react", "☺ React  (+)"))
         if not in_thread:
             acts.append(("thread", "↳ Thread  (Enter)"))
+        if not in_thread and message.author == self.me:
+            acts.append(("seen", "✓ Seen by…"))
 
         def chosen(act: str | None) -> None:
             if act == "thread":
                 self.view.post_message(MessageView.Activated(self.view, message))
+            elif act == "seen":
+                self._seen_of = message.id
+                self._receipts_seen(message)
             elif act in ("reply", "edit", "delete", "react"):
                 self.act_on(message, act, in_thread=in_thread)  # type: ignore[arg-type]
 

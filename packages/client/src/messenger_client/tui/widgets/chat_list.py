@@ -23,13 +23,16 @@ _ONLINE = Style(color="#98c379")
 _OFFLINE = Style(color="#5c6370")
 _BADGE = Style(color="#1e1e1e", bgcolor="#e5c07b", bold=True)
 _QUIET = Style(dim=True)
+_MUTED_BADGE = Style(color="#abb2bf", bgcolor="#3e4451")
+_MENTIONS = Style(color="#1e1e1e", bgcolor="#e06c75", bold=True)
 
 
 def chat_label(
     chat: Chat, users: dict[str, User], number: int | None = None, *, encrypted: bool = False
 ) -> Table:
     """One row of the list: number key, kind or presence dot, name (a lock before it when
-    the chat is end-to-end encrypted), unread badge."""
+    the chat is end-to-end encrypted; dim with ``⊘`` when muted, ``⊘@`` when only mentions
+    get through), mention and unread badges."""
     left = Text(no_wrap=True, overflow="ellipsis")
     if number is not None and number <= 9:
         left.append(f"{number} ", _QUIET)
@@ -47,10 +50,18 @@ def chat_label(
     else:
         left.append("≡ ", _QUIET)
         left.append(lock + chat.name)
-    if chat.unread:
+    muted = chat.mute != "off"
+    if muted:
+        left.stylize(_QUIET)
+        left.append(" ⊘" if chat.mute == "all" else " ⊘@", _QUIET)  # muted (but mentions)
+    elif chat.unread:
         left.stylize("bold")
     count = str(chat.unread) if chat.unread < 1000 else "999+"
-    badge = Text(f" {count} ", _BADGE) if chat.unread else Text("")
+    badge = Text("")
+    if chat.mentions:
+        badge.append(f" @{chat.mentions} ", _MENTIONS)  # shows even in a muted chat
+    if chat.unread and not (muted and chat.mentions):
+        badge.append(f" {count} ", _MUTED_BADGE if muted else _BADGE)
     grid = Table.grid(expand=True, padding=0)
     grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
     grid.add_column(justify="right", no_wrap=True)

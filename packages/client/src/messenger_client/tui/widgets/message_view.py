@@ -84,6 +84,8 @@ class MessageView(Guarded, ScrollView, can_focus=True):
                 tooltip="Delete your selected message (asks first)"),
         Binding("plus", "act('react')", "React", show=False, id="messages.react",
                 tooltip="Add a reaction to the selected message (again: take it back)"),
+        Binding("slash", "screen.search", "Search", show=False, id="messages.search",
+                tooltip="Search messages across chats (also Ctrl+F)"),
     ]  # fmt: skip
 
     unseen: reactive[int] = reactive(0)
@@ -120,9 +122,10 @@ class MessageView(Guarded, ScrollView, can_focus=True):
     class Selected(TextualMessage):
         """A message was selected (click, j/k)."""
 
-        def __init__(self, message: Message) -> None:
+        def __init__(self, message: Message, view: MessageView | None = None) -> None:
             super().__init__()
             self.message = message
+            self.view = view
 
     class Activated(TextualMessage):
         """A message was opened (Enter, double click): show its thread."""
@@ -150,6 +153,22 @@ class MessageView(Guarded, ScrollView, can_focus=True):
             self.view = view
             self.message = message
             self.emoji = emoji
+
+    class QuoteClicked(TextualMessage):
+        """A click on a reply's quote: go to the message it answers."""
+
+        def __init__(self, view: MessageView, message: Message, original: int) -> None:
+            super().__init__()
+            self.view = view
+            self.message = message
+            self.original = original
+
+    class Deselected(TextualMessage):
+        """The selection was cleared (Esc)."""
+
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
 
     class MenuWanted(TextualMessage):
         """A right click on a message: offer what can be done with it."""
@@ -571,7 +590,20 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         elif bottom > self.scroll_y + self.size.height:
             self.scroll_to(y=bottom - self.size.height, animate=False, force=True)
         self.refresh()
-        self.post_message(self.Selected(message))
+        self.post_message(self.Selected(message, self))
+
+    def reveal_message(self, message_id: int) -> bool:
+        """Select message ``message_id`` and show it a third down the view, with what came
+        before and after it (a jump from search, a quote); False if it is not loaded."""
+        timeline, layout = self.timeline, self.layout_
+        index = timeline.index_of(message_id) if timeline is not None else None
+        if index is None or layout is None:
+            return False
+        self._reveal_pending = False
+        top = max(layout.line_of(index) - self.size.height // 3, 0)
+        self.scroll_to(y=top, animate=False, force=True)
+        self.select_index(index)
+        return True
 
     def _visible_index(self, bottom: bool) -> int | None:
         layout = self.layout_
@@ -667,6 +699,7 @@ class MessageView(Guarded, ScrollView, can_focus=True):
             return
         self.selected = None
         self.refresh()
+        self.post_message(self.Deselected(self))
 
     def on_click(self, event: events.Click) -> None:
         """Click selects a message; double click opens its thread."""
@@ -684,6 +717,10 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         emoji = self.layout_.reaction_at(index, line - self.layout_.line_of(index), offset.x)
         if emoji is not None:
             self.post_message(self.ReactionClicked(self, self.timeline[index], emoji))
+            return
+        original = self.layout_.quote_at(index, line - self.layout_.line_of(index))
+        if original is not None:
+            self.post_message(self.QuoteClicked(self, self.timeline[index], original))
             return
         card = attachment_at(self.layout_, self.timeline, index, line)
         if card is not None:
