@@ -15,7 +15,8 @@ from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.chat_list import ChatList
 from messenger_protocol import GENERAL_CHAT_ID, ApiError, ErrorCode
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, other_user, until
+from tests.tui.conftest import click, until
+from tests.tui.conftest import other_user as other_user  # some modules import it from here
 
 SIZE = (110, 32)
 
