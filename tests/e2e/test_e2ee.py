@@ -9,6 +9,7 @@ are refused by the receiving client with a clear reason.
 from __future__ import annotations
 
 import base64
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from messenger_client import Client
 from messenger_client.crypto import DecryptionError, DeviceCrypto
-from messenger_protocol import ApiError, Message, SendMessage, encode
+from messenger_protocol import ApiError, EditMessage, Message, SendMessage, encode, limits
 from messenger_protocol import endpoints as ep
 from tests.support import postgres
 from tests.support.plain import StartPlain
@@ -244,3 +245,76 @@ async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
     finally:
         for client in users.values():
             await client.close()
+
+
+async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_server(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 14: an edit of an encrypted message is ciphertext (and cannot be moved to
+    another message); a reply's quote travels inside its ciphertext; a file is encrypted
+    with its own key, round-trips byte-identical, and its stored blob is not the file;
+    the 5 MiB limit applies to the ciphertext; mentions are the sender's metadata."""
+    alice, bob = Client(server.url), Client(server.url)
+    try:
+        await alice.register("alice", "password1")
+        await bob.register("bob", "password1")
+        alice_c = await DeviceCrypto.open(alice, tmp_path / "alice")
+        bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
+        dm = await alice.open_direct("bob")
+
+        first = await alice_c.send(dm, f"original {WORDS[0]}")
+        reply = await bob_c.send(dm, "answer", reply_to=first.id)
+        assert reply.reply_to is not None and reply.reply_to.text == "", "the server's quote"
+        shown = await alice_c.reveal(reply)
+        assert shown is not None and shown.reply_to is not None
+        assert shown.reply_to.text == f"original {WORDS[0]}"
+
+        edited = await alice_c.edit(first.id, f"edited {WORDS[1]}")
+        assert edited.text == "" and edited.encrypted is not None and edited.edited_at
+        shown = await bob_c.reveal(await bob.message(first.id))
+        assert shown is not None and shown.text == f"edited {WORDS[1]}"
+        with pytest.raises(ApiError, match="ciphertext only") as plain_edit:
+            await alice.edit(first.id, "in the clear")
+        assert plain_edit.value.code == "conflict"
+        # the ciphertext of that edit put on another message is refused by the reader
+        other = await alice_c.send(dm, "another")
+        moved = EditMessage(text="", encrypted=edited.encrypted)
+        await alice.call(ep.EDIT_MESSAGE, moved, message_id=other.id)
+        with pytest.raises(DecryptionError, match=r"replays message|carries an edit of"):
+            await bob_c.decrypt(await bob.message(other.id))
+
+        data = os.urandom(100_000) + WORDS[2].encode() * 10
+        path = tmp_path / "notes.bin"
+        path.write_bytes(data)
+        with_file = await alice_c.send(dm, "a file", files=[path])
+        assert len(with_file.attachments) == 1
+        stored_as = with_file.attachments[0]
+        assert stored_as.name == "encrypted" and stored_as.size > len(data)
+        shown = await bob_c.reveal(await bob.message(with_file.id))
+        assert shown is not None and shown.attachments[0].name == "notes.bin"
+        saved = await bob_c.download_file(bob_c.known_files[stored_as.id], tmp_path / "got.bin")
+        assert saved.read_bytes() == data, "byte-identical"
+        raw = await bob.download(stored_as.id, tmp_path / "raw.bin")
+        assert raw.read_bytes() != data and WORDS[2].encode() not in raw.read_bytes()
+
+        # the limit is the ciphertext's: a file of exactly the limit no longer fits
+        big = tmp_path / "big.bin"
+        big.write_bytes(b"\0" * limits.MAX_FILE_BYTES)
+        with pytest.raises(ApiError) as too_big:
+            await alice_c.send(dm, "", files=[big])
+        assert too_big.value.code == "too_large"
+
+        named = await alice_c.send(dm, "look, bob", mentions=["bob"])
+        found = await bob.mentions()
+        assert [m.message.id for m in found.mentions] == [named.id]
+        assert found.mentions[0].message.text == ""
+        over = SendMessage(text="", encrypted=named.encrypted, mentions=["bob"] * 51)
+        with pytest.raises(ApiError) as too_many:
+            await alice.call(ep.SEND, over, chat_id=dm.id)
+        assert too_many.value.code == "invalid"
+
+        stored = _stored_bytes(server)
+        assert [w for w in WORDS[:3] if w.encode() in stored] == []
+    finally:
+        await alice.close()
+        await bob.close()

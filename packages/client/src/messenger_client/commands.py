@@ -1074,7 +1074,10 @@ class CommandRunner:
         return out
 
     async def _do_edit(self, message_id: int, text: str) -> list[Output]:
-        message = await self.client.edit(message_id, text)
+        if self.crypto is not None:  # an encrypted message is edited with ciphertext
+            message = await self.crypto.edit(message_id, text)
+        else:
+            message = await self.client.edit(message_id, text)
         return [EditedOut(message=message, chat=await self.chat_name(message.chat_id))]
 
     async def _do_delete(self, message_id: int) -> list[Output]:
@@ -1276,6 +1279,10 @@ class CommandRunner:
     async def _do_file(self, path: str, target: str | None) -> list[Output]:
         chat = await self.resolve(target)
         file_path = _local_path(path)
+        if self.crypto is not None and await self.crypto.can_encrypt(chat):
+            # encrypted with a key of its own, uploaded as opaque bytes (issue 14)
+            message = await self.crypto.send(chat, "", files=[file_path])
+            return [MessageOut(message, chat.name)]
         attachment = await self.client.upload(file_path, progress=self._progress_of(file_path.name))
         message = await self.client.send(chat.id, "", attachments=[attachment.id], retries=1)
         return [MessageOut(message, chat.name)]
@@ -1284,6 +1291,11 @@ class CommandRunner:
         dest = _local_path(path) if path else self.downloads
         if dest == self.downloads:
             await aiofiles.os.makedirs(dest, exist_ok=True)
+        sealed = self.crypto.known_files.get(file_id) if self.crypto is not None else None
+        if self.crypto is not None and sealed is not None:
+            saved = await self.crypto.download_file(sealed, dest)
+            text = f"saved {file_id} to {saved} (decrypted)"
+            return [DownloadOut(text, file_id=file_id, path=str(saved))]
         saved = await self.client.download(file_id, dest, progress=self._progress_of(file_id))
         return [DownloadOut(f"saved {file_id} to {saved}", file_id=file_id, path=str(saved))]
 

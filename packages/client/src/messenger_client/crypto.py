@@ -39,9 +39,11 @@ import asyncio
 import base64
 import hashlib
 import logging
+import mimetypes
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ from messenger_protocol import (
     ClaimKeys,
     DeviceKeys,
     DeviceRef,
+    EditMessage,
     Encrypted,
     ErrorCode,
     Message,
@@ -72,6 +75,7 @@ from messenger_protocol import (
     device_signing_bytes,
     limits,
     one_time_key_signing_bytes,
+    quote_of,
 )
 from messenger_protocol import endpoints as ep
 
@@ -86,8 +90,11 @@ __all__ = [
     "Decrypted",
     "DecryptionError",
     "DeviceCrypto",
+    "EncryptedFile",
     "KeyChanged",
     "device_directory",
+    "open_file",
+    "seal_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -128,6 +135,11 @@ class Decrypted:
     text: str
     sender: str
     device_id: str
+    quote: str | None = None
+    """The excerpt of the message this one answers, as its sender quoted it."""
+    files: tuple[EncryptedFile, ...] = ()
+    mentions: tuple[str, ...] = ()
+    """Logins the sender mentions (also told to the server, which cannot read the text)."""
 
 
 class _KnownDevice(msgspec.Struct):
@@ -191,12 +203,54 @@ class _RoomKey(msgspec.Struct, frozen=True):
     type: Literal["room_key"] = "room_key"
 
 
+class EncryptedFile(msgspec.Struct, frozen=True):
+    """A file of an encrypted message as its payload names it: uploaded encrypted under
+    a one-off Megolm session whose key travels here, inside the message."""
+
+    id: str
+    """The attachment id of the uploaded ciphertext."""
+    name: str
+    mime: str
+    size: int
+    """Bytes of the plaintext."""
+    sha256: str
+    """Hex SHA-256 of the plaintext (checked after decryption)."""
+    key: str
+    """The session key that opens the ciphertext."""
+
+
 class _Payload(msgspec.Struct, frozen=True):
     """The plaintext inside a Megolm message."""
 
     chat_id: int
     sender: str
     text: str
+    edit_of: int | None = None
+    """Set in an edit: the message it replaces (an edit moved to another is refused)."""
+    quote: str | None = None
+    files: list[EncryptedFile] = []
+    mentions: list[str] = []
+
+
+def seal_file(data: bytes) -> tuple[bytes, str]:
+    """Encrypt a file's bytes under a fresh one-off Megolm session (AES-256-CBC,
+    HMAC-SHA-256, Ed25519-signed): the ciphertext to upload and the key to send inside
+    the encrypted message."""
+    session = vz.GroupSession()
+    key = session.session_key.to_base64()
+    return session.encrypt(data).to_bytes(), key
+
+
+def open_file(ciphertext: bytes, file: EncryptedFile) -> bytes:
+    """The plaintext of a file :func:`seal_file` encrypted, checked against its hash."""
+    try:
+        inbound = vz.InboundGroupSession(vz.SessionKey(file.key))
+        plaintext = inbound.decrypt(vz.MegolmMessage.from_bytes(ciphertext)).plaintext
+    except (vz.MegolmDecryptionException, vz.DecodeException, vz.SessionKeyDecodeException) as exc:
+        raise DecryptionError("tampered", f"{file.name} was tampered with: {exc}") from exc
+    if hashlib.sha256(plaintext).hexdigest() != file.sha256 or len(plaintext) != file.size:
+        raise DecryptionError("tampered", f"{file.name} is not the file that was sent")
+    return plaintext
 
 
 def _b64(data: bytes) -> str:
@@ -247,6 +301,12 @@ def device_directory(root: Path, server: str, login: str) -> Path:
     return root / server_part / login
 
 
+def _write_plain(dest: Path, name: str, data: bytes) -> Path:
+    target = dest / Path(name).name if dest.is_dir() else dest
+    target.write_bytes(data)
+    return target
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner may read (mode 0600), atomically."""
     tmp = path.with_name(path.name + ".tmp")
@@ -274,6 +334,8 @@ class DeviceCrypto:
         self.client = client
         self.directory = directory
         self._login = login
+        self.known_files: dict[str, EncryptedFile] = {}
+        """Files of the messages this device decrypted, by attachment id (in memory)."""
         self.rotate_after_messages = ROTATE_AFTER_MESSAGES
         self.rotate_after_seconds = ROTATE_AFTER_SECONDS
         self._key = key
@@ -528,17 +590,100 @@ class DeviceCrypto:
         *,
         client_id: str | None = None,
         reply_to: int | None = None,
+        quote: str | None = None,
+        files: Sequence[Path] = (),
+        mentions: Sequence[str] = (),
     ) -> Message:
-        """Post ``text``: encrypted when :meth:`can_encrypt` says so, else in the clear."""
+        """Post ``text`` (and ``files``): encrypted when :meth:`can_encrypt` says so, else
+        in the clear. Encrypted, a reply carries ``quote`` (the excerpt of the message it
+        answers) inside the ciphertext; each file is encrypted with its own key, uploaded
+        as opaque bytes (the server's size limit applies to the ciphertext) and named,
+        with its key, inside the message; ``mentions`` go to the server as metadata."""
         if not await self.can_encrypt(chat):
-            return await self.client.send(chat.id, text, client_id=client_id, reply_to=reply_to)
-        encrypted = await self.encrypt(chat.id, await self._member_logins(chat), text)
+            ids = [(await self.client.upload(path)).id for path in files]
+            return await self.client.send(
+                chat.id, text, client_id=client_id, reply_to=reply_to, attachments=ids
+            )
+        if reply_to is not None and quote is None:
+            original = await self.client.call(ep.MESSAGE, message_id=reply_to)
+            text = original.text
+            if original.encrypted is not None:
+                try:
+                    text = (await self.decrypt(original)).text
+                except DecryptionError:
+                    text = ""  # not readable here: the quote stays empty
+            deleted = original.deleted_at is not None
+            quote = quote_of(original.id, original.author, text, deleted).text
+        sealed = [await self.upload_file(path) for path in files]
+        encrypted = await self.encrypt(
+            chat.id,
+            await self._member_logins(chat),
+            text,
+            quote=quote,
+            files=sealed,
+            mentions=mentions,
+        )
         body = SendMessage(
-            text="", client_id=client_id or new_client_id(), encrypted=encrypted, reply_to=reply_to
+            text="",
+            client_id=client_id or new_client_id(),
+            encrypted=encrypted,
+            reply_to=reply_to,
+            attachments=[f.id for f in sealed],
+            mentions=sorted(set(mentions)),
         )
         return await self.client.call(ep.SEND, body, chat_id=chat.id)
 
-    async def encrypt(self, chat_id: int, logins: list[str], text: str) -> Encrypted:
+    async def edit(self, message_id: int, text: str) -> Message:
+        """Edit one's own message: an encrypted one with a new ciphertext (its payload
+        names the message it replaces), one in the clear as the server edits it."""
+        message = await self.client.call(ep.MESSAGE, message_id=message_id)
+        if message.encrypted is None:
+            return await self.client.edit(message_id, text)
+        members = await self.client.call(ep.MEMBERS, chat_id=message.chat_id)
+        logins = sorted({u.login for u in members.members} | {self.login})
+        encrypted = await self.encrypt(message.chat_id, logins, text, edit_of=message_id)
+        body = EditMessage(text="", encrypted=encrypted)
+        return await self.client.call(ep.EDIT_MESSAGE, body, message_id=message_id)
+
+    async def upload_file(self, path: Path) -> EncryptedFile:
+        """Encrypt a file with a key of its own and upload the ciphertext (named
+        ``encrypted``, ``application/octet-stream``: the server learns only its size)."""
+        data = await asyncio.to_thread(path.read_bytes)
+        ciphertext, key = await asyncio.to_thread(seal_file, data)
+        with tempfile.TemporaryDirectory() as tmp:
+            sealed = Path(tmp) / "encrypted"
+            await asyncio.to_thread(sealed.write_bytes, ciphertext)
+            uploaded = await self.client.upload(sealed)
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return EncryptedFile(
+            id=uploaded.id,
+            name=path.name,
+            mime=mime,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            key=key,
+        )
+
+    async def download_file(self, file: EncryptedFile, dest: Path) -> Path:
+        """Download an encrypted file and write its checked plaintext to ``dest`` (a
+        directory: under the file's name); refuses a file that does not decrypt."""
+        with tempfile.TemporaryDirectory() as tmp:
+            sealed = await self.client.download(file.id, Path(tmp) / "sealed", resume=False)
+            ciphertext = await asyncio.to_thread(sealed.read_bytes)
+        data = await asyncio.to_thread(open_file, ciphertext, file)
+        return await asyncio.to_thread(_write_plain, dest, file.name, data)
+
+    async def encrypt(
+        self,
+        chat_id: int,
+        logins: list[str],
+        text: str,
+        *,
+        edit_of: int | None = None,
+        quote: str | None = None,
+        files: Sequence[EncryptedFile] = (),
+        mentions: Sequence[str] = (),
+    ) -> Encrypted:
         """Megolm-encrypt ``text`` for a chat, first sharing the session with every device
         of ``logins`` that does not have it yet.
 
@@ -571,7 +716,17 @@ class DeviceCrypto:
         if missing:
             await self._share(session, chat_id, missing)
             out.shared_with.extend(d.curve25519 for d in missing)
-        payload = msgspec.json.encode(_Payload(chat_id=chat_id, sender=self.login, text=text))
+        payload = msgspec.json.encode(
+            _Payload(
+                chat_id=chat_id,
+                sender=self.login,
+                text=text,
+                edit_of=edit_of,
+                quote=quote,
+                files=list(files),
+                mentions=list(mentions),
+            )
+        )
         ciphertext = session.encrypt(payload).to_base64()
         out.pickle = session.pickle(self._key)
         self.save()
@@ -849,7 +1004,7 @@ class DeviceCrypto:
             await self.key_sharing.request(enc.session_id, message.chat_id)
         return self.decrypt_now(message)
 
-    async def reveal(self, message: Message) -> str | None:
+    async def reveal(self, message: Message) -> Message | None:
         """The text to show for an encrypted message: its plaintext, or one line saying
         why it cannot be shown; None for a replayed copy (shown once, under its first
         id). Fetches this device's keys first if it has not the message's yet."""
@@ -860,16 +1015,34 @@ class DeviceCrypto:
                 await self.key_sharing.request(enc.session_id, message.chat_id)
         return self.reveal_now(message)
 
-    def reveal_now(self, message: Message) -> str | None:
-        """:meth:`reveal` without fetching anything (the TUI's store, the local cache)."""
+    def reveal_now(self, message: Message) -> Message | None:
+        """:meth:`reveal` without fetching anything (the TUI's store, the local cache):
+        the message with its text (and its reply's quote, as the sender quoted it) in
+        memory, one line saying why in place of a text it cannot show; None for a
+        replayed copy."""
+        if message.encrypted is None:
+            return message
         try:
-            return self.decrypt_now(message).text
+            shown = self.decrypt_now(message)
         except DecryptionError as exc:
             if exc.kind == "replayed":
                 return None
-            if exc.kind == "no_key":
-                return NO_KEY_TEXT
-            return f"(not shown: {exc})"
+            text = NO_KEY_TEXT if exc.kind == "no_key" else f"(not shown: {exc})"
+            return msgspec.structs.replace(message, text=text)
+        quote = message.reply_to
+        if quote is not None and shown.quote is not None and not quote.deleted:
+            quote = msgspec.structs.replace(quote, text=shown.quote)
+        files = {f.id: f for f in shown.files}
+        self.known_files.update(files)
+        attachments = [
+            msgspec.structs.replace(a, name=f.name, size=f.size, mime=f.mime, sha256=f.sha256)
+            if (f := files.get(a.id)) is not None
+            else a
+            for a in message.attachments
+        ]
+        return msgspec.structs.replace(
+            message, text=shown.text, reply_to=quote, attachments=attachments
+        )
 
     def has_key(self, message: Message) -> bool:
         """Whether this device holds the session of an encrypted message."""
@@ -927,4 +1100,15 @@ class DeviceCrypto:
         if first is None:
             entry.seen[index] = message.id
             self.save()
-        return Decrypted(text=payload.text, sender=payload.sender, device_id=enc.device_id)
+        if payload.edit_of is not None and payload.edit_of != message.id:
+            raise DecryptionError(
+                "mismatch", f"message #{message.id} carries an edit of #{payload.edit_of}"
+            )
+        return Decrypted(
+            text=payload.text,
+            sender=payload.sender,
+            device_id=enc.device_id,
+            quote=payload.quote,
+            files=tuple(payload.files),
+            mentions=tuple(payload.mentions),
+        )

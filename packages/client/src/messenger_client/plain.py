@@ -488,12 +488,13 @@ class PlainConsole:
         for out in outputs:
             if isinstance(out, MessageOut | EditedOut) and out.message.encrypted is not None:
                 if crypto is None:
-                    text: str | None = "(encrypted: this device has no keys)"
+                    text = "(encrypted: this device has no keys)"
+                    out.message = msgspec.structs.replace(out.message, text=text)
                 else:
-                    text = await crypto.reveal(out.message)
-                    if text is None:
+                    revealed = await crypto.reveal(out.message)
+                    if revealed is None:
                         continue  # a replayed copy: shown once already, under its first id
-                out.message = msgspec.structs.replace(out.message, text=text)
+                    out.message = revealed
             shown.append(out)
         return shown
 

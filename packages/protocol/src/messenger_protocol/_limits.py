@@ -47,6 +47,8 @@ MAX_MESSAGE_TEXT: Final = 4000
 TEXT_PATTERN: Final = r"^[^\x00]*$"
 """Message text may hold any character but NUL (U+0000), which PostgreSQL cannot store."""
 MAX_ATTACHMENTS: Final = 10
+MAX_NAMED_MENTIONS: Final = 50
+"""Logins an encrypted message may name as mentioned (sender-chosen metadata)."""
 """Most files one message may carry."""
 MAX_REACTION: Final = 16
 """Longest reaction: a short Unicode sequence (an emoji with its modifiers), in code points."""

@@ -337,13 +337,20 @@ class SendMessage(Request, frozen=True):
     """The message of the same chat this one answers (refused like an unknown id when the
     sender cannot see it)."""
     encrypted: Encrypted | None = None
-    """End-to-end encrypted (issue 14): ``text`` must be empty and no attachments named."""
+    """End-to-end encrypted (issue 14): ``text`` must be empty; attachments named with it
+    are files encrypted by the client (opaque bytes to the server)."""
+    mentions: Annotated[list[Login], Meta(max_length=L.MAX_NAMED_MENTIONS)] = []
+    """Whom an encrypted message mentions, as its sender says (the server cannot read its
+    text; ``all`` where the group allows it); ignored for a message in the clear."""
 
 
 class EditMessage(Request, frozen=True):
     """The new text of one's own message (attachments stay)."""
 
-    text: Text
+    text: Annotated[str, Meta(max_length=L.MAX_MESSAGE_TEXT, pattern=L.TEXT_PATTERN)]
+    encrypted: Encrypted | None = None
+    """The new ciphertext of an end-to-end encrypted message (issue 14): ``text`` must
+    then be empty; an encrypted message is edited this way only."""
 
 
 class React(Request, frozen=True):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from messenger_protocol import ApiError, Chat, ErrorCode, Message, MessengerError
+from messenger_protocol import ApiError, Chat, ErrorCode, Message, MessengerError, quote_of
 
 from ..api import Client
 from ..cache import PendingSend
@@ -108,14 +108,17 @@ class Encryption:
         if message.encrypted is None or message.deleted_at is not None:
             return message
         if self.crypto is None:
-            text: str | None = "(encrypted: this device has no keys)"
-        else:
-            text = self.crypto.reveal_now(message)
-        if text is None:
+            text = "(encrypted: this device has no keys)"
+            return msgspec.structs.replace(message, text=text)
+        revealed = self.crypto.reveal_now(message)
+        if revealed is None:
             text = f"(a replayed copy of an earlier message, #{message.id}: not shown again)"
-        return msgspec.structs.replace(message, text=text)
+            return msgspec.structs.replace(message, text=text)
+        return revealed
 
-    async def send(self, pending: PendingSend, chat: Chat | None) -> Message | None:
+    async def send(
+        self, pending: PendingSend, chat: Chat | None, replied: Message | None = None
+    ) -> Message | None:
         """Send ``pending`` encrypted if its chat is encrypted (None: it is not, send it
         in the clear). Files and thread comments in an encrypted chat are refused
         rather than sent readable."""
@@ -132,5 +135,16 @@ class Encryption:
             )
         async with self._busy:
             return await crypto.send(
-                chat, pending.text, client_id=pending.client_id, reply_to=pending.reply_to
+                chat,
+                pending.text,
+                client_id=pending.client_id,
+                reply_to=pending.reply_to,
+                quote=_quote(replied),
             )
+
+
+def _quote(replied: Message | None) -> str | None:
+    """The excerpt a reply carries, inside its ciphertext, of the message it answers."""
+    if replied is None:
+        return None
+    return quote_of(replied.id, replied.author, replied.text, replied.deleted_at is not None).text

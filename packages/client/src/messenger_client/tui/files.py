@@ -29,8 +29,16 @@ class Files:
     def attach(self, chat_id: int | None, path: Path | None = None) -> None:
         """Pick a file (or take ``path``), upload it with progress and post it to
         ``chat_id``."""
-        client = self.app.client
+        client, store = self.app.client, self.app.store
         if client is None or chat_id is None:
+            return
+        if store is not None and chat_id in store.encrypted:
+            # an upload from here would be readable by the server (issue 14)
+            self.app.notify(
+                "Files are not sent from the TUI in an encrypted chat yet"
+                " (the plain client's /file sends them encrypted)",
+                severity="warning",
+            )
             return
 
         def post(attachment: Attachment | None) -> None:
@@ -48,6 +56,13 @@ class Files:
         """Open the attachments panel of a message (if it has any)."""
         client = self.app.client
         if client is None or not message.attachments:
+            return
+        if message.encrypted is not None:
+            self.app.notify(
+                "This file is encrypted: the TUI cannot open it yet"
+                " (the plain client's /download decrypts it)",
+                severity="warning",
+            )
             return
         self.app.push_screen(AttachmentsScreen(client, message, Path(self.downloads)))
 

@@ -143,6 +143,7 @@ class LiveSession:
         app.runner = slash.CommandRunner(client, downloads=config.dirs.downloads, cache=cache)
         encrypted: set[int] = set()
         self.e2ee = e2ee = Encryption.load(client, config.dirs.data, app.server, login, encrypted)
+        app.runner.crypto = e2ee.crypto  # /edit of an encrypted message: ciphertext
         app.store = store = ChatStore(
             me=login, cache=cache, focused=self.reader.reading, encrypted=encrypted,
             reveal=e2ee.reveal,
@@ -156,7 +157,11 @@ class LiveSession:
             on_refused=self._send_refused,
             on_session_expired=lambda exc: self.over(session_over_reason(exc)),
             on_sent=lambda pending, message: self.reader.mark_shown(),
-            encrypt=lambda pending: e2ee.send(pending, store.chats.get(pending.chat_id)),
+            encrypt=lambda pending: e2ee.send(
+                pending,
+                store.chats.get(pending.chat_id),
+                store.find(pending.reply_to) if pending.reply_to is not None else None,
+            ),
         )
         if isinstance(app.screen, LoginScreen):
             app.switch_screen(main)

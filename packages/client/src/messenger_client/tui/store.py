@@ -541,7 +541,11 @@ def _sealed(message: Message) -> Message:
     quote = message.reply_to
     if quote is not None and quote.text:
         quote = msgspec.structs.replace(quote, text="")
-    return msgspec.structs.replace(message, text="", reply_to=quote)
+    files = [
+        msgspec.structs.replace(a, name="encrypted", mime="application/octet-stream", sha256="")
+        for a in message.attachments
+    ]
+    return msgspec.structs.replace(message, text="", reply_to=quote, attachments=files)
 
 
 def _keep_newer(old: Timeline, fresh: Timeline) -> None:

@@ -44,6 +44,7 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..storage import Store, Tx
 from ..storage.annotations import annotation_queries
+from ..storage.keys import key_queries
 from ..storage.notify import notify_queries
 from .actor import Actor, forbidden, require_member, require_visible
 from .events import EventService
@@ -261,10 +262,16 @@ class AnnotationService:
                 raise ApiError(ErrorCode.FORBIDDEN, "you can only edit your own messages")
             if message.deleted_at is not None:
                 raise _deleted(message_id)
-            if message.encrypted is not None:
+            sealed = body.encrypted
+            if message.encrypted is not None and sealed is None:
                 # a plaintext edit would leak what the encryption hides (issue 14)
                 raise ApiError(
-                    ErrorCode.CONFLICT, "encrypted messages cannot be edited (not supported yet)"
+                    ErrorCode.CONFLICT, "an encrypted message is edited with ciphertext only"
+                )
+            if sealed is not None and (message.encrypted is None or body.text):
+                raise ApiError(
+                    ErrorCode.INVALID,
+                    "only an encrypted message is edited with ciphertext, and without text",
                 )
             if window is not None and now - message.created_at > window:
                 raise ApiError(
@@ -272,11 +279,13 @@ class AnnotationService:
                     f"a message can be edited for {format_duration(window)} after it is sent",
                     limit=window,
                 )
-            if not body.text.strip() and not message.attachments:
+            if sealed is None and not body.text.strip() and not message.attachments:
                 raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
-            if body.text == message.text:
+            if sealed is None and body.text == message.text:
                 return message
             annotation_queries(tx).edit_text(message_id, body.text, now)
+            if sealed is not None:
+                key_queries(tx).set_encrypted(message_id, msgspec.json.encode(sealed).decode())
             edited = self._current(tx, message_id)
             self._announce(tx, edited, MessageEdited(message=edited))
             mentions = self.messages.mentions

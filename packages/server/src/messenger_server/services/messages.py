@@ -82,8 +82,16 @@ class Attachments(Protocol):
 class Mentions(Protocol):
     """Mentions in messages (the notify service)."""
 
-    def posted(self, tx: Tx, chat: ChatRecord, message: Message, author_id: int) -> None:
-        """In the unit that stores ``message``: record and announce whom it mentions."""
+    def posted(
+        self,
+        tx: Tx,
+        chat: ChatRecord,
+        message: Message,
+        author_id: int,
+        named: Sequence[str] = (),
+    ) -> None:
+        """In the unit that stores ``message``: record and announce whom it mentions
+        (``named``: an encrypted message's, as its sender says)."""
         ...
 
     def edited(self, tx: Tx, chat: ChatRecord, message: Message, author_id: int) -> None:
@@ -157,10 +165,9 @@ class MessageService:
                 limit=self.max_text,
             )
         if body.encrypted is not None:
-            if body.text or body.attachments:
+            if body.text:
                 raise ApiError(
-                    ErrorCode.INVALID,
-                    "an encrypted message carries ciphertext only: no text, no attachments",
+                    ErrorCode.INVALID, "an encrypted message carries ciphertext only: no text"
                 )
         elif not body.text.strip() and not body.attachments:
             raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
@@ -222,7 +229,7 @@ class MessageService:
             if self.visibility is not None:
                 self.visibility.posted(tx, message)
             if self.mentions is not None:
-                self.mentions.posted(tx, draft.chat, message, actor.user_id)
+                self.mentions.posted(tx, draft.chat, message, actor.user_id, body.mentions)
             if thread_root is not None:
                 self._comment_posted(tx, actor, message, thread_root, now)
             return message

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
 from messenger_protocol import (
     ApiError,
@@ -88,9 +89,21 @@ class NotifyService:
 
     # --- mentions ------------------------------------------------------------------
 
-    def posted(self, tx: Tx, chat: ChatRecord, message: Message, author_id: int) -> None:
-        """In the unit that stores ``message``: record and announce whom it mentions."""
-        targets = sorted(self._targets(tx, chat, message.text, author_id))
+    def posted(
+        self,
+        tx: Tx,
+        chat: ChatRecord,
+        message: Message,
+        author_id: int,
+        named: Sequence[str] = (),
+    ) -> None:
+        """In the unit that stores ``message``: record and announce whom it mentions --
+        an encrypted message whom its sender names (the server cannot read its text),
+        by the same rules (members only, ``all`` where allowed, never the author)."""
+        text = message.text
+        if message.encrypted is not None:
+            text = " ".join(f"@{login}" for login in named)
+        targets = sorted(self._targets(tx, chat, text, author_id))
         if not targets:
             return
         notify_queries(tx).add_mentions(message.id, chat.id, targets)
