@@ -29,6 +29,7 @@ from messenger_client.trust import (
 )
 from messenger_protocol import ApiError, device_signing_bytes
 from tests.support import db
+from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
 
 Device = tuple[Client, DeviceCrypto, list[TrustNotice]]
@@ -145,6 +146,7 @@ async def test_a_new_device_gets_earlier_keys_only_once_verified(
     # the phone has not verified the laptop: it sends no keys, and says so on both
     await phone.receive()
     assert any(isinstance(n, NewDevice) and n.device_id == laptop.device_id for n in phone_n)
+    assert not any(isinstance(n, NewDevice) for n in laptop_n)  # the phone is older
     assert [n.device_id for n in phone_n if isinstance(n, KeyRequestRefused)] == [laptop.device_id]
     await laptop.receive()
     assert [n.device_id for n in laptop_n if isinstance(n, KeysWithheld)] == [phone.device_id]
@@ -203,3 +205,54 @@ async def test_changed_keys_of_a_known_device_are_announced_and_not_encrypted_to
     # nor can the changed device be verified into trust
     with pytest.raises(ApiError, match="has no device"):
         await alice_c.verification.start("bob", bob_c.device_id)
+
+
+def _after(line: str, marker: str) -> str:
+    return line.split(marker, 1)[1]
+
+
+async def test_plain_consoles_verify_and_a_new_device_reads_earlier_messages(
+    plain: StartPlain,
+) -> None:
+    """Three consoles: alice's first device and bob talk; alice's new device cannot read
+    what came before it and her first device refuses it keys until the two compared the
+    same emoji; then the new device reads the earlier messages."""
+    first, bob = await plain(), await plain()
+    first.send("/auth alice password1")
+    await first.expect("logged in as alice")
+    bob.send("/auth bob password1")
+    await bob.expect("logged in as bob")
+    first.send("/private bob early aardvarkplaintext")
+    await bob.expect("aardvarkplaintext")
+
+    second = await plain()
+    second.send("/login alice password1")
+    await second.expect("logged in as alice")
+    second.send("/history @bob")
+    assert "🔒" in await second.expect("can't decrypt — no key from your other devices")
+    refused = await first.expect("asked for the keys of earlier messages")
+    new_id = _after(refused, "your device ").split()[0]
+    withheld = await second.expect("shares no keys of earlier messages")
+    first_id = _after(withheld, "your device ").split()[0]
+
+    second.send(f"/verify alice {first_id}")
+    await second.expect(f"asked your device {first_id} to verify")
+    await first.expect(f"your device {new_id} asks to verify this device")
+    first.send(f"/verify alice {new_id}")
+    shown_first = await first.expect(f"compare with your device {new_id}:")
+    shown_second = await second.expect(f"compare with your device {first_id}:")
+    emoji = _after(shown_first, ": ").split(";")[0]
+    assert emoji == _after(shown_second, ": ").split(";")[0]
+    assert "or the numbers" in emoji
+    first.send("/confirm")
+    await first.expect(f"waiting for your device {new_id} to confirm")
+    await second.expect("says the emoji match")
+    second.send("/confirm alice")
+    await second.expect(f"your device {first_id} is verified ✔")
+    await first.expect(f"your device {new_id} is verified ✔")
+    await second.expect("shared the keys of earlier messages")
+    second.send("/history @bob")
+    assert "early aardvarkplaintext" in await second.expect("aardvarkplaintext")
+    second.send("/devices")
+    await second.expect(f"{new_id} (this one)")
+    assert (await second.expect(first_id)).split()[-1] == "verified"

@@ -343,6 +343,8 @@ class DeviceCrypto:
         self._on_notice = on_notice
         self.account = vz.Account.from_pickle(state.account, key)
         self._receiving = asyncio.Lock()
+        self._created_at = float("inf")
+        """When the key directory registered this device (known after a query)."""
         self._warned: set[tuple[str, str]] = set()
         """Devices whose changed keys were announced in this run."""
         self.verification = Verifications(self)
@@ -469,8 +471,10 @@ class DeviceCrypto:
         seen = known.get(dev.device_id)
         if seen is None:
             # the first devices of another user are taken as they come (trust on first
-            # use); a device added later, or any other device of this user, is announced
-            announce = bool(known) or dev.login == self.login
+            # use); a device added later, or a device of this user registered after this
+            # one, is announced
+            own_newer = dev.login == self.login and dev.created_at >= self._created_at
+            announce = bool(known) or own_newer
             known[dev.device_id] = _KnownDevice(dev.curve25519, dev.ed25519)
             if announce:
                 self.notify(NewDevice(login=dev.login, device_id=dev.device_id, chat_id=chat_id))
@@ -489,6 +493,9 @@ class DeviceCrypto:
         """The checked devices of these users (this device left out; a device whose keys
         changed is left out too, and announced)."""
         found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=sorted(set(logins))))
+        for d in found.devices:
+            if d.login == self.login and d.device_id == self.device_id:
+                self._created_at = d.created_at  # when the server registered this device
         out = [
             d
             for d in found.devices
