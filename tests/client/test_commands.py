@@ -52,7 +52,7 @@ def bad(line: str) -> str:
         ("/history @bob 5", "history", {"target": "@bob", "n": 5}),
         ("/history general 7", "history", {"target": "general", "n": 7}),
         ("/users", "users", {}),
-        ("/create team", "create", {"chat": "team"}),
+        ("/create team", "create", {"chat": "team", "encrypted": None}),
         ("/send_chat team hi all", "send_chat", {"chat": "team", "text": "hi all"}),
         ("/invite bob team", "invite", {"login": "bob", "chat": "team"}),
         ("/link team", "link", {"chat": "team"}),
