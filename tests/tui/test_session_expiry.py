@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from textual.widgets import Input, Static
 
 from messenger_client.tui.app import MessengerApp
@@ -43,6 +42,10 @@ async def _token(srv: ServerProcess) -> str:
     return token
 
 
+def _typing_in_flight(app: MessengerApp) -> bool:
+    return any(w.group == "typing" and not w.is_finished for w in app.workers)
+
+
 def _asks_for_the_password(app: MessengerApp) -> bool:
     screen = app.screen
     return (
@@ -52,11 +55,6 @@ def _asks_for_the_password(app: MessengerApp) -> bool:
     )
 
 
-@pytest.mark.xfail(
-    reason="known regression of this session (issue 12/14 TUI work): a second 401 after the "
-    "expiry replaces the login screen's reason with 'Wrong login or password'",
-    strict=False,
-)
 async def test_status_shows_the_expiry_and_an_expired_session_asks_for_the_password(
     server_factory: Callable[..., ServerProcess],
     make_app: Callable[..., MessengerApp],
@@ -72,8 +70,12 @@ async def test_status_shows_the_expiry_and_an_expired_session_asks_for_the_passw
         await until(pilot, lambda: isinstance(app.screen, StatusScreen))
         await until(pilot, lambda: "this session expires" in screen_text(app), "the expiry")
         await pilot.press("escape")
+        # typed while the session lives (its typing notices are answered), sent once it
+        # has expired: the send is the request that finds the session over
+        await pilot.press(*"written while expired")
+        await until(pilot, lambda: not _typing_in_flight(app), "the typing notices answered")
         srv.set_time(T0 + 3600)
-        await pilot.press(*"written while expired", "enter")
+        await pilot.press("enter")
         await until(pilot, lambda: _asks_for_the_password(app), "the login screen with why")
         assert app.screen.focused is app.screen.query_one("#password", Input)
         assert app.config.tokens.load(srv.url) is None  # the dead token is not kept
@@ -100,3 +102,27 @@ async def test_a_saved_token_that_expired_meanwhile_asks_for_the_password(
     again = make_app(srv.url)
     async with again.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: _asks_for_the_password(again), "the login screen with why")
+
+
+async def test_what_was_being_typed_when_the_session_expired_is_kept(
+    server_factory: Callable[..., ServerProcess],
+    make_app: Callable[..., MessengerApp],
+    tmp_path: Path,
+) -> None:
+    """A half-written message is not lost to the expiry: after logging in again it is back
+    in the composer, unsent."""
+    srv = _clocked(server_factory, tmp_path)
+    app = make_app(srv.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        await pilot.press(*"half a thought")
+        await until(pilot, lambda: not _typing_in_flight(app), "the typing notices answered")
+        srv.set_time(T0 + 3600)
+        await pilot.press("f2")  # any request finds the session over
+        await until(pilot, lambda: _asks_for_the_password(app), "the login screen with why")
+        await pilot.press(*"secret12", "enter")
+        await until(pilot, lambda: app.main is not None and app.screen is app.main, "main screen")
+        main = app.main
+        assert main is not None
+        await until(pilot, lambda: main.composer.text == "half a thought", "the draft back")
+        assert not _sent(app, "half a thought")

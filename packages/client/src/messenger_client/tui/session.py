@@ -81,6 +81,8 @@ class LiveSession:
         """The live event stream of the session."""
         self.e2ee: Encryption | None = None
         """The session's device keys and encrypted chats (issue 14)."""
+        self._draft: tuple[str, str] | None = None
+        """(login, text) left in the composer when a session ended, for that login's next."""
 
     # --- logging in ------------------------------------------------------------------
 
@@ -183,6 +185,9 @@ class LiveSession:
         if self.outbox is not None:
             self.outbox.put_all(store.outbox())
         self._run_outbox()
+        draft, self._draft = self._draft, None
+        if draft is not None and draft[0] == store.me:
+            main.give_back(draft[1])  # what was being typed when the last session ended
 
     # --- the live connection (the App's worker, not a screen's) -----------------------
 
@@ -435,6 +440,8 @@ class LiveSession:
         app.workers.cancel_group(app, "e2ee")
         self.e2ee = None
         login = app.store.me if app.store is not None else ""
+        if app.main is not None and app.main.composer.text.strip():
+            self._draft = (login, app.main.composer.text)
         app.client, app.store, app.main = None, None, None
         while len(app.screen_stack) > 2:
             app.pop_screen()
