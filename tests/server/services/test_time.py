@@ -19,8 +19,10 @@ from messenger_protocol import (
     ScheduledUpdated,
     ScheduleMessage,
     SendMessage,
+    event_name,
 )
 from messenger_server.services import Actor
+from messenger_server.storage import Tx
 
 from .conftest import Harness, ManualClock, make_app, next_turn
 
@@ -132,6 +134,44 @@ async def test_disappears_per_recipient_and_then_from_the_server(timed: Harness)
     await retention.expire()
     assert await seen(bob) == []
     assert await timed.app.store.read(lambda tx: tx.message(message.id)) is None
+
+
+async def test_the_end_of_the_copies_delivered_when_posted_is_one_logged_event(
+    timed: Harness,
+) -> None:
+    """Issue 11: when the copies pushed live expire, the log gets one message_deleted for
+    the chat (not one per member); a member whose copy came late never gets it."""
+    alice, bob, carol = (
+        await timed.user("alice"),
+        await timed.user("bob"),
+        await timed.user("carol"),
+    )
+    alice_stream, carol_stream = timed.stream(alice), timed.stream(carol)  # bob is away
+    message = await timed.app.messages.post(alice, 1, SendMessage(text="brief"))
+    await next_turn()
+    timed.clock.advance(1800)
+    page = await timed.app.messages.history(bob, 1, HistoryQuery())  # bob's copy: late
+    assert [m.id for m in page.messages] == [message.id]
+    timed.clock.advance(1800)
+    await timed.app.retention.expire()
+    await next_turn()
+    for sink in (alice_stream, carol_stream):
+        gone = [e for _, e in sink.take() if isinstance(e, MessageDeleted)]
+        assert [g.message_id for g in gone] == [message.id]
+    name = event_name(MessageDeleted(chat_id=1, message_id=message.id))
+
+    def logged(tx: Tx) -> tuple[int, list[int]]:
+        newest = tx.event_max()
+        every = [r for r in tx.events_range(0, newest, 1000) if r.name == name]
+        per_user = [
+            len([r for r in tx.events_after(u.user_id, 0, newest, 1000) if r.name == name])
+            for u in (alice, bob, carol)
+        ]
+        return len(every), per_user
+
+    assert await timed.app.store.read(logged) == (1, [1, 0, 1])
+    page = await timed.app.messages.history(bob, 1, HistoryQuery())
+    assert [m.id for m in page.messages] == [message.id]  # still his for half an hour
 
 
 async def test_who_had_no_live_stream_when_it_came_waits_for_it(timed: Harness) -> None:

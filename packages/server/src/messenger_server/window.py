@@ -25,6 +25,7 @@ from messenger_protocol import GENERAL_CHAT_ID, SessionEnded, decode_event, even
 from .bus import BusEvent
 from .hub import Hub
 from .storage import Store, Tx
+from .storage.retention import retention_queries
 
 __all__ = ["GAP_WAIT", "REPAIR_PAGE", "TICK", "TICK_DISCONNECTED", "EventWindow", "ended_sessions"]
 
@@ -251,6 +252,9 @@ def _missing(tx: Tx, after: int) -> tuple[int, list[BusEvent]]:
             if chat not in members:
                 members[chat] = tx.member_ids(chat)
             recipients = members[chat]
+        if row.except_late is not None and row.chat_id is not None:
+            late = retention_queries(tx).waiting_users(row.except_late)
+            recipients = [u for u in recipients or tx.member_ids(row.chat_id) if u not in late]
         frame = sse_frame(row.payload, row.name, row.seq)
         events.append(BusEvent(row.seq, frame, recipients, ended_sessions(row.name, row.payload)))
     return newest, events

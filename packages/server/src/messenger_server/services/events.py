@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from functools import partial
 
 from messenger_protocol import (
@@ -163,21 +163,40 @@ class EventService:
         self.window.repair_soon()
 
     def emit(
-        self, tx: Tx, event: BaseEvent, *, chat_id: int | None = None, user_id: int | None = None
+        self,
+        tx: Tx,
+        event: BaseEvent,
+        *,
+        chat_id: int | None = None,
+        user_id: int | None = None,
+        except_late: tuple[int, Collection[int]] | None = None,
     ) -> EventHandle:
         """Log ``event`` for a chat's members or for one user; it goes out after commit.
 
-        The store numbers it at commit; the SSE frame is encoded then, once.
+        ``except_late`` (a chat's event): ``(message id, the users whose copy of it was
+        not delivered when it was posted)``; those members do not get the event (in the
+        log: those with a ``deliveries`` row of the message, which every such user has
+        by the time a resume replays it). The store numbers it at commit; the SSE frame
+        is encoded then, once.
         """
         if (chat_id is None) == (user_id is None):
             raise ValueError("an event goes to exactly one chat or one user")
+        if except_late is not None and chat_id is None:
+            raise ValueError("only a chat's event leaves out members")
         payload = encode_event(event)
         name = event_name(event)
         carried = carried_message(event)
-        handle = tx.append_event(name, payload, chat_id, user_id, self.clock.now(), carried)
+        late_of = None if except_late is None else except_late[0]
+        handle = tx.append_event(
+            name, payload, chat_id, user_id, self.clock.now(), carried, late_of
+        )
         recipients: list[int] | None
         if user_id is not None:
             recipients = [user_id]
+        elif except_late is not None:
+            assert chat_id is not None
+            late = except_late[1]
+            recipients = [u for u in tx.member_ids(chat_id) if u not in late]
         elif chat_id == GENERAL_CHAT_ID:
             recipients = None  # everyone is a member: every stream
         else:

@@ -432,10 +432,10 @@ class RetentionService:
             if not waiting:
                 deleted += self._delete(tx, chat_id, message_id)
                 continue
+            # one logged event, to everyone but those whose copy came late (it is not
+            # one row per member of a big chat)
             gone = MessageDeleted(chat_id=chat_id, message_id=message_id)
-            for user_id in tx.member_ids(chat_id):
-                if user_id not in waiting:
-                    self.events.emit(tx, gone, user_id=user_id)
+            self.events.emit(tx, gone, chat_id=chat_id, except_late=(message_id, waiting))
             queries.expire_base(message_id)
             touched[message_id] = chat_id
         # 4. gone for everyone: delete it

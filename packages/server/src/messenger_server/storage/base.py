@@ -350,11 +350,14 @@ class EventQueries(Protocol):
         user_id: int | None,
         now: float,
         message_id: int | None = None,
+        except_late: int | None = None,
     ) -> EventHandle:
         """Append an event for a chat's members or one user; ``handle.seq`` after commit.
 
         ``message_id`` names the message whose text the event carries (it is deleted
-        with the message).
+        with the message). ``except_late`` (a chat's event only) names a message: members
+        with a ``deliveries`` row of it (their copy was not delivered when it was posted)
+        do not get the event.
         """
         ...
 
@@ -376,7 +379,7 @@ class EventQueries(Protocol):
 
     def events_range(self, after: int, upto: int, limit: int) -> list[EventRecord]:
         """Events of every audience in ``(after, upto]``, oldest first, with their audience
-        (``chat_id`` or ``user_id``): what a node missed on the bus."""
+        (``chat_id`` or ``user_id``, and ``except_late``): what a node missed on the bus."""
         ...
 
     def prune_events(self, keep: int) -> int:

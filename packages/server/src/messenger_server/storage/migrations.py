@@ -519,6 +519,13 @@ CREATE TABLE live_streams (
 CREATE INDEX live_streams_user ON live_streams(user_id);
 """
 
+# the expiry of the copies delivered when a message was posted is one logged event for the
+# chat, not one per member (issue 11): ``except_late`` names the message, and members with
+# a ``deliveries`` row of it (their copy came late, they are told on their own) skip it
+_EVENT_EXCEPT_LATE = """
+ALTER TABLE events ADD COLUMN except_late INTEGER;
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -535,5 +542,6 @@ MIGRATIONS: list[Step] = [
     Step(_ENCRYPTED_CHATS),
     Step("", sqlite=_SEARCH_BY_GROUP, postgres="SELECT 1;  -- the tsv column needs nothing"),
     Step(_NODE_LEASES),
+    Step(_EVENT_EXCEPT_LATE),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

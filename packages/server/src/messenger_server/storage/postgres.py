@@ -133,11 +133,12 @@ class PostgresTx(SqliteTx):
         user_id: int | None,
         now: float,
         message_id: int | None = None,
+        except_late: int | None = None,
     ) -> EventHandle:
         """Buffer an event; it is inserted and numbered by the group's last statement."""
         if self._events is None:
             raise RuntimeError("events are appended in write units only")
-        handle = EventHandle(name, payload, chat_id, user_id, now, message_id)
+        handle = EventHandle(name, payload, chat_id, user_id, now, message_id, except_late)
         self._events.append(handle)
         return handle
 
@@ -177,11 +178,13 @@ class PostgresTx(SqliteTx):
 
 _NUMBER_EVENTS = (
     b"WITH c AS (UPDATE event_counter SET v = v + %s WHERE id = 1 RETURNING v)"
-    b" INSERT INTO events (seq, chat_id, user_id, name, payload, created_at, message_id)"
+    b" INSERT INTO events (seq, chat_id, user_id, name, payload, created_at, message_id,"
+    b" except_late)"
     b" SELECT c.v - %s + e.ord, e.chat_id, e.user_id, e.name, e.payload, e.created_at,"
-    b" e.message_id FROM c, unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bytea[],"
-    b" %s::float8[], %s::bigint[])"
-    b" WITH ORDINALITY AS e(chat_id, user_id, name, payload, created_at, message_id, ord)"
+    b" e.message_id, e.except_late FROM c, unnest(%s::bigint[], %s::bigint[], %s::text[],"
+    b" %s::bytea[], %s::float8[], %s::bigint[], %s::bigint[])"
+    b" WITH ORDINALITY AS e(chat_id, user_id, name, payload, created_at, message_id,"
+    b" except_late, ord)"
     b" RETURNING seq"
 )
 
@@ -196,6 +199,7 @@ def _number_events(conn: psycopg.Connection[Any], events: list[EventHandle]) -> 
             [e.chat_id for e in events], [e.user_id for e in events],
             [e.name for e in events], [e.payload for e in events],
             [e.created_at for e in events], [e.message_id for e in events],
+            [e.except_late for e in events],
         ),
     ).fetchall()  # fmt: skip
     first = min(r[0] for r in rows)

@@ -85,6 +85,8 @@ class EventRecord:
     payload: bytes
     chat_id: int | None = None
     user_id: int | None = None
+    except_late: int | None = None
+    """A chat's event that skips the members whose copy of this message came late."""
 
 
 class EventHandle:
@@ -94,7 +96,9 @@ class EventHandle:
     seq order is commit order); read :attr:`seq` in an after-commit callback.
     """
 
-    __slots__ = ("_seq", "chat_id", "created_at", "message_id", "name", "payload", "user_id")
+    __slots__ = (
+        "_seq", "chat_id", "created_at", "except_late", "message_id", "name", "payload", "user_id"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -104,9 +108,11 @@ class EventHandle:
         user_id: int | None,
         now: float,
         message_id: int | None = None,
+        except_late: int | None = None,
     ) -> None:
         self.name = name
         self.message_id = message_id
+        self.except_late = except_late
         self.payload = payload
         self.chat_id = chat_id
         self.user_id = user_id

@@ -702,6 +702,7 @@ class SqliteTx:
         user_id: int | None,
         now: float,
         message_id: int | None = None,
+        except_late: int | None = None,
     ) -> EventHandle:
         """Append an event for a chat's members or one user; numbered by commit.
 
@@ -709,11 +710,11 @@ class SqliteTx:
         with the message). SQLite numbers the event at once (``AUTOINCREMENT``; its
         single writer makes that the commit order); read ``handle.seq`` after commit.
         """
-        handle = EventHandle(name, payload, chat_id, user_id, now, message_id)
+        handle = EventHandle(name, payload, chat_id, user_id, now, message_id, except_late)
         handle.seq = self._scalar(
-            "INSERT INTO events (chat_id, user_id, name, payload, created_at, message_id)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            (chat_id, user_id, name, payload, now, message_id),
+            "INSERT INTO events (chat_id, user_id, name, payload, created_at, message_id,"
+            " except_late) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            (chat_id, user_id, name, payload, now, message_id, except_late),
         )
         return handle
 
@@ -721,9 +722,11 @@ class SqliteTx:
         """Events in ``(after, upto]`` for the user or a chat they belong to, oldest first."""
         rows = self._all(
             "SELECT seq, name, payload FROM events WHERE seq > ? AND seq <= ? AND"
-            " (user_id = ? OR chat_id IN (SELECT chat_id FROM members WHERE user_id = ?))"
+            " (user_id = ? OR chat_id IN (SELECT chat_id FROM members WHERE user_id = ?)"
+            " AND (except_late IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries d"
+            " WHERE d.message_id = except_late AND d.user_id = ?)))"
             " ORDER BY seq LIMIT ?",
-            (after, upto, user_id, user_id, limit),
+            (after, upto, user_id, user_id, user_id, limit),
         )
         return [EventRecord(r[0], r[1], r[2]) for r in rows]
 
@@ -740,11 +743,11 @@ class SqliteTx:
     def events_range(self, after: int, upto: int, limit: int) -> list[EventRecord]:
         """Events of every audience in ``(after, upto]``, oldest first, with their audience."""
         rows = self._all(
-            "SELECT seq, name, payload, chat_id, user_id FROM events WHERE seq > ? AND seq <= ?"
-            " ORDER BY seq LIMIT ?",
+            "SELECT seq, name, payload, chat_id, user_id, except_late FROM events"
+            " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (after, upto, limit),
         )
-        return [EventRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [EventRecord(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def _newest_seq(self) -> int:
         """Dialect hook: the newest sequence number ever handed out (0 if none)."""
