@@ -182,6 +182,7 @@ def _setup(tx: Tx, log: Log) -> None:
     direct_chat = t.chat(direct)
     assert direct_chat is not None
     t.chat_view(direct_chat, alice)
+    t.chat_views_of(alice)
     t.touch_chat(group, ids[-1], 50.0)
     t.add_contact(alice, bob, 51.0)
     t.add_contact(alice, bob, 52.0)
@@ -365,6 +366,9 @@ def _setup(tx: Tx, log: Log) -> None:
     ntf.comment_seen_by(group, ids[0], comment.id, alice)  # the author is left out
     ntf.add_mentions(comment.id, group, [alice])
     t.chat_view(chat, alice)  # the comment counts up to alice's thread cursor only
+    for user in (alice, bob, carol):  # /chats: every chat's view in one query
+        every = [t.chat(c) for c in t.chat_ids_of(user)]
+        assert t.chat_views_of(user) == [t.chat_view(c, user) for c in every if c is not None]
     ntf.mentioned(ids[1])
     ntf.remove_mentions(ids[1], [carol, bob])
     ntf.mentioned(ids[1])

@@ -83,11 +83,7 @@ class ChatService:
         """The user's chats with unread counts, general first, then newest activity."""
 
         def unit(tx: Tx) -> ChatList:
-            views = []
-            for chat_id in tx.chat_ids_of(actor.user_id):
-                chat = tx.chat(chat_id)
-                assert chat is not None
-                views.append(tx.chat_view(chat, actor.user_id))
+            views = tx.chat_views_of(actor.user_id)
             views.sort(key=lambda c: (c.id != GENERAL_CHAT_ID, -(c.last_message_at or 0), c.id))
             return ChatList(chats=views)
 

@@ -186,6 +186,10 @@ class ChatQueries(Protocol):
         """The chats a user belongs to."""
         ...
 
+    def chat_views_of(self, user_id: int) -> list[Chat]:
+        """:meth:`chat_view` of every chat the user belongs to, by chat id, in one query."""
+        ...
+
     def chat_view(self, chat: ChatRecord, user_id: int) -> Chat:
         """A chat as one member sees it: their name for it, unread and mention counts, read
         cursor and mute setting."""

@@ -378,6 +378,52 @@ class SqliteTx:
         )
         return [r[0] for r in rows]
 
+    def chat_views_of(self, user_id: int) -> list[Chat]:
+        """:meth:`chat_view` of every chat the user belongs to, by chat id, in one query."""
+        unread = (
+            "m.chat_id = c.id AND m.thread_root IS NULL AND m.id > mem.last_read"
+            " AND m.author_id != mem.user_id"
+        )
+        rows = self._all(
+            "SELECT c.id, c.kind, c.name, o.login, c.last_message_at, c.encrypted,"
+            " c.mention_all, mem.last_read, mem.mute,"
+            " (SELECT count(*) FROM members x WHERE x.chat_id = c.id),"
+            # at most UNREAD_COUNT_MAX (a correlated LIMIT: what SQLite allows in a column)
+            f" CASE WHEN (SELECT m.id FROM messages m WHERE {unread} ORDER BY m.id"
+            f" LIMIT 1 OFFSET ?) IS NOT NULL THEN ? ELSE (SELECT count(*) FROM messages m"
+            f" WHERE {unread}) END,"
+            " (SELECT count(*) FROM mentions n JOIN messages m ON m.id = n.message_id"
+            " LEFT JOIN thread_reads t ON t.user_id = n.user_id AND t.root_id = m.thread_root"
+            " WHERE n.chat_id = c.id AND n.user_id = mem.user_id AND m.deleted_at IS NULL"
+            " AND n.message_id > CASE WHEN m.thread_root IS NULL THEN mem.last_read"
+            " ELSE coalesce(t.last_read, 0) END),"
+            " CASE WHEN c.kind = 'direct' THEN coalesce((SELECT u.login FROM members p"
+            " JOIN users u ON u.id = p.user_id WHERE p.chat_id = c.id"
+            " AND p.user_id != mem.user_id LIMIT 1),"
+            " (SELECT u.login FROM users u WHERE u.id = mem.user_id)) END"
+            " FROM members mem JOIN chats c ON c.id = mem.chat_id"
+            " LEFT JOIN users o ON o.id = c.owner_id WHERE mem.user_id = ? ORDER BY c.id",
+            (UNREAD_COUNT_MAX - 1, UNREAD_COUNT_MAX, user_id),
+        )
+        return [
+            Chat(
+                id=r[0],
+                kind=r[1],
+                name=f"@{r[12]}" if r[1] == "direct" else r[2],
+                owner=r[3],
+                peer=r[12],
+                members=r[9],
+                unread=r[10],
+                last_read=r[7],
+                last_message_at=r[4],
+                mentions=r[11],
+                mute=r[8],
+                mention_all=bool(r[6]),
+                encrypted=bool(r[5]),
+            )
+            for r in rows
+        ]
+
     def chat_view(self, chat: ChatRecord, user_id: int) -> Chat:
         """A chat as one member sees it: their name for it, unread and mention counts, read
         cursor and mute setting."""
