@@ -8,6 +8,7 @@ are refused by the receiving client with a clear reason.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import stat
@@ -19,7 +20,15 @@ import pytest
 
 from messenger_client import Client
 from messenger_client.crypto import DecryptionError, DeviceCrypto
-from messenger_protocol import ApiError, EditMessage, Message, SendMessage, encode, limits
+from messenger_protocol import (
+    ApiError,
+    EditMessage,
+    Message,
+    QueryKeys,
+    SendMessage,
+    encode,
+    limits,
+)
 from messenger_protocol import endpoints as ep
 from tests.support import postgres
 from tests.support.plain import StartPlain
@@ -315,6 +324,100 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
 
         stored = _stored_bytes(server)
         assert [w for w in WORDS[:3] if w.encode() in stored] == []
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_logged_out_device_is_no_longer_encrypted_to(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 14: logging out takes the device's keys off the server (DELETE
+    /keys/device), so the next message goes under a new Megolm session it is not given;
+    logging in again from the same data dir is the same device, encrypted to again."""
+    alice = Client(server.url)
+    phone, laptop = Client(server.url, device="phone"), Client(server.url, device="laptop")
+    try:
+        await alice.register("alice", "password1")
+        await phone.register("bob", "password1")
+        await laptop.login("bob", "password1")
+        alice_c = await DeviceCrypto.open(alice, tmp_path / "alice")
+        phone_c = await DeviceCrypto.open(phone, tmp_path / "phone")
+        laptop_c = await DeviceCrypto.open(laptop, tmp_path / "laptop")
+        dm = await alice.open_direct("bob")
+        first = await alice_c.send(dm, "before")
+        assert (await laptop_c.decrypt(first)).text == "before"
+
+        await laptop_c.unpublish()
+        await laptop.logout()
+        shown = await alice_c.devices(["bob"])
+        assert [d.device_id for d in shown] == [phone_c.device_id]
+        after = await alice_c.send(dm, f"after {WORDS[0]}")
+        assert after.encrypted is not None and first.encrypted is not None
+        assert after.encrypted.session_id != first.encrypted.session_id, "a new session"
+        assert (await phone_c.decrypt(after)).text == f"after {WORDS[0]}"
+
+        await laptop.login("bob", "password1")
+        back = await DeviceCrypto.open(laptop, tmp_path / "laptop")
+        assert back.device_id == laptop_c.device_id
+        with pytest.raises(DecryptionError) as no_key:
+            await back.decrypt(after)
+        assert no_key.value.kind == "no_key"
+        again = await alice_c.send(dm, "again")
+        assert (await back.decrypt(again)).text == "again"
+        # a session with no device keys has nothing to remove
+        await alice.logout()
+        await alice.login("alice", "password1")
+        assert await alice.call(ep.DELETE_DEVICE_KEYS) is not None
+    finally:
+        for c in (alice, phone, laptop):
+            await c.close()
+
+
+async def test_the_plain_console_takes_its_keys_off_the_server_at_logout(
+    server: ServerProcess, plain: StartPlain
+) -> None:
+    """/logout in the plain console removes the device from the key directory."""
+    bob = await plain()
+    bob.send("/auth bob password1")
+    await bob.expect("logged in as bob")
+    watcher = Client(server.url)
+    try:
+        await watcher.register("carol", "password1")
+        query = QueryKeys(logins=["bob"])
+        assert len((await watcher.call(ep.QUERY_KEYS, query)).devices) == 1
+        bob.send("/logout")
+        await bob.expect("logged out")
+        assert (await watcher.call(ep.QUERY_KEYS, query)).devices == []
+    finally:
+        await watcher.close()
+
+
+async def test_concurrent_sends_and_fetches_keep_the_sessions_whole(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 14: the device's state has its own lock, so several tasks sending at once
+    (the console and the TUI do) never encrypt two messages under one Megolm index: the
+    reader shows every one, none refused as a replay."""
+    alice, bob = Client(server.url), Client(server.url)
+    try:
+        await alice.register("alice", "password1")
+        await bob.register("bob", "password1")
+        alice_c = await DeviceCrypto.open(alice, tmp_path / "alice")
+        bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
+        dm = await alice.open_direct("bob")
+        texts = [f"at once {i}" for i in range(8)]
+        sent = await asyncio.gather(
+            *(alice_c.send(dm, t) for t in texts), bob_c.receive(), alice_c.receive()
+        )
+        messages = [m for m in sent if isinstance(m, Message)]
+        assert all(m.encrypted is not None for m in messages)
+        shown = sorted([(await bob_c.decrypt(m)).text for m in messages])
+        assert shown == sorted(texts)
+        back = await asyncio.gather(*(bob_c.send(dm, f"back {i}") for i in range(4)))
+        assert sorted([(await alice_c.decrypt(m)).text for m in back]) == [
+            f"back {i}" for i in range(4)
+        ]
     finally:
         await alice.close()
         await bob.close()

@@ -126,6 +126,35 @@ async def test_two_devices_verify_by_emoji_and_a_mismatch_cancels(
         await carol_c.verification.confirm("bob")
 
 
+async def test_a_verification_left_ten_minutes_times_out_on_both_sides(
+    devices: Devices,
+) -> None:
+    """Issue 14: a flow with no step for ten minutes is cancelled (code ``timeout``) on
+    both devices, and a late /confirm says it timed out and how to start again."""
+    _, alice_c, alice_n = await devices("alice", "phone")
+    _, bob_c, bob_n = await devices("bob", "phone")
+    now = [1000.0]
+    alice_c.verification.clock = lambda: now[0]
+    await _to_showing(alice_c, bob_c)
+    assert _last(alice_n).state == "showing"
+    now[0] += 599.0  # not yet
+    await alice_c.verification.expire()
+    assert _last(alice_n).state == "showing"
+    now[0] += 1.0
+    with pytest.raises(ApiError, match=r"timed out .*10 minutes.*/verify bob to start again"):
+        await alice_c.verification.confirm("bob")
+    mine = _last(alice_n)
+    assert (mine.state, mine.code) == ("cancelled", "timeout")
+    await bob_c.receive()
+    theirs = _last(bob_n)
+    assert (theirs.state, theirs.code) == ("cancelled", "timeout")
+    assert "alice cancelled it: timed out" in theirs.reason
+    assert not alice_c.is_verified("bob", bob_c.device_id)
+    # a new start works as before
+    await _to_showing(alice_c, bob_c)
+    assert _last(alice_n).state == _last(bob_n).state == "showing"
+
+
 async def test_a_new_device_gets_earlier_keys_only_once_verified(
     devices: Devices,
 ) -> None:

@@ -915,6 +915,8 @@ class CommandRunner:
     async def _do_logout(self) -> list[Output]:
         self._logging_out = True
         try:
+            if self.crypto is not None:
+                await self.crypto.unpublish()  # others stop encrypting to this device
             await self.client.logout()
         finally:
             self._logging_out = False

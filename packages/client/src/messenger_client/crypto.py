@@ -23,6 +23,9 @@ bindings); this module only keeps the state and moves the ciphertext::
   device's own signature) says, keeps the Megolm session and acknowledges the inbox.
 * A Megolm message index seen before under another message id is a replay and refused;
   a ciphertext whose signature fails is refused as tampered with.
+* One task at a time changes the state (:meth:`DeviceCrypto.lock`): every method that
+  awaits something between reading and writing a session holds it, so a console or a
+  TUI may send, fetch and verify from several tasks at once.
 * Devices are remembered on first sight (trust on first use); a known device whose
   keys change is never encrypted to again and is announced loudly
   (:class:`~messenger_client.trust.DeviceKeyChanged`), a new device of a known user is
@@ -37,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
 import hashlib
 import logging
 import mimetypes
@@ -45,10 +50,10 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import msgspec
 import vodozemac as vz
@@ -253,6 +258,46 @@ def open_file(ciphertext: bytes, file: EncryptedFile) -> bytes:
     return plaintext
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class _StateLock:
+    """One task at a time with a device's sessions. The task holding it may take it
+    again (sending shares keys, receiving answers a verification), so the parts of
+    :class:`DeviceCrypto` take it wherever they start."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield  # already ours: an inner step of the same operation
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+
+def _locked(
+    method: Callable[Concatenate[DeviceCrypto, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[DeviceCrypto, _P], Coroutine[Any, Any, _R]]:
+    """The method runs holding the device's state lock (:meth:`DeviceCrypto.lock`)."""
+
+    @functools.wraps(method)
+    async def run(self: DeviceCrypto, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with self.lock():
+            return await method(self, *args, **kwargs)
+
+    return run
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -342,7 +387,7 @@ class DeviceCrypto:
         self._state = state
         self._on_notice = on_notice
         self.account = vz.Account.from_pickle(state.account, key)
-        self._receiving = asyncio.Lock()
+        self._lock = _StateLock()
         self._created_at = float("inf")
         """When the key directory registered this device (known after a query)."""
         self._warned: set[tuple[str, str]] = set()
@@ -410,11 +455,19 @@ class DeviceCrypto:
             raise ApiError(ErrorCode.UNAUTHORIZED, "not logged in")
         return login
 
+    def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold this device's state: the Olm and Megolm sessions change one operation at
+        a time (two sends at once would encrypt under the same Megolm index, and the
+        second would be refused as a replay). Re-entrant within one task; the
+        synchronous reads (:meth:`decrypt_now`, :meth:`reveal_now`) need no lock."""
+        return self._lock.hold()
+
     def save(self) -> None:
         """Write the state (every secret in it pickled under the key), mode 0600."""
         self._state.account = self.account.pickle(self._key)
         _write_private(self.directory / STATE_FILE, msgspec.json.encode(self._state))
 
+    @_locked
     async def publish(self) -> None:
         """Upload the identity keys (binding this session to the device) and top up the
         one-time keys."""
@@ -446,6 +499,16 @@ class DeviceCrypto:
             )
             self.account.mark_keys_as_published()
         self._state.uploaded = True
+        self.save()
+
+    @_locked
+    async def unpublish(self) -> None:
+        """Take this device out of the key directory (its user logs out of it): the
+        server forgets its keys, one-time keys and waiting to-device messages, so other
+        devices stop encrypting to it (and replace the Megolm sessions it had). The
+        identity stays in the data dir: a later :meth:`publish` is the same device."""
+        await self.client.call(ep.DELETE_DEVICE_KEYS)
+        self._state.uploaded = False
         self.save()
 
     # --- devices ----------------------------------------------------------------
@@ -489,6 +552,7 @@ class DeviceCrypto:
             return False
         return True
 
+    @_locked
     async def devices(self, logins: Sequence[str], chat_id: int | None = None) -> list[DeviceKeys]:
         """The checked devices of these users (this device left out; a device whose keys
         changed is left out too, and announced)."""
@@ -640,6 +704,7 @@ class DeviceCrypto:
         )
         return await self.client.call(ep.SEND, body, chat_id=chat.id)
 
+    @_locked
     async def edit(self, message_id: int, text: str) -> Message:
         """Edit one's own message: an encrypted one with a new ciphertext (its payload
         names the message it replaces), one in the clear as the server edits it."""
@@ -680,6 +745,7 @@ class DeviceCrypto:
         data = await asyncio.to_thread(open_file, ciphertext, file)
         return await asyncio.to_thread(_write_plain, dest, file.name, data)
 
+    @_locked
     async def encrypt(
         self,
         chat_id: int,
@@ -766,6 +832,7 @@ class DeviceCrypto:
         ]
         await self.send_olm(devices, payloads)
 
+    @_locked
     async def send_olm(self, devices: Sequence[DeviceKeys], payloads: Sequence[bytes]) -> int:
         """Olm-encrypt ``payloads[i]`` for ``devices[i]`` and send them as to-device
         messages (making Olm sessions from claimed one-time keys as needed); how many
@@ -826,7 +893,7 @@ class DeviceCrypto:
         """Fetch, decrypt and acknowledge this device's to-device messages; how many
         Megolm sessions they brought. Room keys are kept here; verification and key
         sharing messages go to :attr:`verification` and :attr:`key_sharing`."""
-        async with self._receiving:  # one fetch at a time: each message is handled once
+        async with self.lock():  # one fetch at a time: each message is handled once
             added = 0
             pre_keys = 0
             while True:
@@ -997,6 +1064,7 @@ class DeviceCrypto:
         self.save()
         return True
 
+    @_locked
     async def decrypt(self, message: Message) -> Decrypted:
         """The checked plaintext of an encrypted message (fetching this device's to-device
         messages once if its session is not here yet)."""
@@ -1011,6 +1079,7 @@ class DeviceCrypto:
             await self.key_sharing.request(enc.session_id, message.chat_id)
         return self.decrypt_now(message)
 
+    @_locked
     async def reveal(self, message: Message) -> Message | None:
         """The text to show for an encrypted message: its plaintext, or one line saying
         why it cannot be shown; None for a replayed copy (shown once, under its first

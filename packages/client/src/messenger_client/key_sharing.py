@@ -76,12 +76,13 @@ class KeySharing:
 
     async def request(self, session_id: str, chat_id: int) -> None:
         """Ask this user's other devices for a session (once per session)."""
-        if not self.crypto.note_requested(session_id, chat_id):
-            return
-        devices = await self._own_devices()
-        if devices:
-            payload = msgspec.json.encode(KeyRequest(session_id=session_id, chat_id=chat_id))
-            await self.crypto.send_olm(devices, [payload] * len(devices))
+        async with self.crypto.lock():
+            if not self.crypto.note_requested(session_id, chat_id):
+                return
+            devices = await self._own_devices()
+            if devices:
+                payload = msgspec.json.encode(KeyRequest(session_id=session_id, chat_id=chat_id))
+                await self.crypto.send_olm(devices, [payload] * len(devices))
 
     async def on_verified(self, device: DeviceKeys) -> None:
         """A device was just verified: if it is this user's, ask it for every session

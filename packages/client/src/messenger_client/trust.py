@@ -58,7 +58,8 @@ class VerificationUpdate(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     """Why it was cancelled (``cancelled`` only)."""
     code: str = ""
-    """``mismatch``, ``user``, ``key_mismatch``, ``commitment``, ``unexpected``, ``replaced``."""
+    """``mismatch``, ``user``, ``key_mismatch``, ``commitment``, ``unexpected``, ``replaced``,
+    ``timeout``."""
 
 
 class NewDevice(msgspec.Struct, frozen=True, kw_only=True):

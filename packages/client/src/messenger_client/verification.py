@@ -22,16 +22,21 @@ Every message travels Olm-encrypted as a to-device message of type ``verify.*``
 
 The responder commits to its key (a SHA-256 of it) before it sees ours, so neither
 side can pick a key to make the emoji come out equal. ``verify.cancel`` ends the flow
-from any open state (the people said the emoji differ, or something did not check).
-:data:`TRANSITIONS` is the whole state machine.
+from any open state (the people said the emoji differ, or something did not check). A
+flow that sees no step for :data:`TIMEOUT_SECONDS` (ten minutes, as Matrix has it) times
+out: it is cancelled on both sides with code ``timeout`` and the person is told to start
+again. :data:`TRANSITIONS` is the whole state machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -47,12 +52,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SAS_EMOJI",
+    "TIMEOUT_SECONDS",
     "TRANSITIONS",
     "Verification",
     "Verifications",
 ]
 
 log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 600.0
+"""A verification with no step for this long is cancelled (Matrix: ten minutes)."""
 
 Step = Literal[
     # what the user does
@@ -61,6 +70,7 @@ Step = Literal[
     "confirm",
     "mismatch",
     "cancel",
+    "timeout",  # no step for TIMEOUT_SECONDS
     # what the other device sends
     "request",
     "ready",
@@ -93,7 +103,7 @@ TRANSITIONS: dict[tuple[VerificationState | None, Step], VerificationState] = {
     **{
         (state, step): "cancelled"
         for state in _OPEN
-        for step in ("mismatch", "cancel", "cancelled")
+        for step in ("mismatch", "cancel", "cancelled", "timeout")
     },
 }
 """(state, step) -> the next state; a step not listed for a state is refused (from the
@@ -197,6 +207,9 @@ class Verification:
     decimals: tuple[int, ...] = ()
     code: str = ""
     reason: str = ""
+    stepped_at: float = 0.0
+    """When it last moved (on :attr:`Verifications.clock`): it times out from there."""
+    timer: asyncio.TimerHandle | None = None
 
     @property
     def login(self) -> str:
@@ -234,12 +247,21 @@ class Verifications:
         self.crypto = crypto
         self.flows: dict[tuple[str, str], Verification] = {}
         """(login, device id) -> the newest verification with that device."""
+        self.timeout = TIMEOUT_SECONDS
+        self.clock: Callable[[], float] = time.monotonic
+        """What a flow's age is measured on (a test gives its own)."""
+        self._expiring: set[asyncio.Task[None]] = set()
 
     # --- what the user does ----------------------------------------------------------
 
     async def start(self, login: str, device_id: str | None = None) -> Verification:
         """Ask a device of ``login`` to verify (the only unverified one when
         ``device_id`` is None), or accept that device's open request."""
+        async with self.crypto.lock():
+            await self.expire()
+            return await self._start(login, device_id)
+
+    async def _start(self, login: str, device_id: str | None) -> Verification:
         device = await self._pick(login, device_id)
         flow = self.flows.get((device.login, device.device_id))
         if flow is not None and flow.state == "incoming":
@@ -247,24 +269,54 @@ class Verifications:
             return flow
         if flow is not None and flow.open:
             await self._cancel(flow, "replaced", "a new verification was started", tell=True)
-        flow = Verification(txn=secrets.token_hex(8), device=device, we_started=True)
+        flow = self._new(secrets.token_hex(8), device, we_started=True)
         self.flows[(device.login, device.device_id)] = flow
         await self._step(flow, "start")
         return flow
 
     async def confirm(self, login: str | None = None, device_id: str | None = None) -> Verification:
         """The person says the emoji (or numbers) match."""
-        flow = self.find(login, device_id)
-        await self._step(flow, "confirm")
-        return flow
+        async with self.crypto.lock():
+            await self.expire()
+            flow = self.find(login, device_id)
+            await self._step(flow, "confirm")
+            return flow
 
     async def mismatch(
         self, login: str | None = None, device_id: str | None = None
     ) -> Verification:
         """The person says they differ (or wants to stop): the flow is cancelled."""
-        flow = self.find(login, device_id)
-        await self._step(flow, "mismatch" if flow.state in ("showing", "their_mac") else "cancel")
-        return flow
+        async with self.crypto.lock():
+            await self.expire()
+            flow = self.find(login, device_id)
+            step: Step = "mismatch" if flow.state in ("showing", "their_mac") else "cancel"
+            await self._step(flow, step)
+            return flow
+
+    async def expire(self) -> None:
+        """Cancel (on both sides) every open flow that saw no step for :attr:`timeout`."""
+        async with self.crypto.lock():
+            now = self.clock()
+            for flow in list(self.flows.values()):
+                if flow.open and now - flow.stepped_at >= self.timeout:
+                    await self._step(flow, "timeout")
+
+    def _new(self, txn: str, device: DeviceKeys, *, we_started: bool) -> Verification:
+        return Verification(txn=txn, device=device, we_started=we_started, stepped_at=self.clock())
+
+    def _arm(self, flow: Verification) -> None:
+        """(Re)start the flow's timeout, or stop it once the flow is over."""
+        if flow.timer is not None:
+            flow.timer.cancel()
+            flow.timer = None
+        if flow.open:
+            loop = asyncio.get_running_loop()
+            flow.timer = loop.call_later(self.timeout, self._expire_soon)
+
+    def _expire_soon(self) -> None:
+        task = asyncio.ensure_future(self.expire())
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
 
     def find(self, login: str | None = None, device_id: str | None = None) -> Verification:
         """The open verification with that user's device (None: the only open one)."""
@@ -279,6 +331,19 @@ class Verifications:
             return flows[0]
         whose = f" with {login}" if login else ""
         if not flows:
+            timed_out = [
+                f
+                for f in self.flows.values()
+                if f.code == "timeout"
+                and (login is None or f.login == login)
+                and (device_id is None or f.device_id == device_id)
+            ]
+            if timed_out:
+                flow = timed_out[-1]
+                raise ApiError(
+                    ErrorCode.NOT_FOUND,
+                    f"the verification with {flow.login}'s device {flow.device_id} {flow.reason}",
+                )
             raise ApiError(ErrorCode.NOT_FOUND, f"no verification{whose} is under way")
         names = ", ".join(f"{f.login} {f.device_id}" for f in flows)
         raise ApiError(
@@ -323,6 +388,7 @@ class Verifications:
                 "unreadable verification message from %s/%s", sender.login, sender.device_id
             )
             return
+        await self.expire()
         key = (sender.login, sender.device_id)
         flow = self.flows.get(key)
         if isinstance(message, VerifyRequest):
@@ -330,7 +396,8 @@ class Verifications:
                 if flow.state == "requested" and message.txn < flow.txn:
                     # both asked at once: the smaller txn wins, and we wanted this anyway
                     flow.state, flow.code = "cancelled", "replaced"
-                    flow = Verification(txn=message.txn, device=sender, we_started=False)
+                    self._arm(flow)
+                    flow = self._new(message.txn, sender, we_started=False)
                     self.flows[key] = flow
                     await self._step(flow, "request", message)
                     await self._step(flow, "accept")
@@ -338,12 +405,16 @@ class Verifications:
                 if flow.state == "requested":
                     return  # ours wins: they accept it the same way
                 await self._cancel(flow, "replaced", f"{sender.login} started again", tell=False)
-            flow = Verification(txn=message.txn, device=sender, we_started=False)
+            flow = self._new(message.txn, sender, we_started=False)
             self.flows[key] = flow
             await self._step(flow, "request", message)
             return
         if flow is None or flow.txn != message.txn:
             log.info("verification message for no current flow from %s", sender.device_id)
+            return
+        if not flow.open:
+            # over here (timed out, cancelled, done): the other side was told, if at all
+            log.info("verification message for a closed flow from %s", sender.device_id)
             return
         await self._step(flow, _STEP_OF[type(message)], message)
 
@@ -369,6 +440,8 @@ class Verifications:
             await self._cancel(flow, abort.code, abort.reason, tell=True)
             return
         flow.state = following
+        flow.stepped_at = self.clock()
+        self._arm(flow)
         if following == "verified":
             self.crypto.mark_verified(flow.login, flow.device_id)
         self.crypto.notify(flow.update())
@@ -417,6 +490,18 @@ class Verifications:
             case "cancel", _:
                 flow.code, flow.reason = "user", "you cancelled it"
                 await self._send(flow, VerifyCancel(txn=flow.txn, code="user", reason="cancelled"))
+            case "timeout", _:
+                minutes = round(self.timeout / 60)
+                flow.code = "timeout"
+                flow.reason = (
+                    f"timed out (no step in {minutes} minutes): /verify {flow.login} to start again"
+                )
+                try:
+                    await self._send(
+                        flow, VerifyCancel(txn=flow.txn, code="timeout", reason="timed out")
+                    )
+                except (ApiError, ConnectionError) as exc:
+                    log.info("could not tell %s of the timeout: %s", flow.device_id, exc)
             case "cancelled", VerifyCancel(code=code, reason=reason):
                 flow.code = code
                 flow.reason = f"{flow.login} cancelled it: {reason}"
@@ -473,6 +558,7 @@ class Verifications:
             except (ApiError, ConnectionError) as exc:
                 log.info("could not tell %s of the cancel: %s", flow.device_id, exc)
         flow.state, flow.code, flow.reason = "cancelled", code, reason
+        self._arm(flow)
         self.crypto.notify(flow.update())
 
     async def _send(self, flow: Verification, message: _Message) -> None:

@@ -758,7 +758,15 @@ ACK_TO_DEVICE: Endpoint[k.AckToDevice, m.Ok, None] = _e(
     summary="Delete this device's to-device messages up to an id (handled)",
     tag="keys",
 )
-
+DELETE_DEVICE_KEYS: Endpoint[None, m.Ok, None] = _e(
+    "delete_device_keys",
+    "DELETE",
+    f"{API}/keys/device",
+    m.Ok,
+    summary="Remove this session's device from the key directory (at logout): its keys,"
+    " one-time keys and waiting to-device messages",
+    tag="keys",
+)
 
 ENDPOINTS: tuple[AnyEndpoint, ...] = (
     HEALTH,
@@ -833,6 +841,7 @@ ENDPOINTS: tuple[AnyEndpoint, ...] = (
     SEND_TO_DEVICE,
     TO_DEVICE,
     ACK_TO_DEVICE,
+    DELETE_DEVICE_KEYS,
     EVENTS,
 )
 

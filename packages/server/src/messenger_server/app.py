@@ -470,6 +470,7 @@ class App:
             ep.SEND_TO_DEVICE: s.keys.send,
             ep.TO_DEVICE: s.keys.inbox,
             ep.ACK_TO_DEVICE: s.keys.ack,
+            ep.DELETE_DEVICE_KEYS: s.keys.remove_device,
         }
         # the same, without the actor: what anyone logged in may see
         public: dict[AnyEndpoint, ServiceMethod] = {

@@ -12,7 +12,6 @@ Sends in an encrypted chat go out encrypted from the outbox (:meth:`send`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,8 +39,6 @@ class Encryption:
         self.encrypted = encrypted
         """Chats known to be encrypted (shown with a lock; sends in them are encrypted)."""
         self._published = False
-        self._busy = asyncio.Lock()
-        """One thing at a time with the keys (a fetch and a send share the state)."""
 
     @classmethod
     def load(
@@ -64,11 +61,11 @@ class Encryption:
         crypto = self.crypto
         if crypto is None:
             return
-        async with self._busy:
-            if not self._published:
-                await crypto.publish()
-                self._published = True
-            await crypto.receive()
+        # one thing at a time with the keys: DeviceCrypto holds its own lock
+        if not self._published:
+            await crypto.publish()
+            self._published = True
+        await crypto.receive()
         await self.learn(chats)
 
     async def learn(self, chats: Iterable[Chat]) -> bool:
@@ -96,8 +93,7 @@ class Encryption:
         if self.crypto is None:
             return 0
         try:
-            async with self._busy:
-                return await self.crypto.receive()
+            return await self.crypto.receive()
         except MessengerError as exc:
             log.warning("could not fetch this device's keys: %s", exc)
             return 0
@@ -133,14 +129,13 @@ class Encryption:
                 ErrorCode.INVALID,
                 "files and thread comments are not end-to-end encrypted yet: not sent",
             )
-        async with self._busy:
-            return await crypto.send(
-                chat,
-                pending.text,
-                client_id=pending.client_id,
-                reply_to=pending.reply_to,
-                quote=_quote(replied),
-            )
+        return await crypto.send(
+            chat,
+            pending.text,
+            client_id=pending.client_id,
+            reply_to=pending.reply_to,
+            quote=_quote(replied),
+        )
 
 
 def _quote(replied: Message | None) -> str | None:

@@ -423,6 +423,8 @@ class LiveSession:
         client = self.app.client
         if client is not None:
             try:
+                if self.e2ee is not None and self.e2ee.crypto is not None:
+                    await self.e2ee.crypto.unpublish()  # nobody encrypts to it any more
                 await client.logout()
             except MessengerError as exc:
                 log.info("logout: %s", exc)

@@ -7,7 +7,9 @@ device id, once registered with its identity keys, keeps them (another upload of
 id with other keys is a conflict: a device whose keys changed is a new device). A
 one-time key is handed out once. To-device messages wait in the recipient device's
 inbox until that device acknowledges them; a logged ``to_device`` event tells the user's
-streams that one of their devices has mail, in order with the chat events.
+streams that one of their devices has mail, in order with the chat events. A device
+whose user logs out of it is removed with its keys and messages, so other devices stop
+encrypting to it.
 """
 
 from __future__ import annotations
@@ -205,4 +207,22 @@ class KeyService:
             key_queries(tx).delete_to_device(actor.user_id, device.device_id, body.up_to)
 
         await self.store.write(unit)
+        return Ok()
+
+    async def remove_device(self, actor: Actor) -> Ok:
+        """Take this session's device out of the key directory (its user logs out of
+        it): nobody encrypts to it any more, its one-time keys and waiting to-device
+        messages go. A session without a device has nothing to remove."""
+
+        def unit(tx: Tx) -> str | None:
+            q = key_queries(tx)
+            device = q.device_of_session(actor.session_id)
+            if device is None or device.user_id != actor.user_id:
+                return None
+            q.delete_device(actor.user_id, device.device_id)
+            return device.device_id
+
+        removed = await self.store.write(unit)
+        if removed is not None:
+            log.info("device keys of user %d removed: %s", actor.user_id, removed)
         return Ok()

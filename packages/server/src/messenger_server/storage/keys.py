@@ -101,6 +101,10 @@ class KeyQueries(Protocol):
         """Delete a device's messages with ids up to ``up_to``; how many went."""
         ...
 
+    def delete_device(self, user_id: int, device_id: str) -> None:
+        """Forget a device: its keys, its one-time keys and its waiting messages."""
+        ...
+
     def set_encrypted(self, message_id: int, encrypted: str) -> None:
         """Store the encrypted body (JSON) of a message."""
         ...
@@ -249,6 +253,13 @@ class SqlKeyQueries:
             (user_id, device_id, up_to),
         )
         return cur.rowcount
+
+    def delete_device(self, user_id: int, device_id: str) -> None:
+        """Forget a device: its keys, its one-time keys and its waiting messages."""
+        for table in ("to_device", "one_time_keys", "device_keys"):
+            self.conn.execute(
+                f"DELETE FROM {table} WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+            )
 
     def set_encrypted(self, message_id: int, encrypted: str) -> None:
         """Store the encrypted body (JSON) of a message."""
