@@ -4,6 +4,10 @@ The server runs on SQLite in its data dir, or, where ``store_kind`` is
 ``"postgres"`` (``tests/e2e/`` runs every test on both), on a fresh schema of a
 PostgreSQL database made for the test module. Without a reachable PostgreSQL
 those tests skip (one summary line says why); with ``CI=true`` they fail.
+
+Where ``store_kind`` is ``"cluster"`` (the e2e tests marked ``cluster_too``), ``server``
+is three nodes on PostgreSQL with a Redis bus, one cluster per xdist worker emptied
+before each test, and every read of ``server.url`` names the next node.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pytest
 
 from messenger_client import Client
 from tests.support import postgres
-from tests.support.cluster import UNAVAILABLE_PREFIXES
+from tests.support.cluster import UNAVAILABLE_PREFIXES, Cluster, RoundRobin, require_bus
 from tests.support.plain import Plain, StartPlain
 from tests.support.server import ServerProcess
 
@@ -78,10 +82,32 @@ def server_factory(
         srv.kill()
 
 
+@pytest.fixture(scope="session")
+def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three nodes on PostgreSQL with a Redis bus, shared by the ``[cluster]`` e2e tests
+    of this worker (a cluster per test would cost 4 s of CPU each)."""
+    _require_postgres()
+    require_bus("redis")
+    database = postgres.PgDatabase()
+    database.create()
+    nodes = Cluster(tmp_path_factory.mktemp("e2e-cluster"), database.new_store(), "redis")
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+        database.drop()
+
+
 @pytest.fixture
-def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
-    """A running server with default settings."""
-    return server_factory()
+def server(store_kind: str, request: pytest.FixtureRequest) -> ServerProcess | RoundRobin:
+    """A running server with default settings (or, for ``cluster``, 3 nodes round robin)."""
+    if store_kind == "cluster":
+        nodes: Cluster = request.getfixturevalue("e2e_cluster")
+        nodes.empty_store()
+        return RoundRobin(nodes)
+    start: Callable[..., ServerProcess] = request.getfixturevalue("server_factory")
+    return start()
 
 
 def _skip_reason(report: pytest.TestReport, prefixes: tuple[str, ...]) -> str | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import postgres
-from tests.support.cluster import Cluster, bus_unavailable
+from tests.support.cluster import Cluster, require_bus
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -24,20 +24,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
-def _require_bus(kind: str) -> None:
-    reason = bus_unavailable(kind)
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(params=["redis", "nats"])
 def bus_kind(request: pytest.FixtureRequest) -> str:
     """A bus that answers here, for tests that build their own cluster."""
     kind: str = request.param
-    _require_bus(kind)
+    require_bus(kind)
     return kind
 
 
@@ -48,7 +39,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     """Three nodes of this module on a fresh schema, with the bus of this run."""
     kind: str = request.param
-    _require_bus(kind)
+    require_bus(kind)
     database: postgres.PgDatabase = request.getfixturevalue("pg_database")
     args: list[str] = list(getattr(request.module, "CLUSTER_ARGS", []))
     node_env: dict[int, dict[str, str]] = dict(getattr(request.module, "CLUSTER_NODE_ENV", {}))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from messenger_protocol import MessageCreated, MessageUpdated, ThreadActivity
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, call, message_event, register, send
 
 
+@pytest.mark.cluster_too
 async def test_thread_is_flat_counted_and_notifies_participants(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -54,6 +57,7 @@ async def test_thread_is_flat_counted_and_notifies_participants(server: ServerPr
     assert [m["text"] for m in page["messages"]] == ["lunch?", "end"]
 
 
+@pytest.mark.cluster_too
 async def test_thread_unread_and_mark_read(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from messenger_protocol import Event, MessageCreated, ReadMarker, SessionEnded
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, call, message_event, register, send
@@ -21,6 +23,7 @@ async def _login(base: str, login: str) -> str:
     return token
 
 
+@pytest.mark.cluster_too
 async def test_two_clients_stay_in_sync_and_third_user_is_unaffected(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     alice_laptop = await _login(server.url, "alice")
@@ -53,6 +56,9 @@ async def test_two_clients_stay_in_sync_and_third_user_is_unaffected(server: Ser
     assert next(c for c in chats if c["id"] == dm)["unread"] == 0
 
 
+@pytest.mark.cluster_too(
+    xfail="/status lists the streams of the answering node only (live_streams has no address)"
+)
 async def test_status_lists_every_connection(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     laptop = await _login(server.url, "alice")
@@ -61,6 +67,7 @@ async def test_status_lists_every_connection(server: ServerProcess) -> None:
     assert len({c["session_id"] for c in status["connections"]}) == 2
 
 
+@pytest.mark.cluster_too
 async def test_logout_ends_one_session_and_logout_all_ends_every(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     laptop = await _login(server.url, "alice")

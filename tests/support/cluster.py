@@ -8,16 +8,29 @@ and core NATS keep nothing, so stopping the nodes is the whole clean-up.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from tests.support import postgres
 from tests.support.server import ServerProcess
 
-__all__ = ["BUS_URLS", "UNAVAILABLE_PREFIXES", "Cluster", "bus_unavailable", "host_port"]
+__all__ = [
+    "BUS_URLS",
+    "UNAVAILABLE_PREFIXES",
+    "Cluster",
+    "RoundRobin",
+    "bus_unavailable",
+    "host_port",
+    "require_bus",
+]
 
 BUS_URLS = {
     "redis": os.environ.get("MESSENGER_TEST_REDIS", "redis://127.0.0.1:6379"),
@@ -57,6 +70,21 @@ def bus_unavailable(kind: str) -> str | None:
     return None
 
 
+def require_bus(kind: str) -> None:
+    """Skip the test without the ``kind`` bus (fail instead under ``CI=true``)."""
+    reason = bus_unavailable(kind)
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+_KEPT_TABLES = ("schema_version", "event_counter", "node_leases")
+"""What :meth:`Cluster.empty_store` leaves: the schema's version, the event id counter
+(ids go on, as the nodes' event windows expect) and the nodes' leases."""
+
+
 class Cluster:
     """N nodes on one store and one bus; ``nodes[i].url`` is node i.
 
@@ -90,6 +118,7 @@ class Cluster:
             )
             for i in range(size)
         ]
+        self._seed: list[tuple[Any, ...]] | None = None
 
     def _flags(self, i: int) -> list[str]:
         return ["--store", self.store_url, "--bus", self.node_bus.get(i, self.bus_url),
@@ -110,6 +139,37 @@ class Cluster:
         """The base URL of node ``i % size`` (round robin)."""
         return self.nodes[i % len(self.nodes)].url
 
+    def empty_store(self) -> None:
+        """Make the running cluster's store as a fresh schema is, ids aside: every table
+        emptied but the kept ones, the general chat as the migration made it. The nodes
+        keep running; call it between tests, with no request or stream open."""
+        tables = postgres.query(
+            self.store_url,
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+        )
+        emptied = [name for (name,) in tables if name not in _KEPT_TABLES]
+        if self._seed is None:
+            self._seed = postgres.query(self.store_url, "SELECT * FROM chats WHERE id = 1")
+        postgres.execute(self.store_url, f"TRUNCATE {', '.join(emptied)} CASCADE")
+        for row in self._seed:
+            marks = ", ".join(["%s"] * len(row))
+            postgres.execute(self.store_url, f"INSERT INTO chats VALUES ({marks})", row)
+
     def logs(self) -> str:
         """The tail of every node's log (for a failing assertion)."""
         return "\n".join(f"--- node{i}\n{n.log()[-2000:]}" for i, n in enumerate(self.nodes))
+
+
+class RoundRobin:
+    """A cluster in place of one server for the e2e tests: every read of :attr:`url`
+    names the next node, so consecutive requests and streams of a test (each a new
+    connection) land on different nodes, as a balancer would put them."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._turn = itertools.count()
+
+    @property
+    def url(self) -> str:
+        """The base URL of the next node."""
+        return self.cluster.url(next(self._turn))
