@@ -85,6 +85,30 @@ async def test_ctrl_f_finds_as_you_type_and_enter_jumps_to_the_message_with_its_
         assert selected_text(main.view) == fox.text
 
 
+async def test_markdown_shows_styled_in_the_chat_and_plain_in_search_hits(
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
+) -> None:
+    """Issue 12: a code block shows without its fences (highlighted), and a search hit
+    shows the words, not the ``**`` and backticks around them."""
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        await bob.send(
+            GENERAL_CHAT_ID, "the **zebra** plan, see `make zebra`\n```sh\nmake zebra\n```"
+        )
+        await until(pilot, lambda: "the zebra plan, see make zebra" in screen_text(app), "styled")
+        assert "```" not in screen_text(app) and "**" not in screen_text(app)
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen), "the search screen")
+        search = app.screen
+        assert isinstance(search, SearchScreen)
+        await pilot.press(*"zebra")
+        await until(pilot, lambda: "zebra" in search.asked, "the hits")
+        await until(pilot, lambda: "the zebra plan" in screen_text(app), "the hit")
+        hits = screen_text(app)
+        assert "**" not in hits and "`" not in hits, hits
+
+
 async def test_a_click_on_a_quote_selects_the_message_it_answers(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:

@@ -42,9 +42,12 @@ SIZE = (110, 30)
 SnapCompare = Callable[..., bool]
 
 
-def offline_app(root: Path, with_cache: bool, annotated: bool = False) -> MessengerApp:
+def offline_app(
+    root: Path, with_cache: bool, annotated: bool = False, markdown: bool = False
+) -> MessengerApp:
     """An app whose state comes from a prepared cache (and a saved token) only
-    (``annotated``: with an edit, a reply, reactions and a deleted message)."""
+    (``annotated``: with an edit, a reply, reactions and a deleted message;
+    ``markdown``: with a code block, a quote and a list)."""
     config = client_config(root, SERVER)
     if with_cache:
         config.tokens.save(SERVER, "alice", "token")
@@ -80,6 +83,16 @@ def offline_app(root: Path, with_cache: bool, annotated: bool = False) -> Messen
                 reactions=[Reaction("👍", 2, ["bob", "alice"]), Reaction("🎉", 1, ["carol"])],
             )
             messages[4] = msgspec.structs.replace(messages[4], text="", deleted_at=at)
+        if markdown:
+            messages[2] = msgspec.structs.replace(
+                messages[2],
+                text="> the **build** is green again\n\nwas it this one?\n"
+                "```python\ndef test_flaky(seed: int = 42) -> None:\n"
+                "    assert roll(seed) == 4  # chosen by a fair die\n```",
+            )
+            messages[4] = msgspec.structs.replace(
+                messages[4], text="fixed by:\n- pinning the *seed*\n- `pytest -p no:randomly`"
+            )
         cache.save_messages(messages)
         cache.close()
     return MessengerApp(config, TuiOptions(tz=utc(), bell=False), clock=lambda: T0)
@@ -120,6 +133,15 @@ def test_main_screen_with_an_edit_a_reply_reactions_and_a_tombstone(
     """Issue 12: "(edited)", a one-line quote above a reply, reaction chips (your own
     highlighted) and a dim "message deleted" in the place of a deleted message."""
     app = offline_app(tmp_path, with_cache=True, annotated=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_main_screen_with_a_code_block_a_quote_and_a_list(
+    snap_compare: SnapCompare, tmp_path: Path
+) -> None:
+    """Issue 12: Markdown in messages -- fenced code highlighted on its own background,
+    a block quote with a bar, a bullet list -- in as many lines as the layout counts."""
+    app = offline_app(tmp_path, with_cache=True, markdown=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from messenger_client.tui.timeline import Layout, Timeline, render_markdown, utc
 from messenger_protocol import Attachment, Message, Quote, Reaction
@@ -89,6 +90,51 @@ def test_markdown_styles_bold_code_links_and_mentions() -> None:
     assert styles["@me"] != styles["@you"]
 
 
+def test_code_blocks_quotes_and_lists_render_as_markdown_with_exact_heights() -> None:
+    """Issue 12: fenced code is highlighted on its own background, quotes get a bar,
+    lists bullets; each message renders to the lines the layout counted."""
+    code = "see:\n```python\ndef double(x):\n    return x * 2\n```"
+    timeline = Timeline(
+        1,
+        [
+            msg(1, code),
+            msg(2, "> they said **this**\n> and that\n\nme too"),
+            msg(3, "- one\n- two `x`\n  - nested\n1. first\n2. second"),
+            msg(4, "```\n" + "y" * 70 + "\n```"),
+            msg(5, "# Title\n_it_ and [site](https://x.org)"),
+        ],
+    )
+    layout = Layout(timeline, 40, tz=utc())
+    assert_exact(layout)
+    body = [line.plain for line in layout.lines(0)][2:]
+    assert body[0] == "  see:"
+    assert body[1].startswith("   def double(x):") and len(body[1]) == 40, "padded block"
+    assert body[2].startswith("       return x * 2")
+    colors = {
+        seg.text: seg.style and seg.style.color for seg in layout.lines(0)[3].render(Console())
+    }
+    assert colors["def"] is not None and colors["def"] != colors["double"], "highlighted"
+    assert "```" not in "".join(body)
+    quote = [line.plain for line in layout.lines(1)]
+    assert quote[-4:] == ["  ▌ they said this", "  ▌ and that", "  ", "  me too"]
+    assert [line.plain for line in layout.lines(2)] == [
+        "  • one",
+        "  • two x",
+        "    ◦ nested",
+        "  1. first",
+        "  2. second",
+    ]
+    folded = [line.plain for line in layout.lines(3)]
+    assert len(folded) == 2, "a long code line folds inside the block"
+    heading = [line.plain for line in layout.lines(4)]
+    assert heading == ["  Title", "  it and site"]
+    timeline.update(msgspec.structs.replace(timeline[0], edited_at=T0 + 5))
+    assert layout.lines(0)[-1].plain == "  (edited)", "after a code block, on a line of its own"
+    timeline.update(msgspec.structs.replace(timeline[1], edited_at=T0 + 5))
+    assert layout.lines(1)[-1].plain == "  me too (edited)"
+    assert_exact(layout)
+
+
 def test_incremental_layout_matches_a_fresh_one() -> None:
     timeline = Timeline(
         1, [msg(i, "word " * (i % 9) * 5, author="ab"[i % 2]) for i in range(50, 60)]
@@ -117,7 +163,9 @@ def test_incremental_layout_matches_a_fresh_one() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    texts=st.lists(st.text(alphabet="ab *`~@:/\n\txé漢_h", max_size=120), min_size=1, max_size=12),
+    texts=st.lists(
+        st.text(alphabet="ab *`~@:/\n\txé漢_h>-1.#[]()", max_size=120), min_size=1, max_size=12
+    ),
     width=st.integers(min_value=5, max_value=70),
 )
 def test_heights_are_exact_for_any_text(texts: list[str], width: int) -> None:

@@ -10,7 +10,6 @@ messages, not the whole history, so a chat with 100,000 messages stays fast.
 
 from __future__ import annotations
 
-import re
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
@@ -27,6 +26,16 @@ from rich.text import Text
 
 from messenger_protocol import Message, format_count, format_size, format_time
 
+from .markdown import (
+    TAB,
+    block_height,
+    has_blocks,
+    plain_inline,
+    plain_text,
+    render_blocks,
+    render_markdown,
+)
+
 __all__ = [
     "GROUP_GAP_SECONDS",
     "Layout",
@@ -41,9 +50,6 @@ GROUP_GAP_SECONDS = 300
 BODY_INDENT = 2
 """Columns the text of a message is indented under its header."""
 
-TAB = "    "
-"""What a tab in a message shows as (fixed, so measuring needs no column tracking)."""
-
 SendState = Literal["sent", "pending", "failed"]
 
 _AUTHOR_COLORS = (
@@ -56,20 +62,6 @@ _AUTHOR_COLORS = (
     "#d19a66",
     "#7aa2f7",
 )
-_INLINE = re.compile(
-    r"(?P<code>`[^`\n]+`)"
-    r"|(?P<bold>\*\*[^*\n]+\*\*)"
-    r"|(?P<italic>(?<![\w*])\*[^*\s](?:[^*\n]*[^*\s])?\*(?![\w*]))"
-    r"|(?P<strike>~~[^~\n]+~~)"
-    r"|(?P<link>https?://[^\s<>]*[^\s<>.,;:!?'\")\]])"
-    r"|(?P<mention>(?<![\w@])@[A-Za-z0-9_][A-Za-z0-9_.\-]*[A-Za-z0-9_])"
-)
-_CODE = Style(color="#e6e6e6", bgcolor="#3a3a3a")
-_BOLD = Style(bold=True)
-_ITALIC = Style(italic=True)
-_STRIKE = Style(strike=True)
-_MENTION = Style(color="#e5c07b", bold=True)
-_MENTION_ME = Style(color="#1e1e1e", bgcolor="#e5c07b", bold=True)
 _DIM = Style(dim=True)
 _PENDING = Style(dim=True, italic=True)
 _FAILED = Style(color="#e06c75")
@@ -87,58 +79,9 @@ DIVIDER_LABEL = " new messages "
 """The line above the first unread message of a chat."""
 
 
-def _strip_markers(found: re.Match[str]) -> str:
-    """The text a markup token shows (what :func:`render_markdown` keeps of it)."""
-    token = found.group()
-    kind = found.lastgroup
-    if kind in ("bold", "strike"):
-        return token[2:-2]
-    if kind in ("code", "italic"):
-        return token[1:-1]
-    return token
-
-
 def author_style(login: str) -> Style:
     """A stable color per author, so a conversation is easy to follow."""
     return Style(color=_AUTHOR_COLORS[sum(login.encode()) % len(_AUTHOR_COLORS)], bold=True)
-
-
-def render_markdown(text: str, me: str = "") -> Text:
-    """A message's text with inline Markdown: ``**bold**``, ``*italic*``, `` `code` ``,
-    ``~~strike~~``, links (clickable where the terminal allows) and ``@mentions``;
-    lines between triple-backtick fences are shown as code."""
-    out = Text(overflow="fold")
-    in_fence = False
-    for index, line in enumerate(text.replace("\t", TAB).split("\n")):
-        if index:
-            out.append("\n")
-        if line.strip().startswith("```"):
-            in_fence = not in_fence
-            out.append(line, _DIM)
-            continue
-        if in_fence:
-            out.append(line, _CODE)
-            continue
-        pos = 0
-        for found in _INLINE.finditer(line):
-            out.append(line[pos : found.start()])
-            pos = found.end()
-            token = found.group()
-            kind = found.lastgroup
-            if kind == "code":
-                out.append(token[1:-1], _CODE)
-            elif kind == "bold":
-                out.append(token[2:-2], _BOLD)
-            elif kind == "italic":
-                out.append(token[1:-1], _ITALIC)
-            elif kind == "strike":
-                out.append(token[2:-2], _STRIKE)
-            elif kind == "link":
-                out.append(token, Style(underline=True, color="#61afef", link=token))
-            else:
-                out.append(token, _MENTION_ME if me and token[1:] == me else _MENTION)
-        out.append(line[pos:])
-    return out
 
 
 class TimelineObserver(Protocol):
@@ -484,14 +427,15 @@ class Layout:
             return height + 1 + (1 if message.comment_count else 0)
         text = message.text.replace("\t", TAB)
         suffix = self._suffix(message)
-        if "\n" not in text and text.isascii() and len(text) + len(suffix) <= body_width:
+        if has_blocks(text):
+            # Code, quotes, lists: counted by rendering them (memoised).
+            height += block_height(message.text, body_width, suffix)
+        elif "\n" not in text and text.isascii() and len(text) + len(suffix) <= body_width:
             # The common case: one short line. Markup only ever removes characters.
             height += 1
-        elif "```" in text:
-            height += len(self._body(message).wrap(self._console, body_width))
         else:
             # Wrap the plain string as Text.wrap would, without building styled Text.
-            plain = _INLINE.sub(_strip_markers, text) + suffix
+            plain = plain_inline(text) + suffix
             for line in plain.split("\n"):
                 height += len(divide_line(line, body_width, fold=True)) + 1
         return height + len(message.attachments) + (1 if message.comment_count else 0)
@@ -500,6 +444,20 @@ class Layout:
         """What follows the text: the send state, or that it was edited."""
         suffix = _SUFFIX.get(self.timeline.state(message), "")
         return suffix + EDITED_MARK if message.edited_at is not None else suffix
+
+    def _body_lines(self, message: Message, width: int) -> list[Text]:
+        """The text of a message (with its suffix) in lines of ``width`` cells."""
+        if message.deleted_at is None and has_blocks(message.text):
+            state = self.timeline.state(message)
+            suffix = Text(_SUFFIX.get(state, ""), _FAILED if state == "failed" else _DIM)
+            if message.edited_at is not None:
+                suffix.append(EDITED_MARK, _DIM)
+            lines = render_blocks(message.text, width, self._console, me=self.me, suffix=suffix)
+            if state != "sent":
+                for line in lines:
+                    line.stylize_before(_PENDING)
+            return lines
+        return list(self._body(message).wrap(self._console, width))
 
     def _body(self, message: Message) -> Text:
         if message.deleted_at is not None:
@@ -523,8 +481,8 @@ class Layout:
         if quote.deleted:
             line.append(TOMBSTONE, _TOMBSTONE)
         else:
-            first = quote.text.replace("\t", TAB).split("\n", 1)[0]
-            line.append(_INLINE.sub(_strip_markers, first), _QUOTE)  # markup shown plain
+            first = plain_text(quote.text).strip().split("\n", 1)[0]
+            line.append(first, _QUOTE)  # markup shown plain
         line.truncate(self.width, overflow="ellipsis")
         return line
 
@@ -560,7 +518,7 @@ class Layout:
         indent = " " * BODY_INDENT
         if message.reply_to is not None:
             out.append(self._quote(message))
-        for line in self._body(message).wrap(self._console, body_width):
+        for line in self._body_lines(message, body_width):
             out.append(Text(indent) + line)
         for attachment in message.attachments:
             card = Text(indent)

@@ -28,8 +28,9 @@ from textual.widgets.option_list import Option
 
 from messenger_protocol import Message, Span, format_time
 
+from ..markdown import plain_snippet, plain_text, render_markdown
 from ..robust import Guarded
-from ..timeline import author_style, render_markdown
+from ..timeline import author_style
 
 __all__ = ["Found", "MentionsScreen", "SearchScreen", "found_prompt"]
 
@@ -61,7 +62,7 @@ def found_prompt(
     unread: bool = False,
 ) -> Group:
     """One hit: ``# chat · author · time`` over its snippet (matches highlighted) or its
-    first line."""
+    first line, as plain text (``**`` or a code fence would only be noise there)."""
     head = Text(no_wrap=True, overflow="ellipsis")
     head.append(chat if chat.startswith("@") else f"# {chat}", _WHERE)
     head.append("  ")
@@ -71,10 +72,10 @@ def found_prompt(
         head.append("  unread", _UNREAD)
     if snippet is not None:
         body = Text(no_wrap=True, overflow="ellipsis")
-        for span in snippet:
+        for span in plain_snippet(snippet):  # the words, not the message's markup
             body.append(span.text.replace("\n", " "), _MATCH if span.match else None)
     else:
-        first = message.text.split("\n", 1)[0] or "(a file)"
+        first = plain_text(message.text).strip().split("\n", 1)[0] or "(a file)"
         body = render_markdown(first, me)
         body.no_wrap, body.overflow = True, "ellipsis"
     return Group(head, Text("  ") + body)
