@@ -41,6 +41,9 @@ __all__ = ["DB_FILE", "UNREAD_COUNT_MAX", "SqliteStore", "SqliteTx", "quote_of"]
 
 log = logging.getLogger(__name__)
 
+_CHATS_PER_QUERY = 100
+"""Chats of one unread-count statement (5 parameters each; SQLite caps bound parameters)."""
+
 T = TypeVar("T")
 
 DB_FILE = "messenger.db"
@@ -379,19 +382,12 @@ class SqliteTx:
         return [r[0] for r in rows]
 
     def chat_views_of(self, user_id: int) -> list[Chat]:
-        """:meth:`chat_view` of every chat the user belongs to, by chat id, in one query."""
-        unread = (
-            "m.chat_id = c.id AND m.thread_root IS NULL AND m.id > mem.last_read"
-            " AND m.author_id != mem.user_id"
-        )
+        """:meth:`chat_view` of every chat the user belongs to, by chat id: one query, and
+        one more for the unread counts of the chats with messages after the read cursor."""
         rows = self._all(
             "SELECT c.id, c.kind, c.name, o.login, c.last_message_at, c.encrypted,"
             " c.mention_all, mem.last_read, mem.mute,"
-            " (SELECT count(*) FROM members x WHERE x.chat_id = c.id),"
-            # at most UNREAD_COUNT_MAX (a correlated LIMIT: what SQLite allows in a column)
-            f" CASE WHEN (SELECT m.id FROM messages m WHERE {unread} ORDER BY m.id"
-            f" LIMIT 1 OFFSET ?) IS NOT NULL THEN ? ELSE (SELECT count(*) FROM messages m"
-            f" WHERE {unread}) END,"
+            " (SELECT count(*) FROM members x WHERE x.chat_id = c.id), c.last_message_id,"
             " (SELECT count(*) FROM mentions n JOIN messages m ON m.id = n.message_id"
             " LEFT JOIN thread_reads t ON t.user_id = n.user_id AND t.root_id = m.thread_root"
             " WHERE n.chat_id = c.id AND n.user_id = mem.user_id AND m.deleted_at IS NULL"
@@ -403,8 +399,9 @@ class SqliteTx:
             " (SELECT u.login FROM users u WHERE u.id = mem.user_id)) END"
             " FROM members mem JOIN chats c ON c.id = mem.chat_id"
             " LEFT JOIN users o ON o.id = c.owner_id WHERE mem.user_id = ? ORDER BY c.id",
-            (UNREAD_COUNT_MAX - 1, UNREAD_COUNT_MAX, user_id),
+            (user_id,),
         )
+        unread = self._unread_counts(user_id, [(r[0], r[7]) for r in rows if r[10] > r[7]])
         return [
             Chat(
                 id=r[0],
@@ -413,7 +410,7 @@ class SqliteTx:
                 owner=r[3],
                 peer=r[12],
                 members=r[9],
-                unread=r[10],
+                unread=unread.get(r[0], 0),
                 last_read=r[7],
                 last_message_at=r[4],
                 mentions=r[11],
@@ -423,6 +420,23 @@ class SqliteTx:
             )
             for r in rows
         ]
+
+    def _unread_counts(self, user_id: int, chats: list[tuple[int, int]]) -> dict[int, int]:
+        """:meth:`unread_count` of several ``(chat_id, after)``: chat id -> count (chats with
+        none left out); one statement per ``_CHATS_PER_QUERY`` chats."""
+        found: dict[int, int] = {}
+        for start in range(0, len(chats), _CHATS_PER_QUERY):
+            part = chats[start : start + _CHATS_PER_QUERY]
+            unread = " UNION ALL ".join(
+                "SELECT ?, count(*) FROM (SELECT 1 FROM messages WHERE chat_id = ?"
+                f" AND thread_root IS NULL AND id > ? AND author_id != ? LIMIT ?) AS q{n}"
+                for n in range(len(part))
+            )
+            params: list[int] = []
+            for chat_id, after in part:
+                params += (chat_id, chat_id, after, user_id, UNREAD_COUNT_MAX)
+            found.update((int(r[0]), int(r[1])) for r in self._all(unread, params) if r[1])
+        return found
 
     def chat_view(self, chat: ChatRecord, user_id: int) -> Chat:
         """A chat as one member sees it: their name for it, unread and mention counts, read
