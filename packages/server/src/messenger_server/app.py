@@ -36,6 +36,7 @@ from messenger_protocol import (
 from messenger_protocol import __version__ as protocol_version
 from messenger_protocol import endpoints as ep
 
+from .blobs import open_blobs
 from .bus import is_local_bus
 from .bus.factory import bus_for
 from .clock import Clock
@@ -225,9 +226,11 @@ def build_services(
         session_max_age=settings.session_max_age, message_ttl=settings.message_ttl,
         cache_sessions=is_local_bus(settings.bus),
     )  # fmt: skip
+    files_dir = settings.data_dir / "files"
     files = FileService(
-        store, clock, settings.data_dir / "files", max_bytes=settings.max_file_bytes,
+        store, clock, files_dir, max_bytes=settings.max_file_bytes,
         user_quota=settings.user_quota_bytes, allowed_mime=settings.allowed_mime,
+        blobs=open_blobs(settings.blob_store, files_dir, s3_endpoint=settings.s3_endpoint),
     )  # fmt: skip
     notify = NotifyService(store, events, clock, visibility=visibility)
     messages = MessageService(

@@ -112,6 +112,15 @@ def _store(name: str, raw: object) -> str:
     )
 
 
+def _blob_store(name: str, raw: object) -> str:
+    """empty (data_dir/files), a directory path, or s3://bucket/prefix"""
+    if isinstance(raw, str):
+        value = raw.strip()
+        if not value.startswith("s3://") or len(value.removeprefix("s3://").split("/")[0]) >= 3:
+            return value
+    raise _bad(name, _blob_store.__doc__ or "", raw)
+
+
 def _bus(name: str, raw: object) -> str:
     """local, postgres, or a redis://, rediss://, nats:// or tls:// URL"""
     if isinstance(raw, str):
@@ -351,6 +360,14 @@ class Settings:
     node_lease: float = _setting(
         15.0, _float(0), "seconds a node's live streams count after its last heartbeat "
         "(several nodes: a node that dies stops renewing; its users go offline after this)"
+    )  # fmt: skip
+    blob_store: str = _setting(
+        "", _blob_store, "where uploaded files' bytes are: empty = data_dir/files, a "
+        "directory (every node of a cluster mounts the same), or s3://bucket/prefix"
+    )  # fmt: skip
+    s3_endpoint: str = _setting(
+        "", _text(), "URL of an S3-compatible store (empty = AWS); credentials and region "
+        "come from the AWS_* env vars or ~/.aws, as for every AWS tool"
     )  # fmt: skip
     sqlite_synchronous: str = _setting(
         "NORMAL",

@@ -1,7 +1,7 @@
 """The file endpoints over HTTP: raw-body upload, download with Range/ETag, chat files.
 
 The service (:mod:`.services.files`) knows nothing of HTTP; this module turns
-its answers into responses: a streamed body read from disk in chunks, a safe
+its answers into responses: a streamed body read from the blob store in chunks, a safe
 ``Content-Disposition``, the sniffed type with ``nosniff``, single byte ranges.
 """
 
@@ -13,11 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import aiofiles
-import aiofiles.os
-
 from messenger_protocol import ApiError, ErrorCode, encode
 
+from .blobs import READ_CHUNK
 from .http import Response, ResponseStream, StreamResponse
 from .services.files import FileService, StoredFile
 
@@ -31,8 +29,6 @@ log = logging.getLogger(__name__)
 DOWNLOAD_CSP = "sandbox; default-src 'none'"
 """Content-Security-Policy of every download: active content (text/html, image/svg+xml)
 opened in a browser is sandboxed and may load nothing."""
-READ_CHUNK = 256 * 1024
-"""Bytes read from disk per write to the peer."""
 _HIGH_WATER = 1024 * 1024
 """Transport buffer above which a download waits for the peer (memory per download)."""
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
@@ -101,7 +97,7 @@ def file_handlers(
 
     async def download(call: Call) -> object:
         stored = await files.open(call.actor, call.params["file_id"])
-        if not await aiofiles.os.path.exists(stored.path):
+        if await files.blobs.size(stored.sha256) is None:
             raise ApiError(ErrorCode.GONE, "the file's bytes are gone")
         size = stored.attachment.size
         etag = _etag(stored)
@@ -141,19 +137,14 @@ def file_handlers(
 
         async def produce(stream: ResponseStream) -> None:
             left = length
-            async with aiofiles.open(stored.path, "rb") as f:
-                if first:
-                    await f.seek(first)
-                while left > 0:
-                    chunk = await f.read(min(READ_CHUNK, left))
-                    if not chunk:
-                        log.error("stored file %s is shorter than recorded", stored.path.name)
-                        stream.abort()
-                        return
-                    left -= len(chunk)
-                    stream.write(chunk)
-                    if stream.buffer_size() > _HIGH_WATER:
-                        await stream.drain()
+            async for chunk in files.blobs.read(stored.sha256, first, length):
+                left -= len(chunk)
+                stream.write(chunk)
+                if stream.buffer_size() > _HIGH_WATER:
+                    await stream.drain()
+            if left > 0:
+                log.error("stored file %s is shorter than recorded", stored.sha256)
+                stream.abort()
 
         return StreamResponse(
             produce,

@@ -2,9 +2,10 @@
 
 An upload streams to ``<data_dir>/files/tmp`` with aiofiles while its sha256 is
 computed, so memory stays flat whatever the size; a body over the limit is cut
-and its temp file removed. The bytes then move to ``files/ab/cd/<sha256>``
-(identical bytes are stored once) and a row records the upload: its own id, the
-uploader, a sanitised display name and the MIME type sniffed from the content.
+and its temp file removed. The bytes then go to the blob store (:mod:`..blobs`: by
+default ``files/ab/cd/<sha256>``, or a shared directory, or an S3 bucket; identical
+bytes are stored once) and a row records the upload: its own id, the uploader, a
+sanitised display name and the MIME type sniffed from the content.
 A file is readable by the members of any chat with a message that carries it.
 Uploads never attached, and files whose messages are all gone, are collected.
 """
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import secrets
 import struct
@@ -40,6 +40,7 @@ from messenger_protocol import (
     limits,
 )
 
+from ..blobs import BlobStore, LocalBlobs
 from ..clock import Clock
 from ..loglimit import log_pass_failure
 from ..storage import STORE_UNAVAILABLE, Store, Tx
@@ -76,10 +77,10 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]")
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """A file a user may read: its metadata and where the bytes are."""
+    """A file a user may read: its metadata and the blob of its bytes."""
 
     attachment: Attachment
-    path: Path
+    sha256: str
 
 
 # --- content inspection -----------------------------------------------------------
@@ -242,11 +243,14 @@ class FileService:
         user_quota: int = limits.USER_QUOTA_BYTES,
         allowed_mime: tuple[str, ...] = (),
         unattached_grace: float = UNATTACHED_GRACE_SECONDS,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.root = root
         self.tmp = root / "tmp"
+        self.blobs: BlobStore = blobs if blobs is not None else LocalBlobs(root)
+        """Where the bytes are (``root`` itself unless another store is given)."""
         self.max_bytes = max_bytes
         self.user_quota = user_quota
         """Bytes one user may store; 0 means no quota."""
@@ -260,6 +264,7 @@ class FileService:
 
     async def start(self, *, collect_every: float | None = COLLECT_INTERVAL_SECONDS) -> None:
         """Create the directories, drop temp files a crash left, start periodic collection."""
+        await self.blobs.start()
         await aiofiles.os.makedirs(self.tmp, exist_ok=True)
         for entry in await aiofiles.os.scandir(self.tmp):
             with contextlib.suppress(OSError):
@@ -282,10 +287,6 @@ class FileService:
                 await self.collect()
             except Exception as exc:
                 log_pass_failure(log, "file collection failed", exc, STORE_UNAVAILABLE)
-
-    def blob_path(self, sha256: str) -> Path:
-        """Where the bytes with this sha256 are stored."""
-        return self.root / sha256[:2] / sha256[2:4] / sha256
 
     # --- upload ---------------------------------------------------------------------
 
@@ -358,7 +359,7 @@ class FileService:
                 created_at=self.clock.now(),
             )
             async with self._blobs:
-                await self._store_blob(tmp, sha256)
+                await self.blobs.put(sha256, tmp)
 
                 def unit(tx: Tx) -> None:
                     queries = file_queries(tx)
@@ -377,20 +378,12 @@ class FileService:
         log.info("%s uploaded %s (%d bytes, %s)", actor.login, record.id, size, mime)
         return record.attachment()
 
-    async def _store_blob(self, tmp: Path, sha256: str) -> None:
-        target = self.blob_path(sha256)
-        if await aiofiles.os.path.exists(target):
-            return  # the same bytes are stored already: keep one copy
-        await aiofiles.os.makedirs(target.parent, exist_ok=True)
-        await aiofiles.os.replace(tmp, target)
-
     async def _in_use(self, sha256: str) -> bool:
         return await self.store.read(lambda tx: file_queries(tx).sha256_in_use(sha256))
 
     async def _drop_blob_if_unused(self, sha256: str) -> None:
         if not await self._in_use(sha256):
-            with contextlib.suppress(FileNotFoundError):
-                await aiofiles.os.remove(self.blob_path(sha256))
+            await self.blobs.delete(sha256)
 
     def _too_large(self, size: int | None) -> ApiError:
         """``size`` is None when a chunked body was cut at the limit."""
@@ -442,12 +435,8 @@ class FileService:
         async with self._blobs:
             gone = await self.store.write(lambda tx: file_queries(tx).drop_unlinked(file_ids))
             for sha256 in gone:
-                if await self._in_use(sha256):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    await aiofiles.os.remove(self.blob_path(sha256))
+                if not await self._in_use(sha256) and await self.blobs.delete(sha256):
                     removed += 1
-                    self._prune_dirs(self.blob_path(sha256).parent)
         if gone:
             log.info(
                 "released %d uploads of a deleted message, %d stored files", len(gone), removed
@@ -476,7 +465,7 @@ class FileService:
             return record
 
         record = await self.store.read(unit)
-        return StoredFile(record.attachment(), self.blob_path(record.sha256))
+        return StoredFile(record.attachment(), record.sha256)
 
     async def chat_files(self, actor: Actor, chat_id: int) -> FileList:
         """Files posted in a chat the user is in, newest first."""
@@ -496,22 +485,11 @@ class FileService:
             gone = await self.store.write(partial(_collect, before=before))
             removed = 0
             for sha256 in gone:
-                if await self._in_use(sha256):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    await aiofiles.os.remove(self.blob_path(sha256))
+                if not await self._in_use(sha256) and await self.blobs.delete(sha256):
                     removed += 1
-                    self._prune_dirs(self.blob_path(sha256).parent)
         if gone:
             log.info("collected %d uploads, %d stored files", len(gone), removed)
         return removed
-
-    def _prune_dirs(self, directory: Path) -> None:
-        for d in (directory, directory.parent):
-            try:
-                os.rmdir(d)  # only succeeds when empty
-            except OSError:
-                return
 
 
 def _collect(tx: Tx, *, before: float) -> list[str]:
