@@ -13,9 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from messenger_client import ApiError, Client
-from messenger_client.cache import PendingSend
+from messenger_client.cache import PendingAct, PendingSend
 from messenger_client.outbox import Outbox
-from messenger_protocol import GENERAL_CHAT_ID, ErrorCode, Message
+from messenger_protocol import GENERAL_CHAT_ID, ErrorCode, Message, ReactionList
 from tests.support import postgres
 from tests.support.faultproxy import FaultProxy
 from tests.support.server import ServerProcess
@@ -29,6 +29,7 @@ class Recorder:
     def __init__(self) -> None:
         self.log: list[tuple[str, str]] = []
         self.delivered: dict[str, Message] = {}
+        self.answers: dict[str, Message | ReactionList] = {}
         self.refused: list[tuple[str, ApiError]] = []
         self.changed = asyncio.Event()
 
@@ -42,6 +43,11 @@ class Recorder:
     def sent(self, pending: PendingSend, message: Message) -> None:
         self.log.append(("sent", pending.client_id))
         self.delivered[pending.client_id] = message
+        self.changed.set()
+
+    def annotated(self, pending: PendingSend, result: Message | ReactionList) -> None:
+        self.log.append(("annotated", pending.client_id))
+        self.answers[pending.client_id] = result
         self.changed.set()
 
     def on_refused(self, pending: PendingSend, exc: ApiError) -> None:
@@ -157,6 +163,45 @@ async def test_a_file_message_waits_offline_and_goes_once_with_its_file(
         page = await client.history(GENERAL_CHAT_ID)
         assert [(m.client_id, [a.name for a in m.attachments]) for m in page.messages] == [
             ("file-1", ["notes.txt"])
+        ]
+    finally:
+        await client.close()
+
+
+async def test_edits_and_reactions_wait_offline_and_go_in_order(server: ServerProcess) -> None:
+    """Issue 12: an edit and reaction changes take the outbox's path: kept while the
+    server is away (no refusal), retried, applied once each and in order -- a reaction
+    added then taken back offline is gone, another stays."""
+    client = Client(server.url)
+    await client.register("alice", "secret12")
+    message = await client.send(GENERAL_CHAT_ID, "teh plan")
+    sink = Recorder()
+    outbox = Outbox(client, sink, on_refused=sink.on_refused, on_session_expired=expired)
+
+    def act(n: int, act: PendingAct, text: str) -> PendingSend:
+        return PendingSend(f"act-{n}", GENERAL_CHAT_ID, text, 0.0, act=act, target=message.id)
+
+    try:
+        async with running(outbox):
+            server.stop()
+            outbox.put(act(1, "edit", "the plan"))
+            await sink.until(lambda: ("retrying", "act-1") in sink.log)
+            outbox.put(act(2, "react", "👍"))
+            outbox.put(act(3, "react", "🎉"))
+            outbox.put(act(4, "unreact", "👍"))
+            server.start()
+            outbox.online.set()
+            await sink.until(lambda: "act-4" in sink.answers)
+        assert not sink.refused
+        edited = sink.answers["act-1"]
+        assert isinstance(edited, Message) and edited.edited_at is not None
+        reactions = sink.answers["act-4"]
+        assert isinstance(reactions, ReactionList)
+        assert [(r.emoji, r.users) for r in reactions.reactions] == [("🎉", ["alice"])]
+        now = await client.message(message.id)
+        assert now.text == "the plan" and [r.emoji for r in now.reactions] == ["🎉"]
+        assert [entry for entry in sink.log if entry[0] == "annotated"] == [
+            ("annotated", f"act-{n}") for n in range(1, 5)
         ]
     finally:
         await client.close()

@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList
 
 from messenger_client import Client
+from messenger_client import commands as slash
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.widgets.annotate import ConfirmDelete, MessageMenu, ReactionPicker
 from messenger_protocol import GENERAL_CHAT_ID
@@ -54,6 +55,11 @@ def toasts(app: MessengerApp) -> str:
     return "\n".join(n.message for n in app._notifications)
 
 
+def outbox_empty(app: MessengerApp) -> bool:
+    """The server took every send, edit and reaction change of the app's outbox."""
+    return app.store is not None and not app.store.outbox()
+
+
 async def select_message(pilot: Pilot[None], app: MessengerApp, text: str) -> None:
     """Focus the message list and select the message with ``text`` (k from the newest)."""
     main = app.main
@@ -93,6 +99,7 @@ async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
         await pilot.press("left", "l", "enter")
         await until(pilot, lambda: "hello (edited)" in screen_text(app), "the edit shown")
         assert app.screen is main, "an edit opens no output screen (it said EditedOut(...))"
+        await until(pilot, lambda: outbox_empty(app), "the edit on the server")
         page = await bob.history(GENERAL_CHAT_ID)
         assert [m.text for m in page.messages][-1] == "hello"
         assert "Editing your message" not in screen_text(app)
@@ -120,6 +127,7 @@ async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
         await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
         await pilot.press(*"thumbs", "enter")
         await until(pilot, lambda: "👍 1" in screen_text(app), "the chip")
+        await until(pilot, lambda: outbox_empty(app), "the reaction on the server")
         theirs = await bob.message(asked.id)
         assert [(r.emoji, r.users) for r in theirs.reactions] == [("👍", ["alice"])]
         await select_message(pilot, app, "shall we ship?")
@@ -127,6 +135,7 @@ async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
         await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
         await pilot.press(*"thumbs", "enter")
         await until(pilot, lambda: "👍 1" not in screen_text(app), "the chip gone")
+        await until(pilot, lambda: outbox_empty(app), "taken back on the server")
         assert not (await bob.message(asked.id)).reactions
 
         # d: asks first (Keep has the focus: a stray Enter deletes nothing)
@@ -214,9 +223,60 @@ async def test_a_click_on_a_reaction_chip_adds_it_and_a_second_click_takes_it_ba
 
         await click_chip()
         await until(pilot, lambda: "👍 2" in screen_text(app), "alice's click added hers")
+        await until(pilot, lambda: outbox_empty(app), "hers on the server")
         assert {tuple(r.users) for r in (await bob.message(sent.id)).reactions} == {
             ("bob", "alice")
         }
         await click_chip()
         await until(pilot, lambda: "👍 1" in screen_text(app), "a second click took it back")
+        await until(pilot, lambda: outbox_empty(app), "taken back on the server")
         assert [r.users for r in (await bob.message(sent.id)).reactions] == [["bob"]]
+
+
+async def test_an_edit_and_a_reaction_made_offline_show_at_once_and_reach_the_server_later(
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
+) -> None:
+    """Issue 12: edits and reactions go through the outbox like sends -- shown at once,
+    kept while the server is away (no error, no "Edited" toast), sent when it is back;
+    one the server refuses is undone and says why."""
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        main = app.main
+        assert main is not None and app.store is not None
+        theirs = await bob.send(GENERAL_CHAT_ID, "ship it?")
+        await pilot.press(*"helo", "enter")
+        await until(pilot, lambda: app.store is not None and any(
+            m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
+        ), "alice's message sent")  # fmt: skip
+        server.stop()
+        await until(pilot, lambda: app.connection.state != "connected", "the drop noticed")
+
+        await select_message(pilot, app, "helo")
+        await pilot.press("e")
+        await until(pilot, lambda: main.composer.text == "helo", "the text to edit")
+        await pilot.press("left", "l", "enter")
+        await until(pilot, lambda: "hello (edited)" in screen_text(app), "shown at once")
+        await select_message(pilot, app, "ship it?")
+        await pilot.press("plus")
+        await until(pilot, lambda: isinstance(app.screen, ReactionPicker), "the picker")
+        await pilot.press(*"thumbs", "enter")
+        await until(pilot, lambda: "👍 1" in screen_text(app), "the chip at once")
+        assert not outbox_empty(app), "both wait in the outbox"
+
+        server.start()
+        await until(pilot, lambda: outbox_empty(app), "both on the server")
+        mine = next(m for m in (await bob.history(GENERAL_CHAT_ID)).messages if m.author == "alice")
+        assert mine.text == "hello" and mine.edited_at is not None
+        assert [(r.emoji, r.users) for r in (await bob.message(theirs.id)).reactions] == [
+            ("👍", ["alice"])
+        ]
+        assert "hello (edited)" in screen_text(app) and "👍 1" in screen_text(app)
+        assert "Edited" not in toasts(app) and "Not" not in toasts(app), toasts(app)
+
+        # refused (bob deleted his message meanwhile): the chip goes, a toast says why
+        await bob.delete_message(theirs.id)
+        assert app.runner is not None
+        app.run_command(slash.ParsedCommand("react", {"message_id": theirs.id, "emoji": "🎉"}), 1)
+        await until(pilot, lambda: "Reaction not added" in toasts(app), "the refusal")
+        await until(pilot, lambda: "🎉" not in screen_text(app), "undone")

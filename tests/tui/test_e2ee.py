@@ -11,6 +11,7 @@ from pathlib import Path
 from textual.widgets import Input
 
 from messenger_client import Client
+from messenger_client import commands as slash
 from messenger_client.crypto import NO_KEY_TEXT, DeviceCrypto
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.groups import NewChatScreen
@@ -73,11 +74,21 @@ async def test_encrypted_dm_reads_sends_and_says_what_it_cannot_decrypt(
             assert last.text == "" and last.encrypted is not None, "sent encrypted"
             assert (await bob_c.decrypt(last)).text == "reply quokkaword"
 
+            # an edit goes through the outbox and stays encrypted (issue 12)
+            edit = {"message_id": last.id, "text": "reply ocelotword"}
+            app.run_command(slash.ParsedCommand("edit", edit), dm.id)
+            await until(pilot, lambda: "reply ocelotword (edited)" in screen_text(app), "shown")
+            await until(pilot, lambda: not app.store or not app.store.outbox(), "on the server")
+            edited = await bob.message(last.id)
+            assert edited.text == "" and edited.encrypted is not None, "edited encrypted"
+            assert (await bob_c.decrypt(edited)).text == "reply ocelotword"
+
         # the TUI's cache and files hold ciphertext only
         home = tmp_path / "client-alice"
         stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
         assert b"aardvarkword" not in stored
         assert b"zeppelinword" not in stored and b"quokkaword" not in stored
+        assert b"ocelotword" not in stored
     finally:
         await alice_old.close()
         await bob.close()

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import msgspec
 import platformdirs
@@ -36,7 +37,7 @@ from messenger_protocol import (
     User,
 )
 
-__all__ = ["Cache", "PendingSend", "default_cache_dir"]
+__all__ = ["Cache", "PendingAct", "PendingSend", "default_cache_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ _OUTBOX_FILES = "ALTER TABLE outbox ADD COLUMN attachments BLOB"
 """The outbox of a cache made before file messages went through it gains their files."""
 _OUTBOX_REPLIES = "ALTER TABLE outbox ADD COLUMN reply_to INTEGER"
 """... and, made before replies went through it, the message each answers."""
+_OUTBOX_ACTS = (
+    "ALTER TABLE outbox ADD COLUMN act TEXT NOT NULL DEFAULT 'send'",
+    "ALTER TABLE outbox ADD COLUMN target INTEGER",
+)
+"""... and, made before edits and reactions went through it, what each asks."""
 
 _encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(Message)
@@ -79,10 +85,15 @@ _user_decoder = msgspec.msgpack.Decoder(User)
 _contact_decoder = msgspec.msgpack.Decoder(Contact)
 _attachments_decoder = msgspec.msgpack.Decoder(tuple[Attachment, ...])
 
+PendingAct = Literal["send", "edit", "react", "unreact"]
+"""What a queued send asks of the server."""
+_ACTS: tuple[str, ...] = get_args(PendingAct)
+
 
 @dataclass(frozen=True)
 class PendingSend:
-    """A message typed by the user that the server has not acknowledged yet."""
+    """A message typed by the user that the server has not acknowledged yet (or an
+    edit or a reaction: see ``act``)."""
 
     client_id: str
     chat_id: int
@@ -93,6 +104,12 @@ class PendingSend:
     """Files already uploaded that the message carries (a file message)."""
     reply_to: int | None = None
     """The message it answers (a reply, quoting it)."""
+    act: PendingAct = "send"
+    """What it asks: a new message (``send``), or a new ``text`` for message ``target``
+    (``edit``), or the reaction ``text`` added to it or taken back (``react``,
+    ``unreact``). Edits and reactions wait and are retried like sends."""
+    target: int | None = None
+    """The message an edit or a reaction is for."""
 
 
 def default_cache_dir() -> Path:
@@ -120,6 +137,9 @@ class Cache:
             self._db.execute(_OUTBOX_FILES)
         if "reply_to" not in columns:
             self._db.execute(_OUTBOX_REPLIES)
+        if "act" not in columns:
+            for alter in _OUTBOX_ACTS:
+                self._db.execute(alter)
         version = self._meta("schema_version")
         if version is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
@@ -361,19 +381,20 @@ class Cache:
         """Keep a send until the server acknowledges it."""
         self._db.execute(
             "INSERT OR REPLACE INTO outbox"
-            " (client_id, chat_id, text, thread_root, created_at, attachments, reply_to)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " (client_id, chat_id, text, thread_root, created_at, attachments, reply_to,"
+            " act, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 p.client_id, p.chat_id, p.text, p.thread_root, p.created_at,
                 _encoder.encode(p.attachments) if p.attachments else None, p.reply_to,
+                p.act, p.target,
             ),
         )  # fmt: skip
 
     def pending(self) -> list[PendingSend]:
         """Unacknowledged sends, oldest first."""
         rows = self._db.execute(
-            "SELECT client_id, chat_id, text, created_at, thread_root, attachments, reply_to"
-            " FROM outbox ORDER BY created_at"
+            "SELECT client_id, chat_id, text, created_at, thread_root, attachments, reply_to,"
+            " act, target FROM outbox ORDER BY created_at"
         ).fetchall()
         return [
             PendingSend(
@@ -384,6 +405,8 @@ class Cache:
                 r[4],
                 _attachments_decoder.decode(r[5]) if r[5] else (),
                 reply_to=r[6],
+                act=r[7] if r[7] in _ACTS else "send",
+                target=r[8],
             )
             for r in rows
         ]

@@ -1,5 +1,5 @@
-"""The outbox: what the user sent, text and files, in order, until the server has it
-(no UI toolkit). A file message is queued once its file is uploaded.
+"""The outbox: what the user sent, text and files, edits and reactions, in order, until
+the server has it (no UI toolkit). A file message is queued once its file is uploaded.
 
 Each send is a :class:`~messenger_client.cache.PendingSend` with its own ``client_id``.
 The outbox sends them one at a time; while the server cannot be reached it keeps the
@@ -7,7 +7,9 @@ send, says so, and tries again with the same ``client_id`` (the server keeps one
 per ``client_id``, so a retry after a lost answer never posts twice) when the connection
 is back or after a growing pause. A refusal (the server said no) ends that send. What the
 user sees of all this is the sink's business: the TUI's store shows a send as pending,
-failed-and-retrying, refused, or as the server's message.
+failed-and-retrying, refused, or as the server's message. An edit or a reaction (its
+``act``) is retried the same way (both are idempotent: the same text again, a reaction
+added twice is one) and answered through :meth:`OutboxSink.annotated`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-from messenger_protocol import ApiError, ErrorCode, Message
+from messenger_protocol import ApiError, ErrorCode, Message, ReactionList
 
 from .api import Client, ServerUnavailable
 from .cache import PendingSend
@@ -45,6 +47,10 @@ class OutboxSink(Protocol):
     def sent(self, pending: PendingSend, message: Message) -> None:
         """The server has the message."""
 
+    def annotated(self, pending: PendingSend, result: Message | ReactionList) -> None:
+        """The server took an edit (``result``: the message as edited) or a reaction
+        change (the message's reactions now)."""
+
 
 class Outbox:
     """Sends queued messages in order through ``client``; see the module docstring.
@@ -53,7 +59,9 @@ class Outbox:
     ``on_session_expired`` of a session that ended (the send is kept for after the next
     login, and the queue is emptied: the sink's store still holds those sends);
     ``on_sent`` of each delivered message; ``encrypt``, when given, sends a message
-    end to end encrypted if its chat is (it answers None for a chat in the clear).
+    end to end encrypted if its chat is (it answers None for a chat in the clear);
+    ``edit``, when given, edits a message (an encrypted one's new text goes as
+    ciphertext; it answers None to leave it to ``client.edit``).
     """
 
     def __init__(
@@ -65,6 +73,7 @@ class Outbox:
         on_session_expired: Callable[[ApiError], None],
         on_sent: Callable[[PendingSend, Message], None] | None = None,
         encrypt: Callable[[PendingSend], Awaitable[Message | None]] | None = None,
+        edit: Callable[[int, str], Awaitable[Message | None]] | None = None,
     ) -> None:
         self.client = client
         self.sink = sink
@@ -74,6 +83,7 @@ class Outbox:
         self._on_session_expired = on_session_expired
         self._on_sent = on_sent
         self._encrypt = encrypt
+        self._edit = edit
         self._queue: asyncio.Queue[PendingSend] = asyncio.Queue()
         self._closed = False
 
@@ -102,21 +112,7 @@ class Outbox:
         delay = RETRY_FIRST_SECONDS
         while not self._closed:
             try:
-                sealed = await self._encrypt(pending) if self._encrypt is not None else None
-                if sealed is not None:
-                    message = sealed
-                elif pending.thread_root is not None:
-                    message = await self.client.comment(
-                        pending.thread_root, pending.text, client_id=pending.client_id
-                    )
-                else:
-                    message = await self.client.send(
-                        pending.chat_id,
-                        pending.text,
-                        client_id=pending.client_id,
-                        attachments=[a.id for a in pending.attachments],
-                        reply_to=pending.reply_to,
-                    )
+                answer = await self._attempt(pending)
             except ServerUnavailable as exc:
                 log.info("send %s waits: %s", pending.client_id, exc)
                 self.sink.send_failed(pending, retrying=True)
@@ -147,7 +143,38 @@ class Outbox:
                 self.sink.send_failed(pending, retrying=False)
                 self._on_refused(pending, exc)
                 return
-            self.sink.sent(pending, message)
+            if pending.act != "send":
+                self.sink.annotated(pending, answer)
+                return
+            assert isinstance(answer, Message)
+            self.sink.sent(pending, answer)
             if self._on_sent is not None:
-                self._on_sent(pending, message)
+                self._on_sent(pending, answer)
             return
+
+    async def _attempt(self, pending: PendingSend) -> Message | ReactionList:
+        """Ask the server once for what ``pending`` wants."""
+        if pending.act != "send":
+            assert pending.target is not None, pending
+            if pending.act == "edit":
+                edited = None
+                if self._edit is not None:
+                    edited = await self._edit(pending.target, pending.text)
+                return edited or await self.client.edit(pending.target, pending.text)
+            if pending.act == "react":
+                return await self.client.react(pending.target, pending.text)
+            return await self.client.unreact(pending.target, pending.text)
+        sealed = await self._encrypt(pending) if self._encrypt is not None else None
+        if sealed is not None:
+            return sealed
+        if pending.thread_root is not None:
+            return await self.client.comment(
+                pending.thread_root, pending.text, client_id=pending.client_id
+            )
+        return await self.client.send(
+            pending.chat_id,
+            pending.text,
+            client_id=pending.client_id,
+            attachments=[a.id for a in pending.attachments],
+            reply_to=pending.reply_to,
+        )

@@ -18,7 +18,7 @@ from messenger_protocol import GENERAL_CHAT_ID, Attachment, Message, MessengerEr
 
 from .. import commands as slash
 from ..api import new_client_id
-from ..cache import PendingSend
+from ..cache import PendingAct, PendingSend
 from ..outputs import ChatOut, EditedOut
 from .files import Files
 from .host import Host
@@ -69,8 +69,7 @@ class Dispatcher:
             return
         if intent is not None and intent.act == "edit":
             if text != intent.message.text:
-                edit = {"message_id": intent.message.id, "text": text}
-                self._run_slash(slash.ParsedCommand("edit", edit, line=f"/edit {text}"))
+                self.annotate("edit", intent.message.id, text, intent.message.chat_id)
             return
         if intent is not None:
             self.send_text(intent.message.chat_id, text, reply_to=intent.message.id)
@@ -98,6 +97,10 @@ class Dispatcher:
                 self.send_text(chat_id, args["text"])
             case "send":
                 self.send_text(GENERAL_CHAT_ID, args["text"])
+            case "edit":
+                self.annotate("edit", args["message_id"], args["text"], chat_id)
+            case "react" | "unreact":
+                self.annotate(parsed.name, args["message_id"], args["emoji"], chat_id)
             case "reply":
                 replied = store.find(args["message_id"])
                 target = replied.chat_id if replied is not None else chat_id
@@ -165,6 +168,26 @@ class Dispatcher:
         if self.session.outbox is not None:
             self.session.outbox.put(pending)
         app.receipts.sent(chat_id)
+
+    def annotate(self, act: PendingAct, message_id: int, text: str, chat_id: int) -> None:
+        """Edit a message (``text``: its new text) or add or take back a reaction
+        (``text``: the emoji) through the outbox: shown at once, retried while the
+        server cannot be reached, undone if it refuses."""
+        store = self.app.store
+        if store is None:
+            return
+        shown = store.find(message_id)
+        pending = PendingSend(
+            new_client_id(),
+            shown.chat_id if shown is not None else chat_id,
+            text,
+            self.clock(),
+            act=act,
+            target=message_id,
+        )
+        store.add_annotation(pending)
+        if self.session.outbox is not None:
+            self.session.outbox.put(pending)
 
     def send_comment(self, root: Message, text: str) -> None:
         """Comment under ``root``: pending in the thread panel at once, then retried."""

@@ -137,6 +137,13 @@ class Encryption:
             quote=_quote(replied),
         )
 
+    async def edit(self, message_id: int, text: str) -> Message | None:
+        """Edit a message, an encrypted one with a new ciphertext (the outbox's edit
+        step); None: this device has no keys, the edit goes as the server edits it."""
+        if self.crypto is None:
+            return None
+        return await self.crypto.edit(message_id, text)
+
 
 def _quote(replied: Message | None) -> str | None:
     """The excerpt a reply carries, inside its ciphertext, of the message it answers."""

@@ -53,6 +53,10 @@ __all__ = ["LiveSession"]
 log = logging.getLogger(__name__)
 
 
+_REFUSED = {"edit": "Not edited", "react": "Reaction not added", "unreact": "Reaction kept"}
+"""How a refused edit or reaction change is said (a send: "Not sent")."""
+
+
 class LiveSession:
     """The session's life, from login to its end, for one app."""
 
@@ -164,6 +168,7 @@ class LiveSession:
                 store.chats.get(pending.chat_id),
                 store.find(pending.reply_to) if pending.reply_to is not None else None,
             ),
+            edit=e2ee.edit,
         )
         if isinstance(app.screen, LoginScreen):
             app.switch_screen(main)
@@ -409,10 +414,12 @@ class LiveSession:
             await self.outbox.run()
 
     def _send_refused(self, pending: PendingSend, exc: ApiError) -> None:
-        """The server refused a send: say why, show a ban or wait, keep the text."""
-        self.app.notify(f"Not sent: {describe_error(exc)}", severity="error")
+        """The server refused a send: say why, show a ban or wait, keep the text (an
+        edit's text too, to copy; the message shows its old one again)."""
+        what = _REFUSED.get(pending.act, "Not sent")
+        self.app.notify(f"{what}: {describe_error(exc)}", severity="error")
         self.moderation.refusal(exc)
-        if self.app.main is not None:
+        if self.app.main is not None and pending.act in ("send", "edit"):
             self.app.main.give_back(pending.text)
 
     # --- the end -------------------------------------------------------------------------

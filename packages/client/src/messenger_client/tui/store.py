@@ -29,7 +29,9 @@ from messenger_protocol import (
     MessagePage,
     MessageUpdated,
     Presence,
+    Reaction,
     ReactionChanged,
+    ReactionList,
     ReadMarker,
     Reset,
     ThreadActivity,
@@ -95,6 +97,8 @@ class ChatStore:
     reveal: Callable[[Message], Message] = lambda message: message
     """An end-to-end encrypted message as shown (decrypted in memory); every message
     the store takes in goes through it, and the cache gets it back as ciphertext."""
+    _edited_from: dict[str, Message] = field(default_factory=dict)
+    """Client id of a queued edit -> the message as it was (shown again if refused)."""
 
     # --- loading ------------------------------------------------------------
 
@@ -117,7 +121,11 @@ class ChatStore:
             timeline = Timeline(chat_id, self._shown(cached))
             if self.cache is not None:
                 for pending in self.cache.pending():
-                    if pending.chat_id == chat_id and pending.thread_root is None:
+                    if (
+                        pending.act == "send"
+                        and pending.chat_id == chat_id
+                        and pending.thread_root is None
+                    ):
                         timeline.add_pending(pending_message(pending, self.me))
             self.timelines[chat_id] = timeline
         return timeline
@@ -270,6 +278,57 @@ class ChatStore:
             return self.timeline(pending.chat_id)
         return self.threads.get(pending.thread_root)
 
+    def add_annotation(self, pending: PendingSend) -> None:
+        """Keep an edit or a reaction change until the server takes it, and show it at
+        once (the server's answer, or its event, then shows what it kept)."""
+        if self.cache is not None:
+            self.cache.add_pending(pending)
+        shown = self.find(pending.target) if pending.target is not None else None
+        if shown is None:
+            return
+        if pending.act == "edit":
+            self._edited_from.setdefault(pending.client_id, shown)
+            changed = msgspec.structs.replace(
+                shown, text=pending.text, edited_at=shown.edited_at or pending.created_at
+            )
+        else:
+            changed = msgspec.structs.replace(
+                shown, reactions=toggled(shown.reactions, pending.text, self.me, pending.act)
+            )
+        self._replace(changed, Change())
+
+    def annotated(self, pending: PendingSend, result: Message | ReactionList) -> None:
+        """The server took an edit or a reaction change: show what it answered."""
+        if self.cache is not None:
+            self.cache.remove_pending(pending.client_id)
+        self._edited_from.pop(pending.client_id, None)
+        if isinstance(result, Message):
+            self._save([result])
+            self._replace(self.reveal(result), Change())
+            return
+        shown = self.find(result.message_id)
+        if shown is not None:
+            shown = msgspec.structs.replace(shown, reactions=result.reactions)
+            self._save([shown])
+            self._replace(shown, Change())
+
+    def _annotation_refused(self, pending: PendingSend) -> None:
+        """A refused edit shows the text it had; a refused reaction change is undone."""
+        before = self._edited_from.pop(pending.client_id, None)
+        shown = self.find(pending.target) if pending.target is not None else None
+        if shown is None:
+            return
+        if pending.act == "edit":
+            if before is not None:
+                edited = (before.text, before.edited_at)
+                self._replace(
+                    msgspec.structs.replace(shown, text=edited[0], edited_at=edited[1]), Change()
+                )
+            return
+        undo = "unreact" if pending.act == "react" else "react"
+        reactions = toggled(shown.reactions, pending.text, self.me, undo)
+        self._replace(msgspec.structs.replace(shown, reactions=reactions), Change())
+
     def sent(self, pending: PendingSend, message: Message) -> None:
         """The server acknowledged a send."""
         if self.cache is not None:
@@ -281,6 +340,13 @@ class ChatStore:
 
     def send_failed(self, pending: PendingSend, retrying: bool) -> None:
         """A send failed: kept and marked (``retrying``) or dropped for good."""
+        if pending.act != "send":
+            # an edit or a reaction stays shown while it waits; refused, it is undone
+            if not retrying:
+                if self.cache is not None:
+                    self.cache.remove_pending(pending.client_id)
+                self._annotation_refused(pending)
+            return
         timeline = self._timeline_of(pending)
         if retrying:
             if timeline is not None:
@@ -293,6 +359,8 @@ class ChatStore:
 
     def retrying(self, pending: PendingSend) -> None:
         """A failed send is being tried again."""
+        if pending.act != "send":
+            return
         timeline = self._timeline_of(pending)
         if timeline is not None:
             timeline.set_failed(pending.client_id, False)
@@ -332,7 +400,7 @@ class ChatStore:
             thread = Timeline(-root.id, self._shown([root, *comments]), has_more=False)
             if self.cache is not None:
                 for pending in self.cache.pending():
-                    if pending.thread_root == root.id:
+                    if pending.act == "send" and pending.thread_root == root.id:
                         thread.add_pending(pending_message(pending, self.me))
             self.threads[root.id] = thread
         return thread
@@ -555,6 +623,25 @@ def _keep_newer(old: Timeline, fresh: Timeline) -> None:
     for message in old.messages:
         if message.id > newest:
             fresh.add(message)
+
+
+def toggled(reactions: list[Reaction], emoji: str, me: str, act: str) -> list[Reaction]:
+    """``reactions`` with ``me``'s ``emoji`` added (``act`` "react") or taken back."""
+    out: list[Reaction] = []
+    found = False
+    for reaction in reactions:
+        if reaction.emoji != emoji:
+            out.append(reaction)
+            continue
+        found = True
+        users = [u for u in reaction.users if u != me]
+        if act == "react":
+            users.append(me)
+        if users:
+            out.append(Reaction(emoji, reaction.count + len(users) - len(reaction.users), users))
+    if not found and act == "react":
+        out.append(Reaction(emoji, 1, [me]))
+    return out
 
 
 def pending_message(pending: PendingSend, me: str, replied: Message | None = None) -> Message:
