@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,7 @@ class StreamSink:
         self.data = bytearray()
         self.closed = asyncio.Event()
         self.wrote = asyncio.Event()
+        self.on_close: Callable[[], None] | None = None
 
     def write(self, data: bytes) -> None:
         self.data += data
@@ -198,16 +199,22 @@ class StreamSink:
         return None
 
     def abort(self) -> None:
-        self.closed.set()
+        self.close()
 
     def close(self) -> None:
         self.closed.set()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
     def is_closing(self) -> bool:
         return self.closed.is_set()
 
     async def wait_closed(self) -> None:
         await self.closed.wait()
+
+    def keep_open(self, on_close: Callable[[], None]) -> None:
+        self.on_close = on_close
 
     async def events_until(self, count: int) -> list[tuple[str | None, Any]]:
         """Wait until ``count`` events arrived; return them."""

@@ -16,6 +16,7 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -575,10 +576,12 @@ class App:
                             await stream.drain()
 
                     sub.release(await self.events.catch_up(actor.user_id, after, send))
-                # heartbeats come from the hub's one shared timer (started by serve)
-                await stream.wait_closed()
-            finally:
+            except BaseException:
                 self.close_stream(live)
+                raise
+            # caught up: the hub writes the live frames and its one timer the heartbeats;
+            # nothing waits on an idle stream (no task per stream)
+            stream.keep_open(partial(self.close_stream, live))
 
         return StreamResponse(
             produce, content_type="text/event-stream", headers=list(_STREAM_HEADERS)

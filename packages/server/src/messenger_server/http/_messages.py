@@ -161,10 +161,12 @@ class ResponseStream:
 
     Writes go straight to the transport (no await per write); the producer
     checks :meth:`buffer_size` and awaits :meth:`drain` or calls :meth:`abort`
-    for flow control.
+    for flow control. A producer of a close-delimited stream may hand the stream
+    over with :meth:`keep_open` and return: an idle stream then costs no task.
     """
 
-    __slots__ = ("_closed", "_counter", "_drain", "_transport", "_waiter", "peer")
+    __slots__ = ("_closed", "_closer", "_counter", "_drain", "_on_close", "_transport",
+                 "_waiter", "kept", "peer")  # fmt: skip
 
     def __init__(
         self,
@@ -172,13 +174,18 @@ class ResponseStream:
         peer: str,
         drain: Callable[[], Awaitable[None]],
         counter: Callable[[bytes], bytes] | None = None,
+        closer: Callable[[], None] | None = None,
     ) -> None:
         self.peer = peer
         self._transport = transport
         self._drain = drain
         self._counter = counter  # Content-Length framing checks each piece
+        self._closer = closer  # how the server closes it (None: the transport's close)
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
+        self._on_close: Callable[[], None] | None = None
+        self.kept = False
+        """Handed over by :meth:`keep_open`: it outlives its producer."""
 
     def write(self, data: bytes) -> None:
         """Queue bytes for the peer (dropped silently once the connection is closing)."""
@@ -210,7 +217,10 @@ class ResponseStream:
 
     def close(self) -> None:
         """End the stream after the queued bytes are sent (e.g. on logout)."""
-        self._transport.close()
+        if self._closer is not None:
+            self._closer()
+        else:
+            self._transport.close()
 
     def is_closing(self) -> bool:
         """The connection is closed or closing; writes are dropped."""
@@ -226,11 +236,30 @@ class ResponseStream:
             self._waiter = asyncio.get_running_loop().create_future()
         await self._waiter
 
+    def keep_open(self, on_close: Callable[[], None]) -> None:
+        """Keep the stream open once the producer returns; ``on_close`` runs once when it
+        ends (the peer left, or it was closed or aborted), at once if it already has.
+
+        Whoever holds the stream (the event hub) writes to it from then on; nothing
+        waits on it, so an idle stream costs no task, coroutine or future. Only a
+        close-delimited stream (no ``content_length``) can be kept.
+        """
+        if self._counter is not None or self._closer is None:
+            raise RuntimeError("only a close-delimited stream can be kept open")
+        if self._closed:
+            on_close()
+            return
+        self._on_close = on_close
+        self.kept = True
+
     def mark_closed(self) -> None:
         """Called by the server when the connection ends."""
         self._closed = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
 
 @dataclass(slots=True)

@@ -3,8 +3,10 @@
 Each connection runs one loop: read a head (under the idle timeout), call the
 handler, write the answer, make sure the request body is consumed, repeat while
 keep-alive allows. Streams (Server-Sent Events) keep the connection: their
-producer runs as a task while the connection coroutine watches for the peer
-leaving. One ``try/finally`` closes every connection, whatever happened.
+producer runs in the connection's task; one that hands its stream over
+(:meth:`ResponseStream.keep_open`) lets the task end, and the stream's protocol
+ends the connection when the peer leaves. One ``try/finally`` closes every
+other connection, whatever happened.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -177,11 +179,22 @@ class HttpServer:
         self.stop_accepting()
         for conn in list(self._conns):
             conn.shutdown()
-        tasks = [conn.task for conn in self._conns if conn.task is not None]
+        tasks: list[asyncio.Future[Any]] = [
+            conn.task for conn in self._conns if conn.task is not None
+        ]
+        # kept event streams have no task: wait for their connections to end
+        tasks += [
+            asyncio.ensure_future(conn.stream_protocol.wait_lost())
+            for conn in self._conns
+            if conn.task is None and conn.stream_protocol is not None
+        ]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
+            for conn in list(self._conns):
+                if conn.task is None:
+                    conn.transport.abort()  # a kept stream still sending after the grace
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
         if self._server is not None:
@@ -399,6 +412,8 @@ class _Connection:
         """Server closing: idle connections go now, event streams end, busy ones finish
         (a connection reading a request head is busy: its request has begun)."""
         if self.task is None:
+            if self.stream_protocol is not None:
+                self.stream_protocol.close()  # a kept event stream: after its queued bytes
             return
         if self.state == "streaming" or (self.state == "idle" and not self._parser.head_started):
             self.task.cancel()
@@ -447,13 +462,35 @@ class _Connection:
             if _log_limit.allow("connection failure"):
                 log.exception("connection %s failed", self.peer)
         finally:
-            self._move("closing")
             self._stop_body_watch()
             self._stop_head_watch()
-            try:
-                await self._close()
-            finally:
-                self._server._forget(self)
+            if not self._hand_over():
+                self._move("closing")
+                try:
+                    await self._close()
+                finally:
+                    self._server._forget(self)
+
+    def _hand_over(self) -> bool:
+        """If the stream was kept open (and the peer is still there), let its protocol own
+        the connection from now on and drop what only this task needed; True if so."""
+        protocol = self.stream_protocol
+        if protocol is None or protocol.stream is None or not protocol.stream.kept:
+            return False
+        if protocol.peer_gone:
+            return False  # it is ending: close as any connection
+        self.task = None
+        # the HTTP reader and writer go with the (finished) task: an idle stream keeps
+        # only its transport, its protocol and the stream. A collected StreamWriter
+        # closes its transport, which now belongs to the stream: this one must not.
+        self._writer.__class__ = _HandedOverWriter
+        del self._reader, self._writer
+        protocol.on_lost = self._kept_stream_lost
+        return True
+
+    def _kept_stream_lost(self) -> None:
+        self._move("closing")
+        self._server._forget(self)
 
     async def _close(self) -> None:
         """Close gracefully if the peer lets us within a second, else abort."""
@@ -853,7 +890,9 @@ class _Connection:
         task = asyncio.current_task()
         assert task is not None
         protocol = _StreamProtocol(self.transport, task, self._server.limits.drain_max)
-        stream = ResponseStream(self.transport, self.request_peer, self._drain_stream)
+        stream = ResponseStream(
+            self.transport, self.request_peer, self._drain_stream, closer=protocol.close
+        )
         protocol.stream = stream
         self.stream_protocol = protocol
         self._parser = _SPENT_PARSER  # parser state an idle stream does not need
@@ -875,7 +914,8 @@ class _Connection:
             log.exception("event stream producer for %s failed", self.peer)
         finally:
             protocol.producer_done()
-            stream.mark_closed()
+            if not stream.kept:
+                stream.mark_closed()
 
     async def _drain_stream(self) -> None:
         protocol = self.stream_protocol
@@ -946,15 +986,28 @@ def _error_response(exc: ApiError) -> Response:
     return Response(status=exc.status, body=error_body(exc), headers=extra)
 
 
+class _HandedOverWriter(asyncio.StreamWriter):
+    """The writer of a connection whose transport a kept event stream took over."""
+
+    def __del__(self) -> None:
+        pass  # the transport lives on: closing it is the stream's business
+
+
+_CLOSE_WAIT = 1.0
+"""Seconds a closed event stream gets to send its queued bytes before it is aborted."""
+
+
 class _StreamProtocol(asyncio.Protocol):
     """Owns the transport of a close-delimited stream once its head is sent.
 
     Bytes the peer sends are dropped (up to a budget, then the connection is cut);
-    EOF or a lost connection marks the stream closed and cancels its producer.
+    EOF or a lost connection marks the stream closed and cancels its producer. A
+    kept stream (:meth:`ResponseStream.keep_open`) has no task left: the lost
+    connection calls ``on_lost`` instead, which ends it in the server.
     """
 
     __slots__ = ("_budget", "_drain_waiter", "_is_lost", "_lost", "_paused", "_task",
-                 "_transport", "peer_gone", "stream")  # fmt: skip
+                 "_transport", "on_lost", "peer_gone", "stream")  # fmt: skip
 
     def __init__(self, transport: asyncio.Transport, task: asyncio.Task[Any], budget: int) -> None:
         self._transport = transport
@@ -966,6 +1019,7 @@ class _StreamProtocol(asyncio.Protocol):
         self._is_lost = False
         self.peer_gone = False
         self.stream: ResponseStream | None = None
+        self.on_lost: Callable[[], None] | None = None
 
     def data_received(self, data: bytes) -> None:
         self._budget -= len(data)
@@ -983,6 +1037,9 @@ class _StreamProtocol(asyncio.Protocol):
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         self._gone()
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -1007,6 +1064,14 @@ class _StreamProtocol(asyncio.Protocol):
             self.stream.mark_closed()
         if self._task is not None:
             self._task.cancel()
+
+    def close(self) -> None:
+        """Close after the queued bytes are sent; abort if that takes over a second (a
+        peer that stopped reading does not hold the connection)."""
+        if self._is_lost:
+            return
+        self._transport.close()
+        asyncio.get_running_loop().call_later(_CLOSE_WAIT, self._transport.abort)
 
     def producer_done(self) -> None:
         """The producer returned: the peer leaving no longer cancels anything."""
