@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import msgspec
 
 from messenger_client.cache import Cache
-from messenger_protocol import Message, MessageDeleted, MessageEdited, parse_search
+from messenger_protocol import Encrypted, Message, MessageDeleted, MessageEdited, parse_search
 
 
 def _m(mid: int, text: str, chat_id: int = 1, author: str = "alice", at: float = 0.0) -> Message:
@@ -45,3 +48,53 @@ def test_cached_messages_are_found_until_edited_or_deleted() -> None:
     assert cache.apply(MessageDeleted(chat_id=1, message_id=1, tombstone=tombstone))
     assert _ids(cache, "plankton") == [] and _ids(cache, "from:alice") == [3]
     cache.close()
+
+
+def test_encrypted_messages_are_kept_as_ciphertext_and_found_by_decrypting(
+    tmp_path: Path,
+) -> None:
+    """Issue 14: an encrypted message is written without its plaintext (even when handed
+    over decrypted) and is found only through ``reveal``, in memory; a cache made before
+    that rule loses its messages, plaintext and all."""
+    enc = Encrypted(
+        algorithm="m.megolm.v1.aes-sha2", sender_key="k" * 43, device_id="D",
+        session_id="s" * 43, ciphertext="opaque",
+    )  # fmt: skip
+    secret = msgspec.structs.replace(_m(7, "the walrus password"), encrypted=enc)
+    path = tmp_path / "c.sqlite3"
+    cache = Cache(path)
+    cache.save_messages([secret, _m(8, "walrus in the clear")])
+    assert _ids(cache, "walrus") == [8]
+    kept = cache.message(7)
+    assert kept is not None and kept.text == "" and kept.encrypted == enc
+    plaintexts = {7: "the walrus password"}
+
+    def reveal(m: Message) -> Message | None:
+        text = plaintexts.get(m.id)
+        return None if text is None else msgspec.structs.replace(m, text=text)
+
+    found = cache.search(parse_search("walrus"), reveal=reveal)
+    assert [(m.id, m.text) for m in found] == [
+        (8, "walrus in the clear"),
+        (7, "the walrus password"),
+    ]
+    assert [m.id for m in cache.search(parse_search('"walrus password"'), reveal=reveal)] == [7]
+    assert cache.search_encrypted(parse_search("walrus from:bob"), reveal) == []
+    cache.close()
+    assert b"password" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+
+    old = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(old)
+    db.executescript(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, chat_id INTEGER NOT NULL,"
+        " thread_root INTEGER, body BLOB NOT NULL);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '2');"
+    )
+    db.execute("INSERT INTO messages VALUES (1, 1, NULL, ?)", (b"oldpassword" * 100,))
+    db.commit()
+    db.close()
+    reopened = Cache(old)
+    assert reopened.message_count(1) == 0
+    reopened.close()
+    assert b"oldpassword" not in b"".join(p.read_bytes() for p in tmp_path.glob("old*"))

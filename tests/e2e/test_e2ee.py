@@ -421,3 +421,33 @@ async def test_concurrent_sends_and_fetches_keep_the_sessions_whole(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_the_console_cache_keeps_ciphertext_and_search_decrypts_it(
+    server: ServerProcess, plain: StartPlain, tmp_path: Path
+) -> None:
+    """Issue 14: the plain console's local cache holds an encrypted message as ciphertext
+    only (no planted word anywhere in its data dir), and /search still finds it: the
+    cached ciphertext is decrypted in memory (the server has no text to search)."""
+    alice, bob = await plain(), await plain()
+    alice.send("/auth alice password1")
+    await alice.expect("logged in as alice")
+    bob.send("/auth bob password1")
+    await bob.expect("logged in as bob")
+    alice.send(f"/private bob the code word is {WORDS[2]}")
+    await bob.expect(WORDS[2])
+    bob.send("/private alice a plain looking answer")
+    await alice.expect("plain looking answer")
+    bob.send(f"/search {WORDS[2]}")
+    await bob.expect(f"found for {WORDS[2]!r}")
+    hit = await bob.expect(WORDS[2])
+    assert "alice" in hit and "@alice" in hit, hit
+    bob.send('/search "code word" in:@alice from:alice')
+    await bob.expect("found for")
+    assert WORDS[2] in await bob.expect("code")
+    # bob's console is the second one started: everything it keeps on disk
+    home = tmp_path / "client1"
+    kept = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+    assert any(p.name.endswith(".sqlite3") for p in home.rglob("*")), "the cache is there"
+    assert WORDS[2].encode() not in kept
+    assert b"code word" not in kept

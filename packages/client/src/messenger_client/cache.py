@@ -5,7 +5,10 @@ the app shows history at once on start, before the network answers, and offline.
 It also keeps the outbox: sends that have not been acknowledged yet, so a message
 typed while offline is retried with the same ``client_id`` after a restart too.
 
-The cache is a mirror, never the truth: whatever the server says replaces it.
+The cache is a mirror, never the truth: whatever the server says replaces it. An
+end-to-end encrypted message is kept as the server sent it, ciphertext only (its text
+and its quote empty; issue 14): no plaintext at rest. ``/search`` decrypts the cached
+ciphertext in memory (:meth:`Cache.search` with a ``reveal``) to find words in it.
 Calls are synchronous and short (indexed reads of one page, small writes); WAL mode
 keeps writes from blocking reads.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -35,13 +38,14 @@ from messenger_protocol import (
     ParsedSearch,
     ReactionChanged,
     User,
+    search_words,
 )
 
 __all__ = ["Cache", "PendingAct", "PendingSend", "default_cache_dir"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,10 +56,13 @@ CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
     chat_id INTEGER NOT NULL,
     thread_root INTEGER,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    encrypted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (chat_id, thread_root, id);
--- what /search finds offline: the text of every cached message that is not a tombstone
+CREATE INDEX IF NOT EXISTS messages_encrypted ON messages (encrypted, chat_id, id);
+-- what /search finds offline: the text of every cached message in the clear that is
+-- not a tombstone (an encrypted one has no text here: search decrypts it in memory)
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     text, chat_id UNINDEXED, author UNINDEXED, created_at UNINDEXED, files UNINDEXED,
     tokenize = 'unicode61 remove_diacritics 2'
@@ -88,6 +95,35 @@ _attachments_decoder = msgspec.msgpack.Decoder(tuple[Attachment, ...])
 PendingAct = Literal["send", "edit", "react", "unreact"]
 """What a queued send asks of the server."""
 _ACTS: tuple[str, ...] = get_args(PendingAct)
+
+
+Reveal = Callable[[Message], Message | None]
+"""An encrypted message with its plaintext in memory, None if this device cannot read it."""
+
+
+def _at_rest(message: Message) -> Message:
+    """What is written to disk of a message: an encrypted one without any plaintext (its
+    text and its reply's quote are inside the ciphertext)."""
+    if message.encrypted is None:
+        return message
+    quote = message.reply_to
+    if quote is not None and quote.text:
+        quote = msgspec.structs.replace(quote, text="")
+    if not message.text and quote is message.reply_to:
+        return message
+    return msgspec.structs.replace(message, text="", reply_to=quote)
+
+
+def _text_matches(query: ParsedSearch, text: str) -> bool:
+    """Whether a plaintext has every word and phrase of a query (the index's words)."""
+    words = search_words(text)
+    if not set(query.words) <= set(words):
+        return False
+    for phrase in query.phrases:
+        n = len(phrase)
+        if not any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1)):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -131,6 +167,7 @@ class Cache:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._drop_plaintext_of_old_caches()
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "attachments" not in columns:
@@ -148,6 +185,21 @@ class Cache:
             log.info("cache %s has schema %s, rebuilding", self.path, version)
             self.clear()
             self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _drop_plaintext_of_old_caches(self) -> None:
+        """A cache from before encrypted messages were kept as ciphertext only may hold
+        their plaintext: its messages go (a mirror: they come back from the server),
+        overwritten on disk, not only unlinked."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if not columns or "encrypted" in columns:
+            return
+        log.info("cache %s: dropping messages kept before ciphertext-only", self.path)
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.execute("DROP TABLE messages")
+        self._db.execute("DROP TABLE IF EXISTS messages_fts")
+        self._db.execute("DELETE FROM meta WHERE key = 'last_event_id'")
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @classmethod
     def for_account(cls, server: str, login: str, root: Path | None = None) -> Cache:
@@ -246,13 +298,18 @@ class Cache:
     # --- messages -------------------------------------------------------------
 
     def save_messages(self, messages: Iterable[Message]) -> None:
-        """Insert or update messages (by id), and their words in the search index."""
-        batch = list(messages)
+        """Insert or update messages (by id), and their words in the search index. An
+        encrypted message is kept without plaintext: give the server's copy (a decrypted
+        copy loses its text and quote here, but its files' names would stay)."""
+        batch = [_at_rest(m) for m in messages]
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO messages (id, chat_id, thread_root, body)"
-                " VALUES (?, ?, ?, ?)",
-                [(m.id, m.chat_id, m.thread_root, _encoder.encode(m)) for m in batch],
+                "INSERT OR REPLACE INTO messages (id, chat_id, thread_root, body, encrypted)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (m.id, m.chat_id, m.thread_root, _encoder.encode(m), m.encrypted is not None)
+                    for m in batch
+                ],
             )
             self._db.executemany(
                 "DELETE FROM messages_fts WHERE rowid = ?", [(m.id,) for m in batch]
@@ -263,7 +320,7 @@ class Cache:
                 [
                     (m.id, m.text, m.chat_id, m.author.lower(), m.created_at, len(m.attachments))
                     for m in batch
-                    if m.deleted_at is None
+                    if m.deleted_at is None and m.encrypted is None
                 ],
             )
 
@@ -279,10 +336,57 @@ class Cache:
             self._db.execute("DELETE FROM messages_fts WHERE rowid = ?", (message_id,))
 
     def search(
-        self, query: ParsedSearch, *, chat_id: int | None = None, limit: int = 20
+        self,
+        query: ParsedSearch,
+        *,
+        chat_id: int | None = None,
+        limit: int = 20,
+        reveal: Reveal | None = None,
     ) -> list[Message]:
         """The cached messages that match a parsed search (``chat_id``: its ``in:``),
-        newest first: what this device has seen, for ``/search`` while offline."""
+        newest first: what this device has seen, for ``/search`` while offline. With
+        ``reveal`` the encrypted ones are searched too (:meth:`search_encrypted`)."""
+        found = self._search_clear(query, chat_id, limit)
+        if reveal is not None:
+            found += self.search_encrypted(query, reveal, chat_id=chat_id, limit=limit)
+            found.sort(key=lambda m: m.id, reverse=True)
+        return found[:limit]
+
+    def search_encrypted(
+        self, query: ParsedSearch, reveal: Reveal, *, chat_id: int | None = None, limit: int = 20
+    ) -> list[Message]:
+        """The cached encrypted messages that match, newest first, each decrypted in
+        memory by ``reveal`` (the server cannot search them: it has no text); those this
+        device cannot read are left out."""
+        out: list[Message] = []
+        for message in self._encrypted(chat_id):
+            if len(out) >= limit:
+                break
+            if message.deleted_at is not None:
+                continue
+            if query.from_login is not None and message.author.lower() != query.from_login.lower():
+                continue
+            if query.before is not None and message.created_at >= query.before:
+                continue
+            if query.after is not None and message.created_at < query.after:
+                continue
+            if query.has_file and not message.attachments:
+                continue
+            shown = reveal(message)
+            if shown is not None and _text_matches(query, shown.text):
+                out.append(shown)
+        return out
+
+    def _encrypted(self, chat_id: int | None) -> Iterator[Message]:
+        sql = "SELECT body FROM messages WHERE encrypted = 1"
+        args: tuple[int, ...] = ()
+        if chat_id is not None:
+            sql += " AND chat_id = ?"
+            args = (chat_id,)
+        for row in self._db.execute(sql + " ORDER BY id DESC", args).fetchall():
+            yield _message_decoder.decode(row[0])
+
+    def _search_clear(self, query: ParsedSearch, chat_id: int | None, limit: int) -> list[Message]:
         where: list[str] = []
         args: list[object] = []
         if query.has_text:

@@ -46,6 +46,7 @@ from messenger_protocol import (
     MessageDeleted,
     MessageEdited,
     MessengerError,
+    ParsedSearch,
     PinChanged,
     Presence,
     Reaction,
@@ -1158,6 +1159,10 @@ class CommandRunner:
                 raise
             results = self._search_cache(query)
             offline = True
+        else:
+            # the server has no text of an encrypted message: this device's cache has its
+            # ciphertext, decrypted here in memory (issue 14)
+            results = self._with_encrypted(query, results)
         hits = results.hits
         rows = tuple(
             (f"#{h.message.id}", h.chat_name, h.message.author,
@@ -1174,28 +1179,62 @@ class CommandRunner:
         ]  # fmt: skip
 
     def _search_cache(self, query: str) -> SearchResults:
-        """A search over the messages this device has seen (the server is out of reach)."""
+        """A search over the messages this device has seen (the server is out of reach),
+        the encrypted ones decrypted in memory."""
         assert self.cache is not None
         parsed = parse_search(query)
-        chat_id: int | None = None
-        if parsed.in_chat is not None:
-            chat_id = self._by_name.get(parsed.in_chat)
-            if chat_id is None:
-                name = parsed.in_chat[:40]
-                raise ApiError(ErrorCode.INVALID, f"in: you are in no chat called {name!r}")
+        chat_id = self._search_chat(parsed)
         most = limits.SEARCH_PAGE_DEFAULT
-        found = self.cache.search(parsed, chat_id=chat_id, limit=most + 1)
-        hits = [
-            SearchHit(
-                message=m,
-                chat_name=self._chats[m.chat_id].name if m.chat_id in self._chats else "?",
-                snippet=snippet(m.text, parsed.terms),
-            )
-            for m in found[:most]
-        ]
+        reveal = self.crypto.readable_now if self.crypto is not None else None
+        found = self.cache.search(parsed, chat_id=chat_id, limit=most + 1, reveal=reveal)
+        hits = [self._local_hit(m, parsed) for m in found[:most]]
         more = len(found) > most
         return SearchResults(
             hits=hits, has_more=more, next_before=hits[-1].message.id if more else None
+        )
+
+    def _search_chat(self, parsed: ParsedSearch) -> int | None:
+        """The chat of a search's ``in:`` among this user's chats (None: every chat)."""
+        if parsed.in_chat is None:
+            return None
+        chat_id = self._by_name.get(parsed.in_chat)
+        if chat_id is None:
+            name = parsed.in_chat[:40]
+            raise ApiError(ErrorCode.INVALID, f"in: you are in no chat called {name!r}")
+        return chat_id
+
+    def _local_hit(self, message: Message, parsed: ParsedSearch) -> SearchHit:
+        chat = self._chats.get(message.chat_id)
+        return SearchHit(
+            message=message,
+            chat_name=chat.name if chat is not None else "?",
+            snippet=snippet(message.text, parsed.terms),
+        )
+
+    def _with_encrypted(self, query: str, results: SearchResults) -> SearchResults:
+        """The server's hits and this device's cached encrypted messages that match
+        (decrypted in memory), newest first, one page."""
+        if self.cache is None or self.crypto is None:
+            return results
+        parsed = parse_search(query)
+        most = limits.SEARCH_PAGE_DEFAULT
+        local = self.cache.search_encrypted(
+            parsed, self.crypto.readable_now, chat_id=self._search_chat(parsed), limit=most + 1
+        )
+        if results.next_before is not None:
+            # older than the server's page: they belong to the pages that follow
+            local = [m for m in local if m.id > results.next_before]
+        if not local:
+            return results
+        hits = sorted(
+            [*results.hits, *(self._local_hit(m, parsed) for m in local)],
+            key=lambda h: h.message.id,
+            reverse=True,
+        )
+        more = len(hits) > most or results.next_before is not None
+        page = hits[:most]
+        return SearchResults(
+            hits=page, has_more=more, next_before=page[-1].message.id if more else None
         )
 
     async def _do_mentions(self) -> list[Output]:

@@ -1120,6 +1120,17 @@ class DeviceCrypto:
             message, text=shown.text, reply_to=quote, attachments=attachments
         )
 
+    def readable_now(self, message: Message) -> Message | None:
+        """The message with its plaintext in memory, None when this device cannot show
+        it (no key, tampered with, a replayed copy): what a local search looks in."""
+        if message.encrypted is None:
+            return message
+        try:
+            self.decrypt_now(message)
+        except DecryptionError:
+            return None
+        return self.reveal_now(message)
+
     def has_key(self, message: Message) -> bool:
         """Whether this device holds the session of an encrypted message."""
         enc = message.encrypted

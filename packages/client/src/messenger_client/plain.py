@@ -310,8 +310,9 @@ class PlainConsole:
                 self._changes.popitem(last=False)
         if not self._first_of_decision(out):
             return
-        if isinstance(out, MessageOut) and self.runner.cache is not None:
-            self.runner.cache.save_messages([out.message])
+        cache = self.runner.cache
+        if isinstance(out, MessageOut) and cache is not None and out.message.encrypted is None:
+            cache.save_messages([out.message])  # an encrypted one was kept as ciphertext
         if isinstance(out, MessageOut):
             if (out.live or once) and out.message.id in self._printed:
                 return
@@ -482,11 +483,14 @@ class PlainConsole:
             log.warning("could not fetch this device's keys: %s", exc)
 
     async def _reveal(self, outputs: list[Output]) -> list[Output]:
-        """Encrypted messages with their text decrypted (or why it cannot be shown)."""
-        crypto = self.runner.crypto
+        """Encrypted messages with their text decrypted (or why it cannot be shown). The
+        cache keeps the ciphertext the server sent, never the plaintext (issue 14)."""
+        crypto, cache = self.runner.crypto, self.runner.cache
         shown: list[Output] = []
         for out in outputs:
             if isinstance(out, MessageOut | EditedOut) and out.message.encrypted is not None:
+                if isinstance(out, MessageOut) and cache is not None:
+                    cache.save_messages([out.message])
                 if crypto is None:
                     text = "(encrypted: this device has no keys)"
                     out.message = msgspec.structs.replace(out.message, text=text)
