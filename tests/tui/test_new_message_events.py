@@ -9,6 +9,7 @@ from messenger_client.cache import Cache
 from messenger_client.tui.store import ChatStore
 from messenger_protocol import (
     Chat,
+    ChatUpdated,
     Message,
     MessageCreated,
     MessageDeleted,
@@ -39,3 +40,20 @@ def test_new_message_events_change_no_chat_and_raise_nothing(tmp_path: Path) -> 
         change = store.apply(event)
         assert not change.chats
     assert store.sorted_chats() == before
+
+
+def test_a_chat_an_event_brings_while_the_list_is_asked_for_stays(tmp_path: Path) -> None:
+    """A private chat someone starts just as the TUI connects comes as an event before
+    the (older) chat list answers; the answer no longer drops it (and its messages)."""
+    store = ChatStore(me="alice", cache=Cache(tmp_path / "c.sqlite3"))
+    general = Chat(id=1, kind="general", name="general")
+    store.set_chats([general])
+    store.refreshing_chats()
+    dm = Chat(id=5, kind="direct", name="@bob", peer="bob")
+    store.apply(ChatUpdated(chat=dm))
+    store.apply(MessageCreated(Message(id=9, chat_id=5, author="bob", text="hi", created_at=1.0)))
+    store.set_chats([general])  # what the server said before bob started the chat
+    assert set(store.chats) == {1, 5}
+    assert [m.text for m in store.timeline(5).messages] == ["hi"]
+    store.set_chats([general])  # a later answer is the truth again
+    assert set(store.chats) == {1}

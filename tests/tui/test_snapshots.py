@@ -247,3 +247,34 @@ def test_search_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
     app = offline_app(tmp_path, with_cache=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=search)
+
+
+def test_verification_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    """Issue 14: comparing bob's device by emoji -- the seven emoji over their names, the
+    same check as three numbers, "They match" and "They don't match" (the latter focused,
+    so a stray Enter trusts nothing)."""
+    from messenger_client.trust import VerificationUpdate
+    from messenger_client.tui.screens.verify import VerifyScreen
+    from messenger_client.verification import SAS_EMOJI
+
+    picked = [SAS_EMOJI[i] for i in (0, 9, 23, 31, 47, 52, 63)]
+    update = VerificationUpdate(
+        login="bob",
+        device_id="BOBLAPTOP",
+        txn="t1",
+        state="showing",
+        we_started=True,
+        emoji=tuple(e for e, _ in picked),
+        emoji_names=tuple(name for _, name in picked),
+        decimals=(1234, 5678, 4321),
+    )
+
+    async def show_verify(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        app = pilot.app
+        await app.push_screen(VerifyScreen("bob", "BOBLAPTOP", update))
+        await until(pilot, lambda: isinstance(app.screen, VerifyScreen), "the verify screen")
+        await pilot.pause()
+
+    app = offline_app(tmp_path, with_cache=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=show_verify)

@@ -5,9 +5,8 @@ live event worker and the outbox worker -- because workers die with the DOM node
 that started them, and screens come and go. It builds its parts, each with its
 collaborators as constructor arguments -- the session's life (``session.py``),
 reading chats (``reading.py``), the composer's lines (``dispatch.py``), people
-(``people.py``), threads, groups, moderation and admin, files, moving between chats
--- and routes the messages and actions of its screens to them. It stays at most 300
-lines (a test says so).
+(``people.py``), threads, groups, moderation and admin, files, device trust, moving
+between chats -- and routes its screens' messages and actions to them (in 300 lines).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from ..config import ClientConfig
 from ..events import ConnectionState
 from ..logs import setup_logging
 from .commands import MessengerCommands
+from .devices import DeviceTrust
 from .dispatch import Dispatcher
 from .files import Files
 from .finding import Finding
@@ -101,6 +101,7 @@ class MessengerApp(Host):
         self.moderation = Moderation(self, self.options.tz)
         self.files = Files(self, self.config.dirs.downloads)
         self.finding, self.receipts = Finding(self, self.options.tz), Receipts(self)
+        self.trust, self.e2ee = DeviceTrust(self), None
         self.session = LiveSession(
             self, self.config, self.options, self.reader, self.people, self.moderation,
             self.threads, self.groups,

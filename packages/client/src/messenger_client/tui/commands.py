@@ -162,5 +162,7 @@ class MessengerCommands(_ActionsProvider):
         """App actions, slash commands (they prefill the composer), chats."""
         from .screens.groups import group_actions
 
-        actions = [*_app_actions(app), *group_actions(app), *app.threads.actions()]
+        actions = [
+            *_app_actions(app), *app.trust.actions(), *group_actions(app), *app.threads.actions()
+        ]  # fmt: skip
         return [*actions, *_chat_actions(app)]

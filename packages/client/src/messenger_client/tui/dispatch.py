@@ -139,6 +139,8 @@ class Dispatcher:
                 app.exit()
             case "logout":
                 self.session.log_out()
+            case "verify" | "confirm" | "mismatch" | "devices":
+                app.trust.command(parsed)  # the verification and devices screens
             case "auth" | "login":
                 app.notify("You are logged in; /logout first", severity="warning")
             case _:

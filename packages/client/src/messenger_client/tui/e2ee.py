@@ -7,26 +7,42 @@ which decrypts it in memory with the keys this device already holds (so the cach
 holds a plaintext, and a cached chat reads offline). A message whose key has not come
 yet shows :data:`~messenger_client.crypto.NO_KEY_TEXT`; when this device's to-device
 inbox brings keys the session fetches them and the store shows such messages again.
-Sends in an encrypted chat go out encrypted from the outbox (:meth:`send`).
+Sends in an encrypted chat go out encrypted from the outbox (:meth:`send`); a file
+there is encrypted with a key of its own and sent at once (:meth:`send_file`, the plain
+client's ``/file`` path), and opened by :meth:`open_file`. The device-trust notices
+(verification, new devices, changed keys) go to the ``on_notice`` hook given to
+:meth:`load` (the app's :class:`~.devices.DeviceTrust`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
-from messenger_protocol import ApiError, Chat, ErrorCode, Message, MessengerError, quote_of
+from messenger_protocol import (
+    ApiError,
+    Attachment,
+    Chat,
+    ErrorCode,
+    Message,
+    MessengerError,
+    quote_of,
+)
 
 from ..api import Client
 from ..cache import PendingSend
 from ..crypto import DeviceCrypto, device_directory
+from ..trust import NoticeHook
 
 __all__ = ["Encryption"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Encryption:
@@ -42,15 +58,23 @@ class Encryption:
 
     @classmethod
     def load(
-        cls, client: Client, data_dir: Path, server: str, login: str, encrypted: set[int]
+        cls,
+        client: Client,
+        data_dir: Path,
+        server: str,
+        login: str,
+        encrypted: set[int],
+        on_notice: NoticeHook | None = None,
     ) -> Encryption:
         """This device's keys from the TUI's data dir (made on first use; the plain
         console is another device); no I/O but the disk, so messages cached earlier
         decrypt before the server answers. ``encrypted`` is the store's set of
-        encrypted chats, kept up to date here."""
+        encrypted chats, kept up to date here; ``on_notice`` hears of verifications,
+        new devices, changed keys and shared keys."""
         directory = device_directory(data_dir / "crypto-tui", server, login)
         try:
-            return cls(DeviceCrypto.load(client, directory, login=login), encrypted)
+            crypto = DeviceCrypto.load(client, directory, login=login, on_notice=on_notice)
+            return cls(crypto, encrypted)
         except (MessengerError, OSError) as exc:
             log.warning("end-to-end encryption unavailable: %s", exc)
             return cls(None, encrypted)
@@ -97,6 +121,33 @@ class Encryption:
         except MessengerError as exc:
             log.warning("could not fetch this device's keys: %s", exc)
             return 0
+
+    async def use(self, act: Callable[[DeviceCrypto], Awaitable[T]]) -> T:
+        """Do ``act`` with this device's keys, one thing at a time (a verification step,
+        a file send); refused when this device has no keys."""
+        crypto = self.crypto
+        if crypto is None:
+            raise ApiError(ErrorCode.UNAVAILABLE, "end-to-end encryption is off on this device")
+        async with self._busy:
+            return await act(crypto)
+
+    async def send_file(self, chat: Chat, path: Path) -> Message:
+        """Send a file to an encrypted chat: encrypted with a key of its own, uploaded as
+        opaque bytes, named (with its key) inside the encrypted message."""
+        self.encrypted.add(chat.id)
+        return await self.use(lambda crypto: crypto.send(chat, "", files=[path]))
+
+    async def open_file(self, attachment: Attachment, dest: Path) -> Path:
+        """Download a file of an encrypted message and save its checked plaintext under
+        ``dest`` (refused when this device did not decrypt the message naming it)."""
+        crypto = self.crypto
+        sealed = crypto.known_files.get(attachment.id) if crypto is not None else None
+        if crypto is None or sealed is None:
+            raise ApiError(
+                ErrorCode.NOT_FOUND,
+                "this device has no key to that file (its message did not decrypt here)",
+            )
+        return await crypto.download_file(sealed, dest)
 
     def reveal(self, message: Message) -> Message:
         """An encrypted message with its text as this device can show it (a message

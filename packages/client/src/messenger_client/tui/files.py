@@ -2,7 +2,11 @@
 
 :class:`Files` is the part of the app that opens the file picker (whose upload shows its
 progress and any refusal) and the attachments panel. An uploaded file becomes a message
-through the outbox, like text: the picker posts :class:`~.messages.FileUploaded`.
+through the outbox, like text: the picker posts :class:`~.messages.FileUploaded`. In an
+end-to-end encrypted chat the picker sends it at once through the session's
+:class:`~.e2ee.Encryption` (the plain client's ``/file`` path: encrypted with a key of
+its own, opaque bytes on the server), and an encrypted message's files are decrypted
+and checked on download (``/download``'s path).
 """
 
 from __future__ import annotations
@@ -32,13 +36,23 @@ class Files:
         client, store = self.app.client, self.app.store
         if client is None or chat_id is None:
             return
-        if store is not None and chat_id in store.encrypted:
-            # an upload from here would be readable by the server (issue 14)
-            self.app.notify(
-                "Files are not sent from the TUI in an encrypted chat yet"
-                " (the plain client's /file sends them encrypted)",
-                severity="warning",
-            )
+        e2ee = self.app.e2ee
+        chat = store.chats.get(chat_id) if store is not None else None
+        if store is not None and chat is not None and chat_id in store.encrypted:
+            if e2ee is None or e2ee.crypto is None:
+                self.app.notify(
+                    "This device has no keys: a file would go readable to an encrypted chat",
+                    severity="error",
+                )
+                return
+
+            async def sealed(path: Path, moved: object) -> Attachment | None:
+                assert e2ee is not None and chat is not None
+                await e2ee.send_file(chat, path)  # the event brings the message
+                return None
+
+            screen = AttachScreen(client, Path.cwd(), initial=path, upload=sealed, encrypted=True)
+            self.app.push_screen(screen)
             return
 
         def post(attachment: Attachment | None) -> None:
@@ -57,12 +71,14 @@ class Files:
         client = self.app.client
         if client is None or not message.attachments:
             return
-        if message.encrypted is not None:
-            self.app.notify(
-                "This file is encrypted: the TUI cannot open it yet"
-                " (the plain client's /download decrypts it)",
-                severity="warning",
-            )
+        e2ee = self.app.e2ee
+        if message.encrypted is not None and e2ee is not None:
+
+            async def opened(attachment: Attachment, dest: Path, moved: object) -> Path:
+                assert e2ee is not None
+                return await e2ee.open_file(attachment, dest)  # decrypted and checked
+
+            self.app.push_screen(AttachmentsScreen(client, message, self.downloads, opened))
             return
         self.app.push_screen(AttachmentsScreen(client, message, Path(self.downloads)))
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .. import commands as slash
     from ..api import Client
     from ..events import ConnectionState
+    from .devices import DeviceTrust
+    from .e2ee import Encryption
     from .finding import Finding
     from .groups import Groups
     from .receipts import Receipts
@@ -53,6 +55,10 @@ class Host(Guarded, App[None]):
     """Search, the Mentions view, and jumps to a message."""
     receipts: Receipts
     """Typing notices and "seen by"."""
+    trust: DeviceTrust
+    """Verifying devices; new-device and changed-key notices (issue 14)."""
+    e2ee: Encryption | None
+    """The session's device keys and encrypted chats (None while logged out)."""
 
     async def known_session(self) -> Session | None:
         """This session as a login answers it (asked of the server after a resume)."""

@@ -11,6 +11,8 @@ from textual.message import Message
 from messenger_protocol import Attachment, Chat, Contact, User
 from messenger_protocol import Message as ChatMessage
 
+from ..trust import VerificationUpdate
+
 __all__ = [
     "BanChanged",
     "ChatsChanged",
@@ -23,7 +25,9 @@ __all__ = [
     "SeenByChanged",
     "ShowStatus",
     "ThreadChanged",
+    "TrustChanged",
     "TypingChanged",
+    "VerificationChanged",
 ]
 
 
@@ -142,3 +146,26 @@ class SeenByChanged(Message):
         self.message_id = message_id
         self.seen_by = seen_by
         self.members = members
+
+
+class TrustChanged(Message):
+    """What this device knows of other devices changed: the line above the timeline
+    (a new device, changed keys, a verification request) and the verified mark in the
+    title of a private chat follow."""
+
+    def __init__(self, lines: dict[int | None, str], verified: frozenset[str]) -> None:
+        super().__init__()
+        self.lines = lines
+        """Chat id -> its one-line notice (None: shown in every chat)."""
+        self.verified = verified
+        """Users every device of whom this device verified."""
+
+
+class VerificationChanged(Message):
+    """A verification with another device moved on, or a step of it was refused
+    (``error``): to its screen."""
+
+    def __init__(self, update: VerificationUpdate | None = None, error: str = "") -> None:
+        super().__init__()
+        self.verification = update
+        self.error = error

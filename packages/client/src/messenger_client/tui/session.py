@@ -148,7 +148,10 @@ class LiveSession:
         # /search falls back to the cache while the server is out of reach
         app.runner = slash.CommandRunner(client, downloads=config.dirs.downloads, cache=cache)
         encrypted: set[int] = set()
-        self.e2ee = e2ee = Encryption.load(client, config.dirs.data, app.server, login, encrypted)
+        app.trust.reset()
+        self.e2ee = app.e2ee = e2ee = Encryption.load(
+            client, config.dirs.data, app.server, login, encrypted, on_notice=app.trust.notice
+        )
         app.runner.crypto = e2ee.crypto  # /edit of an encrypted message: ciphertext
         app.store = store = ChatStore(
             me=login, cache=cache, focused=self.reader.reading, encrypted=encrypted,
@@ -254,6 +257,7 @@ class LiveSession:
         if self.app.store is store:
             store.reveal_again()
             self.app.refresh_chat_list()
+            self.app.trust.marks()  # verified peers: a mark in their chat's title
 
     @app_work(exclusive=True, group="resume")
     async def _resume_session(self) -> None:
@@ -387,6 +391,7 @@ class LiveSession:
         if client is None or store is None or main is None:
             return
         try:
+            store.refreshing_chats()
             chats = await client.chats()
             store.set_chats(chats.chats)
             if self.e2ee is not None:
@@ -447,7 +452,7 @@ class LiveSession:
         app.workers.cancel_group(app, "events")
         app.workers.cancel_group(app, "outbox")
         app.workers.cancel_group(app, "e2ee")
-        self.e2ee = None
+        self.e2ee = app.e2ee = None
         login = app.store.me if app.store is not None else ""
         if app.main is not None and app.main.composer.text.strip():
             self._draft = (login, app.main.composer.text)

@@ -99,6 +99,8 @@ class ChatStore:
     the store takes in goes through it, and the cache gets it back as ciphertext."""
     _edited_from: dict[str, Message] = field(default_factory=dict)
     """Client id of a queued edit -> the message as it was (shown again if refused)."""
+    _learned: set[int] | None = None
+    """Chats events brought while the chat list is on its way (None: it is not)."""
 
     # --- loading ------------------------------------------------------------
 
@@ -137,9 +139,19 @@ class ChatStore:
             return []
         return self._shown(self.cache.messages(chat_id, before=timeline.oldest_id, limit=PAGE_SIZE))
 
+    def refreshing_chats(self) -> None:
+        """The chat list is asked of the server: chats that events bring until it answers
+        are newer than its answer (:meth:`set_chats` keeps them)."""
+        self._learned = set()
+
     def set_chats(self, chats: Iterable[Chat]) -> None:
-        """The server's chat list replaces ours."""
+        """The server's chat list replaces ours (but for chats events brought after it
+        was asked for: a private chat started by someone just then stayed out of the list
+        until the next reconnect)."""
         fresh = list(chats)
+        answered = {c.id for c in fresh}
+        learned, self._learned = self._learned or set(), None
+        fresh += [self.chats[i] for i in sorted(learned) if i in self.chats and i not in answered]
         self.chats = {c.id: c for c in fresh}
         self.encrypted |= {c.id for c in fresh if c.encrypted}
         for chat_id in list(self.timelines):
@@ -165,6 +177,8 @@ class ChatStore:
     def upsert_chat(self, chat: Chat) -> None:
         """Add or update one chat."""
         self.chats[chat.id] = chat
+        if self._learned is not None:
+            self._learned.add(chat.id)
         if chat.encrypted:
             self.encrypted.add(chat.id)
         if self.cache is not None:

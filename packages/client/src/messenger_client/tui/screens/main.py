@@ -23,6 +23,7 @@ from ..messages import (
     RateLimited,
     SeenByChanged,
     ThreadChanged,
+    TrustChanged,
     TypingChanged,
 )
 from ..robust import Guarded
@@ -86,6 +87,8 @@ class MainScreen(Guarded, Screen[None]):
                 tooltip="Download, open or preview the files of the selected message"),
         Binding("ctrl+f", "search", "Search", id="messages.find", priority=True,
                 tooltip="Search messages across chats; Enter jumps to one"),
+        Binding("f6", "verify", "Verify", id="devices.verify", priority=True, show=False,
+                tooltip="Answer a verification request, or verify this chat's devices"),
         Binding("alt+m", "mentions", "Mentions", id="messages.mentions", priority=True,
                 show=False, tooltip="Messages that mention you, across chats"),
         Binding("pageup", "scroll_messages(-1)", "Page up", show=False,
@@ -105,6 +108,12 @@ class MainScreen(Guarded, Screen[None]):
         self._chat: Chat | None = None
         self.encrypted: frozenset[int] = frozenset()
         """Chats that are end-to-end encrypted (a lock in the list and the title)."""
+        self.verified: frozenset[str] = frozenset()
+        """Peers every device of whom this device verified (a mark in the title)."""
+        self.trust_lines: dict[int | None, str] = {}
+        """Chat id -> the device notice above its timeline (None: above every chat's)."""
+        self.trust_line = Static("", id="trust-line")
+        """A new device, changed keys, a verification request (a click or F6 acts)."""
         # Kept as attributes: the app's workers may still call in while the screen
         # is being torn down, when queries would find nothing.
         self.bar = ConnectionBar(id="connection")
@@ -142,6 +151,7 @@ class MainScreen(Guarded, Screen[None]):
                 yield self.chat_list
             with Vertical(id="chat"):
                 yield self.chat_title
+                yield self.trust_line
                 yield self.view
                 yield self.unseen_badge
                 yield self.typing_line
@@ -161,6 +171,7 @@ class MainScreen(Guarded, Screen[None]):
         self.intent_bar.display = False
         self.typing_line.display = False
         self.seen_line.display = False
+        self.trust_line.display = False
         self.composer.focus()
 
     def _typing_target(self) -> Composer | None:
@@ -193,13 +204,17 @@ class MainScreen(Guarded, Screen[None]):
         self.current_chat = chat.id
         self._chat = chat
         self.chat_title.update(self._title(chat))
+        self._show_trust_line()
         self.view.show(timeline)
 
     def _title(self, chat: Chat) -> str:
         sealed = chat.id in self.encrypted
         lock, note = ("🔒 ", "  · end-to-end encrypted") if sealed else ("", "")
         if chat.kind == "direct":
-            return f"{lock}@{chat.peer or chat.name.lstrip('@')}  · private{note}"
+            peer = chat.peer or chat.name.lstrip("@")
+            if sealed:
+                note += "  · ✔ verified" if peer in self.verified else "  · not verified (F6)"
+            return f"{lock}@{peer}  · private{note}"
         if chat.kind == "general":
             return "# general  · everyone"
         return f"{lock}≡ {chat.name}  · {format_count(chat.members, 'member')}{note}"
@@ -249,6 +264,28 @@ class MainScreen(Guarded, Screen[None]):
             self.encrypted = event.encrypted
             if self._chat is not None:
                 self.update_title(self._chat)
+
+    @on(TrustChanged)
+    def _trust_changed(self, event: TrustChanged) -> None:
+        event.stop()
+        self.trust_lines = event.lines
+        self._show_trust_line()
+        if event.verified != self.verified:
+            self.verified = event.verified
+            if self._chat is not None:
+                self.update_title(self._chat)
+
+    def _show_trust_line(self) -> None:
+        text = self.trust_lines.get(self.current_chat) or self.trust_lines.get(None) or ""
+        self.trust_line.update(text)
+        self.trust_line.display = bool(text)
+
+    @on(UsersPanel.VerifyWanted)
+    def _verify_wanted(self, event: UsersPanel.VerifyWanted) -> None:
+        event.stop()
+        app = self.app
+        if isinstance(app, host.Host):
+            app.trust.show_devices(event.login)
 
     @on(PeopleChanged)
     def _people_changed(self, event: PeopleChanged) -> None:
@@ -347,6 +384,8 @@ class MainScreen(Guarded, Screen[None]):
         widget = getattr(event, "widget", None)
         if widget is not None and widget.id == "unseen":
             self.view.action_bottom()
+        elif widget is not None and widget.id == "trust-line":
+            self.action_verify()
         elif widget is not None and widget.id == "chat-title":
             from .groups import show_members
 
@@ -365,6 +404,13 @@ class MainScreen(Guarded, Screen[None]):
         app = self.app
         if isinstance(app, host.Host):
             app.finding.search(query)
+
+    def action_verify(self) -> None:
+        """Answer a verification request, verify the device a notice is about, or show
+        the devices of this chat's peer (F6, a click on the notice line)."""
+        app = self.app
+        if isinstance(app, host.Host):
+            app.trust.here()
 
     def action_mentions(self) -> None:
         """The messages that mention the user (Alt+M)."""

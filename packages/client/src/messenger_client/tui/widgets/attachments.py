@@ -2,11 +2,13 @@
 
 * :class:`AttachScreen` -- pick a file (a :class:`DirectoryTree`, or paste a path),
   upload it with a progress bar and post it to the open chat. A file over the limit
-  is refused before anything is sent ("file is 6.1 MiB, the limit is 5.0 MiB").
+  is refused before anything is sent ("file is 6.1 MiB, the limit is 5.0 MiB"). In an
+  end-to-end encrypted chat its ``upload`` encrypts the file and sends it itself.
 * :class:`AttachmentsScreen` -- the attachments of one message as cards (icon by
   type, name, size, MIME); Enter or a click downloads one to the download dir with
   progress, then offers "open" (xdg-open/open) and "copy path"; PNG images get a
-  half-block preview, text files their first lines.
+  half-block preview, text files their first lines. An encrypted message's files are
+  fetched by its ``fetch`` (downloaded, decrypted and checked).
 * :class:`AttachmentClicked` -- posted by the message view when a card line is clicked.
 """
 
@@ -20,6 +22,7 @@ import stat
 import struct
 import sys
 import zlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -39,6 +42,7 @@ from messenger_protocol import (
     ApiError,
     Attachment,
     Message,
+    MessengerError,
     format_size,
     format_too_large,
     limits,
@@ -61,6 +65,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int | None], None]
+Upload = Callable[[Path, Progress], Awaitable[Attachment | None]]
+"""Send a picked file: the stored attachment to post, or None when it was posted."""
+Fetch = Callable[[Attachment, Path, Progress], Awaitable[Path]]
+"""Save an attachment under a directory: where it went."""
 
 PREVIEW_LINES = 12
 """Lines of a text file shown in its preview."""
@@ -290,9 +300,14 @@ class AttachmentsScreen(Guarded, ModalScreen[None]):
                 tooltip="Copy the downloaded file's path to the clipboard"),
     ]  # fmt: skip
 
-    def __init__(self, client: Client, message: Message, downloads: Path) -> None:
+    def __init__(
+        self, client: Client, message: Message, downloads: Path, fetch: Fetch | None = None
+    ) -> None:
         super().__init__()
         self.client = client
+        self.fetch: Fetch = fetch or (
+            lambda attachment, dest, moved: client.download(attachment.id, dest, progress=moved)
+        )
         self.message = message
         self.downloads = downloads
         self.saved: Path | None = None
@@ -340,8 +355,8 @@ class AttachmentsScreen(Guarded, ModalScreen[None]):
 
         try:
             await asyncio.to_thread(self.downloads.mkdir, parents=True, exist_ok=True)
-            saved = await self.client.download(attachment.id, self.downloads, progress=moved)
-        except (ApiError, ServerUnavailable, OSError) as exc:
+            saved = await self.fetch(attachment, self.downloads, moved)
+        except (ApiError, ServerUnavailable, OSError, MessengerError) as exc:
             reason = exc.message if isinstance(exc, ApiError) else str(exc)
             self.status.update(f"Not downloaded: {reason}")
             self.notify(f"Not downloaded: {reason}", severity="error")
@@ -414,9 +429,14 @@ class AttachScreen(Guarded, ModalScreen[Attachment | None]):
         max_bytes: int = limits.MAX_FILE_BYTES,
         *,
         initial: Path | None = None,
+        upload: Upload | None = None,
+        encrypted: bool = False,
     ) -> None:
         super().__init__()
         self.initial = initial
+        self.send: Upload = upload or (lambda path, moved: client.upload(path, progress=moved))
+        self.encrypted = encrypted
+        """The chat is end-to-end encrypted (said on screen; ``upload`` encrypts)."""
         """A path given up front (``/file <path>``): uploaded as soon as the screen opens."""
         self.client = client
         self.start = start
@@ -432,7 +452,11 @@ class AttachScreen(Guarded, ModalScreen[Attachment | None]):
     def compose(self) -> ComposeResult:
         """Tree, path input, progress, status."""
         with Vertical():
-            yield Label("Attach a file")
+            yield Label(
+                "Attach a file  · 🔒 encrypted on this device before upload"
+                if self.encrypted
+                else "Attach a file"
+            )
             yield self.picker
             yield self.path_input
             yield self.progress
@@ -483,14 +507,15 @@ class AttachScreen(Guarded, ModalScreen[Attachment | None]):
         self.busy = True
         self.progress.display = True
         self.progress.update(total=size or None, progress=0)
-        self.status.update(f"Uploading {path.name}…")
+        self.status.update(f"{'Encrypting and uploading' if self.encrypted else 'Uploading'}"
+                           f" {path.name}…")  # fmt: skip
 
         def moved(done: int, total: int | None) -> None:
             self.progress.update(total=total, progress=done)
 
         try:
-            attachment = await self.client.upload(path, progress=moved)
-        except (ApiError, ServerUnavailable, OSError) as exc:
+            attachment = await self.send(path, moved)
+        except (ApiError, ServerUnavailable, OSError, MessengerError) as exc:
             self.busy = False
             self.progress.display = False
             self.refuse(exc.message if isinstance(exc, ApiError) else str(exc))

@@ -1,5 +1,6 @@
 """The people panel: everyone on the server, online first, contacts marked; Enter or a
-click opens a private conversation, ``+``/``-`` add or remove a contact."""
+click opens a private conversation, ``+``/``-`` add or remove a contact, ``v`` shows
+their devices to verify one."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ class UsersPanel(Guarded, OptionList):
                 tooltip="Add the highlighted user to your contacts"),
         Binding("minus,delete", "remove_contact", "Remove contact", id="users.remove_contact",
                 tooltip="Remove the highlighted user from your contacts"),
+        Binding("v", "verify", "Devices", id="users.verify",
+                tooltip="The highlighted user's devices: verify one by comparing emoji"),
     ]  # fmt: skip
 
     class UserChosen(TextualMessage):
@@ -65,6 +68,13 @@ class UsersPanel(Guarded, OptionList):
             super().__init__()
             self.login = login
             self.add = add
+
+    class VerifyWanted(TextualMessage):
+        """Show ``login``'s devices, to verify one."""
+
+        def __init__(self, login: str) -> None:
+            super().__init__()
+            self.login = login
 
     def __init__(self, me: str = "", *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -124,3 +134,9 @@ class UsersPanel(Guarded, OptionList):
         login = self._highlighted_login()
         if login is not None:
             self.post_message(self.ContactAction(login, add=False))
+
+    def action_verify(self) -> None:
+        """The highlighted user's devices, to verify one."""
+        login = self._highlighted_login()
+        if login is not None:
+            self.post_message(self.VerifyWanted(login))
