@@ -123,13 +123,12 @@ class Encryption:
             return 0
 
     async def use(self, act: Callable[[DeviceCrypto], Awaitable[T]]) -> T:
-        """Do ``act`` with this device's keys, one thing at a time (a verification step,
-        a file send); refused when this device has no keys."""
+        """Do ``act`` with this device's keys (a verification step, a file send; the
+        keys hold their own lock); refused when this device has no keys."""
         crypto = self.crypto
         if crypto is None:
             raise ApiError(ErrorCode.UNAVAILABLE, "end-to-end encryption is off on this device")
-        async with self._busy:
-            return await act(crypto)
+        return await act(crypto)
 
     async def send_file(self, chat: Chat, path: Path) -> Message:
         """Send a file to an encrypted chat: encrypted with a key of its own, uploaded as
