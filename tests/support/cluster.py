@@ -38,8 +38,8 @@ BUS_URLS = {
 }
 """The bus servers the cluster tests use (override with MESSENGER_TEST_REDIS / _NATS)."""
 
-UNAVAILABLE_PREFIXES = ("no Redis at ", "no NATS at ")
-"""How every skip reason for want of a bus begins."""
+UNAVAILABLE_PREFIXES = ("no Redis at ", "no NATS at ", "no S3 emulator at ")
+"""How every skip reason for want of a bus (or of the S3 emulator) begins."""
 
 
 def host_port(url: str, default: int) -> tuple[str, int]:

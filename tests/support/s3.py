@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from tests.support.cluster import UNAVAILABLE_PREFIXES
 from tests.support.server import free_port
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["S3_ENV", "S3_UNAVAILABLE_PREFIX", "S3Server"]
 
-S3_UNAVAILABLE_PREFIX = "no S3 emulator at "
-"""How every skip reason for want of the S3 emulator begins."""
+S3_UNAVAILABLE_PREFIX = UNAVAILABLE_PREFIXES[2]
+"""How every skip reason for want of the S3 emulator begins (the summary line says it)."""
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -38,7 +38,7 @@ from messenger_protocol import __version__ as protocol_version
 from messenger_protocol import endpoints as ep
 
 from .blobs import open_blobs
-from .bus import is_local_bus
+from .bus import is_local_bus, test_fault
 from .bus.factory import bus_for
 from .clock import Clock
 from .config import Settings
@@ -262,7 +262,9 @@ def build_services(
         contacts=ContactService(store, accounts, clock),
         status=StatusService(store, accounts, chats, events, clock),
         scheduler=SchedulerService(store, events, messages, moderation, clock, settings),
-        retention=RetentionService(store, events, clock, settings),
+        retention=RetentionService(
+            store, events, clock, settings, exit_mid_pass=test_fault("exit_mid_retention")
+        ),
         admin=AdminService(
             store,
             events,

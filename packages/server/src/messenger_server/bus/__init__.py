@@ -22,6 +22,7 @@ import msgspec
 
 __all__ = [
     "BUS_SCHEMES",
+    "OTHER_FAULTS",
     "TEST_FAULTS_ENV",
     "Batch",
     "BusEvent",
@@ -35,6 +36,7 @@ __all__ = [
     "encode_message",
     "is_local_bus",
     "redact",
+    "test_fault",
 ]
 
 log = logging.getLogger(__name__)
@@ -163,7 +165,21 @@ TEST_FAULTS_ENV = "MESSENGER_TEST_FAULTS"
 anything: a node killed between commit and publish, every time),
 ``delay_publish_ms:N`` (publish each batch N ms late) and ``exit_before_publish:N``
 (the process exits at once in place of publishing its Nth batch: killed after a commit,
-before the event went out and before the write was answered)."""
+before the event went out and before the write was answered). ``exit_mid_retention:N``
+(the process exits inside a retention pass, after its Nth deletion and before its commit)
+is the retention service's; the bus passes it over."""
+
+OTHER_FAULTS = ("exit_mid_retention",)
+"""Test faults of :data:`TEST_FAULTS_ENV` that are not the bus's."""
+
+
+def test_fault(name: str) -> int:
+    """The number given to the test fault ``name`` in :data:`TEST_FAULTS_ENV` (0: none)."""
+    for fault in os.environ.get(TEST_FAULTS_ENV, "").split(","):
+        key, _, value = fault.strip().partition(":")
+        if key == name and value.isdigit():
+            return int(value)
+    return 0
 
 
 class FaultyBus:
@@ -184,6 +200,8 @@ class FaultyBus:
                 self.delay = int(value) / 1000
             elif name == "exit_before_publish" and value.isdigit():
                 self.exit_at = int(value)
+            elif name in OTHER_FAULTS:
+                continue
             else:
                 raise ValueError(f"unknown test fault {fault!r}")
         log.warning("test faults on the bus: %s", faults)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -337,10 +338,16 @@ class RetentionService:
         events: EventService,
         clock: Clock,
         settings: Settings,
+        *,
+        exit_mid_pass: int = 0,
     ) -> None:
         self.store = store
         self.events = events
         self.clock = clock
+        self.exit_mid_pass = exit_mid_pass
+        """Test fault (0: none): the process exits inside a pass, right after its Nth
+        deletion, before the pass commits (a leader killed mid-pass)."""
+        self._deleted_in_pass = 0
         self.ttl = settings.message_ttl
         self.max_age = settings.message_max_age
         self.deleted_hooks: list[Callable[[list[int]], Awaitable[None]]] = []
@@ -410,6 +417,7 @@ class RetentionService:
         queries = retention_queries(tx)
         deleted: list[int] = []
         busy = False
+        self._deleted_in_pass = 0
         # 1. nobody came back for it in time
         old = queries.too_old(now - self.max_age, BATCH)
         busy |= len(old) == BATCH
@@ -450,4 +458,10 @@ class RetentionService:
         ids = retention_queries(tx).delete_message(message_id)
         for mid in ids:
             self.events.emit(tx, MessageDeleted(chat_id=chat_id, message_id=mid), chat_id=chat_id)
+        self._deleted_in_pass += 1
+        if self._deleted_in_pass == self.exit_mid_pass:
+            log.warning("test fault: exiting in a retention pass after %d deletions",
+                        self._deleted_in_pass)  # fmt: skip
+            logging.shutdown()
+            os._exit(70)
         return ids
