@@ -141,6 +141,7 @@ def test_the_table_has_every_spec_command() -> None:
         "mentions",
         "mute",
         # issue 14
+        "encryption",
         "devices",
         "verify",
         "confirm",

@@ -163,6 +163,8 @@ async def test_every_console_command_once_in_json_mode(
     await _obj(proc, "mentions")
     run("/mute team mentions")
     await _obj(proc, "mute")
+    run("/encryption @bob")  # bob's client has no device keys: in the clear
+    assert (await _obj(proc, "encryption"))["encrypted"] is False
     run("/devices")
     mine = await _obj(proc, "devices")
     assert [d["current"] for d in mine["devices"]] == [True]

@@ -451,3 +451,30 @@ async def test_the_console_cache_keeps_ciphertext_and_search_decrypts_it(
     assert any(p.name.endswith(".sqlite3") for p in home.rglob("*")), "the cache is there"
     assert WORDS[2].encode() not in kept
     assert b"code word" not in kept
+
+
+async def test_encryption_of_a_direct_chat_is_turned_off_and_on_in_the_console(
+    server: ServerProcess, plain: StartPlain
+) -> None:
+    """Issue 14: /encryption @bob off sends in the clear from this device (no lock, the
+    server has the text), on encrypts again; a group's encryption is not the console's
+    to change."""
+    alice, bob = await plain(), await plain()
+    alice.send("/auth alice password1")
+    await alice.expect("logged in as alice")
+    bob.send("/auth bob password1")
+    await bob.expect("logged in as bob")
+    alice.send("/encryption @bob")
+    assert "is end-to-end encrypted" in await alice.expect("what you send in @bob")
+    alice.send("/encryption @bob off")
+    await alice.expect("goes in the clear")
+    alice.send("/private bob openly controlwordinplaintext")
+    assert not (await bob.expect("controlwordinplaintext")).startswith("🔒")
+    assert b"controlwordinplaintext" in _stored_bytes(server)
+    alice.send("/encryption @bob on")
+    await alice.expect("is end-to-end encrypted")
+    alice.send(f"/private bob again {WORDS[3]}")
+    assert (await bob.expect(WORDS[3])).startswith("🔒 ")
+    assert WORDS[3].encode() not in _stored_bytes(server)
+    alice.send("/encryption general on")
+    await alice.expect("is a group: only one made with /create --encrypted")

@@ -84,6 +84,7 @@ from .outputs import (
     DownloadOut,
     EditedOut,
     EmptyOut,
+    EncryptionOut,
     ErrorOut,
     ExitOut,
     FilesOut,
@@ -261,6 +262,10 @@ COMMANDS: dict[str, CommandSpec] = {
         _cmd("download", "<file-id> [path]", "download an attachment", _a("file_id", "word"),
              _a("path", "path", True)),
         _cmd("files", "[target]", "files posted in a chat", _a("target", "target", True)),
+        _cmd("encryption", "<chat|@login> [on|off]",
+             "end-to-end encryption of a direct chat for what you send here: on (the"
+             " default once both of you have device keys) or off; shows it without on|off",
+             _a("target", "target"), _a("mode", "word", True)),
         _cmd("devices", "[login]",
              "a user's devices (yours by default): verified, unverified or keys changed",
              _a("login", "login", True)),
@@ -1350,6 +1355,27 @@ class CommandRunner:
                 title, columns, rows, chat_id=chat.id, chat=chat.name, files=tuple(files.files)
             )
         ]
+
+    async def _do_encryption(self, target: str, mode: str | None) -> list[Output]:
+        crypto = self._crypto()
+        chat = await self.resolve(target)
+        choice = None if mode is None else mode.lower()
+        if choice not in (None, "on", "off"):
+            return [ErrorOut("usage", f"/encryption {target} on|off, not {mode!r}")]
+        if choice is None:
+            on = await crypto.can_encrypt(chat)
+        else:
+            on = await crypto.set_encryption(chat, choice == "on")
+        if on:
+            said = f"🔒 what you send in {chat.name} from this device is end-to-end encrypted"
+        else:
+            said = (
+                f"what you send in {chat.name} from this device goes in the clear (the"
+                " server can read it)"
+            )
+        if choice is None and crypto.encryption_choice(chat) is None and chat.kind == "direct":
+            said += f"; /encryption {target} {'off' if on else 'on'} changes it"
+        return [EncryptionOut(said, chat_id=chat.id, chat=chat.name, encrypted=on)]
 
     # --- device trust (end-to-end encryption) ---------------------------------
 

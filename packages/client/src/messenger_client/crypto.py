@@ -186,6 +186,8 @@ class _State(msgspec.Struct):
     """Login -> device id -> the keys first seen (trust on first use)."""
     requested: dict[str, int] = {}
     """Megolm session id -> chat id: keys asked of this user's other devices, not come."""
+    encryption: dict[str, bool] = {}
+    """Direct chat id (as text) -> this device's user turned encryption on or off there."""
 
 
 class _Kind(msgspec.Struct):
@@ -618,16 +620,63 @@ class DeviceCrypto:
                 )
         return out
 
-    async def can_encrypt(self, chat: Chat) -> bool:
-        """Whether this chat is encrypted by default: a direct chat whose two users both
-        have a device with keys, or that this device has encrypted in before (a server
-        hiding the other user's devices does not turn encryption off)."""
+    def _decided(self, chat: Chat) -> bool | None:
+        """Whether a chat is encrypted, where that does not depend on the key directory
+        (None: a direct chat is, once both its users have a device with keys).
+
+        The one rule: a group is encrypted when its owner made it so, for good; a direct
+        chat is encrypted by default, unless this device's user turned it off there
+        (:meth:`set_encryption`); once this device encrypted in it, it stays encrypted
+        (a server hiding the other user's devices does not turn encryption off)."""
         if chat.encrypted:
-            return True  # a group its owner made encrypted
+            return True
         if chat.kind != "direct":
             return False
+        choice = self._state.encryption.get(str(chat.id))
+        if choice is not None:
+            return choice
         if str(chat.id) in self._state.outbound:
-            return True  # encrypted once, encrypted for good: a server cannot downgrade it
+            return True
+        return None
+
+    def encryption_choice(self, chat: Chat) -> bool | None:
+        """What this device's user chose for a direct chat (None: the default)."""
+        return self._state.encryption.get(str(chat.id))
+
+    async def set_encryption(self, chat: Chat, on: bool) -> bool:
+        """Turn end-to-end encryption of a direct chat on or off for what this device
+        sends (kept in the device's state); whether it is now on. On needs a device with
+        keys of the other user; a group's encryption is its owner's choice at creation."""
+        if chat.kind != "direct":
+            if chat.encrypted == on:
+                return on
+            raise ApiError(
+                ErrorCode.CONFLICT,
+                f"{chat.name} is a group: it is encrypted for good"
+                if chat.encrypted
+                else f"{chat.name} is a group: only one made with /create --encrypted is encrypted",
+            )
+        if on:
+            logins = await self._member_logins(chat)
+            found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
+            missing = set(logins) - {d.login for d in found.devices}
+            if missing:
+                who = ", ".join(sorted(missing))
+                raise ApiError(
+                    ErrorCode.CONFLICT,
+                    f"{who} has no device with keys yet: nothing can be encrypted to them",
+                )
+        self._state.encryption[str(chat.id)] = on
+        self.save()
+        return on
+
+    async def can_encrypt(self, chat: Chat) -> bool:
+        """Whether what this device sends in this chat is encrypted (the rule is
+        :meth:`_decided`'s; a direct chat left to the default asks the key directory
+        whether both users have a device with keys)."""
+        decided = self._decided(chat)
+        if decided is not None:
+            return decided
         logins = await self._member_logins(chat)
         found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
         return {d.login for d in found.devices} >= set(logins)
@@ -635,8 +684,8 @@ class DeviceCrypto:
     async def encrypted_chats(self, chats: Iterable[Chat]) -> set[int]:
         """Which of these chats :meth:`can_encrypt` (one key query per hundred peers)."""
         chats = list(chats)
-        found = {c.id for c in chats if c.encrypted or str(c.id) in self._state.outbound}
-        directs = [c for c in chats if c.kind == "direct" and c.peer and c.id not in found]
+        found = {c.id for c in chats if self._decided(c) is True}
+        directs = [c for c in chats if self._decided(c) is None and c.peer]
         peers = sorted({c.peer for c in directs if c.peer})
         have: set[str] = set()
         step = limits.MAX_KEY_QUERY_USERS - 1

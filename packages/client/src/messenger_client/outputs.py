@@ -39,6 +39,7 @@ __all__ = [
     "DownloadOut",
     "EditedOut",
     "EmptyOut",
+    "EncryptionOut",
     "ErrorOut",
     "ExitOut",
     "FilesOut",
@@ -320,6 +321,14 @@ class MuteOut(InfoOut, tag="mute", kw_only=True):
     mute: str
 
 
+class EncryptionOut(InfoOut, tag="encryption", kw_only=True):
+    """``/encryption``: whether what this device sends in a chat is end-to-end encrypted."""
+
+    chat_id: int
+    chat: str
+    encrypted: bool
+
+
 class MentionOut(InfoOut, tag="mention", kw_only=True):
     """Someone mentioned you in a message (live), muted chat or not."""
 
@@ -569,8 +578,8 @@ ALL_OUTPUTS: tuple[type[Out], ...] = (
     DeletedOut, PresenceOut, DownloadOut, ContactOut, ResyncOut, ErrorOut, TableOut, UsersOut,
     ContactsOut, ScheduledListOut, FilesOut, StatusOut, EditedOut, ReactionsOut, PinOut,
     PinsOut, SessionOut, LogoutOut, ExitOut,
-    ConnectionOut, MuteOut, MentionOut, SearchOut, MentionsOut, VerificationOut, DeviceOut,
-    RoomKeysOut, DevicesOut,
+    ConnectionOut, MuteOut, EncryptionOut, MentionOut, SearchOut, MentionsOut, VerificationOut,
+    DeviceOut, RoomKeysOut, DevicesOut,
 )  # fmt: skip
 """Every output type (docs/api.md documents each ``kind``)."""
 
