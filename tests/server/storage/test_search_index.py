@@ -1,17 +1,22 @@
-"""SQLite's search index takes the new messages of each group commit in one statement:
-what a group stores is found once it commits (and inside it), edits and deletions keep
-the index whole, a refused unit leaves nothing behind, and a database of the schema that
-indexed by trigger keeps every message findable after the migration."""
+"""SQLite's search index takes the new messages of a group commit in one statement (at
+most every INDEX_EVERY seconds): what a group stores is found once it commits (and inside
+it), edits and deletions keep the index whole, a refused unit leaves nothing behind, and a
+database of the schema that indexed by trigger keeps every message findable after the
+migration."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from messenger_protocol import parse_search
+import pytest
+
+from messenger_protocol import Message, parse_search
 from messenger_server.storage import DB_FILE, MIGRATIONS, SqliteStore, Tx
+from messenger_server.storage import sqlite as sqlite_store
 from messenger_server.storage.annotations import annotation_queries
 from messenger_server.storage.migrations import sqlite_script
 from messenger_server.storage.search import SearchFilter, search_queries
@@ -21,6 +26,12 @@ from messenger_server.storage.sql import connection
 def _found(tx: Tx, user_id: int, query: str) -> list[str]:
     hits = search_queries(tx).search(user_id, SearchFilter(parse_search(query)), None, 50)
     return sorted(m.text for m in hits)
+
+
+def _post(tx: Tx, *, user: int, text: str) -> Message:
+    message = tx.insert_message(1, user, text, 2.0, None, None, None)
+    assert message is not None
+    return message
 
 
 def _whole(store: SqliteStore) -> None:
@@ -120,6 +131,59 @@ async def test_messages_indexed_by_the_old_trigger_stay_findable(tmp_path: Path)
         await store.write(after)
         found = await store.read(lambda tx: _found(tx, 1, "otter"))
         assert found == ["otter after", "otter before", "otter changed"]
+        _whole(store)
+    finally:
+        await store.close()
+
+
+async def test_groups_in_quick_succession_index_together_and_stay_findable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: new messages are indexed at a group commit at most every INDEX_EVERY
+    seconds; a search in between (outside any group) indexes what is pending first, and a
+    store that stopped with messages unindexed indexes them after it opens again."""
+    monkeypatch.setattr(sqlite_store, "INDEX_EVERY", 60.0)  # however slow the machine
+    store = SqliteStore.in_dir(tmp_path)
+    await store.open()
+
+    def upto(tx: Tx) -> tuple[int, int]:
+        row = (
+            connection(tx)
+            .execute("SELECT (SELECT upto FROM search_indexed), (SELECT max(id) FROM messages)")
+            .fetchone()
+        )
+        return int(row[0]), int(row[1])
+
+    try:
+        user = await store.write(lambda tx: tx.insert_user("alice", "h", 1.0, False))
+        assert user is not None
+        ids: list[int] = []
+        for text in ("otter one", "otter two", "otter three"):  # three group commits
+            message = await store.write(partial(_post, user=user, text=text))
+            ids.append(message.id)
+        indexed, newest = await store.read(upto)
+        assert indexed < newest  # not every commit indexed
+        await store.write(lambda tx: annotation_queries(tx).edit_text(ids[2], "otter 3", 3.0))
+        found = await store.read(lambda tx: _found(tx, user, "otter"))
+        assert found == ["otter 3", "otter one", "otter two"]
+        assert await store.read(upto) == (newest, newest)
+        _whole(store)
+        await store.write(partial(_post, user=user, text="otter four"))
+    finally:
+        await store.close()
+    # a crash before the indexing: the mark is behind the newest message
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    with db:
+        db.execute("DELETE FROM messages_fts")
+        db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+        db.execute("UPDATE search_indexed SET upto = ?", (ids[0],))
+        db.execute("DELETE FROM messages_fts WHERE rowid > ?", (ids[0],))
+    db.close()
+    store = SqliteStore.in_dir(tmp_path)
+    await store.open()
+    try:
+        found = await store.read(lambda tx: _found(tx, user, "otter"))
+        assert found == ["otter 3", "otter four", "otter one", "otter two"]
         _whole(store)
     finally:
         await store.close()

@@ -2,9 +2,10 @@
 ``messages.tsv`` column (GIN index). The index follows every insert, edit and delete of
 a message inside the same transaction, so nothing that is gone can be found and a sent
 message is found once its send is answered. PostgreSQL: a generated column. SQLite:
-new messages go into the index once per group commit, just before its COMMIT
-(:func:`index_new_messages`, one FTS5 segment for the group; inside each unit's SAVEPOINT
-a trigger per row made one segment per message; FTS5 merges a level at 16 segments),
+new messages go into the index just before a group's COMMIT, at most every 0.1 s
+(``storage.sqlite.INDEX_EVERY``), and before any search (:func:`index_new_messages`, one
+FTS5 segment each time; inside each unit's SAVEPOINT a trigger per row made one segment
+per message; FTS5 merges a level at 16 segments),
 and triggers follow the edits and deletions of the messages already in it
 (``search_indexed.upto`` and below).
 
@@ -60,8 +61,8 @@ class SqlSearchQueries:
     def __init__(self, conn: Connection, tx: Tx | None = None) -> None:
         self.conn = conn
         self.tx = tx
-        """SQLite: the unit, whose ``unindexed`` says the running group stored messages its
-        commit has not indexed yet."""
+        """SQLite: the unit, whose ``index_pending`` indexes the messages stored since the
+        last indexing (a search finds them)."""
 
     def _match(self, query: ParsedSearch) -> tuple[str, str, list[Any], str]:
         """Dialect hook: the FROM addition, the WHERE clause, its arguments, and the id
@@ -80,9 +81,9 @@ class SqlSearchQueries:
     ) -> list[Message]:
         """Matching messages of the user's chats, newest first, older than ``before``."""
         query = found.query
-        if getattr(self.tx, "unindexed", False):
-            # inside the group that stored them, found too (the flag stays for the commit)
-            index_new_messages(self.conn)
+        index_pending = getattr(self.tx, "index_pending", None)
+        if index_pending is not None:
+            index_pending()  # SQLite: messages stored since the last indexing are found too
         where = [
             "m.chat_id IN (SELECT chat_id FROM members WHERE user_id = ?)",
             "m.deleted_at IS NULL",
