@@ -17,6 +17,7 @@ from messenger_protocol import (
     Event,
     Mentioned,
     MessageCreated,
+    ReadReceipt,
     Typing,
     limits,
 )
@@ -309,3 +310,43 @@ async def test_seen_by_of_a_comment_follows_the_thread_read_cursors(
     with pytest.raises(ApiError) as refused:
         await dave.seen_by(first.id)
     assert refused.value.code == ErrorCode.FORBIDDEN
+
+
+async def test_a_read_tells_the_other_members_live_unless_receipts_are_hidden(
+    server: ServerProcess,
+) -> None:
+    """Issue 12: a member's read cursor moving on sends the others a ``receipt`` event
+    (ephemeral: no id, not replayed), so a "seen by" on screen follows; none for a user
+    who hides their receipts, none to an outsider, none for a cursor that did not move."""
+    async with (
+        Client(server.url) as alice,
+        Client(server.url) as bob,
+        Client(server.url) as carol,
+        Client(server.url) as dave,
+    ):
+        for client, login in ((alice, "alice"), (bob, "bob"), (carol, "carol"), (dave, "dave")):
+            await client.register(login, PASSWORD)
+        team = await alice.create_chat("team")
+        await alice.invite(team.id, "bob")
+        await alice.invite(team.id, "carol")
+        first = await alice.send(team.id, "did you read this?")
+        await carol.set_privacy(hide_read_receipts=True)
+        async with (
+            SseReader(server.url, _token(alice)) as alice_events,
+            SseReader(server.url, _token(dave)) as dave_events,
+        ):
+            await bob.mark_read(team.id, first.id)
+            ident, event = await alice_events.next()
+            assert ident is None, "ephemeral"
+            assert event == ReadReceipt(chat_id=team.id, login="bob", up_to=first.id)
+            await bob.mark_read(team.id, first.id)  # not moved: nothing
+            await carol.mark_read(team.id, first.id)  # hidden: nothing
+            end = await bob.send(team.id, "sentinel")
+            seen = [e for _, e in await alice_events.until(_created(end.id))]
+            assert not any(isinstance(e, ReadReceipt) for e in seen), seen
+            mark = await alice.send(GENERAL_CHAT_ID, "sentinel for dave")
+            theirs = [e for _, e in await dave_events.until(_created(mark.id))]
+            assert not any(isinstance(e, ReadReceipt) for e in theirs)
+        async with SseReader(server.url, _token(alice), last_event_id=0) as resumed:
+            replay = [e for _, e in await resumed.until(_created(end.id))]
+        assert not any(isinstance(e, ReadReceipt) for e in replay)

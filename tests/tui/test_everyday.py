@@ -196,6 +196,8 @@ async def test_selecting_your_message_says_who_has_seen_it(
         await until(pilot, lambda: "Not seen yet" in screen_text(app), "not seen yet")
         ping = next(m for m in app.store.timeline(GENERAL_CHAT_ID) if m.text == "ping")
         await bob.mark_read(GENERAL_CHAT_ID, ping.id)
+        # live: bob's receipt event updates the line while it is shown
+        await until(pilot, lambda: "✓ Seen by bob" in screen_text(app), "seen by bob, live")
         await pilot.press("k")  # bob's message: no line (not yours)
         await until(pilot, lambda: not main.seen_line.display, "no line on bob's message")
         await pilot.press("j")

@@ -168,6 +168,16 @@ class Typing(BaseEvent, frozen=True, tag="typing"):
     expires_at: float
 
 
+class ReadReceipt(BaseEvent, frozen=True, tag="receipt"):
+    """A member of a chat of at most ``SEEN_BY_MAX_MEMBERS`` members read it up to
+    ``up_to`` (ephemeral: never logged nor replayed; not sent for a user who hides their
+    read receipts). A "seen by" on screen asks again (``GET /messages/{id}/seen``)."""
+
+    chat_id: int
+    login: str
+    up_to: int
+
+
 class ToDeviceWaiting(BaseEvent, frozen=True, tag="to_device"):
     """To-device messages (Olm ciphertext) wait for one of the user's devices (issue 14).
 
@@ -206,6 +216,7 @@ Event = (
     | SessionEnded
     | Mentioned
     | Typing
+    | ReadReceipt
     | ToDeviceWaiting
     | Reset
 )
@@ -230,6 +241,7 @@ EVENT_TYPES: tuple[type[BaseEvent], ...] = (
     SessionEnded,
     Mentioned,
     Typing,
+    ReadReceipt,
     ToDeviceWaiting,
     Reset,
 )

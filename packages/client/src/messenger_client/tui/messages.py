@@ -22,6 +22,7 @@ __all__ = [
     "OpenDirect",
     "PeopleChanged",
     "RateLimited",
+    "ReceiptArrived",
     "SeenByChanged",
     "ShowStatus",
     "ThreadChanged",
@@ -169,3 +170,14 @@ class VerificationChanged(Message):
         super().__init__()
         self.verification = update
         self.error = error
+
+
+class ReceiptArrived(Message):
+    """A member read ``chat_id`` up to ``up_to`` (a ``receipt`` event): a "seen by" on
+    screen for a message up to there is asked again."""
+
+    def __init__(self, chat_id: int, login: str, up_to: int) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+        self.login = login
+        self.up_to = up_to

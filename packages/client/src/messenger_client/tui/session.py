@@ -21,6 +21,7 @@ from messenger_protocol import (
     Message,
     MessageCreated,
     MessengerError,
+    ReadReceipt,
     Session,
     SessionEnded,
     ThreadActivity,
@@ -36,7 +37,7 @@ from ..outbox import Outbox
 from .e2ee import Encryption
 from .groups import Groups
 from .host import Host
-from .messages import ThreadChanged, TypingChanged
+from .messages import ReceiptArrived, ThreadChanged, TypingChanged
 from .moderation import Moderation
 from .options import TuiOptions
 from .people import People
@@ -323,6 +324,9 @@ class LiveSession:
             session = app.client.session if app.client is not None else None
             if session is not None and event.session_id == session.session_id:
                 self.over("This session was ended from another client")
+            return
+        if isinstance(event, ReadReceipt):
+            main.post_message(ReceiptArrived(event.chat_id, event.login, event.up_to))
             return
         change = store.apply(event)
         self._show_change(change)

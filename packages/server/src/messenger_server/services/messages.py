@@ -22,6 +22,7 @@ from messenger_protocol import (
     MessagePage,
     MessageUpdated,
     ReadMarker,
+    ReadReceipt,
     SendMessage,
     Thread,
     ThreadActivity,
@@ -35,6 +36,7 @@ from ..clock import Clock
 from ..storage import ChatRecord, Store, Tx
 from ..storage.annotations import annotation_queries
 from ..storage.keys import key_queries
+from ..storage.notify import notify_queries
 from .actor import Actor, forbidden, require_member, require_visible
 from .events import EventService
 from .retention import Visibility
@@ -333,15 +335,28 @@ class MessageService:
         return await self.visibility.visible_one(actor.user_id, message)
 
     async def mark_read(self, actor: Actor, chat_id: int, body: MarkRead) -> Chat:
-        """Move the user's read cursor of a chat; all their clients are told."""
+        """Move the user's read cursor of a chat; all their clients are told, and, in a
+        chat small enough for "seen by", the other members (a ``receipt`` event, unless
+        the user hides their read receipts)."""
 
-        def unit(tx: Tx) -> Chat:
-            chat, _ = require_member(tx, chat_id, actor.user_id)
+        def unit(tx: Tx) -> tuple[Chat, int, list[int]]:
+            chat, before = require_member(tx, chat_id, actor.user_id)
             up_to = tx.set_last_read(chat_id, actor.user_id, min(body.up_to, chat.last_message_id))
             self.events.emit(tx, ReadMarker(chat_id=chat_id, up_to=up_to), user_id=actor.user_id)
-            return tx.chat_view(chat, actor.user_id)
+            told: list[int] = []
+            if (
+                up_to > before
+                and tx.member_count(chat_id) <= limits.SEEN_BY_MAX_MEMBERS
+                and not notify_queries(tx).hide_receipts(actor.user_id)
+            ):
+                told = [u for u in tx.member_ids(chat_id) if u != actor.user_id]
+            return tx.chat_view(chat, actor.user_id), up_to, told
 
-        return await self.store.write(unit)
+        view, up_to, told = await self.store.write(unit)
+        if told:
+            receipt = ReadReceipt(chat_id=chat_id, login=actor.login, up_to=up_to)
+            self.events.ephemeral(receipt, told)
+        return view
 
     async def unread(self, actor: Actor, query: UnreadQuery | None = None) -> Unread:
         """Per chat: how many messages of others are unread, and a page of them, oldest first.

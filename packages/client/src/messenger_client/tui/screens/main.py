@@ -21,6 +21,7 @@ from ..messages import (
     ChatsChanged,
     PeopleChanged,
     RateLimited,
+    ReceiptArrived,
     SeenByChanged,
     ThreadChanged,
     TrustChanged,
@@ -322,6 +323,17 @@ class MainScreen(Guarded, Screen[None]):
             self._show_seen("✓ Seen by " + ", ".join(event.seen_by))
         else:
             self._show_seen("Not seen yet")
+
+    @on(ReceiptArrived)
+    def _receipt_arrived(self, event: ReceiptArrived) -> None:
+        """Someone read on: the "seen by" shown follows (it was asked on selection)."""
+        event.stop()
+        seen = self._seen_of
+        if seen is None or event.chat_id != self.current_chat or event.up_to < seen:
+            return
+        message = self.view.selected_message()
+        if message is not None and message.id == seen:
+            self._receipts_seen(message)
 
     def _show_seen(self, text: str | None) -> None:
         self.seen_line.update(text or "")
