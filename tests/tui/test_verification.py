@@ -185,7 +185,7 @@ async def test_bobs_new_device_is_announced_above_the_chat(
         try:
             phone = await DeviceCrypto.open(phone_client, tmp_path / "bob-phone")
             await pilot.press(*"second", "enter")
-            line = f"bob has a new device {phone.device_id}, not verified"
+            line = f"bob added a new device {phone.device_id}, not verified"
             await until(pilot, lambda: line in screen_text(app), "the new-device line")
         finally:
             await phone_client.close()

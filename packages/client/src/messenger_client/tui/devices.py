@@ -73,14 +73,20 @@ class DeviceTrust:
                 self._verification(notice)
             case NewDevice(login=login, device_id=device_id, chat_id=chat_id):
                 self.verified.discard(login)
-                text = self._library_text(notice)
-                self.lines[self._chat_of(login, chat_id)] = (f"🆕 {text}", login, device_id)
-                app.notify(text, title="New device", timeout=8)
+                who = "you" if self._mine(login) else login
+                line = f"🆕 {who} added a new device {device_id}, not verified: click or F6"
+                self.lines[self._chat_of(login, chat_id)] = (line, login, device_id)
+                app.notify(self._library_text(notice), title="New device", timeout=8)
             case DeviceKeyChanged(login=login, device_id=device_id, chat_id=chat_id):
                 self.verified.discard(login)
-                text = self._library_text(notice)
-                self.lines[self._chat_of(login, chat_id)] = (f"⚠ {text}", login, device_id)
-                app.notify(text, title="Keys changed", severity="error", timeout=20)
+                line = (
+                    f"⚠ the keys of {self._whose(login, device_id)} CHANGED: nothing is"
+                    " encrypted to it; ask them in person"
+                )
+                self.lines[self._chat_of(login, chat_id)] = (line, login, device_id)
+                app.notify(
+                    self._library_text(notice), title="Keys changed", severity="error", timeout=20
+                )
             case _:
                 app.notify(self._library_text(notice), timeout=8)
         self._tell_main()
@@ -131,6 +137,10 @@ class DeviceTrust:
         from .screens.verify import VerifyScreen
 
         return any(isinstance(s, VerifyScreen) and s.shows(*key) for s in self.app.screen_stack)
+
+    def _mine(self, login: str) -> bool:
+        store = self.app.store
+        return store is not None and login == store.me
 
     def _whose(self, login: str, device_id: str) -> str:
         store = self.app.store

@@ -90,5 +90,8 @@ class Files:
             return
         view = main.thread_view if main.thread_view.has_focus else main.view
         message = view.selected_message()
+        if message is None and view.timeline is not None:  # none selected: the newest file
+            with_files = [m for m in view.timeline if m.id and m.attachments and not m.deleted_at]
+            message = with_files[-1] if with_files else None
         if message is not None:
             self.show(message)

@@ -282,7 +282,7 @@ class DevicesScreen(Guarded, ModalScreen[str | None]):
             mark, style = "○ not verified", "yellow"
         row = Text(no_wrap=True, overflow="ellipsis")
         row.append(f"{mark:<16}", style)
-        row.append(f"{device.device_id:<14}", "bold")
+        row.append(f"{device.device_id:<18}", "bold")
         row.append(f" {fingerprint}…", "dim")
         return row
 

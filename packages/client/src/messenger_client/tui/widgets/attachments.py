@@ -362,6 +362,8 @@ class AttachmentsScreen(Guarded, ModalScreen[None]):
             self.notify(f"Not downloaded: {reason}", severity="error")
             return
         self.saved = saved
+        done = attachment.size or 1  # an encrypted file's download tells no progress
+        self.progress.update(total=done, progress=done)
         taken = f" ({attachment.name} was already there)" if saved.name != attachment.name else ""
         self.status.update(f"Saved to {saved}{taken}")
         self.query_one("#att-open", Button).disabled = _open_command(saved) is None
