@@ -9,11 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from messenger_client import Client
-from messenger_client.crypto import DeviceCrypto
+from messenger_client.crypto import NO_KEY_TEXT, DeviceCrypto
 from messenger_client.trust import TrustNotice, VerificationUpdate
 from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.screens.verify import DevicesScreen, VerifyScreen
 from messenger_client.tui.widgets.attachments import AttachmentCard, AttachmentsScreen
 from messenger_protocol import Chat, QueryKeys
@@ -243,3 +245,51 @@ async def test_files_in_an_encrypted_chat_go_and_open_encrypted(
         await pilot.press("enter")
         await until(pilot, lambda: panel.saved is not None, "the decrypted download")
         assert panel.saved is not None and panel.saved.read_bytes() == photo.read_bytes()
+
+
+async def test_the_tui_as_a_new_device_reads_earlier_messages_once_verified(
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client, tmp_path: Path
+) -> None:
+    """Alice's TUI is her new device: bob's earlier message says "no key"; the TUI asks
+    her other device, which says no until they verify each other by emoji; then the key
+    comes and the message reads."""
+    bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
+    old_client = Client(server.url)
+    await old_client.register("alice", "secret12")
+    old = Bob(old_client, tmp_path / "alice-old")
+    old_c = await old.open()
+    try:
+        dm = await bob.open_direct("alice")
+        await bob_c.send(dm, "before the tui ibexword")
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+            app.screen.query_one("#login", Input).value = "alice"
+            app.screen.query_one("#password", Input).value = "secret12"
+            await click(pilot, "#do-login")
+            await until(pilot, lambda: app.connection.state == "connected", "connected")
+            await until(pilot, lambda: app.store is not None and dm.id in app.store.chats)
+            app.open_chat(dm.id)
+            await until(pilot, lambda: shown_texts(app, dm.id) == [NO_KEY_TEXT], "no key yet")
+            assert app.e2ee is not None and app.e2ee.crypto is not None
+            tui_id = app.e2ee.crypto.device_id
+
+            await old_c.verification.start("alice", tui_id)
+            await click(pilot, "#trust-line")
+            await until(pilot, lambda: isinstance(app.screen, VerifyScreen), "the request")
+            screen = app.screen
+            assert isinstance(screen, VerifyScreen)
+            await click(pilot, "#verify-accept")
+            await old.until(pilot, "showing")
+            await until(pilot, lambda: screen.state == "showing", "the emoji")
+            await click(pilot, "#verify-match")
+            await old_c.verification.confirm("alice")
+            await until(pilot, lambda: screen.state == "verified", "verified")
+
+            async def read() -> bool:
+                await old_c.receive()  # her old device answers the TUI's request
+                return shown_texts(app, dm.id) == ["before the tui ibexword"]
+
+            await until_true(pilot, read, "the earlier message, decrypted")
+    finally:
+        await old_client.close()

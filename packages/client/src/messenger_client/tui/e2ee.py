@@ -16,6 +16,7 @@ client's ``/file`` path), and opened by :meth:`open_file`. The device-trust noti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -55,6 +56,10 @@ class Encryption:
         self.encrypted = encrypted
         """Chats known to be encrypted (shown with a lock; sends in them are encrypted)."""
         self._published = False
+        self._wanted: dict[str, int] = {}
+        """Sessions of messages shown without their key, to ask for -> their chat."""
+        self._asked: set[str] = set()
+        self._asking: asyncio.Task[None] | None = None
 
     @classmethod
     def load(
@@ -157,10 +162,35 @@ class Encryption:
             text = "(encrypted: this device has no keys)"
             return msgspec.structs.replace(message, text=text)
         revealed = self.crypto.reveal_now(message)
+        if not self.crypto.has_key(message) and self._published:
+            self._want(message.encrypted.session_id, message.chat_id)
         if revealed is None:
             text = f"(a replayed copy of an earlier message, #{message.id}: not shown again)"
             return msgspec.structs.replace(message, text=text)
         return revealed
+
+    def _want(self, session_id: str, chat_id: int) -> None:
+        """A message shown without its key: ask this user's other devices for it (once
+        per session, in the background; a device that has not verified this one says
+        no, and is asked again once they verify each other)."""
+        if session_id in self._wanted or session_id in self._asked:
+            return
+        self._wanted[session_id] = chat_id
+        if self._asking is None or self._asking.done():
+            try:
+                self._asking = asyncio.get_running_loop().create_task(self._ask())
+            except RuntimeError:  # no loop (a test's store): asked at the next one
+                self._asking = None
+
+    async def _ask(self) -> None:
+        crypto = self.crypto
+        while crypto is not None and self._wanted:
+            session_id, chat_id = self._wanted.popitem()
+            self._asked.add(session_id)
+            try:
+                await crypto.key_sharing.request(session_id, chat_id)
+            except MessengerError as exc:
+                log.info("could not ask for the keys of %s: %s", session_id, exc)
 
     async def send(
         self, pending: PendingSend, chat: Chat | None, replied: Message | None = None
