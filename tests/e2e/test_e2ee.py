@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
@@ -22,6 +23,7 @@ from messenger_client import Client
 from messenger_client.crypto import DecryptionError, DeviceCrypto
 from messenger_protocol import (
     ApiError,
+    Chat,
     EditMessage,
     Message,
     QueryKeys,
@@ -35,6 +37,23 @@ from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
 
 WORDS = ["aardvarkplaintext", "zeppelinplaintext", "quokkaplaintext", "narwhalplaintext"]
+
+
+@contextlib.asynccontextmanager
+async def _alice_and_bob_in_a_dm(
+    server: ServerProcess, tmp_path: Path
+) -> AsyncIterator[tuple[Client, Client, DeviceCrypto, DeviceCrypto, Chat]]:
+    """alice and bob registered, each with a device's keys, and their direct chat."""
+    alice, bob = Client(server.url), Client(server.url)
+    try:
+        await alice.register("alice", "password1")
+        await bob.register("bob", "password1")
+        alice_c = await DeviceCrypto.open(alice, tmp_path / "alice")
+        bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
+        yield alice, bob, alice_c, bob_c, await alice.open_direct("bob")
+    finally:
+        await alice.close()
+        await bob.close()
 
 
 def _stored_bytes(server: ServerProcess) -> bytes:
@@ -263,14 +282,7 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
     another message); a reply's quote travels inside its ciphertext; a file is encrypted
     with its own key, round-trips byte-identical, and its stored blob is not the file;
     the 5 MiB limit applies to the ciphertext; mentions are the sender's metadata."""
-    alice, bob = Client(server.url), Client(server.url)
-    try:
-        await alice.register("alice", "password1")
-        await bob.register("bob", "password1")
-        alice_c = await DeviceCrypto.open(alice, tmp_path / "alice")
-        bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
-        dm = await alice.open_direct("bob")
-
+    async with _alice_and_bob_in_a_dm(server, tmp_path) as (alice, bob, alice_c, bob_c, dm):
         first = await alice_c.send(dm, f"original {WORDS[0]}")
         reply = await bob_c.send(dm, "answer", reply_to=first.id)
         assert reply.reply_to is not None and reply.reply_to.text == "", "the server's quote"
@@ -324,9 +336,6 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
 
         stored = _stored_bytes(server)
         assert [w for w in WORDS[:3] if w.encode() in stored] == []
-    finally:
-        await alice.close()
-        await bob.close()
 
 
 async def test_a_logged_out_device_is_no_longer_encrypted_to(
@@ -399,13 +408,7 @@ async def test_concurrent_sends_and_fetches_keep_the_sessions_whole(
     """Issue 14: the device's state has its own lock, so several tasks sending at once
     (the console and the TUI do) never encrypt two messages under one Megolm index: the
     reader shows every one, none refused as a replay."""
-    alice, bob = Client(server.url), Client(server.url)
-    try:
-        await alice.register("alice", "password1")
-        await bob.register("bob", "password1")
-        alice_c = await DeviceCrypto.open(alice, tmp_path / "alice")
-        bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
-        dm = await alice.open_direct("bob")
+    async with _alice_and_bob_in_a_dm(server, tmp_path) as (_, _, alice_c, bob_c, dm):
         texts = [f"at once {i}" for i in range(8)]
         sent = await asyncio.gather(
             *(alice_c.send(dm, t) for t in texts), bob_c.receive(), alice_c.receive()
@@ -418,9 +421,6 @@ async def test_concurrent_sends_and_fetches_keep_the_sessions_whole(
         assert sorted([(await alice_c.decrypt(m)).text for m in back]) == [
             f"back {i}" for i in range(4)
         ]
-    finally:
-        await alice.close()
-        await bob.close()
 
 
 async def test_the_console_cache_keeps_ciphertext_and_search_decrypts_it(

@@ -23,10 +23,23 @@ SIZE = (110, 32)
 
 async def register_in_app(pilot: Pilot[None], app: MessengerApp, login: str) -> None:
     """Fill the login screen and press Register; wait for the live connection."""
+    await _through_login_screen(pilot, app, login, "secret12", "#do-register")
+
+
+async def log_in_app(
+    pilot: Pilot[None], app: MessengerApp, login: str, password: str = "secret12"
+) -> None:
+    """Fill the login screen and press Log in; wait for the live connection."""
+    await _through_login_screen(pilot, app, login, password, "#do-login")
+
+
+async def _through_login_screen(
+    pilot: Pilot[None], app: MessengerApp, login: str, password: str, button: str
+) -> None:
     await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
     app.screen.query_one("#login", Input).value = login
-    app.screen.query_one("#password", Input).value = "secret12"
-    await click(pilot, "#do-register")
+    app.screen.query_one("#password", Input).value = password
+    await click(pilot, button)
     await until(pilot, lambda: app.connection.state == "connected", "connected")
 
 

@@ -8,19 +8,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from textual.widgets import Input
-
 from messenger_client import Client
 from messenger_client import commands as slash
 from messenger_client.crypto import NO_KEY_TEXT, DeviceCrypto
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.groups import NewChatScreen
-from messenger_client.tui.screens.login import LoginScreen
 from messenger_protocol import QueryKeys
 from messenger_protocol import endpoints as ep
 from tests.support.server import ServerProcess
 from tests.tui.conftest import click, until, until_true
-from tests.tui.test_app import SIZE, other_user, register_in_app, screen_text, shown_texts
+from tests.tui.test_app import (
+    SIZE,
+    log_in_app,
+    other_user,
+    register_in_app,
+    screen_text,
+    shown_texts,
+)
 from tests.tui.test_groups import chat_named
 
 
@@ -38,11 +42,7 @@ async def test_encrypted_dm_reads_sends_and_says_what_it_cannot_decrypt(
 
         app = make_app(server.url)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
-            app.screen.query_one("#login", Input).value = "alice"
-            app.screen.query_one("#password", Input).value = "secret12"
-            await click(pilot, "#do-login")
-            await until(pilot, lambda: app.connection.state == "connected", "connected")
+            await log_in_app(pilot, app, "alice")
 
             async def tui_device_published() -> bool:
                 found = await bob.call(ep.QUERY_KEYS, QueryKeys(logins=["alice"]))

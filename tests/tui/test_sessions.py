@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from textual.widgets import Input
 
 from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
@@ -15,8 +14,8 @@ from messenger_client.tui.screens.admin import AdminScreen
 from messenger_client.tui.screens.login import LoginScreen
 from messenger_protocol import GENERAL_CHAT_ID, MessagePage
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, until
-from tests.tui.test_app import SIZE, shown_texts
+from tests.tui.conftest import until
+from tests.tui.test_app import SIZE, log_in_app, shown_texts
 
 
 async def _resumed_app(
@@ -118,11 +117,7 @@ async def test_the_history_on_connect_is_the_servers_also_after_a_token_resume(
         await first.close()
         await (first := Client(server.url)).register("carol", "secret12")
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
-            app.screen.query_one("#login", Input).value = "carol"
-            app.screen.query_one("#password", Input).value = "secret12"
-            await click(pilot, "#do-login")
-            await until(pilot, lambda: app.connection.state == "connected", "connected")
+            await log_in_app(pilot, app, "carol")
             await until(pilot, lambda: "m14" in shown_texts(app, 1), "the newest message")
             await until(pilot, lambda: len(asked) >= 2, "the page at start and at connect")
             assert {limit for client, limit in asked if client is app.client} == {7}

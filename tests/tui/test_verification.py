@@ -9,20 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import Input
 
 from messenger_client import Client
 from messenger_client.crypto import NO_KEY_TEXT, DeviceCrypto
 from messenger_client.trust import TrustNotice, VerificationUpdate
 from messenger_client.tui.app import MessengerApp
-from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.screens.verify import DevicesScreen, VerifyScreen
 from messenger_client.tui.widgets.attachments import AttachmentCard, AttachmentsScreen
 from messenger_protocol import Chat, QueryKeys
 from messenger_protocol import endpoints as ep
 from tests.support.server import ServerProcess
 from tests.tui.conftest import click, until, until_true
-from tests.tui.test_app import SIZE, register_in_app, screen_text, shown_texts
+from tests.tui.test_app import SIZE, log_in_app, register_in_app, screen_text, shown_texts
 
 
 class Bob:
@@ -263,11 +261,7 @@ async def test_the_tui_as_a_new_device_reads_earlier_messages_once_verified(
         await bob_c.send(dm, "before the tui ibexword")
         app = make_app(server.url)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
-            app.screen.query_one("#login", Input).value = "alice"
-            app.screen.query_one("#password", Input).value = "secret12"
-            await click(pilot, "#do-login")
-            await until(pilot, lambda: app.connection.state == "connected", "connected")
+            await log_in_app(pilot, app, "alice")
             await until(pilot, lambda: app.store is not None and dm.id in app.store.chats)
             app.open_chat(dm.id)
             await until(pilot, lambda: shown_texts(app, dm.id) == [NO_KEY_TEXT], "no key yet")
