@@ -168,10 +168,16 @@ async def test_a_new_device_gets_earlier_keys_only_once_verified(
     await phone.receive()
 
     laptop_client, laptop, laptop_n = await devices("alice", "laptop")
+    # the phone's session reaches the laptop part-way: from this message on
+    later = await phone.send(dm, "after the laptop, from alice")
+    assert later.encrypted is not None and earlier[0].encrypted is not None
+    assert later.encrypted.session_id == earlier[0].encrypted.session_id
+    assert (await laptop.decrypt(later)).text == "after the laptop, from alice"
     for message in earlier:
         with pytest.raises(DecryptionError) as no_key:
             await laptop.decrypt(message)
-        assert (no_key.value.kind, str(no_key.value)) == ("no_key", NO_KEY_TEXT)
+        assert no_key.value.kind == "no_key"
+    assert str(no_key.value) == NO_KEY_TEXT
     # the phone has not verified the laptop: it sends no keys, and says so on both
     await phone.receive()
     assert any(isinstance(n, NewDevice) and n.device_id == laptop.device_id for n in phone_n)
@@ -180,7 +186,7 @@ async def test_a_new_device_gets_earlier_keys_only_once_verified(
     await laptop.receive()
     assert [n.device_id for n in laptop_n if isinstance(n, KeysWithheld)] == [phone.device_id]
     with pytest.raises(DecryptionError, match="no key from your other devices"):
-        await laptop.decrypt(earlier[0])
+        await laptop.decrypt(earlier[1])
 
     # they verify each other; then the laptop asks again and the phone answers
     await _to_showing(laptop, phone)
@@ -194,8 +200,9 @@ async def test_a_new_device_gets_earlier_keys_only_once_verified(
     assert [(n.device_id, n.chat_ids) for n in received] == [(phone.device_id, (dm.id,))]
     page = await laptop_client.history(dm.id)
     assert [(await laptop.decrypt(m)).text for m in page.messages] == [
-        "before the laptop, from alice",
+        "before the laptop, from alice",  # its session now from the start: kept
         "before the laptop, from bob",
+        "after the laptop, from alice",
     ]
 
 

@@ -1067,7 +1067,8 @@ class DeviceCrypto:
         self._state.inbound[inbound.session_id] = _Inbound(
             pickle=inbound.pickle(self._key), chat_id=chat_id, sender=sender, sender_key=sender_key
         )
-        self._state.requested.pop(inbound.session_id, None)
+        if inbound.first_known_index == 0:  # given part-way, earlier messages stay asked for
+            self._state.requested.pop(inbound.session_id, None)
 
     # --- sessions for key sharing -------------------------------------------------
 
@@ -1086,9 +1087,16 @@ class DeviceCrypto:
     def import_session(
         self, session_id: str, chat_id: int, sender: str, sender_key: str, exported: str
     ) -> bool:
-        """Keep a session another device of this user forwarded; whether it was new (a
-        session asked for, whose key decodes to the id it claims)."""
-        if session_id in self._state.inbound or self._state.requested.get(session_id) != chat_id:
+        """Keep a session another device of this user forwarded; whether it brought
+        something (a session asked for, whose key decodes to the id it claims, that this
+        device did not have or had only from a later message on).
+
+        A device given a session part-way (it joined after the session's first
+        messages) keeps the forwarded copy when it starts at an earlier message index,
+        provided it is the same session: advanced to the index this device knows from,
+        it must export the same key (else the forwarder's copy is refused and the one
+        here stays)."""
+        if self._state.requested.get(session_id) != chat_id:
             return False
         try:
             inbound = vz.InboundGroupSession.import_session(vz.ExportedSessionKey(exported))
@@ -1097,7 +1105,29 @@ class DeviceCrypto:
             return False
         if inbound.session_id != session_id:
             return False
-        self._add_inbound(inbound, chat_id, sender, sender_key)
+        entry = self._state.inbound.get(session_id)
+        if entry is None:
+            self._add_inbound(inbound, chat_id, sender, sender_key)
+            return True
+        held = vz.InboundGroupSession.from_pickle(entry.pickle, self._key)
+        if inbound.first_known_index >= held.first_known_index:
+            return False  # nothing earlier than what is here
+        if (entry.chat_id, entry.sender, entry.sender_key) != (chat_id, sender, sender_key):
+            log.warning("a forwarded key of session %s names another chat or author", session_id)
+            return False
+        ours = held.export_at(held.first_known_index)
+        theirs = inbound.export_at(held.first_known_index)
+        if ours is None or theirs is None or ours.to_base64() != theirs.to_base64():
+            log.warning("a forwarded key of session %s is not the session here", session_id)
+            return False
+        log.info(
+            "session %s now known from message %d (was %d)",
+            session_id,
+            inbound.first_known_index,
+            held.first_known_index,
+        )
+        entry.pickle = inbound.pickle(self._key)  # the replay record (seen) stays
+        self._state.requested.pop(session_id, None)
         return True
 
     @property
@@ -1106,8 +1136,9 @@ class DeviceCrypto:
         return dict(self._state.requested)
 
     def note_requested(self, session_id: str, chat_id: int) -> bool:
-        """Remember that this session's key was asked for; False if it already was."""
-        if session_id in self._state.requested or session_id in self._state.inbound:
+        """Remember that this session's key was asked for; False if it already was, or
+        this device holds it from its first message on."""
+        if session_id in self._state.requested or self._first_index(session_id) == 0:
             return False
         self._state.requested[session_id] = chat_id
         self.save()
@@ -1120,9 +1151,9 @@ class DeviceCrypto:
         enc = message.encrypted
         if enc is None:
             raise DecryptionError("mismatch", "this message is not encrypted")
-        if enc.session_id not in self._state.inbound:
+        if not self.has_key(message):
             await self.receive()
-        if enc.session_id not in self._state.inbound:
+        if not self.has_key(message):
             # an earlier message (from before this device, or a key lost on the way):
             # ask this user's other devices, which answer if they verified this one
             await self.key_sharing.request(enc.session_id, message.chat_id)
@@ -1134,9 +1165,9 @@ class DeviceCrypto:
         why it cannot be shown; None for a replayed copy (shown once, under its first
         id). Fetches this device's keys first if it has not the message's yet."""
         enc = message.encrypted
-        if enc is not None and enc.session_id not in self._state.inbound:
+        if enc is not None and not self.has_key(message):
             await self.receive()
-            if enc.session_id not in self._state.inbound:
+            if not self.has_key(message):
                 await self.key_sharing.request(enc.session_id, message.chat_id)
         return self.reveal_now(message)
 
@@ -1181,9 +1212,28 @@ class DeviceCrypto:
         return self.reveal_now(message)
 
     def has_key(self, message: Message) -> bool:
-        """Whether this device holds the session of an encrypted message."""
+        """Whether this device holds the session of an encrypted message, from that
+        message's index on (a session given part-way does not open earlier ones)."""
         enc = message.encrypted
-        return enc is None or enc.session_id in self._state.inbound
+        if enc is None:
+            return True
+        first = self._first_index(enc.session_id)
+        if first is None:
+            return False
+        if first == 0:
+            return True
+        try:
+            return vz.MegolmMessage.from_base64(enc.ciphertext).message_index() >= first
+        except vz.DecodeException:
+            return True  # not a Megolm message: decryption says it is tampered with
+
+    def _first_index(self, session_id: str) -> int | None:
+        """The first message index this device can decrypt in a session (None: it has
+        none of it)."""
+        entry = self._state.inbound.get(session_id)
+        if entry is None:
+            return None
+        return vz.InboundGroupSession.from_pickle(entry.pickle, self._key).first_known_index
 
     def decrypt_now(self, message: Message) -> Decrypted:
         """:meth:`decrypt` without fetching anything."""
