@@ -260,7 +260,7 @@ def build_services(
         messages=messages,
         annotations=annotations,
         contacts=ContactService(store, accounts, clock),
-        status=StatusService(store, accounts, chats, events, clock),
+        status=StatusService(store, accounts, chats, events, presence, clock),
         scheduler=SchedulerService(store, events, messages, moderation, clock, settings),
         retention=RetentionService(
             store, events, clock, settings, exit_mid_pass=test_fault("exit_mid_retention")
@@ -544,7 +544,8 @@ class App:
         """A live event stream of the actor's session: on this node's hub, and told to
         presence (online if it is the user's first)."""
         sub = self.events.attach(actor.user_id, actor.session_id, stream)
-        return LiveStream(sub, self.presence.opened(actor.user_id, actor.login, actor.session_id))
+        stream_id = self.presence.opened(actor.user_id, actor.login, actor.session_id, stream.peer)
+        return LiveStream(sub, stream_id)
 
     def close_stream(self, live: LiveStream) -> None:
         """The stream went (idempotent): off the hub, and told to presence."""

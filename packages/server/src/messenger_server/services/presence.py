@@ -39,7 +39,7 @@ from ..clock import Clock, SystemClock
 from ..loglimit import log_pass_failure
 from ..storage import STORE_UNAVAILABLE, Store, Tx
 from ..storage.presence import presence_queries
-from .events import EventService
+from .events import EventService, StreamInfo
 from .retention import Visibility
 
 __all__ = ["LEASE_JOB", "PresenceService"]
@@ -55,7 +55,10 @@ class _Stream:
     user_id: int
     login: str
     session_id: str
+    peer: str
+    """The client's address."""
     opened_at: float
+    """The services' clock (shown by ``/status``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,15 @@ class PresenceService:
         """The user has a live stream."""
         return user_id in (self._online if self.leased else self._local)
 
+    def streams_elsewhere(self, tx: Tx, user_id: int) -> list[StreamInfo]:
+        """The user's live streams on the other nodes with a fresh lease, oldest first
+        (none on one node: this node's streams are all there are)."""
+        if not self.leased:
+            return []
+        rows = presence_queries(tx).streams_of(user_id, self._fresh_since())
+        return [StreamInfo(r.session_id, r.peer, r.connected_at) for r in rows
+                if r.node != self.node]  # fmt: skip
+
     # --- life -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -153,12 +165,13 @@ class PresenceService:
 
     # --- streams --------------------------------------------------------------------
 
-    def opened(self, user_id: int, login: str, session_id: str) -> str:
-        """A live stream of the user opened on this node: its id (for :meth:`closed`).
-        Online is told (to everyone) if it is the user's first stream."""
+    def opened(self, user_id: int, login: str, session_id: str, peer: str) -> str:
+        """A live stream of the user from ``peer`` (the client's address) opened on this
+        node: its id (for :meth:`closed`). Online is told (to everyone) if it is the user's
+        first stream."""
         stream_id = secrets.token_hex(8)
         now = self.clock.now()
-        self._streams[stream_id] = _Stream(user_id, login, session_id, self.lease_clock.now())
+        self._streams[stream_id] = _Stream(user_id, login, session_id, peer, now)
         count = self._local.get(user_id, 0) + 1
         self._local[user_id] = count
         if count == 1:
@@ -229,7 +242,7 @@ class PresenceService:
     def _open_unit(self, stream_id: str, stream: _Stream, tx: Tx) -> list[_Change]:
         queries = presence_queries(tx)
         queries.add_stream(self.node, stream_id, stream.user_id, stream.session_id,
-                           stream.opened_at)  # fmt: skip
+                           stream.opened_at, stream.peer)  # fmt: skip
         if queries.live_streams_of(stream.user_id, self._fresh_since()) != 1:
             return []
         return [_Change(stream.user_id, stream.login, True, self.clock.now())]
@@ -277,7 +290,7 @@ class PresenceService:
             fresh = now - self.lease
             for stream_id, stream in self._streams.items():
                 queries.add_stream(self.node, stream_id, stream.user_id, stream.session_id,
-                                   stream.opened_at)  # fmt: skip
+                                   stream.opened_at, stream.peer)  # fmt: skip
                 if queries.live_streams_of(stream.user_id, fresh) == 1:
                     changes.append(_Change(stream.user_id, stream.login, True, self.clock.now()))
         if tx.try_job_lock(LEASE_JOB):

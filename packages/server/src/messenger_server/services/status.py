@@ -10,6 +10,7 @@ from .accounts import AccountService, banned_until
 from .actor import Actor
 from .chats import ChatService
 from .events import EventService, StreamInfo
+from .presence import PresenceService
 
 __all__ = ["LOGIN_HISTORY", "StatusService"]
 
@@ -26,12 +27,16 @@ class StatusService:
         accounts: AccountService,
         chats: ChatService,
         events: EventService,
+        presence: PresenceService,
         clock: Clock,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.chats = chats
         self.events = events
+        """This node's live streams."""
+        self.presence = presence
+        """The live streams on the other nodes."""
         self.clock = clock
 
     def _connections(
@@ -86,10 +91,11 @@ class StatusService:
                 if chat.kind == "group" and chat.owner_id == actor.user_id:
                     owned.append(self.chats.owned_chat(tx, view, now))
             until = banned_until(tx, actor.user_id, now)
+            every = streams + self.presence.streams_elsewhere(tx, actor.user_id)
             return Status(
                 user=self.accounts.user_view(user, until),
                 banned_until=until,
-                connections=self._connections(actor, tx.live_sessions(actor.user_id), streams),
+                connections=self._connections(actor, tx.live_sessions(actor.user_id), every),
                 private_sent=sent,
                 private_received=received,
                 owned_chats=owned,

@@ -526,6 +526,11 @@ _EVENT_EXCEPT_LATE = """
 ALTER TABLE events ADD COLUMN except_late INTEGER;
 """
 
+# /status lists a user's streams on every node (issue 13): the client address of each
+_STREAM_PEERS = """
+ALTER TABLE live_streams ADD COLUMN peer TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -543,5 +548,6 @@ MIGRATIONS: list[Step] = [
     Step("", sqlite=_SEARCH_BY_GROUP, postgres="SELECT 1;  -- the tsv column needs nothing"),
     Step(_NODE_LEASES),
     Step(_EVENT_EXCEPT_LATE),
+    Step(_STREAM_PEERS),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

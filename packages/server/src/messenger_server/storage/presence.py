@@ -8,12 +8,24 @@ drops the rows of nodes whose lease went stale.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from .base import Tx
 from .sql import Connection, connection, marks
 
-__all__ = ["PresenceQueries", "SqlPresenceQueries", "presence_queries"]
+__all__ = ["LiveStreamRecord", "PresenceQueries", "SqlPresenceQueries", "presence_queries"]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStreamRecord:
+    """A live event stream of a session on a node (for ``/status``)."""
+
+    node: str
+    session_id: str
+    peer: str
+    """The client's address."""
+    connected_at: float
 
 
 class PresenceQueries(Protocol):
@@ -28,9 +40,16 @@ class PresenceQueries(Protocol):
         ...
 
     def add_stream(
-        self, node: str, stream_id: str, user_id: int, session_id: str, connected_at: float
-    ) -> None:
-        """A live stream of ``user_id`` on ``node`` (once: a second add changes nothing)."""
+        self, node: str, stream_id: str, user_id: int, session_id: str, connected_at: float,
+        peer: str,
+    ) -> None:  # fmt: skip
+        """A live stream of ``user_id`` on ``node`` from ``peer`` (once: a second add
+        changes nothing)."""
+        ...
+
+    def streams_of(self, user_id: int, fresh_since: float) -> list[LiveStreamRecord]:
+        """The user's streams on nodes whose lease was renewed at or after ``fresh_since``,
+        oldest first."""
         ...
 
     def remove_stream(self, node: str, stream_id: str) -> None:
@@ -81,14 +100,27 @@ class SqlPresenceQueries:
         )
 
     def add_stream(
-        self, node: str, stream_id: str, user_id: int, session_id: str, connected_at: float
-    ) -> None:
-        """A live stream of ``user_id`` on ``node`` (once: a second add changes nothing)."""
+        self, node: str, stream_id: str, user_id: int, session_id: str, connected_at: float,
+        peer: str,
+    ) -> None:  # fmt: skip
+        """A live stream of ``user_id`` on ``node`` from ``peer`` (once: a second add
+        changes nothing)."""
         self.conn.execute(
-            "INSERT INTO live_streams (node, stream_id, user_id, session_id, connected_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (node, stream_id) DO NOTHING",
-            (node, stream_id, user_id, session_id, connected_at),
+            "INSERT INTO live_streams (node, stream_id, user_id, session_id, connected_at,"
+            " peer) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node, stream_id) DO NOTHING",
+            (node, stream_id, user_id, session_id, connected_at, peer),
         )
+
+    def streams_of(self, user_id: int, fresh_since: float) -> list[LiveStreamRecord]:
+        """The user's streams on nodes whose lease was renewed at or after ``fresh_since``,
+        oldest first."""
+        rows = self.conn.execute(
+            "SELECT s.node, s.session_id, s.peer, s.connected_at FROM live_streams s"
+            " JOIN node_leases l ON l.node = s.node WHERE s.user_id = ? AND l.renewed_at >= ?"
+            " ORDER BY s.connected_at, s.node, s.stream_id",
+            (user_id, fresh_since),
+        ).fetchall()
+        return [LiveStreamRecord(r[0], r[1], r[2], r[3]) for r in rows]
 
     def remove_stream(self, node: str, stream_id: str) -> None:
         """The stream went."""
