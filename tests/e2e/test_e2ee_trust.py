@@ -212,7 +212,7 @@ async def test_changed_keys_of_a_known_device_are_announced_and_not_encrypted_to
     alice, alice_c, alice_n = await devices("alice", "phone")
     _, bob_c, _ = await devices("bob", "phone")
     dm = await alice.open_direct("bob")
-    await alice_c.send(dm, "before")
+    before = await alice_c.send(dm, "before")
     await bob_c.receive()
     # the server (or whoever writes its database) swaps in keys of its own, well signed
     fake = vz.Account()
@@ -223,8 +223,10 @@ async def test_changed_keys_of_a_known_device_are_announced_and_not_encrypted_to
         "UPDATE device_keys SET curve25519 = ?, ed25519 = ?, signature = ? WHERE device_id = ?",
         (curve, ed, signature, bob_c.device_id),
     )
-    await alice_c.send(dm, "after")
+    after = await alice_c.send(dm, "after")
     await alice_c.send(dm, "after again")
+    assert before.encrypted is not None and after.encrypted is not None
+    assert after.encrypted.session_id != before.encrypted.session_id, "rotated at the change"
     changed = [n for n in alice_n if isinstance(n, DeviceKeyChanged)]
     assert [(n.login, n.device_id, n.chat_id) for n in changed] == [
         ("bob", bob_c.device_id, dm.id)

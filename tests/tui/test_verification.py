@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import vodozemac as vz
 from textual.pilot import Pilot
 
 from messenger_client import Client
@@ -16,8 +17,9 @@ from messenger_client.trust import TrustNotice, VerificationUpdate
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.verify import DevicesScreen, VerifyScreen
 from messenger_client.tui.widgets.attachments import AttachmentCard, AttachmentsScreen
-from messenger_protocol import Chat, QueryKeys
+from messenger_protocol import Chat, QueryKeys, device_signing_bytes
 from messenger_protocol import endpoints as ep
+from tests.support import db
 from tests.support.server import ServerProcess
 from tests.tui.conftest import click, until, until_true
 from tests.tui.test_app import SIZE, log_in_app, register_in_app, screen_text, shown_texts
@@ -165,11 +167,13 @@ async def test_a_request_from_bob_shows_above_the_chat_and_a_mismatch_cancels_it
         assert "asks to verify" not in screen_text(app), "the line went with the request"
 
 
-async def test_bobs_new_device_is_announced_above_the_chat(
+async def test_bobs_new_device_and_its_changed_keys_are_announced_above_the_chat(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client, tmp_path: Path
 ) -> None:
     """Alice's TUI knows bob's device; bob adds another: the next message alice sends
-    there finds it, and the chat says "bob has a new device …, not verified"."""
+    there finds it, and the chat says "bob has a new device …, not verified". Then the
+    server swaps that device's keys: the chat says they CHANGED, and alice's next
+    message goes under a new Megolm session, so the swapped-in keys get no key to it."""
     bob_dev = Bob(bob, tmp_path / "bob")
     await bob_dev.open()
     app = make_app(server.url)
@@ -187,6 +191,23 @@ async def test_bobs_new_device_is_announced_above_the_chat(
             await pilot.press(*"second", "enter")
             line = f"bob added a new device {phone.device_id}, not verified"
             await until(pilot, lambda: line in screen_text(app), "the new-device line")
+
+            fake = vz.Account()
+            curve, ed = fake.curve25519_key.to_base64(), fake.ed25519_key.to_base64()
+            signed = device_signing_bytes("bob", phone.device_id, curve, ed)
+            db.execute(server, "UPDATE device_keys SET curve25519 = ?, ed25519 = ?, signature = ?"
+                       " WHERE device_id = ?", (curve, ed, fake.sign(signed).to_base64(),
+                                                 phone.device_id))  # fmt: skip
+            count = "SELECT count(*) FROM to_device WHERE device_id = ?"
+            waiting = db.rows(server, count, (phone.device_id,))
+            await pilot.press(*"third", "enter")
+            line = f"the keys of bob's device {phone.device_id} CHANGED"
+            await until(pilot, lambda: line in screen_text(app), "the changed-keys line")
+            await until(pilot, lambda: all(m.id for m in app.store.timeline(dm.id)), "sent")  # type: ignore[union-attr]
+            sessions = {m.text: m.encrypted.session_id for m in app.store.timeline(dm.id)  # type: ignore[union-attr]
+                        if m.encrypted is not None}  # fmt: skip
+            assert sessions["third"] != sessions["second"], "a new session after the change"
+            assert db.rows(server, count, (phone.device_id,)) == waiting, "nothing went to it"
         finally:
             await phone_client.close()
 

@@ -810,8 +810,9 @@ class DeviceCrypto:
         of ``logins`` that does not have it yet.
 
         The chat's session is replaced by a new one (shared afresh) when a device that
-        had it is no longer among ``logins``' devices -- a member left, a device went --
-        so they get no key to what follows; and after :data:`ROTATE_AFTER_MESSAGES`
+        had it is no longer among ``logins``' devices -- a member left, a device went,
+        a device's keys changed (:meth:`devices` leaves it out) -- so they get no key to
+        what follows; and after :data:`ROTATE_AFTER_MESSAGES`
         messages or :data:`ROTATE_AFTER_SECONDS`, as Matrix does."""
         devices = await self.devices(logins, chat_id)
         current = {d.curve25519 for d in devices} | {self.curve25519}
