@@ -307,14 +307,23 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
         data = os.urandom(100_000) + WORDS[2].encode() * 10
         path = tmp_path / "notes.bin"
         path.write_bytes(data)
-        with_file = await alice_c.send(dm, "a file", files=[path])
+        sent: list[tuple[int, int | None]] = []
+        with_file = await alice_c.send(
+            dm, "a file", files=[path], progress=lambda done, total: sent.append((done, total))
+        )
         assert len(with_file.attachments) == 1
         stored_as = with_file.attachments[0]
         assert stored_as.name == "encrypted" and stored_as.size > len(data)
+        assert sent[0] == (0, stored_as.size) and sent[-1] == (stored_as.size, stored_as.size)
         shown = await bob_c.reveal(await bob.message(with_file.id))
         assert shown is not None and shown.attachments[0].name == "notes.bin"
-        saved = await bob_c.download_file(bob_c.known_files[stored_as.id], tmp_path / "got.bin")
+        got: list[tuple[int, int | None]] = []
+        file = bob_c.known_files[stored_as.id]
+        saved = await bob_c.download_file(
+            file, tmp_path / "got.bin", lambda d, t: got.append((d, t))
+        )
         assert saved.read_bytes() == data, "byte-identical"
+        assert got[-1] == (stored_as.size, stored_as.size), "the download's progress"
         raw = await bob.download(stored_as.id, tmp_path / "raw.bin")
         assert raw.read_bytes() != data and WORDS[2].encode() not in raw.read_bytes()
 

@@ -1327,7 +1327,9 @@ class CommandRunner:
         file_path = _local_path(path)
         if self.crypto is not None and await self.crypto.can_encrypt(chat):
             # encrypted with a key of its own, uploaded as opaque bytes (issue 14)
-            message = await self.crypto.send(chat, "", files=[file_path])
+            message = await self.crypto.send(
+                chat, "", files=[file_path], progress=self._progress_of(file_path.name)
+            )
             return [MessageOut(message, chat.name)]
         attachment = await self.client.upload(file_path, progress=self._progress_of(file_path.name))
         message = await self.client.send(chat.id, "", attachments=[attachment.id], retries=1)
@@ -1339,7 +1341,9 @@ class CommandRunner:
             await aiofiles.os.makedirs(dest, exist_ok=True)
         sealed = self.crypto.known_files.get(file_id) if self.crypto is not None else None
         if self.crypto is not None and sealed is not None:
-            saved = await self.crypto.download_file(sealed, dest)
+            saved = await self.crypto.download_file(
+                sealed, dest, progress=self._progress_of(file_id)
+            )
             text = f"saved {file_id} to {saved} (decrypted)"
             return [DownloadOut(text, file_id=file_id, path=str(saved))]
         saved = await self.client.download(file_id, dest, progress=self._progress_of(file_id))

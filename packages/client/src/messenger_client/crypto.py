@@ -84,7 +84,7 @@ from messenger_protocol import (
 )
 from messenger_protocol import endpoints as ep
 
-from .api import Client, new_client_id
+from .api import Client, Progress, new_client_id
 from .key_sharing import KeySharing
 from .trust import DeviceInfo, DeviceKeyChanged, NewDevice, NoticeHook, TrustNotice
 from .verification import Verifications
@@ -346,6 +346,15 @@ def device_directory(root: Path, server: str, login: str) -> Path:
     """Where one app keeps a user's device keys on one server, under ``root``."""
     server_part = re.sub(r"[^A-Za-z0-9_.-]", "_", re.sub(r"^[a-z]+://", "", server))
     return root / server_part / login
+
+
+def _seal_to(path: Path, sealed: Path) -> tuple[int, str, str]:
+    """Encrypt the file at ``path`` into ``sealed`` (:func:`seal_file`): the plaintext's
+    size and hex SHA-256, and the key."""
+    data = path.read_bytes()
+    ciphertext, key = seal_file(data)
+    sealed.write_bytes(ciphertext)
+    return len(data), hashlib.sha256(data).hexdigest(), key
 
 
 def _write_plain(dest: Path, name: str, data: bytes) -> Path:
@@ -713,14 +722,16 @@ class DeviceCrypto:
         quote: str | None = None,
         files: Sequence[Path] = (),
         mentions: Sequence[str] = (),
+        progress: Progress | None = None,
     ) -> Message:
         """Post ``text`` (and ``files``): encrypted when :meth:`can_encrypt` says so, else
         in the clear. Encrypted, a reply carries ``quote`` (the excerpt of the message it
         answers) inside the ciphertext; each file is encrypted with its own key, uploaded
         as opaque bytes (the server's size limit applies to the ciphertext) and named,
-        with its key, inside the message; ``mentions`` go to the server as metadata."""
+        with its key, inside the message; ``mentions`` go to the server as metadata.
+        ``progress(sent, total)`` follows each file's upload in turn."""
         if not await self.can_encrypt(chat):
-            ids = [(await self.client.upload(path)).id for path in files]
+            ids = [(await self.client.upload(path, progress=progress)).id for path in files]
             return await self.client.send(
                 chat.id, text, client_id=client_id, reply_to=reply_to, attachments=ids
             )
@@ -734,7 +745,7 @@ class DeviceCrypto:
                     text = ""  # not readable here: the quote stays empty
             deleted = original.deleted_at is not None
             quote = quote_of(original.id, original.author, text, deleted).text
-        sealed = [await self.upload_file(path) for path in files]
+        sealed = [await self.upload_file(path, progress) for path in files]
         encrypted = await self.encrypt(
             chat.id,
             await self._member_logins(chat),
@@ -766,30 +777,33 @@ class DeviceCrypto:
         body = EditMessage(text="", encrypted=encrypted)
         return await self.client.call(ep.EDIT_MESSAGE, body, message_id=message_id)
 
-    async def upload_file(self, path: Path) -> EncryptedFile:
+    async def upload_file(self, path: Path, progress: Progress | None = None) -> EncryptedFile:
         """Encrypt a file with a key of its own and upload the ciphertext (named
-        ``encrypted``, ``application/octet-stream``: the server learns only its size)."""
-        data = await asyncio.to_thread(path.read_bytes)
-        ciphertext, key = await asyncio.to_thread(seal_file, data)
+        ``encrypted``, ``application/octet-stream``: the server learns only its size);
+        ``progress(sent, total)`` follows the upload of the ciphertext.
+
+        Needs no lock: the file's one-off session is no part of this device's state,
+        and reading, hashing and encrypting run in a worker thread, so messages go and
+        come while a file is encrypted and uploaded."""
         with tempfile.TemporaryDirectory() as tmp:
             sealed = Path(tmp) / "encrypted"
-            await asyncio.to_thread(sealed.write_bytes, ciphertext)
-            uploaded = await self.client.upload(sealed)
+            size, sha256, key = await asyncio.to_thread(_seal_to, path, sealed)
+            uploaded = await self.client.upload(sealed, progress=progress)
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return EncryptedFile(
-            id=uploaded.id,
-            name=path.name,
-            mime=mime,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            key=key,
+            id=uploaded.id, name=path.name, mime=mime, size=size, sha256=sha256, key=key
         )
 
-    async def download_file(self, file: EncryptedFile, dest: Path) -> Path:
+    async def download_file(
+        self, file: EncryptedFile, dest: Path, progress: Progress | None = None
+    ) -> Path:
         """Download an encrypted file and write its checked plaintext to ``dest`` (a
-        directory: under the file's name); refuses a file that does not decrypt."""
+        directory: under the file's name); refuses a file that does not decrypt.
+        ``progress(received, total)`` follows the download of the ciphertext."""
         with tempfile.TemporaryDirectory() as tmp:
-            sealed = await self.client.download(file.id, Path(tmp) / "sealed", resume=False)
+            sealed = await self.client.download(
+                file.id, Path(tmp) / "sealed", resume=False, progress=progress
+            )
             ciphertext = await asyncio.to_thread(sealed.read_bytes)
         data = await asyncio.to_thread(open_file, ciphertext, file)
         return await asyncio.to_thread(_write_plain, dest, file.name, data)

@@ -34,7 +34,7 @@ from messenger_protocol import (
     quote_of,
 )
 
-from ..api import Client
+from ..api import Client, Progress
 from ..cache import PendingSend
 from ..crypto import DeviceCrypto, device_directory
 from ..trust import NoticeHook
@@ -135,15 +135,20 @@ class Encryption:
             raise ApiError(ErrorCode.UNAVAILABLE, "end-to-end encryption is off on this device")
         return await act(crypto)
 
-    async def send_file(self, chat: Chat, path: Path) -> Message:
+    async def send_file(self, chat: Chat, path: Path, progress: Progress | None = None) -> Message:
         """Send a file to an encrypted chat: encrypted with a key of its own, uploaded as
-        opaque bytes, named (with its key) inside the encrypted message."""
+        opaque bytes (``progress`` follows the upload), named (with its key) inside the
+        encrypted message."""
         self.encrypted.add(chat.id)
-        return await self.use(lambda crypto: crypto.send(chat, "", files=[path]))
+        return await self.use(lambda crypto: crypto.send(chat, "", files=[path],
+                                                         progress=progress))  # fmt: skip
 
-    async def open_file(self, attachment: Attachment, dest: Path) -> Path:
+    async def open_file(
+        self, attachment: Attachment, dest: Path, progress: Progress | None = None
+    ) -> Path:
         """Download a file of an encrypted message and save its checked plaintext under
-        ``dest`` (refused when this device did not decrypt the message naming it)."""
+        ``dest`` (refused when this device did not decrypt the message naming it;
+        ``progress`` follows the download)."""
         crypto = self.crypto
         sealed = crypto.known_files.get(attachment.id) if crypto is not None else None
         if crypto is None or sealed is None:
@@ -151,7 +156,7 @@ class Encryption:
                 ErrorCode.NOT_FOUND,
                 "this device has no key to that file (its message did not decrypt here)",
             )
-        return await crypto.download_file(sealed, dest)
+        return await crypto.download_file(sealed, dest, progress)
 
     def reveal(self, message: Message) -> Message:
         """An encrypted message with its text as this device can show it (a message

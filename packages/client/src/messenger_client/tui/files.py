@@ -15,6 +15,7 @@ from pathlib import Path
 
 from messenger_protocol import Attachment, Message
 
+from ..api import Progress
 from .host import Host
 from .messages import FileUploaded
 from .widgets.attachments import AttachmentsScreen, AttachScreen
@@ -46,9 +47,9 @@ class Files:
                 )
                 return
 
-            async def sealed(path: Path, moved: object) -> Attachment | None:
+            async def sealed(path: Path, moved: Progress) -> Attachment | None:
                 assert e2ee is not None and chat is not None
-                await e2ee.send_file(chat, path)  # the event brings the message
+                await e2ee.send_file(chat, path, moved)  # the event brings the message
                 return None
 
             screen = AttachScreen(client, Path.cwd(), initial=path, upload=sealed, encrypted=True)
@@ -74,9 +75,9 @@ class Files:
         e2ee = self.app.e2ee
         if message.encrypted is not None and e2ee is not None:
 
-            async def opened(attachment: Attachment, dest: Path, moved: object) -> Path:
+            async def opened(attachment: Attachment, dest: Path, moved: Progress) -> Path:
                 assert e2ee is not None
-                return await e2ee.open_file(attachment, dest)  # decrypted and checked
+                return await e2ee.open_file(attachment, dest, moved)  # decrypted, checked
 
             self.app.push_screen(AttachmentsScreen(client, message, self.downloads, opened))
             return

@@ -362,7 +362,7 @@ class AttachmentsScreen(Guarded, ModalScreen[None]):
             self.notify(f"Not downloaded: {reason}", severity="error")
             return
         self.saved = saved
-        done = attachment.size or 1  # an encrypted file's download tells no progress
+        done = attachment.size or 1  # an encrypted file's progress counted its ciphertext
         self.progress.update(total=done, progress=done)
         taken = f" ({attachment.name} was already there)" if saved.name != attachment.name else ""
         self.status.update(f"Saved to {saved}{taken}")
