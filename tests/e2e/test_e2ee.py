@@ -216,8 +216,13 @@ async def test_plain_consoles_encrypt_a_dm_and_show_a_lock(
     assert theirs.startswith("🔒 ") and "alice:" in theirs, theirs
     bob.send(f"/private alice answer {WORDS[1]}")
     assert (await alice.expect(WORDS[1])).startswith("🔒 ")
+    root_id = mine.split("#", 1)[1].split()[0]  # "🔒 [#1 @bob 12:00] alice: …"
+    bob.send(f"/comment {root_id} thread {WORDS[2]}")  # a comment, encrypted too
+    assert (await bob.expect(WORDS[2])).startswith("🔒 ")
+    theirs = await alice.expect(WORDS[2])
+    assert theirs.startswith("🔒 ") and f"↳#{root_id}]" in theirs, theirs
     stored = _stored_bytes(server)
-    assert [w for w in WORDS[:2] if w.encode() in stored] == []
+    assert [w for w in WORDS[:3] if w.encode() in stored] == []
 
 
 async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
@@ -279,7 +284,8 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
     server: ServerProcess, tmp_path: Path
 ) -> None:
     """Issue 14: an edit of an encrypted message is ciphertext (and cannot be moved to
-    another message); a reply's quote travels inside its ciphertext; a file is encrypted
+    another message); a reply's quote travels inside its ciphertext; a thread comment is
+    encrypted under the chat's session (and cannot be moved out of its thread); a file is encrypted
     with its own key, round-trips byte-identical, and its stored blob is not the file;
     the 5 MiB limit applies to the ciphertext; mentions are the sender's metadata."""
     async with _alice_and_bob_in_a_dm(server, tmp_path) as (alice, bob, alice_c, bob_c, dm):
@@ -297,6 +303,20 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
         with pytest.raises(ApiError, match="ciphertext only") as plain_edit:
             await alice.edit(first.id, "in the clear")
         assert plain_edit.value.code == "conflict"
+        # a comment in the thread is encrypted like a message, and stays in its thread
+        comment = await bob_c.comment(first.id, f"in the thread {WORDS[3]}")
+        assert comment.thread_root == first.id and comment.text == ""
+        assert comment.encrypted is not None and reply.encrypted is not None
+        assert comment.encrypted.session_id == reply.encrypted.session_id, "the chat's session"
+        out_of_it = SendMessage(text="", client_id="moved", encrypted=comment.encrypted)
+        moved_out = await bob.call(ep.SEND, out_of_it, chat_id=dm.id)
+        with pytest.raises(DecryptionError, match="moved into or out of a thread"):
+            await alice_c.decrypt(moved_out)
+        (in_thread,) = (await alice.thread(first.id)).comments
+        assert (await alice_c.decrypt(in_thread)).text == f"in the thread {WORDS[3]}"
+        edited_comment = await bob_c.edit(comment.id, "in the thread, edited")
+        assert (await alice_c.decrypt(edited_comment)).text == "in the thread, edited"
+
         # the ciphertext of that edit put on another message is refused by the reader
         other = await alice_c.send(dm, "another")
         moved = EditMessage(text="", encrypted=edited.encrypted)
@@ -344,7 +364,7 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
         assert too_many.value.code == "invalid"
 
         stored = _stored_bytes(server)
-        assert [w for w in WORDS[:3] if w.encode() in stored] == []
+        assert [w for w in WORDS if w.encode() in stored] == []
 
 
 async def test_a_logged_out_device_is_no_longer_encrypted_to(

@@ -1,7 +1,7 @@
 """End-to-end encryption in the TUI (issue 14), against the real server: an encrypted
 direct chat decrypts through the library's DeviceCrypto, shows a lock in the chat list
-and the title, sends encrypted, says plainly what this device has no key for, and keeps
-no plaintext in its cache."""
+and the title, sends encrypted (thread comments too), says plainly what this device has
+no key for, and keeps no plaintext in its cache."""
 
 from __future__ import annotations
 
@@ -83,12 +83,30 @@ async def test_encrypted_dm_reads_sends_and_says_what_it_cannot_decrypt(
             assert edited.text == "" and edited.encrypted is not None, "edited encrypted"
             assert (await bob_c.decrypt(edited)).text == "reply ocelotword"
 
+            # its thread is encrypted too: bob's comment decrypts, alice's goes encrypted
+            await bob_c.comment(last.id, "thread narwhalword")
+            root = app.store.find(last.id)
+            assert root is not None and app.main is not None
+            app.threads.open(root)
+            await until(pilot, lambda: "thread narwhalword" in screen_text(app), "in the panel")
+            assert app.main.thread_composer.has_focus
+            await pilot.press(*"answer ibexword", "enter")
+
+            async def commented() -> bool:
+                return len((await bob.thread(last.id)).comments) == 2
+
+            await until_true(pilot, commented, "alice's comment on the server")
+            mine = (await bob.thread(last.id)).comments[-1]
+            assert mine.text == "" and mine.encrypted is not None, "commented encrypted"
+            assert (await bob_c.decrypt(mine)).text == "answer ibexword"
+
         # the TUI's cache and files hold ciphertext only
         home = tmp_path / "client-alice"
         stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
         assert b"aardvarkword" not in stored
         assert b"zeppelinword" not in stored and b"quokkaword" not in stored
         assert b"ocelotword" not in stored
+        assert b"narwhalword" not in stored and b"ibexword" not in stored
     finally:
         await alice_old.close()
         await bob.close()

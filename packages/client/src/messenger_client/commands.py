@@ -1070,7 +1070,10 @@ class CommandRunner:
         ]
 
     async def _do_comment(self, message_id: int, text: str) -> list[Output]:
-        comment = await self.client.comment(message_id, text, retries=1)
+        if self.crypto is not None:  # encrypted where its chat is
+            comment = await self.crypto.comment(message_id, text)
+        else:
+            comment = await self.client.comment(message_id, text, retries=1)
         return await self._messages([comment])
 
     async def _do_thread(self, message_id: int) -> list[Output]:

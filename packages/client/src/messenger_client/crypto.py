@@ -237,6 +237,9 @@ class _Payload(msgspec.Struct, frozen=True):
     quote: str | None = None
     files: list[EncryptedFile] = []
     mentions: list[str] = []
+    thread_root: int | None = None
+    """Set in a thread comment: the root it was posted under (a comment moved to another
+    thread, or out of one, is refused)."""
 
 
 def seal_file(data: bytes) -> tuple[bytes, str]:
@@ -723,15 +726,23 @@ class DeviceCrypto:
         files: Sequence[Path] = (),
         mentions: Sequence[str] = (),
         progress: Progress | None = None,
+        thread_root: int | None = None,
     ) -> Message:
         """Post ``text`` (and ``files``): encrypted when :meth:`can_encrypt` says so, else
         in the clear. Encrypted, a reply carries ``quote`` (the excerpt of the message it
         answers) inside the ciphertext; each file is encrypted with its own key, uploaded
         as opaque bytes (the server's size limit applies to the ciphertext) and named,
         with its key, inside the message; ``mentions`` go to the server as metadata.
-        ``progress(sent, total)`` follows each file's upload in turn."""
+        ``progress(sent, total)`` follows each file's upload in turn. With
+        ``thread_root`` (the id of a thread's root message) it is a comment in that
+        thread, encrypted like a message of its chat, under the same Megolm session
+        (:meth:`comment` finds the root and the chat of any message)."""
         if not await self.can_encrypt(chat):
             ids = [(await self.client.upload(path, progress=progress)).id for path in files]
+            if thread_root is not None:
+                return await self.client.comment(
+                    thread_root, text, client_id=client_id, attachments=ids
+                )
             return await self.client.send(
                 chat.id, text, client_id=client_id, reply_to=reply_to, attachments=ids
             )
@@ -753,6 +764,7 @@ class DeviceCrypto:
             quote=quote,
             files=sealed,
             mentions=mentions,
+            thread_root=thread_root,
         )
         body = SendMessage(
             text="",
@@ -762,7 +774,17 @@ class DeviceCrypto:
             attachments=[f.id for f in sealed],
             mentions=sorted(set(mentions)),
         )
+        if thread_root is not None:
+            return await self.client.call(ep.COMMENT, body, message_id=thread_root)
         return await self.client.call(ep.SEND, body, chat_id=chat.id)
+
+    async def comment(self, message_id: int, text: str, *, client_id: str | None = None) -> Message:
+        """Comment on a message (a comment's comment joins its root's thread):
+        encrypted when its chat is (:meth:`send` with ``thread_root``)."""
+        message = await self.client.call(ep.MESSAGE, message_id=message_id)
+        root = message.thread_root if message.thread_root is not None else message.id
+        chat = await self.client.chat(message.chat_id)
+        return await self.send(chat, text, client_id=client_id, thread_root=root)
 
     @_locked
     async def edit(self, message_id: int, text: str) -> Message:
@@ -773,7 +795,9 @@ class DeviceCrypto:
             return await self.client.edit(message_id, text)
         members = await self.client.call(ep.MEMBERS, chat_id=message.chat_id)
         logins = sorted({u.login for u in members.members} | {self.login})
-        encrypted = await self.encrypt(message.chat_id, logins, text, edit_of=message_id)
+        encrypted = await self.encrypt(
+            message.chat_id, logins, text, edit_of=message_id, thread_root=message.thread_root
+        )
         body = EditMessage(text="", encrypted=encrypted)
         return await self.client.call(ep.EDIT_MESSAGE, body, message_id=message_id)
 
@@ -819,6 +843,7 @@ class DeviceCrypto:
         quote: str | None = None,
         files: Sequence[EncryptedFile] = (),
         mentions: Sequence[str] = (),
+        thread_root: int | None = None,
     ) -> Encrypted:
         """Megolm-encrypt ``text`` for a chat, first sharing the session with every device
         of ``logins`` that does not have it yet.
@@ -862,6 +887,7 @@ class DeviceCrypto:
                 quote=quote,
                 files=list(files),
                 mentions=list(mentions),
+                thread_root=thread_root,
             )
         )
         ciphertext = session.encrypt(payload).to_base64()
@@ -1298,6 +1324,10 @@ class DeviceCrypto:
             raise DecryptionError("mismatch", f"message #{message.id} was moved from another chat")
         if payload.sender != message.author:
             raise DecryptionError("mismatch", f"message #{message.id} is not from {message.author}")
+        if payload.thread_root != message.thread_root:
+            raise DecryptionError(
+                "mismatch", f"message #{message.id} was moved into or out of a thread"
+            )
         if first is None:
             entry.seen[index] = message.id
             self.save()

@@ -201,18 +201,19 @@ class Encryption:
         self, pending: PendingSend, chat: Chat | None, replied: Message | None = None
     ) -> Message | None:
         """Send ``pending`` encrypted if its chat is encrypted (None: it is not, send it
-        in the clear). Files and thread comments in an encrypted chat are refused
-        rather than sent readable."""
+        in the clear); a thread comment is encrypted like a message of its chat. A file
+        attached here is refused rather than sent readable (the file picker sends files
+        to an encrypted chat itself, :meth:`send_file`)."""
         crypto = self.crypto
         if crypto is None or chat is None:
             return None
         if chat.id not in self.encrypted and not await crypto.can_encrypt(chat):
             return None
         self.encrypted.add(chat.id)
-        if pending.attachments or pending.thread_root is not None:
+        if pending.attachments:
             raise ApiError(
                 ErrorCode.INVALID,
-                "files and thread comments are not end-to-end encrypted yet: not sent",
+                "a file attached this way would go readable to an encrypted chat: not sent",
             )
         return await crypto.send(
             chat,
@@ -220,6 +221,7 @@ class Encryption:
             client_id=pending.client_id,
             reply_to=pending.reply_to,
             quote=_quote(replied),
+            thread_root=pending.thread_root,
         )
 
     async def edit(self, message_id: int, text: str) -> Message | None:
