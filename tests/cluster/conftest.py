@@ -2,8 +2,10 @@
 
 Every test here is marked ``cluster``. Without a reachable Redis (or NATS) the tests
 on that bus skip with one summary line; with ``CI=true`` they fail instead, like the
-PostgreSQL tests. A module may set ``CLUSTER_ARGS`` (extra server flags for its nodes)
-and ``CLUSTER_NODE_ENV`` (env vars of some nodes, by index: test faults).
+PostgreSQL tests. A module may set ``CLUSTER_ARGS`` (extra server flags for its nodes),
+``CLUSTER_NODE_ENV`` (env vars of some nodes, by index: test faults) and
+``CLUSTER_CLOCK = True`` (one test clock file for its nodes, the real time until a test
+writes it with ``nodes[0].set_time``: put such a test last in its module).
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ def cluster(
     database: postgres.PgDatabase = request.getfixturevalue("pg_database")
     args: list[str] = list(getattr(request.module, "CLUSTER_ARGS", []))
     node_env: dict[int, dict[str, str]] = dict(getattr(request.module, "CLUSTER_NODE_ENV", {}))
+    root = tmp_path_factory.mktemp(f"cluster-{kind}")
+    clocked = bool(getattr(request.module, "CLUSTER_CLOCK", False))
     nodes = Cluster(
-        tmp_path_factory.mktemp(f"cluster-{kind}"),
+        root,
         database.new_store(),
         kind,
         args=args,
         node_env=node_env,
+        clock_file=root / "clock" if clocked else None,
     )
     try:
         nodes.start()

@@ -1,20 +1,26 @@
 """Limits and bans hold across nodes: they live in the database, checked in the posting unit.
 
-Issue 13 item 7, once with Redis and once with NATS.
+Issue 13 item 7 and the idle expiry of sessions, once with Redis and once with NATS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
+import pytest
 
-from messenger_protocol import Banned, MessageCreated
+from messenger_protocol import Banned, MessageCreated, SessionEnded
 from tests.support.cluster import Cluster
 from tests.support.wire import SseReader, call, message_event, register
 
-CLUSTER_ARGS = ["--admins", "boss"]
-"""Default rate limit (20 general-chat posts per user per hour); ``boss`` is an admin."""
+IDLE = 3600
+CLUSTER_ARGS = ["--admins", "boss", "--session-idle-timeout", str(IDLE)]
+"""Default rate limit (20 general-chat posts per user per hour); ``boss`` is an admin;
+sessions expire after an hour unused."""
+CLUSTER_CLOCK = True
+"""The real time until the last test moves the nodes' one clock."""
 
 
 async def test_rate_limit_is_exact_over_three_nodes(cluster: Cluster) -> None:
@@ -71,3 +77,33 @@ async def test_a_ban_on_one_node_holds_at_once_on_the_others(cluster: Cluster) -
             assert len(bans) == 1 and bans[0].login == "rowdy"
             texts = [e.message.text for _, e in events if isinstance(e, MessageCreated)]
             assert texts == ["after"]  # the refused posts went nowhere
+
+
+async def test_an_idle_session_lives_while_used_anywhere_and_expires_on_every_node(
+    cluster: Cluster,
+) -> None:
+    """A session used on node 0 stays alive on node 1, which saw it last more than the idle
+    timeout ago; once unused for the timeout, node 1 expires it: the streams of the session
+    on nodes 0 and 2 hear ``session_ended`` and end, and its token is refused everywhere."""
+    t0 = time.time()
+    cluster.nodes[0].set_time(t0)  # one clock file: every node reads it
+    token = (await register(cluster.url(0), "idler"))["token"]
+    assert (await call(cluster.url(1), "GET", "/api/v1/auth/session", token)).status_code == 200
+    cluster.nodes[0].set_time(t0 + IDLE - 600)
+    assert (await call(cluster.url(0), "GET", "/api/v1/auth/session", token)).status_code == 200
+    cluster.nodes[0].set_time(t0 + IDLE + 100)  # node 1 saw it last IDLE + 100 s ago
+    alive = await call(cluster.url(1), "GET", "/api/v1/auth/session", token)
+    assert alive.status_code == 200, alive.text
+    async with SseReader(cluster.url(0), token) as on_a, SseReader(cluster.url(2), token) as on_c:
+        cluster.nodes[0].set_time(t0 + 2 * IDLE + 100)
+        expired = await call(cluster.url(1), "GET", "/api/v1/auth/session", token)
+        assert expired.status_code == 401 and expired.json()["error"]["code"] == "session_expired"
+        for reader in (on_a, on_c):
+            ended = await reader.until(lambda e: isinstance(e, SessionEnded))
+            assert isinstance(ended[-1][1], SessionEnded) and ended[-1][1].expired
+            with pytest.raises(ConnectionError):
+                while True:
+                    await reader.next_raw()
+    for i in (0, 1, 2):
+        refused = await call(cluster.url(i), "GET", "/api/v1/auth/session", token)
+        assert refused.json()["error"]["code"] == "session_expired", refused.text

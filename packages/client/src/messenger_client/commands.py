@@ -873,10 +873,12 @@ class CommandRunner:
                 detail = f": {s.failure}" if s.failure else ""
                 text = f"scheduled #{s.id} {what.get(s.state, s.state)}{detail}"
                 return [await self._scheduled_out(s, text)]
-            case SessionEnded(session_id=session_id):
+            case SessionEnded(session_id=session_id, expired=expired):
                 session = self.client.session
                 if self._logging_out or session is None or session.session_id != session_id:
                     return []  # our own /logout, or another session of ours
+                if expired:
+                    return []  # the request that found it expired said so already
                 return [LogoutOut("this session was ended from another client")]
             case Presence(login=login, online=online, last_seen=last_seen):
                 if login == self.client.login_name:

@@ -147,9 +147,12 @@ class ScheduledUpdated(BaseEvent, frozen=True, tag="scheduled"):
 
 
 class SessionEnded(BaseEvent, frozen=True, tag="session_ended"):
-    """This session was logged out (from another client)."""
+    """A session of the user ended: logged out (from another client), or it expired."""
 
     session_id: str
+    expired: bool = False
+    """It expired (unused too long, or at its maximum age) rather than being logged out:
+    the request that found it so was answered ``session_expired``."""
 
 
 class Mentioned(BaseEvent, frozen=True, tag="mention"):

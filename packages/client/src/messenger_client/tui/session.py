@@ -322,7 +322,9 @@ class LiveSession:
             # this one is not known yet (resumed offline), its own end shows as the 401
             # of the next connect.
             session = app.client.session if app.client is not None else None
-            if session is not None and event.session_id == session.session_id:
+            if session is None or event.session_id != session.session_id:
+                return
+            if not event.expired:  # an expiry shows as the session_expired of a request
                 self.over("This session was ended from another client")
             return
         if isinstance(event, ReadReceipt):

@@ -77,6 +77,10 @@ def banned_until(tx: Tx, user_id: int, now: float) -> float | None:
     return None if ban is None else ban[0]
 
 
+def _expired_error(why: str) -> ApiError:
+    return ApiError(ErrorCode.SESSION_EXPIRED, f"session expired ({why}); log in again")
+
+
 def token_hash(token: str) -> bytes:
     """What the store keeps of a bearer token."""
     return hashlib.sha256(token.encode()).digest()
@@ -285,6 +289,13 @@ class AccountService:
     async def authenticate(self, token: str, address: str) -> Actor:
         """The actor behind a bearer token; ``unauthorized`` if it is not a live session,
         ``session_expired`` if it was one that expired (every request renews the idle time).
+
+        With several nodes the session is read at every request, and its last use is the
+        newest this node saw or any node wrote (written at least every
+        ``min(TOUCH_MAX_SECONDS, idle / 10)`` while it is used), so a session in use on
+        one node stays alive on all. A node that finds it expired ends it in the database
+        and logs ``session_ended``, as a logout does: every node closes its streams and
+        refuses its token.
         """
         key = token_hash(token)
         actor = self._actors.get(key) if self.cache_sessions else None
@@ -294,7 +305,15 @@ class AccountService:
                 self._actors.pop(key, None)
                 raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or ended token")
             used = record.last_used_at if record.last_used_at is not None else record.created_at
-            self._uses.setdefault(record.id, _Use(record.created_at, used, used))
+            if record.expired:
+                self._forget(key, record.id)
+                raise _expired_error(self._why(_Use(record.created_at, used, used)))
+            use = self._uses.get(record.id)
+            if use is None:
+                self._uses[record.id] = _Use(record.created_at, used, used)
+            elif used > use.used_at:  # used on another node since this one saw it
+                use.used_at = used
+                use.saved_at = max(use.saved_at, used)
             actor = Actor(
                 user_id=record.user_id,
                 login=record.login,
@@ -306,7 +325,7 @@ class AccountService:
         now = self.clock.now()
         use = self._uses[actor.session_id]
         if now >= self._expiry(use):
-            self._expired(key, actor, use)
+            await self._expire(key, actor, use, now)
         use.used_at = now
         self.last_seen[actor.user_id] = now
         touch_every = min(TOUCH_MAX_SECONDS, self.session_idle_timeout / 10)
@@ -322,23 +341,45 @@ class AccountService:
     def _expiry(self, use: _Use) -> float:
         return min(use.used_at + self.session_idle_timeout, use.created_at + self.session_max_age)
 
+    def _why(self, use: _Use) -> str:
+        if use.created_at + self.session_max_age <= use.used_at + self.session_idle_timeout:
+            return f"{format_duration(self.session_max_age)} after login"
+        return f"unused for {format_duration(self.session_idle_timeout)}"
+
     def session_expires_at(self, session_id: str) -> float | None:
         """When a session seen since start expires if it is not used again."""
         use = self._uses.get(session_id)
         return None if use is None else self._expiry(use)
 
-    def _expired(self, key: bytes, actor: Actor, use: _Use) -> None:
-        """Refuse an expired session for good (its token answers ``session_expired``)."""
+    def _forget(self, key: bytes, session_id: str) -> None:
         self._actors.pop(key, None)
-        self._uses.pop(actor.session_id, None)
-        self._addresses.pop(actor.session_id, None)
-        self.events.hub.close_sessions([actor.session_id])
-        if use.created_at + self.session_max_age <= use.used_at + self.session_idle_timeout:
-            why = f"{format_duration(self.session_max_age)} after login"
-        else:
-            why = f"unused for {format_duration(self.session_idle_timeout)}"
+        self._uses.pop(session_id, None)
+        self._addresses.pop(session_id, None)
+
+    async def _expire(self, key: bytes, actor: Actor, use: _Use, now: float) -> None:
+        """Refuse an expired session for good (its token answers ``session_expired`` on
+        every node), unless the database holds a use that keeps it alive: then return."""
+
+        def unit(tx: Tx) -> bool:
+            record = tx.session_by_token(key)
+            if record is None:
+                raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or ended token")
+            if record.last_used_at is not None and record.last_used_at > use.used_at:
+                use.used_at = record.last_used_at  # written by another node meanwhile
+                if now < self._expiry(use):
+                    return False
+            if tx.expire_session(actor.session_id, now):
+                # logged, as a logout: every node closes the session's streams
+                event = SessionEnded(session_id=actor.session_id, expired=True)
+                self.events.emit(tx, event, user_id=actor.user_id)
+            return True
+
+        if not await self.store.write(unit):
+            return
+        self._forget(key, actor.session_id)
+        why = self._why(use)
         log.info("session of %s expired: %s", actor.login, why)
-        raise ApiError(ErrorCode.SESSION_EXPIRED, f"session expired ({why}); log in again")
+        raise _expired_error(why)
 
     # --- users and presence -------------------------------------------------
 

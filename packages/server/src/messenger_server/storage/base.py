@@ -81,7 +81,12 @@ class AccountQueries(Protocol):
         ...
 
     def session_by_token(self, token_sha256: bytes) -> SessionRecord | None:
-        """The live session with this token hash."""
+        """The live session with this token hash, or the one that expired (``expired``);
+        None for an unknown or logged-out token."""
+        ...
+
+    def expire_session(self, session_id: str, now: float) -> bool:
+        """End a live session as expired; False if it had ended already."""
         ...
 
     def live_sessions(self, user_id: int) -> list[SessionRecord]:

@@ -531,6 +531,12 @@ _STREAM_PEERS = """
 ALTER TABLE live_streams ADD COLUMN peer TEXT NOT NULL DEFAULT '';
 """
 
+# an expired session ends in the database, so every node refuses its token (issue 13);
+# ``expired`` tells it from a logged-out one (401 session_expired, not unauthorized)
+_SESSION_EXPIRED = """
+ALTER TABLE sessions ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -549,5 +555,6 @@ MIGRATIONS: list[Step] = [
     Step(_NODE_LEASES),
     Step(_EVENT_EXCEPT_LATE),
     Step(_STREAM_PEERS),
+    Step(_SESSION_EXPIRED),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

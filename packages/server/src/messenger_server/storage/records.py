@@ -33,6 +33,8 @@ class SessionRecord:
     created_at: float
     last_address: str
     last_used_at: float | None
+    expired: bool = False
+    """It ended because it expired (see :meth:`~.base.Tx.expire_session`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,16 +207,26 @@ class SqliteTx:
         )
 
     def session_by_token(self, token_sha256: bytes) -> SessionRecord | None:
-        """The live session with this token hash."""
+        """The live session with this token hash, or the one that expired (``expired``);
+        None for an unknown or logged-out token."""
         row = self._one(
             "SELECT s.id, s.user_id, u.login, u.is_admin, s.device, s.created_at, s.last_address,"
-            " s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.token_sha256 = ? AND s.ended_at IS NULL",
+            " s.last_used_at, s.expired FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.token_sha256 = ? AND (s.ended_at IS NULL OR s.expired = 1)",
             (token_sha256,),
         )
         if row is None:
             return None
-        return SessionRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7])
+        return SessionRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7],
+                             bool(row[8]))  # fmt: skip
+
+    def expire_session(self, session_id: str, now: float) -> bool:
+        """End a live session as expired; False if it had ended already."""
+        cur = self.conn.execute(
+            "UPDATE sessions SET ended_at = ?, expired = 1 WHERE id = ? AND ended_at IS NULL",
+            (now, session_id),
+        )
+        return cur.rowcount > 0
 
     def live_sessions(self, user_id: int) -> list[SessionRecord]:
         """The sessions of a user that have not ended, oldest first."""
