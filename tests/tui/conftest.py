@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.dom import DOMNode
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
 from messenger_client.api import Client
@@ -52,6 +54,18 @@ async def bob(server: ServerProcess) -> AsyncIterator[Client]:
     client = await other_user(server, "bob")
     yield client
     await client.close()
+
+
+def type_at_once(app: MessengerApp, text: str) -> None:
+    """Type ``text`` as a terminal delivers a fast typist's keys (or tmux send-keys): every
+    key is read before the app has handled the first (``pilot.press`` waits after each)."""
+    driver = app._driver
+    assert driver is not None
+    for character in text:
+        key = _character_to_key(character) if not character.isalnum() else character
+        event = events.Key(key, character)
+        event.set_sender(app)
+        driver.send_message(event)
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], object], what: str = "") -> None:

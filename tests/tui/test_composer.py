@@ -11,7 +11,7 @@ from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.message_view import MessageView
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
-from tests.tui.conftest import other_user, until
+from tests.tui.conftest import other_user, type_at_once, until
 from tests.tui.test_app import SIZE, register_in_app, shown_texts
 
 
@@ -39,6 +39,17 @@ async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
             assert main.composer.has_focus and main.composer.text == "draft h"
             await pilot.press(*"i there")
             assert main.composer.text == "draft hi there"
+
+            # issue 12: a word typed at once (as a terminal delivers a fast typist's keys)
+            # keeps its letters that are the list's keys (e edit, r reply, d delete, j k)
+            await pilot.click(MessageView)
+            await until(pilot, lambda: main.view.has_focus, "the list focused by the click")
+            type_at_once(app, " hello dear jerk")
+            await until(pilot, lambda: main.composer.has_focus, "the composer focused")
+            await pilot.pause()
+            assert main.composer.text == "draft hi there hello dear jerk"
+            main.composer.clear()
+            await pilot.press(*"draft hi there")
 
             # the list's own keys stay the list's: k selects, nothing is typed
             main.view.focus()

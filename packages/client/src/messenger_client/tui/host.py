@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from textual import events
 from textual.app import App
 
 from .robust import Guarded
@@ -59,6 +60,15 @@ class Host(Guarded, App[None]):
     """Verifying devices; new-device and changed-key notices (issue 14)."""
     e2ee: Encryption | None
     """The session's device keys and encrypted chats (None while logged out)."""
+
+    async def on_event(self, event: events.Event) -> None:
+        """A printable key meant for the composer while a list has focus moves the focus
+        there before the key is handed on (:meth:`MainScreen.steer_key`): here, in the
+        order keys arrive, so none of a burst is taken by the list."""
+        main = self.main
+        if isinstance(event, events.Key) and not event.is_forwarded and main is self.screen:
+            main.steer_key(event)
+        await super().on_event(event)
 
     async def known_session(self) -> Session | None:
         """This session as a login answers it (asked of the server after a resume)."""

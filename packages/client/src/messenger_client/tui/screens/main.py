@@ -139,6 +139,8 @@ class MainScreen(Guarded, Screen[None]):
         self.thread_composer = Composer(
             completer, id="thread-composer", placeholder="Comment  (Enter sends, Esc closes)"
         )
+        self.view.can_act = lambda message, act: self.can_act(message, act, in_thread=False)
+        self.thread_view.can_act = lambda message, act: self.can_act(message, act, in_thread=True)
         self.thread_panel = Vertical(
             self.thread_title, self.thread_view, self.thread_composer, id="thread"
         )
@@ -183,11 +185,20 @@ class MainScreen(Guarded, Screen[None]):
             return self.thread_composer
         return self.composer
 
-    def on_key(self, event: events.Key) -> None:
-        """Printable keys typed while a list has focus go to the composer (issue 9 item 9)."""
+    def steer_key(self, event: events.Key) -> None:
+        """A printable key typed while a list has focus is typed into the composer (issue
+        9 item 9), unless the list or the screen has a binding for it that would act now
+        (j/k, Enter, e on your selected message…): e on someone else's message, or with no
+        message selected, is typed too. The app calls this before it hands the key on, and
+        the focus moves at once, so the keys that follow in the same burst (a fast typist,
+        a terminal's read) go to the composer in order and none is taken as a list key
+        (issue 12: "hello" lost its "e" to the edit key)."""
         target = self._typing_target()
-        if target is not None:
-            target.take_stray_key(event, self.active_bindings)
+        if target is None or not event.is_printable or not event.character:
+            return
+        if event.key in target.reserved_keys or event.key in self.active_bindings:
+            return
+        self.set_focus(target)
 
     def on_paste(self, event: events.Paste) -> None:
         """A paste while a list has focus goes to the composer."""
@@ -508,6 +519,20 @@ class MainScreen(Guarded, Screen[None]):
                 self.act_on(message, act, in_thread=in_thread)  # type: ignore[arg-type]
 
         self.app.push_screen(MessageMenu(acts), chosen)
+
+    def can_act(self, message: Message, act: Act, *, in_thread: bool = False) -> bool:
+        """Whether ``act`` on ``message`` would do something (its key acts; otherwise
+        the key is typed into the composer)."""
+        if not message.id or message.deleted_at is not None:
+            return False
+        match act:
+            case "reply":
+                return not in_thread
+            case "edit":
+                return message.author == self.me
+            case "delete":
+                return message.author == self.me or self._is_admin()
+        return True
 
     def act_on(self, message: Message, act: Act, *, in_thread: bool = False) -> None:
         """Reply to, edit, delete or react to ``message`` (keys r, e, d, + or the menu)."""

@@ -6,7 +6,7 @@ first line and Down on the last walk through what was sent before, as in a shell
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -28,7 +28,7 @@ COMPOSER_KEYS: tuple[tuple[str, str], ...] = (
     ("ctrl+j / shift+enter", "New line"),
     ("tab", "Complete a /command or a @login (again: the next match)"),
     ("up / down", "On the first / last line: walk through what you sent before"),
-    ("any key", "Typed into the composer, even while a list has focus (not j/k/g/G, Enter)"),
+    ("any key", "Typed here, even while a list has focus (unless the list acts on it)"),
 )
 """The composer's keys (handled as typing, not bindings), for the help screen."""
 
@@ -139,21 +139,6 @@ class Composer(Guarded, TextArea):
             event.prevent_default()
             return
         await super()._on_key(event)
-
-    def take_stray_key(self, event: events.Key, bound: Container[str]) -> bool:
-        """Type a printable key that reached the screen from a list (after a click on a
-        message, or when a dialog closed) here instead of losing it: the key and the focus
-        move to the composer, so the rest of the word follows. Keys in ``bound`` (j/k/g/G,
-        Enter, ``+``… of the focused list and the screen) stay where they are."""
-        if not event.is_printable or not event.character or event.key in bound:
-            return False
-        if event.key in self.reserved_keys:
-            return False
-        event.stop()
-        event.prevent_default()
-        self.focus()
-        self.insert(event.character)
-        return True
 
     def take_stray_paste(self, event: events.Paste) -> None:
         """A paste into a list lands in the composer too."""

@@ -221,6 +221,8 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         self._positions: dict[int, tuple[bool, int, int | None]] = {}
         self._style_cache: tuple[Style, Style] | None = None
         self.disappears_at: Callable[[Message], float | None] | None = None
+        self.can_act: Callable[[Message, Act], bool] = lambda message, act: True
+        """Whether a key's act applies to a message (the screen knows whose it is)."""
         self.badge_below = False
         """Whether the pane shows the "N new messages" badge under this view while
         ``unseen`` (the badge takes one of the view's lines)."""
@@ -685,6 +687,15 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         index = self._selected_index()
         if index is not None and self.timeline is not None:
             self.post_message(self.Activated(self, self.timeline[index]))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """r, e, d and + act only on a selected message they apply to (else the key is
+        typed into the composer)."""
+        if action != "act":
+            return True
+        message = self.selected_message()
+        act = parameters[0] if parameters else None
+        return message is not None and act in ACTS and self.can_act(message, act)
 
     def action_act(self, act: str) -> None:
         """Act on the selected message (a key's action)."""
