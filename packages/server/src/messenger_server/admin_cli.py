@@ -20,7 +20,7 @@ from messenger_protocol import format_time
 from .clock import clock_from_env
 from .config import Settings
 from .services.admin import admin_view, dir_bytes
-from .storage import DB_FILE, STORE_ERRORS, Store, Tx, UserRecord, store_for
+from .storage import DB_FILE, Store, Tx, UserRecord, store_for
 from .storage.admin import admin_queries
 from .storage.moderation import moderation_queries
 
@@ -69,11 +69,16 @@ def _user(tx: Tx, login: str) -> UserRecord:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run one admin subcommand; the exit status."""
     try:
-        return asyncio.run(_run(_store(settings), settings, args))
+        store = _store(settings)
     except CliError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 1
-    except STORE_ERRORS as exc:
+    try:
+        return asyncio.run(_run(store, settings, args))
+    except CliError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    except store.errors as exc:
         sys.stderr.write(f"{PROG}: error: database: {exc}\n")
         return 1
 

@@ -68,7 +68,7 @@ from .services.presence import PresenceService
 from .services.retention import RetentionService, Visibility
 from .services.scheduler import SchedulerService
 from .services.search import SearchService
-from .storage import STORE_UNAVAILABLE, Store, store_for
+from .storage import Store, store_for
 
 __all__ = [
     "App",
@@ -367,7 +367,7 @@ class App:
         database does not answer, 503 ``unavailable``: nothing was stored, try again."""
         try:
             return await self._answer(request)
-        except STORE_UNAVAILABLE as exc:
+        except self.store.unavailable as exc:
             if _store_log_limit.allow("database unavailable"):
                 log.warning("%s %s: the database did not answer: %s",
                             request.method, request.path, exc)  # fmt: skip

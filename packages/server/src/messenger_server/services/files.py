@@ -27,7 +27,6 @@ from pathlib import Path
 
 import aiofiles
 import aiofiles.os
-import puremagic
 
 from messenger_protocol import (
     ApiError,
@@ -43,7 +42,7 @@ from messenger_protocol import (
 from ..blobs import BlobStore, LocalBlobs
 from ..clock import Clock
 from ..loglimit import log_pass_failure
-from ..storage import STORE_UNAVAILABLE, Store, Tx
+from ..storage import Store, Tx
 from ..storage.files import FileRecord, file_queries
 from .actor import Actor, require_member
 from .messages import Draft
@@ -138,6 +137,8 @@ def sniff_mime(head: bytes) -> str:
             if mime == "application/zip":
                 break  # let puremagic tell a .docx from a zip if it is sure
             return mime
+    import puremagic  # on the first upload: its table costs a server start ~0.1 s
+
     try:
         found = puremagic.magic_string(head)
     except (puremagic.PureError, ValueError):
@@ -286,7 +287,7 @@ class FileService:
             try:
                 await self.collect()
             except Exception as exc:
-                log_pass_failure(log, "file collection failed", exc, STORE_UNAVAILABLE)
+                log_pass_failure(log, "file collection failed", exc, self.store.unavailable)
 
     # --- upload ---------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..config import Settings
 from ..loglimit import log_pass_failure
-from ..storage import STORE_UNAVAILABLE, Store, Tx
+from ..storage import Store, Tx
 from ..storage.moderation import moderation_queries
 from .actor import Actor
 from .events import EventService
@@ -144,7 +144,7 @@ class ModerationService:
             try:
                 await self.announce_cli_bans()
             except Exception as exc:
-                log_pass_failure(log, "could not read the audit log", exc, STORE_UNAVAILABLE)
+                log_pass_failure(log, "could not read the audit log", exc, self.store.unavailable)
 
     async def announce_cli_bans(self) -> int:
         """Tell users and admins of bans and unbans the CLI made since the last look."""

@@ -37,7 +37,7 @@ from messenger_protocol import Presence
 
 from ..clock import Clock, SystemClock
 from ..loglimit import log_pass_failure
-from ..storage import STORE_UNAVAILABLE, Store, Tx
+from ..storage import Store, Tx
 from ..storage.presence import presence_queries
 from .events import EventService, StreamInfo
 from .retention import Visibility
@@ -159,7 +159,7 @@ class PresenceService:
                 changes = await self.store.write(self._give_back)
             except Exception as exc:
                 log_pass_failure(log, "could not give the node lease back", exc,
-                                 STORE_UNAVAILABLE)  # fmt: skip
+                                 self.store.unavailable)  # fmt: skip
             else:
                 self._tell(changes)
 
@@ -216,7 +216,7 @@ class PresenceService:
         try:
             changes = await self.store.write(partial(self._open_unit, stream_id, stream))
         except Exception as exc:
-            log_pass_failure(log, "could not record a live stream", exc, STORE_UNAVAILABLE)
+            log_pass_failure(log, "could not record a live stream", exc, self.store.unavailable)
             return
         self._tell(changes)
 
@@ -224,7 +224,7 @@ class PresenceService:
         try:
             changes = await self.store.write(partial(self._close_unit, stream_id, stream))
         except Exception as exc:
-            log_pass_failure(log, "could not record a stream's end", exc, STORE_UNAVAILABLE)
+            log_pass_failure(log, "could not record a stream's end", exc, self.store.unavailable)
             return
         self._tell(changes)
 
@@ -232,7 +232,7 @@ class PresenceService:
         try:
             await self.store.write(lambda tx: tx.set_last_seen(user_id, at))
         except Exception as exc:
-            log_pass_failure(log, "could not save last_seen", exc, STORE_UNAVAILABLE)
+            log_pass_failure(log, "could not save last_seen", exc, self.store.unavailable)
 
     # --- the units (several nodes) -----------------------------------------------------
 
@@ -309,7 +309,7 @@ class PresenceService:
             try:
                 changes, online = await self.store.write(self._renew_unit)
             except Exception as exc:
-                log_pass_failure(log, "could not renew the node lease", exc, STORE_UNAVAILABLE)
+                log_pass_failure(log, "could not renew the node lease", exc, self.store.unavailable)
                 continue
             self._online = online | set(self._local)
             self._tell(changes)

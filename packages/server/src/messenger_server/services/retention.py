@@ -46,7 +46,7 @@ from messenger_protocol import (
 from ..clock import Clock, wait_until
 from ..config import Settings
 from ..loglimit import log_pass_failure
-from ..storage import STORE_UNAVAILABLE, Store, Tx
+from ..storage import Store, Tx
 from ..storage.retention import RetentionQueries, retention_queries
 from .actor import forbidden
 from .events import EventService
@@ -155,7 +155,7 @@ class Visibility:
                         return
         except Exception as exc:
             log_pass_failure(log, "could not write presence spans; the next send writes them",
-                             exc, STORE_UNAVAILABLE)  # fmt: skip
+                             exc, self.store.unavailable)  # fmt: skip
         finally:
             self._flushing = None
 
@@ -386,7 +386,7 @@ class RetentionService:
                     when = await self._next_due()
             except Exception as exc:
                 log_pass_failure(
-                    log, "retention pass failed; retrying shortly", exc, STORE_UNAVAILABLE
+                    log, "retention pass failed; retrying shortly", exc, self.store.unavailable
                 )
                 when = None
             await wait_until(self.clock, when, self._wake)

@@ -33,7 +33,7 @@ from ..clock import POLL_SECONDS, Clock, wait_until
 from ..config import Settings
 from ..loglimit import log_pass_failure
 from ..states import SCHEDULED, allowed
-from ..storage import STORE_UNAVAILABLE, Store, Tx
+from ..storage import Store, Tx
 from ..storage.scheduler import scheduled_queries
 from .actor import Actor, require_member
 from .events import EventService
@@ -170,7 +170,7 @@ class SchedulerService:
                 when = await self._next_due()
             except Exception as exc:
                 log_pass_failure(
-                    log, "scheduler pass failed; retrying shortly", exc, STORE_UNAVAILABLE
+                    log, "scheduler pass failed; retrying shortly", exc, self.store.unavailable
                 )
                 when = None
             await wait_until(self.clock, when, self._wake)

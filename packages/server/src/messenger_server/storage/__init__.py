@@ -5,24 +5,12 @@ New tables come as new steps of :data:`MIGRATIONS`; new queries as methods of
 methods through :class:`~.postgres.PgConnection`).
 """
 
-import sqlite3
 from pathlib import Path
-
-import psycopg
 
 from .base import Store, Tx
 from .migrations import MIGRATIONS
 from .records import ChatRecord, EventHandle, EventRecord, LinkRecord, SessionRecord, UserRecord
 from .sqlite import DB_FILE, SqliteStore, SqliteTx
-
-STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
-"""What a store raises when the database itself fails (not a domain error)."""
-STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sqlite3.OperationalError,
-    psycopg.OperationalError,
-)
-"""What a store raises when the database does not answer now (connection lost, locked,
-timed out): nothing was stored, and the same request may succeed later."""
 
 
 def store_for(url: str, data_dir: Path, *, sqlite_synchronous: str = "NORMAL") -> Store:
@@ -37,8 +25,6 @@ def store_for(url: str, data_dir: Path, *, sqlite_synchronous: str = "NORMAL") -
 __all__ = [
     "DB_FILE",
     "MIGRATIONS",
-    "STORE_ERRORS",
-    "STORE_UNAVAILABLE",
     "ChatRecord",
     "EventHandle",
     "EventRecord",

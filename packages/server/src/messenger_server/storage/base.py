@@ -443,6 +443,12 @@ class Tx(
 class Store(Protocol):
     """A database: opened once, units of work run against it, closed at shutdown."""
 
+    errors: tuple[type[Exception], ...]
+    """What this store raises when the database itself fails (not a domain error)."""
+    unavailable: tuple[type[Exception], ...]
+    """What it raises when the database does not answer now (connection lost, locked,
+    timed out): nothing was stored, and the same request may succeed later."""
+
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
         ...

@@ -267,6 +267,9 @@ class _Group:
 class PostgresStore:
     """:class:`~messenger_server.storage.Store` on a PostgreSQL database (``postgresql://…``)."""
 
+    errors: tuple[type[Exception], ...] = (psycopg.Error,)
+    unavailable: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+
     def __init__(self, url: str, *, read_pool: int = READ_POOL_SIZE) -> None:
         self.url = url
         self.read_pool = read_pool

@@ -882,6 +882,9 @@ class SqliteTx:
 class SqliteStore:
     """:class:`~messenger_server.storage.Store` on one SQLite file (``<data_dir>/messenger.db``)."""
 
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    unavailable: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous
