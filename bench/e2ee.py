@@ -1,16 +1,26 @@
-"""Cost of end-to-end encryption per message (issue 14), without a server.
+"""Cost of end-to-end encryption (issue 14): per message, per file MiB, group fan-out.
 
 Prints, per message of ``--size`` characters: Megolm encrypt + decrypt (vodozemac), one
 Olm to-device round (encrypt + decrypt of a room key), and what the client library adds
 on top of Megolm (the JSON payload, the pickled session and the 0600 state file it writes
-after each message)::
+after each message); per MiB of a file: ``seal_file`` and ``open_file`` (encrypt, decrypt
+and check, as an upload and a download do). Then, against a real server process, the
+fan-out of a group of ``--members`` users (each a library client with its own device
+keys and event stream, all in this process) that one member posts ``--fanout-messages``
+messages to: deliveries/s shown on the members' devices, a plain group vs an encrypted
+one (there: decrypted and checked, each device saving its state) -- the same load
+generator for both, so the ratio is what encryption adds end to end::
 
-    uv run python bench/e2ee.py --messages 2000 --size 200
+    uv run python bench/e2ee.py --messages 2000 --size 200 --file-mib 4 --members 10
+    uv run python bench/e2ee.py --no-fanout          # without a server
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
+import os
 import statistics
 import tempfile
 import time
@@ -19,8 +29,19 @@ from pathlib import Path
 
 import msgspec
 import vodozemac as vz
+from _common import ServerProcess
 
-from messenger_client.crypto import _load, _write_private
+from messenger_client import Client, ConnectionState
+from messenger_client.crypto import (
+    NO_KEY_TEXT,
+    DeviceCrypto,
+    EncryptedFile,
+    _load,
+    _write_private,
+    open_file,
+    seal_file,
+)
+from messenger_protocol import Chat, MessageCreated
 
 
 def _per_call(fn: Callable[[], object], n: int) -> list[float]:
@@ -40,10 +61,137 @@ def _line(name: str, samples: list[float]) -> None:
     print(f"{name:<48} mean {mean:8.1f} µs  p50 {p50:8.1f} µs  p99 {p99:8.1f} µs")
 
 
+def file_costs(mib: int, rounds: int) -> None:
+    """``seal_file`` and ``open_file`` of a random file of ``mib`` MiB, per MiB."""
+    data = os.urandom(mib * 2**20)
+    sealed: list[tuple[bytes, str]] = []
+    seal = _per_call(lambda: sealed.append(seal_file(data)), rounds)
+    ciphertext, key = sealed[-1]
+    file = EncryptedFile(id="x", name="f", mime="application/octet-stream", size=len(data),
+                         sha256=hashlib.sha256(data).hexdigest(), key=key)  # fmt: skip
+    opened = _per_call(lambda: open_file(ciphertext, file), rounds)
+    for name, samples in (("file encrypt (seal_file)", seal), ("file decrypt + check", opened)):
+        per_mib = statistics.fmean(samples) / mib
+        print(f"{name + ' per MiB':<48} mean {per_mib * 1e3:8.2f} ms  ({1 / per_mib:7.1f} MiB/s)")
+    extra = len(ciphertext) - len(data)
+    print(f"{mib} MiB file, {rounds} rounds; ciphertext {extra} bytes longer than the file")
+
+
+async def _member(
+    client: Client, crypto: DeviceCrypto, chat_id: int, want: int, counts: list[int], i: int
+) -> None:
+    """One member's device: its event stream until ``want`` messages of the chat came,
+    each encrypted one decrypted and checked (``counts[i]`` follows)."""
+    stream = client.events()
+    try:
+        async for item in stream:
+            if isinstance(item, ConnectionState):
+                if item.state == "connected" and counts[i] < 0:
+                    counts[i] = 0
+                continue
+            if not isinstance(item, MessageCreated) or item.message.chat_id != chat_id:
+                continue
+            if item.message.encrypted is not None:
+                shown = await crypto.reveal(item.message)
+                if shown is None or shown.text == NO_KEY_TEXT or shown.text.startswith("("):
+                    raise RuntimeError(f"member {i}: not decrypted: {shown}")
+            counts[i] += 1
+            if counts[i] >= want:
+                return
+    finally:
+        await stream.aclose()
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.005)
+
+
+async def _fan_out(
+    group: Chat,
+    sender: Client,
+    sender_c: DeviceCrypto,
+    members: list[tuple[Client, DeviceCrypto]],
+    messages: int,
+    text: str,
+) -> tuple[float, float]:
+    """(deliveries/s, sends/s) of ``messages`` posts to ``group``, after one warm-up post
+    (for the encrypted group: the one that shares the Megolm session to every device)."""
+    counts = [-1] * len(members)
+    tasks = [
+        asyncio.create_task(_member(c, d, group.id, messages + 1, counts, i))
+        for i, (c, d) in enumerate(members)
+    ]
+    await _until(lambda: min(counts) >= 0, "every stream connected")
+
+    async def post() -> None:
+        if group.encrypted:
+            await sender_c.send(group, text)
+        else:
+            await sender.send(group.id, text)
+
+    await post()
+    await _until(lambda: min(counts) >= 1, "the warm-up post everywhere")
+    t0 = time.perf_counter()
+    for _ in range(messages):
+        await post()
+    sent = time.perf_counter() - t0
+    await asyncio.wait_for(asyncio.gather(*tasks), 300)
+    elapsed = time.perf_counter() - t0
+    return messages * len(members) / elapsed, messages / sent
+
+
+async def fanout(n_members: int, messages: int, size: int) -> None:
+    """Plain vs encrypted group fan-out against a real server (see the docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = ServerProcess(
+            Path(tmp) / "data",
+            args=["--rate-limit-messages", "1000000000", "--log-level", "WARNING"],
+        )
+        srv.start()
+        clients: list[Client] = []
+        try:
+            devices: list[tuple[Client, DeviceCrypto]] = []
+            for i in range(n_members + 1):
+                client = Client(srv.url)
+                clients.append(client)
+                await client.register(f"member{i}", "benchmark")
+                devices.append((client, await DeviceCrypto.open(client, Path(tmp) / f"d{i}")))
+            (owner, owner_c), members = devices[0], devices[1:]
+            plain = await owner.create_chat("lobby")
+            vault = await owner.create_chat("vault", encrypted=True)
+            for i in range(1, n_members + 1):
+                await owner.invite(plain.id, f"member{i}")
+                await owner.invite(vault.id, f"member{i}")
+            text = "x" * size
+            rates = {}
+            for name, group in (("plain", plain), ("encrypted", vault)):
+                rates[name] = await _fan_out(group, owner, owner_c, members, messages, text)
+                deliveries, sends = rates[name]
+                print(f"group fan-out, {name:<9} {n_members} members: {deliveries:8.1f}"
+                      f" deliveries/s shown ({sends:6.1f} posts/s sent)")  # fmt: skip
+            ratio = rates["encrypted"][0] / rates["plain"][0]
+            print(
+                f"encrypted / plain deliveries/s: x{ratio:.2f} ({messages} posts of {size} chars)"
+            )
+        finally:
+            for client in clients:
+                await client.close()
+            srv.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=200, help="characters per message")
+    parser.add_argument("--file-mib", type=int, default=4, help="MiB of the file measured")
+    parser.add_argument("--file-rounds", type=int, default=5)
+    parser.add_argument("--members", type=int, default=10, help="group members (fan-out)")
+    parser.add_argument("--fanout-messages", type=int, default=100)
+    parser.add_argument("--no-fanout", action="store_true", help="skip the server part")
     args = parser.parse_args()
     n, text = args.messages, "x" * args.size
     payload = msgspec.json.encode({"chat_id": 2, "sender": "alice", "text": text})
@@ -85,6 +233,9 @@ def main() -> None:
 
         _line("client state save (pickle + fsync'd 0600 file)", _per_call(save, min(n, 500)))
     print(f"{n} messages of {args.size} characters; ciphertext {len(ciphertexts[0])} chars")
+    file_costs(args.file_mib, args.file_rounds)
+    if not args.no_fanout:
+        asyncio.run(fanout(args.members, args.fanout_messages, args.size))
 
 
 if __name__ == "__main__":

@@ -404,6 +404,8 @@ class DeviceCrypto:
         self._lock = _StateLock()
         self._created_at = float("inf")
         """When the key directory registered this device (known after a query)."""
+        self._devices_changed = False
+        """:meth:`devices` remembered a device or a change of keys (its state is saved)."""
         self._warned: set[tuple[str, str]] = set()
         """Devices whose changed keys were announced in this run."""
         self.verification = Verifications(self)
@@ -553,9 +555,11 @@ class DeviceCrypto:
             own_newer = dev.login == self.login and dev.created_at >= self._created_at
             announce = bool(known) or own_newer
             known[dev.device_id] = _KnownDevice(dev.curve25519, dev.ed25519)
+            self._devices_changed = True
             if announce:
                 self.notify(NewDevice(login=dev.login, device_id=dev.device_id, chat_id=chat_id))
         elif seen.changed or (seen.curve25519, seen.ed25519) != (dev.curve25519, dev.ed25519):
+            self._devices_changed |= not seen.changed
             seen.changed = True
             if (dev.login, dev.device_id) not in self._warned:
                 self._warned.add((dev.login, dev.device_id))
@@ -574,13 +578,15 @@ class DeviceCrypto:
         for d in found.devices:
             if d.login == self.login and d.device_id == self.device_id:
                 self._created_at = d.created_at  # when the server registered this device
+        self._devices_changed = False
         out = [
             d
             for d in found.devices
             if not (d.login == self.login and d.device_id == self.device_id)
             and self._check_device(d, chat_id)
         ]
-        self.save()
+        if self._devices_changed:  # a device first seen, or keys changed: remembered
+            self.save()
         return out
 
     def is_verified(self, login: str, device_id: str) -> bool:
