@@ -237,11 +237,13 @@ async def test_a_click_on_a_reaction_chip_adds_it_and_a_second_click_takes_it_ba
 async def test_an_edit_and_a_reaction_made_offline_show_at_once_and_reach_the_server_later(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
-    """Issue 12: edits and reactions go through the outbox like sends -- shown at once,
-    kept while the server is away (no error, no "Edited" toast), sent when it is back;
-    one the server refuses is undone and says why."""
-    app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
+    """Issue 12: edits and reactions go through the outbox like sends -- shown at once
+    with a "saving" mark, kept while the server is away (no error, no "Edited" toast),
+    also through a restart of the app, sent when it is back; one the server refuses is
+    undone and says why."""
+    first = make_app(server.url)
+    async with first.run_test(size=SIZE) as pilot:
+        app = first
         await register_in_app(pilot, app, "alice")
         main = app.main
         assert main is not None and app.store is not None
@@ -264,6 +266,14 @@ async def test_an_edit_and_a_reaction_made_offline_show_at_once_and_reach_the_se
         await pilot.press(*"thumbs", "enter")
         await until(pilot, lambda: "👍 1" in screen_text(app), "the chip at once")
         assert not outbox_empty(app), "both wait in the outbox"
+        text = screen_text(app)
+        assert "hello (edited)  ⋯ saving" in text and "ship it?  ⋯ saving" in text, text
+
+    app = make_app(server.url)  # the same client home, still offline: both still show
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main is not None and app.screen is app.main, "resumed")
+        await until(pilot, lambda: "hello (edited)  ⋯ saving" in screen_text(app), "the edit")
+        assert "ship it?  ⋯ saving" in screen_text(app) and "👍 1" in screen_text(app)
 
         server.start()
         await until(pilot, lambda: outbox_empty(app), "both on the server")
@@ -272,6 +282,7 @@ async def test_an_edit_and_a_reaction_made_offline_show_at_once_and_reach_the_se
         assert [(r.emoji, r.users) for r in (await bob.message(theirs.id)).reactions] == [
             ("👍", ["alice"])
         ]
+        await until(pilot, lambda: "saving" not in screen_text(app), "the marks gone")
         assert "hello (edited)" in screen_text(app) and "👍 1" in screen_text(app)
         assert "Edited" not in toasts(app) and "Not" not in toasts(app), toasts(app)
 

@@ -101,6 +101,10 @@ class ChatStore:
     """Client id of a queued edit -> the message as it was (shown again if refused)."""
     _learned: set[int] | None = None
     """Chats events brought while the chat list is on its way (None: it is not)."""
+    queued: dict[int, list[PendingSend]] = field(default_factory=dict)
+    """Message id -> its edits and reaction changes in the outbox, in order (also from an
+    earlier run): every message the store shows has them applied, and its timeline marks
+    it as saving until the server has them all."""
 
     # --- loading ------------------------------------------------------------
 
@@ -112,6 +116,10 @@ class ChatStore:
         self.encrypted |= {c.id for c in self.chats.values() if c.encrypted}
         self.users = {u.login: u for u in self.cache.users()}
         self.contacts = {c.login: c for c in self.cache.contacts()}
+        self.queued = {}
+        for pending in self.cache.pending():
+            if pending.act != "send" and pending.target is not None:
+                self.queued.setdefault(pending.target, []).append(pending)
         if GENERAL_CHAT_ID not in self.chats:
             self.chats[GENERAL_CHAT_ID] = Chat(id=GENERAL_CHAT_ID, kind="general", name="general")
 
@@ -120,7 +128,7 @@ class ChatStore:
         timeline = self.timelines.get(chat_id)
         if timeline is None:
             cached = self.cache.messages(chat_id, limit=PAGE_SIZE) if self.cache else []
-            timeline = Timeline(chat_id, self._shown(cached))
+            timeline = Timeline(chat_id, self._shown(cached), saving=self.queued)
             if self.cache is not None:
                 for pending in self.cache.pending():
                     if (
@@ -199,7 +207,7 @@ class ChatStore:
         newest = timeline.newest_id
         gap = bool(messages and newest is not None and page.has_more and messages[0].id > newest)
         if gap:
-            fresh = Timeline(chat_id, list(messages), has_more=True)
+            fresh = Timeline(chat_id, list(messages), has_more=True, saving=self.queued)
             fresh.pending = timeline.pending
             fresh.failed = timeline.failed
             _keep_newer(timeline, fresh)
@@ -230,7 +238,7 @@ class ChatStore:
     ) -> Timeline:
         old = self.timeline(chat_id)
         self._save(messages)
-        fresh = Timeline(chat_id, self._shown(messages), has_more=has_more)
+        fresh = Timeline(chat_id, self._shown(messages), has_more=has_more, saving=self.queued)
         fresh.has_newer = newer
         fresh.pending, fresh.failed = old.pending, old.failed
         if not fresh.has_newer:
@@ -255,7 +263,29 @@ class ChatStore:
         return self.timeline(chat_id).add_older(self._shown(messages), has_more)
 
     def _shown(self, messages: list[Message]) -> list[Message]:
-        return [self.reveal(m) if m.encrypted is not None else m for m in messages]
+        shown = [self.reveal(m) if m.encrypted is not None else m for m in messages]
+        return [self._queued_on(m) for m in shown] if self.queued else shown
+
+    def _queued_on(self, message: Message) -> Message:
+        """``message`` with the edits and reaction changes of the outbox applied."""
+        for pending in self.queued.get(message.id, ()):
+            if pending.act == "edit":
+                message = msgspec.structs.replace(
+                    message, text=pending.text, edited_at=message.edited_at or pending.created_at
+                )
+            else:
+                reactions = toggled(message.reactions, pending.text, self.me, pending.act)
+                message = msgspec.structs.replace(message, reactions=reactions)
+        return message
+
+    def _unqueue(self, pending: PendingSend) -> None:
+        if pending.target is None:
+            return
+        left = [p for p in self.queued.get(pending.target, ()) if p.client_id != pending.client_id]
+        if left:
+            self.queued[pending.target] = left
+        else:
+            self.queued.pop(pending.target, None)
 
     def _save(self, messages: list[Message]) -> None:
         if self.cache is not None and messages:
@@ -297,42 +327,44 @@ class ChatStore:
         once (the server's answer, or its event, then shows what it kept)."""
         if self.cache is not None:
             self.cache.add_pending(pending)
-        shown = self.find(pending.target) if pending.target is not None else None
+        if pending.target is None:
+            return
+        self.queued.setdefault(pending.target, []).append(pending)
+        shown = self.find(pending.target)
         if shown is None:
             return
         if pending.act == "edit":
             self._edited_from.setdefault(pending.client_id, shown)
-            changed = msgspec.structs.replace(
-                shown, text=pending.text, edited_at=shown.edited_at or pending.created_at
-            )
-        else:
-            changed = msgspec.structs.replace(
-                shown, reactions=toggled(shown.reactions, pending.text, self.me, pending.act)
-            )
-        self._replace(changed, Change())
+        self._replace(shown, Change())
 
     def annotated(self, pending: PendingSend, result: Message | ReactionList) -> None:
         """The server took an edit or a reaction change: show what it answered."""
         if self.cache is not None:
             self.cache.remove_pending(pending.client_id)
+        self._unqueue(pending)
         self._edited_from.pop(pending.client_id, None)
         if isinstance(result, Message):
             self._save([result])
             self._replace(self.reveal(result), Change())
             return
+        cached = self.cache.message(result.message_id) if self.cache is not None else None
+        if cached is not None:  # the server's text, not a queued edit's
+            self._save([msgspec.structs.replace(cached, reactions=result.reactions)])
         shown = self.find(result.message_id)
         if shown is not None:
-            shown = msgspec.structs.replace(shown, reactions=result.reactions)
-            self._save([shown])
-            self._replace(shown, Change())
+            self._replace(msgspec.structs.replace(shown, reactions=result.reactions), Change())
 
     def _annotation_refused(self, pending: PendingSend) -> None:
         """A refused edit shows the text it had; a refused reaction change is undone."""
+        self._unqueue(pending)
         before = self._edited_from.pop(pending.client_id, None)
         shown = self.find(pending.target) if pending.target is not None else None
         if shown is None:
             return
         if pending.act == "edit":
+            if before is None and self.cache is not None:  # queued in an earlier run
+                cached = self.cache.message(shown.id)
+                before = self.reveal(cached) if cached is not None else None
             if before is not None:
                 edited = (before.text, before.edited_at)
                 self._replace(
@@ -411,7 +443,9 @@ class ChatStore:
         if thread is None:
             comments = self.cache.comments(root.id) if self.cache is not None else []
             # A negative "chat id" keeps a thread's scroll memory apart from chats'.
-            thread = Timeline(-root.id, self._shown([root, *comments]), has_more=False)
+            thread = Timeline(
+                -root.id, self._shown([root, *comments]), has_more=False, saving=self.queued
+            )
             if self.cache is not None:
                 for pending in self.cache.pending():
                     if pending.act == "send" and pending.thread_root == root.id:
@@ -570,7 +604,9 @@ class ChatStore:
 
     def _replace(self, message: Message, change: Change) -> None:
         """A known message changed (edit, tombstone, reactions, comment count): every
-        view that holds it shows it as it is now."""
+        view that holds it shows it as it is now (with what the outbox holds for it)."""
+        if self.queued:
+            message = self._queued_on(message)
         thread = self.threads.get(message.id)
         if thread is not None:
             thread.update(message)  # the root of its own thread

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import accumulate
@@ -50,7 +50,7 @@ GROUP_GAP_SECONDS = 300
 BODY_INDENT = 2
 """Columns the text of a message is indented under its header."""
 
-SendState = Literal["sent", "pending", "failed"]
+SendState = Literal["sent", "pending", "failed", "saving"]
 
 _AUTHOR_COLORS = (
     "#e5c07b",
@@ -115,6 +115,9 @@ class Timeline:
     has_newer: bool = False
     """The timeline is a window into the past (after a jump to the first message):
     newer messages exist on the server and load as the view nears the bottom."""
+    saving: Container[int] = frozenset()
+    """Ids of messages with an edit or a reaction change the server does not have yet
+    (the store's outbox, shared by its timelines; shown with a mark)."""
     observer: TimelineObserver | None = None
     _ids: set[int] = field(default_factory=set, repr=False)
 
@@ -147,9 +150,10 @@ class Timeline:
         return self.messages[-1].id if self.messages else None
 
     def state(self, message: Message) -> SendState:
-        """Whether a message is confirmed, pending or failed (and being retried)."""
+        """Whether a message is confirmed, pending or failed (and being retried), or
+        confirmed with a change of the user's on its way (``saving``)."""
         if message.id:
-            return "sent"
+            return "saving" if message.id in self.saving else "sent"
         return "failed" if message.client_id in self.failed else "pending"
 
     def index_of(self, message_id: int) -> int | None:
@@ -442,18 +446,23 @@ class Layout:
 
     def _suffix(self, message: Message) -> str:
         """What follows the text: the send state, or that it was edited."""
-        suffix = _SUFFIX.get(self.timeline.state(message), "")
-        return suffix + EDITED_MARK if message.edited_at is not None else suffix
+        state = self.timeline.state(message)
+        suffix = _SUFFIX.get(state, "") if state != "saving" else ""
+        if message.edited_at is not None:
+            suffix += EDITED_MARK
+        return suffix + _SUFFIX["saving"] if state == "saving" else suffix
 
     def _body_lines(self, message: Message, width: int) -> list[Text]:
         """The text of a message (with its suffix) in lines of ``width`` cells."""
         if message.deleted_at is None and has_blocks(message.text):
             state = self.timeline.state(message)
-            suffix = Text(_SUFFIX.get(state, ""), _FAILED if state == "failed" else _DIM)
+            suffix = Text(_SUFFIX.get(state, "") if state != "saving" else "", _state_style(state))
             if message.edited_at is not None:
                 suffix.append(EDITED_MARK, _DIM)
+            if state == "saving":
+                suffix.append(_SUFFIX[state], _DIM)
             lines = render_blocks(message.text, width, self._console, me=self.me, suffix=suffix)
-            if state != "sent":
+            if state in ("pending", "failed"):
                 for line in lines:
                     line.stylize_before(_PENDING)
             return lines
@@ -464,11 +473,13 @@ class Layout:
             return Text(TOMBSTONE, _TOMBSTONE)
         body = render_markdown(message.text, self.me) if message.text else Text("")
         state = self.timeline.state(message)
-        if state != "sent":
+        if state in ("pending", "failed"):
             body.stylize(_PENDING)
-            body.append(_SUFFIX[state], _FAILED if state == "failed" else _DIM)
+            body.append(_SUFFIX[state], _state_style(state))
         if message.edited_at is not None:
             body.append(EDITED_MARK, _DIM)
+        if state == "saving":
+            body.append(_SUFFIX[state], _DIM)
         return body
 
     def _quote(self, message: Message) -> Text:
@@ -574,7 +585,15 @@ class Layout:
         return Text("─" * left + label + "─" * (side - left), _DIM)
 
 
-_SUFFIX: dict[str, str] = {"pending": "  ⋯ sending", "failed": "  ⚠ not sent, retrying"}
+_SUFFIX: dict[str, str] = {
+    "pending": "  ⋯ sending",
+    "failed": "  ⚠ not sent, retrying",
+    "saving": "  ⋯ saving",
+}
+
+
+def _state_style(state: SendState) -> Style:
+    return _FAILED if state == "failed" else _DIM
 
 
 def utc() -> tzinfo:
