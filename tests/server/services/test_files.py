@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ from messenger_protocol import (
     MessageCreated,
     SendMessage,
 )
+from messenger_server.blobs import BlobStore, LocalBlobs
 from messenger_server.services.files import (
     UNATTACHED_GRACE_SECONDS,
     FileService,
@@ -242,6 +244,55 @@ async def test_collection_removes_what_no_message_carries(harness: Harness) -> N
     with pytest.raises(ApiError):
         await files.open(alice, orphan.id)
     assert await files.blobs.size((await files.open(alice, kept.id)).sha256) is not None
+
+
+class StopsAfterPut:
+    """A node's blob store that stops once it has stored bytes, until let go."""
+
+    def __init__(self, inner: BlobStore) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.stored = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def put(self, sha256: str, source: Path) -> None:
+        await self.inner.put(sha256, source)
+        self.stored.set()
+        await self.go_on.wait()
+
+    async def size(self, sha256: str) -> int | None:
+        return await self.inner.size(sha256)
+
+    def read(self, sha256: str, first: int, length: int) -> AsyncIterator[bytes]:
+        return self.inner.read(sha256, first, length)
+
+    async def delete(self, sha256: str) -> bool:
+        return await self.inner.delete(sha256)
+
+
+async def test_clean_up_keeps_bytes_another_node_is_uploading_again(harness: Harness) -> None:
+    """Issue 13: two nodes on one blob directory. Node B uploads bytes again that only an
+    expired upload stores; node A's clean-up runs after B stored them (B found them
+    there) and before B recorded its upload: the bytes stay, B's upload is whole."""
+    alice = await harness.user("alice")
+    node_a = files_of(harness)
+    stops = StopsAfterPut(LocalBlobs(node_a.root))
+    node_b = FileService(harness.app.store, harness.clock, node_a.root, blobs=stops)
+    data = b"the same bytes twice"
+    await node_a.upload(alice, "old", body(data), None)
+    harness.clock.advance(UNATTACHED_GRACE_SECONDS + 1)  # the old upload is collectable
+    again = asyncio.create_task(node_b.upload(alice, "again", body(data), None))
+    await stops.stored.wait()
+    assert await node_a.collect() == 0  # the old upload's row goes, its bytes stay
+    stops.go_on.set()
+    kept = await again
+    assert await node_a.blobs.size(kept.sha256) == len(data)
+    stored_file = await node_a.open(alice, kept.id)
+    chunks = [c async for c in node_a.blobs.read(stored_file.sha256, 0, len(data))]
+    assert b"".join(chunks) == data
 
 
 def _names(paths: Iterable[Path]) -> set[str]:

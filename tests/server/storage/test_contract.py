@@ -116,6 +116,10 @@ def _setup(tx: Tx, log: Log) -> None:
     t.end_sessions(alice, ["s2", "nope"], 25.0)
     t.end_sessions(bob, None, 25.0)
     t.session_by_token(b"\x03" * 32)
+    t.expire_session("s1", 26.0)
+    t.expire_session("s1", 27.0)  # ended already
+    t.session_by_token(b"\x01" * 32)  # expired: still found, as expired
+    t.session_by_token(b"\x02" * 32)  # logged out: not found
     t.insert_login(alice, 26.0, "127.0.0.1", "laptop", True)
     t.insert_login(alice, 27.0, "127.0.0.1", "laptop", False)
     t.recent_logins(alice, 5)
@@ -235,6 +239,13 @@ def _setup(tx: Tx, log: Log) -> None:
     f.chat_files(group, 10)
     f.collect(61.5)
     f.sha256_in_use("sha0")
+    f.hold_for_upload("sha1", "up1", 62.0, 2.0)
+    f.hold_for_deletion(["sha0", "sha1", "sha9"], "del1", 62.5, 1.0)
+    f.hold_for_upload("sha9", "up2", 63.0, 3.0)  # being deleted: refused
+    f.hold_for_upload("sha9", "up3", 63.0, 63.0)  # that deletion hold is stale
+    f.release_hold("del1")
+    f.release_hold("up1")
+    f.hold_for_deletion(["sha1", "sha9"], "del2", 64.0, 63.5)
 
     mod: ModerationQueries = q["moderation"]
     mod.add_audit(70.0, "Alice", "ban", "bob", "spam")

@@ -8,6 +8,14 @@ bytes are stored once) and a row records the upload: its own id, the uploader, a
 sanitised display name and the MIME type sniffed from the content.
 A file is readable by the members of any chat with a message that carries it.
 Uploads never attached, and files whose messages are all gone, are collected.
+
+Several nodes may share one blob store, so storing bytes and deleting them are ordered
+by rows of ``blob_holds`` written in units (which the store serializes over the
+cluster): an upload holds its sha256 before it stores the bytes and lets go in the unit
+that records the upload; a clean-up holds for deletion only bytes no upload stores and
+none is storing, and an upload of bytes held for deletion waits until they are gone,
+then stores them afresh. So a clean-up never deletes a blob another node is uploading
+again.
 """
 
 from __future__ import annotations
@@ -69,6 +77,12 @@ SNIFF_BYTES = 64 * 1024
 """Leading bytes kept to sniff the type and read image dimensions."""
 CHAT_FILES_MAX = 200
 """Most files ``chat_files`` lists."""
+DELETING_HOLD_SECONDS = 60.0
+"""A hold for deletion older than this is of a node that died deleting: uploads go on."""
+UPLOADING_HOLD_SECONDS = 3600.0
+"""A hold of an upload older than this is of a node that died uploading: clean-up goes on."""
+HOLD_RETRY_SECONDS = 0.05
+"""How often an upload of bytes being deleted elsewhere asks again whether they are gone."""
 
 _FILE_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]")
@@ -257,8 +271,6 @@ class FileService:
         """Bytes one user may store; 0 means no quota."""
         self.allowed_mime = allowed_mime
         self.unattached_grace = unattached_grace
-        self._blobs = asyncio.Lock()
-        """Held while bytes move into storage and while collection removes them."""
         self._collector: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------
@@ -359,32 +371,67 @@ class FileService:
                 height=dims[1] if dims else None,
                 created_at=self.clock.now(),
             )
-            async with self._blobs:
+            hold = await self._hold_for_upload(sha256)
+
+            def unit(tx: Tx) -> None:
+                queries = file_queries(tx)
+                if self.user_quota and not queries.owns_sha256(actor.user_id, sha256):
+                    self._check_quota(queries.used_bytes(actor.user_id), size)
+                queries.insert_file(record)
+                queries.release_hold(hold)  # recorded: the bytes are in use now
+
+            try:
                 await self.blobs.put(sha256, tmp)
-
-                def unit(tx: Tx) -> None:
-                    queries = file_queries(tx)
-                    if self.user_quota and not queries.owns_sha256(actor.user_id, sha256):
-                        self._check_quota(queries.used_bytes(actor.user_id), size)
-                    queries.insert_file(record)
-
-                try:
-                    await self.store.write(unit)
-                except ApiError:
-                    await self._drop_blob_if_unused(sha256)
-                    raise
+                await self.store.write(unit)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self.store.write(lambda tx: file_queries(tx).release_hold(hold))
+                    await self._delete_unused([sha256])
+                raise
         finally:
             with contextlib.suppress(FileNotFoundError):
                 await aiofiles.os.remove(tmp)
         log.info("%s uploaded %s (%d bytes, %s)", actor.login, record.id, size, mime)
         return record.attachment()
 
-    async def _in_use(self, sha256: str) -> bool:
-        return await self.store.read(lambda tx: file_queries(tx).sha256_in_use(sha256))
+    async def _hold_for_upload(self, sha256: str) -> str:
+        """Hold the bytes for this upload (see the module's docstring); wait while another
+        node deletes them (at most a stale hold's life)."""
+        hold = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DELETING_HOLD_SECONDS
+        while True:
+            held = await self.store.write(partial(self._hold_unit, sha256, hold, self.clock.now()))
+            if held:
+                return hold
+            if loop.time() >= deadline:
+                raise ApiError(ErrorCode.UNAVAILABLE, "the file store is busy; try again")
+            await asyncio.sleep(HOLD_RETRY_SECONDS)
 
-    async def _drop_blob_if_unused(self, sha256: str) -> None:
-        if not await self._in_use(sha256):
-            await self.blobs.delete(sha256)
+    def _hold_unit(self, sha256: str, hold: str, now: float, tx: Tx) -> bool:
+        return file_queries(tx).hold_for_upload(sha256, hold, now, now - DELETING_HOLD_SECONDS)
+
+    async def _delete_unused(self, sha256s: list[str]) -> int:
+        """Delete the blobs of those of ``sha256s`` no upload stores or is storing; how
+        many went."""
+        if not sha256s:
+            return 0
+        hold = secrets.token_hex(8)
+        now = self.clock.now()
+        doomed = await self.store.write(
+            lambda tx: file_queries(tx).hold_for_deletion(
+                sha256s, hold, now, now - UPLOADING_HOLD_SECONDS
+            )
+        )
+        removed = 0
+        try:
+            for sha256 in doomed:
+                if await self.blobs.delete(sha256):
+                    removed += 1
+        finally:
+            if doomed:
+                await self.store.write(lambda tx: file_queries(tx).release_hold(hold))
+        return removed
 
     def _too_large(self, size: int | None) -> ApiError:
         """``size`` is None when a chunked body was cut at the limit."""
@@ -432,12 +479,8 @@ class FileService:
         grace: they were attached before); how many stored files went."""
         if not file_ids:
             return 0
-        removed = 0
-        async with self._blobs:
-            gone = await self.store.write(lambda tx: file_queries(tx).drop_unlinked(file_ids))
-            for sha256 in gone:
-                if not await self._in_use(sha256) and await self.blobs.delete(sha256):
-                    removed += 1
+        gone = await self.store.write(lambda tx: file_queries(tx).drop_unlinked(file_ids))
+        removed = await self._delete_unused(gone)
         if gone:
             log.info(
                 "released %d uploads of a deleted message, %d stored files", len(gone), removed
@@ -482,12 +525,8 @@ class FileService:
     async def collect(self) -> int:
         """Delete uploads nothing refers to (and their bytes); how many blobs went."""
         before = self.clock.now() - self.unattached_grace
-        async with self._blobs:
-            gone = await self.store.write(partial(_collect, before=before))
-            removed = 0
-            for sha256 in gone:
-                if not await self._in_use(sha256) and await self.blobs.delete(sha256):
-                    removed += 1
+        gone = await self.store.write(partial(_collect, before=before))
+        removed = await self._delete_unused(gone)
         if gone:
             log.info("collected %d uploads, %d stored files", len(gone), removed)
         return removed

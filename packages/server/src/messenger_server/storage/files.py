@@ -1,4 +1,4 @@
-"""Queries of the file tables (``files``, ``message_files``) on SQLite.
+"""Queries of the file tables (``files``, ``message_files``, ``blob_holds``) on SQLite.
 
 Kept apart from :class:`~.sqlite.SqliteTx` so that the file service owns its
 schema; a PostgreSQL store would provide the same :class:`FileQueries`.
@@ -109,6 +109,23 @@ class FileQueries(Protocol):
 
     def drop_unlinked(self, file_ids: list[str]) -> list[str]:
         """Delete those of these uploads no message carries any more; their sha256."""
+        ...
+
+    def hold_for_upload(self, sha256: str, hold: str, now: float, deleting_since: float) -> bool:
+        """Hold these bytes for an upload about to store them (until :meth:`release_hold`,
+        in the unit that records the upload); False while a deletion of them held since
+        ``deleting_since`` or later is under way."""
+        ...
+
+    def hold_for_deletion(
+        self, sha256s: list[str], hold: str, now: float, uploading_since: float
+    ) -> list[str]:
+        """Those of ``sha256s`` no upload stores and no upload held since
+        ``uploading_since`` is storing, held for deletion (until :meth:`release_hold`)."""
+        ...
+
+    def release_hold(self, hold: str) -> None:
+        """Let go of what ``hold`` held."""
         ...
 
 
@@ -245,6 +262,48 @@ class SqliteFileQueries:
             )
             gone.update(r[0] for r in rows)
         return sorted(gone)
+
+    def hold_for_upload(self, sha256: str, hold: str, now: float, deleting_since: float) -> bool:
+        """Hold these bytes for an upload about to store them; False while they are being
+        deleted."""
+        busy = self.conn.execute(
+            "SELECT 1 FROM blob_holds WHERE sha256 = ? AND deleting = 1 AND at >= ? LIMIT 1",
+            (sha256, deleting_since),
+        ).fetchone()
+        if busy is not None:
+            return False
+        self.conn.execute(
+            "INSERT INTO blob_holds (hold, sha256, deleting, at) VALUES (?, ?, 0, ?)",
+            (hold, sha256, now),
+        )
+        return True
+
+    def hold_for_deletion(
+        self, sha256s: list[str], hold: str, now: float, uploading_since: float
+    ) -> list[str]:
+        """Those of ``sha256s`` no upload stores or is storing, held for deletion."""
+        # holds a crashed node left: no check counts them any more
+        self.conn.execute("DELETE FROM blob_holds WHERE at < ?", (uploading_since,))
+        doomed = []
+        for sha256 in sha256s:
+            if (
+                self.sha256_in_use(sha256)
+                or self.conn.execute(
+                    "SELECT 1 FROM blob_holds WHERE sha256 = ? AND deleting = 0 LIMIT 1", (sha256,)
+                ).fetchone()
+                is not None
+            ):
+                continue
+            self.conn.execute(
+                "INSERT INTO blob_holds (hold, sha256, deleting, at) VALUES (?, ?, 1, ?)",
+                (hold, sha256, now),
+            )
+            doomed.append(sha256)
+        return doomed
+
+    def release_hold(self, hold: str) -> None:
+        """Let go of what ``hold`` held."""
+        self.conn.execute("DELETE FROM blob_holds WHERE hold = ?", (hold,))
 
 
 def file_queries(tx: Tx) -> FileQueries:

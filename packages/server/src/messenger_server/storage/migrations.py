@@ -537,6 +537,20 @@ _SESSION_EXPIRED = """
 ALTER TABLE sessions ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
 """
 
+# the bytes of an upload are held (a row) from before they are stored until the unit that
+# records the upload, and bytes being deleted are held too: a clean-up on one node never
+# deletes a blob another node is storing again (issue 13)
+_BLOB_HOLDS = """
+CREATE TABLE blob_holds (
+    hold TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    deleting INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (hold, sha256)
+);
+CREATE INDEX blob_holds_sha256 ON blob_holds(sha256);
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -556,5 +570,6 @@ MIGRATIONS: list[Step] = [
     Step(_EVENT_EXCEPT_LATE),
     Step(_STREAM_PEERS),
     Step(_SESSION_EXPIRED),
+    Step(_BLOB_HOLDS),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""
