@@ -292,3 +292,41 @@ async def test_an_edit_and_a_reaction_made_offline_show_at_once_and_reach_the_se
         app.run_command(slash.ParsedCommand("react", {"message_id": theirs.id, "emoji": "🎉"}), 1)
         await until(pilot, lambda: "Reaction not added" in toasts(app), "the refusal")
         await until(pilot, lambda: "🎉" not in screen_text(app), "undone")
+
+
+async def test_a_refused_edit_comes_back_as_an_edit_not_as_a_new_message(
+    server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
+) -> None:
+    """Issue 12: editing is off on this server; the refused edit's text comes back in the
+    composer as an edit of the same message, with why above it: Enter tries the edit
+    again (it posts nothing new), Esc gives up."""
+    server = server_factory(args=["--edit-window", "0"])
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, "alice")
+        main = app.main
+        assert main is not None and app.store is not None
+        await pilot.press(*"helo", "enter")
+        await until(pilot, lambda: app.store is not None and any(
+            m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
+        ), "alice's message sent")  # fmt: skip
+        await select_message(pilot, app, "helo")
+        await pilot.press("e")
+        await until(pilot, lambda: main.composer.text == "helo", "the text to edit")
+        await pilot.press("left", "l", "enter")
+        await until(pilot, lambda: "Not edited" in toasts(app), "the refusal")
+        await until(pilot, lambda: main.composer.text == "hello", "the text given back")
+        intent = main.composer.intent
+        assert intent is not None and intent.act == "edit" and intent.message.text == "helo"
+        await until(pilot, lambda: "⚠ Edit not saved (Enter tries again" in screen_text(app), "")
+        assert "turned off on this server" in str(main.intent_bar.render())
+        assert "helo" in screen_text(app) and "hello" not in screen_text(app).split("⚠")[0]
+
+        await pilot.press("enter")  # again: refused again, nothing new is posted
+        await until(pilot, lambda: outbox_empty(app) and main.composer.intent is not None, "again")
+        assert app.client is not None
+        page = await app.client.history(GENERAL_CHAT_ID)
+        assert [m.text for m in page.messages] == ["helo"]
+        await pilot.press("escape")
+        await until(pilot, lambda: main.composer.intent is None, "given up")
+        assert main.composer.text == "" and "⚠" not in screen_text(app)

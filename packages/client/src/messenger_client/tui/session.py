@@ -427,11 +427,17 @@ class LiveSession:
     def _send_refused(self, pending: PendingSend, exc: ApiError) -> None:
         """The server refused a send: say why, show a ban or wait, keep the text (an
         edit's text too, to copy; the message shows its old one again)."""
-        what = _REFUSED.get(pending.act, "Not sent")
-        self.app.notify(f"{what}: {describe_error(exc)}", severity="error")
+        what = f"{_REFUSED.get(pending.act, 'Not sent')}: {describe_error(exc)}"
+        self.app.notify(what, severity="error")
         self.moderation.refusal(exc)
-        if self.app.main is not None and pending.act in ("send", "edit"):
-            self.app.main.give_back(pending.text)
+        main, store = self.app.main, self.app.store
+        if main is None:
+            return
+        if pending.act == "send":
+            main.give_back(pending.text)
+        elif pending.act == "edit" and store is not None and pending.target is not None:
+            # an edit again, never a new message: Enter tries again, Esc gives up
+            main.edit_again(store.find(pending.target), pending.text, describe_error(exc))
 
     # --- the end -------------------------------------------------------------------------
 

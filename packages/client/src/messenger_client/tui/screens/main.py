@@ -266,6 +266,23 @@ class MainScreen(Guarded, Screen[None]):
             composer.load_text(text)
             composer.move_cursor(composer.document.end)
 
+    def edit_again(self, message: Message | None, text: str, refused: str) -> None:
+        """The server refused an edit to ``text``: the composer edits the message again
+        with that text and says why above it (Enter tries again, Esc gives back the
+        draft), unless it is busy with another edit or reply (the toast said why). A
+        message that is gone (deleted) takes no edit: its text is kept in an empty
+        composer, said to be a new message."""
+        if message is None or message.deleted_at is not None:
+            if not self.composer.text and self.composer.intent is None:
+                self.give_back(text)
+                self.intent_bar.update(f"⚠ Edit not saved ({refused}): Enter sends a new message")
+                self.intent_bar.display = True
+            return
+        in_thread = self.thread_root is not None and message.thread_root == self.thread_root.id
+        composer = self.thread_composer if in_thread else self.composer
+        if composer.intent is None:
+            composer.begin(Intent("edit", message, refused), text)
+
     @on(ChatsChanged)
     def _chats_changed(self, event: ChatsChanged) -> None:
         event.stop()
@@ -387,6 +404,8 @@ class MainScreen(Guarded, Screen[None]):
         """Typing in the composer tells the chat (throttled), not a command or an edit."""
         text, app = self.composer.text, self.app
         intent = self.composer.intent
+        if not text and intent is None:
+            self.intent_bar.display = False  # a refused edit's "new message" note
         if not text.strip() or text.startswith("/") or (intent and intent.act == "edit"):
             return
         if isinstance(app, host.Host) and self.current_chat is not None:
@@ -592,14 +611,16 @@ class MainScreen(Guarded, Screen[None]):
     def _intent_changed(self, event: Composer.IntentChanged) -> None:
         event.stop()
         if event.composer is not self.composer:
-            if event.intent is not None:
+            if event.intent is not None and not event.intent.refused:
                 self.app.notify("Editing your comment: Enter saves, Esc cancels")
             return
         intent, bar = event.intent, self.intent_bar
         bar.display = intent is not None
         if intent is None:
             return
-        if intent.act == "edit":
+        if intent.refused:
+            bar.update(f"⚠ Edit not saved (Enter tries again, Esc cancels): {intent.refused}")
+        elif intent.act == "edit":
             bar.update("✎ Editing your message  (Enter saves, Esc cancels)")
         else:
             first = intent.message.text.split("\n", 1)[0] or "(a file)"

@@ -40,6 +40,9 @@ class Intent:
 
     act: Literal["edit", "reply"]
     message: Message
+    refused: str = ""
+    """Why the server refused this edit before (shown above the composer; the text
+    given back stays an edit of ``message``)."""
 
 
 HISTORY_MAX = 200
@@ -168,13 +171,13 @@ class Composer(Guarded, TextArea):
 
     # --- edit and reply -------------------------------------------------------------
 
-    def begin(self, intent: Intent) -> None:
-        """Start an edit (the message's text to change) or a reply (the text typed so
-        far stays); the next Enter does it, Esc cancels."""
+    def begin(self, intent: Intent, text: str | None = None) -> None:
+        """Start an edit (the message's text to change, or ``text``) or a reply (the
+        text typed so far stays); the next Enter does it, Esc cancels."""
         if intent.act == "edit":
             if self.intent is None or self.intent.act != "edit":
                 self._draft = self.text  # given back if the edit is cancelled
-            self._set_text(intent.message.text)
+            self._set_text(intent.message.text if text is None else text)
         self.intent = intent
         self.focus()
         self.post_message(self.IntentChanged(self, intent))
