@@ -1,4 +1,4 @@
-"""HTTP/1.1 server on asyncio streams: one coroutine per connection, llhttp for the bytes.
+"""HTTP/1.1 server on an asyncio protocol: one coroutine per connection, llhttp for the bytes.
 
 Each connection runs one loop: read a head (under the idle timeout), call the
 handler, write the answer, make sure the request body is consumed, repeat while
@@ -144,8 +144,9 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting connections."""
-        self._server = await asyncio.start_server(
-            self._accept, host, port, limit=self.limits.read_size, backlog=2048
+        read_size = self.limits.read_size
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Link(self, read_size), host, port, backlog=2048
         )
         self._port = self._server.sockets[0].getsockname()[1]
 
@@ -202,12 +203,11 @@ class HttpServer:
                 async with asyncio.timeout(1.0):
                     await self._server.wait_closed()
 
-    def _accept(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> Coroutine[Any, Any, None]:
-        # a plain function returning the coroutine start_server runs as the connection's
+    def _accept(self, link: _Link) -> Coroutine[Any, Any, None]:
+        # a plain function returning the coroutine the link runs as the connection's
         # task: one frame less per connection than an ``async def`` that awaits it
-        peer_addr = writer.get_extra_info("peername")
+        reader = writer = link
+        peer_addr = link.transport.get_extra_info("peername")
         ip, port = (str(peer_addr[0]), peer_addr[1]) if peer_addr else ("?", 0)
         peer = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         if self._closing:
@@ -222,9 +222,7 @@ class HttpServer:
             return self._admit(reader, writer, ip, peer, per_ip=False)
         return self._admit(reader, writer, ip, peer)
 
-    async def _proxied(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, peer: str
-    ) -> None:
+    async def _proxied(self, reader: _Link, writer: _Link, ip: str, peer: str) -> None:
         """A trusted proxy's connection: its PROXY v2 header names the client, whose
         address then counts for the per-address limit, ``/status`` and the logs."""
         try:
@@ -252,8 +250,8 @@ class HttpServer:
 
     def _admit(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: _Link,
+        writer: _Link,
         ip: str,
         peer: str,
         *,
@@ -281,8 +279,8 @@ class HttpServer:
 
     async def _refuse(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: _Link,
+        writer: _Link,
         ip: str,
         why: ApiError | None = None,
     ) -> None:
@@ -314,11 +312,193 @@ class HttpServer:
             await _close_writer(writer)
 
 
+class _Link(asyncio.Protocol):
+    """The connection's protocol: buffers received bytes for its task and does flow
+    control both ways (what ``StreamReader``/``StreamWriter`` did, without their layers).
+
+    ``read`` hands out the received ``bytes`` themselves when they fit (no copy); reading
+    pauses while more than twice ``limit`` bytes wait unread. An exception set with
+    :meth:`set_exception` (a timer's, or the lost connection's) is raised by every
+    later read and drain.
+    """
+
+    __slots__ = ("_buf", "_closed", "_drain_waiter", "_eof", "_exception", "_limit",
+                 "_lost", "_paused_reading", "_paused_writing", "_server", "_task",
+                 "_waiter", "transport")  # fmt: skip
+
+    def __init__(self, server: HttpServer, limit: int) -> None:
+        self._server = server
+        self._limit = limit
+        self._buf: bytes | bytearray = b""
+        self._eof = False
+        self._exception: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._paused_writing = False
+        self._lost = False
+        self._closed: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+
+    # -- protocol callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        task = asyncio.get_running_loop().create_task(self._server._accept(self))
+        self._task = task
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        if not buf:
+            self._buf = buf = data
+        elif type(buf) is bytes:
+            self._buf = buf = bytearray(buf)
+            buf += data
+        else:
+            buf += data
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(buf) > 2 * self._limit and not self._paused_reading:
+            try:
+                self.transport.pause_reading()
+            except NotImplementedError:  # pragma: no cover - TCP transports can pause
+                return
+            self._paused_reading = True
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake(None)
+        return True  # keep our side open: the answer may still be on its way
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if exc is None:
+            self._eof = True
+            self._wake(None)
+        else:
+            self.set_exception(exc)
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc or ConnectionResetError("Connection lost"))
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the reader's side ---------------------------------------------------------------
+
+    def _wake(self, exc: BaseException | None) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    def set_exception(self, exc: BaseException) -> None:
+        """Every later read (and drain) raises ``exc``; a waiting read raises it now."""
+        self._exception = exc
+        self._wake(exc)
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` received bytes; ``b""`` at EOF."""
+        if self._exception is not None:
+            raise self._exception
+        if not self._buf and not self._eof:
+            if self._paused_reading:  # pragma: no cover - paused only with a full buffer
+                self._paused_reading = False
+                self.transport.resume_reading()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            if self._exception is not None:
+                raise self._exception
+        buf = self._buf
+        if len(buf) <= n:
+            self._buf = b""
+            data = buf if type(buf) is bytes else bytes(buf)
+        else:
+            data = bytes(buf[:n])
+            if isinstance(buf, bytearray):
+                del buf[:n]
+            else:
+                self._buf = buf[n:]
+        if self._paused_reading and len(self._buf) <= self._limit:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        return data
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; IncompleteReadError if EOF comes first."""
+        pieces: list[bytes] = []
+        got = 0
+        while got < n:
+            data = await self.read(n - got)
+            if not data:
+                raise asyncio.IncompleteReadError(b"".join(pieces), n)
+            pieces.append(data)
+            got += len(data)
+        return b"".join(pieces)
+
+    # -- the writer's side ---------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def can_write_eof(self) -> bool:
+        return self.transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        self.transport.write_eof()
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is above its high-water mark."""
+        if self._exception is not None:
+            raise self._exception
+        if self._lost:
+            raise ConnectionResetError("Connection lost")
+        if not self._paused_writing:
+            return
+        if self._drain_waiter is None:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+        await self._drain_waiter
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is gone."""
+        if self._lost:
+            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await self._closed
+
+
 async def _nothing() -> None:
     pass
 
 
-async def _close_writer(writer: asyncio.StreamWriter) -> None:
+async def _close_writer(writer: _Link) -> None:
     """Close gracefully if the peer lets us within a second, else abort."""
     try:
         writer.close()
@@ -367,16 +547,15 @@ class _Connection:
     def __init__(
         self,
         server: HttpServer,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: _Link,
+        writer: _Link,
         peer: str,
         ip: str,
     ) -> None:
         self._server = server
         self._reader = reader
         self._writer = writer
-        # start_server always hands us a full (read/write) transport
-        self.transport = cast(asyncio.Transport, writer.transport)
+        self.transport = writer.transport
         self.peer = peer
         self.ip = ip
         self.request_peer = peer
@@ -455,9 +634,7 @@ class _Connection:
         except (ConnectionError, BadRequest, TimeoutError) as exc:
             log.debug("%s dropped: %r", self.peer, exc)
         except asyncio.CancelledError:
-            # server shutdown or loop teardown: nobody awaits this task, and on 3.11 a
-            # cancelled connection task trips StreamReaderProtocol's done-callback
-            pass
+            pass  # server shutdown or loop teardown: nobody awaits this task
         except Exception:
             if _log_limit.allow("connection failure"):
                 log.exception("connection %s failed", self.peer)
@@ -480,10 +657,8 @@ class _Connection:
         if protocol.peer_gone:
             return False  # it is ending: close as any connection
         self.task = None
-        # the HTTP reader and writer go with the (finished) task: an idle stream keeps
-        # only its transport, its protocol and the stream. A collected StreamWriter
-        # closes its transport, which now belongs to the stream: this one must not.
-        self._writer.__class__ = _HandedOverWriter
+        # the HTTP link goes with the (finished) task: an idle stream keeps only its
+        # transport, its protocol and the stream
         del self._reader, self._writer
         protocol.on_lost = self._kept_stream_lost
         return True
@@ -601,7 +776,7 @@ class _Connection:
 
     def _head_watch_fired(self) -> None:
         """The connection's idle timer: breaks a head read that has waited the idle time
-        (StreamReader.set_exception -> TimeoutError in :meth:`_read_head`), else looks
+        (_Link.set_exception -> TimeoutError in :meth:`_read_head`), else looks
         again when the head being read, or the next one, could be late."""
         self._head_watch = None
         if self.stream_protocol is not None:
@@ -716,6 +891,8 @@ class _Connection:
         if head.content_length:
             self._body_lead = self._parser.take_body()
             self._body_remaining = head.content_length
+        elif head.content_length == 0 and self._parser.empty_body_done():
+            self._body_done = True  # a GET: nothing to read or drain after the answer
         result: Response | StreamResponse
         request: Request | None = None
         try:
@@ -831,22 +1008,24 @@ class _Connection:
         if content_type is None:
             content_type = _content_type_line(response.content_type)
         lines = [content_type, b"date: ", http_date(), b"\r\nserver: messenger\r\n"]
-        count = 3
-        for name, value in response.headers:
-            if name not in _GOOD_NAMES:
-                _check_name(name)
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-            count += 1
+        if response.headers:
+            extra = b"".join(
+                [f"{name}: {value}\r\n".encode("latin-1") for name, value in response.headers]
+            )
+            for name, _ in response.headers:
+                if name not in _GOOD_NAMES:
+                    _check_name(name)
+            check_head_lines(extra, len(response.headers))
+            lines.append(extra)
         if close:
             lines.append(b"connection: close\r\n")
-            count += 1
         length: int | None = None
         if status not in _BODILESS:
             length = len(body)
             lines.append(b"content-length: %d\r\n" % length)
-            count += 1
         parser = self._parser
-        data = parser.response_head(status, b"".join(lines), count, length, close)
+        # every line is checked: the content type when built, the app's headers above
+        data = parser.response_head(status, b"".join(lines), 0, length, close, checked=True)
         if head_only or length is None or not body:
             parser.end()
             self.transport.write(data)
@@ -984,13 +1163,6 @@ def _stream_head(result: StreamResponse) -> bytes:
 def _error_response(exc: ApiError) -> Response:
     extra = [(k.decode(), v.decode()) for k, v in error_headers(exc) if k != b"content-type"]
     return Response(status=exc.status, body=error_body(exc), headers=extra)
-
-
-class _HandedOverWriter(asyncio.StreamWriter):
-    """The writer of a connection whose transport a kept event stream took over."""
-
-    def __del__(self) -> None:
-        pass  # the transport lives on: closing it is the stream's business
 
 
 _CLOSE_WAIT = 1.0

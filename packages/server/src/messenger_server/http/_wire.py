@@ -438,6 +438,16 @@ class ServerParser:
         self._reset = True  # llhttp never sees this body
         return b"".join(pieces) if len(pieces) > 1 else pieces[0]
 
+    def empty_body_done(self) -> bool:
+        """For a request whose body is empty and already complete (a GET), pull its
+        END_OF_BODY now and return True; else change nothing and return False."""
+        events = self._events
+        if events and events[0] is Signal.END_OF_BODY and self._current is not None:
+            events.popleft()
+            self._their_done = True
+            return True
+        return False
+
     @property
     def head_started(self) -> bool:
         """Some bytes of the next request head have arrived (it is not complete yet)."""
@@ -473,12 +483,21 @@ class ServerParser:
         return self.response_head(status, lines, len(headers), length, close)
 
     def response_head(
-        self, status: int, lines: bytes, count: int, length: int | None, close: bool
+        self,
+        status: int,
+        lines: bytes,
+        count: int,
+        length: int | None,
+        close: bool,
+        *,
+        checked: bool = False,
     ) -> bytes:
         """Bytes of a response head from header lines already serialised (``count``
         CRLF-ended lines, ``length`` the Content-Length among them, ``close`` whether
-        one says ``connection: close``); raises ValueError for a broken line."""
-        check_head_lines(lines, count)
+        one says ``connection: close``); raises ValueError for a broken line (unless
+        ``checked``: the caller has checked every line itself)."""
+        if not checked:
+            check_head_lines(lines, count)
         if self._response_started:
             raise ValueError("invalid response: a response was already started")
         self._response_started = True
