@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from . import _keys as k
 from . import _models as m
@@ -861,10 +861,11 @@ class Router:
 
     def __init__(self, endpoints: tuple[AnyEndpoint, ...] = ENDPOINTS) -> None:
         self._static: dict[str, dict[str, AnyEndpoint]] = {}
-        self._dynamic: list[AnyEndpoint] = []
+        # a parameter never holds a "/": only paths with as many can match (table order kept)
+        self._by_depth: dict[int, list[AnyEndpoint]] = {}
         for ep in endpoints:
             if ep.params:
-                self._dynamic.append(ep)
+                self._by_depth.setdefault(ep.path.count("/"), []).append(ep)
             else:
                 self._static.setdefault(ep.path, {})[ep.method] = ep
 
@@ -880,7 +881,7 @@ class Router:
                 raise _not_allowed(method, path, by_method)
             return ep, {}
         allowed: dict[str, AnyEndpoint] = {}
-        for ep in self._dynamic:
+        for ep in self._by_depth.get(path.count("/"), ()):
             found = ep.pattern.match(path)
             if found is None:
                 continue
@@ -905,11 +906,9 @@ def _not_allowed(method: str, path: str, by_method: dict[str, AnyEndpoint]) -> A
 
 
 def _convert_params(raw: dict[str, str]) -> dict[str, Any]:
-    from urllib.parse import unquote
-
     out: dict[str, Any] = {}
     for name, value in raw.items():
-        text = unquote(value)
+        text = unquote(value) if "%" in value else value
         kind = PATH_PARAM_TYPES[name]
         if kind is int:
             number = parse_id(text)

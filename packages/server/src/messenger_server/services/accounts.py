@@ -336,7 +336,14 @@ class AccountService:
             use.saved_at = now
             session_id = actor.session_id
             await self.store.write(lambda tx: tx.touch_session(session_id, ip, now))
-        return dataclasses.replace(actor, address=address)
+        # built directly: dataclasses.replace costs twice as much, on every request
+        return Actor(
+            user_id=actor.user_id,
+            login=actor.login,
+            session_id=actor.session_id,
+            is_admin=actor.is_admin,
+            address=address,
+        )
 
     def _expiry(self, use: _Use) -> float:
         return min(use.used_at + self.session_idle_timeout, use.created_at + self.session_max_age)
