@@ -1,4 +1,4 @@
-"""HTTP/1.1 transport over asyncio streams (llhttp parses); knows nothing of the API.
+"""HTTP/1.1 transport on an asyncio protocol (llhttp parses); knows nothing of the API.
 
 The application is one :data:`Handler`: a :class:`Request` in, a
 :class:`Response` or :class:`StreamResponse` out. An
