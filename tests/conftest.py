@@ -90,7 +90,9 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_bus("redis")
     database = postgres.PgDatabase()
     database.create()
-    nodes = Cluster(tmp_path_factory.mktemp("e2e-cluster"), database.new_store(), "redis")
+    root = tmp_path_factory.mktemp("e2e-cluster")
+    shared = ["--blob-store", str(root / "blobs")]  # the files every node mounts
+    nodes = Cluster(root, database.new_store(), "redis", args=shared)
     try:
         nodes.start()
         yield nodes

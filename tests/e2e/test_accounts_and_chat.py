@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from messenger_protocol import limits
 from messenger_server.storage import store_for
 from tests.support.server import ServerProcess
 from tests.support.wire import call, register, send
 
 
+@pytest.mark.cluster_too
 async def test_register_login_logout(server: ServerProcess) -> None:
     session = await register(server.url, "alice")
     assert session["user"]["login"] == "alice"
@@ -69,6 +72,7 @@ async def test_text_limit_crossed_by_one(server: ServerProcess) -> None:
     assert len(page["messages"]) == 1
 
 
+@pytest.mark.cluster_too
 async def test_retried_send_is_not_duplicated(server: ServerProcess) -> None:
     token = (await register(server.url, "alice"))["token"]
     first = await send(server.url, token, "once", client_id="abc-1")
@@ -79,6 +83,7 @@ async def test_retried_send_is_not_duplicated(server: ServerProcess) -> None:
     assert [m["text"] for m in page["messages"]] == ["once"]
 
 
+@pytest.mark.cluster_too
 async def test_private_messages_are_private(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -97,6 +102,7 @@ async def test_private_messages_are_private(server: ServerProcess) -> None:
     assert nobody.status_code == 404
 
 
+@pytest.mark.cluster_too
 async def test_unread_counts_and_mark_read(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -112,6 +118,7 @@ async def test_unread_counts_and_mark_read(server: ServerProcess) -> None:
     assert (await call(server.url, "GET", "/api/v1/unread", bob)).json()["total"] == 1
 
 
+@pytest.mark.cluster_too
 async def test_status_shows_counts_and_login_history(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     await register(server.url, "bob")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from messenger_protocol import MessageCreated, ReadMarker
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, call, message_event, register, send
 
 
+@pytest.mark.cluster_too
 async def test_message_reaches_every_client_of_every_user(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -29,6 +32,7 @@ async def test_message_reaches_every_client_of_every_user(server: ServerProcess)
             assert event_id is not None
 
 
+@pytest.mark.cluster_too
 async def test_resume_gets_exactly_the_missed_events(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -63,6 +67,7 @@ async def test_resume_across_server_restart(server: ServerProcess) -> None:
     assert [e.message.text for _, e in events if isinstance(e, MessageCreated)] == ["two"]
 
 
+@pytest.mark.cluster_too
 async def test_read_state_syncs_between_clients(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -82,6 +87,7 @@ async def test_read_state_syncs_between_clients(server: ServerProcess) -> None:
     assert next(c for c in chats if c["id"] == 1)["unread"] == 0
 
 
+@pytest.mark.cluster_too
 async def test_events_need_a_valid_token(server: ServerProcess) -> None:
     async with SseReader(server.url, "bogus") as reader:
         assert reader.status == 401

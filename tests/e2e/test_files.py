@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psutil
+import pytest
 
 from messenger_protocol import limits
 from tests.support.server import ServerProcess
@@ -115,6 +116,7 @@ async def test_server_memory_stays_flat_during_an_upload(server: ServerProcess) 
     assert peak - before < 2 * 1024 * 1024, f"RSS grew by {peak - before} bytes"
 
 
+@pytest.mark.cluster_too
 async def test_sniffed_type_names_and_download_headers(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -146,6 +148,7 @@ async def test_sniffed_type_names_and_download_headers(server: ServerProcess) ->
     assert {f["id"] for f in listed.json()["files"]} == {image["id"], weird.json()["id"]}
 
 
+@pytest.mark.cluster_too
 async def test_range_requests(server: ServerProcess) -> None:
     token = (await register(server.url, "alice"))["token"]
     data = os.urandom(100_000)
@@ -170,6 +173,7 @@ async def test_range_requests(server: ServerProcess) -> None:
     assert same.status_code == 304
 
 
+@pytest.mark.cluster_too
 async def test_outsiders_get_the_same_403_as_for_unknown_ids(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
