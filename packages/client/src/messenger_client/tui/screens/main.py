@@ -442,7 +442,7 @@ class MainScreen(Guarded, Screen[None]):
             self.post_message(ChatList.ChatChosen(chats.chat_ids[n - 1]))
 
     def action_search(self, query: str = "") -> None:
-        """Search messages across chats (Ctrl+F, / in the message list)."""
+        """Search messages across chats (Ctrl+F)."""
         app = self.app
         if isinstance(app, host.Host):
             app.finding.search(query)

@@ -84,8 +84,6 @@ class MessageView(Guarded, ScrollView, can_focus=True):
                 tooltip="Delete your selected message (asks first)"),
         Binding("plus", "act('react')", "React", show=False, id="messages.react",
                 tooltip="Add a reaction to the selected message (again: take it back)"),
-        Binding("slash", "screen.search", "Search", show=False, id="messages.search",
-                tooltip="Search messages across chats (also Ctrl+F)"),
     ]  # fmt: skip
 
     unseen: reactive[int] = reactive(0)
@@ -585,6 +583,7 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         index = max(0, min(index, len(timeline) - 1))
         message = timeline[index]
         self.selected = message.id or message.client_id
+        self.refresh_bindings()  # r, e, d, + apply to this message or not
         top = layout.line_of(index)
         bottom = top + layout.heights[index]
         if top < self.scroll_y:
@@ -710,6 +709,7 @@ class MessageView(Guarded, ScrollView, can_focus=True):
             return
         self.selected = None
         self.refresh()
+        self.refresh_bindings()
         self.post_message(self.Deselected(self))
 
     def on_click(self, event: events.Click) -> None:
