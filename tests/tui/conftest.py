@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,70 @@ from textual import events
 from textual.dom import DOMNode
 from textual.keys import _character_to_key
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from messenger_client.api import Client
 from messenger_client.config import ClientConfig, Dirs
 from messenger_client.tui.app import MessengerApp, TuiOptions
+from messenger_client.tui.screens.login import LoginScreen
+from messenger_client.tui.screens.main import MainScreen
 from messenger_client.tui.timeline import utc
 from tests.support.server import ServerProcess
 
 WAIT = 60.0
 """Longest wait for something the app should do: a deadline, never a sleep, generous so a
 loaded 2-core machine still passes (waiting ends as soon as the condition holds)."""
+
+
+SIZE = (110, 32)
+"""The terminal size of the app's tests."""
+
+
+async def register_in_app(pilot: Pilot[None], app: MessengerApp, login: str) -> None:
+    """Fill the login screen and press Register; wait for the live connection."""
+    await _through_login_screen(pilot, app, login, "secret12", "#do-register")
+
+
+async def log_in_app(
+    pilot: Pilot[None], app: MessengerApp, login: str, password: str = "secret12"
+) -> None:
+    """Fill the login screen and press Log in; wait for the live connection."""
+    await _through_login_screen(pilot, app, login, password, "#do-login")
+
+
+async def _through_login_screen(
+    pilot: Pilot[None], app: MessengerApp, login: str, password: str, button: str
+) -> None:
+    await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
+    app.screen.query_one("#login", Input).value = login
+    app.screen.query_one("#password", Input).value = password
+    await click(pilot, button)
+    await until(pilot, lambda: app.connection.state == "connected", "connected")
+
+
+def shown_texts(app: MessengerApp, chat_id: int) -> list[str]:
+    """Texts of the messages the app holds for a chat (confirmed and pending)."""
+    assert app.store is not None
+    return [m.text for m in app.store.timeline(chat_id)]
+
+
+def screen_text(app: MessengerApp) -> str:
+    """What the terminal shows, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+@asynccontextmanager
+async def signed_in(
+    app: MessengerApp, login: str = "alice", **run: object
+) -> AsyncIterator[tuple[Pilot[None], MainScreen]]:
+    """Run ``app`` at :data:`SIZE` (``run``: more arguments of ``run_test``), register
+    ``login`` through the login screen and wait for the live connection: the set-up of
+    most tests. Yields the pilot and the main screen."""
+    async with app.run_test(size=SIZE, **run) as pilot:  # type: ignore[arg-type]
+        await register_in_app(pilot, app, login)
+        main = app.main
+        assert main is not None and app.store is not None
+        yield pilot, main
 
 
 def client_config(root: Path, server: str) -> ClientConfig:

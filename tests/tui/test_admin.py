@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App, ComposeResult
-from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Input, Static, TabbedContent
 
@@ -26,7 +25,7 @@ from messenger_client.tui.widgets.moderation import (
 )
 from messenger_protocol import ApiError, ErrorCode, Message
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, laid_out, until
+from tests.tui.conftest import SIZE, click, laid_out, register_in_app, signed_in, until
 
 
 class Host(App[None]):
@@ -245,14 +244,6 @@ async def test_messages_about_to_disappear_fade() -> None:
 # --- the whole app against the real server ------------------------------------------------
 
 
-async def _register_in_app(pilot: Pilot[None], app: MessengerApp, login: str) -> None:
-    await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
-    app.screen.query_one("#login", Input).value = login
-    app.screen.query_one("#password", Input).value = "secret12"
-    await click(pilot, "#do-register")
-    await until(pilot, lambda: app.connection.state == "connected", "connected")
-
-
 async def test_app_shows_the_ban_with_a_countdown_and_lifts_it(
     server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
 ) -> None:
@@ -260,8 +251,7 @@ async def test_app_shows_the_ban_with_a_countdown_and_lifts_it(
     app = make_app(srv.url, "target")
     root, a, b, c = await _clients(srv.url, "root", "a", "b", "c")
     try:
-        async with app.run_test(size=(110, 32)) as pilot:
-            await _register_in_app(pilot, app, "target")
+        async with signed_in(app, "target") as (pilot, _):
             assert app.main is not None
             banner = app.main.moderation.banned_banner
             assert not banner.display
@@ -284,8 +274,7 @@ async def test_app_shows_the_rate_limit_wait(
 ) -> None:
     srv = server_factory(args=["--rate-limit-messages", "1"])
     app = make_app(srv.url, "alice")
-    async with app.run_test(size=(110, 32)) as pilot:
-        await _register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         assert app.main is not None
         wait = app.main.moderation.rate_wait
         await pilot.press(*"one", "enter")
@@ -296,8 +285,8 @@ async def test_app_shows_the_rate_limit_wait(
 
 
 async def _press_f3(app: MessengerApp, login: str, *, admin: bool) -> Screen[object]:
-    async with app.run_test(size=(110, 32)) as pilot:
-        await _register_in_app(pilot, app, login)
+    async with app.run_test(size=SIZE) as pilot:
+        await register_in_app(pilot, app, login)
         await pilot.press("f3")
         if admin:  # wait for the screen, not for one idle turn
             await until(pilot, lambda: isinstance(app.screen, AdminScreen), "the admin screen")
@@ -325,7 +314,7 @@ async def test_app_shows_a_ban_that_started_while_away(
     try:
         await root.admin_ban("target", 600, "cool down")
         app = make_app(srv.url, "target")
-        async with app.run_test(size=(110, 32)) as pilot:
+        async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
             app.screen.query_one("#login", Input).value = "target"
             app.screen.query_one("#password", Input).value = "password1"

@@ -14,16 +14,14 @@ from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.widgets.annotate import ConfirmDelete, MessageMenu, ReactionPicker
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, register_in_app, screen_text
+from tests.tui.conftest import SIZE, register_in_app, screen_text, signed_in, until
 
 
 async def test_an_edit_a_reply_reactions_and_a_delete_show_in_the_open_chat(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         first = await bob.send(GENERAL_CHAT_ID, "lunch at noon?")
         await until(pilot, lambda: "lunch at noon?" in screen_text(app), "bob's message")
 
@@ -80,10 +78,8 @@ async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
     """Issue 12: e edits your message, r replies with a quote, + reacts (again: takes it
     back), d deletes after a confirm -- on the server, as every client sees it."""
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None and app.store is not None
+    async with signed_in(app) as (pilot, main):
+        assert app.store is not None
         asked = await bob.send(GENERAL_CHAT_ID, "shall we ship?")
         await until(pilot, lambda: "shall we ship?" in screen_text(app), "bob's message")
         await pilot.press(*"helo", "enter")
@@ -161,10 +157,8 @@ async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_of
     server: ServerProcess, make_app: Callable[..., MessengerApp]
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None and app.store is not None
+    async with signed_in(app) as (pilot, main):
+        assert app.store is not None
         await pilot.press(*"first draft", "enter")
         await until(pilot, lambda: app.store is not None and any(
             m.id for m in app.store.timeline(GENERAL_CHAT_ID)
@@ -201,10 +195,7 @@ async def test_a_click_on_a_reaction_chip_adds_it_and_a_second_click_takes_it_ba
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app) as (pilot, main):
         sent = await bob.send(GENERAL_CHAT_ID, "ship it")
         await bob.react(sent.id, "👍")
         await until(pilot, lambda: "👍 1" in screen_text(app), "bob's chip")
@@ -302,10 +293,8 @@ async def test_a_refused_edit_comes_back_as_an_edit_not_as_a_new_message(
     again (it posts nothing new), Esc gives up."""
     server = server_factory(args=["--edit-window", "0"])
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None and app.store is not None
+    async with signed_in(app) as (pilot, main):
+        assert app.store is not None
         await pilot.press(*"helo", "enter")
         await until(pilot, lambda: app.store is not None and any(
             m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from messenger_client import Client
@@ -15,43 +14,8 @@ from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.chat_list import ChatList
 from messenger_protocol import GENERAL_CHAT_ID, ApiError, ErrorCode
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, until
+from tests.tui.conftest import SIZE, click, screen_text, shown_texts, signed_in, until
 from tests.tui.conftest import other_user as other_user  # some modules import it from here
-
-SIZE = (110, 32)
-
-
-async def register_in_app(pilot: Pilot[None], app: MessengerApp, login: str) -> None:
-    """Fill the login screen and press Register; wait for the live connection."""
-    await _through_login_screen(pilot, app, login, "secret12", "#do-register")
-
-
-async def log_in_app(
-    pilot: Pilot[None], app: MessengerApp, login: str, password: str = "secret12"
-) -> None:
-    """Fill the login screen and press Log in; wait for the live connection."""
-    await _through_login_screen(pilot, app, login, password, "#do-login")
-
-
-async def _through_login_screen(
-    pilot: Pilot[None], app: MessengerApp, login: str, password: str, button: str
-) -> None:
-    await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
-    app.screen.query_one("#login", Input).value = login
-    app.screen.query_one("#password", Input).value = password
-    await click(pilot, button)
-    await until(pilot, lambda: app.connection.state == "connected", "connected")
-
-
-def shown_texts(app: MessengerApp, chat_id: int) -> list[str]:
-    """Texts of the messages the app holds for a chat (confirmed and pending)."""
-    assert app.store is not None
-    return [m.text for m in app.store.timeline(chat_id)]
-
-
-def screen_text(app: MessengerApp) -> str:
-    """What the terminal shows, as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 async def test_register_send_and_receive(
@@ -60,8 +24,7 @@ async def test_register_send_and_receive(
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             assert app.main is not None and app.screen is app.main
             await pilot.press(*"hello **world**", "enter")
             await until(pilot, lambda: app.store and app.store.timeline(1).newest_id, "sent")
@@ -110,8 +73,7 @@ async def test_unread_badge_appears_and_clears_and_chats_switch_by_click_and_key
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             store = app.store
             assert store is not None and app.main is not None
             direct = await bob.open_direct("alice")
@@ -147,8 +109,7 @@ async def test_reconnects_after_server_restart_without_duplicates(
     server: ServerProcess, make_app: Callable[..., MessengerApp]
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         bob = await other_user(server, "bob")
         await bob.send(GENERAL_CHAT_ID, "before the restart")
         await until(pilot, lambda: "before the restart" in shown_texts(app, 1))
@@ -177,8 +138,7 @@ async def test_a_send_while_offline_is_kept_and_retried_once(
     server: ServerProcess, make_app: Callable[..., MessengerApp]
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         server.stop()
         await until(pilot, lambda: app.connection.state != "connected", "the drop noticed")
         await pilot.press(*"written offline", "enter")
@@ -200,8 +160,7 @@ async def test_status_screen_and_cached_history_after_restart_of_the_app(
     server: ServerProcess, make_app: Callable[..., MessengerApp]
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await pilot.press(*"remember me", "enter")
         await until(pilot, lambda: app.store and app.store.timeline(1).newest_id, "sent")
         await pilot.press("f2")
@@ -225,8 +184,7 @@ async def test_thread_panel_opens_on_a_message_and_comments_both_ways(
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             root = await bob.send(GENERAL_CHAT_ID, "what do you think?")
             await until(pilot, lambda: "what do you think?" in shown_texts(app, 1))
             main = app.main
@@ -256,8 +214,7 @@ async def test_people_panel_adds_and_removes_a_contact_and_opens_a_private_chat(
     bob = await other_user(server, "bob")
     app = make_app(server.url)
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             store, main = app.store, app.main
             assert store is not None and main is not None
             await until(pilot, lambda: "bob" in store.users, "the user list")
@@ -297,8 +254,7 @@ async def test_a_first_private_message_goes_out_like_any_other_without_a_dialog(
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             store = app.store
             assert store is not None
             await pilot.press(*"/private bob psst, a private word", "enter")

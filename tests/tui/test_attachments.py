@@ -28,8 +28,7 @@ from messenger_client.tui.widgets.attachments import (
 from messenger_client.tui.widgets.message_view import MessageView
 from messenger_protocol import GENERAL_CHAT_ID, ApiError, limits
 from tests.support.server import ServerProcess
-from tests.tui.conftest import WAIT, until
-from tests.tui.test_app import SIZE, register_in_app, screen_text
+from tests.tui.conftest import WAIT, screen_text, signed_in, until
 
 
 def make_png(width: int, height: int) -> bytes:
@@ -94,8 +93,7 @@ async def test_attach_through_the_picker_see_the_card_and_download_it(
         f.truncate(6_400_000)
     monkeypatch.chdir(pick)
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await pilot.press("ctrl+u")
         await until(pilot, lambda: isinstance(app.screen, AttachScreen), "the picker")
         picker = app.screen
@@ -186,8 +184,7 @@ async def test_file_command_uploads_with_the_picker_and_explains_refusals(
     notes = tmp_path / "notes.txt"
     notes.write_text("remember the milk\n")
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await pilot.press(*f"/file {huge}", "enter")
         await until(pilot, lambda: isinstance(app.screen, AttachScreen), "the picker")
         status = app.screen.query_one("#attach-status", Label)
@@ -231,8 +228,7 @@ async def test_a_5_mib_file_reads_5_0_mib_everywhere(
         message = await bob.send(GENERAL_CHAT_ID, "", attachments=[attachment.id])
 
         app = make_app(server.url)
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             await until(pilot, lambda: "five.bin" in screen_text(app), "the card")
             card_line = next(ln for ln in screen_text(app).splitlines() if "five.bin" in ln)
             assert "5.0 MiB" in card_line

@@ -11,8 +11,13 @@ from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.message_view import MessageView
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
-from tests.tui.conftest import other_user, type_at_once, until
-from tests.tui.test_app import SIZE, register_in_app, shown_texts
+from tests.tui.conftest import (
+    other_user,
+    shown_texts,
+    signed_in,
+    type_at_once,
+    until,
+)
 
 
 async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
@@ -26,10 +31,7 @@ async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
     await bob.send(GENERAL_CHAT_ID, "second")
     app = make_app(server.url)
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
-            main = app.main
-            assert main is not None
+        async with signed_in(app) as (pilot, main):
             await until(pilot, lambda: "second" in shown_texts(app, 1), "the history")
             await pilot.press(*"draft ")
             assert main.composer.text == "draft "
@@ -48,6 +50,15 @@ async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
             await until(pilot, lambda: main.composer.has_focus, "the composer focused")
             await pilot.pause()
             assert main.composer.text == "draft hi there hello dear jerk"
+            main.composer.clear()
+            # a / typed in the list begins a command in the composer (it opened search,
+            # and the rest of a "/private bob …" went to the open chat as a message)
+            await pilot.click(MessageView)
+            await until(pilot, lambda: main.view.has_focus, "the list focused by the click")
+            type_at_once(app, "/me")
+            await until(pilot, lambda: main.composer.has_focus, "the composer focused")
+            await pilot.pause()
+            assert main.composer.text == "/me" and app.screen is main
             main.composer.clear()
             await pilot.press(*"draft hi there")
 
@@ -77,10 +88,7 @@ async def test_a_paste_into_the_message_list_lands_in_the_composer(
 ) -> None:
     """Issue 9 item 9: pasted text is not lost either."""
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app) as (pilot, main):
         main.view.focus()
         await until(pilot, lambda: main.view.has_focus, "the list focused")
         app.post_message(events.Paste("pasted text"))  # what the terminal sends

@@ -16,14 +16,16 @@ from messenger_client.tui.screens.groups import NewChatScreen
 from messenger_protocol import QueryKeys
 from messenger_protocol import endpoints as ep
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, until, until_true
-from tests.tui.test_app import (
+from tests.tui.conftest import (
     SIZE,
+    click,
     log_in_app,
     other_user,
-    register_in_app,
     screen_text,
     shown_texts,
+    signed_in,
+    until,
+    until_true,
 )
 from tests.tui.test_groups import chat_named
 
@@ -122,8 +124,7 @@ async def test_a_group_created_encrypted_in_the_dialog_sends_encrypted(
     try:
         bob_c = await DeviceCrypto.open(bob, tmp_path / "bob")
         app = make_app(server.url)
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             await pilot.press("ctrl+p")
             await pilot.press(*"New chat")
             await until(pilot, lambda: "Create a private group chat" in screen_text(app))

@@ -17,9 +17,8 @@ from messenger_client.tui.widgets.message_view import MessageView
 from messenger_client.tui.widgets.typing_line import typing_text
 from messenger_protocol import GENERAL_CHAT_ID, Typing
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
+from tests.tui.conftest import screen_text, signed_in, until
 from tests.tui.test_annotations import select_message
-from tests.tui.test_app import SIZE, register_in_app, screen_text
 
 
 def selected_text(view: MessageView) -> str | None:
@@ -33,10 +32,8 @@ async def test_ctrl_f_finds_as_you_type_and_enter_jumps_to_the_message_with_its_
     """The hit is older than the chat's newest page: Enter loads the history around it
     (before and after) and selects it."""
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None and app.store is not None
+    async with signed_in(app) as (pilot, main):
+        assert app.store is not None
         team = await bob.create_chat("team")  # general allows 20 messages an hour
         await bob.invite(team.id, "alice")
         before = await bob.send(team.id, "just before the fox")
@@ -73,7 +70,7 @@ async def test_ctrl_f_finds_as_you_type_and_enter_jumps_to_the_message_with_its_
 
         # a query that finds nothing says so; Esc closes and goes nowhere
         main.view.focus()
-        await pilot.press("slash")  # / in the message list opens search too
+        await pilot.press("ctrl+f")
         await until(pilot, lambda: isinstance(app.screen, SearchScreen), "search again")
         again = app.screen
         assert isinstance(again, SearchScreen)
@@ -91,8 +88,7 @@ async def test_markdown_shows_styled_in_the_chat_and_plain_in_search_hits(
     """Issue 12: a code block shows without its fences (highlighted), and a search hit
     shows the words, not the ``**`` and backticks around them."""
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await bob.send(
             GENERAL_CHAT_ID, "the **zebra** plan, see `make zebra`\n```sh\nmake zebra\n```"
         )
@@ -113,10 +109,7 @@ async def test_a_click_on_a_quote_selects_the_message_it_answers(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app) as (pilot, main):
         asked = await bob.send(GENERAL_CHAT_ID, "who has the keys?")
         for n in range(3):
             await bob.send(GENERAL_CHAT_ID, f"meanwhile {n}")
@@ -150,10 +143,7 @@ async def test_the_typing_line_shows_who_types_and_the_composer_tells_others(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app) as (pilot, main):
         await bob.typing(GENERAL_CHAT_ID)
         await until(pilot, lambda: "bob is typing…" in screen_text(app), "the typing line")
         await bob.send(GENERAL_CHAT_ID, "done typing")
@@ -183,10 +173,8 @@ async def test_selecting_your_message_says_who_has_seen_it(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None and app.store is not None
+    async with signed_in(app) as (pilot, main):
+        assert app.store is not None
         await bob.send(GENERAL_CHAT_ID, "hi")
         await pilot.press(*"ping", "enter")
         await until(pilot, lambda: any(
@@ -210,10 +198,8 @@ async def test_mentions_view_jumps_and_a_muted_chat_is_marked_in_the_list(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None and app.store is not None
+    async with signed_in(app) as (pilot, main):
+        assert app.store is not None
         called = await bob.send(GENERAL_CHAT_ID, "@alice can you look?")
         await bob.send(GENERAL_CHAT_ID, "no rush")
         await until(pilot, lambda: "no rush" in screen_text(app), "bob's messages")
@@ -243,10 +229,7 @@ async def test_the_palette_acts_on_the_selected_message(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app) as (pilot, _):
         await bob.send(GENERAL_CHAT_ID, "tea?")
         await until(pilot, lambda: "tea?" in screen_text(app), "bob's message")
         await select_message(pilot, app, "tea?")

@@ -24,8 +24,14 @@ from messenger_client.tui.screens.groups import (
 )
 from messenger_protocol import GENERAL_CHAT_ID, ApiError
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, other_user, until, until_true
-from tests.tui.test_app import SIZE, register_in_app, screen_text
+from tests.tui.conftest import (
+    click,
+    other_user,
+    screen_text,
+    signed_in,
+    until,
+    until_true,
+)
 
 
 def notes(app: MessengerApp) -> str:
@@ -61,8 +67,7 @@ async def test_owner_approves_a_link_join_request_with_one_click(
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app, notifications=True) as (pilot, _):
             chat_id = await create_with_palette(pilot, app, "team")
             assert app.screen is app.main and "≡ team" in screen_text(app)
 
@@ -106,8 +111,7 @@ async def test_join_by_pasted_link_is_told_when_approved_then_leaves(
     try:
         chat = await alice.create_chat("ops")
         link = await alice.create_link(chat.id)
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "bob")
+        async with signed_in(app, "bob", notifications=True) as (pilot, _):
             app.push_screen(JoinScreen(app.client))  # type: ignore[arg-type]
             await until(pilot, lambda: app.screen.query("#join-what"), "the join dialog")
             app.screen.query_one("#join-what", Input).value = link.link
@@ -140,8 +144,7 @@ async def test_owner_invites_with_completion_and_rejects_from_the_request_list(
     bob = await other_user(server, "bob")
     carol = await other_user(server, "carol")
     try:
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app, notifications=True) as (pilot, _):
             chat_id = await create_with_palette(pilot, app, "crew")
             await until(pilot, lambda: app.store is not None and "bob" in app.store.logins())
 
@@ -173,8 +176,7 @@ async def test_an_invited_user_is_told_and_finds_the_chat_in_the_list(
     app = make_app(server.url, name="bob")
     try:
         chat = await alice.create_chat("design")
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "bob")
+        async with signed_in(app, "bob", notifications=True) as (pilot, _):
             await alice.invite(chat.id, "bob")
             await until(pilot, lambda: "You are in design now (owner alice)" in notes(app), "told")
             await until(pilot, lambda: "≡ design" in screen_text(app), "in the chat list")
@@ -193,8 +195,7 @@ async def test_a_revoked_link_no_longer_lets_anyone_ask_to_join(
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app, notifications=True) as (pilot, _):
             await create_with_palette(pilot, app, "vault")
             show_links(app)
             await until(pilot, lambda: "No active links" in screen_text(app), "the dialog")
@@ -222,8 +223,7 @@ async def test_reject_by_command_takes_the_request_off_the_bar(
     bob = await other_user(server, "bob")
     carol = await other_user(server, "carol")
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             assert app.client is not None and app.main is not None
             team = await app.client.create_chat("team")
             await bob.join("team")
@@ -252,8 +252,7 @@ async def test_a_decision_on_the_owners_other_device_takes_the_request_off_the_b
     others = [await other_user(server, who) for who in ("bob", "carol", "dave")]
     phone = Client(server.url)
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             assert app.main is not None
             await phone.login("alice", "secret12")
             team = await phone.create_chat("team")
@@ -282,8 +281,7 @@ async def test_create_typed_in_the_composer_opens_the_new_chat(
     the user in general, so the next line went there; like the "New chat" dialog, it
     opens the new chat, and what is typed next goes to it."""
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await pilot.press(*"/create team", "enter")
         await until(pilot, lambda: chat_named(app, "team") is not None, "the new chat")
         team = chat_named(app, "team")

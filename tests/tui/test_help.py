@@ -10,8 +10,7 @@ from messenger_client import commands as slash
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.screens.help import HelpScreen
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, register_in_app, screen_text
+from tests.tui.conftest import SIZE, screen_text, signed_in, until
 
 
 def table_rows(screen: HelpScreen) -> list[tuple[str, ...]]:
@@ -26,8 +25,7 @@ async def test_help_is_one_searchable_screen_of_commands_and_keys(
     every command of the command table and every key of the keymap (a remapped key shows
     its new keys), filtered as you type; F1 and the palette open it too."""
     app = make_app(server.url, keymap={"app.status": "f9"})
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await pilot.press(*"/help", "enter")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
         screen = app.screen
@@ -111,10 +109,7 @@ async def test_a_refused_command_stays_in_the_composer(
 ) -> None:
     """Issue 9 item 12: a refused slash command cleared what the user typed."""
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app) as (pilot, main):
         await pilot.press(*"/create bad/name", "enter")  # refused by the client
         await until(pilot, lambda: bool(app._notifications), "the refusal")
         assert main.composer.text == "/create bad/name"

@@ -12,8 +12,7 @@ from messenger_client.tui.app import MessengerApp
 from messenger_protocol import GENERAL_CHAT_ID, Chat
 from messenger_server.storage import SqliteStore, SqliteTx
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, register_in_app, screen_text, shown_texts
+from tests.tui.conftest import SIZE, screen_text, shown_texts, signed_in, until
 
 PARALLEL = 8
 """Sends in flight at once while a test fills a chat."""
@@ -84,8 +83,7 @@ async def test_a_chat_opens_at_the_new_messages_divider_and_reads_as_shown(
     for i in range(5):  # one by one: "before 4" is the newest
         await bob.send(GENERAL_CHAT_ID, f"before {i}")
     first = make_app(server.url)
-    async with first.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, first, "alice")
+    async with signed_in(first) as (pilot, _):
         await until(pilot, lambda: "before 4" in shown_texts(first, GENERAL_CHAT_ID), "history")
     token = first.config.tokens.load(first.server)
     assert token is not None
@@ -209,8 +207,7 @@ async def test_the_new_messages_badge_hides_no_message_that_counts_as_read(
     await bob.register("bob", "secret12")
     await bob.send(GENERAL_CHAT_ID, "before")
     first = make_app(server.url)
-    async with first.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, first, "alice")
+    async with signed_in(first) as (pilot, _):
         await until(pilot, lambda: "before" in shown_texts(first, GENERAL_CHAT_ID), "history")
     token = first.config.tokens.load(first.server)
     assert token is not None

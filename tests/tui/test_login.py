@@ -13,8 +13,7 @@ from messenger_client.tui import app as app_module
 from messenger_client.tui.app import MessengerApp, TuiOptions
 from messenger_client.tui.timeline import utc
 from tests.support.server import ServerProcess
-from tests.tui.conftest import client_config, until
-from tests.tui.test_app import SIZE
+from tests.tui.conftest import SIZE, client_config, until
 
 BURST = [*"alice", "tab", *"secret12", "enter"]
 """Login, Tab, password, Enter: what autotype sends, in one read of the terminal."""

@@ -23,8 +23,13 @@ from messenger_client.tui.timeline import utc
 from messenger_client.tui.widgets.message_view import MessageView
 from messenger_client.tui.widgets.moderation import ScheduledScreen
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, client_config, until
-from tests.tui.test_app import SIZE, register_in_app, screen_text
+from tests.tui.conftest import (
+    click,
+    client_config,
+    screen_text,
+    signed_in,
+    until,
+)
 
 ROBUST_LOG = "messenger_client.tui.robust"
 """The logger of the one place that reports what failed."""
@@ -41,8 +46,7 @@ async def test_cancel_in_the_scheduled_screen_does_not_kill_the_app(
     """Item 6: /schedule, /scheduled, Tab, Enter (Cancel) used to end the app with
     DuplicateIds (the cancel's answer and its live event rebuilt the rows at once)."""
     app = make_app(server.url)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app, notifications=True) as (pilot, _):
         await pilot.press(*"/schedule +5m general x", "enter")
         await until(pilot, lambda: "scheduled #1" in notes(app), "scheduled")
         await pilot.press(*"/scheduled", "enter")
@@ -80,10 +84,7 @@ async def test_a_failing_worker_or_handler_is_one_error_line_and_the_app_lives(
     one-line error notification and a log entry; the app keeps working."""
     config = client_config(tmp_path / "client", server.url)
     app = FragileApp(config, TuiOptions(tz=utc(), bell=False))
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app, notifications=True) as (pilot, main):
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger=ROBUST_LOG):
             app.run_worker(_failing("worker bug"), name="injected")
@@ -129,10 +130,7 @@ async def test_a_failing_screen_or_widget_handler_is_one_error_line_and_both_liv
     monkeypatch.setattr(MainScreen, "on_paste", broken_paste)
     monkeypatch.setattr(MessageView, "on_click", broken_click)
     app = make_app(server.url)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await register_in_app(pilot, app, "alice")
-        main = app.main
-        assert main is not None
+    async with signed_in(app, notifications=True) as (pilot, main):
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger=ROBUST_LOG):
             main.post_message(events.Paste("pasted"))

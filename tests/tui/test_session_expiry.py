@@ -13,8 +13,7 @@ from messenger_client.tui.screens.login import LoginScreen
 from messenger_client.tui.screens.status import StatusScreen
 from tests.support.server import ServerProcess
 from tests.support.wire import call
-from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, register_in_app, screen_text
+from tests.tui.conftest import SIZE, screen_text, signed_in, until
 
 T0 = 1_700_000_000.0
 REASON = "Session expired (unused for 1 h); log in again"
@@ -64,8 +63,7 @@ async def test_status_shows_the_expiry_and_an_expired_session_asks_for_the_passw
     shows the login screen with the login filled in and one line saying why."""
     srv = _clocked(server_factory, tmp_path)
     app = make_app(srv.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await pilot.press("f2")
         await until(pilot, lambda: isinstance(app.screen, StatusScreen))
         await until(pilot, lambda: "this session expires" in screen_text(app), "the expiry")
@@ -96,8 +94,8 @@ async def test_a_saved_token_that_expired_meanwhile_asks_for_the_password(
     """Item 19: coming back after the idle timeout, the app asks for the password at once."""
     srv = _clocked(server_factory, tmp_path)
     app = make_app(srv.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app):
+        pass
     srv.set_time(T0 + 3600)
     again = make_app(srv.url)
     async with again.run_test(size=SIZE) as pilot:
@@ -113,8 +111,7 @@ async def test_what_was_being_typed_when_the_session_expired_is_kept(
     in the composer, unsent."""
     srv = _clocked(server_factory, tmp_path)
     app = make_app(srv.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await pilot.press(*"half a thought")
         await until(pilot, lambda: not _typing_in_flight(app), "the typing notices answered")
         srv.set_time(T0 + 3600)

@@ -14,8 +14,7 @@ from messenger_client.tui.screens.admin import AdminScreen
 from messenger_client.tui.screens.login import LoginScreen
 from messenger_protocol import GENERAL_CHAT_ID, MessagePage
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until
-from tests.tui.test_app import SIZE, log_in_app, shown_texts
+from tests.tui.conftest import SIZE, log_in_app, shown_texts, until
 
 
 async def _resumed_app(

@@ -8,8 +8,14 @@ from messenger_client import Client
 from messenger_client.tui.app import MessengerApp
 from messenger_protocol import GENERAL_CHAT_ID
 from tests.support.server import ServerProcess
-from tests.tui.conftest import other_user, until, until_true
-from tests.tui.test_app import SIZE, register_in_app, screen_text, shown_texts
+from tests.tui.conftest import (
+    other_user,
+    screen_text,
+    shown_texts,
+    signed_in,
+    until,
+    until_true,
+)
 
 
 def notes(app: MessengerApp) -> str:
@@ -32,8 +38,7 @@ async def test_thread_opens_by_double_click_and_by_key_and_stays_read_live(
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app, notifications=True) as (pilot, _):
             root = await bob.send(GENERAL_CHAT_ID, "lunch at noon?")
             await bob.send(GENERAL_CHAT_ID, "or later")
             await until(pilot, lambda: "or later" in shown_texts(app, GENERAL_CHAT_ID))
@@ -83,8 +88,7 @@ async def test_comment_in_a_thread_not_open_is_a_toast_a_count_and_a_palette_ent
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app, notifications=True) as (pilot, _):
             assert app.client is not None
             root = await app.client.send(GENERAL_CHAT_ID, "who reviews my patch?")
             await until(pilot, lambda: "who reviews my patch?" in screen_text(app), "root")
@@ -130,8 +134,7 @@ async def test_a_thread_read_on_another_client_is_no_longer_new_here(
     bob = await other_user(server, "bob")
     phone = Client(server.url)
     try:
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app, notifications=True) as (pilot, _):
             await phone.login("alice", "secret12")
             root = await phone.send(GENERAL_CHAT_ID, "release today?")
             comment = await bob.comment(root.id, "after lunch")
@@ -149,8 +152,7 @@ async def test_opening_a_thread_with_news_from_another_chat_switches_to_that_cha
     app = make_app(server.url)
     bob = await other_user(server, "bob")
     try:
-        async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app, notifications=True) as (pilot, _):
             assert app.client is not None and app.main is not None
             crew = await app.client.create_chat("crew")
             await app.client.invite(crew.id, "bob")

@@ -22,8 +22,14 @@ from messenger_client.events import EventStream, StreamItem
 from messenger_client.tui.app import MessengerApp
 from messenger_protocol import GENERAL_CHAT_ID, ChatList, MessageCreated
 from tests.support.server import ServerProcess
-from tests.tui.conftest import until, until_true
-from tests.tui.test_app import SIZE, register_in_app, screen_text, shown_texts
+from tests.tui.conftest import (
+    SIZE,
+    screen_text,
+    shown_texts,
+    signed_in,
+    until,
+    until_true,
+)
 
 MISSED = 40
 """Messages bob posts while alice is away: more than a screenful."""
@@ -185,8 +191,7 @@ async def test_resumed_app_opens_general_at_the_divider_of_what_was_missed(
     for i in range(3):
         await bob.send(GENERAL_CHAT_ID, f"before {i}")
     first = make_app(server.url)
-    async with first.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, first, "alice")
+    async with signed_in(first) as (pilot, _):
         await until(pilot, lambda: "before 2" in screen_text(first), "history")
     token = first.config.tokens.load(first.server)
     assert token is not None
@@ -228,8 +233,7 @@ async def test_a_dropped_live_stream_opens_general_at_the_divider_of_what_was_mi
     app = ordering.app = make_app(server.url)
     alice: Client | None = None
     try:
-        async with app.run_test(size=SIZE) as pilot:
-            await register_in_app(pilot, app, "alice")
+        async with signed_in(app) as (pilot, _):
             await bob.send(GENERAL_CHAT_ID, "before 1")  # read live, at the bottom
             await until(pilot, lambda: "before 1" in screen_text(app), "a live message")
             assert app.client is not None and app.client.token is not None

@@ -21,8 +21,16 @@ from messenger_protocol import Chat, QueryKeys, device_signing_bytes
 from messenger_protocol import endpoints as ep
 from tests.support import db
 from tests.support.server import ServerProcess
-from tests.tui.conftest import click, until, until_true
-from tests.tui.test_app import SIZE, log_in_app, register_in_app, screen_text, shown_texts
+from tests.tui.conftest import (
+    SIZE,
+    click,
+    log_in_app,
+    screen_text,
+    shown_texts,
+    signed_in,
+    until,
+    until_true,
+)
 
 
 class Bob:
@@ -91,8 +99,7 @@ async def test_verify_bobs_device_by_emoji_from_f6(
     bob_dev = Bob(bob, tmp_path / "bob")
     await bob_dev.open()
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await tui_device(pilot, bob)
         await encrypted_dm(pilot, app, bob_dev)
         await until(pilot, lambda: "not verified (F6)" in screen_text(app), "unverified title")
@@ -142,8 +149,7 @@ async def test_a_request_from_bob_shows_above_the_chat_and_a_mismatch_cancels_it
     bob_dev = Bob(bob, tmp_path / "bob")
     crypto = await bob_dev.open()
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await tui_device(pilot, bob)
         await encrypted_dm(pilot, app, bob_dev)
         await crypto.verification.start("alice")
@@ -177,8 +183,7 @@ async def test_bobs_new_device_and_its_changed_keys_are_announced_above_the_chat
     bob_dev = Bob(bob, tmp_path / "bob")
     await bob_dev.open()
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await tui_device(pilot, bob)
         dm = await encrypted_dm(pilot, app, bob_dev)
         await pilot.press(*"first", "enter")
@@ -223,8 +228,7 @@ async def test_files_in_an_encrypted_chat_go_and_open_encrypted(
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"the platypusword is in the file\n" * 50)
     app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await register_in_app(pilot, app, "alice")
+    async with signed_in(app) as (pilot, _):
         await tui_device(pilot, bob)
         dm = await encrypted_dm(pilot, app, bob_dev)
         await pilot.press(*f"/file {notes}", "enter")
