@@ -11,10 +11,18 @@ For example::
             ...
 """
 
+import sys
+
 from messenger_protocol import ApiError, MessengerError
 
-from .api import DEFAULT_SERVER, Client, Progress, ServerUnavailable, new_client_id
-from .events import ConnectionState, EventStream, StreamItem
+# ``import httpx`` also loads httpx's own command-line tool when click, rich and pygments
+# are all installed (in a development environment; a user's install has no click): the
+# client never runs it, and it was half of a plain client's start-up. A missing module
+# makes httpx fall back to a stub, as in a user's install.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from .api import DEFAULT_SERVER, Client, Progress, ServerUnavailable, new_client_id  # noqa: E402
+from .events import ConnectionState, EventStream, StreamItem  # noqa: E402
 
 __all__ = [
     "DEFAULT_SERVER",
