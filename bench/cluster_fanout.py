@@ -125,8 +125,9 @@ async def _drive(
         "cpu_ms_per_1000_deliveries": cpu / max(1, delivered) * 1e6,
         "same_node_p50_ms": percentile(lat["same"], 50),
         "same_node_p99_ms": percentile(lat["same"], 99),
-        "cross_node_p50_ms": percentile(lat["cross"], 50),
-        "cross_node_p99_ms": percentile(lat["cross"], 99),
+        # one node has no cross-node path: None prints as "-", not as a 0 ms latency
+        "cross_node_p50_ms": percentile(lat["cross"], 50) if lat["cross"] else None,
+        "cross_node_p99_ms": percentile(lat["cross"], 99) if lat["cross"] else None,
     }
 
 
@@ -147,7 +148,10 @@ def main() -> None:
         )
         print(f"messenger, {nodes} node(s), bus {args.bus if nodes > 1 else 'local'}:")
         for key, value in res.items():
-            shown = f"{value:12.2f}" if isinstance(value, float) else str(value)
+            if value is None:
+                shown = f"{'-':>12}"
+            else:
+                shown = f"{value:12.2f}" if isinstance(value, float) else str(value)
             print(f"  {key:28} {shown}")
 
 
