@@ -193,6 +193,10 @@ async def test_two_users_two_devices_each_read_an_encrypted_dm(
         reopened = await DeviceCrypto.open(bob_phone, tmp_path / "bob-phone")
         assert reopened.device_id == bob_phone_c.device_id
         assert (await reopened.decrypt(sent[2])).text == expected[2]
+        # ... and still knows which copy came first: the replay stays refused
+        laptop_again = DeviceCrypto.load(bob_laptop, tmp_path / "bob-laptop")
+        with pytest.raises(DecryptionError, match=f"replays message #{sent[0].id}"):
+            laptop_again.decrypt_now(replay)
     finally:
         for c in clients:
             await c.close()
@@ -347,12 +351,14 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
         raw = await bob.download(stored_as.id, tmp_path / "raw.bin")
         assert raw.read_bytes() != data and WORDS[2].encode() not in raw.read_bytes()
 
-        # the limit is the ciphertext's: a file of exactly the limit no longer fits
+        # the limit is the ciphertext's: a file 80 bytes under it no longer fits, and
+        # the client says so before uploading anything
         big = tmp_path / "big.bin"
-        big.write_bytes(b"\0" * limits.MAX_FILE_BYTES)
+        big.write_bytes(b"\0" * (limits.MAX_FILE_BYTES - 80))
         with pytest.raises(ApiError) as too_big:
             await alice_c.send(dm, "", files=[big])
         assert too_big.value.code == "too_large"
+        assert too_big.value.message == "file is 16 bytes over the limit of 5.0 MiB once encrypted"
 
         named = await alice_c.send(dm, "look, bob", mentions=["bob"])
         found = await bob.mentions()

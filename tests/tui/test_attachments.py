@@ -14,6 +14,7 @@ import pytest
 from textual.widgets import DirectoryTree, Input, Label
 
 from messenger_client import Client
+from messenger_client.crypto import seal_file, sealed_size
 from messenger_client.tui.app import MessengerApp
 from messenger_client.tui.widgets.attachments import (
     AttachmentCard,
@@ -75,6 +76,15 @@ def test_text_preview_shows_the_first_lines(tmp_path: Path) -> None:
 def test_sizes_icons_and_refusals() -> None:
     assert refusal_for_size(6_400_000) == "file is 6.1 MiB, the limit is 5.0 MiB"
     assert refusal_for_size(5 * 1024 * 1024) is None
+    # to an encrypted chat the limit is on the ciphertext: the largest file that fits
+    # seals to exactly the limit, one byte more is refused
+    fits = limits.MAX_FILE_BYTES - 81
+    assert len(seal_file(bytes(fits))[0]) == sealed_size(fits) == limits.MAX_FILE_BYTES
+    assert len(seal_file(bytes(fits + 1))[0]) == sealed_size(fits + 1)
+    assert refusal_for_size(fits, encrypted=True) is None
+    assert refusal_for_size(fits + 1, encrypted=True) == (
+        "file is 16 bytes over the limit of 5.0 MiB once encrypted"
+    )
     assert icon_for("image/png") != icon_for("application/pdf") != icon_for("text/plain")
 
 

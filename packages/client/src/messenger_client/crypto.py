@@ -22,7 +22,9 @@ bindings); this module only keeps the state and moves the ciphertext::
   message, checks that the sending device is who the key directory (with that
   device's own signature) says, keeps the Megolm session and acknowledges the inbox.
 * A Megolm message index seen before under another message id is a replay and refused;
-  a ciphertext whose signature fails is refused as tampered with.
+  a ciphertext whose signature fails is refused as tampered with. The indexes seen are
+  appended to ``directory/replay.log`` (:class:`_ReplayLog`), one line a message, so
+  decrypting never rewrites the state: it is written only when a key or session changes.
 * One task at a time changes the state (:meth:`DeviceCrypto.lock`): every method that
   awaits something between reading and writing a session holds it, so a console or a
   TUI may send, fetch and verify from several tasks at once.
@@ -78,6 +80,7 @@ from messenger_protocol import (
     ToDevice,
     UploadKeys,
     device_signing_bytes,
+    format_too_large,
     limits,
     one_time_key_signing_bytes,
     quote_of,
@@ -98,8 +101,10 @@ __all__ = [
     "EncryptedFile",
     "KeyChanged",
     "device_directory",
+    "file_refusal",
     "open_file",
     "seal_file",
+    "sealed_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +117,8 @@ ROTATE_AFTER_MESSAGES = 100
 ROTATE_AFTER_SECONDS = 7 * 24 * 3600.0
 """... or when it is this old (Matrix's default: a week)."""
 STATE_FILE = "state.json"
+REPLAY_FILE = "replay.log"
+"""Replay records, one line a message decrypted: ``session_id index message_id``."""
 KEY_FILE = "pickle.key"
 SALT_FILE = "pickle.salt"
 NO_KEY_TEXT = "can't decrypt — no key from your other devices"
@@ -169,7 +176,8 @@ class _Inbound(msgspec.Struct):
     sender: str
     sender_key: str
     seen: dict[str, int] = {}
-    """Message index (as text) -> the message id it arrived as."""
+    """Message index (as text) -> the message id it arrived as: kept here by earlier
+    versions, moved to :data:`REPLAY_FILE` on load (:class:`_ReplayLog`)."""
 
 
 class _State(msgspec.Struct):
@@ -249,6 +257,27 @@ def seal_file(data: bytes) -> tuple[bytes, str]:
     session = vz.GroupSession()
     key = session.session_key.to_base64()
     return session.encrypt(data).to_bytes(), key
+
+
+def sealed_size(size: int) -> int:
+    """Bytes of the ciphertext :func:`seal_file` makes of a file of ``size`` bytes: the
+    size the server's file limit applies to. AES-CBC pads the plaintext to the next
+    multiple of 16 (always adding 1 to 16 bytes); the Megolm message adds its version,
+    message index and length fields, an 8-byte MAC and a 64-byte Ed25519 signature (96
+    bytes in all for a 5 MiB file)."""
+    padded = (size // 16 + 1) * 16
+    length_bytes = max(1, (padded.bit_length() + 6) // 7)  # a protobuf varint
+    return 1 + 2 + 1 + length_bytes + padded + 8 + 64
+
+
+def file_refusal(size: int, limit: int = limits.MAX_FILE_BYTES, *, encrypted: bool) -> str | None:
+    """Why a file of ``size`` bytes cannot be sent (None: it can): the limit is the
+    server's, on what is uploaded -- for an encrypted chat the ciphertext
+    (:func:`sealed_size`), so a file just under the limit may not fit once encrypted."""
+    sent = sealed_size(size) if encrypted else size
+    if sent <= limit:
+        return None
+    return format_too_large(sent, limit) + (" once encrypted" if encrypted else "")
 
 
 def open_file(ciphertext: bytes, file: EncryptedFile) -> bytes:
@@ -378,6 +407,68 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+class _ReplayLog:
+    """The Megolm message indexes this device decrypted, each with the message id it
+    came as (a second id for one index is a replay), in :data:`REPLAY_FILE`: one short
+    line appended per message, so decrypting never rewrites the pickled state.
+
+    A line is written (one ``write``, to the kernel) before the message it records is
+    shown, so a crash of the client loses none; it is flushed to the disk (``fsync``)
+    in a worker thread once per turn of the event loop, for every line of that turn
+    (at once without a running loop). A torn last line (the machine lost power in
+    that moment) is skipped. The file holds ids and numbers only, no key or text."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: dict[tuple[str, int], int] = {}
+        self._sync_pending = False
+        with contextlib.suppress(FileNotFoundError):
+            for line in path.read_bytes().splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                    self._seen[(parts[0].decode(), int(parts[1]))] = int(parts[2])
+
+    def get(self, session_id: str, index: int) -> int | None:
+        """The message id an index of a session was first decrypted as (None: never)."""
+        return self._seen.get((session_id, index))
+
+    def add(self, records: Iterable[tuple[str, int, int]]) -> None:
+        """Record (session id, message index, message id) triples."""
+        lines = b"".join(f"{s} {i} {m}\n".encode() for s, i, m in records)
+        if not lines:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, lines)
+        finally:
+            os.close(fd)
+        for line in lines.splitlines():
+            session_id, index, message_id = line.decode().split()
+            self._seen[(session_id, int(index))] = int(message_id)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._sync()
+            return
+        if not self._sync_pending:
+            self._sync_pending = True
+            loop.call_soon(self._sync_soon, loop)
+
+    def _sync_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sync_pending = False
+        loop.run_in_executor(None, self._sync)
+
+    def _sync(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot flush %s: %s", self.path, exc)
+
+
 class DeviceCrypto:
     """One device's keys and sessions, kept in ``directory``; talks through ``client``."""
 
@@ -412,6 +503,20 @@ class DeviceCrypto:
         """Verifying other devices by a short authentication string (emoji or numbers)."""
         self.key_sharing = KeySharing(self)
         """Keys of earlier messages between this user's verified devices."""
+        self._replays = _ReplayLog(directory / REPLAY_FILE)
+        self._sessions: dict[str, tuple[str, vz.InboundGroupSession]] = {}
+        """Megolm session id -> (its pickle, unpickled): decrypting unpickles once."""
+        # replay records an earlier version kept in the state move to their own file
+        moved = [
+            (session_id, int(index), message_id)
+            for session_id, entry in state.inbound.items()
+            for index, message_id in entry.seen.items()
+        ]
+        if moved:
+            self._replays.add(moved)
+            self._replays._sync()
+            for entry in state.inbound.values():
+                entry.seen = {}
 
     # --- identity -------------------------------------------------------------
 
@@ -814,7 +919,11 @@ class DeviceCrypto:
 
         Needs no lock: the file's one-off session is no part of this device's state,
         and reading, hashing and encrypting run in a worker thread, so messages go and
-        come while a file is encrypted and uploaded."""
+        come while a file is encrypted and uploaded. A file whose ciphertext would be
+        over the server's limit is refused before anything is read or sent."""
+        refusal = file_refusal((await asyncio.to_thread(path.stat)).st_size, encrypted=True)
+        if refusal is not None:
+            raise ApiError(ErrorCode.TOO_LARGE, refusal, limit=limits.MAX_FILE_BYTES)
         with tempfile.TemporaryDirectory() as tmp:
             sealed = Path(tmp) / "encrypted"
             size, sha256, key = await asyncio.to_thread(_seal_to, path, sealed)
@@ -1280,7 +1389,16 @@ class DeviceCrypto:
         entry = self._state.inbound.get(session_id)
         if entry is None:
             return None
-        return vz.InboundGroupSession.from_pickle(entry.pickle, self._key).first_known_index
+        return self._inbound(session_id, entry).first_known_index
+
+    def _inbound(self, session_id: str, entry: _Inbound) -> vz.InboundGroupSession:
+        """The unpickled session of an entry (unpickled again once its pickle changed)."""
+        cached = self._sessions.get(session_id)
+        if cached is not None and cached[0] is entry.pickle:
+            return cached[1]
+        inbound = vz.InboundGroupSession.from_pickle(entry.pickle, self._key)
+        self._sessions[session_id] = (entry.pickle, inbound)
+        return inbound
 
     def decrypt_now(self, message: Message) -> Decrypted:
         """:meth:`decrypt` without fetching anything."""
@@ -1296,7 +1414,7 @@ class DeviceCrypto:
                 f"message #{message.id} claims to be from {message.author},"
                 " but its key is not theirs",
             )
-        inbound = vz.InboundGroupSession.from_pickle(entry.pickle, self._key)
+        inbound = self._inbound(enc.session_id, entry)
         try:
             megolm = vz.MegolmMessage.from_base64(enc.ciphertext)
             if megolm.message_index() < inbound.first_known_index:
@@ -1313,8 +1431,7 @@ class DeviceCrypto:
                 f"message #{message.id} was tampered with or is corrupt: it does not decrypt"
                 f" ({exc})",
             ) from exc
-        index = str(result.message_index)
-        first = entry.seen.get(index)
+        first = self._replays.get(enc.session_id, result.message_index)
         if first is not None and first != message.id:
             raise DecryptionError(
                 "replayed",
@@ -1335,8 +1452,7 @@ class DeviceCrypto:
                 "mismatch", f"message #{message.id} was moved into or out of a thread"
             )
         if first is None:
-            entry.seen[index] = message.id
-            self.save()
+            self._replays.add([(enc.session_id, result.message_index, message.id)])
         if payload.edit_of is not None and payload.edit_of != message.id:
             raise DecryptionError(
                 "mismatch", f"message #{message.id} carries an edit of #{payload.edit_of}"

@@ -44,11 +44,11 @@ from messenger_protocol import (
     Message,
     MessengerError,
     format_size,
-    format_too_large,
     limits,
 )
 
 from ...api import Client, ServerUnavailable
+from ...crypto import file_refusal
 from ..robust import Guarded
 from ..timeline import Layout, Timeline
 
@@ -103,9 +103,12 @@ def attachment_at(layout: Layout, timeline: Timeline, index: int, line: int) -> 
 # --- words and icons ------------------------------------------------------------------
 
 
-def refusal_for_size(size: int, limit: int = limits.MAX_FILE_BYTES) -> str | None:
-    """Why a file of ``size`` bytes cannot be sent, or None when it can."""
-    return format_too_large(size, limit) if size > limit else None
+def refusal_for_size(
+    size: int, limit: int = limits.MAX_FILE_BYTES, *, encrypted: bool = False
+) -> str | None:
+    """Why a file of ``size`` bytes cannot be sent, or None when it can (to an encrypted
+    chat the limit is on its ciphertext: :func:`~messenger_client.crypto.file_refusal`)."""
+    return file_refusal(size, limit, encrypted=encrypted)
 
 
 def icon_for(mime: str) -> str:
@@ -502,7 +505,7 @@ class AttachScreen(Guarded, ModalScreen[Attachment | None]):
         if not stat.S_ISREG(info.st_mode):
             self.refuse(f"{path} is not a file")
             return
-        refusal = refusal_for_size(size, self.max_bytes)
+        refusal = refusal_for_size(size, self.max_bytes, encrypted=self.encrypted)
         if refusal is not None:
             self.refuse(refusal)
             return
