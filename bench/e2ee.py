@@ -8,7 +8,7 @@ and check, as an upload and a download do). Then, against a real server process,
 fan-out of a group of ``--members`` users (each a library client with its own device
 keys and event stream, all in this process) that one member posts ``--fanout-messages``
 messages to: deliveries/s shown on the members' devices, a plain group vs an encrypted
-one (there: decrypted and checked, each device saving its state) -- the same load
+one (there: decrypted and checked, each device appending its replay record) -- the same load
 generator for both, so the ratio is what encryption adds end to end::
 
     uv run python bench/e2ee.py --messages 2000 --size 200 --file-mib 4 --members 10
