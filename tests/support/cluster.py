@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.support import postgres
@@ -150,7 +151,13 @@ class Cluster:
         emptied = [name for (name,) in tables if name not in _KEPT_TABLES]
         if self._seed is None:
             self._seed = postgres.query(self.store_url, "SELECT * FROM chats WHERE id = 1")
-        postgres.execute(self.store_url, f"TRUNCATE {', '.join(emptied)} CASCADE")
+        for attempt in range(5):  # a node's write (a lease, a stream row) may deadlock it
+            try:
+                postgres.execute(self.store_url, f"TRUNCATE {', '.join(emptied)} CASCADE")
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
         for row in self._seed:
             marks = ", ".join(["%s"] * len(row))
             postgres.execute(self.store_url, f"INSERT INTO chats VALUES ({marks})", row)
