@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -23,6 +28,101 @@ CHEAP_HASHES = {"MESSENGER_ARGON2_TIME_COST": "1", "MESSENGER_ARGON2_MEMORY_KIB"
 """Servers of the tests hash passwords with the cheapest argon2id (still argon2id): at the
 default cost, hashing was a third of the suite's CPU time. A test that needs the real cost
 passes these names in ``env``."""
+
+
+EXEC_ENV = "MESSENGER_TEST_EXEC"
+"""Set (to anything) to start every server with ``python -m messenger_server`` instead of
+forking it from the :mod:`tests.support.launcher` of this worker."""
+
+
+class _Launcher:
+    """This worker's fork server (:mod:`tests.support.launcher`), started at first use."""
+
+    _lock = threading.Lock()
+    _running: _Launcher | None = None
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("launcher.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        atexit.register(self.close)
+
+    @classmethod
+    def get(cls) -> _Launcher:
+        with cls._lock:
+            if cls._running is None or cls._running.proc.poll() is not None:
+                cls._running = cls()
+            return cls._running
+
+    def ask(self, request: dict[str, object]) -> dict[str, int | None]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with self._lock:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the server launcher exited with {self.proc.wait()}")
+        answer: dict[str, int | None] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        """End the launcher: it kills the servers it started that still run."""
+        stdin: IO[bytes] | None = self.proc.stdin
+        if stdin is not None and not stdin.closed:
+            stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+
+class LaunchedProcess:
+    """A server forked by the launcher, with the part of :class:`subprocess.Popen` the
+    tests use (it is the launcher's child, so the launcher tells its exit code)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self._launcher = _Launcher.get()
+        spawn: dict[str, object] = {"spawn": argv, "env": env, "cwd": os.getcwd(), "log": str(log)}
+        pid = self._launcher.ask(spawn)["pid"]
+        assert pid is not None
+        self.pid: int = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._launcher.ask({"poll": self.pid})["code"]
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            exited = os.pidfd_open(self.pid)
+        except ProcessLookupError:  # reaped already: poll() has its code
+            exited = None
+        try:
+            while (code := self.poll()) is None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if left == 0.0:
+                    raise subprocess.TimeoutExpired(["messenger-server"], timeout or 0.0)
+                if exited is not None:  # readable once the process has ended
+                    select.select([exited], [], [], left)
+                else:
+                    time.sleep(0.01)
+            return code
+        finally:
+            if exited is not None:
+                os.close(exited)
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -54,7 +154,7 @@ class ServerProcess:
         self.probe_prefix = probe_prefix
         """Sent before the /healthz probe of :meth:`start` (a PROXY header, for a server
         that wants one from 127.0.0.1)."""
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | LaunchedProcess | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-stderr.log"
 
     @property
@@ -79,14 +179,17 @@ class ServerProcess:
         env = {**os.environ, **CHEAP_HASHES, **self.env}
         if self.clock_file is not None:
             env["MESSENGER_TEST_CLOCK_FILE"] = str(self.clock_file)
-        cmd = [
-            sys.executable, "-m", "messenger_server",
+        argv = [
             "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.data_dir), *self.args,
         ]  # fmt: skip
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-        log.close()
+        if EXEC_ENV in os.environ:
+            log = self.log_path.open("ab")
+            cmd = [sys.executable, "-m", "messenger_server", *argv]
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+            log.close()
+        else:
+            self.proc = LaunchedProcess(argv, env, self.log_path)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
