@@ -168,6 +168,16 @@ def plain(server: ServerProcess, plain_on: Callable[[ServerProcess], StartPlain]
     return plain_on(server)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker more than the machine has cores. A worker spends about a
+    third of its time waiting for the server processes of its test (their CPU is counted
+    apart), so a worker per core left the cores a third idle.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when it is set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return len(os.sched_getaffinity(0)) + 1
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line for all skipped PostgreSQL tests and one per missing bus (the workers'
     skips reach the controller)."""
