@@ -77,6 +77,7 @@ def _serve() -> None:
                 answers.close()
                 _child(request["spawn"], request["env"], request["cwd"], request["log"])
             living.add(pid)
+            codes.pop(pid, None)  # the pid of a server that ended earlier, used again
             answers.write(json.dumps({"pid": pid}) + "\n")
         else:
             pid = request["poll"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from textual.css.query import NoMatches
 from textual.widgets import Input, Static
 
 from messenger_client.tui.app import MessengerApp
@@ -47,11 +48,13 @@ def _typing_in_flight(app: MessengerApp) -> bool:
 
 def _asks_for_the_password(app: MessengerApp) -> bool:
     screen = app.screen
-    return (
-        isinstance(screen, LoginScreen)
-        and screen.query_one("#login", Input).value == "alice"
-        and str(screen.query_one("#login-error", Static).render()) == REASON
-    )
+    if not isinstance(screen, LoginScreen):
+        return False
+    try:  # the screen may be pushed and not composed yet
+        login, error = screen.query_one("#login", Input), screen.query_one("#login-error", Static)
+    except NoMatches:
+        return False
+    return login.value == "alice" and str(error.render()) == REASON
 
 
 async def test_status_shows_the_expiry_and_an_expired_session_asks_for_the_password(
