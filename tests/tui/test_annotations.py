@@ -72,6 +72,20 @@ async def select_message(pilot: Pilot[None], app: MessengerApp, text: str) -> No
     raise AssertionError(f"no message {text!r} to select")
 
 
+async def send_and_start_editing(pilot: Pilot[None], app: MessengerApp, text: str) -> None:
+    """Type and send ``text`` in general, wait until the server has it, select it and
+    press e: the composer holds it to edit."""
+    await pilot.press(*text, "enter")
+    await until(pilot, lambda: app.store is not None and any(
+        m.text == text and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
+    ), "alice's message sent")  # fmt: skip
+    await select_message(pilot, app, text)
+    await pilot.press("e")
+    await until(
+        pilot, lambda: app.main is not None and app.main.composer.text == text, "the text to edit"
+    )
+
+
 async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
@@ -82,15 +96,8 @@ async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
         assert app.store is not None
         asked = await bob.send(GENERAL_CHAT_ID, "shall we ship?")
         await until(pilot, lambda: "shall we ship?" in screen_text(app), "bob's message")
-        await pilot.press(*"helo", "enter")
-        await until(pilot, lambda: app.store is not None and any(
-            m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
-        ), "alice's message sent")  # fmt: skip
-
         # e: edit your own message; the composer holds its text, Enter saves
-        await select_message(pilot, app, "helo")
-        await pilot.press("e")
-        await until(pilot, lambda: main.composer.text == "helo", "the text to edit")
+        await send_and_start_editing(pilot, app, "helo")
         assert "Editing your message" in screen_text(app)
         await pilot.press("left", "l", "enter")
         await until(pilot, lambda: "hello (edited)" in screen_text(app), "the edit shown")
@@ -295,13 +302,7 @@ async def test_a_refused_edit_comes_back_as_an_edit_not_as_a_new_message(
     app = make_app(server.url)
     async with signed_in(app) as (pilot, main):
         assert app.store is not None
-        await pilot.press(*"helo", "enter")
-        await until(pilot, lambda: app.store is not None and any(
-            m.text == "helo" and m.id for m in app.store.timeline(GENERAL_CHAT_ID)
-        ), "alice's message sent")  # fmt: skip
-        await select_message(pilot, app, "helo")
-        await pilot.press("e")
-        await until(pilot, lambda: main.composer.text == "helo", "the text to edit")
+        await send_and_start_editing(pilot, app, "helo")
         await pilot.press("left", "l", "enter")
         await until(pilot, lambda: "Not edited" in toasts(app), "the refusal")
         await until(pilot, lambda: main.composer.text == "hello", "the text given back")
