@@ -57,3 +57,26 @@ def test_a_chat_an_event_brings_while_the_list_is_asked_for_stays(tmp_path: Path
     assert [m.text for m in store.timeline(5).messages] == ["hi"]
     store.set_chats([general])  # a later answer is the truth again
     assert set(store.chats) == {1}
+
+
+def test_a_message_counts_once_in_the_badge_whichever_comes_first(tmp_path: Path) -> None:
+    """The chat list answered on connect and a live message race: the badge says 1 both
+    when the answer was read before the message was sent (and arrives after it) and when
+    it already counts the message (and the live event comes after it)."""
+    hi = Message(id=9, chat_id=5, author="bob", text="hi", created_at=2.0)
+    before = Chat(id=5, kind="direct", name="@bob", peer="bob", last_message_id=4,
+                  last_message_at=1.0)  # fmt: skip
+    after = Chat(id=5, kind="direct", name="@bob", peer="bob", unread=1, last_message_id=9,
+                 last_message_at=2.0)  # fmt: skip
+    for answer in (before, after):
+        store = ChatStore(me="alice", cache=Cache(tmp_path / f"{answer.unread}.sqlite3"))
+        store.set_chats([before])
+        store.refreshing_chats()
+        if answer is before:
+            store.apply(MessageCreated(hi))  # the stream is faster than the answer
+            store.set_chats([answer])
+        else:
+            store.set_chats([answer])
+            store.apply(MessageCreated(hi))
+        assert store.chats[5].unread == 1
+        assert store.chats[5].last_message_id == 9

@@ -192,6 +192,9 @@ class Chat(Model, frozen=True):
     unread: int = 0
     last_read: int = 0
     last_message_at: float | None = None
+    last_message_id: int = 0
+    """Id of the chat's newest message (comments aside) when this view was read: a live
+    message with an id up to this one is already counted in ``unread``."""
     mentions: int = 0
     """Unread messages that mention this user (``@login``, or ``@all``), muted or not."""
     mute: Mute = "off"

@@ -101,6 +101,9 @@ class ChatStore:
     """Client id of a queued edit -> the message as it was (shown again if refused)."""
     _learned: set[int] | None = None
     """Chats events brought while the chat list is on its way (None: it is not)."""
+    _arrived: list[tuple[Message, bool]] = field(default_factory=list)
+    """Messages events brought while the chat list is on its way, and whether each
+    counted as unread."""
     queued: dict[int, list[PendingSend]] = field(default_factory=dict)
     """Message id -> its edits and reaction changes in the outbox, in order (also from an
     earlier run): every message the store shows has them applied, and its timeline marks
@@ -150,15 +153,15 @@ class ChatStore:
     def refreshing_chats(self) -> None:
         """The chat list is asked of the server: chats that events bring until it answers
         are newer than its answer (:meth:`set_chats` keeps them)."""
-        self._learned = set()
+        self._learned, self._arrived = set(), []
 
     def set_chats(self, chats: Iterable[Chat]) -> None:
         """The server's chat list replaces ours (but for chats events brought after it
         was asked for: a private chat started by someone just then stayed out of the list
-        until the next reconnect)."""
-        fresh = list(chats)
+        until the next reconnect; and messages they brought count once in the badges)."""
+        fresh = [self._with_newer_messages(c) for c in chats]
         answered = {c.id for c in fresh}
-        learned, self._learned = self._learned or set(), None
+        learned, self._learned, self._arrived = self._learned or set(), None, []
         fresh += [self.chats[i] for i in sorted(learned) if i in self.chats and i not in answered]
         self.chats = {c.id: c for c in fresh}
         self.encrypted |= {c.id for c in fresh if c.encrypted}
@@ -167,6 +170,23 @@ class ChatStore:
                 del self.timelines[chat_id]
         if self.cache is not None:
             self.cache.replace_chats(fresh)
+
+    def _with_newer_messages(self, chat: Chat) -> Chat:
+        """``chat`` as the server answered it, plus the messages live events brought while
+        the answer was on its way and it was read before (the stream can be faster than
+        the answer): the badge is the same whichever came first."""
+        if chat.last_message_id == 0 and chat.last_message_at is not None:
+            return chat  # a server older than this client does not say what it counted
+        newer = [(m, c) for m, c in self._arrived if m.chat_id == chat.id]
+        newer = [(m, c) for m, c in newer if m.id > chat.last_message_id]
+        if not newer:
+            return chat
+        return msgspec.structs.replace(
+            chat,
+            unread=chat.unread + sum(counted for _, counted in newer),
+            last_message_id=max(m.id for m, _ in newer),
+            last_message_at=max(m.created_at for m, _ in newer),
+        )
 
     def set_users(self, users: Iterable[User]) -> None:
         """The server's user list replaces ours."""
@@ -495,11 +515,18 @@ class ChatStore:
                 chat = self.chats.get(message.chat_id)
                 if chat is not None:
                     unread = chat.unread
-                    if fresh and message.author != self.me and not self.focused(chat.id):
+                    counts = fresh and message.id > chat.last_message_id  # else answered
+                    counts = counts and message.author != self.me and not self.focused(chat.id)
+                    if counts:
                         unread += 1
+                    if self._learned is not None:
+                        self._arrived.append((message, counts))
                     self.upsert_chat(
                         msgspec.structs.replace(
-                            chat, unread=unread, last_message_at=message.created_at
+                            chat,
+                            unread=unread,
+                            last_message_at=message.created_at,
+                            last_message_id=max(message.id, chat.last_message_id),
                         )
                     )
                     change.chats = True
