@@ -77,7 +77,9 @@ async def test_resume_on_a_lagging_node_with_an_id_from_a_faster_one(cluster: Cl
     """Issue 13 item 5: a client that got event X from node0 (whose batches only reach the
     others through the database) resumes on node2 right away, before node2 has X: node2
     catches up to X first, then gives exactly what follows, with no ``reset`` and no
-    repeat of X."""
+    repeat of X. A stream opened on node2 without ``Last-Event-ID`` at that moment starts
+    after X too (the newest event in the database, not node2's window): it gets only
+    what was committed after it opened."""
     alice = (await register(cluster.url(0), "fast-a"))["token"]
     bob = (await register(cluster.url(0), "fast-b"))["token"]
     async with httpx.AsyncClient(timeout=30.0) as client:
@@ -90,15 +92,20 @@ async def test_resume_on_a_lagging_node_with_an_id_from_a_faster_one(cluster: Cl
             events = await on_fast.until(message_event(ahead.json()["id"]))
         last_id = events[-1][0]
         assert last_id is not None
-        async with SseReader(cluster.url(2), bob, last_event_id=last_id) as on_slow:
-            assert on_slow.status == 200
+        async with (
+            SseReader(cluster.url(2), bob) as fresh,  # first: node2 is still behind X
+            SseReader(cluster.url(2), bob, last_event_id=last_id) as on_slow,
+        ):
+            assert on_slow.status == fresh.status == 200
             nxt = await client.post(
                 f"{cluster.url(2)}/api/v1/chats/1/messages", json={"text": "next"},
                 headers=headers,
             )  # fmt: skip
             got = await on_slow.until(message_event(nxt.json()["id"]))
+            got_fresh = await fresh.until(message_event(nxt.json()["id"]))
     assert [type(e).__name__ for _, e in got] == ["MessageCreated"]  # no reset, no repeat
     assert got[0][0] is not None and got[0][0] > last_id
+    assert got_fresh == got  # not X, which was committed before the stream opened
 
 
 async def test_a_logout_on_the_silent_node_still_ends_the_streams_elsewhere(

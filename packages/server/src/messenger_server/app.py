@@ -565,12 +565,19 @@ class App:
         if self.events.draining:
             # it would be closed at once: the client reconnects (elsewhere) as it would then
             raise ApiError(ErrorCode.UNAVAILABLE, "the node is shutting down")
+        resume = after is not None
+        # without a cursor: from the newest event in the database, fixed before the
+        # response head goes out (whatever commits after the client sees the stream open
+        # is on it), whichever node's window is ahead
+        start = after if after is not None else await self.events.stream_start()
 
         async def produce(stream: ResponseStream) -> None:
             live = self.open_stream(actor, stream)
             sub = live.sub
             try:
-                if after is not None:
+                # a new stream whose node delivered nothing since its start goes live at
+                # once; otherwise it replays what the hub gave out before it attached
+                if resume or self.events.published_seq > start:
                     sub.hold()
 
                     async def send(frames: list[bytes]) -> None:
@@ -578,7 +585,8 @@ class App:
                         if stream.buffer_size() > limit:
                             await stream.drain()
 
-                    sub.release(await self.events.catch_up(actor.user_id, after, send))
+                    upto = await self.events.catch_up(actor.user_id, start, send, resume=resume)
+                    sub.release(upto)
             except BaseException:
                 self.close_stream(live)
                 raise

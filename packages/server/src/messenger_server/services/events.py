@@ -253,18 +253,38 @@ class EventService:
                 del self.streams[sub.user_id]
         sub.detach()
 
+    async def stream_start(self) -> int:
+        """Where a stream without ``Last-Event-ID`` starts: the newest event committed in
+        the database now, once this node's window has delivered it (``unavailable`` if it
+        cannot get there in time). Not this node's window alone: on a node behind the bus,
+        the stream would get events committed before it opened (once the window got them).
+        """
+        newest = await self.store.read(lambda tx: tx.event_max())
+        if newest > self.published_seq and not await self.window.wait_for(newest, RESUME_WAIT):
+            raise ApiError(ErrorCode.UNAVAILABLE, "the node is behind the event log")
+        return newest
+
     async def catch_up(
-        self, user_id: int, after: int, send: Callable[[list[bytes]], Awaitable[None]]
+        self,
+        user_id: int,
+        after: int,
+        send: Callable[[list[bytes]], Awaitable[None]],
+        *,
+        resume: bool = True,
     ) -> int:
         """Send the logged events after ``after`` that the user may see; the last seq covered.
 
         Covers everything up to what has been published so far: newer events reach
         the (held) stream through the hub. A client whose ``after`` is older than the
         retained log, or from the future (another database), gets a ``reset`` event.
+        ``resume=False``: ``after`` is the :meth:`stream_start` of a new stream (it missed
+        nothing of the user's: retention is not told it resumed).
         """
-        if self.resumed is not None:
+        if resume and self.resumed is not None:
             await self.resumed(user_id)
         upto = self.published_seq
+        if not resume:
+            return await self._replay(user_id, after, upto, send)
         oldest, newest = await self.store.read(lambda tx: tx.event_bounds())
         if upto < after <= newest:
             # seen on a faster node: wait for this node's window to get there
@@ -275,6 +295,12 @@ class EventService:
             reset = Reset(reason=reason, last_event_id=upto)
             await send([sse_frame(encode_event(reset), event_name(reset), None)])
             return upto
+        return await self._replay(user_id, after, upto, send)
+
+    async def _replay(
+        self, user_id: int, after: int, upto: int, send: Callable[[list[bytes]], Awaitable[None]]
+    ) -> int:
+        """Send the user's logged events in ``(after, upto]``, a page at a time; ``upto``."""
         cursor = after
         while cursor < upto:
             rows = await self.store.read(
