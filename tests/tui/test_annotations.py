@@ -161,7 +161,7 @@ async def test_keys_on_a_selected_message_edit_reply_react_and_delete_it(
 
 
 async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_offers_acts(
-    server: ServerProcess, make_app: Callable[..., MessengerApp]
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
     app = make_app(server.url)
     async with signed_in(app) as (pilot, main):
@@ -196,6 +196,28 @@ async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_of
         assert "Reply" in labels
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is main, "the menu closed")
+
+        # Up in the empty composer edits your last message here (SPEC, like Slack and
+        # Element), not bob's newer one; Up again moves in the text, it recalls nothing
+        await bob.send(GENERAL_CHAT_ID, "bob was here")
+        await until(pilot, lambda: "bob was here" in screen_text(app), "bob's message")
+        main.composer.focus()
+        main.composer.clear()
+        await pilot.press("up")
+        await until(pilot, lambda: main.composer.text == "first draft!", "the last one to edit")
+        assert "Editing your message" in screen_text(app)
+        selected = main.view.selected_message()
+        assert selected is not None and selected.text == "first draft!", "it is selected"
+        await pilot.press("up")
+        assert main.composer.text == "first draft!" and main.composer.intent is not None
+        await pilot.press("end", *"?", "enter")
+        await until(pilot, lambda: "first draft!? (edited)" in screen_text(app), "edited")
+        await until(pilot, lambda: outbox_empty(app), "the edit on the server")
+        assert (await bob.history(GENERAL_CHAT_ID)).messages[-2].text == "first draft!?"
+        assert main.composer.text == ""
+        # with text typed, Up still walks what was sent before
+        await pilot.press(*"x", "up")
+        assert main.composer.text == "first draft!?" and main.composer.intent is None
 
 
 async def test_a_click_on_a_reaction_chip_adds_it_and_a_second_click_takes_it_back(

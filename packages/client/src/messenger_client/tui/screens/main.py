@@ -139,6 +139,8 @@ class MainScreen(Guarded, Screen[None]):
         self.thread_composer = Composer(
             completer, id="thread-composer", placeholder="Comment  (Enter sends, Esc closes)"
         )
+        self.composer.edit_last = lambda: self.edit_last(in_thread=False)
+        self.thread_composer.edit_last = lambda: self.edit_last(in_thread=True)
         self.view.can_act = lambda message, act: self.can_act(message, act, in_thread=False)
         self.thread_view.can_act = lambda message, act: self.can_act(message, act, in_thread=True)
         self.thread_panel = Vertical(
@@ -589,6 +591,22 @@ class MainScreen(Guarded, Screen[None]):
                         self.toggle_reaction(message, emoji)
 
                 self.app.push_screen(ReactionPicker(mine), picked)
+
+    def edit_last(self, *, in_thread: bool) -> bool:
+        """Up in an empty composer: select the user's newest message of the open chat (or
+        their newest comment of the open thread) and edit it, like Slack and Element;
+        False if there is none loaded (Up then walks the input history)."""
+        view = self.thread_view if in_thread else self.view
+        timeline = view.timeline
+        if timeline is None:
+            return False
+        for index in range(len(timeline) - 1, -1, -1):
+            message = timeline[index]
+            if message.author == self.me and message.id and message.deleted_at is None:
+                view.select_index(index)
+                self.act_on(message, "edit", in_thread=in_thread)
+                return True
+        return False
 
     def toggle_reaction(self, message: Message, emoji: str) -> None:
         """Add ``emoji`` to the message, or take it back if this user had added it."""

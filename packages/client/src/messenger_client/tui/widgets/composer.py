@@ -1,7 +1,8 @@
 """The composer: a multi-line input where Enter sends and Shift+Enter/Ctrl+J breaks a line.
 
-Tab completes slash commands and logins (again to cycle through the matches), Up on the
-first line and Down on the last walk through what was sent before, as in a shell.
+Tab completes slash commands and logins (again to cycle through the matches). Up in the
+empty composer edits your last message of the chat (as in Slack and Element); otherwise Up
+on the first line and Down on the last walk through what was sent before, as in a shell.
 """
 
 from __future__ import annotations
@@ -18,15 +19,19 @@ from messenger_protocol import Message
 
 from ..robust import Guarded
 
-__all__ = ["COMPOSER_KEYS", "Completer", "Composer", "Intent"]
+__all__ = ["COMPOSER_KEYS", "Completer", "Composer", "EditLast", "Intent"]
 
 Completer = Callable[[str], list[str]]
 """Given the text before the cursor, the completed texts to replace it with."""
+
+EditLast = Callable[[], bool]
+"""Begin an edit of the user's last message where the composer is (True), or find none."""
 
 COMPOSER_KEYS: tuple[tuple[str, str], ...] = (
     ("enter", "Send the message or run the /command"),
     ("ctrl+j / shift+enter", "New line"),
     ("tab", "Complete a /command or a @login (again: the next match)"),
+    ("up", "In the empty composer: edit your last message here (Esc cancels)"),
     ("up / down", "On the first / last line: walk through what you sent before"),
     ("any key", "Typed here, even while a list has focus (unless the list acts on it)"),
 )
@@ -98,6 +103,8 @@ class Composer(Guarded, TextArea):
             compact=True,
         )
         self.completer = completer
+        self.edit_last: EditLast | None = None
+        """What Up in the empty composer does first (the screen sets it)."""
         self.reserved_keys: set[str] = set()
         """Keys left to the screen's bindings although they would type a character."""
         self.sent_history: list[str] = []
@@ -134,14 +141,23 @@ class Composer(Guarded, TextArea):
             event.stop()
             event.prevent_default()
             return
+        if key == "up" and not self.text and self.intent is None and self._edit_last():
+            event.stop()
+            event.prevent_default()
+            return
         row = self.cursor_location[0]
-        if (key == "up" and row == 0 and self._recall(-1)) or (
-            key == "down" and row == self.document.line_count - 1 and self._recall(+1)
+        editing = self.intent is not None and self.intent.act == "edit"
+        if not editing and (
+            (key == "up" and row == 0 and self._recall(-1))
+            or (key == "down" and row == self.document.line_count - 1 and self._recall(+1))
         ):
             event.stop()
             event.prevent_default()
             return
         await super()._on_key(event)
+
+    def _edit_last(self) -> bool:
+        return self.edit_last is not None and self.edit_last()
 
     def take_stray_paste(self, event: events.Paste) -> None:
         """A paste into a list lands in the composer too."""
