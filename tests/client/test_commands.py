@@ -130,6 +130,7 @@ def test_the_table_has_every_spec_command() -> None:
         "help",
         # issue 12
         "edit",
+        "edits",
         "delete",
         "reply",
         "react",

@@ -122,6 +122,9 @@ async def test_every_console_command_once_in_json_mode(
     assert reply["reply_to"]["id"] == hello["id"]
     run(f"/edit {reply['id']} answered")
     await _obj(proc, "message_edited")
+    run(f"/edits {reply['id']}")
+    edits = await _obj(proc, "edits")
+    assert [v["text"] for v in edits["versions"]] == ["answering myself", "answered"]
     run(f"/react {hello['id']} 👍")
     await _obj(proc, "reactions")
     run(f"/unreact {hello['id']} 👍")
@@ -192,7 +195,8 @@ async def test_every_console_command_once_in_json_mode(
         "help", "session", "message", "current_chat", "unread", "status", "users", "chat",
         "member", "link", "join", "join_request", "scheduled", "scheduled_list", "complaint",
         "download", "files", "contacts", "contact", "logout", "exit", "message_edited",
-        "reactions", "message_deleted", "pin", "pins", "search", "mentions", "mute", "devices",
+        "reactions", "message_deleted", "pin", "pins", "edits", "search", "mentions", "mute",
+        "devices",
     }  # fmt: skip
     assert expected <= kinds, expected - kinds
     assert "token" not in "".join(proc.lines)

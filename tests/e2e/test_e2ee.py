@@ -206,8 +206,8 @@ async def test_plain_consoles_encrypt_a_dm_and_show_a_lock(
     server: ServerProcess, plain: StartPlain
 ) -> None:
     """Two plain consoles: a private message is encrypted by default (both have device
-    keys from their first login), printed with a lock on both sides, and the server
-    keeps no word of it."""
+    keys from their first login), printed with a lock on both sides, its author's
+    /edits shows its earlier versions decrypted, and the server keeps no word of it."""
     alice, bob = await plain(), await plain()
     alice.send("/auth alice password1")
     await alice.expect("logged in as alice")
@@ -225,8 +225,15 @@ async def test_plain_consoles_encrypt_a_dm_and_show_a_lock(
     assert (await bob.expect(WORDS[2])).startswith("🔒 ")
     theirs = await alice.expect(WORDS[2])
     assert theirs.startswith("🔒 ") and f"↳#{root_id}]" in theirs, theirs
+    # the edit history of an encrypted message: its earlier ciphertext decrypted here
+    alice.send(f"/edit {root_id} edited {WORDS[3]}")
+    await alice.expect(WORDS[3])
+    alice.send(f"/edits {root_id}")
+    await alice.expect(f"edits of #{root_id} in ")
+    assert f"🔒 secret {WORDS[0]}" in await alice.expect("1  ")
+    assert f"🔒 edited {WORDS[3]}" in await alice.expect("2 (now)  ")
     stored = _stored_bytes(server)
-    assert [w for w in WORDS[:3] if w.encode() in stored] == []
+    assert [w for w in WORDS if w.encode() in stored] == []
 
 
 async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
@@ -288,7 +295,8 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
     server: ServerProcess, tmp_path: Path
 ) -> None:
     """Issue 14: an edit of an encrypted message is ciphertext (and cannot be moved to
-    another message); a reply's quote travels inside its ciphertext; a thread comment is
+    another message), the server keeps the ciphertexts it replaced and the author's
+    device decrypts that history; a reply's quote travels inside its ciphertext; a thread comment is
     encrypted under the chat's session (and cannot be moved out of its thread); a file is encrypted
     with its own key, round-trips byte-identical, and its stored blob is not the file;
     the 5 MiB limit applies to the ciphertext; mentions are the sender's metadata."""
@@ -304,6 +312,25 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
         assert edited.text == "" and edited.encrypted is not None and edited.edited_at
         shown = await bob_c.reveal(await bob.message(first.id))
         assert shown is not None and shown.text == f"edited {WORDS[1]}"
+        again = await alice_c.edit(first.id, "edited twice")
+        # the server keeps each ciphertext an edit replaced; the author's device reads them
+        stored_history = await alice.edits(first.id)
+        assert [v.text for v in stored_history.versions] == ["", "", ""]
+        assert [v.encrypted for v in stored_history.versions][1:] == [
+            edited.encrypted,
+            again.encrypted,
+        ]
+        assert first.encrypted is not None
+        assert stored_history.versions[0].encrypted == first.encrypted
+        history = await alice_c.edits(first.id)
+        assert [v.text for v in history.versions] == [
+            f"original {WORDS[0]}",
+            f"edited {WORDS[1]}",
+            "edited twice",
+        ]
+        assert [v.at for v in history.versions] == [v.at for v in stored_history.versions]
+        with pytest.raises(ApiError, match="only its author and admins"):
+            await bob_c.edits(first.id)
         with pytest.raises(ApiError, match="ciphertext only") as plain_edit:
             await alice.edit(first.id, "in the clear")
         assert plain_edit.value.code == "conflict"

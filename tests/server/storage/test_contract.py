@@ -73,6 +73,15 @@ class _Recorder:
         return call
 
 
+def _sealed(ciphertext: str) -> str:
+    """The stored JSON of an :class:`~messenger_protocol.Encrypted` body."""
+    key = "A" * 43
+    return (
+        f'{{"algorithm":"m.megolm.v1.aes-sha2","sender_key":"{key}","device_id":"D1",'
+        f'"session_id":"{key}","ciphertext":"{ciphertext}"}}'
+    )
+
+
 def _rec(target: T, prefix: str, log: Log) -> T:
     recorder: T = _Recorder(target, prefix, log)  # type: ignore[assignment]
     return recorder
@@ -319,6 +328,12 @@ def _setup(tx: Tx, log: Log) -> None:
     ann.edit_text(ids[2], "m2 edited", 88.0)
     ann.edit_text(ids[2], "m2 again", 89.0)
     ann.versions(ids[2])
+    # an encrypted message's edit keeps the ciphertext it replaces (issue 14)
+    sealed = reply.id  # a message of its own, to leave the texts above as they are
+    ann.edit_text(sealed, "", 89.2, _sealed("AAAA"))
+    ann.edit_text(sealed, "", 89.4, _sealed("BBBB"))
+    ann.versions(sealed)
+    t.message(sealed)
     ann.versions(ids[1])
     t.message(ids[2])
     ann.add_reaction(ids[2], alice, "👍", 90.0)

@@ -83,6 +83,7 @@ from .outputs import (
     DevicesOut,
     DownloadOut,
     EditedOut,
+    EditsOut,
     EmptyOut,
     EncryptionOut,
     ErrorOut,
@@ -230,6 +231,9 @@ COMMANDS: dict[str, CommandSpec] = {
              _a("message_id", "int")),
         _cmd("edit", "<message-id> <text>", "replace the text of your message",
              _a("message_id", "int"), _a("text", "text")),
+        _cmd("edits", "<message-id>",
+             "every text your message had (admins: any), oldest first",
+             _a("message_id", "int")),
         _cmd("delete", "<message-id>", "delete your message (admins: any); a tombstone stays",
              _a("message_id", "int")),
         _cmd("reply", "<message-id> <text>", "answer a message in its chat, quoting it",
@@ -1092,6 +1096,25 @@ class CommandRunner:
         else:
             message = await self.client.edit(message_id, text)
         return [EditedOut(message=message, chat=await self.chat_name(message.chat_id))]
+
+    async def _do_edits(self, message_id: int) -> list[Output]:
+        if self.crypto is not None:  # an encrypted message's versions are decrypted here
+            history = await self.crypto.edits(message_id)
+        else:
+            history = await self.client.edits(message_id)
+        message = await self.client.message(message_id)
+        name = await self.chat_name(message.chat_id)
+        last = len(history.versions) - 1
+        rows = tuple(
+            (str(i + 1) + (" (now)" if i == last else ""), format_time(v.at),
+             ("🔒 " if v.encrypted is not None else "") + v.text)
+            for i, v in enumerate(history.versions)
+        )  # fmt: skip
+        return [
+            EditsOut(f"edits of #{message_id} in {name}", ("version", "at", "text"), rows,
+                     chat_id=message.chat_id, chat=name, message_id=message_id,
+                     versions=tuple(history.versions))
+        ]  # fmt: skip
 
     async def _do_delete(self, message_id: int) -> list[Output]:
         tombstone = await self.client.delete_message(message_id)

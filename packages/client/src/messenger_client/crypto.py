@@ -67,6 +67,7 @@ from messenger_protocol import (
     ClaimKeys,
     DeviceKeys,
     DeviceRef,
+    EditHistory,
     EditMessage,
     Encrypted,
     ErrorCode,
@@ -330,6 +331,11 @@ def _locked(
             return await method(self, *args, **kwargs)
 
     return run
+
+
+def _refusal_text(exc: DecryptionError) -> str:
+    """What a client shows in place of an encrypted text it cannot or will not show."""
+    return NO_KEY_TEXT if exc.kind == "no_key" else f"(not shown: {exc})"
 
 
 def _b64(data: bytes) -> str:
@@ -1327,6 +1333,44 @@ class DeviceCrypto:
                 await self.key_sharing.request(enc.session_id, message.chat_id)
         return self.reveal_now(message)
 
+    @_locked
+    async def edits(self, message_id: int) -> EditHistory:
+        """Every version of a message, oldest first, as ``GET /messages/{id}/edits``
+        lists them (its author and admins): an encrypted message's each with its text
+        decrypted and checked like the message itself, or one line saying why it cannot
+        be shown (the server keeps the ciphertext each edit replaced, never a text).
+        Fetches this device's keys first if it has not those of a version yet."""
+        history = await self.client.edits(message_id)
+        if all(v.encrypted is None for v in history.versions):
+            return history
+        try:
+            message = await self.client.call(ep.MESSAGE, message_id=message_id)
+        except ApiError as exc:  # an admin outside its chat: no key here either
+            log.info("message %d for its edits: %s", message_id, exc)
+            return msgspec.structs.replace(
+                history,
+                versions=[
+                    v if v.encrypted is None else msgspec.structs.replace(v, text=NO_KEY_TEXT)
+                    for v in history.versions
+                ],
+            )
+        versions = []
+        for version in history.versions:
+            if version.encrypted is None:
+                versions.append(version)
+                continue
+            as_sent = msgspec.structs.replace(message, text="", encrypted=version.encrypted)
+            if not self.has_key(as_sent):
+                await self.receive()
+                if not self.has_key(as_sent):
+                    await self.key_sharing.request(version.encrypted.session_id, message.chat_id)
+            try:
+                text = self.decrypt_now(as_sent).text
+            except DecryptionError as exc:
+                text = _refusal_text(exc)
+            versions.append(msgspec.structs.replace(version, text=text))
+        return msgspec.structs.replace(history, versions=versions)
+
     def reveal_now(self, message: Message) -> Message | None:
         """:meth:`reveal` without fetching anything (the TUI's store, the local cache):
         the message with its text (and its reply's quote, as the sender quoted it) in
@@ -1339,8 +1383,7 @@ class DeviceCrypto:
         except DecryptionError as exc:
             if exc.kind == "replayed":
                 return None
-            text = NO_KEY_TEXT if exc.kind == "no_key" else f"(not shown: {exc})"
-            return msgspec.structs.replace(message, text=text)
+            return msgspec.structs.replace(message, text=_refusal_text(exc))
         quote = message.reply_to
         if quote is not None and shown.quote is not None and not quote.deleted:
             quote = msgspec.structs.replace(quote, text=shown.quote)

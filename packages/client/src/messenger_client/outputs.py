@@ -20,7 +20,16 @@ from typing import Literal
 
 import msgspec
 
-from messenger_protocol import Attachment, Mention, Message, Pin, Reaction, SearchHit, Status
+from messenger_protocol import (
+    Attachment,
+    Mention,
+    Message,
+    MessageVersion,
+    Pin,
+    Reaction,
+    SearchHit,
+    Status,
+)
 
 __all__ = [
     "ALL_OUTPUTS",
@@ -38,6 +47,7 @@ __all__ = [
     "DevicesOut",
     "DownloadOut",
     "EditedOut",
+    "EditsOut",
     "EmptyOut",
     "EncryptionOut",
     "ErrorOut",
@@ -502,6 +512,16 @@ class PinsOut(TableOut, tag="pins", kw_only=True):
     pins: tuple[Pin, ...]
 
 
+class EditsOut(TableOut, tag="edits", kw_only=True):
+    """``/edits``: every text a message had, oldest first (the last is the current one);
+    an encrypted message's decrypted on this device."""
+
+    chat_id: int
+    chat: str
+    message_id: int
+    versions: tuple[MessageVersion, ...]
+
+
 class SearchOut(TableOut, tag="search", kw_only=True):
     """``/search``: hits newest first; ``offline``: searched this device's cache instead of
     the server; ``next_before``: where the next page starts (None: no more)."""
@@ -577,7 +597,7 @@ ALL_OUTPUTS: tuple[type[Out], ...] = (
     LinkOut, JoinOut, JoinRequestOut, JoinDecisionOut, ScheduledOut, ComplaintOut, BanOut,
     DeletedOut, PresenceOut, DownloadOut, ContactOut, ResyncOut, ErrorOut, TableOut, UsersOut,
     ContactsOut, ScheduledListOut, FilesOut, StatusOut, EditedOut, ReactionsOut, PinOut,
-    PinsOut, SessionOut, LogoutOut, ExitOut,
+    PinsOut, EditsOut, SessionOut, LogoutOut, ExitOut,
     ConnectionOut, MuteOut, EncryptionOut, MentionOut, SearchOut, MentionsOut, VerificationOut,
     DeviceOut, RoomKeysOut, DevicesOut,
 )  # fmt: skip

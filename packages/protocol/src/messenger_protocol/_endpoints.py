@@ -352,7 +352,7 @@ MESSAGE_EDITS: Endpoint[None, m.EditHistory, None] = _e(
     "GET",
     f"{API}/messages/{{message_id}}/edits",
     m.EditHistory,
-    summary="Every text a message had (its author and admins)",
+    summary="Every text (or ciphertext) a message had (its author and admins) (/edits)",
     tag="messages",
 )
 REACT: Endpoint[m.React, m.ReactionList, None] = _e(

@@ -169,6 +169,9 @@ class MessageVersion(Model, frozen=True):
 
     text: str
     at: float
+    encrypted: Encrypted | None = None
+    """An encrypted message's ciphertext of this version (``text`` is then empty): only
+    the devices that hold its Megolm session read it."""
 
 
 class Pin(Model, frozen=True):
@@ -672,7 +675,8 @@ class AdminUserList(Model, frozen=True):
 
 
 class EditHistory(Model, frozen=True):
-    """Every text a message had, oldest first; the last is the current one."""
+    """Every text a message had, oldest first; the last is the current one (of an
+    encrypted message, every ciphertext it had)."""
 
     message_id: int
     versions: list[MessageVersion]

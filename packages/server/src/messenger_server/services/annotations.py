@@ -44,7 +44,6 @@ from messenger_protocol import (
 from ..clock import Clock
 from ..storage import Store, Tx
 from ..storage.annotations import annotation_queries
-from ..storage.keys import key_queries
 from ..storage.notify import notify_queries
 from .actor import Actor, forbidden, require_member, require_visible
 from .events import EventService
@@ -283,9 +282,8 @@ class AnnotationService:
                 raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
             if sealed is None and body.text == message.text:
                 return message
-            annotation_queries(tx).edit_text(message_id, body.text, now)
-            if sealed is not None:
-                key_queries(tx).set_encrypted(message_id, msgspec.json.encode(sealed).decode())
+            ciphertext = None if sealed is None else msgspec.json.encode(sealed).decode()
+            annotation_queries(tx).edit_text(message_id, body.text, now, ciphertext)
             edited = self._current(tx, message_id)
             self._announce(tx, edited, MessageEdited(message=edited))
             mentions = self.messages.mentions
@@ -304,7 +302,8 @@ class AnnotationService:
         return edited
 
     async def edits(self, actor: Actor, message_id: int) -> EditHistory:
-        """Every text a message had, oldest first (its author and admins only)."""
+        """Every text a message had, oldest first (its author and admins only); of an
+        encrypted message, every ciphertext it had (the server cannot read them)."""
         await self._target(actor, message_id, admin=True)
 
         def unit(tx: Tx) -> EditHistory:
@@ -315,7 +314,7 @@ class AnnotationService:
                 )
             versions = annotation_queries(tx).versions(message_id)
             at = message.deleted_at or message.edited_at or message.created_at
-            versions.append(MessageVersion(text=message.text, at=at))
+            versions.append(MessageVersion(text=message.text, at=at, encrypted=message.encrypted))
             return EditHistory(message_id=message_id, versions=versions)
 
         return await self.store.read(unit)

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from messenger_protocol import MessageVersion, Reaction
+import msgspec
+
+from messenger_protocol import Encrypted, MessageVersion, Reaction
 
 from .base import Tx
 from .sql import Connection, connection, marks
@@ -45,12 +47,17 @@ class AnnotationQueries(Protocol):
         """Record which message a new message answers."""
         ...
 
-    def edit_text(self, message_id: int, text: str, now: float) -> None:
-        """Replace a message's text, keeping the text it had as an earlier version."""
+    def edit_text(
+        self, message_id: int, text: str, now: float, encrypted: str | None = None
+    ) -> None:
+        """Replace a message's text (and, given ``encrypted``, its ciphertext: the JSON of
+        an :class:`~messenger_protocol.Encrypted`), keeping the text and ciphertext it had
+        as an earlier version."""
         ...
 
     def versions(self, message_id: int) -> list[MessageVersion]:
-        """The texts a message had before its current one, oldest first."""
+        """The texts (and ciphertexts) a message had before its current one, oldest
+        first."""
         ...
 
     def replies_to(self, message_id: int) -> list[int]:
@@ -114,23 +121,38 @@ class SqlAnnotationQueries:
         """Record which message a new message answers."""
         self.conn.execute("UPDATE messages SET reply_to = ? WHERE id = ?", (reply_to, message_id))
 
-    def edit_text(self, message_id: int, text: str, now: float) -> None:
-        """Replace a message's text, keeping the text it had as an earlier version."""
+    def edit_text(
+        self, message_id: int, text: str, now: float, encrypted: str | None = None
+    ) -> None:
+        """Replace a message's text (and ciphertext), keeping what it had as an earlier
+        version."""
         self.conn.execute(
-            "INSERT INTO message_edits (message_id, text, at)"
-            " SELECT id, text, coalesce(edited_at, created_at) FROM messages WHERE id = ?",
+            "INSERT INTO message_edits (message_id, text, at, encrypted)"
+            " SELECT id, text, coalesce(edited_at, created_at), encrypted FROM messages"
+            " WHERE id = ?",
             (message_id,),
         )
         self.conn.execute(
-            "UPDATE messages SET text = ?, edited_at = ? WHERE id = ?", (text, now, message_id)
+            "UPDATE messages SET text = ?, edited_at = ?, encrypted = coalesce(?, encrypted)"
+            " WHERE id = ?",
+            (text, now, encrypted, message_id),
         )
 
     def versions(self, message_id: int) -> list[MessageVersion]:
-        """The texts a message had before its current one, oldest first."""
+        """The texts (and ciphertexts) a message had before its current one, oldest
+        first."""
         rows = self.conn.execute(
-            "SELECT text, at FROM message_edits WHERE message_id = ? ORDER BY id", (message_id,)
+            "SELECT text, at, encrypted FROM message_edits WHERE message_id = ? ORDER BY id",
+            (message_id,),
         ).fetchall()
-        return [MessageVersion(text=r[0], at=r[1]) for r in rows]
+        return [
+            MessageVersion(
+                text=r[0],
+                at=r[1],
+                encrypted=None if r[2] is None else msgspec.json.decode(r[2], type=Encrypted),
+            )
+            for r in rows
+        ]
 
     def replies_to(self, message_id: int) -> list[int]:
         """Ids of the messages that reply to a message, oldest first."""

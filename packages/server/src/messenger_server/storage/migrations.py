@@ -551,6 +551,12 @@ CREATE TABLE blob_holds (
 CREATE INDEX blob_holds_sha256 ON blob_holds(sha256);
 """
 
+# an edit of an encrypted message keeps the ciphertext it replaces, as an edit in the
+# clear keeps the text (issue 14): the author's devices read the earlier versions
+_EDIT_CIPHERTEXTS = """
+ALTER TABLE message_edits ADD COLUMN encrypted TEXT;
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -571,5 +577,6 @@ MIGRATIONS: list[Step] = [
     Step(_STREAM_PEERS),
     Step(_SESSION_EXPIRED),
     Step(_BLOB_HOLDS),
+    Step(_EDIT_CIPHERTEXTS),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""
