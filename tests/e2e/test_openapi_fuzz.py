@@ -62,7 +62,8 @@ def test_schemathesis_finds_nothing(
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, check=False
     )
-    report = done.stdout[-6000:] + done.stderr[-2000:]
+    warnings = [line for line in srv.log().splitlines() if " WARNING " in line]
+    report = done.stdout[-6000:] + done.stderr[-2000:] + "\nserver:\n" + "\n".join(warnings)
     assert done.returncode == 0, report
     counts = re.search(r"Operations:\s+(\d+) selected / (\d+) total", done.stdout)
     tested = re.search(r"Tested: (\d+)", done.stdout)

@@ -697,3 +697,36 @@ async def test_a_singleton_job_runs_on_one_node_at_a_time(pg_database: PgDatabas
     finally:
         for store in (b, other):
             await store.close()
+
+
+async def test_a_slow_postgresql_write_or_read_is_logged_with_where_its_time_went(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator (or a test that timed out) learns which unit was slow and whether the
+    time went waiting for the writer, the write lock, the unit or the commit."""
+    from messenger_server.storage import postgres
+
+    monkeypatch.setattr(postgres, "SLOW", -1.0)  # every write group and read counts as slow
+    monkeypatch.setattr(postgres, "_slow_log_limit", postgres.LogLimiter())
+    store = PostgresStore(pg_database.new_store())
+    await store.open()
+    try:
+
+        def add_alice(tx: Tx) -> int | None:
+            return tx.insert_user("alice", "h", 1.0, False)
+
+        def logins(tx: Tx) -> list[str]:
+            return [u.login for u in tx.users()]
+
+        with caplog.at_level("WARNING", logger=postgres.__name__):
+            await store.write(add_alice)
+            assert await store.read(logins) == ["alice"]
+    finally:
+        await store.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        line.startswith("slow write group of 1 unit(s)") and ".add_alice)" in line
+        and "for the write lock" in line and "to commit" in line
+        for line in lines
+    ), lines  # fmt: skip
+    assert any(line.startswith("slow read: ") and ".logins took" in line for line in lines), lines

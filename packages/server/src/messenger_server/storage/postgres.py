@@ -21,6 +21,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ WRITE_LOCK = 0x6D657374  # "mest"
 schema's hash): the writers of all nodes of one store take turns, like SQLite's one
 writer, so their groups cannot deadlock one another."""
 CONNECT_TIMEOUT = 10.0
+SLOW = 1.0
+"""Seconds after which a read or a write group is logged as slow, with where the time went
+(waiting for the writer, for the cluster's write lock, in the slowest unit, in COMMIT)."""
 
 
 def is_postgres_url(url: str) -> bool:
@@ -248,6 +252,7 @@ class _Rerun(Exception):
 class _Job:
     unit: Callable[[PostgresTx], Any]
     future: asyncio.Future[Any]
+    queued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(slots=True)
@@ -357,7 +362,13 @@ class PostgresStore:
             self._local.conn = conn
             with self._read_lock:
                 self._read_conns.append(conn)
-        return unit(PostgresTx(PgConnection(conn), after, None))
+        started = time.perf_counter()
+        try:
+            return unit(PostgresTx(PgConnection(conn), after, None))
+        finally:
+            took = time.perf_counter() - started
+            if took > SLOW and _slow_lines("read"):
+                log.warning("slow read: %s took %.2f s", _unit_name(unit), took)
 
     # --- writes -----------------------------------------------------------------
 
@@ -447,12 +458,16 @@ class PostgresStore:
         # one writing group at a time in the whole cluster (one round trip with BEGIN): units
         # of different nodes' groups lock hot rows (the chat row, rate counters) in any
         # order, and the chat row and the counter row serialize such groups anyway
+        started = time.perf_counter()
         conn.execute(
             b"BEGIN; SELECT pg_advisory_xact_lock(%d, hashtext(current_schema()))" % WRITE_LOCK
         )
+        locked = time.perf_counter()
+        slowest, slowest_unit = 0.0, None
         for job in group.jobs:
             events_mark, after_mark = len(events), len(group.after_commit)
             conn.execute(b"SAVEPOINT unit")
+            unit_started = time.perf_counter()
             try:
                 result = job.unit(tx)
             except Exception as exc:
@@ -464,12 +479,26 @@ class PostgresStore:
                 del group.after_commit[after_mark:]
                 group.outcomes.append(_Outcome(job.future, False, exc))
                 continue
+            finally:
+                took = time.perf_counter() - unit_started
+                if took > slowest:
+                    slowest, slowest_unit = took, job.unit
             conn.execute(b"RELEASE SAVEPOINT unit")
             group.outcomes.append(_Outcome(job.future, True, result))
         if events:
             _number_events(conn, events)
+        committing = time.perf_counter()
         conn.execute(b"COMMIT")
         self.commits += 1
+        done = time.perf_counter()
+        waited = started - min(job.queued for job in group.jobs)
+        if waited + done - started > SLOW and _slow_lines("write"):
+            log.warning(
+                "slow write group of %d unit(s): %.2f s for the writer, %.2f s for the write"
+                " lock, %.2f s in its slowest unit (%s), %.2f s to commit",
+                len(group.jobs), waited, locked - started, slowest,
+                _unit_name(slowest_unit), done - committing,
+            )  # fmt: skip
 
     def _recover(self) -> None:
         conn = self._conn
@@ -490,6 +519,21 @@ class PostgresStore:
             self._loop.call_soon_threadsafe(_resolve, group)
         except RuntimeError:  # the loop is closed (shutting down)
             log.warning("event loop closed before %d writes were acknowledged", len(group.jobs))
+
+
+_slow_log_limit = LogLimiter(logger=log)
+"""Slow write groups (the writer thread) and reads (the pool's threads): under a lock."""
+_slow_log_lock = threading.Lock()
+
+
+def _slow_lines(kind: str) -> bool:
+    with _slow_log_lock:
+        return _slow_log_limit.allow(kind)
+
+
+def _unit_name(unit: Callable[..., Any] | None) -> str:
+    """Where a unit of work was written (a service method's closure, mostly)."""
+    return getattr(unit, "__qualname__", repr(unit))
 
 
 def _resolve(group: _Group) -> None:
