@@ -707,7 +707,7 @@ async def test_a_slow_postgresql_write_or_read_is_logged_with_where_its_time_wen
     from messenger_server.storage import postgres
 
     monkeypatch.setattr(postgres, "SLOW", -1.0)  # every write group and read counts as slow
-    monkeypatch.setattr(postgres, "_slow_log_limit", postgres.LogLimiter())
+    monkeypatch.setattr(postgres, "_slow_log_limit", LogLimiter())
     store = PostgresStore(pg_database.new_store())
     await store.open()
     try:
