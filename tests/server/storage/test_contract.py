@@ -704,6 +704,7 @@ async def test_a_slow_postgresql_write_or_read_is_logged_with_where_its_time_wen
 ) -> None:
     """An operator (or a test that timed out) learns which unit was slow and whether the
     time went waiting for the writer, the write lock, the unit or the commit."""
+    from messenger_server.loglimit import LogLimiter
     from messenger_server.storage import postgres
 
     monkeypatch.setattr(postgres, "SLOW", -1.0)  # every write group and read counts as slow
