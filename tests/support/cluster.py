@@ -86,6 +86,34 @@ _KEPT_TABLES = ("schema_version", "event_counter", "node_leases")
 (ids go on, as the nodes' event windows expect) and the nodes' leases."""
 
 
+def _delete_order(store_url: str) -> list[str]:
+    """The store's tables but the kept ones, each after every table that references it
+    (a foreign key's table is emptied before the one it points to)."""
+    tables = {name for (name,) in postgres.query(
+        store_url, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    )} - set(_KEPT_TABLES)  # fmt: skip
+    refs = postgres.query(
+        store_url,
+        "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c"
+        " JOIN pg_namespace n ON n.oid = c.connamespace"
+        " WHERE c.contype = 'f' AND n.nspname = current_schema()",
+    )
+    referenced_by: dict[str, set[str]] = {t: set() for t in tables}
+    for child, parent in refs:
+        if child != parent and child in tables and parent in tables:
+            referenced_by[parent].add(child)
+    order: list[str] = []
+    while referenced_by:
+        ready = sorted(t for t, children in referenced_by.items() if not children)
+        assert ready, f"a cycle of foreign keys among {sorted(referenced_by)}"
+        order += ready
+        for t in ready:
+            del referenced_by[t]
+        for children in referenced_by.values():
+            children.difference_update(ready)
+    return order
+
+
 class Cluster:
     """N nodes on one store and one bus; ``nodes[i].url`` is node i.
 
@@ -120,6 +148,7 @@ class Cluster:
             for i in range(size)
         ]
         self._seed: list[tuple[Any, ...]] | None = None
+        self._plan: list[str] | None = None
 
     def _flags(self, i: int) -> list[str]:
         return ["--store", self.store_url, "--bus", self.node_bus.get(i, self.bus_url),
@@ -143,24 +172,34 @@ class Cluster:
     def empty_store(self) -> None:
         """Make the running cluster's store as a fresh schema is, ids aside: every table
         emptied but the kept ones, the general chat as the migration made it. The nodes
-        keep running; call it between tests, with no request or stream open."""
-        tables = postgres.query(
-            self.store_url,
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
-        )
-        emptied = [name for (name,) in tables if name not in _KEPT_TABLES]
-        if self._seed is None:
+        keep running; call it between tests, with no request or stream open.
+
+        One transaction of ``DELETE``s, referencing tables first: on these few rows that
+        is ~20 times cheaper than a ``TRUNCATE`` of every table (a new file per table),
+        and it locks rows, not tables, so a node's own late write (a stream's row, a
+        lease) waits at most for it or is waited for, instead of deadlocking against
+        table locks taken one by one. A deadlock or a row a node inserted meanwhile
+        (an FK failure) rolls it back; it tries again."""
+        if self._plan is None:
+            self._plan = _delete_order(self.store_url)
             self._seed = postgres.query(self.store_url, "SELECT * FROM chats WHERE id = 1")
-        for attempt in range(5):  # a node's write (a lease, a stream row) may deadlock it
-            try:
-                postgres.execute(self.store_url, f"TRUNCATE {', '.join(emptied)} CASCADE")
-                break
-            except psycopg.errors.DeadlockDetected:
-                if attempt == 4:
-                    raise
-        for row in self._seed:
-            marks = ", ".join(["%s"] * len(row))
-            postgres.execute(self.store_url, f"INSERT INTO chats VALUES ({marks})", row)
+        assert self._seed is not None
+        retry = (psycopg.errors.DeadlockDetected, psycopg.errors.ForeignKeyViolation,
+                 psycopg.errors.LockNotAvailable)  # fmt: skip
+        with psycopg.connect(self.store_url, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '5s'")
+            for attempt in range(5):
+                try:
+                    with conn.transaction():
+                        # one round trip: statements without parameters go as one query
+                        conn.execute("; ".join(f"DELETE FROM {t}" for t in self._plan).encode())
+                        for row in self._seed:
+                            marks = ", ".join(["%s"] * len(row))
+                            conn.execute(f"INSERT INTO chats VALUES ({marks})".encode(), row)
+                    return
+                except retry:
+                    if attempt == 4:
+                        raise
 
     def logs(self) -> str:
         """The tail of every node's log (for a failing assertion)."""
