@@ -102,6 +102,17 @@ async def test_encrypted_dm_reads_sends_and_says_what_it_cannot_decrypt(
             assert mine.text == "" and mine.encrypted is not None, "commented encrypted"
             assert (await bob_c.decrypt(mine)).text == "answer ibexword"
 
+        # restarted while the server is away: the chat is known to be encrypted from the
+        # cache (the lock came only once the key directory answered again)
+        server.stop()
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.main and app.main.current_chat, "general shown")
+            assert app.main is not None and app.connection.state != "connected"
+            app.open_chat(dm.id)
+            await until(pilot, lambda: "🔒 @bob" in screen_text(app), "a lock in the title")
+            assert "🔒@bob" in screen_text(app).replace(" ", ""), "a lock in the chat list"
+
         # the TUI's cache and files hold ciphertext only
         home = tmp_path / "client-alice"
         stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())

@@ -216,7 +216,7 @@ class Cache:
         with self._db:
             for table in ("chats", "users", "contacts", "messages", "messages_fts"):
                 self._db.execute(f"DELETE FROM {table}")
-            self._db.execute("DELETE FROM meta WHERE key = 'last_event_id'")
+            self._db.execute("DELETE FROM meta WHERE key IN ('last_event_id', 'encrypted_chats')")
 
     # --- meta -----------------------------------------------------------------
 
@@ -239,6 +239,17 @@ class Cache:
             self._db.execute("DELETE FROM meta WHERE key = 'last_event_id'")
         else:
             self._set_meta("last_event_id", str(value))
+
+    def encrypted_chats(self) -> set[int]:
+        """Chats this device found to be end-to-end encrypted (a direct chat is, once both
+        users have keys: only the server's key directory tells, so offline the lock
+        comes from here)."""
+        value = self._meta("encrypted_chats")
+        return {int(part) for part in value.split(",")} if value else set()
+
+    def save_encrypted_chats(self, chat_ids: Iterable[int]) -> None:
+        """Remember which chats are end-to-end encrypted."""
+        self._set_meta("encrypted_chats", ",".join(str(i) for i in sorted(set(chat_ids))))
 
     # --- chats, users, contacts ---------------------------------------------------
 

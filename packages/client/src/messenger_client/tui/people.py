@@ -48,7 +48,7 @@ class People:
         if store is None or main is None or not main.is_mounted:
             return
         main.post_message(
-            ChatsChanged(store.sorted_chats(), self.presence(), frozenset(store.encrypted))
+            ChatsChanged(store.sorted_chats(), self.presence(), store.encrypted_chats())
         )
         if runner is not None:
             for chat in store.chats.values():
@@ -61,7 +61,7 @@ class People:
             return
         presence = self.presence()
         main.post_message(PeopleChanged(presence, dict(store.contacts)))
-        main.post_message(ChatsChanged(store.sorted_chats(), presence, frozenset(store.encrypted)))
+        main.post_message(ChatsChanged(store.sorted_chats(), presence, store.encrypted_chats()))
 
     def complete(self, before: str) -> list[str]:
         """Tab completion of commands, logins and chat names."""

@@ -104,6 +104,8 @@ class ChatStore:
     _arrived: list[tuple[Message, bool]] = field(default_factory=list)
     """Messages events brought while the chat list is on its way, and whether each
     counted as unread."""
+    _saved_encrypted: frozenset[int] = frozenset()
+    """The encrypted chats the cache holds (written when :meth:`encrypted_chats` differs)."""
     queued: dict[int, list[PendingSend]] = field(default_factory=dict)
     """Message id -> its edits and reaction changes in the outbox, in order (also from an
     earlier run): every message the store shows has them applied, and its timeline marks
@@ -117,6 +119,8 @@ class ChatStore:
             return
         self.chats = {c.id: c for c in self.cache.chats()}
         self.encrypted |= {c.id for c in self.chats.values() if c.encrypted}
+        self.encrypted |= self.cache.encrypted_chats() & self.chats.keys()
+        self._saved_encrypted = frozenset(self.encrypted)
         self.users = {u.login: u for u in self.cache.users()}
         self.contacts = {c.login: c for c in self.cache.contacts()}
         self.queued = {}
@@ -667,6 +671,16 @@ class ChatStore:
             if chat.kind == "direct" and chat.peer == login:
                 return chat
         return None
+
+    def encrypted_chats(self) -> frozenset[int]:
+        """The chats known to be end-to-end encrypted, as the chat list and titles show
+        them with a lock; what is new of them is kept in the cache, so a restart while
+        the server is away shows the locks too."""
+        now = frozenset(self.encrypted)
+        if now != self._saved_encrypted and self.cache is not None:
+            self.cache.save_encrypted_chats(now)
+            self._saved_encrypted = now
+        return now
 
     def sorted_chats(self) -> list[Chat]:
         """Chats in list order: general first, then groups and directs by name."""
