@@ -2,14 +2,16 @@
 
 Prints, per message of ``--size`` characters: Megolm encrypt + decrypt (vodozemac), one
 Olm to-device round (encrypt + decrypt of a room key), and what the client library adds
-on top of Megolm (the JSON payload, the pickled session and the 0600 state file it writes
-after each message); per MiB of a file: ``seal_file`` and ``open_file`` (encrypt, decrypt
-and check, as an upload and a download do). Then, against a real server process, the
-fan-out of a group of ``--members`` users (each a library client with its own device
-keys and event stream, all in this process) that one member posts ``--fanout-messages``
-messages to: deliveries/s shown on the members' devices, a plain group vs an encrypted
-one (there: decrypted and checked, each device appending its replay record) -- the same load
-generator for both, so the ratio is what encryption adds end to end::
+on top of Megolm (the JSON payload, the pickled session and the 0600 state file: one
+fsync'd write per ``RESERVED_INDEXES`` messages of a chat, with that many Megolm indexes
+reserved ahead, shown per message); per MiB of a file: ``seal_file`` and ``open_file``
+(encrypt, decrypt and check, as an upload and a download do). Then, against a real
+server process, the fan-out of a group of ``--members`` users (each a library client
+with its own device keys and event stream, all in this process) that one member posts
+``--fanout-messages`` messages to: deliveries/s shown on the members' devices, a plain
+group vs an encrypted one (there: decrypted and checked, each device appending its
+replay record) -- the same load generator for both, so the ratio is what encryption adds
+end to end::
 
     uv run python bench/e2ee.py --messages 2000 --size 200 --file-mib 4 --members 10
     uv run python bench/e2ee.py --no-fanout          # without a server
@@ -34,6 +36,7 @@ from _common import ServerProcess
 from messenger_client import Client, ConnectionState
 from messenger_client.crypto import (
     NO_KEY_TEXT,
+    RESERVED_INDEXES,
     DeviceCrypto,
     EncryptedFile,
     _load,
@@ -231,7 +234,20 @@ def main() -> None:
             outbound.pickle(key)
             _write_private(path, msgspec.json.encode(state))
 
-        _line("client state save (pickle + fsync'd 0600 file)", _per_call(save, min(n, 500)))
+        saves = _per_call(save, min(n, 500))
+        _line("client state save (pickle + fsync'd 0600 file)", saves)
+
+        def reserve() -> None:
+            ahead = vz.GroupSession.from_pickle(outbound.pickle(key), key)
+            for _ in range(RESERVED_INDEXES):
+                ahead.encrypt(b"")
+            save()
+
+        reserved = _per_call(reserve, max(1, min(n, 500) // RESERVED_INDEXES))
+        _line(
+            f"  per message, one reservation per {RESERVED_INDEXES}",
+            [t / RESERVED_INDEXES for t in reserved],
+        )
     print(f"{n} messages of {args.size} characters; ciphertext {len(ciphertexts[0])} chars")
     file_costs(args.file_mib, args.file_rounds)
     if not args.no_fanout:

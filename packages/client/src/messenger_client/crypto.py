@@ -18,6 +18,13 @@ bindings); this module only keeps the state and moves the ciphertext::
   signature is checked) to every device of every member, this user's other devices
   included, before the first message that needs it. The message carries ciphertext
   only; its plaintext names the chat and the author, which decryption checks.
+* A Megolm message index is never used twice, even when the client is killed at any
+  moment (a reused index would encrypt two messages under the same key): before an index
+  leaves this device, the state on disk (written and fsync'd) holds the chat's session
+  ratcheted past it. One write reserves :data:`RESERVED_INDEXES` indexes
+  (:meth:`DeviceCrypto._reserve`), so a send writes the state once per that many
+  messages, not per message; a crash skips the unused rest of a reservation (readers
+  ratchet forward over them).
 * Receiving: a ``to_device`` event for this device fetches its inbox, decrypts each Olm
   message, checks that the sending device is who the key directory (with that
   device's own signature) says, keeps the Megolm session and acknowledges the inbox.
@@ -117,6 +124,9 @@ ROTATE_AFTER_MESSAGES = 100
 """A chat's Megolm session is replaced after this many messages (Matrix's default)."""
 ROTATE_AFTER_SECONDS = 7 * 24 * 3600.0
 """... or when it is this old (Matrix's default: a week)."""
+RESERVED_INDEXES = 32
+"""Megolm message indexes of a chat's session that one write of the state covers: the
+state on disk holds the session this many indexes ahead of the next one sent."""
 STATE_FILE = "state.json"
 REPLAY_FILE = "replay.log"
 """Replay records, one line a message decrypted: ``session_id index message_id``."""
@@ -166,6 +176,8 @@ class _KnownDevice(msgspec.Struct):
 
 class _Outbound(msgspec.Struct):
     pickle: str
+    """The session as the state on disk holds it: ratcheted past every message index
+    this device used (up to :data:`RESERVED_INDEXES` ahead of the one it sends next)."""
     shared_with: list[str] = []
     """Curve25519 keys of the devices that have this session's key."""
     created_at: float = 0.0
@@ -402,7 +414,9 @@ def _write_plain(dest: Path, name: str, data: bytes) -> Path:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner may read (mode 0600), atomically."""
+    """Write a file only its owner may read (mode 0600), atomically and durably: the
+    bytes are fsync'd before the rename and the directory after it (else a power loss
+    could bring the old file back, and with it a Megolm index already used)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -411,6 +425,11 @@ def _write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class _ReplayLog:
@@ -512,6 +531,9 @@ class DeviceCrypto:
         self._replays = _ReplayLog(directory / REPLAY_FILE)
         self._sessions: dict[str, tuple[str, vz.InboundGroupSession]] = {}
         """Megolm session id -> (its pickle, unpickled): decrypting unpickles once."""
+        self._sending: dict[str, tuple[_Outbound, vz.GroupSession, int]] = {}
+        """Chat id (as text) -> (its outbound entry, the session at the index it sends
+        next, the index the entry's pickle -- the one on disk -- is at)."""
         # replay records an earlier version kept in the state move to their own file
         moved = [
             (session_id, int(index), message_id)
@@ -976,8 +998,9 @@ class DeviceCrypto:
         messages or :data:`ROTATE_AFTER_SECONDS`, as Matrix does."""
         devices = await self.devices(logins, chat_id)
         current = {d.curve25519 for d in devices} | {self.curve25519}
-        out = self._state.outbound.get(str(chat_id))
-        session = None if out is None else vz.GroupSession.from_pickle(out.pickle, self._key)
+        chat = str(chat_id)
+        out = self._state.outbound.get(chat)
+        session = None if out is None else self._outbound(chat, out)
         if out is not None and session is not None:
             gone = set(out.shared_with) - current
             if (
@@ -990,7 +1013,8 @@ class DeviceCrypto:
         if out is None or session is None:
             session = vz.GroupSession()
             out = _Outbound(pickle=session.pickle(self._key), created_at=time.time())
-            self._state.outbound[str(chat_id)] = out
+            self._state.outbound[chat] = out
+            self._sending[chat] = (out, session, 0)
             # this device reads its own messages too
             self._add_inbound(
                 vz.InboundGroupSession(session.session_key), chat_id, self.login, self.curve25519
@@ -1011,9 +1035,8 @@ class DeviceCrypto:
                 thread_root=thread_root,
             )
         )
+        self._reserve(chat)
         ciphertext = session.encrypt(payload).to_base64()
-        out.pickle = session.pickle(self._key)
-        self.save()
         return Encrypted(
             algorithm=ALGORITHM,
             sender_key=self.curve25519,
@@ -1021,6 +1044,33 @@ class DeviceCrypto:
             session_id=session.session_id,
             ciphertext=ciphertext,
         )
+
+    def _outbound(self, chat: str, out: _Outbound) -> vz.GroupSession:
+        """The session a chat's entry holds, at the index it sends next (unpickled once:
+        the one in memory runs ahead of the pickle, see :meth:`_reserve`)."""
+        cached = self._sending.get(chat)
+        if cached is not None and cached[0] is out:
+            return cached[1]
+        session = vz.GroupSession.from_pickle(out.pickle, self._key)
+        self._sending[chat] = (out, session, session.message_index)
+        return session
+
+    def _reserve(self, chat: str) -> None:
+        """Make sure the state on disk holds a chat's session past the index it sends
+        next, so no index is ever used twice (a client killed and started again goes on
+        from the state on disk). While an earlier reservation covers it, nothing is
+        written; else a copy of the session ratcheted :data:`RESERVED_INDEXES` ahead (by
+        encrypting that many empty messages nobody sees) goes into the entry and the
+        state is written and fsync'd, before the message is encrypted and sent."""
+        out, session, reserved = self._sending[chat]
+        if session.message_index < reserved:
+            return
+        ahead = vz.GroupSession.from_pickle(session.pickle(self._key), self._key)
+        for _ in range(RESERVED_INDEXES):
+            ahead.encrypt(b"")
+        out.pickle = ahead.pickle(self._key)
+        self.save()
+        self._sending[chat] = (out, session, ahead.message_index)
 
     async def _share(
         self, session: vz.GroupSession, chat_id: int, devices: list[DeviceKeys]
