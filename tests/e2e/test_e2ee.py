@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from messenger_client import Client
-from messenger_client.crypto import DecryptionError, DeviceCrypto
+from messenger_client.crypto import NO_KEY_TEXT, DecryptionError, DeviceCrypto
 from messenger_protocol import (
     ApiError,
     Chat,
@@ -186,6 +186,14 @@ async def test_two_users_two_devices_each_read_an_encrypted_dm(
         # encrypted messages cannot be edited into plaintext
         with pytest.raises(ApiError, match="encrypted"):
             await alice_phone.edit(sent[0].id, "now in the clear")
+        # an edit: the admin's view of the edit history is ciphertext, which the admin's
+        # device cannot read; the author's other device reads every version
+        await alice_phone_c.edit(sent[0].id, f"{expected[0]} edited")
+        assert [w for w in WORDS if w.encode() in encode(await root.edits(sent[0].id))] == []
+        root_c = await DeviceCrypto.open(root, tmp_path / "root")
+        assert [v.text for v in (await root_c.edits(sent[0].id)).versions] == [NO_KEY_TEXT] * 2
+        versions = (await alice_laptop_c.edits(sent[0].id)).versions
+        assert [v.text for v in versions] == [expected[0], f"{expected[0]} edited"]
 
         # once encrypted, a DM stays encrypted on this device
         assert await alice_phone_c.can_encrypt(dm)

@@ -1102,8 +1102,11 @@ class CommandRunner:
             history = await self.crypto.edits(message_id)
         else:
             history = await self.client.edits(message_id)
-        message = await self.client.message(message_id)
-        name = await self.chat_name(message.chat_id)
+        try:
+            chat_id: int | None = (await self.client.message(message_id)).chat_id
+        except ApiError:  # an admin, outside the message's chat
+            chat_id = None
+        name = None if chat_id is None else await self.chat_name(chat_id)
         last = len(history.versions) - 1
         rows = tuple(
             (str(i + 1) + (" (now)" if i == last else ""), format_time(v.at),
@@ -1111,8 +1114,9 @@ class CommandRunner:
             for i, v in enumerate(history.versions)
         )  # fmt: skip
         return [
-            EditsOut(f"edits of #{message_id} in {name}", ("version", "at", "text"), rows,
-                     chat_id=message.chat_id, chat=name, message_id=message_id,
+            EditsOut(f"edits of #{message_id}" + (f" in {name}" if name else ""),
+                     ("version", "at", "text"), rows, chat_id=chat_id, chat=name,
+                     message_id=message_id,
                      versions=tuple(history.versions))
         ]  # fmt: skip
 

@@ -514,10 +514,11 @@ class PinsOut(TableOut, tag="pins", kw_only=True):
 
 class EditsOut(TableOut, tag="edits", kw_only=True):
     """``/edits``: every text a message had, oldest first (the last is the current one);
-    an encrypted message's decrypted on this device."""
+    an encrypted message's decrypted on this device. ``chat_id`` and ``chat`` are None
+    for an admin outside the message's chat."""
 
-    chat_id: int
-    chat: str
+    chat_id: int | None
+    chat: str | None
     message_id: int
     versions: tuple[MessageVersion, ...]
 
