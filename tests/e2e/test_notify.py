@@ -347,6 +347,20 @@ async def test_a_read_tells_the_other_members_live_unless_receipts_are_hidden(
             mark = await alice.send(GENERAL_CHAT_ID, "sentinel for dave")
             theirs = [e for _, e in await dave_events.until(_created(mark.id))]
             assert not any(isinstance(e, ReadReceipt) for e in theirs)
+            # a thread's read cursor: its receipt names the thread (a comment's "seen by")
+            root = await alice.send(team.id, "a thread")
+            comment = await alice.comment(root.id, "a comment to read")
+            await bob.mark_thread_read(root.id, comment.id)
+            receipt = ReadReceipt(
+                chat_id=team.id, login="bob", up_to=comment.id, thread_root=root.id
+            )
+            after = [e for _, e in await alice_events.until(lambda e: e == receipt)]
+            assert not any(isinstance(e, ReadReceipt) and e != receipt for e in after), after
+            await bob.mark_thread_read(root.id, comment.id)  # not moved: nothing
+            await carol.mark_thread_read(root.id, comment.id)  # hidden: nothing
+            end = await bob.send(team.id, "sentinel after the thread")
+            seen = [e for _, e in await alice_events.until(_created(end.id))]
+            assert not any(isinstance(e, ReadReceipt) for e in seen), seen
         async with SseReader(server.url, _token(alice), last_event_id=0) as resumed:
             replay = [e for _, e in await resumed.until(_created(end.id))]
         assert not any(isinstance(e, ReadReceipt) for e in replay)

@@ -179,6 +179,9 @@ class ReadReceipt(BaseEvent, frozen=True, tag="receipt"):
     chat_id: int
     login: str
     up_to: int
+    thread_root: int | None = None
+    """The thread whose read cursor moved (the "seen by" of its comments); None: the
+    chat's cursor (its messages)."""
 
 
 class ToDeviceWaiting(BaseEvent, frozen=True, tag="to_device"):

@@ -343,13 +343,7 @@ class MessageService:
             chat, before = require_member(tx, chat_id, actor.user_id)
             up_to = tx.set_last_read(chat_id, actor.user_id, min(body.up_to, chat.last_message_id))
             self.events.emit(tx, ReadMarker(chat_id=chat_id, up_to=up_to), user_id=actor.user_id)
-            told: list[int] = []
-            if (
-                up_to > before
-                and tx.member_count(chat_id) <= limits.SEEN_BY_MAX_MEMBERS
-                and not notify_queries(tx).hide_receipts(actor.user_id)
-            ):
-                told = [u for u in tx.member_ids(chat_id) if u != actor.user_id]
+            told = self._receipt_to(tx, chat_id, actor, moved=up_to > before)
             return tx.chat_view(chat, actor.user_id), up_to, told
 
         view, up_to, told = await self.store.write(unit)
@@ -424,15 +418,36 @@ class MessageService:
         return msgspec.structs.replace(thread, root=root, comments=comments)
 
     async def mark_thread_read(self, actor: Actor, message_id: int, body: MarkRead) -> None:
-        """Move the user's read cursor of a thread; all their clients are told."""
+        """Move the user's read cursor of a thread; all their clients are told, and, in a
+        chat small enough for "seen by", the other members (a ``receipt`` event with the
+        thread's root, unless the user hides their read receipts)."""
 
-        def unit(tx: Tx) -> None:
+        def unit(tx: Tx) -> tuple[ReadReceipt, list[int]]:
             root = self._root(tx, message_id, actor.user_id)
             comments = tx.comments(root.id)
             newest = comments[-1].id if comments else root.id
+            before = tx.thread_last_read(actor.user_id, root.id)
             # never past the newest comment: later ones must still count as unread
             up_to = tx.set_thread_read(actor.user_id, root.id, min(body.up_to, newest))
             marker = ReadMarker(chat_id=root.chat_id, up_to=up_to, thread_root=root.id)
             self.events.emit(tx, marker, user_id=actor.user_id)
+            receipt = ReadReceipt(
+                chat_id=root.chat_id, login=actor.login, up_to=up_to, thread_root=root.id
+            )
+            return receipt, self._receipt_to(tx, root.chat_id, actor, moved=up_to > before)
 
-        await self.store.write(unit)
+        receipt, told = await self.store.write(unit)
+        if told:
+            self.events.ephemeral(receipt, told)
+
+    @staticmethod
+    def _receipt_to(tx: Tx, chat_id: int, actor: Actor, *, moved: bool) -> list[int]:
+        """Who hears of a read cursor that ``moved``: the other members of a chat small
+        enough for "seen by", unless the reader hides their receipts."""
+        if (
+            moved
+            and tx.member_count(chat_id) <= limits.SEEN_BY_MAX_MEMBERS
+            and not notify_queries(tx).hide_receipts(actor.user_id)
+        ):
+            return [u for u in tx.member_ids(chat_id) if u != actor.user_id]
+        return []
