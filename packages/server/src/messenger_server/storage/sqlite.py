@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -898,6 +899,8 @@ class SqliteStore:
         self._commits = 0
         self._checkpointed_at = 0
         self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
         self._indexed_at = -INDEX_EVERY
         self._index_timer: asyncio.TimerHandle | None = None
         self._index_task: asyncio.Task[None] | None = None
@@ -1056,12 +1059,21 @@ class SqliteStore:
         self._checkpointed_at = commits
 
     def _checkpoint_now(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout = 5000")
+        # one connection for every checkpoint, kept open: opening one read and parsed the
+        # whole schema each time (a few % of the CPU of a busy server)
+        with self._checkpoint_lock:
+            conn = self._checkpoint_conn
+            if conn is None:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout = 5000")
+                self._checkpoint_conn = conn
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
+
+    def _close_checkpoint_conn(self) -> None:
+        with self._checkpoint_lock:  # after a checkpoint still running on its thread
+            conn, self._checkpoint_conn = self._checkpoint_conn, None
+            if conn is not None:
+                conn.close()
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -1080,6 +1092,7 @@ class SqliteStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
+        await asyncio.to_thread(self._close_checkpoint_conn)
         if self._index_timer is not None:
             self._index_timer.cancel()
             self._index_timer = None
