@@ -311,18 +311,33 @@ class SqlRetentionQueries:
             params: list[float] = []
             for chat_id, after in part:
                 params += (chat_id, after, user_id, UNREAD_COUNT_MAX)
-            # no row: gone when posted before the cutoff, unless it is still waiting
+            # gone: a row of the user's copy says it expired or was delivered by the cutoff;
+            # or, posted by the cutoff, no row and the user is not still waiting for it. A
+            # message posted after the cutoff (CASE runs one branch) needs no look-up when
+            # the user has no such row after the read cursors at all (asked once per
+            # statement: the subquery names no column of the row), else one; joins looked
+            # up its row, its tracking and the member for every message
+            late = (
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = u.id"
+                " AND d.user_id = ? AND (d.expired = 1 OR d.delivered_at <= ?))"
+            )
+            any_late = (
+                "EXISTS (SELECT 1 FROM deliveries dx WHERE dx.user_id = ?"
+                " AND dx.message_id > ? AND (dx.expired = 1 OR dx.delivered_at <= ?))"
+            )
+            since = min(after for _, after in part)
+            params += (cutoff, user_id, since, cutoff, user_id, cutoff)  # WHEN and THEN
+            params += (user_id, cutoff, user_id, user_id)  # ELSE
             rows = self.conn.execute(
-                f"SELECT u.chat_id, count(*) FROM ({unread}) AS u LEFT JOIN deliveries d"
-                " ON d.message_id = u.id AND d.user_id = ?"
-                " LEFT JOIN expiring e ON e.message_id = u.id"
-                " LEFT JOIN members mem ON mem.chat_id = u.chat_id AND mem.user_id = ?"
-                " WHERE (d.message_id IS NULL AND u.created_at <= ? AND NOT"
-                " (e.message_id IS NOT NULL AND mem.user_id IS NOT NULL"
-                " AND mem.joined_at <= e.created_at"
-                f" AND {_waiting_for('mem.user_id', 'e')}))"
-                " OR d.expired = 1 OR d.delivered_at <= ? GROUP BY u.chat_id",
-                (*params, user_id, user_id, cutoff, cutoff),
+                f"SELECT u.chat_id, count(*) FROM ({unread}) AS u WHERE CASE"
+                f" WHEN u.created_at > ? THEN {any_late} AND {late}"
+                f" ELSE {late} OR (NOT EXISTS (SELECT 1 FROM deliveries d1"
+                " WHERE d1.message_id = u.id AND d1.user_id = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM expiring e JOIN members mem"
+                " ON mem.chat_id = u.chat_id AND mem.user_id = ?"
+                " WHERE e.message_id = u.id AND mem.joined_at <= e.created_at"
+                f" AND {_waiting_for('mem.user_id', 'e')})) END GROUP BY u.chat_id",
+                params,
             ).fetchall()
             found.update((int(r[0]), int(r[1])) for r in rows)
         return found
