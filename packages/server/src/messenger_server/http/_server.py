@@ -322,7 +322,7 @@ class _Link(asyncio.Protocol):
     later read and drain.
     """
 
-    __slots__ = ("_buf", "_closed", "_drain_waiter", "_eof", "_exception", "_limit",
+    __slots__ = ("_buf", "_closed", "_drain_waiter", "_eof", "_exception", "_limit", "_loop",
                  "_lost", "_paused_reading", "_paused_writing", "_server", "_task",
                  "_waiter", "transport")  # fmt: skip
 
@@ -339,13 +339,17 @@ class _Link(asyncio.Protocol):
         self._lost = False
         self._closed: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
 
     # -- protocol callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        task = asyncio.get_running_loop().create_task(self._server._accept(self))
+        # asked once per connection: on Python 3.11 each ask costs a getpid() system call,
+        # and a read that waits needs the loop for its future
+        loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(self._server._accept(self))
         self._task = task
         task.add_done_callback(self._task_done)
 
@@ -425,7 +429,8 @@ class _Link(asyncio.Protocol):
             if self._paused_reading:  # pragma: no cover - paused only with a full buffer
                 self._paused_reading = False
                 self.transport.resume_reading()
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop or asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
             try:
                 await waiter
             finally:
