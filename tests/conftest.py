@@ -7,7 +7,8 @@ those tests skip (one summary line says why); with ``CI=true`` they fail.
 
 Where ``store_kind`` is ``"cluster"`` (the e2e tests marked ``cluster_too``), ``server``
 is three nodes on PostgreSQL with a Redis bus, one cluster per xdist worker emptied
-before each test, and every read of ``server.url`` names the next node.
+before each test, and every read of ``server.url`` names the next node. ``clocked`` is a
+server whose clock the test moves (on the cluster: its nodes' one clock file).
 """
 
 from __future__ import annotations
@@ -82,17 +83,23 @@ def server_factory(
         srv.kill()
 
 
+E2E_CLUSTER_ARGS = ("--admins", "root", "--scheduled-max-pending", "3")
+"""The flags of the e2e cluster's nodes besides their store, bus and files: a ``clocked``
+test on the cluster may ask for these, no others (it cannot start nodes of its own)."""
+
+
 @pytest.fixture(scope="session")
 def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three nodes on PostgreSQL with a Redis bus, shared by the ``[cluster]`` e2e tests
-    of this worker (a cluster per test would cost 4 s of CPU each)."""
+    of this worker (a cluster per test would cost 4 s of CPU each); they read one clock
+    file, absent (the real time) except while a ``clocked`` test runs."""
     _require_postgres()
     require_bus("redis")
     database = postgres.PgDatabase()
     database.create()
     root = tmp_path_factory.mktemp("e2e-cluster")
-    shared = ["--blob-store", str(root / "blobs")]  # the files every node mounts
-    nodes = Cluster(root, database.new_store(), "redis", args=shared)
+    shared = ["--blob-store", str(root / "blobs"), *E2E_CLUSTER_ARGS]  # one blob dir for all
+    nodes = Cluster(root, database.new_store(), "redis", args=shared, clock_file=root / "clock")
     try:
         nodes.start()
         yield nodes
@@ -107,9 +114,34 @@ def server(store_kind: str, request: pytest.FixtureRequest) -> ServerProcess | R
     if store_kind == "cluster":
         nodes: Cluster = request.getfixturevalue("e2e_cluster")
         nodes.empty_store()
+        nodes.real_time()  # after: nothing of the last test is left to expire or send
         return RoundRobin(nodes)
     start: Callable[..., ServerProcess] = request.getfixturevalue("server_factory")
     return start()
+
+
+@pytest.fixture
+def clocked(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[..., ServerProcess | RoundRobin]:
+    """``clocked(t0, *args)``: a server with extra flags whose clock is a file at ``t0``,
+    moved by ``set_time``. On the cluster it is the e2e cluster, its one clock at ``t0``:
+    ``args`` must be among :data:`E2E_CLUSTER_ARGS`."""
+
+    def start(t0: float, *args: str) -> ServerProcess | RoundRobin:
+        if store_kind == "cluster":
+            flags = dict(zip(E2E_CLUSTER_ARGS[::2], E2E_CLUSTER_ARGS[1::2], strict=True))
+            asked = dict(zip(args[::2], args[1::2], strict=True))
+            assert asked.items() <= flags.items(), f"the e2e cluster does not run with {args}"
+            nodes: RoundRobin = request.getfixturevalue("server")
+            nodes.set_time(t0)
+            return nodes
+        clock = tmp_path / "clock"
+        clock.write_text(repr(t0))
+        factory: Callable[..., ServerProcess] = request.getfixturevalue("server_factory")
+        return factory(clock_file=clock, args=list(args))
+
+    return start
 
 
 def _skip_reason(report: pytest.TestReport, prefixes: tuple[str, ...]) -> str | None:

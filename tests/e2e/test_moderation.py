@@ -1,5 +1,6 @@
 """Complaints and bans (F12), rate limits (F9), the connection cap and the admin CLI
-(F21), against the real server process with its clock moved by the test."""
+(F21), against the real server process with its clock moved by the test (the API ones
+also on the 3-node cluster, but across a restart or with flags of their own)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,6 @@ T0 = 1_700_002_800.0 + 100  # 100 s into a fixed one-hour window
 BAN = 4 * 3600
 
 
-def _clocked(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path, *args: str
-) -> ServerProcess:
-    clock = tmp_path / "clock"
-    clock.write_text(repr(T0))
-    return server_factory(clock_file=clock, args=list(args))
-
-
 async def _complain(srv: ServerProcess, token: str, login: str) -> dict[str, object]:
     resp = await call(srv.url, "POST", "/api/v1/complaints", token, {"login": login})
     assert resp.status_code == 200, resp.text
@@ -37,9 +30,9 @@ async def _complain(srv: ServerProcess, token: str, login: str) -> dict[str, obj
 
 
 async def test_third_distinct_complaint_bans_for_four_hours_also_across_restart(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path, "--admins", "root")
+    srv = clocked(T0, "--admins", "root")
     target = (await register(srv.url, "target"))["token"]
     root = (await register(srv.url, "root"))["token"]
     a, b, c = [(await register(srv.url, n))["token"] for n in ("a", "b", "c")]
@@ -81,10 +74,11 @@ async def test_third_distinct_complaint_bans_for_four_hours_also_across_restart(
     assert (await _complain(srv, a, "target"))["distinct_complaints"] == 1
 
 
+@pytest.mark.cluster_too
 async def test_admin_bans_unbans_and_dismisses_over_the_api(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path, "--admins", "root")
+    srv = clocked(T0, "--admins", "root")
     root = (await register(srv.url, "root"))["token"]
     target = (await register(srv.url, "target"))["token"]
     a = (await register(srv.url, "a"))["token"]
@@ -113,11 +107,11 @@ async def test_admin_bans_unbans_and_dismisses_over_the_api(
 
 
 async def test_admin_stats_show_the_database_size_on_either_store(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
     """Issue 10 item 4: ``admin stats`` (API and CLI) say how big the database is, on
     PostgreSQL too (it said 0 bytes there), and the number grows as messages are stored."""
-    srv = _clocked(server_factory, tmp_path, "--admins", "root")
+    srv = clocked(T0, "--admins", "root")
     root = (await register(srv.url, "root"))["token"]
     before = (await call(srv.url, "GET", "/api/v1/admin/stats", root)).json()["storage_bytes"]
     assert before > 0
@@ -136,11 +130,12 @@ async def test_admin_stats_show_the_database_size_on_either_store(
     assert int(values["database bytes"]) >= after - 100_000  # the same database, give or take
 
 
+@pytest.mark.cluster_too
 async def test_twenty_messages_then_429_with_retry_after_then_window_reset(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
     """Issue 10 item 5: the limit, counted inside the posting unit, is crossed by one."""
-    srv = _clocked(server_factory, tmp_path)
+    srv = clocked(T0)
     alice = (await register(srv.url, "alice"))["token"]
     first = await send(srv.url, alice, "m0", client_id="first")
     for i in range(1, 20):
@@ -162,12 +157,13 @@ async def test_twenty_messages_then_429_with_retry_after_then_window_reset(
     assert (await send(srv.url, alice, "new window")).status_code == 200
 
 
+@pytest.mark.cluster_too
 async def test_concurrent_duplicate_client_ids_store_one_message_counted_once(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
     """Issue 10 item 5: ten sends with one client_id at once store exactly one message
     and count once against the rate limit, which the 21st distinct message crosses."""
-    srv = _clocked(server_factory, tmp_path)
+    srv = clocked(T0)
     alice = (await register(srv.url, "alice"))["token"]
     answers = await asyncio.gather(
         *(send(srv.url, alice, f"try {n}", client_id="same") for n in range(10))
@@ -185,9 +181,9 @@ async def test_concurrent_duplicate_client_ids_store_one_message_counted_once(
 
 
 async def test_login_failures_throttle_the_login_from_that_address(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path, "--login-failures-max", "3")
+    srv = clocked(T0, "--login-failures-max", "3")
     await register(srv.url, "alice")
     path = "/api/v1/auth/login"
     for _ in range(3):
@@ -234,9 +230,9 @@ def _cli(srv: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_admin_cli_against_a_running_server(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path)
+    srv = clocked(T0)
     alice = (await register(srv.url, "alice"))["token"]
     bob = await register(srv.url, "bob")
     await send(srv.url, alice, "hello")

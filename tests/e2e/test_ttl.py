@@ -1,10 +1,12 @@
 """Disappearing messages (F8) against the real server, its clock moved by the test:
-each recipient keeps a message for an hour after it reached them."""
+each recipient keeps a message for an hour after it reached them (also on the 3-node
+cluster, but with flags of their own)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+
+import pytest
 
 from messenger_protocol import MessageCreated, MessageDeleted
 from tests.support import db
@@ -13,14 +15,6 @@ from tests.support.wire import SseReader, call, register, send
 
 T0 = 1_700_000_000.0
 TTL = 3600
-
-
-def _clocked(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path, *args: str
-) -> ServerProcess:
-    clock = tmp_path / "clock"
-    clock.write_text(repr(T0))
-    return server_factory(clock_file=clock, args=list(args))
 
 
 async def _ids(srv: ServerProcess, token: str, chat_id: int = 1) -> list[int]:
@@ -37,10 +31,11 @@ async def _unread(srv: ServerProcess, token: str, chat_id: int = 1) -> int:
     return unread
 
 
+@pytest.mark.cluster_too
 async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_hour_later(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path)
+    srv = clocked(T0)
     alice_session = await register(srv.url, "alice")
     assert alice_session["message_ttl"] == TTL  # clients can fade what is about to go
     alice = alice_session["token"]
@@ -81,9 +76,9 @@ async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_h
 
 
 async def test_unfetched_message_is_deleted_at_the_maximum_age(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path, "--message-max-age", str(5 * TTL))
+    srv = clocked(T0, "--message-max-age", str(5 * TTL))
     alice = (await register(srv.url, "alice"))["token"]
     await register(srv.url, "bob")  # never comes back
     message = (await send(srv.url, alice, "nobody reads this")).json()
@@ -99,9 +94,9 @@ async def test_unfetched_message_is_deleted_at_the_maximum_age(
 
 
 async def test_ttl_zero_keeps_messages(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path, "--message-ttl", "0")
+    srv = clocked(T0, "--message-ttl", "0")
     alice = (await register(srv.url, "alice"))["token"]
     message = (await send(srv.url, alice, "forever")).json()
     # 20 days: far past any message lifetime, within the 30-day session idle timeout.
@@ -109,10 +104,11 @@ async def test_ttl_zero_keeps_messages(
     assert await _ids(srv, alice) == [message["id"]]
 
 
+@pytest.mark.cluster_too
 async def test_reconnecting_client_gets_it_by_replay_and_keeps_it_an_hour(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = _clocked(server_factory, tmp_path)
+    srv = clocked(T0)
     alice = (await register(srv.url, "alice"))["token"]
     bob = await register(srv.url, "bob")
     message = (await send(srv.url, alice, "while bob was away")).json()
@@ -130,13 +126,14 @@ async def test_reconnecting_client_gets_it_by_replay_and_keeps_it_an_hour(
         assert event.message_id == message["id"]
 
 
+@pytest.mark.cluster_too
 async def test_chat_list_unread_leaves_out_what_disappeared_in_every_chat(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    clocked: Callable[..., ServerProcess],
 ) -> None:
     """Issue 11: /chats counts what disappeared for the reader in all its chats at once
     (one query): the general chat and a private one lose what expired, a message that
     came later stays unread, and each count matches the chat's own /chats/{id}."""
-    srv = _clocked(server_factory, tmp_path)
+    srv = clocked(T0)
     alice = (await register(srv.url, "alice"))["token"]
     carol = (await register(srv.url, "carol"))["token"]
     dm = (await call(srv.url, "POST", "/api/v1/direct", alice, {"login": "carol"})).json()["id"]

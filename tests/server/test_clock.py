@@ -25,6 +25,10 @@ def test_file_clock_follows_the_file(tmp_path: Path) -> None:
     assert clock.now() == 2_000_000.0
     path.write_text("garbage")
     assert clock.now() == 2_000_000.0  # unreadable: keeps the last good time
+    path.unlink()
+    assert abs(clock.now() - time.time()) < 5  # gone: real time again
+    set_time(path, 3_000_000.0)
+    assert clock.now() == 3_000_000.0
 
 
 async def test_file_clock_sleep_until_wakes_when_time_moves(tmp_path: Path) -> None:

@@ -201,6 +201,16 @@ class Cluster:
                     if attempt == 4:
                         raise
 
+    def set_time(self, now: float) -> None:
+        """Move the one clock of every node (needs ``clock_file``)."""
+        self.nodes[0].set_time(now)
+
+    def real_time(self) -> None:
+        """Give every node the real time again (no clock file)."""
+        clock = self.nodes[0].clock_file
+        assert clock is not None, "start the cluster with a clock_file"
+        clock.unlink(missing_ok=True)
+
     def logs(self) -> str:
         """The tail of every node's log (for a failing assertion)."""
         return "\n".join(f"--- node{i}\n{n.log()[-2000:]}" for i, n in enumerate(self.nodes))
@@ -219,3 +229,7 @@ class RoundRobin:
     def url(self) -> str:
         """The base URL of the next node."""
         return self.cluster.url(next(self._turn))
+
+    def set_time(self, now: float) -> None:
+        """Move the cluster's one clock (``ServerProcess.set_time`` of every node)."""
+        self.cluster.set_time(now)

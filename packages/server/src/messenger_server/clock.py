@@ -67,8 +67,9 @@ class SystemClock:
 class FileClock:
     """Time read from a file holding one number; re-read when the file changes.
 
-    Until the file exists the real clock is used. Tests replace the file
-    atomically (write a temp file, rename) to move time.
+    While there is no file the real clock is used (a test that removes it gives the
+    server the real time back). Tests replace the file atomically (write a temp file,
+    rename) to move time.
     """
 
     def __init__(self, path: Path) -> None:
@@ -81,7 +82,8 @@ class FileClock:
         try:
             st = os.stat(self.path)
         except OSError:
-            return self._value if self._value is not None else time.time()
+            self._stamp = self._value = None
+            return time.time()
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
             try:
