@@ -4,7 +4,8 @@ Statements are short and indexed (microseconds), so they run inline. Writes are
 grouped: each unit of work runs inside its own SAVEPOINT of a transaction that is
 committed once per event-loop turn (group commit), and every writer waits for that
 COMMIT before it returns, so nothing is acknowledged before it is durable. A unit
-that raises rolls back only its own savepoint.
+that raises rolls back only its own savepoint (the first unit of a transaction, which
+has none, the transaction).
 """
 
 from __future__ import annotations
@@ -967,7 +968,8 @@ class SqliteStore:
         """Run a unit of work atomically; return once it is committed to disk."""
         tx = self.tx
         conn = self._connection()
-        if not conn.in_transaction:
+        first = not conn.in_transaction
+        if first:
             # IMMEDIATE: take the write lock now (waiting out the admin CLI), so a unit
             # that reads first cannot fail on a snapshot another process made stale
             conn.execute("BEGIN IMMEDIATE")
@@ -979,15 +981,27 @@ class SqliteStore:
             self._commit_handle = loop.call_soon(self._flush)
         commit = self._commit
         mark = len(self._after_commit)
-        conn.execute("SAVEPOINT unit")
-        try:
-            result = unit(tx)
-        except BaseException:
-            conn.execute("ROLLBACK TO unit")
+        if first:
+            # the transaction holds this unit alone: rolling it back undoes exactly the
+            # unit, so the first unit of a group needs no savepoint (a send that commits
+            # alone, as at low load, runs 9 statements instead of 11)
+            try:
+                result = unit(tx)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                del self._after_commit[mark:]
+                raise
+        else:
+            conn.execute("SAVEPOINT unit")
+            try:
+                result = unit(tx)
+            except BaseException:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                del self._after_commit[mark:]
+                raise
             conn.execute("RELEASE unit")
-            del self._after_commit[mark:]
-            raise
-        conn.execute("RELEASE unit")
         # the commit happens whether or not this waiter is still interested
         await asyncio.shield(commit)
         return result
