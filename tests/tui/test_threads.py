@@ -54,6 +54,20 @@ async def test_thread_opens_by_double_click_and_by_key_and_stays_read_live(
             await pilot.press(*"yes, noon", "enter")
             await until(pilot, lambda: "↳ 1 comment" in screen_text(app), "count in the chat")
 
+            # Up in the empty thread composer edits alice's comment and selects it: who has
+            # read it shows under the thread, and follows bob's thread read cursor live
+            store = app.store
+            await until(pilot, lambda: all(m.id for m in store.threads[root.id]), "sent")
+            await pilot.press("up")
+            await until(pilot, lambda: main.thread_composer.text == "yes, noon", "the edit")
+            await until(pilot, lambda: main.thread_seen_line.display, "the seen-by line")
+            assert "Not seen yet" in screen_text(app) and not main.seen_line.display
+            await pilot.press("escape")  # cancels the edit; the comment stays selected
+            await until(pilot, lambda: main.thread_composer.intent is None, "edit cancelled")
+            comment = store.threads[root.id][-1]
+            await bob.mark_thread_read(root.id, comment.id)
+            await until(pilot, lambda: "✓ Seen by bob" in screen_text(app), "seen by bob, live")
+
             # A comment from bob while the panel shows: seen live, and read on the server.
             await bob.comment(root.id, "great, see you")
             thread = app.store.threads[root.id]

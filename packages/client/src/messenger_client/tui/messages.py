@@ -173,11 +173,12 @@ class VerificationChanged(Message):
 
 
 class ReceiptArrived(Message):
-    """A member read ``chat_id`` up to ``up_to`` (a ``receipt`` event): a "seen by" on
-    screen for a message up to there is asked again."""
+    """A member read ``chat_id`` (or its thread ``thread_root``) up to ``up_to`` (a
+    ``receipt`` event): a "seen by" on screen for a message up to there is asked again."""
 
-    def __init__(self, chat_id: int, login: str, up_to: int) -> None:
+    def __init__(self, chat_id: int, login: str, up_to: int, thread_root: int | None) -> None:
         super().__init__()
         self.chat_id = chat_id
         self.login = login
         self.up_to = up_to
+        self.thread_root = thread_root

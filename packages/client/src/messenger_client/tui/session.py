@@ -328,7 +328,8 @@ class LiveSession:
                 self.over("This session was ended from another client")
             return
         if isinstance(event, ReadReceipt):
-            main.post_message(ReceiptArrived(event.chat_id, event.login, event.up_to))
+            receipt = ReceiptArrived(event.chat_id, event.login, event.up_to, event.thread_root)
+            main.post_message(receipt)
             return
         change = store.apply(event)
         self._show_change(change)

@@ -129,6 +129,9 @@ class MainScreen(Guarded, Screen[None]):
         self.seen_line = Static("", id="seen")
         """Who has read the selected message of the user's (shown while it is selected)."""
         self._seen_of: int | None = None
+        self.thread_seen_line = Static("", id="thread-seen")
+        """Who has read the selected message of the user's in the thread panel."""
+        self._thread_seen_of: int | None = None
         self.composer = Composer(completer, id="composer")
         self.composer.reserved_keys = set(_ALT_DIGIT_ALIASES)
         self.users_panel = UsersPanel(me, id="users")
@@ -144,7 +147,11 @@ class MainScreen(Guarded, Screen[None]):
         self.view.can_act = lambda message, act: self.can_act(message, act, in_thread=False)
         self.thread_view.can_act = lambda message, act: self.can_act(message, act, in_thread=True)
         self.thread_panel = Vertical(
-            self.thread_title, self.thread_view, self.thread_composer, id="thread"
+            self.thread_title,
+            self.thread_view,
+            self.thread_seen_line,
+            self.thread_composer,
+            id="thread",
         )
 
     def compose(self) -> ComposeResult:
@@ -176,6 +183,7 @@ class MainScreen(Guarded, Screen[None]):
         self.intent_bar.display = False
         self.typing_line.display = False
         self.seen_line.display = False
+        self.thread_seen_line.display = False
         self.trust_line.display = False
         self.composer.focus()
 
@@ -241,6 +249,8 @@ class MainScreen(Guarded, Screen[None]):
 
     def show_thread(self, root: Message, timeline: Timeline) -> None:
         """Open the thread panel on a message and its comments."""
+        if self.thread_root is None or root.id != self.thread_root.id:
+            self._show_seen(None, in_thread=True)
         self.thread_root = root
         self.thread_panel.display = True
         self.update_thread_title(root)
@@ -257,6 +267,7 @@ class MainScreen(Guarded, Screen[None]):
 
     def close_thread(self) -> None:
         """Hide the thread panel."""
+        self._show_seen(None, in_thread=True)
         self.thread_root = None
         self.thread_panel.display = False
         self.composer.focus()
@@ -347,47 +358,73 @@ class MainScreen(Guarded, Screen[None]):
     @on(SeenByChanged)
     def _seen_by_changed(self, event: SeenByChanged) -> None:
         event.stop()
-        if event.message_id != self._seen_of or self.view.selected != event.message_id:
-            return
-        if event.seen_by:
-            self._show_seen("✓ Seen by " + ", ".join(event.seen_by))
-        else:
-            self._show_seen("Not seen yet")
+        for in_thread, view in ((False, self.view), (True, self.thread_view)):
+            if (
+                event.message_id != self._seen_target(in_thread)
+                or view.selected != event.message_id
+            ):
+                continue
+            if event.seen_by:
+                self._show_seen("✓ Seen by " + ", ".join(event.seen_by), in_thread=in_thread)
+            else:
+                self._show_seen("Not seen yet", in_thread=in_thread)
 
     @on(ReceiptArrived)
     def _receipt_arrived(self, event: ReceiptArrived) -> None:
-        """Someone read on: the "seen by" shown follows (it was asked on selection)."""
+        """Someone read on (the chat, or a thread): the "seen by" shown of a message up to
+        there follows (it was asked on selection)."""
         event.stop()
-        seen = self._seen_of
-        if seen is None or event.chat_id != self.current_chat or event.up_to < seen:
-            return
-        message = self.view.selected_message()
-        if message is not None and message.id == seen:
-            self._receipts_seen(message)
+        for in_thread, view in ((False, self.view), (True, self.thread_view)):
+            seen = self._seen_target(in_thread)
+            message = view.selected_message()
+            if (
+                seen is not None
+                and message is not None
+                and message.id == seen
+                and message.chat_id == event.chat_id
+                and message.thread_root == event.thread_root  # whose read cursor moved
+                and event.up_to >= seen
+            ):
+                self._receipts_seen(message)
 
-    def _show_seen(self, text: str | None) -> None:
-        self.seen_line.update(text or "")
-        self.seen_line.display = bool(text)
+    def _seen_target(self, in_thread: bool) -> int | None:
+        return self._thread_seen_of if in_thread else self._seen_of
+
+    def _show_seen(self, text: str | None, *, in_thread: bool = False) -> None:
+        line = self.thread_seen_line if in_thread else self.seen_line
+        line.update(text or "")
+        line.display = bool(text)
         if text is None:
-            self._seen_of = None
+            if in_thread:
+                self._thread_seen_of = None
+            else:
+                self._seen_of = None
 
     @on(MessageView.Selected)
     def _selected(self, event: MessageView.Selected) -> None:
+        """A message of the user's selected (in the chat or the thread panel): who has
+        read it shows under its view, and follows live."""
         message = event.message
-        if event.view is not self.view:
+        in_thread = event.view is self.thread_view
+        if not in_thread and event.view is not self.view:
             return
         if message.id and message.author == self.me and message.deleted_at is None:
-            if message.id != self._seen_of:
-                self._show_seen(None)
-                self._seen_of = message.id
+            if message.id != self._seen_target(in_thread):
+                self._show_seen(None, in_thread=in_thread)
+                if in_thread:
+                    self._thread_seen_of = message.id
+                else:
+                    self._seen_of = message.id
                 self._receipts_seen(message)
         else:
-            self._show_seen(None)
+            self._show_seen(None, in_thread=in_thread)
 
     @on(MessageView.Deselected)
     def _deselected(self, event: MessageView.Deselected) -> None:
         if event.view is self.view:
             self._show_seen(None)
+        elif event.view is self.thread_view:
+            self._show_seen(None, in_thread=True)
 
     def _receipts_seen(self, message: Message) -> None:
         app = self.app
