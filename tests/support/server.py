@@ -105,7 +105,10 @@ class LaunchedProcess:
                 if left == 0.0:
                     raise subprocess.TimeoutExpired(["messenger-server"], timeout or 0.0)
                 if exited is not None:  # readable once the process has ended
-                    select.select([exited], [], [], left)
+                    # poll, not select: the fd may be past 1024 (a bench holding streams)
+                    waiter = select.poll()
+                    waiter.register(exited, select.POLLIN)
+                    waiter.poll(None if left is None else left * 1000)
                 else:
                     time.sleep(0.01)
             return code
