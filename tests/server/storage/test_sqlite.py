@@ -126,6 +126,7 @@ async def test_unread_count_stops_at_its_cap(tmp_path: Path) -> None:
         return retention_queries(store.tx).gone_unread_in(999, [(1, 0)], cutoff)
 
     def fill(tx: SqliteTx, count: int) -> int:
+        tx.insert_user("bob", "h", 1.0, False)  # a member of the general chat, reads nothing
         author = tx.insert_user("alice", "h", 1.0, False)
         assert author is not None
         for _ in range(count):
@@ -143,6 +144,10 @@ async def test_unread_count_stops_at_its_cap(tmp_path: Path) -> None:
     await store.write(lambda tx: tx.insert_message(1, author.id, "z", 3.0, None, None, None))
     assert store.tx.unread_count(1, 999, 0) == UNREAD_COUNT_MAX
     assert gone(10.0) == {1: UNREAD_COUNT_MAX}
+    bob = store.tx.user_by_login("bob")
+    assert bob is not None
+    assert [c.unread for c in store.tx.chat_views_of(bob.id)] == [UNREAD_COUNT_MAX]
+    assert [c.unread for c in store.tx.chat_views_of(author.id)] == [0]  # all its own
     await store.close()
 
 

@@ -43,7 +43,6 @@ __all__ = ["DB_FILE", "UNREAD_COUNT_MAX", "SqliteStore", "SqliteTx", "quote_of"]
 
 log = logging.getLogger(__name__)
 
-_CHATS_PER_QUERY = 100
 INDEX_EVERY = 0.1
 """Seconds between two FTS5 indexings of new messages at group commits: indexing at every
 commit cost a send about a fifth of its CPU (five more page writes and three statements
@@ -417,12 +416,16 @@ class SqliteTx:
         return [r[0] for r in rows]
 
     def chat_views_of(self, user_id: int) -> list[Chat]:
-        """:meth:`chat_view` of every chat the user belongs to, by chat id: one query, and
-        one more for the unread counts of the chats with messages after the read cursor."""
+        """:meth:`chat_view` of every chat the user belongs to, by chat id: one query, the
+        unread counts in it (counted only in chats with messages after the read cursor)."""
         rows = self._all(
             "SELECT c.id, c.kind, c.name, o.login, c.last_message_at, c.encrypted,"
             " c.mention_all, mem.last_read, mem.mute,"
-            " (SELECT count(*) FROM members x WHERE x.chat_id = c.id), c.last_message_id,"
+            " (SELECT count(*) FROM members x WHERE x.chat_id = c.id),"
+            " CASE WHEN c.last_message_id > mem.last_read THEN (SELECT count(*) FROM"
+            " (SELECT 1 FROM messages um WHERE um.chat_id = c.id AND um.thread_root IS NULL"
+            " AND um.id > mem.last_read AND um.author_id != mem.user_id LIMIT ?) AS q)"
+            " ELSE 0 END,"
             " (SELECT count(*) FROM mentions n JOIN messages m ON m.id = n.message_id"
             " LEFT JOIN thread_reads t ON t.user_id = n.user_id AND t.root_id = m.thread_root"
             " WHERE n.chat_id = c.id AND n.user_id = mem.user_id AND m.deleted_at IS NULL"
@@ -431,12 +434,11 @@ class SqliteTx:
             " CASE WHEN c.kind = 'direct' THEN coalesce((SELECT u.login FROM members p"
             " JOIN users u ON u.id = p.user_id WHERE p.chat_id = c.id"
             " AND p.user_id != mem.user_id LIMIT 1),"
-            " (SELECT u.login FROM users u WHERE u.id = mem.user_id)) END"
+            " (SELECT u.login FROM users u WHERE u.id = mem.user_id)) END, c.last_message_id"
             " FROM members mem JOIN chats c ON c.id = mem.chat_id"
             " LEFT JOIN users o ON o.id = c.owner_id WHERE mem.user_id = ? ORDER BY c.id",
-            (user_id,),
+            (UNREAD_COUNT_MAX, user_id),
         )
-        unread = self._unread_counts(user_id, [(r[0], r[7]) for r in rows if r[10] > r[7]])
         return [
             Chat(
                 id=r[0],
@@ -445,10 +447,10 @@ class SqliteTx:
                 owner=r[3],
                 peer=r[12],
                 members=r[9],
-                unread=unread.get(r[0], 0),
+                unread=r[10],
                 last_read=r[7],
                 last_message_at=r[4],
-                last_message_id=r[10],
+                last_message_id=r[13],
                 mentions=r[11],
                 mute=r[8],
                 mention_all=bool(r[6]),
@@ -456,23 +458,6 @@ class SqliteTx:
             )
             for r in rows
         ]
-
-    def _unread_counts(self, user_id: int, chats: list[tuple[int, int]]) -> dict[int, int]:
-        """:meth:`unread_count` of several ``(chat_id, after)``: chat id -> count (chats with
-        none left out); one statement per ``_CHATS_PER_QUERY`` chats."""
-        found: dict[int, int] = {}
-        for start in range(0, len(chats), _CHATS_PER_QUERY):
-            part = chats[start : start + _CHATS_PER_QUERY]
-            unread = " UNION ALL ".join(
-                "SELECT ?, count(*) FROM (SELECT 1 FROM messages WHERE chat_id = ?"
-                f" AND thread_root IS NULL AND id > ? AND author_id != ? LIMIT ?) AS q{n}"
-                for n in range(len(part))
-            )
-            params: list[int] = []
-            for chat_id, after in part:
-                params += (chat_id, chat_id, after, user_id, UNREAD_COUNT_MAX)
-            found.update((int(r[0]), int(r[1])) for r in self._all(unread, params) if r[1])
-        return found
 
     def chat_view(self, chat: ChatRecord, user_id: int) -> Chat:
         """A chat as one member sees it: their name for it, unread and mention counts, read
