@@ -359,15 +359,19 @@ class MainScreen(Guarded, Screen[None]):
     def _seen_by_changed(self, event: SeenByChanged) -> None:
         event.stop()
         for in_thread, view in ((False, self.view), (True, self.thread_view)):
-            if (
-                event.message_id != self._seen_target(in_thread)
-                or view.selected != event.message_id
-            ):
+            message = view.selected_message()
+            if message is None or message.id != event.message_id:
                 continue
+            if event.message_id != self._seen_target(in_thread):
+                continue
+            # which message: the line sits under the newest one, maybe someone else's
+            first = message.text.split("\n", 1)[0] or "a file"
+            which = f"  · your “{first[:40]}{'…' if len(first) > 40 else ''}”"
             if event.seen_by:
-                self._show_seen("✓ Seen by " + ", ".join(event.seen_by), in_thread=in_thread)
+                text = "✓ Seen by " + ", ".join(event.seen_by) + which
             else:
-                self._show_seen("Not seen yet", in_thread=in_thread)
+                text = "Not seen yet" + which
+            self._show_seen(text, in_thread=in_thread)
 
     @on(ReceiptArrived)
     def _receipt_arrived(self, event: ReceiptArrived) -> None:
