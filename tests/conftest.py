@@ -83,7 +83,8 @@ def server_factory(
         srv.kill()
 
 
-E2E_CLUSTER_ARGS = ("--admins", "root", "--scheduled-max-pending", "3")
+E2E_CLUSTER_ARGS = ("--admins", "root", "--scheduled-max-pending", "3",
+                    "--message-max-age", "18000")  # fmt: skip
 """The flags of the e2e cluster's nodes besides their store, bus and files: a ``clocked``
 test on the cluster may ask for these, no others (it cannot start nodes of its own)."""
 

@@ -1,6 +1,6 @@
 """Disappearing messages (F8) against the real server, its clock moved by the test:
 each recipient keeps a message for an hour after it reached them (also on the 3-node
-cluster, but with flags of their own)."""
+cluster, but with ``message_ttl`` 0)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ async def test_offline_recipient_gets_it_after_two_hours_then_it_disappears_an_h
     assert lookup.status_code in (403, 404)
 
 
+@pytest.mark.cluster_too
 async def test_unfetched_message_is_deleted_at_the_maximum_age(
     clocked: Callable[..., ServerProcess],
 ) -> None:

@@ -230,6 +230,11 @@ class RoundRobin:
         """The base URL of the next node."""
         return self.cluster.url(next(self._turn))
 
+    @property
+    def store_url(self) -> str:
+        """The nodes' one PostgreSQL store (for ``tests/support/db``)."""
+        return self.cluster.store_url
+
     def set_time(self, now: float) -> None:
         """Move the cluster's one clock (``ServerProcess.set_time`` of every node)."""
         self.cluster.set_time(now)
