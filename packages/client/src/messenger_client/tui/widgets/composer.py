@@ -31,7 +31,7 @@ COMPOSER_KEYS: tuple[tuple[str, str], ...] = (
     ("enter", "Send the message or run the /command"),
     ("ctrl+j / shift+enter", "New line"),
     ("tab", "Complete a /command or a @login (again: the next match)"),
-    ("up", "In the empty composer: edit your last message here (Esc cancels)"),
+    ("up", "In an empty composer: edit your last message here"),
     ("up / down", "On the first / last line: walk through what you sent before"),
     ("any key", "Typed here, even while a list has focus (unless the list acts on it)"),
 )
