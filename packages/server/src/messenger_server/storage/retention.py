@@ -11,6 +11,7 @@ its id and they have no ``deliveries`` row of it yet. Messages tracked before th
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 from .base import Tx
@@ -33,6 +34,42 @@ def _waiting_for(user: str, message: str) -> str:
         f" AND (s.until_id IS NULL OR s.until_id >= {message}.message_id))"
         f" AND NOT EXISTS (SELECT 1 FROM deliveries d0 WHERE d0.user_id = {user}"
         f" AND d0.message_id = {message}.message_id)"
+    )
+
+
+@functools.lru_cache(maxsize=_CHATS_PER_QUERY)
+def _gone_unread_sql(chats: int) -> str:
+    """The statement of :meth:`SqlRetentionQueries.gone_unread_in` for ``chats`` chats
+    (built once per count: /chats asks at every request)."""
+    unread = " UNION ALL ".join(
+        "SELECT * FROM (SELECT m.id, m.chat_id, m.created_at FROM messages m"
+        " WHERE m.chat_id = ? AND m.thread_root IS NULL AND m.id > ?"
+        f" AND m.author_id != ? ORDER BY m.id LIMIT ?) AS q{n}"
+        for n in range(chats)
+    )
+    # gone: a row of the user's copy says it expired or was delivered by the cutoff; or,
+    # posted by the cutoff, no row and the user is not still waiting for it. A message
+    # posted after the cutoff (CASE runs one branch) needs no look-up when the user has no
+    # such row after the read cursors at all (asked once per statement: the subquery names
+    # no column of the row), else one; joins looked up its row, its tracking and the member
+    # for every message
+    late = (
+        "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = u.id"
+        " AND d.user_id = ? AND (d.expired = 1 OR d.delivered_at <= ?))"
+    )
+    any_late = (
+        "EXISTS (SELECT 1 FROM deliveries dx WHERE dx.user_id = ?"
+        " AND dx.message_id > ? AND (dx.expired = 1 OR dx.delivered_at <= ?))"
+    )
+    return (
+        f"SELECT u.chat_id, count(*) FROM ({unread}) AS u WHERE CASE"
+        f" WHEN u.created_at > ? THEN {any_late} AND {late}"
+        f" ELSE {late} OR (NOT EXISTS (SELECT 1 FROM deliveries d1"
+        " WHERE d1.message_id = u.id AND d1.user_id = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM expiring e JOIN members mem"
+        " ON mem.chat_id = u.chat_id AND mem.user_id = ?"
+        " WHERE e.message_id = u.id AND mem.joined_at <= e.created_at"
+        f" AND {_waiting_for('mem.user_id', 'e')})) END GROUP BY u.chat_id"
     )
 
 
@@ -302,43 +339,13 @@ class SqlRetentionQueries:
         found: dict[int, int] = {}
         for start in range(0, len(chats), _CHATS_PER_QUERY):
             part = chats[start : start + _CHATS_PER_QUERY]
-            unread = " UNION ALL ".join(
-                "SELECT * FROM (SELECT m.id, m.chat_id, m.created_at FROM messages m"
-                " WHERE m.chat_id = ? AND m.thread_root IS NULL AND m.id > ?"
-                f" AND m.author_id != ? ORDER BY m.id LIMIT ?) AS q{n}"
-                for n in range(len(part))
-            )
             params: list[float] = []
             for chat_id, after in part:
                 params += (chat_id, after, user_id, UNREAD_COUNT_MAX)
-            # gone: a row of the user's copy says it expired or was delivered by the cutoff;
-            # or, posted by the cutoff, no row and the user is not still waiting for it. A
-            # message posted after the cutoff (CASE runs one branch) needs no look-up when
-            # the user has no such row after the read cursors at all (asked once per
-            # statement: the subquery names no column of the row), else one; joins looked
-            # up its row, its tracking and the member for every message
-            late = (
-                "EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = u.id"
-                " AND d.user_id = ? AND (d.expired = 1 OR d.delivered_at <= ?))"
-            )
-            any_late = (
-                "EXISTS (SELECT 1 FROM deliveries dx WHERE dx.user_id = ?"
-                " AND dx.message_id > ? AND (dx.expired = 1 OR dx.delivered_at <= ?))"
-            )
             since = min(after for _, after in part)
             params += (cutoff, user_id, since, cutoff, user_id, cutoff)  # WHEN and THEN
             params += (user_id, cutoff, user_id, user_id)  # ELSE
-            rows = self.conn.execute(
-                f"SELECT u.chat_id, count(*) FROM ({unread}) AS u WHERE CASE"
-                f" WHEN u.created_at > ? THEN {any_late} AND {late}"
-                f" ELSE {late} OR (NOT EXISTS (SELECT 1 FROM deliveries d1"
-                " WHERE d1.message_id = u.id AND d1.user_id = ?)"
-                " AND NOT EXISTS (SELECT 1 FROM expiring e JOIN members mem"
-                " ON mem.chat_id = u.chat_id AND mem.user_id = ?"
-                " WHERE e.message_id = u.id AND mem.joined_at <= e.created_at"
-                f" AND {_waiting_for('mem.user_id', 'e')})) END GROUP BY u.chat_id",
-                params,
-            ).fetchall()
+            rows = self.conn.execute(_gone_unread_sql(len(part)), params).fetchall()
             found.update((int(r[0]), int(r[1])) for r in rows)
         return found
 
