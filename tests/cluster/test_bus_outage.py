@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
 from tests.support.cluster import BUS_URLS, Cluster, host_port
 from tests.support.faultproxy import FaultProxy
@@ -26,7 +27,10 @@ async def wait_ready(base: str, status: int) -> None:
     """Until ``/readyz`` answers ``status``, within the deadline. Readiness has no push
     notification, so it is asked again and again; the pause only paces the asking (the
     outcome never depends on its length)."""
-    async with httpx.AsyncClient(timeout=10.0) as client, asyncio.timeout(WAIT):
+    async with (
+        httpx.AsyncClient(verify=tls_context(), timeout=10.0) as client,
+        asyncio.timeout(WAIT),
+    ):
         while (await client.get(f"{base}/readyz")).status_code != status:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
@@ -48,7 +52,7 @@ async def test_a_node_cut_off_from_the_bus_misses_nothing(
         await wait_ready(cluster.url(2), 200)
         tokens = [(await register(cluster.url(i), f"cut{i}"))["token"] for i in range(3)]
         async with (
-            httpx.AsyncClient(timeout=30.0) as client,
+            httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client,
             SseReader(cluster.url(0), tokens[0]) as on_0,
             SseReader(cluster.url(2), tokens[2]) as on_2,
         ):

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated, SessionEnded
 from tests.support.cluster import Cluster
 from tests.support.wire import Numbered, SseReader, call, message_event, register
@@ -67,7 +68,7 @@ async def test_every_client_gets_exactly_what_it_may_see_in_order(cluster: Clust
     for reader in readers:
         await reader.__aenter__()
     try:
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
             ready = await post(client, cluster.url(1), tokens[1], 1, "ready")
             for reader in readers:  # every stream is live on its node
                 await reader.until(message_event(ready), timeout=WAIT)
@@ -104,7 +105,7 @@ async def test_resume_on_another_node_gets_exactly_what_followed(cluster: Cluste
     got from node A gets exactly the events after it, no gap, no duplicate, no reset."""
     alice = (await register(cluster.url(0), "resume-a"))["token"]
     bob = (await register(cluster.url(1), "resume-b"))["token"]
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
         async with SseReader(cluster.url(0), bob) as first:
             seen = [await post(client, cluster.url(i), alice, 1, f"seen {i}") for i in range(3)]
             events = await first.until(message_event(seen[-1]))

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from messenger_client.api import tls_context
 from tests.support import postgres
 from tests.support.cluster import Cluster, require_bus
 from tests.support.s3 import S3_ENV, S3Server
@@ -63,7 +64,7 @@ def file_nodes(
 
 async def _upload(base: str, token: str, content: bytes) -> dict[str, object]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
-    async with httpx.AsyncClient(base_url=base, timeout=WAIT) as client:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=base, timeout=WAIT) as client:
         resp = await client.post("/api/v1/files", params={"name": "plan.bin"},
                                  content=content, headers=headers)  # fmt: skip
     assert resp.status_code == 200, resp.text

@@ -13,6 +13,7 @@ import asyncio
 import httpx
 import pytest
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated, SessionEnded
 from tests.support.cluster import Cluster
 from tests.support.wire import Numbered, SseReader, call, message_event, register
@@ -35,7 +36,7 @@ async def test_lost_and_late_batches_reach_every_stream_in_order(cluster: Cluste
     for reader in readers:
         await reader.__aenter__()
     try:
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
 
             async def post(i: int, text: str) -> int:
                 resp = await client.post(
@@ -82,7 +83,7 @@ async def test_resume_on_a_lagging_node_with_an_id_from_a_faster_one(cluster: Cl
     what was committed after it opened."""
     alice = (await register(cluster.url(0), "fast-a"))["token"]
     bob = (await register(cluster.url(0), "fast-b"))["token"]
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
         headers = {"Authorization": f"Bearer {alice}"}
         async with SseReader(cluster.url(0), bob) as on_fast:
             ahead = await client.post(

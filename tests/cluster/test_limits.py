@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from messenger_client.api import tls_context
 from messenger_protocol import Banned, MessageCreated, SessionEnded
 from tests.support.cluster import Cluster
 from tests.support.wire import SseReader, call, message_event, register
@@ -27,7 +28,7 @@ async def test_rate_limit_is_exact_over_three_nodes(cluster: Cluster) -> None:
     """Issue 13 item 7: 25 general-chat posts of one user, at once, spread over 3 nodes:
     exactly 20 accepted, 5 ``rate_limited``."""
     token = (await register(cluster.url(0), "hasty"))["token"]
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
 
         async def post(i: int) -> httpx.Response:
             return await client.post(

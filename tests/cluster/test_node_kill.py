@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
 from tests.support import postgres
 from tests.support.balancer import Balancer
@@ -90,7 +91,7 @@ async def test_a_node_killed_with_live_streams_under_load(
         tokens = [(await register(balancer.url, f"kill{i}"))["token"] for i in range(6)]
         readers = [ResumingReader(balancer.url, token) for token in tokens]
         tasks += [asyncio.create_task(r.run_until(is_text("end"), timeout=WAIT)) for r in readers]
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
             start = Poster(balancer.url, tokens[0], "start")
             ready = await start.post(client, "ready")
             for reader in readers:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated, Readiness, decode
 from tests.support.cluster import Cluster
 from tests.support.postgres import PgDatabase
@@ -37,7 +38,7 @@ async def test_nodes_on_the_postgres_bus_deliver_everything_once_in_order(
         for reader in readers:
             await reader.__aenter__()
         try:
-            async with httpx.AsyncClient(timeout=30.0) as client:
+            async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
 
                 async def post(i: int, text: str) -> int:
                     resp = await client.post(

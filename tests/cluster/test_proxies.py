@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
 from tests.support.cluster import Cluster
 from tests.support.postgres import PgDatabase
@@ -193,7 +194,10 @@ async def test_through_haproxy_send_proxy_v2_every_node_sees_the_client(
         haproxy = await asyncio.create_subprocess_exec(
             "haproxy", "-db", "-f", str(config), stdout=log, stderr=log
         )
-        async with httpx.AsyncClient(timeout=10.0) as client, asyncio.timeout(WAIT):
+        async with (
+            httpx.AsyncClient(verify=tls_context(), timeout=10.0) as client,
+            asyncio.timeout(WAIT),
+        ):
             up = 0
             while up < 3:  # every node's check has passed: each answers in turn
                 try:

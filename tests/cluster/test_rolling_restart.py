@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
 from tests.support.balancer import Balancer
 from tests.support.cluster import Cluster
@@ -47,7 +48,7 @@ async def test_a_rolling_restart_under_load_loses_nothing(
         tokens = [(await register(balancer.url, f"roll{i}"))["token"] for i in range(READERS)]
         readers = [ResumingReader(balancer.url, token) for token in tokens]
         tasks += [asyncio.create_task(r.run_until(is_text("end"), timeout=WAIT)) for r in readers]
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
             start = Poster(balancer.url, tokens[0], "start")
             ready = await start.post(client, "ready")
             for reader in readers:  # every stream is live

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
 from tests.support import postgres
 from tests.support.cluster import Cluster
@@ -41,7 +42,7 @@ async def test_due_together_on_three_nodes_each_is_posted_once(
     try:
         tokens = [(await register(cluster.url(i), f"sched{i}"))["token"] for i in range(AUTHORS)]
         due = T0 + 60
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
 
             async def schedule(n: int, text: str) -> int:
                 resp = await client.post(

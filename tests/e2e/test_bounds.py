@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from messenger_client.api import tls_context
 from messenger_protocol import ENDPOINTS, PATH_PARAM_TYPES, AnyEndpoint, limits
 from messenger_protocol import _keys as k
 from messenger_protocol import _models as m
@@ -134,7 +135,9 @@ def _request(
     srv: ServerProcess, token: str, ep: AnyEndpoint, kind: type, values: dict[str, Any], raw: bytes
 ) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=srv.url, timeout=10.0, headers=headers) as client:
+    with httpx.Client(
+        verify=tls_context(), base_url=srv.url, timeout=10.0, headers=headers
+    ) as client:
         if kind is ep.query:
             # the raw bytes are already a query string (percent-encoded)
             return client.request(ep.method, _path(ep) + "?" + raw.decode("ascii"))
@@ -222,7 +225,9 @@ def test_path_integer_out_of_range_is_400(
     """Item 16: a path id of 0, 2**63 or more digits than any id has is 400 before storage."""
     srv, token = live
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=srv.url, timeout=10.0, headers=headers) as client:
+    with httpx.Client(
+        verify=tls_context(), base_url=srv.url, timeout=10.0, headers=headers
+    ) as client:
         for value in (0, 2**63, 2**64, 10**30):
             resp = client.request(ep.method, _path(ep, **{param: value}))
             _assert_invalid(resp)

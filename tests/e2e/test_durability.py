@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import httpx
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
 from tests.support import db
 from tests.support.server import ServerProcess
@@ -25,7 +26,7 @@ WAIT = 30.0
 
 
 async def _post(base: str, token: str, texts: list[str], acked: list[int]) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=WAIT) as client:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=base, timeout=WAIT) as client:
         for text in texts:
             r = await client.post(
                 "/api/v1/chats/1/messages",
@@ -101,7 +102,9 @@ async def test_kill_9_under_load_loses_no_acknowledged_message_and_streams_resum
 
     async def post(token: str, name: str) -> None:
         # ~50 messages/s per poster, 4 posters: ~200/s until the server dies
-        async with httpx.AsyncClient(base_url=srv.url, timeout=WAIT) as client:
+        async with httpx.AsyncClient(
+            verify=tls_context(), base_url=srv.url, timeout=WAIT
+        ) as client:
             for i in range(10_000):
                 try:
                     r = await client.post(

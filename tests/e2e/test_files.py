@@ -14,6 +14,7 @@ import httpx
 import psutil
 import pytest
 
+from messenger_client.api import tls_context
 from messenger_protocol import limits
 from tests.support.server import ServerProcess
 from tests.support.wire import call, raw_exchange, register, send
@@ -31,7 +32,7 @@ async def upload(
 ) -> httpx.Response:
     """POST raw bytes (or a chunked stream) to /api/v1/files."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
-    async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT) as client:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=base, timeout=TIMEOUT) as client:
         return await client.post("/api/v1/files", params={"name": name}, content=content,
                                  headers=headers)  # fmt: skip
 

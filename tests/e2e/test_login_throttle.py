@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from messenger_client.api import tls_context
 from tests.support.server import ServerProcess
 from tests.support.wire import register
 
@@ -30,7 +31,9 @@ def _clocked(
 async def _login(srv: ServerProcess, source: str, login: str, password: str) -> httpx.Response:
     """POST /auth/login from the local address ``source``."""
     transport = httpx.AsyncHTTPTransport(local_address=source)
-    async with httpx.AsyncClient(base_url=srv.url, transport=transport, timeout=10.0) as client:
+    async with httpx.AsyncClient(
+        verify=tls_context(), base_url=srv.url, transport=transport, timeout=10.0
+    ) as client:
         return await client.post(LOGIN, json={"login": login, "password": password})
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
+from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
 from tests.support.server import ServerProcess
 from tests.support.wire import SseReader, message_event, register
@@ -43,7 +44,9 @@ async def test_stalled_stream_is_cut_and_others_keep_up(
 
             reading = asyncio.create_task(keep_reading())
             headers = {"Authorization": f"Bearer {alice}"}
-            async with httpx.AsyncClient(base_url=srv.url, headers=headers, timeout=10) as client:
+            async with httpx.AsyncClient(
+                verify=tls_context(), base_url=srv.url, headers=headers, timeout=10
+            ) as client:
                 sent: list[int] = []
                 for i in range(COUNT):
                     resp = await client.post(

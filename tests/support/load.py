@@ -16,6 +16,7 @@ from collections.abc import Set as AbstractSet
 
 import httpx
 
+from messenger_client.api import tls_context
 from messenger_protocol import Event, MessageCreated, Reset
 from tests.support import postgres
 from tests.support.wire import ResumingReader
@@ -62,7 +63,7 @@ class Poster:
             return message_id
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
             n = 0
             while not self.stop:
                 self.acked.append(await self.post(client, f"{self.name}-{n}"))

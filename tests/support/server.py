@@ -19,6 +19,8 @@ from typing import IO
 
 import httpx
 
+from messenger_client.api import tls_context
+
 START_TIMEOUT = 60.0
 """A deadline, not a wait: start() returns as soon as /healthz answers (a loaded machine
 may take many seconds to import and migrate)."""
@@ -213,7 +215,8 @@ class ServerProcess:
     def _healthy(self) -> bool:
         if not self.probe_prefix:
             with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+                response = httpx.get(self.url + "/healthz", timeout=1.0, verify=tls_context())
+                return response.status_code == 200
             return False
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:

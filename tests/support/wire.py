@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from messenger_client.api import tls_context
 from messenger_protocol import Event, MessageCreated, SseEvent, SseParser, decode_event
 
 WAIT = 30.0
@@ -37,7 +38,7 @@ async def call(
     headers = dict(kwargs.pop("headers", {}))
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    async with httpx.AsyncClient(base_url=base, timeout=WAIT) as client:
+    async with httpx.AsyncClient(verify=tls_context(), base_url=base, timeout=WAIT) as client:
         return await client.request(method, path, json=json, headers=headers, **kwargs)
 
 
