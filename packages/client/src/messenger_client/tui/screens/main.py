@@ -643,6 +643,8 @@ class MainScreen(Guarded, Screen[None]):
             return False
         for index in range(len(timeline) - 1, -1, -1):
             message = timeline[index]
+            if in_thread and message.thread_root is None:
+                continue  # the root is the chat's message: edited there
             if message.author == self.me and message.id and message.deleted_at is None:
                 view.select_index(index)
                 self.act_on(message, "edit", in_thread=in_thread)
