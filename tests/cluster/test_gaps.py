@@ -80,7 +80,9 @@ async def test_resume_on_a_lagging_node_with_an_id_from_a_faster_one(cluster: Cl
     catches up to X first, then gives exactly what follows, with no ``reset`` and no
     repeat of X. A stream opened on node2 without ``Last-Event-ID`` at that moment starts
     after X too (the newest event in the database, not node2's window): it gets only
-    what was committed after it opened."""
+    what was committed after it opened. So does a login, a registration and a session
+    read on node2 then: their ``last_event_id`` is X, and a stream from the login's
+    gets only what followed."""
     alice = (await register(cluster.url(0), "fast-a"))["token"]
     bob = (await register(cluster.url(0), "fast-b"))["token"]
     async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
@@ -90,23 +92,36 @@ async def test_resume_on_a_lagging_node_with_an_id_from_a_faster_one(cluster: Cl
                 f"{cluster.url(0)}/api/v1/chats/1/messages", json={"text": "ahead"},
                 headers=headers,
             )  # fmt: skip
+            # on node2 while it is still behind X (it has not opened a stream since)
+            login, joined = await asyncio.gather(
+                call(cluster.url(2), "POST", "/api/v1/auth/login",
+                     json={"login": "fast-b", "password": "password1"}),
+                register(cluster.url(2), "fast-c"),
+            )  # fmt: skip
+            assert login.status_code == 200, login.text
+            read = await call(cluster.url(2), "GET", "/api/v1/auth/session", joined["token"])
             events = await on_fast.until(message_event(ahead.json()["id"]))
         last_id = events[-1][0]
         assert last_id is not None
+        starts = [login.json()["last_event_id"], joined["last_event_id"]]
+        assert [*starts, read.json()["last_event_id"]] == [last_id] * 3
         async with (
             SseReader(cluster.url(2), bob) as fresh,  # first: node2 is still behind X
+            SseReader(cluster.url(2), login.json()["token"], last_event_id=starts[0]) as logged,
             SseReader(cluster.url(2), bob, last_event_id=last_id) as on_slow,
         ):
-            assert on_slow.status == fresh.status == 200
+            assert on_slow.status == fresh.status == logged.status == 200
             nxt = await client.post(
                 f"{cluster.url(2)}/api/v1/chats/1/messages", json={"text": "next"},
                 headers=headers,
             )  # fmt: skip
             got = await on_slow.until(message_event(nxt.json()["id"]))
             got_fresh = await fresh.until(message_event(nxt.json()["id"]))
+            got_logged = await logged.until(message_event(nxt.json()["id"]))
     assert [type(e).__name__ for _, e in got] == ["MessageCreated"]  # no reset, no repeat
     assert got[0][0] is not None and got[0][0] > last_id
     assert got_fresh == got  # not X, which was committed before the stream opened
+    assert got_logged == got  # nor before the login
 
 
 async def test_a_logout_on_the_silent_node_still_ends_the_streams_elsewhere(

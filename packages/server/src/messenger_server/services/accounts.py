@@ -238,7 +238,7 @@ class AccountService:
             token=token,
             session_id=session_id,
             user=self._user(user, is_admin),
-            last_event_id=self.events.published_seq,
+            last_event_id=self.events.session_start(tx),
             history_on_connect=self.history_on_connect,
             message_ttl=self.message_ttl,
         )
@@ -246,14 +246,16 @@ class AccountService:
     async def session(self, actor: Actor) -> Session:
         """The acting session as a login returned it, without the token (its holder has
         it): what a client resuming from a saved token needs to know about itself."""
-        record = await self.store.read(lambda tx: tx.user_by_id(actor.user_id))
+        record, start = await self.store.read(
+            lambda tx: (tx.user_by_id(actor.user_id), self.events.session_start(tx, read=True))
+        )
         if record is None:
             raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or expired token")
         return Session(
             token="",
             session_id=actor.session_id,
             user=self.user_view(record),
-            last_event_id=self.events.published_seq,
+            last_event_id=start,
             history_on_connect=self.history_on_connect,
             message_ttl=self.message_ttl,
         )
