@@ -108,3 +108,30 @@ def test_logs_go_to_the_file_not_the_screen(
             handler.close()
         root.handlers[:] = saved_handlers  # pytest's own capture handlers
         root.setLevel(saved_level)
+
+
+async def test_the_plain_console_tells_a_person_at_a_terminal_how_to_begin(
+    tmp_path: Path,
+) -> None:
+    """Typed at a terminal, ``--plain`` opens with one line saying how to register, log in
+    and get help (a blank screen told a new user nothing); a script's piped input gets none."""
+    import io
+    import os
+
+    from messenger_client.config import Dirs
+    from messenger_client.plain import run_plain
+
+    dirs = Dirs(tmp_path / "data", tmp_path / "state", tmp_path / "config", tmp_path / "dl")
+    config = ClientConfig(server="http://127.0.0.1:9", dirs=dirs, plain=True)
+    primary, secondary = os.openpty()
+    with os.fdopen(secondary, "r") as terminal:
+        os.write(primary, b"/exit\n")
+        shown = io.StringIO()
+        assert await run_plain(config, stdin=terminal, out=shown) == 0
+    os.close(primary)
+    piped = io.StringIO()
+    assert await run_plain(config, stdin=io.StringIO("/exit\n"), out=piped) == 0
+    first = shown.getvalue().splitlines()[0]
+    assert "/auth <login> <password>" in first and "/login" in first and "/help" in first
+    assert "http://127.0.0.1:9" in first
+    assert "/auth" not in piped.getvalue()

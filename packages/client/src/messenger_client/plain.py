@@ -231,6 +231,8 @@ class _StdinLines:
 
     def __init__(self, stream: TextIO) -> None:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.interactive = _is_terminal(stream)
+        """A person types the lines (a terminal), not a script."""
         loop = asyncio.get_running_loop()
 
         def pump() -> None:
@@ -248,6 +250,13 @@ class _StdinLines:
     async def next(self) -> str | None:
         """The next line, or None at end of input."""
         return await self._queue.get()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):  # closed, or not a real file
+        return False
 
 
 class PlainConsole:
@@ -575,6 +584,10 @@ class PlainConsole:
         try:
             if self.config.login and self.config.password:
                 await self.handle(f"/login {self.config.login} {self.config.password}")
+            elif lines.interactive:  # a person at a blank screen: how to begin
+                self.emit(InfoOut(f"messenger at {self.config.server}: /auth <login> <password>"
+                                  " registers, /login <login> <password> logs in, /help lists"
+                                  " every command"))  # fmt: skip
             while (line := await lines.next()) is not None:
                 if not await self.handle(line.rstrip("\r\n")):
                     break
