@@ -178,6 +178,14 @@ async def test_esc_cancels_an_edit_and_gives_back_the_draft_and_a_right_click_of
         await until(pilot, lambda: main.composer.intent is None, "the edit cancelled")
         assert main.composer.text == "half typed", "the draft comes back"
         assert "Editing" not in screen_text(app)
+        # Enter on an edit that changed nothing ends it, as Esc does, and sends nothing
+        await select_message(pilot, app, "first draft")
+        await pilot.press("e")
+        await until(pilot, lambda: main.composer.intent is not None, "the edit")
+        await pilot.press("enter")
+        await until(pilot, lambda: main.composer.intent is None, "the edit over")
+        assert main.composer.text == "half typed" and "(edited)" not in screen_text(app)
+        assert outbox_empty(app)
 
         # and after an edit is saved, the draft comes back too
         await select_message(pilot, app, "first draft")

@@ -172,13 +172,16 @@ class Composer(Guarded, TextArea):
     def submit(self) -> None:
         """Post the text (if any) and clear the input."""
         text = self.text.strip("\n").rstrip()
+        intent = self.intent
+        if intent is not None and intent.act == "edit" and text == intent.message.text.rstrip():
+            self.end_intent()  # nothing changed (a file's empty caption too): the edit is over
+            return
         if not text.strip():
             return
         if not self.sent_history or self.sent_history[-1] != text:
             self.sent_history.append(text)
             del self.sent_history[:-HISTORY_MAX]
         self._history_index = None
-        intent = self.intent
         self.clear()
         if intent is not None:
             # after an edit, what was typed before it comes back
