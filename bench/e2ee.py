@@ -11,7 +11,10 @@ with its own device keys and event stream, all in this process) that one member 
 ``--fanout-messages`` messages to: deliveries/s shown on the members' devices, a plain
 group vs an encrypted one (there: decrypted and checked, each device appending its
 replay record) -- the same load generator for both, so the ratio is what encryption adds
-end to end::
+end to end. The sender's event stream runs, as a console's or the TUI's does, so its
+device keeps the members and their device keys in memory between sends (``--no-stream``:
+without it, every encrypted send asks for both first); the HTTP requests per post are
+counted too::
 
     uv run python bench/e2ee.py --messages 2000 --size 200 --file-mib 4 --members 10
     uv run python bench/e2ee.py --no-fanout          # without a server
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import statistics
@@ -29,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import msgspec
 import vodozemac as vz
 from _common import ServerProcess
@@ -120,9 +125,11 @@ async def _fan_out(
     members: list[tuple[Client, DeviceCrypto]],
     messages: int,
     text: str,
-) -> tuple[float, float]:
-    """(deliveries/s, sends/s) of ``messages`` posts to ``group``, after one warm-up post
-    (for the encrypted group: the one that shares the Megolm session to every device)."""
+    requests: list[int],
+) -> tuple[float, float, float]:
+    """(deliveries/s, sends/s, HTTP requests per send) of ``messages`` posts to
+    ``group``, after one warm-up post (for the encrypted group: the one that shares the
+    Megolm session to every device); ``requests[0]`` counts the sender's requests."""
     counts = [-1] * len(members)
     tasks = [
         asyncio.create_task(_member(c, d, group.id, messages + 1, counts, i))
@@ -138,16 +145,25 @@ async def _fan_out(
 
     await post()
     await _until(lambda: min(counts) >= 1, "the warm-up post everywhere")
+    before = requests[0]
     t0 = time.perf_counter()
     for _ in range(messages):
         await post()
     sent = time.perf_counter() - t0
+    per_send = (requests[0] - before) / messages
     await asyncio.wait_for(asyncio.gather(*tasks), 300)
     elapsed = time.perf_counter() - t0
-    return messages * len(members) / elapsed, messages / sent
+    return messages * len(members) / elapsed, messages / sent, per_send
 
 
-async def fanout(n_members: int, messages: int, size: int) -> None:
+async def _drain(client: Client) -> None:
+    """The sender's own event stream, read and passed over (what keeps its device's
+    members and device keys in memory)."""
+    async for _ in client.events():
+        pass
+
+
+async def fanout(n_members: int, messages: int, size: int, *, stream: bool = True) -> None:
     """Plain vs encrypted group fan-out against a real server (see the docstring)."""
     with tempfile.TemporaryDirectory() as tmp:
         srv = ServerProcess(
@@ -170,12 +186,28 @@ async def fanout(n_members: int, messages: int, size: int) -> None:
                 await owner.invite(plain.id, f"member{i}")
                 await owner.invite(vault.id, f"member{i}")
             text = "x" * size
+            requests = [0]
+
+            async def count(_: httpx.Request) -> None:
+                requests[0] += 1
+
+            owner._http.event_hooks["request"].append(count)
+            if stream:
+                drain = asyncio.create_task(_drain(owner))
+                await _until(lambda: owner.streaming, "the sender's stream connected")
             rates = {}
             for name, group in (("plain", plain), ("encrypted", vault)):
-                rates[name] = await _fan_out(group, owner, owner_c, members, messages, text)
-                deliveries, sends = rates[name]
+                rates[name] = await _fan_out(
+                    group, owner, owner_c, members, messages, text, requests
+                )
+                deliveries, sends, per_send = rates[name]
                 print(f"group fan-out, {name:<9} {n_members} members: {deliveries:8.1f}"
-                      f" deliveries/s shown ({sends:6.1f} posts/s sent)")  # fmt: skip
+                      f" deliveries/s shown ({sends:6.1f} posts/s sent,"
+                      f" {per_send:.2f} requests/post)")  # fmt: skip
+            if stream:
+                drain.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drain
             ratio = rates["encrypted"][0] / rates["plain"][0]
             print(
                 f"encrypted / plain deliveries/s: x{ratio:.2f} ({messages} posts of {size} chars)"
@@ -195,6 +227,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=10, help="group members (fan-out)")
     parser.add_argument("--fanout-messages", type=int, default=100)
     parser.add_argument("--no-fanout", action="store_true", help="skip the server part")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="the sender runs no event stream (no caching)"
+    )
     args = parser.parse_args()
     n, text = args.messages, "x" * args.size
     payload = msgspec.json.encode({"chat_id": 2, "sender": "alice", "text": text})
@@ -251,7 +286,9 @@ def main() -> None:
     print(f"{n} messages of {args.size} characters; ciphertext {len(ciphertexts[0])} chars")
     file_costs(args.file_mib, args.file_rounds)
     if not args.no_fanout:
-        asyncio.run(fanout(args.members, args.fanout_messages, args.size))
+        asyncio.run(
+            fanout(args.members, args.fanout_messages, args.size, stream=not args.no_stream)
+        )
 
 
 if __name__ == "__main__":

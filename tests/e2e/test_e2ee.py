@@ -19,11 +19,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from messenger_client import Client
+from messenger_client import Client, ConnectionState
 from messenger_client.crypto import NO_KEY_TEXT, DecryptionError, DeviceCrypto
+from messenger_client.events import StreamItem
 from messenger_protocol import (
     ApiError,
     Chat,
+    ChatUpdated,
+    DeviceListChanged,
     EditMessage,
     Message,
     QueryKeys,
@@ -54,6 +57,37 @@ async def _alice_and_bob_in_a_dm(
     finally:
         await alice.close()
         await bob.close()
+
+
+class _Stream:
+    """A client's event stream read in a task, as a console or the TUI reads it (what
+    lets its :class:`DeviceCrypto` keep members and device keys in memory)."""
+
+    def __init__(self, client: Client) -> None:
+        self.items: asyncio.Queue[StreamItem] = asyncio.Queue()
+        self._task = asyncio.create_task(self._read(client))
+
+    async def _read(self, client: Client) -> None:
+        async for item in client.events():
+            self.items.put_nowait(item)
+
+    async def until(self, wanted: Callable[[StreamItem], bool]) -> StreamItem:
+        """The next item ``wanted`` accepts (the ones before it passed over)."""
+        while not wanted(item := await asyncio.wait_for(self.items.get(), 10)):
+            pass
+        return item
+
+    async def connected(self) -> None:
+        await self.until(lambda i: isinstance(i, ConnectionState) and i.state == "connected")
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ApiError):  # ended by a logout
+            await self._task
+
+
+def _device_list_of(login: str) -> Callable[[StreamItem], bool]:
+    return lambda item: isinstance(item, DeviceListChanged) and item.login == login
 
 
 def _stored_bytes(server: ServerProcess) -> bytes:
@@ -249,20 +283,30 @@ async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
 ) -> None:
     """Issue 14: a group its owner creates encrypted refuses messages in the clear; every
     member device decrypts; a member who left gets no key to what follows (a new Megolm
-    session); the session is also replaced after ``rotate_after_messages``."""
+    session); the session is also replaced after ``rotate_after_messages``. alice's event
+    stream runs (her device keeps the members in memory): a member who joins or leaves
+    reaches her as a ``chat`` event, and the very next message follows it."""
     users = {name: Client(server.url) for name in ("alice", "bob", "carol")}
+    stream: _Stream | None = None
     try:
         devices = {}
         for name, client in users.items():
             await client.register(name, "password1")
             devices[name] = await DeviceCrypto.open(client, tmp_path / name)
         alice, bob = users["alice"], users["bob"]
+        stream = _Stream(alice)
+        await stream.connected()
+
+        def members(n: int) -> Callable[[StreamItem], bool]:
+            return lambda i: isinstance(i, ChatUpdated) and i.chat.members == n
+
         group = await alice.create_chat("vault", encrypted=True)
         assert group.encrypted
         plain_group = await alice.create_chat("lobby")
         assert not plain_group.encrypted and not await devices["alice"].can_encrypt(plain_group)
         for login in ("bob", "carol"):
             await alice.invite(group.id, login)
+        await stream.until(members(3))
         with pytest.raises(ApiError, match="end-to-end encrypted") as refused:
             await bob.send(group.id, "in the clear")
         assert refused.value.code == "invalid"
@@ -275,6 +319,7 @@ async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
         assert (await devices["carol"].decrypt(reply)).text == f"bob here {WORDS[1]}"
 
         await alice.remove_member(group.id, "carol")
+        await stream.until(members(2))
         after = await devices["alice"].send(group, f"carol is gone {WORDS[2]}")
         assert after.encrypted is not None
         assert after.encrypted.session_id != first.encrypted.session_id, "a new session"
@@ -291,10 +336,16 @@ async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
         assert third.encrypted is not None
         assert third.encrypted.session_id != after.encrypted.session_id, "rotated after 2"
         assert (await devices["bob"].decrypt(third)).text == "three"
+        await alice.invite(group.id, "carol")
+        await stream.until(members(3))
+        back = await devices["alice"].send(group, "carol is back")
+        assert (await devices["carol"].decrypt(back)).text == "carol is back"
 
         stored = _stored_bytes(server)
         assert [w for w in WORDS[:3] if w.encode() in stored] == []
     finally:
+        if stream is not None:
+            await stream.close()
         for client in users.values():
             await client.close()
 
@@ -413,23 +464,33 @@ async def test_a_logged_out_device_is_no_longer_encrypted_to(
 ) -> None:
     """Issue 14: logging out takes the device's keys off the server (DELETE
     /keys/device), so the next message goes under a new Megolm session it is not given;
-    logging in again from the same data dir is the same device, encrypted to again."""
+    logging in again from the same data dir is the same device, encrypted to again.
+
+    alice's event stream runs, so her device keeps bob's devices in memory between
+    sends: each change of bob's devices (one logged out, back, a new one) reaches her as
+    a ``device_list`` event, and the very next message follows it."""
     alice = Client(server.url)
     phone, laptop = Client(server.url, device="phone"), Client(server.url, device="laptop")
+    tablet = Client(server.url, device="tablet")
+    stream: _Stream | None = None
     try:
         await alice.register("alice", "password1")
+        stream = _Stream(alice)
         await phone.register("bob", "password1")
         await laptop.login("bob", "password1")
         alice_c = await DeviceCrypto.open(alice, tmp_path / "alice")
         phone_c = await DeviceCrypto.open(phone, tmp_path / "phone")
-        laptop_c = await DeviceCrypto.open(laptop, tmp_path / "laptop")
         dm = await alice.open_direct("bob")
+        await stream.connected()
+        laptop_c = await DeviceCrypto.open(laptop, tmp_path / "laptop")
+        await stream.until(_device_list_of("bob"))  # they share a direct chat
         first = await alice_c.send(dm, "before")
         assert (await laptop_c.decrypt(first)).text == "before"
 
         await laptop_c.unpublish()
         await laptop.logout()
-        shown = await alice_c.devices(["bob"])
+        await stream.until(_device_list_of("bob"))
+        shown = await alice_c.devices(["bob"], cached=True)
         assert [d.device_id for d in shown] == [phone_c.device_id]
         after = await alice_c.send(dm, f"after {WORDS[0]}")
         assert after.encrypted is not None and first.encrypted is not None
@@ -442,14 +503,38 @@ async def test_a_logged_out_device_is_no_longer_encrypted_to(
         with pytest.raises(DecryptionError) as no_key:
             await back.decrypt(after)
         assert no_key.value.kind == "no_key"
+        await stream.until(_device_list_of("bob"))
         again = await alice_c.send(dm, "again")
         assert (await back.decrypt(again)).text == "again"
+
+        # a device bob adds while alice keeps his devices in memory reads the next one
+        await tablet.login("bob", "password1")
+        tablet_c = await DeviceCrypto.open(tablet, tmp_path / "tablet")
+        await stream.until(_device_list_of("bob"))
+        news = await alice_c.send(dm, f"news {WORDS[1]}")
+        assert news.encrypted is not None and again.encrypted is not None
+        assert news.encrypted.session_id == again.encrypted.session_id, "nobody left"
+        for crypto in (tablet_c, back, phone_c):
+            assert (await crypto.decrypt(news)).text == f"news {WORDS[1]}"
+        # more one-time keys (a top-up) change no device list: no event, nothing forgotten
+        await tablet_c.publish()
+        await alice_c.send(dm, "no change")
+        # without a connected stream nothing is kept: every send asks the server again
+        await stream.close()
+        assert not alice.streaming
+        await tablet_c.unpublish()
+        alone = await alice_c.send(dm, "tablet gone")
+        assert (
+            alone.encrypted is not None and alone.encrypted.session_id != news.encrypted.session_id
+        )
         # a session with no device keys has nothing to remove
         await alice.logout()
         await alice.login("alice", "password1")
         assert await alice.call(ep.DELETE_DEVICE_KEYS) is not None
     finally:
-        for c in (alice, phone, laptop):
+        if stream is not None:
+            await stream.close()
+        for c in (alice, phone, laptop, tablet):
             await c.close()
 
 

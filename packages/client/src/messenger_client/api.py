@@ -115,7 +115,7 @@ from messenger_protocol import (
 from messenger_protocol import endpoints as ep
 
 if TYPE_CHECKING:
-    from .events import EventStream
+    from .events import EventStream, StreamItem
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -269,6 +269,8 @@ class Client:
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._http = self._new_http()
         self._files: httpx.AsyncClient | None = None
+        self._watchers: list[Callable[[StreamItem], None]] = []
+        self._live_streams = 0
 
     def _new_http(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -883,6 +885,25 @@ class Client:
         from .events import EventStream  # events builds on this module
 
         return EventStream(self, last_event_id, backoff_base=backoff_base, backoff_cap=backoff_cap)
+
+    def watch_events(self, watcher: Callable[[StreamItem], None]) -> None:
+        """Call ``watcher`` with every item of every event stream of this client (events
+        and connection states), as the stream reads it and before whoever iterates the
+        stream sees it: what keeps state in memory that events invalidate (the device
+        keys of :class:`~messenger_client.crypto.DeviceCrypto`) listens here."""
+        self._watchers.append(watcher)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether an event stream of this client is connected now (every event the
+        server logs for the user reaches the watchers)."""
+        return self._live_streams > 0
+
+    def _stream_item(self, item: StreamItem, live: int = 0) -> None:
+        """A stream read ``item``; ``live`` +1: it connected, -1: it went offline."""
+        self._live_streams += live
+        for watcher in self._watchers:
+            watcher(item)
 
     def _stream_request(
         self, last_event_id: int | None, read_timeout: float

@@ -25,6 +25,16 @@ bindings); this module only keeps the state and moves the ciphertext::
   (:meth:`DeviceCrypto._reserve`), so a send writes the state once per that many
   messages, not per message; a crash skips the unused rest of a reservation (readers
   ratchet forward over them).
+* The members of a chat and their devices' keys are kept in memory while an event
+  stream of the client is connected (:meth:`Client.watch_events
+  <messenger_client.api.Client.watch_events>`), so an encrypted send makes one request,
+  as a plain one does: a ``chat`` or ``chat_left`` event forgets a chat's members (and
+  every user's keys: a member who joins may have changed devices meanwhile), a
+  ``device_list`` event forgets one user's keys (the server logs one when a user
+  registers or removes a device), a reconnect or a ``reset`` forgets everything, the
+  way Matrix's ``device_lists.changed`` works. Without a connected stream, nothing is
+  kept: every send asks the server. The window left is an event the server logged but
+  the stream has not read yet.
 * Receiving: a ``to_device`` event for this device fetches its inbox, decrypts each Olm
   message, checks that the sending device is who the key directory (with that
   device's own signature) says, keeps the Megolm session and acknowledges the inbox.
@@ -70,9 +80,13 @@ import vodozemac as vz
 from messenger_protocol import (
     AckToDevice,
     ApiError,
+    BaseEvent,
     Chat,
+    ChatLeft,
+    ChatUpdated,
     ClaimKeys,
     DeviceKeys,
+    DeviceListChanged,
     DeviceRef,
     EditHistory,
     EditMessage,
@@ -83,6 +97,7 @@ from messenger_protocol import (
     OneTimeKey,
     OutgoingToDevice,
     QueryKeys,
+    Reset,
     SendMessage,
     SendToDevice,
     ToDevice,
@@ -96,6 +111,7 @@ from messenger_protocol import (
 from messenger_protocol import endpoints as ep
 
 from .api import Client, Progress, new_client_id
+from .events import StreamItem
 from .key_sharing import KeySharing
 from .trust import DeviceInfo, DeviceKeyChanged, NewDevice, NoticeHook, TrustNotice
 from .verification import Verifications
@@ -531,6 +547,14 @@ class DeviceCrypto:
         self._replays = _ReplayLog(directory / REPLAY_FILE)
         self._sessions: dict[str, tuple[str, vz.InboundGroupSession]] = {}
         """Megolm session id -> (its pickle, unpickled): decrypting unpickles once."""
+        self._members: dict[int, list[str]] = {}
+        """Chat id -> its members' logins (this user's too), while a stream is connected."""
+        self._device_keys: dict[str, list[DeviceKeys]] = {}
+        """Login -> their checked devices (this one left out), while a stream is connected."""
+        self._generation = 0
+        """Grows at every event that forgets members or keys: an answer asked for before
+        one is not kept."""
+        client.watch_events(self._on_stream_item)
         self._sending: dict[str, tuple[_Outbound, vz.GroupSession, int]] = {}
         """Chat id (as text) -> (its outbound entry, the session at the index it sends
         next, the index the entry's pickle -- the one on disk -- is at)."""
@@ -703,11 +727,50 @@ class DeviceCrypto:
             return False
         return True
 
+    def _on_stream_item(self, item: StreamItem) -> None:
+        """What an event stream of the client read: forget the members and device keys
+        it may have changed (see the module docstring)."""
+        if isinstance(item, DeviceListChanged):
+            self._device_keys.pop(item.login, None)
+        elif isinstance(item, ChatUpdated | ChatLeft):
+            self._members.pop(item.chat.id if isinstance(item, ChatUpdated) else item.chat_id, None)
+            self._device_keys.clear()
+        elif isinstance(item, Reset) or not isinstance(item, BaseEvent):  # (re)connected, gone
+            self._members.clear()
+            self._device_keys.clear()
+        else:
+            return
+        self._generation += 1
+
     @_locked
-    async def devices(self, logins: Sequence[str], chat_id: int | None = None) -> list[DeviceKeys]:
+    async def devices(
+        self, logins: Sequence[str], chat_id: int | None = None, *, cached: bool = False
+    ) -> list[DeviceKeys]:
         """The checked devices of these users (this device left out; a device whose keys
-        changed is left out too, and announced)."""
-        found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=sorted(set(logins))))
+        changed is left out too, and announced). ``cached``: the users' devices kept in
+        memory are taken as they are (only while a stream is connected; see the module
+        docstring), the others asked for."""
+        wanted = sorted(set(logins))
+        generation = self._generation
+        have: list[DeviceKeys] = []
+        if cached and self.client.streaming:
+            have = [d for login in wanted for d in self._device_keys.get(login, ())]
+            wanted = [login for login in wanted if login not in self._device_keys]
+            if not wanted:
+                return have
+        fresh = await self._query_devices(wanted, chat_id)
+        if self._generation != generation:  # forgotten meanwhile: ask again, for all
+            if have:
+                return await self.devices(logins, chat_id)
+        elif self.client.streaming:
+            for login in wanted:
+                self._device_keys[login] = [d for d in fresh if d.login == login]
+        if not have:
+            return fresh
+        return sorted([*have, *fresh], key=lambda d: (d.login, d.device_id))
+
+    async def _query_devices(self, logins: list[str], chat_id: int | None) -> list[DeviceKeys]:
+        found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
         for d in found.devices:
             if d.login == self.login and d.device_id == self.device_id:
                 self._created_at = d.created_at  # when the server registered this device
@@ -808,7 +871,7 @@ class DeviceCrypto:
                 else f"{chat.name} is a group: only one made with /create --encrypted is encrypted",
             )
         if on:
-            logins = await self._member_logins(chat)
+            logins = await self._member_logins(chat.id)
             found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
             missing = set(logins) - {d.login for d in found.devices}
             if missing:
@@ -828,7 +891,7 @@ class DeviceCrypto:
         decided = self._decided(chat)
         if decided is not None:
             return decided
-        logins = await self._member_logins(chat)
+        logins = await self._member_logins(chat.id)
         found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
         return {d.login for d in found.devices} >= set(logins)
 
@@ -848,9 +911,18 @@ class DeviceCrypto:
             found |= {c.id for c in directs if c.peer in have}
         return found
 
-    async def _member_logins(self, chat: Chat) -> list[str]:
-        members = await self.client.call(ep.MEMBERS, chat_id=chat.id)
-        return sorted({u.login for u in members.members} | {self.login})
+    async def _member_logins(self, chat_id: int) -> list[str]:
+        """The logins of a chat's members and this user (kept in memory while a stream
+        is connected; see the module docstring)."""
+        kept = self._members.get(chat_id)
+        if kept is not None and self.client.streaming:
+            return kept
+        generation = self._generation
+        members = await self.client.call(ep.MEMBERS, chat_id=chat_id)
+        logins = sorted({u.login for u in members.members} | {self.login})
+        if self._generation == generation and self.client.streaming:
+            self._members[chat_id] = logins
+        return logins
 
     # --- sending ------------------------------------------------------------------
 
@@ -898,7 +970,7 @@ class DeviceCrypto:
         sealed = [await self.upload_file(path, progress) for path in files]
         encrypted = await self.encrypt(
             chat.id,
-            await self._member_logins(chat),
+            await self._member_logins(chat.id),
             text,
             quote=quote,
             files=sealed,
@@ -932,8 +1004,7 @@ class DeviceCrypto:
         message = await self.client.call(ep.MESSAGE, message_id=message_id)
         if message.encrypted is None:
             return await self.client.edit(message_id, text)
-        members = await self.client.call(ep.MEMBERS, chat_id=message.chat_id)
-        logins = sorted({u.login for u in members.members} | {self.login})
+        logins = await self._member_logins(message.chat_id)
         encrypted = await self.encrypt(
             message.chat_id, logins, text, edit_of=message_id, thread_root=message.thread_root
         )
@@ -996,7 +1067,7 @@ class DeviceCrypto:
         a device's keys changed (:meth:`devices` leaves it out) -- so they get no key to
         what follows; and after :data:`ROTATE_AFTER_MESSAGES`
         messages or :data:`ROTATE_AFTER_SECONDS`, as Matrix does."""
-        devices = await self.devices(logins, chat_id)
+        devices = await self.devices(logins, chat_id, cached=True)
         current = {d.curve25519 for d in devices} | {self.curve25519}
         chat = str(chat_id)
         out = self._state.outbound.get(chat)

@@ -131,12 +131,14 @@ class EventStream:
 
     async def _run(self) -> AsyncGenerator[StreamItem, None]:
         attempt = 0
+        client = self._client
         while True:
             yield ConnectionState("connecting", attempt=attempt)
             error = "stream closed by the server"
             retry_after: float | None = None
+            connected = False
             try:
-                request = self._client._stream_request(self.last_event_id, self._read_timeout)
+                request = client._stream_request(self.last_event_id, self._read_timeout)
                 async with request as response:
                     if response.status_code >= 300:
                         failure = error_from_response(response.status_code, await response.aread())
@@ -145,17 +147,24 @@ class EventStream:
                         error, retry_after = str(failure), failure.retry_after
                     else:
                         attempt = 0
-                        yield ConnectionState("connected")
+                        state = ConnectionState("connected")
+                        connected = True
+                        client._stream_item(state, +1)
+                        yield state
                         parser = SseParser()
                         async for chunk in response.aiter_raw():
                             for sse in parser.feed(chunk):
                                 event = self._accept(sse)
                                 if event is not None:
+                                    client._stream_item(event)
                                     yield event
             except httpx.RequestError as exc:
                 error = f"connection lost: {exc!r}"
             except ProtocolViolation as exc:
                 error = f"broken event stream: {exc}"
+            finally:
+                if connected:  # closed, dropped or failed: the watchers stop trusting it
+                    client._stream_item(ConnectionState("offline", error="stream ended"), -1)
             attempt += 1
             delay = self.backoff(attempt)
             if retry_after is not None:

@@ -196,6 +196,19 @@ class ToDeviceWaiting(BaseEvent, frozen=True, tag="to_device"):
     device_id: str
 
 
+class DeviceListChanged(BaseEvent, frozen=True, tag="device_list"):
+    """A user registered a device with keys, or took one out of the key directory
+    (issue 14; Matrix's ``device_lists.changed``).
+
+    A logged event of that user and of every user who shares a direct chat or an
+    encrypted group with them, in order with the chat events: a client that keeps the
+    users' device keys in memory forgets ``login``'s (and queries ``POST /keys/query``
+    again) before it encrypts the next message, so a new device gets its room key.
+    """
+
+    login: str
+
+
 class Reset(BaseEvent, frozen=True, tag="reset"):
     """The client is too far behind: drop cached state and refetch it."""
 
@@ -224,6 +237,7 @@ Event = (
     | Typing
     | ReadReceipt
     | ToDeviceWaiting
+    | DeviceListChanged
     | Reset
 )
 """Every event a stream may carry."""
@@ -249,6 +263,7 @@ EVENT_TYPES: tuple[type[BaseEvent], ...] = (
     Typing,
     ReadReceipt,
     ToDeviceWaiting,
+    DeviceListChanged,
     Reset,
 )
 

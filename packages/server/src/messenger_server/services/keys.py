@@ -9,7 +9,10 @@ one-time key is handed out once. To-device messages wait in the recipient device
 inbox until that device acknowledges them; a logged ``to_device`` event tells the user's
 streams that one of their devices has mail, in order with the chat events. A device
 whose user logs out of it is removed with its keys and messages, so other devices stop
-encrypting to it.
+encrypting to it. A device registered or removed logs a ``device_list`` event for its user
+and every user who shares a direct chat or an encrypted group with them (what a client
+keeping device keys in memory forgets them on); uploading one-time keys, or the same
+keys from another session, changes no device list and logs nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from messenger_protocol import (
     ClaimedKeys,
     ClaimKeys,
     DeviceKeyList,
+    DeviceListChanged,
     ErrorCode,
     KeyCount,
     Ok,
@@ -100,12 +104,21 @@ class KeyService:
                 body.device_id,
                 [(k.key_id, k.key, k.signature) for k in body.one_time_keys],
             )
+            if known is None:
+                self._device_list_changed(tx, actor)
             count = q.one_time_key_count(actor.user_id, body.device_id)
             return KeyCount(device_id=body.device_id, one_time_keys=count)
 
         result = await self.store.write(unit)
         log.info("device keys of user %d: %s", actor.user_id, body.device_id)
         return result
+
+    def _device_list_changed(self, tx: Tx, actor: Actor) -> None:
+        """In the unit that registers or removes a device of the actor: tell the users
+        who encrypt to them (and the actor's other devices)."""
+        event = DeviceListChanged(login=actor.login)
+        for user_id in key_queries(tx).device_list_watchers(actor.user_id):
+            self.events.emit(tx, event, user_id=user_id)
 
     async def query(self, actor: Actor, body: QueryKeys) -> DeviceKeyList:
         """The identity keys of every device of these users (unknown logins left out)."""
@@ -220,6 +233,7 @@ class KeyService:
             if device is None or device.user_id != actor.user_id:
                 return None
             q.delete_device(actor.user_id, device.device_id)
+            self._device_list_changed(tx, actor)
             return device.device_id
 
         removed = await self.store.write(unit)

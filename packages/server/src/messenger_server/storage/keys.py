@@ -105,6 +105,11 @@ class KeyQueries(Protocol):
         """Forget a device: its keys, its one-time keys and its waiting messages."""
         ...
 
+    def device_list_watchers(self, user_id: int) -> list[int]:
+        """Who is told that a user's device list changed: the user and every user who
+        shares a direct chat or an encrypted group with them, by id."""
+        ...
+
     def set_encrypted(self, message_id: int, encrypted: str) -> None:
         """Store the encrypted body (JSON) of a message."""
         ...
@@ -253,6 +258,17 @@ class SqlKeyQueries:
             (user_id, device_id, up_to),
         )
         return cur.rowcount
+
+    def device_list_watchers(self, user_id: int) -> list[int]:
+        """Who is told that a user's device list changed: the user and every user who
+        shares a direct chat or an encrypted group with them, by id."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT o.user_id FROM members m JOIN chats c ON c.id = m.chat_id"
+            " JOIN members o ON o.chat_id = m.chat_id"
+            " WHERE m.user_id = ? AND (c.kind = 'direct' OR c.encrypted <> 0)",
+            (user_id,),
+        ).fetchall()
+        return sorted({int(r[0]) for r in rows} | {user_id})
 
     def delete_device(self, user_id: int, device_id: str) -> None:
         """Forget a device: its keys, its one-time keys and its waiting messages."""
