@@ -44,6 +44,12 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TTLS = (3600, 0)
 
 
+_RECOUNT = (
+    "UPDATE chats SET member_count = (SELECT count(*) FROM members WHERE chat_id = 1) WHERE id = 1"
+)
+"""The stored member count of the general chat after rows were added behind the store's back."""
+
+
 def add_members_sqlite(db: Path, start: int, stop: int) -> None:
     """Users ``offline<start>`` … ``offline<stop - 1>``, members of the general chat."""
     conn = sqlite3.connect(db)
@@ -58,6 +64,7 @@ def add_members_sqlite(db: Path, start: int, stop: int) -> None:
                 "INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, ?, ?)",
                 (cur.lastrowid, now),
             )
+        conn.execute(_RECOUNT)
     conn.close()
 
 
@@ -78,6 +85,7 @@ def add_members_postgres(url: str, start: int, stop: int) -> None:
                 b"INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, %s, %s)",
                 (row[0], now),
             )
+        conn.execute(_RECOUNT.encode())
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(b"ANALYZE")

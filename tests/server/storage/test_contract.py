@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+import psycopg
 import pytest
 
 from messenger_protocol import parse_search
@@ -20,6 +22,7 @@ from messenger_server.storage import EventHandle, SqliteStore, Store, Tx
 from messenger_server.storage.admin import AdminQueries, admin_queries
 from messenger_server.storage.annotations import AnnotationQueries, annotation_queries
 from messenger_server.storage.files import FileQueries, FileRecord, file_queries
+from messenger_server.storage.migrations import MIGRATIONS, postgres_script, sqlite_script
 from messenger_server.storage.moderation import ModerationQueries, moderation_queries
 from messenger_server.storage.notify import NotifyQueries, notify_queries
 from messenger_server.storage.postgres import PostgresStore
@@ -146,11 +149,28 @@ def _setup(tx: Tx, log: Log) -> None:
     t.add_member(group, carol, 35.0)
     t.add_member(direct, alice, 34.0)
     t.add_member(direct, bob, 34.0)
+    _counted(t, group, 3)
     t.remove_member(group, carol)
     t.remove_member(group, carol)
     t.member_ids(group)
     t.members(group)
     t.member_count(group)
+    _counted(t, group, 2)
+    _counted(t, direct, 2)
+    _counted(t, 1, 3)  # the general chat: every user
+    t.remove_member(1, carol)  # the paths that end a membership (leave, kick, ban) all remove
+    _counted(t, 1, 2)
+    t.add_member(1, carol, 36.0)
+
+    def joined_then_failed(inner: Tx) -> None:
+        inner.add_member(direct, carol, 36.0)
+        inner.remove_member(group, bob)
+        raise ValueError("undone")
+
+    with contextlib.suppress(ValueError):
+        t.nested(joined_then_failed)
+    _counted(t, direct, 2)
+    _counted(t, group, 2)
     t.chat_ids_of(alice)
     ids = []
     for n, author in enumerate([alice, bob, alice, bob, bob]):
@@ -195,7 +215,9 @@ def _setup(tx: Tx, log: Log) -> None:
     direct_chat = t.chat(direct)
     assert direct_chat is not None
     t.chat_view(direct_chat, alice)
-    t.chat_views_of(alice)
+    views = t.chat_views_of(alice)
+    assert [(v.id, v.members) for v in views] == [(1, 3), (group, 2), (direct, 2)]
+    assert t.chat_view(chat, alice).members == 2
     t.touch_chat(group, ids[-1], 50.0)
     t.add_contact(alice, bob, 51.0)
     t.add_contact(alice, bob, 52.0)
@@ -437,6 +459,13 @@ def _setup(tx: Tx, log: Log) -> None:
     for n in range(5):
         t.append_event("message", b'{"n":%d}' % n, group if n % 2 else None,
                        None if n % 2 else alice, 110.0 + n, ids[n] if n % 2 else None)  # fmt: skip
+
+
+def _counted(tx: Tx, chat_id: int, members: int) -> None:
+    """The stored member count of a chat is what its member rows say (not recorded: the
+    scenario compares the stores; this compares each store with its own rows)."""
+    target = getattr(tx, "_target", tx)
+    assert target.member_count(chat_id) == len(target.member_ids(chat_id)) == members
 
 
 def _events(tx: Tx, log: Log) -> None:
@@ -735,3 +764,41 @@ async def test_a_slow_postgresql_write_or_read_is_logged_with_where_its_time_wen
         for line in lines
     ), lines  # fmt: skip
     assert any(line.startswith("slow read: ") and ".logins took" in line for line in lines), lines
+
+
+async def test_the_member_count_step_counts_the_members_already_there(
+    tmp_path: Path, pg_database: PgDatabase
+) -> None:
+    """A database from before the stored member count gets each chat's count from its rows."""
+    counted = next(n for n, s in enumerate(MIGRATIONS) if "member_count" in s.common)
+    before = MIGRATIONS[:counted]
+    rows = (
+        "INSERT INTO users (id, login, password_hash, created_at) VALUES (1, 'a', 'h', 1.0),"
+        " (2, 'b', 'h', 1.0), (3, 'c', 'h', 1.0);"
+        " INSERT INTO chats (id, kind, name, created_at) VALUES (2, 'group', 'g', 1.0),"
+        " (3, 'group', 'empty', 1.0);"
+        " INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, 1, 1.0), (1, 2, 1.0),"
+        " (1, 3, 1.0), (2, 1, 1.0), (2, 3, 1.0);"
+    )
+    lite = SqliteStore(tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(lite.path, isolation_level=None)) as conn:
+        for step in before:
+            conn.executescript(f"BEGIN; {sqlite_script(step)} COMMIT;")
+        conn.executescript(f"BEGIN; {rows} PRAGMA user_version = {len(before)}; COMMIT;")
+    url = pg_database.new_store()
+    with psycopg.connect(url) as pg:
+        pg.execute(
+            "CREATE TABLE schema_version (id smallint PRIMARY KEY CHECK (id = 1),"
+            " version integer NOT NULL)"
+        )
+        for step in before:
+            pg.execute(postgres_script(step).encode())
+        pg.execute(rows.encode())
+        pg.execute("INSERT INTO schema_version (id, version) VALUES (1, %s)", (len(before),))
+    for store in (lite, PostgresStore(url)):
+        await store.open()
+        try:
+            counts = await store.read(lambda tx: [tx.member_count(c) for c in (1, 2, 3)])
+            assert counts == [3, 2, 0], store
+        finally:
+            await store.close()

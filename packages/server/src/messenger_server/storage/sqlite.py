@@ -354,14 +354,26 @@ class SqliteTx:
             " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (chat_id, user_id, now, last_read),
         )
-        return cur.rowcount > 0
+        if cur.rowcount <= 0:
+            return False
+        self._count_members(chat_id, 1)
+        return True
 
     def remove_member(self, chat_id: int, user_id: int) -> bool:
         """Remove a member; False if they were not one."""
         cur = self.conn.execute(
             "DELETE FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)
         )
-        return cur.rowcount > 0
+        if cur.rowcount <= 0:
+            return False
+        self._count_members(chat_id, -1)
+        return True
+
+    def _count_members(self, chat_id: int, change: int) -> None:
+        """Keep ``chats.member_count`` (read at every GET /chats) in step with the rows."""
+        self.conn.execute(
+            "UPDATE chats SET member_count = member_count + ? WHERE id = ?", (change, chat_id)
+        )
 
     def member_chat(self, chat_id: int, user_id: int) -> tuple[ChatRecord, int] | None:
         """The chat and the user's read cursor in it; None if they are not a member."""
@@ -405,8 +417,8 @@ class SqliteTx:
 
     def member_count(self, chat_id: int) -> int:
         """How many members a chat has."""
-        count: int = self._scalar("SELECT count(*) FROM members WHERE chat_id = ?", (chat_id,))
-        return count
+        count: int | None = self._scalar("SELECT member_count FROM chats WHERE id = ?", (chat_id,))
+        return count or 0
 
     def chat_ids_of(self, user_id: int) -> list[int]:
         """The chats a user belongs to."""
@@ -421,7 +433,7 @@ class SqliteTx:
         rows = self._all(
             "SELECT c.id, c.kind, c.name, o.login, c.last_message_at, c.encrypted,"
             " c.mention_all, mem.last_read, mem.mute,"
-            " (SELECT count(*) FROM members x WHERE x.chat_id = c.id),"
+            " c.member_count,"
             " CASE WHEN c.last_message_id > mem.last_read THEN (SELECT count(*) FROM"
             " (SELECT 1 FROM messages um WHERE um.chat_id = c.id AND um.thread_root IS NULL"
             " AND um.id > mem.last_read AND um.author_id != mem.user_id LIMIT ?) AS q)"
@@ -477,7 +489,8 @@ class SqliteTx:
             " ELSE coalesce(t.last_read, 0) END",
             (chat.id, user_id, last_read),
         )
-        mention_all = bool(self._scalar("SELECT mention_all FROM chats WHERE id = ?", (chat.id,)))
+        flags = self._one("SELECT mention_all, member_count FROM chats WHERE id = ?", (chat.id,))
+        mention_all, members = (bool(flags[0]), int(flags[1])) if flags is not None else (False, 0)
         name, peer = chat.name, None
         if chat.kind == "direct":
             peer = self._scalar(
@@ -492,7 +505,7 @@ class SqliteTx:
             name=name,
             owner=chat.owner_login,
             peer=peer,
-            members=self.member_count(chat.id),
+            members=members,
             unread=self.unread_count(chat.id, user_id, last_read),
             last_read=last_read,
             last_message_at=chat.last_message_at,
