@@ -124,11 +124,16 @@ async def test_the_plain_console_tells_a_person_at_a_terminal_how_to_begin(
     dirs = Dirs(tmp_path / "data", tmp_path / "state", tmp_path / "config", tmp_path / "dl")
     config = ClientConfig(server="http://127.0.0.1:9", dirs=dirs, plain=True)
     primary, secondary = os.openpty()
-    with os.fdopen(secondary, "r") as terminal:
+    terminal = os.fdopen(secondary, "r")
+    shown = io.StringIO()
+    try:
         os.write(primary, b"/exit\n")
-        shown = io.StringIO()
         assert await run_plain(config, stdin=terminal, out=shown) == 0
-    os.close(primary)
+    finally:
+        # the terminal's end first: the console's reader thread, still reading, gets an
+        # error and lets go of the file (closing it under the thread would wait forever)
+        os.close(primary)
+        terminal.close()
     piped = io.StringIO()
     assert await run_plain(config, stdin=io.StringIO("/exit\n"), out=piped) == 0
     first = shown.getvalue().splitlines()[0]
