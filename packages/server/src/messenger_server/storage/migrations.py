@@ -565,6 +565,18 @@ ALTER TABLE chats ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
 UPDATE chats SET member_count = (SELECT count(*) FROM members WHERE members.chat_id = chats.id);
 """
 
+# unread counts read only this index (issue 11): messages_chat held (chat_id, id), so
+# counting the unread of others looked every row up in the table for its author (and the
+# disappeared-unread statement for its time). thread_root is a column too: SQLite counts
+# a partial index's condition column as missing from the index, and then reads the table.
+# It has the rows of messages_chat in the same order, so history pages use it instead and
+# a send still writes one entry for the chat's roots
+_UNREAD_INDEX = """
+CREATE INDEX messages_unread ON messages(chat_id, thread_root, id, author_id, created_at)
+    WHERE thread_root IS NULL;
+DROP INDEX messages_chat;
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -587,5 +599,6 @@ MIGRATIONS: list[Step] = [
     Step(_BLOB_HOLDS),
     Step(_EDIT_CIPHERTEXTS),
     Step(_MEMBER_COUNT),
+    Step(_UNREAD_INDEX),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""
