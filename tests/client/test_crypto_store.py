@@ -64,7 +64,9 @@ def _sender(directory: Path, monkeypatch: pytest.MonkeyPatch) -> DeviceCrypto:
     """alice's device with no other device to share keys with (no server needed)."""
     crypto = DeviceCrypto.load(Client("http://127.0.0.1:9"), directory, login="alice")
 
-    async def no_devices(logins: object, chat_id: int | None = None) -> list[DeviceKeys]:
+    async def no_devices(
+        logins: object, chat_id: int | None = None, *, cached: bool = False
+    ) -> list[DeviceKeys]:
         return []
 
     monkeypatch.setattr(crypto, "devices", no_devices)

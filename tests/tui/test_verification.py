@@ -205,6 +205,13 @@ async def test_bobs_new_device_and_its_changed_keys_are_announced_above_the_chat
                                                  phone.device_id))  # fmt: skip
             count = "SELECT count(*) FROM to_device WHERE device_id = ?"
             waiting = db.rows(server, count, (phone.device_id,))
+            # a swap by the server sends no device_list event: alice's sends go on with the
+            # keys her client keeps (never the swapped ones) until it asks the directory
+            # again, as /devices does
+            await pilot.press(*"/devices bob", "enter")
+            await until(pilot, lambda: app.screen is not app.main, "the devices screen")
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is app.main, "back in the chat")
             await pilot.press(*"third", "enter")
             line = f"the keys of bob's device {phone.device_id} CHANGED"
             await until(pilot, lambda: line in screen_text(app), "the changed-keys line")
