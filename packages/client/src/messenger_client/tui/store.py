@@ -181,8 +181,8 @@ class ChatStore:
         the answer): the badge is the same whichever came first."""
         if chat.last_message_id == 0 and chat.last_message_at is not None:
             return chat  # a server older than this client does not say what it counted
-        newer = [(m, c) for m, c in self._arrived if m.chat_id == chat.id]
-        newer = [(m, c) for m, c in newer if m.id > chat.last_message_id]
+        newer = [(m, c) for m, c in self._arrived
+                 if m.chat_id == chat.id and m.id > chat.last_message_id]  # fmt: skip
         if not newer:
             return chat
         return msgspec.structs.replace(
