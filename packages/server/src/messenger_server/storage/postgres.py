@@ -437,9 +437,10 @@ class PostgresStore:
     def _commit(self, group: _Group) -> None:
         """Run and commit the group; rerun it whole if PostgreSQL picked it as a deadlock
         victim (several nodes' groups may lock the same rows in another order)."""
+        first_started = time.perf_counter()
         for attempt in range(1, DEADLOCK_RETRIES + 1):
             try:
-                self._commit_once(group, last=attempt == DEADLOCK_RETRIES)
+                self._commit_once(group, last=attempt == DEADLOCK_RETRIES, since=first_started)
                 return
             except _Rerun as rerun:
                 log.info("write group of %d unit(s) rerun (attempt %d): %s",
@@ -449,7 +450,9 @@ class PostgresStore:
                 group.outcomes.clear()
                 group.after_commit.clear()
 
-    def _commit_once(self, group: _Group, *, last: bool) -> None:
+    def _commit_once(self, group: _Group, *, last: bool, since: float) -> None:
+        """One attempt; ``since`` is when the group's first attempt began (a rerun's time
+        in the earlier attempts is reported apart from the wait for the writer)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = self._connect()
         conn = self._conn
@@ -491,12 +494,13 @@ class PostgresStore:
         conn.execute(b"COMMIT")
         self.commits += 1
         done = time.perf_counter()
-        waited = started - min(job.queued for job in group.jobs)
-        if waited + done - started > SLOW and _slow_lines("write"):
+        waited = since - min(job.queued for job in group.jobs)
+        if waited + done - since > SLOW and _slow_lines("write"):
             log.warning(
-                "slow write group of %d unit(s): %.2f s for the writer, %.2f s for the write"
-                " lock, %.2f s in its slowest unit (%s), %.2f s to commit",
-                len(group.jobs), waited, locked - started, slowest,
+                "slow write group of %d unit(s): %.2f s for the writer, %.2f s in earlier"
+                " attempts (deadlock reruns), %.2f s for the write lock, %.2f s in its slowest"
+                " unit (%s), %.2f s to commit",
+                len(group.jobs), waited, started - since, locked - started, slowest,
                 _unit_name(slowest_unit), done - committing,
             )  # fmt: skip
 
