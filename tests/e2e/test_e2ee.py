@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
 import stat
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -489,6 +491,7 @@ async def test_a_logged_out_device_is_no_longer_encrypted_to(
 
         await laptop_c.unpublish()
         await laptop.logout()
+        laptop_c.close()
         await stream.until(_device_list_of("bob"))
         shown = await alice_c.devices(["bob"], cached=True)
         assert [d.device_id for d in shown] == [phone_c.device_id]
@@ -500,6 +503,12 @@ async def test_a_logged_out_device_is_no_longer_encrypted_to(
         await laptop.login("bob", "password1")
         back = await DeviceCrypto.open(laptop, tmp_path / "laptop")
         assert back.device_id == laptop_c.device_id
+        # the client let go of the closed keys: one DeviceCrypto hears its events, not
+        # one more per login (a stale one could write its old state over the new one's)
+        closed = weakref.ref(laptop_c)
+        del laptop_c
+        gc.collect()
+        assert closed() is None, "the logged-out device's keys are still held"
         with pytest.raises(DecryptionError) as no_key:
             await back.decrypt(after)
         assert no_key.value.kind == "no_key"

@@ -21,6 +21,7 @@ a chat message wait behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -892,6 +893,12 @@ class Client:
         stream sees it: what keeps state in memory that events invalidate (the device
         keys of :class:`~messenger_client.crypto.DeviceCrypto`) listens here."""
         self._watchers.append(watcher)
+
+    def unwatch_events(self, watcher: Callable[[StreamItem], None]) -> None:
+        """Stop calling a ``watcher`` given to :meth:`watch_events` (its owner is done:
+        a :class:`~messenger_client.crypto.DeviceCrypto` at logout); nothing if not there."""
+        with contextlib.suppress(ValueError):
+            self._watchers.remove(watcher)
 
     @property
     def streaming(self) -> bool:

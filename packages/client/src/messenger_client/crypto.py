@@ -684,6 +684,17 @@ class DeviceCrypto:
         self._state.uploaded = False
         self.save()
 
+    def close(self) -> None:
+        """Done with this device on its client (logout, another login, the app ends):
+        the client stops telling it of its event streams and its verifications' timeouts
+        stop, so a later login on the same :class:`Client` has one live
+        :class:`DeviceCrypto`, not one more per login. The state on disk stays; a new
+        :meth:`open` goes on from it."""
+        self.client.unwatch_events(self._on_stream_item)
+        self.verification.close()
+        self._members.clear()
+        self._device_keys.clear()
+
     # --- devices ----------------------------------------------------------------
 
     def notify(self, notice: TrustNotice) -> None:

@@ -466,7 +466,7 @@ class PlainConsole:
 
     async def _open_crypto(self, login: str) -> None:
         """This device's end-to-end encryption keys (made on first login), in its data dir."""
-        self.runner.crypto = None
+        self._close_crypto()
         directory = device_directory(self.config.dirs.data / "crypto", self.config.server, login)
         try:
             self.runner.crypto = await DeviceCrypto.open(
@@ -475,6 +475,13 @@ class PlainConsole:
         except (MessengerError, ConnectionError) as exc:
             log.warning("end-to-end encryption unavailable: %s", exc)
             self.emit(ErrorOut("crypto", f"end-to-end encryption is off on this device: {exc}"))
+
+    def _close_crypto(self) -> None:
+        """The session's device keys are done with (logout, another login): its client
+        forgets them, so one login's keys never hear the next one's events."""
+        if self.runner.crypto is not None:
+            self.runner.crypto.close()
+            self.runner.crypto = None
 
     def _trust_notice(self, notice: TrustNotice) -> None:
         """A verification step, a new device, changed keys, shared keys: one line each."""
@@ -574,7 +581,7 @@ class PlainConsole:
                     self.emit(ErrorOut("offline", f"could not load history: {exc}"))
             elif isinstance(out, LogoutOut):
                 await self._stop_events()
-                self.runner.crypto = None
+                self._close_crypto()
             elif isinstance(out, ExitOut):
                 return False
         return True
@@ -594,6 +601,7 @@ class PlainConsole:
             await self._reads_done()
         finally:
             await self._stop_events()
+            self._close_crypto()
             await self.client.close()
             if self.runner.cache is not None:
                 self.runner.cache.close()

@@ -252,6 +252,16 @@ class Verifications:
         """What a flow's age is measured on (a test gives its own)."""
         self._expiring: set[asyncio.Task[None]] = set()
 
+    def close(self) -> None:
+        """Stop every flow's timeout (the device is closed: nothing of it may fire later,
+        as another login on the same client); the flows stay as they were."""
+        for flow in self.flows.values():
+            if flow.timer is not None:
+                flow.timer.cancel()
+                flow.timer = None
+        for task in list(self._expiring):
+            task.cancel()
+
     # --- what the user does ----------------------------------------------------------
 
     async def start(self, login: str, device_id: str | None = None) -> Verification:

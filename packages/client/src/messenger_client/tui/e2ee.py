@@ -187,6 +187,15 @@ class Encryption:
             except RuntimeError:  # no loop (a test's store): asked at the next one
                 self._asking = None
 
+    def close(self) -> None:
+        """The session ended: stop asking for keys and close the device keys
+        (:meth:`DeviceCrypto.close`)."""
+        if self._asking is not None:
+            self._asking.cancel()
+            self._asking = None
+        if self.crypto is not None:
+            self.crypto.close()
+
     async def _ask(self) -> None:
         crypto = self.crypto
         while crypto is not None and self._wanted:

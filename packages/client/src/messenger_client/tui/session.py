@@ -465,6 +465,8 @@ class LiveSession:
         app.workers.cancel_group(app, "events")
         app.workers.cancel_group(app, "outbox")
         app.workers.cancel_group(app, "e2ee")
+        if self.e2ee is not None:
+            self.e2ee.close()
         self.e2ee = app.e2ee = None
         login = app.store.me if app.store is not None else ""
         if app.main is not None and app.main.composer.text.strip():
