@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from messenger_client import Client
@@ -16,6 +17,7 @@ from tests.tui.conftest import (
     until,
     until_true,
 )
+from tests.tui.test_annotations import select_message
 
 
 def notes(app: MessengerApp) -> str:
@@ -183,3 +185,40 @@ async def test_opening_a_thread_with_news_from_another_chat_switches_to_that_cha
             await until(pilot, lambda: "added mine" in screen_text(app), "the comment")
     finally:
         await bob.close()
+
+
+async def test_seen_by_in_the_chat_and_in_the_thread_both_follow_receipts_at_once(
+    server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
+) -> None:
+    """Issue 12: the chat's "seen by" and the thread panel's were asked in one exclusive
+    worker group, so a receipt for one cancelled the question about the other; bob
+    reading both at once now fills both lines."""
+    app = make_app(server.url)
+    async with signed_in(app) as (pilot, main):
+        store = app.store
+        assert store is not None and app.client is not None
+        root = await bob.send(GENERAL_CHAT_ID, "who brings cake?")
+        comment = await app.client.comment(root.id, "me, chocolate")
+        await until(pilot, lambda: "who brings cake?" in screen_text(app), "bob's message")
+        await pilot.press(*"see you at four", "enter")
+        await until(pilot, lambda: any(
+            m.text == "see you at four" and m.id for m in store.timeline(GENERAL_CHAT_ID)
+        ), "alice's message sent")  # fmt: skip
+        mine = next(m for m in store.timeline(GENERAL_CHAT_ID) if m.text == "see you at four")
+
+        await select_message(pilot, app, "who brings cake?")
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: "me, chocolate" in screen_text(app), "the thread panel")
+        main.thread_view.focus()
+        await pilot.press("end")  # alice's comment
+        await until(pilot, lambda: main.thread_seen_line.display, "the thread's line")
+        await select_message(pilot, app, "see you at four")
+        await until(pilot, lambda: main.seen_line.display, "the chat's line")
+        assert screen_text(app).count("Not seen yet") == 2
+
+        await asyncio.gather(
+            bob.mark_read(GENERAL_CHAT_ID, mine.id), bob.mark_thread_read(root.id, comment.id)
+        )
+        await until(pilot, lambda: screen_text(app).count("✓ Seen by bob") == 2, "both lines")
+        assert "✓ Seen by bob" in str(main.seen_line.render())
+        assert "✓ Seen by bob" in str(main.thread_seen_line.render())

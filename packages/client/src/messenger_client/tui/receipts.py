@@ -60,9 +60,24 @@ class Receipts:
         except MessengerError as exc:
             log.debug("typing notice to %d: %s", chat_id, exc)
 
+    def seen_by(self, message: Message, *, in_thread: bool = False) -> None:
+        """Ask who has read ``message``; the main screen shows it while it is selected.
+        The chat's line and the thread panel's are asked in workers of their own: a newer
+        question about one cancels the older one about it, never the other's."""
+        if in_thread:
+            self._thread_seen_by(message)
+        else:
+            self._chat_seen_by(message)
+
     @app_work(group="seen", exclusive=True)
-    async def seen_by(self, message: Message) -> None:
-        """Ask who has read ``message``; the main screen shows it while it is selected."""
+    async def _chat_seen_by(self, message: Message) -> None:
+        await self._ask_seen_by(message)
+
+    @app_work(group="thread-seen", exclusive=True)
+    async def _thread_seen_by(self, message: Message) -> None:
+        await self._ask_seen_by(message)
+
+    async def _ask_seen_by(self, message: Message) -> None:
         client, main = self.app.client, self.app.main
         if client is None or main is None or not message.id:
             return

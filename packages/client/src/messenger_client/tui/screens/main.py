@@ -389,7 +389,7 @@ class MainScreen(Guarded, Screen[None]):
                 and message.thread_root == event.thread_root  # whose read cursor moved
                 and event.up_to >= seen
             ):
-                self._receipts_seen(message)
+                self._receipts_seen(message, in_thread=in_thread)
 
     def _seen_target(self, in_thread: bool) -> int | None:
         return self._thread_seen_of if in_thread else self._seen_of
@@ -419,7 +419,7 @@ class MainScreen(Guarded, Screen[None]):
                     self._thread_seen_of = message.id
                 else:
                     self._seen_of = message.id
-                self._receipts_seen(message)
+                self._receipts_seen(message, in_thread=in_thread)
         else:
             self._show_seen(None, in_thread=in_thread)
 
@@ -430,10 +430,10 @@ class MainScreen(Guarded, Screen[None]):
         elif event.view is self.thread_view:
             self._show_seen(None, in_thread=True)
 
-    def _receipts_seen(self, message: Message) -> None:
+    def _receipts_seen(self, message: Message, *, in_thread: bool) -> None:
         app = self.app
         if isinstance(app, host.Host):
-            app.receipts.seen_by(message)
+            app.receipts.seen_by(message, in_thread=in_thread)
 
     @on(MessageView.QuoteClicked)
     def _quote_clicked(self, event: MessageView.QuoteClicked) -> None:
@@ -576,7 +576,7 @@ class MainScreen(Guarded, Screen[None]):
                 self.view.post_message(MessageView.Activated(self.view, message))
             elif act == "seen":
                 self._seen_of = message.id
-                self._receipts_seen(message)
+                self._receipts_seen(message, in_thread=False)
             elif act in ("reply", "edit", "delete", "react"):
                 self.act_on(message, act, in_thread=in_thread)  # type: ignore[arg-type]
 
