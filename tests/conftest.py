@@ -99,8 +99,8 @@ def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     database = postgres.PgDatabase()
     database.create()
     root = tmp_path_factory.mktemp("e2e-cluster")
-    shared = ["--blob-store", str(root / "blobs"), *E2E_CLUSTER_ARGS]  # one blob dir for all
-    nodes = Cluster(root, database.new_store(), "redis", args=shared, clock_file=root / "clock")
+    nodes = Cluster(root, database.new_store(), "redis", args=E2E_CLUSTER_ARGS,
+                    clock_file=root / "clock", blob_dir=root / "blobs")  # fmt: skip
     try:
         nodes.start()
         yield nodes

@@ -78,6 +78,7 @@ async def test_thread_unread_and_mark_read(server: ServerProcess) -> None:
     assert thread["unread"] == 1
 
 
+@pytest.mark.cluster_too
 async def test_comment_on_unknown_message_is_refused(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     resp = await call(server.url, "POST", "/api/v1/messages/999/comments", alice, {"text": "hm"})

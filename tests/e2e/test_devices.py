@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -94,12 +95,13 @@ async def test_logout_ends_one_session_and_logout_all_ends_every(server: ServerP
         assert (await call(server.url, "GET", "/api/v1/status", token)).status_code == 401
 
 
+@pytest.mark.cluster_too
 async def test_a_saved_token_tells_its_session(
-    server_factory: Callable[..., ServerProcess],
+    clocked: Callable[..., ServerProcess],
 ) -> None:
     """Items 7/8 of issue 9: a client resuming from a saved token learns its session id
     and whether it is an admin, as a login would tell it; the token is not echoed."""
-    srv = server_factory(args=["--admins", "root"])
+    srv = clocked(time.time(), "--admins", "root")
     login = await register(srv.url, "root")
     resp = await call(srv.url, "GET", "/api/v1/auth/session", login["token"])
     assert resp.status_code == 200

@@ -54,6 +54,7 @@ async def test_resume_gets_exactly_the_missed_events(server: ServerProcess) -> N
     assert isinstance(live[1], MessageCreated) and live[1].message.text == "live"
 
 
+@pytest.mark.cluster_too
 async def test_resume_across_server_restart(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]

@@ -16,6 +16,7 @@ import pytest
 
 from messenger_client.api import tls_context
 from messenger_protocol import limits
+from tests.support.cluster import RoundRobin, one_node
 from tests.support.server import ServerProcess
 from tests.support.wire import call, raw_exchange, register, send
 
@@ -52,11 +53,18 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def stored_files(server: ServerProcess) -> list[Path]:
-    """Every file under the server's files dir, temp files included."""
-    return sorted(p for p in (server.data_dir / "files").rglob("*") if p.is_file())
+def stored_files(server: ServerProcess | RoundRobin) -> list[Path]:
+    """Every file under the server's files dir, temp files included (on the cluster: its
+    one blob directory and every node's temp files)."""
+    if isinstance(server, RoundRobin):
+        assert server.cluster.blob_dir is not None
+        roots = [server.cluster.blob_dir, *(n.data_dir / "files" for n in server.cluster.nodes)]
+    else:
+        roots = [server.data_dir / "files"]
+    return sorted(p for root in roots if root.exists() for p in root.rglob("*") if p.is_file())
 
 
+@pytest.mark.cluster_too
 async def test_limit_exact_and_one_over_with_length_and_chunked(server: ServerProcess) -> None:
     token = (await register(server.url, "alice"))["token"]
     exact = os.urandom(LIMIT)
@@ -75,6 +83,7 @@ async def test_limit_exact_and_one_over_with_length_and_chunked(server: ServerPr
     assert stored_files(server) == before
 
 
+@pytest.mark.cluster_too
 async def test_declared_length_over_limit_is_refused_before_the_body(
     server: ServerProcess,
 ) -> None:
@@ -89,14 +98,16 @@ async def test_declared_length_over_limit_is_refused_before_the_body(
     assert stored_files(server) == []
 
 
+@pytest.mark.cluster_too
 async def test_server_memory_stays_flat_during_an_upload(server: ServerProcess) -> None:
     token = (await register(server.url, "alice"))["token"]
-    assert server.proc is not None
-    proc = psutil.Process(server.proc.pid)
-    await upload(server.url, token, os.urandom(64 * 1024))  # warm up the code paths
+    node = one_node(server)  # on the cluster, one node writing to the shared blob store
+    assert node.proc is not None
+    proc = psutil.Process(node.proc.pid)
+    await upload(node.url, token, os.urandom(64 * 1024))  # warm up the code paths
     before = proc.memory_info().rss
     peak = before
-    parts = urlsplit(server.url)
+    parts = urlsplit(node.url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     writer.write(
         (
@@ -192,6 +203,7 @@ async def test_outsiders_get_the_same_403_as_for_unknown_ids(server: ServerProce
     assert (await call(server.url, "GET", f"/api/v1/files/{file_id}", alice)).status_code == 200
 
 
+@pytest.mark.cluster_too
 async def test_plain_client_file_then_download(server: ServerProcess, tmp_path: Path) -> None:
     source = tmp_path / "report.pdf"
     source.write_bytes(b"%PDF-1.4\n" + os.urandom(300_000))
@@ -230,9 +242,11 @@ async def test_plain_client_file_then_download(server: ServerProcess, tmp_path: 
     assert target.read_bytes() == b"the user's own copy"
 
 
+@pytest.mark.cluster_too
 async def test_an_upload_cut_off_midway_leaves_nothing(server: ServerProcess) -> None:
     token = (await register(server.url, "alice"))["token"]
-    parts = urlsplit(server.url)
+    node = one_node(server)
+    parts = urlsplit(node.url)
     _, writer = await asyncio.open_connection(parts.hostname, parts.port)
     writer.write(
         (
@@ -242,7 +256,7 @@ async def test_an_upload_cut_off_midway_leaves_nothing(server: ServerProcess) ->
         + os.urandom(1024 * 1024)
     )
     await writer.drain()
-    tmp = server.data_dir / "files" / "tmp"
+    tmp = node.data_dir / "files" / "tmp"
     await eventually(lambda: any(tmp.iterdir()), "the temp file being written")
     writer.transport.abort()  # the client goes away mid-body
     await eventually(lambda: not stored_files(server), "the temp file removed")

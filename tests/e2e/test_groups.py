@@ -109,6 +109,7 @@ async def test_reject_flow_and_join_without_key(server: ServerProcess) -> None:
     assert bad_key.status_code == 403
 
 
+@pytest.mark.cluster_too
 async def test_revoked_and_used_up_links_are_refused(server: ServerProcess) -> None:
     alice = (await register(server.url, "alice"))["token"]
     bob = (await register(server.url, "bob"))["token"]
@@ -177,6 +178,7 @@ OUTSIDER_CALLS = [
 ]
 
 
+@pytest.mark.cluster_too
 @pytest.mark.parametrize(("method", "path", "body"), OUTSIDER_CALLS)
 async def test_outsider_is_denied_everywhere(
     server: ServerProcess, method: str, path: str, body: dict[str, Any] | None

@@ -1,6 +1,6 @@
 """Complaints and bans (F12), rate limits (F9), the connection cap and the admin CLI
-(F21), against the real server process with its clock moved by the test (the API ones
-also on the 3-node cluster, but across a restart or with flags of their own)."""
+(F21), against the real server process with its clock moved by the test; also on the
+3-node cluster, where a restart is one node's and the CLI runs beside one node."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from messenger_protocol import Banned
+from messenger_protocol import Banned, limits
+from tests.support.cluster import RoundRobin, one_node
 from tests.support.server import ServerProcess
 from tests.support.wire import WAIT, SseReader, call, register, send
 
@@ -29,6 +30,7 @@ async def _complain(srv: ServerProcess, token: str, login: str) -> dict[str, obj
     return body
 
 
+@pytest.mark.cluster_too
 async def test_third_distinct_complaint_bans_for_four_hours_also_across_restart(
     clocked: Callable[..., ServerProcess],
 ) -> None:
@@ -106,6 +108,7 @@ async def test_admin_bans_unbans_and_dismisses_over_the_api(
     assert settings["rate_limit_messages"] == 20 and settings["admins"] == "root"
 
 
+@pytest.mark.cluster_too
 async def test_admin_stats_show_the_database_size_on_either_store(
     clocked: Callable[..., ServerProcess],
 ) -> None:
@@ -180,13 +183,16 @@ async def test_concurrent_duplicate_client_ids_store_one_message_counted_once(
     assert len(page["messages"]) == 20  # the refused one is not stored
 
 
+@pytest.mark.cluster_too
 async def test_login_failures_throttle_the_login_from_that_address(
     clocked: Callable[..., ServerProcess],
 ) -> None:
-    srv = clocked(T0, "--login-failures-max", "3")
+    """The default limit, so that it also holds on the cluster, its failures spread over
+    the nodes (the counter is in the store)."""
+    srv = clocked(T0)
     await register(srv.url, "alice")
     path = "/api/v1/auth/login"
-    for _ in range(3):
+    for _ in range(limits.LOGIN_FAILURES_MAX):
         bad = await call(srv.url, "POST", path, json={"login": "alice", "password": "wrong-pw"})
         assert bad.status_code == 401
     good = {"login": "alice", "password": "password1"}
@@ -199,6 +205,8 @@ async def test_login_failures_throttle_the_login_from_that_address(
 async def test_connections_per_address_are_capped(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
+    """Not on the cluster: each node counts its own sockets, and the e2e cluster runs
+    without the flag (tests/cluster/test_proxies.py caps a node behind a balancer)."""
     srv = server_factory(args=["--max-connections-per-ip", "3"])
     held = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(3)]
     try:
@@ -216,12 +224,17 @@ async def test_connections_per_address_are_capped(
             writer.close()
 
 
-def _cli(srv: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **srv.env}
-    if srv.clock_file is not None:
-        env["MESSENGER_TEST_CLOCK_FILE"] = str(srv.clock_file)
+def _cli(srv: ServerProcess | RoundRobin, *args: str) -> subprocess.CompletedProcess[str]:
+    """``messenger-server ARGS`` beside the running server (on the cluster: beside one of
+    its nodes, on their one store)."""
+    node = one_node(srv)
+    env = {**os.environ, **node.env}
+    if srv.store_url:
+        env["MESSENGER_STORE"] = srv.store_url
+    if node.clock_file is not None:
+        env["MESSENGER_TEST_CLOCK_FILE"] = str(node.clock_file)
     return subprocess.run(
-        [sys.executable, "-m", "messenger_server", *args, "--data-dir", str(srv.data_dir)],
+        [sys.executable, "-m", "messenger_server", *args, "--data-dir", str(node.data_dir)],
         env=env,
         capture_output=True,
         text=True,
@@ -229,6 +242,7 @@ def _cli(srv: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.cluster_too
 async def test_admin_cli_against_a_running_server(
     clocked: Callable[..., ServerProcess],
 ) -> None:
@@ -273,6 +287,7 @@ async def test_admin_cli_against_a_running_server(
 
 @pytest.mark.parametrize("command", [["users"], ["stats"]])
 def test_admin_cli_without_a_database_says_so(tmp_path: Path, command: list[str]) -> None:
+    """Not on the cluster: no server runs here, only the CLI on an empty data dir."""
     done = subprocess.run(
         [sys.executable, "-m", "messenger_server", *command, "--data-dir", str(tmp_path / "x")],
         capture_output=True,

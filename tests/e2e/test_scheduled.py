@@ -102,6 +102,7 @@ async def test_author_streams_get_scheduled_updates(
         assert update.scheduled.message_id == message.message.id
 
 
+@pytest.mark.cluster_too
 async def test_due_ones_go_out_right_after_a_restart(
     clocked: Callable[..., ServerProcess],
 ) -> None:

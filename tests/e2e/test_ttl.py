@@ -104,6 +104,9 @@ async def test_unfetched_message_is_deleted_at_the_maximum_age(
 async def test_ttl_zero_keeps_messages(
     clocked: Callable[..., ServerProcess],
 ) -> None:
+    """Not on the cluster: ``--message-ttl`` is a node's flag and the one e2e cluster runs
+    with the default (the retention leader reads its own setting; a cluster for this one
+    test would cost three node starts)."""
     srv = clocked(T0, "--message-ttl", "0")
     alice = (await register(srv.url, "alice"))["token"]
     message = (await send(srv.url, alice, "forever")).json()

@@ -8,8 +8,8 @@ and core NATS keep nothing, so stopping the nodes is the whole clean-up.
 
 from __future__ import annotations
 
-import itertools
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,6 +30,7 @@ __all__ = [
     "RoundRobin",
     "bus_unavailable",
     "host_port",
+    "one_node",
     "require_bus",
 ]
 
@@ -119,7 +120,9 @@ class Cluster:
 
     ``node_env`` adds env vars to some nodes (``{0: {"MESSENGER_TEST_FAULTS": ...}}``);
     ``node_bus`` points some nodes at another bus URL (a :class:`FaultProxy` in front);
-    ``clock_file`` is one test clock every node reads (``ServerProcess.set_time``).
+    ``clock_file`` is one test clock every node reads (``ServerProcess.set_time``);
+    ``blob_dir`` is the nodes' one ``--blob-store`` directory, which :meth:`empty_store`
+    empties too.
     """
 
     def __init__(
@@ -133,15 +136,18 @@ class Cluster:
         node_env: Mapping[int, Mapping[str, str]] | None = None,
         node_bus: Mapping[int, str] | None = None,
         clock_file: Path | None = None,
+        blob_dir: Path | None = None,
     ) -> None:
         self.store_url = store_url
+        self.blob_dir = blob_dir
         self.bus_url = "postgres" if bus == "postgres" else BUS_URLS[bus]  # postgres: the store
         self.node_bus = dict(node_bus or {})
         self.channel = "mtest-" + uuid.uuid4().hex[:12]
+        blobs = ["--blob-store", str(blob_dir)] if blob_dir is not None else []
         self.nodes = [
             ServerProcess(
                 root / f"node{i}",
-                args=[*self._flags(i), *args],
+                args=[*self._flags(i), *blobs, *args],
                 env=dict((node_env or {}).get(i, {})),
                 clock_file=clock_file,
             )
@@ -164,6 +170,12 @@ class Cluster:
         """Kill every node (nothing of the bus outlives them)."""
         for node in self.nodes:
             node.kill()
+
+    def shut_down(self) -> None:
+        """SIGTERM every node at once and wait for each to exit (drained)."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            for future in [pool.submit(node.stop) for node in self.nodes]:
+                future.result()
 
     def url(self, i: int) -> str:
         """The base URL of node ``i % size`` (round robin)."""
@@ -196,10 +208,16 @@ class Cluster:
                         for row in self._seed:
                             marks = ", ".join(["%s"] * len(row))
                             conn.execute(f"INSERT INTO chats VALUES ({marks})".encode(), row)
-                    return
+                    break
                 except retry:
                     if attempt == 4:
                         raise
+        if self.blob_dir is not None and self.blob_dir.exists():  # the rows are gone: the bytes
+            for entry in self.blob_dir.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
     def set_time(self, now: float) -> None:
         """Move the one clock of every node (needs ``clock_file``)."""
@@ -223,12 +241,30 @@ class RoundRobin:
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self._turn = itertools.count()
+        self._turn = 0
 
     @property
     def url(self) -> str:
         """The base URL of the next node."""
-        return self.cluster.url(next(self._turn))
+        return self.node().url
+
+    def node(self) -> ServerProcess:
+        """The next node (a test that needs one process: its files, its memory)."""
+        self._turn += 1
+        return self.cluster.nodes[(self._turn - 1) % len(self.cluster.nodes)]
+
+    def restart(self) -> None:
+        """One step of a rolling restart: SIGTERM the node the next :attr:`url` names and
+        start it again, the others serving meanwhile; the next request goes to it."""
+        self.cluster.nodes[self._turn % len(self.cluster.nodes)].restart()
+
+    def stop(self) -> None:
+        """Stop every node (the whole cluster down; :meth:`start` brings it back)."""
+        self.cluster.shut_down()
+
+    def start(self) -> None:
+        """Start every node again."""
+        self.cluster.start()
 
     @property
     def store_url(self) -> str:
@@ -238,3 +274,8 @@ class RoundRobin:
     def set_time(self, now: float) -> None:
         """Move the cluster's one clock (``ServerProcess.set_time`` of every node)."""
         self.cluster.set_time(now)
+
+
+def one_node(server: ServerProcess | RoundRobin) -> ServerProcess:
+    """The server itself, or the next node of a cluster (a test about one process)."""
+    return server.node() if isinstance(server, RoundRobin) else server
