@@ -66,10 +66,10 @@ def _sender(directory: Path, monkeypatch: pytest.MonkeyPatch) -> DeviceCrypto:
 
     async def no_devices(
         logins: object, chat_id: int | None = None, *, cached: bool = False
-    ) -> list[DeviceKeys]:
-        return []
+    ) -> tuple[list[DeviceKeys], list[tuple[str, str]]]:
+        return [], []
 
-    monkeypatch.setattr(crypto, "devices", no_devices)
+    monkeypatch.setattr(crypto, "_devices_seen", no_devices)
     return crypto
 
 

@@ -17,6 +17,7 @@ import stat
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -564,6 +565,62 @@ async def test_the_plain_console_takes_its_keys_off_the_server_at_logout(
         assert (await watcher.call(ep.QUERY_KEYS, query)).devices == []
     finally:
         await watcher.close()
+
+
+async def test_a_device_registered_between_key_query_and_send_reads_that_message(
+    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: an encrypted send names the devices it was encrypted for; a device of
+    bob registered after alice asked the key directory and before her message reached
+    the server makes the server refuse it (409 ``devices_changed``, listing the devices
+    now); alice's library asks again, shares the key with the new device and sends
+    again under the same client_id: one message is stored and the new device reads it.
+    Without the check the new device never got that message's key."""
+    async with _alice_and_bob_in_a_dm(server, tmp_path) as (alice, bob, alice_c, bob_c, dm):
+        await alice_c.send(dm, "before")
+        tablet = Client(server.url, device="tablet")
+        try:
+            await tablet.login("bob", "password1")
+            registered: list[DeviceCrypto] = []
+            refused: list[ApiError] = []
+            sends: list[SendMessage] = []
+            real_call = alice.call
+
+            async def call(endpoint: Any, *args: Any, **params: Any) -> Any:
+                if endpoint is ep.SEND:
+                    sends.append(args[0])
+                    if not registered:  # alice has asked for bob's devices: one comes now
+                        registered.append(await DeviceCrypto.open(tablet, tmp_path / "tablet"))
+                try:
+                    return await real_call(endpoint, *args, **params)
+                except ApiError as exc:
+                    refused.append(exc)
+                    raise
+
+            monkeypatch.setattr(alice, "call", call)
+            sent = await alice_c.send(dm, f"just then {WORDS[0]}")
+            monkeypatch.undo()
+
+            (tablet_c,) = registered
+            assert [e.code for e in refused] == ["devices_changed"]
+            listed = {(d.login, d.device_id) for d in refused[0].devices or ()}
+            assert ("bob", tablet_c.device_id) in listed and len(listed) == 3
+            assert len(sends) == 2 and sends[0].client_id == sends[1].client_id
+            page = await bob.history(dm.id)
+            assert [m.id for m in page.messages][-1] == sent.id and len(page.messages) == 2
+            assert (await tablet_c.decrypt(sent)).text == f"just then {WORDS[0]}"
+            assert (await bob_c.decrypt(sent)).text == f"just then {WORDS[0]}"
+
+            # a send naming devices that are not the members' is refused, typed; one
+            # naming none is not checked (a client without the check, as before)
+            stale = msgspec.structs.replace(sends[0], client_id="stale")
+            with pytest.raises(ApiError) as changed:
+                await alice.call(ep.SEND, stale, chat_id=dm.id)
+            assert changed.value.code == "devices_changed" and changed.value.status == 409
+            unnamed = msgspec.structs.replace(sends[1], client_id="unnamed", devices=None)
+            assert (await alice.call(ep.SEND, unnamed, chat_id=dm.id)).encrypted is not None
+        finally:
+            await tablet.close()
 
 
 async def test_concurrent_sends_and_fetches_keep_the_sessions_whole(

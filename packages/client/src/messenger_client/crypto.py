@@ -33,8 +33,11 @@ bindings); this module only keeps the state and moves the ciphertext::
   ``device_list`` event forgets one user's keys (the server logs one when a user
   registers or removes a device), a reconnect or a ``reset`` forgets everything, the
   way Matrix's ``device_lists.changed`` works. Without a connected stream, nothing is
-  kept: every send asks the server. The window left is an event the server logged but
-  the stream has not read yet.
+  kept: every send asks the server. An event the server logged but the stream has not
+  read yet (or a device registered after the answer) is caught by the server: a send
+  names the devices it looked at (``SendMessage.devices``), a send whose devices are
+  not the members' any more is refused ``devices_changed``, and :meth:`DeviceCrypto.send`
+  asks again, shares the key with the new devices and sends again (same client_id).
 * Receiving: a ``to_device`` event for this device fetches its inbox, decrypts each Olm
   message, checks that the sending device is who the key directory (with that
   device's own signature) says, keeps the Megolm session and acknowledges the inbox.
@@ -102,6 +105,7 @@ from messenger_protocol import (
     SendToDevice,
     ToDevice,
     UploadKeys,
+    device_set_digest,
     device_signing_bytes,
     format_too_large,
     limits,
@@ -140,6 +144,9 @@ ROTATE_AFTER_MESSAGES = 100
 """A chat's Megolm session is replaced after this many messages (Matrix's default)."""
 ROTATE_AFTER_SECONDS = 7 * 24 * 3600.0
 """... or when it is this old (Matrix's default: a week)."""
+SEND_ATTEMPTS = 3
+"""Tries of an encrypted send the server refuses with ``devices_changed`` (each asks
+the key directory again and shares the key with the devices that came)."""
 RESERVED_INDEXES = 32
 """Megolm message indexes of a chat's session that one write of the state covers: the
 state on disk holds the session this many indexes ahead of the next one sent."""
@@ -549,8 +556,9 @@ class DeviceCrypto:
         """Megolm session id -> (its pickle, unpickled): decrypting unpickles once."""
         self._members: dict[int, list[str]] = {}
         """Chat id -> its members' logins (this user's too), while a stream is connected."""
-        self._device_keys: dict[str, list[DeviceKeys]] = {}
-        """Login -> their checked devices (this one left out), while a stream is connected."""
+        self._device_keys: dict[str, tuple[list[DeviceKeys], list[tuple[str, str]]]] = {}
+        """Login -> their checked devices (this one left out) and (login, device id) of
+        every device of theirs the key directory showed, while a stream is connected."""
         self._generation = 0
         """Grows at every event that forgets members or keys: an answer asked for before
         one is not kept."""
@@ -738,6 +746,14 @@ class DeviceCrypto:
             return False
         return True
 
+    def _forget_devices(self, chat_id: int, logins: Iterable[str]) -> None:
+        """Forget what is kept of a chat's members and these users' devices (the server
+        said they changed): the next send asks the server again."""
+        self._members.pop(chat_id, None)
+        for login in logins:
+            self._device_keys.pop(login, None)
+        self._generation += 1
+
     def _on_stream_item(self, item: StreamItem) -> None:
         """What an event stream of the client read: forget the members and device keys
         it may have changed (see the module docstring)."""
@@ -753,7 +769,6 @@ class DeviceCrypto:
             return
         self._generation += 1
 
-    @_locked
     async def devices(
         self, logins: Sequence[str], chat_id: int | None = None, *, cached: bool = False
     ) -> list[DeviceKeys]:
@@ -761,26 +776,45 @@ class DeviceCrypto:
         changed is left out too, and announced). ``cached``: the users' devices kept in
         memory are taken as they are (only while a stream is connected; see the module
         docstring), the others asked for."""
+        return (await self._devices_seen(logins, chat_id, cached=cached))[0]
+
+    @_locked
+    async def _devices_seen(
+        self, logins: Sequence[str], chat_id: int | None = None, *, cached: bool = False
+    ) -> tuple[list[DeviceKeys], list[tuple[str, str]]]:
+        """:meth:`devices`, with ``(login, device_id)`` of every device the key directory
+        showed for them (this one and refused ones too): what an encrypted send tells
+        the server it looked at (``SendMessage.devices``), from the same answer."""
         wanted = sorted(set(logins))
         generation = self._generation
         have: list[DeviceKeys] = []
+        seen: list[tuple[str, str]] = []
         if cached and self.client.streaming:
-            have = [d for login in wanted for d in self._device_keys.get(login, ())]
+            for login in wanted:
+                kept = self._device_keys.get(login)
+                if kept is not None:
+                    have.extend(kept[0])
+                    seen.extend(kept[1])
             wanted = [login for login in wanted if login not in self._device_keys]
             if not wanted:
-                return have
-        fresh = await self._query_devices(wanted, chat_id)
+                return have, seen
+        fresh, shown = await self._query_devices(wanted, chat_id)
         if self._generation != generation:  # forgotten meanwhile: ask again, for all
             if have:
-                return await self.devices(logins, chat_id)
+                return await self._devices_seen(logins, chat_id)
         elif self.client.streaming:
             for login in wanted:
-                self._device_keys[login] = [d for d in fresh if d.login == login]
+                self._device_keys[login] = (
+                    [d for d in fresh if d.login == login],
+                    [ref for ref in shown if ref[0] == login],
+                )
         if not have:
-            return fresh
-        return sorted([*have, *fresh], key=lambda d: (d.login, d.device_id))
+            return fresh, shown
+        return sorted([*have, *fresh], key=lambda d: (d.login, d.device_id)), [*seen, *shown]
 
-    async def _query_devices(self, logins: list[str], chat_id: int | None) -> list[DeviceKeys]:
+    async def _query_devices(
+        self, logins: list[str], chat_id: int | None
+    ) -> tuple[list[DeviceKeys], list[tuple[str, str]]]:
         found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
         for d in found.devices:
             if d.login == self.login and d.device_id == self.device_id:
@@ -794,7 +828,7 @@ class DeviceCrypto:
         ]
         if self._devices_changed:  # a device first seen, or keys changed: remembered
             self.save()
-        return out
+        return out, [(d.login, d.device_id) for d in found.devices]
 
     def is_verified(self, login: str, device_id: str) -> bool:
         """Whether this device verified that one (and its keys have not changed since)."""
@@ -979,26 +1013,40 @@ class DeviceCrypto:
             deleted = original.deleted_at is not None
             quote = quote_of(original.id, original.author, text, deleted).text
         sealed = [await self.upload_file(path, progress) for path in files]
-        encrypted = await self.encrypt(
-            chat.id,
-            await self._member_logins(chat.id),
-            text,
-            quote=quote,
-            files=sealed,
-            mentions=mentions,
-            thread_root=thread_root,
-        )
-        body = SendMessage(
-            text="",
-            client_id=client_id or new_client_id(),
-            encrypted=encrypted,
-            reply_to=reply_to,
-            attachments=[f.id for f in sealed],
-            mentions=sorted(set(mentions)),
-        )
-        if thread_root is not None:
-            return await self.client.call(ep.COMMENT, body, message_id=thread_root)
-        return await self.client.call(ep.SEND, body, chat_id=chat.id)
+        client_id = client_id or new_client_id()
+        attempt = 0
+        while True:
+            attempt += 1
+            logins = await self._member_logins(chat.id)
+            encrypted, digest = await self._encrypt(
+                chat.id,
+                logins,
+                text,
+                quote=quote,
+                files=sealed,
+                mentions=mentions,
+                thread_root=thread_root,
+            )
+            body = SendMessage(
+                text="",
+                client_id=client_id,
+                encrypted=encrypted,
+                reply_to=reply_to,
+                attachments=[f.id for f in sealed],
+                mentions=sorted(set(mentions)),
+                devices=digest,
+            )
+            try:
+                if thread_root is not None:
+                    return await self.client.call(ep.COMMENT, body, message_id=thread_root)
+                return await self.client.call(ep.SEND, body, chat_id=chat.id)
+            except ApiError as exc:
+                if exc.code != ErrorCode.DEVICES_CHANGED or attempt >= SEND_ATTEMPTS:
+                    raise
+                # a device (or a member) came since the key directory was asked: ask
+                # again, share the key with the new ones, send again (same client_id)
+                log.info("chat %d: devices changed before the send (%s); again", chat.id, exc)
+                self._forget_devices(chat.id, [*logins, *(d.login for d in exc.devices or ())])
 
     async def comment(self, message_id: int, text: str, *, client_id: str | None = None) -> Message:
         """Comment on a message (a comment's comment joins its root's thread):
@@ -1057,7 +1105,6 @@ class DeviceCrypto:
         data = await asyncio.to_thread(open_file, ciphertext, file)
         return await asyncio.to_thread(_write_plain, dest, file.name, data)
 
-    @_locked
     async def encrypt(
         self,
         chat_id: int,
@@ -1078,7 +1125,35 @@ class DeviceCrypto:
         a device's keys changed (:meth:`devices` leaves it out) -- so they get no key to
         what follows; and after :data:`ROTATE_AFTER_MESSAGES`
         messages or :data:`ROTATE_AFTER_SECONDS`, as Matrix does."""
-        devices = await self.devices(logins, chat_id, cached=True)
+        encrypted, _ = await self._encrypt(
+            chat_id,
+            logins,
+            text,
+            edit_of=edit_of,
+            quote=quote,
+            files=files,
+            mentions=mentions,
+            thread_root=thread_root,
+        )
+        return encrypted
+
+    @_locked
+    async def _encrypt(
+        self,
+        chat_id: int,
+        logins: list[str],
+        text: str,
+        *,
+        edit_of: int | None = None,
+        quote: str | None = None,
+        files: Sequence[EncryptedFile] = (),
+        mentions: Sequence[str] = (),
+        thread_root: int | None = None,
+    ) -> tuple[Encrypted, str]:
+        """:meth:`encrypt`, with the digest of the devices it looked at (the
+        ``SendMessage.devices`` the server checks against the members' devices)."""
+        devices, seen = await self._devices_seen(logins, chat_id, cached=True)
+        digest = device_set_digest(seen)
         current = {d.curve25519 for d in devices} | {self.curve25519}
         chat = str(chat_id)
         out = self._state.outbound.get(chat)
@@ -1119,13 +1194,14 @@ class DeviceCrypto:
         )
         self._reserve(chat)
         ciphertext = session.encrypt(payload).to_base64()
-        return Encrypted(
+        encrypted = Encrypted(
             algorithm=ALGORITHM,
             sender_key=self.curve25519,
             device_id=self.device_id,
             session_id=session.session_id,
             ciphertext=ciphertext,
         )
+        return encrypted, digest
 
     def _outbound(self, chat: str, out: _Outbound) -> vz.GroupSession:
         """The session a chat's entry holds, at the index it sends next (unpickled once:

@@ -70,6 +70,7 @@ from ._keys import (
     ToDeviceList,
     ToDeviceSent,
     UploadKeys,
+    device_set_digest,
     device_signing_bytes,
     one_time_key_signing_bytes,
 )
@@ -309,6 +310,7 @@ __all__ = [
     "decode_error",
     "decode_event",
     "decode_query",
+    "device_set_digest",
     "device_signing_bytes",
     "encode",
     "encode_event",

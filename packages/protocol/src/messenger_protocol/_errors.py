@@ -21,6 +21,8 @@ import enum
 
 import msgspec
 
+from ._keys import DeviceRef
+
 
 class ErrorCode(enum.StrEnum):
     """Stable error codes; never renamed, only added to."""
@@ -44,6 +46,9 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"
     NOT_IMPLEMENTED = "not_implemented"
     UNAVAILABLE = "unavailable"
+    DEVICES_CHANGED = "devices_changed"
+    """An encrypted send named another device set than its chat's members have now
+    (``devices`` lists them): encrypt for them and send again."""
 
 
 STATUS_OF: dict[ErrorCode, int] = {
@@ -65,6 +70,7 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.INTERNAL: 500,
     ErrorCode.NOT_IMPLEMENTED: 501,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.DEVICES_CHANGED: 409,
 }
 """HTTP status sent with each code."""
 
@@ -80,6 +86,8 @@ class ErrorDetail(msgspec.Struct, frozen=True, omit_defaults=True):
     """Unix time a ban ends (``banned``)."""
     limit: int | None = None
     """The limit that was crossed (``too_large``, ``quota_exceeded``)."""
+    devices: list[DeviceRef] | None = None
+    """The devices with keys of the chat's members now (``devices_changed``)."""
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
@@ -106,6 +114,7 @@ class ApiError(MessengerError):
         until: float | None = None,
         limit: int | None = None,
         allow: tuple[str, ...] = (),
+        devices: list[DeviceRef] | None = None,
     ) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
@@ -114,6 +123,8 @@ class ApiError(MessengerError):
         self.until = until
         self.limit = limit
         self.allow = allow
+        self.devices = devices
+        """The devices of the chat's members now (``devices_changed``)."""
         """Methods the resource does allow (``method_not_allowed``: the ``Allow`` header)."""
 
     @property
@@ -129,6 +140,7 @@ class ApiError(MessengerError):
             retry_after=self.retry_after,
             until=self.until,
             limit=self.limit,
+            devices=self.devices,
         )
 
     def body(self) -> ErrorBody:
@@ -144,6 +156,7 @@ class ApiError(MessengerError):
             retry_after=detail.retry_after,
             until=detail.until,
             limit=detail.limit,
+            devices=detail.devices,
         )
 
 

@@ -11,6 +11,8 @@ signature (the devices check those, with :func:`device_signing_bytes` and
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 import msgspec
@@ -36,6 +38,7 @@ __all__ = [
     "ToDeviceList",
     "ToDeviceSent",
     "UploadKeys",
+    "device_set_digest",
     "device_signing_bytes",
     "one_time_key_signing_bytes",
 ]
@@ -55,6 +58,12 @@ def device_signing_bytes(login: str, device_id: str, curve25519: str, ed25519: s
     return msgspec.json.encode(
         {"curve25519": curve25519, "device_id": device_id, "ed25519": ed25519, "login": login}
     )
+
+
+def device_set_digest(devices: Iterable[tuple[str, str]]) -> str:
+    """Hex SHA-256 of a set of ``(login, device_id)``: what an encrypted send names as
+    the devices it looked at (``SendMessage.devices``); the order does not matter."""
+    return hashlib.sha256(msgspec.json.encode(sorted(set(devices)))).hexdigest()
 
 
 def one_time_key_signing_bytes(login: str, device_id: str, key_id: str, key: str) -> bytes:

@@ -111,6 +111,8 @@ PublicKey = Annotated[str, Meta(pattern=L.KEY_PATTERN)]
 """A Curve25519 or Ed25519 public key (unpadded base64 of 32 bytes)."""
 DeviceId = Annotated[str, Meta(pattern=L.DEVICE_ID_PATTERN)]
 """A device id of the key directory (chosen by the client, kept in its data dir)."""
+DevicesDigest = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+"""Hex SHA-256 of a set of devices (:func:`~messenger_protocol.device_set_digest`)."""
 
 
 class Encrypted(Model, frozen=True):
@@ -348,6 +350,12 @@ class SendMessage(Request, frozen=True):
     mentions: Annotated[list[Login], Meta(max_length=L.MAX_NAMED_MENTIONS)] = []
     """Whom an encrypted message mentions, as its sender says (the server cannot read its
     text; ``all`` where the group allows it); ignored for a message in the clear."""
+    devices: DevicesDigest | None = None
+    """The devices an encrypted message's sender looked at (every device with keys of
+    the chat's members the key directory showed, its own included, as
+    :func:`~messenger_protocol.device_set_digest`): the server refuses the message with
+    ``devices_changed`` when the members' devices are others now (one registered
+    meanwhile would miss its key). Ignored for a message in the clear."""
 
 
 class EditMessage(Request, frozen=True):

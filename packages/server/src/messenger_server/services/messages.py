@@ -14,6 +14,7 @@ from messenger_protocol import (
     ApiError,
     Attachment,
     Chat,
+    DeviceRef,
     ErrorCode,
     HistoryQuery,
     MarkRead,
@@ -29,6 +30,7 @@ from messenger_protocol import (
     Unread,
     UnreadChat,
     UnreadQuery,
+    device_set_digest,
     limits,
 )
 
@@ -202,6 +204,8 @@ class MessageService:
                     ErrorCode.INVALID,
                     "this chat is end-to-end encrypted: a message in the clear is refused",
                 )
+            if body.encrypted is not None and body.devices is not None:
+                self._devices_unchanged(tx, chat_id, body.devices)
             draft = Draft(actor, chat, body, thread_root, scheduled_id)
             message = tx.insert_message(
                 chat_id, actor.user_id, body.text, now, client_id, thread_root, scheduled_id
@@ -237,6 +241,20 @@ class MessageService:
             return message
 
         return unit
+
+    @staticmethod
+    def _devices_unchanged(tx: Tx, chat_id: int, named: str) -> None:
+        """An encrypted send names the devices it was encrypted against: refuse it
+        (``devices_changed``, with the devices there are now) when the chat's members
+        have others. Checked in the unit that stores the message, so a device whose
+        registration commits before it is never left without the message's key."""
+        now = key_queries(tx).member_devices(chat_id)
+        if device_set_digest(now) != named:
+            raise ApiError(
+                ErrorCode.DEVICES_CHANGED,
+                "the devices of this chat's members changed: encrypt for them and send again",
+                devices=[DeviceRef(login=login, device_id=device) for login, device in now],
+            )
 
     async def _reply_target(self, actor: Actor, chat_id: int, message_id: int) -> None:
         """A reply names a message of the same chat the sender may see (one answer for an

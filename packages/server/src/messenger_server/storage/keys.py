@@ -81,6 +81,10 @@ class KeyQueries(Protocol):
         """Every device with keys of these users, by login and device id."""
         ...
 
+    def member_devices(self, chat_id: int) -> list[tuple[str, str]]:
+        """``(login, device_id)`` of every device with keys of a chat's members."""
+        ...
+
     def claim_one_time_key(self, user_id: int, device_id: str) -> tuple[str, str, str] | None:
         """Take (delete and return) one ``(key_id, key, signature)`` of a device."""
         ...
@@ -197,6 +201,16 @@ class SqlKeyQueries:
             tuple(user_ids),
         ).fetchall()
         return [DeviceKeys(*r) for r in rows]
+
+    def member_devices(self, chat_id: int) -> list[tuple[str, str]]:
+        """``(login, device_id)`` of every device with keys of a chat's members."""
+        rows = self.conn.execute(
+            "SELECT u.login, d.device_id FROM members m JOIN device_keys d ON d.user_id ="
+            " m.user_id JOIN users u ON u.id = m.user_id WHERE m.chat_id = ?"
+            " ORDER BY u.login, d.device_id",
+            (chat_id,),
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     def claim_one_time_key(self, user_id: int, device_id: str) -> tuple[str, str, str] | None:
         """Take (delete and return) one ``(key_id, key, signature)`` of a device.
