@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +26,7 @@ from tests.support.postgres import url_with
 from tests.support.server import ServerProcess, free_port
 
 __all__ = [
+    "Profile",
     "ServerProcess",
     "SseCounter",
     "bench_store",
@@ -28,6 +34,9 @@ __all__ = [
     "free_port",
     "http_request",
     "percentile",
+    "print_profile",
+    "profile",
+    "read_profile",
     "read_response",
     "register",
     "report",
@@ -146,6 +155,107 @@ def report(results: dict[str, Any], args: argparse.Namespace, width: int = 24) -
     if args.baseline:
         print("against baseline:")
         compare(results, args.baseline)
+
+
+def profile(pid: int, out: Path, seconds: float | None) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server (native frames too) into a collapsed-stack file.
+
+    With ``seconds`` None it samples until sent SIGINT (then writes the file)."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    duration = [] if seconds is None else ["-d", str(int(seconds))]
+    cmd = [exe, "record", "--native", *duration, "-p", str(pid),
+           "-o", str(out), "--format", "raw"]  # fmt: skip
+    with out.with_suffix(".log").open("wb") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=log)
+
+
+WAITING = re.compile(
+    r"^(PyThread_acquire_lock_timed|pthread_cond_(timed)?wait|epoll_p?wait|sem_(timed)?wait) "
+)
+"""Frames near the leaf of a thread that waits (py-spy --native counts them as samples)."""
+PY_FRAME = re.compile(r"^(.*) \((?:.*/)?([^/]+\.py):\d+\)$")
+
+
+@dataclass
+class Profile:
+    """Shares of samples (0-1) from one py-spy raw file, busiest first."""
+
+    samples: int
+    idle: int
+    own: list[tuple[str, float]]
+    python: list[tuple[str, float]]
+    files: list[tuple[str, float]]
+
+
+def read_profile(raw: Path, n: int = 12) -> Profile:
+    """Own frames; Python functions inclusive, without each thread's skeleton (the frames
+    in 95% of the samples of stacks with the same root: the loop, the thread's bootstrap);
+    own samples by innermost Python file (so C time in sqlite3 or writev counts for the
+    Python code that called it)."""
+    stacks: list[tuple[list[str], int]] = []
+    idle = 0
+    for line in raw.read_text().splitlines():
+        stack, _, text = line.rpartition(" ")
+        if stack and text.isdigit():
+            if any(WAITING.match(f) for f in stack.split(";")[-3:]):
+                idle += int(text)
+                continue
+            frames = [re.sub(r" \((?:[^()]*/)?([^/()]+)\)$", r" (\1)", f) for f in stack.split(";")]
+            stacks.append((frames, int(text)))
+    samples = sum(count for _, count in stacks)
+    per_root: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    root_samples: collections.Counter[str] = collections.Counter()
+    for frames, count in stacks:
+        root_samples[frames[0]] += count
+        per_root[frames[0]].update(dict.fromkeys(set(frames), count))
+    skeleton = {
+        (root, frame)
+        for root, counts in per_root.items()
+        for frame, k in counts.items()
+        if k >= 0.95 * root_samples[root]
+    }
+    own: collections.Counter[str] = collections.Counter()
+    python: collections.Counter[str] = collections.Counter()
+    files: collections.Counter[str] = collections.Counter()
+    for frames, count in stacks:
+        own[frames[-1]] += count
+        seen: set[str] = set()
+        innermost = "(native only)"
+        for frame in frames:
+            match = PY_FRAME.match(frame)
+            if match is None:
+                continue
+            innermost = match.group(2)
+            name = f"{match.group(1)} ({match.group(2)})"
+            if name not in seen and (frames[0], frame) not in skeleton:
+                seen.add(name)
+                python[name] += count
+        files[innermost] += count
+
+    def share(counts: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(frame, k / max(1, samples)) for frame, k in counts.most_common(n)]
+
+    return Profile(samples, idle, share(own), share(python), share(files))
+
+
+def print_profile(workload: str, out: Path) -> None:
+    """Print the top frames of the py-spy raw file ``out`` (see :func:`read_profile`)."""
+    if not out.exists():
+        print(f"profile {workload}: py-spy wrote nothing: {out.with_suffix('.log')}")
+        return
+    prof = read_profile(out)
+    print(f"profile {workload} ({out}): {prof.samples} samples, {prof.idle} waiting left out")
+    for title, rows in (
+        ("own samples by frame", prof.own),
+        (
+            "Python functions, inclusive (without the loop and thread skeletons)",
+            prof.python,
+        ),
+        ("own samples by innermost Python file", prof.files),
+    ):
+        print(f"  {title}:")
+        for frame, part in rows:
+            print(f"    {part * 100:5.1f}%  {frame}")
 
 
 def percentile(values: list[float], q: float) -> float:

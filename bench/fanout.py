@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -33,6 +35,8 @@ from _common import (
     compare,
     free_port,
     percentile,
+    print_profile,
+    profile,
     register,
     save,
 )
@@ -59,6 +63,7 @@ async def collect(
     cpu0: Any,
     t0: float,
     latencies: list[float],
+    writes0: int,
 ) -> dict[str, float]:
     """Wait (up to 60 s) for `expected` frames, then the numbers both targets report."""
     deadline = time.monotonic() + 60
@@ -70,13 +75,21 @@ async def collect(
     cpu1 = proc.cpu_times()
     delivered = sum(r.frames for r in receivers)
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    writes = write_syscalls(proc) - writes0
     return {
         "delivered": delivered,
         "deliveries_per_s": delivered / elapsed,
         "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
+        "deliveries_per_write": delivered / max(1, writes),
         "latency_p50_ms": percentile(latencies, 50),
         "latency_p99_ms": percentile(latencies, 99),
     }
+
+
+def write_syscalls(proc: psutil.Process) -> int:
+    """Write syscalls the process made so far (write/writev, what uvloop and Redis use;
+    the responses to the senders count too, one per send)."""
+    return int(proc.io_counters().write_count)
 
 
 async def sender(host: str, port: int, token: str, count: int, path: str, tag: str = "") -> None:
@@ -100,7 +113,12 @@ async def sender(host: str, port: int, token: str, count: int, path: str, tag: s
 
 
 async def run_messenger(
-    streams: int, messages: int, senders: int, users: int, store: str = ""
+    streams: int,
+    messages: int,
+    senders: int,
+    users: int,
+    store: str = "",
+    profile_to: Path | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, bench_store(store) as store_url:
         srv = ServerProcess(
@@ -111,13 +129,18 @@ async def run_messenger(
         )  # fmt: skip
         srv.start()
         try:
-            return await _drive(srv, streams, messages, senders, users)
+            return await _drive(srv, streams, messages, senders, users, profile_to)
         finally:
             srv.stop()
 
 
 async def _drive(
-    srv: ServerProcess, streams: int, messages: int, senders: int, users: int
+    srv: ServerProcess,
+    streams: int,
+    messages: int,
+    senders: int,
+    users: int,
+    profile_to: Path | None,
 ) -> dict[str, Any]:
     host, port = "127.0.0.1", srv.port
     loop = asyncio.get_running_loop()
@@ -139,14 +162,22 @@ async def _drive(
         r.frames = 0
     latencies.clear()
     proc = psutil.Process(srv.proc.pid)  # type: ignore[union-attr]
+    spy = None if profile_to is None else profile(proc.pid, profile_to, None)
     cpu0 = proc.cpu_times()
+    writes0 = write_syscalls(proc)
     t0 = time.perf_counter()
     per_sender = messages // senders
     await asyncio.gather(
         *(sender(host, port, t, per_sender, "/api/v1/chats/1/messages") for t in send_tokens)
     )
     sent_time = time.perf_counter() - t0
-    measured = await collect(receivers, per_sender * senders * streams, proc, cpu0, t0, latencies)
+    measured = await collect(
+        receivers, per_sender * senders * streams, proc, cpu0, t0, latencies, writes0
+    )
+    if spy is not None and profile_to is not None:
+        spy.send_signal(signal.SIGINT)
+        await asyncio.to_thread(spy.wait)
+        print_profile(f"{streams} streams", profile_to)
     return {
         "streams": streams,
         "messages": per_sender * senders,
@@ -181,6 +212,7 @@ async def run_redis(streams: int, messages: int, senders: int) -> dict[str, Any]
         await asyncio.sleep(0.5)
         ps = psutil.Process(proc.pid)
         cpu0 = ps.cpu_times()
+        writes0 = write_syscalls(ps)
         per_sender = messages // senders
 
         async def publish(count: int) -> None:
@@ -199,7 +231,9 @@ async def run_redis(streams: int, messages: int, senders: int) -> dict[str, Any]
             r.frames = 0
         t0 = time.perf_counter()
         await asyncio.gather(*(publish(per_sender) for _ in range(senders)))
-        measured = await collect(receivers, per_sender * senders * streams, ps, cpu0, t0, latencies)
+        measured = await collect(
+            receivers, per_sender * senders * streams, ps, cpu0, t0, latencies, writes0
+        )
         del measured["delivered"]
         return measured
     finally:
@@ -216,13 +250,29 @@ def main() -> None:
     parser.add_argument(
         "--store", default="", help="postgresql://… to run on PostgreSQL (a throwaway schema)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="directory: py-spy samples the server while it fans out (its numbers are then"
+        " perturbed: compare runs without it)",
+    )
     parser.add_argument("--save", type=Path)
     parser.add_argument("--baseline", type=Path)
     args = parser.parse_args()
     results: dict[str, Any] = {}
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    print(f"load average (1 min) {os.getloadavg()[0]:.2f} before")
     for n in args.streams:
         res = asyncio.run(
-            run_messenger(n, args.messages, args.senders, min(args.users, n), args.store)
+            run_messenger(
+                n,
+                args.messages,
+                args.senders,
+                min(args.users, n),
+                args.store,
+                None if args.profile is None else args.profile / f"fanout-{n}.txt",
+            )
         )
         print(f"messenger, {n} streams:")
         for key, value in res.items():
@@ -237,6 +287,7 @@ def main() -> None:
                 print(f"  {key:28} {value:12.2f}   messenger/redis x{ratio:.2f}")
         for key, value in res.items():
             results[f"{n}.{key}"] = value
+    print(f"load average (1 min) {os.getloadavg()[0]:.2f} after")
     if args.save:
         save(args.save, results)
     if args.baseline:

@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import json
 import os
 import re
 import shlex
-import shutil
 import socket
 import statistics
 import subprocess
@@ -53,7 +51,16 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import psutil
-from _common import ServerProcess, bench_store, compare, free_port, http_request, save
+from _common import (
+    ServerProcess,
+    bench_store,
+    compare,
+    free_port,
+    http_request,
+    print_profile,
+    profile,
+    save,
+)
 
 CONNECTIONS = 8
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
@@ -271,84 +278,6 @@ def serve_reference(port: int, spec: Path) -> None:
         asyncio.run(main())
 
 
-def profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy sampling the server (native frames too) into a collapsed-stack file."""
-    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    cmd = [exe, "record", "--native", "-d", str(int(seconds)), "-p", str(pid),
-           "-o", str(out), "--format", "raw"]  # fmt: skip
-    with out.with_suffix(".log").open("wb") as log:
-        return subprocess.Popen(cmd, stdout=log, stderr=log)
-
-
-WAITING = re.compile(
-    r"^(PyThread_acquire_lock_timed|pthread_cond_(timed)?wait|epoll_p?wait|sem_(timed)?wait) "
-)
-"""Frames near the leaf of a thread that waits (py-spy --native counts them as samples)."""
-PY_FRAME = re.compile(r"^(.*) \((?:.*/)?([^/]+\.py):\d+\)$")
-
-
-@dataclass
-class Profile:
-    """Shares of samples (0-1) from one py-spy raw file, busiest first."""
-
-    samples: int
-    idle: int
-    own: list[tuple[str, float]]
-    python: list[tuple[str, float]]
-    files: list[tuple[str, float]]
-
-
-def read_profile(raw: Path, n: int = 12) -> Profile:
-    """Own frames; Python functions inclusive, without each thread's skeleton (the frames
-    in 95% of the samples of stacks with the same root: the loop, the thread's bootstrap);
-    own samples by innermost Python file (so C time in sqlite3 or writev counts for the
-    Python code that called it)."""
-    stacks: list[tuple[list[str], int]] = []
-    idle = 0
-    for line in raw.read_text().splitlines():
-        stack, _, text = line.rpartition(" ")
-        if stack and text.isdigit():
-            if any(WAITING.match(f) for f in stack.split(";")[-3:]):
-                idle += int(text)
-                continue
-            frames = [re.sub(r" \((?:[^()]*/)?([^/()]+)\)$", r" (\1)", f) for f in stack.split(";")]
-            stacks.append((frames, int(text)))
-    samples = sum(count for _, count in stacks)
-    per_root: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    root_samples: collections.Counter[str] = collections.Counter()
-    for frames, count in stacks:
-        root_samples[frames[0]] += count
-        per_root[frames[0]].update(dict.fromkeys(set(frames), count))
-    skeleton = {
-        (root, frame)
-        for root, counts in per_root.items()
-        for frame, k in counts.items()
-        if k >= 0.95 * root_samples[root]
-    }
-    own: collections.Counter[str] = collections.Counter()
-    python: collections.Counter[str] = collections.Counter()
-    files: collections.Counter[str] = collections.Counter()
-    for frames, count in stacks:
-        own[frames[-1]] += count
-        seen: set[str] = set()
-        innermost = "(native only)"
-        for frame in frames:
-            match = PY_FRAME.match(frame)
-            if match is None:
-                continue
-            innermost = match.group(2)
-            name = f"{match.group(1)} ({match.group(2)})"
-            if name not in seen and (frames[0], frame) not in skeleton:
-                seen.add(name)
-                python[name] += count
-        files[innermost] += count
-
-    def share(counts: collections.Counter[str]) -> list[tuple[str, float]]:
-        return [(frame, k / max(1, samples)) for frame, k in counts.most_common(n)]
-
-    return Profile(samples, idle, share(own), share(python), share(files))
-
-
 async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, float]:
     with bench_store(args.store) as store_url:
         return await _run_once(args, tmp, run, store_url)
@@ -406,25 +335,6 @@ async def _run_once(
             ref.terminate()
             ref.wait()
         srv.stop()
-
-
-def print_profile(workload: str, out: Path) -> None:
-    if not out.exists():
-        print(f"profile {workload}: py-spy wrote nothing: {out.with_suffix('.log')}")
-        return
-    prof = read_profile(out)
-    print(f"profile {workload} ({out}): {prof.samples} samples, {prof.idle} waiting left out")
-    for title, rows in (
-        ("own samples by frame", prof.own),
-        (
-            "Python functions, inclusive (without the loop and thread skeletons)",
-            prof.python,
-        ),
-        ("own samples by innermost Python file", prof.files),
-    ):
-        print(f"  {title}:")
-        for frame, part in rows:
-            print(f"    {part * 100:5.1f}%  {frame}")
 
 
 def report(runs: list[dict[str, float]]) -> dict[str, Any]:
