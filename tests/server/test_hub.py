@@ -57,8 +57,9 @@ def frame(seq: int | None, text: str = "x") -> bytes:
 
 
 async def next_turn() -> None:
-    """Let the hub's flush (scheduled with call_soon) run."""
-    await asyncio.sleep(0)
+    """Let the hub's flush run (it comes the turn after the one a publish schedules)."""
+    for _ in range(2):
+        await asyncio.sleep(0)
 
 
 async def test_fan_out_is_one_write_per_stream_per_turn() -> None:
@@ -78,6 +79,39 @@ async def test_fan_out_is_one_write_per_stream_per_turn() -> None:
     await next_turn()
     assert all(len(s.calls) == 2 for s in streams)
     assert hub.deliveries == 11_000
+
+
+async def test_streams_with_every_frame_share_one_write_and_the_others_get_their_own() -> None:
+    hub = LocalHub()
+    everyone = [FakeStream() for _ in range(3)]  # users 1-3: in every chat
+    for i, stream in enumerate(everyone, 1):
+        hub.attach(i, f"s{i}", stream)
+    outsider = FakeStream()  # user 4: only in the first chat
+    hub.attach(4, "s4", outsider)
+    resumed_stream = FakeStream()  # user 5: catching up when the flush comes
+    resumed = hub.attach(5, "s5", resumed_stream)
+    resumed.hold()
+    sent = [frame(1), frame(2), frame(3)]
+    hub.publish(sent[0], [1, 2, 3, 4, 5])
+    hub.publish(sent[1], [1, 2, 3, 5])
+    resumed.release(after_seq=1)  # frame 2 goes to it apart from a fan-out
+    hub.publish(sent[2], None)
+    await next_turn()
+    for stream in everyone:
+        assert stream.calls == [[b"".join(sent)]]
+    assert len({id(s.calls[0][0]) for s in everyone}) == 1
+    assert outsider.calls == [[frame(1) + frame(3)]]
+    assert resumed_stream.calls == [[frame(2) + frame(3)]]
+    # a stream given one frame apart is not taken for one that got the flush's one frame
+    resumed.hold()
+    hub.publish(frame(4), [5])
+    hub.publish(frame(5), [1, 2, 3])
+    await next_turn()
+    resumed.release(after_seq=3)
+    hub.publish(frame(6), [1, 2, 3])
+    await next_turn()
+    assert [s.calls[1:] for s in everyone] == [[[frame(5)], [frame(6)]]] * 3
+    assert resumed_stream.calls[1:] == [[frame(4)]]
 
 
 async def test_publish_reaches_only_the_named_users_on_all_their_devices() -> None:

@@ -80,8 +80,8 @@ class Sink:
 
 
 async def next_turn() -> None:
-    """Let the group commit and the hub's once-per-turn flush run."""
-    for _ in range(3):
+    """Let the group commit and the hub's flush (the turn after the commit's) run."""
+    for _ in range(4):
         await asyncio.sleep(0)
 
 

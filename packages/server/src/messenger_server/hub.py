@@ -4,9 +4,13 @@ A frame is encoded once by the app and the same bytes go to every recipient.
 :meth:`LocalHub.publish` writes nothing itself: it appends the frame to each
 recipient's pending list and schedules one flush per event-loop turn, which
 hands each connection all its frames as one buffer (write coalescing, SPEC §7):
-streams that get the same frames share one joined ``bytes``. Under load flushes
-are at most ``flush_interval`` apart (1 ms in the server), so each write syscall
-carries more frames; at a low rate a frame still goes out in the turn it came.
+the frames of a flush are joined once, and every stream that got all of them is
+written that same ``bytes`` (streams that got the same part, a chat's members,
+share one joined part too). The flush runs one turn after the publish, so the
+answers to the sends that made the frames go out first and their next sends can
+join the next flush. Under load flushes are at least ``flush_interval`` apart
+(1 ms in the server), so each write syscall carries more frames; at a low rate a
+frame still goes out within two turns.
 A stream whose unsent bytes pass the limit is cut; the client reconnects with
 ``Last-Event-ID`` and catches up from the event log.
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol
 
 from messenger_protocol import limits, sse_comment
@@ -182,6 +186,10 @@ class LocalHub:
         self._by_user: dict[int, list[LocalSubscription]] = {}
         self._all: dict[LocalSubscription, None] = {}  # insertion-ordered set
         self._dirty: list[LocalSubscription] = []
+        self._frames: list[bytes] = []
+        """Every frame fanned out since the last flush, in order."""
+        self._queued_apart = False
+        """A frame was queued to one stream outside a fan-out since the last flush."""
         self._flush_handle: asyncio.Handle | None = None
         self._overflowed: list[LocalSubscription] = []
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -227,14 +235,16 @@ class LocalHub:
         """Queue ``frame`` for the streams of ``user_ids`` (None: all); flushed this turn."""
         self.frames_published += 1
         if user_ids is None:
-            targets: Iterable[LocalSubscription] = self._all
+            targets: Collection[LocalSubscription] = self._all
         else:
             by_user = self._by_user
             targets = [sub for uid in set(user_ids) if uid in by_user for sub in by_user[uid]]
         self._fan_out(frame, targets)
 
-    def _fan_out(self, frame: bytes, targets: Iterable[LocalSubscription]) -> None:
+    def _fan_out(self, frame: bytes, targets: Collection[LocalSubscription]) -> None:
         # the per-recipient step, inlined: it runs once per delivery (SPEC §7 fan-out)
+        if targets:  # (a frame for no stream here would keep every stream off the shared bytes)
+            self._frames.append(frame)
         dirty = self._dirty
         for sub in targets:
             if sub._held is not None:
@@ -265,6 +275,7 @@ class LocalHub:
             if self._flush_handle is None:
                 self._schedule_flush()
         pending.append(frame)
+        self._queued_apart = True
 
     def _schedule_flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -273,7 +284,13 @@ class LocalHub:
             if wait > 0:  # busy: the last flush was just now, let more frames gather
                 self._flush_handle = loop.call_later(wait, self._flush)
                 return
-        self._flush_handle = loop.call_soon(self._flush)
+        self._flush_handle = loop.call_soon(self._flush_next_turn)
+
+    def _flush_next_turn(self) -> None:
+        # a commit publishes its events before it wakes the requests that made them:
+        # one more turn lets their answers go out first, so the senders' next messages
+        # arrive while this flush writes and the next flush carries them together
+        self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _hold(self, sub: LocalSubscription, frame: bytes) -> None:
         held = sub._held
@@ -290,6 +307,12 @@ class LocalHub:
         if self.flush_interval:
             self._last_flush = asyncio.get_running_loop().time()
         dirty, self._dirty = self._dirty, []
+        every, self._frames = self._frames, []
+        # a stream with as many frames as were fanned out got each of them (a fan-out
+        # gives a stream a frame at most once), in order: unless one was queued apart
+        whole = -1 if self._queued_apart else len(every)
+        self._queued_apart = False
+        everything: bytes | None = None
         limit = self.max_queue_bytes
         delivered = 0
         # streams that got the same frames (a chat's members) share one joined buffer;
@@ -299,7 +322,11 @@ class LocalHub:
             frames, sub._pending = sub._pending, []
             if not sub.attached:
                 continue
-            if len(frames) == 1:
+            if len(frames) == whole:
+                if everything is None:
+                    everything = b"".join(every)
+                data = everything
+            elif len(frames) == 1:
                 data = frames[0]
             else:
                 key = tuple(map(id, frames))
