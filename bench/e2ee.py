@@ -1,11 +1,11 @@
 """Cost of end-to-end encryption (issue 14): per message, per file MiB, group fan-out.
 
-Prints, per message of ``--size`` characters: Megolm encrypt + decrypt (vodozemac), one
-Olm to-device round (encrypt + decrypt of a room key), and what the client library adds
+Prints, per message of ``--size`` characters: Megolm encrypt, decrypt and both
+(vodozemac), one Olm to-device round (encrypt + decrypt of a room key), and what the client library adds
 on top of Megolm (the JSON payload, the pickled session and the 0600 state file: one
 fsync'd write per ``RESERVED_INDEXES`` messages of a chat, with that many Megolm indexes
-reserved ahead, shown per message); per MiB of a file: ``seal_file`` and ``open_file``
-(encrypt, decrypt and check, as an upload and a download do). Then, against a real
+reserved ahead, shown per message); per MiB of a file: ``seal_file``, ``open_file`` and
+both (encrypt, decrypt and check, as an upload and a download do). Then, against a real
 server process, the fan-out of a group of ``--members`` users (each a library client
 with its own device keys and event stream, all in this process) that one member posts
 ``--fanout-messages`` messages to: deliveries/s shown on the members' devices, a plain
@@ -79,7 +79,12 @@ def file_costs(mib: int, rounds: int) -> None:
     file = EncryptedFile(id="x", name="f", mime="application/octet-stream", size=len(data),
                          sha256=hashlib.sha256(data).hexdigest(), key=key)  # fmt: skip
     opened = _per_call(lambda: open_file(ciphertext, file), rounds)
-    for name, samples in (("file encrypt (seal_file)", seal), ("file decrypt + check", opened)):
+    both = [a + b for a, b in zip(seal, opened, strict=True)]
+    for name, samples in (
+        ("file encrypt (seal_file)", seal),
+        ("file decrypt + check", opened),
+        ("file encrypt + decrypt + check", both),
+    ):
         per_mib = statistics.fmean(samples) / mib
         print(f"{name + ' per MiB':<48} mean {per_mib * 1e3:8.2f} ms  ({1 / per_mib:7.1f} MiB/s)")
     extra = len(ciphertext) - len(data)
@@ -244,15 +249,14 @@ def main() -> None:
     outbound = vz.GroupSession()
     inbound = vz.InboundGroupSession(outbound.session_key)
     ciphertexts: list[str] = []
-    _line(
-        "megolm encrypt",
-        _per_call(lambda: ciphertexts.append(outbound.encrypt(payload).to_base64()), n),
-    )
+    encrypts = _per_call(lambda: ciphertexts.append(outbound.encrypt(payload).to_base64()), n)
+    _line("megolm encrypt", encrypts)
     it = iter(ciphertexts)
-    _line(
-        "megolm decrypt",
-        _per_call(lambda: inbound.decrypt(vz.MegolmMessage.from_base64(next(it))), n),
-    )
+    decrypts = _per_call(lambda: inbound.decrypt(vz.MegolmMessage.from_base64(next(it))), n)
+    _line("megolm decrypt", decrypts)
+    _line("megolm encrypt + decrypt (one message)", [
+        a + b for a, b in zip(encrypts, decrypts, strict=True)
+    ])  # fmt: skip
 
     alice, bob = vz.Account(), vz.Account()
     bob.generate_one_time_keys(1)
