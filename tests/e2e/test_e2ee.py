@@ -43,6 +43,7 @@ from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
 
 WORDS = ["aardvarkplaintext", "zeppelinplaintext", "quokkaplaintext", "narwhalplaintext"]
+GROUP_WORD = "pangolinplaintext"
 
 
 @contextlib.asynccontextmanager
@@ -127,9 +128,11 @@ def admin_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory(args=["--admins", "root"])
 
 
-async def test_two_users_two_devices_each_read_an_encrypted_dm(
+async def test_two_users_two_devices_each_read_an_encrypted_dm_and_group(
     admin_server: ServerProcess, tmp_path: Path
 ) -> None:
+    """Issue 14: alice and bob, two devices each, write in their DM and in an encrypted
+    group; every device reads every message; the server keeps none of the words."""
     server = admin_server
     clients: list[Client] = []
 
@@ -187,9 +190,20 @@ async def test_two_users_two_devices_each_read_an_encrypted_dm(
             texts = [(await crypto.decrypt(m)).text for m in page.messages]
             assert texts == expected, crypto.device_id
 
+        # a group message too: every device of both reads it
+        group = await alice_phone.create_chat("pair", encrypted=True)
+        await alice_phone.invite(group.id, "bob")
+        in_group = [
+            await bob_laptop_c.send(group, f"to the group {GROUP_WORD}"),
+            await alice_phone_c.send(group, "and back"),
+        ]
+        for crypto in (alice_phone_c, alice_laptop_c, bob_phone_c, bob_laptop_c):
+            texts = [(await crypto.decrypt(m)).text for m in in_group]
+            assert texts == [f"to the group {GROUP_WORD}", "and back"], crypto.device_id
+
         stored = _stored_bytes(server)
         assert b"controlwordinplaintext" in stored
-        assert [w for w in WORDS if w.encode() in stored] == []
+        assert [w for w in [*WORDS, GROUP_WORD] if w.encode() in stored] == []
 
         # a third user cannot read the chat, and ciphertext alone opens nothing
         with pytest.raises(ApiError):
