@@ -1,21 +1,22 @@
 """Cost of end-to-end encryption (issue 14): per message, per file MiB, group fan-out.
 
 Prints, per message of ``--size`` characters: Megolm encrypt, decrypt and both
-(vodozemac), one Olm to-device round (encrypt + decrypt of a room key), and what the client library adds
-on top of Megolm (the JSON payload, the pickled session and the 0600 state file: one
-fsync'd write per ``RESERVED_INDEXES`` messages of a chat, with that many Megolm indexes
-reserved ahead, shown per message); per MiB of a file: ``seal_file``, ``open_file`` and
-both (encrypt, decrypt and check, as an upload and a download do). Then, against a real
-server process, the fan-out of a group of ``--members`` users (each a library client
-with its own device keys and event stream, all in this process) that one member posts
-``--fanout-messages`` messages to: deliveries/s shown on the members' devices, a plain
-group vs an encrypted one (there: decrypted and checked, each device appending its
-replay record) -- the same load generator for both, so the ratio is what encryption adds
-end to end. The encrypted group is measured twice: first without the sender's event
-stream (every send asks for the members and their device keys first: three requests),
-then with it running, as a console's or the TUI's does (its device keeps both in memory
-between sends, forgotten on the events that change them: one request); the sender's
-HTTP requests per post are counted::
+(vodozemac), one Olm to-device round (encrypt + decrypt of a room key), and what the
+client library adds on top of Megolm (the JSON payload, the pickled session and the 0600
+state file: one fsync'd write per ``RESERVED_INDEXES`` messages of a chat, with that
+many Megolm indexes reserved ahead, shown per message); per MiB of a file:
+``seal_file``, ``open_file`` and both (encrypt, decrypt and check, as an upload and a
+download do). Then, against a real server process, the fan-out of a group of
+``--members`` users (each a library client with its own device keys and event stream,
+all in this process) that one member posts ``--fanout-messages`` messages to:
+deliveries/s shown on the members' devices, a plain group vs an encrypted one (there:
+decrypted and checked, each device appending its replay record) -- the same load
+generator for both, so the ratio is what encryption adds end to end. The encrypted group
+is measured twice: first without the sender's event stream (every send asks for the
+members and their device keys first: three requests), then with it running, as a
+console's or the TUI's does (its device keeps both in memory between sends, forgotten on
+the events that change them: one request); the sender's HTTP requests per post are
+counted::
 
     uv run python bench/e2ee.py --messages 2000 --size 200 --file-mib 4 --members 10
     uv run python bench/e2ee.py --no-fanout          # without a server
