@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from textual import events
+from textual.widgets import Input
 
 from messenger_client.tui.app import MessengerApp
+from messenger_client.tui.screens.find import SearchScreen
 from messenger_client.tui.screens.status import StatusScreen
 from messenger_client.tui.widgets.message_view import MessageView
 from messenger_protocol import GENERAL_CHAT_ID
@@ -51,13 +53,21 @@ async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
             await pilot.pause()
             assert main.composer.text == "draft hi there hello dear jerk"
             main.composer.clear()
-            # a / typed in the list begins a command in the composer (it opened search,
-            # and the rest of a "/private bob …" went to the open chat as a message)
+            # a / typed in the list opens search, and the words typed at once after it
+            # are its query (none is lost, none goes to the chat as a message); in the
+            # composer / begins a command
             await pilot.click(MessageView)
             await until(pilot, lambda: main.view.has_focus, "the list focused by the click")
-            type_at_once(app, "/me")
-            await until(pilot, lambda: main.composer.has_focus, "the composer focused")
-            await pilot.pause()
+            type_at_once(app, "/second")
+            await until(pilot, lambda: isinstance(app.screen, SearchScreen), "the search")
+            search = app.screen
+            assert isinstance(search, SearchScreen)
+            await until(pilot, lambda: "second" in search.asked, "the query searched")
+            assert search.query_one(Input).value == "second" and main.composer.text == ""
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is main, "back from the search")
+            main.composer.focus()
+            await pilot.press(*"/me")
             assert main.composer.text == "/me" and app.screen is main
             main.composer.clear()
             await pilot.press(*"draft hi there")
@@ -79,6 +89,7 @@ async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
             await pilot.press("enter")
             await until(pilot, lambda: "draft hi there!" in shown_texts(app, 1), "sent")
             assert main.composer.text == ""
+
     finally:
         await bob.close()
 

@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     from .store import ChatStore
     from .threads import Threads
 
-__all__ = ["Host"]
+__all__ = ["Host", "TakesEarlyKeys"]
+
+
+class TakesEarlyKeys:
+    """A screen that types the keys which arrive before its field has the focus (the
+    rest of a burst that opened it: ``/`` and the words to search)."""
+
+    def take_early_key(self, event: events.Key) -> bool:
+        """Type ``event`` if the screen's field cannot yet (True: it is taken)."""
+        return False
 
 
 class Host(Guarded, App[None]):
@@ -65,9 +74,13 @@ class Host(Guarded, App[None]):
         """A printable key meant for the composer while a list has focus moves the focus
         there before the key is handed on (:meth:`MainScreen.steer_key`): here, in the
         order keys arrive, so none of a burst is taken by the list."""
-        main = self.main
-        if isinstance(event, events.Key) and not event.is_forwarded and main is self.screen:
-            main.steer_key(event)
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            main, screen = self.main, self.screen
+            if main is screen:
+                if main.steer_key(event):
+                    return
+            elif isinstance(screen, TakesEarlyKeys) and screen.take_early_key(event):
+                return
         await super().on_event(event)
 
     async def known_session(self) -> Session | None:

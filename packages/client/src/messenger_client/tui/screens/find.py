@@ -18,7 +18,7 @@ from typing import ClassVar
 from rich.console import Group
 from rich.style import Style
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -28,6 +28,7 @@ from textual.widgets.option_list import Option
 
 from messenger_protocol import Message, Span, format_time
 
+from ..host import TakesEarlyKeys
 from ..markdown import plain_snippet, plain_text, render_markdown
 from ..robust import Guarded
 from ..timeline import author_style
@@ -139,9 +140,9 @@ class _FoundList(Guarded, ModalScreen[Message | None]):
         self.dismiss(None)
 
 
-class SearchScreen(_FoundList):
-    """Search across chats (Ctrl+F): results as you type, Enter jumps to the first (or,
-    from the list, the highlighted) one."""
+class SearchScreen(TakesEarlyKeys, _FoundList):
+    """Search across chats (Ctrl+F, or / outside a composer): results as you type, Enter
+    jumps to the first (or, from the list, the highlighted) one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("down", "to_list", "To the list", show=False, id="search.to_list"),
@@ -173,6 +174,19 @@ class SearchScreen(_FoundList):
         self.query_one("#search-query", Input).focus()
         if self._query.strip():
             self._ask(self._query, at_once=True)
+
+    def take_early_key(self, event: events.Key) -> bool:
+        """A printable key typed before the query field has the focus -- the words after
+        a "/" typed at once in the message list -- goes into the query, not nowhere."""
+        if self.focused is not None or not event.is_printable or not event.character:
+            return False
+        fields = self.query("#search-query").results(Input)
+        field = next(fields, None)
+        if field is None:  # not composed yet: it starts with the query
+            self._query += event.character
+        else:
+            field.insert_text_at_cursor(event.character)
+        return True
 
     @on(Input.Changed, "#search-query")
     def _changed(self, event: Input.Changed) -> None:

@@ -88,6 +88,11 @@ class MainScreen(Guarded, Screen[None]):
                 tooltip="Download, open or preview the files of the selected message"),
         Binding("ctrl+f", "search", "Search", id="messages.find", priority=True,
                 tooltip="Search messages across chats; Enter jumps to one"),
+        # Not priority: a composer types "/" (it begins a command); any other focus (a
+        # list, the messages) leaves it to this binding
+        Binding("slash", "search", "Search", id="messages.find_slash", show=False,
+                tooltip="Search too, when the focus is not in a composer (there / begins a "
+                "command)"),
         Binding("f6", "verify", "Verify", id="devices.verify", priority=True, show=False,
                 tooltip="Answer a verification request, or verify this chat's devices"),
         Binding("alt+m", "mentions", "Mentions", id="messages.mentions", priority=True,
@@ -195,20 +200,28 @@ class MainScreen(Guarded, Screen[None]):
             return self.thread_composer
         return self.composer
 
-    def steer_key(self, event: events.Key) -> None:
+    def steer_key(self, event: events.Key) -> bool:
         """A printable key typed while a list has focus is typed into the composer (issue
         9 item 9), unless the list or the screen has a binding for it that would act now
         (j/k, Enter, e on your selected message…): e on someone else's message, or with no
         message selected, is typed too. The app calls this before it hands the key on, and
         the focus moves at once, so the keys that follow in the same burst (a fast typist,
         a terminal's read) go to the composer in order and none is taken as a list key
-        (issue 12: "hello" lost its "e" to the edit key)."""
+        (issue 12: "hello" lost its "e" to the edit key). A "/" there opens search (True:
+        the key is taken)."""
         target = self._typing_target()
         if target is None or not event.is_printable or not event.character:
-            return
-        if event.key in target.reserved_keys or event.key in self.active_bindings:
-            return
+            return False
+        active = self.active_bindings.get(event.key)
+        if active is not None and active.binding.id == "messages.find_slash":
+            # opened here, in the order keys arrive: the words typed after the / go to
+            # the search screen's query (handed on, the key acts after they went by)
+            self.action_search()
+            return True
+        if event.key in target.reserved_keys or active is not None:
+            return False
         self.set_focus(target)
+        return False
 
     def on_paste(self, event: events.Paste) -> None:
         """A paste while a list has focus goes to the composer."""
