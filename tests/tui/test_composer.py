@@ -19,7 +19,9 @@ from tests.tui.conftest import (
     signed_in,
     type_at_once,
     until,
+    until_true,
 )
+from tests.tui.test_annotations import select_message
 
 
 async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
@@ -90,6 +92,19 @@ async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
             await until(pilot, lambda: "draft hi there!" in shown_texts(app, 1), "sent")
             assert main.composer.text == ""
 
+            # "hello" typed at once with the list focused on alice's own message (where e
+            # edits) is sent whole: h is no list key, so it moves the focus to the
+            # composer and the e after it is typed there, not taken as the edit key
+            await select_message(pilot, app, "draft hi there!")
+            type_at_once(app, "hello")
+            await until(pilot, lambda: main.composer.text == "hello", "typed in the composer")
+            assert main.composer.intent is None  # no edit began
+            await pilot.press("enter")
+
+            async def sent_as_typed() -> bool:
+                return "hello" in [m.text for m in (await bob.history(GENERAL_CHAT_ID)).messages]
+
+            await until_true(pilot, sent_as_typed, "sent as typed")
     finally:
         await bob.close()
 
