@@ -81,11 +81,14 @@ def test_layout_groups_by_author_and_separates_days() -> None:
     assert "November 2023" in plain[7] and plain[8].startswith("bob")
 
 
-def test_markdown_styles_bold_code_links_and_mentions() -> None:
-    text = render_markdown("a **b** `c` https://x.org/p, @me and @you", me="me")
-    assert text.plain == "a b c https://x.org/p, @me and @you"
+def test_markdown_styles_bold_italic_strike_code_links_and_mentions() -> None:
+    text = render_markdown(
+        "a **b** _i_ ~~s~~ `c` https://x.org/p, @me and @you, not ~one~", me="me"
+    )
+    assert text.plain == "a b i s c https://x.org/p, @me and @you, not ~one~"
     styles = {text.plain[s.start : s.end]: s.style for s in text.spans}
     assert styles["b"].bold  # type: ignore[union-attr]
+    assert styles["i"].italic and styles["s"].strike  # type: ignore[union-attr]
     assert styles["https://x.org/p"].link == "https://x.org/p"  # type: ignore[union-attr]
     assert styles["@me"] != styles["@you"]
 
