@@ -2,6 +2,8 @@
 
 Issue 13 item 9, once with Redis and once with NATS. The nodes here renew a 3 s lease
 (``--node-lease 5``) so a killed node's users go offline 5 s after its last renewal.
+Node 0 writes its online spans (who got a message live, for disappearing messages)
+0.3 s late (test fault ``delay_spans_ms``); the clocked test comes last.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from messenger_protocol import Presence
+from messenger_protocol import MessageCreated, MessageDeleted, Presence, limits
 from tests.support.cluster import Cluster
-from tests.support.wire import WAIT, SseReader, call, register
+from tests.support.wire import WAIT, SseReader, call, register, send
 
 CLUSTER_ARGS = ["--node-lease", "5"]
+CLUSTER_NODE_ENV = {0: {"MESSENGER_TEST_FAULTS": "delay_spans_ms:300"}}
+CLUSTER_CLOCK = True
+T0 = 1_700_000_000.0
 
 
 async def presence_of(reader: SseReader, login: str, online: bool) -> list[Presence]:
@@ -62,3 +67,23 @@ async def test_two_devices_on_two_nodes_and_one_offline_after_the_lease(cluster:
         async with SseReader(cluster.url(0), marks[1]), SseReader(cluster.url(2), phone):
             seen = await presence_of(eve, "alice", True)
         assert not [p for p in seen if p.login == "alice" and not p.online], "told once"
+
+
+async def test_a_reader_is_online_for_a_post_on_another_node_once_the_stream_is_open(
+    cluster: Cluster,
+) -> None:
+    """The online-span window: carol's stream opens on node 0, whose span writes are 0.3 s
+    late, and alice posts on node 2 the moment it is open. Carol was online
+    (the span is committed before the stream's head goes out), so the message disappears
+    for her an hour after it was posted; counted offline, she would keep it until an
+    hour after she next read it. (Node 1 was killed by the test before.)"""
+    cluster.set_time(T0)
+    alice = (await register(cluster.url(2), "alice2"))["token"]
+    carol = (await register(cluster.url(0), "carol2"))["token"]
+    async with SseReader(cluster.url(0), carol) as carol_events:
+        message = (await send(cluster.url(2), alice, "gone in an hour")).json()
+        _, created = await carol_events.next()
+        assert isinstance(created, MessageCreated) and created.message.id == message["id"]
+        cluster.set_time(T0 + limits.MESSAGE_TTL_SECONDS)
+        _, gone = await carol_events.next()
+        assert gone == MessageDeleted(chat_id=1, message_id=message["id"])

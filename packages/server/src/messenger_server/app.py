@@ -203,7 +203,8 @@ def build_services(
     started_at: Callable[[], float] | None = None,
 ) -> Services:
     """The composition root: each service gets its collaborators as constructor arguments."""
-    visibility = Visibility(store, clock, settings.message_ttl, node=settings.node_name)
+    visibility = Visibility(store, clock, settings.message_ttl, node=settings.node_name,
+                            span_delay=test_fault("delay_spans_ms") / 1000)  # fmt: skip
     bus = bus_for(settings.bus, settings.bus_channel, settings.store)
     events = EventService(
         store, hub, clock, settings.event_retention, bus=bus, node_id=settings.node_name,
@@ -570,9 +571,23 @@ class App:
         # response head goes out (whatever commits after the client sees the stream open
         # is on it), whichever node's window is ahead
         start = after if after is not None else await self.events.stream_start()
+        # the user's online span is committed before the head goes out (a send on any
+        # node once the client sees the stream counts them online); a HEAD opens none
+        held = call.request.method != "HEAD"
+        if held:
+            await self.visibility.hold_online(actor.user_id)
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.visibility.release(actor.user_id)
 
         async def produce(stream: ResponseStream) -> None:
-            live = self.open_stream(actor, stream)
+            try:
+                live = self.open_stream(actor, stream)
+            finally:
+                release()  # the stream (if it attached) keeps them online now
             sub = live.sub
             try:
                 # a new stream whose node delivered nothing since its start goes live at
@@ -595,5 +610,6 @@ class App:
             stream.keep_open(partial(self.close_stream, live))
 
         return StreamResponse(
-            produce, content_type="text/event-stream", headers=list(_STREAM_HEADERS)
-        )
+            produce, content_type="text/event-stream", headers=list(_STREAM_HEADERS),
+            abandoned=release,
+        )  # fmt: skip

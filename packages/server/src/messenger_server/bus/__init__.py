@@ -167,9 +167,10 @@ anything: a node killed between commit and publish, every time),
 (the process exits at once in place of publishing its Nth batch: killed after a commit,
 before the event went out and before the write was answered). ``exit_mid_retention:N``
 (the process exits inside a retention pass, after its Nth deletion and before its commit)
-is the retention service's; the bus passes it over."""
+is the retention service's, ``delay_spans_ms:N`` (write each change of the online spans
+N ms late: a busy database) the disappearing messages'; the bus passes them over."""
 
-OTHER_FAULTS = ("exit_mid_retention",)
+OTHER_FAULTS = ("exit_mid_retention", "delay_spans_ms")
 """Test faults of :data:`TEST_FAULTS_ENV` that are not the bus's."""
 
 

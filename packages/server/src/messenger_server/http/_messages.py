@@ -268,7 +268,8 @@ class StreamResponse:
 
     With ``content_length`` the connection can be kept alive; without it the
     body ends when the connection closes (event streams). If the peer goes away
-    first, the producer task is cancelled.
+    first, the producer task is cancelled. ``abandoned`` is called instead of the
+    producer when it never runs (a ``HEAD`` request, the peer gone before the head).
     """
 
     producer: Callable[[ResponseStream], Awaitable[None]]
@@ -276,6 +277,7 @@ class StreamResponse:
     content_type: str = "application/octet-stream"
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_length: int | None = None
+    abandoned: Callable[[], None] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse]]

@@ -44,6 +44,12 @@ __all__ = ["HttpLimits", "HttpServer", "LogLimiter", "PeerGone"]
 log = logging.getLogger(__name__)
 
 
+def _abandon(result: StreamResponse) -> None:
+    """Its producer will not run: tell the app (it may hold something for the stream)."""
+    if result.abandoned is not None:
+        result.abandoned()
+
+
 class PeerGone(ConnectionResetError):
     """The client went away in the middle of a request: not an error, nothing to answer."""
 
@@ -924,6 +930,8 @@ class _Connection:
         if self.transport.is_closing():
             # the client left while we worked: nobody reads an answer now
             self._peer_left(head)
+            if isinstance(result, StreamResponse):
+                _abandon(result)
             return False
         head_only = head.method == "HEAD"
         close = self._must_close_after(head, request.body if request is not None else None)
@@ -1050,7 +1058,9 @@ class _Connection:
         headers.append((b"content-length", b"%d" % result.content_length))
         parser = self._parser
         self.transport.write(parser.response(result.status, headers))
-        if not head_only:
+        if head_only:
+            _abandon(result)
+        else:
             stream = ResponseStream(self.transport, self.peer, self._drain, parser.body)
             try:
                 await result.producer(stream)
@@ -1065,25 +1075,31 @@ class _Connection:
 
     async def _stream_until_closed(self, result: StreamResponse, head_only: bool) -> None:
         # built in a helper: locals of this frame live as long as the stream does
-        self.transport.write(_stream_head(result))
-        if head_only:
-            return
-        # The body ends with the connection, so the HTTP reader is done with it. A small
-        # protocol takes the transport over: it notices the peer leaving without a
-        # reader task per stream (10,000 idle streams must stay cheap) and does flow control.
-        task = asyncio.current_task()
-        assert task is not None
-        protocol = _StreamProtocol(self.transport, task, self._server.limits.drain_max)
-        stream = ResponseStream(
-            self.transport, self.request_peer, self._drain_stream, closer=protocol.close
-        )
-        protocol.stream = stream
-        self.stream_protocol = protocol
-        self._parser = _SPENT_PARSER  # parser state an idle stream does not need
-        self.transport.set_protocol(protocol)
-        if not self.transport.is_reading():
-            self.transport.resume_reading()
-        self._move("streaming")
+        try:
+            self.transport.write(_stream_head(result))
+            if head_only:
+                _abandon(result)
+                return
+            # The body ends with the connection, so the HTTP reader is done with it. A
+            # small protocol takes the transport over: it notices the peer leaving without
+            # a reader task per stream (10,000 idle streams must stay cheap) and does flow
+            # control.
+            task = asyncio.current_task()
+            assert task is not None
+            protocol = _StreamProtocol(self.transport, task, self._server.limits.drain_max)
+            stream = ResponseStream(
+                self.transport, self.request_peer, self._drain_stream, closer=protocol.close
+            )
+            protocol.stream = stream
+            self.stream_protocol = protocol
+            self._parser = _SPENT_PARSER  # parser state an idle stream does not need
+            self.transport.set_protocol(protocol)
+            if not self.transport.is_reading():
+                self.transport.resume_reading()
+            self._move("streaming")
+        except BaseException:
+            _abandon(result)
+            raise
         try:
             await result.producer(stream)
             if protocol.peer_gone and task.cancelling():

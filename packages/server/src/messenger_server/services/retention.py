@@ -7,9 +7,11 @@ Bookkeeping whose cost follows the work, not the size of the chat (issue 11):
 * ``expiring`` has one row per message: when it was posted and ``created_at + ttl``.
   Sending writes nothing per recipient.
 * ``online_spans``: when each user had a live event stream, as message-id ranges,
-  written when their first stream attaches and their last one goes (this node's
-  presence, as a send saw it). A member of the chat (by the time it was posted, not
-  its author) whose ranges miss a message was offline then: it waits for them.
+  written when their first stream on a node opens (committed before its response head
+  goes out, so a send on any node after that counts them online) and their last one
+  goes (this node's presence, as a send saw it). A member of the chat (by the time it
+  was posted, not its author) whose ranges miss a message was offline then: it waits
+  for them.
 * ``deliveries`` gets a row when a waiting message first reaches its recipient
   (history, unread, thread, or an event stream that resumes with ``Last-Event-ID``):
   ``delivered_at`` is that moment; ``delivered_cursors`` remembers how far a resume
@@ -64,18 +66,26 @@ class Visibility:
     reader may still see. Every read of messages and every post goes through it, on
     every path (HTTP, the scheduler, anything later)."""
 
-    def __init__(self, store: Store, clock: Clock, ttl: float, node: str = "") -> None:
+    def __init__(
+        self, store: Store, clock: Clock, ttl: float, node: str = "", *, span_delay: float = 0.0
+    ) -> None:
         self.store = store
         self.clock = clock
         self.ttl = ttl
         self.node = node
         """This node's name: its online spans are its own (closed when it restarts)."""
+        self.span_delay = span_delay
+        """Seconds each write of presence changes waits first (a test fault: 0)."""
         # presence changes not yet known to be committed (user id -> online), read by
         # the write units (on the PostgreSQL writer thread too): guarded by the lock
         self._changed: dict[int, bool] = {}
         self._lock = threading.Lock()
         self._flushing: asyncio.Task[None] | None = None
         self._closing = False
+        # who is online on this node: a live stream, or one about to open (held)
+        self._streaming: set[int] = set()
+        self._holds: dict[int, int] = {}
+        self._online_here: set[int] = set()
 
     @property
     def enabled(self) -> bool:
@@ -105,11 +115,57 @@ class Visibility:
 
     def came_online(self, user_id: int) -> None:
         """The user's first event stream attached on this node."""
-        self._presence_changed(user_id, True)
+        self._streaming.add(user_id)
+        self._update(user_id)
 
     def went_offline(self, user_id: int) -> None:
         """The user's last event stream on this node went."""
-        self._presence_changed(user_id, False)
+        self._streaming.discard(user_id)
+        self._update(user_id)
+
+    async def hold_online(self, user_id: int) -> None:
+        """A stream of the user is about to open on this node: their online span is
+        committed before its response head goes out, so a message posted on any node
+        once the client sees the stream open counts them as online. Pair it with one
+        :meth:`release` (the stream attached, or it never will: a HEAD request, a client
+        gone first, an error). If the span cannot be written, the hold is released and the
+        store's error raised."""
+        if not self.enabled or self._closing:
+            return
+        self._holds[user_id] = self._holds.get(user_id, 0) + 1
+        self._update(user_id)
+        try:
+            await self._commit(user_id)
+        except BaseException:
+            self.release(user_id)
+            raise
+
+    def release(self, user_id: int) -> None:
+        """The end of a :meth:`hold_online` (the stream, if it attached, now counts)."""
+        count = self._holds.get(user_id, 0) - 1
+        if count > 0:
+            self._holds[user_id] = count
+        elif self._holds.pop(user_id, None) is not None:
+            self._update(user_id)
+
+    def _update(self, user_id: int) -> None:
+        online = user_id in self._streaming or user_id in self._holds
+        if online == (user_id in self._online_here):
+            return
+        if online:
+            self._online_here.add(user_id)
+        else:
+            self._online_here.discard(user_id)
+        self._presence_changed(user_id, online)
+
+    async def _commit(self, user_id: int) -> None:
+        """Until the user's pending presence change is written (by a unit of its own)."""
+        while True:
+            with self._lock:
+                if user_id not in self._changed:
+                    return
+            applied = await self._write_presence()
+            self._forget_applied(applied)
 
     def node_gone(self, tx: Tx, node: str) -> None:
         """In a unit: ``node`` stopped without saying so (its lease went stale): close the
@@ -146,18 +202,27 @@ class Visibility:
     async def _flush(self) -> None:
         try:
             while True:
-                applied = await self.store.write(lambda tx: self._apply_presence(tx, None))
-                with self._lock:
-                    for user_id, online in applied.items():
-                        if self._changed.get(user_id) is online:
-                            del self._changed[user_id]
-                    if not self._changed:
-                        return
+                applied = await self._write_presence()
+                if not self._forget_applied(applied):
+                    return
         except Exception as exc:
             log_pass_failure(log, "could not write presence spans; the next send writes them",
                              exc, self.store.unavailable)  # fmt: skip
         finally:
             self._flushing = None
+
+    async def _write_presence(self) -> dict[int, bool]:
+        if self.span_delay:
+            await asyncio.sleep(self.span_delay)
+        return await self.store.write(lambda tx: self._apply_presence(tx, None))
+
+    def _forget_applied(self, applied: dict[int, bool]) -> bool:
+        """Drop the changes a unit wrote (unless changed again since); whether any are left."""
+        with self._lock:
+            for user_id, online in applied.items():
+                if self._changed.get(user_id) is online:
+                    del self._changed[user_id]
+            return bool(self._changed)
 
     # --- delivery bookkeeping ----------------------------------------------------
 
