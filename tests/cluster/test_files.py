@@ -1,6 +1,8 @@
 """Files on several nodes (issue 13 item 10): the bytes in a directory every node mounts,
 or in an S3 bucket (moto's server as a real process): an upload on one node downloads,
-ranged, on the others, and the same bytes uploaded on two nodes at once are one blob."""
+ranged, on the others, and the same bytes uploaded on two nodes at once are one blob;
+a clean-up on one node during a re-upload of its bytes on another keeps the content
+(node 0 deletes blobs a second after it holds them: test fault ``delay_blob_delete_ms``)."""
 
 from __future__ import annotations
 
@@ -53,8 +55,10 @@ def file_nodes(
     else:
         shared = tmp_path / "shared-files"
         args, env, where = ["--blob-store", str(shared)], {}, str(shared)
+    slow_delete = {"MESSENGER_TEST_FAULTS": "delay_blob_delete_ms:1000"}
     nodes = Cluster(tmp_path, pg_database.new_store(), "redis", args=args,
-                    node_env={i: env for i in range(3)})  # fmt: skip
+                    node_env={i: {**env, **(slow_delete if i == 0 else {})}
+                              for i in range(3)})  # fmt: skip
     try:
         nodes.start()
         yield nodes, request.param, where
@@ -109,3 +113,30 @@ async def test_upload_on_one_node_downloads_ranged_on_the_others(
     assert _blob_count(kind, where, request) == 2, nodes.logs()
     mine = await call(nodes.url(1), "GET", f"/api/v1/files/{two['id']}", bob)
     assert mine.status_code == 200 and mine.content == same
+    # a clean-up during a re-upload: alice deletes her message on node 0, which holds
+    # its file's bytes for deletion and deletes them a second later; in that second bob
+    # uploads the same bytes on node 2. His upload waits for the deletion and stores them
+    # afresh (without the holds it would find the blob still there, keep it, and the
+    # clean-up would delete it under him)
+    kept = os.urandom(200 * 1024)
+    doomed = await _upload(nodes.url(0), alice, kept)
+    sent = await send(nodes.url(0), alice, "soon deleted", attachments=[doomed["id"]])
+    assert sent.status_code == 200, sent.text
+    marker = "test fault: deleting 1 blob(s)"
+    assert marker not in nodes.nodes[0].log()
+    deleting = asyncio.create_task(
+        call(nodes.url(0), "DELETE", f"/api/v1/messages/{sent.json()['id']}", alice)
+    )
+    for _ in range(int(WAIT / 0.02)):  # its log says when they are held, not yet deleted
+        if marker in nodes.nodes[0].log():
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError(f"node 0 never held the bytes for deletion\n{nodes.logs()}")
+    again = await _upload(nodes.url(2), bob, kept)
+    assert (await deleting).status_code == 200
+    mine = await call(nodes.url(1), "GET", f"/api/v1/files/{again['id']}", bob)
+    assert mine.status_code == 200 and mine.content == kept
+    assert _blob_count(kind, where, request) == 3, nodes.logs()
+    gone = await call(nodes.url(1), "GET", f"/api/v1/files/{doomed['id']}", alice)
+    assert gone.status_code == 403  # alice's upload went with her message

@@ -233,6 +233,7 @@ def build_services(
         store, clock, files_dir, max_bytes=settings.max_file_bytes,
         user_quota=settings.user_quota_bytes, allowed_mime=settings.allowed_mime,
         blobs=open_blobs(settings.blob_store, files_dir, s3_endpoint=settings.s3_endpoint),
+        delete_delay=test_fault("delay_blob_delete_ms") / 1000,
     )  # fmt: skip
     notify = NotifyService(store, events, clock, visibility=visibility)
     messages = MessageService(

@@ -168,9 +168,11 @@ anything: a node killed between commit and publish, every time),
 before the event went out and before the write was answered). ``exit_mid_retention:N``
 (the process exits inside a retention pass, after its Nth deletion and before its commit)
 is the retention service's, ``delay_spans_ms:N`` (write each change of the online spans
-N ms late: a busy database) the disappearing messages'; the bus passes them over."""
+N ms late: a busy database) the disappearing messages', ``delay_blob_delete_ms:N`` (a
+clean-up deletes the blobs it holds for deletion N ms later) the file service's; the bus
+passes them over."""
 
-OTHER_FAULTS = ("exit_mid_retention", "delay_spans_ms")
+OTHER_FAULTS = ("exit_mid_retention", "delay_spans_ms", "delay_blob_delete_ms")
 """Test faults of :data:`TEST_FAULTS_ENV` that are not the bus's."""
 
 

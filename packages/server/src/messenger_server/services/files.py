@@ -259,6 +259,7 @@ class FileService:
         allowed_mime: tuple[str, ...] = (),
         unattached_grace: float = UNATTACHED_GRACE_SECONDS,
         blobs: BlobStore | None = None,
+        delete_delay: float = 0.0,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -272,6 +273,9 @@ class FileService:
         self.allowed_mime = allowed_mime
         self.unattached_grace = unattached_grace
         self._collector: asyncio.Task[None] | None = None
+        self.delete_delay = delete_delay
+        """Seconds a clean-up waits between holding blobs for deletion and deleting them
+        (a test fault: 0)."""
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -425,6 +429,10 @@ class FileService:
         )
         removed = 0
         try:
+            if doomed and self.delete_delay:
+                log.warning("test fault: deleting %d blob(s) in %.1f s", len(doomed),
+                            self.delete_delay)  # fmt: skip
+                await asyncio.sleep(self.delete_delay)
             for sha256 in doomed:
                 if await self.blobs.delete(sha256):
                     removed += 1
