@@ -121,6 +121,7 @@ def test_the_table_has_every_spec_command() -> None:
         "scheduled",
         "cancel",
         "complain",
+        "report",
         "file",
         "download",
         "files",

@@ -77,7 +77,7 @@ async def test_every_console_command_once_in_json_mode(
     await bob.register("bob", PASSWORD)
     await carol.register("carol", PASSWORD)
     await dave.register("dave", PASSWORD)
-    await bob.send(GENERAL_CHAT_ID, "hi before alice came")
+    bobs = await bob.send(GENERAL_CHAT_ID, "hi before alice came")
     note = tmp_path / "note.txt"
     note.write_text("a small note\n")
     proc = await plain("--json")
@@ -149,6 +149,8 @@ async def test_every_console_command_once_in_json_mode(
     run(f"/cancel {scheduled['id']}")
     run("/complain bob spam")
     await _obj(proc, "complaint")
+    run(f"/report {bobs.id} --with-text spam")
+    assert "text goes with it" in (await _obj(proc, "complaint"))["text"]
     run(f"/file {note} general")
     while not (posted := (await _obj(proc, "message"))["message"])["attachments"]:
         pass

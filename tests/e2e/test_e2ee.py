@@ -31,6 +31,7 @@ from messenger_protocol import (
     ChatUpdated,
     DeviceListChanged,
     EditMessage,
+    FileComplaint,
     Message,
     QueryKeys,
     SendMessage,
@@ -38,7 +39,7 @@ from messenger_protocol import (
     limits,
 )
 from messenger_protocol import endpoints as ep
-from tests.support import postgres
+from tests.support import db, postgres
 from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
 
@@ -216,6 +217,22 @@ async def test_two_users_two_devices_each_read_an_encrypted_dm_and_group(
         await bob_phone.complain("alice", "spam", message_id=sent[0].id)
         admin_view = encode(await root.admin_complaints()) + encode(await root.admin_users())
         assert [w for w in WORDS if w.encode() in admin_view] == []
+        # ... unless the reporter includes the text (its word: the server cannot check it)
+        read = (await bob_phone_c.decrypt(sent[0])).text
+        await bob_phone.complain("alice", "this", message_id=sent[0].id, quoted=read)
+        queue = (await root.admin_complaints()).complaints
+        assert [(c.reason, c.quoted) for c in queue] == [("spam", ""), ("this", expected[0])]
+        for body in (
+            FileComplaint(login="alice", quoted="no message named"),
+            FileComplaint(login="alice", message_id=sent[0].id,
+                          quoted="x" * (limits.MAX_MESSAGE_TEXT + 1)),
+        ):  # fmt: skip
+            with pytest.raises(ApiError) as bad_quote:
+                await bob_phone.call(ep.COMPLAIN, body)
+            assert bad_quote.value.code == "invalid"
+        quote = FileComplaint(login="alice", message_id=sent[0].id,
+                              quoted="x" * limits.MAX_MESSAGE_TEXT)  # fmt: skip
+        assert (await bob_phone.call(ep.COMPLAIN, quote)).complaint.quoted == quote.quoted
 
         # a tampered ciphertext is refused with a clear reason
         bad = await alice_phone.call(ep.SEND, _tampered(sent[0]), chat_id=dm.id)
@@ -293,6 +310,13 @@ async def test_plain_consoles_encrypt_a_dm_and_show_a_lock(
     assert f"🔒 edited {WORDS[3]}" in await alice.expect("2 (now)  ")
     stored = _stored_bytes(server)
     assert [w for w in WORDS if w.encode() in stored] == []
+    # a report carries the message's text only when its reporter includes it
+    bob.send(f"/report {root_id} rude")
+    assert "text goes with it" not in await bob.expect("complaint about alice filed")
+    bob.send(f"/report {root_id} --with-text rude again")
+    assert "the message's text goes with it" in await bob.expect("complaint about alice filed")
+    quoted = db.rows(server, "SELECT reason, quoted FROM complaints ORDER BY id")
+    assert quoted == [("rude", ""), ("rude again", f"edited {WORDS[3]}")]
 
 
 async def test_an_encrypted_group_shares_keys_to_members_and_rotates(

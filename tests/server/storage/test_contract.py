@@ -297,7 +297,7 @@ def _setup(tx: Tx, log: Log) -> None:
     mod.rate_window(alice)
     mod.rate_window(carol)
     mod.has_counted_complaint(alice, bob)
-    first = mod.insert_complaint(alice, bob, "rude", ids[1], 77.0, True)
+    first = mod.insert_complaint(alice, bob, "rude", ids[1], 77.0, True, "you said it")
     mod.insert_complaint(alice, bob, "again", None, 78.0, False)
     mod.insert_complaint(carol, bob, "rude", None, 79.0, True)
     mod.has_counted_complaint(alice, bob)

@@ -835,10 +835,12 @@ class Client:
     # --- moderation ---------------------------------------------------------
 
     async def complain(
-        self, login: str, reason: str = "", message_id: int | None = None
+        self, login: str, reason: str = "", message_id: int | None = None, quoted: str = ""
     ) -> ComplaintResult:
-        """Complain about a user (``/complain``)."""
-        body = FileComplaint(login=login, reason=reason, message_id=message_id)
+        """Complain about a user (``/complain``), pointing at a message of theirs
+        (``/report``); ``quoted``: its text, included by choice (an encrypted message's as
+        this device decrypted it: the server cannot read it otherwise)."""
+        body = FileComplaint(login=login, reason=reason, message_id=message_id, quoted=quoted)
         return await self.call(ep.COMPLAIN, body)
 
     async def admin_users(self) -> AdminUserList:

@@ -261,6 +261,10 @@ COMMANDS: dict[str, CommandSpec] = {
              _a("scheduled_id", "int")),
         _cmd("complain", "<login> [reason]", "complain about a user", _a("login", "login"),
              _a("reason", "text", True)),
+        _cmd("report", "<message-id> [--with-text] [reason]",
+             "complain about a message's author, pointing at it; --with-text includes its"
+             " text (an encrypted one's, as this device reads it: admins cannot otherwise)",
+             _a("message_id", "int"), _a("reason", "text", True)),
         _cmd("file", "<path> [target]", "send a file (up to 5 MiB)", _a("path", "path"),
              _a("target", "target", True)),
         _cmd("download", "<file-id> [path]", "download an attachment", _a("file_id", "word"),
@@ -1329,13 +1333,38 @@ class CommandRunner:
         columns = ("id", "at", "chat", "state", "text")
         return [ScheduledListOut("scheduled", columns, tuple(rows), scheduled=tuple(listed))]
 
+    async def _do_report(self, message_id: int, reason: str | None) -> list[Output]:
+        """A complaint about a message's author naming the message; its text goes only
+        with ``--with-text`` (an encrypted message's decrypted here: the server has
+        ciphertext only, and cannot check the text against it)."""
+        with_text, _, rest = (reason or "").partition(" ")
+        if with_text != "--with-text":
+            with_text, rest = "", reason or ""
+        message = await self.client.message(message_id)
+        quoted = ""
+        if with_text:
+            quoted = message.text
+            if message.encrypted is not None:
+                if self.crypto is None:
+                    return [ErrorOut("crypto", "this device has no keys: the text cannot go")]
+                quoted = (await self.crypto.decrypt(message)).text
+        return await self._do_complain(message.author, rest.strip(), message_id, quoted)
+
     async def _do_cancel(self, scheduled_id: int) -> list[Output]:
         item = await self.client.cancel_scheduled(scheduled_id)
         return [await self._scheduled_out(item, f"scheduled #{item.id} {item.state}")]
 
-    async def _do_complain(self, login: str, reason: str | None) -> list[Output]:
-        result = await self.client.complain(login, reason or "")
+    async def _do_complain(
+        self,
+        login: str,
+        reason: str | None,
+        message_id: int | None = None,
+        quoted: str = "",
+    ) -> list[Output]:
+        result = await self.client.complain(login, reason or "", message_id, quoted)
         text = f"complaint about {login} filed ({result.distinct_complaints} users complained)"
+        if quoted:
+            text += "; the message's text goes with it"
         if result.banned_until is not None:
             text += f"; {login} is banned until {_soon(result.banned_until)}"
         return [

@@ -294,6 +294,8 @@ class Complaint(Model, frozen=True):
     created_at: float
     message_id: int | None = None
     state: ComplaintState = "open"
+    quoted: str = ""
+    """The message's text as the reporter quoted it (empty: not included)."""
 
 
 class AdminUser(Model, frozen=True):
@@ -434,6 +436,11 @@ class FileComplaint(Request, frozen=True):
     login: Login
     reason: Reason = ""
     message_id: PositiveInt | None = None
+    quoted: Annotated[str, Meta(max_length=L.MAX_MESSAGE_TEXT, pattern=L.TEXT_PATTERN)] = ""
+    """The text of ``message_id`` as the reporter's device shows it, included by the
+    reporter's choice: the only way an admin reads an end-to-end encrypted message. The
+    server cannot check it against the ciphertext (it is the reporter's word); it needs
+    ``message_id``."""
 
 
 class BanUser(Request, frozen=True):

@@ -193,9 +193,17 @@ class ModerationService:
                 raise ApiError(ErrorCode.INVALID, "you cannot complain about yourself")
             if body.message_id is not None:
                 self._check_message(tx, body.message_id, target.id, actor.user_id)
+            elif body.quoted:
+                raise ApiError(ErrorCode.INVALID, "a quoted text needs the message it quotes")
             repeat = queries.has_counted_complaint(actor.user_id, target.id)
             complaint_id = queries.insert_complaint(
-                actor.user_id, target.id, body.reason, body.message_id, now, counted=not repeat
+                actor.user_id,
+                target.id,
+                body.reason,
+                body.message_id,
+                now,
+                counted=not repeat,
+                quoted=body.quoted,
             )
             queries.add_audit(now, actor.login, "complain", target.login, body.reason)
             distinct = queries.distinct_complainers(target.id)

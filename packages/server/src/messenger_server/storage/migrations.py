@@ -577,6 +577,12 @@ CREATE INDEX messages_unread ON messages(chat_id, thread_root, id, author_id, cr
 DROP INDEX messages_chat;
 """
 
+# a complaint carries the reported text when its reporter includes it (issue 14): the
+# only way an admin reads an end-to-end encrypted message, as the reporter's word
+_COMPLAINT_QUOTES = """
+ALTER TABLE complaints ADD COLUMN quoted TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: list[Step] = [
     Step(_INITIAL, postgres=_EVENT_COUNTER),
     Step(_MODERATION_AND_TIME),
@@ -600,5 +606,6 @@ MIGRATIONS: list[Step] = [
     Step(_EDIT_CIPHERTEXTS),
     Step(_MEMBER_COUNT),
     Step(_UNREAD_INDEX),
+    Step(_COMPLAINT_QUOTES),
 ]
 """Schema steps in order; step ``n`` brings the schema version from ``n`` to ``n + 1``."""

@@ -19,7 +19,7 @@ from .sql import Connection, connection, marks
 __all__ = ["AuditRecord", "ModerationQueries", "SqlModerationQueries", "moderation_queries"]
 
 _COMPLAINT_COLUMNS = (
-    "c.id, a.login, t.login, c.reason, c.created_at, c.message_id, c.state"
+    "c.id, a.login, t.login, c.reason, c.created_at, c.message_id, c.state, c.quoted"
     " FROM complaints c JOIN users a ON a.id = c.author_id JOIN users t ON t.id = c.target_id"
 )
 
@@ -45,6 +45,7 @@ def _complaint(row: Any) -> Complaint:
         created_at=float(row[4]),
         message_id=None if row[5] is None else int(row[5]),
         state=str(row[6]),  # type: ignore[arg-type]
+        quoted=str(row[7]),
     )
 
 
@@ -113,8 +114,10 @@ class ModerationQueries(Protocol):
         message_id: int | None,
         now: float,
         counted: bool,
+        quoted: str = "",
     ) -> int:
-        """Store an open complaint; its id."""
+        """Store an open complaint (``quoted``: the message's text as its reporter
+        includes it); its id."""
         ...
 
     def distinct_complainers(self, target_id: int) -> int:
@@ -260,13 +263,15 @@ class SqlModerationQueries:
         message_id: int | None,
         now: float,
         counted: bool,
+        quoted: str = "",
     ) -> int:
-        """Store an open complaint; its id."""
+        """Store an open complaint (``quoted``: the message's text as its reporter
+        includes it); its id."""
         return int(
             self._scalar(
                 "INSERT INTO complaints (author_id, target_id, reason, message_id, created_at,"
-                " counted) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (author_id, target_id, reason, message_id, now, int(counted)),
+                " counted, quoted) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (author_id, target_id, reason, message_id, now, int(counted), quoted),
             )
         )
 

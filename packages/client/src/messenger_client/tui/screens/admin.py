@@ -124,7 +124,7 @@ class AdminScreen(Guarded, Screen[None]):
             "role",
         )  # fmt: skip
         complaints = self.query_one("#complaints-table", DataTable)
-        complaints.add_columns("#", "when", "from", "about", "message", "reason")
+        complaints.add_columns("#", "when", "from", "about", "message", "reason", "text quoted")
         self.query_one("#settings-table", DataTable).add_columns("setting", "value")
         self.action_reload()
         self.set_interval(STATS_EVERY, self._load_stats)
@@ -202,6 +202,7 @@ class AdminScreen(Guarded, Screen[None]):
                 c.target,
                 "-" if c.message_id is None else str(c.message_id),
                 c.reason or "-",
+                _short(c.quoted) or "-",  # the reporter's word: the server cannot check it
                 key=str(c.id),
             )
         tabs = self.query_one(TabbedContent)
@@ -300,3 +301,9 @@ class AdminScreen(Guarded, Screen[None]):
 
 def _until(ts: float | None, tz: tzinfo | None) -> str:
     return "-" if ts is None else format_time(ts, now=time.time(), tz=tz, relative=True)
+
+
+def _short(text: str, most: int = 60) -> str:
+    """A quoted text on one line of the complaint table (cut with … past ``most``)."""
+    line = " ".join(text.split())
+    return line if len(line) <= most else line[: most - 1] + "…"
