@@ -113,11 +113,14 @@ async def bob(server: ServerProcess) -> AsyncIterator[Client]:
 
 def type_at_once(app: MessengerApp, text: str) -> None:
     """Type ``text`` as a terminal delivers a fast typist's keys (or tmux send-keys): every
-    key is read before the app has handled the first (``pilot.press`` waits after each)."""
+    key is read before the app has handled the first (``pilot.press`` waits after each);
+    ``"\x7f"`` is Backspace."""
     driver = app._driver
     assert driver is not None
     for character in text:
         key = _character_to_key(character) if not character.isalnum() else character
+        if character == "\x7f":  # what a terminal sends for Backspace
+            key = "backspace"
         event = events.Key(key, character)
         event.set_sender(app)
         driver.send_message(event)

@@ -109,6 +109,28 @@ async def test_typing_while_the_message_list_has_focus_goes_to_the_composer(
         await bob.close()
 
 
+async def test_keys_typed_at_once_edit_in_the_order_they_were_typed(
+    server: ServerProcess, make_app: Callable[..., MessengerApp]
+) -> None:
+    """Found in tmux: Backspace and the letter typed right after it (one read of the
+    terminal) deleted the letter, not the character before it: the composer typed the
+    letter at once, and the app ran Backspace's binding later. "noom", Backspace, "n" is
+    "noon"; the arrows and Delete keep their place in a burst too."""
+    app = make_app(server.url)
+    async with signed_in(app) as (pilot, main):
+        type_at_once(app, "see you at noom\x7fn")
+        await pilot.press("!")  # after the burst: pressed once the app has handled it
+        assert main.composer.text == "see you at noon!"
+        main.composer.clear()
+        assert app._driver is not None
+        for key, character in [("a", "a"), ("c", "c"), ("left", None), ("b", "b")]:
+            event = events.Key(key, character)
+            event.set_sender(app)
+            app._driver.send_message(event)
+        await pilot.press("!")
+        assert main.composer.text == "ab!c"  # the cursor stays after the b
+
+
 async def test_a_paste_into_the_message_list_lands_in_the_composer(
     server: ServerProcess, make_app: Callable[..., MessengerApp]
 ) -> None:

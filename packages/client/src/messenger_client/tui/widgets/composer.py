@@ -154,6 +154,14 @@ class Composer(Guarded, TextArea):
             event.stop()
             event.prevent_default()
             return
+        if not event.is_printable and await self.app._check_bindings(key):
+            # A key bound here (Backspace, the arrows, Delete…) acts now, in the order
+            # the keys came: left to bubble up to the app, it acted after the letters
+            # typed behind it in the same read of the terminal ("noom", Backspace, "n"
+            # in one burst gave "noomn").
+            event.stop()
+            event.prevent_default()
+            return
         await super()._on_key(event)
 
     def _edit_last(self) -> bool:
