@@ -200,8 +200,21 @@ async def test_selecting_your_message_says_who_has_seen_it(
         await until(pilot, lambda: not main.seen_line.display, "no line on bob's message")
         await pilot.press("j")
         await until(pilot, lambda: "✓ Seen by bob" in screen_text(app), "seen by bob")
+        assert "your “ping”" in screen_text(app)
+        # edited (here, from another device) while selected: the line names the new text
+        # (it kept the old one, which no longer shows anywhere)
+        assert app.client is not None
+        await app.client.edit(ping.id, "pong")
+        await until(pilot, lambda: "✓ Seen by bob  · your “pong”" in screen_text(app), "new")
+        assert " e Edit " in screen_text(app).splitlines()[-1]  # the footer
         await pilot.press("escape")
         await until(pilot, lambda: not main.seen_line.display, "gone with the selection")
+        # deleted while selected: no line about it, no edit key in the footer
+        await pilot.press("end")  # the newest: pong
+        await until(pilot, lambda: main.seen_line.display, "the line again")
+        await app.client.delete_message(ping.id)
+        await until(pilot, lambda: not main.seen_line.display, "no line on a tombstone")
+        await until(pilot, lambda: " e Edit " not in screen_text(app).splitlines()[-1], "footer")
 
 
 async def test_mentions_view_jumps_and_a_muted_chat_is_marked_in_the_list(

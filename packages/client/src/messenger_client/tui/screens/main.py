@@ -137,6 +137,8 @@ class MainScreen(Guarded, Screen[None]):
         self.thread_seen_line = Static("", id="thread-seen")
         """Who has read the selected message of the user's in the thread panel."""
         self._thread_seen_of: int | None = None
+        self._seen: dict[bool, list[str]] = {}
+        """In the thread panel (True) or the chat: who has seen the line's message."""
         self.composer = Composer(completer, id="composer")
         self.composer.reserved_keys = set(_ALT_DIGIT_ALIASES)
         self.users_panel = UsersPanel(me, id="users")
@@ -377,14 +379,22 @@ class MainScreen(Guarded, Screen[None]):
                 continue
             if event.message_id != self._seen_target(in_thread):
                 continue
-            # which message: the line sits under the newest one, maybe someone else's
-            first = message.text.split("\n", 1)[0] or "a file"
-            which = f"  · your “{first[:40]}{'…' if len(first) > 40 else ''}”"
-            if event.seen_by:
-                text = "✓ Seen by " + ", ".join(event.seen_by) + which
-            else:
-                text = "Not seen yet" + which
-            self._show_seen(text, in_thread=in_thread)
+            self._seen[in_thread] = event.seen_by
+            self._show_seen_of(message, in_thread=in_thread)
+
+    def _show_seen_of(self, message: Message, *, in_thread: bool) -> None:
+        """The "seen by" line of ``message`` as last asked, naming its text as it is now."""
+        seen_by = self._seen.get(in_thread)
+        if seen_by is None:
+            return
+        # which message: the line sits under the newest one, maybe someone else's
+        first = message.text.split("\n", 1)[0] or "a file"
+        which = f"  · your “{first[:40]}{'…' if len(first) > 40 else ''}”"
+        if seen_by:
+            text = "✓ Seen by " + ", ".join(seen_by) + which
+        else:
+            text = "Not seen yet" + which
+        self._show_seen(text, in_thread=in_thread)
 
     @on(ReceiptArrived)
     def _receipt_arrived(self, event: ReceiptArrived) -> None:
@@ -412,6 +422,7 @@ class MainScreen(Guarded, Screen[None]):
         line.update(text or "")
         line.display = bool(text)
         if text is None:
+            self._seen.pop(in_thread, None)
             if in_thread:
                 self._thread_seen_of = None
             else:
@@ -426,7 +437,9 @@ class MainScreen(Guarded, Screen[None]):
         if not in_thread and event.view is not self.view:
             return
         if message.id and message.author == self.me and message.deleted_at is None:
-            if message.id != self._seen_target(in_thread):
+            if message.id == self._seen_target(in_thread):
+                self._show_seen_of(message, in_thread=in_thread)  # it was edited
+            else:
                 self._show_seen(None, in_thread=in_thread)
                 if in_thread:
                     self._thread_seen_of = message.id

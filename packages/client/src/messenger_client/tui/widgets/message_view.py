@@ -389,6 +389,12 @@ class MessageView(Guarded, ScrollView, can_focus=True):
             self.unseen += 1
         if index == 0:
             self._older_requested = False
+        selected = self._selected_index()
+        if selected == index and index < len(layout.timeline):
+            # the selected message itself changed (edited, deleted): said again, and the
+            # footer shows the keys that act on it now (no e on a tombstone)
+            self.post_message(self.Selected(layout.timeline[index], self))
+            self.refresh_bindings()
         if self._reveal_pending:
             self._reveal()
         self._note_shown()
