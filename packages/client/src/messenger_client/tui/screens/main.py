@@ -390,11 +390,8 @@ class MainScreen(Guarded, Screen[None]):
         # which message: the line sits under the newest one, maybe someone else's
         first = message.text.split("\n", 1)[0] or "a file"
         which = f"  · your “{first[:40]}{'…' if len(first) > 40 else ''}”"
-        if seen_by:
-            text = "✓ Seen by " + ", ".join(seen_by) + which
-        else:
-            text = "Not seen yet" + which
-        self._show_seen(text, in_thread=in_thread)
+        seen = "✓ Seen by " + ", ".join(seen_by) if seen_by else "Not seen yet"
+        self._show_seen(seen + which, in_thread=in_thread)
 
     @on(ReceiptArrived)
     def _receipt_arrived(self, event: ReceiptArrived) -> None:
