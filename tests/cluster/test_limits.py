@@ -84,8 +84,11 @@ async def test_an_idle_session_lives_while_used_anywhere_and_expires_on_every_no
     cluster: Cluster,
 ) -> None:
     """A session used on node 0 stays alive on node 1, which saw it last more than the idle
-    timeout ago; once unused for the timeout, node 1 expires it: the streams of the session
-    on nodes 0 and 2 hear ``session_ended`` and end, and its token is refused everywhere."""
+    timeout ago; a use node 1 has not written yet (it writes at most every tenth of the
+    timeout) keeps it alive on node 2; once unused for the timeout plus that tenth, node 1
+    expires it: the streams of the session on nodes 0 and 2 hear ``session_ended`` and
+    end, and its token is refused everywhere."""
+    touch = IDLE / 10  # how often a node writes a session's use
     t0 = time.time()
     cluster.nodes[0].set_time(t0)  # one clock file: every node reads it
     token = (await register(cluster.url(0), "idler"))["token"]
@@ -94,9 +97,20 @@ async def test_an_idle_session_lives_while_used_anywhere_and_expires_on_every_no
     assert (await call(cluster.url(0), "GET", "/api/v1/auth/session", token)).status_code == 200
     cluster.nodes[0].set_time(t0 + IDLE + 100)  # node 1 saw it last IDLE + 100 s ago
     alive = await call(cluster.url(1), "GET", "/api/v1/auth/session", token)
-    assert alive.status_code == 200, alive.text
+    assert alive.status_code == 200, alive.text  # and wrote this use
+    cluster.nodes[0].set_time(t0 + IDLE + 100 + touch - 10)
+    alive = await call(cluster.url(1), "GET", "/api/v1/auth/session", token)
+    assert alive.status_code == 200, alive.text  # a use node 1 does not write yet
+    cluster.nodes[0].set_time(t0 + 2 * IDLE + 100 + touch - 20)  # unused IDLE - 10 s
+    alive = await call(cluster.url(2), "GET", "/api/v1/auth/session", token)
+    assert alive.status_code == 200, alive.text  # node 2 writes this use
+    last = t0 + 2 * IDLE + 100 + touch - 20
     async with SseReader(cluster.url(0), token) as on_a, SseReader(cluster.url(2), token) as on_c:
-        cluster.nodes[0].set_time(t0 + 2 * IDLE + 100)
+        cluster.nodes[0].set_time(last + IDLE + touch - 1)  # perhaps used since, unwritten
+        still = await call(cluster.url(1), "GET", "/api/v1/auth/session", token)
+        assert still.status_code == 200, still.text
+        last += IDLE + touch - 1  # node 1 wrote that use
+        cluster.nodes[0].set_time(last + IDLE + touch)
         expired = await call(cluster.url(1), "GET", "/api/v1/auth/session", token)
         assert expired.status_code == 401 and expired.json()["error"]["code"] == "session_expired"
         for reader in (on_a, on_c):

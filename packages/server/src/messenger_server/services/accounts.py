@@ -295,9 +295,12 @@ class AccountService:
         With several nodes the session is read at every request, and its last use is the
         newest this node saw or any node wrote (written at least every
         ``min(TOUCH_MAX_SECONDS, idle / 10)`` while it is used), so a session in use on
-        one node stays alive on all. A node that finds it expired ends it in the database
-        and logs ``session_ended``, as a logout does: every node closes its streams and
-        refuses its token.
+        one node stays alive on all. A use another node has not written yet is at most
+        that interval after the written one, so a node expires a session only once it is
+        unused for the idle timeout past the written use plus that interval: later by at
+        most the interval, never sooner. A node that finds it expired ends it in the
+        database and logs ``session_ended``, as a logout does: every node closes its
+        streams and refuses its token.
         """
         key = token_hash(token)
         actor = self._actors.get(key) if self.cache_sessions else None
@@ -330,7 +333,7 @@ class AccountService:
             await self._expire(key, actor, use, now)
         use.used_at = now
         self.last_seen[actor.user_id] = now
-        touch_every = min(TOUCH_MAX_SECONDS, self.session_idle_timeout / 10)
+        touch_every = self._touch_every()
         ip = address_ip(address)  # a new connection from the same place changes nothing
         if self._addresses.get(actor.session_id) != ip or now - use.saved_at >= touch_every:
             # one write per new address (and now and then), not per request or connection
@@ -346,6 +349,10 @@ class AccountService:
             is_admin=actor.is_admin,
             address=address,
         )
+
+    def _touch_every(self) -> float:
+        """How often a session's last use is written while it is used."""
+        return min(TOUCH_MAX_SECONDS, self.session_idle_timeout / 10)
 
     def _expiry(self, use: _Use) -> float:
         return min(use.used_at + self.session_idle_timeout, use.created_at + self.session_max_age)
@@ -369,6 +376,9 @@ class AccountService:
         """Refuse an expired session for good (its token answers ``session_expired`` on
         every node), unless the database holds a use that keeps it alive: then return."""
 
+        # another node's uses since its last write are unwritten (see authenticate)
+        unwritten = 0.0 if self.cache_sessions else self._touch_every()
+
         def unit(tx: Tx) -> bool:
             record = tx.session_by_token(key)
             if record is None:
@@ -377,6 +387,10 @@ class AccountService:
                 use.used_at = record.last_used_at  # written by another node meanwhile
                 if now < self._expiry(use):
                     return False
+            written = record.last_used_at if record.last_used_at is not None else use.created_at
+            if unwritten and now < min(written + unwritten + self.session_idle_timeout,
+                                       use.created_at + self.session_max_age):  # fmt: skip
+                return False
             if tx.expire_session(actor.session_id, now):
                 # logged, as a logout: every node closes the session's streams
                 event = SessionEnded(session_id=actor.session_id, expired=True)
