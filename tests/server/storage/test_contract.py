@@ -290,10 +290,13 @@ def _setup(tx: Tx, log: Log) -> None:
     mod.lift_bans(bob, "bob", 73.0, "Alice")
     mod.active_ban(bob, 74.0)
     for _ in range(3):
-        mod.count_in_window(alice, 75.0)  # 1, 2, 3
-    mod.count_in_window(bob, 75.0)
-    mod.count_in_window(alice, 76.0)  # a new window starts at 1
-    mod.count_in_window(alice, 76.0)
+        mod.count_post(alice, 75.0, 75.0)  # 1, 2, 3
+    mod.count_post(bob, 75.0, 75.0)
+    mod.count_post(alice, 76.0, 76.0)  # a new window starts at 1
+    mod.count_post(alice, 76.0, 76.0)
+    mod.ban(bob, "bob", 76.0, 10.0, "spam", "Alice")
+    mod.count_post(bob, 76.0, 77.0)  # banned while counted
+    mod.count_post(bob, 76.0, 86.0)  # the ban ended at 86
     mod.rate_window(alice)
     mod.rate_window(carol)
     mod.has_counted_complaint(alice, bob)
@@ -645,7 +648,9 @@ async def test_posting_is_idempotent_and_counted_inside_the_unit(any_store: Stor
         assert [m.text for m in page] == ["first"]
 
         def count(tx: Tx, start: float) -> int:
-            return moderation_queries(tx).count_in_window(author, start)
+            counted, banned = moderation_queries(tx).count_post(author, start, start)
+            assert not banned
+            return counted
 
         assert [await store.write(lambda tx: count(tx, 3600.0)) for _ in range(3)] == [1, 2, 3]
 
@@ -685,7 +690,7 @@ async def test_two_nodes_store_one_message_per_client_id_and_count_exactly(
 
         def post(tx: Tx, n: int) -> tuple[int | None, int]:
             message = tx.insert_message(1, author, f"from {n}", 2.0, "same", None, None)
-            counted = moderation_queries(tx).count_in_window(author, 0.0)
+            counted, _ = moderation_queries(tx).count_post(author, 0.0, 2.0)
             return (None if message is None else message.id), counted
 
         results = await asyncio.gather(

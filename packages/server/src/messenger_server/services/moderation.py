@@ -17,6 +17,8 @@ Rules (docs/moderation.md has the whole story):
   (:meth:`ModerationService.check_send` is a send check of the message service), so
   they hold on every path that posts (HTTP, the scheduler) and, the counter being one
   upsert in the database, across server nodes; a refused post rolls its count back.
+  In the general chat that upsert also says whether a ban runs: one statement per
+  send for both checks.
 """
 
 from __future__ import annotations
@@ -102,13 +104,19 @@ class ModerationService:
         """Inside the unit that stores a post: refuse a banned user, and count the post
         against the general-chat rate limit (refused over it)."""
         queries = moderation_queries(tx)
-        _refuse_ban(queries.active_ban(draft.actor.user_id, now), now)
+        user_id = draft.actor.user_id
         if draft.chat.id != GENERAL_CHAT_ID:
+            _refuse_ban(queries.active_ban(user_id, now), now)
             return
         size = self.settings.rate_limit_window
         start = math.floor(now / size) * size
         limit = self.settings.rate_limit_messages
-        if queries.count_in_window(draft.actor.user_id, start) > limit:
+        # one statement counts the post and says whether a ban runs (a refusal rolls the
+        # count back); the ban's end and reason are read only for a banned user
+        count, banned = queries.count_post(user_id, start, now)
+        if banned:
+            _refuse_ban(queries.active_ban(user_id, now), now)
+        if count > limit:
             retry_after = float(math.ceil(start + size - now))
             raise ApiError(
                 ErrorCode.RATE_LIMITED,

@@ -93,12 +93,14 @@ class ModerationQueries(Protocol):
         """``(window_start, count)`` of a user's general-chat rate window."""
         ...
 
-    def count_in_window(self, user_id: int, window_start: float) -> int:
+    def count_post(self, user_id: int, window_start: float, now: float) -> tuple[int, bool]:
         """Count one general-chat post of a user in the window starting at ``window_start``
-        (a newer window starts again at 1); the count including this post.
+        (a newer window starts again at 1): the count including this post, and whether
+        the user has a ban running at ``now`` (see :meth:`active_ban` for which).
 
-        One statement (an upsert), so concurrent writers on any node count exactly; run
-        it inside the unit that stores the post, whose rollback takes the count back.
+        One statement (an upsert that also reads the bans), so concurrent writers on any
+        node count exactly and a send checks both in one round trip; run it inside the
+        unit that stores the post, whose rollback takes the count back.
         """
         ...
 
@@ -234,18 +236,19 @@ class SqlModerationQueries:
         ).fetchone()
         return None if row is None else (float(row[0]), int(row[1]))
 
-    def count_in_window(self, user_id: int, window_start: float) -> int:
-        """Count one general-chat post in the window at ``window_start``; the new count."""
-        return int(
-            self._scalar(
-                "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, 1)"
-                " ON CONFLICT (user_id) DO UPDATE SET count = CASE"
-                " WHEN rate_counts.window_start = excluded.window_start"
-                " THEN rate_counts.count + 1 ELSE 1 END,"
-                " window_start = excluded.window_start RETURNING count",
-                (user_id, window_start),
-            )
-        )
+    def count_post(self, user_id: int, window_start: float, now: float) -> tuple[int, bool]:
+        """Count one general-chat post in the window at ``window_start``: the new count,
+        and whether a ban runs at ``now``."""
+        row = self.conn.execute(
+            "INSERT INTO rate_counts (user_id, window_start, count) VALUES (?, ?, 1)"
+            " ON CONFLICT (user_id) DO UPDATE SET count = CASE"
+            " WHEN rate_counts.window_start = excluded.window_start"
+            " THEN rate_counts.count + 1 ELSE 1 END,"
+            " window_start = excluded.window_start RETURNING count, EXISTS (SELECT 1 FROM bans"
+            " WHERE user_id = ? AND lifted_at IS NULL AND until > ?)",
+            (user_id, window_start, user_id, now),
+        ).fetchone()
+        return int(row[0]), bool(row[1])
 
     def has_counted_complaint(self, author_id: int, target_id: int) -> bool:
         """The author already has a complaint about the target that counts."""
