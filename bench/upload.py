@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,15 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 import psutil
-from _common import ServerProcess, free_port, http_request, percentile, save
+from _common import (
+    ServerProcess,
+    free_port,
+    http_request,
+    percentile,
+    print_profile,
+    profile,
+    save,
+)
 
 SIZE = 5 * 1024 * 1024
 PIECE = 256 * 1024
@@ -218,8 +227,12 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             assert prober.stdin is not None and prober.stdout is not None
             await prober.stdout.readline()
             watchers = [asyncio.create_task(sample_rss())]
+            spy = None if args.profile is None else profile(srv.proc.pid, args.profile, None)
             await rounds(ours_one, args.parallel, args.rounds, files)
             stop.set()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                await asyncio.to_thread(spy.wait)
             await asyncio.gather(*watchers)
             prober.stdin.close()
             lags = json.loads(await prober.stdout.readline())
@@ -245,11 +258,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy raw file: samples the server in the lag pass (its lag is then perturbed)",
+    )
     parser.add_argument("--save", type=Path)
     results = asyncio.run(main(parser.parse_args()))
     for key, value in results.items():
         print(f"  {key:28} {value:10.3f}")
     print(f"upload / raw socket copy: {results['ratio']:.2f} (target >= 0.8)")
     ns = parser.parse_args()
+    if ns.profile:
+        print_profile("upload", ns.profile)
     if ns.save:
         save(ns.save, results)
