@@ -312,6 +312,28 @@ async def test_event_stream_until_peer_leaves(serve: Serve, connect: Connect) ->
     assert streams[0].is_closing()
 
 
+async def test_a_head_of_an_event_stream_runs_no_producer_and_says_so(
+    serve: Serve, connect: Connect
+) -> None:
+    """``HEAD`` answers the stream's head only: the producer never runs, ``abandoned`` is
+    called instead (the app lets go of what it held for the stream: an online span)."""
+    told: list[str] = []
+
+    async def events(request: Request) -> StreamResponse:
+        async def produce(stream: ResponseStream) -> None:
+            told.append("produced")
+
+        return StreamResponse(produce, content_type="text/event-stream",
+                              abandoned=lambda: told.append("abandoned"))  # fmt: skip
+
+    server = await serve(events)
+    client = await connect(server)
+    await client.send(b"HEAD /events HTTP/1.1\r\nHost: test\r\n\r\n")
+    head = await client.response(head_only=True)
+    assert head.status == 200 and head.headers["content-type"] == "text/event-stream"
+    assert told == ["abandoned"]
+
+
 async def test_event_stream_ends_with_connection_when_producer_returns(
     serve: Serve, connect: Connect
 ) -> None:
