@@ -391,6 +391,26 @@ async def test_an_encrypted_group_shares_keys_to_members_and_rotates(
             await client.close()
 
 
+async def test_an_encrypted_group_of_more_users_than_one_key_query_takes_sends(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 14: a key query names at most 100 users; an encrypted group of 101 members
+    (99 of them put in by the database, with no device) still sends: the sender asks
+    for their devices in parts. It was refused ``invalid`` (101 logins in one query)."""
+    async with _alice_and_bob_in_a_dm(server, tmp_path) as (alice, _, alice_c, bob_c, _dm):
+        group = await alice.create_chat("crowd", encrypted=True)
+        await alice.invite(group.id, "bob")
+        extra = limits.MAX_KEY_QUERY_USERS - 1
+        db.execute(server, "INSERT INTO users (login, password_hash, created_at) WITH RECURSIVE"
+                   " n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?)"
+                   " SELECT 'crowd' || x, 'none', 0 FROM n", (extra,))  # fmt: skip
+        db.execute(server, "INSERT INTO members (chat_id, user_id, joined_at) SELECT ?, id, 0"
+                   " FROM users WHERE login LIKE ?", (group.id, "crowd%"))  # fmt: skip
+        assert len((await alice.members(group.id)).members) == limits.MAX_KEY_QUERY_USERS + 1
+        sent = await alice_c.send(group, "to the crowd")
+        assert (await bob_c.decrypt(sent)).text == "to the crowd"
+
+
 async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_server(
     server: ServerProcess, tmp_path: Path
 ) -> None:

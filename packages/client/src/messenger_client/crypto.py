@@ -815,20 +815,24 @@ class DeviceCrypto:
     async def _query_devices(
         self, logins: list[str], chat_id: int | None
     ) -> tuple[list[DeviceKeys], list[tuple[str, str]]]:
-        found = await self.client.call(ep.QUERY_KEYS, QueryKeys(logins=logins))
-        for d in found.devices:
+        devices: list[DeviceKeys] = []
+        step = limits.MAX_KEY_QUERY_USERS  # a group may have more members than one query
+        for start in range(0, len(logins), step):
+            part = QueryKeys(logins=logins[start : start + step])
+            devices.extend((await self.client.call(ep.QUERY_KEYS, part)).devices)
+        for d in devices:
             if d.login == self.login and d.device_id == self.device_id:
                 self._created_at = d.created_at  # when the server registered this device
         self._devices_changed = False
         out = [
             d
-            for d in found.devices
+            for d in devices
             if not (d.login == self.login and d.device_id == self.device_id)
             and self._check_device(d, chat_id)
         ]
         if self._devices_changed:  # a device first seen, or keys changed: remembered
             self.save()
-        return out, [(d.login, d.device_id) for d in found.devices]
+        return out, [(d.login, d.device_id) for d in devices]
 
     def is_verified(self, login: str, device_id: str) -> bool:
         """Whether this device verified that one (and its keys have not changed since)."""
