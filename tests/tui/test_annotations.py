@@ -322,13 +322,15 @@ async def test_an_edit_and_a_reaction_made_offline_show_at_once_and_reach_the_se
         await until(pilot, lambda: "🎉" not in screen_text(app), "undone")
 
 
-async def test_a_refused_edit_comes_back_as_an_edit_not_as_a_new_message(
+async def test_a_refused_edit_reply_or_comment_comes_back_as_it_was_typed(
     server_factory: Callable[..., ServerProcess], make_app: Callable[..., MessengerApp]
 ) -> None:
     """Issue 12: editing is off on this server; the refused edit's text comes back in the
     composer as an edit of the same message, with why above it: Enter tries the edit
-    again (it posts nothing new), Esc gives up."""
-    server = server_factory(args=["--edit-window", "0"])
+    again (it posts nothing new), Esc gives up. A refused reply (too long here) comes
+    back still replying, a refused comment in the thread's composer (found in tmux: both
+    came back as a new message of the chat)."""
+    server = server_factory(args=["--edit-window", "0", "--max-message-text", "20"])
     app = make_app(server.url)
     async with signed_in(app) as (pilot, main):
         assert app.store is not None
@@ -350,3 +352,28 @@ async def test_a_refused_edit_comes_back_as_an_edit_not_as_a_new_message(
         await pilot.press("escape")
         await until(pilot, lambda: main.composer.intent is None, "given up")
         assert main.composer.text == "" and "⚠" not in screen_text(app)
+
+        helo = page.messages[0]
+        long = "a reply well over twenty"
+        await select_message(pilot, app, "helo")
+        await pilot.press("r", *long, "enter")
+        await until(pilot, lambda: "Not sent" in toasts(app), "the reply refused")
+        await until(pilot, lambda: main.composer.text == long, "the reply given back")
+        intent = main.composer.intent
+        assert intent is not None and intent.act == "reply" and intent.message.id == helo.id
+        main.composer.clear()
+        await pilot.press(*"short reply", "enter")
+        await until(pilot, lambda: outbox_empty(app) and main.composer.intent is None, "sent")
+        page = await app.client.history(GENERAL_CHAT_ID)
+        last = page.messages[-1]
+        assert last.text == "short reply" and last.reply_to is not None
+        assert last.reply_to.id == helo.id
+
+        await select_message(pilot, app, "helo")
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: main.thread_composer.has_focus, "the thread panel")
+        app.clear_notifications()
+        await pilot.press(*"a comment over twenty", "enter")
+        await until(pilot, lambda: "Not sent" in toasts(app), "the comment refused")
+        await until(pilot, lambda: main.thread_composer.text == "a comment over twenty", "back")
+        assert main.composer.text == ""

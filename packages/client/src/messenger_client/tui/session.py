@@ -435,7 +435,8 @@ class LiveSession:
         if main is None:
             return
         if pending.act == "send":
-            main.give_back(pending.text)
+            replied = store.find(pending.reply_to) if store and pending.reply_to else None
+            main.send_again(pending.text, reply_to=replied, thread_root=pending.thread_root)
         elif pending.act == "edit" and store is not None and pending.target is not None:
             # an edit again, never a new message: Enter tries again, Esc gives up
             main.edit_again(store.find(pending.target), pending.text, describe_error(exc))

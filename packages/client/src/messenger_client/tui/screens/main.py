@@ -294,6 +294,23 @@ class MainScreen(Guarded, Screen[None]):
             composer.load_text(text)
             composer.move_cursor(composer.document.end)
 
+    def send_again(self, text: str, *, reply_to: Message | None, thread_root: int | None) -> None:
+        """The server refused a send: its text comes back where it was typed -- a comment
+        in the thread panel while that thread is open, a reply still replying to its
+        message -- so Enter sends it the same way again (into an empty composer, not
+        busy with another edit or reply)."""
+        in_thread = (
+            thread_root is not None
+            and self.thread_root is not None
+            and self.thread_root.id == thread_root
+        )
+        composer = self.thread_composer if in_thread else self.composer
+        if composer.text or composer.intent is not None:
+            return
+        self.give_back(text, composer)
+        if reply_to is not None and reply_to.deleted_at is None and thread_root is None:
+            composer.begin(Intent("reply", reply_to))
+
     def edit_again(self, message: Message | None, text: str, refused: str) -> None:
         """The server refused an edit to ``text``: the composer edits the message again
         with that text and says why above it (Enter tries again, Esc gives back the
