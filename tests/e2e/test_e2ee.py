@@ -625,7 +625,7 @@ async def test_the_plain_console_takes_its_keys_off_the_server_at_logout(
         await watcher.close()
 
 
-async def test_a_device_registered_between_key_query_and_send_reads_that_message(
+async def test_a_device_registered_between_key_query_and_send_reads_that_message_or_edit(
     server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 14: an encrypted send names the devices it was encrypted for; a device of
@@ -633,12 +633,13 @@ async def test_a_device_registered_between_key_query_and_send_reads_that_message
     the server makes the server refuse it (409 ``devices_changed``, listing the devices
     now); alice's library asks again, shares the key with the new device and sends
     again under the same client_id: one message is stored and the new device reads it.
-    Without the check the new device never got that message's key."""
+    Without the check the new device never got that message's key. An edit likewise."""
     async with _alice_and_bob_in_a_dm(server, tmp_path) as (alice, bob, alice_c, bob_c, dm):
         await alice_c.send(dm, "before")
-        tablet = Client(server.url, device="tablet")
+        tablet, watch = Client(server.url, device="tablet"), Client(server.url, device="watch")
         try:
             await tablet.login("bob", "password1")
+            await watch.login("bob", "password1")
             registered: list[DeviceCrypto] = []
             refused: list[ApiError] = []
             sends: list[SendMessage] = []
@@ -649,6 +650,8 @@ async def test_a_device_registered_between_key_query_and_send_reads_that_message
                     sends.append(args[0])
                     if not registered:  # alice has asked for bob's devices: one comes now
                         registered.append(await DeviceCrypto.open(tablet, tmp_path / "tablet"))
+                if endpoint is ep.EDIT_MESSAGE and len(registered) == 1:  # ... and for an edit
+                    registered.append(await DeviceCrypto.open(watch, tmp_path / "watch"))
                 try:
                     return await real_call(endpoint, *args, **params)
                 except ApiError as exc:
@@ -669,6 +672,15 @@ async def test_a_device_registered_between_key_query_and_send_reads_that_message
             assert (await tablet_c.decrypt(sent)).text == f"just then {WORDS[0]}"
             assert (await bob_c.decrypt(sent)).text == f"just then {WORDS[0]}"
 
+            monkeypatch.setattr(alice, "call", call)
+            await alice_c.edit(sent.id, f"edited then {WORDS[1]}")
+            monkeypatch.undo()
+            (_, watch_c) = registered
+            assert [e.code for e in refused] == ["devices_changed"] * 2
+            edited = await watch.message(sent.id)
+            for crypto in (watch_c, tablet_c, bob_c):
+                assert (await crypto.decrypt(edited)).text == f"edited then {WORDS[1]}"
+
             # a send naming devices that are not the members' is refused, typed; one
             # naming none is not checked (a client without the check, as before)
             stale = msgspec.structs.replace(sends[0], client_id="stale")
@@ -679,6 +691,7 @@ async def test_a_device_registered_between_key_query_and_send_reads_that_message
             assert (await alice.call(ep.SEND, unnamed, chat_id=dm.id)).encrypted is not None
         finally:
             await tablet.close()
+            await watch.close()
 
 
 async def test_concurrent_sends_and_fetches_keep_the_sessions_whole(

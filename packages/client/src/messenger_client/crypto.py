@@ -1067,12 +1067,23 @@ class DeviceCrypto:
         message = await self.client.call(ep.MESSAGE, message_id=message_id)
         if message.encrypted is None:
             return await self.client.edit(message_id, text)
-        logins = await self._member_logins(message.chat_id)
-        encrypted = await self.encrypt(
-            message.chat_id, logins, text, edit_of=message_id, thread_root=message.thread_root
-        )
-        body = EditMessage(text="", encrypted=encrypted)
-        return await self.client.call(ep.EDIT_MESSAGE, body, message_id=message_id)
+        attempt = 0
+        while True:  # as send: again when a device came meanwhile (devices_changed)
+            attempt += 1
+            logins = await self._member_logins(message.chat_id)
+            encrypted, digest = await self._encrypt(
+                message.chat_id, logins, text, edit_of=message_id, thread_root=message.thread_root
+            )
+            body = EditMessage(text="", encrypted=encrypted, devices=digest)
+            try:
+                return await self.client.call(ep.EDIT_MESSAGE, body, message_id=message_id)
+            except ApiError as exc:
+                if exc.code != ErrorCode.DEVICES_CHANGED or attempt >= SEND_ATTEMPTS:
+                    raise
+                log.info("message %d: devices changed before the edit; again", message_id)
+                self._forget_devices(
+                    message.chat_id, [*logins, *(d.login for d in exc.devices or ())]
+                )
 
     async def upload_file(self, path: Path, progress: Progress | None = None) -> EncryptedFile:
         """Encrypt a file with a key of its own and upload the ciphertext (named

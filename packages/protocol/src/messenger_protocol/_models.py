@@ -367,6 +367,9 @@ class EditMessage(Request, frozen=True):
     encrypted: Encrypted | None = None
     """The new ciphertext of an end-to-end encrypted message (issue 14): ``text`` must
     then be empty; an encrypted message is edited this way only."""
+    devices: DevicesDigest | None = None
+    """As :attr:`SendMessage.devices`: the devices the new ciphertext's sender looked at
+    (refused ``devices_changed`` when the chat's members have others now)."""
 
 
 class React(Request, frozen=True):

@@ -282,6 +282,8 @@ class AnnotationService:
                 raise ApiError(ErrorCode.INVALID, "a message needs text or an attachment")
             if sealed is None and body.text == message.text:
                 return message
+            if sealed is not None and body.devices is not None:
+                self.messages.devices_unchanged(tx, message.chat_id, body.devices)
             ciphertext = None if sealed is None else msgspec.json.encode(sealed).decode()
             annotation_queries(tx).edit_text(message_id, body.text, now, ciphertext)
             edited = self._current(tx, message_id)

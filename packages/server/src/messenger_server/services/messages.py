@@ -205,7 +205,7 @@ class MessageService:
                     "this chat is end-to-end encrypted: a message in the clear is refused",
                 )
             if body.encrypted is not None and body.devices is not None:
-                self._devices_unchanged(tx, chat_id, body.devices)
+                self.devices_unchanged(tx, chat_id, body.devices)
             draft = Draft(actor, chat, body, thread_root, scheduled_id)
             message = tx.insert_message(
                 chat_id, actor.user_id, body.text, now, client_id, thread_root, scheduled_id
@@ -243,8 +243,8 @@ class MessageService:
         return unit
 
     @staticmethod
-    def _devices_unchanged(tx: Tx, chat_id: int, named: str) -> None:
-        """An encrypted send names the devices it was encrypted against: refuse it
+    def devices_unchanged(tx: Tx, chat_id: int, named: str) -> None:
+        """An encrypted send (or edit) names the devices it was encrypted against: refuse it
         (``devices_changed``, with the devices there are now) when the chat's members
         have others. Checked in the unit that stores the message, so a device whose
         registration commits before it is never left without the message's key."""
