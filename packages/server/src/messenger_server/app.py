@@ -204,6 +204,7 @@ def build_services(
 ) -> Services:
     """The composition root: each service gets its collaborators as constructor arguments."""
     visibility = Visibility(store, clock, settings.message_ttl, node=settings.node_name,
+                            several_nodes=not is_local_bus(settings.bus),
                             span_delay=test_fault("delay_spans_ms") / 1000)  # fmt: skip
     bus = bus_for(settings.bus, settings.bus_channel, settings.store)
     events = EventService(

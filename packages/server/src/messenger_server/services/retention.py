@@ -67,13 +67,23 @@ class Visibility:
     every path (HTTP, the scheduler, anything later)."""
 
     def __init__(
-        self, store: Store, clock: Clock, ttl: float, node: str = "", *, span_delay: float = 0.0
+        self,
+        store: Store,
+        clock: Clock,
+        ttl: float,
+        node: str = "",
+        *,
+        several_nodes: bool = False,
+        span_delay: float = 0.0,
     ) -> None:
         self.store = store
         self.clock = clock
         self.ttl = ttl
         self.node = node
         """This node's name: its online spans are its own (closed when it restarts)."""
+        self.several_nodes = several_nodes
+        """Other nodes post too: a stream's span is committed before its head goes out (on
+        one node the next unit of this node writes it first anyway)."""
         self.span_delay = span_delay
         """Seconds each write of presence changes waits first (a test fault: 0)."""
         # presence changes not yet known to be committed (user id -> online), read by
@@ -129,8 +139,10 @@ class Visibility:
         once the client sees the stream open counts them as online. Pair it with one
         :meth:`release` (the stream attached, or it never will: a HEAD request, a client
         gone first, an error). If the span cannot be written, the hold is released and the
-        store's error raised."""
-        if not self.enabled or self._closing:
+        store's error raised. On one node it holds nothing: the stream attaches before
+        any later request runs, and every send writes this node's changes in its unit
+        first (one commit less per stream open: 13 ms on a busy PostgreSQL)."""
+        if not self.enabled or self._closing or not self.several_nodes:
             return
         self._holds[user_id] = self._holds.get(user_id, 0) + 1
         self._update(user_id)
