@@ -7,9 +7,9 @@ Bookkeeping whose cost follows the work, not the size of the chat (issue 11):
 * ``expiring`` has one row per message: when it was posted and ``created_at + ttl``.
   Sending writes nothing per recipient.
 * ``online_spans``: when each user had a live event stream, as message-id ranges,
-  written when their first stream on a node opens (committed before its response head
-  goes out, so a send on any node after that counts them online) and their last one
-  goes (this node's presence, as a send saw it). A member of the chat (by the time it
+  written when their first stream on a node opens (on several nodes committed before
+  its response head goes out, so a send on any node after that counts them online) and
+  their last one goes (this node's presence, as a send saw it). A member of the chat (by the time it
   was posted, not its author) whose ranges miss a message was offline then: it waits
   for them.
 * ``deliveries`` gets a row when a waiting message first reaches its recipient
