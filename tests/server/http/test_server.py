@@ -483,7 +483,7 @@ async def test_large_body_streams_in_pieces_and_connection_goes_on(
     size = 3 * 1024 * 1024 + 7
     await client.send(post("/up", b"u" * size) + get("/after"))
     assert json.loads((await client.response()).body) == {"total": size}
-    assert len(pieces) > 1 and max(pieces) <= HttpLimits().read_size  # streamed, not whole
+    assert len(pieces) > 1 and max(pieces) <= HttpLimits().body_read_size  # streamed, not whole
     assert json.loads((await client.response()).body) == {"total": 0}
 
 

@@ -125,6 +125,9 @@ class HttpLimits:
     our answer instead of a reset."""
     read_size: int = 64 * 1024
     """Bytes asked of the socket per read."""
+    body_read_size: int = 1024 * 1024
+    """Most bytes one read of a body with a Content-Length takes: all that came in at
+    once, usually, handed on as the one ``bytes`` it arrived in (no splitting copies)."""
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     """Peers whose PROXY header and ``X-Forwarded-For`` name the client's address; they
     are not held to ``max_connections_per_ip`` unless that address is known (PROXY)."""
@@ -841,7 +844,7 @@ class _Connection:
             self._stop_body_watch()
             return None
         # never more than the body: what follows belongs to the next request
-        data = await self._body_read(min(remaining, self._server.limits.read_size))
+        data = await self._body_read(min(remaining, self._server.limits.body_read_size))
         if not data:
             self._body_broken = True
             raise BadRequest("request body ended early")
