@@ -1,9 +1,12 @@
-"""One node cut off from the bus: posting goes on, every stream still gets everything.
+"""One node cut off from the bus, then the whole bus down: posting goes on, every stream
+still gets everything.
 
-Issue 13 item 4 (first slice), with Redis and with NATS: node2 reaches the bus through a
-fault proxy. While it is cut off, its streams get the other nodes' events from the
-database and the others get its events the same way; ``/readyz`` on node2 says 503;
-after the cut heals it resubscribes and is ready again. 0 gaps, 0 duplicates.
+Issue 13 item 4, with Redis and with NATS: node2 reaches the bus through one fault proxy,
+nodes 0 and 1 through another. While node2 is cut off, its streams get the other nodes'
+events from the database and the others get its events the same way; ``/readyz`` on
+node2 says 503; after the cut heals it resubscribes and is ready again. Then both proxies
+cut (the bus down for every node): no node is ready, posting goes on, the streams get
+everything from the database; after the bus comes back, 0 gaps, 0 duplicates.
 """
 
 from __future__ import annotations
@@ -39,12 +42,16 @@ async def test_a_node_cut_off_from_the_bus_misses_nothing(
     bus_kind: str, pg_database: PgDatabase, tmp_path: Path
 ) -> None:
     """Issue 13 item 4: posting through every node goes on while node2 is cut off from the
-    bus; streams on node0 and node2 get every post, in id order, before and after healing."""
+    bus, and while the bus is down for all; streams on node0 and node2 get every post, in
+    id order, during the cuts and after healing."""
     host, port = host_port(BUS_URLS[bus_kind], 6379 if bus_kind == "redis" else 4222)
     proxy = FaultProxy(bus_kind, host, port)
+    others = FaultProxy(bus_kind, host, port)  # nodes 0 and 1
     await proxy.start()
+    await others.start()
     cluster = Cluster(
-        tmp_path, pg_database.new_store(), bus_kind, node_bus={2: proxy.url},
+        tmp_path, pg_database.new_store(), bus_kind,
+        node_bus={0: others.url, 1: others.url, 2: proxy.url},
         args=["--rate-limit-messages", "100000"],
     )  # fmt: skip
     try:
@@ -87,14 +94,34 @@ async def test_a_node_cut_off_from_the_bus_misses_nothing(
             got_after: list[list[Numbered]] = [
                 await r.until(message_event(after[-1]), timeout=WAIT) for r in (on_0, on_2)
             ]
+
+            proxy.cut()  # the whole bus down
+            others.cut()
+            for i in range(3):
+                await wait_ready(cluster.url(i), 503)
+            down = await round_of("bus down")
+            got_down: list[list[Numbered]] = [
+                await r.until(message_event(down[-1]), timeout=WAIT) for r in (on_0, on_2)
+            ]
+
+            proxy.heal()
+            others.heal()
+            for i in range(3):
+                await wait_ready(cluster.url(i), 200)
+            back = await round_of("bus back")
+            got_back: list[list[Numbered]] = [
+                await r.until(message_event(back[-1]), timeout=WAIT) for r in (on_0, on_2)
+            ]
     finally:
         cluster.stop()
         await proxy.close()
-    for name, during_events, after_events in zip(("node0", "node2"), got_during, got_after,
-                                                 strict=True):  # fmt: skip
-        events = during_events + after_events
+        await others.close()
+    posted = during + after + down + back
+    for i, name in enumerate(("node0", "node2")):
+        events = got_during[i] + got_after[i] + got_down[i] + got_back[i]
         ids = [seq for seq, _ in events if seq is not None]
         assert ids == sorted(set(ids)), f"stream on {name}: an id out of order or twice"
         got = [e.message.id for _, e in events if isinstance(e, MessageCreated)]
-        assert sorted(got) == sorted(during + after), f"stream on {name}: a gap"
-    assert proxy.accepted >= 2  # node2 really went through the proxy, and came back
+        assert sorted(got) == sorted(posted), f"stream on {name}: a gap"
+    # every node really went through a proxy, and came back twice
+    assert proxy.accepted >= 3 and others.accepted >= 4
