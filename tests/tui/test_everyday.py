@@ -217,6 +217,12 @@ async def test_selecting_your_message_says_who_has_seen_it(
         await until(pilot, lambda: " e Edit " not in screen_text(app).splitlines()[-1], "footer")
 
 
+def crew_badge(app: MessengerApp) -> str:
+    """The badge at the end of the chat list's "crew" row ("@1", "3", or "")."""
+    rows = (line.split("▕")[0] for line in screen_text(app).splitlines())
+    return next(row for row in rows if "≡ crew" in row).split("⊘")[-1].strip()
+
+
 async def test_mentions_view_jumps_and_a_muted_chat_is_marked_in_the_list(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
@@ -246,6 +252,20 @@ async def test_mentions_view_jumps_and_a_muted_chat_is_marked_in_the_list(
             GENERAL_CHAT_ID
         ].mute == "all", "muted")  # fmt: skip
         await until(pilot, lambda: "general ⊘" in screen_text(app), "the mute mark")
+
+        # a mention in a muted chat not in view: the @N badge shows live (it came only
+        # with the next chat list), and goes once the chat is read
+        crew = await bob.create_chat("crew")
+        await bob.invite(crew.id, "alice")
+        await until(pilot, lambda: crew.id in app.store.chats if app.store else False, "crew")
+        assert app.client is not None
+        await app.client.mute(crew.id, "all")
+        await until(pilot, lambda: "crew ⊘" in screen_text(app), "crew muted")
+        await bob.send(crew.id, "@alice the crew needs you")
+        await until(pilot, lambda: crew_badge(app) == "@1", "the mention badge")
+        app.open_chat(crew.id)
+        await until(pilot, lambda: "the crew needs you" in screen_text(app), "crew open")
+        await until(pilot, lambda: crew_badge(app) == "", "read: the badge goes")
 
 
 async def test_the_palette_acts_on_the_selected_message(

@@ -22,6 +22,7 @@ from messenger_protocol import (
     ChatUpdated,
     Contact,
     Event,
+    Mentioned,
     Message,
     MessageCreated,
     MessageDeleted,
@@ -498,7 +499,11 @@ class ChatStore:
         unread = min(left, chat.unread)
         last_read = max(up_to, chat.last_read)
         if (unread, last_read) != (chat.unread, chat.last_read):
-            self.upsert_chat(msgspec.structs.replace(chat, unread=unread, last_read=last_read))
+            self.upsert_chat(
+                msgspec.structs.replace(
+                    chat, unread=unread, last_read=last_read, mentions=min(chat.mentions, unread)
+                )
+            )
 
     def apply(self, event: Event) -> Change:
         """Apply one live event; returns what changed."""
@@ -536,6 +541,17 @@ class ChatStore:
                     change.chats = True
                 if fresh and message.author != self.me:
                     change.new_message = message
+            case Mentioned(chat_id=chat_id, message=message):
+                # the chat list's @N badge, muted or not (the server counts it the same)
+                chat = self.chats.get(chat_id)
+                if (
+                    chat is not None
+                    and message.author != self.me
+                    and message.id > chat.last_read
+                    and not self.focused(chat_id)
+                ):
+                    self.upsert_chat(msgspec.structs.replace(chat, mentions=chat.mentions + 1))
+                    change.chats = True
             case MessageUpdated(message=message):
                 self._save([message])
                 self._replace(message, change)
@@ -581,9 +597,13 @@ class ChatStore:
                         unread = sum(
                             1 for m in timeline.messages if m.id > up_to and m.author != self.me
                         )
+                    unread = min(unread, chat.unread)
                     self.upsert_chat(
                         msgspec.structs.replace(
-                            chat, unread=min(unread, chat.unread), last_read=up_to
+                            chat,
+                            unread=unread,
+                            last_read=up_to,
+                            mentions=min(chat.mentions, unread),
                         )
                     )
                     change.chats = True
