@@ -56,9 +56,13 @@ async def test_logout_on_another_device_does_not_end_a_resumed_session(
             # logout_all from another device ends this one too
             again = Client(server.url)
             await again.login("alice", "secret12")
+            ended, cache = app.client, app.store.cache if app.store else None
+            assert ended is not None and cache is not None
             await again.logout_all()
             await until(pilot, lambda: isinstance(app.screen, LoginScreen), "the login screen")
             assert app.config.tokens.load(app.server) is None
+            # the ended session's connections and cache are let go (they were kept open)
+            await until(pilot, lambda: ended.closed and cache.closed, "the old session closed")
     finally:
         for client in (first, other, bob):
             await client.close()

@@ -342,6 +342,11 @@ class Client:
             raise error_from_response(response.status_code, response.content)
         return response.content
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (a closed client makes no more requests)."""
+        return self._http.is_closed
+
     async def close(self) -> None:
         """Close every connection of this client."""
         await self._http.aclose()

@@ -162,6 +162,8 @@ class Cache:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.closed = False
+        """Whether :meth:`close` ran."""
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -210,6 +212,7 @@ class Cache:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+        self.closed = True
 
     def clear(self) -> None:
         """Forget everything except the outbox (the server asked for a reset)."""

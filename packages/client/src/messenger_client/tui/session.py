@@ -11,7 +11,11 @@ out, expired, ended from another client) it is back to the login screen.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
+
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from messenger_protocol import (
     GENERAL_CHAT_ID,
@@ -456,6 +460,21 @@ class LiveSession:
                 log.info("logout: %s", exc)
         self.over("Logged out")
 
+    @app_work(group="closing")
+    async def _close_when_done(
+        self, client: Client | None, cache: Cache | None, workers: list[Worker[Any]]
+    ) -> None:
+        """Close an ended session's client and cache once every worker that ran when it
+        ended is done (cancelled or not: one still using them must not find them closed).
+        They were left open before: each logout kept a connection pool and a database."""
+        for worker in workers:
+            with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                await worker.wait()
+        if client is not None:
+            await client.close()
+        if cache is not None:
+            cache.close()
+
     def over(self, reason: str) -> None:
         """The session ended: forget its token, stop its workers, back to the login."""
         app = self.app
@@ -472,6 +491,8 @@ class LiveSession:
         login = app.store.me if app.store is not None else ""
         if app.main is not None and app.main.composer.text.strip():
             self._draft = (login, app.main.composer.text)
+        running = [w for w in app.workers if not w.is_finished]
+        self._close_when_done(app.client, app.store.cache if app.store else None, running)
         app.client, app.store, app.main = None, None, None
         while len(app.screen_stack) > 2:
             app.pop_screen()
