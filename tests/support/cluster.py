@@ -119,7 +119,8 @@ class Cluster:
     """N nodes on one store and one bus; ``nodes[i].url`` is node i.
 
     ``node_env`` adds env vars to some nodes (``{0: {"MESSENGER_TEST_FAULTS": ...}}``);
-    ``node_bus`` points some nodes at another bus URL (a :class:`FaultProxy` in front);
+    ``node_bus`` points some nodes at another bus URL (a :class:`FaultProxy` in front),
+    ``node_store`` some at another URL of the same store (the same, through a proxy);
     ``clock_file`` is one test clock every node reads (``ServerProcess.set_time``);
     ``blob_dir`` is the nodes' one ``--blob-store`` directory, which :meth:`empty_store`
     empties too.
@@ -135,6 +136,7 @@ class Cluster:
         args: Sequence[str] = (),
         node_env: Mapping[int, Mapping[str, str]] | None = None,
         node_bus: Mapping[int, str] | None = None,
+        node_store: Mapping[int, str] | None = None,
         clock_file: Path | None = None,
         blob_dir: Path | None = None,
     ) -> None:
@@ -142,6 +144,7 @@ class Cluster:
         self.blob_dir = blob_dir
         self.bus_url = "postgres" if bus == "postgres" else BUS_URLS[bus]  # postgres: the store
         self.node_bus = dict(node_bus or {})
+        self.node_store = dict(node_store or {})
         self.channel = "mtest-" + uuid.uuid4().hex[:12]
         blobs = ["--blob-store", str(blob_dir)] if blob_dir is not None else []
         self.nodes = [
@@ -157,7 +160,8 @@ class Cluster:
         self._plan: list[str] | None = None
 
     def _flags(self, i: int) -> list[str]:
-        return ["--store", self.store_url, "--bus", self.node_bus.get(i, self.bus_url),
+        return ["--store", self.node_store.get(i, self.store_url),
+                "--bus", self.node_bus.get(i, self.bus_url),
                 "--bus-channel", self.channel, "--node-id", f"node{i}"]  # fmt: skip
 
     def start(self) -> None:

@@ -27,7 +27,15 @@ from .hub import Hub
 from .storage import Store, Tx
 from .storage.retention import retention_queries
 
-__all__ = ["GAP_WAIT", "REPAIR_PAGE", "TICK", "TICK_DISCONNECTED", "EventWindow", "ended_sessions"]
+__all__ = [
+    "GAP_WAIT",
+    "REPAIR_PAGE",
+    "STORE_LOST",
+    "TICK",
+    "TICK_DISCONNECTED",
+    "EventWindow",
+    "ended_sessions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,10 @@ TICK = 1.0
 """Seconds between checks of the newest seq (a lost last batch shows up here)."""
 TICK_DISCONNECTED = 0.1
 """The tick while the bus is down: delivery goes on through the database."""
+STORE_LOST = 5.0
+"""Seconds without an answer from the database after which a node of several ends its
+live streams: it can neither write for their clients nor read what other nodes commit,
+so they resume on another node (``/readyz`` fails too; the balancer sends none back)."""
 REPAIR_PAGE = 500
 """Events read per repair query."""
 
@@ -219,13 +231,27 @@ class EventWindow:
 
     async def _ticking(self) -> None:
         assert self.tick is not None
+        loop = asyncio.get_running_loop()
+        answered = loop.time()  # the database's last answer
+        lost = False
         while True:
             await asyncio.sleep(self.tick if self._connected() else TICK_DISCONNECTED)
             try:
-                newest = await self.store.read(lambda tx: tx.event_max())
+                async with asyncio.timeout(STORE_LOST):
+                    newest = await self.store.read(lambda tx: tx.event_max())
             except Exception as exc:
                 log.warning("event window tick failed: %s", exc)
+                if not lost and loop.time() - answered >= STORE_LOST:
+                    lost = True
+                    log.warning("the database has not answered for %.0f s: ending %d live "
+                                "stream(s), to resume on another node", loop.time() - answered,
+                                self.hub.stream_count())  # fmt: skip
+                    self.hub.close_all()
                 continue
+            answered = loop.time()
+            if lost:
+                lost = False
+                log.warning("the database answers again")
             if newest > self.watermark:
                 # give the bus (or this node's own commit) its chance first
                 await asyncio.sleep(self.gap_wait if self._connected() else 0)
