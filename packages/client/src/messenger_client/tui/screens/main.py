@@ -91,8 +91,7 @@ class MainScreen(Guarded, Screen[None]):
         # Not priority: a composer types "/" (it begins a command); any other focus (a
         # list, the messages) leaves it to this binding
         Binding("slash", "search", "Search", id="messages.find_slash", show=False,
-                tooltip="Search too, when the focus is not in a composer (there / begins a "
-                "command)"),
+                tooltip="Search too, outside a composer (in one, / begins a command)"),
         Binding("f6", "verify", "Verify", id="devices.verify", priority=True, show=False,
                 tooltip="Answer a verification request, or verify this chat's devices"),
         Binding("alt+m", "mentions", "Mentions", id="messages.mentions", priority=True,
