@@ -41,8 +41,12 @@ GENERAL_CHAT_ID = 1
 """The general chat every user belongs to."""
 
 
-class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of request bodies and query strings: unknown fields are an error."""
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of request bodies and query strings: unknown fields are an error.
+
+    A field left at its default is not sent, so a client newer than its server talks to
+    it as long as it uses nothing the server does not know (an optional field added to
+    a request, sent as ``null``, was refused by an older server as an unknown field)."""
 
 
 class Model(msgspec.Struct, frozen=True, omit_defaults=False):
