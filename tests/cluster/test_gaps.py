@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from messenger_client.api import tls_context
-from messenger_protocol import MessageCreated, SessionEnded
+from messenger_protocol import MessageCreated, MessageEdited, SessionEnded, encode_event
 from tests.support.cluster import Cluster
 from tests.support.wire import Numbered, SseReader, call, message_event, register
 
@@ -162,3 +162,32 @@ async def test_a_logout_on_the_silent_node_still_ends_the_streams_elsewhere(
         after = (await call(cluster.url(1), "POST", "/api/v1/chats/1/messages", other,
                             {"text": "still here"})).json()["id"]  # fmt: skip
         await stays.until(message_event(after))
+
+
+async def test_a_resume_on_a_node_behind_a_late_batch_replays_no_text_edited_away(
+    cluster: Cluster,
+) -> None:
+    """Issue 12 item 7 on a cluster: a message posted and edited on node1 (whose batches
+    come 300 ms late) before bob's offline device resumes on node2, which has not got
+    them yet: the resume gives the message with the text it has now, then the edit; the
+    late batch does not bring the text edited away."""
+    alice = (await register(cluster.url(1), "late-a"))["token"]
+    tablet = await register(cluster.url(2), "late-b")
+    offline_at = tablet["last_event_id"]
+    headers = {"Authorization": f"Bearer {alice}"}
+    async with httpx.AsyncClient(verify=tls_context(), timeout=30.0) as client:
+        posted = await client.post(
+            f"{cluster.url(1)}/api/v1/chats/1/messages", json={"text": "the code is 4711"},
+            headers=headers,
+        )  # fmt: skip
+        assert posted.status_code == 200, posted.text
+        mid = posted.json()["id"]
+        edited = await client.post(
+            f"{cluster.url(1)}/api/v1/messages/{mid}/edit", json={"text": "on paper"},
+            headers=headers,
+        )  # fmt: skip
+        assert edited.status_code == 200, edited.text
+        async with SseReader(cluster.url(2), tablet["token"], last_event_id=offline_at) as r:
+            got = await r.until(lambda e: isinstance(e, MessageEdited) and e.message.id == mid)
+    assert [e.message.text for _, e in got if isinstance(e, MessageCreated)] == ["on paper"]
+    assert b"4711" not in b"".join(encode_event(e) for _, e in got)

@@ -604,6 +604,12 @@ class App:
 
                     upto = await self.events.catch_up(actor.user_id, start, send, resume=resume)
                     sub.release(upto)
+            except ApiError as exc:
+                # the node cannot replay it now (behind the event log): the stream ends
+                # and the client resumes by Last-Event-ID (on another node, or later)
+                log.warning("event stream of %s ended before its replay: %s", actor.login, exc)
+                self.close_stream(live)
+                return
             except BaseException:
                 self.close_stream(live)
                 raise

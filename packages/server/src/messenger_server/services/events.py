@@ -293,7 +293,9 @@ class EventService:
     ) -> int:
         """Send the logged events after ``after`` that the user may see; the last seq covered.
 
-        Covers everything up to what has been published so far: newer events reach
+        Covers everything committed when the resume begins (from the log, with the
+        text each event carries now: an edit rewrites them), once this node's window has
+        delivered it (``unavailable`` if it cannot get there in time): newer events reach
         the (held) stream through the hub. A client whose ``after`` is older than the
         retained log, or from the future (another database), gets a ``reset`` event.
         ``resume=False``: ``after`` is the :meth:`stream_start` of a new stream (it missed
@@ -305,9 +307,13 @@ class EventService:
         if not resume:
             return await self._replay(user_id, after, upto, send)
         oldest, newest = await self.store.read(lambda tx: tx.event_bounds())
-        if upto < after <= newest:
-            # seen on a faster node: wait for this node's window to get there
-            await self.window.wait_for(after, RESUME_WAIT)
+        if upto < newest:
+            # this node's window is behind the log (an id seen on a faster node, a late
+            # batch): what was committed before the resume is replayed from the log with
+            # the text it has now, never reaches the stream later as the bus carried it
+            # (a text edited away meanwhile)
+            if not await self.window.wait_for(newest, RESUME_WAIT) and after <= newest:
+                raise ApiError(ErrorCode.UNAVAILABLE, "the node is behind the event log")
             upto = self.published_seq
         if after > upto or after < oldest - 1:
             reason = "too far behind" if after < upto else "unknown event id"
