@@ -1,11 +1,17 @@
 """Scheduled messages with 3 nodes (issue 13 item 8): every node runs the scheduler; due
 rows are claimed with ``FOR UPDATE SKIP LOCKED`` and posted in the claiming transaction,
 so each is posted exactly once, and a cancel racing the send ends ``cancelled`` (nothing
-posted) or ``conflict`` (posted once), never both."""
+posted) or ``conflict`` (posted once), never both.
+
+Node 0 has a clock of its own and sees the messages fall due first. It sends one batch
+(committed), claims the next and exits inside it after its 25th due message was posted
+(test fault ``exit_mid_schedule:25``), before that batch's commit: its claims and posts
+roll back and the two other nodes, given the time meanwhile, post those rows once."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -13,6 +19,7 @@ import pytest
 
 from messenger_client.api import tls_context
 from messenger_protocol import MessageCreated
+from messenger_server.services.scheduler import SEND_BATCH
 from tests.support import postgres
 from tests.support.cluster import Cluster
 from tests.support.postgres import PgDatabase
@@ -23,21 +30,28 @@ AUTHORS = 4
 EACH = 25
 RACED = 12
 WAIT = 120.0
+KILL_AFTER = SEND_BATCH + 5
+"""Node 0 exits after this many due messages: 5 into its second batch, uncommitted."""
 
 
 @pytest.mark.parametrize("bus_kind", ["redis"], indirect=True)
 async def test_due_together_on_three_nodes_each_is_posted_once(
     bus_kind: str, pg_database: PgDatabase, tmp_path: Path
 ) -> None:
-    """100 messages due at one instant, 3 nodes sending: each posted exactly once and
-    delivered once; 12 more cancelled while they fall due: each cancelled xor posted."""
+    """100 messages due at one instant, 3 nodes sending, one killed mid-pass: each posted
+    exactly once and delivered once; 12 more cancelled while they fall due: each
+    cancelled xor posted."""
     clock = tmp_path / "clock"
     clock.write_text(repr(T0))
     store = pg_database.new_store()
     cluster = Cluster(
         tmp_path, store, bus_kind, clock_file=clock,
         args=["--rate-limit-messages", "100000"],
+        node_env={0: {"MESSENGER_TEST_FAULTS": f"exit_mid_schedule:{KILL_AFTER}"}},
     )  # fmt: skip
+    doomed = cluster.nodes[0]
+    doomed.clock_file = tmp_path / "clock0"  # its own: it alone sees the time first
+    doomed.clock_file.write_text(repr(T0))
     await asyncio.to_thread(cluster.start)
     try:
         tokens = [(await register(cluster.url(i), f"sched{i}"))["token"] for i in range(AUTHORS)]
@@ -68,18 +82,21 @@ async def test_due_together_on_three_nodes_each_is_posted_once(
                                    and e.message.id == hello)  # fmt: skip
 
                 async def cancel(n: int, scheduled_id: int) -> int:
-                    resp = await client.delete(
-                        f"{cluster.url(n + 1)}/api/v1/scheduled/{scheduled_id}",
+                    resp = await client.delete(  # on nodes 1 and 2: node 0 is going
+                        f"{cluster.url(1 + n % 2)}/api/v1/scheduled/{scheduled_id}",
                         headers={"Authorization": f"Bearer {tokens[n % AUTHORS]}"},
                     )
                     assert resp.status_code in (200, 409), resp.text
                     return resp.status_code
 
-                cluster.nodes[0].set_time(due)  # one clock file: every node sees it
+                doomed.set_time(due)
                 first = await stream.until(
                     lambda e: isinstance(e, MessageCreated) and e.message.text.startswith("bulk")
-                )  # sending has begun: some raced ones are sent, some not yet
+                )  # node 0's first batch is in: some raced ones are sent, some not yet
+                cluster.nodes[1].set_time(due)  # the shared clock file: nodes 1 and 2
                 answers = await asyncio.gather(*(cancel(n, s) for n, s in enumerate(raced)))
+                code = await asyncio.to_thread(doomed.wait_exit, WAIT)
+                assert code == 70, doomed.log()
                 async with asyncio.timeout(WAIT):
                     while postgres.query(store, "SELECT count(*) FROM scheduled"  # noqa: ASYNC110
                                          " WHERE state = 'pending'")[0][0]:  # fmt: skip
@@ -90,6 +107,10 @@ async def test_due_together_on_three_nodes_each_is_posted_once(
                 )
     finally:
         cluster.stop()
+    log = doomed.log_path.read_text(errors="replace")
+    assert f"exiting in a scheduler pass after {KILL_AFTER} due messages" in log, log[-3000:]
+    committed = re.findall(r"scheduled #\d+ of \S+ sent", log)
+    assert len(committed) == SEND_BATCH, log[-3000:]  # its second batch never committed
     rows = postgres.query(
         store,
         "SELECT s.id, s.state, count(m.id) FROM scheduled s"

@@ -264,7 +264,15 @@ def build_services(
         annotations=annotations,
         contacts=ContactService(store, accounts, clock),
         status=StatusService(store, accounts, chats, events, presence, clock),
-        scheduler=SchedulerService(store, events, messages, moderation, clock, settings),
+        scheduler=SchedulerService(
+            store,
+            events,
+            messages,
+            moderation,
+            clock,
+            settings,
+            exit_mid_pass=test_fault("exit_mid_schedule"),
+        ),
         retention=RetentionService(
             store, events, clock, settings, exit_mid_pass=test_fault("exit_mid_retention")
         ),

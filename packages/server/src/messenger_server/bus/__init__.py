@@ -167,12 +167,19 @@ anything: a node killed between commit and publish, every time),
 (the process exits at once in place of publishing its Nth batch: killed after a commit,
 before the event went out and before the write was answered). ``exit_mid_retention:N``
 (the process exits inside a retention pass, after its Nth deletion and before its commit)
-is the retention service's, ``delay_spans_ms:N`` (write each change of the online spans
+is the retention service's, ``exit_mid_schedule:N`` (the process exits inside a scheduler
+pass, after its Nth due message was posted and before that batch's commit) the
+scheduler's, ``delay_spans_ms:N`` (write each change of the online spans
 N ms late: a busy database) the disappearing messages', ``delay_blob_delete_ms:N`` (a
 clean-up deletes the blobs it holds for deletion N ms later) the file service's; the bus
 passes them over."""
 
-OTHER_FAULTS = ("exit_mid_retention", "delay_spans_ms", "delay_blob_delete_ms")
+OTHER_FAULTS = (
+    "exit_mid_retention",
+    "exit_mid_schedule",
+    "delay_spans_ms",
+    "delay_blob_delete_ms",
+)
 """Test faults of :data:`TEST_FAULTS_ENV` that are not the bus's."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from functools import partial
 
 from messenger_protocol import (
@@ -63,6 +64,8 @@ class SchedulerService:
         moderation: ModerationService,
         clock: Clock,
         settings: Settings,
+        *,
+        exit_mid_pass: int = 0,
     ) -> None:
         self.store = store
         self.events = events
@@ -70,6 +73,11 @@ class SchedulerService:
         self.moderation = moderation
         self.clock = clock
         self.settings = settings
+        self.exit_mid_pass = exit_mid_pass
+        """Test fault (0: none): the process exits inside a pass, right after the unit of
+        its Nth due message (counted over the process's life) ran, before that batch
+        commits (a node killed mid-pass with rows claimed)."""
+        self._units_run = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -206,6 +214,12 @@ class SchedulerService:
                 message_id = tx.nested(unit).id
             except ApiError as exc:
                 failure = exc.message
+            self._units_run += 1
+            if self._units_run == self.exit_mid_pass:
+                log.warning("test fault: exiting in a scheduler pass after %d due messages",
+                            self._units_run)  # fmt: skip
+                logging.shutdown()
+                os._exit(70)
             state = "sent" if message_id is not None else "failed"
             queries.move(item.id, state, failure=failure, message_id=message_id)
             updated = self._load(tx, item.id)
