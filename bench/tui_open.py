@@ -7,8 +7,16 @@ The chat lives in the local cache (the app shows cached history first, before an
 without the network: the server URL points at a closed port). The app runs headless
 (``App.run_test``). Printed numbers:
 
-* open: a cold start to the first painted frame of the chat, and switching to it from
-  another chat (what the user waits for);
+* start: what a user waits for from typing the command to the first painted frame of the
+  chat, in a fresh process each time (median of 3 after one to compile): the imports and
+  the app to that frame, wall clock and CPU time (the CPU time holds still on a busy
+  machine). It runs as a user's install does: with bytecode cached (this environment may
+  set PYTHONDONTWRITEBYTECODE, which makes every start compile every module, about half
+  of the import time) and without the distributions only a development environment has
+  (pytest, click, ...): an import of one fails as in a user's install, and the line
+  ``dev_only_imports`` counts the tries (0: a dev environment imports the same);
+* open: in this process (modules already imported), the app to the first painted frame,
+  and switching to the chat from another chat;
 * page: one PageUp, as the widget's own work (``render_line`` of every visible line,
   strip cache cold) and as a whole frame (every widget's lines through the compositor);
   ``harness_idle_wait`` is what the test harness itself spends per pause, for scale;
@@ -22,7 +30,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,6 +76,103 @@ def fake_messages(count: int) -> list[Message]:
     return out
 
 
+# Run in a fresh interpreter: argv = root, width, height. Prints one JSON line.
+START_SCRIPT = r"""
+import json, time
+T0, C0 = time.perf_counter(), time.process_time()
+import importlib.abc, importlib.metadata as md, sys
+from packaging.requirements import Requirement
+
+def closure(name, seen, extras=()):
+    # The distributions a user's install of ``name`` has (with the extras asked for).
+    key = name.lower().replace("_", "-")
+    if (key, extras) in seen:
+        return seen
+    seen.add((key, extras))
+    for spec in md.requires(name) or ():
+        req = Requirement(spec)
+        wanted = req.marker is None or any(
+            req.marker.evaluate({"extra": extra}) for extra in ("", *extras)
+        )
+        if wanted:
+            closure(req.name, seen, tuple(sorted(req.extras)))
+    return seen
+
+USER = {key for key, _ in closure("messenger-client", set())}
+DEV_ONLY = {
+    top for top, dists in md.packages_distributions().items()
+    if not any(d.lower().replace("_", "-") in USER for d in dists)
+}
+TRIED = set()
+
+class DevOnly(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in DEV_ONLY:
+            TRIED.add(top)
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, DevOnly())
+T1, C1 = time.perf_counter(), time.process_time()
+import asyncio
+from pathlib import Path
+from messenger_client.config import ClientConfig, Dirs
+from messenger_client.tui.app import MessengerApp, TuiOptions
+from messenger_client.tui.timeline import utc
+T2, C2 = time.perf_counter(), time.process_time()
+root, width, height = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+dirs = Dirs(root / "data", root / "state", root / "config", root / "downloads")
+
+async def run():
+    app = MessengerApp(ClientConfig(server="%s", dirs=dirs), TuiOptions(tz=utc(), bell=False))
+    async with app.run_test(size=(width, height)) as pilot:
+        while app.main is None or app.main.view.layout_ is None:
+            await pilot.pause()
+        await pilot.pause()
+        return time.perf_counter(), time.process_time()
+
+T3, C3 = asyncio.run(run())
+setup = (T1 - T0, C1 - C0)
+print(json.dumps({
+    "import_s": T2 - T1, "import_cpu_s": C2 - C1, "app_to_frame_s": T3 - T2,
+    "app_to_frame_cpu_s": C3 - C2, "start_to_frame_s": T3 - T0 - setup[0],
+    "start_to_frame_cpu_s": C3 - C0 - setup[1], "dev_only_imports": len(TRIED),
+    "dev_only_names": sorted(TRIED),
+}))
+"""
+
+
+def fresh_starts(root: Path, width: int, height: int, runs: int = 3) -> dict[str, float]:
+    """Cold starts in new processes as a user's install runs them (see the docstring)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    script = START_SCRIPT % SERVER
+    samples = []
+    for _ in range(runs + 1):  # the first compiles every module
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(root), str(width), str(height)],
+            env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        sample = json.loads(done.stdout.strip().splitlines()[-1])
+        sample["process_s"] = time.perf_counter() - started  # with the interpreter's own start
+        samples.append(sample)
+    measured = samples[1:]
+    out: dict[str, float] = {}
+    for key in ("process_s", "start_to_frame_s", "start_to_frame_cpu_s", "import_s",
+                "import_cpu_s", "app_to_frame_s", "app_to_frame_cpu_s"):  # fmt: skip
+        values = [s[key] for s in measured]
+        out[f"fresh_{key}"] = statistics.median(values)
+        out[f"fresh_{key}_spread"] = max(values) - min(values)
+    out["dev_only_imports"] = float(max(s["dev_only_imports"] for s in measured))
+    names = sorted({n for s in measured for n in s["dev_only_names"]})
+    if names:
+        print("dev-only modules the app tried to import:", ", ".join(names))
+    return out
+
+
 def rss_mib() -> float:
     """Resident memory of this process."""
     gc.collect()
@@ -88,11 +197,9 @@ async def measure(count: int, width: int, height: int, root: Path) -> dict[str, 
     cache.close()
     del messages
     fill = time.perf_counter() - started
-    results: dict[str, float] = {
-        "messages": count,
-        "fill_cache_s": fill,
-        "rss_before_mib": rss_mib(),
-    }
+    results: dict[str, float] = {"messages": count, "fill_cache_s": fill}
+    results.update(fresh_starts(root, width, height))
+    results["rss_before_mib"] = rss_mib()
 
     app = MessengerApp(config, TuiOptions(tz=utc(), bell=False))
     started = time.perf_counter()
