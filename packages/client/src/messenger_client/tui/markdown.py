@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
-from markdown_it.tree import SyntaxTreeNode
 from rich.cells import cell_len, get_character_cell_size
 from rich.console import Console
 from rich.style import Style
-from rich.syntax import Syntax
 from rich.text import Text
 
 from messenger_protocol import Span
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.tree import SyntaxTreeNode
 
 __all__ = [
     "CODE_THEME",
@@ -76,13 +78,20 @@ _HEADING = Style(bold=True, underline=True)
 _BULLETS = ("• ", "◦ ", "▪ ")
 QUOTE_BAR = "▌ "
 
-_PARSER = (
-    MarkdownIt("commonmark", {"breaks": True, "html": False})
-    .enable("strikethrough")
-    # setext headings and indented code surprise in chat; references need the whole
-    # text; inline markup is ours (the same patterns as a message without blocks)
-    .disable(["lheading", "reference", "code", "html_block", "inline"])
-)
+
+@cache
+def _parser() -> MarkdownIt:
+    """markdown-it-py's block parser, imported and built with the first text that has
+    blocks: most chats have none, and importing it was a tenth of the app's start-up."""
+    from markdown_it import MarkdownIt
+
+    return (
+        MarkdownIt("commonmark", {"breaks": True, "html": False})
+        .enable("strikethrough")
+        # setext headings and indented code surprise in chat; references need the whole
+        # text; inline markup is ours (the same patterns as a message without blocks)
+        .disable(["lheading", "reference", "code", "html_block", "inline"])
+    )
 
 
 def _named_link(token: str) -> tuple[str, str]:
@@ -153,7 +162,9 @@ def render_blocks(
     """The lines of a text with Markdown blocks, wrapped at ``width`` cells; ``suffix``
     (the send state, "(edited)") follows its last paragraph, or has a line of its own
     after a last block that is not one. Always at least one line."""
-    tree = SyntaxTreeNode(_PARSER.parse(text.replace("\t", TAB)))
+    from markdown_it.tree import SyntaxTreeNode
+
+    tree = SyntaxTreeNode(_parser().parse(text.replace("\t", TAB)))
     lines = _blocks(tree.children, width, console, me)
     if suffix is not None and suffix.plain:
         last = tree.children[-1] if tree.children else None
@@ -284,7 +295,10 @@ def _tight(node: SyntaxTreeNode) -> bool:
 
 
 def _code(code: str, lexer: str, width: int) -> list[Text]:
-    """A fenced code block: highlighted, on its own background, long lines folded."""
+    """A fenced code block: highlighted, on its own background, long lines folded
+    (rich's Syntax and Pygments are imported with the first code block)."""
+    from rich.syntax import Syntax
+
     syntax = Syntax(
         code, lexer or "text", theme=CODE_THEME, background_color=_CODE_BACKGROUND, word_wrap=True
     )

@@ -25,7 +25,6 @@ from messenger_protocol import (
 from .host import Host
 from .messages import BanChanged, RateLimited
 from .robust import describe_error
-from .screens.admin import AdminScreen
 from .screens.status import StatusScreen
 from .tasks import app_work
 from .widgets.moderation import ScheduledScreen
@@ -97,6 +96,9 @@ class Moderation:
         if app.client is None or not self.is_admin():
             app.notify("Only admins have an admin screen", severity="warning")
             return
+        # imported on first use: its tables and tabs are no part of a start-up
+        from .screens.admin import AdminScreen
+
         if not isinstance(app.screen, AdminScreen):
             app.push_screen(AdminScreen(app.client, tz=self.tz))
 
