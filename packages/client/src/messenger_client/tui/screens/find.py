@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import partial
 from typing import ClassVar
 
 from rich.console import Group
@@ -25,6 +26,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
+from textual.worker import Worker
 
 from messenger_protocol import Message, Span, format_time
 
@@ -192,8 +194,12 @@ class SearchScreen(TakesEarlyKeys, _FoundList):
     def _changed(self, event: Input.Changed) -> None:
         self._ask(event.value)
 
-    def _ask(self, query: str, *, at_once: bool = False) -> None:
-        self.run_worker(self._answer(query, at_once), group="search", exclusive=True)
+    def _ask(self, query: str, *, at_once: bool = False) -> Worker[None]:
+        # the function, not a coroutine: a worker cancelled by the next key before it
+        # starts leaves no coroutine that was never awaited (a RuntimeWarning)
+        return self.run_worker(
+            partial(self._answer, query, at_once), group="search", exclusive=True
+        )
 
     async def _answer(self, query: str, at_once: bool) -> None:
         if not query.strip():
