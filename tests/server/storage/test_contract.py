@@ -542,7 +542,8 @@ async def test_every_query_gives_the_same_results_on_sqlite_and_postgresql(
         f"{prefix}.{name}"
         for prefix, interface in INTERFACES
         for name in sorted(_methods(interface))
-        if f"{prefix}.{name}" not in called and name != "after_commit"
+        # unnumbered_events differs by design (its own test below covers both stores)
+        if f"{prefix}.{name}" not in called and name not in ("after_commit", "unnumbered_events")
     ]
     assert not missing, f"the contract scenario does not call {missing}"
     assert len(on_sqlite) == len(on_postgres)
@@ -626,6 +627,47 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
         return SqliteStore(tmp_path / "one.db")
     database: PgDatabase = request.getfixturevalue("pg_database")
     return PostgresStore(database.new_store())
+
+
+async def test_an_edit_finds_the_events_of_its_commit_that_carry_the_message(
+    any_store: Store,
+) -> None:
+    """Issue 12 item 7: a unit that rewrites the logged events of a message (an edit) finds
+    those an earlier unit of the same commit appended (a pin in the same loop turn): rows of
+    the log on SQLite, not yet on PostgreSQL (:meth:`unnumbered_events`); the rewrite is
+    what is logged, so a resume never replays the text edited away."""
+    import asyncio
+
+    store = any_store
+    await store.open()
+    try:
+
+        def post(tx: Tx) -> int:
+            author = tx.insert_user("alice", "h", 1.0, False)
+            assert author is not None
+            message = tx.insert_message(1, author, "4711", 2.0, None, None, None)
+            assert message is not None
+            return message.id
+
+        mid = await store.write(post)
+
+        def pin(tx: Tx) -> None:
+            tx.append_event("pin_changed", b'{"text":"4711"}', 1, None, 3.0, mid)
+
+        def edit(tx: Tx) -> list[bytes]:
+            logged = annotation_queries(tx).logged([mid])
+            annotation_queries(tx).relog([(e.seq, b'{"text":"on paper"}') for e in logged])
+            pending = [h for h in tx.unnumbered_events() if h.message_id == mid]
+            for handle in pending:
+                handle.payload = b'{"text":"on paper"}'
+            return [e.payload for e in logged] + [h.payload for h in pending]
+
+        _, found = await asyncio.gather(store.write(pin), store.write(edit))
+        assert found in ([b'{"text":"4711"}'], [b'{"text":"on paper"}'])  # seen, either way
+        rows = await store.read(lambda tx: tx.events_range(0, tx.event_max(), 10))
+        assert [r.payload for r in rows if r.name == "pin_changed"] == [b'{"text":"on paper"}']
+    finally:
+        await store.close()
 
 
 async def test_posting_is_idempotent_and_counted_inside_the_unit(any_store: Store) -> None:

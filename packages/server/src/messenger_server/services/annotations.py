@@ -204,7 +204,11 @@ class AnnotationService:
         ``mention`` of a user the message no longer mentions leaves the log."""
         queries = annotation_queries(tx)
         logged = queries.logged(message_ids)
-        if not logged:
+        wanted = set(message_ids)
+        # on PostgreSQL the events of this commit's earlier units (a pin, a comment on
+        # the message in the same loop turn) are not rows yet: they take the text too
+        unnumbered = [e for e in tx.unnumbered_events() if e.message_id in wanted]
+        if not logged and not unnumbered:
             return
         current: dict[int, Message | None] = {}
         mentioned: dict[int, set[int]] = {}
@@ -230,6 +234,14 @@ class AnnotationService:
                 rewritten[record.payload] = payload
             if payload != record.payload:
                 payloads.append((record.seq, payload))
+        for handle in unnumbered:
+            carried = handle.message_id
+            assert carried is not None
+            if carried not in current:
+                current[carried] = tx.message(carried)
+            message = current[carried]
+            if message is not None:
+                handle.payload = encode_event(with_current(decode_event(handle.payload), message))
         if payloads:
             queries.relog(payloads)
         if gone:

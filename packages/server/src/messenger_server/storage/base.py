@@ -370,6 +370,13 @@ class EventQueries(Protocol):
         """
         ...
 
+    def unnumbered_events(self) -> list[EventHandle]:
+        """The events this transaction appended that are not rows of the log yet
+        (PostgreSQL inserts a group's events, of all its units, by its last statement;
+        SQLite: none). Changing a handle's ``payload`` changes what is logged and
+        published."""
+        ...
+
     def events_after(self, user_id: int, after: int, upto: int, limit: int) -> list[EventRecord]:
         """Events in ``(after, upto]`` for the user or a chat they belong to, oldest first."""
         ...

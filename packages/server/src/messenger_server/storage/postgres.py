@@ -146,6 +146,10 @@ class PostgresTx(SqliteTx):
         self._events.append(handle)
         return handle
 
+    def unnumbered_events(self) -> list[EventHandle]:
+        """The group's events so far (of its earlier units too): rows at its end."""
+        return [] if self._events is None else list(self._events)
+
     def _event_mark(self) -> int:
         return 0 if self._events is None else len(self._events)
 

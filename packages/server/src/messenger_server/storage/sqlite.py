@@ -136,6 +136,10 @@ class SqliteTx:
         self.conn.execute("RELEASE SAVEPOINT nested")
         return result
 
+    def unnumbered_events(self) -> list[EventHandle]:
+        """None: an event is a row of the log as soon as it is appended."""
+        return []
+
     def _event_mark(self) -> int:
         return 0  # events are rows here: the savepoint undoes them
 
