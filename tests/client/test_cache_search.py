@@ -50,6 +50,34 @@ def test_cached_messages_are_found_until_edited_or_deleted() -> None:
     cache.close()
 
 
+def test_the_last_word_is_a_prefix_in_the_cache_too() -> None:
+    """Issue 12: offline the last word matches as a prefix as on the server (two letters
+    on), the words before it and a quoted one whole; an encrypted message too, decrypted
+    in memory; nothing typed is an FTS5 operator."""
+    enc = Encrypted(
+        algorithm="m.megolm.v1.aes-sha2", sender_key="k" * 43, device_id="D",
+        session_id="s" * 43, ciphertext="opaque",
+    )  # fmt: skip
+    cache = Cache(":memory:")
+    secret = msgspec.structs.replace(_m(3, ""), encrypted=enc)
+    cache.save_messages([_m(1, "the noomnn release"), _m(2, "noon plans"), secret])
+    assert _ids(cache, "noo") == [2, 1]
+    assert _ids(cache, "noomx") == []
+    assert _ids(cache, "noo plans") == [] and _ids(cache, "noon pla") == [2]
+    assert _ids(cache, '"noo"') == [] and _ids(cache, "n") == [] and _ids(cache, "no") == [2, 1]
+    for query in ("noon OR zzz", "noon NOT zzz", "noo* zzz*", 'noon "zz*"', "noon^ zz"):
+        assert _ids(cache, query) == [], query
+
+    def reveal(m: Message) -> Message | None:
+        return msgspec.structs.replace(m, text="noomnn secret") if m.id == 3 else None
+
+    found = cache.search(parse_search("the noo"), reveal=reveal)
+    assert [m.id for m in found] == [1]
+    assert [m.id for m in cache.search(parse_search("noo"), reveal=reveal)] == [3, 2, 1]
+    assert cache.search_encrypted(parse_search("noomx"), reveal) == []
+    cache.close()
+
+
 def test_encrypted_messages_are_kept_as_ciphertext_and_found_by_decrypting(
     tmp_path: Path,
 ) -> None:

@@ -162,6 +162,41 @@ async def test_edits_and_deletions_reach_the_index(clients: Callable[[], Client]
     assert [h.message.id for h in (await bob.search("from:alice in:team")).hits] == [typo.id]
 
 
+async def test_the_last_word_matches_as_a_prefix(clients: Callable[[], Client]) -> None:
+    """Issue 12: live search finds a word while it is half typed: the last word of the
+    query is a prefix (from two characters on), the words before it and a quoted one
+    match whole, and nothing typed is an FTS5 or tsquery operator; an outsider's planted
+    word stays out of reach."""
+    alice, bob, carol = await _users(clients, "alice", "bob", "carol")
+    team = await alice.create_chat("team")
+    await alice.invite(team.id, "bob")
+    attic = await carol.create_chat("attic")
+    await alice.send(team.id, "the noomnn release")
+    await bob.send(team.id, "noon plans")
+    await carol.send(attic.id, "noomnn in the attic")
+    assert _texts(await bob.search("noo")) == ["noon plans", "the noomnn release"]
+    assert _texts(await bob.search("noomn")) == ["the noomnn release"]
+    assert _texts(await bob.search("noomnn")) == ["the noomnn release"]
+    assert _texts(await bob.search("noomx")) == []  # one letter past the word: nothing
+    assert _texts(await carol.search("noo")) == ["noomnn in the attic"]
+    [hit] = (await bob.search("the noo")).hits
+    assert [s.text for s in hit.snippet if s.match] == ["the", "noomnn"]
+    # the words before the last match whole, so does a quoted last word
+    assert _texts(await bob.search("noo plans")) == []
+    assert _texts(await bob.search("noon pla")) == ["noon plans"]
+    assert _texts(await bob.search('"noo"')) == []
+    assert _texts(await bob.search("noo in:team")) == []
+    # the shortest prefix, crossed by one: a single letter matches only itself
+    assert limits.SEARCH_PREFIX_MIN == 2
+    assert _texts(await bob.search("n")) == []
+    assert _texts(await bob.search("no")) == ["noon plans", "the noomnn release"]
+    # operators of FTS5 and tsquery are words or nothing, never operators
+    for query in ("noon OR zzz", "noon | zzz", "noon|!zzz", "noon') | ('zz", "noo* zzz*"):
+        assert _texts(await bob.search(query)) == [], query
+    assert _texts(await bob.search("plans NOT noo")) == []  # "not" is a word here
+    assert _texts(await bob.search("pla* noo")) == []  # "pla" a whole word: no "*" inside
+
+
 async def test_dates_before_and_after(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:

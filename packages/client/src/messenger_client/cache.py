@@ -38,6 +38,7 @@ from messenger_protocol import (
     ParsedSearch,
     ReactionChanged,
     User,
+    fts5_match,
     search_words,
 )
 
@@ -115,9 +116,13 @@ def _at_rest(message: Message) -> Message:
 
 
 def _text_matches(query: ParsedSearch, text: str) -> bool:
-    """Whether a plaintext has every word and phrase of a query (the index's words)."""
+    """Whether a plaintext has every word and phrase of a query (the index's words), and
+    a word that begins with its prefix."""
     words = search_words(text)
     if not set(query.words) <= set(words):
+        return False
+    prefix = query.prefix
+    if prefix is not None and not any(w.startswith(prefix) for w in words):
         return False
     for phrase in query.phrases:
         n = len(phrase)
@@ -404,10 +409,8 @@ class Cache:
         where: list[str] = []
         args: list[object] = []
         if query.has_text:
-            parts = [f'"{w}"' for w in query.words]
-            parts += [f'"{" ".join(p)}"' for p in query.phrases]
             where.append("messages_fts MATCH ?")
-            args.append(" ".join(parts))
+            args.append(fts5_match(query))
         if chat_id is not None:
             where.append("chat_id = ?")
             args.append(chat_id)

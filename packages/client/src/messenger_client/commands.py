@@ -1249,7 +1249,7 @@ class CommandRunner:
         return SearchHit(
             message=message,
             chat_name=chat.name if chat is not None else "?",
-            snippet=snippet(message.text, parsed.terms),
+            snippet=snippet(message.text, parsed),
         )
 
     def _with_encrypted(self, query: str, results: SearchResults) -> SearchResults:

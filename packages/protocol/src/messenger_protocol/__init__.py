@@ -159,7 +159,7 @@ from ._models import (
     quote_of,
 )
 from ._openapi import openapi_document
-from ._search import OPERATORS, ParsedSearch, parse_search, search_words, snippet
+from ._search import OPERATORS, ParsedSearch, fts5_match, parse_search, search_words, snippet
 from ._sse import SseEvent, SseParser, sse_comment, sse_frame, sse_retry
 
 __version__ = "0.1.0"
@@ -320,6 +320,7 @@ __all__ = [
     "format_size",
     "format_time",
     "format_too_large",
+    "fts5_match",
     "limits",
     "one_time_key_signing_bytes",
     "openapi_document",

@@ -5,7 +5,11 @@ One parser for the server and for a client searching its own cache offline::
     deploy "release notes" in:team from:bob after:2026-11-30 before:2026-12-02 has:file
 
 Words must all occur (any case, accents ignored); a ``"quoted phrase"`` must occur as
-written, word after word. Operators narrow the search: ``in:<chat>`` (``general``, a
+written, word after word. The last word, when the query ends with it outside quotes and
+it has at least two characters, matches as a prefix: ``release no`` finds "release
+notes" while the word is still being typed (as Slack's, Element's and Zulip's live
+search do); the words before it match whole, and quoting it (``release "no"``) asks for
+the whole word. Operators narrow the search: ``in:<chat>`` (``general``, a
 group's name, or ``@login`` for a private conversation), ``from:<login>``,
 ``before:<date>`` (posted before that day began, UTC), ``after:<date>`` (posted after
 that day ended, UTC), ``has:file``. Dates are ``YYYY-MM-DD``. Anything else of the form
@@ -26,7 +30,14 @@ from . import _limits as L
 from ._errors import ApiError, ErrorCode
 from ._models import Span
 
-__all__ = ["OPERATORS", "ParsedSearch", "parse_search", "search_words", "snippet"]
+__all__ = [
+    "OPERATORS",
+    "ParsedSearch",
+    "fts5_match",
+    "parse_search",
+    "search_words",
+    "snippet",
+]
 
 OPERATORS = ("in", "from", "before", "after", "has")
 """The operators of the query syntax, without their colon."""
@@ -51,16 +62,20 @@ class ParsedSearch(msgspec.Struct, frozen=True):
     after: float | None = None
     """Only messages posted at or after this Unix time."""
     has_file: bool = False
+    prefix: str | None = None
+    """The query's last word when it matches as a prefix (not in ``words``): any word
+    that begins with it is a match."""
 
     @property
     def terms(self) -> frozenset[str]:
-        """Every word asked for, those of phrases included (what a snippet highlights)."""
+        """Every word asked for, those of phrases included (what a snippet highlights,
+        with the words that begin with ``prefix``)."""
         return frozenset(self.words).union(*self.phrases)
 
     @property
     def has_text(self) -> bool:
-        """Words or phrases were given (not only operators)."""
-        return bool(self.words or self.phrases)
+        """Words, phrases or a prefix were given (not only operators)."""
+        return bool(self.words or self.phrases or self.prefix)
 
 
 def _fold(word: str) -> str:
@@ -101,8 +116,10 @@ def parse_search(query: str) -> ParsedSearch:
     phrases: list[tuple[str, ...]] = []
     ops: dict[str, str] = {}
     terms = 0
+    last_bare = False  # the query ends with bare words (its last one may be a prefix)
     for found in _TOKEN.finditer(query):
         quoted, bare = found.group(1), found.group(2)
+        last_bare = False
         if quoted is not None:
             inside = tuple(search_words(quoted))
             if len(inside) == 1:
@@ -129,11 +146,15 @@ def parse_search(query: str) -> ParsedSearch:
         found_words = search_words(bare)
         words.extend(found_words)
         terms += len(found_words)
+        last_bare = bool(found_words)
     if terms > L.SEARCH_TERMS_MAX:
         raise _invalid(f"a search holds at most {L.SEARCH_TERMS_MAX} words, phrases and operators")
     if not words and not phrases and not ops:
         raise _invalid('nothing to search for: give a word, a "phrase" or an operator like in:')
-    parsed = ParsedSearch(words=tuple(dict.fromkeys(words)), phrases=tuple(phrases))
+    prefix = None
+    if last_bare and len(words[-1]) >= L.SEARCH_PREFIX_MIN:
+        prefix = words.pop()
+    parsed = ParsedSearch(words=tuple(dict.fromkeys(words)), phrases=tuple(phrases), prefix=prefix)
     if "in" in ops:
         parsed = msgspec.structs.replace(parsed, in_chat=ops["in"].lstrip("#"))
     if "from" in ops:
@@ -156,6 +177,17 @@ def parse_search(query: str) -> ParsedSearch:
     return parsed
 
 
+def fts5_match(query: ParsedSearch) -> str:
+    """The FTS5 ``MATCH`` expression of a query's words, phrases and prefix (the server's
+    index and a client's cache): every term a double-quoted string, so nothing the user
+    typed is an FTS5 operator (words hold letters and digits only: no quote inside), the
+    prefix ``"noo"*``; all of them must match."""
+    parts = [f'"{w}"' for w in query.words] + [f'"{" ".join(p)}"' for p in query.phrases]
+    if query.prefix is not None:
+        parts.append(f'"{query.prefix}"*')
+    return " ".join(parts)
+
+
 _EXAMPLE = {
     "in": "general",
     "from": "alice",
@@ -165,12 +197,17 @@ _EXAMPLE = {
 }
 
 
-def snippet(text: str, terms: frozenset[str], width: int = L.SNIPPET_CHARS) -> list[Span]:
-    """At most ``width`` characters of ``text`` on one line around its first word that is
-    one of ``terms``, as spans; the words asked for are ``match`` spans, an ellipsis
-    marks where the text was cut."""
+def snippet(text: str, query: ParsedSearch, width: int = L.SNIPPET_CHARS) -> list[Span]:
+    """At most ``width`` characters of ``text`` on one line around its first word that
+    the query asks for, as spans; the words asked for (and those that begin with its
+    prefix) are ``match`` spans, an ellipsis marks where the text was cut."""
     line = " ".join(unicodedata.normalize("NFC", text).split())
-    hits = [m.span() for m in _WORD.finditer(line) if _fold(m.group()) in terms]
+    terms, prefix = query.terms, query.prefix or None
+    hits = [
+        m.span()
+        for m in _WORD.finditer(line)
+        if (w := _fold(m.group())) in terms or (prefix is not None and w.startswith(prefix))
+    ]
     start = 0
     if hits and hits[0][1] > width:
         start = max(0, hits[0][0] - width // 4)

@@ -71,9 +71,8 @@ class SearchService:
         alive = rows
         if self.visibility is not None:
             alive = await self.visibility.visible(actor.user_id, rows)
-        terms = parsed.terms
         hits = [
-            SearchHit(message=m, chat_name=names[m.chat_id], snippet=snippet(m.text, terms))
+            SearchHit(message=m, chat_name=names[m.chat_id], snippet=snippet(m.text, parsed))
             for m in alive
         ]
         log.debug("search by %s: %d hits", actor.login, len(hits))

@@ -9,6 +9,9 @@ per message; FTS5 merges a level at 16 segments),
 and triggers follow the edits and deletions of the messages already in it
 (``search_indexed.upto`` and below).
 
+The query's last word may be a prefix (``ParsedSearch.prefix``): FTS5 ``"noo"*``,
+PostgreSQL ``'noo':*``, both answered by the index.
+
 Both answer in the same words: runs of letters and digits in lower case, no stemming.
 SQLite also drops accents (``café`` finds ``cafe``); PostgreSQL's ``simple`` dictionary
 keeps them.
@@ -19,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from messenger_protocol import Message, ParsedSearch
+from messenger_protocol import Message, ParsedSearch, fts5_match
 
 from .base import Tx
 from .rows import MESSAGE_COLUMNS, MESSAGE_FROM, message_row
@@ -68,11 +71,10 @@ class SqlSearchQueries:
         """Dialect hook: the FROM addition, the WHERE clause, its arguments, and the id
         column to page and order by (FTS5 hands its matches out newest first when asked
         for its own rowid in descending order: no sort of every match)."""
-        parts = [f'"{w}"' for w in query.words] + [f'"{" ".join(p)}"' for p in query.phrases]
         return (
             " JOIN messages_fts f ON f.rowid = m.id",
             "messages_fts MATCH ?",
-            [" ".join(parts)],
+            [fts5_match(query)],
             "f.rowid",
         )
 
@@ -130,6 +132,11 @@ class PgSearchQueries(SqlSearchQueries):
         if query.words:
             parts.append("plainto_tsquery('simple', ?)")
             args.append(" ".join(query.words))
+        if query.prefix is not None:
+            # a prefix lexeme ``'noo':*`` (the GIN index answers it too); quoted, so nothing
+            # in it is an operator (a prefix holds letters and digits only anyway)
+            parts.append("to_tsquery('simple', ?)")
+            args.append("'" + query.prefix.replace("\\", "\\\\").replace("'", "''") + "':*")
         for phrase in query.phrases:
             parts.append("phraseto_tsquery('simple', ?)")
             args.append(" ".join(phrase))
