@@ -33,6 +33,8 @@ from messenger_protocol import (
     EditMessage,
     FileComplaint,
     Message,
+    MessageCreated,
+    MessageEdited,
     QueryKeys,
     SendMessage,
     encode,
@@ -42,6 +44,7 @@ from messenger_protocol import endpoints as ep
 from tests.support import db, postgres
 from tests.support.plain import StartPlain
 from tests.support.server import ServerProcess
+from tests.support.wire import SseReader
 
 WORDS = ["aardvarkplaintext", "zeppelinplaintext", "quokkaplaintext", "narwhalplaintext"]
 GROUP_WORD = "pangolinplaintext"
@@ -433,6 +436,22 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
         shown = await bob_c.reveal(await bob.message(first.id))
         assert shown is not None and shown.text == f"edited {WORDS[1]}"
         again = await alice_c.edit(first.id, "edited twice")
+        # a device of bob's that was offline since before the message resumes: it is
+        # replayed with the ciphertext it has now, the ones edited away reach it nowhere
+        assert bob.session is not None and bob.token is not None
+        async with SseReader(server.url, bob.token, bob.session.last_event_id) as resumed:
+            got = await resumed.until(
+                lambda e: isinstance(e, MessageEdited) and e.message.encrypted == again.encrypted
+            )
+        [created] = [
+            e for _, e in got if isinstance(e, MessageCreated) and e.message.id == first.id
+        ]
+        assert isinstance(created, MessageCreated)
+        assert created.message.encrypted == again.encrypted
+        replayed = b"".join(encode(e) for _, e in got)
+        assert first.encrypted is not None and edited.encrypted is not None
+        assert first.encrypted.ciphertext.encode() not in replayed
+        assert edited.encrypted.ciphertext.encode() not in replayed
         # the server keeps each ciphertext an edit replaced; the author's device reads them
         stored_history = await alice.edits(first.id)
         assert [v.text for v in stored_history.versions] == ["", "", ""]

@@ -85,9 +85,14 @@ class FileRelease(Protocol):
 
 
 def _fresh(logged: Message, now: Message) -> Message:
-    """A message as an event logged it, with the text, edit mark and quote it has now."""
+    """A message as an event logged it, with the text (or ciphertext: the recipients'
+    devices read it), edit mark and quote it has now."""
     return msgspec.structs.replace(
-        logged, text=now.text, edited_at=now.edited_at, reply_to=now.reply_to
+        logged,
+        text=now.text,
+        encrypted=now.encrypted,
+        edited_at=now.edited_at,
+        reply_to=now.reply_to,
     )
 
 
