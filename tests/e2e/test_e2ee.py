@@ -440,15 +440,15 @@ async def test_encrypted_edits_quotes_files_and_mentions_keep_the_text_from_the_
         # replayed with the ciphertext it has now, the ones edited away reach it nowhere
         assert bob.session is not None and bob.token is not None
         async with SseReader(server.url, bob.token, bob.session.last_event_id) as resumed:
-            got = await resumed.until(
+            replay = await resumed.until(
                 lambda e: isinstance(e, MessageEdited) and e.message.encrypted == again.encrypted
             )
         [created] = [
-            e for _, e in got if isinstance(e, MessageCreated) and e.message.id == first.id
+            e for _, e in replay if isinstance(e, MessageCreated) and e.message.id == first.id
         ]
         assert isinstance(created, MessageCreated)
         assert created.message.encrypted == again.encrypted
-        replayed = b"".join(encode(e) for _, e in got)
+        replayed = b"".join(encode(e) for _, e in replay)
         assert first.encrypted is not None and edited.encrypted is not None
         assert first.encrypted.ciphertext.encode() not in replayed
         assert edited.encrypted.ciphertext.encode() not in replayed
