@@ -29,8 +29,9 @@ def selected_text(view: MessageView) -> str | None:
 async def test_ctrl_f_finds_as_you_type_and_enter_jumps_to_the_message_with_its_context(
     server: ServerProcess, make_app: Callable[..., MessengerApp], bob: Client
 ) -> None:
-    """The hit is older than the chat's newest page: Enter loads the history around it
-    (before and after) and selects it."""
+    """A word half typed already finds its message (the last word is a prefix). The hit
+    is older than the chat's newest page: Enter loads the history around it (before and
+    after) and selects it."""
     app = make_app(server.url)
     async with signed_in(app) as (pilot, main):
         assert app.store is not None
@@ -48,8 +49,8 @@ async def test_ctrl_f_finds_as_you_type_and_enter_jumps_to_the_message_with_its_
         search = app.screen
         assert isinstance(search, SearchScreen)
         first: SearchScreen = search
-        await pilot.press(*"quick")
-        await until(pilot, lambda: "quick" in first.asked, "the live answer")
+        await pilot.press(*"qui")  # half typed: the last word is a prefix
+        await until(pilot, lambda: "qui" in first.asked, "the live answer")
         await until(pilot, lambda: "the quick brown fox" in screen_text(app), "the hit shown")
         text = screen_text(app)
         assert "# team" in text and "bob" in text and "the quick brown fox" in text
