@@ -259,7 +259,9 @@ async def measure(count: int, width: int, height: int, root: Path) -> dict[str, 
             # What the older-history worker does when offline, timed without the harness.
             page_started = time.perf_counter()
             cached = store.older_from_cache(GENERAL_CHAT_ID)
-            store.add_older(GENERAL_CHAT_ID, cached, has_more=len(cached) == PAGE_SIZE)
+            store.add_older(
+                GENERAL_CHAT_ID, cached, has_more=len(cached) == PAGE_SIZE, from_cache=True
+            )
             page_times.append(time.perf_counter() - page_started)
         await pilot.pause()
         results["load_all_s"] = time.perf_counter() - started

@@ -96,3 +96,20 @@ def test_a_file_message_in_the_outbox_survives_a_restart_and_an_older_cache(
         PendingSend("c1", 1, "", 2.0, None, (photo,)),
     ]
     again.close()
+
+
+def test_paging_the_cache_offline_leaves_it_as_the_server_sent_it(tmp_path: Path) -> None:
+    """Older pages read from the cache are not written back: an edit still waiting in the
+    outbox shows on its message but is not in the cache, so a refused edit leaves the
+    server's text there (writing each page back was also 90 % of scrolling offline)."""
+    cache = Cache(tmp_path / "c.sqlite3")
+    cache.save_messages([msg(i) for i in range(1, 501)])
+    cache.add_pending(PendingSend("e1", 1, "m5, edited", created_at=600.0, act="edit", target=5))
+    store = ChatStore(me="a", cache=cache)
+    store.load_cached()
+    timeline = store.timeline(1)
+    while (older := store.older_from_cache(1)) != []:
+        store.add_older(1, older, has_more=True, from_cache=True)
+    assert len(timeline) == 500
+    assert timeline[4].text == "m5, edited"
+    assert [m.text for m in cache.messages(1, before=6, limit=1)] == ["m5"]

@@ -145,7 +145,7 @@ class ChatReader:
             cached = store.older_from_cache(chat_id)
             if not cached:
                 return  # asked again when the connection is back (older_loaded)
-            store.add_older(chat_id, cached, has_more=True)
+            store.add_older(chat_id, cached, has_more=True, from_cache=True)
         except ApiError as exc:
             timeline.has_more = False
             log.info("older history of %d: %s", chat_id, exc)
