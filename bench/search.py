@@ -14,7 +14,9 @@ statement at the end, as the server does at each group commit (``fill_s``). Then
 
 * the storage query in-process (``search_queries(tx).search``), per kind of query: a
   common, a middling and a rare word, two words, a phrase, a word in one chat, a word
-  from one author, operators alone;
+  from one author, operators alone (a query's last word is a prefix, so each of these
+  ending in a word is a prefix query); the common word quoted (whole word only), the
+  first two and three letters of it (a word half typed) and those three after a word;
 * the whole request (``GET /api/v1/search``) over a keep-alive connection to the server;
 * send throughput (SQLite): 8 senders posting to group chats through the server in three
   set-ups: ``none`` (nothing indexed), ``row`` (the FTS5 trigger per inserted row that
@@ -149,6 +151,10 @@ def queries(words: list[str]) -> dict[str, str]:
         "word_in_chat": f"{words[50]} in:g2",
         "word_from_author": f"{words[50]} from:writer",
         "operator_only": "from:writer in:g4",
+        "whole_common_word": f'"{words[3]}"',
+        "prefix_2": words[3][:2],
+        "prefix_3": words[3][:3],
+        "prefix_after_word": f"{words[50]} {words[3][:3]}",
     }
 
 

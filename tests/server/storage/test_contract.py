@@ -395,8 +395,8 @@ def _setup(tx: Tx, log: Log) -> None:
     srch.search(alice, SearchFilter(parse_search("has:file")), None, 10)
     srch.search(alice, SearchFilter(parse_search("after:1970-01-01")), ids[3], 2)
     srch.search(bob, SearchFilter(parse_search("comm")), None, 10)  # a prefix
-    srch.search(bob, SearchFilter(parse_search("hi a")), None, 10)  # one letter: whole
-    srch.search(bob, SearchFilter(parse_search("hi'|!al")), None, 10)  # no operators
+    srch.search(bob, SearchFilter(parse_search("hi al")), None, 10)  # too short: whole
+    srch.search(bob, SearchFilter(parse_search("hi'|!ali")), None, 10)  # no operators
 
     ntf: NotifyQueries = q["notify"]
     ntf.add_mentions(ids[1], group, [alice, carol])

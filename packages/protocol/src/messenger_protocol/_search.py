@@ -6,10 +6,10 @@ One parser for the server and for a client searching its own cache offline::
 
 Words must all occur (any case, accents ignored); a ``"quoted phrase"`` must occur as
 written, word after word. The last word, when the query ends with it outside quotes and
-it has at least two characters, matches as a prefix: ``release no`` finds "release
+it has at least three characters, matches as a prefix: ``release not`` finds "release
 notes" while the word is still being typed (as Slack's, Element's and Zulip's live
-search do); the words before it match whole, and quoting it (``release "no"``) asks for
-the whole word. Operators narrow the search: ``in:<chat>`` (``general``, a
+search do); the words before it match whole, and quoting it (``release "not"``) asks
+for the whole word. Operators narrow the search: ``in:<chat>`` (``general``, a
 group's name, or ``@login`` for a private conversation), ``from:<login>``,
 ``before:<date>`` (posted before that day began, UTC), ``after:<date>`` (posted after
 that day ended, UTC), ``has:file``. Dates are ``YYYY-MM-DD``. Anything else of the form
