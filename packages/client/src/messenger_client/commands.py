@@ -247,8 +247,8 @@ COMMANDS: dict[str, CommandSpec] = {
         _cmd("pins", "[chat|@login]", "the messages pinned in a chat",
              _a("target", "target", True)),
         _cmd("search", "<query>",
-             'search your chats: words, "a phrase", in:<chat> from:<login> before:/after:'
-             "<YYYY-MM-DD> has:file", _a("query", "text")),
+             'search your chats: words (the last may be a prefix: noo finds noon), "a phrase",'
+             " in:<chat> from:<login> before:/after:<YYYY-MM-DD> has:file", _a("query", "text")),
         _cmd("mentions", "", "recent messages that mention you"),
         _cmd("mute", "<chat|@login> [all|mentions|off]",
              "mute a chat (all), let only mentions through, or unmute (off)",
