@@ -78,6 +78,35 @@ def test_the_last_word_is_a_prefix_in_the_cache_too() -> None:
     cache.close()
 
 
+def test_a_cache_from_before_the_prefix_index_keeps_finding_its_messages(
+    tmp_path: Path,
+) -> None:
+    """A cache whose search index was made without the prefix index gets it on opening and
+    keeps its messages findable, by a prefix too, without fetching them again."""
+    path = tmp_path / "before.sqlite3"
+    old = Cache(path)
+    old.save_messages([_m(1, "the noon release"), _m(2, "krill")])
+    old.close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "ALTER TABLE messages_fts RENAME TO fts;"
+        "CREATE VIRTUAL TABLE messages_fts USING fts5(text, chat_id UNINDEXED,"
+        " author UNINDEXED, created_at UNINDEXED, files UNINDEXED,"
+        " tokenize = 'unicode61 remove_diacritics 2');"
+        "INSERT INTO messages_fts (rowid, text, chat_id, author, created_at, files)"
+        " SELECT rowid, text, chat_id, author, created_at, files FROM fts;"
+        "DROP TABLE fts;"
+    )
+    db.close()
+    reopened = Cache(path)
+    assert _ids(reopened, "noo") == [1] and _ids(reopened, "krill") == [2]
+    reopened.close()
+    db = sqlite3.connect(path)
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'messages_fts'").fetchone()
+    assert "prefix" in sql
+    db.close()
+
+
 def test_encrypted_messages_are_kept_as_ciphertext_and_found_by_decrypting(
     tmp_path: Path,
 ) -> None:

@@ -136,6 +136,42 @@ async def test_messages_indexed_by_the_old_trigger_stay_findable(tmp_path: Path)
         await store.close()
 
 
+async def test_the_prefix_index_step_keeps_every_message_findable_once(tmp_path: Path) -> None:
+    """A database from before the prefix index: the step makes the index again from the
+    messages it held, a message stored but not yet indexed is indexed after, once, and
+    a prefix finds them all through FTS5's prefix index."""
+    step = next(n for n, s in enumerate(MIGRATIONS) if "prefix=" in s.sqlite)
+    with sqlite3.connect(tmp_path / DB_FILE, isolation_level=None) as conn:
+        for number in range(step):
+            script = sqlite_script(MIGRATIONS[number])
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+        conn.execute(
+            "INSERT INTO users (login, password_hash, created_at) VALUES ('alice', 'h', 1.0)"
+        )
+        conn.execute("INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, 1, 1.0)")
+        insert = "INSERT INTO messages (chat_id, author_id, text, created_at) VALUES (1, 1, ?, 2.0)"
+        for text in ("otter indexed", "otters edited later"):
+            conn.execute(insert, (text,))
+        conn.execute("UPDATE search_indexed SET upto = (SELECT max(id) FROM messages)")
+        conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+        conn.execute(insert, ("otter not indexed yet",))
+    conn.close()
+    store = SqliteStore.in_dir(tmp_path)
+    await store.open()
+    try:
+        await store.write(lambda tx: annotation_queries(tx).edit_text(2, "otterly changed", 4.0))
+        found = await store.read(lambda tx: _found(tx, 1, "ott"))
+        assert found == ["otter indexed", "otter not indexed yet", "otterly changed"]
+        assert await store.read(lambda tx: _found(tx, 1, "otters")) == []
+        _whole(store)
+        (sql,) = store.tx.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'messages_fts'"
+        ).fetchone()
+        assert "prefix=" in sql
+    finally:
+        await store.close()
+
+
 async def test_groups_in_quick_succession_index_together_and_stay_findable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

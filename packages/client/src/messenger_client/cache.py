@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 
+# what /search finds offline: the text of every cached message in the clear that is not a
+# tombstone (an encrypted one has no text here: search decrypts it in memory). A search's
+# last word is a prefix (noo finds noon): FTS5 keeps an index of the 3-letter prefixes
+_MESSAGES_FTS = """
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    text, chat_id UNINDEXED, author UNINDEXED, created_at UNINDEXED, files UNINDEXED,
+    tokenize = 'unicode61 remove_diacritics 2', prefix = '3'
+)
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chats (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
@@ -62,12 +72,6 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_chat ON messages (chat_id, thread_root, id);
 CREATE INDEX IF NOT EXISTS messages_encrypted ON messages (encrypted, chat_id, id);
--- what /search finds offline: the text of every cached message in the clear that is
--- not a tombstone (an encrypted one has no text here: search decrypts it in memory)
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
-    text, chat_id UNINDEXED, author UNINDEXED, created_at UNINDEXED, files UNINDEXED,
-    tokenize = 'unicode61 remove_diacritics 2'
-);
 CREATE TABLE IF NOT EXISTS outbox (
     client_id TEXT PRIMARY KEY,
     chat_id INTEGER NOT NULL,
@@ -76,6 +80,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 """
+_SCHEMA += _MESSAGES_FTS + ";"
 _OUTBOX_FILES = "ALTER TABLE outbox ADD COLUMN attachments BLOB"
 """The outbox of a cache made before file messages went through it gains their files."""
 _OUTBOX_REPLIES = "ALTER TABLE outbox ADD COLUMN reply_to INTEGER"
@@ -175,6 +180,7 @@ class Cache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._drop_plaintext_of_old_caches()
+        self._add_prefix_index()
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "attachments" not in columns:
@@ -192,6 +198,25 @@ class Cache:
             log.info("cache %s has schema %s, rebuilding", self.path, version)
             self.clear()
             self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _add_prefix_index(self) -> None:
+        """A cache whose search index has no prefix index gets one: the index is made again
+        with it and keeps every entry it had."""
+        row = self._db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'messages_fts'"
+        ).fetchone()
+        if row is None or "prefix" in row[0]:
+            return
+        log.info("cache %s: adding the prefix index to search", self.path)
+        columns = "rowid, text, chat_id, author, created_at, files"
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("ALTER TABLE messages_fts RENAME TO messages_fts_old")
+            self._db.execute(_MESSAGES_FTS)
+            self._db.execute(
+                f"INSERT INTO messages_fts ({columns}) SELECT {columns} FROM messages_fts_old"
+            )
+            self._db.execute("DROP TABLE messages_fts_old")
 
     def _drop_plaintext_of_old_caches(self) -> None:
         """A cache from before encrypted messages were kept as ciphertext only may hold
