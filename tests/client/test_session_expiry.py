@@ -64,7 +64,7 @@ async def test_plain_client_says_once_that_the_session_expired(
     await console.expect("status of alice")
     assert await console.finish() == 0
     # the event stream, cut when the session expired, adds no line to the commands' two;
-    # it says so itself (once) only when it heard first, while no command ran: a
-    # background request of the console (its device keys) may find the expiry before the
-    # first /status does (CI saw 3 lines once, under load)
+    # it says so itself (once) only when it heard first, while no command ran: a request
+    # of the console's own (its stream reconnecting under load, say) may find the expiry
+    # before the first /status does (CI saw 3 lines once)
     assert sum("session_expired" in line for line in console.lines) in (2, 3)
