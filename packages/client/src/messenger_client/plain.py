@@ -72,6 +72,7 @@ from .outputs import (
     EditedOut,
     JoinDecisionOut,
     MemberOut,
+    ReactionsOut,
     encode_output,
 )
 from .transfer_progress import progress_line
@@ -293,6 +294,11 @@ class PlainConsole:
         """Join decisions of this console's command heard before its answer printed."""
         self._decisions_said: set[tuple[int, str, bool]] = set()
         """Join decisions this console's command answered, whose event is to come."""
+        self._reactions_said: set[tuple[int, str]] = set()
+        """Reactions of a message this console's /react or /unreact answered (the message,
+        its reactions as printed), whose own event is to come."""
+        self._reactions_heard: set[tuple[int, str]] = set()
+        """The same, of an own reaction event printed while a command ran (its answer)."""
 
     # --- printing ---------------------------------------------------------------
 
@@ -317,7 +323,7 @@ class PlainConsole:
             self._changes[change] = None
             if len(self._changes) > _PRINTED_MEMORY:
                 self._changes.popitem(last=False)
-        if not self._first_of_decision(out):
+        if not self._first_of_decision(out) or not self._first_of_reaction(out):
             return
         cache = self.runner.cache
         if isinstance(out, MessageOut) and cache is not None and out.message.encrypted is None:
@@ -355,6 +361,27 @@ class PlainConsole:
                 self._decisions_heard.discard(key)
             else:
                 self._decisions_said.add(key)
+        return True
+
+    def _first_of_reaction(self, out: Output | ConnectionState) -> bool:
+        """Whether to print ``out``, as far as reactions go: the answer of this console's
+        /react or /unreact and its own event say the same (``reactions on #3: 👍 1`` and
+        ``bob reacted 👍 on #3: 👍 1``); whichever comes first prints. Another user's
+        change in between shows in the counts, so both print then."""
+        if not isinstance(out, ReactionsOut):
+            return True
+        key = (out.message_id, reactions_text(out.reactions))
+        if out.login is None:  # the command's answer
+            if key in self._reactions_heard:
+                self._reactions_heard.discard(key)
+                return False
+            self._reactions_said.add(key)
+        elif out.login == self.client.login_name:
+            if key in self._reactions_said:
+                self._reactions_said.discard(key)
+                return False
+            if self._running:
+                self._reactions_heard.add(key)
         return True
 
     # --- read markers -----------------------------------------------------------
