@@ -102,17 +102,21 @@ async def test_a_group_commit_indexes_its_messages_edits_and_deletions(tmp_path:
         await store.close()
 
 
+def _database_before(tmp_path: Path, step: int) -> sqlite3.Connection:
+    """A database of the schema before migration ``step``, holding alice in general."""
+    conn = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)
+    for number in range(step):
+        script = sqlite_script(MIGRATIONS[number])
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+    conn.execute("INSERT INTO users (login, password_hash, created_at) VALUES ('alice', 'h', 1.0)")
+    conn.execute("INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, 1, 1.0)")
+    return conn
+
+
 async def test_messages_indexed_by_the_old_trigger_stay_findable(tmp_path: Path) -> None:
     """A database migrated from the schema step that indexed each row by trigger."""
     step = next(n for n, s in enumerate(MIGRATIONS) if "search_indexed" in s.sqlite)
-    with sqlite3.connect(tmp_path / DB_FILE, isolation_level=None) as conn:
-        for number in range(step):
-            script = sqlite_script(MIGRATIONS[number])
-            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
-        conn.execute(
-            "INSERT INTO users (login, password_hash, created_at) VALUES ('alice', 'h', 1.0)"
-        )
-        conn.execute("INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, 1, 1.0)")
+    with _database_before(tmp_path, step) as conn:
         for text in ("otter before", "otter edited later", "otter deleted later"):
             conn.execute(
                 "INSERT INTO messages (chat_id, author_id, text, created_at) VALUES (1, 1, ?, 2.0)",
@@ -141,14 +145,7 @@ async def test_the_prefix_index_step_keeps_every_message_findable_once(tmp_path:
     messages it held, a message stored but not yet indexed is indexed after, once, and
     a prefix finds them all through FTS5's prefix index."""
     step = next(n for n, s in enumerate(MIGRATIONS) if "prefix=" in s.sqlite)
-    with sqlite3.connect(tmp_path / DB_FILE, isolation_level=None) as conn:
-        for number in range(step):
-            script = sqlite_script(MIGRATIONS[number])
-            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
-        conn.execute(
-            "INSERT INTO users (login, password_hash, created_at) VALUES ('alice', 'h', 1.0)"
-        )
-        conn.execute("INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, 1, 1.0)")
+    with _database_before(tmp_path, step) as conn:
         insert = "INSERT INTO messages (chat_id, author_id, text, created_at) VALUES (1, 1, ?, 2.0)"
         for text in ("otter indexed", "otters edited later"):
             conn.execute(insert, (text,))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import msgspec
 
@@ -192,6 +192,14 @@ def test_fault(name: str) -> int:
     return 0
 
 
+def exit_for_test_fault(what: str) -> NoReturn:
+    """End the process at once as a test fault asks (exit code 70, no clean-up: a node
+    killed there), after a warning line saying ``what`` it was doing."""
+    log.warning("test fault: exiting %s", what)
+    logging.shutdown()
+    os._exit(70)
+
+
 class FaultyBus:
     """A bus that loses this node's messages or delays its batches (tests only, see
     TEST_FAULTS_ENV)."""
@@ -237,9 +245,7 @@ class FaultyBus:
         if isinstance(message, Batch) and self.exit_at:
             self.batches += 1
             if self.batches == self.exit_at:
-                log.warning("test fault: exiting before publishing batch %d", self.batches)
-                logging.shutdown()
-                os._exit(70)
+                exit_for_test_fault(f"before publishing batch {self.batches}")
         if isinstance(message, Batch) and self.delay:
             asyncio.get_running_loop().call_later(self.delay, self.inner.publish, message)
             return

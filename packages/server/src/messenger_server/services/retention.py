@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -45,6 +44,7 @@ from messenger_protocol import (
     UnreadChat,
 )
 
+from ..bus import exit_for_test_fault
 from ..clock import Clock, wait_until
 from ..config import Settings
 from ..loglimit import log_pass_failure
@@ -537,8 +537,5 @@ class RetentionService:
             self.events.emit(tx, MessageDeleted(chat_id=chat_id, message_id=mid), chat_id=chat_id)
         self._deleted_in_pass += 1
         if self._deleted_in_pass == self.exit_mid_pass:
-            log.warning("test fault: exiting in a retention pass after %d deletions",
-                        self._deleted_in_pass)  # fmt: skip
-            logging.shutdown()
-            os._exit(70)
+            exit_for_test_fault(f"in a retention pass after {self._deleted_in_pass} deletions")
         return ids

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from functools import partial
 
 from messenger_protocol import (
@@ -30,6 +29,7 @@ from messenger_protocol import (
     format_duration,
 )
 
+from ..bus import exit_for_test_fault
 from ..clock import POLL_SECONDS, Clock, wait_until
 from ..config import Settings
 from ..loglimit import log_pass_failure
@@ -216,10 +216,7 @@ class SchedulerService:
                 failure = exc.message
             self._units_run += 1
             if self._units_run == self.exit_mid_pass:
-                log.warning("test fault: exiting in a scheduler pass after %d due messages",
-                            self._units_run)  # fmt: skip
-                logging.shutdown()
-                os._exit(70)
+                exit_for_test_fault(f"in a scheduler pass after {self._units_run} due messages")
             state = "sent" if message_id is not None else "failed"
             queries.move(item.id, state, failure=failure, message_id=message_id)
             updated = self._load(tx, item.id)
