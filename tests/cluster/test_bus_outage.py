@@ -77,6 +77,12 @@ async def test_a_node_cut_off_from_the_bus_misses_nothing(
             async def round_of(label: str) -> list[int]:
                 return [await post(i, f"{label} {i}") for i in range(9)]
 
+            async def heard(posted: list[int]) -> list[list[Numbered]]:
+                """What each stream got until the last of ``posted``."""
+                return [
+                    await r.until(message_event(posted[-1]), timeout=WAIT) for r in (on_0, on_2)
+                ]
+
             before = await round_of("before")
             for reader in (on_0, on_2):
                 await reader.until(message_event(before[-1]), timeout=WAIT)
@@ -84,34 +90,26 @@ async def test_a_node_cut_off_from_the_bus_misses_nothing(
             proxy.cut()
             await wait_ready(cluster.url(2), 503)
             during = await round_of("during")
-            got_during: list[list[Numbered]] = [
-                await r.until(message_event(during[-1]), timeout=WAIT) for r in (on_0, on_2)
-            ]
+            got_during = await heard(during)
 
             proxy.heal()
             await wait_ready(cluster.url(2), 200)
             after = await round_of("after")
-            got_after: list[list[Numbered]] = [
-                await r.until(message_event(after[-1]), timeout=WAIT) for r in (on_0, on_2)
-            ]
+            got_after = await heard(after)
 
             proxy.cut()  # the whole bus down
             others.cut()
             for i in range(3):
                 await wait_ready(cluster.url(i), 503)
             down = await round_of("bus down")
-            got_down: list[list[Numbered]] = [
-                await r.until(message_event(down[-1]), timeout=WAIT) for r in (on_0, on_2)
-            ]
+            got_down = await heard(down)
 
             proxy.heal()
             others.heal()
             for i in range(3):
                 await wait_ready(cluster.url(i), 200)
             back = await round_of("bus back")
-            got_back: list[list[Numbered]] = [
-                await r.until(message_event(back[-1]), timeout=WAIT) for r in (on_0, on_2)
-            ]
+            got_back = await heard(back)
     finally:
         cluster.stop()
         await proxy.close()
