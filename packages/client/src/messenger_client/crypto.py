@@ -72,7 +72,7 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
@@ -1018,10 +1018,8 @@ class DeviceCrypto:
             quote = quote_of(original.id, original.author, text, deleted).text
         sealed = [await self.upload_file(path, progress) for path in files]
         client_id = client_id or new_client_id()
-        attempt = 0
-        while True:
-            attempt += 1
-            logins = await self._member_logins(chat.id)
+
+        async def send_once(logins: list[str]) -> Message:
             encrypted, digest = await self._encrypt(
                 chat.id,
                 logins,
@@ -1033,24 +1031,18 @@ class DeviceCrypto:
             )
             body = SendMessage(
                 text="",
-                client_id=client_id,
+                client_id=client_id,  # the same on every try: stored once
                 encrypted=encrypted,
                 reply_to=reply_to,
                 attachments=[f.id for f in sealed],
                 mentions=sorted(set(mentions)),
                 devices=digest,
             )
-            try:
-                if thread_root is not None:
-                    return await self.client.call(ep.COMMENT, body, message_id=thread_root)
-                return await self.client.call(ep.SEND, body, chat_id=chat.id)
-            except ApiError as exc:
-                if exc.code != ErrorCode.DEVICES_CHANGED or attempt >= SEND_ATTEMPTS:
-                    raise
-                # a device (or a member) came since the key directory was asked: ask
-                # again, share the key with the new ones, send again (same client_id)
-                log.info("chat %d: devices changed before the send (%s); again", chat.id, exc)
-                self._forget_devices(chat.id, [*logins, *(d.login for d in exc.devices or ())])
+            if thread_root is not None:
+                return await self.client.call(ep.COMMENT, body, message_id=thread_root)
+            return await self.client.call(ep.SEND, body, chat_id=chat.id)
+
+        return await self._until_devices_hold(chat.id, f"a send to chat {chat.id}", send_once)
 
     async def comment(self, message_id: int, text: str, *, client_id: str | None = None) -> Message:
         """Comment on a message (a comment's comment joins its root's thread):
@@ -1067,23 +1059,36 @@ class DeviceCrypto:
         message = await self.client.call(ep.MESSAGE, message_id=message_id)
         if message.encrypted is None:
             return await self.client.edit(message_id, text)
-        attempt = 0
-        while True:  # as send: again when a device came meanwhile (devices_changed)
-            attempt += 1
-            logins = await self._member_logins(message.chat_id)
+
+        async def edit_once(logins: list[str]) -> Message:
             encrypted, digest = await self._encrypt(
                 message.chat_id, logins, text, edit_of=message_id, thread_root=message.thread_root
             )
             body = EditMessage(text="", encrypted=encrypted, devices=digest)
+            return await self.client.call(ep.EDIT_MESSAGE, body, message_id=message_id)
+
+        return await self._until_devices_hold(
+            message.chat_id, f"an edit of message {message_id}", edit_once
+        )
+
+    async def _until_devices_hold(
+        self, chat_id: int, what: str, attempt: Callable[[list[str]], Awaitable[Message]]
+    ) -> Message:
+        """``attempt(logins)`` encrypts for the chat's members and calls the server; when
+        the server refuses it with ``devices_changed`` (a device or a member came since
+        the key directory was asked), what is kept of them is forgotten and it runs
+        again, up to :data:`SEND_ATTEMPTS` times in all: the key reaches the new ones."""
+        tries = 0
+        while True:
+            tries += 1
+            logins = await self._member_logins(chat_id)
             try:
-                return await self.client.call(ep.EDIT_MESSAGE, body, message_id=message_id)
+                return await attempt(logins)
             except ApiError as exc:
-                if exc.code != ErrorCode.DEVICES_CHANGED or attempt >= SEND_ATTEMPTS:
+                if exc.code != ErrorCode.DEVICES_CHANGED or tries >= SEND_ATTEMPTS:
                     raise
-                log.info("message %d: devices changed before the edit; again", message_id)
-                self._forget_devices(
-                    message.chat_id, [*logins, *(d.login for d in exc.devices or ())]
-                )
+                log.info("%s: devices changed before the server took it (%s); again", what, exc)
+                self._forget_devices(chat_id, [*logins, *(d.login for d in exc.devices or ())])
 
     async def upload_file(self, path: Path, progress: Progress | None = None) -> EncryptedFile:
         """Encrypt a file with a key of its own and upload the ciphertext (named
