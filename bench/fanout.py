@@ -4,12 +4,19 @@
     uv run python bench/fanout.py --save bench/results/fanout.local.json
     uv run python bench/fanout.py --baseline bench/results/fanout.local.json
     uv run python bench/fanout.py --store postgresql://postgres@127.0.0.1:5432/test
+    uv run python bench/fanout.py --streams 1000 --messages 500 --rate 50000
 
 The server runs as its own process; this script is the load generator, written on raw
 asyncio protocols (a high-level HTTP client would be the bottleneck). Each message
 carries its send time (CLOCK_MONOTONIC, shared by processes on one machine), so a
 sample of receivers measures send -> receive latency. If ``redis-server`` is on PATH,
 the same generator also runs against Redis pub/sub as the reference (SPEC §7).
+
+By default the senders send back to back (saturated fan-out). With ``--rate`` they are
+paced to that many deliveries per second in total (messages/s = rate / streams, each
+sent at its scheduled time whatever the answers to the previous ones took), the same
+rate for both targets, so the latencies compare at one load; the achieved rate is
+``deliveries_per_s``.
 """
 
 from __future__ import annotations
@@ -92,11 +99,32 @@ def write_syscalls(proc: psutil.Process) -> int:
     return int(proc.io_counters().write_count)
 
 
-async def sender(host: str, port: int, token: str, count: int, path: str, tag: str = "") -> None:
-    """Sends `count` messages back to back on one keep-alive connection (``tag`` follows
-    the time stamp in each text)."""
+async def pace(i: int, start: float, interval: float) -> None:
+    """Sleep until the ``i``-th send of a sender paced at ``interval`` seconds from
+    ``start`` (loop time); no wait when unpaced (``interval`` 0) or late."""
+    if interval:
+        loop = asyncio.get_running_loop()
+        wait = start + i * interval - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+async def sender(
+    host: str,
+    port: int,
+    token: str,
+    count: int,
+    path: str,
+    tag: str = "",
+    interval: float = 0.0,
+    start: float = 0.0,
+) -> None:
+    """Sends `count` messages on one keep-alive connection, back to back or one every
+    ``interval`` seconds from ``start`` (loop time); ``tag`` follows the time stamp in
+    each text."""
     reader, writer = await asyncio.open_connection(host, port)
     for i in range(count):
+        await pace(i, start, interval)
         text = f"bench t={time.monotonic_ns()}{tag} " + "x" * 100
         body = json.dumps({"text": text}).encode()
         writer.write(
@@ -119,6 +147,7 @@ async def run_messenger(
     users: int,
     store: str = "",
     profile_to: Path | None = None,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, bench_store(store) as store_url:
         srv = ServerProcess(
@@ -129,7 +158,7 @@ async def run_messenger(
         )  # fmt: skip
         srv.start()
         try:
-            return await _drive(srv, streams, messages, senders, users, profile_to)
+            return await _drive(srv, streams, messages, senders, users, profile_to, rate)
         finally:
             srv.stop()
 
@@ -141,6 +170,7 @@ async def _drive(
     senders: int,
     users: int,
     profile_to: Path | None,
+    rate: float,
 ) -> dict[str, Any]:
     host, port = "127.0.0.1", srv.port
     loop = asyncio.get_running_loop()
@@ -167,9 +197,14 @@ async def _drive(
     writes0 = write_syscalls(proc)
     t0 = time.perf_counter()
     per_sender = messages // senders
+    interval, start = schedule(rate, streams, senders)
     await asyncio.gather(
-        *(sender(host, port, t, per_sender, "/api/v1/chats/1/messages") for t in send_tokens)
-    )
+        *(
+            sender(host, port, t, per_sender, "/api/v1/chats/1/messages", "", interval,
+                   start + k * interval / senders)
+            for k, t in enumerate(send_tokens)
+        )
+    )  # fmt: skip
     sent_time = time.perf_counter() - t0
     measured = await collect(
         receivers, per_sender * senders * streams, proc, cpu0, t0, latencies, writes0
@@ -188,7 +223,18 @@ async def _drive(
     }
 
 
-async def run_redis(streams: int, messages: int, senders: int) -> dict[str, Any] | None:
+def schedule(rate: float, streams: int, senders: int) -> tuple[float, float]:
+    """(seconds between the sends of one sender, loop time of the first send) for ``rate``
+    deliveries/s to ``streams`` streams in total (0 and now: back to back)."""
+    now = asyncio.get_running_loop().time()
+    if not rate:
+        return 0.0, now
+    return senders * streams / rate, now
+
+
+async def run_redis(
+    streams: int, messages: int, senders: int, rate: float = 0.0
+) -> dict[str, Any] | None:
     """The same shape of load against redis-server pub/sub, as the reference."""
     exe = shutil.which("redis-server")
     if exe is None:
@@ -215,9 +261,10 @@ async def run_redis(streams: int, messages: int, senders: int) -> dict[str, Any]
         writes0 = write_syscalls(ps)
         per_sender = messages // senders
 
-        async def publish(count: int) -> None:
+        async def publish(count: int, start: float) -> None:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            for _ in range(count):
+            for i in range(count):
+                await pace(i, start, interval)
                 text = f"id: t={time.monotonic_ns()} " + "x" * 100
                 payload = text.encode()
                 writer.write(
@@ -230,7 +277,10 @@ async def run_redis(streams: int, messages: int, senders: int) -> dict[str, Any]
         for r in receivers:
             r.frames = 0
         t0 = time.perf_counter()
-        await asyncio.gather(*(publish(per_sender) for _ in range(senders)))
+        interval, start = schedule(rate, streams, senders)
+        await asyncio.gather(
+            *(publish(per_sender, start + k * interval / senders) for k in range(senders))
+        )
         measured = await collect(
             receivers, per_sender * senders * streams, ps, cpu0, t0, latencies, writes0
         )
@@ -247,6 +297,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--users", type=int, default=10, help="distinct receiving users")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="deliveries/s in total to pace the senders at (default: back to back)",
+    )
     parser.add_argument(
         "--store", default="", help="postgresql://… to run on PostgreSQL (a throwaway schema)"
     )
@@ -272,21 +328,24 @@ def main() -> None:
                 min(args.users, n),
                 args.store,
                 None if args.profile is None else args.profile / f"fanout-{n}.txt",
+                args.rate,
             )
         )
-        print(f"messenger, {n} streams:")
+        paced = f", paced at {args.rate:.0f} deliveries/s" if args.rate else ""
+        print(f"messenger, {n} streams{paced}:")
         for key, value in res.items():
             print(
                 f"  {key:28} {value:12.2f}" if isinstance(value, float) else f"  {key:28} {value}"
             )
-        ref = asyncio.run(run_redis(n, args.messages, args.senders))
+        ref = asyncio.run(run_redis(n, args.messages, args.senders, args.rate))
         if ref is not None:
-            print(f"redis pub/sub, {n} streams:")
+            print(f"redis pub/sub, {n} streams{paced}:")
             for key, value in ref.items():
                 ratio = res[key] / value if value else 0.0
                 print(f"  {key:28} {value:12.2f}   messenger/redis x{ratio:.2f}")
+        prefix = f"{n}@{args.rate:.0f}/s" if args.rate else f"{n}"
         for key, value in res.items():
-            results[f"{n}.{key}"] = value
+            results[f"{prefix}.{key}"] = value
     print(f"load average (1 min) {os.getloadavg()[0]:.2f} after")
     if args.save:
         save(args.save, results)
