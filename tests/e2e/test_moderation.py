@@ -104,6 +104,9 @@ async def test_admin_bans_unbans_and_dismisses_over_the_api(
     assert (await send(srv.url, target, "yes")).status_code == 200
     stats = (await call(srv.url, "GET", "/api/v1/admin/stats", root)).json()
     assert stats["users"] == 3 and stats["messages"] == 1 and stats["connections"] >= 1
+    lag = stats["loop_lag"]  # the node's own event-loop lag, sampled since its start
+    assert lag["interval_ms"] == 10 and len(lag["counts"]) == len(lag["bounds_ms"]) + 1
+    assert lag["samples"] == sum(lag["counts"]) and lag["max_ms"] >= lag["recent_max_ms"]
     settings = (await call(srv.url, "GET", "/api/v1/admin/settings", root)).json()["values"]
     assert settings["rate_limit_messages"] == 20 and settings["admins"] == "root"
 

@@ -316,6 +316,27 @@ class AdminUser(Model, frozen=True):
     is_admin: bool = False
 
 
+class LoopLag(Model, frozen=True):
+    """How late the server's event loop ran a callback that was due, in milliseconds: what
+    a request arriving then waited before the server looked at it. Sampled every
+    ``interval_ms``; ``counts[i]`` samples were at most ``bounds_ms[i]`` late (and above
+    the bound before), the last count is above the last bound. The counts grow from the
+    server's start, so two readings subtract to the histogram of the time between them;
+    the ``recent_`` figures are of the last ``recent_seconds`` (a percentile is the upper
+    bound of its bucket, never above the maximum)."""
+
+    interval_ms: float = 0.0
+    samples: int = 0
+    max_ms: float = 0.0
+    bounds_ms: list[float] = msgspec.field(default_factory=list)
+    counts: list[int] = msgspec.field(default_factory=list)
+    recent_seconds: int = 0
+    recent_samples: int = 0
+    recent_p50_ms: float = 0.0
+    recent_p99_ms: float = 0.0
+    recent_max_ms: float = 0.0
+
+
 class ServerStats(Model, frozen=True):
     """Live numbers of a running server."""
 
@@ -328,6 +349,8 @@ class ServerStats(Model, frozen=True):
     messages_per_second: float
     storage_bytes: int
     files_bytes: int
+    loop_lag: LoopLag = msgspec.field(default_factory=LoopLag)
+    """This node's event-loop lag (an older server sends none: all zero)."""
 
 
 # --- requests -------------------------------------------------------------

@@ -27,6 +27,7 @@ from messenger_protocol import (
     ApiError,
     ErrorCode,
     Health,
+    LoopLag,
     Ok,
     Router,
     decode,
@@ -47,6 +48,7 @@ from .http import HttpServer, Request, Response, ResponseStream, StreamResponse
 from .hub import Hub, HubStream, Subscription
 from .invite_page import PAGE_HEADERS, invite_html
 from .loglimit import LogLimiter
+from .looplag import LoopLagMeter
 from .services import (
     AccountService,
     Actor,
@@ -201,6 +203,7 @@ def build_services(
     *,
     connections: Callable[[], int] = lambda: 0,
     started_at: Callable[[], float] | None = None,
+    loop_lag: Callable[[], LoopLag] = LoopLag,
 ) -> Services:
     """The composition root: each service gets its collaborators as constructor arguments."""
     visibility = Visibility(store, clock, settings.message_ttl, node=settings.node_name,
@@ -285,6 +288,7 @@ def build_services(
             settings,
             connections=connections,
             started_at=started_at,
+            loop_lag=loop_lag,
         ),
         notify=notify,
         search=SearchService(store, attachments=files, visibility=visibility),
@@ -304,6 +308,8 @@ class App:
         self.http_server: HttpServer | None = None
         """Set by the serve loop before :meth:`start` (for connection counts)."""
         self.started_at = clock.now()
+        self.loop_lag = LoopLagMeter()
+        """This node's event-loop lag (sampled from :meth:`start` to :meth:`close`)."""
         services = build_services(
             settings, clock, hub,
             store
@@ -311,6 +317,7 @@ class App:
                 settings.store, settings.data_dir, sqlite_synchronous=settings.sqlite_synchronous
             ),
             connections=self._connection_count, started_at=lambda: self.started_at,
+            loop_lag=self.loop_lag.snapshot,
         )  # fmt: skip
         self.services = services
         self.store = services.store
@@ -336,6 +343,7 @@ class App:
 
     async def start(self) -> None:
         """Open the store (running migrations) and load what the services need."""
+        self.loop_lag.start()
         await self.store.open()
         await self.events.start()
         await self.presence.start()
@@ -370,6 +378,7 @@ class App:
         await self.accounts.close()
         await self.events.close()
         await self.store.close()
+        self.loop_lag.stop()
 
     # --- dispatch -------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from messenger_protocol import (
     Complaint,
     ComplaintList,
     ErrorCode,
+    LoopLag,
     ServerStats,
     Settings,
     User,
@@ -86,6 +87,7 @@ class AdminService:
         *,
         connections: Callable[[], int] = lambda: 0,
         started_at: Callable[[], float] | None = None,
+        loop_lag: Callable[[], LoopLag] = LoopLag,
     ) -> None:
         self.store = store
         self.events = events
@@ -96,6 +98,8 @@ class AdminService:
         self.connections = connections
         """Live TCP connections of the transport (set by the app)."""
         self.started_at = started_at or clock.now
+        self.loop_lag = loop_lag
+        """This node's event-loop lag so far (set by the app)."""
 
     async def require_admin(self, actor: Actor) -> None:
         """``forbidden`` unless the actor is an admin now: named in the settings or flagged
@@ -166,6 +170,7 @@ class AdminService:
             messages_per_second=recent / RATE_SAMPLE_SECONDS,
             storage_bytes=storage,
             files_bytes=files,
+            loop_lag=self.loop_lag(),
         )
 
     async def effective_settings(self, actor: Actor) -> Settings:

@@ -1,0 +1,56 @@
+"""The event-loop lag meter of ``admin stats``: a loop that is blocked shows it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from messenger_server.looplag import BOUNDS_MS, LoopLagMeter, percentile_of
+
+
+class _Watched(LoopLagMeter):
+    """A meter that says when it took a sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sampled = asyncio.Event()
+
+    def add(self, lag_ms: float) -> None:
+        super().add(lag_ms)
+        self.sampled.set()
+
+    async def next_sample(self) -> None:
+        self.sampled.clear()
+        async with asyncio.timeout(5):
+            await self.sampled.wait()
+
+
+def _hold_the_loop() -> None:
+    time.sleep(0.08)  # a callback that keeps the loop for 80 ms
+
+
+async def test_a_callback_that_blocks_the_loop_shows_as_lag() -> None:
+    meter = _Watched()
+    meter.start()
+    try:
+        await meter.next_sample()
+        asyncio.get_running_loop().call_soon(_hold_the_loop)
+        await meter.next_sample()
+    finally:
+        meter.stop()
+    lag = meter.snapshot()
+    assert lag.max_ms >= 60 and lag.recent_max_ms == lag.max_ms
+    assert lag.recent_samples == lag.samples == sum(lag.counts) == 2
+    assert len(lag.counts) == len(lag.bounds_ms) + 1 and lag.interval_ms == 10
+    assert lag.recent_p99_ms == lag.max_ms  # 2 samples: the 99th percentile is the block
+
+
+def test_percentiles_are_bucket_bounds_never_above_the_maximum() -> None:
+    counts = [0] * (len(BOUNDS_MS) + 1)
+    counts[BOUNDS_MS.index(0.5)] = 98
+    counts[BOUNDS_MS.index(10.0)] = 2
+    assert percentile_of(counts, 50, 9.2) == 0.5
+    assert percentile_of(counts, 99, 9.2) == 9.2
+    counts[-1] = 1
+    assert percentile_of(counts, 100, 7000.0) == 7000.0
+    assert percentile_of([0] * len(counts), 99, 0.0) == 0.0
