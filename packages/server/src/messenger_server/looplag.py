@@ -79,11 +79,12 @@ class LoopLagMeter:
             timer.cancel()
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._due = loop.time() + self.interval
-        self._timer = loop.call_at(self._due - LEAD, self._tick, loop)
+        # the process's clock, not the loop's: uvloop's counts whole milliseconds
+        self._due = time.monotonic() + self.interval
+        self._timer = loop.call_later(self.interval - LEAD, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.add((loop.time() - self._due) * 1000)
+        self.add((time.monotonic() - self._due) * 1000)
         self._schedule(loop)
 
     def add(self, lag_ms: float) -> None:
