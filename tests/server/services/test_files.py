@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from messenger_protocol import (
     SendMessage,
 )
 from messenger_server.blobs import BlobStore, LocalBlobs
+from messenger_server.services import files as files_module
 from messenger_server.services.files import (
     UNATTACHED_GRACE_SECONDS,
     FileService,
@@ -90,6 +92,24 @@ async def test_sniffed_type_wins_over_the_name(harness: Harness) -> None:
     assert (binary.width, binary.height) == (None, None)
     text = await files.upload(alice, "notes", body("héllo\nwörld\n".encode()), None)
     assert text.mime == "text/plain"
+
+
+async def test_the_type_is_sniffed_off_the_event_loop(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sniffing runs puremagic's table in Python for milliseconds: on the loop's thread,
+    every request and event delivery of the server waited for it (issue 11)."""
+    threads: list[threading.Thread] = []
+
+    def sniff(head: bytes) -> str:
+        threads.append(threading.current_thread())
+        return sniff_mime(head)
+
+    monkeypatch.setattr(files_module, "sniff_mime", sniff)
+    alice = await harness.user("alice")
+    shown = await files_of(harness).upload(alice, "a.png", body(png(3, 2)), None)
+    assert (shown.mime, shown.width, shown.height) == ("image/png", 3, 2)
+    assert threads and threading.main_thread() not in threads
 
 
 def test_sniffing_and_dimensions_of_common_formats() -> None:
