@@ -10,6 +10,7 @@ from messenger_client.tui.store import ChatStore
 from messenger_protocol import (
     Chat,
     ChatUpdated,
+    Mentioned,
     Message,
     MessageCreated,
     MessageDeleted,
@@ -80,3 +81,27 @@ def test_a_message_counts_once_in_the_badge_whichever_comes_first(tmp_path: Path
             store.apply(MessageCreated(hi))
         assert store.chats[5].unread == 1
         assert store.chats[5].last_message_id == 9
+
+
+def test_a_mention_counts_once_in_the_badge_whichever_comes_first(tmp_path: Path) -> None:
+    """The @N badge races the same way: the chat list's answer may count a mention the
+    live event then brings again, or be read before it and come after it. It says @1 in
+    every order (it said @2 when the answer counted it, and @0 when it came last)."""
+    hi = Message(id=9, chat_id=5, author="bob", text="@alice hi", created_at=2.0)
+    before = Chat(id=5, kind="group", name="crew", last_message_id=4, last_message_at=1.0)
+    after = Chat(id=5, kind="group", name="crew", unread=1, mentions=1, last_message_id=9,
+                 last_message_at=2.0)  # fmt: skip
+    orders = [("answer", "events"), ("events", "answer"), ("created", "answer", "mentioned")]
+    for answer in (before, after):
+        for n, order in enumerate(orders):
+            store = ChatStore(me="alice", cache=Cache(tmp_path / f"{answer.unread}-{n}.sqlite3"))
+            store.set_chats([before])
+            store.refreshing_chats()
+            for step in order:
+                if step == "answer":
+                    store.set_chats([answer])
+                if step in ("events", "created"):
+                    store.apply(MessageCreated(hi))
+                if step in ("events", "mentioned"):
+                    store.apply(Mentioned(chat_id=5, message=hi))
+            assert (store.chats[5].unread, store.chats[5].mentions) == (1, 1), (answer, order)

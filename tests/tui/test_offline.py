@@ -174,11 +174,12 @@ async def test_a_toast_for_private_messages_and_mentions_only_when_not_in_view(
         live(app, Message(id=51, chat_id=1, author="bob", text="hey @alice", created_at=T0))
         live(app, Message(id=52, chat_id=3, author="bob", text="psst", created_at=T0))
         live(app, Message(id=53, chat_id=2, author="bob", text="team news", created_at=T0))
-        await pilot.pause()
-        # General is in view: no toast for the mention there; the DM gets one.
+        # General is in view: no toast for the mention there; the DM gets one (toasts
+        # come in the order of the messages, so none for general comes after it).
+        await until(pilot, lambda: toasts(), "the private message's toast")
         assert toasts() == ["bob · private: psst"]
         assert app.store.chats[3].unread == 1 and app.store.chats[2].unread == 3
         await pilot.press("alt+2")
         live(app, Message(id=54, chat_id=1, author="bob", text="@alice look", created_at=T0))
-        await pilot.pause()
+        await until(pilot, lambda: len(toasts()) == 2, "the mention's toast")
         assert toasts()[-1] == "bob · general: @alice look"

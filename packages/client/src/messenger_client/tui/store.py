@@ -105,6 +105,12 @@ class ChatStore:
     _arrived: list[tuple[Message, bool]] = field(default_factory=list)
     """Messages events brought while the chat list is on its way, and whether each
     counted as unread."""
+    _mentioned: list[Message] = field(default_factory=list)
+    """Mentions of me events brought while the chat list is on its way (counted in the
+    @N badge)."""
+    _answered: dict[int, int] = field(default_factory=dict)
+    """Chat id -> the newest message the server's last chat list counted in (its
+    ``last_message_id``): a mention event for a message up to it is in the answer's count."""
     _saved_encrypted: frozenset[int] = frozenset()
     """The encrypted chats the cache holds (written when :meth:`encrypted_chats` differs)."""
     queued: dict[int, list[PendingSend]] = field(default_factory=dict)
@@ -158,15 +164,18 @@ class ChatStore:
     def refreshing_chats(self) -> None:
         """The chat list is asked of the server: chats that events bring until it answers
         are newer than its answer (:meth:`set_chats` keeps them)."""
-        self._learned, self._arrived = set(), []
+        self._learned, self._arrived, self._mentioned = set(), [], []
 
     def set_chats(self, chats: Iterable[Chat]) -> None:
         """The server's chat list replaces ours (but for chats events brought after it
         was asked for: a private chat started by someone just then stayed out of the list
         until the next reconnect; and messages they brought count once in the badges)."""
+        chats = list(chats)
+        self._answered = {c.id: c.last_message_id for c in chats}
         fresh = [self._with_newer_messages(c) for c in chats]
         answered = {c.id for c in fresh}
         learned, self._learned, self._arrived = self._learned or set(), None, []
+        self._mentioned = []
         fresh += [self.chats[i] for i in sorted(learned) if i in self.chats and i not in answered]
         self.chats = {c.id: c for c in fresh}
         self.encrypted |= {c.id for c in fresh if c.encrypted}
@@ -184,6 +193,11 @@ class ChatStore:
             return chat  # a server older than this client does not say what it counted
         newer = [(m, c) for m, c in self._arrived
                  if m.chat_id == chat.id and m.id > chat.last_message_id]  # fmt: skip
+        mentioned = sum(
+            1 for m in self._mentioned if m.chat_id == chat.id and m.id > chat.last_message_id
+        )
+        if mentioned:
+            chat = msgspec.structs.replace(chat, mentions=chat.mentions + mentioned)
         if not newer:
             return chat
         return msgspec.structs.replace(
@@ -546,14 +560,18 @@ class ChatStore:
                 if fresh and message.author != self.me:
                     change.new_message = message
             case Mentioned(chat_id=chat_id, message=message):
-                # the chat list's @N badge, muted or not (the server counts it the same)
+                # the chat list's @N badge, muted or not (the server counts it the same);
+                # once, whether the chat list's answer or the event comes first
                 chat = self.chats.get(chat_id)
                 if (
                     chat is not None
                     and message.author != self.me
                     and message.id > chat.last_read
+                    and message.id > self._answered.get(chat_id, 0)
                     and not self.focused(chat_id)
                 ):
+                    if self._learned is not None:
+                        self._mentioned.append(message)
                     self.upsert_chat(msgspec.structs.replace(chat, mentions=chat.mentions + 1))
                     change.chats = True
             case MessageUpdated(message=message):
