@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from messenger_server import main
 from messenger_server.clock import Clock
 from messenger_server.config import Settings, load_settings
 from messenger_server.http import HttpServer, Request, Response
@@ -130,3 +131,22 @@ def test_logging_writes_the_spec_format_to_the_data_dir(tmp_path: Path) -> None:
             root.removeHandler(handler)
             handler.close()
         root.setLevel(level)
+
+
+def test_the_server_runs_with_a_short_gil_switch_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker thread running Python (an upload's type sniffing) holds the event loop
+    one switch interval at most: Python's default 5 ms was over the loop's lag budget."""
+    seen: list[float] = []
+
+    async def fake_serve(settings: Settings, clock: Clock | None = None) -> None:
+        seen.append(sys.getswitchinterval())
+
+    monkeypatch.setattr(main, "serve", fake_serve)
+    default = sys.getswitchinterval()
+    try:
+        main.run(load_settings({"data_dir": str(tmp_path)}))
+    finally:
+        sys.setswitchinterval(default)
+    assert seen == [main.GIL_SWITCH_INTERVAL] and main.GIL_SWITCH_INTERVAL <= 0.001

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -16,12 +17,16 @@ from .config import Settings
 from .http import HttpLimits, HttpServer, Request, Response, StreamResponse, TrustedProxies
 from .hub import BUSY_FLUSH_INTERVAL, Hub, LocalHub
 
-__all__ = ["CLOSE_TIMEOUT", "AppLike", "http_limits", "run", "serve"]
+__all__ = ["CLOSE_TIMEOUT", "GIL_SWITCH_INTERVAL", "AppLike", "http_limits", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 10.0
 """Seconds the services get to stop after the last request (store commit and close)."""
+GIL_SWITCH_INTERVAL = 0.0005
+"""Longest the event loop waits for the interpreter lock while a worker thread runs
+Python (an upload's type sniffing, milliseconds of it): Python's default of 5 ms let one
+such thread hold every request and event delivery that long (issue 11)."""
 
 
 class AppLike(Protocol):
@@ -156,5 +161,6 @@ def run(settings: Settings, clock: Clock | None = None) -> None:
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
         log.debug("uvloop not installed; using the default event loop")
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(serve(settings, clock))
