@@ -85,6 +85,28 @@ async def test_writes_of_one_turn_share_one_commit_and_are_durable_on_return(
     await store.close()
 
 
+async def test_a_writer_cancelled_while_its_group_commits_cancels_no_other(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path)
+
+    def add(tx: SqliteTx, login: str) -> int | None:
+        return tx.insert_user(login, "h", 1.0, False)
+
+    first = asyncio.ensure_future(store.write(partial(add, login="alice")))
+    second = asyncio.ensure_future(store.write(partial(add, login="bob")))
+    await asyncio.sleep(0)  # both units ran in this turn; their commit is the next
+    first.cancel()
+    assert isinstance(await second, int)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await store.sync()
+    await store.close()
+    store = await open_store(tmp_path)  # the cancelled writer's unit was committed too
+    assert sorted(u.login for u in store.tx.users()) == ["alice", "bob"]
+    await store.close()
+
+
 async def test_history_and_unread_use_the_chat_index(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     conn = store.tx.conn

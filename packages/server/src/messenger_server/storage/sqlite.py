@@ -897,7 +897,11 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._tx: SqliteTx | None = None
         self._after_commit: list[Callable[[], None]] = []
-        self._commit: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+        """One future per writer of the open group (None: no group open); each writer
+        awaits its own, so a cancelled writer cancels nothing of the others (what a shield
+        of one shared future did, for a future and two callbacks more per write)."""
+        self._group_loop: asyncio.AbstractEventLoop | None = None
         self._commit_handle: asyncio.Handle | None = None
         self._commits = 0
         self._checkpointed_at = 0
@@ -975,13 +979,13 @@ class SqliteStore:
             # IMMEDIATE: take the write lock now (waiting out the admin CLI), so a unit
             # that reads first cannot fail on a snapshot another process made stale
             conn.execute("BEGIN IMMEDIATE")
-        if self._commit is None:
+        waiters = self._waiters
+        if waiters is None:
             # scheduled before the unit runs: a unit that raises (a refused post) must not
             # leave the write lock held until some later write commits
-            loop = asyncio.get_running_loop()
-            self._commit = loop.create_future()
+            loop = self._group_loop = asyncio.get_running_loop()
+            waiters = self._waiters = []
             self._commit_handle = loop.call_soon(self._flush)
-        commit = self._commit
         mark = len(self._after_commit)
         if first:
             # the transaction holds this unit alone: rolling it back undoes exactly the
@@ -1005,16 +1009,22 @@ class SqliteStore:
                 raise
             conn.execute("RELEASE unit")
         # the commit happens whether or not this waiter is still interested
-        await asyncio.shield(commit)
+        assert self._group_loop is not None
+        waiter = self._group_loop.create_future()
+        waiters.append(waiter)
+        await waiter
         return result
 
     async def sync(self) -> None:
         """Wait until every write so far is committed."""
-        if self._commit is not None:
-            await asyncio.shield(self._commit)
+        if self._waiters is not None:
+            assert self._group_loop is not None
+            waiter = self._group_loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
 
     def _flush(self, *, index: bool = False) -> None:
-        waiter, self._commit = self._commit, None
+        waiters, self._waiters = self._waiters or [], None
         self._commit_handle = None
         callbacks = self._after_commit[:]
         self._after_commit.clear()
@@ -1029,9 +1039,9 @@ class SqliteStore:
             log.exception("commit failed; rolling back the group")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
-                waiter.exception()  # retrieved here: the writers re-raise it
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled writer is not waiting any more
+                    waiter.set_exception(exc)
             return
         self._commits += 1
         for callback in callbacks:
@@ -1039,8 +1049,9 @@ class SqliteStore:
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _index_in_group(self, conn: sqlite3.Connection, tx: SqliteTx, now: bool) -> None:
         """Index the new messages in this group's commit if the last indexing was
