@@ -82,3 +82,19 @@ def test_openapi_covers_every_endpoint() -> None:
     }
     assert send["security"] == [{"bearer": []}]
     assert "security" not in doc["paths"]["/api/v1/auth/login"]["post"]
+
+
+def test_a_path_asked_again_gets_the_same_answer_for_each_method() -> None:
+    router = Router()
+    first = router.match("POST", "/api/v1/chats/1/messages")
+    first[1]["chat_id"] = 99  # a caller changing its parameters changes no later answer
+    again = router.match("POST", "/api/v1/chats/1/messages")
+    assert again[0].name == "send" and again[1] == {"chat_id": 1}
+    assert router.match("GET", "/api/v1/chats/1/messages")[0].name == "history"
+    assert router.match("HEAD", "/api/v1/chats/1/messages")[0].name == "history"
+    with pytest.raises(ApiError) as info:
+        router.match("PUT", "/api/v1/chats/1/messages")
+    assert info.value.code is ErrorCode.METHOD_NOT_ALLOWED
+    for chat_id in range(2, 6000):  # many paths: still every one right
+        assert router.match("POST", f"/api/v1/chats/{chat_id}/messages")[1] == {"chat_id": chat_id}
+    assert router.match("POST", "/api/v1/chats/1/messages")[1] == {"chat_id": 1}
