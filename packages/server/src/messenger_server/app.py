@@ -89,6 +89,9 @@ _store_log_limit = LogLimiter(logger=log)
 """A database that is away fails every request: a few lines per window say so."""
 
 _STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
+_ANSWERS = (Response, StreamResponse)
+"""What a handler returns as it is (the union ``Response | StreamResponse`` was built
+anew at every request)."""
 
 
 @dataclass(slots=True)
@@ -412,7 +415,7 @@ class App:
                 query = {k: v for k, v in query.items() if k != "access_token"}
             call.query = decode_query(endpoint.query, query)
         result = await self.handlers[endpoint.name](call)
-        if isinstance(result, Response | StreamResponse):
+        if isinstance(result, _ANSWERS):
             return result
         return Response(body=encode(result))
 

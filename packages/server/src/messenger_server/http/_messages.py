@@ -68,13 +68,21 @@ class Body:
 
     __slots__ = ("_cache", "_done", "_received", "_source", "length")
 
-    def __init__(self, source: BodySource | None, length: int | None) -> None:
+    def __init__(
+        self, source: BodySource | None, length: int | None, *, whole: bytes | None = None
+    ) -> None:
         self._source = source
         self.length = length
         """Content-Length, or None for a chunked body."""
+        if whole is not None:
+            # the whole body came with the head: nothing is left to read
+            self._done = True
+            self._received = len(whole)
+            self._cache: bytes | None = whole
+            return
         self._done = length == 0 or source is None
         self._received = 0
-        self._cache: bytes | None = b"" if self._done else None
+        self._cache = b"" if self._done else None
 
     @property
     def complete(self) -> bool:

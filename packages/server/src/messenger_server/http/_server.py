@@ -852,7 +852,7 @@ class _Connection:
         self._body_remaining = remaining - len(data)
         return data
 
-    def _request(self, head: RequestHead) -> Request:
+    def _request(self, head: RequestHead, whole: bytes | None = None) -> Request:
         try:
             target = head.target.decode("ascii")
         except UnicodeDecodeError:
@@ -890,7 +890,7 @@ class _Connection:
             query=query,
             headers=headers,
             peer=peer,
-            body=Body(self, head.content_length),
+            body=Body(self, head.content_length, whole=whole),
             on_authenticated=self._authenticated,
         )
 
@@ -902,15 +902,24 @@ class _Connection:
         self._body_expected = head.content_length or 0
         self._body_deadline = self._loop.time()
         self._stop_body_watch()
+        whole: bytes | None = None
         if head.content_length:
-            self._body_lead = self._parser.take_body()
-            self._body_remaining = head.content_length
+            lead = self._parser.take_body()
+            if len(lead) == head.content_length:
+                # all of it came with the head (a JSON call, usually): handed over whole,
+                # no read and no reading state for it
+                whole = lead
+                self._body_done = True
+                self._body_received = len(lead)
+            else:
+                self._body_lead = lead
+                self._body_remaining = head.content_length
         elif head.content_length == 0 and self._parser.empty_body_done():
             self._body_done = True  # a GET: nothing to read or drain after the answer
         result: Response | StreamResponse
         request: Request | None = None
         try:
-            request = self._request(head)
+            request = self._request(head, whole)
             if self.reserved and not self.authenticated:
                 self._check_reserved(request)
             result = await self._server.handler(request)
