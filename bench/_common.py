@@ -9,6 +9,7 @@ import contextlib
 import json
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,9 +27,11 @@ from tests.support.postgres import url_with
 from tests.support.server import ServerProcess, free_port
 
 __all__ = [
+    "CONTENT_LENGTH",
     "Profile",
     "ServerProcess",
     "SseCounter",
+    "answer_of",
     "bench_store",
     "compare",
     "free_port",
@@ -41,6 +44,8 @@ __all__ = [
     "register",
     "report",
     "save",
+    "serve_reference",
+    "start_reference",
     "token_of_fresh_server",
 ]
 
@@ -278,3 +283,86 @@ def compare(results: dict[str, Any], baseline_path: Path) -> None:
     for key, value in sorted(results.items()):
         if isinstance(value, int | float) and isinstance(base.get(key), int | float) and base[key]:
             print(f"  {key:32} {value:14.3f}  baseline {base[key]:14.3f}  x{value / base[key]:.2f}")
+
+
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+
+
+async def answer_of(port: int, request: bytes) -> bytes:
+    """The whole response (head and body) the server gives to one request."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    match = CONTENT_LENGTH.search(head)
+    if not head.startswith(b"HTTP/1.1 200") or match is None:
+        raise RuntimeError(f"unexpected answer: {head[:300]!r}")
+    body = await reader.readexactly(int(match.group(1)))
+    writer.close()
+    return head + body
+
+
+def start_reference(
+    answers: dict[str, bytes], directory: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare server as its own process, answering each path with the recorded bytes
+    (a path it was not given gets the first answer): the reference a benchmark reads its
+    figures against, run in the same window."""
+    spec = directory / "reference.json"
+    spec.write_text(json.dumps({path: a.decode("latin-1") for path, a in answers.items()}))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-reference", str(port), str(spec)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("reference server did not start")
+
+
+def serve_reference(port: int, spec: Path) -> None:
+    """A bare HTTP/1.1 server: httptools parses, pre-built bytes answer (uvloop if present)."""
+    import httptools
+
+    answers = {p.encode(): a.encode("latin-1") for p, a in json.loads(spec.read_text()).items()}
+    first = next(iter(answers.values()))
+
+    class Reference(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpRequestParser(self)
+            self.url = b""
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                assert self.transport is not None
+                self.transport.close()
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+
+        def on_message_complete(self) -> None:
+            assert self.transport is not None
+            self.transport.write(answers.get(self.url, first))
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Reference, "127.0.0.1", port)
+        await server.serve_forever()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--serve-reference":
+    serve_reference(int(sys.argv[2]), Path(sys.argv[3]))

@@ -8,7 +8,12 @@ into the database (fast: SQLite executemany, PostgreSQL COPY; on PostgreSQL in a
 schema), all posted within the last N ms so the default retention (messages older than an
 hour are not shown) hides none, then measures the storage query in-process and the whole request
 (`GET /api/v1/chats/1/messages?limit=50`, newest page and a page deep in the past) over a
-keep-alive connection to the restarted server.
+keep-alive connection to the restarted server, and the same requests against a bare
+asyncio + httptools server answering the newest page's recorded bytes, in the same window
+(``ref_http_*``, and ``http_*_x_ref``: what our request costs beyond what the machine's
+scheduling and loopback cost a bare server).
+
+    uv run python bench/history.py --profile prof/history.raw   # py-spy, an extra pass
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import signal
 import sqlite3
 import tempfile
 import time
@@ -25,10 +32,14 @@ from typing import Any
 
 from _common import (
     ServerProcess,
+    answer_of,
     bench_store,
     percentile,
+    print_profile,
+    profile,
     read_response,
     report,
+    start_reference,
     token_of_fresh_server,
 )
 
@@ -103,24 +114,55 @@ async def store_query(store: Store, count: int, repeats: int) -> dict[str, float
     }
 
 
-async def http_query(srv: ServerProcess, token: str, count: int, repeats: int) -> dict[str, float]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+def history_request(token: str, before: int | None = None) -> bytes:
+    """``GET`` the 50 newest messages (before message ``before``) of the general chat."""
+    page = "" if before is None else f"&before={before}"
+    return (
+        f"GET /api/v1/chats/1/messages?limit=50{page} HTTP/1.1\r\nHost: b\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
+
+
+async def http_query(port: int, token: str, count: int, repeats: int) -> list[float]:
+    """Milliseconds per request, newest and deep pages in turn, on one connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     times: list[float] = []
     for i in range(repeats):
-        before = "" if i % 2 == 0 else f"&before={random.randint(100, count)}"
-        writer.write(
-            f"GET /api/v1/chats/1/messages?limit=50{before} HTTP/1.1\r\nHost: b\r\n"
-            f"Authorization: Bearer {token}\r\n\r\n".encode()
-        )
+        writer.write(history_request(token, None if i % 2 == 0 else random.randint(100, count)))
         t0 = time.perf_counter()
         _, body = await read_response(reader)
         times.append((time.perf_counter() - t0) * 1000)
         assert len(json.loads(body)["messages"]) == 50
     writer.close()
-    return {"http_p50_ms": percentile(times, 50), "http_p99_ms": percentile(times, 99)}
+    return times
 
 
-async def run(count: int, repeats: int, store: str) -> dict[str, Any]:
+async def http_side_by_side(
+    srv: ServerProcess, token: str, count: int, repeats: int, tmp: Path
+) -> dict[str, float]:
+    """Our server and the bare reference, in alternating rounds of the same requests."""
+    ref, ref_port = start_reference({"/": await answer_of(srv.port, history_request(token))}, tmp)
+    ours: list[float] = []
+    bare: list[float] = []
+    try:
+        for _ in range(10):
+            ours += await http_query(srv.port, token, count, max(2, repeats // 10))
+            bare += await http_query(ref_port, token, count, max(2, repeats // 10))
+    finally:
+        ref.kill()
+        ref.wait()
+    results = {
+        "http_p50_ms": percentile(ours, 50),
+        "http_p99_ms": percentile(ours, 99),
+        "ref_http_p50_ms": percentile(bare, 50),
+        "ref_http_p99_ms": percentile(bare, 99),
+    }
+    results["http_p50_x_ref"] = results["http_p50_ms"] / results["ref_http_p50_ms"]
+    results["http_p99_x_ref"] = results["http_p99_ms"] / results["ref_http_p99_ms"]
+    return results
+
+
+async def run(count: int, repeats: int, store: str, prof: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, bench_store(store) as store_url:
         data = Path(tmp) / "data"
         env = {"MESSENGER_STORE": store_url} if store_url else None
@@ -137,9 +179,19 @@ async def run(count: int, repeats: int, store: str) -> dict[str, Any]:
         results |= await store_query(opened, count, repeats)
         srv.start()
         try:
-            results |= await http_query(srv, token, count, repeats)
+            results |= await http_side_by_side(srv, token, count, repeats, Path(tmp))
+            if prof is not None:
+                assert srv.proc is not None
+                spy = profile(srv.proc.pid, prof, None)
+                await asyncio.sleep(1)  # py-spy attaches
+                await http_query(srv.port, token, count, repeats * 10)
+                spy.send_signal(signal.SIGINT)
+                spy.wait()
         finally:
             srv.stop()
+        results["load_avg_1m"] = os.getloadavg()[0]
+        if prof is not None:
+            print_profile("history over HTTP", prof)
         return results
 
 
@@ -150,10 +202,13 @@ def main() -> None:
     parser.add_argument(
         "--store", default="", help="postgresql://… to run on PostgreSQL (a throwaway schema)"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy raw file: samples the server in an extra HTTP pass"
+    )
     parser.add_argument("--save", type=Path)
     parser.add_argument("--baseline", type=Path)
     args = parser.parse_args()
-    report(asyncio.run(run(args.messages, args.repeats, args.store)), args)
+    report(asyncio.run(run(args.messages, args.repeats, args.store, args.profile)), args)
 
 
 if __name__ == "__main__":

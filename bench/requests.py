@@ -36,12 +36,9 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shlex
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,18 +49,19 @@ from urllib.parse import urlsplit
 
 import psutil
 from _common import (
+    CONTENT_LENGTH,
     ServerProcess,
+    answer_of,
     bench_store,
     compare,
-    free_port,
     http_request,
     print_profile,
     profile,
     save,
+    start_reference,
 )
 
 CONNECTIONS = 8
-CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 WORKLOADS = ("healthz", "chats", "send")
 SEND_BODY = json.dumps({"text": "bench message " + "x" * 86}).encode()
 
@@ -205,79 +203,6 @@ async def register(port: int, login: str) -> str:
     return token
 
 
-async def answer_of(port: int, request: bytes) -> bytes:
-    """The whole response (head and body) the server gives to one request."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    match = CONTENT_LENGTH.search(head)
-    if not head.startswith(b"HTTP/1.1 200") or match is None:
-        raise RuntimeError(f"unexpected answer: {head[:300]!r}")
-    body = await reader.readexactly(int(match.group(1)))
-    writer.close()
-    return head + body
-
-
-def start_reference(
-    answers: dict[str, bytes], directory: Path
-) -> tuple[subprocess.Popen[bytes], int]:
-    """The bare server as its own process, answering each path with the recorded bytes."""
-    spec = directory / "reference.json"
-    spec.write_text(json.dumps({path: a.decode("latin-1") for path, a in answers.items()}))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-reference", str(port), str(spec)])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("reference server did not start")
-
-
-def serve_reference(port: int, spec: Path) -> None:
-    """A bare HTTP/1.1 server: httptools parses, pre-built bytes answer (uvloop if present)."""
-    import httptools
-
-    answers = {p.encode(): a.encode("latin-1") for p, a in json.loads(spec.read_text()).items()}
-
-    class Reference(asyncio.Protocol):
-        def __init__(self) -> None:
-            self.parser = httptools.HttpRequestParser(self)
-            self.url = b""
-            self.transport: asyncio.Transport | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = cast(asyncio.Transport, transport)
-
-        def data_received(self, data: bytes) -> None:
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError:
-                assert self.transport is not None
-                self.transport.close()
-
-        def on_url(self, url: bytes) -> None:
-            self.url = url
-
-        def on_message_complete(self) -> None:
-            assert self.transport is not None
-            self.transport.write(answers.get(self.url, answers[b"/healthz"]))
-
-    async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(Reference, "127.0.0.1", port)
-        await server.serve_forever()
-
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
-
-
 async def run_once(args: argparse.Namespace, tmp: Path, run: int) -> dict[str, float]:
     with bench_store(args.store) as store_url:
         return await _run_once(args, tmp, run, store_url)
@@ -370,9 +295,6 @@ def report(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve-reference":
-        serve_reference(int(sys.argv[2]), Path(sys.argv[3]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--seconds", type=float, default=2.5, help="measured window per target")
