@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.postgres import url_with
@@ -34,6 +36,7 @@ __all__ = [
     "answer_of",
     "bench_store",
     "compare",
+    "cpu_seconds",
     "free_port",
     "http_request",
     "percentile",
@@ -261,6 +264,12 @@ def print_profile(workload: str, out: Path) -> None:
         print(f"  {title}:")
         for frame, part in rows:
             print(f"    {part * 100:5.1f}%  {frame}")
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    """A process's CPU time so far, user + system, all threads (from the OS)."""
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def percentile(values: list[float], q: float) -> float:

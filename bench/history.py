@@ -30,10 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from _common import (
     ServerProcess,
     answer_of,
     bench_store,
+    cpu_seconds,
     percentile,
     print_profile,
     profile,
@@ -140,23 +142,32 @@ async def http_query(port: int, token: str, count: int, repeats: int) -> list[fl
 async def http_side_by_side(
     srv: ServerProcess, token: str, count: int, repeats: int, tmp: Path
 ) -> dict[str, float]:
-    """Our server and the bare reference, in alternating rounds of the same requests."""
+    """Our server and the bare reference, in alternating rounds of the same requests, with
+    each one's CPU time (user + system, from the OS) per request."""
     ref, ref_port = start_reference({"/": await answer_of(srv.port, history_request(token))}, tmp)
+    assert srv.proc is not None
+    procs = psutil.Process(srv.proc.pid), psutil.Process(ref.pid)
     ours: list[float] = []
     bare: list[float] = []
+    cpu = [0.0, 0.0]
     try:
         for _ in range(10):
-            ours += await http_query(srv.port, token, count, max(2, repeats // 10))
-            bare += await http_query(ref_port, token, count, max(2, repeats // 10))
+            for i, (port, times) in enumerate(((srv.port, ours), (ref_port, bare))):
+                t0 = cpu_seconds(procs[i])
+                times += await http_query(port, token, count, max(2, repeats // 10))
+                cpu[i] += cpu_seconds(procs[i]) - t0
     finally:
         ref.kill()
         ref.wait()
     results = {
+        "http_cpu_us": cpu[0] / len(ours) * 1e6,
+        "ref_http_cpu_us": cpu[1] / len(bare) * 1e6,
         "http_p50_ms": percentile(ours, 50),
         "http_p99_ms": percentile(ours, 99),
         "ref_http_p50_ms": percentile(bare, 50),
         "ref_http_p99_ms": percentile(bare, 99),
     }
+    results["http_cpu_x_ref"] = results["http_cpu_us"] / results["ref_http_cpu_us"]
     results["http_p50_x_ref"] = results["http_p50_ms"] / results["ref_http_p50_ms"]
     results["http_p99_x_ref"] = results["http_p99_ms"] / results["ref_http_p99_ms"]
     return results

@@ -54,6 +54,7 @@ from _common import (
     answer_of,
     bench_store,
     compare,
+    cpu_seconds,
     http_request,
     print_profile,
     profile,
@@ -124,11 +125,6 @@ def request_bytes(workload: str, token: str) -> bytes:
         f"POST /api/v1/chats/1/messages HTTP/1.1\r\nHost: bench\r\n{auth}"
         f"Content-Type: application/json\r\nContent-Length: {len(SEND_BODY)}\r\n\r\n"
     ).encode() + SEND_BODY
-
-
-def cpu_seconds(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
 
 
 async def drive(
