@@ -15,8 +15,8 @@ class _Watched(LoopLagMeter):
         super().__init__()
         self.sampled = asyncio.Event()
 
-    def add(self, lag_ms: float) -> None:
-        super().add(lag_ms)
+    def add(self, lag_ms: float, cpu_ms: float) -> None:
+        super().add(lag_ms, cpu_ms)
         self.sampled.set()
 
     async def next_sample(self) -> None:
@@ -26,7 +26,13 @@ class _Watched(LoopLagMeter):
 
 
 def _hold_the_loop() -> None:
-    time.sleep(0.08)  # a callback that keeps the loop for 80 ms
+    time.sleep(0.08)  # a callback that keeps the loop for 80 ms, waiting
+
+
+def _work_the_loop() -> None:
+    end = time.thread_time() + 0.08
+    while time.thread_time() < end:  # a callback that computes for 80 ms of CPU
+        pass
 
 
 async def test_a_callback_that_blocks_the_loop_shows_as_lag() -> None:
@@ -43,6 +49,21 @@ async def test_a_callback_that_blocks_the_loop_shows_as_lag() -> None:
     assert lag.recent_samples == lag.samples == sum(lag.counts) == 2
     assert len(lag.counts) == len(lag.bounds_ms) + 1 and lag.interval_ms == 10
     assert lag.recent_p99_ms == lag.max_ms  # 2 samples: the 99th percentile is the block
+    assert lag.busy_max_ms < 20  # it slept: the loop was late, not busy
+
+
+async def test_a_callback_that_computes_shows_as_busy_lag() -> None:
+    meter = _Watched()
+    meter.start()
+    try:
+        await meter.next_sample()
+        asyncio.get_running_loop().call_soon(_work_the_loop)
+        await meter.next_sample()
+    finally:
+        meter.stop()
+    lag = meter.snapshot()
+    assert lag.max_ms >= 60 and lag.busy_max_ms >= 60
+    assert sum(lag.busy_counts) == lag.samples == 2
 
 
 def test_percentiles_are_bucket_bounds_never_above_the_maximum() -> None:

@@ -323,13 +323,18 @@ class LoopLag(Model, frozen=True):
     the bound before), the last count is above the last bound. The counts grow from the
     server's start, so two readings subtract to the histogram of the time between them;
     the ``recent_`` figures are of the last ``recent_seconds`` (a percentile is the upper
-    bound of its bucket, never above the maximum)."""
+    bound of its bucket, never above the maximum). ``busy_counts`` is the same histogram
+    of each sample's busy part: the smaller of its lateness and the CPU time the loop's
+    thread used since the sample before (the rest of a late sample the loop waited: for
+    a core of a busy machine, for the GIL, in a blocking call)."""
 
     interval_ms: float = 0.0
     samples: int = 0
     max_ms: float = 0.0
     bounds_ms: list[float] = msgspec.field(default_factory=list)
     counts: list[int] = msgspec.field(default_factory=list)
+    busy_counts: list[int] = msgspec.field(default_factory=list)
+    busy_max_ms: float = 0.0
     recent_seconds: int = 0
     recent_samples: int = 0
     recent_p50_ms: float = 0.0

@@ -7,6 +7,11 @@ for a core). The loop's poll rounds its wait up to the next millisecond, so the 
 is set :data:`LEAD` early and a sample is how far past its due time it ran (0 if it ran
 before): an idle loop measures ~0, a block is counted less at most ``LEAD``.
 
+Beside each sample the meter notes how much CPU time the loop's thread used since the
+previous one, and counts the smaller of the two as the sample's busy part: at most that
+much of the lateness the loop was running code; the rest it waited (for a core of a busy
+machine, for the GIL, in a blocking call).
+
 Samples go into a fixed histogram (counts since start, which two readings can subtract)
 and into one histogram per second for the last minute. ``GET /api/v1/admin/stats``
 shows both (:class:`~messenger_protocol.LoopLag`).
@@ -62,14 +67,19 @@ class LoopLagMeter:
         """Samples per bucket since start."""
         self.max_ms = 0.0
         """The latest any callback ran since start."""
+        self.busy_counts = [0] * (len(BOUNDS_MS) + 1)
+        """The samples' busy parts per bucket since start."""
+        self.busy_max_ms = 0.0
         self._recent: deque[tuple[int, list[int], float]] = deque(maxlen=RECENT_SECONDS)
         """(second, counts, max) of the last minute."""
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._cpu = 0.0
 
     def start(self) -> None:
         """Begin sampling the running loop."""
         if self._timer is None:
+            self._cpu = time.thread_time()
             self._schedule(asyncio.get_running_loop())
 
     def stop(self) -> None:
@@ -84,15 +94,21 @@ class LoopLagMeter:
         self._timer = loop.call_later(self.interval - LEAD, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.add((time.monotonic() - self._due) * 1000)
+        lag_ms = (time.monotonic() - self._due) * 1000
+        cpu, self._cpu = self._cpu, time.thread_time()
+        self.add(lag_ms, (self._cpu - cpu) * 1000)
         self._schedule(loop)
 
-    def add(self, lag_ms: float) -> None:
-        """Count one sample (on the loop)."""
+    def add(self, lag_ms: float, cpu_ms: float) -> None:
+        """Count one sample: ``lag_ms`` late, ``cpu_ms`` of the loop's thread since the
+        previous one (on the loop)."""
         lag_ms = max(0.0, lag_ms)
         bucket = bisect.bisect_left(BOUNDS_MS, lag_ms)
         self.counts[bucket] += 1
         self.max_ms = max(self.max_ms, lag_ms)
+        busy_ms = min(lag_ms, max(0.0, cpu_ms))
+        self.busy_counts[bisect.bisect_left(BOUNDS_MS, busy_ms)] += 1
+        self.busy_max_ms = max(self.busy_max_ms, busy_ms)
         second = int(time.monotonic())
         if not self._recent or self._recent[-1][0] != second:
             self._recent.append((second, [0] * len(self.counts), 0.0))
@@ -117,6 +133,8 @@ class LoopLagMeter:
             max_ms=round(self.max_ms, 3),
             bounds_ms=list(BOUNDS_MS),
             counts=list(self.counts),
+            busy_counts=list(self.busy_counts),
+            busy_max_ms=round(self.busy_max_ms, 3),
             recent_seconds=RECENT_SECONDS,
             recent_samples=sum(recent),
             recent_p50_ms=percentile_of(recent, 50, round(recent_max, 3)),
