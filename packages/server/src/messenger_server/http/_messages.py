@@ -66,7 +66,7 @@ class BodySource(Protocol):
 class Body:
     """The request body, read on demand (nothing is read unless the handler asks)."""
 
-    __slots__ = ("_cache", "_done", "_received", "_source", "length")
+    __slots__ = ("_cache", "_done", "_received", "_source", "_taken", "length")
 
     def __init__(
         self, source: BodySource | None, length: int | None, *, whole: bytes | None = None
@@ -74,11 +74,13 @@ class Body:
         self._source = source
         self.length = length
         """Content-Length, or None for a chunked body."""
+        self._taken: bool | None = None
         if whole is not None:
             # the whole body came with the head: nothing is left to read
             self._done = True
             self._received = len(whole)
             self._cache: bytes | None = whole
+            self._taken = False
             return
         self._done = length == 0 or source is None
         self._received = 0
@@ -94,6 +96,12 @@ class Body:
         """Body bytes received so far."""
         return self._received
 
+    @property
+    def taken(self) -> bool:
+        """A body that came whole with its head (``whole``) was handed out (read, or its
+        one chunk); False for every other body."""
+        return bool(self._taken)
+
     async def read(self, limit: int) -> bytes:
         """The whole body; more than ``limit`` bytes is ``too_large`` (413).
 
@@ -102,6 +110,8 @@ class Body:
         if self._cache is not None:
             if len(self._cache) > limit:
                 raise _too_large(limit)
+            if self._taken is False:
+                self._taken = True
             return self._cache
         parts = [chunk async for chunk in self.chunks(limit)]
         self._cache = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -113,6 +123,8 @@ class Body:
             raise _too_large(limit)
         if self._done or self._source is None:
             if self._cache:
+                if self._taken is False:
+                    self._taken = True
                 yield self._cache
             return
         while True:

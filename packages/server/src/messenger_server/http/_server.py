@@ -904,16 +904,12 @@ class _Connection:
         self._stop_body_watch()
         whole: bytes | None = None
         if head.content_length:
-            lead = self._parser.take_body()
-            if len(lead) == head.content_length:
-                # all of it came with the head (a JSON call, usually): handed over whole,
-                # no read and no reading state for it
-                whole = lead
-                self._body_done = True
-                self._body_received = len(lead)
-            else:
-                self._body_lead = lead
-                self._body_remaining = head.content_length
+            self._body_lead = self._parser.take_body()
+            self._body_remaining = head.content_length
+            if len(self._body_lead) == head.content_length:
+                # all of it came with the head (a JSON call, usually): the handler gets
+                # it whole, with no reads (left unread, it is drained as any other)
+                whole = self._body_lead
         elif head.content_length == 0 and self._parser.empty_body_done():
             self._body_done = True  # a GET: nothing to read or drain after the answer
         result: Response | StreamResponse
@@ -939,6 +935,11 @@ class _Connection:
             if _log_limit.allow("request failure"):
                 log.exception("%s %s failed", head.method, redacted_target(head.target))
             result = _error_response(ApiError(ErrorCode.INTERNAL, "internal server error"))
+        if whole is not None and request is not None and request.body.taken:
+            self._body_lead = b""
+            self._body_remaining = 0
+            self._body_received = len(whole)
+            self._body_done = True
         if self.transport.is_closing():
             # the client left while we worked: nobody reads an answer now
             self._peer_left(head)
