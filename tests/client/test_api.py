@@ -153,6 +153,17 @@ async def test_unreachable_server_is_server_unavailable() -> None:
         assert isinstance(caught.value, ConnectionError)
 
 
+async def test_a_client_closed_before_its_first_request_makes_none() -> None:
+    # The HTTP client is made at the first request (a UI makes its Client before its
+    # first frame); closing before that still closes it for good.
+    client = Client("http://127.0.0.1:1", token="t")
+    assert not client.closed
+    await client.close()
+    assert client.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.chats()
+
+
 async def test_not_logged_in_fails_before_the_network() -> None:
     async with Client("http://127.0.0.1:1") as client:
         with pytest.raises(ApiError) as caught:

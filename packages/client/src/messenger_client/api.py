@@ -21,12 +21,13 @@ a chat message wait behind it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import functools
 import logging
 import os
 import re
 import ssl
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -125,6 +126,7 @@ __all__ = [
     "ServerUnavailable",
     "new_client_id",
     "numbered_name",
+    "prepare_tls",
     "tls_context",
 ]
 
@@ -240,12 +242,38 @@ async def _place(part: Path, target: Path) -> Path:
         return candidate
 
 
-@functools.cache
+_tls_lock = threading.Lock()
+_tls: concurrent.futures.Future[ssl.SSLContext] | None = None
+
+
+def prepare_tls() -> None:
+    """Start building the process's TLS context in a thread, once (see :func:`tls_context`).
+
+    OpenSSL reads the CA bundle without holding the GIL, so a client made on the way to a
+    UI's first frame does not wait for it: the first request finds it built."""
+    global _tls
+    with _tls_lock:
+        if _tls is not None:
+            return
+        future: concurrent.futures.Future[ssl.SSLContext] = concurrent.futures.Future()
+        _tls = future
+
+    def build() -> None:
+        try:
+            future.set_result(httpx.create_ssl_context())
+        except BaseException as exc:  # handed to whoever needs the context
+            future.set_exception(exc)
+
+    threading.Thread(target=build, name="tls-context", daemon=True).start()
+
+
 def tls_context() -> ssl.SSLContext:
     """httpx's default TLS settings (certifi's CAs, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``),
     built once per process and shared by every HTTP client: building one loads the whole CA
     bundle, 20-70 ms of CPU that each client paid before, on every start of a client."""
-    return httpx.create_ssl_context()
+    prepare_tls()
+    assert _tls is not None
+    return _tls.result()
 
 
 class Client:
@@ -268,10 +296,22 @@ class Client:
         self.device = device
         self.session: Session | None = None
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self._http = self._new_http()
+        self._http_client: httpx.AsyncClient | None = None
+        """Made at the first request: a UI makes its client before its first frame."""
         self._files: httpx.AsyncClient | None = None
         self._watchers: list[Callable[[StreamItem], None]] = []
         self._live_streams = 0
+        prepare_tls()
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._http_client is None:
+            self._http_client = self._new_http()
+        return self._http_client
+
+    @_http.setter
+    def _http(self, http: httpx.AsyncClient) -> None:
+        self._http_client = http
 
     def _new_http(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -345,10 +385,10 @@ class Client:
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` ran (a closed client makes no more requests)."""
-        return self._http.is_closed
+        return self._http_client is not None and self._http_client.is_closed
 
     async def close(self) -> None:
-        """Close every connection of this client."""
+        """Close every connection of this client (a closed client makes no requests)."""
         await self._http.aclose()
         if self._files is not None:
             await self._files.aclose()
