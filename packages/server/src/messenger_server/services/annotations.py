@@ -245,8 +245,15 @@ class AnnotationService:
             if carried not in current:
                 current[carried] = tx.message(carried)
             message = current[carried]
-            if message is not None:
-                handle.payload = encode_event(with_current(decode_event(handle.payload), message))
+            if message is None:
+                continue
+            if handle.name == "mention":
+                if carried not in mentioned:
+                    mentioned[carried] = notify_queries(tx).mentioned(carried)
+                if handle.user_id not in mentioned[carried]:
+                    handle.logged = False  # as a logged one leaves the log (above)
+                    continue
+            handle.payload = encode_event(with_current(decode_event(handle.payload), message))
         if payloads:
             queries.relog(payloads)
         if gone:
@@ -359,6 +366,12 @@ class AnnotationService:
             queries = annotation_queries(tx)
             pinned = queries.unpin(message.chat_id, message_id)
             queries.tombstone(message_id, now)
+            # the tombstone removed the logged events that carry the message; on
+            # PostgreSQL those of this commit's earlier units (an edit, a pin in the same
+            # loop turn) are not rows yet: they stay out of the log too
+            for handle in tx.unnumbered_events():
+                if handle.message_id == message_id:
+                    handle.logged = False
             tombstone = self._current(tx, message_id)
             gone = MessageDeleted(
                 chat_id=message.chat_id, message_id=message_id, tombstone=tombstone

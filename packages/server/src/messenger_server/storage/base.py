@@ -374,7 +374,8 @@ class EventQueries(Protocol):
         """The events this transaction appended that are not rows of the log yet
         (PostgreSQL inserts a group's events, of all its units, by its last statement;
         SQLite: none). Changing a handle's ``payload`` changes what is logged and
-        published."""
+        published; clearing its ``logged`` keeps it out of the log (a row SQLite would
+        have deleted), though it is still numbered and published."""
         ...
 
     def events_after(self, user_id: int, after: int, upto: int, limit: int) -> list[EventRecord]:

@@ -213,6 +213,9 @@ def _number_events(conn: psycopg.Connection[Any], events: list[EventHandle]) -> 
     first = min(r[0] for r in rows)
     for offset, handle in enumerate(events):
         handle.seq = first + offset
+    unlogged = [handle.seq for handle in events if not handle.logged]
+    if unlogged:  # numbered (a later unit of the group removed what they carry): not kept
+        conn.execute(b"DELETE FROM events WHERE seq = ANY(%s)", (unlogged,))
 
 
 def migrate(conn: psycopg.Connection[Any]) -> None:

@@ -99,7 +99,8 @@ class EventHandle:
     """
 
     __slots__ = (
-        "_seq", "chat_id", "created_at", "except_late", "message_id", "name", "payload", "user_id"
+        "_seq", "chat_id", "created_at", "except_late", "logged", "message_id", "name", "payload",
+        "user_id",
     )  # fmt: skip
 
     def __init__(
@@ -119,6 +120,9 @@ class EventHandle:
         self.chat_id = chat_id
         self.user_id = user_id
         self.created_at = now
+        self.logged = True
+        """False: numbered and published, but kept out of the log (a unit of the same
+        commit removed what it carries, as a delete removes its message's logged events)."""
         self._seq: int | None = None
 
     @property
