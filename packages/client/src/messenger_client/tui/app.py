@@ -11,7 +11,6 @@ between chats -- and routes its screens' messages and actions to them (in 300 li
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable
@@ -88,8 +87,6 @@ class MessengerApp(Host):
         self.config = config or ClientConfig()
         self.options = options or TuiOptions()
         self.clock = clock
-        self._gc_was_enabled = False
-        """on_mount paused the garbage collector (see there)."""
         self.server = self.config.server.rstrip("/")
         self.client: Client | None = None
         self.runner: slash.CommandRunner | None = None
@@ -118,20 +115,9 @@ class MessengerApp(Host):
 
     def on_mount(self) -> None:
         """Apply the keymap, then resume a saved session or ask to log in."""
-        # The start to the first frame makes many objects and little cyclic garbage: the
-        # collector's passes over them were a sixth of it. It runs again after the first
-        # frames (the cached chat's on a resumed session), or when the app ends first.
-        self._gc_was_enabled = gc.isenabled()
-        gc.disable()
         if self.options.keymap:
             self.set_keymap(self.options.keymap)
         self.session.start()
-        self.call_after_refresh(self.call_after_refresh, self._resume_gc)
-
-    def _resume_gc(self) -> None:
-        if self._gc_was_enabled:
-            self._gc_was_enabled = False
-            gc.enable()
 
     @on(LoginRequested)
     def _login_requested(self, event: LoginRequested) -> None:
@@ -296,7 +282,6 @@ class MessengerApp(Host):
 
     async def on_unmount(self) -> None:
         """Close the connection and the cache."""
-        self._resume_gc()
         if self.client is not None:
             await self.client.close()
         if self.store is not None and self.store.cache is not None:
