@@ -84,8 +84,8 @@ async def test_owner_approves_a_link_join_request_with_one_click(
 
             name, key = parse_invite(link)
             assert (await bob.join(name, key)).state == "requested"
-            bar = app.main.query_one(JoinRequestBar) if app.main else None
             await until(pilot, lambda: "bob asks to join team" in screen_text(app), "the bar")
+            bar = app.main.query_one(JoinRequestBar) if app.main else None
             assert "Join request" in notes(app)
             await click(pilot, "#join-approve")
             await until(pilot, lambda: "bob is now in team" in notes(app), "approved")
