@@ -217,22 +217,27 @@ class AnnotationService:
             return
         current: dict[int, Message | None] = {}
         mentioned: dict[int, set[int]] = {}
+
+        def message_of(message_id: int) -> Message | None:
+            if message_id not in current:
+                current[message_id] = tx.message(message_id)
+            return current[message_id]
+
+        def still_mentions(message_id: int, user_id: int | None) -> bool:
+            if message_id not in mentioned:
+                mentioned[message_id] = notify_queries(tx).mentioned(message_id)
+            return user_id in mentioned[message_id]
+
         rewritten: dict[bytes, bytes] = {}
         payloads: list[tuple[int, bytes]] = []
         gone: list[int] = []
         for record in logged:
-            mid = record.message_id
-            if mid not in current:
-                current[mid] = tx.message(mid)
-            message = current[mid]
+            message = message_of(record.message_id)
             if message is None:
                 continue
-            if record.name == "mention":
-                if mid not in mentioned:
-                    mentioned[mid] = notify_queries(tx).mentioned(mid)
-                if record.user_id not in mentioned[mid]:
-                    gone.append(record.seq)
-                    continue
+            if record.name == "mention" and not still_mentions(record.message_id, record.user_id):
+                gone.append(record.seq)
+                continue
             payload = rewritten.get(record.payload)
             if payload is None:
                 payload = encode_event(with_current(decode_event(record.payload), message))
@@ -240,19 +245,13 @@ class AnnotationService:
             if payload != record.payload:
                 payloads.append((record.seq, payload))
         for handle in unnumbered:
-            carried = handle.message_id
-            assert carried is not None
-            if carried not in current:
-                current[carried] = tx.message(carried)
-            message = current[carried]
+            assert handle.message_id is not None
+            message = message_of(handle.message_id)
             if message is None:
                 continue
-            if handle.name == "mention":
-                if carried not in mentioned:
-                    mentioned[carried] = notify_queries(tx).mentioned(carried)
-                if handle.user_id not in mentioned[carried]:
-                    handle.logged = False  # as a logged one leaves the log (above)
-                    continue
+            if handle.name == "mention" and not still_mentions(handle.message_id, handle.user_id):
+                handle.logged = False  # as a logged one leaves the log (above)
+                continue
             handle.payload = encode_event(with_current(decode_event(handle.payload), message))
         if payloads:
             queries.relog(payloads)
