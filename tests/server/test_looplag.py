@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
+from messenger_protocol import LoopLag
 from messenger_server.looplag import BOUNDS_MS, LoopLagMeter, percentile_of
 
 
@@ -35,16 +37,22 @@ def _work_the_loop() -> None:
         pass
 
 
-async def test_a_callback_that_blocks_the_loop_shows_as_lag() -> None:
+async def lag_around(callback: Callable[[], None]) -> LoopLag:
+    """The meter's snapshot after one sample before ``callback`` runs on the loop and the
+    next one after it."""
     meter = _Watched()
     meter.start()
     try:
         await meter.next_sample()
-        asyncio.get_running_loop().call_soon(_hold_the_loop)
+        asyncio.get_running_loop().call_soon(callback)
         await meter.next_sample()
     finally:
         meter.stop()
-    lag = meter.snapshot()
+    return meter.snapshot()
+
+
+async def test_a_callback_that_blocks_the_loop_shows_as_lag() -> None:
+    lag = await lag_around(_hold_the_loop)
     assert lag.max_ms >= 60 and lag.recent_max_ms == lag.max_ms
     assert lag.recent_samples == lag.samples == sum(lag.counts) == 2
     assert len(lag.counts) == len(lag.bounds_ms) + 1 and lag.interval_ms == 10
@@ -53,15 +61,7 @@ async def test_a_callback_that_blocks_the_loop_shows_as_lag() -> None:
 
 
 async def test_a_callback_that_computes_shows_as_busy_lag() -> None:
-    meter = _Watched()
-    meter.start()
-    try:
-        await meter.next_sample()
-        asyncio.get_running_loop().call_soon(_work_the_loop)
-        await meter.next_sample()
-    finally:
-        meter.stop()
-    lag = meter.snapshot()
+    lag = await lag_around(_work_the_loop)
     assert lag.max_ms >= 60 and lag.busy_max_ms >= 60
     assert sum(lag.busy_counts) == lag.samples == 2
 
