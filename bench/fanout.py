@@ -6,11 +6,18 @@
     uv run python bench/fanout.py --store postgresql://postgres@127.0.0.1:5432/test
     uv run python bench/fanout.py --streams 1000 --messages 500 --rate 50000
 
-The server runs as its own process; this script is the load generator, written on raw
-asyncio protocols (a high-level HTTP client would be the bottleneck). Each message
-carries its send time (CLOCK_MONOTONIC, shared by processes on one machine), so a
-sample of receivers measures send -> receive latency. If ``redis-server`` is on PATH,
-the same generator also runs against Redis pub/sub as the reference (SPEC §7).
+The server runs as its own process, and so does the load generator: ``--readers``
+processes (2 by default) each hold their share of the streams and one more process runs
+the senders, all on raw asyncio protocols (uvloop when installed; a high-level HTTP
+client would be the bottleneck), each reporting to this script over a pipe. Each message
+carries its send time (CLOCK_MONOTONIC, shared by processes on one machine), so a sample
+of receivers measures send -> receive latency. If ``redis-server`` is on PATH, the same
+generator also runs against Redis pub/sub as the reference (SPEC §7).
+
+Both targets print their CPU share (``server_cpu_share``: cores busy while fanning out)
+beside the load generator's (``generator_cpu_share``, its processes together), so a
+reader can see which side was saturated: a target well under one core while the
+generator is busy measures the generator, not the target.
 
 By default the senders send back to back (saturated fan-out). With ``--rate`` they are
 paced to that many deliveries per second in total (messages/s = rate / streams, each
@@ -23,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -31,6 +40,9 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +52,7 @@ from _common import (
     SseCounter,
     bench_store,
     compare,
+    cpu_seconds,
     free_port,
     percentile,
     print_profile,
@@ -49,69 +62,186 @@ from _common import (
 )
 
 STAMP = re.compile(rb"t=(\d+)")
+SETTLE_S = 0.5
+"""Seconds the streams stay open before counting starts (presence events settle)."""
+DEADLINE_S = 60.0
+"""Seconds the readers wait for all the deliveries after the first send."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the load generator's processes need to know of one target (pickled to them)."""
+
+    kind: str
+    """"messenger" or "redis"."""
+    port: int
+    send_tokens: tuple[str, ...] = ()
+    """One bearer token per sender (messenger)."""
+    host: str = "127.0.0.1"
+    path: str = "/api/v1/chats/1/messages"
+
+
+@dataclass
+class Group:
+    """The streams of one reader process: frames counted together, done when all came."""
+
+    expected: float = float("inf")
+    total: int = 0
+    done_ns: int = 0
+    latencies: list[float] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Receiver(SseCounter):
-    """Counts SSE frames; a sample also records send -> receive latency."""
+    """Counts frames into its :class:`Group`; a sample also records send -> receive
+    latency. ``ready`` resolves on the response head (messenger) or on the first reply
+    (Redis: the subscription's confirmation)."""
 
-    def __init__(self, request: bytes, sample: bool, latencies: list[float]) -> None:
+    def __init__(self, request: bytes, sample: bool, group: Group, any_reply: bool) -> None:
         super().__init__(request, sample)
-        self.latencies = latencies
+        self.group = group
+        self.any_reply = any_reply
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are no asyncio.Transport subclass)
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.any_reply and not self.ready.done():
+            self.ready.set_result(None)
+        before = self.frames
+        super().data_received(data)
+        group = self.group
+        group.total += self.frames - before
+        if group.total >= group.expected and not group.done_ns:
+            group.done_ns = time.monotonic_ns()
+            group.done.set()
 
     def record(self, data: bytes, now_ns: int) -> None:
         for stamp in STAMP.findall(data):
-            self.latencies.append((now_ns - int(stamp)) / 1e6)
+            self.group.latencies.append((now_ns - int(stamp)) / 1e6)
 
 
-async def collect(
-    receivers: list[Receiver],
-    expected: int,
-    proc: psutil.Process,
-    cpu0: Any,
-    t0: float,
-    latencies: list[float],
-    writes0: int,
-) -> dict[str, float]:
-    """Wait (up to 60 s) for `expected` frames, then the numbers both targets report."""
-    deadline = time.monotonic() + 60
-    while sum(r.frames for r in receivers) < expected:
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - t0
-    cpu1 = proc.cpu_times()
-    delivered = sum(r.frames for r in receivers)
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    writes = write_syscalls(proc) - writes0
-    return {
-        "delivered": delivered,
-        "deliveries_per_s": delivered / elapsed,
-        "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
-        "deliveries_per_write": delivered / max(1, writes),
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p99_ms": percentile(latencies, 99),
-    }
+async def recv(conn: Connection) -> Any:
+    """The next object from the coordinating process, without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(conn.fileno(), wake)
+    try:
+        await readable
+    finally:
+        loop.remove_reader(conn.fileno())
+    return conn.recv()
 
 
-def write_syscalls(proc: psutil.Process) -> int:
-    """Write syscalls the process made so far (write/writev, what uvloop and Redis use;
-    the responses to the senders count too, one per send)."""
-    return int(proc.io_counters().write_count)
+def run_worker(main: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+    """Run a worker's coroutine on uvloop when installed (both targets alike)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        asyncio.run(main(*args))
+    else:
+        uvloop.run(main(*args))
+
+
+def reader_process(
+    conn: Connection, target: Target, requests: list[bytes], samples: list[bool]
+) -> None:
+    """A reader process: holds ``requests``' streams, counts what they get."""
+    run_worker(read_streams, conn, target, requests, samples)
+
+
+async def read_streams(
+    conn: Connection, target: Target, requests: list[bytes], samples: list[bool]
+) -> None:
+    """Open the streams, say "ready"; on ("reset", per_stream) zero the counts; on
+    ("collect", deadline) answer the frames counted, when the last arrived (monotonic
+    ns) and the sampled latencies once all came or at the deadline; then wait for "stop"."""
+    loop = asyncio.get_running_loop()
+    group = Group()
+    receivers: list[Receiver] = []
+    for request, sample in zip(requests, samples, strict=True):
+        rec = Receiver(request, sample, group, any_reply=target.kind == "redis")
+        await loop.create_connection(lambda rec=rec: rec, target.host, target.port)  # type: ignore[misc]
+        receivers.append(rec)
+    await asyncio.gather(*(r.ready for r in receivers))
+    conn.send("ready")
+    _, per_stream = await recv(conn)
+    group.total = 0
+    group.latencies.clear()
+    group.expected = per_stream * len(receivers)
+    conn.send("reset")
+    _, deadline = await recv(conn)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(group.done.wait(), max(0.0, deadline - time.monotonic()))
+    conn.send((group.total, group.done_ns or time.monotonic_ns(), group.latencies))
+    await recv(conn)
+
+
+def sender_process(
+    conn: Connection, target: Target, senders: int, count: int, interval: float
+) -> None:
+    """The senders' process: ``senders`` connections, ``count`` messages each."""
+    run_worker(send_all, conn, target, senders, count, interval)
+
+
+async def send_all(
+    conn: Connection, target: Target, senders: int, count: int, interval: float
+) -> None:
+    """Connect, say "ready"; on a start time (monotonic s) send, answer when all were
+    answered (monotonic s)."""
+    links = [await asyncio.open_connection(target.host, target.port) for _ in range(senders)]
+    conn.send("ready")
+    start: float = await recv(conn)
+    send = send_messenger if target.kind == "messenger" else send_redis
+    await asyncio.gather(
+        *(
+            send(target, k, reader, writer, count, interval, start + k * interval / senders)
+            for k, (reader, writer) in enumerate(links)
+        )
+    )
+    conn.send(time.monotonic())
+    for _, writer in links:
+        writer.close()
 
 
 async def pace(i: int, start: float, interval: float) -> None:
     """Sleep until the ``i``-th send of a sender paced at ``interval`` seconds from
-    ``start`` (loop time); no wait when unpaced (``interval`` 0) or late."""
-    if interval:
-        loop = asyncio.get_running_loop()
-        wait = start + i * interval - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+    ``start`` (monotonic s; until ``start`` when unpaced); no wait when late."""
+    wait = start + i * interval - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
-async def sender(
-    host: str,
-    port: int,
+async def send_messenger(
+    target: Target,
+    k: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    count: int,
+    interval: float,
+    start: float,
+) -> None:
+    """Sender ``k``: ``count`` general-chat messages on one keep-alive connection."""
+    await post(reader, writer, target.send_tokens[k], count, target.path, "", interval, start)
+
+
+async def sender(host: str, port: int, token: str, count: int, path: str, tag: str = "") -> None:
+    """Sends ``count`` messages back to back on a keep-alive connection of its own
+    (``tag`` follows the time stamp in each text)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    await post(reader, writer, token, count, path, tag)
+    writer.close()
+
+
+async def post(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
     token: str,
     count: int,
     path: str,
@@ -119,10 +249,8 @@ async def sender(
     interval: float = 0.0,
     start: float = 0.0,
 ) -> None:
-    """Sends `count` messages on one keep-alive connection, back to back or one every
-    ``interval`` seconds from ``start`` (loop time); ``tag`` follows the time stamp in
-    each text."""
-    reader, writer = await asyncio.open_connection(host, port)
+    """``count`` messages to ``path``, each after the answer to the one before, back to
+    back or one every ``interval`` seconds from ``start`` (monotonic s)."""
     for i in range(count):
         await pace(i, start, interval)
         text = f"bench t={time.monotonic_ns()}{tag} " + "x" * 100
@@ -137,18 +265,144 @@ async def sender(
             raise RuntimeError(f"send {i}: {head[:100]!r}")
         length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
         await reader.readexactly(length)
-    writer.close()
 
 
-async def run_messenger(
+async def send_redis(
+    target: Target,
+    k: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    count: int,
+    interval: float,
+    start: float,
+) -> None:
+    """Publisher ``k``: ``count`` messages of the same size to the channel."""
+    for i in range(count):
+        await pace(i, start, interval)
+        payload = (f"id: t={time.monotonic_ns()} " + "x" * 100).encode()
+        writer.write(
+            b"*3\r\n$7\r\nPUBLISH\r\n$7\r\ngeneral\r\n$%d\r\n%s\r\n" % (len(payload), payload)
+        )
+        await reader.readline()
+
+
+def write_syscalls(proc: psutil.Process) -> int:
+    """Write syscalls the process made so far (write/writev, what uvloop and Redis use;
+    the responses to the senders count too, one per send)."""
+    return int(proc.io_counters().write_count)
+
+
+def expect(conn: Connection, what: str, timeout: float = 120.0) -> Any:
+    """The next answer of a worker (it must come within ``timeout`` s)."""
+    if not conn.poll(timeout):
+        raise RuntimeError(f"a load generator process did not answer ({what})")
+    return conn.recv()
+
+
+def drive(
+    target: Target,
+    server_pid: int,
+    requests: list[bytes],
+    messages: int,
+    senders: int,
+    readers: int,
+    rate: float,
+    profile_to: Path | None = None,
+) -> dict[str, Any]:
+    """Run the load generator's processes against ``target`` (the process ``server_pid``);
+    the numbers both targets report."""
+    streams = len(requests)
+    per_sender = messages // senders
+    # seconds between the sends of one sender for ``rate`` deliveries/s in total
+    interval = senders * streams / rate if rate else 0.0
+    every = max(1, streams // 20)
+    samples = [i % every == 0 for i in range(streams)]
+    ctx = multiprocessing.get_context("spawn")
+    links: list[Connection] = []
+    workers: list[multiprocessing.process.BaseProcess] = []
+
+    def start(fn: Callable[..., None], *args: Any) -> Connection:
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=fn, args=(theirs, target, *args), daemon=True)
+        proc.start()
+        theirs.close()
+        links.append(ours)
+        workers.append(proc)
+        return ours
+
+    try:
+        parts = [range(r, streams, readers) for r in range(readers)]
+        reading = [
+            start(reader_process, [requests[i] for i in part], [samples[i] for i in part])
+            for part in parts
+        ]
+        sending = start(sender_process, senders, per_sender, interval)
+        for link in links:
+            expect(link, "ready")
+        time.sleep(SETTLE_S)  # let presence events settle before counting
+        for link in reading:
+            link.send(("reset", per_sender * senders))
+        for link in reading:
+            expect(link, "reset")
+        proc = psutil.Process(server_pid)
+        gen = [psutil.Process(w.pid) for w in workers]
+        spy = None if profile_to is None else profile(proc.pid, profile_to, None)
+        cpu0, writes0 = cpu_seconds(proc), write_syscalls(proc)
+        gen0 = sum(map(cpu_seconds, gen))
+        t0 = time.monotonic() + 0.05
+        sending.send(t0)
+        for link in reading:
+            link.send(("collect", t0 + DEADLINE_S))
+        sent = expect(sending, "sent", DEADLINE_S + 60)
+        counted = [expect(link, "counted", DEADLINE_S + 60) for link in reading]
+        cpu, writes = cpu_seconds(proc) - cpu0, write_syscalls(proc) - writes0
+        gen_cpu = sum(map(cpu_seconds, gen)) - gen0
+        if spy is not None and profile_to is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
+            print_profile(f"{streams} streams", profile_to)
+        for link in links:
+            link.send("stop")
+    finally:
+        for w in workers:
+            w.join(10)
+            if w.is_alive():
+                w.kill()
+    delivered = sum(frames for frames, _, _ in counted)
+    elapsed = max(done for _, done, _ in counted) / 1e9 - t0
+    latencies = [ms for _, _, part in counted for ms in part]
+    return {
+        "messages": per_sender * senders,
+        "expected_deliveries": per_sender * senders * streams,
+        "delivered": delivered,
+        "sends_per_s": per_sender * senders / (sent - t0),
+        "deliveries_per_s": delivered / elapsed,
+        "server_cpu_s_per_million": cpu / max(1, delivered) * 1e6,
+        "server_cpu_share": cpu / elapsed,
+        "generator_cpu_share": gen_cpu / elapsed,
+        "deliveries_per_write": delivered / max(1, writes),
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p99_ms": percentile(latencies, 99),
+        "server_rss_mb": proc.memory_info().rss / 2**20,
+    }
+
+
+async def register_all(port: int, logins: Sequence[str]) -> list[str]:
+    """Register each login; their bearer tokens."""
+    return [await register("127.0.0.1", port, login) for login in logins]
+
+
+def run_messenger(
     streams: int,
     messages: int,
     senders: int,
     users: int,
+    readers: int,
     store: str = "",
     profile_to: Path | None = None,
     rate: float = 0.0,
 ) -> dict[str, Any]:
+    """The load against a messenger server of its own."""
     with tempfile.TemporaryDirectory() as tmp, bench_store(store) as store_url:
         srv = ServerProcess(
             Path(tmp) / "data",
@@ -158,134 +412,43 @@ async def run_messenger(
         )  # fmt: skip
         srv.start()
         try:
-            return await _drive(srv, streams, messages, senders, users, profile_to, rate)
+            tokens = asyncio.run(register_all(srv.port, [f"recv{i}" for i in range(users)]))
+            send_tokens = asyncio.run(register_all(srv.port, [f"send{i}" for i in range(senders)]))
+            requests = [
+                f"GET /api/v1/events HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer "
+                f"{tokens[i % users]}\r\nAccept: text/event-stream\r\n\r\n".encode()
+                for i in range(streams)
+            ]
+            target = Target("messenger", srv.port, tuple(send_tokens))
+            assert srv.proc is not None
+            res = drive(
+                target, srv.proc.pid, requests, messages, senders, readers, rate, profile_to
+            )
+            return {"streams": streams, **res}
         finally:
             srv.stop()
 
 
-async def _drive(
-    srv: ServerProcess,
-    streams: int,
-    messages: int,
-    senders: int,
-    users: int,
-    profile_to: Path | None,
-    rate: float,
-) -> dict[str, Any]:
-    host, port = "127.0.0.1", srv.port
-    loop = asyncio.get_running_loop()
-    tokens = [await register(host, port, f"recv{i}") for i in range(users)]
-    send_tokens = [await register(host, port, f"send{i}") for i in range(senders)]
-    latencies: list[float] = []
-    receivers: list[Receiver] = []
-    for i in range(streams):
-        req = (
-            f"GET /api/v1/events HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer "
-            f"{tokens[i % users]}\r\nAccept: text/event-stream\r\n\r\n"
-        ).encode()
-        rec = Receiver(req, sample=i % max(1, streams // 20) == 0, latencies=latencies)
-        await loop.create_connection(lambda rec=rec: rec, host, port)  # type: ignore[misc]
-        receivers.append(rec)
-    await asyncio.gather(*(r.ready for r in receivers))
-    await asyncio.sleep(0.5)  # let presence events settle before counting
-    for r in receivers:
-        r.frames = 0
-    latencies.clear()
-    proc = psutil.Process(srv.proc.pid)  # type: ignore[union-attr]
-    spy = None if profile_to is None else profile(proc.pid, profile_to, None)
-    cpu0 = proc.cpu_times()
-    writes0 = write_syscalls(proc)
-    t0 = time.perf_counter()
-    per_sender = messages // senders
-    interval, start = schedule(rate, streams, senders)
-    await asyncio.gather(
-        *(
-            sender(host, port, t, per_sender, "/api/v1/chats/1/messages", "", interval,
-                   start + k * interval / senders)
-            for k, t in enumerate(send_tokens)
-        )
-    )  # fmt: skip
-    sent_time = time.perf_counter() - t0
-    measured = await collect(
-        receivers, per_sender * senders * streams, proc, cpu0, t0, latencies, writes0
-    )
-    if spy is not None and profile_to is not None:
-        spy.send_signal(signal.SIGINT)
-        await asyncio.to_thread(spy.wait)
-        print_profile(f"{streams} streams", profile_to)
-    return {
-        "streams": streams,
-        "messages": per_sender * senders,
-        "expected_deliveries": per_sender * senders * streams,
-        "sends_per_s": per_sender * senders / sent_time,
-        **measured,
-        "server_rss_mb": proc.memory_info().rss / 2**20,
-    }
-
-
-def schedule(rate: float, streams: int, senders: int) -> tuple[float, float]:
-    """(seconds between the sends of one sender, loop time of the first send) for ``rate``
-    deliveries/s to ``streams`` streams in total (0 and now: back to back)."""
-    now = asyncio.get_running_loop().time()
-    if not rate:
-        return 0.0, now
-    return senders * streams / rate, now
-
-
-async def run_redis(
-    streams: int, messages: int, senders: int, rate: float = 0.0
+def run_redis(
+    streams: int, messages: int, senders: int, readers: int, rate: float = 0.0
 ) -> dict[str, Any] | None:
     """The same shape of load against redis-server pub/sub, as the reference."""
     exe = shutil.which("redis-server")
     if exe is None:
         return None
     port = free_port()
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
+    proc = subprocess.Popen(
         [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--maxclients", "20000"],
         stdout=subprocess.DEVNULL,
     )
     try:
-        await asyncio.sleep(0.3)
-        loop = asyncio.get_running_loop()
-        latencies: list[float] = []
-        receivers: list[Receiver] = []
+        time.sleep(0.3)
         sub = b"*2\r\n$9\r\nSUBSCRIBE\r\n$7\r\ngeneral\r\n"
-        for i in range(streams):
-            rec = Receiver(sub, sample=i % max(1, streams // 20) == 0, latencies=latencies)
-            rec.ready = loop.create_future()
-            await loop.create_connection(lambda rec=rec: rec, "127.0.0.1", port)  # type: ignore[misc]
-            receivers.append(rec)
-        await asyncio.sleep(0.5)
-        ps = psutil.Process(proc.pid)
-        cpu0 = ps.cpu_times()
-        writes0 = write_syscalls(ps)
-        per_sender = messages // senders
-
-        async def publish(count: int, start: float) -> None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            for i in range(count):
-                await pace(i, start, interval)
-                text = f"id: t={time.monotonic_ns()} " + "x" * 100
-                payload = text.encode()
-                writer.write(
-                    b"*3\r\n$7\r\nPUBLISH\r\n$7\r\ngeneral\r\n$%d\r\n%s\r\n"
-                    % (len(payload), payload)
-                )
-                await reader.readline()
-            writer.close()
-
-        for r in receivers:
-            r.frames = 0
-        t0 = time.perf_counter()
-        interval, start = schedule(rate, streams, senders)
-        await asyncio.gather(
-            *(publish(per_sender, start + k * interval / senders) for k in range(senders))
+        res = drive(
+            Target("redis", port), proc.pid, [sub] * streams, messages, senders, readers, rate
         )
-        measured = await collect(
-            receivers, per_sender * senders * streams, ps, cpu0, t0, latencies, writes0
-        )
-        del measured["delivered"]
-        return measured
+        del res["delivered"], res["messages"], res["expected_deliveries"]
+        return res
     finally:
         proc.terminate()
         proc.wait()
@@ -296,6 +459,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument(
+        "--readers", type=int, default=2, help="processes holding the streams (a share each)"
+    )
     parser.add_argument("--users", type=int, default=10, help="distinct receiving users")
     parser.add_argument(
         "--rate",
@@ -320,16 +486,15 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     print(f"load average (1 min) {os.getloadavg()[0]:.2f} before")
     for n in args.streams:
-        res = asyncio.run(
-            run_messenger(
-                n,
-                args.messages,
-                args.senders,
-                min(args.users, n),
-                args.store,
-                None if args.profile is None else args.profile / f"fanout-{n}.txt",
-                args.rate,
-            )
+        res = run_messenger(
+            n,
+            args.messages,
+            args.senders,
+            min(args.users, n),
+            args.readers,
+            args.store,
+            None if args.profile is None else args.profile / f"fanout-{n}.txt",
+            args.rate,
         )
         paced = f", paced at {args.rate:.0f} deliveries/s" if args.rate else ""
         print(f"messenger, {n} streams{paced}:")
@@ -337,7 +502,7 @@ def main() -> None:
             print(
                 f"  {key:28} {value:12.2f}" if isinstance(value, float) else f"  {key:28} {value}"
             )
-        ref = asyncio.run(run_redis(n, args.messages, args.senders, args.rate))
+        ref = run_redis(n, args.messages, args.senders, args.readers, args.rate)
         if ref is not None:
             print(f"redis pub/sub, {n} streams{paced}:")
             for key, value in ref.items():
