@@ -17,7 +17,6 @@ from textual.screen import Screen
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
     Input,
     Label,
     Static,
@@ -41,6 +40,7 @@ from messenger_protocol import (
 )
 
 from ..robust import Guarded
+from ..widgets.footer import KeysFooter
 
 __all__ = ["STATS_EVERY", "AdminApi", "AdminScreen"]
 
@@ -114,7 +114,7 @@ class AdminScreen(Guarded, Screen[None]):
                 yield Static("Loading…", id="stats-body")
             with TabPane("Settings", id="tab-settings"):
                 yield DataTable(id="settings-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         """Columns, first load, and the live stats timer."""

@@ -12,12 +12,13 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingsMap, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Label
+from textual.widgets import DataTable, Input, Label
 
 from ... import commands as slash
 from ..robust import Guarded
 from ..widgets.chat_list import ChatList
 from ..widgets.composer import COMPOSER_KEYS
+from ..widgets.footer import KeysFooter
 from ..widgets.message_view import MessageView
 from ..widgets.users_panel import UsersPanel
 
@@ -133,7 +134,7 @@ class HelpScreen(Guarded, ModalScreen[None]):
                         id="help-search")  # fmt: skip
             yield Label("", id="help-count")
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         """Fill the table, the search field focused."""

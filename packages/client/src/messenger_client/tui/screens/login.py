@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from messenger_protocol import limits
 
 from ..messages import LoginRequested
 from ..robust import Guarded
+from ..widgets.footer import KeysFooter
 
 __all__ = ["LoginScreen", "server_url"]
 
@@ -89,7 +90,7 @@ class LoginScreen(Guarded, Screen[None]):
                 yield Button("Log in", variant="primary", id="do-login")
                 yield Button("Register", id="do-register")
             yield Static(self._error, id="login-error")
-        yield Footer()
+        yield KeysFooter()
 
     def show_error(self, text: str) -> None:
         """Show why logging in failed, and let the user try again."""

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, Static, TextArea
+from textual.widgets import Input, Label, Static, TextArea
 
 from messenger_protocol import Chat, Message, format_count
 
@@ -32,6 +32,7 @@ from ..timeline import Timeline
 from ..widgets.annotate import ConfirmDelete, MessageMenu, ReactionPicker
 from ..widgets.chat_list import ChatList
 from ..widgets.composer import Completer, Composer, Intent
+from ..widgets.footer import KeysFooter
 from ..widgets.header import ConnectionBar
 from ..widgets.message_view import Act, MessageView
 from ..widgets.moderation import ModerationBar
@@ -179,7 +180,7 @@ class MainScreen(Guarded, Screen[None]):
                 yield self.composer
             yield self.people
             yield self.thread_panel
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         """Start in the composer, with the people panel hidden."""

@@ -13,13 +13,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from messenger_protocol import format_count, format_time
 
 from ... import commands as slash
 from ..robust import Guarded
 from ..timeline import author_style, render_markdown
+from ..widgets.footer import KeysFooter
 
 __all__ = ["OutputScreen", "render_outputs"]
 
@@ -77,7 +78,7 @@ class OutputScreen(Guarded, ModalScreen[None]):
         with VerticalScroll(id="output-panel") as panel:
             panel.border_title = self._title
             yield Static(render_outputs(self._outputs, self._tz), id="output-body")
-        yield Footer()
+        yield KeysFooter()
 
     def action_close(self) -> None:
         """Close."""
