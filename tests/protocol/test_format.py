@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from messenger_protocol import (
     format_count,
     format_duration,
+    format_latency,
     format_size,
     format_time,
     format_too_large,
@@ -74,6 +75,27 @@ def test_every_size_has_a_short_number_and_a_binary_unit(size: int) -> None:
 def test_durations_use_at_most_two_units_rounded_up(seconds: float, text: str) -> None:
     """Item 12: "try again in 40 s" for 39.2 s left (never too little), "4 h" for a ban."""
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0.0, "0 ms"),
+        (-1.0, "0 ms"),
+        (float("nan"), "0 ms"),
+        (0.26, "0.3 ms"),
+        (2.5, "2.5 ms"),
+        (9.94, "9.9 ms"),
+        (9.96, "10 ms"),
+        (15.0, "15 ms"),
+        (999.4, "999 ms"),
+        (999.6, "1.0 s"),
+        (1500.0, "1.5 s"),
+    ],
+)
+def test_short_waits_read_in_milliseconds(ms: float, text: str) -> None:
+    """The admin screen's loop lag: one decimal while it matters, never "10.0 ms"."""
+    assert format_latency(ms) == text
 
 
 def test_a_moment_is_date_and_minute_in_the_given_zone() -> None:

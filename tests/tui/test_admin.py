@@ -69,6 +69,9 @@ async def test_admin_screen_lists_users_and_acts_on_complaints(
             assert str(tabs.get_tab("tab-complaints").label) == "Complaints (2)"
             stats = screen.query_one("#stats-body", Static)
             await until(pilot, lambda: "users           4" in str(stats.render()), "stats")
+            # the server's loop lag of the last minute (its meter samples every 10 ms)
+            await until(pilot, lambda: "loop lag        p50 " in str(stats.render()), "loop lag")
+            assert "(last 1 min)" in str(stats.render())
             # dismiss the first complaint by mouse
             tabs.active = "tab-complaints"
             await click(pilot, "#complaint-dismiss")  # item 24: once laid out on the shown tab

@@ -7,6 +7,8 @@ Pure functions, no I/O. The TUI, the plain client and the server's human message
 * :func:`format_size` — binary units with one decimal: ``512 B``, ``4.2 KiB``, ``5.0 MiB``.
 * :func:`format_duration` — at most two units, rounded up to whole seconds:
   ``40 s``, ``4 min 5 s``, ``2 h 5 min``, ``3 d 4 h``.
+* :func:`format_latency` — a short wait in milliseconds, as a server's figures give it:
+  ``0.3 ms``, ``15 ms``, ``1.5 s``.
 * :func:`format_count` — a count with its noun: ``1 member``, ``3 members``.
 * :func:`format_time` — a moment in local (or a given) time: ``2026-12-02 14:05``; with
   ``now`` the date is left out on the same day (``14:05``), and ``relative=True`` adds
@@ -23,6 +25,7 @@ __all__ = [
     "TimeForm",
     "format_count",
     "format_duration",
+    "format_latency",
     "format_size",
     "format_time",
     "format_too_large",
@@ -89,6 +92,18 @@ def format_duration(seconds: float) -> str:
             break
     parts = [p for p in parts if not p.startswith("0 ")]
     return " ".join(parts) if parts else "0 s"
+
+
+def format_latency(ms: float) -> str:
+    """A short wait given in milliseconds: ``0 ms``, ``0.3 ms``, ``9.9 ms`` (one decimal
+    below 10 ms), ``15 ms``, ``999 ms``, then seconds with one decimal: ``1.5 s``."""
+    if not math.isfinite(ms) or ms <= 0:
+        return "0 ms"
+    if round(ms, 1) < 10:
+        return f"{ms:.1f} ms"
+    if round(ms) < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.1f} s"
 
 
 def format_time(

@@ -29,11 +29,13 @@ from messenger_protocol import (
     ApiError,
     Complaint,
     ComplaintList,
+    LoopLag,
     MessengerError,
     ServerStats,
     Settings,
     User,
     format_duration,
+    format_latency,
     format_size,
     format_time,
     limits,
@@ -216,7 +218,8 @@ class AdminScreen(Guarded, Screen[None]):
             f"users           {stats.users}  (online {stats.users_online})\n"
             f"messages        {stats.messages}  ({stats.messages_per_second:.2f}/s)\n"
             f"database        {format_size(stats.storage_bytes)}\n"
-            f"files           {format_size(stats.files_bytes)}"
+            f"files           {format_size(stats.files_bytes)}\n"
+            f"{_loop_lag_line(stats.loop_lag)}"
         )
         try:
             target = self.query_one("#stats-body", Static)
@@ -297,6 +300,17 @@ class AdminScreen(Guarded, Screen[None]):
             self._failed(exc)
             return
         self._load_all()
+
+
+def _loop_lag_line(lag: LoopLag) -> str:
+    """The server's event-loop lag of the last minute: how long a request waited for it."""
+    if not lag.recent_samples:  # a server without the meter, or just started
+        return "loop lag        -"
+    return (
+        f"loop lag        p50 {format_latency(lag.recent_p50_ms)}"
+        f"  p99 {format_latency(lag.recent_p99_ms)}"
+        f"  max {format_latency(lag.recent_max_ms)}  (last {format_duration(lag.recent_seconds)})"
+    )
 
 
 def _until(ts: float | None, tz: tzinfo | None) -> str:
