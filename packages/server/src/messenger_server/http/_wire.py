@@ -83,13 +83,20 @@ class RequestHead:
     """The client allows another request on this connection after this one."""
 
 
-_ACCEPTED_VERSIONS = frozenset({"1.0", "1.1"})
+_ACCEPTED_VERSIONS = {"1.0": b"1.0", "1.1": b"1.1"}
+"""llhttp's version string -> the ``http_version`` of a head, for the versions we serve."""
+_METHOD_NAMES = {m: m.decode("ascii") for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE",
+                                                 b"PATCH", b"OPTIONS")}  # fmt: skip
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host", b"expect"})
+"""Header names on_headers_complete looks at (lowercase)."""
 _ABSOLUTE_FORM = re.compile(rb"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
 _SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])[^=&;]*(?:token|password|secret)[^=&;]*=)[^&;#]*")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PLAIN_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
 """Methods llhttp parses like any other; every other token is fed to it as GET (llhttp
 only knows a fixed list, while an unknown method must reach the router for its 501)."""
+_PLAIN_STARTS = tuple(m + b" " for m in _PLAIN_METHODS)
+"""How a request with one of them begins (most requests: no method to look at)."""
 _LONGEST_METHOD = 32
 _BODILESS = frozenset({204, 304})
 _OWS = b" \t"
@@ -151,10 +158,11 @@ class ServerParser:
 
     __slots__ = (
         "_by_bytes", "_bypassed", "_client_keep_alive", "_content_length", "_count",
-        "_counted", "_current", "_eof", "_error", "_events", "_head", "_head_fed", "_headers",
-        "_headers_done", "_in_message", "_llhttp", "_max_head", "_method", "_no_body",
-        "_phase", "_reset", "_response_done", "_response_started", "_rest", "_scanned",
-        "_sent", "_their_done", "_to_send", "_url", "_waiting_100", "_we_close",
+        "_counted", "_current", "_eof", "_error", "_events", "_framing", "_head",
+        "_head_fed", "_headers", "_headers_done", "_in_message", "_llhttp", "_max_head",
+        "_method", "_no_body", "_phase", "_reset", "_response_done", "_response_started",
+        "_rest", "_scanned", "_sent", "_their_done", "_to_send", "_url", "_waiting_100",
+        "_we_close",
     )  # fmt: skip
 
     def __init__(self, max_head: int = limits.MAX_REQUEST_HEAD) -> None:
@@ -186,6 +194,7 @@ class ServerParser:
     def _start_message(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._framing: list[tuple[bytes, bytes]] = []  # the _FRAMING ones among them
         self._headers_done = False
         self._in_message = False
         self._method = ""
@@ -209,7 +218,11 @@ class ServerParser:
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._headers_done:
             return  # a trailer of a chunked body: dropped, like every framing detail
-        self._headers.append((name.lower(), value.rstrip(_OWS)))
+        name = name.lower()
+        value = value.rstrip(_OWS)
+        self._headers.append((name, value))
+        if name in _FRAMING:
+            self._framing.append((name, value))
         if self._counted and not self._by_bytes:
             self._count += len(name) + len(value) + 4
             if self._count > self._max_head:
@@ -222,10 +235,11 @@ class ServerParser:
         if size > self._max_head:
             raise self._too_large()
         version = parser.get_http_version()
-        if version not in _ACCEPTED_VERSIONS:
+        http_version = _ACCEPTED_VERSIONS.get(version)
+        if http_version is None:
             raise BadRequest(f"unsupported HTTP version {version!r}")
         target = self._url
-        if not target.startswith(b"/"):
+        if target[:1] != b"/":
             # absolute-form (RFC 9112 §3.2.2: a server MUST accept it): keep path and query
             scheme_host = _ABSOLUTE_FORM.match(target)
             if scheme_host is None:
@@ -233,22 +247,25 @@ class ServerParser:
             target = target[scheme_host.end() :]
             if not target.startswith(b"/"):
                 target = b"/" + target
-        method = self._method or parser.get_method().decode("ascii")
-        headers = self._headers
+        method = self._method
+        if not method:
+            raw_method = parser.get_method()
+            method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii")
         content_length: int | None = 0
         chunked = False
         expect_continue = False
         hosts = 0
-        for name, value in headers:
+        # only the framing headers (noted by on_header), not every header
+        for name, value in self._framing:
             if name == b"content-length":
                 content_length = int(value)  # llhttp has validated it
             elif name == b"transfer-encoding":
                 chunked = True
             elif name == b"host":
                 hosts += 1
-            elif name == b"expect":
+            else:  # expect
                 expect_continue = value.lower() == b"100-continue"
-        if hosts != 1 and (hosts or version == "1.1"):
+        if hosts != 1 and (hosts or http_version == b"1.1"):
             raise BadRequest("a request needs exactly one Host header")
         if chunked:
             if content_length:
@@ -264,14 +281,14 @@ class ServerParser:
             self._reset = True
         self._events.append(
             RequestHead(
-                method=method,  # case-sensitive (RFC 9110 §9.1): the router refuses "get"
-                target=target,
-                headers=headers,
-                http_version=version.encode(),
-                content_length=content_length,
-                expect_continue=expect_continue and version == "1.1",
-                head_size=size,
-                keep_alive=parser.should_keep_alive(),
+                method,  # case-sensitive (RFC 9110 §9.1): the router refuses "get"
+                target,
+                self._headers,
+                http_version,
+                content_length,
+                expect_continue and http_version == b"1.1",
+                size,
+                parser.should_keep_alive(),
             )
         )
 
@@ -349,7 +366,7 @@ class ServerParser:
             if upto > self._max_head:
                 raise self._too_large()
         fed = self._head_fed
-        if fed == 0:
+        if fed == 0 and not head.startswith(_PLAIN_STARTS):
             space = head.find(b" ", 0, _LONGEST_METHOD + 1)
             if space < 0 and end < 0 and len(head) <= _LONGEST_METHOD:
                 return  # the method is not complete yet
