@@ -450,10 +450,12 @@ def _setup(tx: Tx, log: Log) -> None:
     ret.gone_unread(alice, group, 0, 145.0)
     ret.gone_unread_in(alice, [(group, 0), (group + 999, 0)], 145.0)
     ret.gone_unread_in(alice, [(group, ids[3])], 145.0)
+    ret.gone_unread_in(alice, [(group, 0)], 10.0)  # posted after the cutoff, none late
     ret.next_due(100.0, 1000.0)
     ret.too_old(1000.0, 10)
     ret.due_deliveries(300.0, 10)
     ret.expire_delivery(ids[3], alice)
+    ret.gone_unread_in(alice, [(group, 0)], 10.0)  # her copy of m3 expired: gone
     ret.base_due(150.0, 10)
     ret.waiting_users(ids[4])
     ret.expire_base(ids[4])

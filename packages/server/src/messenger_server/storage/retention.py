@@ -73,6 +73,24 @@ def _gone_unread_sql(chats: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=_CHATS_PER_QUERY)
+def _maybe_gone_sql(chats: int) -> str:
+    """Whether :func:`_gone_unread_sql` can count anything: a late copy of the user's
+    after the read cursors, or an unread message (of the oldest ``UNREAD_COUNT_MAX``)
+    posted by the cutoff. Without either every unread message is still there for them,
+    and this reads the unread index once (the counting statement looked each row up)."""
+    old = " OR ".join(
+        "EXISTS (SELECT 1 FROM (SELECT m.created_at FROM messages m WHERE m.chat_id = ?"
+        " AND m.thread_root IS NULL AND m.id > ? AND m.author_id != ? ORDER BY m.id LIMIT ?)"
+        f" AS q{n} WHERE q{n}.created_at <= ?)"
+        for n in range(chats)
+    )
+    return (
+        "SELECT EXISTS (SELECT 1 FROM deliveries dx WHERE dx.user_id = ?"
+        f" AND dx.message_id > ? AND (dx.expired = 1 OR dx.delivered_at <= ?)) OR {old}"
+    )
+
+
 class RetentionQueries(Protocol):
     """What the retention service needs of the database."""
 
@@ -343,6 +361,11 @@ class SqlRetentionQueries:
             for chat_id, after in part:
                 params += (chat_id, after, user_id, UNREAD_COUNT_MAX)
             since = min(after for _, after in part)
+            maybe: list[float] = [user_id, since, cutoff]
+            for chat_id, after in part:
+                maybe += (chat_id, after, user_id, UNREAD_COUNT_MAX, cutoff)
+            if not self.conn.execute(_maybe_gone_sql(len(part)), maybe).fetchone()[0]:
+                continue  # nothing after the cursors is gone for the user (the usual case)
             params += (cutoff, user_id, since, cutoff, user_id, cutoff)  # WHEN and THEN
             params += (user_id, cutoff, user_id, user_id)  # ELSE
             rows = self.conn.execute(_gone_unread_sql(len(part)), params).fetchall()
