@@ -150,6 +150,8 @@ class HttpServer:
         self._per_ip: dict[str, int] = {}
         self._closing = False
         self._port = 0
+        self._trusted = self.limits.trusted_proxies or None
+        """The trusted proxies, None without any (asked at every request)."""
 
     async def start(self, host: str, port: int) -> None:
         """Bind and start accepting connections."""
@@ -613,7 +615,10 @@ class _Connection:
 
     def _move(self, to: str) -> None:
         """Change state as :data:`~messenger_server.states.CONNECTION` allows (else raise)."""
-        self.state = require(CONNECTION, self.state, to)
+        if to in CONNECTION[self.state]:
+            self.state = to  # the table's own check, without a call per request
+        else:
+            self.state = require(CONNECTION, self.state, to)
 
     def _authenticated(self) -> None:
         self.authenticated = True
@@ -877,8 +882,8 @@ class _Connection:
                 raise ApiError(ErrorCode.INVALID, "malformed query string") from None
         headers = Headers(head.headers)
         peer = self.peer
-        trusted = self._server.limits.trusted_proxies
-        if trusted:
+        trusted = self._server._trusted
+        if trusted is not None:
             chain = headers.get_all("x-forwarded-for")
             forwarded = trusted.client_ip(self.ip, ", ".join(chain) if chain else None)
             if forwarded is not None:
@@ -901,7 +906,8 @@ class _Connection:
         self._body_received = 0
         self._body_expected = head.content_length or 0
         self._body_deadline = self._loop.time()
-        self._stop_body_watch()
+        if self._body_watch is not None:
+            self._stop_body_watch()
         whole: bytes | None = None
         if head.content_length:
             self._body_lead = self._parser.take_body()
@@ -947,7 +953,10 @@ class _Connection:
                 _abandon(result)
             return False
         head_only = head.method == "HEAD"
-        close = self._must_close_after(head, request.body if request is not None else None)
+        close = self._server._closing or (
+            not self._body_done
+            and self._must_close_after(head, request.body if request is not None else None)
+        )
         if self.reserved and not self.authenticated:
             close = True  # a reserved slot is not kept for anyone without a token
         if type(result) is Response:
