@@ -10,14 +10,15 @@ without the network: the server URL points at a closed port). The app runs headl
 * start: what a user waits for from typing the command to the first painted frame of the
   chat, in a fresh process each time (median of 3 after one to compile): the imports and
   the app to that frame, wall clock and CPU time (the CPU time holds still on a busy
-  machine). ``start_to_paint`` ends when the first frame with the chat in it is rendered
-  for the terminal; ``start_to_frame`` when the app is idle after it (what the start set
-  going around that frame has run its first steps too: the network's start, a thread's
-  TLS context). It runs as a user's install does: with bytecode cached (this environment may
-  set PYTHONDONTWRITEBYTECODE, which makes every start compile every module, about half
-  of the import time) and without the distributions only a development environment has
-  (pytest, click, ...): an import of one fails as in a user's install, and the line
-  ``dev_only_imports`` counts the tries (0: a dev environment imports the same);
+  machine). ``start_to_paint`` ends when the first whole frame (the chat, the chat list
+  and the footer's keys in it) is rendered for the terminal; ``start_to_frame`` when the
+  app is idle after it (what the start set going around that frame has run its first
+  steps too: the network's start, a thread's TLS context). It runs as a user's install
+  does: with bytecode cached (this environment may set PYTHONDONTWRITEBYTECODE, which
+  makes every start compile every module, about half of the import time) and without the
+  distributions only a development environment has (pytest, click, ...): an import of
+  one fails as in a user's install, and the line ``dev_only_imports`` counts the tries
+  (0: a dev environment imports the same);
 * open: in this process (modules already imported), the app to the first painted frame,
   and switching to the chat from another chat;
 * page: one PageUp, as the widget's own work (``render_line`` of every visible line,
@@ -132,10 +133,14 @@ async def run():
     display, painted = app._display, []
 
     def timed_display(screen, update):
-        # The first frame with the chat in it goes out (headless: rendered, not written).
+        # The first whole frame goes out (headless: rendered, not written): the chat, the
+        # chat list and the footer's keys in it.
         display(screen, update)
         main = app.main
-        if not painted and update is not None and screen is main and main.view.layout_:
+        if (
+            not painted and update is not None and screen is main and main.view.layout_
+            and main.chat_list.option_count and main.query("FooterKey")
+        ):
             painted.append((time.perf_counter(), time.process_time()))
 
     app._display = timed_display

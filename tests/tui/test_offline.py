@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.screen import Screen
+
 from messenger_client.cache import Cache
 from messenger_client.tui.app import MessengerApp, TuiOptions, load_options
 from messenger_client.tui.timeline import utc
@@ -38,6 +40,29 @@ def offline_app(root: Path, messages: int = 5, **options: object) -> MessengerAp
 def live(app: MessengerApp, message: Message) -> None:
     """Feed a live event to the app, as the stream would."""
     app.session.apply(MessageCreated(message))
+
+
+async def test_the_first_frame_of_a_saved_session_shows_the_cached_chat_whole(
+    tmp_path: Path,
+) -> None:
+    """Started from a saved session, the main screen's first frame already shows the cached
+    messages, the chat list and the footer's keys (no empty frames before them)."""
+    app = offline_app(tmp_path)
+    display, frames = app._display, list[list[str]]()
+
+    def recording(screen: Screen[object], update: object) -> None:
+        display(screen, update)  # type: ignore[arg-type]
+        main = app.main
+        if update is not None and main is not None and screen is main and not frames:
+            frames.append([strip.text for strip in main._compositor.render_strips()])
+
+    app._display = recording  # type: ignore[method-assign,assignment]
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: frames, "the main screen's first frame")
+    first = "\n".join(frames[0])
+    assert "line 5" in first and "# general" in first
+    assert "team" in first and "bob" in first, "the chat list"
+    assert "f1 Help" in frames[0][-1], "the footer"
 
 
 async def test_keys_switch_chats_and_j_k_move_in_the_list(tmp_path: Path) -> None:

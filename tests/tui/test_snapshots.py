@@ -107,6 +107,8 @@ async def settle(pilot: Pilot[None]) -> None:
         lambda: isinstance(app.screen, LoginScreen) or (app.main and app.main.view.layout_),
         "the first screen",
     )
+    if app.main is not None:  # the network starts after the first frame
+        await until(pilot, lambda: any(w.group == "events" for w in app.workers), "going live")
     for group in ("events", "refresh", "latest", "outbox", "older"):
         app.workers.cancel_group(app, group)
     for widget in app.screen.query("Input, TextArea"):

@@ -42,14 +42,17 @@ class People:
             return store.users
         return {login: msgspec.structs.replace(u, online=False) for login, u in store.users.items()}
 
-    def refresh_chat_list(self) -> None:
-        """Redraw the chat list from the store (and let the runner know the chats)."""
+    def refresh_chat_list(self, *, at_once: bool = False) -> None:
+        """Redraw the chat list from the store (and let the runner know the chats);
+        ``at_once``: now, in the frame being made, not after the screen's queued messages."""
         store, main, runner = self.app.store, self.app.main, self.app.runner
         if store is None or main is None or not main.is_mounted:
             return
-        main.post_message(
-            ChatsChanged(store.sorted_chats(), self.presence(), store.encrypted_chats())
-        )
+        chats = ChatsChanged(store.sorted_chats(), self.presence(), store.encrypted_chats())
+        if at_once:
+            main.show_chats(chats)
+        else:
+            main.post_message(chats)
         if runner is not None:
             for chat in store.chats.values():
                 runner.remember(chat)

@@ -76,19 +76,24 @@ class ChatReader:
     def open_chat(self, chat_id: int, *, connect: bool = False) -> None:
         """Show a chat from what is known at once, then bring it up to date (``connect``:
         the session starts, and the page is the server's history on connect)."""
+        if self.show_known(chat_id):
+            self.load_latest(chat_id, connect)
+
+    def show_known(self, chat_id: int) -> bool:
+        """Show a chat from what is known (the store, the cache); False: no such chat."""
         store, main = self.app.store, self.app.main
         if store is None or main is None:
-            return
+            return False
         chat = store.chats.get(chat_id)
         if chat is None:
-            return
+            return False
         main.show_chat(chat, store.timeline(chat_id))
         self.open_unread(chat)
         if self.app.runner is not None:
             self.app.runner.current_chat_id = chat_id
         self.mark_shown()
         self.app.refresh_chat_list()
-        self.load_latest(chat_id, connect)
+        return True
 
     def load_latest(self, chat_id: int, connect: bool = False) -> None:
         """Bring a chat's newest page (a worker: the newest request wins)."""

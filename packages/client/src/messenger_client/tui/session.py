@@ -182,25 +182,38 @@ class LiveSession:
             app.switch_screen(main)
         else:
             app.push_screen(main)
-        app.call_after_refresh(self._session_ready, cache, last_event_id)
+        # Runs once the main screen is mounted, before its first layout: the first frame
+        # shows the cached chat (no frames of an empty screen before it).
+        main.call_later(self._show_cached, main, cache, last_event_id)
 
-    def _session_ready(self, cache: Cache | None, last_event_id: int | None) -> None:
-        app = self.app
-        main, store = app.main, app.store
-        assert main is not None and store is not None
+    def _show_cached(
+        self, main: MainScreen, cache: Cache | None, last_event_id: int | None
+    ) -> None:
+        app, store = self.app, self.app.store
+        if app.main is not main or store is None:
+            return  # the session ended before its screen came up
         main.bar.user = store.me
         main.bar.server = app.server.split("://", 1)[-1]
-        app.refresh_chat_list()
+        self.reader.show_known(GENERAL_CHAT_ID)
         self.people.refresh()
-        app.open_chat(GENERAL_CHAT_ID, connect=True)
+        self.people.refresh_chat_list(at_once=True)  # in the first frame
+        draft, self._draft = self._draft, None
+        if draft is not None and draft[0] == store.me:
+            main.give_back(draft[1])  # what was being typed when the last session ended
+        # The network after that first frame: its start (the HTTP client and its pool,
+        # the stream) would otherwise run before the frame is drawn.
+        app.call_after_refresh(self._go_live, main, cache, last_event_id)
+
+    def _go_live(self, main: MainScreen, cache: Cache | None, last_event_id: int | None) -> None:
+        app, store = self.app, self.app.store
+        if app.main is not main or store is None:
+            return
+        self.reader.load_latest(GENERAL_CHAT_ID, connect=True)
         resume = cache.last_event_id if cache is not None else None
         self._run_events(resume if resume is not None else last_event_id)
         if self.outbox is not None:
             self.outbox.put_all(store.outbox())
         self._run_outbox()
-        draft, self._draft = self._draft, None
-        if draft is not None and draft[0] == store.me:
-            main.give_back(draft[1])  # what was being typed when the last session ended
 
     # --- the live connection (the App's worker, not a screen's) -----------------------
 

@@ -61,6 +61,10 @@ def _goto(n: int) -> Binding:
 class MainScreen(Guarded, Screen[None]):
     """Where the user spends their time. The app feeds it; it posts what the user does."""
 
+    AUTO_FOCUS = "#composer"
+    """Focus starts in the composer (Textual's default is the first focusable widget, the
+    chat list: the footer's keys were those of the list for its first frames)."""
+
     # Priority: these must work while the composer (a TextArea, which has its own
     # Ctrl+K editing key) has focus, which is most of the time.
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -331,6 +335,10 @@ class MainScreen(Guarded, Screen[None]):
     @on(ChatsChanged)
     def _chats_changed(self, event: ChatsChanged) -> None:
         event.stop()
+        self.show_chats(event)
+
+    def show_chats(self, event: ChatsChanged) -> None:
+        """Redraw the chat list (and the open chat's title) from ``event``."""
         # query, not query_one: during shutdown the screen may already be empty.
         for chat_list in self.query(ChatList):
             chat_list.update_chats(event.chats, event.presence, self.current_chat, event.encrypted)

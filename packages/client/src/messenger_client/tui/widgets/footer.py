@@ -49,7 +49,10 @@ class KeysFooter(Guarded, Footer):
             return
         if self.is_attached and screen is self.screen:
             self._pending = True
-            self.call_after_refresh(self._recompose_if_changed)
+            if self._shown is None:  # the first keys: in the screen's first frame
+                self.call_later(self._recompose_if_changed)
+            else:
+                self.call_after_refresh(self._recompose_if_changed)
 
     async def _recompose_if_changed(self) -> None:
         self._pending = False
