@@ -13,7 +13,9 @@ Workloads (issue 11's per-request table), each on 8 keep-alive connections, clos
 - ``healthz``: ``GET /healthz``;
 - ``chats``: authenticated ``GET /api/v1/chats`` (8 users, one per connection);
 - ``send``: a general-chat ``POST /api/v1/chats/1/messages`` with no event stream open,
-  default durability and ``message_ttl`` (the rate limit is lifted).
+  default durability and ``message_ttl`` (the rate limit is lifted);
+- ``unread``: ``GET /api/v1/chats`` again after ``send``, so each user has the messages
+  the others sent unread (thousands: the unread counts look at up to 10,000 per chat).
 
 ``--store postgresql://…`` runs the server on PostgreSQL (a throwaway schema per run) and
 adds the CPU of the PostgreSQL backends serving the server's connections per request.
@@ -63,7 +65,7 @@ from _common import (
 )
 
 CONNECTIONS = 8
-WORKLOADS = ("healthz", "chats", "send")
+WORKLOADS = ("healthz", "chats", "send", "unread")
 SEND_BODY = json.dumps({"text": "bench message " + "x" * 86}).encode()
 
 
@@ -119,7 +121,7 @@ def request_bytes(workload: str, token: str) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n"
     if workload == "healthz":
         return b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
-    if workload == "chats":
+    if workload in ("chats", "unread"):
         return f"GET /api/v1/chats HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode()
     return (
         f"POST /api/v1/chats/1/messages HTTP/1.1\r\nHost: bench\r\n{auth}"
@@ -223,6 +225,7 @@ async def _run_once(
             "healthz": "/healthz",
             "chats": "/api/v1/chats",
             "send": "/api/v1/chats/1/messages",
+            "unread": "/api/v1/chats",
         }
         answers = {paths[w]: await answer_of(srv.port, per_workload[w][0]) for w in WORKLOADS}
         ref, ref_port = start_reference(answers, tmp)
