@@ -38,7 +38,6 @@ from urllib.parse import unquote
 
 import aiofiles
 import aiofiles.os
-import httpx
 import msgspec
 
 from messenger_protocol import (
@@ -117,7 +116,13 @@ from messenger_protocol import (
 from messenger_protocol import endpoints as ep
 
 if TYPE_CHECKING:
+    import httpx
+
     from .events import EventStream, StreamItem
+
+# httpx is imported where a request is made (``import httpx`` in the methods that use it):
+# its import, ~25 ms, and the TLS context it builds run after a UI's first frame, not
+# before it.
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -260,6 +265,8 @@ def prepare_tls() -> None:
 
     def build() -> None:
         try:
+            import httpx
+
             future.set_result(httpx.create_ssl_context())
         except BaseException as exc:  # handed to whoever needs the context
             future.set_exception(exc)
@@ -274,6 +281,14 @@ def tls_context() -> ssl.SSLContext:
     prepare_tls()
     assert _tls is not None
     return _tls.result()
+
+
+async def tls_ready() -> None:
+    """Wait, off the event loop, until the TLS context is built (started if need be)."""
+    prepare_tls()
+    assert _tls is not None
+    if not _tls.done():
+        await asyncio.wrap_future(_tls)
 
 
 class Client:
@@ -295,13 +310,13 @@ class Client:
         self.token = token
         self.device = device
         self.session: Session | None = None
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._timeout = timeout
         self._http_client: httpx.AsyncClient | None = None
-        """Made at the first request: a UI makes its client before its first frame."""
+        """Made at the first request: a UI makes its client before its first frame (the
+        TLS context too is built from the first request on, in a thread)."""
         self._files: httpx.AsyncClient | None = None
         self._watchers: list[Callable[[StreamItem], None]] = []
         self._live_streams = 0
-        prepare_tls()
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -314,10 +329,12 @@ class Client:
         self._http_client = http
 
     def _new_http(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
+        import httpx
+
         return httpx.AsyncClient(
             base_url=self.base_url,
             verify=tls_context(),
-            timeout=timeout or self._timeout,
+            timeout=timeout or httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
             headers={"User-Agent": "messenger-client/0.1"},
         )
 
@@ -363,11 +380,14 @@ class Client:
         query: object,
         params: dict[str, object],
     ) -> bytes:
+        import httpx
+
         headers = self._headers(endpoint)
         content: bytes | None = None
         if body is not None:
             content = encode(body)
             headers["Content-Type"] = "application/json"
+        await self.ready()
         try:
             response = await self._http.request(
                 endpoint.method,
@@ -404,11 +424,16 @@ class Client:
     ) -> None:
         await self.close()
 
+    async def ready(self) -> None:
+        """Before a request: the TLS context is built (the first waits for it off the loop)."""
+        if _tls is None or not _tls.done():
+            await tls_ready()
+
     def _files_http(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._files is None:
-            self._files = self._new_http(
-                timeout=httpx.Timeout(self._timeout.read or 30.0, connect=10.0)
-            )
+            self._files = self._new_http(timeout=httpx.Timeout(self._timeout, connect=10.0))
         return self._files
 
     # --- service ------------------------------------------------------------
@@ -784,7 +809,10 @@ class Client:
                     if progress is not None:
                         progress(sent, total)
 
+        import httpx
+
         query = UploadQuery(name=name if name is not None else file_path.name)
+        await self.ready()
         try:
             response = await self._files_http().request(
                 endpoint.method,
@@ -814,9 +842,12 @@ class Client:
         file is never overwritten: the download goes to ``name (1).ext`` (then ``(2)``…)
         instead. Returns the path it went to.
         """
+        import httpx
+
         endpoint = ep.DOWNLOAD
         target = Path(dest)
         url = endpoint.url(file_id=file_id)
+        await self.ready()
         http = self._files_http()
         into_dir = await aiofiles.os.path.isdir(target)
         # The name is only known from the answer when dest is a directory, so resume
@@ -962,6 +993,8 @@ class Client:
     def _stream_request(
         self, last_event_id: int | None, read_timeout: float
     ) -> AbstractAsyncContextManager[httpx.Response]:
+        import httpx
+
         endpoint = ep.EVENTS
         headers = self._headers(endpoint, {"Accept": "text/event-stream"})
         if last_event_id is not None:

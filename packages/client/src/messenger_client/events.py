@@ -26,7 +26,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
 import msgspec
 
 from messenger_protocol import (
@@ -130,6 +129,8 @@ class EventStream:
         return event
 
     async def _run(self) -> AsyncGenerator[StreamItem, None]:
+        import httpx  # at the first connect, not at the client's start (see api.py)
+
         attempt = 0
         client = self._client
         while True:
@@ -138,6 +139,7 @@ class EventStream:
             retry_after: float | None = None
             connected = False
             try:
+                await client.ready()
                 request = client._stream_request(self.last_event_id, self._read_timeout)
                 async with request as response:
                     if response.status_code >= 300:
