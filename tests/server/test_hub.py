@@ -203,6 +203,47 @@ async def test_close_all_flushes_every_stream_then_closes_it() -> None:
     assert hub.stream_count() == 0 and hub.online_user_ids() == set()
 
 
+async def test_frames_for_everyone_keep_their_place_around_other_steps_of_the_turn() -> None:
+    """A frame for every stream waits unqueued for the flush; a stream attached, held,
+    sent a frame of its own or closed after it in the same turn still gets exactly what
+    it would have (issue 11)."""
+    hub = LocalHub()
+    plain, targeted, closing, held_stream = FakeStream(), FakeStream(), FakeStream(), FakeStream()
+    hub.attach(1, "plain", plain)
+    hub.attach(2, "targeted", targeted)
+    hub.attach(3, "closing", closing)
+    held = hub.attach(4, "held", held_stream)
+
+    def ids(stream: FakeStream) -> list[int | None]:
+        return [frame_id(f) for f in stream.frames]
+
+    hub.publish(frame(1), None)
+    late = FakeStream()
+    hub.attach(5, "late", late)  # after frame 1: not for it
+    hub.publish(frame(2), None)
+    await next_turn()
+    assert ids(plain) == [1, 2] and ids(late) == [2]
+    hub.publish(frame(3), None)
+    hub.publish(frame(4), [2])
+    hub.publish(frame(5), None)
+    await next_turn()
+    assert ids(targeted) == [1, 2, 3, 4, 5] and ids(plain) == [1, 2, 3, 5]
+    hub.publish(frame(6), None)
+    hub.close_sessions(["closing"])
+    await next_turn()
+    assert ids(closing) == [1, 2, 3, 5, 6] and closing.closed
+    hub.publish(frame(7), None)
+    held.hold()  # frame 7 came before the hold: it goes out, 8 waits
+    hub.publish(frame(8), None)
+    await next_turn()
+    assert ids(plain) == [1, 2, 3, 5, 6, 7, 8] and ids(held_stream) == [1, 2, 3, 5, 6, 7]
+    held.release(after_seq=7)
+    hub.publish(frame(9), None)
+    await next_turn()
+    assert ids(held_stream) == ids(plain) == [1, 2, 3, 5, 6, 7, 8, 9]
+    assert ids(late) == [2, 3, 5, 6, 7, 8, 9]
+
+
 def test_frame_id() -> None:
     assert frame_id(frame(123)) == 123
     assert frame_id(frame(None)) is None

@@ -6,11 +6,14 @@ recipient's pending list and schedules one flush per event-loop turn, which
 hands each connection all its frames as one buffer (write coalescing, SPEC §7):
 the frames of a flush are joined once, and every stream that got all of them is
 written that same ``bytes`` (streams that got the same part, a chat's members,
-share one joined part too). The flush runs one turn after the publish, so the
-answers to the sends that made the frames go out first and their next sends can
-join the next flush. Under load flushes are at least ``flush_interval`` apart
-(1 ms in the server), so each write syscall carries more frames; at a low rate a
-frame still goes out within two turns.
+share one joined part too). A frame for every stream (the general chat, a
+heartbeat) queues nothing per stream while all the flush's frames are for every
+stream: the flush writes their one joined buffer to each; the first targeted
+frame, attach, hold or close before the flush queues them per stream as above.
+The flush runs one turn after the publish, so the answers to the sends that made
+the frames go out first and their next sends can join the next flush. Under load
+flushes are at least ``flush_interval`` apart (1 ms in the server), so each write
+syscall carries more frames; at a low rate a frame still goes out within two turns.
 A stream whose unsent bytes pass the limit is cut; the client reconnects with
 ``Last-Event-ID`` and catches up from the event log.
 
@@ -108,12 +111,15 @@ class LocalSubscription:
     def hold(self) -> None:
         """Buffer live frames instead of writing them (while the app replays the backlog)."""
         if self._held is None:
+            self._hub._spread()  # what came before the hold goes out, not held
             self._held = []
             self._held_bytes = 0
+            self._hub._holding.add(self)
 
     def release(self, after_seq: int) -> None:
         """Queue the held frames newer than ``after_seq`` (and those without an id); go live."""
         held, self._held = self._held, None
+        self._hub._holding.discard(self)
         if not held or not self.attached:
             return
         for frame in held:
@@ -190,6 +196,11 @@ class LocalHub:
         """Every frame fanned out since the last flush, in order."""
         self._queued_apart = False
         """A frame was queued to one stream outside a fan-out since the last flush."""
+        self._to_all: list[bytes] = []
+        """Frames for every attached stream, queued to none yet: each was fanned out to
+        every stream while no stream had a frame of its own or was held (see
+        :meth:`_spread`)."""
+        self._holding: set[LocalSubscription] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._overflowed: list[LocalSubscription] = []
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -199,6 +210,7 @@ class LocalHub:
 
     def attach(self, user_id: int, session_id: str, stream: HubStream) -> LocalSubscription:
         """Register a live stream of ``user_id``."""
+        self._spread()  # the frames so far are not for it
         sub = LocalSubscription(self, user_id, session_id, stream)
         self._all[sub] = None
         subs = self._by_user.get(user_id)
@@ -229,17 +241,44 @@ class LocalHub:
             interval, self._beat, interval, frame
         )
         if self._all:
-            self._fan_out(frame, self._all)
+            self._to_everyone(frame)
 
     def publish(self, frame: bytes, user_ids: Iterable[int] | None) -> None:
         """Queue ``frame`` for the streams of ``user_ids`` (None: all); flushed this turn."""
         self.frames_published += 1
         if user_ids is None:
-            targets: Collection[LocalSubscription] = self._all
-        else:
-            by_user = self._by_user
-            targets = [sub for uid in set(user_ids) if uid in by_user for sub in by_user[uid]]
+            if self._all:
+                self._to_everyone(frame)
+            return
+        self._spread()
+        by_user = self._by_user
+        targets = [sub for uid in set(user_ids) if uid in by_user for sub in by_user[uid]]
         self._fan_out(frame, targets)
+
+    def _to_everyone(self, frame: bytes) -> None:
+        # no per-stream step while every stream gets every frame of this flush
+        if self._to_all or not (self._dirty or self._holding):
+            if not self._to_all:
+                self._frames = []  # no stream has a frame queued: none of these counts
+                self._queued_apart = False
+            self._to_all.append(frame)
+            if self._flush_handle is None:
+                self._schedule_flush()
+            return
+        self._fan_out(frame, self._all)
+
+    def _spread(self) -> None:
+        """Queue the frames held back for every stream to each, as a fan-out would have
+        (before anything that gives some streams other frames than the rest)."""
+        to_all = self._to_all
+        if not to_all:
+            return
+        self._to_all = []
+        self._frames.extend(to_all)
+        dirty = self._dirty
+        for sub in self._all:  # none has a frame queued (else they would not be held back)
+            sub._pending = list(to_all)
+            dirty.append(sub)
 
     def _fan_out(self, frame: bytes, targets: Collection[LocalSubscription]) -> None:
         # the per-recipient step, inlined: it runs once per delivery (SPEC §7 fan-out)
@@ -300,12 +339,16 @@ class LocalHub:
         if sub._held_bytes > self.max_queue_bytes:
             # cut after the publish loop: it may be iterating the set we would change
             sub._held = None
+            self._holding.discard(sub)
             self._overflowed.append(sub)
 
     def _flush(self) -> None:
         self._flush_handle = None
         if self.flush_interval:
             self._last_flush = asyncio.get_running_loop().time()
+        if self._to_all:
+            self._flush_to_all()
+            return
         dirty, self._dirty = self._dirty, []
         every, self._frames = self._frames, []
         # a stream with as many frames as were fanned out got each of them (a fan-out
@@ -341,6 +384,21 @@ class LocalHub:
                 self._cut(sub, "is not reading its events")
         self.deliveries += delivered
 
+    def _flush_to_all(self) -> None:
+        frames, self._to_all = self._to_all, []
+        data = b"".join(frames)
+        limit = self.max_queue_bytes
+        full: list[LocalSubscription] = []
+        subs = tuple(self._all)
+        for sub in subs:
+            stream = sub.stream
+            stream.writelines((data,))  # a closing stream drops them
+            if stream.buffer_size() > limit:
+                full.append(sub)
+        self.deliveries += len(frames) * len(subs)
+        for sub in full:
+            self._cut(sub, "is not reading its events")
+
     def _cut(self, sub: LocalSubscription, why: str) -> None:
         log.info("cutting event stream of user %d at %s: %s", sub.user_id, sub.stream.peer, why)
         self.cut_streams += 1
@@ -358,6 +416,7 @@ class LocalHub:
         self._close(list(self._all))
 
     def _close(self, subs: list[LocalSubscription]) -> None:
+        self._spread()
         for sub in subs:
             frames, sub._pending = sub._pending, []
             if frames and not sub.stream.is_closing():
@@ -377,6 +436,7 @@ class LocalHub:
         self._all.pop(sub, None)
         sub._pending = []
         sub._held = None
+        self._holding.discard(sub)
         subs = self._by_user.get(sub.user_id)
         if subs is None:
             return
