@@ -97,16 +97,29 @@ def _placeholders(sql: str) -> str:
 
 
 class PgConnection:
-    """A psycopg connection that speaks the ``?`` placeholders of :class:`~.sql.Connection`."""
+    """A psycopg connection that speaks the ``?`` placeholders of :class:`~.sql.Connection`.
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+    psycopg prepares a statement after its 5th run, and PostgreSQL then plans it once
+    for all parameters when that plan is no dearer; with ``prepare=False`` every run is
+    planned with its own parameters instead (see :meth:`unprepared`)."""
+
+    def __init__(self, raw: psycopg.Connection[Any], *, prepare: bool | None = None) -> None:
         self.raw = raw
+        self.prepare = prepare
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         """Run one statement."""
         if not parameters:
-            return self.raw.execute(sql.encode())
-        return self.raw.execute(_placeholders(sql).encode(), tuple(parameters))
+            return self.raw.execute(sql.encode(), prepare=self.prepare)
+        return self.raw.execute(
+            _placeholders(sql).encode(), tuple(parameters), prepare=self.prepare
+        )
+
+    def unprepared(self) -> PgConnection:
+        """The same connection, each statement planned with its parameters at every run: for
+        a search, whose plan depends on how selective its tsquery is (a plan made for all
+        parameters cannot see that). Planning costs a statement as long as running it."""
+        return PgConnection(self.raw, prepare=False)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor:
         """Run one statement per parameter tuple."""
@@ -363,9 +376,10 @@ class PostgresStore:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             conn = self._connect()
-            # psycopg prepares a statement after 5 runs; a generic plan cannot see how
-            # selective a search's tsquery is: reads are planned with their parameters
-            conn.execute(b"SET plan_cache_mode = force_custom_plan")
+            # not plan_cache_mode = force_custom_plan for every read: planning the chat
+            # list's statement at each GET /chats cost the server 500-700 us of PostgreSQL
+            # CPU (issue 11). Searches are planned with their parameters on their own
+            # (PgConnection.unprepared)
             self._local.conn = conn
             with self._read_lock:
                 self._read_conns.append(conn)

@@ -26,7 +26,7 @@ from messenger_protocol import Message, ParsedSearch, fts5_match
 
 from .base import Tx
 from .rows import MESSAGE_COLUMNS, MESSAGE_FROM, message_row
-from .sql import Connection, connection
+from .sql import Connection, connection, unprepared
 
 __all__ = [
     "SearchFilter",
@@ -145,10 +145,11 @@ class PgSearchQueries(SqlSearchQueries):
 
 def search_queries(tx: Tx) -> SearchQueries:
     """The search queries of a unit of work, in its database's dialect."""
-    conn = connection(tx)
     if tx.dialect == "postgresql":
-        return PgSearchQueries(conn)
-    return SqlSearchQueries(conn, tx)
+        # planned at every run with its words: a plan for all of them cannot see how
+        # selective a tsquery is
+        return PgSearchQueries(unprepared(tx))
+    return SqlSearchQueries(connection(tx), tx)
 
 
 def index_new_messages(conn: Connection) -> None:

@@ -8,12 +8,12 @@ which :class:`sqlite3.Connection` already provides and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from .base import Tx
 
-__all__ = ["UNREAD_COUNT_MAX", "Connection", "Cursor", "connection", "marks"]
+__all__ = ["UNREAD_COUNT_MAX", "Connection", "Cursor", "connection", "marks", "unprepared"]
 
 UNREAD_COUNT_MAX = 10_000
 """Unread counts stop here ("10000+"): counting a million unread rows would stall the loop."""
@@ -58,6 +58,15 @@ def connection(tx: Tx) -> Connection:
     if conn is None:
         raise TypeError(f"{type(tx).__name__} has no SQL connection")
     return conn
+
+
+def unprepared(tx: Tx) -> Connection:
+    """:func:`connection`, each statement planned with its parameters at every run: for a
+    search, whose plan depends on how selective its words are. PostgreSQL's connection
+    says so (``PgConnection.unprepared``); SQLite plans every statement that way."""
+    conn = connection(tx)
+    make: Callable[[], Connection] | None = getattr(conn, "unprepared", None)
+    return conn if make is None else make()
 
 
 def marks(count: int) -> str:
