@@ -85,12 +85,12 @@ class ChatService:
         def unit(tx: Tx) -> ChatList:
             views = tx.chat_views_of(actor.user_id)
             views.sort(key=lambda c: (c.id != GENERAL_CHAT_ID, -(c.last_message_at or 0), c.id))
+            if self.visibility is not None:
+                # in the same read: on PostgreSQL each read is a trip to a reader thread
+                views = self.visibility.unread_alive_in(tx, actor.user_id, views)
             return ChatList(chats=views)
 
-        found = await self.store.read(unit)
-        if self.visibility is None:
-            return found
-        return ChatList(chats=await self.visibility.unread_alive_all(actor.user_id, found.chats))
+        return await self.store.read(unit)
 
     async def chat(self, actor: Actor, chat_id: int) -> Chat:
         """One chat of the user."""

@@ -372,17 +372,16 @@ class Visibility:
             return chat
         return msgspec.structs.replace(chat, unread=max(0, chat.unread - gone))
 
-    async def unread_alive_all(self, user_id: int, chats: list[Chat]) -> list[Chat]:
-        """:meth:`unread_alive` of a list of chats, with one query for all of them."""
+    def unread_alive_in(self, tx: Tx, user_id: int, chats: list[Chat]) -> list[Chat]:
+        """Inside a read unit (the chat list's own, so /chats is one read): the chats with
+        their unread counts less what disappeared for the user, one query for all."""
         if not self.enabled:
             return chats
         wanted = [(c.id, c.last_read) for c in chats if c.unread]
         if not wanted:
             return chats
         cutoff = self.clock.now() - self.ttl
-        gone = await self.store.read(
-            lambda tx: retention_queries(tx).gone_unread_in(user_id, wanted, cutoff)
-        )
+        gone = retention_queries(tx).gone_unread_in(user_id, wanted, cutoff)
         if not gone:
             return chats
         return [
