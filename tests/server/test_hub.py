@@ -13,7 +13,7 @@ from messenger_server.http import (
     ResponseStream,
     StreamResponse,
 )
-from messenger_server.hub import LocalHub, frame_id
+from messenger_server.hub import MAX_BUSY_GAP, LocalHub, frame_id
 
 
 class FakeStream:
@@ -345,3 +345,63 @@ async def test_busy_flushes_are_spaced_and_carry_more_frames() -> None:
     async with asyncio.timeout(5):
         await flushed.wait()
     assert stream.calls[1:] == [[frame(2) + frame(3) + frame(4)]]
+
+
+async def test_a_busy_hub_lets_frames_gather_as_long_as_its_last_flush_took() -> None:
+    """Issue 11: a flush to many streams costs a write syscall each; when frames come as
+    fast as the hub writes them, the next flush waits as long as the last one took (more
+    frames per write), never past MAX_BUSY_GAP; a frame after a quiet spell does not wait."""
+    now = [0.0]
+    hub = LocalHub(flush_interval=0.001, clock=lambda: now[0], cpu_clock=lambda: now[0])
+    took = [MAX_BUSY_GAP * 0.8]
+
+    class SlowStream(FakeStream):
+        def writelines(self, chunks: Iterable[bytes]) -> None:
+            super().writelines(chunks)
+            now[0] += took[0]  # the write syscall's time, on the hub's clocks
+
+    stream = SlowStream()
+    hub.attach(1, "s1", stream)
+    flushed = asyncio.Event()
+    original = hub._flush
+
+    def flush_and_signal() -> None:
+        original()
+        flushed.set()
+
+    hub._flush = flush_and_signal  # type: ignore[method-assign]
+
+    async def published_and_flushed(seq: int) -> bool:
+        """Publish frame ``seq``: was it written within two turns?"""
+        before = len(stream.calls)
+        hub.publish(frame(seq), None)
+        await next_turn()
+        return len(stream.calls) > before
+
+    assert await published_and_flushed(1)  # quiet before: at once
+    assert await published_and_flushed(2)  # right behind it: at once, but now busy
+    now[0] += MAX_BUSY_GAP * 0.4  # within as long again as that flush took
+    flushed.clear()
+    assert not await published_and_flushed(3)
+    hub.publish(frame(4), None)
+    now[0] += MAX_BUSY_GAP * 0.5  # it runs past the gap: late, but it had to wait
+    async with asyncio.timeout(5):
+        await flushed.wait()
+    assert stream.calls[2:] == [[frame(3) + frame(4)]]
+    flushed.clear()
+    assert not await published_and_flushed(40)  # still busy: the flush before waited
+    async with asyncio.timeout(5):
+        await flushed.wait()
+    now[0] += 1.0  # quiet: a frame goes at once, and so does one coming later than that took
+    assert await published_and_flushed(5)
+    now[0] += took[0] * 1.5
+    assert await published_and_flushed(6)
+    # a flush that took an hour holds the next frames back no longer than the bound
+    took[0] = 3600.0
+    assert await published_and_flushed(7)  # right behind 6: busy
+    now[0] += MAX_BUSY_GAP * 0.2
+    flushed.clear()
+    assert not await published_and_flushed(8)
+    async with asyncio.timeout(MAX_BUSY_GAP * 100):
+        await flushed.wait()
+    assert stream.calls[-1] == [frame(8)]
