@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,3 +294,34 @@ def test_taken_names_get_a_number_like_browsers_do(name: str, second: str, third
     path = Path("/d") / name
     assert numbered_name(path, 0) == path
     assert (numbered_name(path, 1).name, numbered_name(path, 2).name) == (second, third)
+
+
+async def test_a_request_cancelled_while_the_tls_context_builds_leaves_it_to_later_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process's one TLS context is built in a thread from the first request on; a
+    request cancelled while it waits (a worker stopped, a screen closed) must not cancel
+    that build: every later client of the process needs it."""
+    import threading
+
+    import httpx
+
+    from messenger_client import api
+
+    release = threading.Event()
+    real = httpx.create_ssl_context
+
+    def slow_context() -> ssl.SSLContext:
+        release.wait(30)
+        return real()
+
+    monkeypatch.setattr(api, "_tls", None)  # a fresh process's state
+    monkeypatch.setattr(httpx, "create_ssl_context", slow_context)
+    waiting = asyncio.create_task(api.tls_ready())
+    await asyncio.sleep(0)  # it waits for the thread
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    await api.tls_ready()  # the next request gets the context
+    assert isinstance(api.tls_context(), ssl.SSLContext)

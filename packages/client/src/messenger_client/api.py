@@ -254,13 +254,16 @@ _tls: concurrent.futures.Future[ssl.SSLContext] | None = None
 def prepare_tls() -> None:
     """Start building the process's TLS context in a thread, once (see :func:`tls_context`).
 
-    OpenSSL reads the CA bundle without holding the GIL, so a client made on the way to a
-    UI's first frame does not wait for it: the first request finds it built."""
+    OpenSSL reads the CA bundle without holding the GIL, so the event loop goes on while
+    it is built (a client's first request awaits it: :func:`tls_ready`)."""
     global _tls
     with _tls_lock:
         if _tls is not None:
             return
         future: concurrent.futures.Future[ssl.SSLContext] = concurrent.futures.Future()
+        # Running: a request cancelled while it waits (its asyncio wrapper cancels this
+        # future) cannot cancel the process's one context for every later client.
+        future.set_running_or_notify_cancel()
         _tls = future
 
     def build() -> None:
