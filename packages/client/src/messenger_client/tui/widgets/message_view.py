@@ -26,6 +26,7 @@ from textual.message import Message as TextualMessage
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.style import Style as VisualStyle
 
 from messenger_protocol import Message
 
@@ -217,7 +218,7 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         self._total = 0
         self._strips: LRUCache[_StripKey, list[Strip]] = LRUCache(1024)
         self._positions: dict[int, tuple[bool, int, int | None]] = {}
-        self._style_cache: tuple[Style, Style] | None = None
+        self._style_cache: tuple[Style, Style, Style] | None = None
         self.disappears_at: Callable[[Message], float | None] | None = None
         self.can_act: Callable[[Message, Act], bool] = lambda message, act: True
         """Whether a key's act applies to a message (the screen knows whose it is)."""
@@ -490,9 +491,12 @@ class MessageView(Guarded, ScrollView, can_focus=True):
     def _base_style(self) -> Style:
         # rich_style walks every ancestor's styles; once per style change is enough.
         if self._style_cache is None:
+            base_background, background = self.background_colors
             self._style_cache = (
                 self.rich_style,
                 self.get_component_rich_style("message-view--selected", partial=True),
+                # what Textual pads a line to the content width with (the widget's background)
+                VisualStyle(background=base_background + background).rich_style,
             )
         return self._style_cache[0]
 
@@ -550,11 +554,21 @@ class MessageView(Guarded, ScrollView, can_focus=True):
         if fade:
             style = style + Style(dim=True)
         console = self.app.console
+        width = layout.width
+        # Lines as wide as the content region, so Textual takes them as they are (one
+        # Strip per line: each of Textual's Strips makes seven caches).
+        full = max(self.content_region.width, width)
+        assert self._style_cache is not None
+        pad = [Segment(" " * (full - width), self._style_cache[2])] if full > width else []
         strips = []
         for text in layout.lines(index):
             segments = list(text.render(console))
-            strip = Strip(segments, text.cell_len).crop_extend(0, layout.width, None)
-            strips.append(strip.apply_style(style))
+            length = text.cell_len
+            if length > width:
+                segments = Segment.adjust_line_length(segments, width)
+            elif length < width:
+                segments.append(Segment(" " * (width - length)))
+            strips.append(Strip([*Segment.apply_style(segments, style), *pad], full))
         if not strips:  # pragma: no cover - every message has at least its body line
             strips = [Strip([Segment(" " * layout.width, style)], layout.width)]
         self._strips[cache_key] = strips
