@@ -41,7 +41,7 @@ from ..storage.keys import key_queries
 from ..storage.notify import notify_queries
 from .actor import Actor, forbidden, require_member, require_visible
 from .events import EventService
-from .retention import Visibility
+from .retention import Seen, Visibility
 
 __all__ = [
     "Attachments",
@@ -329,16 +329,21 @@ class MessageService:
         a limit the configured history on connect."""
         limit = self.history_on_connect if query.limit is None else query.limit
 
-        def unit(tx: Tx) -> MessagePage:
+        visibility = self.visibility
+
+        def unit(tx: Tx) -> tuple[list[Message], bool, Seen | None]:
             require_member(tx, chat_id, actor.user_id)
             messages, more = tx.history(chat_id, query.before, query.after, limit)
-            return MessagePage(messages=self.decorate(tx, messages), has_more=more)
+            messages = self.decorate(tx, messages)
+            if visibility is None:
+                return messages, more, None
+            # in the same read: one snapshot, one trip to a PostgreSQL reader thread
+            return messages, more, visibility.visible_in(tx, actor.user_id, messages)
 
-        page = await self.store.read(unit)
-        if self.visibility is None:
-            return page
-        alive = await self.visibility.visible(actor.user_id, page.messages)
-        return MessagePage(messages=alive, has_more=page.has_more)
+        messages, more, seen = await self.store.read(unit)
+        if visibility is not None and seen is not None:
+            messages = await visibility.settle(actor.user_id, seen)
+        return MessagePage(messages=messages, has_more=more)
 
     async def message(self, actor: Actor, message_id: int) -> Message:
         """One message or comment of a chat the user belongs to."""

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import msgspec
 
@@ -53,12 +54,21 @@ from ..storage.retention import RetentionQueries, retention_queries
 from .actor import forbidden
 from .events import EventService
 
-__all__ = ["BATCH", "RetentionService", "Visibility"]
+__all__ = ["BATCH", "RetentionService", "Seen", "Visibility"]
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 """Rows handled per pass of each kind (the loop goes again at once when it hit this)."""
+
+
+class Seen(NamedTuple):
+    """What :meth:`Visibility.visible_in` found: the messages the user may see, those of
+    them delivered to the user only now, and when that was."""
+
+    messages: list[Message]
+    fresh: list[int]
+    now: float
 
 
 class Visibility:
@@ -302,17 +312,26 @@ class Visibility:
         they had not got yet count as delivered now."""
         if not self.enabled or not messages:
             return messages
+        seen = await self.store.read(lambda tx: self.visible_in(tx, user_id, messages))
+        return await self.settle(user_id, seen)
+
+    def visible_in(self, tx: Tx, user_id: int, messages: list[Message]) -> Seen:
+        """:meth:`visible` inside a read unit (the one that read the messages: one
+        snapshot, and on PostgreSQL one trip to a reader thread); :meth:`settle` after it
+        records what was delivered just now."""
         now = self.clock.now()
+        if not self.enabled or not messages:
+            return Seen(messages, [], now)
+        queries = retention_queries(tx)
+        alive, fresh = self._split(queries, user_id, messages, now)
+        return Seen(self._quotes_alive(tx, queries, user_id, alive, now), fresh, now)
 
-        def unit(tx: Tx) -> tuple[list[Message], list[int]]:
-            queries = retention_queries(tx)
-            alive, fresh = self._split(queries, user_id, messages, now)
-            return self._quotes_alive(tx, queries, user_id, alive, now), fresh
-
-        alive, fresh = await self.store.read(unit)
-        if fresh:
-            await self._delivered(user_id, fresh, now)
-        return alive
+    async def settle(self, user_id: int, seen: Seen) -> list[Message]:
+        """After :meth:`visible_in`'s unit: the messages the user got only now count as
+        delivered (their own countdown starts); the messages they may see."""
+        if seen.fresh:
+            await self._delivered(user_id, seen.fresh, seen.now)
+        return seen.messages
 
     def _quotes_alive(
         self, tx: Tx, queries: RetentionQueries, user_id: int, messages: list[Message], now: float
