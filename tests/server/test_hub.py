@@ -56,6 +56,19 @@ def frame(seq: int | None, text: str = "x") -> bytes:
     return sse_frame(b'{"t":"%s"}' % text.encode(), "message_created", seq)
 
 
+def flushes_of(hub: LocalHub) -> asyncio.Event:
+    """An event the hub sets after each of its flushes (clear it to wait for the next)."""
+    flushed = asyncio.Event()
+    original = hub._flush
+
+    def flush_and_signal() -> None:
+        original()
+        flushed.set()
+
+    hub._flush = flush_and_signal  # type: ignore[method-assign]
+    return flushed
+
+
 async def next_turn() -> None:
     """Let the hub's flush run (it comes the turn after the one a publish schedules)."""
     for _ in range(2):
@@ -302,15 +315,8 @@ async def test_one_heartbeat_timer_reaches_every_stream() -> None:
         hub.attach(i, f"s{i}", stream)
     held = FakeStream()
     hub.attach(9, "held", held).hold()  # catching up: the heartbeat waits with the rest
-    beat = asyncio.Event()
     hub.start_heartbeats(0.01, b": hb\n\n")
-    original = hub._flush
-
-    def flush_and_signal() -> None:
-        original()
-        beat.set()
-
-    hub._flush = flush_and_signal  # type: ignore[method-assign]
+    beat = flushes_of(hub)
     async with asyncio.timeout(5):
         await beat.wait()
     hub.stop_heartbeats()
@@ -325,14 +331,7 @@ async def test_busy_flushes_are_spaced_and_carry_more_frames() -> None:
     hub = LocalHub(flush_interval=1.0)
     stream = FakeStream()
     hub.attach(1, "s1", stream)
-    flushed = asyncio.Event()
-    original = hub._flush
-
-    def flush_and_signal() -> None:
-        original()
-        flushed.set()
-
-    hub._flush = flush_and_signal  # type: ignore[method-assign]
+    flushed = flushes_of(hub)
     hub.publish(frame(1), None)
     await next_turn()
     assert stream.calls == [[frame(1)]]  # quiet before: at once
@@ -362,14 +361,7 @@ async def test_a_busy_hub_lets_frames_gather_as_long_as_its_last_flush_took() ->
 
     stream = SlowStream()
     hub.attach(1, "s1", stream)
-    flushed = asyncio.Event()
-    original = hub._flush
-
-    def flush_and_signal() -> None:
-        original()
-        flushed.set()
-
-    hub._flush = flush_and_signal  # type: ignore[method-assign]
+    flushed = flushes_of(hub)
 
     async def published_and_flushed(seq: int) -> bool:
         """Publish frame ``seq``: was it written within two turns?"""
